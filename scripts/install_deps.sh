@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs ftccl's build and test dependencies from Debian packages (run as root).
+# Skips apt entirely when everything is already there.
+set -euo pipefail
+packages=(build-essential cmake ninja-build pkg-config libucx-dev ucx-utils libopenmpi-dev
+          openmpi-bin libhwloc-dev libgtest-dev libgmock-dev libspdlog-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install_deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "install_deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

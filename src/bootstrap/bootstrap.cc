@@ -1,0 +1,897 @@
+// Bootstrap: the root service (one poll-driven thread per rendezvous) and the client
+// side of the rendezvous. See bootstrap.h for the protocol and wire.h for the format.
+//
+// Deadlines. A client sends, with its hello, its whole timeout and what is left of it.
+// The root gives up at the earliest of (first hello + its own timeout) and, for every
+// joined rank, (arrival + that rank's remaining time): once any rank would give up the
+// rendezvous cannot complete, so the root tells every joined rank which ranks are
+// missing. A client waits for the root's reply a short grace past its own deadline, so
+// that it normally receives that message instead of timing out blind.
+#include "bootstrap/bootstrap.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <thread>
+
+#include "bootstrap/socket.h"
+#include "bootstrap/wire.h"
+#include "util/env.h"
+#include "util/log.h"
+
+namespace ftccl {
+namespace bootstrap {
+namespace {
+
+constexpr int kDefaultTimeoutMs = 120000;
+constexpr int kMaxHelloWaitMs = 30000;      // a connection must deliver its hello by then
+constexpr int kErrorReplyWriteMs = 5000;    // time to flush an error reply
+constexpr size_t kMaxPendingConnections = 1024;  // connections that have not said hello
+constexpr size_t kReadChunk = 64 * 1024;
+
+Status randomBytes(void* buf, size_t size) {
+  auto* p = static_cast<uint8_t*>(buf);
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = getrandom(p + done, size - done, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return systemError("getrandom: " + errnoString(errno));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
+
+bool secretsEqual(const uint8_t* a, const uint8_t* b) {
+  uint8_t diff = 0;  // constant time
+  for (int i = 0; i < 16; ++i) diff = static_cast<uint8_t>(diff | (a[i] ^ b[i]));
+  return diff == 0;
+}
+
+// ---------------------------------------------------------------------------------
+// Root service
+// ---------------------------------------------------------------------------------
+
+using Bytes = std::vector<uint8_t>;
+
+struct Conn {
+  enum class State { ReadHeader, ReadBody, Joined, Writing };
+  Fd fd;
+  std::string peer;
+  State state = State::ReadHeader;
+  uint8_t header[kFrameHeaderBytes] = {0};
+  size_t headerGot = 0;
+  FrameHeader frame;
+  Bytes body;
+  Deadline helloDeadline;
+  // Joined
+  int rank = -1;
+  Deadline joinDeadline;
+  uint32_t joinTimeoutMs = 0;
+  Bytes blob;
+  // Writing
+  std::shared_ptr<const Bytes> out;
+  size_t outOffset = 0;
+  Deadline writeDeadline;
+  bool closed = false;
+};
+
+class RootService {
+ public:
+  RootService(Fd listenFd, const SockAddr& addr, const UniqueIdContents& contents,
+              int timeoutMs, std::string origin)
+      : listen_(std::move(listenFd)), addr_(addr), name_(addr.toString()),
+        origin_(std::move(origin)), nonce_(contents.nonce), timeoutMs_(timeoutMs),
+        creatorPid_(getpid()) {
+    std::memcpy(secret_, contents.secret, 16);
+  }
+  ~RootService() {
+    if (thread_.joinable()) {  // only reached after requestStop()
+      requestStop();
+      thread_.join();
+    }
+  }
+
+  Status start() {
+    wake_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!wake_.valid()) return systemError("eventfd: " + errnoString(errno));
+    try {
+      thread_ = std::thread([this] { run(); });
+    } catch (const std::exception& e) {
+      return systemError(std::string("cannot start the bootstrap root thread: ") + e.what());
+    }
+    FTCCL_LOG(Info, Bootstrap, "bootstrap root listening on {} ({}, timeout {} ms)", name_,
+              origin_, timeoutMs_);
+    return Status::ok();
+  }
+
+  void requestStop() {
+    stop_.store(true);
+    uint64_t one = 1;
+    ssize_t rc = write(wake_.get(), &one, sizeof(one));
+    (void)rc;  // EAGAIN: a wake-up is already pending
+  }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  bool finished() const { return finished_.load(); }
+  pid_t creatorPid() const { return creatorPid_; }
+  // After fork(), in the child: the thread does not exist there; drop our descriptors.
+  void abandonAfterFork() {
+    listen_.reset();
+    wake_.reset();
+  }
+
+ private:
+  void run() noexcept;
+  void loop();
+  void acceptAll(Clock::time_point now);
+  void onReadable(Conn& c, Clock::time_point now);
+  void onHello(Conn& c, Hello& hello, Clock::time_point now);
+  void onWritable(Conn& c);
+  void drop(Conn& c);
+  void replyError(Conn& c, ftcclResult_t code, const std::string& message,
+                  Clock::time_point now);
+  void leaveRank(Conn& c);
+  void complete(Clock::time_point now);
+  void failAll(ftcclResult_t code, const std::string& message, Clock::time_point now);
+  void notifyJoined(ftcclResult_t code, const std::string& message);
+  Deadline collectDeadline(uint32_t* bindingTimeoutMs) const;
+  std::vector<int> missingRanks() const;
+
+  Fd listen_;
+  Fd wake_;
+  SockAddr addr_;
+  std::string name_;
+  std::string origin_;
+  uint8_t secret_[16] = {0};
+  uint64_t nonce_ = 0;
+  int timeoutMs_ = 0;
+  pid_t creatorPid_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> finished_{false};
+
+  // Loop state (root thread only).
+  enum class Phase { Collecting, Finishing } phase_ = Phase::Collecting;
+  Clock::time_point start_;
+  bool anyHello_ = false;
+  Deadline firstHelloDeadline_;
+  int nranks_ = 0;  // fixed by the first joined rank; 0 while nobody is joined
+  int joined_ = 0;
+  std::vector<Conn*> byRank_;
+  std::list<Conn> conns_;
+  Deadline acceptPausedUntil_;
+  bool warnedFdLimit_ = false;
+};
+
+void RootService::run() noexcept {
+  try {
+    loop();
+  } catch (const std::exception& e) {
+    try {
+      FTCCL_LOG(Error, Bootstrap, "bootstrap root {} failed: {}", name_, e.what());
+      notifyJoined(ftcclInternalError, "bootstrap root " + name_ + " failed: " + e.what());
+    } catch (...) {
+    }
+  } catch (...) {
+  }
+  try {
+    conns_.clear();
+    byRank_.clear();
+  } catch (...) {
+  }
+  listen_.reset();
+  finished_.store(true);
+}
+
+Deadline RootService::collectDeadline(uint32_t* bindingTimeoutMs) const {
+  if (!anyHello_) {
+    *bindingTimeoutMs = static_cast<uint32_t>(timeoutMs_);
+    return start_ + std::chrono::milliseconds(timeoutMs_);
+  }
+  Deadline d = firstHelloDeadline_;
+  *bindingTimeoutMs = static_cast<uint32_t>(timeoutMs_);
+  for (const Conn& c : conns_) {
+    if (c.state == Conn::State::Joined && c.joinDeadline < d) {
+      d = c.joinDeadline;
+      *bindingTimeoutMs = c.joinTimeoutMs;
+    }
+  }
+  return d;
+}
+
+std::vector<int> RootService::missingRanks() const {
+  std::vector<int> missing;
+  for (int r = 0; r < static_cast<int>(byRank_.size()); ++r) {
+    if (byRank_[r] == nullptr) missing.push_back(r);
+  }
+  return missing;
+}
+
+void RootService::loop() {
+  start_ = Clock::now();
+  std::vector<pollfd> fds;
+  std::vector<Conn*> polled;
+  for (;;) {
+    if (stop_.load()) {
+      notifyJoined(ftcclRemoteError, "bootstrap root " + name_ +
+                                         " was stopped before the rendezvous completed (is "
+                                         "its process exiting?)");
+      FTCCL_LOG(Debug, Bootstrap, "bootstrap root {} stopped", name_);
+      return;
+    }
+    auto now = Clock::now();
+
+    // Deadlines.
+    if (phase_ == Phase::Collecting) {
+      uint32_t bindingMs = 0;
+      Deadline d = collectDeadline(&bindingMs);
+      if (now >= d) {
+        if (joined_ == 0) {
+          FTCCL_LOG(Warn, Bootstrap,
+                    "bootstrap root {} gives up: no rank joined within {} ms", name_,
+                    bindingMs);
+          failAll(ftcclTimeout, "no rank joined", now);  // flushes pending error replies
+          continue;
+        }
+        std::string msg = formatRankList(missingRanks()) + " of " + std::to_string(nranks_) +
+                          " did not join within " + std::to_string(bindingMs) +
+                          " ms (bootstrap root " + name_ + ")";
+        FTCCL_LOG(Warn, Bootstrap, "bootstrap rendezvous failed: {}", msg);
+        failAll(ftcclTimeout, msg, now);
+      }
+    }
+    for (Conn& c : conns_) {
+      if ((c.state == Conn::State::ReadHeader || c.state == Conn::State::ReadBody) &&
+          now >= c.helloDeadline) {
+        FTCCL_LOG(Warn, Bootstrap,
+                  "dropped bootstrap connection from {}: no complete hello within {} ms",
+                  c.peer, std::min(timeoutMs_, kMaxHelloWaitMs));
+        drop(c);
+      } else if (c.state == Conn::State::Writing && now >= c.writeDeadline) {
+        FTCCL_LOG(Warn, Bootstrap,
+                  "dropped bootstrap connection from {} (rank {}): the reply could not be "
+                  "delivered in time",
+                  c.peer, c.rank);
+        drop(c);
+      }
+    }
+    conns_.remove_if([](const Conn& c) { return c.closed; });
+    if (phase_ == Phase::Finishing && conns_.empty()) return;
+
+    // Poll.
+    Deadline next = now + std::chrono::hours(24);
+    if (phase_ == Phase::Collecting) {
+      uint32_t unused = 0;
+      next = std::min(next, collectDeadline(&unused));
+    }
+    fds.clear();
+    polled.clear();
+    fds.push_back({wake_.get(), POLLIN, 0});
+    bool pollListen = listen_.valid() && now >= acceptPausedUntil_;
+    if (listen_.valid() && !pollListen) next = std::min(next, acceptPausedUntil_);
+    fds.push_back({pollListen ? listen_.get() : -1, POLLIN, 0});
+    for (Conn& c : conns_) {
+      short events = c.state == Conn::State::Writing ? POLLOUT : POLLIN;
+      if (c.state == Conn::State::Writing) next = std::min(next, c.writeDeadline);
+      if (c.state == Conn::State::ReadHeader || c.state == Conn::State::ReadBody) {
+        next = std::min(next, c.helloDeadline);
+      }
+      fds.push_back({c.fd.get(), events, 0});
+      polled.push_back(&c);
+    }
+    int rc = ::poll(fds.data(), fds.size(), msUntil(next));
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error("poll: " + errnoString(errno));
+    }
+    now = Clock::now();
+    if (fds[0].revents) {
+      uint64_t value = 0;
+      ssize_t n = read(wake_.get(), &value, sizeof(value));
+      (void)n;
+    }
+    if (stop_.load()) continue;
+    for (size_t i = 0; i < polled.size(); ++i) {
+      short ev = fds[i + 2].revents;
+      Conn& c = *polled[i];
+      if (ev == 0 || c.closed) continue;
+      if (c.state == Conn::State::Writing) {
+        onWritable(c);
+      } else {
+        onReadable(c, now);
+      }
+    }
+    if (fds[1].revents && listen_.valid()) acceptAll(now);
+    conns_.remove_if([](const Conn& c) { return c.closed; });
+    if (phase_ == Phase::Collecting && nranks_ > 0 && joined_ == nranks_) complete(now);
+  }
+}
+
+void RootService::acceptAll(Clock::time_point now) {
+  size_t pending = 0;
+  for (const Conn& c : conns_) {
+    if (c.state == Conn::State::ReadHeader || c.state == Conn::State::ReadBody) ++pending;
+  }
+  for (;;) {
+    SockAddr peer;
+    peer.length = sizeof(peer.storage);
+    int fd = accept4(listen_.get(), peer.sa(), &peer.length, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+      int err = errno;
+      if (err == EINTR || err == ECONNABORTED) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        if (!warnedFdLimit_) {
+          FTCCL_LOG(Warn, Bootstrap, "bootstrap root {}: accept: {} (retrying)", name_,
+                    errnoString(err));
+          warnedFdLimit_ = true;
+        }
+        acceptPausedUntil_ = now + std::chrono::milliseconds(50);
+        return;
+      }
+      FTCCL_LOG(Warn, Bootstrap, "bootstrap root {}: accept: {}", name_, errnoString(err));
+      acceptPausedUntil_ = now + std::chrono::milliseconds(50);
+      return;
+    }
+    Fd owned(fd);
+    if (pending >= kMaxPendingConnections) {
+      FTCCL_LOG(Warn, Bootstrap,
+                "dropped bootstrap connection from {}: too many connections without a hello",
+                peer.toString());
+      continue;
+    }
+    Conn& c = conns_.emplace_back();
+    c.fd = std::move(owned);
+    c.peer = peer.toString();
+    c.helloDeadline = now + std::chrono::milliseconds(std::min(timeoutMs_, kMaxHelloWaitMs));
+    ++pending;
+  }
+}
+
+void RootService::drop(Conn& c) {
+  if (c.state == Conn::State::Joined) leaveRank(c);
+  c.fd.reset();
+  c.closed = true;
+}
+
+void RootService::leaveRank(Conn& c) {
+  if (c.rank >= 0 && c.rank < static_cast<int>(byRank_.size()) && byRank_[c.rank] == &c) {
+    byRank_[c.rank] = nullptr;
+    --joined_;
+    if (joined_ == 0) {
+      nranks_ = 0;
+      byRank_.clear();
+    }
+  }
+}
+
+void RootService::replyError(Conn& c, ftcclResult_t code, const std::string& message,
+                             Clock::time_point now) {
+  if (c.state == Conn::State::Joined) leaveRank(c);
+  c.out = std::make_shared<const Bytes>(encodeError(code, message));
+  c.outOffset = 0;
+  c.state = Conn::State::Writing;
+  c.writeDeadline = now + std::chrono::milliseconds(kErrorReplyWriteMs);
+}
+
+void RootService::onReadable(Conn& c, Clock::time_point now) {
+  uint8_t buf[kReadChunk];
+  for (;;) {
+    size_t want = 0;
+    uint8_t* dst = nullptr;
+    if (c.state == Conn::State::ReadHeader) {
+      want = kFrameHeaderBytes - c.headerGot;
+      dst = c.header + c.headerGot;
+    } else if (c.state == Conn::State::ReadBody) {
+      want = std::min(kReadChunk, c.frame.length - c.body.size());
+      dst = buf;
+    } else {  // Joined: nothing more may arrive; detects a closed connection.
+      want = 1;
+      dst = buf;
+    }
+    ssize_t n = ::recv(c.fd.get(), dst, want, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    }
+    if (n <= 0) {
+      if (c.state == Conn::State::Joined) {
+        FTCCL_LOG(Warn, Bootstrap,
+                  "bootstrap root {}: rank {} ({}) disconnected before the rendezvous "
+                  "completed",
+                  name_, c.rank, c.peer);
+      } else if (c.headerGot > 0) {
+        FTCCL_LOG(Warn, Bootstrap,
+                  "dropped bootstrap connection from {}: closed in the middle of its hello",
+                  c.peer);
+      }
+      drop(c);
+      return;
+    }
+    if (c.state == Conn::State::Joined) {
+      FTCCL_LOG(Warn, Bootstrap,
+                "dropped bootstrap connection from {} (rank {}): unexpected data after its "
+                "hello",
+                c.peer, c.rank);
+      drop(c);
+      return;
+    }
+    if (c.state == Conn::State::ReadHeader) {
+      c.headerGot += static_cast<size_t>(n);
+      if (c.headerGot < kFrameHeaderBytes) continue;
+      Status st = parseFrameHeader(c.header, kFrameHeaderBytes, &c.frame);
+      if (st.isOk() && c.frame.type != FrameType::Hello) {
+        st = invalidArgument("expected a hello");
+      }
+      if (!st.isOk()) {
+        FTCCL_LOG(Warn, Bootstrap, "dropped bootstrap connection from {}: {}", c.peer,
+                  st.message());
+        drop(c);
+        return;
+      }
+      c.state = Conn::State::ReadBody;
+    } else {
+      c.body.insert(c.body.end(), buf, buf + n);
+    }
+    if (c.state == Conn::State::ReadBody && c.body.size() == c.frame.length) {
+      Hello hello;
+      Status st = checkFrameBody(c.frame, c.body.data(), c.body.size());
+      if (st.isOk()) st = decodeHelloBody(c.body.data(), c.body.size(), &hello);
+      Bytes().swap(c.body);
+      if (!st.isOk()) {
+        FTCCL_LOG(Warn, Bootstrap, "dropped bootstrap connection from {}: {}", c.peer,
+                  st.message());
+        drop(c);
+        return;
+      }
+      onHello(c, hello, now);
+      return;
+    }
+  }
+}
+
+void RootService::onHello(Conn& c, Hello& hello, Clock::time_point now) {
+  if (!secretsEqual(hello.secret, secret_)) {
+    FTCCL_LOG(Warn, Bootstrap, "rejected bootstrap connection from {}: wrong secret", c.peer);
+    drop(c);
+    return;
+  }
+  auto reject = [&](ftcclResult_t code, const std::string& why) {
+    FTCCL_LOG(Warn, Bootstrap, "bootstrap root {}: rejected rank {} from {}: {}", name_,
+              hello.rank, c.peer, why);
+    replyError(c, code, why, now);
+  };
+  if (hello.nonce != nonce_) {
+    reject(ftcclInvalidArgument,
+           "unique id mismatch: this bootstrap root serves another rendezvous (stale unique "
+           "id?)");
+    return;
+  }
+  if (phase_ != Phase::Collecting) {
+    reject(ftcclInvalidUsage, "the rendezvous is already over");
+    return;
+  }
+  if (hello.nranks < 1 || hello.nranks > kMaxRanks) {
+    reject(ftcclInvalidArgument, "nranks " + std::to_string(hello.nranks) +
+                                     " is out of range 1.." + std::to_string(kMaxRanks));
+    return;
+  }
+  if (joined_ > 0 && hello.nranks != nranks_) {
+    reject(ftcclInvalidArgument, "rank " + std::to_string(hello.rank) + " says nranks " +
+                                     std::to_string(hello.nranks) +
+                                     " but the ranks already joined say " +
+                                     std::to_string(nranks_));
+    return;
+  }
+  if (hello.rank < 0 || hello.rank >= hello.nranks) {
+    reject(ftcclInvalidArgument, "rank " + std::to_string(hello.rank) +
+                                     " is out of range for nranks " +
+                                     std::to_string(hello.nranks));
+    return;
+  }
+  if (joined_ > 0 && byRank_[hello.rank] != nullptr) {
+    reject(ftcclInvalidArgument, "rank " + std::to_string(hello.rank) +
+                                     " already joined from " + byRank_[hello.rank]->peer);
+    return;
+  }
+  if (joined_ == 0) {
+    nranks_ = hello.nranks;
+    byRank_.assign(static_cast<size_t>(nranks_), nullptr);
+  }
+  if (!anyHello_) {
+    anyHello_ = true;
+    firstHelloDeadline_ = now + std::chrono::milliseconds(timeoutMs_);
+  }
+  c.state = Conn::State::Joined;
+  c.rank = hello.rank;
+  c.joinTimeoutMs = hello.timeoutMs;
+  c.joinDeadline = now + std::chrono::milliseconds(std::max<uint32_t>(hello.remainingMs, 1));
+  c.blob = std::move(hello.blob);
+  byRank_[c.rank] = &c;
+  ++joined_;
+  FTCCL_LOG(Debug, Bootstrap, "bootstrap root {}: rank {} of {} joined from {} ({}/{})", name_,
+            c.rank, nranks_, c.peer, joined_, nranks_);
+}
+
+void RootService::onWritable(Conn& c) {
+  while (c.outOffset < c.out->size()) {
+    ssize_t n = ::send(c.fd.get(), c.out->data() + c.outOffset, c.out->size() - c.outOffset,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      c.outOffset += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    FTCCL_LOG(Warn, Bootstrap, "bootstrap root {}: cannot send the reply to {} (rank {}): {}",
+              name_, c.peer, c.rank, n < 0 ? errnoString(errno) : std::string("closed"));
+    break;
+  }
+  c.fd.reset();  // all sent (or failed): the reply is followed by an orderly close
+  c.closed = true;
+}
+
+void RootService::complete(Clock::time_point now) {
+  size_t total = 12;
+  for (const Conn* c : byRank_) total += 4 + c->blob.size();
+  if (total > kMaxTableBytes) {
+    std::string msg = "the table of all ranks' blobs (" + std::to_string(total) +
+                      " bytes) exceeds the limit of " + std::to_string(kMaxTableBytes);
+    FTCCL_LOG(Warn, Bootstrap, "bootstrap root {}: {}", name_, msg);
+    failAll(ftcclInvalidArgument, msg, now);
+    return;
+  }
+  std::vector<Bytes> blobs(byRank_.size());
+  for (size_t r = 0; r < byRank_.size(); ++r) blobs[r] = std::move(byRank_[r]->blob);
+  auto table = std::make_shared<const Bytes>(encodeTable(nonce_, blobs));
+  FTCCL_LOG(Info, Bootstrap, "bootstrap root {}: all {} ranks joined in {} ms", name_, nranks_,
+            msSince(start_));
+  phase_ = Phase::Finishing;
+  listen_.reset();  // latecomers are refused
+  const Deadline writeDeadline =
+      now + std::chrono::milliseconds(std::max(timeoutMs_, kErrorReplyWriteMs));
+  for (Conn& c : conns_) {
+    if (c.state == Conn::State::Joined) {
+      c.state = Conn::State::Writing;
+      c.out = table;
+      c.outOffset = 0;
+      c.writeDeadline = writeDeadline;
+    } else if (c.state != Conn::State::Writing) {
+      drop(c);
+    }
+  }
+  byRank_.clear();
+  joined_ = 0;
+}
+
+void RootService::failAll(ftcclResult_t code, const std::string& message,
+                          Clock::time_point now) {
+  phase_ = Phase::Finishing;
+  listen_.reset();
+  auto frame = std::make_shared<const Bytes>(encodeError(code, message));
+  for (Conn& c : conns_) {
+    if (c.state == Conn::State::Joined) {
+      c.state = Conn::State::Writing;
+      c.out = frame;
+      c.outOffset = 0;
+      c.writeDeadline = now + std::chrono::milliseconds(kErrorReplyWriteMs);
+    } else if (c.state != Conn::State::Writing) {
+      drop(c);
+    }
+  }
+  byRank_.clear();
+  joined_ = 0;
+}
+
+// Best effort, never blocking: joined ranks learn why the root went away.
+void RootService::notifyJoined(ftcclResult_t code, const std::string& message) {
+  Bytes frame = encodeError(code, message);
+  for (Conn& c : conns_) {
+    if (c.state == Conn::State::Joined && c.fd.valid()) {
+      ssize_t n = ::send(c.fd.get(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      (void)n;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Registry of the roots this process runs
+// ---------------------------------------------------------------------------------
+
+struct Registry {
+  std::mutex mu;
+  std::vector<std::unique_ptr<RootService>> roots;
+
+  ~Registry() {
+    try {
+      stopAll();
+    } catch (...) {
+    }
+  }
+
+  void reapLocked() {
+    for (auto it = roots.begin(); it != roots.end();) {
+      if ((*it)->finished()) {
+        (*it)->join();
+        it = roots.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void stopAll() {
+    std::vector<std::unique_ptr<RootService>> taken;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      taken.swap(roots);
+    }
+    const pid_t self = getpid();
+    for (auto& r : taken) {
+      if (r->creatorPid() != self) {  // inherited through fork(): no thread here
+        r->abandonAfterFork();
+        (void)r.release();  // its std::thread names a thread of the parent: never touch it
+        continue;
+      }
+      r->requestStop();
+    }
+    for (auto& r : taken) {
+      if (r) r->join();
+    }
+  }
+};
+
+Registry& registry() {
+  static Registry r;  // destroyed at exit: stops and joins every root thread
+  return r;
+}
+
+Status startRoot(Fd listenFd, const SockAddr& addr, const UniqueIdContents& contents,
+                 int timeoutMs, std::string origin) {
+  auto root = std::make_unique<RootService>(std::move(listenFd), addr, contents, timeoutMs,
+                                            std::move(origin));
+  Registry& reg = registry();
+  std::lock_guard<std::mutex> lock(reg.mu);
+  reg.reapLocked();
+  reg.roots.reserve(reg.roots.size() + 1);  // so that push_back below cannot throw
+  FTCCL_CHECK(root->start());
+  reg.roots.push_back(std::move(root));
+  return Status::ok();
+}
+
+// Client side helpers --------------------------------------------------------------
+
+int replyGraceMs(int timeoutMs) { return std::clamp(timeoutMs / 4, 100, 2000); }
+
+Status validateRendezvousArgs(int rank, int nranks, const std::vector<uint8_t>& myBlob,
+                              int timeoutMs, std::vector<std::vector<uint8_t>>* allBlobs) {
+  if (allBlobs == nullptr) return invalidArgument("rendezvous: allBlobs is NULL");
+  if (nranks < 1 || nranks > kMaxRanks) {
+    return invalidArgument("nranks " + std::to_string(nranks) + " is out of range 1.." +
+                           std::to_string(kMaxRanks));
+  }
+  if (rank < 0 || rank >= nranks) {
+    return invalidArgument("rank " + std::to_string(rank) + " is out of range 0.." +
+                           std::to_string(nranks - 1));
+  }
+  if (timeoutMs < 1 || timeoutMs > kMaxTimeoutMs) {
+    return invalidArgument("bootstrap timeout " + std::to_string(timeoutMs) +
+                           " ms is out of range 1.." + std::to_string(kMaxTimeoutMs));
+  }
+  if (myBlob.size() > kMaxBlobBytes) {
+    return invalidArgument("bootstrap blob of " + std::to_string(myBlob.size()) +
+                           " bytes exceeds the limit of " + std::to_string(kMaxBlobBytes));
+  }
+  return Status::ok();
+}
+
+Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
+                      const std::vector<uint8_t>& myBlob, int timeoutMs,
+                      std::vector<std::vector<uint8_t>>* allBlobs) {
+  const auto start = Clock::now();
+  FTCCL_CHECK(validateRendezvousArgs(rank, nranks, myBlob, timeoutMs, allBlobs));
+  SockAddr rootAddr;
+  if (contents.rootPort == 0 ||
+      !numericSockAddr(contents.rootHost, contents.rootPort, &rootAddr).isOk()) {
+    return invalidArgument("the unique id names no valid root address ('" + contents.rootHost +
+                           "', port " + std::to_string(contents.rootPort) + ")");
+  }
+  const std::string root = rootAddr.toString();
+  const Deadline deadline = start + std::chrono::milliseconds(timeoutMs);
+  const Deadline replyDeadline = deadline + std::chrono::milliseconds(replyGraceMs(timeoutMs));
+
+  if (contents.rankZeroStartsRoot && rank == 0) {
+    Fd listenFd;
+    SockAddr bound;
+    Status st = listenOn(rootAddr, /*reuseAddr=*/true, &listenFd, &bound);
+    if (!st.isOk()) {
+      return Status(st.code(), st.message() +
+                                   " (FTCCL_COMM_ID: rank 0 starts the bootstrap root and "
+                                   "must run on that host, with the port free)");
+    }
+    FTCCL_CHECK(startRoot(std::move(listenFd), bound, contents, timeoutMs,
+                          "FTCCL_COMM_ID, started by rank 0"));
+  }
+
+  Fd fd;
+  std::string lastError;
+  Status st = connectWithRetry(rootAddr, deadline, &fd, &lastError);
+  if (!st.isOk()) {
+    if (st.code() == ftcclTimeout) {
+      return systemError("cannot reach bootstrap root " + root + " within " +
+                         std::to_string(timeoutMs) +
+                         " ms (is the root process alive? stale unique id?): " + lastError);
+    }
+    return st;
+  }
+
+  Hello hello;
+  std::memcpy(hello.secret, contents.secret, 16);
+  hello.nonce = contents.nonce;
+  hello.rank = rank;
+  hello.nranks = nranks;
+  hello.timeoutMs = static_cast<uint32_t>(timeoutMs);
+  hello.remainingMs = static_cast<uint32_t>(std::max(1, msUntil(deadline)));
+  hello.blob = myBlob;
+  const Bytes helloFrame = encodeHello(hello);
+
+  const std::string closedMsg =
+      "bootstrap root " + root +
+      " closed the connection without a reply: it rejected this rank (wrong secret: a unique "
+      "id or FTCCL_COMM_SECRET from another job?) or it exited; see the root's log";
+  auto noReply = [&](const Status& io) -> Status {
+    if (io.code() == ftcclTimeout) {
+      return timeoutError("bootstrap rendezvous as rank " + std::to_string(rank) + " of " +
+                          std::to_string(nranks) + " did not complete within " +
+                          std::to_string(timeoutMs) + " ms: no reply from bootstrap root " +
+                          root + " (it did not say which ranks are missing; is it alive?)");
+    }
+    return systemError(closedMsg + " [" + io.message() + "]");
+  };
+
+  st = sendAll(fd.get(), helloFrame.data(), helloFrame.size(), replyDeadline);
+  if (!st.isOk()) return noReply(st);
+
+  uint8_t headerBytes[kFrameHeaderBytes];
+  size_t got = 0;
+  st = recvAll(fd.get(), headerBytes, sizeof(headerBytes), replyDeadline, &got);
+  if (!st.isOk()) return noReply(st);
+  FrameHeader header;
+  st = parseFrameHeader(headerBytes, sizeof(headerBytes), &header);
+  if (!st.isOk()) return remoteError("bad reply from bootstrap root " + root + ": " + st.message());
+  if (header.type == FrameType::Hello) {
+    return remoteError("bad reply from bootstrap root " + root + ": a hello");
+  }
+  // Grow the body as bytes arrive: a corrupted length costs no more than what was sent.
+  Bytes body;
+  while (body.size() < header.length) {
+    size_t chunk = std::min<size_t>(header.length - body.size(), size_t{1} << 20);
+    size_t old = body.size();
+    body.resize(old + chunk);
+    st = recvAll(fd.get(), body.data() + old, chunk, replyDeadline, &got);
+    if (!st.isOk()) return noReply(st);
+  }
+  fd.reset();
+  st = checkFrameBody(header, body.data(), body.size());
+  if (!st.isOk()) return remoteError("bad reply from bootstrap root " + root + ": " + st.message());
+
+  if (header.type == FrameType::Error) {
+    ftcclResult_t code = ftcclRemoteError;
+    std::string message;
+    st = decodeErrorBody(body.data(), body.size(), &code, &message);
+    if (!st.isOk()) {
+      return remoteError("bad reply from bootstrap root " + root + ": " + st.message());
+    }
+    return Status(code, "bootstrap rendezvous failed (rank " + std::to_string(rank) + " of " +
+                            std::to_string(nranks) + "): " + message);
+  }
+  uint64_t nonce = 0;
+  std::vector<Bytes> blobs;
+  st = decodeTableBody(body.data(), body.size(), &nonce, &blobs);
+  if (!st.isOk()) return remoteError("bad reply from bootstrap root " + root + ": " + st.message());
+  if (nonce != contents.nonce || blobs.size() != static_cast<size_t>(nranks) ||
+      blobs[static_cast<size_t>(rank)] != myBlob) {
+    return remoteError("bad reply from bootstrap root " + root +
+                       ": the table does not match this rendezvous (nranks " +
+                       std::to_string(blobs.size()) + ", expected " + std::to_string(nranks) +
+                       ")");
+  }
+  *allBlobs = std::move(blobs);
+  FTCCL_LOG(Info, Bootstrap, "rendezvous completed: rank {} of {} in {} ms (root {})", rank,
+            nranks, msSince(start), root);
+  return Status::ok();
+}
+
+}  // namespace
+}  // namespace bootstrap
+
+// ---------------------------------------------------------------------------------
+// Public (internal API) entry points
+// ---------------------------------------------------------------------------------
+
+Status bootstrapTimeoutMs(int* timeoutMs) {
+  if (timeoutMs == nullptr) return invalidArgument("bootstrapTimeoutMs: NULL");
+  try {
+    int64_t value = bootstrap::kDefaultTimeoutMs;
+    FTCCL_CHECK(envInt("FTCCL_BOOTSTRAP_TIMEOUT_MS", 1, bootstrap::kMaxTimeoutMs, &value));
+    *timeoutMs = static_cast<int>(value);
+    return Status::ok();
+  } catch (const std::exception&) {
+    return systemError("out of memory while reading FTCCL_BOOTSTRAP_TIMEOUT_MS");
+  }
+}
+
+Status createUniqueId(ftcclUniqueId* id) {
+  using namespace bootstrap;
+  if (id == nullptr) return invalidArgument("ftcclGetUniqueId: uniqueId is NULL");
+  try {
+    std::string commId = envString("FTCCL_COMM_ID");
+    if (!commId.empty()) {
+      UniqueIdContents contents;
+      bool insecure = false;
+      FTCCL_CHECK(commIdContents(commId, envString("FTCCL_COMM_SECRET"), &contents, &insecure));
+      if (insecure) {
+        FTCCL_LOG(Warn, Bootstrap,
+                  "FTCCL_COMM_SECRET is not set: any process that reaches {} can join the "
+                  "rendezvous (set it to the same 32 hex digits on every rank)",
+                  commId);
+      }
+      encodeUniqueId(contents, id);
+      return Status::ok();
+    }
+    int timeoutMs = 0;
+    FTCCL_CHECK(bootstrapTimeoutMs(&timeoutMs));
+    SockAddr addr;
+    std::string iface;
+    FTCCL_CHECK(chooseListenAddress(&addr, &iface));
+    Fd listenFd;
+    SockAddr bound;
+    FTCCL_CHECK(listenOn(addr, /*reuseAddr=*/false, &listenFd, &bound));
+    UniqueIdContents contents;
+    contents.rootHost = bound.host();
+    contents.rootPort = bound.port();
+    FTCCL_CHECK(randomBytes(contents.secret, sizeof(contents.secret)));
+    FTCCL_CHECK(randomBytes(&contents.nonce, sizeof(contents.nonce)));
+    FTCCL_CHECK(startRoot(std::move(listenFd), bound, contents, timeoutMs, "interface " + iface));
+    encodeUniqueId(contents, id);
+    return Status::ok();
+  } catch (const std::bad_alloc&) {
+    return systemError("out of memory while creating the unique id");
+  } catch (const std::exception& e) {
+    return internalError(std::string("createUniqueId: ") + e.what());
+  }
+}
+
+Status rendezvous(const UniqueIdContents& contents, int rank, int nranks,
+                  const std::vector<uint8_t>& myBlob, int timeoutMs,
+                  std::vector<std::vector<uint8_t>>* allBlobs) {
+  try {
+    return bootstrap::rendezvousImpl(contents, rank, nranks, myBlob, timeoutMs, allBlobs);
+  } catch (const std::bad_alloc&) {
+    return systemError("out of memory during the bootstrap rendezvous");
+  } catch (const std::exception& e) {
+    return internalError(std::string("bootstrap rendezvous: ") + e.what());
+  }
+}
+
+void stopAllRoots() {
+  try {
+    bootstrap::registry().stopAll();
+  } catch (...) {
+  }
+}
+
+}  // namespace ftccl

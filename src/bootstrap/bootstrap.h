@@ -1,0 +1,52 @@
+// Bootstrap: turning an ftcclUniqueId into a connected group.
+//
+// The unique id names a root (an IPv4/IPv6 address and port) and carries a random
+// 128-bit secret and a 64-bit rendezvous nonce. Each rank connects to the root over
+// TCP, presents the secret, its rank and an opaque blob (host, pid, transport
+// address, composed by core/); the root checks the secret (a mismatch is rejected
+// and logged), waits for all nranks, then sends everyone the table of all blobs and
+// closes. Nothing after init depends on the root: rank 0 may die later.
+// Every blocking step is bounded by a timeout; a timeout names the missing ranks.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ftccl.h"
+#include "util/status.h"
+
+namespace ftccl {
+
+struct UniqueIdContents {
+  std::string rootHost;        // numeric address ("127.0.0.1", "::1")
+  uint16_t rootPort = 0;
+  uint8_t secret[16] = {0};
+  uint64_t nonce = 0;          // distinguishes rendezvous; the communicator id derives from it
+  bool rankZeroStartsRoot = false;  // FTCCL_COMM_ID: no root yet, rank 0 listens at init
+};
+
+// Encodes with magic, format version and checksum; decode rejects anything else
+// with ftcclInvalidArgument ("corrupted unique id" / "unique id of another version").
+void encodeUniqueId(const UniqueIdContents& contents, ftcclUniqueId* id);
+Status decodeUniqueId(const ftcclUniqueId& id, UniqueIdContents* contents);
+
+// ftcclGetUniqueId: with FTCCL_COMM_ID=host:port (secret from FTCCL_COMM_SECRET, 32
+// hex digits) builds the id every rank can build alike; otherwise picks an address
+// (FTCCL_SOCKET_IFNAME, else the first non-loopback interface, else loopback),
+// starts the root listener in this process and returns its id.
+Status createUniqueId(ftcclUniqueId* id);
+
+// FTCCL_BOOTSTRAP_TIMEOUT_MS, default 120000; invalid values are an error.
+Status bootstrapTimeoutMs(int* timeoutMs);
+
+// Meets the other ranks: returns every rank's blob (index = rank), own included.
+// Starts the root first when contents.rankZeroStartsRoot and rank == 0.
+Status rendezvous(const UniqueIdContents& contents, int rank, int nranks,
+                  const std::vector<uint8_t>& myBlob, int timeoutMs,
+                  std::vector<std::vector<uint8_t>>* allBlobs);
+
+// Stops every root listener this process still runs (tests, process exit).
+void stopAllRoots();
+
+}  // namespace ftccl

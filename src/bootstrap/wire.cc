@@ -1,0 +1,370 @@
+// The rendezvous wire format (see wire.h): pure encode/decode, no IO.
+#include <cstring>
+
+#include "bootstrap/wire.h"
+
+namespace ftccl {
+namespace bootstrap {
+
+uint64_t fnv1a64(const void* data, size_t size, uint64_t hash) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < size; ++i) {
+    hash ^= p[i];
+    hash *= 0x100000001b3ull;
+  }
+  return hash;
+}
+
+namespace {
+
+void put32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+void put64(std::vector<uint8_t>& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+void set32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+void set64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+uint32_t get32(const uint8_t* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+uint64_t get64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+// A bounds-checked little-endian reader.
+class Reader {
+ public:
+  Reader(const uint8_t* data, size_t size) : p_(data), left_(size) {}
+  bool u32(uint32_t* v) {
+    if (left_ < 4) return false;
+    *v = get32(p_);
+    skip(4);
+    return true;
+  }
+  bool u64(uint64_t* v) {
+    if (left_ < 8) return false;
+    *v = get64(p_);
+    skip(8);
+    return true;
+  }
+  bool bytes(size_t n, const uint8_t** out) {
+    if (left_ < n) return false;
+    *out = p_;
+    skip(n);
+    return true;
+  }
+  size_t left() const { return left_; }
+
+ private:
+  void skip(size_t n) {
+    p_ += n;
+    left_ -= n;
+  }
+  const uint8_t* p_;
+  size_t left_;
+};
+
+uint64_t frameChecksum(uint16_t version, uint16_t type, uint32_t length, const uint8_t* body,
+                       size_t bodySize) {
+  uint8_t head[8];
+  head[0] = static_cast<uint8_t>(version);
+  head[1] = static_cast<uint8_t>(version >> 8);
+  head[2] = static_cast<uint8_t>(type);
+  head[3] = static_cast<uint8_t>(type >> 8);
+  set32(head + 4, length);
+  return fnv1a64(body, bodySize, fnv1a64(head, sizeof(head)));
+}
+
+// Reserves the header, lets the caller append the body, then fills the header in.
+std::vector<uint8_t> startFrame(size_t bodyHint) {
+  std::vector<uint8_t> frame;
+  frame.reserve(kFrameHeaderBytes + bodyHint);
+  frame.resize(kFrameHeaderBytes);
+  return frame;
+}
+
+void finishFrame(FrameType type, std::vector<uint8_t>* frame) {
+  uint8_t* h = frame->data();
+  const uint32_t length = static_cast<uint32_t>(frame->size() - kFrameHeaderBytes);
+  set32(h, kFrameMagic);
+  h[4] = static_cast<uint8_t>(kWireVersion);
+  h[5] = static_cast<uint8_t>(kWireVersion >> 8);
+  h[6] = static_cast<uint8_t>(static_cast<uint16_t>(type));
+  h[7] = static_cast<uint8_t>(static_cast<uint16_t>(type) >> 8);
+  set32(h + 8, length);
+  set64(h + 12, frameChecksum(kWireVersion, static_cast<uint16_t>(type), length,
+                              frame->data() + kFrameHeaderBytes, length));
+}
+
+const char* typeName(FrameType t) {
+  switch (t) {
+    case FrameType::Hello: return "hello";
+    case FrameType::Table: return "table";
+    case FrameType::Error: return "error";
+  }
+  return "?";
+}
+
+Status decodeFrame(const std::vector<uint8_t>& frame, FrameType expected,
+                   const uint8_t** body, size_t* bodySize) {
+  FrameHeader header;
+  FTCCL_CHECK(parseFrameHeader(frame.data(), frame.size(), &header));
+  if (header.type != expected) {
+    return invalidArgument(std::string("bootstrap message: expected a ") + typeName(expected) +
+                           ", got a " + typeName(header.type));
+  }
+  FTCCL_CHECK(checkFrameBody(header, frame.data() + kFrameHeaderBytes,
+                             frame.size() - kFrameHeaderBytes));
+  *body = frame.data() + kFrameHeaderBytes;
+  *bodySize = frame.size() - kFrameHeaderBytes;
+  return Status::ok();
+}
+
+}  // namespace
+
+size_t maxBodyBytes(FrameType type) {
+  switch (type) {
+    case FrameType::Hello: return 16 + 8 + 5 * 4 + kMaxBlobBytes;
+    case FrameType::Table: return kMaxTableBytes;
+    case FrameType::Error: return 8 + kMaxErrorMessageBytes;
+  }
+  return 0;
+}
+
+Status parseFrameHeader(const uint8_t* data, size_t size, FrameHeader* out) {
+  if (size < kFrameHeaderBytes) {
+    return invalidArgument("bootstrap message truncated: " + std::to_string(size) +
+                           " header bytes of " + std::to_string(kFrameHeaderBytes));
+  }
+  if (get32(data) != kFrameMagic) {
+    return invalidArgument("not an ftccl bootstrap message (bad magic)");
+  }
+  FrameHeader h;
+  h.version = get16(data + 4);
+  if (h.version != kWireVersion) {
+    return invalidArgument("bootstrap message from another ftccl version (wire format " +
+                           std::to_string(h.version) + ", this library speaks " +
+                           std::to_string(kWireVersion) + ")");
+  }
+  uint16_t type = get16(data + 6);
+  if (type < static_cast<uint16_t>(FrameType::Hello) ||
+      type > static_cast<uint16_t>(FrameType::Error)) {
+    return invalidArgument("corrupted bootstrap message: unknown type " + std::to_string(type));
+  }
+  h.type = static_cast<FrameType>(type);
+  h.length = get32(data + 8);
+  if (h.length > maxBodyBytes(h.type)) {
+    return invalidArgument("corrupted bootstrap message: " + std::string(typeName(h.type)) +
+                           " of " + std::to_string(h.length) + " bytes exceeds the limit of " +
+                           std::to_string(maxBodyBytes(h.type)));
+  }
+  h.checksum = get64(data + 12);
+  *out = h;
+  return Status::ok();
+}
+
+Status checkFrameBody(const FrameHeader& header, const uint8_t* body, size_t size) {
+  if (size != header.length) {
+    return invalidArgument("corrupted bootstrap message: " + std::string(typeName(header.type)) +
+                           " body has " + std::to_string(size) + " bytes, header says " +
+                           std::to_string(header.length));
+  }
+  if (frameChecksum(header.version, static_cast<uint16_t>(header.type), header.length, body,
+                    size) != header.checksum) {
+    return invalidArgument("corrupted bootstrap message: " + std::string(typeName(header.type)) +
+                           " checksum mismatch");
+  }
+  return Status::ok();
+}
+
+std::vector<uint8_t> encodeHello(const Hello& hello) {
+  std::vector<uint8_t> f = startFrame(44 + hello.blob.size());
+  f.insert(f.end(), hello.secret, hello.secret + 16);
+  put64(f, hello.nonce);
+  put32(f, static_cast<uint32_t>(hello.rank));
+  put32(f, static_cast<uint32_t>(hello.nranks));
+  put32(f, hello.timeoutMs);
+  put32(f, hello.remainingMs);
+  put32(f, static_cast<uint32_t>(hello.blob.size()));
+  f.insert(f.end(), hello.blob.begin(), hello.blob.end());
+  finishFrame(FrameType::Hello, &f);
+  return f;
+}
+
+std::vector<uint8_t> encodeTable(uint64_t nonce, const std::vector<std::vector<uint8_t>>& blobs) {
+  size_t total = 12;
+  for (const auto& b : blobs) total += 4 + b.size();
+  std::vector<uint8_t> f = startFrame(total);
+  put64(f, nonce);
+  put32(f, static_cast<uint32_t>(blobs.size()));
+  for (const auto& b : blobs) {
+    put32(f, static_cast<uint32_t>(b.size()));
+    f.insert(f.end(), b.begin(), b.end());
+  }
+  finishFrame(FrameType::Table, &f);
+  return f;
+}
+
+std::vector<uint8_t> encodeError(ftcclResult_t code, const std::string& message) {
+  size_t n = std::min(message.size(), kMaxErrorMessageBytes);
+  std::vector<uint8_t> f = startFrame(8 + n);
+  put32(f, static_cast<uint32_t>(code));
+  put32(f, static_cast<uint32_t>(n));
+  f.insert(f.end(), message.begin(), message.begin() + static_cast<std::ptrdiff_t>(n));
+  finishFrame(FrameType::Error, &f);
+  return f;
+}
+
+Status decodeHelloBody(const uint8_t* body, size_t size, Hello* out) {
+  Reader r(body, size);
+  Hello h;
+  const uint8_t* secret = nullptr;
+  uint64_t nonce = 0;
+  uint32_t rank = 0, nranks = 0, timeoutMs = 0, remainingMs = 0, blobLen = 0;
+  if (!r.bytes(16, &secret) || !r.u64(&nonce) || !r.u32(&rank) || !r.u32(&nranks) ||
+      !r.u32(&timeoutMs) || !r.u32(&remainingMs) || !r.u32(&blobLen)) {
+    return invalidArgument("corrupted bootstrap hello: truncated fixed fields");
+  }
+  if (blobLen > kMaxBlobBytes) {
+    return invalidArgument("corrupted bootstrap hello: blob of " + std::to_string(blobLen) +
+                           " bytes exceeds the limit of " + std::to_string(kMaxBlobBytes));
+  }
+  if (r.left() != blobLen) {
+    return invalidArgument("corrupted bootstrap hello: blob length " + std::to_string(blobLen) +
+                           " but " + std::to_string(r.left()) + " bytes follow");
+  }
+  const uint8_t* blob = nullptr;
+  r.bytes(blobLen, &blob);
+  std::memcpy(h.secret, secret, 16);
+  h.nonce = nonce;
+  h.rank = static_cast<int32_t>(rank);
+  h.nranks = static_cast<int32_t>(nranks);
+  h.timeoutMs = timeoutMs;
+  h.remainingMs = remainingMs;
+  h.blob.assign(blob, blob + blobLen);
+  *out = std::move(h);
+  return Status::ok();
+}
+
+Status decodeTableBody(const uint8_t* body, size_t size, uint64_t* nonce,
+                       std::vector<std::vector<uint8_t>>* blobs) {
+  Reader r(body, size);
+  uint64_t n64 = 0;
+  uint32_t nranks = 0;
+  if (!r.u64(&n64) || !r.u32(&nranks)) {
+    return invalidArgument("corrupted bootstrap table: truncated header");
+  }
+  if (nranks < 1 || nranks > static_cast<uint32_t>(kMaxRanks)) {
+    return invalidArgument("corrupted bootstrap table: nranks " + std::to_string(nranks) +
+                           " out of range");
+  }
+  // Each entry needs at least its 4-byte length: reject before allocating.
+  if (r.left() / 4 < nranks) {
+    return invalidArgument("corrupted bootstrap table: " + std::to_string(r.left()) +
+                           " bytes cannot hold " + std::to_string(nranks) + " entries");
+  }
+  std::vector<std::vector<uint8_t>> out(nranks);
+  for (uint32_t i = 0; i < nranks; ++i) {
+    uint32_t len = 0;
+    const uint8_t* p = nullptr;
+    if (!r.u32(&len) || len > kMaxBlobBytes || !r.bytes(len, &p)) {
+      return invalidArgument("corrupted bootstrap table: entry " + std::to_string(i) +
+                             " truncated or too large");
+    }
+    out[i].assign(p, p + len);
+  }
+  if (r.left() != 0) {
+    return invalidArgument("corrupted bootstrap table: " + std::to_string(r.left()) +
+                           " trailing bytes");
+  }
+  *nonce = n64;
+  *blobs = std::move(out);
+  return Status::ok();
+}
+
+Status decodeErrorBody(const uint8_t* body, size_t size, ftcclResult_t* code,
+                       std::string* message) {
+  Reader r(body, size);
+  uint32_t c = 0, len = 0;
+  const uint8_t* text = nullptr;
+  if (!r.u32(&c) || !r.u32(&len) || len > kMaxErrorMessageBytes || !r.bytes(len, &text) ||
+      r.left() != 0) {
+    return invalidArgument("corrupted bootstrap error reply");
+  }
+  switch (c) {
+    case ftcclSystemError:
+    case ftcclInternalError:
+    case ftcclInvalidArgument:
+    case ftcclInvalidUsage:
+    case ftcclRemoteError:
+    case ftcclTimeout:
+      *code = static_cast<ftcclResult_t>(c);
+      break;
+    default:
+      return invalidArgument("corrupted bootstrap error reply: result code " +
+                             std::to_string(c));
+  }
+  message->assign(reinterpret_cast<const char*>(text), len);
+  return Status::ok();
+}
+
+Status decodeHello(const std::vector<uint8_t>& frame, Hello* out) {
+  const uint8_t* body = nullptr;
+  size_t size = 0;
+  FTCCL_CHECK(decodeFrame(frame, FrameType::Hello, &body, &size));
+  return decodeHelloBody(body, size, out);
+}
+
+Status decodeTable(const std::vector<uint8_t>& frame, uint64_t* nonce,
+                   std::vector<std::vector<uint8_t>>* blobs) {
+  const uint8_t* body = nullptr;
+  size_t size = 0;
+  FTCCL_CHECK(decodeFrame(frame, FrameType::Table, &body, &size));
+  return decodeTableBody(body, size, nonce, blobs);
+}
+
+Status decodeError(const std::vector<uint8_t>& frame, ftcclResult_t* code,
+                   std::string* message) {
+  const uint8_t* body = nullptr;
+  size_t size = 0;
+  FTCCL_CHECK(decodeFrame(frame, FrameType::Error, &body, &size));
+  return decodeErrorBody(body, size, code, message);
+}
+
+std::string formatRankList(const std::vector<int>& ranks) {
+  constexpr size_t kMaxChars = 200;
+  std::string list;
+  size_t i = 0;
+  while (i < ranks.size()) {
+    size_t j = i;
+    while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
+    std::string item;
+    if (j - i >= 2) {
+      item = std::to_string(ranks[i]) + "-" + std::to_string(ranks[j]);
+    } else {
+      j = i;
+      item = std::to_string(ranks[i]);
+    }
+    if (list.size() + item.size() > kMaxChars) {
+      list += ",...";
+      break;
+    }
+    if (!list.empty()) list += ",";
+    list += item;
+    i = j + 1;
+  }
+  return (ranks.size() == 1 ? "rank " : "ranks ") + list;
+}
+
+}  // namespace bootstrap
+}  // namespace ftccl

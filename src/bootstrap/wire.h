@@ -1,0 +1,110 @@
+// Bootstrap internals: the unique id helpers and the rendezvous wire format.
+//
+// Everything here is pure (no sockets, no threads) so that it can be unit tested with
+// truncated and corrupted input. Integers are little-endian on the wire.
+//
+// Frame = header (20 bytes) + body:
+//   u32 magic 'FTBS' | u16 version | u16 type | u32 body length | u64 checksum
+// The checksum is FNV-1a 64 over version, type, length and the body, so any single
+// corrupted byte of a frame is detected. Bodies:
+//   Hello (client -> root): secret[16] | u64 nonce | u32 rank | u32 nranks |
+//                           u32 timeoutMs | u32 remainingMs | u32 blobLen | blob
+//   Table (root -> client): u64 nonce | u32 nranks | nranks x (u32 len | bytes)
+//   Error (root -> client): u32 ftcclResult_t | u32 msgLen | msg
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bootstrap/bootstrap.h"
+#include "ftccl.h"
+#include "util/status.h"
+
+namespace ftccl {
+namespace bootstrap {
+
+// ---- limits (garbage guards) ---------------------------------------------------
+constexpr size_t kMaxBlobBytes = size_t{1} << 20;          // one rank's blob
+constexpr int kMaxRanks = 1 << 20;                         // nranks of one rendezvous
+constexpr size_t kMaxTableBytes = size_t{1} << 30;         // the whole table body
+constexpr size_t kMaxErrorMessageBytes = size_t{64} << 10;  // an error reply's text
+constexpr int kMaxTimeoutMs = 86400000;
+
+// ---- hashing -------------------------------------------------------------------
+constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
+uint64_t fnv1a64(const void* data, size_t size, uint64_t hash = kFnvOffset);
+
+// ---- unique id -------------------------------------------------------------------
+constexpr uint32_t kUniqueIdMagic = 0x44494346u;  // "FCID" little-endian
+constexpr uint16_t kUniqueIdVersion = 1;
+
+// "host:port", "[v6addr]:port"; host non-empty, port 1..65535. Names are not resolved.
+Status parseHostPort(const std::string& text, std::string* host, uint16_t* port);
+// Exactly 32 hex digits (either case) -> 16 bytes.
+Status parseSecretHex(const std::string& text, uint8_t secret[16]);
+// The nonce every rank derives alike from FTCCL_COMM_ID's text and the secret.
+uint64_t deriveCommIdNonce(const std::string& commIdText, const uint8_t secret[16]);
+// Builds the FTCCL_COMM_ID id contents from the variables' values (secretText may be
+// empty: all-zero secret, *insecure set to true). Resolves a host name.
+Status commIdContents(const std::string& commIdText, const std::string& secretText,
+                      UniqueIdContents* contents, bool* insecure);
+
+// ---- frames ------------------------------------------------------------------------
+constexpr uint32_t kFrameMagic = 0x53425446u;  // "FTBS" little-endian
+constexpr uint16_t kWireVersion = 1;
+constexpr size_t kFrameHeaderBytes = 20;
+
+enum class FrameType : uint16_t { Hello = 1, Table = 2, Error = 3 };
+
+struct FrameHeader {
+  uint16_t version = 0;
+  FrameType type = FrameType::Hello;
+  uint32_t length = 0;  // body bytes
+  uint64_t checksum = 0;
+};
+
+struct Hello {
+  uint8_t secret[16] = {0};
+  uint64_t nonce = 0;
+  int32_t rank = -1;
+  int32_t nranks = 0;
+  uint32_t timeoutMs = 0;    // the client's whole rendezvous timeout
+  uint32_t remainingMs = 0;  // what was left of it when the hello was sent
+  std::vector<uint8_t> blob;
+};
+
+// Largest acceptable body for a frame type.
+size_t maxBodyBytes(FrameType type);
+
+// Parses the first kFrameHeaderBytes of data: magic, version, known type, length cap.
+// A version mismatch says so ("another ftccl version").
+Status parseFrameHeader(const uint8_t* data, size_t size, FrameHeader* out);
+// Checks the body against a parsed header (length, checksum).
+Status checkFrameBody(const FrameHeader& header, const uint8_t* body, size_t size);
+
+// Encoders return complete frames (header + body). They throw only std::bad_alloc.
+std::vector<uint8_t> encodeHello(const Hello& hello);
+std::vector<uint8_t> encodeTable(uint64_t nonce, const std::vector<std::vector<uint8_t>>& blobs);
+std::vector<uint8_t> encodeError(ftcclResult_t code, const std::string& message);
+
+// Body decoders (structure only: lengths and caps; the root checks the meaning).
+Status decodeHelloBody(const uint8_t* body, size_t size, Hello* out);
+Status decodeTableBody(const uint8_t* body, size_t size, uint64_t* nonce,
+                       std::vector<std::vector<uint8_t>>* blobs);
+Status decodeErrorBody(const uint8_t* body, size_t size, ftcclResult_t* code,
+                       std::string* message);
+
+// Whole-frame decoders: header, exact length, checksum, type, then body.
+Status decodeHello(const std::vector<uint8_t>& frame, Hello* out);
+Status decodeTable(const std::vector<uint8_t>& frame, uint64_t* nonce,
+                   std::vector<std::vector<uint8_t>>* blobs);
+Status decodeError(const std::vector<uint8_t>& frame, ftcclResult_t* code,
+                   std::string* message);
+
+// "rank 2", "ranks 2,3", "ranks 0,4-9,12" (runs of 3+ as ranges; long lists elided).
+std::string formatRankList(const std::vector<int>& ranks);
+
+}  // namespace bootstrap
+}  // namespace ftccl

@@ -1,0 +1,250 @@
+#include "core/communicator.h"
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+
+#include "bootstrap/bootstrap.h"
+#include "reduce/reduce.h"
+#include "transports/tag_layout.h"
+#include "transports/ucx/ucx_transport.h"
+#include "util/log.h"
+
+namespace ftccl {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Spin this long on an idle op before sleeping on the worker's event fd: short enough
+// that 8 ranks on 2 cores hand the CPU to each other, long enough that a 2-rank
+// small-message op never sleeps.
+constexpr auto kSpinBeforeSleep = std::chrono::microseconds(200);
+// Sleeps are bounded so abort and timeouts are seen even if no event arrives.
+constexpr int kSleepSliceMs = 1;
+
+std::string hostName() {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
+double msSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+}  // namespace
+
+const char* opKindName(OpKind kind) {
+  switch (kind) {
+    case OpKind::kAllReduce: return "AllReduce";
+    case OpKind::kBroadcast: return "Broadcast";
+  }
+  return "?";
+}
+
+Status Communicator::create(int nranks, const ftcclUniqueId& id, int rank,
+                            const ftcclConfig_t* config, std::unique_ptr<Communicator>* out) {
+  std::unique_ptr<Communicator> comm(new Communicator());
+  FTCCL_CHECK(comm->init(nranks, id, rank, config));
+  *out = std::move(comm);
+  return Status::ok();
+}
+
+Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
+                          const ftcclConfig_t* config) {
+  auto start = Clock::now();
+  FTCCL_CHECK(initLogging());
+  if (nranks < 1) return invalidArgument("nranks=" + std::to_string(nranks) + " must be >= 1");
+  if (static_cast<uint64_t>(nranks) > TagLayout::kMaxRanks) {
+    return invalidArgument("nranks=" + std::to_string(nranks) + " exceeds 2^20");
+  }
+  if (rank < 0 || rank >= nranks) {
+    return invalidArgument("rank=" + std::to_string(rank) + " is outside [0, " +
+                           std::to_string(nranks) + ")");
+  }
+  FTCCL_CHECK(resolveConfig(config, &config_));
+  UniqueIdContents contents;
+  FTCCL_CHECK(decodeUniqueId(id, &contents));
+  nranks_ = nranks;
+  rank_ = rank;
+
+  UcxOptions ucxOptions;
+  FTCCL_CHECK(ucxOptionsFromEnv(&ucxOptions));
+  FTCCL_CHECK(UcxTransport::create(ucxOptions, &transport_));
+
+  PeerInfo mine;
+  mine.host = hostName();
+  mine.pid = getpid();
+  mine.pipeline = config_.pipeline;
+  mine.transportAddress = transport_->workerAddress();
+  std::vector<std::vector<uint8_t>> blobs;
+  FTCCL_CHECK(rendezvous(contents, rank, nranks, encodePeerInfo(mine),
+                         config_.bootstrapTimeoutMs, &blobs));
+  peers_.resize(nranks);
+  std::vector<std::vector<uint8_t>> addresses(nranks);
+  for (int r = 0; r < nranks; ++r) {
+    Status st = decodePeerInfo(blobs[r], &peers_[r]);
+    if (!st.isOk()) return invalidArgument("rank " + std::to_string(r) + ": " + st.message());
+    addresses[r] = peers_[r].transportAddress;
+  }
+  // Chunking is decided once, by rank 0, so every rank cuts messages alike.
+  config_.pipeline = peers_[0].pipeline;
+  FTCCL_CHECK(transport_->connect(rank, std::move(addresses),
+                                  static_cast<uint32_t>(contents.nonce), /*epoch=*/0));
+
+  // Staging: one slot per channel, allocated and pre-faulted once (first touch of a
+  // page costs ~10 us here; never pay it per call).
+  size_t slotBytes = (config_.pipeline.chunkBytes + 4095) & ~size_t(4095);
+  size_t total = slotBytes * config_.pipeline.channels;
+  void* memory = aligned_alloc(4096, total);
+  if (memory == nullptr) return systemError("cannot allocate " + std::to_string(total) + " B");
+  std::memset(memory, 0, total);
+  scratchMemory_.reset(static_cast<uint8_t*>(memory));
+  scratch_ = Scratch{static_cast<uint8_t*>(memory), slotBytes, config_.pipeline.channels};
+
+  FTCCL_LOG(Info, Init, "rank {}/{} ready on {} pid {} in {:.1f} ms (chunk {} B, {} channels)",
+            rank_, nranks_, mine.host, mine.pid, msSince(start), config_.pipeline.chunkBytes,
+            config_.pipeline.channels);
+  return Status::ok();
+}
+
+Communicator::~Communicator() = default;
+
+Communicator::Ticket Communicator::issue() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Ticket{issued_++};
+}
+
+Status Communicator::execute(const Ticket& ticket, OpKind kind, const CollectiveArgs& argsIn) {
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    turn_.wait(lock, [&] { return executed_ == ticket.index || aborted_; });
+  }
+  Status result;
+  if (aborted_) {
+    result = invalidUsage(std::string(opKindName(kind)) + ": the communicator was aborted");
+  } else if (asyncError_ != ftcclSuccess) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    result = Status(asyncError_.load(), std::string(opKindName(kind)) +
+                                            ": the communicator is revoked: " + revokeReason_);
+  } else {
+    CollectiveArgs args = argsIn;
+    args.opSeq = static_cast<uint32_t>(ticket.index);
+    PipelineConfig pipeline = config_.pipeline;
+    std::unique_ptr<Collective> op =
+        kind == OpKind::kAllReduce ? makeRingAllReduce(*transport_, scratch_, pipeline, args)
+                                   : makeChainBroadcast(*transport_, pipeline, args);
+    result = drive(*op, kind, args);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (executed_ == ticket.index) ++executed_;
+  }
+  turn_.notify_all();
+  if (!result.isOk()) setLastError(result.message());
+  return result;
+}
+
+// Runs one op to completion: progress, then spin briefly, then sleep on the worker's
+// event fd so oversubscribed ranks yield the CPU and waiting ranks cost nothing.
+Status Communicator::drive(Collective& op, OpKind kind, const CollectiveArgs& args) {
+  auto lastActivity = Clock::now();
+  auto spinStart = lastActivity;
+  unsigned idleRounds = 0;
+  for (;;) {
+    if (aborted_) {
+      op.abort();
+      return invalidUsage(std::string(opKindName(kind)) + ": the communicator was aborted");
+    }
+    bool done = false;
+    Status st = op.progress(&done);
+    if (!st.isOk()) {
+      op.abort();
+      Status failed(st.code(), std::string(opKindName(kind)) + " (op " +
+                                   std::to_string(args.opSeq) + ", rank " +
+                                   std::to_string(rank_) + "): " + st.message());
+      revoke(failed);
+      return failed;
+    }
+    if (done) return Status::ok();
+    if (transport_->progress()) {
+      idleRounds = 0;
+      lastActivity = Clock::now();
+      continue;
+    }
+    if (idleRounds++ == 0) spinStart = Clock::now();
+    if ((idleRounds & 31) == 0) sched_yield();
+    if ((idleRounds & 63) != 0 || Clock::now() - spinStart < kSpinBeforeSleep) continue;
+
+    auto now = Clock::now();
+    if (config_.opTimeoutMs > 0 &&
+        now - lastActivity > std::chrono::milliseconds(config_.opTimeoutMs)) {
+      op.abort();
+      Status failed = timeoutError(std::string(opKindName(kind)) + " (op " +
+                                   std::to_string(args.opSeq) + ", rank " +
+                                   std::to_string(rank_) + "): no progress for " +
+                                   std::to_string(config_.opTimeoutMs) + " ms");
+      revoke(failed);
+      return failed;
+    }
+    FTCCL_CHECK(transport_->waitForActivity(kSleepSliceMs));
+    if (transport_->progress()) {
+      lastActivity = Clock::now();
+      idleRounds = 0;
+    }
+  }
+}
+
+void Communicator::revoke(const Status& cause) {
+  ftcclResult_t expected = ftcclSuccess;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (asyncError_.compare_exchange_strong(expected, cause.code())) {
+    revokeReason_ = cause.message();
+    FTCCL_LOG(Error, Coll, "rank {}: communicator revoked: {}", rank_, cause.message());
+  }
+}
+
+void Communicator::waitForIssuedOps() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  turn_.wait(lock, [&] { return executed_ == issued_ || aborted_; });
+}
+
+void Communicator::abort() {
+  aborted_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (transport_) transport_->interrupt();
+  }
+  turn_.notify_all();
+}
+
+void Communicator::enter() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++users_;
+}
+
+void Communicator::leave() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  --users_;
+  turn_.notify_all();
+}
+
+void Communicator::waitUntilUnused() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  turn_.wait(lock, [&] { return users_ == 0; });
+}
+
+void Communicator::setLastError(const std::string& message) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  lastError_ = message;
+}
+
+std::string Communicator::lastError() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return lastError_;
+}
+
+}  // namespace ftccl

@@ -1,0 +1,87 @@
+// The communicator: membership, transport, staging memory, and the order of its ops.
+//
+// Ordering: every op gets a ticket on the issuing (application) thread; tickets run
+// one after another in issue order, whatever stream they were queued on, so every
+// rank runs op k of a communicator as its k-th op and one thread at a time drives
+// the communicator's UCX worker. Ops of different communicators run concurrently.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "algorithms/collective.h"
+#include "core/config.h"
+#include "core/peer_info.h"
+#include "ftccl.h"
+#include "util/status.h"
+
+namespace ftccl {
+
+class UcxTransport;
+
+enum class OpKind { kAllReduce, kBroadcast };
+const char* opKindName(OpKind kind);
+
+class Communicator {
+ public:
+  static Status create(int nranks, const ftcclUniqueId& id, int rank,
+                       const ftcclConfig_t* config, std::unique_ptr<Communicator>* out);
+  ~Communicator();
+
+  int nranks() const { return nranks_; }
+  int rank() const { return rank_; }
+
+  // Application thread: reserves the next slot in this communicator's op order.
+  struct Ticket {
+    uint64_t index = 0;
+  };
+  Ticket issue();
+  // Any thread: waits for the ticket's turn, runs the op to completion, releases the turn.
+  Status execute(const Ticket& ticket, OpKind kind, const CollectiveArgs& args);
+  // Waits until every issued op has run (orderly destroy).
+  void waitForIssuedOps();
+
+  // Safe from any thread: fails in-flight and future ops at once and wakes waiters.
+  void abort();
+  ftcclResult_t asyncError() const { return asyncError_.load(); }
+
+  // Calls in progress on this communicator (API guards, queued stream ops); abort and
+  // destroy wait for them to leave before freeing.
+  void enter();
+  void leave();
+  void waitUntilUnused();
+
+  void setLastError(const std::string& message);
+  std::string lastError() const;
+
+ private:
+  Communicator() = default;
+  Status init(int nranks, const ftcclUniqueId& id, int rank, const ftcclConfig_t* config);
+  Status drive(Collective& op, OpKind kind, const CollectiveArgs& args);
+  void revoke(const Status& cause);
+
+  int nranks_ = 0;
+  int rank_ = -1;
+  CommConfig config_;
+  std::vector<PeerInfo> peers_;
+  std::unique_ptr<UcxTransport> transport_;
+  std::unique_ptr<uint8_t, void (*)(void*)> scratchMemory_{nullptr, free};
+  Scratch scratch_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable turn_;
+  uint64_t issued_ = 0;
+  uint64_t executed_ = 0;
+  int users_ = 0;
+  std::string lastError_;
+  std::atomic<bool> aborted_{false};
+  std::atomic<ftcclResult_t> asyncError_{ftcclSuccess};
+  std::string revokeReason_;
+};
+
+}  // namespace ftccl

@@ -1,0 +1,96 @@
+#include "core/config.h"
+
+#include <sstream>
+
+#include "bootstrap/bootstrap.h"
+#include "util/env.h"
+#include "util/log.h"
+
+namespace ftccl {
+namespace {
+
+// Picks the config field when set, else the variable when set, else keeps *value.
+Status pick(int field, const char* fieldName, const char* variable, int64_t minValue,
+            int64_t maxValue, int* value) {
+  if (field != FTCCL_CONFIG_UNDEF_INT) {
+    if (field < minValue || field > maxValue) {
+      return invalidArgument(std::string("config.") + fieldName + "=" + std::to_string(field) +
+                             " is outside [" + std::to_string(minValue) + ", " +
+                             std::to_string(maxValue) + "]");
+    }
+    *value = field;
+    return Status::ok();
+  }
+  int64_t parsed = *value;
+  if (variable != nullptr) FTCCL_CHECK(envInt(variable, minValue, maxValue, &parsed));
+  *value = static_cast<int>(parsed);
+  return Status::ok();
+}
+
+// Accepts "ring" or "allreduce:ring;broadcast:ring" with the algorithms built so far.
+Status checkAlgorithm(const std::string& spec, const char* source) {
+  std::stringstream in(spec);
+  std::string item;
+  while (std::getline(in, item, ';')) {
+    if (item.empty()) continue;
+    std::string collective, algorithm = item;
+    size_t colon = item.find(':');
+    if (colon != std::string::npos) {
+      collective = item.substr(0, colon);
+      algorithm = item.substr(colon + 1);
+      if (collective != "allreduce" && collective != "broadcast") {
+        return invalidArgument(std::string(source) + ": unknown collective '" + collective +
+                               "' in '" + spec + "'");
+      }
+    }
+    if (algorithm == "ring" || (collective == "broadcast" && algorithm == "chain")) continue;
+    if (algorithm == "tree" || algorithm == "hier" || algorithm == "hierarchical") {
+      return invalidUsage(std::string(source) + ": algorithm '" + algorithm +
+                          "': not implemented yet (ring only)");
+    }
+    return invalidArgument(std::string(source) + ": unknown algorithm '" + algorithm +
+                           "' in '" + spec + "'");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status resolveConfig(const ftcclConfig_t* user, CommConfig* out) {
+  ftcclConfig_t unset = FTCCL_CONFIG_INITIALIZER;
+  const ftcclConfig_t* c = user ? user : &unset;
+  if (c->magic != FTCCL_CONFIG_MAGIC || c->size < sizeof(ftcclConfig_t)) {
+    return invalidArgument("config was not initialised with FTCCL_CONFIG_INITIALIZER");
+  }
+  CommConfig cfg;
+  FTCCL_CHECK(pick(c->nSpares, "nSpares", nullptr, 0, 1 << 20, &cfg.nSpares));
+  FTCCL_CHECK(pick(c->probeIntervalMs, "probeIntervalMs", "FTCCL_PROBE_INTERVAL_MS", 1, 60000,
+                   &cfg.probeIntervalMs));
+  FTCCL_CHECK(pick(c->failureTimeoutMs, "failureTimeoutMs", "FTCCL_FAILURE_TIMEOUT_MS", 1,
+                   3600000, &cfg.failureTimeoutMs));
+  FTCCL_CHECK(pick(c->opTimeoutMs, "opTimeoutMs", "FTCCL_OP_TIMEOUT_MS", 0, 86400000,
+                   &cfg.opTimeoutMs));
+  FTCCL_CHECK(pick(c->shrinkWhenNoSpares, "shrinkWhenNoSpares", nullptr, 0, 1,
+                   &cfg.shrinkWhenNoSpares));
+  if (cfg.nSpares > 0) return notImplemented("config.nSpares > 0 (hot spares)");
+
+  if (c->algorithm != nullptr) {
+    cfg.algorithm = c->algorithm;
+    FTCCL_CHECK(checkAlgorithm(cfg.algorithm, "config.algorithm"));
+  } else {
+    cfg.algorithm = envString("FTCCL_ALGO");
+    FTCCL_CHECK(checkAlgorithm(cfg.algorithm, "FTCCL_ALGO"));
+  }
+
+  int64_t chunk = static_cast<int64_t>(cfg.pipeline.chunkBytes);
+  FTCCL_CHECK(envInt("FTCCL_CHUNK_BYTES", 4096, 64 << 20, &chunk));
+  cfg.pipeline.chunkBytes = static_cast<size_t>(chunk);
+  int64_t channels = cfg.pipeline.channels;
+  FTCCL_CHECK(envInt("FTCCL_CHANNELS", 1, 16, &channels));
+  cfg.pipeline.channels = static_cast<int>(channels);
+  FTCCL_CHECK(bootstrapTimeoutMs(&cfg.bootstrapTimeoutMs));
+  *out = cfg;
+  return Status::ok();
+}
+
+}  // namespace ftccl

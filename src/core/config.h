@@ -1,0 +1,27 @@
+// Communicator settings: ftcclConfig_t beats the environment beats the default.
+#pragma once
+
+#include <string>
+
+#include "algorithms/collective.h"
+#include "ftccl.h"
+#include "util/status.h"
+
+namespace ftccl {
+
+struct CommConfig {
+  int nSpares = 0;
+  int probeIntervalMs = 10;
+  int failureTimeoutMs = 1000;
+  int opTimeoutMs = 0;  // 0: off
+  int shrinkWhenNoSpares = 1;
+  std::string algorithm;  // FTCCL_ALGO syntax; "" = let ftccl choose
+  int bootstrapTimeoutMs = 120000;
+  PipelineConfig pipeline;  // rank 0's is adopted by all ranks at init
+};
+
+// Validates `user` (may be null) and merges it with FTCCL_* variables. Every invalid
+// value is an ftcclInvalidArgument naming the field or variable.
+Status resolveConfig(const ftcclConfig_t* user, CommConfig* out);
+
+}  // namespace ftccl

@@ -1,0 +1,23 @@
+// What each rank tells the others at init, carried through the bootstrap as a blob.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "algorithms/collective.h"
+#include "util/status.h"
+
+namespace ftccl {
+
+struct PeerInfo {
+  std::string host;
+  int32_t pid = 0;
+  PipelineConfig pipeline;            // only rank 0's is used: every rank adopts it
+  std::vector<uint8_t> transportAddress;
+};
+
+std::vector<uint8_t> encodePeerInfo(const PeerInfo& info);
+Status decodePeerInfo(const std::vector<uint8_t>& blob, PeerInfo* info);
+
+}  // namespace ftccl

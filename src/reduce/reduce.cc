@@ -1,0 +1,707 @@
+// Typed element-wise reduction kernels (see reduce.h for the contract).
+//
+// Layout of this file:
+//   * element operations (Sum/Prod/Max/Min per C++ type, fp16/bf16 wrappers);
+//   * four loop shapes (dst distinct, dst==a, dst==b, dst==a==b) written so that the
+//     pointers that are used never alias, which lets GCC -O3 vectorise them;
+//   * an F16C/AVX2 fp16 path chosen at run time, bit-identical to the portable one;
+//   * type/op dispatch.
+//
+// fp16/bf16 results that are NaN are written as the canonical quiet NaN (0x7e00 /
+// 0x7fc0): which input NaN an IEEE operation returns is up to the compiler (it may
+// swap the operands of a commutative op), so canonicalising is what makes the result
+// depend only on the inputs, whichever path, compiler or CPU computes it.
+#include "reduce/reduce.h"
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "reduce/half.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define FTCCL_REDUCE_X86 1
+#include <immintrin.h>
+#else
+#define FTCCL_REDUCE_X86 0
+#endif
+
+namespace ftccl {
+
+namespace {
+
+// ---------------------------------------------------------------------------------
+// Element operations.
+
+template <typename T>
+using Unsigned = std::make_unsigned_t<T>;
+// Arithmetic type in which U wraps without promotion to (signed) int.
+template <typename U>
+using WrapT = decltype(U() + 0u);
+
+template <typename F>
+struct FloatBitsOf;
+template <>
+struct FloatBitsOf<float> {
+  using type = uint32_t;
+};
+template <>
+struct FloatBitsOf<double> {
+  using type = uint64_t;
+};
+
+template <typename F>
+inline typename FloatBitsOf<F>::type toBits(F f) {
+  typename FloatBitsOf<F>::type u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+template <typename F>
+inline F fromBits(typename FloatBitsOf<F>::type u) {
+  F f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+struct OpSum {
+  template <typename T>
+  static inline T apply(T a, T b) {
+    if constexpr (std::is_integral_v<T>) {
+      using W = WrapT<Unsigned<T>>;
+      return static_cast<T>(static_cast<Unsigned<T>>(W(Unsigned<T>(a)) + W(Unsigned<T>(b))));
+    } else {
+      return a + b;
+    }
+  }
+};
+
+struct OpProd {
+  template <typename T>
+  static inline T apply(T a, T b) {
+    if constexpr (std::is_integral_v<T>) {
+      using W = WrapT<Unsigned<T>>;
+      return static_cast<T>(static_cast<Unsigned<T>>(W(Unsigned<T>(a)) * W(Unsigned<T>(b))));
+    } else {
+      return a * b;
+    }
+  }
+};
+
+// Floats: NaN if either input is NaN; equal inputs give a&b (max) or a|b (min) on the
+// bits, which only differs from a when they are +0 and -0: max(-0,+0)=+0, min=-0.
+// Written with bit masks rather than ?: because GCC will not if-convert selects that
+// depend on (potentially trapping) float compares, and then does not vectorise.
+template <bool kMax, typename F>
+inline F floatMaxMin(F a, F b) {
+  using U = typename FloatBitsOf<F>::type;
+  const U ua = toBits(a), ub = toBits(b);
+  const U quietNaN = toBits(a + b);  // the result whenever a or b is NaN
+  const U pickA = U(0) - U(kMax ? a > b : a < b);
+  const U equal = U(0) - U(a == b);
+  const U unordered = U(0) - U(__builtin_isunordered(a, b));
+  const U tie = kMax ? (ua & ub) : (ua | ub);
+  U r = (ua & pickA) | (ub & ~pickA);
+  r = (tie & equal) | (r & ~equal);
+  r = (quietNaN & unordered) | (r & ~unordered);
+  return fromBits<F>(r);
+}
+
+struct OpMax {
+  template <typename T>
+  static inline T apply(T a, T b) {
+    if constexpr (std::is_integral_v<T>) {
+      return a > b ? a : b;
+    } else {
+      return floatMaxMin<true>(a, b);
+    }
+  }
+};
+
+struct OpMin {
+  template <typename T>
+  static inline T apply(T a, T b) {
+    if constexpr (std::is_integral_v<T>) {
+      return a < b ? a : b;
+    } else {
+      return floatMaxMin<false>(a, b);
+    }
+  }
+};
+
+// Element policies: storage type S and S apply(S, S).
+template <typename T, typename Op>
+struct NativeElem {
+  using S = T;
+  static inline S apply(S a, S b) { return Op::template apply<T>(a, b); }
+};
+
+// float -> bf16, round to nearest-even, NaN canonical (branch-free, vectorisable).
+inline uint16_t narrowBf16(float r) {
+  const uint32_t x = floatBits(r);
+  const uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+  return static_cast<uint16_t>(r != r ? uint32_t{kBf16CanonicalNaN} : rounded);
+}
+
+inline uint16_t narrowHalfPortable(float r) {
+  return r != r ? kHalfCanonicalNaN : floatToHalf(r);
+}
+
+template <typename Op>
+struct Bf16Elem {
+  using S = uint16_t;
+  static inline S apply(S a, S b) {
+    return narrowBf16(Op::template apply<float>(bf16ToFloat(a), bf16ToFloat(b)));
+  }
+};
+
+template <typename Op>
+struct HalfElemPortable {
+  using S = uint16_t;
+  static inline S apply(S a, S b) {
+    return narrowHalfPortable(Op::template apply<float>(halfToFloat(a), halfToFloat(b)));
+  }
+};
+
+// ---------------------------------------------------------------------------------
+// Loop shapes. In each, the pointers actually dereferenced are distinct objects, so
+// __restrict__ is truthful and GCC vectorises without run-time alias checks. They are
+// always_inline so that each is compiled for the ISA of its caller: once for the
+// baseline target and once for AVX2 (see runElemAvx2), picked at run time.
+#define FTCCL_INLINE inline __attribute__((always_inline))
+
+template <typename E>
+FTCCL_INLINE void loopDistinct(typename E::S* __restrict__ d,
+                               const typename E::S* __restrict__ a,
+                               const typename E::S* __restrict__ b, size_t n) {
+  for (size_t i = 0; i < n; ++i) d[i] = E::apply(a[i], b[i]);
+}
+
+template <typename E>
+FTCCL_INLINE void loopDstIsA(typename E::S* __restrict__ d,
+                             const typename E::S* __restrict__ b, size_t n) {
+  for (size_t i = 0; i < n; ++i) d[i] = E::apply(d[i], b[i]);
+}
+
+template <typename E>
+FTCCL_INLINE void loopDstIsB(typename E::S* __restrict__ d,
+                             const typename E::S* __restrict__ a, size_t n) {
+  for (size_t i = 0; i < n; ++i) d[i] = E::apply(a[i], d[i]);
+}
+
+template <typename E>
+FTCCL_INLINE void loopAllSame(typename E::S* __restrict__ d, size_t n) {
+  for (size_t i = 0; i < n; ++i) d[i] = E::apply(d[i], d[i]);
+}
+
+template <typename E>
+FTCCL_INLINE void runShapes(void* dst, const void* a, const void* b, size_t n) {
+  using S = typename E::S;
+  S* d = static_cast<S*>(dst);
+  const S* pa = static_cast<const S*>(a);
+  const S* pb = static_cast<const S*>(b);
+  if (d == pa && d == pb) {
+    loopAllSame<E>(d, n);
+  } else if (d == pa) {
+    loopDstIsA<E>(d, pb, n);
+  } else if (d == pb) {
+    loopDstIsB<E>(d, pa, n);
+  } else {
+    loopDistinct<E>(d, pa, pb, n);
+  }
+}
+
+// In-place p[i] = f(p[i]) for divideBy.
+template <typename S, typename Fn>
+FTCCL_INLINE void loopUnary(S* __restrict__ p, size_t n, Fn f) {
+  for (size_t i = 0; i < n; ++i) p[i] = f(p[i]);
+}
+
+// One out-of-line function per (type, op) and ISA: readable profiles, small reduce().
+template <typename E>
+__attribute__((noinline)) void runElemBase(void* dst, const void* a, const void* b, size_t n) {
+  runShapes<E>(dst, a, b, n);
+}
+template <typename S, typename Fn>
+__attribute__((noinline)) void runUnaryBase(S* p, size_t n, Fn f) {
+  loopUnary(p, n, f);
+}
+
+// ---------------------------------------------------------------------------------
+// divideBy element functions.
+
+template <typename T>
+struct DivFloat {
+  T d;
+  FTCCL_INLINE T operator()(T x) const { return x / d; }
+};
+
+template <typename T>
+struct NegateWrap {  // x / -1 for signed T: the one quotient that can overflow
+  FTCCL_INLINE T operator()(T x) const {
+    using W = WrapT<Unsigned<T>>;
+    return static_cast<T>(static_cast<Unsigned<T>>(W(0) - W(Unsigned<T>(x))));
+  }
+};
+
+template <typename T>
+struct DivSigned {  // divisor != -1, != 0
+  std::conditional_t<(sizeof(T) <= sizeof(int)), int, T> d;
+  FTCCL_INLINE T operator()(T x) const { return static_cast<T>(x / d); }
+};
+
+template <typename T>
+struct DivUnsigned {  // divisor > 0
+  std::conditional_t<(sizeof(T) <= sizeof(unsigned)), unsigned, uint64_t> d;
+  FTCCL_INLINE T operator()(T x) const { return static_cast<T>(x / d); }
+};
+
+template <typename T>
+struct DivUnsignedByNegative {  // divisor < 0: -(x / |d|), wrapped
+  uint64_t absD;
+  FTCCL_INLINE T operator()(T x) const {
+    using W = WrapT<T>;
+    return static_cast<T>(W(0) - W(static_cast<T>(x / absD)));
+  }
+};
+
+struct DivBf16 {
+  float d;
+  FTCCL_INLINE uint16_t operator()(uint16_t x) const { return narrowBf16(bf16ToFloat(x) / d); }
+};
+
+struct DivHalfPortable {
+  float d;
+  FTCCL_INLINE uint16_t operator()(uint16_t x) const {
+    return narrowHalfPortable(halfToFloat(x) / d);
+  }
+};
+
+// ---------------------------------------------------------------------------------
+// AVX2 (+F16C) builds: the same loops compiled for AVX2, and fp16 with F16C, 8 lanes
+// at a time, the same float operations, NaN results canonical, conversion rounded to
+// nearest-even by the instruction's immediate. Every result is fully determined by
+// IEEE arithmetic on the inputs (NaN payloads of fp16/bf16 are canonical), so the
+// baseline and AVX2 builds give the same bits; the unit tests check it.
+
+#if FTCCL_REDUCE_X86
+#pragma GCC push_options
+#pragma GCC target("f16c,avx2")
+
+template <typename E>
+__attribute__((noinline)) void runElemAvx2(void* dst, const void* a, const void* b, size_t n) {
+  runShapes<E>(dst, a, b, n);
+}
+template <typename S, typename Fn>
+__attribute__((noinline)) void runUnaryAvx2(S* p, size_t n, Fn f) {
+  loopUnary(p, n, f);
+}
+
+struct VSum {
+  static inline __m256 apply(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
+};
+struct VProd {
+  static inline __m256 apply(__m256 a, __m256 b) { return _mm256_mul_ps(a, b); }
+};
+struct VMax {  // NaN lanes are fixed up by the caller
+  static inline __m256 apply(__m256 a, __m256 b) {
+    __m256 r = _mm256_blendv_ps(b, a, _mm256_cmp_ps(a, b, _CMP_GT_OQ));
+    return _mm256_blendv_ps(r, _mm256_and_ps(a, b), _mm256_cmp_ps(a, b, _CMP_EQ_OQ));
+  }
+};
+struct VMin {
+  static inline __m256 apply(__m256 a, __m256 b) {
+    __m256 r = _mm256_blendv_ps(b, a, _mm256_cmp_ps(a, b, _CMP_LT_OQ));
+    return _mm256_blendv_ps(r, _mm256_or_ps(a, b), _mm256_cmp_ps(a, b, _CMP_EQ_OQ));
+  }
+};
+
+inline __m128i halfCanonicalRound(__m256 r, __m256 nanMask) {
+  const __m256 qnan = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000));  // -> 0x7e00
+  nanMask = _mm256_or_ps(nanMask, _mm256_cmp_ps(r, r, _CMP_UNORD_Q));
+  return _mm256_cvtps_ph(_mm256_blendv_ps(r, qnan, nanMask), _MM_FROUND_TO_NEAREST_INT);
+}
+
+template <typename V>
+inline __m128i halfStep(__m128i ha, __m128i hb) {
+  const __m256 a = _mm256_cvtph_ps(ha);
+  const __m256 b = _mm256_cvtph_ps(hb);
+  return halfCanonicalRound(V::apply(a, b), _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
+}
+
+// Each 8-lane block is loaded before it is stored, so dst == a or dst == b is fine.
+template <typename V>
+__attribute__((noinline)) void halfLoopF16C(uint16_t* d, const uint16_t* a, const uint16_t* b,
+                                            size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m128i a0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i));
+    const __m128i a1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i + 8));
+    const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i));
+    const __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i + 8));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), halfStep<V>(a0, b0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i + 8), halfStep<V>(a1, b1));
+  }
+  for (; i + 8 <= n; i += 8) {
+    const __m128i a0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i));
+    const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), halfStep<V>(a0, b0));
+  }
+  if (i < n) {  // tail through zero-padded stack copies
+    uint16_t ta[8] = {}, tb[8] = {}, td[8];
+    const size_t rest = n - i;
+    std::memcpy(ta, a + i, rest * sizeof(uint16_t));
+    std::memcpy(tb, b + i, rest * sizeof(uint16_t));
+    const __m128i r = halfStep<V>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ta)),
+                                  _mm_loadu_si128(reinterpret_cast<const __m128i*>(tb)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(td), r);
+    std::memcpy(d + i, td, rest * sizeof(uint16_t));
+  }
+}
+
+void reduceHalfF16C(void* dst, const void* a, const void* b, size_t n, ftcclRedOp_t op) {
+  uint16_t* d = static_cast<uint16_t*>(dst);
+  const uint16_t* pa = static_cast<const uint16_t*>(a);
+  const uint16_t* pb = static_cast<const uint16_t*>(b);
+  switch (op) {
+    case ftcclSum:
+    case ftcclAvg:
+      halfLoopF16C<VSum>(d, pa, pb, n);
+      break;
+    case ftcclProd:
+      halfLoopF16C<VProd>(d, pa, pb, n);
+      break;
+    case ftcclMax:
+      halfLoopF16C<VMax>(d, pa, pb, n);
+      break;
+    case ftcclMin:
+      halfLoopF16C<VMin>(d, pa, pb, n);
+      break;
+    default:
+      break;
+  }
+}
+
+inline __m128i halfDivStep(__m128i h, __m256 d) {
+  return halfCanonicalRound(_mm256_div_ps(_mm256_cvtph_ps(h), d), _mm256_setzero_ps());
+}
+
+void divideHalfF16C(uint16_t* p, size_t n, int divisor) {
+  const __m256 d = _mm256_set1_ps(static_cast<float>(divisor));
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p + i), halfDivStep(h, d));
+  }
+  if (i < n) {
+    uint16_t t[8] = {};
+    const size_t rest = n - i;
+    std::memcpy(t, p + i, rest * sizeof(uint16_t));
+    const __m128i r = halfDivStep(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)), d);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(t), r);
+    std::memcpy(p + i, t, rest * sizeof(uint16_t));
+  }
+}
+
+#pragma GCC pop_options
+#endif  // FTCCL_REDUCE_X86
+
+bool detectAvx2F16C() {
+#if FTCCL_REDUCE_X86
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+#else
+  return false;
+#endif
+}
+
+// ---------------------------------------------------------------------------------
+// Dispatch. kVec selects the AVX2/F16C build (callers pass it only when the CPU has it).
+
+template <bool kVec, typename E>
+void runElem(void* dst, const void* a, const void* b, size_t n) {
+#if FTCCL_REDUCE_X86
+  if constexpr (kVec) {
+    runElemAvx2<E>(dst, a, b, n);
+  } else
+#endif
+  {
+    runElemBase<E>(dst, a, b, n);
+  }
+}
+
+template <bool kVec, typename S, typename Fn>
+void runUnary(S* p, size_t n, Fn f) {
+#if FTCCL_REDUCE_X86
+  if constexpr (kVec) {
+    runUnaryAvx2(p, n, f);
+  } else
+#endif
+  {
+    runUnaryBase(p, n, f);
+  }
+}
+
+template <bool kVec, template <typename> class ElemOf>
+void runByOp(void* dst, const void* a, const void* b, size_t n, ftcclRedOp_t op) {
+  switch (op) {
+    case ftcclSum:
+    case ftcclAvg:
+      runElem<kVec, ElemOf<OpSum>>(dst, a, b, n);
+      break;
+    case ftcclProd:
+      runElem<kVec, ElemOf<OpProd>>(dst, a, b, n);
+      break;
+    case ftcclMax:
+      runElem<kVec, ElemOf<OpMax>>(dst, a, b, n);
+      break;
+    case ftcclMin:
+      runElem<kVec, ElemOf<OpMin>>(dst, a, b, n);
+      break;
+    default:
+      break;
+  }
+}
+
+template <typename T>
+struct NativeOf {
+  template <typename Op>
+  using type = NativeElem<T, Op>;
+};
+
+template <bool kVec, typename T>
+void runNative(void* dst, const void* a, const void* b, size_t n, ftcclRedOp_t op) {
+  runByOp<kVec, NativeOf<T>::template type>(dst, a, b, n, op);
+}
+
+template <bool kVec>
+void reduceHalf(void* dst, const void* a, const void* b, size_t n, ftcclRedOp_t op) {
+#if FTCCL_REDUCE_X86
+  if constexpr (kVec) {
+    reduceHalfF16C(dst, a, b, n, op);
+  } else
+#endif
+  {
+    runByOp<false, HalfElemPortable>(dst, a, b, n, op);  // branchy: no gain from AVX2
+  }
+}
+
+template <bool kVec>
+void reduceImpl(void* dst, const void* a, const void* b, size_t count, ftcclDataType_t type,
+                ftcclRedOp_t op) {
+  if (count == 0 || !isValidRedOp(op)) return;
+  switch (type) {
+    case ftcclInt8:
+      runNative<kVec, int8_t>(dst, a, b, count, op);
+      break;
+    case ftcclUint8:
+      runNative<kVec, uint8_t>(dst, a, b, count, op);
+      break;
+    case ftcclInt32:
+      runNative<kVec, int32_t>(dst, a, b, count, op);
+      break;
+    case ftcclUint32:
+      runNative<kVec, uint32_t>(dst, a, b, count, op);
+      break;
+    case ftcclInt64:
+      runNative<kVec, int64_t>(dst, a, b, count, op);
+      break;
+    case ftcclUint64:
+      runNative<kVec, uint64_t>(dst, a, b, count, op);
+      break;
+    case ftcclFloat16:
+      reduceHalf<kVec>(dst, a, b, count, op);
+      break;
+    case ftcclFloat32:
+      runNative<kVec, float>(dst, a, b, count, op);
+      break;
+    case ftcclFloat64:
+      runNative<kVec, double>(dst, a, b, count, op);
+      break;
+    case ftcclBfloat16:
+      runByOp<kVec, Bf16Elem>(dst, a, b, count, op);
+      break;
+    default:
+      break;
+  }
+}
+
+// Integer division has no SIMD form: these always use the baseline build.
+template <typename T>
+void divideSigned(T* p, size_t n, int divisor) {
+  if (divisor == 1) return;
+  if (divisor == -1) {
+    runUnary<false>(p, n, NegateWrap<T>{});
+  } else {
+    runUnary<false>(p, n, DivSigned<T>{divisor});  // no SIMD integer division
+  }
+}
+
+template <typename T>
+void divideUnsigned(T* p, size_t n, int divisor) {
+  if (divisor == 1) return;
+  if (divisor > 0) {
+    runUnary<false>(p, n, DivUnsigned<T>{static_cast<unsigned>(divisor)});
+  } else {
+    runUnary<false>(p, n,
+                    DivUnsignedByNegative<T>{static_cast<uint64_t>(-static_cast<int64_t>(divisor))});
+  }
+}
+
+template <bool kVec>
+void divideImpl(void* data, size_t count, ftcclDataType_t type, int divisor) {
+  if (count == 0 || divisor == 0) return;  // a zero divisor is a caller bug: leave data
+  switch (type) {
+    case ftcclInt8:
+      divideSigned(static_cast<int8_t*>(data), count, divisor);
+      break;
+    case ftcclUint8:
+      divideUnsigned(static_cast<uint8_t*>(data), count, divisor);
+      break;
+    case ftcclInt32:
+      divideSigned(static_cast<int32_t*>(data), count, divisor);
+      break;
+    case ftcclUint32:
+      divideUnsigned(static_cast<uint32_t*>(data), count, divisor);
+      break;
+    case ftcclInt64:
+      divideSigned(static_cast<int64_t*>(data), count, divisor);
+      break;
+    case ftcclUint64:
+      divideUnsigned(static_cast<uint64_t*>(data), count, divisor);
+      break;
+    case ftcclFloat16: {
+      uint16_t* p = static_cast<uint16_t*>(data);
+#if FTCCL_REDUCE_X86
+      if constexpr (kVec) {
+        divideHalfF16C(p, count, divisor);
+      } else
+#endif
+      {
+        runUnary<false>(p, count, DivHalfPortable{static_cast<float>(divisor)});
+      }
+      break;
+    }
+    case ftcclFloat32:
+      runUnary<kVec>(static_cast<float*>(data), count, DivFloat<float>{static_cast<float>(divisor)});
+      break;
+    case ftcclFloat64:
+      runUnary<kVec>(static_cast<double*>(data), count,
+                     DivFloat<double>{static_cast<double>(divisor)});
+      break;
+    case ftcclBfloat16:
+      runUnary<kVec>(static_cast<uint16_t*>(data), count, DivBf16{static_cast<float>(divisor)});
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------
+// Public entry points.
+
+namespace reduce_detail {
+
+bool cpuHasAvx2F16C() {
+  static const bool has = detectAvx2F16C();
+  return has;
+}
+
+void reduceBaseline(void* dst, const void* a, const void* b, size_t count,
+                    ftcclDataType_t type, ftcclRedOp_t op) {
+  reduceImpl<false>(dst, a, b, count, type, op);
+}
+
+void divideByBaseline(void* data, size_t count, ftcclDataType_t type, int divisor) {
+  divideImpl<false>(data, count, type, divisor);
+}
+
+}  // namespace reduce_detail
+
+size_t dataTypeSize(ftcclDataType_t type) {
+  switch (type) {
+    case ftcclInt8:
+    case ftcclUint8:
+      return 1;
+    case ftcclFloat16:
+    case ftcclBfloat16:
+      return 2;
+    case ftcclInt32:
+    case ftcclUint32:
+    case ftcclFloat32:
+      return 4;
+    case ftcclInt64:
+    case ftcclUint64:
+    case ftcclFloat64:
+      return 8;
+    default:
+      return 0;
+  }
+}
+
+const char* dataTypeName(ftcclDataType_t type) {
+  switch (type) {
+    case ftcclInt8:
+      return "int8";
+    case ftcclUint8:
+      return "uint8";
+    case ftcclInt32:
+      return "int32";
+    case ftcclUint32:
+      return "uint32";
+    case ftcclInt64:
+      return "int64";
+    case ftcclUint64:
+      return "uint64";
+    case ftcclFloat16:
+      return "half";
+    case ftcclFloat32:
+      return "float";
+    case ftcclFloat64:
+      return "double";
+    case ftcclBfloat16:
+      return "bfloat16";
+    default:
+      return "invalid";
+  }
+}
+
+const char* redOpName(ftcclRedOp_t op) {
+  switch (op) {
+    case ftcclSum:
+      return "sum";
+    case ftcclProd:
+      return "prod";
+    case ftcclMax:
+      return "max";
+    case ftcclMin:
+      return "min";
+    case ftcclAvg:
+      return "avg";
+    default:
+      return "invalid";
+  }
+}
+
+bool isValidDataType(int type) { return type >= 0 && type < ftcclNumTypes; }
+bool isValidRedOp(int op) { return op >= 0 && op < ftcclNumOps; }
+
+void reduce(void* dst, const void* a, const void* b, size_t count, ftcclDataType_t type,
+            ftcclRedOp_t op) {
+  if (reduce_detail::cpuHasAvx2F16C()) {
+    reduceImpl<true>(dst, a, b, count, type, op);
+  } else {
+    reduceImpl<false>(dst, a, b, count, type, op);
+  }
+}
+
+void divideBy(void* data, size_t count, ftcclDataType_t type, int divisor) {
+  if (reduce_detail::cpuHasAvx2F16C()) {
+    divideImpl<true>(data, count, type, divisor);
+  } else {
+    divideImpl<false>(data, count, type, divisor);
+  }
+}
+
+}  // namespace ftccl

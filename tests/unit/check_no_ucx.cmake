@@ -1,0 +1,13 @@
+# Fails if any file under DIR includes a UCX header (ucp/, uct/, ucs/, ucm/).
+file(GLOB_RECURSE files ${DIR}/*)
+list(LENGTH files n)
+if(n EQUAL 0)
+  message(FATAL_ERROR "no files found under ${DIR}")
+endif()
+foreach(f ${files})
+  file(STRINGS ${f} hits REGEX "#[ \t]*include[ \t]*[<\"](ucp|uct|ucs|ucm)/")
+  if(hits)
+    message(FATAL_ERROR "${f} includes UCX: ${hits}")
+  endif()
+endforeach()
+message(STATUS "checked ${n} files: no UCX includes")

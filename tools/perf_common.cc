@@ -1,0 +1,1028 @@
+// Shared code of the nccl-tests-style benchmarks; see perf_common.h.
+#include "perf_common.h"
+
+// The C API of MPI only: keep Open MPI / MPICH from pulling in their C++ bindings.
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <new>
+
+namespace ftperf {
+
+// =================================================================================
+// fp16 / bf16
+// =================================================================================
+uint16_t floatToHalf(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, sizeof x);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  const uint32_t a = x & 0x7fffffffu;
+  if (a > 0x7f800000u) {  // NaN: quiet, keep the top payload bits
+    return static_cast<uint16_t>(sign | 0x7e00u | ((a >> 13) & 0x03ffu));
+  }
+  if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520: Inf
+  if (a >= 0x38800000u) {  // normal half (>= 2^-14)
+    uint32_t h = (a - 0x38000000u) >> 13;  // rebias 127 -> 15, drop 13 mantissa bits
+    const uint32_t rem = a & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // may carry into exponent
+    return static_cast<uint16_t>(sign | h);
+  }
+  if (a <= 0x33000000u) return sign;  // <= 2^-25: rounds (ties to even) to 0
+  // Subnormal half: units of 2^-24. value = m * 2^(e-150), so m >> (126 - e).
+  const uint32_t e = a >> 23;
+  const uint32_t m = (a & 0x7fffffu) | 0x800000u;
+  const uint32_t shift = 126u - e;  // 14..24
+  uint32_t h = m >> shift;
+  const uint32_t rem = m & ((1u << shift) - 1u);
+  const uint32_t halfway = 1u << (shift - 1u);
+  if (rem > halfway || (rem == halfway && (h & 1u))) ++h;
+  return static_cast<uint16_t>(sign | h);
+}
+
+float halfToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  const uint32_t man = h & 0x3ffu;
+  uint32_t x;
+  if (exp == 0) {
+    if (man == 0) {
+      x = sign;
+    } else {  // subnormal: man * 2^-24, exact in float
+      float f = std::ldexp(static_cast<float>(man), -24);
+      std::memcpy(&x, &f, sizeof x);
+      x |= sign;
+    }
+  } else if (exp == 0x1f) {
+    x = sign | 0x7f800000u | (man << 13);
+  } else {
+    x = sign | ((exp + 112u) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &x, sizeof f);
+  return f;
+}
+
+uint16_t floatToBf16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, sizeof x);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x0040u);
+  const uint32_t bias = 0x7fffu + ((x >> 16) & 1u);  // round to nearest even
+  return static_cast<uint16_t>((x + bias) >> 16);
+}
+
+float bf16ToFloat(uint16_t b) {
+  const uint32_t x = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &x, sizeof f);
+  return f;
+}
+
+// =================================================================================
+// Types and ops
+// =================================================================================
+namespace {
+
+const ftcclDataType_t kAllTypes[] = {ftcclInt8,    ftcclUint8,  ftcclInt32,   ftcclUint32,
+                                     ftcclInt64,   ftcclUint64, ftcclFloat16, ftcclFloat32,
+                                     ftcclFloat64, ftcclBfloat16};
+const ftcclRedOp_t kAllOps[] = {ftcclSum, ftcclProd, ftcclMax, ftcclMin, ftcclAvg};
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace
+
+size_t typeSize(ftcclDataType_t type) {
+  switch (type) {
+    case ftcclInt8:
+    case ftcclUint8: return 1;
+    case ftcclFloat16:
+    case ftcclBfloat16: return 2;
+    case ftcclInt32:
+    case ftcclUint32:
+    case ftcclFloat32: return 4;
+    case ftcclInt64:
+    case ftcclUint64:
+    case ftcclFloat64: return 8;
+    default: return 0;
+  }
+}
+
+const char* typeName(ftcclDataType_t type) {
+  switch (type) {
+    case ftcclInt8: return "int8";
+    case ftcclUint8: return "uint8";
+    case ftcclInt32: return "int32";
+    case ftcclUint32: return "uint32";
+    case ftcclInt64: return "int64";
+    case ftcclUint64: return "uint64";
+    case ftcclFloat16: return "half";
+    case ftcclFloat32: return "float";
+    case ftcclFloat64: return "double";
+    case ftcclBfloat16: return "bfloat16";
+    default: return "?";
+  }
+}
+
+const char* opName(ftcclRedOp_t op) {
+  switch (op) {
+    case ftcclSum: return "sum";
+    case ftcclProd: return "prod";
+    case ftcclMax: return "max";
+    case ftcclMin: return "min";
+    case ftcclAvg: return "avg";
+    default: return "?";
+  }
+}
+
+bool parseTypes(const std::string& text, std::vector<ftcclDataType_t>* out) {
+  const std::string t = lower(text);
+  if (t == "all") {
+    out->assign(std::begin(kAllTypes), std::end(kAllTypes));
+    return true;
+  }
+  struct Alias {
+    const char* name;
+    ftcclDataType_t type;
+  };
+  static const Alias kAliases[] = {
+      {"char", ftcclInt8},      {"int", ftcclInt32},       {"fp16", ftcclFloat16},
+      {"float16", ftcclFloat16}, {"fp32", ftcclFloat32},   {"float32", ftcclFloat32},
+      {"fp64", ftcclFloat64},   {"float64", ftcclFloat64}, {"bf16", ftcclBfloat16}};
+  for (ftcclDataType_t type : kAllTypes) {
+    if (t == typeName(type)) {
+      out->assign(1, type);
+      return true;
+    }
+  }
+  for (const Alias& a : kAliases) {
+    if (t == a.name) {
+      out->assign(1, a.type);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool parseOps(const std::string& text, std::vector<ftcclRedOp_t>* out) {
+  const std::string t = lower(text);
+  if (t == "all") {
+    out->assign(std::begin(kAllOps), std::end(kAllOps));
+    return true;
+  }
+  for (ftcclRedOp_t op : kAllOps) {
+    if (t == opName(op)) {
+      out->assign(1, op);
+      return true;
+    }
+  }
+  return false;
+}
+
+// =================================================================================
+// Patterns, fill and check
+// =================================================================================
+ReducePattern::ReducePattern(ftcclRedOp_t op, int rank, int nranks)
+    : op_(op),
+      rank_(rank),
+      intKey_(patternKey(kStreamInt, static_cast<uint64_t>(rank))),
+      sumVKey_(patternKey(kStreamSumV, 0)),
+      sumDKey_(patternKey(kStreamSumD, static_cast<uint64_t>(rank / 2))),
+      twoKey_(patternKey(kStreamProdTwo, 0)),
+      signKey_(patternKey(kStreamProdSign, static_cast<uint64_t>(rank))),
+      maxMinKey_(patternKey(kStreamMaxMin, static_cast<uint64_t>(rank))) {
+  const int n = std::max(nranks, 1);
+  k_ = static_cast<uint64_t>(std::min(8, std::max(1, 100 / n)));
+  paired_ = !(n % 2 == 1 && rank == n - 1);
+  twoPeriod_ = static_cast<uint64_t>(std::max(3, (n + 7) / 8));
+}
+
+void fillReduceInput(void* buf, size_t count, ftcclDataType_t type, ftcclRedOp_t op, int rank,
+                     int nranks) {
+  const ReducePattern p(op, rank, nranks);
+  withType(type, [&](auto tag) {
+    using T = decltype(tag);
+    T* out = static_cast<T*>(buf);
+    for (size_t i = 0; i < count; ++i) out[i] = reduceInput<T>(p, i);
+  });
+}
+
+void fillRawInput(void* buf, size_t count, ftcclDataType_t type, int rank) {
+  const uint64_t key = patternKey(kStreamRaw, static_cast<uint64_t>(rank));
+  withType(type, [&](auto tag) {
+    using T = decltype(tag);
+    T* out = static_cast<T*>(buf);
+    for (size_t i = 0; i < count; ++i) out[i] = fromRawBits<T>(patternAt(key, i));
+  });
+}
+
+namespace {
+template <class W>
+size_t countMismatchesAs(const void* got, const void* want, size_t count, size_t* first) {
+  const W* g = static_cast<const W*>(got);
+  const W* w = static_cast<const W*>(want);
+  size_t wrong = 0;
+  *first = count;
+  for (size_t i = 0; i < count; ++i) {
+    if (g[i] != w[i]) {
+      if (wrong == 0) *first = i;
+      ++wrong;
+    }
+  }
+  return wrong;
+}
+}  // namespace
+
+size_t countMismatches(const void* got, const void* want, size_t count, ftcclDataType_t type,
+                       size_t* first) {
+  switch (typeSize(type)) {
+    case 1: return countMismatchesAs<uint8_t>(got, want, count, first);
+    case 2: return countMismatchesAs<uint16_t>(got, want, count, first);
+    case 4: return countMismatchesAs<uint32_t>(got, want, count, first);
+    case 8: return countMismatchesAs<uint64_t>(got, want, count, first);
+    default: *first = count; return 0;
+  }
+}
+
+std::string elementHex(const void* buf, size_t i, ftcclDataType_t type) {
+  const size_t size = typeSize(type);
+  const unsigned char* p = static_cast<const unsigned char*>(buf) + i * size;
+  uint64_t v = 0;
+  for (size_t b = 0; b < size; ++b) v |= static_cast<uint64_t>(p[b]) << (8 * b);  // little endian
+  char text[32];
+  std::snprintf(text, sizeof text, "%0*llx", static_cast<int>(2 * size),
+                static_cast<unsigned long long>(v));
+  return text;
+}
+
+// =================================================================================
+// Options
+// =================================================================================
+bool parseSize(const char* text, size_t* bytes) {
+  if (text == nullptr || *text == '\0') return false;
+  errno = 0;
+  char* end = nullptr;
+  const double value = std::strtod(text, &end);
+  if (end == text || errno != 0 || !std::isfinite(value) || value < 0) return false;
+  double units = 1;
+  switch (*end) {
+    case 'K': case 'k': units = 1024.0; ++end; break;
+    case 'M': case 'm': units = 1024.0 * 1024; ++end; break;
+    case 'G': case 'g': units = 1024.0 * 1024 * 1024; ++end; break;
+    default: break;
+  }
+  if (units > 1 && (*end == 'B' || *end == 'b')) ++end;  // "64MB"
+  if (*end != '\0') return false;
+  const double total = value * units;
+  if (total >= 18446744073709551615.0) return false;
+  *bytes = static_cast<size_t>(total);
+  return true;
+}
+
+namespace {
+
+bool parseInt(const char* text, long lo, long hi, long* out) {
+  if (text == nullptr || *text == '\0') return false;
+  errno = 0;
+  char* end = nullptr;
+  const long v = std::strtol(text, &end, 0);
+  if (*end != '\0' || errno != 0 || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+struct OptSpec {
+  char shortName;
+  const char* longName;
+};
+const OptSpec kOptSpecs[] = {
+    {'b', "minbytes"}, {'e', "maxbytes"}, {'i', "stepbytes"}, {'f', "stepfactor"},
+    {'n', "iters"},    {'w', "warmup_iters"}, {'c', "check"}, {'o', "op"},
+    {'d', "datatype"}, {'r', "root"},     {'z', "blocking"},  {'J', "json"},
+    {'h', "help"}};
+
+}  // namespace
+
+ParseStatus parseOptions(int argc, char* const* argv, Options* opts, std::string* error) {
+  auto fail = [&](const std::string& why) {
+    *error = why;
+    return ParseStatus::kError;
+  };
+  for (int a = 1; a < argc; ++a) {
+    const std::string arg = argv[a] ? argv[a] : "";
+    char key = 0;
+    std::string value;
+    bool hasValue = false;
+    if (arg.size() > 2 && arg[0] == '-' && arg[1] == '-') {  // --name value | --name=value
+      std::string name = arg.substr(2);
+      const size_t eq = name.find('=');
+      if (eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+        hasValue = true;
+      }
+      for (const OptSpec& s : kOptSpecs) {
+        if (name == s.longName) key = s.shortName;
+      }
+      if (key == 0) return fail("unknown option '" + arg + "'");
+    } else if (arg.size() >= 2 && arg[0] == '-') {  // -b value | -bvalue
+      key = arg[1];
+      bool known = false;
+      for (const OptSpec& s : kOptSpecs) known = known || key == s.shortName;
+      if (!known) return fail("unknown option '" + arg + "'");
+      if (arg.size() > 2) {
+        value = arg.substr(2);
+        hasValue = true;
+      }
+    } else {
+      return fail("unexpected argument '" + arg + "'");
+    }
+    if (key == 'h') return ParseStatus::kHelp;
+    if (!hasValue) {
+      if (a + 1 >= argc) return fail(std::string("option -") + key + " needs a value");
+      value = argv[++a];
+    }
+    const char* v = value.c_str();
+    long n = 0;
+    switch (key) {
+      case 'b':
+        if (!parseSize(v, &opts->minBytes)) return fail("invalid size for -b (minbytes): '" + value + "'");
+        break;
+      case 'e':
+        if (!parseSize(v, &opts->maxBytes)) return fail("invalid size for -e (maxbytes): '" + value + "'");
+        break;
+      case 'i':
+        if (!parseSize(v, &opts->stepBytes)) return fail("invalid size for -i (stepbytes): '" + value + "'");
+        break;
+      case 'f':
+        if (!parseInt(v, 1, LONG_MAX, &n)) return fail("invalid -f (stepfactor, >= 1): '" + value + "'");
+        opts->stepFactor = static_cast<size_t>(n);
+        break;
+      case 'n':
+        if (!parseInt(v, 1, INT_MAX, &n)) return fail("invalid -n (iters, >= 1): '" + value + "'");
+        opts->iters = static_cast<int>(n);
+        break;
+      case 'w':
+        if (!parseInt(v, 0, INT_MAX, &n)) return fail("invalid -w (warmup iters, >= 0): '" + value + "'");
+        opts->warmupIters = static_cast<int>(n);
+        break;
+      case 'c':
+        if (!parseInt(v, 0, INT_MAX, &n)) return fail("invalid -c (check, >= 0): '" + value + "'");
+        opts->check = static_cast<int>(n);
+        break;
+      case 'o':
+        if (!parseOps(value, &opts->ops))
+          return fail("invalid -o (op): '" + value + "' (sum/prod/max/min/avg/all)");
+        break;
+      case 'd':
+        if (!parseTypes(value, &opts->types))
+          return fail("invalid -d (datatype): '" + value +
+                      "' (int8/uint8/int32/uint32/int64/uint64/half/float/double/bfloat16/all)");
+        break;
+      case 'r':
+        if (lower(value) == "all") {
+          opts->allRoots = true;
+        } else if (parseInt(v, -1, INT_MAX, &n)) {
+          opts->allRoots = (n == -1);  // nccl-tests: root -1 means every root
+          opts->root = n == -1 ? 0 : static_cast<int>(n);
+        } else {
+          return fail("invalid -r (root): '" + value + "' (a rank, -1 or all)");
+        }
+        break;
+      case 'z':
+        if (!parseInt(v, 0, 1, &n)) return fail("invalid -z (blocking, 0/1): '" + value + "'");
+        opts->blocking = (n == 1);
+        break;
+      case 'J':
+        if (value.empty()) return fail("-J needs a file name");
+        opts->jsonFile = value;
+        break;
+      default:
+        return fail("unknown option '" + arg + "'");
+    }
+  }
+  if (opts->minBytes > opts->maxBytes) {
+    return fail("invalid sizes for 'minbytes' and 'maxbytes': " + std::to_string(opts->minBytes) +
+                " > " + std::to_string(opts->maxBytes));
+  }
+  if (opts->stepFactor <= 1 && opts->stepBytes == 0 && opts->minBytes < opts->maxBytes) {
+    return fail("-i (stepbytes) must be > 0 when -f (stepfactor) is 1");
+  }
+  return ParseStatus::kOk;
+}
+
+std::vector<size_t> sizeSteps(const Options& opts) {
+  std::vector<size_t> sizes;
+  size_t size = opts.minBytes;
+  while (size <= opts.maxBytes) {
+    sizes.push_back(size);
+    size_t next;
+    if (opts.stepFactor > 1) {
+      if (size > opts.maxBytes / opts.stepFactor) break;  // next would pass max (or overflow)
+      next = size * opts.stepFactor;
+    } else {
+      if (opts.stepBytes > opts.maxBytes - size) break;
+      next = size + opts.stepBytes;
+    }
+    if (next <= size) break;  // no progress (size 0 with -f, or -i 0)
+    size = next;
+  }
+  return sizes;
+}
+
+void printUsage(FILE* out, const char* prog) {
+  std::fprintf(out,
+               "USAGE: %s \n\t"
+               "[-b,--minbytes <min size in bytes, K/M/G suffixes>] \n\t"
+               "[-e,--maxbytes <max size in bytes>] \n\t"
+               "[-i,--stepbytes <increment size>] \n\t"
+               "[-f,--stepfactor <increment factor>] \n\t"
+               "[-n,--iters <iteration count>] \n\t"
+               "[-w,--warmup_iters <warmup iteration count>] \n\t"
+               "[-c,--check <check iteration count, 0 disables>] \n\t"
+               "[-o,--op <sum/prod/max/min/avg/all>] \n\t"
+               "[-d,--datatype <int8/uint8/int32/uint32/int64/uint64/half/float/double/"
+               "bfloat16/all>] \n\t"
+               "[-r,--root <root/all>] \n\t"
+               "[-z,--blocking <0/1> use the NULL stream: every call blocks] \n\t"
+               "[-J,--json <file> write all results as JSON (rank 0)] \n\t"
+               "[-h,--help]\n"
+               "Bootstrap: under mpirun, MPI broadcasts the ftccl unique id; with "
+               "FTCCL_COMM_ID=host:port\n"
+               "set, MPI is not used and the rank comes from FTCCL_RANK/FTCCL_NRANKS "
+               "(else OMPI_COMM_WORLD_RANK/SIZE);\n"
+               "otherwise a single rank runs alone.\n",
+               prog);
+}
+
+// =================================================================================
+// Results and their formatting
+// =================================================================================
+void computeBandwidth(size_t bytes, double seconds, double busFactor, double* algBw,
+                      double* busBw) {
+  *algBw = seconds > 0 ? static_cast<double>(bytes) / 1.0e9 / seconds : 0.0;
+  *busBw = *algBw * busFactor;
+}
+
+std::string formatTimeUs(double us) {
+  char text[64];
+  if (us >= 10000.0) {
+    std::snprintf(text, sizeof text, "%7.0f", us);
+  } else if (us >= 100.0) {
+    std::snprintf(text, sizeof text, "%7.1f", us);
+  } else {
+    std::snprintf(text, sizeof text, "%7.2f", us);
+  }
+  return text;
+}
+
+std::string formatTableHeader() {
+  char line[3][512];
+  std::snprintf(line[0], sizeof line[0],
+                "# %10s  %12s  %8s  %6s  %6s           out-of-place                       "
+                "in-place          ",
+                "", "", "", "", "");
+  std::snprintf(line[1], sizeof line[1],
+                "# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s %6s  %7s  %6s  %6s %6s", "size",
+                "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong", "time",
+                "algbw", "busbw", "#wrong");
+  std::snprintf(line[2], sizeof line[2],
+                "# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s  %5s  %7s  %6s  %6s  %5s", "(B)",
+                "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "", "(us)", "(GB/s)",
+                "(GB/s)", "");
+  return std::string(line[0]) + "\n" + line[1] + "\n" + line[2] + "\n";
+}
+
+namespace {
+std::string formatPlacement(const PlacementResult& r) {
+  char text[128];
+  if (r.wrong < 0) {
+    std::snprintf(text, sizeof text, "  %7s  %6.2f  %6.2f  %5s", formatTimeUs(r.timeUs).c_str(),
+                  r.algBw, r.busBw, "N/A");
+  } else {
+    std::snprintf(text, sizeof text, "  %7s  %6.2f  %6.2f  %5lld",
+                  formatTimeUs(r.timeUs).c_str(), r.algBw, r.busBw, r.wrong);
+  }
+  return text;
+}
+
+std::string jsonNumber(double v, const char* fmt) {
+  if (!std::isfinite(v)) return "null";
+  char text[64];
+  std::snprintf(text, sizeof text, fmt, v);
+  return text;
+}
+
+std::string jsonString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char esc[8];
+          std::snprintf(esc, sizeof esc, "\\u%04x", static_cast<unsigned>(c));
+          out += esc;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string jsonPlacement(const PlacementResult& r) {
+  return "{\"time_us\":" + jsonNumber(r.timeUs, "%.3f") +
+         ",\"algbw\":" + jsonNumber(r.algBw, "%.6f") +
+         ",\"busbw\":" + jsonNumber(r.busBw, "%.6f") +
+         ",\"wrong\":" + (r.wrong < 0 ? std::string("null") : std::to_string(r.wrong)) + "}";
+}
+}  // namespace
+
+std::string formatRow(const ResultRow& row) {
+  char head[256];
+  std::snprintf(head, sizeof head, "%12zu  %12zu  %8s  %6s  %6i", row.bytes, row.count,
+                typeName(row.type), row.redop.c_str(), row.root);
+  return head + formatPlacement(row.oop) + formatPlacement(row.ip);
+}
+
+std::string resultsJson(const char* tool, int nranks, const std::vector<ResultRow>& rows,
+                        double avgBusBw, long long wrongTotal) {
+  std::string out = "{\"tool\":" + jsonString(tool) + ",\"nranks\":" + std::to_string(nranks) +
+                    ",\"results\":[";
+  for (size_t k = 0; k < rows.size(); ++k) {
+    const ResultRow& r = rows[k];
+    if (k) out += ",";
+    out += "\n  {\"size\":" + std::to_string(r.bytes) + ",\"count\":" + std::to_string(r.count) +
+           ",\"type\":" + jsonString(typeName(r.type)) + ",\"redop\":" + jsonString(r.redop) +
+           ",\"root\":" + std::to_string(r.root) + ",\"oop\":" + jsonPlacement(r.oop) +
+           ",\"ip\":" + jsonPlacement(r.ip) + "}";
+  }
+  out += "],\n \"avg_busbw\":" + jsonNumber(avgBusBw, "%.6f") +
+         ",\"wrong_total\":" + std::to_string(wrongTotal) + "}\n";
+  return out;
+}
+
+// =================================================================================
+// The run
+// =================================================================================
+namespace {
+
+// How the ranks find each other.
+//  kSingle: no launcher, one rank, no MPI.
+//  kMpi:    under mpirun: MPI_Init, rank 0 creates the id and MPI_Bcast's it. Times are
+//           combined with MPI (max over ranks), #wrong summed over ranks.
+//  kEnv:    FTCCL_COMM_ID set: every rank builds the same id itself and MPI is never
+//           initialised. Without MPI nothing is combined across ranks (using ftccl itself
+//           to gather the verdict on ftccl would be circular): each rank checks its own
+//           results, prints mismatches to stderr and exits non-zero on its own wrong
+//           values; only rank 0 prints the table and writes the JSON, with its own numbers.
+enum class Mode { kSingle, kMpi, kEnv };
+
+const char* modeName(Mode m) {
+  switch (m) {
+    case Mode::kMpi: return "MPI";
+    case Mode::kEnv: return "FTCCL_COMM_ID (no MPI)";
+    default: return "single process";
+  }
+}
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+using Buffer = std::unique_ptr<unsigned char, FreeDeleter>;
+
+Buffer allocBuffer(size_t bytes) {
+  void* p = nullptr;
+  if (posix_memalign(&p, 4096, bytes) != 0) throw std::bad_alloc();
+  std::memset(p, 0, bytes);  // pre-fault: no page faults inside the timed loops
+  return Buffer(static_cast<unsigned char*>(p));
+}
+
+struct Run {
+  const CollTool* tool = nullptr;
+  Options opt;
+  Mode mode = Mode::kSingle;
+  int rank = 0;
+  int nranks = 1;
+  bool mpiUp = false;
+  ftcclComm_t comm = nullptr;
+  ftcclStream_t stream = nullptr;  // NULL with -z 1
+  int barrierValue = 0;
+  size_t bufBytes = 0;
+  Buffer send, recv, expected;
+  std::vector<ResultRow> rows;
+  double busBwSum = 0;
+  long long busBwCount = 0;
+  long long wrongTotal = 0;
+};
+
+bool isRoot(const Run& r) { return r.rank == 0; }
+
+// Prints a failed ftccl call, rank-prefixed, with the communicator's last error.
+bool ok(Run& r, ftcclResult_t res, const char* what) {
+  if (res == ftcclSuccess) return true;
+  std::fprintf(stderr, "[rank %d] %s: %s failed: %s (%d): %s\n", r.rank, r.tool->name, what,
+               ftcclGetErrorString(res), static_cast<int>(res), ftcclGetLastError(r.comm));
+  return false;
+}
+
+bool sync(Run& r) {
+  if (r.stream == nullptr) return true;  // blocking mode: every call already completed
+  return ok(r, ftcclStreamSynchronize(r.stream), "ftcclStreamSynchronize");
+}
+
+bool barrier(Run& r) {
+  if (r.mpiUp) return MPI_Barrier(MPI_COMM_WORLD) == MPI_SUCCESS;
+  if (r.nranks == 1) return true;
+  r.barrierValue = 0;
+  return ok(r, ftcclAllReduce(&r.barrierValue, &r.barrierValue, 1, ftcclInt32, ftcclSum, r.comm,
+                              r.stream),
+            "ftcclAllReduce (barrier)") &&
+         sync(r);
+}
+
+// The reported time is the slowest rank's average (MPI max): a collective is only done
+// when every rank is done, so the max is the conservative choice.
+double maxOverRanks(Run& r, double v) {
+  if (r.mpiUp) MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return v;
+}
+
+long long sumOverRanks(Run& r, long long v) {
+  if (r.mpiUp) MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
+  return v;
+}
+
+// Stops after an ftccl error: abort the communicator (never waits for peers) and, under
+// MPI with peers, take the whole job down so nobody waits for us in MPI forever.
+int fail(Run& r) {
+  if (r.comm) ftcclCommAbort(r.comm);
+  r.comm = nullptr;
+  if (r.mpiUp) {
+    if (r.nranks > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_Finalize();
+    r.mpiUp = false;
+  }
+  return 1;
+}
+
+const char* envOrNull(const char* name) {
+  const char* v = std::getenv(name);
+  return (v && *v) ? v : nullptr;
+}
+
+bool envInt(const char* name, int* out) {
+  long v;
+  if (!parseInt(envOrNull(name), 0, INT_MAX, &v)) return false;
+  *out = static_cast<int>(v);
+  return true;
+}
+
+bool launchedByMpi() {
+  return envOrNull("OMPI_COMM_WORLD_SIZE") || envOrNull("PMI_SIZE") || envOrNull("PMIX_RANK");
+}
+
+// Our rank as the launcher sees it, before any bootstrap: only it prints usage errors.
+int launcherRank() {
+  int rank = 0;
+  if (envOrNull("FTCCL_COMM_ID") && envInt("FTCCL_RANK", &rank)) return rank;
+  if (envInt("OMPI_COMM_WORLD_RANK", &rank) || envInt("PMI_RANK", &rank) ||
+      envInt("PMIX_RANK", &rank))
+    return rank;
+  return 0;
+}
+
+// Sets mode/rank/nranks, creates the communicator and the stream.
+bool bootstrap(Run& r, int* argc, char*** argv) {
+  if (envOrNull("FTCCL_COMM_ID")) {
+    r.mode = Mode::kEnv;
+    if (!envInt("FTCCL_RANK", &r.rank) && !envInt("OMPI_COMM_WORLD_RANK", &r.rank)) r.rank = 0;
+    if (!envInt("FTCCL_NRANKS", &r.nranks) && !envInt("OMPI_COMM_WORLD_SIZE", &r.nranks))
+      r.nranks = 1;
+    if (r.nranks < 1 || r.rank >= r.nranks) {
+      std::fprintf(stderr, "%s: invalid rank %d of %d (FTCCL_RANK / FTCCL_NRANKS)\n",
+                   r.tool->name, r.rank, r.nranks);
+      return false;
+    }
+  } else if (launchedByMpi()) {
+    r.mode = Mode::kMpi;
+    if (MPI_Init(argc, argv) != MPI_SUCCESS) {
+      std::fprintf(stderr, "%s: MPI_Init failed\n", r.tool->name);
+      return false;
+    }
+    r.mpiUp = true;
+    MPI_Comm_rank(MPI_COMM_WORLD, &r.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &r.nranks);
+  }
+
+  ftcclUniqueId id;
+  std::memset(&id, 0, sizeof id);
+  if (r.mode == Mode::kMpi) {
+    // Broadcast the result code with the id, so that a failure on rank 0 does not leave
+    // the others waiting in ftcclCommInitRank.
+    struct {
+      int result;
+      ftcclUniqueId id;
+    } msg;
+    std::memset(&msg, 0, sizeof msg);
+    if (r.rank == 0) {
+      msg.result = ftcclGetUniqueId(&msg.id);
+      ok(r, static_cast<ftcclResult_t>(msg.result), "ftcclGetUniqueId");
+    }
+    MPI_Bcast(&msg, sizeof msg, MPI_BYTE, 0, MPI_COMM_WORLD);
+    if (msg.result != ftcclSuccess) return false;
+    id = msg.id;
+  } else {
+    // kEnv: FTCCL_COMM_ID makes every rank build the same id; kSingle: we are the root.
+    if (!ok(r, ftcclGetUniqueId(&id), "ftcclGetUniqueId")) return false;
+  }
+  ftcclComm_t comm = nullptr;
+  const ftcclResult_t res = ftcclCommInitRank(&comm, r.nranks, id, r.rank);
+  if (!ok(r, res, "ftcclCommInitRank")) return false;  // r.comm still NULL: thread's error
+  r.comm = comm;
+  int count = 0;
+  if (!ok(r, ftcclCommCount(r.comm, &count), "ftcclCommCount")) return false;
+  if (count != r.nranks) {
+    std::fprintf(stderr, "[rank %d] %s: communicator has %d ranks, expected %d\n", r.rank,
+                 r.tool->name, count, r.nranks);
+    return false;
+  }
+  if (!r.opt.blocking && !ok(r, ftcclStreamCreate(&r.stream), "ftcclStreamCreate")) return false;
+  return true;
+}
+
+void printPreamble(Run& r) {
+  const Options& o = r.opt;
+  char host[256] = "unknown";
+  gethostname(host, sizeof host - 1);
+  host[sizeof host - 1] = '\0';
+  int version = 0;
+  ftcclGetVersion(&version);
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "#  Rank %2d Group %2d Pid %6d on %10s device %2s [%s] ftccl %d.%d.%d\n",
+                r.rank, 0, static_cast<int>(getpid()), host, "-", "cpu", version / 10000,
+                (version / 100) % 100, version % 100);
+
+  std::vector<char> lines;
+  if (r.mpiUp) {  // every rank's line, in rank order, as nccl-tests does
+    if (isRoot(r)) lines.resize(sizeof line * static_cast<size_t>(r.nranks));
+    MPI_Gather(line, sizeof line, MPI_CHAR, lines.data(), sizeof line, MPI_CHAR, 0,
+               MPI_COMM_WORLD);
+  }
+  if (!isRoot(r)) return;
+
+  std::printf("# nThread 1 nGpus 1 minBytes %zu maxBytes %zu step: %zu(%s) warmup iters: %d "
+              "iters: %d agg iters: 1 validation: %d graph: 0\n",
+              o.minBytes, o.maxBytes, o.stepFactor > 1 ? o.stepFactor : o.stepBytes,
+              o.stepFactor > 1 ? "factor" : "bytes", o.warmupIters, o.iters, o.check);
+  if (o.blocking) {
+    std::printf("# Blocking Enabled: every call uses the NULL stream and returns when complete\n");
+  }
+  std::printf("#\n# nRanks %d bootstrap: %s\n", r.nranks, modeName(r.mode));
+  if (r.mode == Mode::kEnv && r.nranks > 1) {
+    std::printf("# No MPI: times and #wrong are rank 0's own; every rank checks its data and "
+                "exits non-zero on wrong values\n");
+  }
+  bool bf16Sum = false;
+  for (ftcclDataType_t t : o.types) bf16Sum = bf16Sum || t == ftcclBfloat16;
+  if (bf16Sum && r.tool->usesOps && r.nranks > 127) {
+    std::printf("# Warning: with more than 127 ranks the bfloat16 sum/avg check data is no "
+                "longer exact in every order\n");
+  }
+  std::printf("#\n# Using devices\n");
+  if (r.mpiUp) {
+    for (int p = 0; p < r.nranks; ++p) std::printf("%s", &lines[sizeof line * static_cast<size_t>(p)]);
+  } else {
+    std::printf("%s", line);
+  }
+  std::printf("#\n%s", formatTableHeader().c_str());
+  std::fflush(stdout);
+}
+
+// Runs `iters` operations of `count` elements back to back, then waits.
+bool runOps(Run& r, ftcclDataType_t type, ftcclRedOp_t op, int root, size_t count, bool inPlace,
+            int iters) {
+  const void* sendbuff = inPlace ? r.recv.get() : r.send.get();
+  for (int it = 0; it < iters; ++it) {
+    if (!ok(r, r.tool->run(sendbuff, r.recv.get(), count, type, op, root, r.comm, r.stream),
+            r.tool->collName))
+      return false;
+  }
+  return sync(r);
+}
+
+// The receive buffer before a checked run: poisoned for out-of-place (so that a missing
+// write is seen), this rank's input for in-place.
+void prepareRecv(Run& r, size_t bytes, bool inPlace) {
+  if (inPlace) {
+    std::memcpy(r.recv.get(), r.send.get(), bytes);
+  } else {
+    std::memset(r.recv.get(), 0xa5, bytes);
+  }
+}
+
+// One size, one placement: time it, then check it.
+bool benchOne(Run& r, ftcclDataType_t type, ftcclRedOp_t op, int root, size_t count,
+              bool inPlace, PlacementResult* out) {
+  const size_t bytes = count * typeSize(type);
+  if (r.opt.check) prepareRecv(r, bytes, inPlace);
+
+  if (!runOps(r, type, op, root, count, inPlace, 1)) return false;  // untimed: sync the ranks
+  if (!barrier(r)) return false;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!runOps(r, type, op, root, count, inPlace, r.opt.iters)) return false;
+  const auto t1 = std::chrono::steady_clock::now();
+  const double sec =
+      maxOverRanks(r, std::chrono::duration<double>(t1 - t0).count() / r.opt.iters);
+  out->timeUs = sec * 1.0e6;
+  computeBandwidth(bytes, sec, r.tool->busBwFactor(r.nranks), &out->algBw, &out->busBw);
+
+  out->wrong = -1;
+  for (int c = 0; c < r.opt.check; ++c) {
+    // Restore the input (an in-place run overwrote it; a buggy out-of-place run might have).
+    r.tool->fillInput(r.send.get(), count, type, op, root, r.rank, r.nranks);
+    prepareRecv(r, bytes, inPlace);
+    if (!runOps(r, type, op, root, count, inPlace, 1)) return false;
+    size_t first = 0;
+    const long long local =
+        static_cast<long long>(countMismatches(r.recv.get(), r.expected.get(), count, type, &first));
+    if (local > 0) {
+      std::fprintf(stderr,
+                   "[rank %d] %s: %s %s root %d count %zu %s: %lld wrong elements, first at "
+                   "[%zu]: got 0x%s expected 0x%s\n",
+                   r.rank, r.tool->name, typeName(type), r.tool->usesOps ? opName(op) : "none",
+                   root, count, inPlace ? "in-place" : "out-of-place", local, first,
+                   elementHex(r.recv.get(), first, type).c_str(),
+                   elementHex(r.expected.get(), first, type).c_str());
+    }
+    out->wrong = sumOverRanks(r, local);
+    if (out->wrong) break;
+  }
+  if (out->wrong > 0) r.wrongTotal += out->wrong;
+  r.busBwSum += out->busBw;
+  ++r.busBwCount;
+  return true;
+}
+
+// One type x op x root: warm up, then every size.
+bool benchCombo(Run& r, ftcclDataType_t type, ftcclRedOp_t op, int root,
+                const std::vector<size_t>& sizes) {
+  const size_t tsize = typeSize(type);
+  const size_t maxCount = r.opt.maxBytes / tsize;
+  if (r.opt.check) {
+    r.tool->fillInput(r.send.get(), maxCount, type, op, root, r.rank, r.nranks);
+    r.tool->fillExpected(r.expected.get(), maxCount, type, op, root, r.rank, r.nranks);
+  }
+  if (!barrier(r)) return false;
+  // Warm-up at the largest and the smallest size, as nccl-tests does.
+  if (!runOps(r, type, op, root, maxCount, false, r.opt.warmupIters)) return false;
+  if (!runOps(r, type, op, root, sizes.front() / tsize, false, r.opt.warmupIters)) return false;
+
+  for (size_t size : sizes) {
+    ResultRow row;
+    row.count = size / tsize;
+    row.bytes = row.count * tsize;
+    row.type = type;
+    row.redop = r.tool->usesOps ? opName(op) : "none";
+    row.root = r.tool->usesRoot ? root : -1;
+    if (!benchOne(r, type, op, root, row.count, false, &row.oop)) return false;
+    if (!benchOne(r, type, op, root, row.count, true, &row.ip)) return false;
+    if (isRoot(r)) {
+      std::printf("%s\n", formatRow(row).c_str());
+      std::fflush(stdout);
+    }
+    r.rows.push_back(row);
+  }
+  return true;
+}
+
+bool benchAll(Run& r) {
+  const std::vector<size_t> sizes = sizeSteps(r.opt);
+  r.bufBytes = std::max<size_t>((r.opt.maxBytes + 63) / 64 * 64, 64);
+  r.send = allocBuffer(r.bufBytes);
+  r.recv = allocBuffer(r.bufBytes);
+  if (r.opt.check) r.expected = allocBuffer(r.bufBytes);
+
+  std::vector<int> roots;
+  if (!r.tool->usesRoot) {
+    roots.push_back(-1);
+  } else if (r.opt.allRoots) {
+    for (int p = 0; p < r.nranks; ++p) roots.push_back(p);
+  } else {
+    roots.push_back(r.opt.root);
+  }
+  const std::vector<ftcclRedOp_t> ops =
+      r.tool->usesOps ? r.opt.ops : std::vector<ftcclRedOp_t>{ftcclSum};
+
+  printPreamble(r);
+  for (ftcclDataType_t type : r.opt.types) {
+    for (ftcclRedOp_t op : ops) {
+      for (int root : roots) {
+        if (!benchCombo(r, type, op, root, sizes)) return false;
+      }
+    }
+  }
+  return true;
+}
+
+int perfMainImpl(Run& r, int argc, char** argv) {
+  std::string error;
+  const ParseStatus st = parseOptions(argc, argv, &r.opt, &error);
+  if (st != ParseStatus::kOk) {
+    if (launcherRank() == 0) {
+      if (st == ParseStatus::kError) std::fprintf(stderr, "%s: %s\n", r.tool->name, error.c_str());
+      printUsage(st == ParseStatus::kHelp ? stdout : stderr, r.tool->name);
+    }
+    return st == ParseStatus::kHelp ? 0 : 2;
+  }
+
+  if (!bootstrap(r, &argc, &argv)) return fail(r);
+  if (r.tool->usesRoot && !r.opt.allRoots && r.opt.root >= r.nranks) {
+    if (isRoot(r)) {
+      std::fprintf(stderr, "%s: invalid root %d for %d ranks\n", r.tool->name, r.opt.root,
+                   r.nranks);
+    }
+    if (r.stream) ftcclStreamDestroy(r.stream);
+    ftcclCommDestroy(r.comm);
+    if (r.mpiUp) MPI_Finalize();
+    return 2;
+  }
+
+  if (!benchAll(r)) return fail(r);
+
+  int status = 0;
+  if (isRoot(r)) {
+    const double avgBusBw = r.busBwCount ? r.busBwSum / static_cast<double>(r.busBwCount) : 0.0;
+    // nccl-tests counts failed tests here; we print the total of the #wrong column.
+    std::printf("# Out of bounds values : %lld %s\n", r.wrongTotal, r.wrongTotal ? "FAILED" : "OK");
+    std::printf("# Avg bus bandwidth    : %g \n#\n", avgBusBw);
+    std::fflush(stdout);
+    if (!r.opt.jsonFile.empty()) {
+      const std::string json = resultsJson(r.tool->name, r.nranks, r.rows, avgBusBw, r.wrongTotal);
+      FILE* f = std::fopen(r.opt.jsonFile.c_str(), "w");
+      if (f == nullptr || std::fwrite(json.data(), 1, json.size(), f) != json.size() ||
+          std::fclose(f) != 0) {
+        std::fprintf(stderr, "%s: cannot write %s: %s\n", r.tool->name, r.opt.jsonFile.c_str(),
+                     std::strerror(errno));
+        status = 1;
+      }
+    }
+  }
+  if (r.wrongTotal > 0) status = 1;
+
+  if (r.stream && !ok(r, ftcclStreamDestroy(r.stream), "ftcclStreamDestroy")) status = 1;
+  r.stream = nullptr;
+  if (!ok(r, ftcclCommDestroy(r.comm), "ftcclCommDestroy")) status = 1;
+  r.comm = nullptr;
+  r.send.reset();
+  r.recv.reset();
+  r.expected.reset();
+  if (r.mpiUp) {
+    MPI_Finalize();
+    r.mpiUp = false;
+  }
+  return status;
+}
+
+}  // namespace
+
+int perfMain(int argc, char** argv, const CollTool& tool) {
+  setvbuf(stdout, nullptr, _IOLBF, 0);  // every line shows up as it is printed
+  Run r;
+  r.tool = &tool;
+  try {
+    return perfMainImpl(r, argc, argv);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "[rank %d] %s: out of memory (buffers of %zu bytes)\n", r.rank,
+                 tool.name, r.bufBytes);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "[rank %d] %s: %s\n", r.rank, tool.name, e.what());
+  } catch (...) {
+    std::fprintf(stderr, "[rank %d] %s: unknown exception\n", r.rank, tool.name);
+  }
+  return fail(r);
+}
+
+}  // namespace ftperf

@@ -1,0 +1,77 @@
+// The one place where the wire tag of a message is laid out.
+//
+//  63        52 51        40 39                24 23  20 19                   0
+// +------------+------------+--------------------+------+----------------------+
+// |  comm id   |   epoch    |   op sequence      | chan |     source rank      |
+// |  12 bits   |  12 bits   |     16 bits        | 4 b  |       20 bits        |
+// +------------+------------+--------------------+------+----------------------+
+//
+// - comm id: low bits of a per-communicator random id (two communicators sharing a
+//   worker by accident still cannot match each other's messages, but we use one
+//   worker per communicator anyway).
+// - epoch: membership generation; receives are posted with the current epoch, so a
+//   message of an old epoch can never match. It wraps at 4096: far more rebuilds
+//   than one job survives, and old-epoch leftovers are flushed at each rebuild.
+// - op sequence: wraps at 65536. Ops on one communicator run in issue order and
+//   each needs every rank, so no rank is ever 2^16 ops ahead of its peers.
+// - channel: independent in-order lanes inside one op (ring slices in flight).
+// - source rank: up to 1,048,576 ranks. Receives match it exactly.
+// Ordering: UCX matches messages of one sender with one tag in send order.
+// 100k+ ranks fit; beyond 2^20 ranks this layout moves to active-message headers.
+#pragma once
+
+#include <cstdint>
+
+namespace ftccl {
+
+constexpr uint64_t tagField(uint64_t value, int bits, int shift) {
+  return (value & ((1ull << bits) - 1)) << shift;
+}
+
+struct TagLayout {
+  static constexpr int kRankBits = 20;
+  static constexpr int kChannelBits = 4;
+  static constexpr int kSeqBits = 16;
+  static constexpr int kEpochBits = 12;
+  static constexpr int kCommBits = 12;
+
+  static constexpr int kRankShift = 0;
+  static constexpr int kChannelShift = kRankShift + kRankBits;
+  static constexpr int kSeqShift = kChannelShift + kChannelBits;
+  static constexpr int kEpochShift = kSeqShift + kSeqBits;
+  static constexpr int kCommShift = kEpochShift + kEpochBits;
+  static_assert(kCommShift + kCommBits == 64, "the tag must use exactly 64 bits");
+
+  static constexpr uint64_t kMaxRanks = 1ull << kRankBits;
+  static constexpr uint32_t kChannels = 1u << kChannelBits;
+
+  static constexpr uint64_t make(uint64_t commId, uint64_t epoch, uint64_t seq, uint64_t channel,
+                                 uint64_t srcRank) {
+    return tagField(commId, kCommBits, kCommShift) | tagField(epoch, kEpochBits, kEpochShift) |
+           tagField(seq, kSeqBits, kSeqShift) | tagField(channel, kChannelBits, kChannelShift) |
+           tagField(srcRank, kRankBits, kRankShift);
+  }
+  // Receives match every bit: one exact sender, op, channel, epoch and communicator.
+  static constexpr uint64_t kFullMask = ~0ull;
+  // Everything of one communicator and epoch (for flushing old-epoch leftovers).
+  static constexpr uint64_t kEpochMask =
+      tagField(~0ull, kCommBits, kCommShift) | tagField(~0ull, kEpochBits, kEpochShift);
+
+  static constexpr uint32_t rankOf(uint64_t tag) {
+    return static_cast<uint32_t>((tag >> kRankShift) & ((1ull << kRankBits) - 1));
+  }
+  static constexpr uint32_t seqOf(uint64_t tag) {
+    return static_cast<uint32_t>((tag >> kSeqShift) & ((1ull << kSeqBits) - 1));
+  }
+  static constexpr uint32_t epochOf(uint64_t tag) {
+    return static_cast<uint32_t>((tag >> kEpochShift) & ((1ull << kEpochBits) - 1));
+  }
+  static constexpr uint32_t channelOf(uint64_t tag) {
+    return static_cast<uint32_t>((tag >> kChannelShift) & ((1ull << kChannelBits) - 1));
+  }
+  static constexpr uint32_t commOf(uint64_t tag) {
+    return static_cast<uint32_t>((tag >> kCommShift) & ((1ull << kCommBits) - 1));
+  }
+};
+
+}  // namespace ftccl
