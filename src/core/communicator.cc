@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 
 #include "bootstrap/bootstrap.h"
 #include "reduce/reduce.h"
@@ -80,6 +81,8 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   mine.pid = getpid();
   mine.pipeline = config_.pipeline;
   mine.transportAddress = transport_->workerAddress();
+  // Each init gets its own id even when FTCCL_COMM_ID makes every unique id alike.
+  mine.commSalt = std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
   std::vector<std::vector<uint8_t>> blobs;
   FTCCL_CHECK(rendezvous(contents, rank, nranks, encodePeerInfo(mine),
                          config_.bootstrapTimeoutMs, &blobs));
@@ -93,7 +96,8 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   // Chunking is decided once, by rank 0, so every rank cuts messages alike.
   config_.pipeline = peers_[0].pipeline;
   FTCCL_CHECK(transport_->connect(rank, std::move(addresses),
-                                  static_cast<uint32_t>(contents.nonce), /*epoch=*/0));
+                                  static_cast<uint32_t>(peers_[0].commSalt ^ contents.nonce),
+                                  /*epoch=*/0));
 
   // Staging: one slot per channel, allocated and pre-faulted once (first touch of a
   // page costs ~10 us here; never pay it per call).

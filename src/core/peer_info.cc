@@ -5,7 +5,7 @@
 namespace ftccl {
 namespace {
 
-constexpr uint32_t kPeerInfoVersion = 1;
+constexpr uint32_t kPeerInfoVersion = 2;
 
 template <typename T>
 void put(std::vector<uint8_t>* out, T value) {
@@ -52,6 +52,7 @@ std::vector<uint8_t> encodePeerInfo(const PeerInfo& info) {
   put(&out, info.pid);
   put(&out, static_cast<uint64_t>(info.pipeline.chunkBytes));
   put(&out, static_cast<int32_t>(info.pipeline.channels));
+  put(&out, info.commSalt);
   putBytes(&out, info.transportAddress.data(),
            static_cast<uint32_t>(info.transportAddress.size()));
   return out;
@@ -67,6 +68,7 @@ Status decodePeerInfo(const std::vector<uint8_t>& blob, PeerInfo* info) {
     return invalidArgument("peer info of another ftccl version");
   }
   if (!in.getBytes(&host) || !in.get(&info->pid) || !in.get(&chunk) || !in.get(&channels) ||
+      !in.get(&info->commSalt) ||
       !in.getBytes(&info->transportAddress) || !in.atEnd()) {
     return invalidArgument("malformed peer info");
   }

@@ -14,6 +14,7 @@ struct PeerInfo {
   std::string host;
   int32_t pid = 0;
   PipelineConfig pipeline;            // only rank 0's is used: every rank adopts it
+  uint64_t commSalt = 0;              // rank 0's random bits: the communicator id
   std::vector<uint8_t> transportAddress;
 };
 

@@ -15,11 +15,14 @@ Stream::~Stream() {
 }
 
 void Stream::enqueue(std::function<Status()> work) {
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    // The thread only sleeps when the queue is empty and it is not running an op.
+    wake = queue_.empty() && !busy_;
     queue_.push_back(std::move(work));
   }
-  changed_.notify_all();
+  if (wake) changed_.notify_all();
 }
 
 Status Stream::synchronize() {
@@ -51,7 +54,8 @@ void Stream::run() {
     lock.lock();
     busy_ = false;
     if (!result.isOk() && firstError_.isOk()) firstError_ = result;
-    changed_.notify_all();
+    // Waiters (synchronize, destroy) only care once the queue has drained.
+    if (queue_.empty()) changed_.notify_all();
   }
 }
 

@@ -50,7 +50,7 @@ inline uint16_t floatToHalf(float f) {
   const uint32_t ax = x & 0x7fffffffu;
   if (ax > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
   if (ax >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520: inf
-  if (ax >= 0x38800000u) {                                             // >= 2^-14: normal
+  if (ax >= 0x38800000u) {                                              // >= 2^-14: normal
     const uint32_t r = ax + 0xfffu + ((ax >> 13) & 1u);
     return static_cast<uint16_t>(sign | ((r - (112u << 23)) >> 13));
   }
@@ -87,8 +87,8 @@ constexpr uint16_t kBf16CanonicalNaN = 0x7fc0;
 // bits and are callable directly so that they are tested on every machine.
 namespace reduce_detail {
 bool cpuHasAvx2F16C();
-void reduceBaseline(void* dst, const void* a, const void* b, size_t count,
-                    ftcclDataType_t type, ftcclRedOp_t op);
+void reduceBaseline(void* dst, const void* a, const void* b, size_t count, ftcclDataType_t type,
+                    ftcclRedOp_t op);
 void divideByBaseline(void* data, size_t count, ftcclDataType_t type, int divisor);
 }  // namespace reduce_detail
 

@@ -4,8 +4,9 @@
 //   * element operations (Sum/Prod/Max/Min per C++ type, fp16/bf16 wrappers);
 //   * four loop shapes (dst distinct, dst==a, dst==b, dst==a==b) written so that the
 //     pointers that are used never alias, which lets GCC -O3 vectorise them;
-//   * an F16C/AVX2 fp16 path chosen at run time, bit-identical to the portable one;
-//   * type/op dispatch.
+//   * every loop built twice, for the baseline ISA and for AVX2 (fp16 with F16C, bf16
+//     hand-vectorised), the AVX2 build chosen at run time and bit-identical;
+//   * type/op dispatch. divideBy with divisor 0 leaves the data unchanged.
 //
 // fp16/bf16 results that are NaN are written as the canonical quiet NaN (0x7e00 /
 // 0x7fc0): which input NaN an IEEE operation returns is up to the compiler (it may
@@ -21,6 +22,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #define FTCCL_REDUCE_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
 #else
 #define FTCCL_REDUCE_X86 0
@@ -142,9 +144,7 @@ inline uint16_t narrowBf16(float r) {
   return static_cast<uint16_t>(r != r ? uint32_t{kBf16CanonicalNaN} : rounded);
 }
 
-inline uint16_t narrowHalfPortable(float r) {
-  return r != r ? kHalfCanonicalNaN : floatToHalf(r);
-}
+inline uint16_t narrowHalfPortable(float r) { return r != r ? kHalfCanonicalNaN : floatToHalf(r); }
 
 template <typename Op>
 struct Bf16Elem {
@@ -170,21 +170,20 @@ struct HalfElemPortable {
 #define FTCCL_INLINE inline __attribute__((always_inline))
 
 template <typename E>
-FTCCL_INLINE void loopDistinct(typename E::S* __restrict__ d,
-                               const typename E::S* __restrict__ a,
+FTCCL_INLINE void loopDistinct(typename E::S* __restrict__ d, const typename E::S* __restrict__ a,
                                const typename E::S* __restrict__ b, size_t n) {
   for (size_t i = 0; i < n; ++i) d[i] = E::apply(a[i], b[i]);
 }
 
 template <typename E>
-FTCCL_INLINE void loopDstIsA(typename E::S* __restrict__ d,
-                             const typename E::S* __restrict__ b, size_t n) {
+FTCCL_INLINE void loopDstIsA(typename E::S* __restrict__ d, const typename E::S* __restrict__ b,
+                             size_t n) {
   for (size_t i = 0; i < n; ++i) d[i] = E::apply(d[i], b[i]);
 }
 
 template <typename E>
-FTCCL_INLINE void loopDstIsB(typename E::S* __restrict__ d,
-                             const typename E::S* __restrict__ a, size_t n) {
+FTCCL_INLINE void loopDstIsB(typename E::S* __restrict__ d, const typename E::S* __restrict__ a,
+                             size_t n) {
   for (size_t i = 0; i < n; ++i) d[i] = E::apply(a[i], d[i]);
 }
 
@@ -277,15 +276,19 @@ struct DivHalfPortable {
 };
 
 // ---------------------------------------------------------------------------------
-// AVX2 (+F16C) builds: the same loops compiled for AVX2, and fp16 with F16C, 8 lanes
-// at a time, the same float operations, NaN results canonical, conversion rounded to
-// nearest-even by the instruction's immediate. Every result is fully determined by
-// IEEE arithmetic on the inputs (NaN payloads of fp16/bf16 are canonical), so the
-// baseline and AVX2 builds give the same bits; the unit tests check it.
+// AVX2 (+F16C) builds: the same loops compiled for AVX2; fp16 (F16C conversions) and
+// bf16 (integer rounding) hand-vectorised 8 lanes at a time with the same float
+// operations, NaN results canonical, rounding to nearest-even. Every result is fully
+// determined by IEEE arithmetic on the inputs (NaN payloads of fp16/bf16 are canonical),
+// so the baseline and AVX2 builds give the same bits; the unit tests check it.
 
 #if FTCCL_REDUCE_X86
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("f16c,avx2"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("f16c,avx2")
+#endif
 
 template <typename E>
 __attribute__((noinline)) void runElemAvx2(void* dst, const void* a, const void* b, size_t n) {
@@ -296,119 +299,152 @@ __attribute__((noinline)) void runUnaryAvx2(S* p, size_t n, Fn f) {
   loopUnary(p, n, f);
 }
 
+// kInputNaN: whether a NaN input can give a non-NaN lane (then the caller masks it).
 struct VSum {
+  static constexpr bool kInputNaN = false;
   static inline __m256 apply(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
 };
 struct VProd {
+  static constexpr bool kInputNaN = false;
   static inline __m256 apply(__m256 a, __m256 b) { return _mm256_mul_ps(a, b); }
 };
-struct VMax {  // NaN lanes are fixed up by the caller
+struct VMax {
+  static constexpr bool kInputNaN = true;
   static inline __m256 apply(__m256 a, __m256 b) {
     __m256 r = _mm256_blendv_ps(b, a, _mm256_cmp_ps(a, b, _CMP_GT_OQ));
     return _mm256_blendv_ps(r, _mm256_and_ps(a, b), _mm256_cmp_ps(a, b, _CMP_EQ_OQ));
   }
 };
 struct VMin {
+  static constexpr bool kInputNaN = true;
   static inline __m256 apply(__m256 a, __m256 b) {
     __m256 r = _mm256_blendv_ps(b, a, _mm256_cmp_ps(a, b, _CMP_LT_OQ));
     return _mm256_blendv_ps(r, _mm256_or_ps(a, b), _mm256_cmp_ps(a, b, _CMP_EQ_OQ));
   }
 };
 
-inline __m128i halfCanonicalRound(__m256 r, __m256 nanMask) {
-  const __m256 qnan = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000));  // -> 0x7e00
-  nanMask = _mm256_or_ps(nanMask, _mm256_cmp_ps(r, r, _CMP_UNORD_Q));
-  return _mm256_cvtps_ph(_mm256_blendv_ps(r, qnan, nanMask), _MM_FROUND_TO_NEAREST_INT);
+// 8 x 16-bit <-> 8 x float. narrow() rounds to nearest-even and writes the canonical
+// NaN in the lanes of nanMask and in every lane whose result is NaN.
+struct HalfConv {
+  static inline __m256 widen(__m128i h) { return _mm256_cvtph_ps(h); }
+  static inline __m128i narrow(__m256 r, __m256 nanMask) {
+    const __m256 qnan = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000));  // -> 0x7e00
+    nanMask = _mm256_or_ps(nanMask, _mm256_cmp_ps(r, r, _CMP_UNORD_Q));
+    return _mm256_cvtps_ph(_mm256_blendv_ps(r, qnan, nanMask), _MM_FROUND_TO_NEAREST_INT);
+  }
+};
+
+struct Bf16Conv {
+  static inline __m256 widen(__m128i h) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  static inline __m128i narrow(__m256 r, __m256 nanMask) {
+    nanMask = _mm256_or_ps(nanMask, _mm256_cmp_ps(r, r, _CMP_UNORD_Q));
+    const __m256i x = _mm256_castps_si256(r);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+    const __m256i bias = _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb);
+    __m256i h = _mm256_srli_epi32(_mm256_add_epi32(x, bias), 16);
+    h = _mm256_blendv_epi8(h, _mm256_set1_epi32(kBf16CanonicalNaN), _mm256_castps_si256(nanMask));
+    // Pack the 8 x 32-bit lanes (all <= 0xffff) to 16 bits: packus works per 128-bit half,
+    // so gather quadwords 0 and 2.
+    const __m256i packed = _mm256_packus_epi32(h, h);
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08));
+  }
+};
+
+template <typename C, typename V>
+inline __m128i lowpStep(__m128i ha, __m128i hb) {
+  const __m256 a = C::widen(ha);
+  const __m256 b = C::widen(hb);
+  const __m256 inputNaN = V::kInputNaN ? _mm256_cmp_ps(a, b, _CMP_UNORD_Q) : _mm256_setzero_ps();
+  return C::narrow(V::apply(a, b), inputNaN);
 }
 
-template <typename V>
-inline __m128i halfStep(__m128i ha, __m128i hb) {
-  const __m256 a = _mm256_cvtph_ps(ha);
-  const __m256 b = _mm256_cvtph_ps(hb);
-  return halfCanonicalRound(V::apply(a, b), _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
+inline __m128i load8(const uint16_t* p) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
 }
+inline void store8(uint16_t* p, __m128i v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v); }
 
-// Each 8-lane block is loaded before it is stored, so dst == a or dst == b is fine.
-template <typename V>
-__attribute__((noinline)) void halfLoopF16C(uint16_t* d, const uint16_t* a, const uint16_t* b,
-                                            size_t n) {
+// fp16/bf16 reduce, 8 lanes at a time. Each block is loaded before it is stored, so
+// dst == a or dst == b is fine.
+template <typename C, typename V>
+__attribute__((noinline)) void lowpLoop(uint16_t* d, const uint16_t* a, const uint16_t* b,
+                                        size_t n) {
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __m128i a0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i));
-    const __m128i a1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i + 8));
-    const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i));
-    const __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i + 8));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), halfStep<V>(a0, b0));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i + 8), halfStep<V>(a1, b1));
+    const __m128i a0 = load8(a + i), a1 = load8(a + i + 8);
+    const __m128i b0 = load8(b + i), b1 = load8(b + i + 8);
+    store8(d + i, lowpStep<C, V>(a0, b0));
+    store8(d + i + 8, lowpStep<C, V>(a1, b1));
   }
-  for (; i + 8 <= n; i += 8) {
-    const __m128i a0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i));
-    const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), halfStep<V>(a0, b0));
-  }
+  for (; i + 8 <= n; i += 8) store8(d + i, lowpStep<C, V>(load8(a + i), load8(b + i)));
   if (i < n) {  // tail through zero-padded stack copies
     uint16_t ta[8] = {}, tb[8] = {}, td[8];
     const size_t rest = n - i;
     std::memcpy(ta, a + i, rest * sizeof(uint16_t));
     std::memcpy(tb, b + i, rest * sizeof(uint16_t));
-    const __m128i r = halfStep<V>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ta)),
-                                  _mm_loadu_si128(reinterpret_cast<const __m128i*>(tb)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(td), r);
+    store8(td, lowpStep<C, V>(load8(ta), load8(tb)));
     std::memcpy(d + i, td, rest * sizeof(uint16_t));
   }
 }
 
-void reduceHalfF16C(void* dst, const void* a, const void* b, size_t n, ftcclRedOp_t op) {
+template <typename C>
+void reduceLowp(void* dst, const void* a, const void* b, size_t n, ftcclRedOp_t op) {
   uint16_t* d = static_cast<uint16_t*>(dst);
   const uint16_t* pa = static_cast<const uint16_t*>(a);
   const uint16_t* pb = static_cast<const uint16_t*>(b);
   switch (op) {
     case ftcclSum:
     case ftcclAvg:
-      halfLoopF16C<VSum>(d, pa, pb, n);
+      lowpLoop<C, VSum>(d, pa, pb, n);
       break;
     case ftcclProd:
-      halfLoopF16C<VProd>(d, pa, pb, n);
+      lowpLoop<C, VProd>(d, pa, pb, n);
       break;
     case ftcclMax:
-      halfLoopF16C<VMax>(d, pa, pb, n);
+      lowpLoop<C, VMax>(d, pa, pb, n);
       break;
     case ftcclMin:
-      halfLoopF16C<VMin>(d, pa, pb, n);
+      lowpLoop<C, VMin>(d, pa, pb, n);
       break;
     default:
       break;
   }
 }
 
-inline __m128i halfDivStep(__m128i h, __m256 d) {
-  return halfCanonicalRound(_mm256_div_ps(_mm256_cvtph_ps(h), d), _mm256_setzero_ps());
+template <typename C>
+inline __m128i lowpDivStep(__m128i h, __m256 d) {
+  return C::narrow(_mm256_div_ps(C::widen(h), d), _mm256_setzero_ps());
 }
 
-void divideHalfF16C(uint16_t* p, size_t n, int divisor) {
+template <typename C>
+void divideLowp(uint16_t* p, size_t n, int divisor) {
   const __m256 d = _mm256_set1_ps(static_cast<float>(divisor));
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p + i), halfDivStep(h, d));
-  }
+  for (; i + 8 <= n; i += 8) store8(p + i, lowpDivStep<C>(load8(p + i), d));
   if (i < n) {
     uint16_t t[8] = {};
     const size_t rest = n - i;
     std::memcpy(t, p + i, rest * sizeof(uint16_t));
-    const __m128i r = halfDivStep(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)), d);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(t), r);
+    store8(t, lowpDivStep<C>(load8(t), d));
     std::memcpy(p + i, t, rest * sizeof(uint16_t));
   }
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #endif  // FTCCL_REDUCE_X86
 
 bool detectAvx2F16C() {
 #if FTCCL_REDUCE_X86
+  // avx2 also covers the OS saving the ymm state; F16C is read from CPUID leaf 1.
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  return (ecx & bit_F16C) != 0 && __builtin_cpu_supports("avx2");
 #else
   return false;
 #endif
@@ -477,7 +513,7 @@ template <bool kVec>
 void reduceHalf(void* dst, const void* a, const void* b, size_t n, ftcclRedOp_t op) {
 #if FTCCL_REDUCE_X86
   if constexpr (kVec) {
-    reduceHalfF16C(dst, a, b, n, op);
+    reduceLowp<HalfConv>(dst, a, b, n, op);
   } else
 #endif
   {
@@ -518,7 +554,14 @@ void reduceImpl(void* dst, const void* a, const void* b, size_t count, ftcclData
       runNative<kVec, double>(dst, a, b, count, op);
       break;
     case ftcclBfloat16:
-      runByOp<kVec, Bf16Elem>(dst, a, b, count, op);
+#if FTCCL_REDUCE_X86
+      if constexpr (kVec) {
+        reduceLowp<Bf16Conv>(dst, a, b, count, op);
+      } else
+#endif
+      {
+        runByOp<false, Bf16Elem>(dst, a, b, count, op);
+      }
       break;
     default:
       break;
@@ -542,8 +585,8 @@ void divideUnsigned(T* p, size_t n, int divisor) {
   if (divisor > 0) {
     runUnary<false>(p, n, DivUnsigned<T>{static_cast<unsigned>(divisor)});
   } else {
-    runUnary<false>(p, n,
-                    DivUnsignedByNegative<T>{static_cast<uint64_t>(-static_cast<int64_t>(divisor))});
+    runUnary<false>(
+        p, n, DivUnsignedByNegative<T>{static_cast<uint64_t>(-static_cast<int64_t>(divisor))});
   }
 }
 
@@ -573,7 +616,7 @@ void divideImpl(void* data, size_t count, ftcclDataType_t type, int divisor) {
       uint16_t* p = static_cast<uint16_t*>(data);
 #if FTCCL_REDUCE_X86
       if constexpr (kVec) {
-        divideHalfF16C(p, count, divisor);
+        divideLowp<HalfConv>(p, count, divisor);
       } else
 #endif
       {
@@ -582,15 +625,25 @@ void divideImpl(void* data, size_t count, ftcclDataType_t type, int divisor) {
       break;
     }
     case ftcclFloat32:
-      runUnary<kVec>(static_cast<float*>(data), count, DivFloat<float>{static_cast<float>(divisor)});
+      runUnary<kVec>(static_cast<float*>(data), count,
+                     DivFloat<float>{static_cast<float>(divisor)});
       break;
     case ftcclFloat64:
       runUnary<kVec>(static_cast<double*>(data), count,
                      DivFloat<double>{static_cast<double>(divisor)});
       break;
-    case ftcclBfloat16:
-      runUnary<kVec>(static_cast<uint16_t*>(data), count, DivBf16{static_cast<float>(divisor)});
+    case ftcclBfloat16: {
+      uint16_t* p = static_cast<uint16_t*>(data);
+#if FTCCL_REDUCE_X86
+      if constexpr (kVec) {
+        divideLowp<Bf16Conv>(p, count, divisor);
+      } else
+#endif
+      {
+        runUnary<false>(p, count, DivBf16{static_cast<float>(divisor)});
+      }
       break;
+    }
     default:
       break;
   }
@@ -608,8 +661,8 @@ bool cpuHasAvx2F16C() {
   return has;
 }
 
-void reduceBaseline(void* dst, const void* a, const void* b, size_t count,
-                    ftcclDataType_t type, ftcclRedOp_t op) {
+void reduceBaseline(void* dst, const void* a, const void* b, size_t count, ftcclDataType_t type,
+                    ftcclRedOp_t op) {
   reduceImpl<false>(dst, a, b, count, type, op);
 }
 

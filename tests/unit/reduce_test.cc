@@ -6,10 +6,13 @@
 // pointers. Hand-written expectations pin down the edge semantics (wrap-around,
 // INT_MIN/-1, rounding ties, NaN, -0), and on CPUs with F16C the vector fp16 path is
 // checked against the portable one and against the hardware conversions.
+#include "reduce/reduce.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -19,7 +22,6 @@
 #include <vector>
 
 #include "reduce/half.h"
-#include "reduce/reduce.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -32,8 +34,8 @@ namespace {
 
 using ftccl::dataTypeSize;
 
-const ftcclDataType_t kAllTypes[] = {ftcclInt8,   ftcclUint8,  ftcclInt32,   ftcclUint32,
-                                     ftcclInt64,  ftcclUint64, ftcclFloat16, ftcclFloat32,
+const ftcclDataType_t kAllTypes[] = {ftcclInt8,    ftcclUint8,   ftcclInt32,   ftcclUint32,
+                                     ftcclInt64,   ftcclUint64,  ftcclFloat16, ftcclFloat32,
                                      ftcclFloat64, ftcclBfloat16};
 const ftcclRedOp_t kAllOps[] = {ftcclSum, ftcclProd, ftcclMax, ftcclMin, ftcclAvg};
 
@@ -181,8 +183,8 @@ uint16_t refBf16Op(ftcclRedOp_t op, uint16_t a, uint16_t b) {
 void refElem(ftcclDataType_t type, ftcclRedOp_t op, const uint8_t* a, const uint8_t* b,
              uint8_t* out) {
   switch (type) {
-#define INT_CASE(E, T) \
-  case E:              \
+#define INT_CASE(E, T)                                                  \
+  case E:                                                               \
     toBytes<T>(out, refIntOp<T>(op, fromBytes<T>(a), fromBytes<T>(b))); \
     break;
     INT_CASE(ftcclInt8, int8_t)
@@ -212,11 +214,11 @@ void refElem(ftcclDataType_t type, ftcclRedOp_t op, const uint8_t* a, const uint
 // data / divisor for one element: integers truncate toward 0 then wrap.
 void refDivElem(ftcclDataType_t type, const uint8_t* in, int divisor, uint8_t* out) {
   switch (type) {
-#define INT_CASE(E, T)                                                        \
-  case E: {                                                                   \
-    const __int128 q = static_cast<__int128>(fromBytes<T>(in)) / divisor;    \
+#define INT_CASE(E, T)                                                                         \
+  case E: {                                                                                    \
+    const __int128 q = static_cast<__int128>(fromBytes<T>(in)) / divisor;                      \
     toBytes<T>(out, static_cast<T>(static_cast<uint64_t>(static_cast<unsigned __int128>(q)))); \
-    break;                                                                    \
+    break;                                                                                     \
   }
     INT_CASE(ftcclInt8, int8_t)
     INT_CASE(ftcclUint8, uint8_t)
@@ -246,32 +248,34 @@ void refDivElem(ftcclDataType_t type, const uint8_t* in, int divisor, uint8_t* o
   }
 }
 
+std::string hexStr(uint64_t v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
 // Bitwise equality, except that float32/64 NaNs match any quiet NaN (which NaN an
 // IEEE op returns is not specified); fp16/bf16 NaNs must be the canonical pattern.
-::testing::AssertionResult sameElem(ftcclDataType_t type, const uint8_t* want,
-                                    const uint8_t* got) {
+::testing::AssertionResult sameElem(ftcclDataType_t type, const uint8_t* want, const uint8_t* got) {
   const size_t size = dataTypeSize(type);
   if (type == ftcclFloat32) {
     const float w = fromBytes<float>(want), g = fromBytes<float>(got);
     if (std::isnan(w)) {
       if (std::isnan(g) && (f32Bits(g) & 0x400000u)) return ::testing::AssertionSuccess();
-      return ::testing::AssertionFailure() << "want quiet NaN, got bits 0x" << std::hex
-                                           << f32Bits(g);
+      return ::testing::AssertionFailure() << "want quiet NaN, got bits " << hexStr(f32Bits(g));
     }
   } else if (type == ftcclFloat64) {
     const double w = fromBytes<double>(want), g = fromBytes<double>(got);
     if (std::isnan(w)) {
-      if (std::isnan(g) && (f64Bits(g) & (uint64_t{1} << 51)))
-        return ::testing::AssertionSuccess();
-      return ::testing::AssertionFailure() << "want quiet NaN, got bits 0x" << std::hex
-                                           << f64Bits(g);
+      if (std::isnan(g) && (f64Bits(g) & (uint64_t{1} << 51))) return ::testing::AssertionSuccess();
+      return ::testing::AssertionFailure() << "want quiet NaN, got bits " << hexStr(f64Bits(g));
     }
   }
   if (std::memcmp(want, got, size) == 0) return ::testing::AssertionSuccess();
   uint64_t w = 0, g = 0;
   std::memcpy(&w, want, size);
   std::memcpy(&g, got, size);
-  return ::testing::AssertionFailure() << "want bits 0x" << std::hex << w << ", got 0x" << g;
+  return ::testing::AssertionFailure() << "want bits " << hexStr(w) << ", got " << hexStr(g);
 }
 
 // ---------------------------------------------------------------------------------
@@ -288,8 +292,15 @@ std::vector<uint64_t> edgeBits(ftcclDataType_t type) {
       return {0, 1, 2, 0x7fffffff, 0x80000000, 0x80000001, 0xffffffff, 0xfffffffe, 0x10000};
     case ftcclInt64:
     case ftcclUint64:
-      return {0,          1,          2, 0x7fffffffffffffff, 0x8000000000000000,
-              0x8000000000000001, ~uint64_t{0}, ~uint64_t{1}, uint64_t{1} << 32};
+      return {0,
+              1,
+              2,
+              0x7fffffffffffffff,
+              0x8000000000000000,
+              0x8000000000000001,
+              ~uint64_t{0},
+              ~uint64_t{1},
+              uint64_t{1} << 32};
     case ftcclFloat16:  // 0, -0, 1, -1, inf, -inf, qNaN, sNaN, -NaN, min subnormals,
                         // max subnormal, min normal, max, 2^-11, 1+ulp, 0.5, ~1/3
       return {0x0000, 0x8000, 0x3c00, 0xbc00, 0x7c00, 0xfc00, 0x7e00, 0x7c01, 0xfe01, 0x0001,
@@ -299,15 +310,15 @@ std::vector<uint64_t> edgeBits(ftcclDataType_t type) {
               0x8001, 0x007f, 0x0080, 0x7f7f, 0xff7f, 0x3b80, 0x3f81, 0x3f00, 0x3eab};
     case ftcclFloat32:
       return {f32Bits(0.0f), f32Bits(-0.0f), f32Bits(1.0f), f32Bits(-1.0f), 0x7f800000,
-              0xff800000, 0x7fc00000, 0x7f800001, 0xffc12345, 0x00000001, 0x80000001,
-              0x007fffff, 0x00800000, 0x7f7fffff, 0xff7fffff, f32Bits(0.5f), f32Bits(3.0f)};
+              0xff800000,    0x7fc00000,     0x7f800001,    0xffc12345,     0x00000001,
+              0x80000001,    0x007fffff,     0x00800000,    0x7f7fffff,     0xff7fffff,
+              f32Bits(0.5f), f32Bits(3.0f)};
     case ftcclFloat64:
-      return {f64Bits(0.0),           f64Bits(-0.0),          f64Bits(1.0),
-              f64Bits(-1.0),          0x7ff0000000000000,     0xfff0000000000000,
-              0x7ff8000000000000,     0x7ff0000000000001,     0xfff8000000abcdef,
-              0x0000000000000001,     0x8000000000000001,     0x000fffffffffffff,
-              0x0010000000000000,     0x7fefffffffffffff,     0xffefffffffffffff,
-              f64Bits(0.5),           f64Bits(3.0)};
+      return {f64Bits(0.0),       f64Bits(-0.0),      f64Bits(1.0),       f64Bits(-1.0),
+              0x7ff0000000000000, 0xfff0000000000000, 0x7ff8000000000000, 0x7ff0000000000001,
+              0xfff8000000abcdef, 0x0000000000000001, 0x8000000000000001, 0x000fffffffffffff,
+              0x0010000000000000, 0x7fefffffffffffff, 0xffefffffffffffff, f64Bits(0.5),
+              f64Bits(3.0)};
     default:
       return {};
   }
@@ -367,7 +378,8 @@ struct Buffer {
   size_t n;
 };
 
-const size_t kCounts[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 1000, 1001, 4099};
+const size_t kCounts[] = {1,  2,  3,  7,  8,  9,   15,   16,   17,  31,
+                          32, 33, 63, 64, 65, 127, 1000, 1001, 4099};
 
 enum class Alias { kNone, kDstIsA, kDstIsB, kAll };
 const char* aliasName(Alias a) {
@@ -384,9 +396,22 @@ const char* aliasName(Alias a) {
   return "?";
 }
 
-// Runs ftccl::reduce in every aliasing shape and compares each element with refElem.
-void checkReduce(ftcclDataType_t type, ftcclRedOp_t op, size_t count, size_t offset,
-                 std::mt19937_64& rng) {
+using ReduceFn = void (*)(void*, const void*, const void*, size_t, ftcclDataType_t, ftcclRedOp_t);
+using DivideFn = void (*)(void*, size_t, ftcclDataType_t, int);
+
+// ftccl::reduce (AVX2/F16C build where the CPU has it) and the baseline build.
+struct Impl {
+  const char* name;
+  ReduceFn reduce;
+  DivideFn divide;
+};
+const Impl kImpls[] = {
+    {"dispatched", ftccl::reduce, ftccl::divideBy},
+    {"baseline", ftccl::reduce_detail::reduceBaseline, ftccl::reduce_detail::divideByBaseline}};
+
+// Runs `impl` in every aliasing shape and compares each element with refElem.
+void checkReduce(const Impl& impl, ftcclDataType_t type, ftcclRedOp_t op, size_t count,
+                 size_t offset, std::mt19937_64& rng) {
   const size_t size = dataTypeSize(type);
   Buffer a(count, size, offset), b(count, size, offset);
   for (size_t i = 0; i < count; ++i) {
@@ -414,13 +439,13 @@ void checkReduce(ftcclDataType_t type, ftcclRedOp_t op, size_t count, size_t off
         pa = pb = d.data;
         break;
     }
-    ftccl::reduce(d.data, pa, pb, count, type, op);
-    ASSERT_TRUE(d.guardsIntact()) << aliasName(alias) << " count " << count;
+    impl.reduce(d.data, pa, pb, count, type, op);
+    ASSERT_TRUE(d.guardsIntact()) << impl.name << " " << aliasName(alias) << " count " << count;
     std::vector<uint8_t> want(size);
     for (size_t i = 0; i < count; ++i) {
       refElem(type, op, a.at(i), alias == Alias::kAll ? a.at(i) : b.at(i), want.data());
       ASSERT_TRUE(sameElem(type, want.data(), d.at(i)))
-          << ftccl::dataTypeName(type) << " " << ftccl::redOpName(op) << " "
+          << impl.name << " " << ftccl::dataTypeName(type) << " " << ftccl::redOpName(op) << " "
           << aliasName(alias) << " count " << count << " offset " << offset << " at " << i;
     }
   }
@@ -429,17 +454,18 @@ void checkReduce(ftcclDataType_t type, ftcclRedOp_t op, size_t count, size_t off
 // ---------------------------------------------------------------------------------
 // Every dtype x op against the reference.
 
-class ReduceTypeOp : public ::testing::TestWithParam<std::tuple<ftcclDataType_t, ftcclRedOp_t>> {
-};
+class ReduceTypeOp : public ::testing::TestWithParam<std::tuple<ftcclDataType_t, ftcclRedOp_t>> {};
 
 TEST_P(ReduceTypeOp, MatchesReferenceForAllShapes) {
   const ftcclDataType_t type = std::get<0>(GetParam());
   const ftcclRedOp_t op = std::get<1>(GetParam());
-  std::mt19937_64 rng(1234 + 17 * type + op);
-  for (size_t count : kCounts) {
-    for (size_t offset : {0, 1}) {
-      checkReduce(type, op, count, offset, rng);
-      if (HasFatalFailure()) return;
+  for (const Impl& impl : kImpls) {
+    std::mt19937_64 rng(1234 + 17 * type + op);
+    for (size_t count : kCounts) {
+      for (size_t offset : {0, 1}) {
+        checkReduce(impl, type, op, count, offset, rng);
+        if (HasFatalFailure()) return;
+      }
     }
   }
 }
@@ -457,11 +483,14 @@ TEST_P(ReduceTypeOp, EdgeValuesAllPairs) {
       std::memcpy(&b[(i * edges.size() + j) * size], &edges[j], size);
     }
   }
-  ftccl::reduce(d.data(), a.data(), b.data(), n, type, op);
-  for (size_t k = 0; k < n; ++k) {
-    refElem(type, op, &a[k * size], &b[k * size], want.data());
-    ASSERT_TRUE(sameElem(type, want.data(), &d[k * size]))
-        << ftccl::dataTypeName(type) << " " << ftccl::redOpName(op) << " pair " << k;
+  for (const Impl& impl : kImpls) {
+    impl.reduce(d.data(), a.data(), b.data(), n, type, op);
+    for (size_t k = 0; k < n; ++k) {
+      refElem(type, op, &a[k * size], &b[k * size], want.data());
+      ASSERT_TRUE(sameElem(type, want.data(), &d[k * size]))
+          << impl.name << " " << ftccl::dataTypeName(type) << " " << ftccl::redOpName(op)
+          << " pair " << k;
+    }
   }
 }
 
@@ -470,18 +499,20 @@ TEST_P(ReduceTypeOp, CountZeroTouchesNothing) {
   const ftcclRedOp_t op = std::get<1>(GetParam());
   uint8_t buf[16];
   std::memset(buf, 0x77, sizeof buf);
-  ftccl::reduce(buf, buf, buf, 0, type, op);
-  ftccl::reduce(nullptr, nullptr, nullptr, 0, type, op);
+  for (const Impl& impl : kImpls) {
+    impl.reduce(buf, buf, buf, 0, type, op);
+    impl.reduce(nullptr, nullptr, nullptr, 0, type, op);
+  }
   for (uint8_t c : buf) EXPECT_EQ(c, 0x77);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllTypesOps, ReduceTypeOp,
-    ::testing::Combine(::testing::ValuesIn(kAllTypes), ::testing::ValuesIn(kAllOps)),
-    [](const ::testing::TestParamInfo<ReduceTypeOp::ParamType>& info) {
-      return std::string(ftccl::dataTypeName(std::get<0>(info.param))) + "_" +
-             ftccl::redOpName(std::get<1>(info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(AllTypesOps, ReduceTypeOp,
+                         ::testing::Combine(::testing::ValuesIn(kAllTypes),
+                                            ::testing::ValuesIn(kAllOps)),
+                         [](const ::testing::TestParamInfo<ReduceTypeOp::ParamType>& info) {
+                           return std::string(ftccl::dataTypeName(std::get<0>(info.param))) + "_" +
+                                  ftccl::redOpName(std::get<1>(info.param));
+                         });
 
 // ---------------------------------------------------------------------------------
 // divideBy for every dtype against the reference.
@@ -493,20 +524,22 @@ TEST_P(DivideType, MatchesReference) {
   const size_t size = dataTypeSize(type);
   std::mt19937_64 rng(99 + type);
   const int divisors[] = {1, 2, 3, 4, 7, 8, 255, 256, 1000, -1, -2, -3, INT_MAX, INT_MIN};
-  for (int divisor : divisors) {
-    for (size_t count : {size_t{1}, size_t{7}, size_t{16}, size_t{33}, size_t{1001}}) {
-      for (size_t offset : {0, 1}) {
-        Buffer in(count, size, offset), d(count, size, offset);
-        for (size_t i = 0; i < count; ++i) fillValue(type, rng, in.at(i));
-        std::memcpy(d.data, in.data, count * size);
-        ftccl::divideBy(d.data, count, type, divisor);
-        ASSERT_TRUE(d.guardsIntact());
-        std::vector<uint8_t> want(size);
-        for (size_t i = 0; i < count; ++i) {
-          refDivElem(type, in.at(i), divisor, want.data());
-          ASSERT_TRUE(sameElem(type, want.data(), d.at(i)))
-              << ftccl::dataTypeName(type) << " / " << divisor << " count " << count
-              << " offset " << offset << " at " << i;
+  for (const Impl& impl : kImpls) {
+    for (int divisor : divisors) {
+      for (size_t count : {size_t{1}, size_t{7}, size_t{16}, size_t{33}, size_t{1001}}) {
+        for (size_t offset : {0, 1}) {
+          Buffer in(count, size, offset), d(count, size, offset);
+          for (size_t i = 0; i < count; ++i) fillValue(type, rng, in.at(i));
+          std::memcpy(d.data, in.data, count * size);
+          impl.divide(d.data, count, type, divisor);
+          ASSERT_TRUE(d.guardsIntact());
+          std::vector<uint8_t> want(size);
+          for (size_t i = 0; i < count; ++i) {
+            refDivElem(type, in.at(i), divisor, want.data());
+            ASSERT_TRUE(sameElem(type, want.data(), d.at(i)))
+                << impl.name << " " << ftccl::dataTypeName(type) << " / " << divisor << " count "
+                << count << " offset " << offset << " at " << i;
+          }
         }
       }
     }
@@ -517,14 +550,16 @@ TEST_P(DivideType, EdgeValues) {
   const ftcclDataType_t type = GetParam();
   const size_t size = dataTypeSize(type);
   const std::vector<uint64_t> edges = edgeBits(type);
-  for (int divisor : {1, 2, 3, -1, -2, 6, INT_MIN, INT_MAX}) {
-    std::vector<uint8_t> d(edges.size() * size), want(size);
-    for (size_t i = 0; i < edges.size(); ++i) std::memcpy(&d[i * size], &edges[i], size);
-    ftccl::divideBy(d.data(), edges.size(), type, divisor);
-    for (size_t i = 0; i < edges.size(); ++i) {
-      refDivElem(type, reinterpret_cast<const uint8_t*>(&edges[i]), divisor, want.data());
-      ASSERT_TRUE(sameElem(type, want.data(), &d[i * size]))
-          << ftccl::dataTypeName(type) << " edge " << i << " / " << divisor;
+  for (const Impl& impl : kImpls) {
+    for (int divisor : {1, 2, 3, -1, -2, 6, INT_MIN, INT_MAX}) {
+      std::vector<uint8_t> d(edges.size() * size), want(size);
+      for (size_t i = 0; i < edges.size(); ++i) std::memcpy(&d[i * size], &edges[i], size);
+      impl.divide(d.data(), edges.size(), type, divisor);
+      for (size_t i = 0; i < edges.size(); ++i) {
+        refDivElem(type, reinterpret_cast<const uint8_t*>(&edges[i]), divisor, want.data());
+        ASSERT_TRUE(sameElem(type, want.data(), &d[i * size]))
+            << impl.name << " " << ftccl::dataTypeName(type) << " edge " << i << " / " << divisor;
+      }
     }
   }
 }
@@ -533,9 +568,11 @@ TEST_P(DivideType, CountZeroAndDivisorZeroAreNoOps) {
   const ftcclDataType_t type = GetParam();
   uint8_t buf[32];
   std::memset(buf, 0x3c, sizeof buf);
-  ftccl::divideBy(buf, 0, type, 3);
-  ftccl::divideBy(nullptr, 0, type, 3);
-  ftccl::divideBy(buf, 2, type, 0);
+  for (const Impl& impl : kImpls) {
+    impl.divide(buf, 0, type, 3);
+    impl.divide(nullptr, 0, type, 3);
+    impl.divide(buf, 2, type, 0);
+  }
   for (uint8_t c : buf) EXPECT_EQ(c, 0x3c);
 }
 
@@ -560,8 +597,8 @@ T divide1(T v, ftcclDataType_t type, int divisor) {
 }
 
 TEST(ReduceNames, NccltestsNamesSizesAndValidity) {
-  const char* names[] = {"int8", "uint8", "int32", "uint32", "int64",
-                         "uint64", "half", "float", "double", "bfloat16"};
+  const char* names[] = {"int8",   "uint8", "int32", "uint32", "int64",
+                         "uint64", "half",  "float", "double", "bfloat16"};
   const size_t sizes[] = {1, 1, 4, 4, 8, 8, 2, 4, 8, 2};
   for (int t = 0; t < ftcclNumTypes; ++t) {
     EXPECT_STREQ(ftccl::dataTypeName(static_cast<ftcclDataType_t>(t)), names[t]);
@@ -687,8 +724,8 @@ TEST(ReduceEdges, HalfRoundingTiesOverflowSubnormalsNaN) {
   EXPECT_EQ(halfOp(0x7bff, 0x4800, ftcclSum), 0x7bff);  // 65504 + 8 -> 65504
   EXPECT_EQ(halfOp(0x7bff, 0x7bff, ftcclSum), 0x7c00);  // overflow
   EXPECT_EQ(halfOp(0xfbff, 0xfbff, ftcclAvg), 0xfc00);
-  EXPECT_EQ(halfOp(0x0001, 0x0001, ftcclSum), 0x0002);  // subnormals
-  EXPECT_EQ(halfOp(0x03ff, 0x0001, ftcclSum), 0x0400);  // to the smallest normal
+  EXPECT_EQ(halfOp(0x0001, 0x0001, ftcclSum), 0x0002);   // subnormals
+  EXPECT_EQ(halfOp(0x03ff, 0x0001, ftcclSum), 0x0400);   // to the smallest normal
   EXPECT_EQ(halfOp(0x0001, 0x3800, ftcclProd), 0x0000);  // 2^-25: tie -> 0
   EXPECT_EQ(halfOp(0x0003, 0x3800, ftcclProd), 0x0002);  // 1.5 * 2^-24: tie -> 2
   EXPECT_EQ(halfOp(0x8001, 0x3800, ftcclProd), 0x8000);  // -0 kept
@@ -717,7 +754,7 @@ TEST(ReduceEdges, Bf16RoundingTiesOverflowNaN) {
   EXPECT_EQ(bf16Op(0x3f81, 0x3b80, ftcclSum), 0x3f82);  // tie -> even (up)
   EXPECT_EQ(bf16Op(0x7f7f, 0x7f7f, ftcclSum), 0x7f80);  // overflow -> inf
   EXPECT_EQ(bf16Op(0xff7f, 0xff7f, ftcclSum), 0xff80);
-  EXPECT_EQ(bf16Op(0x0001, 0x0001, ftcclSum), 0x0002);  // subnormals
+  EXPECT_EQ(bf16Op(0x0001, 0x0001, ftcclSum), 0x0002);   // subnormals
   EXPECT_EQ(bf16Op(0x7fff, 0x3f80, ftcclProd), 0x7fc0);  // NaN stays NaN, no carry to inf
   EXPECT_EQ(bf16Op(0xffff, 0x3f80, ftcclSum), 0x7fc0);
   EXPECT_EQ(bf16Op(0x7f81, 0x3f80, ftcclMax), 0x7fc0);  // sNaN
@@ -824,7 +861,7 @@ __attribute__((target("f16c"))) uint16_t hwFloatToHalf(float f) {
 }
 
 TEST(HalfConversion, PortableMatchesF16CBitForBit) {
-  if (!ftccl::reduce_detail::cpuHasF16C()) GTEST_SKIP() << "no F16C/AVX2 on this CPU";
+  if (!ftccl::reduce_detail::cpuHasAvx2F16C()) GTEST_SKIP() << "no F16C/AVX2 on this CPU";
   for (uint32_t h = 0; h < 0x10000; ++h) {
     ASSERT_EQ(f32Bits(ftccl::halfToFloat(static_cast<uint16_t>(h))),
               f32Bits(hwHalfToFloat(static_cast<uint16_t>(h))))
@@ -835,74 +872,94 @@ TEST(HalfConversion, PortableMatchesF16CBitForBit) {
 }
 #endif
 
-// The F16C kernels against the portable ones on arbitrary bit patterns (NaN payloads,
-// infinities, subnormals included), every op, every aliasing shape and tail length.
-TEST(HalfKernels, F16CPathMatchesPortablePath) {
-  if (!ftccl::reduce_detail::cpuHasF16C()) GTEST_SKIP() << "no F16C/AVX2 on this CPU";
+// The AVX2/F16C build against the baseline build on arbitrary bit patterns (NaN
+// payloads, infinities, subnormals included), every dtype and op, every aliasing shape
+// and tail length. Bit-identical except float32/64 NaN payloads (any quiet NaN).
+TEST(VectorBuild, MatchesBaselineBuildBitForBit) {
+  if (!ftccl::reduce_detail::cpuHasAvx2F16C()) GTEST_SKIP() << "no AVX2/F16C on this CPU";
   std::mt19937_64 rng(31337);
-  for (ftcclRedOp_t op : kAllOps) {
-    for (size_t n : {size_t{1}, size_t{7}, size_t{8}, size_t{9}, size_t{15}, size_t{16},
-                     size_t{17}, size_t{23}, size_t{24}, size_t{25}, size_t{1000}, size_t{65537}}) {
-      std::vector<uint16_t> a(n + 1), b(n + 1);
-      for (size_t i = 0; i <= n; ++i) {
-        a[i] = static_cast<uint16_t>(rng());
-        b[i] = static_cast<uint16_t>(rng());
-        if (rng() % 4 == 0) b[i] = a[i] ^ 0x8000;  // +-x, and -0/+0 pairs
-        if (rng() % 8 == 0) b[i] = a[i];
-      }
-      for (int alias = 0; alias < 3; ++alias) {
-        std::vector<uint16_t> hw(a), sw(a);
-        if (alias == 2) hw = sw = b;
-        const uint16_t* ha = alias == 1 ? hw.data() + 1 : a.data() + 1;
-        const uint16_t* hb = alias == 2 ? hw.data() + 1 : b.data() + 1;
-        const uint16_t* sa = alias == 1 ? sw.data() + 1 : a.data() + 1;
-        const uint16_t* sb = alias == 2 ? sw.data() + 1 : b.data() + 1;
-        ftccl::reduce_detail::reduceHalf(hw.data() + 1, ha, hb, n, op, true);
-        ftccl::reduce_detail::reduceHalf(sw.data() + 1, sa, sb, n, op, false);
-        for (size_t i = 0; i <= n; ++i)
-          ASSERT_EQ(hw[i], sw[i]) << ftccl::redOpName(op) << " n " << n << " alias " << alias
-                                  << " at " << i << " a " << std::hex << a[i] << " b " << b[i];
-        // And both against the reference.
-        for (size_t i = 1; i <= n; ++i)
-          ASSERT_EQ(sw[i], refHalfOp(op, a[i], b[i]))
-              << ftccl::redOpName(op) << " at " << i << std::hex << " a " << a[i] << " b " << b[i];
+  for (ftcclDataType_t type : kAllTypes) {
+    const size_t size = dataTypeSize(type);
+    for (ftcclRedOp_t op : kAllOps) {
+      for (size_t n :
+           {size_t{1}, size_t{7}, size_t{8}, size_t{9}, size_t{15}, size_t{16}, size_t{17},
+            size_t{23}, size_t{24}, size_t{25}, size_t{33}, size_t{1000}, size_t{65537}}) {
+        // Element 0 is never passed: pointers are offset by one element.
+        std::vector<uint8_t> a((n + 1) * size), b((n + 1) * size);
+        for (size_t i = 0; i <= n; ++i) {
+          uint8_t* pa = &a[i * size];
+          uint8_t* pb = &b[i * size];
+          const unsigned kind = rng() % 8;
+          if (kind < 4) {  // raw bits
+            const uint64_t x = rng(), y = rng();
+            std::memcpy(pa, &x, size);
+            std::memcpy(pb, &y, size);
+          } else {
+            fillValue(type, rng, pa);
+            fillValue(type, rng, pb);
+          }
+          if (kind == 7) std::memcpy(pb, pa, size);  // equal pairs
+          if (kind == 6) {                           // +-x pairs, -0/+0 for floats
+            std::memcpy(pb, pa, size);
+            pb[size - 1] ^= 0x80;
+          }
+        }
+        for (int alias = 0; alias < 3; ++alias) {
+          std::vector<uint8_t> vec(alias == 2 ? b : a), base(vec);
+          const uint8_t* va = alias == 1 ? vec.data() : a.data();
+          const uint8_t* vb = alias == 2 ? vec.data() : b.data();
+          const uint8_t* sa = alias == 1 ? base.data() : a.data();
+          const uint8_t* sb = alias == 2 ? base.data() : b.data();
+          ftccl::reduce(vec.data() + size, va + size, vb + size, n, type, op);
+          ftccl::reduce_detail::reduceBaseline(base.data() + size, sa + size, sb + size, n, type,
+                                               op);
+          ASSERT_EQ(std::memcmp(base.data(), vec.data(), size), 0);  // element 0 untouched
+          for (size_t i = 1; i <= n; ++i)
+            ASSERT_TRUE(sameElem(type, &base[i * size], &vec[i * size]))
+                << ftccl::dataTypeName(type) << " " << ftccl::redOpName(op) << " n " << n
+                << " alias " << alias << " at " << i;
+        }
       }
     }
-  }
-  for (int divisor : {1, 2, 3, 7, -5, 1000, INT_MAX}) {
-    for (size_t n : {size_t{1}, size_t{8}, size_t{13}, size_t{4097}}) {
-      std::vector<uint16_t> hw(n), sw;
-      for (auto& x : hw) x = static_cast<uint16_t>(rng());
-      sw = hw;
-      ftccl::reduce_detail::divideHalf(hw.data(), n, divisor, true);
-      ftccl::reduce_detail::divideHalf(sw.data(), n, divisor, false);
-      ASSERT_EQ(hw, sw) << "divisor " << divisor << " n " << n;
+    for (int divisor : {1, 2, 3, 7, -5, 1000, INT_MAX}) {
+      for (size_t n : {size_t{1}, size_t{8}, size_t{13}, size_t{4097}}) {
+        std::vector<uint8_t> vec(n * size), base;
+        for (size_t i = 0; i < n; ++i) fillValue(type, rng, &vec[i * size]);
+        base = vec;
+        ftccl::divideBy(vec.data(), n, type, divisor);
+        ftccl::reduce_detail::divideByBaseline(base.data(), n, type, divisor);
+        for (size_t i = 0; i < n; ++i)
+          ASSERT_TRUE(sameElem(type, &base[i * size], &vec[i * size]))
+              << ftccl::dataTypeName(type) << " / " << divisor << " n " << n << " at " << i;
+      }
     }
   }
 }
 
-// The portable fp16 kernels are exercised by reduce() only on CPUs without F16C;
-// check them against the reference everywhere.
-TEST(HalfKernels, PortablePathMatchesReference) {
+// fp16 on arbitrary bit patterns against the reference, both builds.
+TEST(HalfKernels, BothBuildsMatchReferenceOnAllBitPatterns) {
   std::mt19937_64 rng(2718);
   const size_t n = 1 << 16;
   std::vector<uint16_t> a(n), b(n), d(n);
-  for (ftcclRedOp_t op : kAllOps) {
-    for (size_t i = 0; i < n; ++i) {
-      a[i] = static_cast<uint16_t>(rng());
-      b[i] = (rng() % 2) ? static_cast<uint16_t>(rng()) : static_cast<uint16_t>(a[i] ^ 0x8000);
+  for (const Impl& impl : kImpls) {
+    for (ftcclRedOp_t op : kAllOps) {
+      for (size_t i = 0; i < n; ++i) {
+        a[i] = static_cast<uint16_t>(i);  // every pattern once
+        b[i] = (rng() % 2) ? static_cast<uint16_t>(rng()) : static_cast<uint16_t>(i ^ 0x8000);
+      }
+      impl.reduce(d.data(), a.data(), b.data(), n, ftcclFloat16, op);
+      for (size_t i = 0; i < n; ++i)
+        ASSERT_EQ(d[i], refHalfOp(op, a[i], b[i])) << impl.name << " " << ftccl::redOpName(op)
+                                                   << std::hex << " a " << a[i] << " b " << b[i];
     }
-    ftccl::reduce_detail::reduceHalf(d.data(), a.data(), b.data(), n, op, false);
-    for (size_t i = 0; i < n; ++i)
-      ASSERT_EQ(d[i], refHalfOp(op, a[i], b[i]))
-          << ftccl::redOpName(op) << std::hex << " a " << a[i] << " b " << b[i];
-  }
-  for (int divisor : {3, -7}) {
-    std::vector<uint16_t> v(a);
-    ftccl::reduce_detail::divideHalf(v.data(), n, divisor, false);
-    for (size_t i = 0; i < n; ++i) {
-      const float r = refHalfToFloat(a[i]) / static_cast<float>(divisor);
-      ASSERT_EQ(v[i], std::isnan(r) ? 0x7e00 : refFloatToHalf(r)) << std::hex << a[i];
+    for (int divisor : {3, -7}) {
+      std::vector<uint16_t> v(a);
+      impl.divide(v.data(), n, ftcclFloat16, divisor);
+      for (size_t i = 0; i < n; ++i) {
+        const float r = refHalfToFloat(a[i]) / static_cast<float>(divisor);
+        ASSERT_EQ(v[i], std::isnan(r) ? 0x7e00 : refFloatToHalf(r))
+            << impl.name << std::hex << " " << a[i];
+      }
     }
   }
 }
