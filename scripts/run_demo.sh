@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 nranks=${NRANKS:-4}
 export FTCCL_SOCKET_IFNAME=${FTCCL_SOCKET_IFNAME:-lo}
 exec mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$nranks" \
-  -x FTCCL_SOCKET_IFNAME -x FTCCL_DEBUG \
+  -x FTCCL_SOCKET_IFNAME ${FTCCL_DEBUG:+-x FTCCL_DEBUG} \
   ./build/tools/all_reduce_perf -b 8 -e 64M -f 4 -n 20 -w 5 -c 1

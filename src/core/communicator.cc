@@ -19,10 +19,19 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Spin this long on an idle op before sleeping on the worker's event fd: short enough
-// that 8 ranks on 2 cores hand the CPU to each other, long enough that a 2-rank
-// small-message op never sleeps.
-constexpr auto kSpinBeforeSleep = std::chrono::microseconds(200);
+// How long an idle op spins before sleeping on the worker's event fd. With a core per
+// rank, spinning keeps small-message latency near the wire's; with more ranks than
+// cores on this host, a spinning rank steals the CPU its peer needs to answer, so it
+// sleeps almost at once (the wakeup costs a few us; a stolen time slice costs ms).
+constexpr auto kSpinWithCoreEach = std::chrono::microseconds(200);
+constexpr auto kSpinOversubscribed = std::chrono::microseconds(5);
+
+int usableCores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
+}
 // Sleeps are bounded so abort and timeouts are seen even if no event arrives.
 constexpr int kSleepSliceMs = 1;
 
@@ -93,6 +102,12 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
     if (!st.isOk()) return invalidArgument("rank " + std::to_string(r) + ": " + st.message());
     addresses[r] = peers_[r].transportAddress;
   }
+  int localRanks = 0;
+  for (const PeerInfo& p : peers_) localRanks += p.host == mine.host ? 1 : 0;
+  int cores = usableCores();
+  spinBudget_ = localRanks > cores ? kSpinOversubscribed : kSpinWithCoreEach;
+  FTCCL_LOG(Info, Init, "rank {}: {} ranks on this host, {} cores: spin {} us before sleeping",
+            rank, localRanks, cores, spinBudget_.count());
   // Chunking is decided once, by rank 0, so every rank cuts messages alike.
   config_.pipeline = peers_[0].pipeline;
   FTCCL_CHECK(transport_->connect(rank, std::move(addresses),
@@ -142,6 +157,10 @@ Status Communicator::execute(const Ticket& ticket, OpKind kind, const Collective
         kind == OpKind::kAllReduce ? makeRingAllReduce(*transport_, scratch_, pipeline, args)
                                    : makeChainBroadcast(*transport_, pipeline, args);
     result = drive(*op, kind, args);
+    if (result.isOk() && nranks_ > 1 && ticket.index == 0) {
+      transport_->logLanes((rank_ + 1) % nranks_);
+      transport_->logLanes((rank_ + nranks_ - 1) % nranks_);
+    }
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -181,7 +200,7 @@ Status Communicator::drive(Collective& op, OpKind kind, const CollectiveArgs& ar
     }
     if (idleRounds++ == 0) spinStart = Clock::now();
     if ((idleRounds & 31) == 0) sched_yield();
-    if ((idleRounds & 63) != 0 || Clock::now() - spinStart < kSpinBeforeSleep) continue;
+    if ((idleRounds & 63) != 0 || Clock::now() - spinStart < spinBudget_) continue;
 
     auto now = Clock::now();
     if (config_.opTimeoutMs > 0 &&

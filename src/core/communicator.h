@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -72,6 +73,7 @@ class Communicator {
   std::unique_ptr<UcxTransport> transport_;
   std::unique_ptr<uint8_t, void (*)(void*)> scratchMemory_{nullptr, free};
   Scratch scratch_;
+  std::chrono::microseconds spinBudget_{200};
 
   mutable std::mutex mutex_;
   std::condition_variable turn_;

@@ -7,7 +7,7 @@ n=$1; shift
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 timeout --signal=KILL 1200 mpirun --allow-run-as-root --oversubscribe --bind-to none \
-  -np "$n" -x FTCCL_SOCKET_IFNAME=lo -x FTCCL_DEBUG "$@" 2>&1 | tee "$log"
+  -np "$n" -x FTCCL_SOCKET_IFNAME=lo ${FTCCL_DEBUG:+-x FTCCL_DEBUG} "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 passes=$(grep -c "^VERDICT rank=[0-9]* PASS" "$log")
 if [ "$status" -ne 0 ] || [ "$passes" -ne "$n" ]; then

@@ -141,37 +141,38 @@ Status UcxTransport::endpoint(int peer, ucp_ep_h* ep) {
       params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
     }
     FTCCL_CHECK(fromUcs(ucp_ep_create(worker_, &params, &p.ep), "ucp_ep_create"));
-    logLanes(peer, p.ep);
   }
   *ep = p.ep;
   return Status::ok();
 }
 
-// Logs which UCX transports carry traffic to this peer (ucp_ep_print_info's lanes).
-void UcxTransport::logLanes(int peer, ucp_ep_h ep) {
-  if (!logEnabled(LogLevel::Info, Subsys::Net)) return;
+// Logs which UCX transports carry traffic to this peer (ucp_ep_print_info's lanes), once
+// per peer and after traffic has flowed: before wireup completes only wireup lanes exist.
+void UcxTransport::logLanes(int peer) {
+  if (!logEnabled(LogLevel::Info, Subsys::Net) || peer < 0 || peer >= size()) return;
+  Peer& p = peers_[peer];
+  if (p.ep == nullptr || p.lanesLogged) return;
+  p.lanesLogged = true;
   char* text = nullptr;
   size_t length = 0;
   FILE* stream = open_memstream(&text, &length);
   if (stream == nullptr) return;
-  ucp_ep_print_info(ep, stream);
+  ucp_ep_print_info(p.ep, stream);
   fclose(stream);
   std::istringstream lines(std::string(text, length));
   free(text);
   std::string line, lanes;
   while (std::getline(lines, line)) {
-    // Lane lines look like "#   lane[0]:  3:posix/memory.0 md[1]  -> ... am am_bw#0".
+    // "#  lane[1]:  5:cma/memory.0 md[4]  -> md[4]/cma/sysdev[255] rma_bw#0"
     size_t at = line.find("lane[");
-    if (at == std::string::npos) continue;
-    size_t colon = line.find(':', at);
-    size_t end = line.find(" md[", colon);
-    if (colon == std::string::npos || end == std::string::npos) continue;
-    std::string tl = line.substr(colon + 1, end - colon - 1);
-    tl.erase(0, tl.find_first_not_of(' '));
-    size_t afterArrow = line.find("->", end);
-    std::string use = afterArrow == std::string::npos ? "" : line.substr(line.rfind(' ', line.size()));
-    if (!lanes.empty()) lanes += ", ";
-    lanes += tl + (use.empty() ? "" : " (" + use.substr(1) + ")");
+    size_t arrow = line.find("->");
+    if (at == std::string::npos || arrow == std::string::npos) continue;
+    std::istringstream head(line.substr(line.find(':', at) + 1)), tail(line.substr(arrow + 2));
+    std::string transport, remote, use, uses;
+    head >> transport;
+    tail >> remote;
+    while (tail >> use) uses += (uses.empty() ? "" : " ") + use;
+    lanes += (lanes.empty() ? "" : ", ") + transport + " [" + uses + "]";
   }
   FTCCL_LOG(Info, Net, "rank {} -> {}: UCX lanes {} (error mode {})", rank_, peer, lanes,
             options_.errorMode == UcxErrorMode::kPeer ? "peer" : "none");

@@ -57,15 +57,18 @@ class UcxTransport final : public Transport {
   Status waitForActivity(int timeoutMs) override;
   void interrupt() override;
 
+  // Logs (INFO, once per peer) which UCX transports carry traffic to `peer`.
+  void logLanes(int peer);
+
  private:
   struct Peer {
     std::vector<uint8_t> address;
     ucp_ep_h ep = nullptr;
+    bool lanesLogged = false;
   };
 
   UcxTransport() = default;
   Status endpoint(int peer, ucp_ep_h* ep);
-  void logLanes(int peer, ucp_ep_h ep);
   void closeEndpoints();
 
   std::shared_ptr<UcxContext> context_;
