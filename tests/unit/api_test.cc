@@ -48,7 +48,9 @@ class SingleRank : public ::testing::Test {
     ASSERT_EQ(ftcclCommInitRank(&comm_, 1, id, 0), ftcclSuccess) << ftcclGetLastError(nullptr);
   }
   void TearDown() override {
-    if (comm_) EXPECT_EQ(ftcclCommDestroy(comm_), ftcclSuccess);
+    if (comm_) {
+      EXPECT_EQ(ftcclCommDestroy(comm_), ftcclSuccess);
+    }
   }
   ftcclComm_t comm_ = nullptr;
 };
