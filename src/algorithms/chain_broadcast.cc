@@ -92,6 +92,13 @@ class ChainBroadcast final : public Collective {
     sends_.clear();
   }
 
+  std::vector<int> pendingPeers() const override {
+    std::vector<int> peers;
+    if (!recvs_.empty()) peers.push_back(chain_.prev());
+    if (!sends_.empty()) peers.push_back(chain_.next());
+    return peers;
+  }
+
  private:
   uint8_t* chunk(size_t i) const { return static_cast<uint8_t*>(args_.recvbuff) + i * chunkBytes_; }
   size_t chunkSize(size_t i) const {

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "ftccl.h"
 #include "transports/transport.h"
@@ -47,6 +48,8 @@ class Collective {
   virtual Status progress(bool* done) = 0;
   // Cancels every posted request. Buffers are undefined afterwards.
   virtual void abort() = 0;
+  // The peers this rank is waiting for right now (for timeout diagnostics).
+  virtual std::vector<int> pendingPeers() const = 0;
 };
 
 std::unique_ptr<Collective> makeRingAllReduce(Transport& transport, const Scratch& scratch,

@@ -14,6 +14,7 @@
 // is ever made; all-gather receives land directly in recvbuff.
 //
 // Tolerates: abort() at any point cancels the posted requests.
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -67,6 +68,17 @@ class RingAllReduce final : public Collective {
       transport_.cancel(&ch.send);
       transport_.cancel(&ch.recv);
     }
+  }
+
+  std::vector<int> pendingPeers() const override {
+    std::vector<int> peers;
+    for (const Channel& ch : channels_) {
+      if (ch.recv) peers.push_back(ring_.prev());
+      if (ch.send) peers.push_back(ring_.next());
+    }
+    std::sort(peers.begin(), peers.end());
+    peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
+    return peers;
   }
 
  private:

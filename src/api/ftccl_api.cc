@@ -223,6 +223,7 @@ ftcclResult_t ftcclCommAbort(ftcclComm_t comm) {
     Communicator* c = impl(comm);
     c->abort();            // fails every in-flight and queued op at once
     c->waitUntilUnused();  // calls and queued ops leave promptly
+    c->leaveHealth(/*orderly=*/false);
     delete c;
     return Status::ok();
   });
@@ -234,6 +235,7 @@ ftcclResult_t ftcclCommDestroy(ftcclComm_t comm) {
     Communicator* c = impl(comm);
     c->waitForIssuedOps();
     c->waitUntilUnused();
+    c->leaveHealth(/*orderly=*/true);  // peers must not take this exit for a failure
     delete c;
     return Status::ok();
   });

@@ -41,6 +41,13 @@ std::string hostName() {
   return host;
 }
 
+std::string describeRanks(const std::vector<int>& ranks) {
+  if (ranks.empty()) return "no rank (local progress stalled)";
+  std::string text = ranks.size() == 1 ? "rank " : "ranks ";
+  for (size_t i = 0; i < ranks.size(); ++i) text += (i ? "," : "") + std::to_string(ranks[i]);
+  return text;
+}
+
 double msSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
@@ -81,6 +88,7 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   nranks_ = nranks;
   rank_ = rank;
 
+  FTCCL_CHECK(HealthService::acquire(&health_));
   UcxOptions ucxOptions;
   FTCCL_CHECK(ucxOptionsFromEnv(&ucxOptions));
   FTCCL_CHECK(UcxTransport::create(ucxOptions, &transport_));
@@ -92,6 +100,7 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   mine.transportAddress = transport_->workerAddress();
   // Each init gets its own id even when FTCCL_COMM_ID makes every unique id alike.
   mine.commSalt = std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
+  mine.healthKey = health_->selfKey();
   std::vector<std::vector<uint8_t>> blobs;
   FTCCL_CHECK(rendezvous(contents, rank, nranks, encodePeerInfo(mine),
                          config_.bootstrapTimeoutMs, &blobs));
@@ -114,6 +123,22 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
                                   static_cast<uint32_t>(peers_[0].commSalt ^ contents.nonce),
                                   /*epoch=*/0));
 
+  // Monitor the ring neighbours; every member is listed so that FAILED notices reach
+  // them all and a failed process is named with its host and pid.
+  HealthRegistration reg;
+  reg.commKey = peers_[0].commSalt ^ contents.nonce;
+  reg.epoch = 0;
+  reg.myRank = rank;
+  for (int r = 0; r < nranks; ++r) {
+    reg.members.push_back(MemberInfo{r, peers_[r].host, peers_[r].pid, peers_[r].healthKey});
+  }
+  if (nranks > 1) reg.monitored.push_back((rank + 1) % nranks);
+  if (nranks > 2) reg.monitored.push_back((rank + nranks - 1) % nranks);
+  reg.listener = this;
+  reg.probeIntervalMs = config_.probeIntervalMs;
+  reg.failureTimeoutMs = config_.failureTimeoutMs;
+  healthId_ = health_->add(std::move(reg));
+
   // Staging: one slot per channel, allocated and pre-faulted once (first touch of a
   // page costs ~10 us here; never pay it per call).
   size_t slotBytes = (config_.pipeline.chunkBytes + 4095) & ~size_t(4095);
@@ -130,7 +155,27 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   return Status::ok();
 }
 
-Communicator::~Communicator() = default;
+Communicator::~Communicator() { leaveHealth(/*orderly=*/false); }
+
+void Communicator::leaveHealth(bool orderly) {
+  if (health_ && healthId_) health_->remove(healthId_, orderly);
+  healthId_ = 0;
+  // A revoked communicator may have dead peers: do not wait for them on close.
+  if (transport_ && asyncError_ != ftcclSuccess) transport_->setForceClose();
+}
+
+void Communicator::onMemberFailed(const FailureReport& report) {
+  std::string how = report.direct
+                        ? "detected by this rank through " +
+                              std::string(detectionCauseName(report.cause))
+                        : "reported by rank " + std::to_string(report.detectedBy) +
+                              ", who detected it through " + detectionCauseName(report.cause);
+  char after[32];
+  std::snprintf(after, sizeof(after), "%.1f", report.afterMs);
+  revoke(remoteError("rank " + std::to_string(report.rank) + " (host " + report.host + ", pid " +
+                     std::to_string(report.pid) + ") failed: " + how + " after " + after +
+                     " ms after its last sign of life"));
+}
 
 Communicator::Ticket Communicator::issue() {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -182,6 +227,13 @@ Status Communicator::drive(Collective& op, OpKind kind, const CollectiveArgs& ar
       op.abort();
       return invalidUsage(std::string(opKindName(kind)) + ": the communicator was aborted");
     }
+    if (asyncError_.load(std::memory_order_relaxed) != ftcclSuccess) {
+      op.abort();  // cancels posted receives: nothing waits on a dead peer
+      std::lock_guard<std::mutex> lock(mutex_);
+      return Status(asyncError_.load(), std::string(opKindName(kind)) + " (op " +
+                                            std::to_string(args.opSeq) + ", rank " +
+                                            std::to_string(rank_) + "): " + revokeReason_);
+    }
     bool done = false;
     Status st = op.progress(&done);
     if (!st.isOk()) {
@@ -209,7 +261,8 @@ Status Communicator::drive(Collective& op, OpKind kind, const CollectiveArgs& ar
       Status failed = timeoutError(std::string(opKindName(kind)) + " (op " +
                                    std::to_string(args.opSeq) + ", rank " +
                                    std::to_string(rank_) + "): no progress for " +
-                                   std::to_string(config_.opTimeoutMs) + " ms");
+                                   std::to_string(config_.opTimeoutMs) +
+                                   " ms; waiting for " + describeRanks(op.pendingPeers()));
       revoke(failed);
       return failed;
     }
@@ -222,12 +275,17 @@ Status Communicator::drive(Collective& op, OpKind kind, const CollectiveArgs& ar
 }
 
 void Communicator::revoke(const Status& cause) {
-  ftcclResult_t expected = ftcclSuccess;
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (asyncError_.compare_exchange_strong(expected, cause.code())) {
+  {
+    ftcclResult_t expected = ftcclSuccess;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!asyncError_.compare_exchange_strong(expected, cause.code())) return;
     revokeReason_ = cause.message();
-    FTCCL_LOG(Error, Coll, "rank {}: communicator revoked: {}", rank_, cause.message());
   }
+  FTCCL_LOG(Error, Coll, "rank {}: communicator revoked: {}", rank_, cause.message());
+  // Wake the thread driving an op (it sleeps on the worker's event fd) and ops waiting
+  // for their turn: they fail at once.
+  if (transport_) transport_->interrupt();
+  turn_.notify_all();
 }
 
 void Communicator::waitForIssuedOps() {

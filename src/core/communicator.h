@@ -18,6 +18,7 @@
 #include "algorithms/collective.h"
 #include "core/config.h"
 #include "core/peer_info.h"
+#include "health/health_service.h"
 #include "ftccl.h"
 #include "util/status.h"
 
@@ -28,11 +29,17 @@ class UcxTransport;
 enum class OpKind { kAllReduce, kBroadcast };
 const char* opKindName(OpKind kind);
 
-class Communicator {
+class Communicator final : public HealthListener {
  public:
   static Status create(int nranks, const ftcclUniqueId& id, int rank,
                        const ftcclConfig_t* config, std::unique_ptr<Communicator>* out);
-  ~Communicator();
+  ~Communicator() override;
+
+  // Before destroy: stop being monitored. `orderly` (CommDestroy) tells the members
+  // this rank leaves so they never take its exit for a failure; abort just stops.
+  void leaveHealth(bool orderly);
+  // Health thread: a member failed. Revokes the communicator (fails in-flight ops).
+  void onMemberFailed(const FailureReport& report) override;
 
   int nranks() const { return nranks_; }
   int rank() const { return rank_; }
@@ -71,6 +78,8 @@ class Communicator {
   CommConfig config_;
   std::vector<PeerInfo> peers_;
   std::unique_ptr<UcxTransport> transport_;
+  std::shared_ptr<HealthService> health_;
+  HealthService::RegistrationId healthId_ = 0;
   std::unique_ptr<uint8_t, void (*)(void*)> scratchMemory_{nullptr, free};
   Scratch scratch_;
   std::chrono::microseconds spinBudget_{200};

@@ -15,6 +15,7 @@ struct PeerInfo {
   int32_t pid = 0;
   PipelineConfig pipeline;            // only rank 0's is used: every rank adopts it
   uint64_t commSalt = 0;              // rank 0's random bits: the communicator id
+  std::string healthKey;              // the process's health listener address
   std::vector<uint8_t> transportAddress;
 };
 

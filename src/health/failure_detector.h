@@ -35,6 +35,7 @@ class FailureDetector {
  public:
   explicit FailureDetector(std::chrono::milliseconds failureTimeout)
       : failureTimeout_(failureTimeout) {}
+  void setFailureTimeout(std::chrono::milliseconds timeout) { failureTimeout_ = timeout; }
 
   // Starts monitoring (idempotent); the peer counts as heard at `now`.
   void watch(const ProcessKey& peer, HealthTime now);

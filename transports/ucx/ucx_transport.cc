@@ -11,6 +11,7 @@
 #include "transports/tag_layout.h"
 #include "transports/ucx/ucx_status.h"
 #include "util/env.h"
+#include "util/fault_injection.h"
 #include "util/log.h"
 
 namespace ftccl {
@@ -52,6 +53,10 @@ class UcxContext {
 };
 
 namespace {
+
+// What isend returns while fault injection drops all traffic: a request that never
+// completes, as a send into a cut link.
+TransportRequest* const kDroppedRequest = reinterpret_cast<TransportRequest*>(uintptr_t{1});
 
 void onEndpointError(void* arg, ucp_ep_h ep, ucs_status_t status) {
   int peer = static_cast<int>(reinterpret_cast<intptr_t>(arg));
@@ -106,7 +111,9 @@ Status UcxTransport::create(const UcxOptions& options, std::unique_ptr<UcxTransp
 }
 
 UcxTransport::~UcxTransport() {
-  closeEndpoints();
+  // After a failure, flushing could wait on a dead peer: ucp_worker_destroy releases the
+  // endpoints without flushing (FORCE close needs peer error handling, which we skip).
+  if (!forceClose_) closeEndpoints();
   if (worker_) ucp_worker_destroy(worker_);
 }
 
@@ -180,6 +187,10 @@ void UcxTransport::logLanes(int peer) {
 
 Status UcxTransport::isend(int peer, const void* buffer, size_t bytes, MessageKey key,
                            TransportRequest** request) {
+  if (faultDropAll()) {
+    *request = kDroppedRequest;
+    return Status::ok();
+  }
   ucp_ep_h ep = nullptr;
   FTCCL_CHECK(endpoint(peer, &ep));
   ucp_tag_t tag = TagLayout::make(commId_, epoch_, key.opSeq, key.channel, rank_);
@@ -212,6 +223,10 @@ Status UcxTransport::test(TransportRequest** request, bool* done) {
     *done = true;
     return Status::ok();
   }
+  if (*request == kDroppedRequest) {
+    *done = false;
+    return Status::ok();
+  }
   ucs_status_t status = ucp_request_check_status(*request);
   if (status == UCS_INPROGRESS) {
     *done = false;
@@ -225,6 +240,10 @@ Status UcxTransport::test(TransportRequest** request, bool* done) {
 
 void UcxTransport::cancel(TransportRequest** request) {
   if (*request == nullptr) return;
+  if (*request == kDroppedRequest) {
+    *request = nullptr;
+    return;
+  }
   // The request is released by UCX once the cancellation completes during progress.
   ucp_request_cancel(worker_, *request);
   ucp_request_free(*request);

@@ -57,6 +57,9 @@ class UcxTransport final : public Transport {
   Status waitForActivity(int timeoutMs) override;
   void interrupt() override;
 
+  // Releases endpoints without flushing at destruction (after a failure: peers may be dead).
+  void setForceClose() { forceClose_ = true; }
+
   // Logs (INFO, once per peer) which UCX transports carry traffic to `peer`.
   void logLanes(int peer);
 
@@ -80,6 +83,7 @@ class UcxTransport final : public Transport {
   int rank_ = -1;
   uint32_t commId_ = 0;
   uint32_t epoch_ = 0;
+  bool forceClose_ = false;
 };
 
 }  // namespace ftccl

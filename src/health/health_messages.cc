@@ -1,0 +1,121 @@
+#include "health/health_messages.h"
+
+#include <cstring>
+
+namespace ftccl {
+namespace {
+
+class Writer {
+ public:
+  template <typename T>
+  void put(T value) {
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(&value);
+    bytes.insert(bytes.end(), p, p + sizeof(T));
+  }
+  void putString(const std::string& s) {
+    put(static_cast<uint16_t>(s.size()));
+    bytes.insert(bytes.end(), s.begin(), s.end());
+  }
+  std::vector<uint8_t> bytes;
+};
+
+class Reader {
+ public:
+  Reader(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+  template <typename T>
+  bool get(T* value) {
+    if (size_ - at_ < sizeof(T)) return false;
+    std::memcpy(value, data_ + at_, sizeof(T));
+    at_ += sizeof(T);
+    return true;
+  }
+  bool getString(std::string* s) {
+    uint16_t length = 0;
+    if (!get(&length) || size_ - at_ < length) return false;
+    s->assign(reinterpret_cast<const char*>(data_ + at_), length);
+    at_ += length;
+    return true;
+  }
+  bool atEnd() const { return at_ == size_; }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  size_t at_ = 0;
+};
+
+}  // namespace
+
+std::vector<uint8_t> encodeHealthMessage(const HealthMessage& m) {
+  Writer body;
+  switch (m.type) {
+    case HealthType::kHello:
+      body.putString(m.senderKey);
+      body.putString(m.host);
+      body.put(m.pid);
+      break;
+    case HealthType::kHeartbeat:
+    case HealthType::kAck:
+      body.put(m.seq);
+      body.put(m.sentNs);
+      break;
+    case HealthType::kFailed:
+      body.put(m.commKey);
+      body.put(m.epoch);
+      body.put(m.rank);
+      body.putString(m.failedKey);
+      body.put(m.cause);
+      body.put(m.afterMs);
+      body.put(m.reporterRank);
+      break;
+    case HealthType::kLeave:
+      body.put(m.commKey);
+      body.put(m.epoch);
+      body.put(m.rank);
+      break;
+  }
+  Writer frame;
+  frame.put(static_cast<uint32_t>(body.bytes.size()));
+  frame.put(static_cast<uint8_t>(m.type));
+  frame.bytes.insert(frame.bytes.end(), body.bytes.begin(), body.bytes.end());
+  return frame.bytes;
+}
+
+int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out,
+                        size_t* consumed) {
+  constexpr size_t kHeader = sizeof(uint32_t) + sizeof(uint8_t);
+  if (size < kHeader) return 0;
+  uint32_t length = 0;
+  std::memcpy(&length, buffer, sizeof(length));
+  if (length > kMaxHealthFrame) return -1;
+  if (size < kHeader + length) return 0;
+  HealthMessage m;
+  m.type = static_cast<HealthType>(buffer[sizeof(uint32_t)]);
+  Reader in(buffer + kHeader, length);
+  bool ok = false;
+  switch (m.type) {
+    case HealthType::kHello:
+      ok = in.getString(&m.senderKey) && in.getString(&m.host) && in.get(&m.pid);
+      break;
+    case HealthType::kHeartbeat:
+    case HealthType::kAck:
+      ok = in.get(&m.seq) && in.get(&m.sentNs);
+      break;
+    case HealthType::kFailed:
+      ok = in.get(&m.commKey) && in.get(&m.epoch) && in.get(&m.rank) &&
+           in.getString(&m.failedKey) && in.get(&m.cause) && in.get(&m.afterMs) &&
+           in.get(&m.reporterRank);
+      break;
+    case HealthType::kLeave:
+      ok = in.get(&m.commKey) && in.get(&m.epoch) && in.get(&m.rank);
+      break;
+    default:
+      return -1;
+  }
+  if (!ok || !in.atEnd()) return -1;
+  *out = std::move(m);
+  *consumed = kHeader + length;
+  return 1;
+}
+
+}  // namespace ftccl

@@ -1,0 +1,50 @@
+// Messages of the health channel (one TCP connection per monitored peer process).
+//
+// Frame: u32 payload length | u8 type | payload. Lengths are capped (kMaxFrame), so a
+// corrupt or hostile peer can never make us allocate much; decode never trusts a
+// length it has not checked. Integers are little-endian.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ftccl {
+
+enum class HealthType : uint8_t {
+  kHello = 1,      // first frame on a connection: who is speaking
+  kHeartbeat = 2,  // every probe interval
+  kAck = 3,        // answer to a heartbeat (round-trip time)
+  kFailed = 4,     // a member of a communicator failed: revoke it
+  kLeave = 5,      // orderly leave of one communicator: do not take my exit for a failure
+};
+
+struct HealthMessage {
+  HealthType type = HealthType::kHeartbeat;
+  // kHello
+  std::string senderKey;  // the sender's health listener address: its process identity
+  std::string host;
+  int32_t pid = 0;
+  // kHeartbeat / kAck
+  uint64_t seq = 0;
+  int64_t sentNs = 0;  // sender's steady clock, echoed by kAck
+  // kFailed / kLeave
+  uint64_t commKey = 0;
+  uint32_t epoch = 0;
+  int32_t rank = -1;          // kFailed: the failed rank; kLeave: the leaving rank
+  std::string failedKey;      // kFailed: the failed process
+  uint8_t cause = 0;          // kFailed: DetectionCause
+  double afterMs = 0;         // kFailed: how long the detection took
+  int32_t reporterRank = -1;  // kFailed: who detected it
+};
+
+constexpr uint32_t kMaxHealthFrame = 4096;
+
+std::vector<uint8_t> encodeHealthMessage(const HealthMessage& message);
+
+// Consumes one whole frame from the front of `buffer` when there is one.
+// Returns 1 (decoded, *consumed set), 0 (need more bytes), -1 (corrupt: drop the peer).
+int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out,
+                        size_t* consumed);
+
+}  // namespace ftccl

@@ -1,0 +1,190 @@
+// Fault tests: one rank is killed, stopped or cut off; every survivor must see its
+// operation fail fast with ftcclRemoteError (or ftcclTimeout), name the culprit, and
+// then fail every later op at once and destroy promptly. No MPI: ranks come from
+// ftccl_run (FTCCL_COMM_ID, FTCCL_RANK, FTCCL_NRANKS), since MPI calls among
+// survivors would hang after a death.
+//
+// usage: fault_mp --fault kill|stop|drop|none --victim R[,R2] [--when idle|small|large|bcast]
+//                 [--at-iter K] [--external] [--bound-ms MS]
+// The victim injects the fault on itself at iteration K (after writing its clock to
+// the stamp file, so survivors can report detection latency), unless --external (the
+// launcher injects it). Each survivor prints
+//   VERDICT rank=R PASS result=... latency_ms=... error=...
+// and the test script demands one PASS per survivor.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ftccl.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double nowMs() {
+  return std::chrono::duration<double, std::milli>(Clock::now().time_since_epoch()).count();
+}
+
+struct Options {
+  std::string fault = "kill";
+  std::set<int> victims;
+  std::string when = "small";
+  int atIter = 20;
+  bool external = false;
+  double boundMs = 10000;
+  std::string stampFile;
+};
+
+bool parse(int argc, char** argv, Options* o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--fault") o->fault = next();
+    else if (a == "--victim") {
+      std::stringstream in(next());
+      std::string item;
+      while (std::getline(in, item, ',')) o->victims.insert(std::atoi(item.c_str()));
+    } else if (a == "--when") o->when = next();
+    else if (a == "--at-iter") o->atIter = std::atoi(next().c_str());
+    else if (a == "--external") o->external = true;
+    else if (a == "--bound-ms") o->boundMs = std::atof(next().c_str());
+    else if (a == "--stamp") o->stampFile = next();
+    else return false;
+  }
+  return true;
+}
+
+int envInt(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v ? std::atoi(v) : fallback;
+}
+
+// The victim records when it injected the fault (same host: one steady clock).
+void injectFault(const Options& o) {
+  if (!o.stampFile.empty()) {
+    FILE* f = std::fopen(o.stampFile.c_str(), "w");
+    if (f) {
+      std::fprintf(f, "%.3f\n", nowMs());
+      std::fclose(f);
+    }
+  }
+  if (o.fault == "kill") raise(SIGKILL);
+  if (o.fault == "stop") raise(SIGSTOP);
+  if (o.fault == "drop") raise(SIGUSR2);
+}
+
+double readStamp(const Options& o) {
+  if (o.stampFile.empty()) return -1;
+  FILE* f = std::fopen(o.stampFile.c_str(), "r");
+  double stamp = -1;
+  if (f) {
+    if (std::fscanf(f, "%lf", &stamp) != 1) stamp = -1;
+    std::fclose(f);
+  }
+  return stamp;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (!parse(argc, argv, &o)) {
+    std::fprintf(stderr, "bad arguments\n");
+    return 2;
+  }
+  int rank = envInt("FTCCL_RANK", -1), nranks = envInt("FTCCL_NRANKS", -1);
+  if (rank < 0 || nranks < 1) {
+    std::fprintf(stderr, "run me under ftccl_run (FTCCL_RANK/FTCCL_NRANKS unset)\n");
+    return 2;
+  }
+  bool victim = o.victims.count(rank) != 0;
+  ftcclUniqueId id;
+  ftcclComm_t comm = nullptr;
+  if (ftcclGetUniqueId(&id) != ftcclSuccess || ftcclCommInitRank(&comm, nranks, id, rank)) {
+    std::printf("VERDICT rank=%d FAIL init: %s\n", rank, ftcclGetLastError(nullptr));
+    return 1;
+  }
+  size_t count = o.when == "large" ? (64u << 20) / sizeof(float) : 1024;
+  std::vector<float> buf(count, 1.0f);
+  ftcclResult_t result = ftcclSuccess;
+  double failedAt = 0;
+  double start = nowMs();
+  if (o.when == "idle") {
+    // No operation in flight: the failure must still be noticed (GetAsyncError).
+    if (victim && !o.external) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      injectFault(o);
+    }
+    while (nowMs() - start < o.boundMs + 5000) {
+      ftcclResult_t async = ftcclSuccess;
+      ftcclCommGetAsyncError(comm, &async);
+      if (async != ftcclSuccess) {
+        result = async;
+        failedAt = nowMs();
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  } else {
+    for (int iter = 0; iter < 1000000; ++iter) {
+      if (victim && !o.external && iter == o.atIter) injectFault(o);
+      result = o.when == "bcast"
+                   ? ftcclBroadcast(buf.data(), buf.data(), count, ftcclFloat32, 0, comm, nullptr)
+                   : ftcclAllReduce(buf.data(), buf.data(), count, ftcclFloat32, ftcclAvg, comm,
+                                    nullptr);
+      if (result != ftcclSuccess) {
+        failedAt = nowMs();
+        break;
+      }
+      if (nowMs() - start > 120000) break;
+    }
+  }
+  if (victim) {
+    // A dropped victim lives on, cut off: it must fail too, then leave.
+    std::printf("VICTIM rank=%d result=%d\n", rank, static_cast<int>(result));
+    ftcclCommAbort(comm);
+    return 0;
+  }
+  std::string error = ftcclGetLastError(comm);
+  double stamp = readStamp(o);
+  double latency = stamp > 0 ? failedAt - stamp : -1;
+  std::vector<std::string> problems;
+  if (result != ftcclRemoteError && result != ftcclTimeout) {
+    problems.push_back(std::string("result ") + ftcclGetErrorString(result));
+  }
+  // The message names a culprit (some victim) with its pid, and how it was detected.
+  bool named = false;
+  for (int v : o.victims) named = named || error.find("rank " + std::to_string(v) + " ") != std::string::npos;
+  if (!named) problems.push_back("error does not name the failed rank");
+  if (error.find("pid") == std::string::npos) problems.push_back("error does not name the pid");
+  if (latency > o.boundMs) problems.push_back("detected after " + std::to_string(latency) + " ms");
+  // Revoked: later ops fail at once, the async error says so.
+  double t0 = nowMs();
+  ftcclResult_t later = ftcclAllReduce(buf.data(), buf.data(), 1, ftcclFloat32, ftcclSum, comm, nullptr);
+  if (later == ftcclSuccess) problems.push_back("an op after the failure succeeded");
+  if (nowMs() - t0 > 1000) problems.push_back("an op after the failure did not fail at once");
+  ftcclResult_t async = ftcclSuccess;
+  ftcclCommGetAsyncError(comm, &async);
+  if (async == ftcclSuccess) problems.push_back("GetAsyncError reports success");
+  double d0 = nowMs();
+  if (ftcclCommDestroy(comm) != ftcclSuccess) problems.push_back("destroy failed");
+  double destroyMs = nowMs() - d0;
+  if (destroyMs > 5000) problems.push_back("destroy took " + std::to_string(destroyMs) + " ms");
+
+  std::string why;
+  for (auto& p : problems) why += (why.empty() ? "" : "; ") + p;
+  std::printf("VERDICT rank=%d %s result=%s latency_ms=%.1f destroy_ms=%.1f error=\"%s\"%s%s\n",
+              rank, problems.empty() ? "PASS" : "FAIL", ftcclGetErrorString(result), latency,
+              destroyMs, error.c_str(), why.empty() ? "" : " problems: ", why.c_str());
+  std::fflush(stdout);
+  return problems.empty() ? 0 : 1;
+}
