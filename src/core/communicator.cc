@@ -173,7 +173,7 @@ void Communicator::onMemberFailed(const FailureReport& report) {
   char after[32];
   std::snprintf(after, sizeof(after), "%.1f", report.afterMs);
   revoke(remoteError("rank " + std::to_string(report.rank) + " (host " + report.host + ", pid " +
-                     std::to_string(report.pid) + ") failed: " + how + " after " + after +
+                     std::to_string(report.pid) + ") failed: " + how + ", " + after +
                      " ms after its last sign of life"));
 }
 

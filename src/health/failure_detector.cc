@@ -21,7 +21,15 @@ void FailureDetector::unwatch(const ProcessKey& peer) { peers_.erase(peer); }
 
 void FailureDetector::heard(const ProcessKey& peer, HealthTime now) {
   auto it = peers_.find(peer);
-  if (it != peers_.end() && now > it->second.lastHeard) it->second.lastHeard = now;
+  if (it == peers_.end() || now <= it->second.lastHeard) return;
+  double silence = std::chrono::duration<double, std::milli>(now - it->second.lastHeard).count();
+  if (silence > it->second.longestSilenceMs) it->second.longestSilenceMs = silence;
+  it->second.lastHeard = now;
+}
+
+double FailureDetector::longestSilenceMs(const ProcessKey& peer) const {
+  auto it = peers_.find(peer);
+  return it == peers_.end() ? 0 : it->second.longestSilenceMs;
 }
 
 void FailureDetector::leaving(const ProcessKey& peer) {

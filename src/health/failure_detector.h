@@ -55,10 +55,13 @@ class FailureDetector {
   std::vector<Suspicion> tick(HealthTime now);
 
   bool failed(const ProcessKey& peer) const;
+  // The longest silence seen from a peer while it was alive (for choosing timeouts).
+  double longestSilenceMs(const ProcessKey& peer) const;
 
  private:
   struct PeerState {
     HealthTime lastHeard;
+    double longestSilenceMs = 0;
     bool leaving = false;
     bool failed = false;
   };

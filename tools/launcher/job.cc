@@ -76,9 +76,12 @@ std::string describeStatus(int waitStatus) {
 
 const char* faultPastTense(FaultKind kind) {
   switch (kind) {
-    case FaultKind::Kill: return "killed";
-    case FaultKind::Stop: return "stopped";
-    case FaultKind::Drop: return "dropped";
+    case FaultKind::Kill:
+      return "killed";
+    case FaultKind::Stop:
+      return "stopped";
+    case FaultKind::Drop:
+      return "dropped";
   }
   return "?";
 }
@@ -444,8 +447,8 @@ void Job::onTimeout() {
   for (const Rank& rank : ranks_) {
     if (rank.running()) running += " " + std::to_string(rank.index);
   }
-  logLine(format("timeout after %.3f s; ranks still running:%s; killing them",
-                 opts_.timeoutSeconds, running.c_str()));
+  logLine(format("timeout after %.3f s; ranks still running:%s; killing them", opts_.timeoutSeconds,
+                 running.c_str()));
   timedOut_ = true;
   killAllRunning(ForcedKill::Timeout);
 }
@@ -505,12 +508,16 @@ std::string Job::describeEnd(const Rank& rank) const {
   if (sigkilled && rank.killedOnPurpose()) return "";  // the fault says it all
   if (sigkilled) {
     switch (rank.forced) {
-      case ForcedKill::None: break;
-      case ForcedKill::OthersDone: return "killed at the end, once the other ranks were done";
-      case ForcedKill::Timeout: return "killed at the timeout";
+      case ForcedKill::None:
+        break;
+      case ForcedKill::OthersDone:
+        return "killed at the end, once the other ranks were done";
+      case ForcedKill::Timeout:
+        return "killed at the timeout";
       case ForcedKill::Interrupt:
         return "killed when ftccl_run got " + signalName(interruptSignal_);
-      case ForcedKill::LauncherFailed: return "killed because ftccl_run failed";
+      case ForcedKill::LauncherFailed:
+        return "killed because ftccl_run failed";
     }
   }
   std::string end = describeStatus(rank.waitStatus);

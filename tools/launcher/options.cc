@@ -80,8 +80,8 @@ bool parseAddress(const std::string& text, std::string* out) {
 }
 
 // Applies one option that takes a value. Returns false (with *error) on a bad value.
-bool applyValueOption(const std::string& name, const std::string& value, Options* opts,
-                      bool* haveN, std::string* error) {
+bool applyValueOption(const std::string& name, const std::string& value, Options* opts, bool* haveN,
+                      std::string* error) {
   if (name == "-n") {
     if (!parseCount(value, kMaxRanks, &opts->nranks) || opts->nranks < 1) {
       *error = "-n expects a rank count from 1 to " + std::to_string(kMaxRanks) + ", got '" +
@@ -105,7 +105,7 @@ bool applyValueOption(const std::string& name, const std::string& value, Options
     }
     return true;
   }
-  FaultKind kind = name == "--kill" ? FaultKind::Kill
+  FaultKind kind = name == "--kill"   ? FaultKind::Kill
                    : name == "--stop" ? FaultKind::Stop
                                       : FaultKind::Drop;
   Fault fault;
@@ -143,18 +143,24 @@ bool validate(const Options& opts, bool haveN, std::string* error) {
 
 const char* faultName(FaultKind kind) {
   switch (kind) {
-    case FaultKind::Kill: return "kill";
-    case FaultKind::Stop: return "stop";
-    case FaultKind::Drop: return "drop";
+    case FaultKind::Kill:
+      return "kill";
+    case FaultKind::Stop:
+      return "stop";
+    case FaultKind::Drop:
+      return "drop";
   }
   return "?";
 }
 
 int faultSignal(FaultKind kind) {
   switch (kind) {
-    case FaultKind::Kill: return SIGKILL;
-    case FaultKind::Stop: return SIGSTOP;
-    case FaultKind::Drop: return SIGUSR2;
+    case FaultKind::Kill:
+      return SIGKILL;
+    case FaultKind::Stop:
+      return SIGSTOP;
+    case FaultKind::Drop:
+      return SIGUSR2;
   }
   return 0;
 }

@@ -30,8 +30,8 @@ std::vector<std::string> rankEnvironment(const Options& opts, const JobIdentity&
 
 // What a child must undo of the launcher's own settings before exec.
 struct ChildSetup {
-  sigset_t originalMask;   // the launcher blocks the signals it reads through a signalfd
-  rlimit originalNofile;   // the launcher may raise its open-file limit for many ranks
+  sigset_t originalMask;  // the launcher blocks the signals it reads through a signalfd
+  rlimit originalNofile;  // the launcher may raise its open-file limit for many ranks
   bool restoreNofile = false;
   pid_t launcherPid = 0;
 };

@@ -1,0 +1,203 @@
+#include "health/health_protocol.h"
+
+#include <algorithm>
+
+#include "util/log.h"
+
+namespace ftccl {
+namespace {
+
+int64_t toNs(HealthTime t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+HealthProtocol::HealthProtocol(ProcessKey self, std::string host, int pid,
+                               HealthNetwork* network)
+    : self_(std::move(self)), host_(std::move(host)), pid_(pid), network_(network) {}
+
+HealthProtocol::RegistrationId HealthProtocol::add(HealthRegistration registration,
+                                                   HealthTime now) {
+  RegistrationId id = nextId_++;
+  registrations_[id].info = std::move(registration);
+  syncWatched(now);
+  return id;
+}
+
+void HealthProtocol::remove(RegistrationId id, bool orderly, HealthTime now) {
+  auto it = registrations_.find(id);
+  if (it == registrations_.end()) return;
+  if (orderly) {
+    const HealthRegistration& r = it->second.info;
+    HealthMessage leave;
+    leave.type = HealthType::kLeave;
+    leave.commKey = r.commKey;
+    leave.epoch = r.epoch;
+    leave.rank = r.myRank;
+    std::set<ProcessKey> told;
+    for (const MemberInfo& m : r.members) {
+      if (m.key != self_ && !it->second.reported.count(m.rank) && told.insert(m.key).second) {
+        send(m.key, leave);
+      }
+    }
+  }
+  registrations_.erase(it);
+  syncWatched(now);
+}
+
+void HealthProtocol::send(const ProcessKey& to, const HealthMessage& message) {
+  if (!dropAll_) network_->send(to, message);
+}
+
+// Watches the union of every registration's monitored members that are neither
+// reported failed nor gone; the detector's timeout is the strictest asked for.
+void HealthProtocol::syncWatched(HealthTime now) {
+  std::set<ProcessKey> want;
+  std::chrono::milliseconds timeout(3600000), probe(60000);
+  for (auto& [id, r] : registrations_) {
+    timeout = std::min(timeout, std::chrono::milliseconds(r.info.failureTimeoutMs));
+    probe = std::min(probe, std::chrono::milliseconds(r.info.probeIntervalMs));
+    for (int rank : r.info.monitored) {
+      if (r.left.count(rank) || r.reported.count(rank)) continue;
+      const ProcessKey& key = r.info.members[rank].key;
+      if (key != self_) want.insert(key);
+    }
+  }
+  detector_.setFailureTimeout(timeout);
+  if (probe != probeInterval_) {
+    probeInterval_ = probe;
+    nextProbe_ = now;
+  }
+  for (const ProcessKey& key : watched_) {
+    if (want.count(key)) continue;
+    FTCCL_LOG(Info, Health,
+              "stopped watching {}: longest silence {:.1f} ms, round trip max {:.2f} ms", key,
+              detector_.longestSilenceMs(key), maxRoundTripMs(key));
+    detector_.unwatch(key);
+    network_->unmonitor(key);
+  }
+  std::set<ProcessKey> added;
+  for (const ProcessKey& key : want) {
+    if (!watched_.count(key)) added.insert(key);
+  }
+  watched_ = want;
+  for (const ProcessKey& key : added) {
+    detector_.watch(key, now);
+    network_->monitor(key);  // may report a loss at once (nobody listening)
+  }
+}
+
+void HealthProtocol::onConnectionLost(const ProcessKey& peer, HealthTime now) {
+  if (!watched_.count(peer)) return;  // not monitored, or left in order
+  Suspicion s;
+  if (!detector_.connectionLost(peer, now, &s)) return;
+  suspect(s);
+  syncWatched(now);
+}
+
+// This process detected a failure: revoke every communicator containing it and tell
+// all their other members.
+void HealthProtocol::suspect(const Suspicion& s) {
+  for (auto& [id, r] : registrations_) {
+    for (const MemberInfo& m : r.info.members) {
+      if (m.key != s.peer || r.reported.count(m.rank) || r.left.count(m.rank)) continue;
+      deliver(r, FailureReport{m.rank, m.host, m.pid, s.cause, s.silentMs, r.info.myRank, true});
+      HealthMessage notice;
+      notice.type = HealthType::kFailed;
+      notice.commKey = r.info.commKey;
+      notice.epoch = r.info.epoch;
+      notice.rank = m.rank;
+      notice.failedKey = m.key;
+      notice.cause = static_cast<uint8_t>(s.cause);
+      notice.afterMs = s.silentMs;
+      notice.reporterRank = r.info.myRank;
+      for (const MemberInfo& other : r.info.members) {
+        if (other.key == self_ || other.key == s.peer || r.left.count(other.rank)) continue;
+        send(other.key, notice);
+      }
+    }
+  }
+}
+
+void HealthProtocol::deliver(Registration& r, const FailureReport& report) {
+  if (!r.reported.insert(report.rank).second) return;
+  FTCCL_LOG(Error, Health, "rank {}: rank {} (host {}, pid {}) failed: {} {}, {:.1f} ms after its last sign of life",
+            r.info.myRank, report.rank, report.host, report.pid,
+            report.direct ? "detected here through"
+                          : "reported by rank " + std::to_string(report.detectedBy) +
+                                ", who detected it through",
+            detectionCauseName(report.cause), report.afterMs);
+  if (r.info.listener) r.info.listener->onMemberFailed(report);
+}
+
+void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, HealthTime now) {
+  if (dropAll_) return;
+  detector_.heard(from, now);
+  switch (m.type) {
+    case HealthType::kHeartbeat: {
+      HealthMessage ack;
+      ack.type = HealthType::kAck;
+      ack.seq = m.seq;
+      ack.sentNs = m.sentNs;
+      send(from, ack);
+      break;
+    }
+    case HealthType::kAck: {
+      RoundTrip& rt = roundTrips_[from];
+      rt.lastMs = (toNs(now) - m.sentNs) / 1e6;
+      rt.maxMs = std::max(rt.maxMs, rt.lastMs);
+      break;
+    }
+    case HealthType::kFailed:
+      // Every communicator containing the failed process is revoked, not only m.commKey.
+      for (auto& [id, r] : registrations_) {
+        bool sameComm = r.info.commKey == m.commKey && r.info.epoch == m.epoch;
+        for (const MemberInfo& member : r.info.members) {
+          if (member.key != m.failedKey || (sameComm && member.rank != m.rank)) continue;
+          deliver(r, FailureReport{member.rank, member.host, member.pid,
+                                   static_cast<DetectionCause>(m.cause), m.afterMs,
+                                   m.reporterRank, false});
+        }
+      }
+      syncWatched(now);
+      break;
+    case HealthType::kLeave:
+      for (auto& [id, r] : registrations_) {
+        if (r.info.commKey == m.commKey && r.info.epoch == m.epoch) r.left.insert(m.rank);
+      }
+      syncWatched(now);
+      break;
+    default:
+      break;
+  }
+}
+
+HealthTime HealthProtocol::onTick(HealthTime now) {
+  if (now >= nextProbe_) {
+    nextProbe_ = now + probeInterval_;
+    HealthMessage hb;
+    hb.type = HealthType::kHeartbeat;
+    hb.seq = ++heartbeatSeq_;
+    hb.sentNs = toNs(now);
+    for (const ProcessKey& key : watched_) send(key, hb);
+  }
+  // A dropped (cut-off) process hears nobody, so its own detector fires too: it learns
+  // that it is alone and fails its operations instead of hanging.
+  std::vector<Suspicion> found = detector_.tick(now);
+  for (const Suspicion& s : found) suspect(s);
+  if (!found.empty()) syncWatched(now);
+  return nextProbe_;
+}
+
+double HealthProtocol::lastRoundTripMs(const ProcessKey& peer) const {
+  auto it = roundTrips_.find(peer);
+  return it == roundTrips_.end() ? 0 : it->second.lastMs;
+}
+
+double HealthProtocol::maxRoundTripMs(const ProcessKey& peer) const {
+  auto it = roundTrips_.find(peer);
+  return it == roundTrips_.end() ? 0 : it->second.maxMs;
+}
+
+}  // namespace ftccl

@@ -1,0 +1,129 @@
+// The health protocol as single-threaded event handlers: messages and timer ticks in,
+// messages and failure reports out. It owns no socket and no clock, so the same code
+// runs under the real health thread (health_service.cc, TCP) and on the simulated
+// network (transports/sim), where tests drive it deterministically with fault hooks.
+//
+// Steps (DESIGN.md section 4, steps 1, 2 and 5):
+// 1. Each registered communicator names the ranks this process monitors (its ring
+//    neighbours); the protocol asks the network to keep a connection to each monitored
+//    process and sends a heartbeat on it every probe interval; the peer acks it.
+// 2. A suspicion (connection lost: crash; silence for failureTimeout: hang or lost
+//    link) is reported to every registered communicator that contains the process,
+//    and FAILED is sent to all their other members, which report it in turn: every
+//    survivor learns within one message latency, not only the neighbours.
+// 5. An orderly leave sends LEAVE: the members stop monitoring the leaver, so its exit
+//    is never taken for a failure.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "health/failure_detector.h"
+#include "health/health_messages.h"
+
+namespace ftccl {
+
+struct MemberInfo {
+  int rank = -1;
+  std::string host;
+  int pid = 0;
+  ProcessKey key;  // the member's health listener address
+};
+
+struct FailureReport {
+  int rank = -1;
+  std::string host;
+  int pid = 0;
+  DetectionCause cause = DetectionCause::kSilence;
+  double afterMs = 0;   // from the last sign of life to the detection
+  int detectedBy = -1;  // the rank whose health thread detected it
+  bool direct = false;  // detected here (true) or learnt from a FAILED notice
+};
+
+// Implemented by the communicator. Called from the protocol's thread; must not call
+// back into the protocol.
+class HealthListener {
+ public:
+  virtual ~HealthListener() = default;
+  virtual void onMemberFailed(const FailureReport& report) = 0;
+};
+
+struct HealthRegistration {
+  uint64_t commKey = 0;
+  uint32_t epoch = 0;
+  int myRank = -1;
+  std::vector<MemberInfo> members;  // index = rank
+  std::vector<int> monitored;       // ranks this rank probes
+  HealthListener* listener = nullptr;
+  int probeIntervalMs = 10;
+  int failureTimeoutMs = 1000;
+};
+
+// What the protocol needs from a network: TCP in production, transports/sim in tests.
+class HealthNetwork {
+ public:
+  virtual ~HealthNetwork() = default;
+  // Sends one message; opens a connection first if there is none.
+  virtual void send(const ProcessKey& to, const HealthMessage& message) = 0;
+  // Keeps (or stops keeping) a connection open to `peer`, whose loss the network
+  // reports through HealthProtocol::onConnectionLost.
+  virtual void monitor(const ProcessKey& peer) = 0;
+  virtual void unmonitor(const ProcessKey& peer) = 0;
+};
+
+class HealthProtocol {
+ public:
+  HealthProtocol(ProcessKey self, std::string host, int pid, HealthNetwork* network);
+
+  using RegistrationId = uint64_t;
+  RegistrationId add(HealthRegistration registration, HealthTime now);
+  // `orderly`: sends LEAVE to the members first.
+  void remove(RegistrationId id, bool orderly, HealthTime now);
+
+  void onMessage(const ProcessKey& from, const HealthMessage& message, HealthTime now);
+  void onConnectionLost(const ProcessKey& peer, HealthTime now);
+  // Sends due heartbeats and checks silences. Returns when it wants the next tick.
+  HealthTime onTick(HealthTime now);
+
+  // Fault injection: a dropped process neither sends nor hears anything.
+  void setDropAll(bool drop) { dropAll_ = drop; }
+
+  const ProcessKey& self() const { return self_; }
+  double lastRoundTripMs(const ProcessKey& peer) const;
+  double maxRoundTripMs(const ProcessKey& peer) const;
+  std::set<ProcessKey> monitored() const { return watched_; }
+
+ private:
+  struct Registration {
+    HealthRegistration info;
+    std::set<int> reported;  // ranks already reported failed
+    std::set<int> left;      // ranks that announced an orderly leave
+  };
+  struct RoundTrip {
+    double lastMs = 0, maxMs = 0;
+  };
+
+  void send(const ProcessKey& to, const HealthMessage& message);
+  void syncWatched(HealthTime now);
+  void suspect(const Suspicion& suspicion);
+  void deliver(Registration& registration, const FailureReport& report);
+
+  ProcessKey self_;
+  std::string host_;
+  int pid_;
+  HealthNetwork* network_;
+  std::map<RegistrationId, Registration> registrations_;
+  RegistrationId nextId_ = 1;
+  FailureDetector detector_{std::chrono::milliseconds(1000)};
+  std::set<ProcessKey> watched_;
+  std::chrono::milliseconds probeInterval_{10};
+  HealthTime nextProbe_{};
+  uint64_t heartbeatSeq_ = 0;
+  std::map<ProcessKey, RoundTrip> roundTrips_;
+  bool dropAll_ = false;
+};
+
+}  // namespace ftccl
