@@ -63,6 +63,18 @@ class HealthService::Driver final : public HealthNetwork {
   // --- HealthNetwork ---------------------------------------------------------------
   void send(const ProcessKey& to, const HealthMessage& message) override {
     if (faultDropAll()) return;
+    if (message.type == HealthType::kLeave) {
+      // On every connection to the peer: whichever one it reads first, the leave comes
+      // before the close that follows our exit, so no close is taken for a crash.
+      bool sent = false;
+      for (auto& c : conns) {
+        if (c->key == to && c->fd.valid()) {
+          queue(*c, message);
+          sent = true;
+        }
+      }
+      if (sent) return;
+    }
     Conn* c = find(to);
     if (c == nullptr) c = open(to, /*monitoring=*/false);
     if (c != nullptr) queue(*c, message);
@@ -154,6 +166,7 @@ class HealthService::Driver final : public HealthNetwork {
 
   void readFrom(Conn& c, HealthTime now) {
     uint8_t buffer[4096];
+    bool closed = false;
     for (;;) {
       ssize_t n = recv(c.fd.get(), buffer, sizeof(buffer), MSG_DONTWAIT);
       if (n > 0) {
@@ -162,8 +175,8 @@ class HealthService::Driver final : public HealthNetwork {
       }
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       if (n < 0 && errno == EINTR) continue;
-      lost(c);  // closed by the peer, or failed
-      return;
+      closed = true;  // by the peer, or failed: but first read what it said (a leave)
+      break;
     }
     size_t at = 0;
     for (;;) {
@@ -185,6 +198,7 @@ class HealthService::Driver final : public HealthNetwork {
       if (!c.fd.valid()) return;
     }
     c.in.erase(c.in.begin(), c.in.begin() + at);
+    if (closed) lost(c);
   }
 
   void acceptAll() {

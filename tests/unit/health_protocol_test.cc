@@ -1,0 +1,310 @@
+// The health protocol on the simulated network (transports/sim): deterministic virtual
+// time, faults injected at exact moments, the real HealthProtocol code.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "health/failure_detector.h"
+#include "health/health_messages.h"
+#include "health/health_protocol.h"
+#include "transports/sim/sim_network.h"
+
+namespace ftccl {
+namespace {
+
+using namespace std::chrono_literals;
+using sim::SimNetwork;
+using sim::SimTime;
+
+constexpr auto kLatency = 50us;
+constexpr int kProbeMs = 10;
+constexpr int kTimeoutMs = 200;
+
+// One simulated process: the protocol, plus what its communicator was told.
+class Process final : public sim::SimNode, public HealthNetwork, public HealthListener {
+ public:
+  Process(SimNetwork& net, std::string key) : net_(net), key_(key), protocol_(key, "simhost", 1000, this) {
+    net.add(key, this);
+  }
+  // SimNode
+  void onFrame(const std::string& from, const std::vector<uint8_t>& frame, SimTime now) override {
+    HealthMessage m;
+    size_t used = 0;
+    ASSERT_EQ(decodeHealthMessage(frame.data(), frame.size(), &m, &used), 1);
+    protocol_.onMessage(from, m, now);
+  }
+  void onConnectionLost(const std::string& peer, SimTime now) override {
+    protocol_.onConnectionLost(peer, now);
+  }
+  SimTime onTick(SimTime now) override { return protocol_.onTick(now); }
+  // HealthNetwork
+  void send(const ProcessKey& to, const HealthMessage& message) override {
+    net_.send(key_, to, encodeHealthMessage(message));
+  }
+  void monitor(const ProcessKey& peer) override { net_.connect(key_, peer); }
+  void unmonitor(const ProcessKey& peer) override { net_.disconnect(key_, peer); }
+  // HealthListener
+  void onMemberFailed(const FailureReport& report) override {
+    reports.push_back(report);
+    reportedAt.push_back(net_.now());
+  }
+
+  HealthProtocol& protocol() { return protocol_; }
+  std::vector<FailureReport> reports;
+  std::vector<SimTime> reportedAt;
+
+ private:
+  SimNetwork& net_;
+  std::string key_;
+  HealthProtocol protocol_;
+};
+
+std::string keyOf(int rank) { return "10.0.0." + std::to_string(rank) + ":4000"; }
+
+// n processes, one communicator over all, each monitoring its ring neighbours.
+class Ring {
+ public:
+  explicit Ring(int n, uint64_t commKey = 7) : net(kLatency) {
+    for (int r = 0; r < n; ++r) procs.push_back(std::make_unique<Process>(net, keyOf(r)));
+    for (int r = 0; r < n; ++r) ids.push_back(procs[r]->protocol().add(registration(r, n, commKey), net.now()));
+  }
+  HealthRegistration registration(int rank, int n, uint64_t commKey) {
+    HealthRegistration reg;
+    reg.commKey = commKey;
+    reg.myRank = rank;
+    for (int m = 0; m < n; ++m) reg.members.push_back(MemberInfo{m, "simhost", 1000 + m, keyOf(m)});
+    if (n > 1) reg.monitored.push_back((rank + 1) % n);
+    if (n > 2) reg.monitored.push_back((rank + n - 1) % n);
+    reg.listener = procs[rank].get();
+    reg.probeIntervalMs = kProbeMs;
+    reg.failureTimeoutMs = kTimeoutMs;
+    return reg;
+  }
+  double msSince(SimTime t0, SimTime t) const {
+    return std::chrono::duration<double, std::milli>(t - t0).count();
+  }
+  SimNetwork net;
+  std::vector<std::unique_ptr<Process>> procs;
+  std::vector<HealthProtocol::RegistrationId> ids;
+};
+
+TEST(HealthProtocol, HealthyRingNeverSuspectsAnyone) {
+  Ring ring(8);
+  ring.net.runFor(5s);
+  for (auto& p : ring.procs) EXPECT_TRUE(p->reports.empty());
+  // Heartbeats flowed and were acked: round trips of two latencies.
+  EXPECT_NEAR(ring.procs[0]->protocol().lastRoundTripMs(keyOf(1)), 0.1, 1e-6);
+  // Constant probe traffic: 2 monitored peers x (heartbeat + ack) per 10 ms per process.
+  EXPECT_NEAR(ring.net.framesDelivered() / 5.0 / 8, 2 * 2 * 100, 10);
+}
+
+TEST(HealthProtocol, CrashReachesEverySurvivorWithinTwoLatencies) {
+  Ring ring(8);
+  ring.net.runFor(100ms);
+  SimTime killed = ring.net.now();
+  ring.net.kill(keyOf(3));
+  ring.net.runFor(1s);
+  for (int r = 0; r < 8; ++r) {
+    if (r == 3) continue;
+    Process& p = *ring.procs[r];
+    ASSERT_EQ(p.reports.size(), 1u) << "rank " << r;
+    EXPECT_EQ(p.reports[0].rank, 3);
+    EXPECT_EQ(p.reports[0].pid, 1003);
+    EXPECT_EQ(p.reports[0].cause, DetectionCause::kConnectionClosed);
+    bool neighbour = r == 2 || r == 4;
+    EXPECT_EQ(p.reports[0].direct, neighbour) << "rank " << r;
+    // Neighbours see the close after one latency; the others get FAILED one later.
+    EXPECT_LE(ring.msSince(killed, p.reportedAt[0]), neighbour ? 0.051 : 0.101) << "rank " << r;
+  }
+}
+
+TEST(HealthProtocol, HangIsSuspectedAfterTheFailureTimeout) {
+  Ring ring(6);
+  ring.net.runFor(100ms);
+  SimTime stopped = ring.net.now();
+  ring.net.stop(keyOf(5));
+  ring.net.runFor(1s);
+  for (int r = 0; r < 5; ++r) {
+    Process& p = *ring.procs[r];
+    ASSERT_EQ(p.reports.size(), 1u) << "rank " << r;
+    EXPECT_EQ(p.reports[0].rank, 5);
+    EXPECT_EQ(p.reports[0].cause, DetectionCause::kSilence);
+    double ms = ring.msSince(stopped, p.reportedAt[0]);
+    EXPECT_GE(ms, kTimeoutMs - kProbeMs) << "rank " << r;
+    EXPECT_LE(ms, kTimeoutMs + kProbeMs + 1) << "rank " << r;
+  }
+}
+
+TEST(HealthProtocol, CutLinkIsSuspectedAndTheCutProcessLearnsItIsAlone) {
+  Ring ring(5);
+  ring.net.runFor(100ms);
+  ring.net.cut(keyOf(2));
+  ring.net.runFor(1s);
+  for (int r : {0, 1, 3, 4}) {
+    ASSERT_EQ(ring.procs[r]->reports.size(), 1u) << "rank " << r;
+    EXPECT_EQ(ring.procs[r]->reports[0].rank, 2);
+  }
+  // The cut process hears no one: it suspects both neighbours and fails its ops.
+  std::vector<int> seen;
+  for (auto& rep : ring.procs[2]->reports) seen.push_back(rep.rank);
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<int>{1, 3}));
+}
+
+TEST(HealthProtocol, OrderlyLeaveIsNeverTakenForAFailure) {
+  Ring ring(4);
+  ring.net.runFor(50ms);
+  ring.procs[1]->protocol().remove(ring.ids[1], /*orderly=*/true, ring.net.now());
+  ring.net.runFor(1ms);
+  ring.net.kill(keyOf(1));  // the process exits after leaving
+  ring.net.runFor(1s);
+  for (auto& p : ring.procs) EXPECT_TRUE(p->reports.empty());
+}
+
+TEST(HealthProtocol, TwoAdjacentCrashesAreBothReportedEverywhere) {
+  Ring ring(8);
+  ring.net.runFor(50ms);
+  ring.net.kill(keyOf(0));
+  ring.net.kill(keyOf(1));
+  ring.net.runFor(1s);
+  for (int r = 2; r < 8; ++r) {
+    std::vector<int> seen;
+    for (auto& rep : ring.procs[r]->reports) seen.push_back(rep.rank);
+    std::sort(seen.begin(), seen.end());
+    EXPECT_EQ(seen, (std::vector<int>{0, 1})) << "rank " << r;
+  }
+}
+
+TEST(HealthProtocol, FailureRevokesEveryCommunicatorContainingTheProcess) {
+  Ring ring(4);
+  // A second communicator {0, 2} (ranks 0 and 1 in it), where nobody monitors rank 3.
+  std::vector<HealthRegistration> extra(2);
+  for (int i = 0; i < 2; ++i) {
+    HealthRegistration& reg = extra[i];
+    reg.commKey = 99;
+    reg.myRank = i;
+    reg.members = {MemberInfo{0, "simhost", 1000, keyOf(0)}, MemberInfo{1, "simhost", 1002, keyOf(2)}};
+    reg.monitored = {1 - i};
+    reg.probeIntervalMs = kProbeMs;
+    reg.failureTimeoutMs = kTimeoutMs;
+  }
+  Process& p0 = *ring.procs[0];
+  Process& p2 = *ring.procs[2];
+  std::vector<FailureReport> sub0, sub2;
+  struct Sink : HealthListener {
+    std::vector<FailureReport>* out;
+    void onMemberFailed(const FailureReport& r) override { out->push_back(r); }
+  } sink0, sink2;
+  sink0.out = &sub0;
+  sink2.out = &sub2;
+  extra[0].listener = &sink0;
+  extra[1].listener = &sink2;
+  p0.protocol().add(extra[0], ring.net.now());
+  p2.protocol().add(extra[1], ring.net.now());
+  ring.net.runFor(50ms);
+  ring.net.kill(keyOf(2));
+  ring.net.runFor(1s);
+  // Process 0 detects 2's death via the sub-communicator's monitoring (or a notice)
+  // and both of its communicators are told.
+  ASSERT_EQ(sub0.size(), 1u);
+  EXPECT_EQ(sub0[0].rank, 1);  // rank 1 of the sub-communicator is process 2
+  bool bigComm = false;
+  for (auto& rep : p0.reports) bigComm = bigComm || rep.rank == 2;
+  EXPECT_TRUE(bigComm);
+}
+
+TEST(HealthProtocol, RankZeroCrashAndLateMonitorOfADeadPeer) {
+  Ring ring(3);
+  ring.net.runFor(20ms);
+  ring.net.kill(keyOf(0));
+  ring.net.runFor(500ms);
+  EXPECT_EQ(ring.procs[1]->reports.size(), 1u);
+  EXPECT_EQ(ring.procs[2]->reports.size(), 1u);
+  // A communicator registered after the death: connecting to the dead process fails.
+  Process late(ring.net, keyOf(9));
+  HealthRegistration reg = ring.registration(0, 3, 11);
+  reg.myRank = 1;
+  reg.members[1].key = keyOf(9);
+  reg.monitored = {0};
+  reg.listener = &late;
+  late.protocol().add(reg, ring.net.now());
+  ring.net.runFor(10ms);
+  ASSERT_EQ(late.reports.size(), 1u);
+  EXPECT_EQ(late.reports[0].cause, DetectionCause::kConnectionClosed);
+}
+
+TEST(FailureDetector, SilenceConnectionLossAndLeaving) {
+  FailureDetector d(100ms);
+  HealthTime t0{};
+  d.watch("a", t0);
+  d.watch("b", t0);
+  d.watch("c", t0);
+  d.heard("a", t0 + 90ms);
+  auto found = d.tick(t0 + 100ms);  // b and c silent for exactly the timeout
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].peer, "b");
+  EXPECT_DOUBLE_EQ(found[0].silentMs, 100.0);
+  EXPECT_TRUE(d.tick(t0 + 150ms).empty()) << "each peer is reported once";
+  EXPECT_EQ(d.tick(t0 + 190ms).size(), 1u);  // a, 100 ms after it was last heard
+  FailureDetector e(100ms);
+  e.watch("x", t0);
+  e.leaving("x");
+  Suspicion s;
+  EXPECT_FALSE(e.connectionLost("x", t0 + 1ms, &s)) << "an orderly leaver never fails";
+  EXPECT_TRUE(e.tick(t0 + 1s).empty());
+  e.watch("y", t0);
+  EXPECT_TRUE(e.connectionLost("y", t0 + 5ms, &s));
+  EXPECT_EQ(s.cause, DetectionCause::kConnectionClosed);
+  EXPECT_FALSE(e.connectionLost("y", t0 + 6ms, &s));
+  EXPECT_FALSE(e.connectionLost("unknown", t0, &s));
+  e.heard("z", t0);  // unwatched peers are ignored
+  EXPECT_FALSE(e.watching("z"));
+  EXPECT_GE(d.longestSilenceMs("a"), 90.0);
+}
+
+TEST(HealthMessages, RoundTripAndCorruptInput) {
+  HealthMessage m;
+  m.type = HealthType::kFailed;
+  m.commKey = 0x1234567890abcdefull;
+  m.epoch = 3;
+  m.rank = 17;
+  m.failedKey = "127.0.0.1:999";
+  m.cause = 1;
+  m.afterMs = 12.5;
+  m.reporterRank = 4;
+  std::vector<uint8_t> frame = encodeHealthMessage(m);
+  HealthMessage back;
+  size_t used = 0;
+  ASSERT_EQ(decodeHealthMessage(frame.data(), frame.size(), &back, &used), 1);
+  EXPECT_EQ(used, frame.size());
+  EXPECT_EQ(back.commKey, m.commKey);
+  EXPECT_EQ(back.failedKey, m.failedKey);
+  EXPECT_EQ(back.rank, 17);
+  EXPECT_DOUBLE_EQ(back.afterMs, 12.5);
+  for (size_t cut = 0; cut < frame.size(); ++cut) {
+    EXPECT_EQ(decodeHealthMessage(frame.data(), cut, &back, &used), 0) << "truncated at " << cut;
+  }
+  std::vector<uint8_t> bad = frame;
+  bad[4] = 77;  // unknown type
+  EXPECT_EQ(decodeHealthMessage(bad.data(), bad.size(), &back, &used), -1);
+  bad = frame;
+  bad[0] = 0xff, bad[1] = 0xff;  // absurd length
+  EXPECT_EQ(decodeHealthMessage(bad.data(), bad.size(), &back, &used), -1);
+  bad = frame;
+  bad[0] -= 1;  // length disagrees with the body
+  EXPECT_EQ(decodeHealthMessage(bad.data(), bad.size(), &back, &used), -1);
+  for (HealthType t : {HealthType::kHello, HealthType::kHeartbeat, HealthType::kAck, HealthType::kLeave}) {
+    HealthMessage x;
+    x.type = t;
+    x.senderKey = "k";
+    std::vector<uint8_t> f = encodeHealthMessage(x);
+    ASSERT_EQ(decodeHealthMessage(f.data(), f.size(), &back, &used), 1);
+    EXPECT_EQ(back.type, t);
+  }
+}
+
+}  // namespace
+}  // namespace ftccl
