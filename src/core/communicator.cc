@@ -158,7 +158,9 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
 Communicator::~Communicator() { leaveHealth(/*orderly=*/false); }
 
 void Communicator::leaveHealth(bool orderly) {
-  if (health_ && healthId_) health_->remove(healthId_, orderly);
+  // After a failure a peer may be stopped and never read: do not wait for it long.
+  bool revoked = asyncError_ != ftcclSuccess;
+  if (health_ && healthId_) health_->remove(healthId_, orderly, revoked ? 20 : 500);
   healthId_ = 0;
   // A revoked communicator may have dead peers: do not wait for them on close.
   if (transport_ && asyncError_ != ftcclSuccess) transport_->setForceClose();
@@ -282,6 +284,7 @@ void Communicator::revoke(const Status& cause) {
     revokeReason_ = cause.message();
   }
   FTCCL_LOG(Error, Coll, "rank {}: communicator revoked: {}", rank_, cause.message());
+  setLastError("communicator revoked: " + cause.message());  // seen even with no op in flight
   // Wake the thread driving an op (it sleeps on the worker's event fd) and ops waiting
   // for their turn: they fail at once.
   if (transport_) transport_->interrupt();

@@ -300,14 +300,14 @@ HealthService::RegistrationId HealthService::add(HealthRegistration registration
   return id;
 }
 
-void HealthService::remove(RegistrationId id, bool orderly) {
+void HealthService::remove(RegistrationId id, bool orderly, int flushWaitMs) {
   Driver& d = *driver_;
   std::unique_lock<std::mutex> lock(d.mutex);
   d.protocol.remove(id, orderly, HealthClock::now());
   d.wakeUp();
   if (orderly) {
     // Bounded: a dead peer's full socket must not stall destroy.
-    d.flushed.wait_for(lock, std::chrono::milliseconds(500), [&] {
+    d.flushed.wait_for(lock, std::chrono::milliseconds(flushWaitMs), [&] {
       for (auto& c : d.conns) {
         if (c->fd.valid() && !c->out.empty()) return false;
       }

@@ -28,8 +28,9 @@ class HealthService {
   RegistrationId add(HealthRegistration registration);
   // With `orderly`, tells the members this rank leaves (their detectors then never
   // take this process's exit for a failure) and waits briefly for that to be sent.
-  // After remove() returns the listener is never called again.
-  void remove(RegistrationId id, bool orderly);
+  // After remove() returns the listener is never called again. `flushWaitMs` bounds
+  // the wait (short after a failure: a stopped peer never reads).
+  void remove(RegistrationId id, bool orderly, int flushWaitMs = 500);
 
  private:
   HealthService() = default;

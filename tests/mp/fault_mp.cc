@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
   size_t count = o.when == "large" ? (64u << 20) / sizeof(float) : 1024;
   std::vector<float> buf(count, 1.0f);
   ftcclResult_t result = ftcclSuccess;
-  double failedAt = 0;
+  double failedAt = 0, opStart = 0;
   double start = nowMs();
   if (o.when == "idle") {
     // No operation in flight: the failure must still be noticed (GetAsyncError).
@@ -137,6 +137,7 @@ int main(int argc, char** argv) {
   } else {
     for (int iter = 0; iter < 1000000; ++iter) {
       if (victim && !o.external && iter == o.atIter) injectFault(o);
+      opStart = nowMs();
       result = o.when == "bcast"
                    ? ftcclBroadcast(buf.data(), buf.data(), count, ftcclFloat32, 0, comm, nullptr)
                    : ftcclAllReduce(buf.data(), buf.data(), count, ftcclFloat32, ftcclAvg, comm,
@@ -156,7 +157,11 @@ int main(int argc, char** argv) {
   }
   std::string error = ftcclGetLastError(comm);
   double stamp = readStamp(o);
-  double latency = stamp > 0 ? failedAt - stamp : -1;
+  // Self-injected faults stamp their time; with --external the failing op's own
+  // duration bounds the detection latency from above.
+  double latency = stamp > 0 ? failedAt - stamp
+                   : (o.external && o.when != "idle" && failedAt > 0) ? failedAt - opStart
+                                                                      : -1;
   std::vector<std::string> problems;
   if (result != ftcclRemoteError && result != ftcclTimeout) {
     problems.push_back(std::string("result ") + ftcclGetErrorString(result));
