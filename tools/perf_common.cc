@@ -316,7 +316,7 @@ const OptSpec kOptSpecs[] = {
     {'b', "minbytes"}, {'e', "maxbytes"}, {'i', "stepbytes"}, {'f', "stepfactor"},
     {'n', "iters"},    {'w', "warmup_iters"}, {'c', "check"}, {'o', "op"},
     {'d', "datatype"}, {'r', "root"},     {'z', "blocking"},  {'J', "json"},
-    {'h', "help"}};
+    {'F', "fault"},    {'h', "help"}};
 
 }  // namespace
 
@@ -414,6 +414,11 @@ ParseStatus parseOptions(int argc, char* const* argv, Options* opts, std::string
         if (value.empty()) return fail("-J needs a file name");
         opts->jsonFile = value;
         break;
+      case 'F':
+        if (!parseFaultPlan(value, &opts->fault)) {
+          return fail("invalid --fault: '" + value + "' (kill|stop|drop:RANK:ITER)");
+        }
+        break;
       default:
         return fail("unknown option '" + arg + "'");
     }
@@ -463,6 +468,7 @@ void printUsage(FILE* out, const char* prog) {
                "[-r,--root <root/all>] \n\t"
                "[-z,--blocking <0/1> use the NULL stream: every call blocks] \n\t"
                "[-J,--json <file> write all results as JSON (rank 0)] \n\t"
+               "[--fault kill|stop|drop:RANK:ITER inject a fault at that operation] \n\t"
                "[-h,--help]\n"
                "Bootstrap: under mpirun, MPI broadcasts the ftccl unique id; with "
                "FTCCL_COMM_ID=host:port\n"
@@ -635,6 +641,7 @@ struct Run {
   double busBwSum = 0;
   long long busBwCount = 0;
   long long wrongTotal = 0;
+  long timedOps = 0;  // for --fault
 };
 
 bool isRoot(const Run& r) { return r.rank == 0; }
@@ -642,6 +649,12 @@ bool isRoot(const Run& r) { return r.rank == 0; }
 // Prints a failed ftccl call, rank-prefixed, with the communicator's last error.
 bool ok(Run& r, ftcclResult_t res, const char* what) {
   if (res == ftcclSuccess) return true;
+  if (reportDetectedFault(r.opt.fault, r.rank, res, ftcclGetLastError(r.comm))) {
+    // The planned fault was detected: this survivor's job is done. No MPI call is safe
+    // any more (peers are gone), so leave now.
+    ftcclCommAbort(r.comm);
+    std::_Exit(0);
+  }
   std::fprintf(stderr, "[rank %d] %s: %s failed: %s (%d): %s\n", r.rank, r.tool->name, what,
                ftcclGetErrorString(res), static_cast<int>(res), ftcclGetLastError(r.comm));
   return false;
@@ -826,6 +839,7 @@ bool runOps(Run& r, ftcclDataType_t type, ftcclRedOp_t op, int root, size_t coun
             int iters) {
   const void* sendbuff = inPlace ? r.recv.get() : r.send.get();
   for (int it = 0; it < iters; ++it) {
+    maybeInjectFault(r.opt.fault, r.rank, &r.timedOps);
     if (!ok(r, r.tool->run(sendbuff, r.recv.get(), count, type, op, root, r.comm, r.stream),
             r.tool->collName))
       return false;
@@ -957,6 +971,7 @@ int perfMainImpl(Run& r, int argc, char** argv) {
     }
     return st == ParseStatus::kHelp ? 0 : 2;
   }
+  prepareFaultPlan(r.opt.fault);
 
   if (!bootstrap(r, &argc, &argv)) return fail(r);
   if (r.tool->usesRoot && !r.opt.allRoots && r.opt.root >= r.nranks) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "ftccl.h"
+#include "perf_fault.h"
 
 namespace ftperf {
 
@@ -274,6 +275,7 @@ struct Options {
   bool allRoots = false;  // -r all (or -1)
   bool blocking = false;  // -z 1: the NULL stream, every call blocks
   std::string jsonFile;   // -J
+  FaultPlan fault;        // --fault kill|stop|drop:RANK:ITER
 };
 
 enum class ParseStatus { kOk, kHelp, kError };

@@ -1,0 +1,35 @@
+// Fault injection for the perf tools: `--fault kill:RANK:ITER` (or stop, drop) makes
+// rank RANK kill, stop or cut itself off at its ITER-th operation (warmup included), and each
+// survivor prints how long after the fault its own operation returned an error.
+//
+// The victim writes its clock (steady, shared by the processes of one host) and pid to
+// a stamp file named after the parent process (ftccl_run or mpirun's daemon), so the
+// survivors measure detection latency without any communication. A survivor also
+// ends a stopped victim (nobody else would). Single host only.
+#pragma once
+
+#include <string>
+
+#include "ftccl.h"
+
+namespace ftperf {
+
+struct FaultPlan {
+  std::string kind;  // "kill", "stop", "drop"; empty: no fault
+  int rank = -1;
+  long iter = -1;
+  bool enabled() const { return !kind.empty(); }
+};
+
+// "kill:2:100" -> plan; false on garbage.
+bool parseFaultPlan(const std::string& text, FaultPlan* plan);
+// Before the library starts: a drop needs the library's fault hook armed.
+void prepareFaultPlan(const FaultPlan& plan);
+// Before every timed operation; injects the fault on the victim when due.
+void maybeInjectFault(const FaultPlan& plan, int rank, long* counter);
+// After a failed call: true when it is the planned fault being detected; prints the
+// survivor's detection line.
+bool reportDetectedFault(const FaultPlan& plan, int rank, ftcclResult_t result,
+                         const char* error);
+
+}  // namespace ftperf
