@@ -31,6 +31,9 @@ void record(const char* call, Communicator* comm, const Status& status) {
   if (comm) comm->setLastError(message);
   if (status.code() == ftcclInvalidArgument || status.code() == ftcclInvalidUsage) {
     FTCCL_LOG(Warn, Api, "{} ({})", message, ftcclGetErrorString(status.code()));
+  } else if (status.code() == ftcclRemoteError) {
+    // The failure itself was logged once by the health thread; this is its echo.
+    FTCCL_LOG(Info, Api, "{} ({})", message, ftcclGetErrorString(status.code()));
   } else if (status.code() != ftcclInProgress) {
     FTCCL_LOG(Error, Api, "{} ({})", message, ftcclGetErrorString(status.code()));
   }

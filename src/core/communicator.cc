@@ -259,12 +259,13 @@ Status Communicator::drive(Collective& op, OpKind kind, const CollectiveArgs& ar
     auto now = Clock::now();
     if (config_.opTimeoutMs > 0 &&
         now - lastActivity > std::chrono::milliseconds(config_.opTimeoutMs)) {
+      std::string waitingFor = describeRanks(op.pendingPeers());  // before abort clears them
       op.abort();
       Status failed = timeoutError(std::string(opKindName(kind)) + " (op " +
                                    std::to_string(args.opSeq) + ", rank " +
                                    std::to_string(rank_) + "): no progress for " +
-                                   std::to_string(config_.opTimeoutMs) +
-                                   " ms; waiting for " + describeRanks(op.pendingPeers()));
+                                   std::to_string(config_.opTimeoutMs) + " ms; waiting for " +
+                                   waitingFor);
       revoke(failed);
       return failed;
     }
@@ -283,7 +284,12 @@ void Communicator::revoke(const Status& cause) {
     if (!asyncError_.compare_exchange_strong(expected, cause.code())) return;
     revokeReason_ = cause.message();
   }
-  FTCCL_LOG(Error, Coll, "rank {}: communicator revoked: {}", rank_, cause.message());
+  // A failure found by health is already logged once by it; log other causes here.
+  if (cause.code() == ftcclRemoteError) {
+    FTCCL_LOG(Debug, Coll, "rank {}: communicator revoked: {}", rank_, cause.message());
+  } else {
+    FTCCL_LOG(Error, Coll, "rank {}: communicator revoked: {}", rank_, cause.message());
+  }
   setLastError("communicator revoked: " + cause.message());  // seen even with no op in flight
   // Wake the thread driving an op (it sleeps on the worker's event fd) and ops waiting
   // for their turn: they fail at once.

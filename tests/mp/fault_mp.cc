@@ -101,7 +101,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bad arguments\n");
     return 2;
   }
-  int rank = envInt("FTCCL_RANK", -1), nranks = envInt("FTCCL_NRANKS", -1);
+  // ftccl_run sets FTCCL_RANK/NRANKS; under mpirun, Open MPI's own variables serve.
+  int rank = envInt("FTCCL_RANK", envInt("OMPI_COMM_WORLD_RANK", -1));
+  int nranks = envInt("FTCCL_NRANKS", envInt("OMPI_COMM_WORLD_SIZE", -1));
   if (rank < 0 || nranks < 1) {
     std::fprintf(stderr, "run me under ftccl_run (FTCCL_RANK/FTCCL_NRANKS unset)\n");
     return 2;
@@ -118,6 +120,24 @@ int main(int argc, char** argv) {
   ftcclResult_t result = ftcclSuccess;
   double failedAt = 0, opStart = 0;
   double start = nowMs();
+  if (o.fault == "leave") {
+    // An orderly leave is never a failure: the leaver destroys its communicator and
+    // exits; the others stay idle for several failure timeouts and must see no error.
+    if (victim) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      ftcclResult_t r = ftcclCommDestroy(comm);
+      std::printf("VICTIM rank=%d left result=%d\n", rank, static_cast<int>(r));
+      return r == ftcclSuccess ? 0 : 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(o.boundMs)));
+    ftcclResult_t async = ftcclSuccess;
+    ftcclCommGetAsyncError(comm, &async);
+    ftcclCommDestroy(comm);
+    bool pass = async == ftcclSuccess;
+    std::printf("VERDICT rank=%d %s after a peer's orderly leave: async error %s\n", rank,
+                pass ? "PASS" : "FAIL", ftcclGetErrorString(async));
+    return pass ? 0 : 1;
+  }
   if (o.when == "idle") {
     // No operation in flight: the failure must still be noticed (GetAsyncError).
     if (victim && !o.external) {

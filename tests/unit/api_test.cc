@@ -289,6 +289,38 @@ TEST(Abort, WakesABlockedCallFromAnotherThread) {
   EXPECT_EQ(ftcclCommAbort(comms[1]), ftcclSuccess);
 }
 
+// opTimeoutMs: rank 1 (a thread, alive) never joins; rank 0's op fails with
+// ftcclTimeout naming the rank it waited for, and the communicator is revoked.
+TEST(Timeout, AnOpWithoutProgressFailsAndNamesTheMissingRank) {
+  ftcclUniqueId id;
+  ASSERT_EQ(ftcclGetUniqueId(&id), ftcclSuccess);
+  ftcclComm_t comms[2] = {nullptr, nullptr};
+  ftcclConfig_t config = FTCCL_CONFIG_INITIALIZER;
+  config.opTimeoutMs = 300;
+  std::thread peer(
+      [&] { EXPECT_EQ(ftcclCommInitRankConfig(&comms[1], 2, id, 1, &config), ftcclSuccess); });
+  ASSERT_EQ(ftcclCommInitRankConfig(&comms[0], 2, id, 0, &config), ftcclSuccess);
+  peer.join();
+  std::vector<float> data(1024, 1.0f);
+  auto start = Clock::now();
+  EXPECT_EQ(ftcclAllReduce(data.data(), data.data(), data.size(), ftcclFloat32, ftcclSum,
+                           comms[0], nullptr),
+            ftcclTimeout);
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_GE(seconds, 0.25);
+  EXPECT_LT(seconds, 20.0);
+  EXPECT_TRUE(contains(ftcclGetLastError(comms[0]), "waiting for rank 1"))
+      << ftcclGetLastError(comms[0]);
+  ftcclResult_t async = ftcclSuccess;
+  ASSERT_EQ(ftcclCommGetAsyncError(comms[0], &async), ftcclSuccess);
+  EXPECT_EQ(async, ftcclTimeout);
+  EXPECT_EQ(ftcclBroadcast(data.data(), data.data(), 4, ftcclFloat32, 0, comms[0], nullptr),
+            ftcclTimeout)
+      << "later ops fail at once";
+  EXPECT_EQ(ftcclCommDestroy(comms[0]), ftcclSuccess);
+  EXPECT_EQ(ftcclCommDestroy(comms[1]), ftcclSuccess);
+}
+
 // Two and three ranks as threads, over UCX: correct sums, every rank the same bits.
 TEST(Threads, RanksAsThreadsAgree) {
   for (int n : {2, 3}) {
