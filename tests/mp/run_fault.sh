@@ -18,6 +18,10 @@ grep -E "VERDICT|VICTIM|ftccl_run:" "$tmp/log"
 nvictims=$(echo "$victims" | tr ',' '\n' | grep -c .)
 want=$(( n - nvictims ))
 passes=$(grep -c "VERDICT rank=[0-9]* PASS" "$tmp/log")
+if grep -qE "ERROR: (AddressSanitizer|LeakSanitizer)" "$tmp/log"; then
+  echo "sanitizer report:"; grep -A30 -E "ERROR: (AddressSanitizer|LeakSanitizer)" "$tmp/log" | head -80
+  passes=-1
+fi
 if [ "$passes" -ne "$want" ] || [ "$status" -eq 124 ]; then
   echo "run_fault: $passes of $want survivors passed (launcher exit $status); full log:"
   cat "$tmp/log"

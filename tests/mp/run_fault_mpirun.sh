@@ -21,6 +21,10 @@ grep -E "VERDICT|VICTIM" "$tmp/log"
 nvictims=$(echo "$victims" | tr ',' '\n' | grep -c .)
 want=$(( n - nvictims ))
 passes=$(grep -c "VERDICT rank=[0-9]* PASS" "$tmp/log")
+if grep -qE "ERROR: (AddressSanitizer|LeakSanitizer)" "$tmp/log"; then
+  echo "sanitizer report:"; grep -A30 -E "ERROR: (AddressSanitizer|LeakSanitizer)" "$tmp/log" | head -80
+  passes=-1
+fi
 if [ "$passes" -ne "$want" ]; then
   echo "run_fault_mpirun: $passes of $want survivors passed; full log:"; cat "$tmp/log"; exit 1
 fi
