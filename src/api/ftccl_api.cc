@@ -91,6 +91,8 @@ Status checkBuffers(const void* sendbuff, const void* recvbuff, size_t count,
 // A blocking call runs on the caller's thread; a stream call is queued on the stream's.
 Status runOrEnqueue(Communicator* comm, ftcclStream_t stream, OpKind kind,
                     const CollectiveArgs& args) {
+  // A revoked communicator fails every later op at once, queued on a stream or not.
+  if (comm->asyncError() != ftcclSuccess) return comm->revokedStatus(opKindName(kind));
   Communicator::Ticket ticket = comm->issue();
   if (stream == nullptr) return comm->execute(ticket, kind, args);
   comm->enter();

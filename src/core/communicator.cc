@@ -193,9 +193,7 @@ Status Communicator::execute(const Ticket& ticket, OpKind kind, const Collective
   if (aborted_) {
     result = invalidUsage(std::string(opKindName(kind)) + ": the communicator was aborted");
   } else if (asyncError_ != ftcclSuccess) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    result = Status(asyncError_.load(), std::string(opKindName(kind)) +
-                                            ": the communicator is revoked: " + revokeReason_);
+    result = revokedStatus(opKindName(kind));
   } else {
     CollectiveArgs args = argsIn;
     args.opSeq = static_cast<uint32_t>(ticket.index);
@@ -295,6 +293,12 @@ void Communicator::revoke(const Status& cause) {
   // for their turn: they fail at once.
   if (transport_) transport_->interrupt();
   turn_.notify_all();
+}
+
+Status Communicator::revokedStatus(const char* opName) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Status(asyncError_.load(),
+                std::string(opName) + ": the communicator is revoked: " + revokeReason_);
 }
 
 void Communicator::waitForIssuedOps() {

@@ -57,6 +57,8 @@ class Communicator final : public HealthListener {
   // Safe from any thread: fails in-flight and future ops at once and wakes waiters.
   void abort();
   ftcclResult_t asyncError() const { return asyncError_.load(); }
+  // The error an op of a revoked communicator fails with.
+  Status revokedStatus(const char* opName) const;
 
   // Calls in progress on this communicator (API guards, queued stream ops); abort and
   // destroy wait for them to leave before freeing.
