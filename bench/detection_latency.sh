@@ -16,7 +16,7 @@ for ((i = 0; i < runs; i++)); do
   out=$("$build/tools/ftccl_run" -n "$n" -q --timeout 60 -- "$build/tools/all_reduce_perf" \
         -b "$size" -e "$size" -n 1000000 -w 5 -c 0 -z 1 --fault "$kind:$victim:$iter" 2>&1 || true)
   worst=$(echo "$out" | grep -c "ms after injection" || true)
-  lat=$(echo "$out" | grep -oE "[0-9.]+ ms after injection" | awk '{print $1}' | sort -g | tail -1)
+  lat=$(echo "$out" | grep -oE "[0-9.]+ ms after injection" | awk '{print $1}' | sort -g | tail -1 || true)
   if [ "$worst" -ne $(( n - 1 )) ] || [ -z "$lat" ]; then
     echo "run $i: only $worst of $(( n - 1 )) survivors reported (victim $victim)"; echo "$out" | tail -5
     continue

@@ -7,6 +7,9 @@
 namespace ftccl {
 namespace {
 
+// Mutual monitors ack one heartbeat in this many (round-trip samples every 100 ms).
+constexpr uint64_t kAckEvery = 10;
+
 int64_t toNs(HealthTime t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
@@ -136,6 +139,10 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
   detector_.heard(from, now);
   switch (m.type) {
     case HealthType::kHeartbeat: {
+      // When we monitor the sender too, our own heartbeats already tell it we are
+      // alive: ack only every kAckEvery-th one, to sample the round trip. Otherwise
+      // every heartbeat is acked (the ack is the sender's only sign of our life).
+      if (watched_.count(from) && m.seq % kAckEvery != 0) break;
       HealthMessage ack;
       ack.type = HealthType::kAck;
       ack.seq = m.seq;

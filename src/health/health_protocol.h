@@ -6,7 +6,9 @@
 // Steps (DESIGN.md section 4, steps 1, 2 and 5):
 // 1. Each registered communicator names the ranks this process monitors (its ring
 //    neighbours); the protocol asks the network to keep a connection to each monitored
-//    process and sends a heartbeat on it every probe interval; the peer acks it.
+//    process and sends a heartbeat on it every probe interval. A peer that monitors us
+//    too acks one heartbeat in ten (its own heartbeats prove it alive); one that does
+//    not acks every heartbeat.
 // 2. A suspicion (connection lost: crash; silence for failureTimeout: hang or lost
 //    link) is reported to every registered communicator that contains the process,
 //    and FAILED is sent to all their other members, which report it in turn: every
