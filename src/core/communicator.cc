@@ -6,12 +6,15 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <random>
+#include <set>
 
 #include "bootstrap/bootstrap.h"
 #include "reduce/reduce.h"
 #include "transports/tag_layout.h"
 #include "transports/ucx/ucx_transport.h"
+#include "util/env.h"
 #include "util/log.h"
 
 namespace ftccl {
@@ -53,6 +56,30 @@ double msSince(Clock::time_point start) {
 }
 
 }  // namespace
+
+// Whom this rank probes: its ring neighbours and, when it leads its node (lowest rank
+// there), the neighbouring node leaders, so that the loss of a whole node is seen by
+// the leaders that hierarchical algorithms talk to.
+std::vector<int> monitoredRanks(const std::vector<PeerInfo>& peers, int rank) {
+  int n = static_cast<int>(peers.size());
+  std::set<int> watch;
+  if (n > 1) watch.insert((rank + 1) % n);
+  if (n > 2) watch.insert((rank + n - 1) % n);
+  std::vector<int> leaders;
+  std::set<std::string> seen;
+  for (int r = 0; r < n; ++r) {
+    if (seen.insert(peers[r].node).second) leaders.push_back(r);
+  }
+  auto me = std::find(leaders.begin(), leaders.end(), rank);
+  int nl = static_cast<int>(leaders.size());
+  if (me != leaders.end() && nl > 1) {
+    int i = static_cast<int>(me - leaders.begin());
+    watch.insert(leaders[(i + 1) % nl]);
+    watch.insert(leaders[(i + nl - 1) % nl]);
+  }
+  watch.erase(rank);
+  return std::vector<int>(watch.begin(), watch.end());
+}
 
 const char* opKindName(OpKind kind) {
   switch (kind) {
@@ -101,6 +128,8 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   // Each init gets its own id even when FTCCL_COMM_ID makes every unique id alike.
   mine.commSalt = std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
   mine.healthKey = health_->selfKey();
+  mine.node = envString("FTCCL_NODE_ID");
+  if (mine.node.empty()) mine.node = mine.host;
   std::vector<std::vector<uint8_t>> blobs;
   FTCCL_CHECK(rendezvous(contents, rank, nranks, encodePeerInfo(mine),
                          config_.bootstrapTimeoutMs, &blobs));
@@ -132,8 +161,7 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   for (int r = 0; r < nranks; ++r) {
     reg.members.push_back(MemberInfo{r, peers_[r].host, peers_[r].pid, peers_[r].healthKey});
   }
-  if (nranks > 1) reg.monitored.push_back((rank + 1) % nranks);
-  if (nranks > 2) reg.monitored.push_back((rank + nranks - 1) % nranks);
+  reg.monitored = monitoredRanks(peers_, rank);
   reg.listener = this;
   reg.probeIntervalMs = config_.probeIntervalMs;
   reg.failureTimeoutMs = config_.failureTimeoutMs;

@@ -27,6 +27,10 @@ namespace ftccl {
 class UcxTransport;
 
 enum class OpKind { kAllReduce, kBroadcast };
+
+// The ranks `rank` probes: ring neighbours, plus neighbouring node leaders (the lowest
+// rank of each node, by FTCCL_NODE_ID or host name) when it leads its node.
+std::vector<int> monitoredRanks(const std::vector<PeerInfo>& peers, int rank);
 const char* opKindName(OpKind kind);
 
 class Communicator final : public HealthListener {

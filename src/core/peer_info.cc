@@ -5,7 +5,7 @@
 namespace ftccl {
 namespace {
 
-constexpr uint32_t kPeerInfoVersion = 3;
+constexpr uint32_t kPeerInfoVersion = 4;
 
 template <typename T>
 void put(std::vector<uint8_t>* out, T value) {
@@ -54,6 +54,7 @@ std::vector<uint8_t> encodePeerInfo(const PeerInfo& info) {
   put(&out, static_cast<int32_t>(info.pipeline.channels));
   put(&out, info.commSalt);
   putBytes(&out, info.healthKey.data(), static_cast<uint32_t>(info.healthKey.size()));
+  putBytes(&out, info.node.data(), static_cast<uint32_t>(info.node.size()));
   putBytes(&out, info.transportAddress.data(),
            static_cast<uint32_t>(info.transportAddress.size()));
   return out;
@@ -62,19 +63,20 @@ std::vector<uint8_t> encodePeerInfo(const PeerInfo& info) {
 Status decodePeerInfo(const std::vector<uint8_t>& blob, PeerInfo* info) {
   Reader in(blob);
   uint32_t version = 0;
-  std::vector<uint8_t> host, healthKey;
+  std::vector<uint8_t> host, healthKey, node;
   uint64_t chunk = 0;
   int32_t channels = 0;
   if (!in.get(&version) || version != kPeerInfoVersion) {
     return invalidArgument("peer info of another ftccl version");
   }
   if (!in.getBytes(&host) || !in.get(&info->pid) || !in.get(&chunk) || !in.get(&channels) ||
-      !in.get(&info->commSalt) || !in.getBytes(&healthKey) ||
+      !in.get(&info->commSalt) || !in.getBytes(&healthKey) || !in.getBytes(&node) ||
       !in.getBytes(&info->transportAddress) || !in.atEnd()) {
     return invalidArgument("malformed peer info");
   }
   info->host.assign(host.begin(), host.end());
   info->healthKey.assign(healthKey.begin(), healthKey.end());
+  info->node.assign(node.begin(), node.end());
   info->pipeline.chunkBytes = chunk;
   info->pipeline.channels = channels;
   return Status::ok();

@@ -16,6 +16,7 @@ struct PeerInfo {
   PipelineConfig pipeline;            // only rank 0's is used: every rank adopts it
   uint64_t commSalt = 0;              // rank 0's random bits: the communicator id
   std::string healthKey;              // the process's health listener address
+  std::string node;                   // FTCCL_NODE_ID, else the host name
   std::vector<uint8_t> transportAddress;
 };
 
