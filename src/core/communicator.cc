@@ -183,7 +183,11 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   return Status::ok();
 }
 
-Communicator::~Communicator() { leaveHealth(/*orderly=*/false); }
+Communicator::~Communicator() {
+  leaveHealth(/*orderly=*/false);
+  // Before the staging memory goes: no late transfer may land in freed memory.
+  transport_.reset();
+}
 
 void Communicator::leaveHealth(bool orderly) {
   // After a failure a peer may be stopped and never read: do not wait for it long.
@@ -191,7 +195,7 @@ void Communicator::leaveHealth(bool orderly) {
   if (health_ && healthId_) health_->remove(healthId_, orderly, revoked ? 20 : 500);
   healthId_ = 0;
   // A revoked communicator may have dead peers: do not wait for them on close.
-  if (transport_ && asyncError_ != ftcclSuccess) transport_->setForceClose();
+  if (transport_ && (asyncError_ != ftcclSuccess || aborted_)) transport_->setForceClose();
 }
 
 void Communicator::onMemberFailed(const FailureReport& report) {
@@ -226,10 +230,15 @@ Status Communicator::execute(const Ticket& ticket, OpKind kind, const Collective
     CollectiveArgs args = argsIn;
     args.opSeq = static_cast<uint32_t>(ticket.index);
     PipelineConfig pipeline = config_.pipeline;
-    std::unique_ptr<Collective> op =
-        kind == OpKind::kAllReduce ? makeRingAllReduce(*transport_, scratch_, pipeline, args)
-                                   : makeChainBroadcast(*transport_, pipeline, args);
-    result = drive(*op, kind, args);
+    try {
+      std::unique_ptr<Collective> op =
+          kind == OpKind::kAllReduce ? makeRingAllReduce(*transport_, scratch_, pipeline, args)
+                                     : makeChainBroadcast(*transport_, pipeline, args);
+      result = drive(*op, kind, args);
+    } catch (const std::exception& e) {  // the turn below must be released whatever happens
+      result = internalError(std::string(opKindName(kind)) + ": " + e.what());
+      revoke(result);
+    }
     if (result.isOk() && nranks_ > 1 && ticket.index == 0) {
       transport_->logLanes((rank_ + 1) % nranks_);
       transport_->logLanes((rank_ + nranks_ - 1) % nranks_);
@@ -295,7 +304,12 @@ Status Communicator::drive(Collective& op, OpKind kind, const CollectiveArgs& ar
       revoke(failed);
       return failed;
     }
-    FTCCL_CHECK(transport_->waitForActivity(kSleepSliceMs));
+    Status waited = transport_->waitForActivity(kSleepSliceMs);
+    if (!waited.isOk()) {
+      op.abort();
+      revoke(waited);
+      return waited;
+    }
     if (transport_->progress()) {
       lastActivity = Clock::now();
       idleRounds = 0;

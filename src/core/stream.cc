@@ -50,7 +50,12 @@ void Stream::run() {
     queue_.pop_front();
     busy_ = true;
     lock.unlock();
-    Status result = work();
+    Status result;
+    try {
+      result = work();
+    } catch (const std::exception& e) {  // never let an exception end the process
+      result = internalError(std::string("stream operation: ") + e.what());
+    }
     lock.lock();
     busy_ = false;
     if (!result.isOk() && firstError_.isOk()) firstError_ = result;

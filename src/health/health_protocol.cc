@@ -116,7 +116,10 @@ void HealthProtocol::suspect(const Suspicion& s) {
       notice.afterMs = s.silentMs;
       notice.reporterRank = r.info.myRank;
       for (const MemberInfo& other : r.info.members) {
-        if (other.key == self_ || other.key == s.peer || r.left.count(other.rank)) continue;
+        if (other.key == self_ || other.key == s.peer || r.left.count(other.rank) ||
+            r.reported.count(other.rank)) {
+          continue;
+        }
         send(other.key, notice);
       }
     }

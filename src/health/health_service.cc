@@ -112,7 +112,12 @@ class HealthService::Driver final : public HealthNetwork {
   }
 
   // --- connections -------------------------------------------------------------------
+  // Our own monitoring connection first: the peer reads the connections it accepted at
+  // every tick, those it opened only one tick in ten.
   Conn* find(const ProcessKey& key) {
+    for (auto& c : conns) {
+      if (c->key == key && c->fd.valid() && c->monitoring) return c.get();
+    }
     for (auto& c : conns) {
       if (c->key == key && c->fd.valid() && !c->closeWhenFlushed) return c.get();
     }
@@ -179,6 +184,7 @@ class HealthService::Driver final : public HealthNetwork {
   // one of its own calls.
   void lost(Conn& c) {
     c.fd.reset();
+    flushed.notify_all();
     if (c.monitoring) lostKeys.push_back(c.key);
   }
 
@@ -335,13 +341,23 @@ HealthService::RegistrationId HealthService::add(HealthRegistration registration
 void HealthService::remove(RegistrationId id, bool orderly, int flushWaitMs) {
   Driver& d = *driver_;
   std::unique_lock<std::mutex> lock(d.mutex);
-  d.protocol.remove(id, orderly, HealthClock::now());
+  HealthTime now = HealthClock::now();
+  if (orderly) {
+    // Learn who is behind connections accepted since the last tick, so that the leave
+    // goes on every connection of each member (the one it sees close first included).
+    for (size_t i = 0; i < d.conns.size(); ++i) {
+      Driver::Conn& c = *d.conns[i];
+      if (c.key.empty() && c.fd.valid()) d.readFrom(c, now);
+    }
+  }
+  d.protocol.remove(id, orderly, now);
   d.wakeUp();
   if (orderly) {
-    // Bounded: a dead peer's full socket must not stall destroy.
+    // Bounded: a dead peer's full socket must not stall destroy; a connection still
+    // being set up carries nothing the member is waiting for.
     d.flushed.wait_for(lock, std::chrono::milliseconds(flushWaitMs), [&] {
       for (auto& c : d.conns) {
-        if (c->fd.valid() && !c->out.empty()) return false;
+        if (c->fd.valid() && !c->connecting && !c->out.empty()) return false;
       }
       return true;
     });
@@ -389,6 +405,7 @@ void HealthService::run() {
       char drain[64];
       while (read(d.wake[0], drain, sizeof(drain)) > 0) {
       }
+      nextTick = now;  // a registration changed: the probe interval may have too
     }
     if (fds[1].revents & POLLIN) d.acceptAll();
     for (size_t i = 0; i < polled.size(); ++i) {
