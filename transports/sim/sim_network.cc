@@ -18,7 +18,9 @@ void SimNetwork::schedule(SimTime at, Kind kind, const std::string& to, const st
 
 void SimNetwork::send(const std::string& from, const std::string& to,
                       std::vector<uint8_t> frame) {
-  if (dead_.count(from) || cut_.count(from) || cut_.count(to)) return;
+  if (dead_.count(from) || cut_.count(from) || cut_.count(to) || blocked_.count({from, to})) {
+    return;
+  }
   if (dead_.count(to)) {
     // Sending to a closed connection fails: the sender learns it is gone.
     schedule(now_ + latency_, Kind::kLost, from, to);
@@ -55,6 +57,11 @@ void SimNetwork::resume(const std::string& key) {
 }
 
 void SimNetwork::cut(const std::string& key) { cut_.insert(key); }
+
+void SimNetwork::block(const std::string& a, const std::string& b) {
+  blocked_.insert({a, b});
+  blocked_.insert({b, a});
+}
 
 void SimNetwork::runUntil(SimTime until) {
   while (!events_.empty() && events_.top().at <= until) {

@@ -49,6 +49,8 @@ class SimNetwork {
   void stop(const std::string& key);
   void resume(const std::string& key);
   void cut(const std::string& key);
+  // A partition between two processes: frames between them vanish both ways.
+  void block(const std::string& a, const std::string& b);
   bool alive(const std::string& key) const { return !dead_.count(key); }
 
   // Runs every event up to and including time `until`.
@@ -80,6 +82,7 @@ class SimNetwork {
   std::map<std::string, SimNode*> nodes_;
   std::map<std::string, std::set<std::string>> watchers_;  // to -> who is connected to it
   std::set<std::string> dead_, stopped_, cut_;
+  std::set<std::pair<std::string, std::string>> blocked_;
   std::map<std::string, std::deque<Event>> held_;  // frames waiting for a stopped node
 };
 

@@ -1,0 +1,293 @@
+#include "recovery/agreement.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace ftccl {
+namespace {
+
+class Writer {
+ public:
+  template <typename T>
+  void put(T v) {
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(&v);
+    out.insert(out.end(), p, p + sizeof(T));
+  }
+  void putString(const std::string& s) {
+    put(static_cast<uint32_t>(s.size()));
+    out.insert(out.end(), s.begin(), s.end());
+  }
+  void putStrings(const std::vector<std::string>& v) {
+    put(static_cast<uint32_t>(v.size()));
+    for (const std::string& s : v) putString(s);
+  }
+  std::vector<uint8_t> out;
+};
+
+class Reader {
+ public:
+  explicit Reader(const std::vector<uint8_t>& in) : in_(in) {}
+  template <typename T>
+  bool get(T* v) {
+    if (in_.size() - at_ < sizeof(T)) return false;
+    std::memcpy(v, in_.data() + at_, sizeof(T));
+    at_ += sizeof(T);
+    return true;
+  }
+  bool getString(std::string* s) {
+    uint32_t n = 0;
+    if (!get(&n) || in_.size() - at_ < n) return false;
+    s->assign(reinterpret_cast<const char*>(in_.data() + at_), n);
+    at_ += n;
+    return true;
+  }
+  bool getStrings(std::vector<std::string>* v) {
+    uint32_t n = 0;
+    if (!get(&n) || n > in_.size() - at_) return false;  // each string takes >= 4 bytes
+    v->resize(n);
+    for (auto& s : *v) {
+      if (!getString(&s)) return false;
+    }
+    return true;
+  }
+  bool atEnd() const { return at_ == in_.size(); }
+
+ private:
+  const std::vector<uint8_t>& in_;
+  size_t at_ = 0;
+};
+
+bool contains(const std::vector<Member>& v, const Member& m) {
+  return std::find(v.begin(), v.end(), m) != v.end();
+}
+
+}  // namespace
+
+std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m) {
+  Writer w;
+  w.put(static_cast<uint8_t>(m.type));
+  w.put(m.epoch);
+  w.putStrings(m.failed);
+  w.put(m.next.epoch);
+  w.putStrings(m.next.ranks);
+  w.putStrings(m.next.spares);
+  w.put(static_cast<uint32_t>(m.failedRanks.size()));
+  for (int r : m.failedRanks) w.put(static_cast<int32_t>(r));
+  w.put(static_cast<int32_t>(m.replaced));
+  w.put(static_cast<uint8_t>(m.shrunk));
+  return w.out;
+}
+
+bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* out) {
+  Reader r(frame);
+  RecoveryMessage m;
+  uint8_t type = 0, shrunk = 0;
+  uint32_t nFailed = 0;
+  int32_t replaced = 0;
+  if (!r.get(&type) || type < RecoveryMessage::kReport || type > RecoveryMessage::kExpelled ||
+      !r.get(&m.epoch) || !r.getStrings(&m.failed) || !r.get(&m.next.epoch) ||
+      !r.getStrings(&m.next.ranks) || !r.getStrings(&m.next.spares) || !r.get(&nFailed) ||
+      nFailed > frame.size()) {
+    return false;
+  }
+  for (uint32_t i = 0; i < nFailed; ++i) {
+    int32_t rank = 0;
+    if (!r.get(&rank)) return false;
+    m.failedRanks.push_back(rank);
+  }
+  if (!r.get(&replaced) || !r.get(&shrunk) || !r.atEnd()) return false;
+  m.type = static_cast<RecoveryMessage::Type>(type);
+  m.replaced = replaced;
+  m.shrunk = shrunk != 0;
+  *out = std::move(m);
+  return true;
+}
+
+Agreement::Agreement(Member self, Membership current, bool shrinkWhenNoSpares,
+                     AgreementNetwork* net)
+    : self_(std::move(self)), current_(std::move(current)), shrink_(shrinkWhenNoSpares),
+      net_(net) {}
+
+int Agreement::myRank() const {
+  auto it = std::find(current_.ranks.begin(), current_.ranks.end(), self_);
+  return it == current_.ranks.end() ? -1 : static_cast<int>(it - current_.ranks.begin());
+}
+
+// Everyone who votes in this epoch (ranks, then spares) and is not known failed.
+std::vector<Member> Agreement::survivors() const {
+  std::vector<Member> alive;
+  for (const Member& m : current_.ranks) {
+    if (!failed_.count(m)) alive.push_back(m);
+  }
+  for (const Member& m : current_.spares) {
+    if (!failed_.count(m)) alive.push_back(m);
+  }
+  return alive;
+}
+
+// The lowest surviving rank; spares only when no rank is left.
+Member Agreement::coordinator() const {
+  std::vector<Member> alive = survivors();
+  return alive.empty() ? self_ : alive.front();
+}
+
+void Agreement::expel(const std::string& why) {
+  if (state_ == State::kExpelled || state_ == State::kFailed) return;
+  state_ = State::kExpelled;
+  why_ = why;
+}
+
+void Agreement::onFailure(const Member& who) {
+  if (state_ == State::kExpelled || state_ == State::kFailed || who == self_) return;
+  if (!contains(current_.ranks, who) && !contains(current_.spares, who)) return;
+  if (!failed_.insert(who).second) return;
+  state_ = State::kRecovering;
+  report();
+}
+
+// Sends this member's failed set to the coordinator (itself included).
+void Agreement::report() {
+  size_t voters = current_.ranks.size() + current_.spares.size();
+  std::vector<Member> alive = survivors();
+  if (alive.size() * 2 <= voters) {
+    expel("only " + std::to_string(alive.size()) + " of the " + std::to_string(voters) +
+          " processes of epoch " + std::to_string(current_.epoch) +
+          " are reachable: not a majority, so this side may not go on");
+    return;
+  }
+  Member coord = coordinator();
+  RecoveryMessage m;
+  m.type = RecoveryMessage::kReport;
+  m.epoch = current_.epoch;
+  m.failed.assign(failed_.begin(), failed_.end());
+  reportedTo_ = coord;
+  if (coord == self_) {
+    // The coordinator's own report goes to every survivor it has not heard from: it
+    // tells them of the failures and asks for their view (one in a newer epoch
+    // answers EXPELLED instead: this process slept through a rebuild).
+    reports_[self_] = failed_;
+    for (const Member& other : alive) {
+      if (other != self_ && !reports_.count(other)) net_->send(other, m);
+    }
+    tryDecide();
+  } else {
+    net_->send(coord, m);
+  }
+}
+
+void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
+  if (state_ == State::kExpelled || state_ == State::kFailed) return;
+  switch (m.type) {
+    case RecoveryMessage::kReport: {
+      if (m.epoch < current_.epoch) {
+        // A process from an older epoch (resumed after SIGSTOP, or cut off): out.
+        RecoveryMessage out;
+        out.type = RecoveryMessage::kExpelled;
+        out.epoch = current_.epoch;
+        net_->send(from, out);
+        return;
+      }
+      if (m.epoch > current_.epoch || failed_.count(from)) return;
+      bool grew = false;
+      for (const Member& f : m.failed) {
+        if (f != self_ && (contains(current_.ranks, f) || contains(current_.spares, f))) {
+          grew = failed_.insert(f).second || grew;
+        }
+      }
+      reports_[from] = std::set<Member>(m.failed.begin(), m.failed.end());
+      if (grew || state_ == State::kStable) {
+        state_ = State::kRecovering;
+        report();  // may change the coordinator, or record our own report
+      } else if (coordinator() == self_) {
+        tryDecide();
+      }
+      break;
+    }
+    case RecoveryMessage::kCommit:
+      if (m.next.epoch > current_.epoch) adopt(m, /*forward=*/true);
+      break;
+    case RecoveryMessage::kExpelled:
+      if (m.epoch > current_.epoch) {
+        expel("the others went on to epoch " + std::to_string(m.epoch) + " without this process");
+      }
+      break;
+  }
+}
+
+// Coordinator: once every survivor has reported, decide and commit.
+void Agreement::tryDecide() {
+  if (state_ != State::kRecovering || coordinator() != self_) return;
+  std::vector<Member> alive = survivors();
+  for (const Member& m : alive) {
+    if (!reports_.count(m)) return;  // still waiting for this one
+  }
+  RecoveryMessage commit;
+  commit.type = RecoveryMessage::kCommit;
+  commit.epoch = current_.epoch + 1;
+  commit.next.epoch = current_.epoch + 1;
+  std::vector<Member> pool;
+  for (const Member& s : current_.spares) {
+    if (!failed_.count(s)) pool.push_back(s);
+  }
+  size_t nextSpare = 0;
+  std::vector<Member> ranks;
+  for (size_t r = 0; r < current_.ranks.size(); ++r) {
+    const Member& m = current_.ranks[r];
+    if (!failed_.count(m)) {
+      ranks.push_back(m);
+      continue;
+    }
+    commit.failedRanks.push_back(static_cast<int>(r));
+    if (nextSpare < pool.size()) {
+      ranks.push_back(pool[nextSpare++]);  // the spare takes the failed rank's number
+      ++commit.replaced;
+    } else if (shrink_) {
+      commit.shrunk = true;  // dropped: the survivors keep their order, renumbered densely
+    } else {
+      ranks.clear();  // no spare and no shrink: the communicator ends
+      break;
+    }
+  }
+  commit.next.ranks = ranks;
+  commit.next.spares.assign(pool.begin() + std::min(nextSpare, pool.size()), pool.end());
+  adopt(commit, /*forward=*/true);
+}
+
+void Agreement::adopt(const RecoveryMessage& commit, bool forward) {
+  std::set<Member> stillFailed;
+  for (const Member& f : failed_) {
+    if (contains(commit.next.ranks, f) || contains(commit.next.spares, f)) stillFailed.insert(f);
+  }
+  if (forward) {
+    // Everyone forwards a commit once: a coordinator dying mid-commit cannot split
+    // the members between two epochs.
+    std::set<Member> to(commit.next.ranks.begin(), commit.next.ranks.end());
+    to.insert(commit.next.spares.begin(), commit.next.spares.end());
+    for (const Member& m : current_.ranks) {
+      if (!failed_.count(m)) to.insert(m);  // members dropped by a shrink learn it too
+    }
+    to.erase(self_);
+    for (const Member& m : to) net_->send(m, commit);
+  }
+  lastCommit_ = commit;
+  current_ = commit.next;
+  failed_.clear();
+  reports_.clear();
+  if (commit.next.ranks.empty()) {
+    state_ = State::kFailed;
+    why_ = "ranks failed and no spare is left (shrinkWhenNoSpares=0)";
+    return;
+  }
+  if (!contains(current_.ranks, self_) && !contains(current_.spares, self_)) {
+    expel("not a member of epoch " + std::to_string(current_.epoch));
+    return;
+  }
+  state_ = State::kStable;
+  if (!stillFailed.empty()) {  // failures the commit did not cover yet: next round
+    failed_ = stillFailed;
+    state_ = State::kRecovering;
+    report();
+  }
+}
+
+}  // namespace ftccl

@@ -1,0 +1,97 @@
+// Agreement on the next membership after failures (DESIGN.md section 4, step 3), as
+// single-threaded event handlers: failure news and messages in, messages and a
+// decision out. No socket, no thread, no clock: it runs on transports/sim in tests.
+//
+// The protocol, per communicator, from epoch e to e+1:
+//  1. Every member that learns of failures reports its failed set to the coordinator,
+//     the lowest-ranked member it believes alive (again whenever its set grows or the
+//     coordinator changes: a coordinator that fails is simply replaced by the next).
+//     The coordinator sends its own report to every survivor it has not heard from,
+//     which both spreads the news and asks for their view.
+//  2. The coordinator waits until every member it believes alive has reported, merges
+//     the failed sets, and decides: each failed rank is taken over by the next spare
+//     in order (failed spares leave the pool); when the pool runs dry, the ranks left
+//     are dropped and the survivors renumbered densely in their order (shrink), or,
+//     without shrink, the communicator fails for good.
+//  3. It commits epoch e+1 only if the survivors are a strict majority of epoch e's
+//     members; otherwise no side of a partition may go on, and a member that finds
+//     itself in a minority is expelled (permanent error) instead of forming a
+//     communicator of its own.
+//  4. COMMIT goes to every survivor and every spare; each receiver forwards it once to
+//     all others, so a coordinator that dies mid-commit cannot leave some members in
+//     e+1 and others in e. Messages of an older epoch are answered with EXPELLED.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace ftccl {
+
+using Member = std::string;  // a process (its health address)
+
+struct Membership {
+  uint64_t epoch = 0;
+  std::vector<Member> ranks;   // logical rank -> process
+  std::vector<Member> spares;  // in activation order
+};
+
+struct RecoveryMessage {
+  enum Type : uint8_t { kReport = 1, kCommit = 2, kExpelled = 3 } type = kReport;
+  uint64_t epoch = 0;               // the epoch being left (report) / entered (commit)
+  std::vector<Member> failed;       // kReport: the sender's failed set
+  Membership next;                  // kCommit
+  std::vector<int> failedRanks;     // kCommit: ranks lost, numbered in the old epoch
+  int replaced = 0;                 // kCommit: how many were replaced by spares
+  bool shrunk = false;              // kCommit
+};
+
+std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m);
+bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* out);
+
+class AgreementNetwork {
+ public:
+  virtual ~AgreementNetwork() = default;
+  virtual void send(const Member& to, const RecoveryMessage& message) = 0;
+};
+
+class Agreement {
+ public:
+  enum class State { kStable, kRecovering, kFailed, kExpelled };
+
+  Agreement(Member self, Membership current, bool shrinkWhenNoSpares, AgreementNetwork* net);
+
+  // Health learnt that `who` failed (a member or a spare).
+  void onFailure(const Member& who);
+  void onMessage(const Member& from, const RecoveryMessage& message);
+
+  State state() const { return state_; }
+  const Membership& membership() const { return current_; }
+  int myRank() const;  // -1 for a spare
+  // The last commit: ranks lost (old numbering), replaced count, shrunk.
+  const RecoveryMessage& lastCommit() const { return lastCommit_; }
+  const std::string& why() const { return why_; }  // for kFailed / kExpelled
+
+ private:
+  std::vector<Member> survivors() const;  // members of current_ not known failed
+  Member coordinator() const;
+  void report();
+  void tryDecide();
+  void adopt(const RecoveryMessage& commit, bool forward);
+  void expel(const std::string& why);
+
+  Member self_;
+  Membership current_;
+  bool shrink_;
+  AgreementNetwork* net_;
+  State state_ = State::kStable;
+  std::set<Member> failed_;                       // known failed in this epoch
+  std::map<Member, std::set<Member>> reports_;    // coordinator: latest report per member
+  Member reportedTo_;
+  RecoveryMessage lastCommit_;
+  std::string why_;
+};
+
+}  // namespace ftccl

@@ -1,0 +1,260 @@
+// The agreement protocol on the simulated network: crashes, failures during agreement,
+// a coordinator lost mid-way, partitions, a resumed stale process. After every run the
+// invariants hold: all live members agree on one membership and epoch, no failed
+// process is a member, no spare is used twice, nobody outside a majority goes on.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "recovery/agreement.h"
+#include "transports/sim/sim_network.h"
+
+namespace ftccl {
+namespace {
+
+using namespace std::chrono_literals;
+using sim::SimNetwork;
+using sim::SimTime;
+
+class Node final : public sim::SimNode, public AgreementNetwork {
+ public:
+  Node(SimNetwork& net, const Member& self, const Membership& m, bool shrink)
+      : net_(net), self_(self), agreement(self, m, shrink, this) {
+    net.add(self, this);
+  }
+  void onFrame(const std::string& from, const std::vector<uint8_t>& frame, SimTime) override {
+    RecoveryMessage m;
+    ASSERT_TRUE(decodeRecoveryMessage(frame, &m));
+    agreement.onMessage(from, m);
+  }
+  void onConnectionLost(const std::string&, SimTime) override {}
+  SimTime onTick(SimTime now) override { return now + 1s; }
+  void send(const Member& to, const RecoveryMessage& m) override {
+    net_.send(self_, to, encodeRecoveryMessage(m));
+  }
+
+ private:
+  SimNetwork& net_;
+  Member self_;
+
+ public:
+  Agreement agreement;
+};
+
+class Cluster {
+ public:
+  Cluster(int ranks, int spares, bool shrink = true) : net(20us) {
+    for (int r = 0; r < ranks; ++r) m.ranks.push_back("p" + std::to_string(r));
+    for (int s = 0; s < spares; ++s) m.spares.push_back("s" + std::to_string(s));
+    for (auto& k : m.ranks) nodes[k] = std::make_unique<Node>(net, k, m, shrink);
+    for (auto& k : m.spares) nodes[k] = std::make_unique<Node>(net, k, m, shrink);
+  }
+  Agreement& at(const std::string& k) { return nodes.at(k)->agreement; }
+  // Kill `k`; health tells every live process (each one, a little later).
+  void kill(const std::string& k) {
+    net.kill(k);
+    dead.insert(k);
+    tellAll(k);
+  }
+  void tellAll(const std::string& failed) {
+    for (auto& [key, node] : nodes) {
+      if (!dead.count(key) && key != failed) node->agreement.onFailure(failed);
+    }
+  }
+  void run() { net.runFor(50ms); }
+  // The invariants, over every process still alive and not expelled.
+  void checkInvariants(uint64_t epoch) {
+    const Membership* agreed = nullptr;
+    for (auto& [key, node] : nodes) {
+      const Agreement& a = node->agreement;
+      if (dead.count(key) || a.state() == Agreement::State::kExpelled) continue;
+      EXPECT_EQ(a.state(), Agreement::State::kStable) << key;
+      if (agreed == nullptr) agreed = &a.membership();
+      EXPECT_EQ(a.membership().epoch, epoch) << key;
+      EXPECT_EQ(a.membership().ranks, agreed->ranks) << key;
+      EXPECT_EQ(a.membership().spares, agreed->spares) << key;
+    }
+    ASSERT_NE(agreed, nullptr);
+    std::set<std::string> seen;
+    for (auto& k : agreed->ranks) {
+      EXPECT_FALSE(dead.count(k)) << "failed process " << k << " is a member";
+      EXPECT_TRUE(seen.insert(k).second) << k << " used twice";
+    }
+    for (auto& k : agreed->spares) EXPECT_TRUE(seen.insert(k).second) << k << " used twice";
+  }
+  SimNetwork net;
+  Membership m;
+  std::map<std::string, std::unique_ptr<Node>> nodes;
+  std::set<std::string> dead;
+};
+
+using V = std::vector<std::string>;
+
+TEST(Agreement, OneFailureTakenOverBySpare) {
+  Cluster c(4, 1);
+  c.kill("p2");
+  c.run();
+  c.checkInvariants(1);
+  EXPECT_EQ(c.at("p0").membership().ranks, (V{"p0", "p1", "s0", "p3"}));
+  EXPECT_EQ(c.at("s0").myRank(), 2);
+  EXPECT_EQ(c.at("p3").lastCommit().failedRanks, (std::vector<int>{2}));
+  EXPECT_EQ(c.at("p3").lastCommit().replaced, 1);
+  EXPECT_FALSE(c.at("p3").lastCommit().shrunk);
+}
+
+TEST(Agreement, TwoAtOnceWithTwoSpares) {
+  Cluster c(6, 2);
+  c.kill("p1");
+  c.kill("p4");
+  c.run();
+  c.checkInvariants(1);
+  EXPECT_EQ(c.at("p0").membership().ranks, (V{"p0", "s0", "p2", "p3", "s1", "p5"}));
+  EXPECT_TRUE(c.at("p0").membership().spares.empty());
+}
+
+TEST(Agreement, TwoWithOneSpareReplaceThenShrink) {
+  Cluster c(5, 1);
+  c.kill("p1");
+  c.kill("p3");
+  c.run();
+  c.checkInvariants(1);
+  EXPECT_EQ(c.at("p4").membership().ranks, (V{"p0", "s0", "p2", "p4"}));
+  EXPECT_TRUE(c.at("p4").lastCommit().shrunk);
+  EXPECT_EQ(c.at("p4").myRank(), 3) << "renumbered densely, order kept";
+}
+
+TEST(Agreement, NoSpareAndNoShrinkEndsTheCommunicator) {
+  Cluster c(4, 0, /*shrink=*/false);
+  c.kill("p3");
+  c.run();
+  for (const char* k : {"p0", "p1", "p2"}) {
+    EXPECT_EQ(c.at(k).state(), Agreement::State::kFailed) << k;
+    EXPECT_NE(c.at(k).why().find("no spare"), std::string::npos);
+  }
+}
+
+TEST(Agreement, CoordinatorKilledTheNextOneTakesOver) {
+  Cluster c(4, 1);
+  c.kill("p0");
+  c.run();
+  c.checkInvariants(1);
+  EXPECT_EQ(c.at("p1").membership().ranks, (V{"s0", "p1", "p2", "p3"}));
+}
+
+TEST(Agreement, CoordinatorDiesDuringAgreementUnionOfFailures) {
+  Cluster c(5, 2);
+  c.kill("p3");
+  c.net.runFor(10us);  // reports in flight to p0
+  c.kill("p0");        // the coordinator dies before deciding
+  c.run();
+  c.checkInvariants(c.at("p1").membership().epoch);
+  const Membership& m = c.at("p1").membership();
+  EXPECT_EQ(m.ranks, (V{"s0", "p1", "p2", "s1", "p4"}));
+}
+
+TEST(Agreement, SecondFailureDuringRebuild) {
+  Cluster c(6, 2);
+  c.kill("p2");
+  c.net.runFor(30us);  // first round under way
+  c.kill("p5");
+  c.run();
+  const Membership& m = c.at("p0").membership();
+  c.checkInvariants(m.epoch);
+  EXPECT_EQ(m.ranks, (V{"p0", "p1", "s0", "p3", "p4", "s1"}));
+}
+
+TEST(Agreement, SpareKilledWhileWaitingLeavesThePool) {
+  Cluster c(3, 2);
+  c.kill("s0");
+  c.run();
+  c.checkInvariants(1);
+  EXPECT_EQ(c.at("p0").membership().ranks, (V{"p0", "p1", "p2"}));
+  EXPECT_EQ(c.at("p0").membership().spares, (V{"s1"}));
+}
+
+TEST(Agreement, ThreeFailuresOneAfterAnotherWithThreeSpares) {
+  Cluster c(4, 3);
+  for (const char* victim : {"p1", "s0", "p3"}) {  // s0 replaced p1, then fails itself
+    c.kill(victim);
+    c.run();
+  }
+  c.checkInvariants(3);
+  EXPECT_EQ(c.at("p0").membership().ranks, (V{"p0", "s1", "p2", "s2"}));
+}
+
+TEST(Agreement, CutOffRankIsExpelledTheRestGoOn) {
+  Cluster c(4, 0);
+  c.net.cut("p3");
+  // The majority sees p3 fail; p3 sees everyone else fail.
+  for (const char* k : {"p0", "p1", "p2"}) c.at(k).onFailure("p3");
+  for (const char* k : {"p0", "p1", "p2"}) c.at("p3").onFailure(k);
+  c.run();
+  EXPECT_EQ(c.at("p3").state(), Agreement::State::kExpelled);
+  EXPECT_NE(c.at("p3").why().find("majority"), std::string::npos);
+  c.dead.insert("p3");  // out of the invariants: it is expelled, not a member
+  c.checkInvariants(1);
+  EXPECT_EQ(c.at("p0").membership().ranks, (V{"p0", "p1", "p2"}));
+}
+
+TEST(Agreement, PartitionTwoPlusTwoNobodyGoesOn) {
+  Cluster c(4, 0);
+  for (const char* a : {"p0", "p1"}) {
+    for (const char* b : {"p2", "p3"}) {
+      c.net.block(a, b);
+      c.at(a).onFailure(b);
+      c.at(b).onFailure(a);
+    }
+  }
+  c.run();
+  for (const char* k : {"p0", "p1", "p2", "p3"}) {
+    EXPECT_EQ(c.at(k).state(), Agreement::State::kExpelled) << k;
+    EXPECT_EQ(c.at(k).membership().epoch, 0u) << k;
+  }
+}
+
+TEST(Agreement, StoppedRankResumedIntoAnOldEpochIsExpelled) {
+  Cluster c(4, 1);
+  c.net.stop("p1");
+  for (const char* k : {"p0", "p2", "p3", "s0"}) c.at(k).onFailure("p1");
+  c.run();
+  c.net.resume("p1");
+  // Woken up, p1's health finds its neighbours gone silent and reports to the lowest
+  // rank it still believes alive, which is already in epoch 1.
+  c.at("p1").onFailure("p0");
+  c.run();
+  EXPECT_EQ(c.at("p1").state(), Agreement::State::kExpelled);
+  c.dead.insert("p1");
+  c.checkInvariants(1);
+  EXPECT_EQ(c.at("p2").membership().ranks, (V{"p0", "s0", "p2", "p3"}));
+}
+
+TEST(Agreement, MessagesSurviveEncodingAndGarbageIsRejected) {
+  RecoveryMessage m;
+  m.type = RecoveryMessage::kCommit;
+  m.epoch = 7;
+  m.failed = {"a", "bb"};
+  m.next.epoch = 7;
+  m.next.ranks = {"x", "y", "z"};
+  m.next.spares = {"s"};
+  m.failedRanks = {1, 4};
+  m.replaced = 1;
+  m.shrunk = true;
+  std::vector<uint8_t> f = encodeRecoveryMessage(m);
+  RecoveryMessage back;
+  ASSERT_TRUE(decodeRecoveryMessage(f, &back));
+  EXPECT_EQ(back.next.ranks, m.next.ranks);
+  EXPECT_EQ(back.failedRanks, m.failedRanks);
+  EXPECT_TRUE(back.shrunk);
+  for (size_t cut = 0; cut < f.size(); ++cut) {
+    std::vector<uint8_t> shorter(f.begin(), f.begin() + cut);
+    EXPECT_FALSE(decodeRecoveryMessage(shorter, &back)) << cut;
+  }
+  f[0] = 9;
+  EXPECT_FALSE(decodeRecoveryMessage(f, &back));
+}
+
+}  // namespace
+}  // namespace ftccl
