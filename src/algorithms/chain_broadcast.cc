@@ -69,6 +69,7 @@ class ChainBroadcast final : public Collective {
         FTCCL_CHECK(transport_.test(&sends_.front(), &sent));
         if (!sent) break;
         sends_.pop_front();
+        ++sendsDone_;
       }
       while (sendPosted_ < received_ && sends_.size() < window_) {
         const uint8_t* from = chain_.isRoot() ? static_cast<const uint8_t*>(args_.sendbuff)
@@ -92,6 +93,8 @@ class ChainBroadcast final : public Collective {
     sends_.clear();
   }
 
+  uint64_t progressMark() const override { return received_ + sendsDone_; }
+
   std::vector<int> pendingPeers() const override {
     std::vector<int> peers;
     if (!recvs_.empty()) peers.push_back(chain_.prev());
@@ -112,7 +115,7 @@ class ChainBroadcast final : public Collective {
   size_t chunkBytes_;
   size_t window_;
   size_t nChunks_ = 0;
-  size_t recvPosted_ = 0, received_ = 0, sendPosted_ = 0;
+  size_t recvPosted_ = 0, received_ = 0, sendPosted_ = 0, sendsDone_ = 0;
   bool rootCopied_ = false;
   std::deque<TransportRequest*> recvs_, sends_;
 };

@@ -50,6 +50,9 @@ class Collective {
   virtual void abort() = 0;
   // The peers this rank is waiting for right now (for timeout diagnostics).
   virtual std::vector<int> pendingPeers() const = 0;
+  // Grows whenever this op advances (a step or chunk done): the op timeout measures
+  // progress of the op itself, not other traffic on the worker.
+  virtual uint64_t progressMark() const = 0;
 };
 
 std::unique_ptr<Collective> makeRingAllReduce(Transport& transport, const Scratch& scratch,

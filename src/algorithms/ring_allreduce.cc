@@ -70,6 +70,8 @@ class RingAllReduce final : public Collective {
     }
   }
 
+  uint64_t progressMark() const override { return stepsDone_; }
+
   std::vector<int> pendingPeers() const override {
     std::vector<int> peers;
     for (const Channel& ch : channels_) {
@@ -128,6 +130,7 @@ class RingAllReduce final : public Collective {
         }
       }
       ch.posted = false;
+      ++stepsDone_;
       if (++ch.step == ring_.steps()) {
         ch.step = 0;
         ch.slice += channels_.size();
@@ -144,6 +147,7 @@ class RingAllReduce final : public Collective {
   size_t sliceElems_ = 1;
   size_t nSlices_ = 0;
   std::vector<Channel> channels_;
+  uint64_t stepsDone_ = 0;
 };
 
 }  // namespace

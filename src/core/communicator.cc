@@ -258,6 +258,7 @@ Status Communicator::execute(const Ticket& ticket, OpKind kind, const Collective
 Status Communicator::drive(Collective& op, OpKind kind, const CollectiveArgs& args) {
   auto lastActivity = Clock::now();
   auto spinStart = lastActivity;
+  uint64_t lastMark = op.progressMark();
   unsigned idleRounds = 0;
   for (;;) {
     if (aborted_) {
@@ -282,9 +283,12 @@ Status Communicator::drive(Collective& op, OpKind kind, const CollectiveArgs& ar
       return failed;
     }
     if (done) return Status::ok();
+    if (op.progressMark() != lastMark) {  // only this op's own progress defers its timeout
+      lastMark = op.progressMark();
+      lastActivity = Clock::now();
+    }
     if (transport_->progress()) {
       idleRounds = 0;
-      lastActivity = Clock::now();
       continue;
     }
     if (idleRounds++ == 0) spinStart = Clock::now();
@@ -310,10 +314,7 @@ Status Communicator::drive(Collective& op, OpKind kind, const CollectiveArgs& ar
       revoke(waited);
       return waited;
     }
-    if (transport_->progress()) {
-      lastActivity = Clock::now();
-      idleRounds = 0;
-    }
+    if (transport_->progress()) idleRounds = 0;
   }
 }
 
