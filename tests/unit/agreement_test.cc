@@ -4,7 +4,9 @@
 // process is a member, no spare is used twice, nobody outside a majority goes on.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -254,6 +256,59 @@ TEST(Agreement, MessagesSurviveEncodingAndGarbageIsRejected) {
   }
   f[0] = 9;
   EXPECT_FALSE(decodeRecoveryMessage(f, &back));
+}
+
+}  // namespace
+}  // namespace ftccl
+
+namespace ftccl {
+namespace {
+
+// Property test: random sizes, spares, shrink policy and crash schedules (crashes at
+// random moments, also while an agreement is under way). A majority of the first epoch
+// always survives; then every live process must end in one agreed membership, or, when
+// ranks outnumber the spares and shrinking is off, every live process must have failed.
+TEST(AgreementProperty, RandomCrashSchedulesKeepTheInvariants) {
+  for (uint32_t seed = 1; seed <= 400; ++seed) {
+    std::mt19937 rng(seed);
+    int ranks = 2 + static_cast<int>(rng() % 10);
+    int spares = static_cast<int>(rng() % 4);
+    bool shrink = rng() % 4 != 0;
+    Cluster c(ranks, spares, shrink);
+    int maxKills = (ranks + spares - 1) / 2;
+    int kills = maxKills == 0 ? 0 : 1 + static_cast<int>(rng() % std::min(maxKills, 3));
+    std::vector<std::string> everyone = c.m.ranks;
+    everyone.insert(everyone.end(), c.m.spares.begin(), c.m.spares.end());
+    std::shuffle(everyone.begin(), everyone.end(), rng);
+    int rankKills = 0;
+    for (int k = 0; k < kills; ++k) {
+      const std::string& victim = everyone[k];
+      rankKills += victim[0] == 'p' ? 1 : 0;
+      c.kill(victim);
+      c.net.runFor(std::chrono::microseconds(rng() % 120));  // maybe mid-agreement
+    }
+    c.run();
+    SCOPED_TRACE("seed " + std::to_string(seed) + ": " + std::to_string(ranks) + " ranks, " +
+                 std::to_string(spares) + " spares, shrink " + std::to_string(shrink) +
+                 ", " + std::to_string(kills) + " kills");
+    bool anyFailed = false;
+    for (auto& [key, node] : c.nodes) {
+      if (c.dead.count(key)) continue;
+      EXPECT_NE(node->agreement.state(), Agreement::State::kExpelled)
+          << key << ": " << node->agreement.why();
+      anyFailed = anyFailed || node->agreement.state() == Agreement::State::kFailed;
+    }
+    if (anyFailed) {
+      EXPECT_FALSE(shrink);
+      continue;
+    }
+    uint64_t epoch = 0;
+    for (auto& [key, node] : c.nodes) {
+      if (!c.dead.count(key)) epoch = node->agreement.membership().epoch;
+    }
+    c.checkInvariants(epoch);
+    if (HasFailure()) return;  // one failing seed is enough to read
+  }
 }
 
 }  // namespace
