@@ -214,12 +214,24 @@ ftcclResult_t ftcclCommGetAsyncError(ftcclComm_t comm, ftcclResult_t* asyncError
 }
 
 ftcclResult_t ftcclCommRebuild(ftcclComm_t comm, ftcclRebuildInfo_t* info) {
-  return guarded("ftcclCommRebuild", impl(comm), [] { return notImplemented("ftcclCommRebuild"); });
+  CommUse use(impl(comm));
+  return guarded("ftcclCommRebuild", impl(comm), [&] {
+    FTCCL_CHECK(checkComm(comm));
+    return impl(comm)->rebuild(info);
+  });
 }
 
 ftcclResult_t ftcclCommFailedRanks(ftcclComm_t comm, int* ranks, int maxRanks, int* nFailed) {
-  return guarded("ftcclCommFailedRanks", impl(comm),
-                 [] { return notImplemented("ftcclCommFailedRanks"); });
+  return guarded("ftcclCommFailedRanks", impl(comm), [&] {
+    FTCCL_CHECK(checkComm(comm));
+    if (nFailed == nullptr || (maxRanks > 0 && ranks == nullptr) || maxRanks < 0) {
+      return invalidArgument("nFailed is NULL, or ranks is NULL with maxRanks > 0");
+    }
+    std::vector<int> failed = impl(comm)->failedRanks();
+    *nFailed = static_cast<int>(failed.size());
+    for (int i = 0; i < maxRanks && i < *nFailed; ++i) ranks[i] = failed[i];
+    return Status::ok();
+  });
 }
 
 ftcclResult_t ftcclCommAbort(ftcclComm_t comm) {

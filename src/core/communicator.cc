@@ -152,20 +152,10 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
                                   static_cast<uint32_t>(peers_[0].commSalt ^ contents.nonce),
                                   /*epoch=*/0));
 
-  // Monitor the ring neighbours; every member is listed so that FAILED notices reach
-  // them all and a failed process is named with its host and pid.
-  HealthRegistration reg;
-  reg.commKey = peers_[0].commSalt ^ contents.nonce;
-  reg.epoch = 0;
-  reg.myRank = rank;
-  for (int r = 0; r < nranks; ++r) {
-    reg.members.push_back(MemberInfo{r, peers_[r].host, peers_[r].pid, peers_[r].healthKey});
-  }
-  reg.monitored = monitoredRanks(peers_, rank);
-  reg.listener = this;
-  reg.probeIntervalMs = config_.probeIntervalMs;
-  reg.failureTimeoutMs = config_.failureTimeoutMs;
-  healthId_ = health_->add(std::move(reg));
+  commKey_ = peers_[0].commSalt ^ contents.nonce;
+  worldOf_.resize(nranks);
+  for (int r = 0; r < nranks; ++r) worldOf_[r] = r;
+  registerHealth();
 
   // Staging: one slot per channel, allocated and pre-faulted once (first touch of a
   // page costs ~10 us here; never pay it per call).
@@ -180,6 +170,119 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   FTCCL_LOG(Info, Init, "rank {}/{} ready on {} pid {} in {:.1f} ms (chunk {} B, {} channels)",
             rank_, nranks_, mine.host, mine.pid, msSince(start), config_.pipeline.chunkBytes,
             config_.pipeline.channels);
+  return Status::ok();
+}
+
+// Every member is listed so that FAILED notices reach them all and a failed process is
+// named with its host and pid; this rank probes its ring neighbours (and node leaders).
+void Communicator::registerHealth() {
+  HealthRegistration reg;
+  reg.commKey = commKey_;
+  reg.epoch = static_cast<uint32_t>(epoch_);
+  reg.myRank = rank_;
+  std::vector<PeerInfo> active;
+  for (int r = 0; r < nranks_; ++r) {
+    const PeerInfo& p = peers_[worldOf_[r]];
+    reg.members.push_back(MemberInfo{r, p.host, p.pid, p.healthKey});
+    active.push_back(p);
+  }
+  reg.monitored = monitoredRanks(active, rank_);
+  reg.listener = this;
+  reg.probeIntervalMs = config_.probeIntervalMs;
+  reg.failureTimeoutMs = config_.failureTimeoutMs;
+  reg.recoverable = true;
+  reg.shrinkWhenNoSpares = config_.shrinkWhenNoSpares != 0;
+  healthId_ = health_->add(std::move(reg));
+}
+
+void Communicator::onRebuilt(const RecoveryMessage& commit) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    commit_ = commit;
+    hasCommit_ = true;
+  }
+  decided_.notify_all();
+}
+
+void Communicator::onRecoveryFailed(const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    recoveryError_ = why;
+  }
+  decided_.notify_all();
+}
+
+std::vector<int> Communicator::failedRanks() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return lastFailedRanks_;
+}
+
+// Waits for the agreement, then enters the new epoch: new numbering, the transport's
+// tags carry the new epoch (nothing of the old one can match), health probes the new
+// neighbours, and op sequence numbers start again at 0 on every member.
+Status Communicator::rebuild(ftcclRebuildInfo_t* info) {
+  if (asyncError_ == ftcclSuccess) {
+    return invalidUsage("nothing to rebuild: the communicator is not revoked");
+  }
+  waitForIssuedOps();  // queued ops of the old epoch fail at once
+  auto start = Clock::now();
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    bool decided = decided_.wait_for(
+        lock, std::chrono::milliseconds(config_.bootstrapTimeoutMs),
+        [&] { return hasCommit_ || !recoveryError_.empty() || aborted_; });
+    if (aborted_) return invalidUsage("the communicator was aborted");
+    if (!decided) {
+      return timeoutError("no agreement on the next epoch within " +
+                          std::to_string(config_.bootstrapTimeoutMs) + " ms");
+    }
+    if (!hasCommit_) return remoteError("cannot rebuild: " + recoveryError_);
+  }
+  RecoveryMessage commit;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    commit = commit_;
+    hasCommit_ = false;
+  }
+  std::vector<int> worldOf;
+  int myRank = -1;
+  for (const Member& key : commit.next.ranks) {
+    int world = -1;
+    for (size_t w = 0; w < peers_.size(); ++w) {
+      if (peers_[w].healthKey == key) world = static_cast<int>(w);
+    }
+    if (world < 0) return internalError("the new membership names an unknown process " + key);
+    if (world == worldOf_[rank_]) myRank = static_cast<int>(worldOf.size());
+    worldOf.push_back(world);
+  }
+  if (myRank < 0) return remoteError("expelled: not a member of epoch " +
+                                     std::to_string(commit.next.epoch));
+  health_->remove(healthId_, /*orderly=*/false, 0);
+  FTCCL_CHECK(transport_->remap(static_cast<uint32_t>(commit.next.epoch), worldOf, myRank));
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    worldOf_ = worldOf;
+    rank_ = myRank;
+    nranks_ = static_cast<int>(worldOf.size());
+    epoch_ = commit.next.epoch;
+    opSeqBase_ = issued_;
+    lastFailedRanks_ = commit.failedRanks;
+    asyncError_ = ftcclSuccess;
+    revokeReason_.clear();
+    lastError_.clear();
+  }
+  registerHealth();
+  if (info) {
+    info->epoch = epoch_;
+    info->nranks = nranks_;
+    info->nFailed = static_cast<int>(commit.failedRanks.size());
+    info->nReplaced = commit.replaced;
+    info->sparesLeft = static_cast<int>(commit.next.spares.size());
+    info->shrunk = commit.shrunk ? 1 : 0;
+  }
+  FTCCL_LOG(Warn, Recovery, "rank {}/{}: rebuilt into epoch {} ({} failed, {} replaced{}) in {:.1f} ms",
+            rank_, nranks_, epoch_, commit.failedRanks.size(), commit.replaced,
+            commit.shrunk ? ", shrunk" : "", msSince(start));
   return Status::ok();
 }
 
@@ -228,7 +331,7 @@ Status Communicator::execute(const Ticket& ticket, OpKind kind, const Collective
     result = revokedStatus(opKindName(kind));
   } else {
     CollectiveArgs args = argsIn;
-    args.opSeq = static_cast<uint32_t>(ticket.index);
+    args.opSeq = static_cast<uint32_t>(ticket.index - opSeqBase_);
     PipelineConfig pipeline = config_.pipeline;
     try {
       std::unique_ptr<Collective> op =
@@ -239,7 +342,7 @@ Status Communicator::execute(const Ticket& ticket, OpKind kind, const Collective
       result = internalError(std::string(opKindName(kind)) + ": " + e.what());
       revoke(result);
     }
-    if (result.isOk() && nranks_ > 1 && ticket.index == 0) {
+    if (result.isOk() && nranks_ > 1 && ticket.index == opSeqBase_) {
       transport_->logLanes((rank_ + 1) % nranks_);
       transport_->logLanes((rank_ + nranks_ - 1) % nranks_);
     }

@@ -44,6 +44,13 @@ class Communicator final : public HealthListener {
   void leaveHealth(bool orderly);
   // Health thread: a member failed. Revokes the communicator (fails in-flight ops).
   void onMemberFailed(const FailureReport& report) override;
+  void onRebuilt(const RecoveryMessage& commit) override;
+  void onRecoveryFailed(const std::string& why) override;
+
+  // ftcclCommRebuild: waits for the members' agreement on the next epoch (started by
+  // the health thread as soon as a failure is known), then switches to it.
+  Status rebuild(ftcclRebuildInfo_t* info);
+  std::vector<int> failedRanks() const;
 
   int nranks() const { return nranks_; }
   int rank() const { return rank_; }
@@ -78,6 +85,7 @@ class Communicator final : public HealthListener {
   Status init(int nranks, const ftcclUniqueId& id, int rank, const ftcclConfig_t* config);
   Status drive(Collective& op, OpKind kind, const CollectiveArgs& args);
   void revoke(const Status& cause);
+  void registerHealth();
 
   int nranks_ = 0;
   int rank_ = -1;
@@ -86,6 +94,16 @@ class Communicator final : public HealthListener {
   std::unique_ptr<UcxTransport> transport_;
   std::shared_ptr<HealthService> health_;
   HealthService::RegistrationId healthId_ = 0;
+  uint64_t commKey_ = 0;
+  uint64_t epoch_ = 0;
+  std::vector<int> worldOf_;  // logical rank -> index in peers_ (every process of the job)
+  uint64_t opSeqBase_ = 0;    // ticket index of this epoch's first op
+  // Set by the health thread when the agreement decides; consumed by rebuild().
+  std::condition_variable decided_;
+  bool hasCommit_ = false;
+  RecoveryMessage commit_;
+  std::string recoveryError_;
+  std::vector<int> lastFailedRanks_;
   std::unique_ptr<uint8_t, void (*)(void*)> scratchMemory_{nullptr, free};
   Scratch scratch_;
   std::chrono::microseconds spinBudget_{200};

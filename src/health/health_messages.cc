@@ -16,6 +16,10 @@ class Writer {
     put(static_cast<uint16_t>(s.size()));
     bytes.insert(bytes.end(), s.begin(), s.end());
   }
+  void putBlob(const std::vector<uint8_t>& b) {
+    put(static_cast<uint32_t>(b.size()));
+    bytes.insert(bytes.end(), b.begin(), b.end());
+  }
   std::vector<uint8_t> bytes;
 };
 
@@ -33,6 +37,13 @@ class Reader {
     uint16_t length = 0;
     if (!get(&length) || size_ - at_ < length) return false;
     s->assign(reinterpret_cast<const char*>(data_ + at_), length);
+    at_ += length;
+    return true;
+  }
+  bool getBlob(std::vector<uint8_t>* b) {
+    uint32_t length = 0;
+    if (!get(&length) || size_ - at_ < length) return false;
+    b->assign(data_ + at_, data_ + at_ + length);
     at_ += length;
     return true;
   }
@@ -73,6 +84,10 @@ std::vector<uint8_t> encodeHealthMessage(const HealthMessage& m) {
       body.put(m.epoch);
       body.put(m.rank);
       break;
+    case HealthType::kRecovery:
+      body.put(m.commKey);
+      body.putBlob(m.payload);
+      break;
   }
   Writer frame;
   frame.put(static_cast<uint32_t>(body.bytes.size()));
@@ -108,6 +123,9 @@ int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out,
       break;
     case HealthType::kLeave:
       ok = in.get(&m.commKey) && in.get(&m.epoch) && in.get(&m.rank);
+      break;
+    case HealthType::kRecovery:
+      ok = in.get(&m.commKey) && in.getBlob(&m.payload);
       break;
     default:
       return -1;

@@ -17,6 +17,7 @@ enum class HealthType : uint8_t {
   kAck = 3,        // answer to a heartbeat (round-trip time)
   kFailed = 4,     // a member of a communicator failed: revoke it
   kLeave = 5,      // orderly leave of one communicator: do not take my exit for a failure
+  kRecovery = 6,   // an agreement message (recovery/agreement.h) for one communicator
 };
 
 struct HealthMessage {
@@ -36,9 +37,10 @@ struct HealthMessage {
   uint8_t cause = 0;          // kFailed: DetectionCause
   double afterMs = 0;         // kFailed: how long the detection took
   int32_t reporterRank = -1;  // kFailed: who detected it
+  std::vector<uint8_t> payload;  // kRecovery: the encoded RecoveryMessage
 };
 
-constexpr uint32_t kMaxHealthFrame = 4096;
+constexpr uint32_t kMaxHealthFrame = 1 << 20;  // a commit lists every member
 
 std::vector<uint8_t> encodeHealthMessage(const HealthMessage& message);
 

@@ -20,10 +20,37 @@ HealthProtocol::HealthProtocol(ProcessKey self, std::string host, int pid,
                                HealthNetwork* network)
     : self_(std::move(self)), host_(std::move(host)), pid_(pid), network_(network) {}
 
+// Agreement messages travel on the health channel, tagged with their communicator.
+class HealthProtocol::AgreementSender final : public AgreementNetwork {
+ public:
+  AgreementSender(HealthProtocol* protocol, uint64_t commKey)
+      : protocol_(protocol), commKey_(commKey) {}
+  void send(const Member& to, const RecoveryMessage& message) override {
+    HealthMessage m;
+    m.type = HealthType::kRecovery;
+    m.commKey = commKey_;
+    m.payload = encodeRecoveryMessage(message);
+    protocol_->send(to, m);
+  }
+
+ private:
+  HealthProtocol* protocol_;
+  uint64_t commKey_;
+};
+
 HealthProtocol::RegistrationId HealthProtocol::add(HealthRegistration registration,
                                                    HealthTime now) {
   RegistrationId id = nextId_++;
-  registrations_[id].info = std::move(registration);
+  Registration& r = registrations_[id];
+  r.info = std::move(registration);
+  if (r.info.recoverable) {
+    Membership current;
+    current.epoch = r.info.epoch;
+    for (const MemberInfo& m : r.info.members) current.ranks.push_back(m.key);
+    r.agreementNet = std::make_unique<AgreementSender>(this, r.info.commKey);
+    r.agreement = std::make_unique<Agreement>(self_, current, r.info.shrinkWhenNoSpares,
+                                              r.agreementNet.get());
+  }
   syncWatched(now);
   return id;
 }
@@ -128,6 +155,9 @@ void HealthProtocol::suspect(const Suspicion& s) {
 
 void HealthProtocol::deliver(Registration& r, const FailureReport& report) {
   if (!r.reported.insert(report.rank).second) return;
+  if (r.agreement) {
+    r.agreement->onFailure(r.info.members[report.rank].key);
+  }
   FTCCL_LOG(Error, Health, "rank {}: rank {} (host {}, pid {}) failed: {} {}, {:.1f} ms after its last sign of life",
             r.info.myRank, report.rank, report.host, report.pid,
             report.direct ? "detected here through"
@@ -135,6 +165,27 @@ void HealthProtocol::deliver(Registration& r, const FailureReport& report) {
                                 ", who detected it through",
             detectionCauseName(report.cause), report.afterMs);
   if (r.info.listener) r.info.listener->onMemberFailed(report);
+  if (r.agreement) checkAgreement(r);
+}
+
+// Tells the communicator once when its agreement has decided.
+void HealthProtocol::checkAgreement(Registration& r) {
+  if (r.agreementDone || r.info.listener == nullptr) return;
+  switch (r.agreement->state()) {
+    case Agreement::State::kStable:
+      if (r.agreement->membership().epoch > r.info.epoch) {
+        r.agreementDone = true;
+        r.info.listener->onRebuilt(r.agreement->lastCommit());
+      }
+      break;
+    case Agreement::State::kFailed:
+    case Agreement::State::kExpelled:
+      r.agreementDone = true;
+      r.info.listener->onRecoveryFailed(r.agreement->why());
+      break;
+    case Agreement::State::kRecovering:
+      break;
+  }
 }
 
 void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, HealthTime now) {
@@ -178,6 +229,19 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
       }
       syncWatched(now);
       break;
+    case HealthType::kRecovery: {
+      RecoveryMessage rm;
+      if (!decodeRecoveryMessage(m.payload, &rm)) break;
+      for (auto& [id, r] : registrations_) {
+        if (r.info.commKey != m.commKey || !r.agreement) continue;
+        r.agreement->onMessage(from, rm);
+        FTCCL_LOG(Debug, Recovery, "rank {}: agreement message {} (epoch {}) from {}: state {}",
+                  r.info.myRank, static_cast<int>(rm.type), rm.epoch, from,
+                  static_cast<int>(r.agreement->state()));
+        checkAgreement(r);
+      }
+      break;
+    }
     default:
       break;
   }
@@ -197,6 +261,20 @@ HealthTime HealthProtocol::onTick(HealthTime now) {
   std::vector<Suspicion> found = detector_.tick(now);
   for (const Suspicion& s : found) suspect(s);
   if (!found.empty()) syncWatched(now);
+  // An agreement with no decision for a failure timeout: nudge it (agreement.h).
+  for (auto& [id, r] : registrations_) {
+    if (!r.agreement || r.agreementDone) continue;
+    if (r.agreement->state() != Agreement::State::kRecovering) {
+      r.recoveringSince = HealthTime{};
+      continue;
+    }
+    if (r.recoveringSince == HealthTime{}) r.recoveringSince = now;
+    if (now - r.recoveringSince >= std::chrono::milliseconds(r.info.failureTimeoutMs)) {
+      r.recoveringSince = now;
+      r.agreement->onStalled();
+      checkAgreement(r);
+    }
+  }
   return nextProbe_;
 }
 

@@ -23,8 +23,11 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+
 #include "health/failure_detector.h"
 #include "health/health_messages.h"
+#include "recovery/agreement.h"
 
 namespace ftccl {
 
@@ -51,6 +54,10 @@ class HealthListener {
  public:
   virtual ~HealthListener() = default;
   virtual void onMemberFailed(const FailureReport& report) = 0;
+  // A recoverable communicator: the members agreed on the next epoch (rebuild).
+  virtual void onRebuilt(const RecoveryMessage& commit) {}
+  // A recoverable communicator cannot go on (expelled, or no spare and no shrink).
+  virtual void onRecoveryFailed(const std::string& why) {}
 };
 
 struct HealthRegistration {
@@ -62,6 +69,9 @@ struct HealthRegistration {
   HealthListener* listener = nullptr;
   int probeIntervalMs = 10;
   int failureTimeoutMs = 1000;
+  // Run the agreement on the next membership as soon as a member fails.
+  bool recoverable = false;
+  bool shrinkWhenNoSpares = true;
 };
 
 // What the protocol needs from a network: TCP in production, transports/sim in tests.
@@ -103,7 +113,13 @@ class HealthProtocol {
     HealthRegistration info;
     std::set<int> reported;  // ranks already reported failed
     std::set<int> left;      // ranks that announced an orderly leave
+    std::unique_ptr<Agreement> agreement;  // recoverable communicators only
+    std::unique_ptr<AgreementNetwork> agreementNet;
+    bool agreementDone = false;
+    HealthTime recoveringSince{};  // when the agreement last started or stalled
   };
+  class AgreementSender;
+  void checkAgreement(Registration& registration);
   struct RoundTrip {
     double lastMs = 0, maxMs = 0;
   };

@@ -67,6 +67,7 @@ class HealthService::Driver final : public HealthNetwork {
     bool monitoring = false;        // opened by monitor(): its loss is a suspicion
     bool connecting = false;        // non-blocking connect in flight
     bool closeWhenFlushed = false;  // a notice carrier, or no longer monitored
+    bool accepted = false;          // the peer opened it (it may close it at any time)
     std::vector<uint8_t> in, out;
   };
 
@@ -112,17 +113,16 @@ class HealthService::Driver final : public HealthNetwork {
   }
 
   // --- connections -------------------------------------------------------------------
-  // Our own monitoring connection first: the peer reads the connections it accepted at
-  // every tick, those it opened only one tick in ten.
+  // Only connections we opened: one the peer opened may be a notice carrier it is
+  // closing right now, and whatever we write into it would be lost. Our monitoring
+  // connection first (the peer reads what it accepted at every tick), else a carrier
+  // of ours that is still open.
   Conn* find(const ProcessKey& key) {
     for (auto& c : conns) {
-      if (c->key == key && c->fd.valid() && c->monitoring) return c.get();
+      if (c->key == key && c->fd.valid() && c->monitoring && !c->accepted) return c.get();
     }
     for (auto& c : conns) {
-      if (c->key == key && c->fd.valid() && !c->closeWhenFlushed) return c.get();
-    }
-    for (auto& c : conns) {  // a notice carrier still open will do too
-      if (c->key == key && c->fd.valid()) return c.get();
+      if (c->key == key && c->fd.valid() && !c->accepted) return c.get();
     }
     return nullptr;
   }
@@ -235,6 +235,7 @@ class HealthService::Driver final : public HealthNetwork {
       quietUntilClosed(fd);  // a notice carrier closes after its notice: that wakes us
       auto c = std::make_unique<Conn>();
       c->fd.reset(fd);
+      c->accepted = true;
       conns.push_back(std::move(c));
     }
   }

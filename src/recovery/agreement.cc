@@ -195,7 +195,8 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
         }
       }
       reports_[from] = std::set<Member>(m.failed.begin(), m.failed.end());
-      if (grew || state_ == State::kStable) {
+      if (grew || state_ == State::kStable || from == coordinator()) {
+        // New failures, or the coordinator asking for our view: (re)send our report.
         state_ = State::kRecovering;
         report();  // may change the coordinator, or record our own report
       } else if (coordinator() == self_) {
@@ -212,6 +213,21 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
       }
       break;
   }
+}
+
+void Agreement::onStalled() {
+  if (state_ != State::kRecovering) return;
+  if (stalls_++ > 0) {
+    if (coordinator() == self_) {
+      for (const Member& m : survivors()) {
+        if (m != self_ && !reports_.count(m)) failed_.insert(m);
+      }
+    } else {
+      failed_.insert(coordinator());
+    }
+  }
+  reports_.erase(self_);
+  report();
 }
 
 // Coordinator: once every survivor has reported, decide and commit.
@@ -273,6 +289,7 @@ void Agreement::adopt(const RecoveryMessage& commit, bool forward) {
   current_ = commit.next;
   failed_.clear();
   reports_.clear();
+  stalls_ = 0;
   if (commit.next.ranks.empty()) {
     state_ = State::kFailed;
     why_ = "ranks failed and no spare is left (shrinkWhenNoSpares=0)";

@@ -66,6 +66,10 @@ class Agreement {
   // Health learnt that `who` failed (a member or a spare).
   void onFailure(const Member& who);
   void onMessage(const Member& from, const RecoveryMessage& message);
+  // No decision for a failure timeout: the first time, ask again (a message may have
+  // been lost); after that, whoever did not answer counts as unreachable (the
+  // coordinator's silent members, or a member's silent coordinator).
+  void onStalled();
 
   State state() const { return state_; }
   const Membership& membership() const { return current_; }
@@ -90,6 +94,7 @@ class Agreement {
   std::set<Member> failed_;                       // known failed in this epoch
   std::map<Member, std::set<Member>> reports_;    // coordinator: latest report per member
   Member reportedTo_;
+  int stalls_ = 0;
   RecoveryMessage lastCommit_;
   std::string why_;
 };

@@ -36,6 +36,7 @@ double nowMs() {
 
 struct Options {
   std::string fault = "kill";
+  bool rebuild = false;  // survivors rebuild (shrink) and verify collectives after
   std::set<int> victims;
   std::string when = "small";
   int atIter = 20;
@@ -58,6 +59,7 @@ bool parse(int argc, char** argv, Options* o) {
     else if (a == "--external") o->external = true;
     else if (a == "--bound-ms") o->boundMs = std::atof(next().c_str());
     else if (a == "--stamp") o->stampFile = next();
+    else if (a == "--rebuild") o->rebuild = true;
     else return false;
   }
   return true;
@@ -170,7 +172,14 @@ int main(int argc, char** argv) {
     }
   }
   if (victim) {
-    // A dropped victim lives on, cut off: it must fail too, then leave.
+    // A dropped victim lives on, cut off: it must fail too, then leave. With --rebuild
+    // it must be expelled (a minority of one may not form a communicator of its own).
+    if (o.rebuild && o.fault == "drop") {
+      ftcclResult_t rb = ftcclCommRebuild(comm, nullptr);
+      std::string why = ftcclGetLastError(comm);
+      bool expelled = rb == ftcclRemoteError && why.find("majority") != std::string::npos;
+      std::printf("EXPELLED rank=%d %s: %s\n", rank, expelled ? "PASS" : "FAIL", why.c_str());
+    }
     std::printf("VICTIM rank=%d result=%d\n", rank, static_cast<int>(result));
     ftcclCommAbort(comm);
     return 0;
@@ -192,6 +201,44 @@ int main(int argc, char** argv) {
   if (!named) problems.push_back("error does not name the failed rank");
   if (error.find("pid") == std::string::npos) problems.push_back("error does not name the pid");
   if (latency > o.boundMs) problems.push_back("detected after " + std::to_string(latency) + " ms");
+  if (o.rebuild && problems.empty()) {
+    // Shrink onto the survivors, then the collectives must be right on the new group.
+    double r0 = nowMs();
+    ftcclRebuildInfo_t info{};
+    ftcclResult_t rb = ftcclCommRebuild(comm, &info);
+    double rebuildMs = nowMs() - r0;
+    int newRank = -1, newCount = 0, nFailed = 0, failed[8] = {0};
+    ftcclCommUserRank(comm, &newRank);
+    ftcclCommCount(comm, &newCount);
+    ftcclCommFailedRanks(comm, failed, 8, &nFailed);
+    int want = nranks - static_cast<int>(o.victims.size());
+    if (rb != ftcclSuccess) problems.push_back(std::string("rebuild: ") + ftcclGetLastError(comm));
+    if (info.nranks != want || newCount != want || !info.shrunk || info.epoch < 1) {
+      problems.push_back("rebuild info: nranks " + std::to_string(info.nranks) + " count " +
+                         std::to_string(newCount) + " shrunk " + std::to_string(info.shrunk));
+    }
+    std::set<int> lost(failed, failed + std::min(nFailed, 8));
+    if (lost != o.victims) problems.push_back("FailedRanks does not list the victims");
+    int expectRank = rank;
+    for (int v : o.victims) expectRank -= v < rank ? 1 : 0;
+    if (newRank != expectRank) problems.push_back("new rank " + std::to_string(newRank));
+    for (int round = 0; round < 20 && problems.empty(); ++round) {
+      std::vector<int32_t> x(100003, newRank + 1 + round);
+      if (ftcclAllReduce(x.data(), x.data(), x.size(), ftcclInt32, ftcclSum, comm, nullptr)) {
+        problems.push_back(std::string("all-reduce after rebuild: ") + ftcclGetLastError(comm));
+        break;
+      }
+      int32_t expect = want * (want + 1) / 2 + want * round;
+      if (x[0] != expect || x.back() != expect) problems.push_back("wrong sum after rebuild");
+    }
+    std::printf("VERDICT rank=%d %s rebuilt: new rank %d of %d, epoch %llu, rebuild_ms=%.1f "
+                "latency_ms=%.1f %s\n",
+                rank, problems.empty() ? "PASS" : "FAIL", newRank, newCount, info.epoch,
+                rebuildMs, latency, problems.empty() ? "" : problems[0].c_str());
+    std::fflush(stdout);
+    ftcclCommDestroy(comm);
+    return problems.empty() ? 0 : 1;
+  }
   // Revoked: later ops fail at once, the async error says so.
   double t0 = nowMs();
   ftcclResult_t later = ftcclAllReduce(buf.data(), buf.data(), 1, ftcclFloat32, ftcclSum, comm, nullptr);

@@ -14,10 +14,11 @@ export FTCCL_SOCKET_IFNAME=lo
 "$launcher" -n "$n" --timeout 240 $flags -- "$prog" --victim "$victims" --stamp "$tmp/stamp" "$@" \
   > "$tmp/log" 2>&1
 status=$?
-grep -E "VERDICT|VICTIM|ftccl_run:" "$tmp/log"
+grep -E "VERDICT|VICTIM|EXPELLED|ftccl_run:" "$tmp/log"
 nvictims=$(echo "$victims" | tr ',' '\n' | grep -c .)
 want=$(( n - nvictims ))
 passes=$(grep -c "VERDICT rank=[0-9]* PASS" "$tmp/log")
+grep -q "EXPELLED rank=[0-9]* FAIL" "$tmp/log" && passes=-1  # a cut-off rank went on
 if grep -qE "ERROR: (AddressSanitizer|LeakSanitizer)" "$tmp/log"; then
   echo "sanitizer report:"; grep -A30 -E "ERROR: (AddressSanitizer|LeakSanitizer)" "$tmp/log" | head -80
   passes=-1

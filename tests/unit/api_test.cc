@@ -152,13 +152,18 @@ TEST_F(SingleRank, UnimplementedCallsSayNotImplementedYet) {
       ftcclCommStandby(comm_, &activated),
       ftcclCommGetJoinId(comm_, &id),
       ftcclCommJoinAsSpare(&other, id, nullptr),
-      ftcclCommRebuild(comm_, &info),
-      ftcclCommFailedRanks(comm_, &n, 1, &n),
   };
   for (size_t i = 0; i < results.size(); ++i) {
     EXPECT_EQ(results[i], ftcclInvalidUsage) << "call #" << i;
   }
   EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "not implemented yet"));
+  // Rebuild exists: on a healthy communicator there is nothing to rebuild.
+  EXPECT_EQ(ftcclCommRebuild(comm_, &info), ftcclInvalidUsage);
+  EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "not revoked"));
+  int failed[4] = {-1, -1, -1, -1};
+  ASSERT_EQ(ftcclCommFailedRanks(comm_, failed, 4, &n), ftcclSuccess);
+  EXPECT_EQ(n, 0);
+  EXPECT_EQ(ftcclCommFailedRanks(comm_, nullptr, 4, &n), ftcclInvalidArgument);
 }
 
 TEST_F(SingleRank, StreamsRunInOrderAndReportErrors) {

@@ -296,7 +296,7 @@ TEST(HealthMessages, RoundTripAndCorruptInput) {
   bad[4] = 77;  // unknown type
   EXPECT_EQ(decodeHealthMessage(bad.data(), bad.size(), &back, &used), -1);
   bad = frame;
-  bad[0] = 0xff, bad[1] = 0xff;  // absurd length
+  bad[0] = 0xff, bad[1] = 0xff, bad[2] = 0xff;  // absurd length
   EXPECT_EQ(decodeHealthMessage(bad.data(), bad.size(), &back, &used), -1);
   bad = frame;
   bad[0] -= 1;  // length disagrees with the body

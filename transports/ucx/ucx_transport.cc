@@ -128,12 +128,24 @@ Status UcxTransport::connect(int rank, std::vector<std::vector<uint8_t>> address
   peers_.clear();
   peers_.resize(addresses.size());
   for (size_t i = 0; i < addresses.size(); ++i) peers_[i].address = std::move(addresses[i]);
+  logicalToWorld_.resize(peers_.size());
+  for (size_t i = 0; i < peers_.size(); ++i) logicalToWorld_[i] = static_cast<int>(i);
+  return Status::ok();
+}
+
+Status UcxTransport::remap(uint32_t epoch, std::vector<int> logicalToWorld, int rank) {
+  for (int w : logicalToWorld) {
+    if (w < 0 || w >= static_cast<int>(peers_.size())) return internalError("bad remap");
+  }
+  epoch_ = epoch;
+  logicalToWorld_ = std::move(logicalToWorld);
+  rank_ = rank;
   return Status::ok();
 }
 
 Status UcxTransport::endpoint(int peer, ucp_ep_h* ep) {
   if (peer < 0 || peer >= size()) return internalError("peer rank out of range");
-  Peer& p = peers_[peer];
+  Peer& p = peers_[logicalToWorld_[peer]];
   if (p.ep == nullptr) {
     ucp_ep_params_t params;
     std::memset(&params, 0, sizeof(params));
@@ -157,7 +169,7 @@ Status UcxTransport::endpoint(int peer, ucp_ep_h* ep) {
 // per peer and after traffic has flowed: before wireup completes only wireup lanes exist.
 void UcxTransport::logLanes(int peer) {
   if (!logEnabled(LogLevel::Info, Subsys::Net) || peer < 0 || peer >= size()) return;
-  Peer& p = peers_[peer];
+  Peer& p = peers_[logicalToWorld_[peer]];
   if (p.ep == nullptr || p.lanesLogged) return;
   p.lanesLogged = true;
   char* text = nullptr;

@@ -45,8 +45,12 @@ class UcxTransport final : public Transport {
   Status connect(int rank, std::vector<std::vector<uint8_t>> addresses, uint32_t commId,
                  uint32_t epoch);
 
+  // After a rebuild: logical rank r is the process at worker index logicalToWorld[r];
+  // this process is logical rank `rank`; tags carry `epoch` (old messages never match).
+  Status remap(uint32_t epoch, std::vector<int> logicalToWorld, int rank);
+
   int rank() const override { return rank_; }
-  int size() const override { return static_cast<int>(peers_.size()); }
+  int size() const override { return static_cast<int>(logicalToWorld_.size()); }
   Status isend(int peer, const void* buffer, size_t bytes, MessageKey key,
                TransportRequest** request) override;
   Status irecv(int peer, void* buffer, size_t bytes, MessageKey key,
@@ -79,7 +83,8 @@ class UcxTransport final : public Transport {
   ucp_worker_h worker_ = nullptr;
   int eventFd_ = -1;
   std::vector<uint8_t> address_;
-  std::vector<Peer> peers_;
+  std::vector<Peer> peers_;          // by worker index (every process of the job)
+  std::vector<int> logicalToWorld_;  // logical rank -> worker index
   int rank_ = -1;
   uint32_t commId_ = 0;
   uint32_t epoch_ = 0;
