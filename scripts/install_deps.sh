@@ -6,7 +6,8 @@ packages=(build-essential cmake ninja-build pkg-config libucx-dev ucx-utils libo
           openmpi-bin libhwloc-dev libgtest-dev libgmock-dev libspdlog-dev)
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install_deps: all ${#packages[@]} packages present"

@@ -2,63 +2,12 @@
 
 #include <cstring>
 
+#include "util/byte_io.h"
+
 namespace ftccl {
-namespace {
-
-class Writer {
- public:
-  template <typename T>
-  void put(T value) {
-    const uint8_t* p = reinterpret_cast<const uint8_t*>(&value);
-    bytes.insert(bytes.end(), p, p + sizeof(T));
-  }
-  void putString(const std::string& s) {
-    put(static_cast<uint16_t>(s.size()));
-    bytes.insert(bytes.end(), s.begin(), s.end());
-  }
-  void putBlob(const std::vector<uint8_t>& b) {
-    put(static_cast<uint32_t>(b.size()));
-    bytes.insert(bytes.end(), b.begin(), b.end());
-  }
-  std::vector<uint8_t> bytes;
-};
-
-class Reader {
- public:
-  Reader(const uint8_t* data, size_t size) : data_(data), size_(size) {}
-  template <typename T>
-  bool get(T* value) {
-    if (size_ - at_ < sizeof(T)) return false;
-    std::memcpy(value, data_ + at_, sizeof(T));
-    at_ += sizeof(T);
-    return true;
-  }
-  bool getString(std::string* s) {
-    uint16_t length = 0;
-    if (!get(&length) || size_ - at_ < length) return false;
-    s->assign(reinterpret_cast<const char*>(data_ + at_), length);
-    at_ += length;
-    return true;
-  }
-  bool getBlob(std::vector<uint8_t>* b) {
-    uint32_t length = 0;
-    if (!get(&length) || size_ - at_ < length) return false;
-    b->assign(data_ + at_, data_ + at_ + length);
-    at_ += length;
-    return true;
-  }
-  bool atEnd() const { return at_ == size_; }
-
- private:
-  const uint8_t* data_;
-  size_t size_;
-  size_t at_ = 0;
-};
-
-}  // namespace
 
 std::vector<uint8_t> encodeHealthMessage(const HealthMessage& m) {
-  Writer body;
+  ByteWriter body;
   switch (m.type) {
     case HealthType::kHello:
       body.putString(m.senderKey);
@@ -89,11 +38,11 @@ std::vector<uint8_t> encodeHealthMessage(const HealthMessage& m) {
       body.putBlob(m.payload);
       break;
   }
-  Writer frame;
-  frame.put(static_cast<uint32_t>(body.bytes.size()));
+  ByteWriter frame;
+  frame.put(static_cast<uint32_t>(body.bytes().size()));
   frame.put(static_cast<uint8_t>(m.type));
-  frame.bytes.insert(frame.bytes.end(), body.bytes.begin(), body.bytes.end());
-  return frame.bytes;
+  frame.bytes().insert(frame.bytes().end(), body.bytes().begin(), body.bytes().end());
+  return frame.bytes();
 }
 
 int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out,
@@ -106,7 +55,7 @@ int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out,
   if (size < kHeader + length) return 0;
   HealthMessage m;
   m.type = static_cast<HealthType>(buffer[sizeof(uint32_t)]);
-  Reader in(buffer + kHeader, length);
+  ByteReader in(buffer + kHeader, length);
   bool ok = false;
   switch (m.type) {
     case HealthType::kHello:

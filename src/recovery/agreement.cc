@@ -3,59 +3,10 @@
 #include <algorithm>
 #include <cstring>
 
+#include "util/byte_io.h"
+
 namespace ftccl {
 namespace {
-
-class Writer {
- public:
-  template <typename T>
-  void put(T v) {
-    const uint8_t* p = reinterpret_cast<const uint8_t*>(&v);
-    out.insert(out.end(), p, p + sizeof(T));
-  }
-  void putString(const std::string& s) {
-    put(static_cast<uint32_t>(s.size()));
-    out.insert(out.end(), s.begin(), s.end());
-  }
-  void putStrings(const std::vector<std::string>& v) {
-    put(static_cast<uint32_t>(v.size()));
-    for (const std::string& s : v) putString(s);
-  }
-  std::vector<uint8_t> out;
-};
-
-class Reader {
- public:
-  explicit Reader(const std::vector<uint8_t>& in) : in_(in) {}
-  template <typename T>
-  bool get(T* v) {
-    if (in_.size() - at_ < sizeof(T)) return false;
-    std::memcpy(v, in_.data() + at_, sizeof(T));
-    at_ += sizeof(T);
-    return true;
-  }
-  bool getString(std::string* s) {
-    uint32_t n = 0;
-    if (!get(&n) || in_.size() - at_ < n) return false;
-    s->assign(reinterpret_cast<const char*>(in_.data() + at_), n);
-    at_ += n;
-    return true;
-  }
-  bool getStrings(std::vector<std::string>* v) {
-    uint32_t n = 0;
-    if (!get(&n) || n > in_.size() - at_) return false;  // each string takes >= 4 bytes
-    v->resize(n);
-    for (auto& s : *v) {
-      if (!getString(&s)) return false;
-    }
-    return true;
-  }
-  bool atEnd() const { return at_ == in_.size(); }
-
- private:
-  const std::vector<uint8_t>& in_;
-  size_t at_ = 0;
-};
 
 bool contains(const std::vector<Member>& v, const Member& m) {
   return std::find(v.begin(), v.end(), m) != v.end();
@@ -64,7 +15,7 @@ bool contains(const std::vector<Member>& v, const Member& m) {
 }  // namespace
 
 std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m) {
-  Writer w;
+  ByteWriter w;
   w.put(static_cast<uint8_t>(m.type));
   w.put(m.epoch);
   w.putStrings(m.failed);
@@ -75,11 +26,11 @@ std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m) {
   for (int r : m.failedRanks) w.put(static_cast<int32_t>(r));
   w.put(static_cast<int32_t>(m.replaced));
   w.put(static_cast<uint8_t>(m.shrunk));
-  return w.out;
+  return w.bytes();
 }
 
 bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* out) {
-  Reader r(frame);
+  ByteReader r(frame);
   RecoveryMessage m;
   uint8_t type = 0, shrunk = 0;
   uint32_t nFailed = 0;

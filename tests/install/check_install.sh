@@ -9,16 +9,20 @@ trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" > "$tmp/install.log"
 lib=$(ls "$tmp"/prefix/lib*/libftccl.so.0 2>/dev/null | head -1)
 [ -n "$lib" ] || { echo "no versioned libftccl.so.0 installed"; cat "$tmp/install.log"; exit 1; }
-objdump -p "$lib" | grep -q "SONAME *libftccl.so.0" || { echo "SONAME is not libftccl.so.0"; exit 1; }
+# (no "| grep -q" under pipefail: grep exiting early would fail the pipeline at random)
+soname=$(objdump -p "$lib" | awk '$1 == "SONAME" {print $2}')
+[ "$soname" = libftccl.so.0 ] || { echo "SONAME is '$soname', not libftccl.so.0"; exit 1; }
 libdir=$(dirname "$lib")
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
 export FTCCL_SOCKET_IFNAME=lo
 cc "$src/examples/hello_allreduce.c" -o "$tmp/hello_pc" $(pkg-config --cflags --libs ftccl)
-LD_LIBRARY_PATH="$libdir" "$tmp/hello_pc" | grep -q "all-reduce ok: 1 2 3 4"
+out=$(LD_LIBRARY_PATH="$libdir" "$tmp/hello_pc")
+[[ "$out" == *"all-reduce ok: 1 2 3 4"* ]] || { echo "pkg-config consumer: $out"; exit 1; }
 cmake -S "$src/tests/install" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
   -DEXAMPLE="$src/examples/hello_allreduce.c" > "$tmp/consumer.log"
 cmake --build "$tmp/consumer" >> "$tmp/consumer.log"
-LD_LIBRARY_PATH="$libdir" "$tmp/consumer/hello_allreduce" | grep -q "all-reduce ok: 1 2 3 4"
+out=$(LD_LIBRARY_PATH="$libdir" "$tmp/consumer/hello_allreduce")
+[[ "$out" == *"all-reduce ok: 1 2 3 4"* ]] || { echo "find_package consumer: $out"; exit 1; }
 # The library exports the C API and nothing else.
 leaked=$(nm -D --defined-only "$lib" | awk '$2 ~ /[TDB]/ {print $3}' | grep -v '^ftccl' || true)
 [ -z "$leaked" ] || { echo "symbols beyond the C API are exported:"; echo "$leaked" | head; exit 1; }
