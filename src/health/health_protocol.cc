@@ -172,12 +172,16 @@ void HealthProtocol::deliver(Registration& r, const FailureReport& report) {
 void HealthProtocol::checkAgreement(Registration& r) {
   if (r.agreementDone || r.info.listener == nullptr) return;
   switch (r.agreement->state()) {
-    case Agreement::State::kStable:
-      if (r.agreement->membership().epoch > r.info.epoch) {
-        r.agreementDone = true;
+    case Agreement::State::kStable: {
+      // Each new epoch is told (a second failure may be agreed on before the
+      // application calls ftcclCommRebuild: the newest commit then wins).
+      uint64_t epoch = r.agreement->membership().epoch;
+      if (epoch > r.info.epoch && epoch > r.notifiedEpoch) {
+        r.notifiedEpoch = epoch;
         r.info.listener->onRebuilt(r.agreement->lastCommit());
       }
       break;
+    }
     case Agreement::State::kFailed:
     case Agreement::State::kExpelled:
       r.agreementDone = true;

@@ -115,7 +115,8 @@ class HealthProtocol {
     std::set<int> left;      // ranks that announced an orderly leave
     std::unique_ptr<Agreement> agreement;  // recoverable communicators only
     std::unique_ptr<AgreementNetwork> agreementNet;
-    bool agreementDone = false;
+    bool agreementDone = false;    // failed or expelled: nothing more to say
+    uint64_t notifiedEpoch = 0;    // the last epoch the listener was told of
     HealthTime recoveringSince{};  // when the agreement last started or stalled
   };
   class AgreementSender;
