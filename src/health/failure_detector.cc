@@ -65,9 +65,4 @@ std::vector<Suspicion> FailureDetector::tick(HealthTime now) {
   return found;
 }
 
-bool FailureDetector::failed(const ProcessKey& peer) const {
-  auto it = peers_.find(peer);
-  return it != peers_.end() && it->second.failed;
-}
-
 }  // namespace ftccl

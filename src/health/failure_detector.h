@@ -54,7 +54,6 @@ class FailureDetector {
   // Silence check: every peer silent for failureTimeout, each reported once.
   std::vector<Suspicion> tick(HealthTime now);
 
-  bool failed(const ProcessKey& peer) const;
   // The longest silence seen from a peer while it was alive (for choosing timeouts).
   double longestSilenceMs(const ProcessKey& peer) const;
 

@@ -106,7 +106,6 @@ class HealthProtocol {
   const ProcessKey& self() const { return self_; }
   double lastRoundTripMs(const ProcessKey& peer) const;
   double maxRoundTripMs(const ProcessKey& peer) const;
-  std::set<ProcessKey> monitored() const { return watched_; }
 
  private:
   struct Registration {

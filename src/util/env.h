@@ -14,7 +14,4 @@ std::string envString(const char* name);
 // Parses a decimal integer in [minValue, maxValue]. Unset leaves *out unchanged.
 Status envInt(const char* name, int64_t minValue, int64_t maxValue, int64_t* out);
 
-// Parses "123", "4K", "16M", "1G" (powers of 1024) as in nccl-tests' sizes.
-bool parseSize(const std::string& text, uint64_t* out);
-
 }  // namespace ftccl
