@@ -1,8 +1,8 @@
 // ftccl_run: starts the ranks of one ftccl job on this host, like a small mpirun or
 // torchrun, and injects faults into them on a schedule for the fault-tolerance tests.
 //
-//   ftccl_run -n N [--kill R@SEC]... [--stop R@SEC]... [--drop R@SEC]... [--timeout SEC]
-//             [--addr ADDR] [--quiet] -- PROGRAM [ARGS...]
+//   ftccl_run -n N [--kill R@SEC]... [--stop R@SEC]... [--drop R@SEC]... [--cont R@SEC]...
+//             [--timeout SEC] [--addr ADDR] [--quiet] -- PROGRAM [ARGS...]
 //
 // The pieces live in tools/launcher/: options (the command line), process (environment,
 // starting a rank, killing process groups), output (the "[rank] " line forwarding) and

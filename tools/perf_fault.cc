@@ -55,24 +55,44 @@ void maybeInjectFault(const FaultPlan& plan, int rank, long* counter) {
   if (plan.kind == "drop") raise(SIGUSR2);
 }
 
+double faultClockMs() { return nowMs(); }
+
+bool readFaultStamp(double* injectedMs, int* victimPid) {
+  FILE* f = std::fopen(stampPath().c_str(), "r");
+  if (f == nullptr) return false;
+  const bool ok = std::fscanf(f, "%lf %d", injectedMs, victimPid) == 2;
+  std::fclose(f);
+  return ok;
+}
+
+double printFaultDetection(const FaultPlan& plan, int rank, const char* error, int* victimPid) {
+  double detected = nowMs(), injected = -1;
+  *victimPid = -1;
+  if (!readFaultStamp(&injected, victimPid)) injected = -1;
+  const double sinceMs = injected > 0 ? detected - injected : -1.0;
+  std::printf("[rank %d] # fault detected: %s of rank %d, %.2f ms after injection: %s\n", rank,
+              plan.kind.c_str(), plan.rank, sinceMs, error);
+  std::fflush(stdout);
+  return sinceMs;
+}
+
+void endStoppedVictim(const FaultPlan& plan, int victimPid) {
+  if (plan.kind == "stop" && victimPid > 0) kill(victimPid, SIGKILL);
+}
+
+void removeFaultStamp() { std::remove(stampPath().c_str()); }
+
 bool reportDetectedFault(const FaultPlan& plan, int rank, ftcclResult_t result,
                          const char* error) {
   if (!plan.enabled() || rank == plan.rank) return false;
   if (result != ftcclRemoteError && result != ftcclTimeout) return false;
-  double detected = nowMs(), injected = -1;
   int victimPid = -1;
-  if (FILE* f = std::fopen(stampPath().c_str(), "r")) {
-    if (std::fscanf(f, "%lf %d", &injected, &victimPid) != 2) injected = -1;
-    std::fclose(f);
-  }
-  std::printf("[rank %d] # fault detected: %s of rank %d, %.2f ms after injection: %s\n", rank,
-              plan.kind.c_str(), plan.rank, injected > 0 ? detected - injected : -1.0, error);
-  std::fflush(stdout);
+  printFaultDetection(plan, rank, error, &victimPid);
   int lowestSurvivor = plan.rank == 0 ? 1 : 0;
   if (rank == lowestSurvivor) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let the others read it
-    if (plan.kind == "stop" && victimPid > 0) kill(victimPid, SIGKILL);  // nobody else will
-    std::remove(stampPath().c_str());
+    endStoppedVictim(plan, victimPid);  // nobody else will
+    removeFaultStamp();
   }
   return true;
 }

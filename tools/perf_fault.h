@@ -32,4 +32,15 @@ void maybeInjectFault(const FaultPlan& plan, int rank, long* counter);
 bool reportDetectedFault(const FaultPlan& plan, int rank, ftcclResult_t result,
                          const char* error);
 
+// The pieces of reportDetectedFault, for survivors that go on after a rebuild
+// (--spares): they keep the stamp until the end and never sleep.
+double faultClockMs();  // the stamp's clock (steady)
+// The victim's stamp: when the fault was injected and the victim's pid; false if none.
+bool readFaultStamp(double* injectedMs, int* victimPid);
+// Prints the detection line; returns the ms since injection, -1 when unknown.
+double printFaultDetection(const FaultPlan& plan, int rank, const char* error, int* victimPid);
+// A stopped victim never ends by itself: kill it (pid from the stamp; no-op for others).
+void endStoppedVictim(const FaultPlan& plan, int victimPid);
+void removeFaultStamp();
+
 }  // namespace ftperf

@@ -93,6 +93,11 @@ Status runOrEnqueue(Communicator* comm, ftcclStream_t stream, OpKind kind,
                     const CollectiveArgs& args) {
   // A revoked communicator fails every later op at once, queued on a stream or not.
   if (comm->asyncError() != ftcclSuccess) return comm->revokedStatus(opKindName(kind));
+  if (comm->rank() < 0) {
+    return invalidUsage(std::string(opKindName(kind)) +
+                        ": this process is a hot spare (rank -1); it calls ftcclCommStandby "
+                        "and takes part in collectives once activated");
+  }
   Communicator::Ticket ticket = comm->issue();
   if (stream == nullptr) return comm->execute(ticket, kind, args);
   comm->enter();
@@ -167,7 +172,12 @@ ftcclResult_t ftcclCommInitRank(ftcclComm_t* comm, int nranks, ftcclUniqueId id,
 }
 
 ftcclResult_t ftcclCommStandby(ftcclComm_t comm, int* activated) {
-  return guarded("ftcclCommStandby", impl(comm), [] { return notImplemented("ftcclCommStandby"); });
+  CommUse use(impl(comm));
+  return guarded("ftcclCommStandby", impl(comm), [&] {
+    FTCCL_CHECK(checkComm(comm));
+    if (activated == nullptr) return invalidArgument("activated is NULL");
+    return impl(comm)->standby(activated);
+  });
 }
 
 ftcclResult_t ftcclCommGetJoinId(ftcclComm_t comm, ftcclUniqueId* id) {

@@ -105,15 +105,22 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   if (static_cast<uint64_t>(nranks) > TagLayout::kMaxRanks) {
     return invalidArgument("nranks=" + std::to_string(nranks) + " exceeds 2^20");
   }
-  if (rank < 0 || rank >= nranks) {
-    return invalidArgument("rank=" + std::to_string(rank) + " is outside [0, " +
-                           std::to_string(nranks) + ")");
-  }
   FTCCL_CHECK(resolveConfig(config, &config_));
+  // Ranks nranks .. nranks+nSpares-1 are hot spares: connected, but holding no rank.
+  int processes = nranks + config_.nSpares;
+  if (static_cast<uint64_t>(processes) > TagLayout::kMaxRanks) {
+    return invalidArgument("nranks + nSpares = " + std::to_string(processes) + " exceeds 2^20");
+  }
+  if (rank < 0 || rank >= processes) {
+    return invalidArgument("rank=" + std::to_string(rank) + " is outside [0, " +
+                           std::to_string(processes) + ") (nranks=" + std::to_string(nranks) +
+                           ", nSpares=" + std::to_string(config_.nSpares) + ")");
+  }
   UniqueIdContents contents;
   FTCCL_CHECK(decodeUniqueId(id, &contents));
   nranks_ = nranks;
-  rank_ = rank;
+  rank_ = rank < nranks ? rank : -1;
+  worldRank_ = rank;
 
   FTCCL_CHECK(HealthService::acquire(&health_));
   UcxOptions ucxOptions;
@@ -131,17 +138,17 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   mine.node = envString("FTCCL_NODE_ID");
   if (mine.node.empty()) mine.node = mine.host;
   std::vector<std::vector<uint8_t>> blobs;
-  FTCCL_CHECK(rendezvous(contents, rank, nranks, encodePeerInfo(mine),
+  FTCCL_CHECK(rendezvous(contents, rank, processes, encodePeerInfo(mine),
                          config_.bootstrapTimeoutMs, &blobs));
-  peers_.resize(nranks);
-  std::vector<std::vector<uint8_t>> addresses(nranks);
-  for (int r = 0; r < nranks; ++r) {
+  peers_.resize(processes);
+  std::vector<std::vector<uint8_t>> addresses(processes);
+  for (int r = 0; r < processes; ++r) {
     Status st = decodePeerInfo(blobs[r], &peers_[r]);
     if (!st.isOk()) return invalidArgument("rank " + std::to_string(r) + ": " + st.message());
     addresses[r] = peers_[r].transportAddress;
   }
-  int localRanks = 0;
-  for (const PeerInfo& p : peers_) localRanks += p.host == mine.host ? 1 : 0;
+  int localRanks = 0;  // spares sleep until activated: they take no core
+  for (int r = 0; r < nranks; ++r) localRanks += peers_[r].host == mine.host ? 1 : 0;
   int cores = usableCores();
   spinBudget_ = localRanks > cores ? kSpinOversubscribed : kSpinWithCoreEach;
   FTCCL_LOG(Info, Init, "rank {}: {} ranks on this host, {} cores: spin {} us before sleeping",
@@ -155,6 +162,8 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   commKey_ = peers_[0].commSalt ^ contents.nonce;
   worldOf_.resize(nranks);
   for (int r = 0; r < nranks; ++r) worldOf_[r] = r;
+  for (int s = nranks; s < processes; ++s) spares_.push_back(s);
+  FTCCL_CHECK(transport_->remap(/*epoch=*/0, worldOf_, rank_));
   registerHealth();
 
   // Staging: one slot per channel, allocated and pre-faulted once (first touch of a
@@ -167,26 +176,43 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   scratchMemory_.reset(static_cast<uint8_t*>(memory));
   scratch_ = Scratch{static_cast<uint8_t*>(memory), slotBytes, config_.pipeline.channels};
 
-  FTCCL_LOG(Info, Init, "rank {}/{} ready on {} pid {} in {:.1f} ms (chunk {} B, {} channels)",
-            rank_, nranks_, mine.host, mine.pid, msSince(start), config_.pipeline.chunkBytes,
-            config_.pipeline.channels);
+  FTCCL_LOG(Info, Init, "{} {}/{} ready on {} pid {} in {:.1f} ms (chunk {} B, {} channels, {} spares)",
+            rank_ < 0 ? "spare" : "rank", rank_ < 0 ? rank - nranks : rank_, nranks_, mine.host,
+            mine.pid, msSince(start), config_.pipeline.chunkBytes, config_.pipeline.channels,
+            spares_.size());
   return Status::ok();
 }
 
-// Every member is listed so that FAILED notices reach them all and a failed process is
-// named with its host and pid; this rank probes its ring neighbours (and node leaders).
+// Every member (ranks, then spares) is listed so that FAILED notices reach them all and
+// a failed process is named with its host and pid. A rank probes its ring neighbours
+// (and node leaders) and the spares dealt to it; spare j and rank j % nranks probe each
+// other, so a spare that dies leaves the pool and a spare learns when its rank dies.
 void Communicator::registerHealth() {
   HealthRegistration reg;
   reg.commKey = commKey_;
   reg.epoch = static_cast<uint32_t>(epoch_);
-  reg.myRank = rank_;
+  reg.nRanks = nranks_;
   std::vector<PeerInfo> active;
-  for (int r = 0; r < nranks_; ++r) {
-    const PeerInfo& p = peers_[worldOf_[r]];
-    reg.members.push_back(MemberInfo{r, p.host, p.pid, p.healthKey});
-    active.push_back(p);
+  std::vector<int> members = worldOf_;
+  members.insert(members.end(), spares_.begin(), spares_.end());
+  for (size_t i = 0; i < members.size(); ++i) {
+    const PeerInfo& p = peers_[members[i]];
+    reg.members.push_back(MemberInfo{static_cast<int>(i), p.host, p.pid, p.healthKey});
+    if (static_cast<int>(i) < nranks_) active.push_back(p);
+    if (members[i] == worldRank_) reg.myRank = static_cast<int>(i);
   }
-  reg.monitored = monitoredRanks(active, rank_);
+  int nSpares = static_cast<int>(spares_.size());
+  if (rank_ >= 0) {
+    reg.monitored = monitoredRanks(active, rank_);
+    for (int j = rank_; j < nSpares; j += nranks_) reg.monitored.push_back(nranks_ + j);
+  } else {
+    reg.monitored.push_back((reg.myRank - nranks_) % nranks_);
+  }
+  for (size_t w = 0; w < peers_.size(); ++w) {
+    if (std::find(members.begin(), members.end(), static_cast<int>(w)) == members.end()) {
+      reg.formerMembers.push_back(peers_[w].healthKey);
+    }
+  }
   reg.listener = this;
   reg.probeIntervalMs = config_.probeIntervalMs;
   reg.failureTimeoutMs = config_.failureTimeoutMs;
@@ -196,6 +222,12 @@ void Communicator::registerHealth() {
 }
 
 void Communicator::onRebuilt(const RecoveryMessage& commit) {
+  // A new epoch ends the old one even if this rank heard of no failure first (the
+  // agreement can outrun the FAILED notice): its ops must not wait on the lost.
+  if (rank_ >= 0) {
+    revoke(remoteError("the members agreed on epoch " + std::to_string(commit.next.epoch) +
+                       " without ranks of this one"));
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
     commit_ = commit;
@@ -204,7 +236,16 @@ void Communicator::onRebuilt(const RecoveryMessage& commit) {
   decided_.notify_all();
 }
 
+void Communicator::onAllRanksLeft() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    allRanksLeft_ = true;
+  }
+  decided_.notify_all();
+}
+
 void Communicator::onRecoveryFailed(const std::string& why) {
+  if (rank_ >= 0) revoke(remoteError(why));  // permanent: ops in flight fail now
   {
     std::lock_guard<std::mutex> lock(mutex_);
     recoveryError_ = why;
@@ -217,51 +258,113 @@ std::vector<int> Communicator::failedRanks() const {
   return lastFailedRanks_;
 }
 
-// Waits for the agreement, then enters the new epoch: new numbering, the transport's
-// tags carry the new epoch (nothing of the old one can match), health probes the new
-// neighbours, and op sequence numbers start again at 0 on every member.
+Status Communicator::awaitDecision(const char* call, bool forever, RecoveryMessage* commit) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto ready = [&] { return hasCommit_ || !recoveryError_.empty() || aborted_ || allRanksLeft_; };
+  if (forever) {
+    decided_.wait(lock, ready);
+  } else if (!decided_.wait_for(lock, std::chrono::milliseconds(config_.bootstrapTimeoutMs),
+                                ready)) {
+    return timeoutError(std::string(call) + ": no agreement on the next epoch within " +
+                        std::to_string(config_.bootstrapTimeoutMs) + " ms");
+  }
+  if (aborted_) return invalidUsage(std::string(call) + ": the communicator was aborted");
+  if (hasCommit_) {
+    *commit = commit_;
+    hasCommit_ = false;
+    return Status::ok();
+  }
+  if (!recoveryError_.empty()) return remoteError("cannot rebuild: " + recoveryError_);
+  return Status(ftcclInProgress, "every rank left");  // allRanksLeft_: only standby asks
+}
+
+// Waits for the agreement, then enters the new epoch.
 Status Communicator::rebuild(ftcclRebuildInfo_t* info) {
+  if (rank_ < 0) return invalidUsage("this process is a hot spare: it calls ftcclCommStandby");
   if (asyncError_ == ftcclSuccess) {
     return invalidUsage("nothing to rebuild: the communicator is not revoked");
   }
   waitForIssuedOps();  // queued ops of the old epoch fail at once
   auto start = Clock::now();
-  {
-    std::unique_lock<std::mutex> lock(mutex_);
-    bool decided = decided_.wait_for(
-        lock, std::chrono::milliseconds(config_.bootstrapTimeoutMs),
-        [&] { return hasCommit_ || !recoveryError_.empty() || aborted_; });
-    if (aborted_) return invalidUsage("the communicator was aborted");
-    if (!decided) {
-      return timeoutError("no agreement on the next epoch within " +
-                          std::to_string(config_.bootstrapTimeoutMs) + " ms");
-    }
-    if (!hasCommit_) return remoteError("cannot rebuild: " + recoveryError_);
-  }
   RecoveryMessage commit;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    commit = commit_;
-    hasCommit_ = false;
+  Status decided = awaitDecision("ftcclCommRebuild", /*forever=*/false, &commit);
+  if (decided.code() == ftcclInProgress) {
+    return remoteError("cannot rebuild: the other ranks left in order");
   }
-  std::vector<int> worldOf;
-  int myRank = -1;
-  for (const Member& key : commit.next.ranks) {
-    int world = -1;
-    for (size_t w = 0; w < peers_.size(); ++w) {
-      if (peers_[w].healthKey == key) world = static_cast<int>(w);
+  FTCCL_CHECK(decided);
+  FTCCL_CHECK(applyCommit(commit));
+  if (info) {
+    info->epoch = epoch_;
+    info->nranks = nranks_;
+    info->nFailed = static_cast<int>(commit.failedRanks.size());
+    info->nReplaced = commit.replaced;
+    info->sparesLeft = static_cast<int>(commit.next.spares.size());
+    info->shrunk = commit.shrunk ? 1 : 0;
+  }
+  FTCCL_LOG(Warn, Recovery, "rank {}/{}: rebuilt into epoch {} ({} failed, {} replaced by spares{}, {} spares left) in {:.1f} ms",
+            rank_, nranks_, epoch_, commit.failedRanks.size(), commit.replaced,
+            commit.shrunk ? ", shrunk" : "", spares_.size(), msSince(start));
+  return Status::ok();
+}
+
+Status Communicator::standby(int* activated) {
+  if (rank_ >= 0) {
+    return invalidUsage("this process holds rank " + std::to_string(rank_) + ", not a spare");
+  }
+  auto start = Clock::now();
+  for (;;) {
+    RecoveryMessage commit;
+    Status decided = awaitDecision("ftcclCommStandby", /*forever=*/true, &commit);
+    if (decided.code() == ftcclInProgress) {  // every rank left in order
+      *activated = 0;
+      FTCCL_LOG(Info, Recovery, "spare: every rank left; standing down");
+      return Status::ok();
     }
+    FTCCL_CHECK(decided);
+    FTCCL_CHECK(applyCommit(commit));
+    if (rank_ >= 0) {
+      *activated = 1;
+      FTCCL_LOG(Warn, Recovery, "spare activated as rank {}/{} in epoch {} after {:.1f} ms on standby",
+                rank_, nranks_, epoch_, msSince(start));
+      return Status::ok();
+    }
+  }
+}
+
+// Enters the committed epoch: new numbering, the transport's tags carry the new epoch
+// (nothing of the old one can match), health probes the new neighbours, and op
+// sequence numbers start again at 0 on every member.
+Status Communicator::applyCommit(const RecoveryMessage& commit) {
+  auto worldIndex = [&](const Member& key) {
+    for (size_t w = 0; w < peers_.size(); ++w) {
+      if (peers_[w].healthKey == key) return static_cast<int>(w);
+    }
+    return -1;
+  };
+  std::vector<int> worldOf, spares;
+  int myRank = -1;
+  bool mySpare = false;
+  for (const Member& key : commit.next.ranks) {
+    int world = worldIndex(key);
     if (world < 0) return internalError("the new membership names an unknown process " + key);
-    if (world == worldOf_[rank_]) myRank = static_cast<int>(worldOf.size());
+    if (world == worldRank_) myRank = static_cast<int>(worldOf.size());
     worldOf.push_back(world);
   }
-  if (myRank < 0) return remoteError("expelled: not a member of epoch " +
-                                     std::to_string(commit.next.epoch));
+  for (const Member& key : commit.next.spares) {
+    int world = worldIndex(key);
+    if (world < 0) return internalError("the new spare pool names an unknown process " + key);
+    mySpare = mySpare || world == worldRank_;
+    spares.push_back(world);
+  }
+  if (myRank < 0 && !mySpare) {
+    return remoteError("expelled: not a member of epoch " + std::to_string(commit.next.epoch));
+  }
   health_->remove(healthId_, /*orderly=*/false, 0);
   FTCCL_CHECK(transport_->remap(static_cast<uint32_t>(commit.next.epoch), worldOf, myRank));
   {
     std::lock_guard<std::mutex> lock(mutex_);
     worldOf_ = worldOf;
+    spares_ = spares;
     rank_ = myRank;
     nranks_ = static_cast<int>(worldOf.size());
     epoch_ = commit.next.epoch;
@@ -272,17 +375,6 @@ Status Communicator::rebuild(ftcclRebuildInfo_t* info) {
     lastError_.clear();
   }
   registerHealth();
-  if (info) {
-    info->epoch = epoch_;
-    info->nranks = nranks_;
-    info->nFailed = static_cast<int>(commit.failedRanks.size());
-    info->nReplaced = commit.replaced;
-    info->sparesLeft = static_cast<int>(commit.next.spares.size());
-    info->shrunk = commit.shrunk ? 1 : 0;
-  }
-  FTCCL_LOG(Warn, Recovery, "rank {}/{}: rebuilt into epoch {} ({} failed, {} replaced{}) in {:.1f} ms",
-            rank_, nranks_, epoch_, commit.failedRanks.size(), commit.replaced,
-            commit.shrunk ? ", shrunk" : "", msSince(start));
   return Status::ok();
 }
 
@@ -302,6 +394,9 @@ void Communicator::leaveHealth(bool orderly) {
 }
 
 void Communicator::onMemberFailed(const FailureReport& report) {
+  // A lost spare only leaves the pool; a waiting spare has no op to fail (its standby
+  // follows the agreement instead).
+  if (report.spare || rank_ < 0) return;
   std::string how = report.direct
                         ? "detected by this rank through " +
                               std::string(detectionCauseName(report.cause))
@@ -459,6 +554,7 @@ void Communicator::abort() {
     if (transport_) transport_->interrupt();
   }
   turn_.notify_all();
+  decided_.notify_all();  // a waiting rebuild or standby returns at once
 }
 
 void Communicator::enter() {

@@ -46,14 +46,18 @@ class Communicator final : public HealthListener {
   void onMemberFailed(const FailureReport& report) override;
   void onRebuilt(const RecoveryMessage& commit) override;
   void onRecoveryFailed(const std::string& why) override;
+  void onAllRanksLeft() override;
 
   // ftcclCommRebuild: waits for the members' agreement on the next epoch (started by
   // the health thread as soon as a failure is known), then switches to it.
   Status rebuild(ftcclRebuildInfo_t* info);
   std::vector<int> failedRanks() const;
+  // ftcclCommStandby: a hot spare waits until an agreement gives it a rank (1), or
+  // every rank has left in order (0). Commits that keep it a spare are followed.
+  Status standby(int* activated);
 
   int nranks() const { return nranks_; }
-  int rank() const { return rank_; }
+  int rank() const { return rank_; }  // -1 while a hot spare
 
   // Application thread: reserves the next slot in this communicator's op order.
   struct Ticket {
@@ -86,6 +90,10 @@ class Communicator final : public HealthListener {
   Status drive(Collective& op, OpKind kind, const CollectiveArgs& args);
   void revoke(const Status& cause);
   void registerHealth();
+  // Waits for the next decision of the agreement (or an end) and takes its commit.
+  Status awaitDecision(const char* call, bool forever, RecoveryMessage* commit);
+  // Enters the committed epoch: numbering, transport tags, health registration.
+  Status applyCommit(const RecoveryMessage& commit);
 
   int nranks_ = 0;
   int rank_ = -1;
@@ -97,12 +105,15 @@ class Communicator final : public HealthListener {
   uint64_t commKey_ = 0;
   uint64_t epoch_ = 0;
   std::vector<int> worldOf_;  // logical rank -> index in peers_ (every process of the job)
+  std::vector<int> spares_;   // the hot spare pool, in activation order (indices in peers_)
+  int worldRank_ = -1;        // this process's index in peers_
   uint64_t opSeqBase_ = 0;    // ticket index of this epoch's first op
   // Set by the health thread when the agreement decides; consumed by rebuild().
   std::condition_variable decided_;
   bool hasCommit_ = false;
   RecoveryMessage commit_;
   std::string recoveryError_;
+  bool allRanksLeft_ = false;
   std::vector<int> lastFailedRanks_;
   std::unique_ptr<uint8_t, void (*)(void*)> scratchMemory_{nullptr, free};
   Scratch scratch_;

@@ -72,7 +72,6 @@ Status resolveConfig(const ftcclConfig_t* user, CommConfig* out) {
                    &cfg.opTimeoutMs));
   FTCCL_CHECK(pick(c->shrinkWhenNoSpares, "shrinkWhenNoSpares", nullptr, 0, 1,
                    &cfg.shrinkWhenNoSpares));
-  if (cfg.nSpares > 0) return notImplemented("config.nSpares > 0 (hot spares)");
   if (cfg.failureTimeoutMs < 3 * cfg.probeIntervalMs) {
     return invalidArgument("failureTimeoutMs=" + std::to_string(cfg.failureTimeoutMs) +
                            " must be at least 3 probe intervals (probeIntervalMs=" +

@@ -46,7 +46,10 @@ HealthProtocol::RegistrationId HealthProtocol::add(HealthRegistration registrati
   if (r.info.recoverable) {
     Membership current;
     current.epoch = r.info.epoch;
-    for (const MemberInfo& m : r.info.members) current.ranks.push_back(m.key);
+    int nRanks = rankCount(r.info);
+    for (int i = 0; i < static_cast<int>(r.info.members.size()); ++i) {
+      (i < nRanks ? current.ranks : current.spares).push_back(r.info.members[i].key);
+    }
     r.agreementNet = std::make_unique<AgreementSender>(this, r.info.commKey);
     r.agreement = std::make_unique<Agreement>(self_, current, r.info.shrinkWhenNoSpares,
                                               r.agreementNet.get());
@@ -153,13 +156,22 @@ void HealthProtocol::suspect(const Suspicion& s) {
   }
 }
 
-void HealthProtocol::deliver(Registration& r, const FailureReport& report) {
+int HealthProtocol::rankCount(const HealthRegistration& info) {
+  return info.nRanks < 0 ? static_cast<int>(info.members.size()) : info.nRanks;
+}
+
+void HealthProtocol::deliver(Registration& r, const FailureReport& reported) {
+  FailureReport report = reported;
+  int nRanks = rankCount(r.info);
+  report.spare = report.rank >= nRanks;
   if (!r.reported.insert(report.rank).second) return;
   if (r.agreement) {
     r.agreement->onFailure(r.info.members[report.rank].key);
   }
-  FTCCL_LOG(Error, Health, "rank {}: rank {} (host {}, pid {}) failed: {} {}, {:.1f} ms after its last sign of life",
-            r.info.myRank, report.rank, report.host, report.pid,
+  std::string who = report.spare ? "spare " + std::to_string(report.rank - nRanks)
+                                 : "rank " + std::to_string(report.rank);
+  FTCCL_LOG(Error, Health, "rank {}: {} (host {}, pid {}) failed: {} {}, {:.1f} ms after its last sign of life",
+            r.info.myRank, who, report.host, report.pid,
             report.direct ? "detected here through"
                           : "reported by rank " + std::to_string(report.detectedBy) +
                                 ", who detected it through",
@@ -197,6 +209,7 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
   detector_.heard(from, now);
   switch (m.type) {
     case HealthType::kHeartbeat: {
+      tellIfExpelled(from);
       // When we monitor the sender too, our own heartbeats already tell it we are
       // alive: ack only every kAckEvery-th one, to sample the round trip. Otherwise
       // every heartbeat is acked (the ack is the sender's only sign of our life).
@@ -217,6 +230,10 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
     case HealthType::kFailed:
       // Every communicator containing the failed process is revoked, not only m.commKey.
       for (auto& [id, r] : registrations_) {
+        // A notice from an older epoch of this communicator comes from a process that
+        // slept through a rebuild (SIGSTOP, a cut link): its suspicions are stale, and
+        // the agreement expels it. Other communicators of the same process still learn.
+        if (r.info.commKey == m.commKey && m.epoch < r.info.epoch) continue;
         bool sameComm = r.info.commKey == m.commKey && r.info.epoch == m.epoch;
         for (const MemberInfo& member : r.info.members) {
           if (member.key != m.failedKey || (sameComm && member.rank != m.rank)) continue;
@@ -229,7 +246,7 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
       break;
     case HealthType::kLeave:
       for (auto& [id, r] : registrations_) {
-        if (r.info.commKey == m.commKey && r.info.epoch == m.epoch) r.left.insert(m.rank);
+        if (r.info.commKey == m.commKey && r.info.epoch == m.epoch) onLeave(r, m.rank);
       }
       syncWatched(now);
       break;
@@ -248,6 +265,35 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
     }
     default:
       break;
+  }
+}
+
+// A heartbeat from a process the members went on without: it woke up in an old epoch.
+// Its agreement takes EXPELLED for a permanent error (it never forms a communicator of
+// its own); it stops sending once its communicator is gone.
+void HealthProtocol::tellIfExpelled(const ProcessKey& from) {
+  for (auto& [id, r] : registrations_) {
+    const auto& former = r.info.formerMembers;
+    if (!r.agreement || std::find(former.begin(), former.end(), from) == former.end()) continue;
+    RecoveryMessage expelled;
+    expelled.type = RecoveryMessage::kExpelled;
+    expelled.epoch = r.agreement->membership().epoch;
+    r.agreementNet->send(from, expelled);
+  }
+}
+
+// An orderly leave. A spare that leaves is out of the pool (the agreement must not
+// assign it); when every rank has left, waiting spares are told to stop waiting.
+void HealthProtocol::onLeave(Registration& r, int index) {
+  int nRanks = rankCount(r.info);
+  if (index < 0 || index >= static_cast<int>(r.info.members.size())) return;
+  if (!r.left.insert(index).second) return;
+  if (index >= nRanks && r.agreement) r.agreement->onFailure(r.info.members[index].key);
+  int ranksLeft = 0;
+  for (int i : r.left) ranksLeft += i < nRanks ? 1 : 0;
+  if (ranksLeft == nRanks && !r.allRanksLeftTold && r.info.listener) {
+    r.allRanksLeftTold = true;
+    r.info.listener->onAllRanksLeft();
   }
 }
 

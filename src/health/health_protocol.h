@@ -46,6 +46,7 @@ struct FailureReport {
   double afterMs = 0;   // from the last sign of life to the detection
   int detectedBy = -1;  // the rank whose health thread detected it
   bool direct = false;  // detected here (true) or learnt from a FAILED notice
+  bool spare = false;   // a hot spare (rank is its index in members): it leaves the pool
 };
 
 // Implemented by the communicator. Called from the protocol's thread; must not call
@@ -58,14 +59,22 @@ class HealthListener {
   virtual void onRebuilt(const RecoveryMessage& commit) {}
   // A recoverable communicator cannot go on (expelled, or no spare and no shrink).
   virtual void onRecoveryFailed(const std::string& why) {}
+  // Every rank (not counting spares) left in order: a waiting spare stops waiting.
+  virtual void onAllRanksLeft() {}
 };
 
 struct HealthRegistration {
   uint64_t commKey = 0;
   uint32_t epoch = 0;
   int myRank = -1;
-  std::vector<MemberInfo> members;  // index = rank
-  std::vector<int> monitored;       // ranks this rank probes
+  // The ranks (index = rank), then the hot spares (index = nRanks + position in the
+  // pool). nRanks < 0: every member is a rank.
+  std::vector<MemberInfo> members;
+  int nRanks = -1;
+  std::vector<int> monitored;       // member indices this process probes
+  // Processes of earlier epochs that are no longer members. One that still sends
+  // heartbeats slept through the rebuild (SIGSTOP): it is told it was expelled.
+  std::vector<ProcessKey> formerMembers;
   HealthListener* listener = nullptr;
   int probeIntervalMs = 10;
   int failureTimeoutMs = 1000;
@@ -112,6 +121,7 @@ class HealthProtocol {
     HealthRegistration info;
     std::set<int> reported;  // ranks already reported failed
     std::set<int> left;      // ranks that announced an orderly leave
+    bool allRanksLeftTold = false;
     std::unique_ptr<Agreement> agreement;  // recoverable communicators only
     std::unique_ptr<AgreementNetwork> agreementNet;
     bool agreementDone = false;    // failed or expelled: nothing more to say
@@ -128,6 +138,9 @@ class HealthProtocol {
   void syncWatched(HealthTime now);
   void suspect(const Suspicion& suspicion);
   void deliver(Registration& registration, const FailureReport& report);
+  void onLeave(Registration& registration, int index);
+  void tellIfExpelled(const ProcessKey& from);
+  static int rankCount(const HealthRegistration& info);
 
   ProcessKey self_;
   std::string host_;

@@ -26,6 +26,14 @@ std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m) {
   for (int r : m.failedRanks) w.put(static_cast<int32_t>(r));
   w.put(static_cast<int32_t>(m.replaced));
   w.put(static_cast<uint8_t>(m.shrunk));
+  w.put(static_cast<uint32_t>(m.joined.size()));
+  for (const JoiningSpare& j : m.joined) {
+    w.putString(j.key);
+    w.putString(j.host);
+    w.put(j.pid);
+    w.putBlob(j.peerInfo);
+  }
+  w.putBlob(m.blob);
   return w.bytes();
 }
 
@@ -35,7 +43,7 @@ bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* o
   uint8_t type = 0, shrunk = 0;
   uint32_t nFailed = 0;
   int32_t replaced = 0;
-  if (!r.get(&type) || type < RecoveryMessage::kReport || type > RecoveryMessage::kExpelled ||
+  if (!r.get(&type) || type < RecoveryMessage::kReport || type > RecoveryMessage::kJoinAccept ||
       !r.get(&m.epoch) || !r.getStrings(&m.failed) || !r.get(&m.next.epoch) ||
       !r.getStrings(&m.next.ranks) || !r.getStrings(&m.next.spares) || !r.get(&nFailed) ||
       nFailed > frame.size()) {
@@ -46,7 +54,18 @@ bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* o
     if (!r.get(&rank)) return false;
     m.failedRanks.push_back(rank);
   }
-  if (!r.get(&replaced) || !r.get(&shrunk) || !r.atEnd()) return false;
+  uint32_t nJoined = 0;
+  if (!r.get(&replaced) || !r.get(&shrunk) || !r.get(&nJoined) || nJoined > frame.size()) {
+    return false;
+  }
+  m.joined.resize(nJoined);
+  for (JoiningSpare& j : m.joined) {
+    if (!r.getString(&j.key) || !r.getString(&j.host) || !r.get(&j.pid) ||
+        !r.getBlob(&j.peerInfo)) {
+      return false;
+    }
+  }
+  if (!r.getBlob(&m.blob) || !r.atEnd()) return false;
   m.type = static_cast<RecoveryMessage::Type>(type);
   m.replaced = replaced;
   m.shrunk = shrunk != 0;
@@ -85,13 +104,16 @@ Member Agreement::coordinator() const {
 void Agreement::expel(const std::string& why) {
   if (state_ == State::kExpelled || state_ == State::kFailed) return;
   state_ = State::kExpelled;
-  why_ = why;
+  why_ = "expelled: " + why;
 }
 
 void Agreement::onFailure(const Member& who) {
   if (state_ == State::kExpelled || state_ == State::kFailed || who == self_) return;
   if (!contains(current_.ranks, who) && !contains(current_.spares, who)) return;
   if (!failed_.insert(who).second) return;
+  // A spare lost while all ranks are well only leaves the pool: no round, no new epoch
+  // (the next decision skips it). During a round it is news like any other.
+  if (state_ == State::kStable && contains(current_.spares, who)) return;
   state_ = State::kRecovering;
   report();
 }
@@ -163,19 +185,48 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
         expel("the others went on to epoch " + std::to_string(m.epoch) + " without this process");
       }
       break;
+    case RecoveryMessage::kJoin:
+      if (m.epoch == current_.epoch && m.joined.size() == 1) requestJoin(m.joined.front());
+      break;
+    case RecoveryMessage::kJoinAccept:
+      break;  // for the newcomer's core, not for an agreement
   }
+}
+
+void Agreement::requestJoin(const JoiningSpare& spare) {
+  if (state_ != State::kStable) return;
+  if (contains(current_.ranks, spare.key) || contains(current_.spares, spare.key)) return;
+  Member coord = coordinator();
+  if (coord != self_) {
+    RecoveryMessage forward;
+    forward.type = RecoveryMessage::kJoin;
+    forward.epoch = current_.epoch;
+    forward.joined.push_back(spare);
+    net_->send(coord, forward);
+    return;
+  }
+  RecoveryMessage commit;
+  commit.type = RecoveryMessage::kCommit;
+  commit.epoch = current_.epoch + 1;
+  commit.next = current_;
+  commit.next.epoch = current_.epoch + 1;
+  commit.next.spares.push_back(spare.key);
+  commit.joined.push_back(spare);
+  adopt(commit, /*forward=*/true);
 }
 
 void Agreement::onStalled() {
   if (state_ != State::kRecovering) return;
-  if (stalls_++ > 0) {
-    if (coordinator() == self_) {
-      for (const Member& m : survivors()) {
-        if (m != self_ && !reports_.count(m)) failed_.insert(m);
-      }
-    } else {
-      failed_.insert(coordinator());
+  ++stalls_;
+  // The coordinator gives up on silent members at its second stall; a member gives
+  // up on its coordinator one stall later, so that a coordinator deciding without a
+  // silent member is not itself evicted by members whose timers fired alongside.
+  if (coordinator() == self_ && stalls_ >= 2) {
+    for (const Member& m : survivors()) {
+      if (m != self_ && !reports_.count(m)) failed_.insert(m);
     }
+  } else if (coordinator() != self_ && stalls_ >= 3) {
+    failed_.insert(coordinator());
   }
   reports_.erase(self_);
   report();
@@ -251,10 +302,13 @@ void Agreement::adopt(const RecoveryMessage& commit, bool forward) {
     return;
   }
   state_ = State::kStable;
-  if (!stillFailed.empty()) {  // failures the commit did not cover yet: next round
-    failed_ = stillFailed;
-    state_ = State::kRecovering;
-    report();
+  failed_ = stillFailed;  // failures the commit did not cover yet
+  for (const Member& f : stillFailed) {
+    if (contains(current_.ranks, f)) {  // a rank of the new epoch is gone: next round
+      state_ = State::kRecovering;
+      report();
+      break;
+    }
   }
 }
 

@@ -20,6 +20,10 @@
 //  4. COMMIT goes to every survivor and every spare; each receiver forwards it once to
 //     all others, so a coordinator that dies mid-commit cannot leave some members in
 //     e+1 and others in e. Messages of an older epoch are answered with EXPELLED.
+// Refilling the pool: a member that accepted a JOIN (ftcclCommJoinAsSpare) passes it to
+// the coordinator, which, when no failure is being agreed on, commits epoch e+1 with the
+// same ranks and the newcomer appended to the spares (a "pool-only" commit: the ranks
+// need not rebuild for it).
 #pragma once
 
 #include <cstdint>
@@ -38,14 +42,32 @@ struct Membership {
   std::vector<Member> spares;  // in activation order
 };
 
+// A process asking to join the spare pool.
+struct JoiningSpare {
+  Member key;
+  std::string host;
+  int32_t pid = 0;
+  std::vector<uint8_t> peerInfo;  // opaque here: what core/ needs to reach it
+};
+
 struct RecoveryMessage {
-  enum Type : uint8_t { kReport = 1, kCommit = 2, kExpelled = 3 } type = kReport;
+  enum Type : uint8_t {
+    kReport = 1,
+    kCommit = 2,
+    kExpelled = 3,
+    kJoin = 4,        // newcomer -> a member -> the coordinator
+    kJoinAccept = 5,  // the member -> newcomer, once the pool commit is adopted
+  } type = kReport;
   uint64_t epoch = 0;               // the epoch being left (report) / entered (commit)
   std::vector<Member> failed;       // kReport: the sender's failed set
   Membership next;                  // kCommit
   std::vector<int> failedRanks;     // kCommit: ranks lost, numbered in the old epoch
   int replaced = 0;                 // kCommit: how many were replaced by spares
   bool shrunk = false;              // kCommit
+  std::vector<JoiningSpare> joined;  // kJoin: the candidate; kCommit: spares added
+  std::vector<uint8_t> blob;        // kJoin: the join secret; kJoinAccept: member table
+
+  bool poolOnly() const { return type == kCommit && !joined.empty() && failedRanks.empty(); }
 };
 
 std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m);
@@ -63,13 +85,19 @@ class Agreement {
 
   Agreement(Member self, Membership current, bool shrinkWhenNoSpares, AgreementNetwork* net);
 
-  // Health learnt that `who` failed (a member or a spare).
+  // Health learnt that `who` failed or left (a member or a spare). A spare lost while
+  // stable leaves the pool at the next decision without starting a round.
   void onFailure(const Member& who);
   void onMessage(const Member& from, const RecoveryMessage& message);
   // No decision for a failure timeout: the first time, ask again (a message may have
-  // been lost); after that, whoever did not answer counts as unreachable (the
-  // coordinator's silent members, or a member's silent coordinator).
+  // been lost); after that, whoever did not answer counts as unreachable: the
+  // coordinator's silent members at its second stall, a member's silent coordinator
+  // at the member's third (so both timers firing together cannot evict the coordinator
+  // that is about to decide).
   void onStalled();
+  // A member accepted a newcomer's JOIN: the coordinator adds it to the pool (only while
+  // stable; during a recovery the join is dropped and the newcomer times out).
+  void requestJoin(const JoiningSpare& spare);
 
   State state() const { return state_; }
   const Membership& membership() const { return current_; }

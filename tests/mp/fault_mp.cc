@@ -24,15 +24,12 @@
 #include <thread>
 #include <vector>
 
+#include "fault_stamp.h"
 #include "ftccl.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double nowMs() {
-  return std::chrono::duration<double, std::milli>(Clock::now().time_since_epoch()).count();
-}
+using faulttest::nowMs;
 
 struct Options {
   std::string fault = "kill";
@@ -65,34 +62,12 @@ bool parse(int argc, char** argv, Options* o) {
   return true;
 }
 
-int envInt(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v ? std::atoi(v) : fallback;
-}
-
-// The victim records when it injected the fault (same host: one steady clock).
+// The victim records when it injected the fault, then injects it.
 void injectFault(const Options& o) {
-  if (!o.stampFile.empty()) {
-    FILE* f = std::fopen(o.stampFile.c_str(), "w");
-    if (f) {
-      std::fprintf(f, "%.3f\n", nowMs());
-      std::fclose(f);
-    }
-  }
+  faulttest::writeStamp(o.stampFile, /*keepFirst=*/false);
   if (o.fault == "kill") raise(SIGKILL);
   if (o.fault == "stop") raise(SIGSTOP);
   if (o.fault == "drop") raise(SIGUSR2);
-}
-
-double readStamp(const Options& o) {
-  if (o.stampFile.empty()) return -1;
-  FILE* f = std::fopen(o.stampFile.c_str(), "r");
-  double stamp = -1;
-  if (f) {
-    if (std::fscanf(f, "%lf", &stamp) != 1) stamp = -1;
-    std::fclose(f);
-  }
-  return stamp;
 }
 
 }  // namespace
@@ -103,9 +78,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bad arguments\n");
     return 2;
   }
-  // ftccl_run sets FTCCL_RANK/NRANKS; under mpirun, Open MPI's own variables serve.
-  int rank = envInt("FTCCL_RANK", envInt("OMPI_COMM_WORLD_RANK", -1));
-  int nranks = envInt("FTCCL_NRANKS", envInt("OMPI_COMM_WORLD_SIZE", -1));
+  int rank = faulttest::processIndex();
+  int nranks = faulttest::processCount();
   if (rank < 0 || nranks < 1) {
     std::fprintf(stderr, "run me under ftccl_run (FTCCL_RANK/FTCCL_NRANKS unset)\n");
     return 2;
@@ -185,7 +159,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::string error = ftcclGetLastError(comm);
-  double stamp = readStamp(o);
+  double stamp = faulttest::readStamp(o.stampFile);
   // Self-injected faults stamp their time; with --external the failing op's own
   // duration bounds the detection latency from above.
   double latency = stamp > 0 ? failedAt - stamp

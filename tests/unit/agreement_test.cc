@@ -168,13 +168,41 @@ TEST(Agreement, SecondFailureDuringRebuild) {
   EXPECT_EQ(m.ranks, (V{"p0", "p1", "s0", "p3", "p4", "s1"}));
 }
 
+// A spare lost while every rank is well starts no round (the ranks keep working in
+// their epoch); the next decision skips it.
 TEST(Agreement, SpareKilledWhileWaitingLeavesThePool) {
   Cluster c(3, 2);
   c.kill("s0");
   c.run();
+  for (const char* k : {"p0", "p1", "p2", "s1"}) {
+    EXPECT_EQ(c.at(k).state(), Agreement::State::kStable) << k;
+  }
+  EXPECT_EQ(c.net.framesDelivered(), 0u);
+  c.checkInvariants(0);
+  c.kill("p1");
+  c.run();
   c.checkInvariants(1);
-  EXPECT_EQ(c.at("p0").membership().ranks, (V{"p0", "p1", "p2"}));
-  EXPECT_EQ(c.at("p0").membership().spares, (V{"s1"}));
+  EXPECT_EQ(c.at("p0").membership().ranks, (V{"p0", "s1", "p2"}));
+  EXPECT_TRUE(c.at("p0").membership().spares.empty());
+}
+
+// A spare that died unseen (no health report) still answers nobody: the coordinator
+// gives up on it after two stalls and decides without it.
+TEST(Agreement, SpareDeadUnseenIsDroppedAfterStalls) {
+  Cluster c(4, 2);
+  c.net.kill("s0");
+  c.dead.insert("s0");
+  c.kill("p2");
+  c.run();
+  EXPECT_EQ(c.at("p0").state(), Agreement::State::kRecovering);  // waiting for s0
+  for (int round = 0; round < 2; ++round) {
+    for (auto& [key, node] : c.nodes) {
+      if (!c.dead.count(key)) node->agreement.onStalled();
+    }
+    c.run();
+  }
+  c.checkInvariants(1);
+  EXPECT_EQ(c.at("p0").membership().ranks, (V{"p0", "p1", "s1", "p3"}));
 }
 
 TEST(Agreement, ThreeFailuresOneAfterAnotherWithThreeSpares) {

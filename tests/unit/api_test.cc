@@ -149,7 +149,6 @@ TEST_F(SingleRank, UnimplementedCallsSayNotImplementedYet) {
       ftcclGroupStart(),
       ftcclGroupEnd(),
       ftcclCommSplit(comm_, 0, 0, &other, nullptr),
-      ftcclCommStandby(comm_, &activated),
       ftcclCommGetJoinId(comm_, &id),
       ftcclCommJoinAsSpare(&other, id, nullptr),
   };
@@ -157,6 +156,9 @@ TEST_F(SingleRank, UnimplementedCallsSayNotImplementedYet) {
     EXPECT_EQ(results[i], ftcclInvalidUsage) << "call #" << i;
   }
   EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "not implemented yet"));
+  // Standby is for spares only.
+  EXPECT_EQ(ftcclCommStandby(comm_, &activated), ftcclInvalidUsage);
+  EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "not a spare"));
   // Rebuild exists: on a healthy communicator there is nothing to rebuild.
   EXPECT_EQ(ftcclCommRebuild(comm_, &info), ftcclInvalidUsage);
   EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "not revoked"));
@@ -212,9 +214,12 @@ TEST(Init, BadConfigIsRejected) {
   std::memset(&raw, 0, sizeof(raw));
   EXPECT_EQ(ftcclCommInitRankConfig(&comm, 1, id, 0, &raw), ftcclInvalidArgument);
   ftcclConfig_t spares = FTCCL_CONFIG_INITIALIZER;
-  spares.nSpares = 1;
-  EXPECT_EQ(ftcclCommInitRankConfig(&comm, 1, id, 0, &spares), ftcclInvalidUsage);
-  EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "not implemented yet"));
+  spares.nSpares = -1;
+  EXPECT_EQ(ftcclCommInitRankConfig(&comm, 1, id, 0, &spares), ftcclInvalidArgument);
+  EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "nSpares"));
+  spares.nSpares = 1;  // rank 2 is beyond the one rank and one spare
+  EXPECT_EQ(ftcclCommInitRankConfig(&comm, 1, id, 2, &spares), ftcclInvalidArgument);
+  EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "nSpares=1"));
   ftcclConfig_t negative = FTCCL_CONFIG_INITIALIZER;
   negative.opTimeoutMs = -5;
   EXPECT_EQ(ftcclCommInitRankConfig(&comm, 1, id, 0, &negative), ftcclInvalidArgument);
@@ -292,6 +297,51 @@ TEST(Abort, WakesABlockedCallFromAnotherThread) {
   EXPECT_LT(seconds, 20.0);
   EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "abort")) << ftcclGetLastError(nullptr);
   EXPECT_EQ(ftcclCommAbort(comms[1]), ftcclSuccess);
+}
+
+// A hot spare (a thread here) holds rank -1, may not run collectives, and its standby
+// is woken by CommAbort from another thread; the rank works without it meanwhile.
+TEST(Spares, ASpareWaitsWithoutARankAndAbortWakesIt) {
+  ftcclUniqueId id;
+  ASSERT_EQ(ftcclGetUniqueId(&id), ftcclSuccess);
+  ftcclConfig_t config = FTCCL_CONFIG_INITIALIZER;
+  config.nSpares = 1;
+  ftcclComm_t comms[2] = {nullptr, nullptr};
+  std::thread spareInit(
+      [&] { EXPECT_EQ(ftcclCommInitRankConfig(&comms[1], 1, id, 1, &config), ftcclSuccess); });
+  ASSERT_EQ(ftcclCommInitRankConfig(&comms[0], 1, id, 0, &config), ftcclSuccess);
+  spareInit.join();
+  ASSERT_NE(comms[1], nullptr);
+  int rank = 0, count = 0;
+  ASSERT_EQ(ftcclCommUserRank(comms[1], &rank), ftcclSuccess);
+  EXPECT_EQ(rank, -1);
+  ASSERT_EQ(ftcclCommCount(comms[1], &count), ftcclSuccess);
+  EXPECT_EQ(count, 1);
+  float x = 2, y = 0;
+  EXPECT_EQ(ftcclAllReduce(&x, &y, 1, ftcclFloat32, ftcclSum, comms[1], nullptr),
+            ftcclInvalidUsage);
+  EXPECT_TRUE(contains(ftcclGetLastError(comms[1]), "spare")) << ftcclGetLastError(comms[1]);
+  ftcclRebuildInfo_t info;
+  EXPECT_EQ(ftcclCommRebuild(comms[1], &info), ftcclInvalidUsage);
+  ASSERT_EQ(ftcclAllReduce(&x, &y, 1, ftcclFloat32, ftcclSum, comms[0], nullptr), ftcclSuccess);
+  EXPECT_EQ(y, 2.0f);
+
+  std::atomic<bool> returned{false};
+  int activated = -7;
+  ftcclResult_t standby = ftcclSuccess;
+  std::thread spare([&] {
+    standby = ftcclCommStandby(comms[1], &activated);
+    returned = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(returned.load());  // no failure, nobody left: it waits
+  auto start = Clock::now();
+  EXPECT_EQ(ftcclCommAbort(comms[1]), ftcclSuccess);
+  spare.join();
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 20.0);
+  EXPECT_EQ(standby, ftcclInvalidUsage);
+  EXPECT_EQ(activated, -7);
+  EXPECT_EQ(ftcclCommDestroy(comms[0]), ftcclSuccess);
 }
 
 // opTimeoutMs: rank 1 (a thread, alive) never joins; rank 0's op fails with

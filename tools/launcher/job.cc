@@ -82,6 +82,8 @@ const char* faultPastTense(FaultKind kind) {
       return "stopped";
     case FaultKind::Drop:
       return "dropped";
+    case FaultKind::Resume:
+      return "resumed";
   }
   return "?";
 }

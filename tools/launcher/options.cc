@@ -107,6 +107,7 @@ bool applyValueOption(const std::string& name, const std::string& value, Options
   }
   FaultKind kind = name == "--kill"   ? FaultKind::Kill
                    : name == "--stop" ? FaultKind::Stop
+                   : name == "--cont" ? FaultKind::Resume
                                       : FaultKind::Drop;
   Fault fault;
   if (!parseFault(name, kind, value, &fault, error)) return false;
@@ -116,7 +117,7 @@ bool applyValueOption(const std::string& name, const std::string& value, Options
 
 bool takesValue(const std::string& name) {
   return name == "-n" || name == "--timeout" || name == "--addr" || name == "--kill" ||
-         name == "--stop" || name == "--drop";
+         name == "--stop" || name == "--drop" || name == "--cont";
 }
 
 // Checks that need the whole command line.
@@ -149,6 +150,8 @@ const char* faultName(FaultKind kind) {
       return "stop";
     case FaultKind::Drop:
       return "drop";
+    case FaultKind::Resume:
+      return "cont";
   }
   return "?";
 }
@@ -161,6 +164,8 @@ int faultSignal(FaultKind kind) {
       return SIGSTOP;
     case FaultKind::Drop:
       return SIGUSR2;
+    case FaultKind::Resume:
+      return SIGCONT;
   }
   return 0;
 }
@@ -232,6 +237,7 @@ void printUsage(std::FILE* out) {
       "  -n N             number of ranks (1..%d)\n"
       "  --kill R@SEC     SIGKILL rank R's process group SEC seconds after the start\n"
       "  --stop R@SEC     SIGSTOP rank R's process group (it stays stopped)\n"
+      "  --cont R@SEC     SIGCONT rank R's process group (resumes a stopped rank)\n"
       "  --drop R@SEC     SIGUSR2 to rank R's process: the library then silently drops all\n"
       "                   its traffic (any --drop sets FTCCL_FAULT_INJECTION=1 on every rank)\n"
       "  --timeout SEC    kill the whole job if ranks still run after SEC seconds\n"

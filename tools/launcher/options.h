@@ -11,10 +11,10 @@ namespace ftrun {
 // Two file descriptors per rank must fit the open-file limit; see raiseFileLimit().
 constexpr int kMaxRanks = 1024;
 
-enum class FaultKind { Kill, Stop, Drop };
+enum class FaultKind { Kill, Stop, Drop, Resume };
 
-const char* faultName(FaultKind kind);  // "kill", "stop", "drop"
-int faultSignal(FaultKind kind);        // SIGKILL, SIGSTOP, SIGUSR2
+const char* faultName(FaultKind kind);  // "kill", "stop", "drop", "cont"
+int faultSignal(FaultKind kind);        // SIGKILL, SIGSTOP, SIGUSR2, SIGCONT
 
 struct Fault {
   FaultKind kind;
