@@ -312,11 +312,14 @@ struct OptSpec {
   char shortName;
   const char* longName;
 };
+// Long-only options: keys that are no letter, so no short option spells them.
+constexpr char kOptSpares = 1;
+constexpr char kOptRecover = 2;
 const OptSpec kOptSpecs[] = {
     {'b', "minbytes"}, {'e', "maxbytes"}, {'i', "stepbytes"}, {'f', "stepfactor"},
     {'n', "iters"},    {'w', "warmup_iters"}, {'c', "check"}, {'o', "op"},
     {'d', "datatype"}, {'r', "root"},     {'z', "blocking"},  {'J', "json"},
-    {'F', "fault"},    {'h', "help"}};
+    {'F', "fault"},    {kOptSpares, "spares"}, {kOptRecover, "recover"}, {'h', "help"}};
 
 }  // namespace
 
@@ -345,7 +348,9 @@ ParseStatus parseOptions(int argc, char* const* argv, Options* opts, std::string
     } else if (arg.size() >= 2 && arg[0] == '-') {  // -b value | -bvalue
       key = arg[1];
       bool known = false;
-      for (const OptSpec& s : kOptSpecs) known = known || key == s.shortName;
+      for (const OptSpec& s : kOptSpecs) {
+        known = known || (key == s.shortName && std::isalpha(static_cast<unsigned char>(key)));
+      }
       if (!known) return fail("unknown option '" + arg + "'");
       if (arg.size() > 2) {
         value = arg.substr(2);
@@ -355,6 +360,11 @@ ParseStatus parseOptions(int argc, char* const* argv, Options* opts, std::string
       return fail("unexpected argument '" + arg + "'");
     }
     if (key == 'h') return ParseStatus::kHelp;
+    if (key == kOptRecover) {  // a flag: no value
+      if (hasValue) return fail("--recover takes no value");
+      opts->recovery.enabled = true;
+      continue;
+    }
     if (!hasValue) {
       if (a + 1 >= argc) return fail(std::string("option -") + key + " needs a value");
       value = argv[++a];
@@ -419,6 +429,10 @@ ParseStatus parseOptions(int argc, char* const* argv, Options* opts, std::string
           return fail("invalid --fault: '" + value + "' (kill|stop|drop:RANK:ITER)");
         }
         break;
+      case kOptSpares:
+        if (!parseInt(v, 0, INT_MAX, &n)) return fail("invalid --spares (>= 0): '" + value + "'");
+        opts->recovery.spares = static_cast<int>(n);
+        break;
       default:
         return fail("unknown option '" + arg + "'");
     }
@@ -429,6 +443,11 @@ ParseStatus parseOptions(int argc, char* const* argv, Options* opts, std::string
   }
   if (opts->stepFactor <= 1 && opts->stepBytes == 0 && opts->minBytes < opts->maxBytes) {
     return fail("-i (stepbytes) must be > 0 when -f (stepfactor) is 1");
+  }
+  if (opts->recovery.spares > 0) opts->recovery.enabled = true;
+  if (opts->recovery.enabled && opts->fault.kind == "drop") {
+    // The cut-off rank lives on and is expelled: no run to compare with the planned one.
+    return fail("--fault drop cannot be combined with --spares / --recover (use kill or stop)");
   }
   return ParseStatus::kOk;
 }
@@ -469,12 +488,20 @@ void printUsage(FILE* out, const char* prog) {
                "[-z,--blocking <0/1> use the NULL stream: every call blocks] \n\t"
                "[-J,--json <file> write all results as JSON (rank 0)] \n\t"
                "[--fault kill|stop|drop:RANK:ITER inject a fault at that operation] \n\t"
+               "[--spares <S> the last S processes are hot spares: after a failure the ranks "
+               "rebuild onto them, redo the interrupted step and go on] \n\t"
+               "[--recover go on after a failure, shrinking when no spare is left (alone or with "
+               "--spares 0: shrink)] \n\t"
                "[-h,--help]\n"
                "Bootstrap: under mpirun, MPI broadcasts the ftccl unique id; with "
                "FTCCL_COMM_ID=host:port\n"
                "set, MPI is not used and the rank comes from FTCCL_RANK/FTCCL_NRANKS "
                "(else OMPI_COMM_WORLD_RANK/SIZE);\n"
-               "otherwise a single rank runs alone.\n",
+               "otherwise a single rank runs alone.\n"
+               "--spares/--recover need FTCCL_COMM_ID (ftccl_run -n RANKS+S): MPI does not "
+               "survive a death. Each live\n"
+               "process then prints PERF_VERDICT rank=P PASS|FAIL, and rank 0 (or the lowest "
+               "survivor) a \"# Fault:\" summary.\n",
                prog);
 }
 
@@ -625,23 +652,58 @@ Buffer allocBuffer(size_t bytes) {
   return Buffer(static_cast<unsigned char*>(p));
 }
 
+// One type x op x root of the benchmark.
+struct Combo {
+  ftcclDataType_t type;
+  ftcclRedOp_t op;
+  int root;
+};
+
+// The benchmark as a flat list of steps, so that after a rebuild the members can agree on
+// one index and go on from there. Any step can be redone: it sets up what it uses.
+enum class StepKind {
+  kBegin,   // a combo: fill the input and the expected output, barrier
+  kWarmup,  // warm-up at the largest and the smallest size, as nccl-tests does
+  kSync,    // one size and placement: an untimed op to line the ranks up, barrier
+  kTimed,   // the timed loop
+  kCheck,   // the checked runs
+  kRow,     // print the row (after both placements)
+};
+
+struct Step {
+  StepKind kind;
+  int combo;
+  int row;  // index into Run::table; -1 for kBegin / kWarmup
+  bool inPlace;
+};
+
+using Clock = std::chrono::steady_clock;
+
 struct Run {
   const CollTool* tool = nullptr;
   Options opt;
   Mode mode = Mode::kSingle;
   int rank = 0;
   int nranks = 1;
+  int process = 0;        // the launcher's index (FTCCL_RANK), spares included
+  bool spare = false;     // --spares: one of the last S processes
+  bool reporter = false;  // prints the table: rank 0, after a failure the lowest survivor
   bool mpiUp = false;
   ftcclComm_t comm = nullptr;
   ftcclStream_t stream = nullptr;  // NULL with -z 1
   int barrierValue = 0;
   size_t bufBytes = 0;
   Buffer send, recv, expected;
-  std::vector<ResultRow> rows;
-  double busBwSum = 0;
-  long long busBwCount = 0;
-  long long wrongTotal = 0;
-  long timedOps = 0;  // for --fault
+  std::vector<Combo> combos;
+  std::vector<Step> steps;
+  std::vector<ResultRow> table;  // every row, filled in as the steps run
+  std::vector<char> printed;     // per row: its kRow step ran
+  long step = 0;                 // the step running now
+  long loopStep = -1;            // the timed loop whose first t0 a redo keeps
+  Clock::time_point loopT0;
+  long timedOps = 0;                   // for --fault
+  bool faultArmed = true;              // off after a rebuild: the fault happened once
+  std::unique_ptr<Recovery> recovery;  // --spares / --recover
 };
 
 bool isRoot(const Run& r) { return r.rank == 0; }
@@ -649,6 +711,10 @@ bool isRoot(const Run& r) { return r.rank == 0; }
 // Prints a failed ftccl call, rank-prefixed, with the communicator's last error.
 bool ok(Run& r, ftcclResult_t res, const char* what) {
   if (res == ftcclSuccess) return true;
+  if (r.recovery && Recovery::isPeerFailure(res)) {
+    r.recovery->noteFailure(r.rank, r.step, ftcclGetLastError(r.comm));
+    return false;  // runSteps() rebuilds and redoes the step
+  }
   if (reportDetectedFault(r.opt.fault, r.rank, res, ftcclGetLastError(r.comm))) {
     // The planned fault was detected: this survivor's job is done. No MPI call is safe
     // any more (peers are gone), so leave now.
@@ -726,6 +792,40 @@ int launcherRank() {
   return 0;
 }
 
+// With --spares / --recover, the communicator has config.nSpares spares (the last
+// processes, rank -1 until activated) and shrinks when more ranks fail than spares remain.
+ftcclResult_t initComm(Run& r, const ftcclUniqueId& id, ftcclComm_t* comm) {
+  if (!r.opt.recovery.enabled) return ftcclCommInitRank(comm, r.nranks, id, r.rank);
+  ftcclConfig_t config = FTCCL_CONFIG_INITIALIZER;
+  config.nSpares = r.opt.recovery.spares;
+  config.shrinkWhenNoSpares = 1;
+  return ftcclCommInitRankConfig(comm, r.nranks, id, r.process, &config);
+}
+
+// --spares / --recover: only without MPI, with enough processes, and a victim that holds
+// a rank. Returns "" when usable, else why not.
+std::string recoveryUsageError(const Options& o) {
+  if (!o.recovery.enabled) return "";
+  if (!envOrNull("FTCCL_COMM_ID")) {
+    return "--spares / --recover need the no-MPI bootstrap (FTCCL_COMM_ID, as ftccl_run sets "
+           "it): an MPI job does not survive the death of one of its processes";
+  }
+  int processes = 1;
+  if (!envInt("FTCCL_NRANKS", &processes) && !envInt("OMPI_COMM_WORLD_SIZE", &processes)) {
+    processes = 1;
+  }
+  const int nranks = processes - o.recovery.spares;
+  if (nranks < 1) {
+    return "--spares " + std::to_string(o.recovery.spares) + " leaves no rank among " +
+           std::to_string(processes) + " processes";
+  }
+  if (o.fault.enabled() && o.fault.rank >= nranks) {
+    return "--fault rank " + std::to_string(o.fault.rank) + " is not a rank (" +
+           std::to_string(nranks) + " ranks; the spares follow them)";
+  }
+  return "";
+}
+
 // Sets mode/rank/nranks, creates the communicator and the stream.
 bool bootstrap(Run& r, int* argc, char*** argv) {
   if (envOrNull("FTCCL_COMM_ID")) {
@@ -737,6 +837,11 @@ bool bootstrap(Run& r, int* argc, char*** argv) {
       std::fprintf(stderr, "%s: invalid rank %d of %d (FTCCL_RANK / FTCCL_NRANKS)\n",
                    r.tool->name, r.rank, r.nranks);
       return false;
+    }
+    r.process = r.rank;
+    if (r.opt.recovery.enabled) {  // the last S processes are the spares
+      r.nranks -= r.opt.recovery.spares;
+      r.spare = r.process >= r.nranks;
     }
   } else if (launchedByMpi()) {
     r.mode = Mode::kMpi;
@@ -771,9 +876,17 @@ bool bootstrap(Run& r, int* argc, char*** argv) {
     if (!ok(r, ftcclGetUniqueId(&id), "ftcclGetUniqueId")) return false;
   }
   ftcclComm_t comm = nullptr;
-  const ftcclResult_t res = ftcclCommInitRank(&comm, r.nranks, id, r.rank);
+  const ftcclResult_t res = initComm(r, id, &comm);
   if (!ok(r, res, "ftcclCommInitRank")) return false;  // r.comm still NULL: thread's error
   r.comm = comm;
+  if (r.opt.recovery.enabled) {
+    if (!ok(r, ftcclCommUserRank(r.comm, &r.rank), "ftcclCommUserRank")) return false;
+    if ((r.rank < 0) != r.spare) {
+      std::fprintf(stderr, "[process %d] %s: got rank %d as a %s\n", r.process, r.tool->name,
+                   r.rank, r.spare ? "spare" : "rank");
+      return false;
+    }
+  }
   int count = 0;
   if (!ok(r, ftcclCommCount(r.comm, &count), "ftcclCommCount")) return false;
   if (count != r.nranks) {
@@ -818,6 +931,11 @@ void printPreamble(Run& r) {
     std::printf("# No MPI: times and #wrong are rank 0's own; every rank checks its data and "
                 "exits non-zero on wrong values\n");
   }
+  if (o.recovery.enabled) {
+    std::printf("# Recovery: %d spare process(es) after the ranks; after a failure the ranks "
+                "rebuild (%s), redo the interrupted step and go on\n",
+                o.recovery.spares, o.recovery.spares > 0 ? "onto a spare" : "shrinking");
+  }
   bool bf16Sum = false;
   for (ftcclDataType_t t : o.types) bf16Sum = bf16Sum || t == ftcclBfloat16;
   if (bf16Sum && r.tool->usesOps && r.nranks > 127) {
@@ -835,12 +953,11 @@ void printPreamble(Run& r) {
 }
 
 // Runs `iters` operations of `count` elements back to back, then waits.
-bool runOps(Run& r, ftcclDataType_t type, ftcclRedOp_t op, int root, size_t count, bool inPlace,
-            int iters) {
+bool runOps(Run& r, const Combo& c, size_t count, bool inPlace, int iters) {
   const void* sendbuff = inPlace ? r.recv.get() : r.send.get();
   for (int it = 0; it < iters; ++it) {
-    maybeInjectFault(r.opt.fault, r.rank, &r.timedOps);
-    if (!ok(r, r.tool->run(sendbuff, r.recv.get(), count, type, op, root, r.comm, r.stream),
+    if (r.faultArmed) maybeInjectFault(r.opt.fault, r.rank, &r.timedOps);
+    if (!ok(r, r.tool->run(sendbuff, r.recv.get(), count, c.type, c.op, c.root, r.comm, r.stream),
             r.tool->collName))
       return false;
   }
@@ -857,88 +974,108 @@ void prepareRecv(Run& r, size_t bytes, bool inPlace) {
   }
 }
 
-// One size, one placement: time it, then check it.
-bool benchOne(Run& r, ftcclDataType_t type, ftcclRedOp_t op, int root, size_t count,
-              bool inPlace, PlacementResult* out) {
-  const size_t bytes = count * typeSize(type);
-  if (r.opt.check) prepareRecv(r, bytes, inPlace);
+// This rank's input and expected output at the largest size; they depend on the rank and
+// the number of ranks, so a rebuild fills them again.
+void fillCombo(Run& r, const Combo& c) {
+  if (!r.opt.check) return;
+  const size_t maxCount = r.opt.maxBytes / typeSize(c.type);
+  r.tool->fillInput(r.send.get(), maxCount, c.type, c.op, c.root, r.rank, r.nranks);
+  r.tool->fillExpected(r.expected.get(), maxCount, c.type, c.op, c.root, r.rank, r.nranks);
+}
 
-  if (!runOps(r, type, op, root, count, inPlace, 1)) return false;  // untimed: sync the ranks
-  if (!barrier(r)) return false;
-  const auto t0 = std::chrono::steady_clock::now();
-  if (!runOps(r, type, op, root, count, inPlace, r.opt.iters)) return false;
-  const auto t1 = std::chrono::steady_clock::now();
+bool beginCombo(Run& r, const Combo& c) {
+  fillCombo(r, c);
+  return barrier(r);
+}
+
+bool warmUp(Run& r, const Combo& c) {
+  const size_t tsize = typeSize(c.type);
+  return runOps(r, c, r.opt.maxBytes / tsize, false, r.opt.warmupIters) &&
+         runOps(r, c, r.opt.minBytes / tsize, false, r.opt.warmupIters);
+}
+
+bool syncPlacement(Run& r, const Combo& c, const Step& s) {
+  const ResultRow& row = r.table[static_cast<size_t>(s.row)];
+  if (r.opt.check) prepareRecv(r, row.bytes, s.inPlace);
+  return runOps(r, c, row.count, s.inPlace, 1) && barrier(r);
+}
+
+// A loop redone after a failure keeps its first t0: its time then includes the failure,
+// the detection, the rebuild and the redone operations, with the iterations counted once.
+bool timePlacement(Run& r, const Combo& c, const Step& s) {
+  ResultRow& row = r.table[static_cast<size_t>(s.row)];
+  if (r.loopStep != r.step) {
+    r.loopStep = r.step;
+    r.loopT0 = Clock::now();
+  }
+  if (!runOps(r, c, row.count, s.inPlace, r.opt.iters)) return false;
+  const auto t1 = Clock::now();
   const double sec =
-      maxOverRanks(r, std::chrono::duration<double>(t1 - t0).count() / r.opt.iters);
-  out->timeUs = sec * 1.0e6;
-  computeBandwidth(bytes, sec, r.tool->busBwFactor(r.nranks), &out->algBw, &out->busBw);
+      maxOverRanks(r, std::chrono::duration<double>(t1 - r.loopT0).count() / r.opt.iters);
+  PlacementResult& out = s.inPlace ? row.ip : row.oop;
+  out.timeUs = sec * 1.0e6;
+  computeBandwidth(row.bytes, sec, r.tool->busBwFactor(r.nranks), &out.algBw, &out.busBw);
+  return true;
+}
 
-  out->wrong = -1;
-  for (int c = 0; c < r.opt.check; ++c) {
+// This rank's wrong elements after a checked run; the first one goes to stderr.
+long long countWrong(Run& r, const Combo& c, size_t count, bool inPlace) {
+  size_t first = 0;
+  const long long wrong = static_cast<long long>(
+      countMismatches(r.recv.get(), r.expected.get(), count, c.type, &first));
+  if (wrong > 0) {
+    std::fprintf(stderr,
+                 "[rank %d] %s: %s %s root %d count %zu %s: %lld wrong elements, first at "
+                 "[%zu]: got 0x%s expected 0x%s\n",
+                 r.rank, r.tool->name, typeName(c.type), r.tool->usesOps ? opName(c.op) : "none",
+                 c.root, count, inPlace ? "in-place" : "out-of-place", wrong, first,
+                 elementHex(r.recv.get(), first, c.type).c_str(),
+                 elementHex(r.expected.get(), first, c.type).c_str());
+  }
+  return wrong;
+}
+
+bool checkPlacement(Run& r, const Combo& c, const Step& s) {
+  ResultRow& row = r.table[static_cast<size_t>(s.row)];
+  PlacementResult& out = s.inPlace ? row.ip : row.oop;
+  out.wrong = -1;
+  for (int k = 0; k < r.opt.check; ++k) {
     // Restore the input (an in-place run overwrote it; a buggy out-of-place run might have).
-    r.tool->fillInput(r.send.get(), count, type, op, root, r.rank, r.nranks);
-    prepareRecv(r, bytes, inPlace);
-    if (!runOps(r, type, op, root, count, inPlace, 1)) return false;
-    size_t first = 0;
-    const long long local =
-        static_cast<long long>(countMismatches(r.recv.get(), r.expected.get(), count, type, &first));
-    if (local > 0) {
-      std::fprintf(stderr,
-                   "[rank %d] %s: %s %s root %d count %zu %s: %lld wrong elements, first at "
-                   "[%zu]: got 0x%s expected 0x%s\n",
-                   r.rank, r.tool->name, typeName(type), r.tool->usesOps ? opName(op) : "none",
-                   root, count, inPlace ? "in-place" : "out-of-place", local, first,
-                   elementHex(r.recv.get(), first, type).c_str(),
-                   elementHex(r.expected.get(), first, type).c_str());
-    }
-    out->wrong = sumOverRanks(r, local);
-    if (out->wrong) break;
-  }
-  if (out->wrong > 0) r.wrongTotal += out->wrong;
-  r.busBwSum += out->busBw;
-  ++r.busBwCount;
-  return true;
-}
-
-// One type x op x root: warm up, then every size.
-bool benchCombo(Run& r, ftcclDataType_t type, ftcclRedOp_t op, int root,
-                const std::vector<size_t>& sizes) {
-  const size_t tsize = typeSize(type);
-  const size_t maxCount = r.opt.maxBytes / tsize;
-  if (r.opt.check) {
-    r.tool->fillInput(r.send.get(), maxCount, type, op, root, r.rank, r.nranks);
-    r.tool->fillExpected(r.expected.get(), maxCount, type, op, root, r.rank, r.nranks);
-  }
-  if (!barrier(r)) return false;
-  // Warm-up at the largest and the smallest size, as nccl-tests does.
-  if (!runOps(r, type, op, root, maxCount, false, r.opt.warmupIters)) return false;
-  if (!runOps(r, type, op, root, sizes.front() / tsize, false, r.opt.warmupIters)) return false;
-
-  for (size_t size : sizes) {
-    ResultRow row;
-    row.count = size / tsize;
-    row.bytes = row.count * tsize;
-    row.type = type;
-    row.redop = r.tool->usesOps ? opName(op) : "none";
-    row.root = r.tool->usesRoot ? root : -1;
-    if (!benchOne(r, type, op, root, row.count, false, &row.oop)) return false;
-    if (!benchOne(r, type, op, root, row.count, true, &row.ip)) return false;
-    if (isRoot(r)) {
-      std::printf("%s\n", formatRow(row).c_str());
-      std::fflush(stdout);
-    }
-    r.rows.push_back(row);
+    r.tool->fillInput(r.send.get(), row.count, c.type, c.op, c.root, r.rank, r.nranks);
+    prepareRecv(r, row.bytes, s.inPlace);
+    if (!runOps(r, c, row.count, s.inPlace, 1)) return false;
+    out.wrong = sumOverRanks(r, countWrong(r, c, row.count, s.inPlace));
+    if (out.wrong) break;
   }
   return true;
 }
 
-bool benchAll(Run& r) {
+void printRow(Run& r, int index) {
+  const bool again = r.printed[static_cast<size_t>(index)] != 0;
+  r.printed[static_cast<size_t>(index)] = 1;
+  if (!r.reporter) return;
+  if (again) std::printf("# the row of that size again, redone after the rebuild:\n");
+  std::printf("%s\n", formatRow(r.table[static_cast<size_t>(index)]).c_str());
+  std::fflush(stdout);
+}
+
+bool runStep(Run& r, const Step& s) {
+  const Combo& c = r.combos[static_cast<size_t>(s.combo)];
+  if (c.root >= r.nranks) return true;  // -r all, and a shrink took this root away
+  switch (s.kind) {
+    case StepKind::kBegin: return beginCombo(r, c);
+    case StepKind::kWarmup: return warmUp(r, c);
+    case StepKind::kSync: return syncPlacement(r, c, s);
+    case StepKind::kTimed: return timePlacement(r, c, s);
+    case StepKind::kCheck: return checkPlacement(r, c, s);
+    case StepKind::kRow: printRow(r, s.row); return true;
+  }
+  return true;
+}
+
+// Every type x op x root: begin, warm up, then every size, out-of-place then in-place.
+void planSteps(Run& r) {
   const std::vector<size_t> sizes = sizeSteps(r.opt);
-  r.bufBytes = std::max<size_t>((r.opt.maxBytes + 63) / 64 * 64, 64);
-  r.send = allocBuffer(r.bufBytes);
-  r.recv = allocBuffer(r.bufBytes);
-  if (r.opt.check) r.expected = allocBuffer(r.bufBytes);
-
   std::vector<int> roots;
   if (!r.tool->usesRoot) {
     roots.push_back(-1);
@@ -949,21 +1086,185 @@ bool benchAll(Run& r) {
   }
   const std::vector<ftcclRedOp_t> ops =
       r.tool->usesOps ? r.opt.ops : std::vector<ftcclRedOp_t>{ftcclSum};
-
-  printPreamble(r);
   for (ftcclDataType_t type : r.opt.types) {
     for (ftcclRedOp_t op : ops) {
       for (int root : roots) {
-        if (!benchCombo(r, type, op, root, sizes)) return false;
+        const int combo = static_cast<int>(r.combos.size());
+        r.combos.push_back(Combo{type, op, root});
+        r.steps.push_back(Step{StepKind::kBegin, combo, -1, false});
+        r.steps.push_back(Step{StepKind::kWarmup, combo, -1, false});
+        for (size_t size : sizes) {
+          const int index = static_cast<int>(r.table.size());
+          ResultRow row;
+          row.count = size / typeSize(type);
+          row.bytes = row.count * typeSize(type);
+          row.type = type;
+          row.redop = r.tool->usesOps ? opName(op) : "none";
+          row.root = r.tool->usesRoot ? root : -1;
+          r.table.push_back(row);
+          for (bool inPlace : {false, true}) {
+            for (StepKind kind : {StepKind::kSync, StepKind::kTimed, StepKind::kCheck}) {
+              r.steps.push_back(Step{kind, combo, index, inPlace});
+            }
+          }
+          r.steps.push_back(Step{StepKind::kRow, combo, index, false});
+        }
       }
     }
+  }
+  r.printed.assign(r.table.size(), 0);
+}
+
+// Takes the agreed step and the new numbering after a rebuild or an activation, and sets
+// up again the combo that step belongs to (the failed op left the buffers undefined).
+void adoptRecovery(Run& r) {
+  r.faultArmed = false;  // an activated spare holding the victim's number must not repeat it
+  ftcclCommUserRank(r.comm, &r.rank);
+  ftcclCommCount(r.comm, &r.nranks);
+  if (r.step < static_cast<long>(r.steps.size())) {
+    fillCombo(r, r.combos[static_cast<size_t>(r.steps[static_cast<size_t>(r.step)].combo)]);
+  }
+}
+
+// Runs the steps from r.step. After a peer failure (with --spares / --recover): drain the
+// stream (its error would come back at the next synchronize), rebuild, and go on.
+bool runSteps(Run& r) {
+  while (r.step < static_cast<long>(r.steps.size())) {
+    if (runStep(r, r.steps[static_cast<size_t>(r.step)])) {
+      ++r.step;
+      continue;
+    }
+    if (!r.recovery || !r.recovery->pending()) return false;
+    if (r.stream) ftcclStreamSynchronize(r.stream);
+    if (!r.recovery->recover(r.comm, &r.step, &r.reporter)) return false;
+    adoptRecovery(r);
   }
   return true;
 }
 
+void allocBuffers(Run& r) {
+  r.bufBytes = std::max<size_t>((r.opt.maxBytes + 63) / 64 * 64, 64);
+  r.send = allocBuffer(r.bufBytes);
+  r.recv = allocBuffer(r.bufBytes);
+  if (r.opt.check) r.expected = allocBuffer(r.bufBytes);
+}
+
+// The busbw of the timed loop that the failure interrupted, as the reporter measured it.
+std::string hitLoop(const Run& r) {
+  const long s = r.recovery->firstFailedStep();
+  if (s < 0 || r.steps[static_cast<size_t>(s)].kind != StepKind::kTimed) {
+    return "n/a (the failure hit no timed loop)";
+  }
+  const Step& step = r.steps[static_cast<size_t>(s)];
+  const ResultRow& row = r.table[static_cast<size_t>(step.row)];
+  const PlacementResult& p = step.inPlace ? row.ip : row.oop;
+  char text[160];
+  std::snprintf(text, sizeof text, "%.4f GB/s (the %zu B %s loop: %d iters in %.1f ms)",
+                p.busBw, row.bytes, step.inPlace ? "in-place" : "out-of-place", r.opt.iters,
+                p.timeUs * r.opt.iters / 1000.0);
+  return text;
+}
+
+// The rows that ran (a shrink can take a root away), the #wrong total and the average busbw.
+struct Totals {
+  std::vector<ResultRow> rows;
+  long long wrong = 0;
+  double avgBusBw = 0;
+};
+
+Totals totals(const Run& r) {
+  Totals t;
+  double busBwSum = 0;
+  for (size_t k = 0; k < r.table.size(); ++k) {
+    if (!r.printed[k]) continue;
+    const ResultRow& row = r.table[k];
+    t.rows.push_back(row);
+    for (const PlacementResult* p : {&row.oop, &row.ip}) {
+      if (p->wrong > 0) t.wrong += p->wrong;
+      busBwSum += p->busBw;
+    }
+  }
+  if (!t.rows.empty()) t.avgBusBw = busBwSum / static_cast<double>(2 * t.rows.size());
+  return t;
+}
+
+// The reporter's closing lines and JSON; false when the JSON could not be written.
+bool report(Run& r, const Totals& t) {
+  // nccl-tests counts failed tests here; we print the total of the #wrong column.
+  std::printf("# Out of bounds values : %lld %s\n", t.wrong, t.wrong ? "FAILED" : "OK");
+  std::printf("# Avg bus bandwidth    : %g \n#\n", t.avgBusBw);
+  if (r.recovery) {
+    for (const std::string& line : r.recovery->summaryLines(hitLoop(r))) {
+      std::printf("%s\n", line.c_str());
+    }
+    if (r.recovery->rebuilds() > 0) removeFaultStamp();  // every survivor has read it
+  }
+  std::fflush(stdout);
+  if (r.opt.jsonFile.empty()) return true;
+  const std::string json = resultsJson(r.tool->name, r.nranks, t.rows, t.avgBusBw, t.wrong);
+  FILE* f = std::fopen(r.opt.jsonFile.c_str(), "w");
+  if (f == nullptr || std::fwrite(json.data(), 1, json.size(), f) != json.size() ||
+      std::fclose(f) != 0) {
+    std::fprintf(stderr, "%s: cannot write %s: %s\n", r.tool->name, r.opt.jsonFile.c_str(),
+                 std::strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+// --spares / --recover: every live process says whether its run after the rebuild was
+// right, since the launcher's exit status cannot tell (a victim died on purpose).
+int printVerdict(const Run& r, int status, const std::string& why) {
+  std::string problem = why;
+  if (problem.empty()) problem = r.recovery->problem();
+  if (problem.empty()) problem = r.recovery->unexpected();
+  if (problem.empty() && status != 0) problem = "wrong values or an ftccl error (see above)";
+  const bool pass = problem.empty() && status == 0;
+  std::printf("PERF_VERDICT rank=%d %s %s rank %d of %d, %s%s%s\n", r.process,
+              pass ? "PASS" : "FAIL", r.spare ? "activated spare," : "rank,", r.rank, r.nranks,
+              r.recovery->brief().c_str(), problem.empty() ? "" : ": ", problem.c_str());
+  std::fflush(stdout);
+  return pass ? 0 : 1;
+}
+
+// Stops after an ftccl error; with --spares / --recover, says so in the verdict first.
+int failRun(Run& r) {
+  if (r.recovery) printVerdict(r, 1, r.recovery->problem());
+  return fail(r);
+}
+
+// A spare waits; true with *done set when it stood down (every rank left in order).
+bool awaitActivation(Run& r, bool* done) {
+  bool activated = false;
+  if (!r.recovery->standby(r.comm, &activated, &r.step, &r.reporter)) return false;
+  *done = !activated;
+  if (activated) adoptRecovery(r);
+  return true;
+}
+
+// Leaves in order: waits for queued work, frees everything. Returns the exit status.
+int finish(Run& r, int status) {
+  if (r.stream && !ok(r, ftcclStreamDestroy(r.stream), "ftcclStreamDestroy")) status = 1;
+  r.stream = nullptr;
+  if (!ok(r, ftcclCommDestroy(r.comm), "ftcclCommDestroy")) status = 1;
+  r.comm = nullptr;
+  r.send.reset();
+  r.recv.reset();
+  r.expected.reset();
+  if (r.mpiUp) {
+    MPI_Finalize();
+    r.mpiUp = false;
+  }
+  return status;
+}
+
 int perfMainImpl(Run& r, int argc, char** argv) {
   std::string error;
-  const ParseStatus st = parseOptions(argc, argv, &r.opt, &error);
+  ParseStatus st = parseOptions(argc, argv, &r.opt, &error);
+  if (st == ParseStatus::kOk) {
+    error = recoveryUsageError(r.opt);
+    if (!error.empty()) st = ParseStatus::kError;
+  }
   if (st != ParseStatus::kOk) {
     if (launcherRank() == 0) {
       if (st == ParseStatus::kError) std::fprintf(stderr, "%s: %s\n", r.tool->name, error.c_str());
@@ -984,40 +1285,27 @@ int perfMainImpl(Run& r, int argc, char** argv) {
     if (r.mpiUp) MPI_Finalize();
     return 2;
   }
+  if (r.opt.recovery.enabled) r.recovery = std::make_unique<Recovery>(r.opt.fault, r.spare);
+  r.reporter = isRoot(r);
+  r.faultArmed = !r.spare;
 
-  if (!benchAll(r)) return fail(r);
+  allocBuffers(r);  // a spare too, before it waits: it joins without delay
+  planSteps(r);
+  if (r.spare) {
+    bool done = false;
+    if (!awaitActivation(r, &done)) return failRun(r);
+    if (done) return finish(r, 0);  // never needed: stand down quietly
+  } else {
+    printPreamble(r);
+  }
+  if (!runSteps(r)) return failRun(r);
 
+  const Totals t = totals(r);
   int status = 0;
-  if (isRoot(r)) {
-    const double avgBusBw = r.busBwCount ? r.busBwSum / static_cast<double>(r.busBwCount) : 0.0;
-    // nccl-tests counts failed tests here; we print the total of the #wrong column.
-    std::printf("# Out of bounds values : %lld %s\n", r.wrongTotal, r.wrongTotal ? "FAILED" : "OK");
-    std::printf("# Avg bus bandwidth    : %g \n#\n", avgBusBw);
-    std::fflush(stdout);
-    if (!r.opt.jsonFile.empty()) {
-      const std::string json = resultsJson(r.tool->name, r.nranks, r.rows, avgBusBw, r.wrongTotal);
-      FILE* f = std::fopen(r.opt.jsonFile.c_str(), "w");
-      if (f == nullptr || std::fwrite(json.data(), 1, json.size(), f) != json.size() ||
-          std::fclose(f) != 0) {
-        std::fprintf(stderr, "%s: cannot write %s: %s\n", r.tool->name, r.opt.jsonFile.c_str(),
-                     std::strerror(errno));
-        status = 1;
-      }
-    }
-  }
-  if (r.wrongTotal > 0) status = 1;
-
-  if (r.stream && !ok(r, ftcclStreamDestroy(r.stream), "ftcclStreamDestroy")) status = 1;
-  r.stream = nullptr;
-  if (!ok(r, ftcclCommDestroy(r.comm), "ftcclCommDestroy")) status = 1;
-  r.comm = nullptr;
-  r.send.reset();
-  r.recv.reset();
-  r.expected.reset();
-  if (r.mpiUp) {
-    MPI_Finalize();
-    r.mpiUp = false;
-  }
+  if (r.reporter && !report(r, t)) status = 1;
+  if (t.wrong > 0) status = 1;
+  status = finish(r, status);
+  if (r.recovery) status = printVerdict(r, status, "");
   return status;
 }
 

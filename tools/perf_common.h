@@ -16,6 +16,7 @@
 
 #include "ftccl.h"
 #include "perf_fault.h"
+#include "perf_recovery.h"
 
 namespace ftperf {
 
@@ -276,6 +277,7 @@ struct Options {
   bool blocking = false;  // -z 1: the NULL stream, every call blocks
   std::string jsonFile;   // -J
   FaultPlan fault;        // --fault kill|stop|drop:RANK:ITER
+  RecoveryPlan recovery;  // --spares S, --recover
 };
 
 enum class ParseStatus { kOk, kHelp, kError };

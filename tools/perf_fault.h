@@ -5,7 +5,8 @@
 // The victim writes its clock (steady, shared by the processes of one host) and pid to
 // a stamp file named after the parent process (ftccl_run or mpirun's daemon), so the
 // survivors measure detection latency without any communication. A survivor also
-// ends a stopped victim (nobody else would). Single host only.
+// ends a stopped victim (nobody else would). Single host only. Without --spares a
+// survivor exits once it has seen the fault; with it, it goes on (perf_recovery.h).
 #pragma once
 
 #include <string>

@@ -151,10 +151,11 @@ std::string Recovery::unexpected() const {
                   fault_.rank, fault_.iter);
   }
   std::vector<int> lost;
-  for (const RebuildRecord& rec : records_) lost.insert(lost.end(), rec.lost.begin(), rec.lost.end());
+  for (const RebuildRecord& rec : records_)
+    lost.insert(lost.end(), rec.lost.begin(), rec.lost.end());
   if (lost != std::vector<int>{fault_.rank}) {
-    return format("lost rank(s) %s in %d rebuild(s), planned rank %d only",
-                  joinRanks(lost).c_str(), rebuilds(), fault_.rank);
+    return format("lost rank(s) %s in %d rebuild(s), planned rank %d only", joinRanks(lost).c_str(),
+                  rebuilds(), fault_.rank);
   }
   return "";
 }
@@ -172,16 +173,16 @@ std::vector<std::string> Recovery::summaryLines(const std::string& hitLoop) cons
   const std::string what =
       fault_.enabled() ? format("rank %d %s at op %ld", fault_.rank, done.c_str(), fault_.iter)
                        : std::string("unplanned failure");
-  lines.push_back(format("# Fault: %s; detection %.2f ms, rebuild %.2f ms, recovery (fault -> "
-                         "loop running again) %.2f ms; run busbw including the fault: %s",
-                         what.c_str(), detectionMs_, records_.front().rebuildMs, recoveryMs_,
-                         hitLoop.c_str()));
+  lines.push_back(
+      format("# Fault: %s; detection %.2f ms, rebuild %.2f ms, recovery (fault -> "
+             "loop running again) %.2f ms; run busbw including the fault: %s",
+             what.c_str(), detectionMs_, records_.front().rebuildMs, recoveryMs_, hitLoop.c_str()));
   for (const RebuildRecord& rec : records_) {
-    lines.push_back(format("# Rebuild: epoch %llu, nranks %d, replaced %d, spares left %d%s; "
-                           "lost rank(s) %s; %.2f ms",
-                           rec.info.epoch, rec.info.nranks, rec.info.nReplaced,
-                           rec.info.sparesLeft, rec.info.shrunk ? ", shrunk" : "",
-                           joinRanks(rec.lost).c_str(), rec.rebuildMs));
+    lines.push_back(
+        format("# Rebuild: epoch %llu, nranks %d, replaced %d, spares left %d%s; "
+               "lost rank(s) %s; %.2f ms",
+               rec.info.epoch, rec.info.nranks, rec.info.nReplaced, rec.info.sparesLeft,
+               rec.info.shrunk ? ", shrunk" : "", joinRanks(rec.lost).c_str(), rec.rebuildMs));
   }
   return lines;
 }

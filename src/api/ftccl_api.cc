@@ -181,14 +181,24 @@ ftcclResult_t ftcclCommStandby(ftcclComm_t comm, int* activated) {
 }
 
 ftcclResult_t ftcclCommGetJoinId(ftcclComm_t comm, ftcclUniqueId* id) {
-  return guarded("ftcclCommGetJoinId", impl(comm),
-                 [] { return notImplemented("ftcclCommGetJoinId"); });
+  CommUse use(impl(comm));
+  return guarded("ftcclCommGetJoinId", impl(comm), [&] {
+    FTCCL_CHECK(checkComm(comm));
+    if (id == nullptr) return invalidArgument("id is NULL");
+    return impl(comm)->joinId(id);
+  });
 }
 
 ftcclResult_t ftcclCommJoinAsSpare(ftcclComm_t* comm, ftcclUniqueId joinId,
                                    ftcclConfig_t* config) {
-  return guarded("ftcclCommJoinAsSpare", nullptr,
-                 [] { return notImplemented("ftcclCommJoinAsSpare"); });
+  return guarded("ftcclCommJoinAsSpare", nullptr, [&] {
+    if (comm == nullptr) return invalidArgument("comm is NULL");
+    *comm = nullptr;
+    std::unique_ptr<Communicator> joined;
+    FTCCL_CHECK(Communicator::joinAsSpare(joinId, config, &joined));
+    *comm = handle(joined.release());
+    return Status::ok();
+  });
 }
 
 ftcclResult_t ftcclCommSplit(ftcclComm_t comm, int color, int key, ftcclComm_t* newcomm,

@@ -14,6 +14,7 @@
 #include "reduce/reduce.h"
 #include "transports/tag_layout.h"
 #include "transports/ucx/ucx_transport.h"
+#include "util/byte_io.h"
 #include "util/env.h"
 #include "util/log.h"
 
@@ -97,6 +98,183 @@ Status Communicator::create(int nranks, const ftcclUniqueId& id, int rank,
   return Status::ok();
 }
 
+Status Communicator::joinAsSpare(const ftcclUniqueId& joinId, const ftcclConfig_t* config,
+                                 std::unique_ptr<Communicator>* out) {
+  std::unique_ptr<Communicator> comm(new Communicator());
+  FTCCL_CHECK(comm->initJoining(joinId, config));
+  *out = std::move(comm);
+  return Status::ok();
+}
+
+namespace {
+
+// A health key ("127.0.0.1:4242", "[::1]:4242") <-> the address fields of an id.
+bool splitKey(const std::string& key, std::string* host, uint16_t* port) {
+  size_t colon = key.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = key.substr(0, colon);
+  if (host->size() > 2 && host->front() == '[') *host = host->substr(1, host->size() - 2);
+  long p = std::atol(key.c_str() + colon + 1);
+  *port = static_cast<uint16_t>(p);
+  return p > 0 && p < 65536;
+}
+
+std::string joinKey(const UniqueIdContents& c) {
+  bool v6 = c.rootHost.find(':') != std::string::npos;
+  return (v6 ? "[" + c.rootHost + "]" : c.rootHost) + ":" + std::to_string(c.rootPort);
+}
+
+// What a newcomer needs: the communicator id, the chunking, and every process's info.
+std::vector<uint8_t> encodeJoinPackage(uint64_t commKey, const PipelineConfig& pipeline,
+                                       const std::vector<PeerInfo>& peers) {
+  ByteWriter w;
+  w.put(commKey);
+  w.put(static_cast<uint64_t>(pipeline.chunkBytes));
+  w.put(static_cast<int32_t>(pipeline.channels));
+  w.put(static_cast<uint32_t>(peers.size()));
+  for (const PeerInfo& p : peers) w.putBlob(encodePeerInfo(p));
+  return w.bytes();
+}
+
+Status decodeJoinPackage(const std::vector<uint8_t>& package, uint64_t* commKey,
+                         PipelineConfig* pipeline, std::vector<PeerInfo>* peers) {
+  ByteReader r(package);
+  uint64_t chunk = 0;
+  int32_t channels = 0;
+  uint32_t n = 0;
+  if (!r.get(commKey) || !r.get(&chunk) || !r.get(&channels) || !r.get(&n) ||
+      n > package.size() || chunk == 0 || channels < 1) {
+    return internalError("malformed join answer");
+  }
+  pipeline->chunkBytes = chunk;
+  pipeline->channels = channels;
+  peers->resize(n);
+  for (PeerInfo& p : *peers) {
+    std::vector<uint8_t> blob;
+    if (!r.getBlob(&blob)) return internalError("malformed join answer");
+    FTCCL_CHECK(decodePeerInfo(blob, &p));
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status Communicator::joinId(ftcclUniqueId* id) {
+  if (asyncError_ != ftcclSuccess) {
+    return invalidUsage("the communicator is revoked: rebuild it before handing out join ids");
+  }
+  UniqueIdContents c;
+  if (!splitKey(health_->selfKey(), &c.rootHost, &c.rootPort)) {
+    return internalError("bad health address " + health_->selfKey());
+  }
+  std::random_device random;
+  for (uint8_t& b : c.secret) b = static_cast<uint8_t>(random());
+  c.nonce = commKey_;
+  std::vector<uint8_t> secret(c.secret, c.secret + sizeof(c.secret));
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    joinSecrets_.push_back(secret);
+  }
+  health_->allowJoin(healthId_, std::move(secret));
+  encodeUniqueId(c, id);
+  return Status::ok();
+}
+
+// The newcomer: listens for its answer, asks the member named by the id, and once the
+// pool commit is in, connects to everyone and waits as a spare like those of init.
+Status Communicator::initJoining(const ftcclUniqueId& joinId, const ftcclConfig_t* config) {
+  auto start = Clock::now();
+  FTCCL_CHECK(initLogging());
+  FTCCL_CHECK(resolveConfig(config, &config_));
+  UniqueIdContents contents;
+  FTCCL_CHECK(decodeUniqueId(joinId, &contents));
+  commKey_ = contents.nonce;
+  PeerInfo mine;
+  FTCCL_CHECK(startLocal(&mine));
+
+  HealthRegistration pending;
+  pending.commKey = commKey_;
+  pending.joining = true;
+  pending.listener = this;
+  pending.probeIntervalMs = config_.probeIntervalMs;
+  pending.failureTimeoutMs = config_.failureTimeoutMs;
+  healthId_ = health_->add(std::move(pending));
+  RecoveryMessage ask;
+  ask.type = RecoveryMessage::kJoin;
+  ask.joined.push_back(JoiningSpare{mine.healthKey, mine.host, mine.pid, encodePeerInfo(mine)});
+  ask.blob.assign(contents.secret, contents.secret + sizeof(contents.secret));
+  std::string member = joinKey(contents);
+  health_->sendRecovery(member, commKey_, ask);
+  RecoveryMessage accept;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    bool answered = decided_.wait_for(lock, std::chrono::milliseconds(config_.bootstrapTimeoutMs),
+                                      [&] { return hasJoinAccept_ || aborted_; });
+    if (!answered) {
+      lock.unlock();
+      health_->remove(healthId_, /*orderly=*/false, 0);
+      healthId_ = 0;
+      return timeoutError("no answer from member " + member + " to the join request within " +
+                          std::to_string(config_.bootstrapTimeoutMs) +
+                          " ms (unreachable, a stale join id, or a recovery under way: try again)");
+    }
+    accept = joinAccept_;
+  }
+  health_->remove(healthId_, /*orderly=*/false, 0);
+  healthId_ = 0;
+
+  uint64_t commKey = 0;
+  FTCCL_CHECK(decodeJoinPackage(accept.blob, &commKey, &config_.pipeline, &peers_));
+  if (commKey != commKey_) return internalError("the join answer names another communicator");
+  for (size_t w = 0; w < peers_.size(); ++w) {
+    if (peers_[w].healthKey == mine.healthKey) worldRank_ = static_cast<int>(w);
+  }
+  if (worldRank_ < 0) {
+    worldRank_ = static_cast<int>(peers_.size());
+    peers_.push_back(mine);
+  }
+  std::vector<std::vector<uint8_t>> addresses;
+  for (const PeerInfo& p : peers_) addresses.push_back(p.transportAddress);
+  FTCCL_CHECK(transport_->connect(worldRank_, std::move(addresses),
+                                  static_cast<uint32_t>(commKey_),
+                                  static_cast<uint32_t>(accept.next.epoch)));
+  FTCCL_CHECK(applyCommit(accept));
+  chooseSpin();
+  FTCCL_CHECK(allocateScratch());
+  FTCCL_LOG(Info, Init, "joined the spare pool through {} in {:.1f} ms: {} ranks, {} spares, epoch {}",
+            member, msSince(start), nranks_, spares_.size(), epoch_);
+  return Status::ok();
+}
+
+void Communicator::onSpareJoined(const JoiningSpare& spare) {
+  PeerInfo info;
+  if (!decodePeerInfo(spare.peerInfo, &info).isOk()) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const PeerInfo& p : peers_) {
+    if (p.healthKey == info.healthKey) return;
+  }
+  for (const PeerInfo& p : joinedPeers_) {
+    if (p.healthKey == info.healthKey) return;
+  }
+  joinedPeers_.push_back(std::move(info));
+}
+
+std::vector<uint8_t> Communicator::joinPackage() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<PeerInfo> all = peers_;
+  all.insert(all.end(), joinedPeers_.begin(), joinedPeers_.end());
+  return encodeJoinPackage(commKey_, config_.pipeline, all);
+}
+
+void Communicator::onJoinAccepted(const RecoveryMessage& accept) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    joinAccept_ = accept;
+    hasJoinAccept_ = true;
+  }
+  decided_.notify_all();
+}
+
 Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
                           const ftcclConfig_t* config) {
   auto start = Clock::now();
@@ -122,21 +300,8 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   rank_ = rank < nranks ? rank : -1;
   worldRank_ = rank;
 
-  FTCCL_CHECK(HealthService::acquire(&health_));
-  UcxOptions ucxOptions;
-  FTCCL_CHECK(ucxOptionsFromEnv(&ucxOptions));
-  FTCCL_CHECK(UcxTransport::create(ucxOptions, &transport_));
-
   PeerInfo mine;
-  mine.host = hostName();
-  mine.pid = getpid();
-  mine.pipeline = config_.pipeline;
-  mine.transportAddress = transport_->workerAddress();
-  // Each init gets its own id even when FTCCL_COMM_ID makes every unique id alike.
-  mine.commSalt = std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
-  mine.healthKey = health_->selfKey();
-  mine.node = envString("FTCCL_NODE_ID");
-  if (mine.node.empty()) mine.node = mine.host;
+  FTCCL_CHECK(startLocal(&mine));
   std::vector<std::vector<uint8_t>> blobs;
   FTCCL_CHECK(rendezvous(contents, rank, processes, encodePeerInfo(mine),
                          config_.bootstrapTimeoutMs, &blobs));
@@ -147,12 +312,6 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
     if (!st.isOk()) return invalidArgument("rank " + std::to_string(r) + ": " + st.message());
     addresses[r] = peers_[r].transportAddress;
   }
-  int localRanks = 0;  // spares sleep until activated: they take no core
-  for (int r = 0; r < nranks; ++r) localRanks += peers_[r].host == mine.host ? 1 : 0;
-  int cores = usableCores();
-  spinBudget_ = localRanks > cores ? kSpinOversubscribed : kSpinWithCoreEach;
-  FTCCL_LOG(Info, Init, "rank {}: {} ranks on this host, {} cores: spin {} us before sleeping",
-            rank, localRanks, cores, spinBudget_.count());
   // Chunking is decided once, by rank 0, so every rank cuts messages alike.
   config_.pipeline = peers_[0].pipeline;
   FTCCL_CHECK(transport_->connect(rank, std::move(addresses),
@@ -165,9 +324,47 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   for (int s = nranks; s < processes; ++s) spares_.push_back(s);
   FTCCL_CHECK(transport_->remap(/*epoch=*/0, worldOf_, rank_));
   registerHealth();
+  chooseSpin();
+  FTCCL_CHECK(allocateScratch());
 
-  // Staging: one slot per channel, allocated and pre-faulted once (first touch of a
-  // page costs ~10 us here; never pay it per call).
+  FTCCL_LOG(Info, Init, "{} {}/{} ready on {} pid {} in {:.1f} ms (chunk {} B, {} channels, {} spares)",
+            rank_ < 0 ? "spare" : "rank", rank_ < 0 ? rank - nranks : rank_, nranks_, mine.host,
+            mine.pid, msSince(start), config_.pipeline.chunkBytes, config_.pipeline.channels,
+            spares_.size());
+  return Status::ok();
+}
+
+Status Communicator::startLocal(PeerInfo* mine) {
+  FTCCL_CHECK(HealthService::acquire(&health_));
+  UcxOptions ucxOptions;
+  FTCCL_CHECK(ucxOptionsFromEnv(&ucxOptions));
+  FTCCL_CHECK(UcxTransport::create(ucxOptions, &transport_));
+  mine->host = hostName();
+  mine->pid = getpid();
+  mine->pipeline = config_.pipeline;
+  mine->transportAddress = transport_->workerAddress();
+  // Each init gets its own id even when FTCCL_COMM_ID makes every unique id alike.
+  mine->commSalt = std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
+  mine->healthKey = health_->selfKey();
+  mine->node = envString("FTCCL_NODE_ID");
+  if (mine->node.empty()) mine->node = mine->host;
+  return Status::ok();
+}
+
+// Spin budget from the ranks on this host (spares sleep until activated: no core).
+void Communicator::chooseSpin() {
+  int localRanks = 0;
+  const std::string& host = peers_[worldRank_].host;
+  for (int w : worldOf_) localRanks += peers_[w].host == host ? 1 : 0;
+  int cores = usableCores();
+  spinBudget_ = localRanks > cores ? kSpinOversubscribed : kSpinWithCoreEach;
+  FTCCL_LOG(Info, Init, "{} ranks on this host, {} cores: spin {} us before sleeping",
+            localRanks, cores, spinBudget_.count());
+}
+
+// Staging: one slot per channel, allocated and pre-faulted once (first touch of a page
+// costs ~10 us here; never pay it per call).
+Status Communicator::allocateScratch() {
   size_t slotBytes = (config_.pipeline.chunkBytes + 4095) & ~size_t(4095);
   size_t total = slotBytes * config_.pipeline.channels;
   void* memory = aligned_alloc(4096, total);
@@ -175,11 +372,6 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   std::memset(memory, 0, total);
   scratchMemory_.reset(static_cast<uint8_t*>(memory));
   scratch_ = Scratch{static_cast<uint8_t*>(memory), slotBytes, config_.pipeline.channels};
-
-  FTCCL_LOG(Info, Init, "{} {}/{} ready on {} pid {} in {:.1f} ms (chunk {} B, {} channels, {} spares)",
-            rank_ < 0 ? "spare" : "rank", rank_ < 0 ? rank - nranks : rank_, nranks_, mine.host,
-            mine.pid, msSince(start), config_.pipeline.chunkBytes, config_.pipeline.channels,
-            spares_.size());
   return Status::ok();
 }
 
@@ -218,6 +410,10 @@ void Communicator::registerHealth() {
   reg.failureTimeoutMs = config_.failureTimeoutMs;
   reg.recoverable = true;
   reg.shrinkWhenNoSpares = config_.shrinkWhenNoSpares != 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    reg.joinSecrets = joinSecrets_;
+  }
   healthId_ = health_->add(std::move(reg));
 }
 
@@ -225,8 +421,17 @@ void Communicator::onRebuilt(const RecoveryMessage& commit) {
   // A new epoch ends the old one even if this rank heard of no failure first (the
   // agreement can outrun the FAILED notice): its ops must not wait on the lost.
   if (rank_ >= 0) {
-    revoke(remoteError("the members agreed on epoch " + std::to_string(commit.next.epoch) +
-                       " without ranks of this one"));
+    std::string lost;
+    std::unique_lock<std::mutex> lock(mutex_);  // the numbering may be changing
+    for (int r : commit.failedRanks) {
+      if (r < 0 || r >= static_cast<int>(worldOf_.size())) continue;
+      const PeerInfo& p = peers_[worldOf_[r]];
+      lost += (lost.empty() ? "" : "; ") + ("rank " + std::to_string(r) + " (host " + p.host +
+                                             ", pid " + std::to_string(p.pid) + ")");
+    }
+    lock.unlock();
+    revoke(remoteError(lost + " failed: learnt from the members' agreement on epoch " +
+                       std::to_string(commit.next.epoch) + ", before its FAILED notice"));
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -335,6 +540,14 @@ Status Communicator::standby(int* activated) {
 // (nothing of the old one can match), health probes the new neighbours, and op
 // sequence numbers start again at 0 on every member.
 Status Communicator::applyCommit(const RecoveryMessage& commit) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);  // spares that joined since: reachable now
+    for (PeerInfo& p : joinedPeers_) {
+      transport_->addPeer(p.transportAddress);
+      peers_.push_back(std::move(p));
+    }
+    joinedPeers_.clear();
+  }
   auto worldIndex = [&](const Member& key) {
     for (size_t w = 0; w < peers_.size(); ++w) {
       if (peers_[w].healthKey == key) return static_cast<int>(w);

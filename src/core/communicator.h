@@ -37,6 +37,12 @@ class Communicator final : public HealthListener {
  public:
   static Status create(int nranks, const ftcclUniqueId& id, int rank,
                        const ftcclConfig_t* config, std::unique_ptr<Communicator>* out);
+  // ftcclCommJoinAsSpare: a new process joins the spare pool of a running communicator
+  // through the member that handed out `joinId`.
+  static Status joinAsSpare(const ftcclUniqueId& joinId, const ftcclConfig_t* config,
+                            std::unique_ptr<Communicator>* out);
+  // ftcclCommGetJoinId: an id naming this member, for any number of newcomers.
+  Status joinId(ftcclUniqueId* id);
   ~Communicator() override;
 
   // Before destroy: stop being monitored. `orderly` (CommDestroy) tells the members
@@ -47,6 +53,9 @@ class Communicator final : public HealthListener {
   void onRebuilt(const RecoveryMessage& commit) override;
   void onRecoveryFailed(const std::string& why) override;
   void onAllRanksLeft() override;
+  void onSpareJoined(const JoiningSpare& spare) override;
+  std::vector<uint8_t> joinPackage() override;
+  void onJoinAccepted(const RecoveryMessage& accept) override;
 
   // ftcclCommRebuild: waits for the members' agreement on the next epoch (started by
   // the health thread as soon as a failure is known), then switches to it.
@@ -87,6 +96,11 @@ class Communicator final : public HealthListener {
  private:
   Communicator() = default;
   Status init(int nranks, const ftcclUniqueId& id, int rank, const ftcclConfig_t* config);
+  Status initJoining(const ftcclUniqueId& joinId, const ftcclConfig_t* config);
+  // This process's side: health service, UCX worker, and what it tells the others.
+  Status startLocal(PeerInfo* mine);
+  Status allocateScratch();
+  void chooseSpin();
   Status drive(Collective& op, OpKind kind, const CollectiveArgs& args);
   void revoke(const Status& cause);
   void registerHealth();
@@ -114,6 +128,12 @@ class Communicator final : public HealthListener {
   RecoveryMessage commit_;
   std::string recoveryError_;
   bool allRanksLeft_ = false;
+  // Refilled pool: processes that joined after init, not yet in peers_ (health thread
+  // adds, the next applyCommit merges); join ids handed out; a newcomer's answer.
+  std::vector<PeerInfo> joinedPeers_;
+  std::vector<std::vector<uint8_t>> joinSecrets_;
+  bool hasJoinAccept_ = false;
+  RecoveryMessage joinAccept_;
   std::vector<int> lastFailedRanks_;
   std::unique_ptr<uint8_t, void (*)(void*)> scratchMemory_{nullptr, free};
   Scratch scratch_;

@@ -40,10 +40,11 @@ class HealthProtocol::AgreementSender final : public AgreementNetwork {
 
 HealthProtocol::RegistrationId HealthProtocol::add(HealthRegistration registration,
                                                    HealthTime now) {
+  lastNow_ = now;
   RegistrationId id = nextId_++;
   Registration& r = registrations_[id];
   r.info = std::move(registration);
-  if (r.info.recoverable) {
+  if (r.info.recoverable && !r.info.joining) {
     Membership current;
     current.epoch = r.info.epoch;
     int nRanks = rankCount(r.info);
@@ -122,6 +123,7 @@ void HealthProtocol::syncWatched(HealthTime now) {
 }
 
 void HealthProtocol::onConnectionLost(const ProcessKey& peer, HealthTime now) {
+  lastNow_ = now;
   if (!watched_.count(peer)) return;  // not monitored, or left in order
   Suspicion s;
   if (!detector_.connectionLost(peer, now, &s)) return;
@@ -186,11 +188,20 @@ void HealthProtocol::checkAgreement(Registration& r) {
   switch (r.agreement->state()) {
     case Agreement::State::kStable: {
       // Each new epoch is told (a second failure may be agreed on before the
-      // application calls ftcclCommRebuild: the newest commit then wins).
+      // application calls ftcclCommRebuild: the newest commit then wins). A commit that
+      // only adds spares to the pool changes nothing for the ranks: it is taken in here.
       uint64_t epoch = r.agreement->membership().epoch;
       if (epoch > r.info.epoch && epoch > r.notifiedEpoch) {
         r.notifiedEpoch = epoch;
-        r.info.listener->onRebuilt(r.agreement->lastCommit());
+        const RecoveryMessage& commit = r.agreement->lastCommit();
+        adoptJoined(r, commit);
+        std::vector<ProcessKey> ranks;
+        for (int i = 0; i < rankCount(r.info); ++i) ranks.push_back(r.info.members[i].key);
+        if (commit.failedRanks.empty() && commit.next.ranks == ranks) {
+          r.info.epoch = static_cast<uint32_t>(epoch);
+        } else {
+          r.info.listener->onRebuilt(commit);
+        }
       }
       break;
     }
@@ -206,6 +217,7 @@ void HealthProtocol::checkAgreement(Registration& r) {
 
 void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, HealthTime now) {
   if (dropAll_) return;
+  lastNow_ = now;
   detector_.heard(from, now);
   switch (m.type) {
     case HealthType::kHeartbeat: {
@@ -252,20 +264,101 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
       break;
     case HealthType::kRecovery: {
       RecoveryMessage rm;
-      if (!decodeRecoveryMessage(m.payload, &rm)) break;
-      for (auto& [id, r] : registrations_) {
-        if (r.info.commKey != m.commKey || !r.agreement) continue;
-        r.agreement->onMessage(from, rm);
-        FTCCL_LOG(Debug, Recovery, "rank {}: agreement message {} (epoch {}) from {}: state {}",
-                  r.info.myRank, static_cast<int>(rm.type), rm.epoch, from,
-                  static_cast<int>(r.agreement->state()));
-        checkAgreement(r);
-      }
+      if (decodeRecoveryMessage(m.payload, &rm)) onRecoveryMessage(from, m.commKey, rm);
       break;
     }
     default:
       break;
   }
+}
+
+void HealthProtocol::allowJoin(RegistrationId id, std::vector<uint8_t> secret) {
+  auto it = registrations_.find(id);
+  if (it != registrations_.end()) it->second.info.joinSecrets.push_back(std::move(secret));
+}
+
+void HealthProtocol::sendRecovery(const ProcessKey& to, uint64_t commKey,
+                                  const RecoveryMessage& message) {
+  HealthMessage m;
+  m.type = HealthType::kRecovery;
+  m.commKey = commKey;
+  m.payload = encodeRecoveryMessage(message);
+  send(to, m);
+}
+
+void HealthProtocol::onRecoveryMessage(const ProcessKey& from, uint64_t commKey,
+                                       const RecoveryMessage& m) {
+  for (auto& [id, r] : registrations_) {
+    if (r.info.commKey != commKey) continue;
+    if (r.info.joining) {  // a newcomer waits only for its answer
+      if (m.type == RecoveryMessage::kJoinAccept && r.info.listener) {
+        r.info.listener->onJoinAccepted(m);
+      }
+      continue;
+    }
+    if (!r.agreement) continue;
+    if (m.type == RecoveryMessage::kJoin && !m.blob.empty()) {
+      acceptJoin(r, from, m);  // straight from a newcomer (members forward it without secret)
+    } else {
+      r.agreement->onMessage(from, m);
+    }
+    FTCCL_LOG(Debug, Recovery, "rank {}: agreement message {} (epoch {}) from {}: state {}",
+              r.info.myRank, static_cast<int>(m.type), m.epoch, from,
+              static_cast<int>(r.agreement->state()));
+    checkAgreement(r);
+  }
+}
+
+// A newcomer's JOIN, checked against the secrets of the join ids this member handed
+// out, goes to the agreement; this member answers the newcomer once the pool commit
+// is adopted (adoptJoined).
+bool HealthProtocol::acceptJoin(Registration& r, const ProcessKey& from, const RecoveryMessage& m) {
+  const auto& secrets = r.info.joinSecrets;
+  if (m.joined.size() != 1 || m.joined.front().key != from ||
+      std::find(secrets.begin(), secrets.end(), m.blob) == secrets.end()) {
+    FTCCL_LOG(Warn, Recovery, "rank {}: rejected a join request from {}: not a join id of this communicator",
+              r.info.myRank, from);
+    return false;
+  }
+  const JoiningSpare& spare = m.joined.front();
+  if (r.agreement->state() != Agreement::State::kStable) {
+    FTCCL_LOG(Warn, Recovery, "rank {}: join request from {} (host {}, pid {}) dropped: a recovery is under way",
+              r.info.myRank, from, spare.host, spare.pid);
+    return false;
+  }
+  FTCCL_LOG(Info, Recovery, "rank {}: {} (host {}, pid {}) asks to join the spare pool",
+            r.info.myRank, from, spare.host, spare.pid);
+  r.sponsored.insert(from);
+  r.agreement->requestJoin(spare);
+  return true;
+}
+
+// Spares that joined late, named by a commit: the core learns how to reach them, the
+// health registration lists (and, for one rank, monitors) each new one, and the member
+// that accepted a newcomer sends it the pool commit and the member table.
+void HealthProtocol::adoptJoined(Registration& r, const RecoveryMessage& commit) {
+  int nRanks = rankCount(r.info);
+  for (const JoiningSpare& spare : commit.joined) {
+    if (r.info.listener) r.info.listener->onSpareJoined(spare);
+    bool listed = false;
+    for (const MemberInfo& m : r.info.members) listed = listed || m.key == spare.key;
+    if (!listed && std::find(commit.next.spares.begin(), commit.next.spares.end(), spare.key) !=
+                       commit.next.spares.end()) {
+      int index = static_cast<int>(r.info.members.size());
+      r.info.members.push_back(MemberInfo{index, spare.host, spare.pid, spare.key});
+      if (r.info.myRank >= 0 && r.info.myRank < nRanks && nRanks > 0 &&
+          (index - nRanks) % nRanks == r.info.myRank) {
+        r.info.monitored.push_back(index);
+      }
+    }
+    if (r.sponsored.erase(spare.key) && r.info.listener) {
+      RecoveryMessage accept = commit;
+      accept.type = RecoveryMessage::kJoinAccept;
+      accept.blob = r.info.listener->joinPackage();
+      sendRecovery(spare.key, r.info.commKey, accept);
+    }
+  }
+  if (!commit.joined.empty()) syncWatched(lastNow_);
 }
 
 // A heartbeat from a process the members went on without: it woke up in an old epoch.
@@ -298,6 +391,7 @@ void HealthProtocol::onLeave(Registration& r, int index) {
 }
 
 HealthTime HealthProtocol::onTick(HealthTime now) {
+  lastNow_ = now;
   if (now >= nextProbe_) {
     nextProbe_ = now + probeInterval_;
     HealthMessage hb;

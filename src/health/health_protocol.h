@@ -61,6 +61,13 @@ class HealthListener {
   virtual void onRecoveryFailed(const std::string& why) {}
   // Every rank (not counting spares) left in order: a waiting spare stops waiting.
   virtual void onAllRanksLeft() {}
+  // Refilling the pool (ftcclCommJoinAsSpare). A member: a newcomer joined the pool
+  // (every commit names the late joiners it involves, so each member learns them).
+  virtual void onSpareJoined(const JoiningSpare& spare) {}
+  // A member that accepted a newcomer: what the newcomer needs to reach everyone.
+  virtual std::vector<uint8_t> joinPackage() { return {}; }
+  // The newcomer: the member that accepted it answered (pool commit and package).
+  virtual void onJoinAccepted(const RecoveryMessage& accept) {}
 };
 
 struct HealthRegistration {
@@ -75,6 +82,10 @@ struct HealthRegistration {
   // Processes of earlier epochs that are no longer members. One that still sends
   // heartbeats slept through the rebuild (SIGSTOP): it is told it was expelled.
   std::vector<ProcessKey> formerMembers;
+  // Secrets of the join ids handed out (ftcclCommGetJoinId) for this communicator.
+  std::vector<std::vector<uint8_t>> joinSecrets;
+  // A newcomer waiting for its join to be accepted: no members yet, only listens.
+  bool joining = false;
   HealthListener* listener = nullptr;
   int probeIntervalMs = 10;
   int failureTimeoutMs = 1000;
@@ -109,6 +120,10 @@ class HealthProtocol {
   // Sends due heartbeats and checks silences. Returns when it wants the next tick.
   HealthTime onTick(HealthTime now);
 
+  void allowJoin(RegistrationId id, std::vector<uint8_t> secret);
+  // Sends one agreement message of communicator `commKey` (a newcomer's JOIN).
+  void sendRecovery(const ProcessKey& to, uint64_t commKey, const RecoveryMessage& message);
+
   // Fault injection: a dropped process neither sends nor hears anything.
   void setDropAll(bool drop) { dropAll_ = drop; }
 
@@ -127,6 +142,7 @@ class HealthProtocol {
     bool agreementDone = false;    // failed or expelled: nothing more to say
     uint64_t notifiedEpoch = 0;    // the last epoch the listener was told of
     HealthTime recoveringSince{};  // when the agreement last started or stalled
+    std::set<ProcessKey> sponsored;  // newcomers this member accepted, not yet answered
   };
   class AgreementSender;
   void checkAgreement(Registration& registration);
@@ -140,6 +156,9 @@ class HealthProtocol {
   void deliver(Registration& registration, const FailureReport& report);
   void onLeave(Registration& registration, int index);
   void tellIfExpelled(const ProcessKey& from);
+  void onRecoveryMessage(const ProcessKey& from, uint64_t commKey, const RecoveryMessage& m);
+  bool acceptJoin(Registration& registration, const ProcessKey& from, const RecoveryMessage& m);
+  void adoptJoined(Registration& registration, const RecoveryMessage& commit);
   static int rankCount(const HealthRegistration& info);
 
   ProcessKey self_;
@@ -155,6 +174,7 @@ class HealthProtocol {
   uint64_t heartbeatSeq_ = 0;
   std::map<ProcessKey, RoundTrip> roundTrips_;
   bool dropAll_ = false;
+  HealthTime lastNow_{};  // the latest time an event brought (for changes made in passing)
 };
 
 }  // namespace ftccl

@@ -339,6 +339,18 @@ HealthService::RegistrationId HealthService::add(HealthRegistration registration
   return id;
 }
 
+void HealthService::allowJoin(RegistrationId id, std::vector<uint8_t> secret) {
+  std::lock_guard<std::mutex> lock(driver_->mutex);
+  driver_->protocol.allowJoin(id, std::move(secret));
+}
+
+void HealthService::sendRecovery(const ProcessKey& to, uint64_t commKey,
+                                 const RecoveryMessage& message) {
+  std::lock_guard<std::mutex> lock(driver_->mutex);
+  driver_->protocol.sendRecovery(to, commKey, message);
+  driver_->wakeUp();
+}
+
 void HealthService::remove(RegistrationId id, bool orderly, int flushWaitMs) {
   Driver& d = *driver_;
   std::unique_lock<std::mutex> lock(d.mutex);

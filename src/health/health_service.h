@@ -31,6 +31,10 @@ class HealthService {
   // After remove() returns the listener is never called again. `flushWaitMs` bounds
   // the wait (short after a failure: a stopped peer never reads).
   void remove(RegistrationId id, bool orderly, int flushWaitMs = 500);
+  // Join ids (ftcclCommGetJoinId): a newcomer presenting `secret` may join the pool.
+  void allowJoin(RegistrationId id, std::vector<uint8_t> secret);
+  // A newcomer's JOIN to the member that handed out its join id.
+  void sendRecovery(const ProcessKey& to, uint64_t commKey, const RecoveryMessage& message);
 
  private:
   HealthService() = default;

@@ -268,6 +268,11 @@ void Agreement::tryDecide() {
   }
   commit.next.ranks = ranks;
   commit.next.spares.assign(pool.begin() + std::min(nextSpare, pool.size()), pool.end());
+  for (const auto& [key, spare] : joinedLate_) {
+    if (contains(commit.next.ranks, key) || contains(commit.next.spares, key)) {
+      commit.joined.push_back(spare);
+    }
+  }
   adopt(commit, /*forward=*/true);
 }
 
@@ -287,6 +292,7 @@ void Agreement::adopt(const RecoveryMessage& commit, bool forward) {
     to.erase(self_);
     for (const Member& m : to) net_->send(m, commit);
   }
+  for (const JoiningSpare& spare : commit.joined) joinedLate_[spare.key] = spare;
   lastCommit_ = commit;
   current_ = commit.next;
   failed_.clear();

@@ -125,6 +125,9 @@ class Agreement {
   int stalls_ = 0;
   RecoveryMessage lastCommit_;
   std::string why_;
+  // Spares that joined after init: every commit that names one carries its record, so
+  // a member that missed the pool commit still learns how to reach it.
+  std::map<Member, JoiningSpare> joinedLate_;
 };
 
 }  // namespace ftccl

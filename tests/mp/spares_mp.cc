@@ -5,13 +5,17 @@
 // ranks leave. No MPI after the fault (ranks come from ftccl_run or mpirun's env).
 //
 // usage: spares_mp --spares S [--iters N] [--kill P@ITER]... [--kill-in-rebuild P]
-//                  [--expect-ranks N] [--expect-expelled P] [--victim LIST] [--stamp FILE]
+//                  [--expect-ranks N] [--expect-expelled P] [--joiners J]
+//                  [--victim LIST] [--stamp FILE]
 //   P is the process index (FTCCL_RANK or OMPI_COMM_WORLD_RANK): ranks 0..n-S-1 first,
 //   then the spares. --kill P@ITER: P kills itself at iteration ITER (if it holds a
 //   rank then). --kill-in-rebuild P: P kills itself as soon as it sees a failure,
 //   before its rebuild returns (a second failure during the rebuild). --expect-expelled
 //   P: P is stopped and resumed by the launcher after the others rebuilt; it must be
-//   expelled, and prints EXPELLED rank=P PASS|FAIL instead of a verdict.
+//   expelled, and prints EXPELLED rank=P PASS|FAIL instead of a verdict. --joiners J:
+//   the last J processes are not at init; process 0 hands out a join id (through a
+//   file next to the stamp) after its first rebuild, when the pool may have run dry,
+//   and they join the pool with ftcclCommJoinAsSpare.
 // Each process that lives to the end prints one line
 //   VERDICT rank=P PASS|FAIL final rank R of N, epoch E, recovery_ms=...
 // (the launcher's exit status is not trusted; the test script checks every verdict).
@@ -42,6 +46,7 @@ struct Options {
   int killInRebuild = -1;
   int expectRanks = -1;
   int expectExpelled = -1;  // this process is stopped and resumed into an old epoch
+  int joiners = 0;          // the last processes join the pool later (JoinAsSpare)
   std::string stampFile;
 };
 
@@ -59,6 +64,7 @@ bool parse(int argc, char** argv, Options* o) {
     } else if (a == "--kill-in-rebuild") o->killInRebuild = std::atoi(next().c_str());
     else if (a == "--expect-ranks") o->expectRanks = std::atoi(next().c_str());
     else if (a == "--expect-expelled") o->expectExpelled = std::atoi(next().c_str());
+    else if (a == "--joiners") o->joiners = std::atoi(next().c_str());
     else if (a == "--victim") next();  // the test script's bookkeeping
     else if (a == "--stamp") o->stampFile = next();
     else return false;
@@ -139,7 +145,10 @@ class Member {
       if (rb != ftcclSuccess) return fail(std::string("rebuild: ") + ftcclGetLastError(comm_));
       ++rebuilds_;
       epoch_ = info.epoch;
-      if (resync()) return true;
+      if (resync()) {
+        if (process_ == 0 && o_.joiners > 0) publishJoinId();
+        return true;
+      }
       if (!problem_.empty()) return false;
     }
     return fail("five rebuilds in a row failed to resynchronise");
@@ -167,6 +176,23 @@ class Member {
     return true;
   }
 
+  // Written once, atomically (rename), for the joiners to pick up.
+  void publishJoinId() {
+    if (joinIdPublished_) return;
+    ftcclUniqueId id;
+    if (ftcclCommGetJoinId(comm_, &id) != ftcclSuccess) {
+      fail(std::string("GetJoinId: ") + ftcclGetLastError(comm_));
+      return;
+    }
+    std::string file = o_.stampFile + ".joinid", partial = file + ".partial";
+    if (FILE* f = std::fopen(partial.c_str(), "wb")) {
+      std::fwrite(&id, sizeof(id), 1, f);
+      std::fclose(f);
+      std::rename(partial.c_str(), file.c_str());
+    }
+    joinIdPublished_ = true;
+  }
+
   // A process resumed into an old epoch gets a permanent error and ends there.
   [[noreturn]] void reportExpulsion(ftcclResult_t rb) {
     std::string why = ftcclGetLastError(comm_);
@@ -192,12 +218,28 @@ class Member {
   ftcclComm_t comm_;
   int iter_ = 0;
   bool hasState_ = true;  // false for an activated spare until it resynchronised
+  bool joinIdPublished_ = false;
   int rebuilds_ = 0;
   unsigned long long epoch_ = 0;
   bool recovering_ = false;
   double recoveryMs_ = -1;
   std::string problem_;
 };
+
+// A joiner waits for process 0's join id, then joins the spare pool.
+ftcclResult_t joinLater(const Options& o, ftcclComm_t* comm, ftcclConfig_t* config) {
+  std::string file = o.stampFile + ".joinid";
+  ftcclUniqueId id;
+  for (int waited = 0; waited < 120000; waited += 10) {
+    if (FILE* f = std::fopen(file.c_str(), "rb")) {
+      size_t got = std::fread(&id, sizeof(id), 1, f);
+      std::fclose(f);
+      if (got == 1) return ftcclCommJoinAsSpare(comm, id, config);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return ftcclTimeout;
+}
 
 }  // namespace
 
@@ -209,8 +251,8 @@ int main(int argc, char** argv) {
   }
   int process = faulttest::processIndex();
   int processes = faulttest::processCount();
-  int nranks = processes - o.spares;
-  if (process < 0 || nranks < 1) {
+  int nranks = processes - o.spares - o.joiners;
+  if (process < 0 || nranks < 1 || o.stampFile.empty()) {
     std::fprintf(stderr, "run me under ftccl_run or mpirun with --spares < processes\n");
     return 2;
   }
@@ -219,9 +261,14 @@ int main(int argc, char** argv) {
   ftcclConfig_t config = FTCCL_CONFIG_INITIALIZER;
   config.nSpares = o.spares;
   config.shrinkWhenNoSpares = 1;
-  if (ftcclGetUniqueId(&id) != ftcclSuccess ||
-      ftcclCommInitRankConfig(&comm, nranks, id, process, &config) != ftcclSuccess) {
-    std::printf("VERDICT rank=%d FAIL init: %s\n", process, ftcclGetLastError(nullptr));
+  bool joiner = process >= nranks + o.spares;
+  ftcclResult_t init = joiner ? joinLater(o, &comm, &config)
+                       : ftcclGetUniqueId(&id) != ftcclSuccess
+                           ? ftcclInternalError
+                           : ftcclCommInitRankConfig(&comm, nranks, id, process, &config);
+  if (init != ftcclSuccess) {
+    std::printf("VERDICT rank=%d FAIL %s: %s\n", process, joiner ? "join" : "init",
+                ftcclGetLastError(nullptr));
     return 1;
   }
   int rank = -2;
@@ -235,7 +282,8 @@ int main(int argc, char** argv) {
   } else {
     ok = rank == -1 ? member.standby(&activated) : member.fail("a spare has rank " +
                                                                std::to_string(rank));
-    role = activated ? "activated spare" : "spare stood down";
+    role = std::string(joiner ? "joined " : "") +
+           (activated ? "activated spare" : "spare stood down");
   }
   int finalRank = -1, n = 0;
   ftcclCommUserRank(comm, &finalRank);

@@ -205,6 +205,57 @@ TEST(Agreement, SpareDeadUnseenIsDroppedAfterStalls) {
   EXPECT_EQ(c.at("p0").membership().ranks, (V{"p0", "p1", "s1", "p3"}));
 }
 
+// Refilling the pool: a member passes a newcomer's join to the coordinator, which
+// commits the same ranks with the newcomer appended to the spares; the next failure
+// activates it. A join during a recovery is dropped (the newcomer retries).
+TEST(Agreement, JoinedSpareRefillsThePoolAndIsUsed) {
+  Cluster c(3, 0);
+  c.kill("p1");  // no spare: shrink to p0, p2
+  c.run();
+  c.checkInvariants(1);
+  JoiningSpare newcomer{"j0", "host", 77, {1, 2, 3}};
+  c.at("p2").requestJoin(newcomer);  // p2 is not the coordinator: it forwards
+  c.run();
+  c.checkInvariants(2);
+  EXPECT_EQ(c.at("p0").membership().ranks, (V{"p0", "p2"}));
+  EXPECT_EQ(c.at("p0").membership().spares, (V{"j0"}));
+  EXPECT_TRUE(c.at("p2").lastCommit().failedRanks.empty());
+  ASSERT_EQ(c.at("p2").lastCommit().joined.size(), 1u);
+  EXPECT_EQ(c.at("p2").lastCommit().joined[0].peerInfo, (std::vector<uint8_t>{1, 2, 3}));
+  c.nodes["j0"] = std::make_unique<Node>(c.net, "j0", c.at("p0").membership(), true);
+  c.kill("p2");  // p0 and j0 are 2 of the 3 voters: a majority
+  c.run();
+  c.checkInvariants(3);
+  EXPECT_EQ(c.at("p0").membership().ranks, (V{"p0", "j0"}));
+  EXPECT_EQ(c.at("j0").myRank(), 1);
+}
+
+TEST(Agreement, JoinDuringRecoveryIsDroppedThenAccepted) {
+  Cluster c(4, 1);
+  c.net.kill("p3");
+  c.dead.insert("p3");
+  c.at("p0").onFailure("p3");  // only the coordinator knows yet: it is recovering
+  JoiningSpare newcomer{"j0", "host", 77, {}};
+  c.at("p0").requestJoin(newcomer);
+  c.tellAll("p3");
+  c.run();
+  c.checkInvariants(1);
+  EXPECT_EQ(c.at("p0").membership().ranks, (V{"p0", "p1", "p2", "s0"}));
+  EXPECT_TRUE(c.at("p0").membership().spares.empty());
+  c.at("p1").requestJoin(newcomer);
+  c.run();
+  c.checkInvariants(2);
+  EXPECT_EQ(c.at("p1").membership().spares, (V{"j0"}));
+  // A later failure's commit names the late joiner, so every member can reach it.
+  c.nodes["j0"] = std::make_unique<Node>(c.net, "j0", c.at("p0").membership(), true);
+  c.kill("p1");
+  c.run();
+  c.checkInvariants(3);
+  EXPECT_EQ(c.at("p0").membership().ranks, (V{"p0", "j0", "p2", "s0"}));
+  ASSERT_EQ(c.at("p2").lastCommit().joined.size(), 1u);
+  EXPECT_EQ(c.at("p2").lastCommit().joined[0].key, "j0");
+}
+
 TEST(Agreement, ThreeFailuresOneAfterAnotherWithThreeSpares) {
   Cluster c(4, 3);
   for (const char* victim : {"p1", "s0", "p3"}) {  // s0 replaced p1, then fails itself

@@ -149,13 +149,17 @@ TEST_F(SingleRank, UnimplementedCallsSayNotImplementedYet) {
       ftcclGroupStart(),
       ftcclGroupEnd(),
       ftcclCommSplit(comm_, 0, 0, &other, nullptr),
-      ftcclCommGetJoinId(comm_, &id),
-      ftcclCommJoinAsSpare(&other, id, nullptr),
   };
   for (size_t i = 0; i < results.size(); ++i) {
     EXPECT_EQ(results[i], ftcclInvalidUsage) << "call #" << i;
   }
   EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "not implemented yet"));
+  // Join ids: a corrupt one is refused at once; a NULL out-pointer too.
+  std::memset(&id, 0, sizeof(id));
+  EXPECT_EQ(ftcclCommJoinAsSpare(&other, id, nullptr), ftcclInvalidArgument);
+  EXPECT_EQ(other, nullptr);
+  EXPECT_EQ(ftcclCommGetJoinId(comm_, nullptr), ftcclInvalidArgument);
+  EXPECT_EQ(ftcclCommGetJoinId(comm_, &id), ftcclSuccess);
   // Standby is for spares only.
   EXPECT_EQ(ftcclCommStandby(comm_, &activated), ftcclInvalidUsage);
   EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "not a spare"));

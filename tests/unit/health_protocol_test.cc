@@ -52,9 +52,18 @@ class Process final : public sim::SimNode, public HealthNetwork, public HealthLi
     reportedAt.push_back(net_.now());
   }
 
+  void onRebuilt(const RecoveryMessage& commit) override { rebuilt.push_back(commit); }
+  void onAllRanksLeft() override { allRanksLeft = true; }
+  void onSpareJoined(const JoiningSpare& spare) override { joined.push_back(spare.key); }
+  std::vector<uint8_t> joinPackage() override { return {42}; }
+  void onJoinAccepted(const RecoveryMessage& accept) override { accepted.push_back(accept); }
+
   HealthProtocol& protocol() { return protocol_; }
   std::vector<FailureReport> reports;
   std::vector<SimTime> reportedAt;
+  std::vector<RecoveryMessage> rebuilt, accepted;
+  std::vector<std::string> joined;
+  bool allRanksLeft = false;
 
  private:
   SimNetwork& net_;
@@ -239,6 +248,105 @@ TEST(HealthProtocol, RankZeroCrashAndLateMonitorOfADeadPeer) {
   ring.net.runFor(10ms);
   ASSERT_EQ(late.reports.size(), 1u);
   EXPECT_EQ(late.reports[0].cause, DetectionCause::kConnectionClosed);
+}
+
+// Ranks and hot spares with the agreement on (recoverable): spare j is probed by rank
+// j % nranks and probes it back, as core/ registers them.
+class WithSpares {
+ public:
+  WithSpares(int nranks, int nspares) : net(kLatency) {
+    int n = nranks + nspares;
+    for (int i = 0; i < n; ++i) procs.push_back(std::make_unique<Process>(net, keyOf(i)));
+    for (int i = 0; i < n; ++i) {
+      HealthRegistration reg;
+      reg.commKey = 7;
+      reg.myRank = i;
+      reg.nRanks = nranks;
+      for (int m = 0; m < n; ++m) reg.members.push_back(MemberInfo{m, "simhost", 1000 + m, keyOf(m)});
+      if (i < nranks) {
+        reg.monitored = {(i + 1) % nranks, (i + nranks - 1) % nranks};
+        for (int j = i; j < nspares; j += nranks) reg.monitored.push_back(nranks + j);
+      } else {
+        reg.monitored = {(i - nranks) % nranks};
+      }
+      reg.listener = procs[i].get();
+      reg.probeIntervalMs = kProbeMs;
+      reg.failureTimeoutMs = kTimeoutMs;
+      reg.recoverable = true;
+      ids.push_back(procs[i]->protocol().add(reg, net.now()));
+    }
+  }
+  SimNetwork net;
+  std::vector<std::unique_ptr<Process>> procs;
+  std::vector<HealthProtocol::RegistrationId> ids;
+};
+
+TEST(HealthProtocolSpares, RankCrashActivatesTheSpareSpareCrashOnlyLeavesThePool) {
+  WithSpares c(4, 2);
+  c.net.runFor(100ms);
+  c.net.kill(keyOf(5));  // spare 1 dies while waiting
+  c.net.runFor(500ms);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(c.procs[i]->reports.size(), 1u) << i;
+    EXPECT_TRUE(c.procs[i]->reports[0].spare);
+    EXPECT_TRUE(c.procs[i]->rebuilt.empty()) << "a lost spare needs no rebuild";
+  }
+  c.net.kill(keyOf(2));
+  c.net.runFor(500ms);
+  for (int i : {0, 1, 3, 4}) {
+    ASSERT_EQ(c.procs[i]->rebuilt.size(), 1u) << i;
+    const Membership& next = c.procs[i]->rebuilt[0].next;
+    EXPECT_EQ(next.ranks, (std::vector<std::string>{keyOf(0), keyOf(1), keyOf(4), keyOf(3)}));
+    EXPECT_TRUE(next.spares.empty()) << "the dead spare was skipped";
+  }
+}
+
+TEST(HealthProtocolSpares, WaitingSparesHearWhenEveryRankLeft) {
+  WithSpares c(2, 1);
+  c.net.runFor(50ms);
+  c.procs[0]->protocol().remove(c.ids[0], /*orderly=*/true, c.net.now());
+  c.net.runFor(50ms);
+  EXPECT_FALSE(c.procs[2]->allRanksLeft);
+  c.procs[1]->protocol().remove(c.ids[1], /*orderly=*/true, c.net.now());
+  c.net.runFor(50ms);
+  EXPECT_TRUE(c.procs[2]->allRanksLeft);
+  EXPECT_TRUE(c.procs[2]->reports.empty());
+}
+
+// A newcomer with the right secret joins through rank 1; the ranks are not disturbed
+// (no rebuild), everyone learns the newcomer, rank 0 probes it (spare 0 of 3 ranks),
+// and the newcomer gets the commit and rank 1's package. A wrong secret is refused.
+TEST(HealthProtocolSpares, NewcomerJoinsThePoolWithoutARebuild) {
+  WithSpares c(3, 0);
+  Process newcomer(c.net, keyOf(9));
+  HealthRegistration waiting;
+  waiting.commKey = 7;
+  waiting.joining = true;
+  waiting.listener = &newcomer;
+  newcomer.protocol().add(waiting, c.net.now());
+  c.procs[1]->protocol().allowJoin(c.ids[1], {1, 2, 3});
+  RecoveryMessage ask;
+  ask.type = RecoveryMessage::kJoin;
+  ask.joined.push_back(JoiningSpare{keyOf(9), "simhost", 1009, {7}});
+  ask.blob = {9, 9, 9};
+  newcomer.protocol().sendRecovery(keyOf(1), 7, ask);
+  c.net.runFor(100ms);
+  EXPECT_TRUE(newcomer.accepted.empty()) << "a wrong secret must be refused";
+  ask.blob = {1, 2, 3};
+  newcomer.protocol().sendRecovery(keyOf(1), 7, ask);
+  c.net.runFor(100ms);
+  ASSERT_EQ(newcomer.accepted.size(), 1u);
+  EXPECT_EQ(newcomer.accepted[0].next.spares, (std::vector<std::string>{keyOf(9)}));
+  EXPECT_EQ(newcomer.accepted[0].blob, (std::vector<uint8_t>{42}));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(c.procs[i]->rebuilt.empty()) << i;
+    EXPECT_EQ(c.procs[i]->joined, (std::vector<std::string>{keyOf(9)})) << i;
+  }
+  // Rank 0 now probes the newcomer: its death is reported as a spare's.
+  c.net.kill(keyOf(9));
+  c.net.runFor(100ms);
+  ASSERT_EQ(c.procs[2]->reports.size(), 1u);
+  EXPECT_TRUE(c.procs[2]->reports[0].spare);
 }
 
 TEST(FailureDetector, SilenceConnectionLossAndLeaving) {

@@ -133,6 +133,11 @@ Status UcxTransport::connect(int rank, std::vector<std::vector<uint8_t>> address
   return Status::ok();
 }
 
+void UcxTransport::addPeer(std::vector<uint8_t> address) {
+  peers_.emplace_back();
+  peers_.back().address = std::move(address);
+}
+
 Status UcxTransport::remap(uint32_t epoch, std::vector<int> logicalToWorld, int rank) {
   for (int w : logicalToWorld) {
     if (w < 0 || w >= static_cast<int>(peers_.size())) return internalError("bad remap");

@@ -48,6 +48,8 @@ class UcxTransport final : public Transport {
   // After a rebuild: logical rank r is the process at worker index logicalToWorld[r];
   // this process is logical rank `rank`; tags carry `epoch` (old messages never match).
   Status remap(uint32_t epoch, std::vector<int> logicalToWorld, int rank);
+  // A process that joined later (a refilled spare): its worker index is the next one.
+  void addPeer(std::vector<uint8_t> address);
 
   int rank() const override { return rank_; }
   int size() const override { return static_cast<int>(logicalToWorld_.size()); }
