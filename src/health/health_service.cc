@@ -94,8 +94,13 @@ class HealthService::Driver final : public HealthNetwork {
       if (sent) return;
     }
     Conn* c = find(to);
+    // Agreement messages keep their order on our connection to the peer, but the peer
+    // reads that (quiet) connection only at its next tick: a hello-only carrier that
+    // closes at once wakes it to read now (a rebuild costs a few hops, not 10 ms each).
+    bool poke = c != nullptr && c->monitoring && message.type == HealthType::kRecovery;
     if (c == nullptr) c = open(to, /*monitoring=*/false);
     if (c != nullptr) queue(*c, message);
+    if (poke) open(to, /*monitoring=*/false);
   }
   void monitor(const ProcessKey& peer) override {
     for (auto& c : conns) {
@@ -248,6 +253,15 @@ class HealthService::Driver final : public HealthNetwork {
     for (size_t i = 0; i < conns.size(); ++i) {
       Conn& c = *conns[i];
       if (c.fd.valid() && !c.connecting && (acksToo || !c.monitoring)) readFrom(c, now);
+    }
+  }
+
+  // Woken by a carrier (a FAILED notice, a poke): read the peers' quiet connections
+  // too, where an agreement message may be waiting.
+  void drainAccepted(HealthTime now) {
+    for (size_t i = 0; i < conns.size(); ++i) {
+      Conn& c = *conns[i];
+      if (c.fd.valid() && c.accepted) readFrom(c, now);
     }
   }
 
@@ -421,10 +435,12 @@ void HealthService::run() {
       nextTick = now;  // a registration changed: the probe interval may have too
     }
     if (fds[1].revents & POLLIN) d.acceptAll();
+    bool carrier = false;
     for (size_t i = 0; i < polled.size(); ++i) {
       Driver::Conn& c = *polled[i];
       short ev = fds[i + 2].revents;
       if (!ev || !c.fd.valid()) continue;
+      carrier = carrier || (c.accepted && (ev & (POLLIN | POLLHUP)));
       if (c.connecting) {
         int err = 0;
         socklen_t len = sizeof(err);
@@ -439,6 +455,7 @@ void HealthService::run() {
       if (ev & (POLLIN | POLLHUP | POLLERR)) d.readFrom(c, now);
       if (c.fd.valid() && !d.flush(c)) d.lost(c);
     }
+    if (carrier) d.drainAccepted(now);
     d.reportLosses(now);
   }
   d.conns.clear();
