@@ -5,7 +5,7 @@
 // ranks leave. No MPI after the fault (ranks come from ftccl_run or mpirun's env).
 //
 // usage: spares_mp --spares S [--iters N] [--kill P@ITER]... [--kill-in-rebuild P]
-//                  [--expect-ranks N] [--expect-expelled P] [--joiners J]
+//                  [--expect-ranks N] [--expect-expelled P] [--joiners J] [--no-shrink]
 //                  [--victim LIST] [--stamp FILE]
 //   P is the process index (FTCCL_RANK or OMPI_COMM_WORLD_RANK): ranks 0..n-S-1 first,
 //   then the spares. --kill P@ITER: P kills itself at iteration ITER (if it holds a
@@ -15,7 +15,9 @@
 //   expelled, and prints EXPELLED rank=P PASS|FAIL instead of a verdict. --joiners J:
 //   the last J processes are not at init; process 0 hands out a join id (through a
 //   file next to the stamp) after its first rebuild, when the pool may have run dry,
-//   and they join the pool with ftcclCommJoinAsSpare.
+//   and they join the pool with ftcclCommJoinAsSpare. --no-shrink: once the pool is
+//   dry a failure must end the communicator with a clear ftcclRemoteError; a survivor
+//   that gets it passes ("ended") without finishing its iterations.
 // Each process that lives to the end prints one line
 //   VERDICT rank=P PASS|FAIL final rank R of N, epoch E, recovery_ms=...
 // (the launcher's exit status is not trusted; the test script checks every verdict).
@@ -47,6 +49,7 @@ struct Options {
   int expectRanks = -1;
   int expectExpelled = -1;  // this process is stopped and resumed into an old epoch
   int joiners = 0;          // the last processes join the pool later (JoinAsSpare)
+  bool noShrink = false;    // shrinkWhenNoSpares = 0: with the pool dry, rebuild must fail
   std::string stampFile;
 };
 
@@ -65,6 +68,7 @@ bool parse(int argc, char** argv, Options* o) {
     else if (a == "--expect-ranks") o->expectRanks = std::atoi(next().c_str());
     else if (a == "--expect-expelled") o->expectExpelled = std::atoi(next().c_str());
     else if (a == "--joiners") o->joiners = std::atoi(next().c_str());
+    else if (a == "--no-shrink") o->noShrink = true;
     else if (a == "--victim") next();  // the test script's bookkeeping
     else if (a == "--stamp") o->stampFile = next();
     else return false;
@@ -142,7 +146,14 @@ class Member {
       ftcclRebuildInfo_t info{};
       ftcclResult_t rb = ftcclCommRebuild(comm_, &info);
       if (process_ == o_.expectExpelled) reportExpulsion(rb);
-      if (rb != ftcclSuccess) return fail(std::string("rebuild: ") + ftcclGetLastError(comm_));
+      if (rb != ftcclSuccess) {
+        std::string why = ftcclGetLastError(comm_);
+        if (o_.noShrink && rb == ftcclRemoteError && why.find("no spare") != std::string::npos) {
+          ended_ = true;  // the expected end: no spare left and no shrink
+          return false;
+        }
+        return fail("rebuild: " + why);
+      }
       ++rebuilds_;
       epoch_ = info.epoch;
       if (resync()) {
@@ -209,6 +220,7 @@ class Member {
   }
 
   const std::string& problem() const { return problem_; }
+  bool ended() const { return ended_; }
   int rebuilds() const { return rebuilds_; }
   double recoveryMs() const { return recoveryMs_; }
 
@@ -219,6 +231,7 @@ class Member {
   int iter_ = 0;
   bool hasState_ = true;  // false for an activated spare until it resynchronised
   bool joinIdPublished_ = false;
+  bool ended_ = false;
   int rebuilds_ = 0;
   unsigned long long epoch_ = 0;
   bool recovering_ = false;
@@ -260,7 +273,7 @@ int main(int argc, char** argv) {
   ftcclComm_t comm = nullptr;
   ftcclConfig_t config = FTCCL_CONFIG_INITIALIZER;
   config.nSpares = o.spares;
-  config.shrinkWhenNoSpares = 1;
+  config.shrinkWhenNoSpares = o.noShrink ? 0 : 1;
   bool joiner = process >= nranks + o.spares;
   ftcclResult_t init = joiner ? joinLater(o, &comm, &config)
                        : ftcclGetUniqueId(&id) != ftcclSuccess
@@ -285,10 +298,16 @@ int main(int argc, char** argv) {
     role = std::string(joiner ? "joined " : "") +
            (activated ? "activated spare" : "spare stood down");
   }
+  if (member.ended() && member.problem().empty()) {
+    ok = true;
+    role += " ended: no spare left and no shrink";
+  } else if (o.noShrink && ok && (process < nranks || activated)) {
+    ok = member.fail("the pool ran dry without shrink, yet the communicator went on");
+  }
   int finalRank = -1, n = 0;
   ftcclCommUserRank(comm, &finalRank);
   ftcclCommCount(comm, &n);
-  if (ok && o.expectRanks > 0 && finalRank >= 0 && n != o.expectRanks) {
+  if (ok && !member.ended() && o.expectRanks > 0 && finalRank >= 0 && n != o.expectRanks) {
     ok = member.fail("ended with " + std::to_string(n) + " ranks, expected " +
                      std::to_string(o.expectRanks));
   }

@@ -157,6 +157,23 @@ TEST(Agreement, CoordinatorDiesDuringAgreementUnionOfFailures) {
   EXPECT_EQ(m.ranks, (V{"s0", "p1", "p2", "s1", "p4"}));
 }
 
+// The coordinator reaches only one member with its commit, then dies: that member's
+// forward brings everyone else into the same epoch, and the coordinator's death is
+// agreed on in the next round (no member is left behind in the old epoch).
+TEST(Agreement, CoordinatorDiesMidCommitTheForwardCarriesIt) {
+  Cluster c(5, 2);
+  c.kill("p3");
+  c.net.runFor(10us);  // every report is on its way to p0
+  for (const char* k : {"p2", "p4", "s0", "s1"}) c.net.block("p0", k);
+  c.net.runFor(15us);  // p0 decides: its commit gets through to p1 only
+  EXPECT_EQ(c.at("p0").membership().epoch, 1u);
+  c.kill("p0");  // ... and it dies before anything else
+  c.run();
+  // p1's forward brought everyone into epoch 1; p0's death was agreed on next.
+  c.checkInvariants(2);
+  EXPECT_EQ(c.at("p1").membership().ranks, (V{"s1", "p1", "p2", "s0", "p4"}));
+}
+
 TEST(Agreement, SecondFailureDuringRebuild) {
   Cluster c(6, 2);
   c.kill("p2");
