@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "bootstrap/bootstrap.h"
 #include "reduce/reduce.h"
@@ -687,9 +688,17 @@ Status Communicator::drive(Collective& op, OpKind kind, const CollectiveArgs& ar
     Status st = op.progress(&done);
     if (!st.isOk()) {
       op.abort();
-      Status failed(st.code(), std::string(opKindName(kind)) + " (op " +
-                                   std::to_string(args.opSeq) + ", rank " +
-                                   std::to_string(rank_) + "): " + st.message());
+      std::string what = std::string(opKindName(kind)) + " (op " + std::to_string(args.opSeq) +
+                         ", rank " + std::to_string(rank_) + "): ";
+      // A transfer that fails (UCX I/O error) almost always means a peer died: health
+      // names it within its failure timeout, and its diagnosis is the recoverable one
+      // (ftcclRemoteError, agreement under way). Only without one is UCX's error final.
+      if (awaitHealthVerdict()) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return Status(asyncError_.load(), what + revokeReason_ + " (the transfer failed: " +
+                                              st.message() + ")");
+      }
+      Status failed(st.code(), what + st.message());
       revoke(failed);
       return failed;
     }
@@ -727,6 +736,16 @@ Status Communicator::drive(Collective& op, OpKind kind, const CollectiveArgs& ar
     }
     if (transport_->progress()) idleRounds = 0;
   }
+}
+
+bool Communicator::awaitHealthVerdict() {
+  auto deadline = Clock::now() + std::chrono::milliseconds(config_.failureTimeoutMs +
+                                                           4 * config_.probeIntervalMs);
+  while (Clock::now() < deadline && !aborted_) {
+    if (asyncError_.load() != ftcclSuccess) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return asyncError_.load() != ftcclSuccess;
 }
 
 void Communicator::revoke(const Status& cause) {

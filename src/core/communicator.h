@@ -103,6 +103,9 @@ class Communicator final : public HealthListener {
   void chooseSpin();
   Status drive(Collective& op, OpKind kind, const CollectiveArgs& args);
   void revoke(const Status& cause);
+  // After a transport error: waits (bounded by the failure timeout) for health to
+  // revoke the communicator; true if it did.
+  bool awaitHealthVerdict();
   void registerHealth();
   // Waits for the next decision of the agreement (or an end) and takes its commit.
   Status awaitDecision(const char* call, bool forever, RecoveryMessage* commit);

@@ -180,6 +180,7 @@ void HealthProtocol::deliver(Registration& r, const FailureReport& reported) {
             detectionCauseName(report.cause), report.afterMs);
   if (r.info.listener) r.info.listener->onMemberFailed(report);
   if (r.agreement) checkAgreement(r);
+  tellIfRanksGone(r);
 }
 
 // Tells the communicator once when its agreement has decided.
@@ -382,9 +383,20 @@ void HealthProtocol::onLeave(Registration& r, int index) {
   if (index < 0 || index >= static_cast<int>(r.info.members.size())) return;
   if (!r.left.insert(index).second) return;
   if (index >= nRanks && r.agreement) r.agreement->onFailure(r.info.members[index].key);
-  int ranksLeft = 0;
-  for (int i : r.left) ranksLeft += i < nRanks ? 1 : 0;
-  if (ranksLeft == nRanks && !r.allRanksLeftTold && r.info.listener) {
+  tellIfRanksGone(r);
+}
+
+// Waiting spares stand down once every rank is gone, in order or not, provided some
+// left in order (the job is ending; if they all failed, the agreement may still
+// activate the spares).
+void HealthProtocol::tellIfRanksGone(Registration& r) {
+  int nRanks = rankCount(r.info);
+  int left = 0, gone = 0;
+  for (int i = 0; i < nRanks; ++i) {
+    left += r.left.count(i) ? 1 : 0;
+    gone += r.left.count(i) || r.reported.count(i) ? 1 : 0;
+  }
+  if (left > 0 && gone == nRanks && !r.allRanksLeftTold && r.info.listener) {
     r.allRanksLeftTold = true;
     r.info.listener->onAllRanksLeft();
   }

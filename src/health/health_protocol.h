@@ -155,6 +155,7 @@ class HealthProtocol {
   void suspect(const Suspicion& suspicion);
   void deliver(Registration& registration, const FailureReport& report);
   void onLeave(Registration& registration, int index);
+  void tellIfRanksGone(Registration& registration);
   void tellIfExpelled(const ProcessKey& from);
   void onRecoveryMessage(const ProcessKey& from, uint64_t commKey, const RecoveryMessage& m);
   bool acceptJoin(Registration& registration, const ProcessKey& from, const RecoveryMessage& m);
