@@ -4,8 +4,8 @@
 # usage: run_comm_id.sh NRANKS TOOL [ARGS...]
 set -u
 n=$1; shift
-port=$(( 20000 + RANDOM % 30000 ))
-while (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; do port=$(( port + 1 )); done
+# shellcheck source=free_port.sh
+. "$(dirname "$0")/free_port.sh"
 export FTCCL_COMM_ID=127.0.0.1:$port FTCCL_NRANKS=$n FTCCL_BOOTSTRAP_TIMEOUT_MS=60000
 export FTCCL_COMM_SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 unset OMPI_COMM_WORLD_SIZE OMPI_COMM_WORLD_RANK

@@ -9,8 +9,8 @@ prog=$1 n=$2 victims=$3
 shift 3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-port=$(( 20000 + RANDOM % 30000 ))
-while (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; do port=$(( port + 1 )); done
+# shellcheck source=free_port.sh
+. "$(dirname "$0")/free_port.sh"
 export FTCCL_COMM_ID=127.0.0.1:$port FTCCL_SOCKET_IFNAME=lo FTCCL_FAULT_INJECTION=1
 export FTCCL_COMM_SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 timeout --signal=KILL 240 mpirun --allow-run-as-root --oversubscribe --bind-to none \

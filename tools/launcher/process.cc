@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -111,14 +112,28 @@ bool pickCommId(const std::string& addr, std::string* commId, std::string* error
     *error = errnoText("socket");
     return false;
   }
-  // Port 0: the kernel picks a free port. Never listened on, so nothing lingers in
-  // TIME_WAIT and rank 0 can bind it right away.
-  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&storage), len) == 0 &&
-            ::getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &len) == 0;
-  if (!ok) *error = errnoText("cannot bind a port on " + addr);
+  // A free port below the kernel's ephemeral range: a port the kernel hands out for
+  // port 0 could be handed again to a rank's own listener (health, UCX) before rank 0
+  // binds it. Only bound here, never listened on, so nothing lingers in TIME_WAIT.
+  int low = 32768, high = 60999;
+  if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (std::fscanf(f, "%d %d", &low, &high) != 2) low = 32768;
+    std::fclose(f);
+  }
+  int first = 10000, span = std::max(low - first, 1000);
+  uint32_t seed = 0;
+  if (::getrandom(&seed, sizeof(seed), 0) != sizeof(seed)) seed = static_cast<uint32_t>(::getpid());
+  bool ok = false;
+  int port = 0;
+  for (int attempt = 0; attempt < 200 && !ok; ++attempt) {
+    port = first + static_cast<int>((seed + attempt * 7919u) % static_cast<uint32_t>(span));
+    if (v6) v6addr->sin6_port = htons(static_cast<uint16_t>(port));
+    else v4addr->sin_port = htons(static_cast<uint16_t>(port));
+    ok = ::bind(fd, reinterpret_cast<sockaddr*>(&storage), len) == 0;
+  }
+  if (!ok) *error = errnoText("cannot bind a port below the ephemeral range on " + addr);
   ::close(fd);
   if (!ok) return false;
-  int port = ntohs(v6 ? v6addr->sin6_port : v4addr->sin_port);
   *commId = (v6 ? "[" + addr + "]" : addr) + ":" + std::to_string(port);
   return true;
 }
