@@ -19,7 +19,7 @@ for ((i = 0; i < runs; i++)); do
   grep -oE "rebuild_ms=[0-9.]+" "$tmp/log" | cut -d= -f2 | sort -g | tail -1 >> "$tmp/rebuild"
   grep -oE "latency_ms=[0-9.]+" "$tmp/log" | cut -d= -f2 | sort -g | tail -1 >> "$tmp/detect"
   paste -d+ <(grep -oE "latency_ms=[0-9.]+" "$tmp/log" | cut -d= -f2) \
-            <(grep -oE "rebuild_ms=[0-9.]+" "$tmp/log" | cut -d= -f2) | bc | sort -g | tail -1 >> "$tmp/total"
+            <(grep -oE "rebuild_ms=[0-9.]+" "$tmp/log" | cut -d= -f2) | awk -F+ '{print $1 + $2}' | sort -g | tail -1 >> "$tmp/total"
 done
 for what in detect rebuild total; do
   sort -g "$tmp/$what" | awk -v w="$what" -v n="$n" '{v[NR] = $1} END {

@@ -27,7 +27,7 @@ for ((i = 0; i < runs; i++)); do
   fi
   first=$(grep -E "\[Health\].* failed: " "$tmp/log" | seconds | sort -g | head -1)
   last=$(grep -E "rebuilt into epoch|spare activated" "$tmp/log" | seconds | sort -g | tail -1)
-  echo "($last - $first) * 1000" | bc -l >> "$tmp/rebuild"
+  awk -v a="$first" -v b="$last" 'BEGIN { printf "%.3f\n", (b - a) * 1000 }' >> "$tmp/rebuild"
   grep -oE "recovery_ms=[0-9.]+" "$tmp/log" | cut -d= -f2 | sort -g | tail -1 >> "$tmp/recovery"
 done
 for what in rebuild recovery; do

@@ -28,5 +28,5 @@ clean=$(median "$tmp/clean") fault=$(median "$tmp/fault")
 echo "$n ranks + 1 spare, $steps steps, $runs runs each:"
 echo "  no fault   wall ${clean} ms (median; $(spread "$tmp/clean"))"
 echo "  one kill   wall ${fault} ms (median; $(spread "$tmp/fault"))"
-echo "  difference $(echo "$fault - $clean" | bc -l | xargs printf '%.1f') ms;" \
+echo "  difference $(awk -v a="$clean" -v b="$fault" 'BEGIN { printf "%.1f", b - a }') ms;" \
      "lost as measured by the slowest rank: median $(median "$tmp/lost") ms ($(spread "$tmp/lost"))"

@@ -67,7 +67,6 @@ struct RecoveryMessage {
   std::vector<JoiningSpare> joined;  // kJoin: the candidate; kCommit: spares added
   std::vector<uint8_t> blob;        // kJoin: the join secret; kJoinAccept: member table
 
-  bool poolOnly() const { return type == kCommit && !joined.empty() && failedRanks.empty(); }
 };
 
 std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m);
