@@ -750,10 +750,13 @@ bool Communicator::awaitHealthVerdict() {
 
 void Communicator::revoke(const Status& cause) {
   {
-    ftcclResult_t expected = ftcclSuccess;
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (!asyncError_.compare_exchange_strong(expected, cause.code())) return;
+    std::lock_guard<std::mutex> lock(mutex_);  // the only writer of an error
+    if (asyncError_.load() != ftcclSuccess) return;
+    // The message is in place before the error can be seen (GetAsyncError, then
+    // GetLastError from a watchdog must never read an empty message).
     revokeReason_ = cause.message();
+    lastError_ = "communicator revoked: " + cause.message();
+    asyncError_.store(cause.code());
   }
   // A failure found by health is already logged once by it; log other causes here.
   if (cause.code() == ftcclRemoteError) {
@@ -761,7 +764,6 @@ void Communicator::revoke(const Status& cause) {
   } else {
     FTCCL_LOG(Error, Coll, "rank {}: communicator revoked: {}", rank_, cause.message());
   }
-  setLastError("communicator revoked: " + cause.message());  // seen even with no op in flight
   // Wake the thread driving an op (it sleeps on the worker's event fd) and ops waiting
   // for their turn: they fail at once.
   if (transport_) transport_->interrupt();
