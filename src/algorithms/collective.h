@@ -16,6 +16,9 @@
 
 namespace ftccl {
 
+// The NCCL buffer layouts: AllReduce, Broadcast and Reduce move `count` elements;
+// AllGather sends `count` and receives nranks * count (rank r's part at r * count);
+// ReduceScatter sends nranks * count and receives `count` (rank r gets part r).
 struct CollectiveArgs {
   const void* sendbuff = nullptr;
   void* recvbuff = nullptr;
@@ -27,7 +30,8 @@ struct CollectiveArgs {
 };
 
 // Staging memory owned by the communicator: allocated and pre-faulted once at init,
-// `slots` buffers of `slotBytes` each, one per pipeline channel.
+// `slots` buffers of `slotBytes` each (2 per pipeline channel). One op uses it at a
+// time: ops of a communicator run one after another.
 struct Scratch {
   uint8_t* base = nullptr;
   size_t slotBytes = 0;
@@ -38,8 +42,18 @@ struct Scratch {
 // Pipelining knobs, identical on every rank (decided once, never measured per rank).
 struct PipelineConfig {
   size_t chunkBytes = 512 * 1024;  // bytes per slice and per staging slot
-  int channels = 4;                // slices in flight
+  int channels = 4;                // slices in flight (at most kMaxPipelineChannels)
 };
+
+// Channel budget of the 16 in a MessageKey: one algorithm uses channels
+// [0, 2 * channels) at most (a double tree: tree t, slice lane c -> t * channels + c);
+// composite algorithms give their phases disjoint ranges through SubsetTransport;
+// kPointToPointChannel belongs to Send/Recv, whose opSeq counts per peer.
+constexpr int kMaxPipelineChannels = 4;
+constexpr uint32_t kPointToPointChannel = 15;
+
+enum class Algorithm { kRing, kTree, kHierarchical };
+const char* algorithmName(Algorithm algorithm);  // "ring", "tree", "hier"
 
 class Collective {
  public:
@@ -55,11 +69,47 @@ class Collective {
   virtual uint64_t progressMark() const = 0;
 };
 
+// Factories. None posts anything before its first progress() call, so composite
+// algorithms may build their phases up front.
 std::unique_ptr<Collective> makeRingAllReduce(Transport& transport, const Scratch& scratch,
                                               const PipelineConfig& pipeline,
                                               const CollectiveArgs& args);
 std::unique_ptr<Collective> makeChainBroadcast(Transport& transport,
                                                const PipelineConfig& pipeline,
                                                const CollectiveArgs& args);
+
+// Double binary tree (tree.h): half of the buffer reduced up and broadcast down each tree.
+std::unique_ptr<Collective> makeTreeAllReduce(Transport& transport, const Scratch& scratch,
+                                              const PipelineConfig& pipeline,
+                                              const CollectiveArgs& args);
+// Ranks grouped by node (nodeOfRank[r]: node index of rank r, dense from 0).
+std::unique_ptr<Collective> makeHierarchicalAllReduce(Transport& transport,
+                                                      const Scratch& scratch,
+                                                      const PipelineConfig& pipeline,
+                                                      const std::vector<int>& nodeOfRank,
+                                                      const CollectiveArgs& args);
+std::unique_ptr<Collective> makeRingReduceScatter(Transport& transport, const Scratch& scratch,
+                                                  const PipelineConfig& pipeline,
+                                                  const CollectiveArgs& args);
+std::unique_ptr<Collective> makeRingAllGather(Transport& transport,
+                                              const PipelineConfig& pipeline,
+                                              const CollectiveArgs& args);
+// Reduce to args.root along a pipelined chain (the mirror of the chain broadcast).
+std::unique_ptr<Collective> makeChainReduce(Transport& transport, const Scratch& scratch,
+                                            const PipelineConfig& pipeline,
+                                            const CollectiveArgs& args);
+
+// Send/Recv: a set of point-to-point transfers progressed together (a group's p2p part).
+struct PointToPoint {
+  bool send = false;
+  int peer = 0;
+  void* buffer = nullptr;  // read for a send, written for a receive
+  size_t bytes = 0;
+  MessageKey key;
+};
+std::unique_ptr<Collective> makePointToPoint(Transport& transport,
+                                             std::vector<PointToPoint> transfers);
+// Runs `parts` one after another (a group's collectives, an algorithm's phases).
+std::unique_ptr<Collective> makeSequence(std::vector<std::unique_ptr<Collective>> parts);
 
 }  // namespace ftccl

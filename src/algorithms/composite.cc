@@ -1,0 +1,126 @@
+// The small pieces every collective shares: a sequence of phases, and Send/Recv.
+//
+// Point-to-point: every transfer of a group is posted at once and progressed together,
+// so a send to a peer and a receive from it in one group can never deadlock, whatever
+// the order the ranks issued them in. Keys carry a per-peer sequence on the reserved
+// channel, so transfers between two ranks match in issue order.
+#include <memory>
+#include <vector>
+
+#include "algorithms/collective.h"
+
+namespace ftccl {
+
+const char* algorithmName(Algorithm algorithm) {
+  switch (algorithm) {
+    case Algorithm::kRing: return "ring";
+    case Algorithm::kTree: return "tree";
+    case Algorithm::kHierarchical: return "hier";
+  }
+  return "unknown";
+}
+
+namespace {
+
+class Sequence final : public Collective {
+ public:
+  explicit Sequence(std::vector<std::unique_ptr<Collective>> parts) : parts_(std::move(parts)) {}
+
+  Status progress(bool* done) override {
+    *done = false;
+    while (current_ < parts_.size()) {
+      bool partDone = false;
+      FTCCL_CHECK(parts_[current_]->progress(&partDone));
+      if (!partDone) return Status::ok();
+      finishedMarks_ += parts_[current_]->progressMark() + 1;
+      ++current_;
+    }
+    *done = true;
+    return Status::ok();
+  }
+  void abort() override {
+    if (current_ < parts_.size()) parts_[current_]->abort();
+  }
+  std::vector<int> pendingPeers() const override {
+    return current_ < parts_.size() ? parts_[current_]->pendingPeers() : std::vector<int>{};
+  }
+  uint64_t progressMark() const override {
+    return finishedMarks_ + (current_ < parts_.size() ? parts_[current_]->progressMark() : 0);
+  }
+
+ private:
+  std::vector<std::unique_ptr<Collective>> parts_;
+  size_t current_ = 0;
+  uint64_t finishedMarks_ = 0;
+};
+
+class PointToPointOp final : public Collective {
+ public:
+  PointToPointOp(Transport& transport, std::vector<PointToPoint> transfers)
+      : transport_(transport), transfers_(std::move(transfers)),
+        requests_(transfers_.size(), nullptr), finished_(transfers_.size(), false) {}
+  ~PointToPointOp() override { abort(); }
+
+  Status progress(bool* done) override {
+    if (!posted_) {
+      // Receives first: a message that arrives finds its buffer already posted.
+      for (int pass = 0; pass < 2; ++pass) {
+        for (size_t i = 0; i < transfers_.size(); ++i) {
+          const PointToPoint& t = transfers_[i];
+          if (t.send != (pass == 1)) continue;
+          if (t.send) {
+            FTCCL_CHECK(transport_.isend(t.peer, t.buffer, t.bytes, t.key, &requests_[i]));
+          } else {
+            FTCCL_CHECK(transport_.irecv(t.peer, t.buffer, t.bytes, t.key, &requests_[i]));
+          }
+        }
+      }
+      posted_ = true;
+    }
+    bool all = true;
+    for (size_t i = 0; i < transfers_.size(); ++i) {
+      if (finished_[i]) continue;
+      bool finished = false;
+      FTCCL_CHECK(transport_.test(&requests_[i], &finished));
+      if (finished) {
+        finished_[i] = true;
+        ++completed_;
+      } else {
+        all = false;
+      }
+    }
+    *done = all;
+    return Status::ok();
+  }
+  void abort() override {
+    for (TransportRequest*& r : requests_) transport_.cancel(&r);
+  }
+  std::vector<int> pendingPeers() const override {
+    std::vector<int> peers;
+    for (size_t i = 0; i < transfers_.size(); ++i)
+      if (!finished_[i]) peers.push_back(transfers_[i].peer);
+    return peers;
+  }
+  uint64_t progressMark() const override { return completed_; }
+
+ private:
+  Transport& transport_;
+  std::vector<PointToPoint> transfers_;
+  std::vector<TransportRequest*> requests_;
+  std::vector<bool> finished_;
+  bool posted_ = false;
+  uint64_t completed_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Collective> makeSequence(std::vector<std::unique_ptr<Collective>> parts) {
+  return std::make_unique<Sequence>(std::move(parts));
+}
+
+std::unique_ptr<Collective> makePointToPoint(Transport& transport,
+                                             std::vector<PointToPoint> transfers) {
+  return std::make_unique<PointToPointOp>(transport, std::move(transfers));
+}
+
+}  // namespace ftccl
