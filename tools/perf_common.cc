@@ -21,6 +21,7 @@
 #include <exception>
 #include <memory>
 #include <new>
+#include <stdexcept>
 
 namespace ftperf {
 
@@ -221,6 +222,25 @@ void fillReduceInput(void* buf, size_t count, ftcclDataType_t type, ftcclRedOp_t
     using T = decltype(tag);
     T* out = static_cast<T*>(buf);
     for (size_t i = 0; i < count; ++i) out[i] = reduceInput<T>(p, i);
+  });
+}
+
+void fillReduceExpected(void* buf, size_t count, size_t offset, ftcclDataType_t type,
+                        ftcclRedOp_t op, int nranks) {
+  withType(type, [&](auto tag) {
+    using T = decltype(tag);
+    T* out = static_cast<T*>(buf);
+    const ReducePattern first(op, 0, nranks);
+    for (size_t i = 0; i < count; ++i) out[i] = reduceInput<T>(first, offset + i);
+    for (int r = 1; r < nranks; ++r) {
+      const ReducePattern p(op, r, nranks);
+      for (size_t i = 0; i < count; ++i) {
+        out[i] = refCombine<T>(op, out[i], reduceInput<T>(p, offset + i));
+      }
+    }
+    if (op == ftcclAvg) {
+      for (size_t i = 0; i < count; ++i) out[i] = refAvgFinish<T>(out[i], nranks);
+    }
   });
 }
 
@@ -698,6 +718,7 @@ struct Run {
   std::vector<Step> steps;
   std::vector<ResultRow> table;  // every row, filled in as the steps run
   std::vector<char> printed;     // per row: its kRow step ran
+  std::vector<size_t> rowSize;   // per row: the size step (-b/-e/-f) it measures, in bytes
   long step = 0;                 // the step running now
   long loopStep = -1;            // the timed loop whose first t0 a redo keeps
   Clock::time_point loopT0;
@@ -952,35 +973,76 @@ void printPreamble(Run& r) {
   std::fflush(stdout);
 }
 
-// Runs `iters` operations of `count` elements back to back, then waits.
-bool runOps(Run& r, const Combo& c, size_t count, bool inPlace, int iters) {
-  const void* sendbuff = inPlace ? r.recv.get() : r.send.get();
+// The buffers of one operation of `bytes` (a size step) with the current number of ranks:
+// a shrink changes the blocks of AllGather / ReduceScatter.
+CollCounts countsFor(const Run& r, ftcclDataType_t type, size_t bytes) {
+  const size_t tsize = typeSize(type);
+  const size_t count = bytes / tsize;
+  CollCounts k;
+  if (r.tool->counts) {
+    r.tool->counts(count, r.nranks, &k);
+  } else {
+    k.send = k.recv = k.param = count;
+  }
+  // The buffers are allocated for the largest size: a tool may only round down.
+  if (k.send > count || k.recv > count) {
+    throw std::logic_error(std::string(r.tool->name) + ": buffers larger than the size");
+  }
+  return k;
+}
+
+// A row's buffers, now; refreshes its size and count columns to match (after a shrink).
+CollCounts rowCounts(Run& r, const Combo& c, int index) {
+  ResultRow& row = r.table[static_cast<size_t>(index)];
+  const CollCounts k = countsFor(r, c.type, r.rowSize[static_cast<size_t>(index)]);
+  row.count = k.param;
+  row.bytes = std::max(k.send, k.recv) * typeSize(c.type);
+  return k;
+}
+
+// Where an operation reads and writes: out of place the two buffers; in place the receive
+// buffer alone, at the tool's per-rank offsets (nccl-tests' in-place offsets).
+unsigned char* sendBuffer(Run& r, const CollCounts& k, size_t tsize, bool inPlace) {
+  if (!inPlace) return r.send.get();
+  return r.recv.get() + static_cast<size_t>(r.rank) * k.sendInPlaceOffset * tsize;
+}
+unsigned char* recvBuffer(Run& r, const CollCounts& k, size_t tsize, bool inPlace) {
+  if (!inPlace) return r.recv.get();
+  return r.recv.get() + static_cast<size_t>(r.rank) * k.recvInPlaceOffset * tsize;
+}
+
+// Runs `iters` operations back to back, then waits.
+bool runOps(Run& r, const Combo& c, const CollCounts& k, bool inPlace, int iters) {
+  const size_t tsize = typeSize(c.type);
+  const void* sendbuff = sendBuffer(r, k, tsize, inPlace);
+  void* recvbuff = recvBuffer(r, k, tsize, inPlace);
   for (int it = 0; it < iters; ++it) {
     if (r.faultArmed) maybeInjectFault(r.opt.fault, r.rank, &r.timedOps);
-    if (!ok(r, r.tool->run(sendbuff, r.recv.get(), count, c.type, c.op, c.root, r.comm, r.stream),
+    if (!ok(r, r.tool->run(sendbuff, recvbuff, k.param, c.type, c.op, c.root, r.comm, r.stream),
             r.tool->collName))
       return false;
   }
   return sync(r);
 }
 
-// The receive buffer before a checked run: poisoned for out-of-place (so that a missing
-// write is seen), this rank's input for in-place.
-void prepareRecv(Run& r, size_t bytes, bool inPlace) {
-  if (inPlace) {
-    std::memcpy(r.recv.get(), r.send.get(), bytes);
-  } else {
-    std::memset(r.recv.get(), 0xa5, bytes);
-  }
+// The receive buffer before a checked run: poisoned (so that a missing write is seen),
+// holding this rank's input where an in-place operation reads it.
+void prepareRecv(Run& r, const CollCounts& k, size_t tsize, bool inPlace) {
+  const size_t extent = std::max(k.send, k.recv) * tsize;
+  const size_t sendBytes = k.send * tsize;
+  if (!inPlace || extent > sendBytes) std::memset(r.recv.get(), 0xa5, extent);
+  if (inPlace) std::memcpy(sendBuffer(r, k, tsize, true), r.send.get(), sendBytes);
 }
 
 // This rank's input and expected output at the largest size; they depend on the rank and
 // the number of ranks, so a rebuild fills them again.
 void fillCombo(Run& r, const Combo& c) {
   if (!r.opt.check) return;
-  const size_t maxCount = r.opt.maxBytes / typeSize(c.type);
-  r.tool->fillInput(r.send.get(), maxCount, c.type, c.op, c.root, r.rank, r.nranks);
-  r.tool->fillExpected(r.expected.get(), maxCount, c.type, c.op, c.root, r.rank, r.nranks);
+  const CollCounts k = countsFor(r, c.type, r.opt.maxBytes);
+  r.tool->fillInput(r.send.get(), k.send, c.type, c.op, c.root, r.rank, r.nranks);
+  if (!r.tool->expectedPerSize) {
+    r.tool->fillExpected(r.expected.get(), k.recv, c.type, c.op, c.root, r.rank, r.nranks);
+  }
 }
 
 bool beginCombo(Run& r, const Combo& c) {
@@ -989,26 +1051,26 @@ bool beginCombo(Run& r, const Combo& c) {
 }
 
 bool warmUp(Run& r, const Combo& c) {
-  const size_t tsize = typeSize(c.type);
-  return runOps(r, c, r.opt.maxBytes / tsize, false, r.opt.warmupIters) &&
-         runOps(r, c, r.opt.minBytes / tsize, false, r.opt.warmupIters);
+  return runOps(r, c, countsFor(r, c.type, r.opt.maxBytes), false, r.opt.warmupIters) &&
+         runOps(r, c, countsFor(r, c.type, r.opt.minBytes), false, r.opt.warmupIters);
 }
 
 bool syncPlacement(Run& r, const Combo& c, const Step& s) {
-  const ResultRow& row = r.table[static_cast<size_t>(s.row)];
-  if (r.opt.check) prepareRecv(r, row.bytes, s.inPlace);
-  return runOps(r, c, row.count, s.inPlace, 1) && barrier(r);
+  const CollCounts k = rowCounts(r, c, s.row);
+  if (r.opt.check) prepareRecv(r, k, typeSize(c.type), s.inPlace);
+  return runOps(r, c, k, s.inPlace, 1) && barrier(r);
 }
 
 // A loop redone after a failure keeps its first t0: its time then includes the failure,
 // the detection, the rebuild and the redone operations, with the iterations counted once.
 bool timePlacement(Run& r, const Combo& c, const Step& s) {
+  const CollCounts k = rowCounts(r, c, s.row);
   ResultRow& row = r.table[static_cast<size_t>(s.row)];
   if (r.loopStep != r.step) {
     r.loopStep = r.step;
     r.loopT0 = Clock::now();
   }
-  if (!runOps(r, c, row.count, s.inPlace, r.opt.iters)) return false;
+  if (!runOps(r, c, k, s.inPlace, r.opt.iters)) return false;
   const auto t1 = Clock::now();
   const double sec =
       maxOverRanks(r, std::chrono::duration<double>(t1 - r.loopT0).count() / r.opt.iters);
@@ -1019,32 +1081,38 @@ bool timePlacement(Run& r, const Combo& c, const Step& s) {
 }
 
 // This rank's wrong elements after a checked run; the first one goes to stderr.
-long long countWrong(Run& r, const Combo& c, size_t count, bool inPlace) {
+long long countWrong(Run& r, const Combo& c, const CollCounts& k, bool inPlace) {
+  if (r.tool->rootOnlyResult && r.rank != c.root) return 0;
+  const unsigned char* got = recvBuffer(r, k, typeSize(c.type), inPlace);
   size_t first = 0;
   const long long wrong = static_cast<long long>(
-      countMismatches(r.recv.get(), r.expected.get(), count, c.type, &first));
+      countMismatches(got, r.expected.get(), k.recv, c.type, &first));
   if (wrong > 0) {
     std::fprintf(stderr,
                  "[rank %d] %s: %s %s root %d count %zu %s: %lld wrong elements, first at "
                  "[%zu]: got 0x%s expected 0x%s\n",
                  r.rank, r.tool->name, typeName(c.type), r.tool->usesOps ? opName(c.op) : "none",
-                 c.root, count, inPlace ? "in-place" : "out-of-place", wrong, first,
-                 elementHex(r.recv.get(), first, c.type).c_str(),
+                 c.root, k.param, inPlace ? "in-place" : "out-of-place", wrong, first,
+                 elementHex(got, first, c.type).c_str(),
                  elementHex(r.expected.get(), first, c.type).c_str());
   }
   return wrong;
 }
 
 bool checkPlacement(Run& r, const Combo& c, const Step& s) {
+  const CollCounts k = rowCounts(r, c, s.row);
   ResultRow& row = r.table[static_cast<size_t>(s.row)];
   PlacementResult& out = s.inPlace ? row.ip : row.oop;
   out.wrong = -1;
-  for (int k = 0; k < r.opt.check; ++k) {
+  if (r.opt.check && r.tool->expectedPerSize) {
+    r.tool->fillExpected(r.expected.get(), k.recv, c.type, c.op, c.root, r.rank, r.nranks);
+  }
+  for (int rep = 0; rep < r.opt.check; ++rep) {
     // Restore the input (an in-place run overwrote it; a buggy out-of-place run might have).
-    r.tool->fillInput(r.send.get(), row.count, c.type, c.op, c.root, r.rank, r.nranks);
-    prepareRecv(r, row.bytes, s.inPlace);
-    if (!runOps(r, c, row.count, s.inPlace, 1)) return false;
-    out.wrong = sumOverRanks(r, countWrong(r, c, row.count, s.inPlace));
+    r.tool->fillInput(r.send.get(), k.send, c.type, c.op, c.root, r.rank, r.nranks);
+    prepareRecv(r, k, typeSize(c.type), s.inPlace);
+    if (!runOps(r, c, k, s.inPlace, 1)) return false;
+    out.wrong = sumOverRanks(r, countWrong(r, c, k, s.inPlace));
     if (out.wrong) break;
   }
   return true;
@@ -1095,13 +1163,15 @@ void planSteps(Run& r) {
         r.steps.push_back(Step{StepKind::kWarmup, combo, -1, false});
         for (size_t size : sizes) {
           const int index = static_cast<int>(r.table.size());
+          const CollCounts k = countsFor(r, type, size);
           ResultRow row;
-          row.count = size / typeSize(type);
-          row.bytes = row.count * typeSize(type);
+          row.count = k.param;
+          row.bytes = std::max(k.send, k.recv) * typeSize(type);
           row.type = type;
           row.redop = r.tool->usesOps ? opName(op) : "none";
           row.root = r.tool->usesRoot ? root : -1;
           r.table.push_back(row);
+          r.rowSize.push_back(size);
           for (bool inPlace : {false, true}) {
             for (StepKind kind : {StepKind::kSync, StepKind::kTimed, StepKind::kCheck}) {
               r.steps.push_back(Step{kind, combo, index, inPlace});

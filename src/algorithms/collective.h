@@ -51,9 +51,15 @@ struct PipelineConfig {
 // kPointToPointChannel belongs to Send/Recv, whose opSeq counts per peer.
 constexpr int kMaxPipelineChannels = 4;
 constexpr uint32_t kPointToPointChannel = 15;
+constexpr uint32_t kTuningChannel = 14;  // the cost model's measurement and sharing
 
 enum class Algorithm { kRing, kTree, kHierarchical };
 const char* algorithmName(Algorithm algorithm);  // "ring", "tree", "hier"
+
+// The collectives an algorithm choice is made for (Send/Recv has no algorithm).
+enum class CollectiveKind { kAllReduce, kBroadcast, kReduce, kAllGather, kReduceScatter };
+constexpr int kCollectiveKinds = 5;
+const char* collectiveName(CollectiveKind kind);  // "allreduce", "broadcast", ... (FTCCL_ALGO)
 
 class Collective {
  public:
@@ -82,11 +88,13 @@ std::unique_ptr<Collective> makeChainBroadcast(Transport& transport,
 std::unique_ptr<Collective> makeTreeAllReduce(Transport& transport, const Scratch& scratch,
                                               const PipelineConfig& pipeline,
                                               const CollectiveArgs& args);
-// Ranks grouped by node (nodeOfRank[r]: node index of rank r, dense from 0).
+// Ranks grouped by node: nodes[k] lists node k's ranks in the order its intra-node
+// ring visits them (topology/ orders them by package and NUMA node); every rank is in
+// exactly one list.
 std::unique_ptr<Collective> makeHierarchicalAllReduce(Transport& transport,
                                                       const Scratch& scratch,
                                                       const PipelineConfig& pipeline,
-                                                      const std::vector<int>& nodeOfRank,
+                                                      const std::vector<std::vector<int>>& nodes,
                                                       const CollectiveArgs& args);
 std::unique_ptr<Collective> makeRingReduceScatter(Transport& transport, const Scratch& scratch,
                                                   const PipelineConfig& pipeline,

@@ -1,9 +1,11 @@
 // The C entry points. Each validates its arguments, translates to C++ and runs inside
 // one guard that turns any exception into a result and records the error message
 // (per communicator and per thread) with a log line. Nothing throws out of here.
+#include <algorithm>
 #include <cstdint>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "bootstrap/bootstrap.h"
 #include "core/communicator.h"
@@ -88,24 +90,102 @@ Status checkBuffers(const void* sendbuff, const void* recvbuff, size_t count,
   return Status::ok();
 }
 
-// A blocking call runs on the caller's thread; a stream call is queued on the stream's.
-Status runOrEnqueue(Communicator* comm, ftcclStream_t stream, OpKind kind,
-                    const CollectiveArgs& args) {
-  // A revoked communicator fails every later op at once, queued on a stream or not.
-  if (comm->asyncError() != ftcclSuccess) return comm->revokedStatus(opKindName(kind));
-  if (comm->rank() < 0) {
-    return invalidUsage(std::string(opKindName(kind)) +
-                        ": this process is a hot spare (rank -1); it calls ftcclCommStandby "
-                        "and takes part in collectives once activated");
+// Calls between ftcclGroupStart and ftcclGroupEnd, per application thread.
+struct GroupCall {
+  Communicator* comm;
+  ftcclStream_t stream;
+  OpRequest op;
+};
+thread_local int groupDepth = 0;
+thread_local std::vector<GroupCall> groupCalls;
+
+// Transfers to self are copies paired in order inside one batch: refuse a batch whose
+// sends and receives to self do not pair up before it is issued (it could never finish).
+Status checkSelfTransfers(const Communicator* comm, const std::vector<OpRequest>& batch) {
+  std::vector<size_t> sends, recvs;
+  for (const OpRequest& op : batch) {
+    if (op.peer != comm->rank()) continue;
+    size_t bytes = op.args.count * dataTypeSize(op.args.type);
+    if (op.kind == OpKind::kSend) sends.push_back(bytes);
+    if (op.kind == OpKind::kRecv) recvs.push_back(bytes);
   }
-  Communicator::Ticket ticket = comm->issue();
-  if (stream == nullptr) return comm->execute(ticket, kind, args);
+  if (sends.size() != recvs.size()) {
+    return invalidUsage(std::to_string(sends.size()) + " sends to self but " +
+                        std::to_string(recvs.size()) +
+                        " receives from self: pair them inside one ftcclGroupStart/End");
+  }
+  for (size_t k = 0; k < sends.size(); ++k) {
+    if (sends[k] > recvs[k]) {
+      return invalidUsage("send to self #" + std::to_string(k) + " of " + std::to_string(sends[k]) +
+                          " B does not fit its receive of " + std::to_string(recvs[k]) + " B");
+    }
+  }
+  return Status::ok();
+}
+
+// Runs a batch: on the caller's thread when blocking, else queued on the stream's.
+Status runBatch(Communicator* comm, ftcclStream_t stream, std::vector<OpRequest> batch) {
+  FTCCL_CHECK(checkSelfTransfers(comm, batch));
+  Communicator::Ticket ticket = comm->issue(&batch);
+  if (stream == nullptr) return comm->execute(ticket, batch);
   comm->enter();
-  stream->impl.enqueue([comm, ticket, kind, args] {
-    Status st = comm->execute(ticket, kind, args);
+  stream->impl.enqueue([comm, ticket, batch] {
+    Status st = comm->execute(ticket, batch);
     comm->leave();
     return st;
   });
+  return Status::ok();
+}
+
+// A blocking call runs on the caller's thread, a stream call is queued on the stream's,
+// and a call inside a group waits for ftcclGroupEnd.
+Status runOrEnqueue(Communicator* comm, ftcclStream_t stream, const OpRequest& op) {
+  // A revoked communicator fails every later op at once, queued on a stream or not.
+  if (comm->asyncError() != ftcclSuccess) return comm->revokedStatus(opKindName(op.kind));
+  if (comm->rank() < 0) {
+    return invalidUsage(std::string(opKindName(op.kind)) +
+                        ": this process is a hot spare (rank -1); it calls ftcclCommStandby "
+                        "and takes part in collectives once activated");
+  }
+  if (groupDepth > 0) {
+    comm->enter();  // held until GroupEnd runs or queues it
+    groupCalls.push_back({comm, stream, op});
+    return Status::ok();
+  }
+  return runBatch(comm, stream, {op});
+}
+
+OpRequest collective(OpKind kind, const void* sendbuff, void* recvbuff, size_t count,
+                     ftcclDataType_t type, ftcclRedOp_t op, int root) {
+  OpRequest request;
+  request.kind = kind;
+  request.args.sendbuff = sendbuff;
+  request.args.recvbuff = recvbuff;
+  request.args.count = count;
+  request.args.type = type;
+  request.args.op = op;
+  request.args.root = root;
+  return request;
+}
+
+Status checkOp(ftcclRedOp_t op) {
+  if (isValidRedOp(op)) return Status::ok();
+  return invalidArgument("op " + std::to_string(static_cast<int>(op)) + " is invalid");
+}
+
+Status checkRoot(Communicator* comm, int root, const char* what) {
+  if (root >= 0 && root < comm->nranks()) return Status::ok();
+  return invalidArgument(std::string(what) + " " + std::to_string(root) + " is outside [0, " +
+                         std::to_string(comm->nranks()) + ")");
+}
+
+// All-gather and reduce-scatter buffers hold nranks parts: their size must not overflow.
+Status checkParts(Communicator* comm, size_t count, ftcclDataType_t type) {
+  size_t n = static_cast<size_t>(comm->nranks() > 0 ? comm->nranks() : 1);
+  if (isValidDataType(type) && count > SIZE_MAX / dataTypeSize(type) / n) {
+    return invalidArgument("count " + std::to_string(count) + " x " + std::to_string(n) +
+                           " ranks of " + dataTypeName(type) + " overflows the address space");
+  }
   return Status::ok();
 }
 
@@ -203,7 +283,20 @@ ftcclResult_t ftcclCommJoinAsSpare(ftcclComm_t* comm, ftcclUniqueId joinId,
 
 ftcclResult_t ftcclCommSplit(ftcclComm_t comm, int color, int key, ftcclComm_t* newcomm,
                              ftcclConfig_t* config) {
-  return guarded("ftcclCommSplit", impl(comm), [] { return notImplemented("ftcclCommSplit"); });
+  CommUse use(impl(comm));
+  return guarded("ftcclCommSplit", impl(comm), [&] {
+    FTCCL_CHECK(checkComm(comm));
+    if (newcomm == nullptr) return invalidArgument("newcomm is NULL");
+    *newcomm = nullptr;
+    if (color < 0 && color != FTCCL_SPLIT_NOCOLOR) {
+      return invalidArgument("color " + std::to_string(color) +
+                             " is negative and not FTCCL_SPLIT_NOCOLOR");
+    }
+    std::unique_ptr<Communicator> child;
+    FTCCL_CHECK(impl(comm)->split(color, key, config, &child));
+    *newcomm = handle(child.release());
+    return Status::ok();
+  });
 }
 
 ftcclResult_t ftcclCommCount(ftcclComm_t comm, int* count) {
@@ -313,16 +406,9 @@ ftcclResult_t ftcclAllReduce(const void* sendbuff, void* recvbuff, size_t count,
   return guarded("ftcclAllReduce", impl(comm), [&] {
     FTCCL_CHECK(checkComm(comm));
     FTCCL_CHECK(checkBuffers(sendbuff, recvbuff, count, datatype, true));
-    if (!isValidRedOp(op)) {
-      return invalidArgument("op " + std::to_string(static_cast<int>(op)) + " is invalid");
-    }
-    CollectiveArgs args;
-    args.sendbuff = sendbuff;
-    args.recvbuff = recvbuff;
-    args.count = count;
-    args.type = datatype;
-    args.op = op;
-    return runOrEnqueue(impl(comm), stream, OpKind::kAllReduce, args);
+    FTCCL_CHECK(checkOp(op));
+    return runOrEnqueue(impl(comm), stream,
+                        collective(OpKind::kAllReduce, sendbuff, recvbuff, count, datatype, op, 0));
   });
 }
 
@@ -333,52 +419,123 @@ ftcclResult_t ftcclBroadcast(const void* sendbuff, void* recvbuff, size_t count,
   return guarded("ftcclBroadcast", impl(comm), [&] {
     FTCCL_CHECK(checkComm(comm));
     Communicator* c = impl(comm);
-    if (root < 0 || root >= c->nranks()) {
-      return invalidArgument("root " + std::to_string(root) + " is outside [0, " +
-                             std::to_string(c->nranks()) + ")");
-    }
+    FTCCL_CHECK(checkRoot(c, root, "root"));
     FTCCL_CHECK(checkBuffers(sendbuff, recvbuff, count, datatype, root == c->rank()));
-    CollectiveArgs args;
-    args.sendbuff = sendbuff;
-    args.recvbuff = recvbuff;
-    args.count = count;
-    args.type = datatype;
-    args.root = root;
-    return runOrEnqueue(c, stream, OpKind::kBroadcast, args);
+    return runOrEnqueue(c, stream, collective(OpKind::kBroadcast, sendbuff, recvbuff, count,
+                                              datatype, ftcclSum, root));
   });
 }
 
-ftcclResult_t ftcclReduce(const void*, void*, size_t, ftcclDataType_t, ftcclRedOp_t, int,
-                          ftcclComm_t comm, ftcclStream_t) {
-  return guarded("ftcclReduce", impl(comm), [] { return notImplemented("ftcclReduce"); });
+ftcclResult_t ftcclReduce(const void* sendbuff, void* recvbuff, size_t count,
+                          ftcclDataType_t datatype, ftcclRedOp_t op, int root, ftcclComm_t comm,
+                          ftcclStream_t stream) {
+  CommUse use(impl(comm));
+  return guarded("ftcclReduce", impl(comm), [&] {
+    FTCCL_CHECK(checkComm(comm));
+    Communicator* c = impl(comm);
+    FTCCL_CHECK(checkRoot(c, root, "root"));
+    FTCCL_CHECK(checkOp(op));
+    // Only the root's recvbuff is written (NCCL): others may pass NULL.
+    FTCCL_CHECK(checkBuffers(sendbuff, root == c->rank() ? recvbuff : sendbuff, count, datatype,
+                             true));
+    return runOrEnqueue(c, stream,
+                        collective(OpKind::kReduce, sendbuff, recvbuff, count, datatype, op, root));
+  });
 }
 
-ftcclResult_t ftcclAllGather(const void*, void*, size_t, ftcclDataType_t, ftcclComm_t comm,
-                             ftcclStream_t) {
-  return guarded("ftcclAllGather", impl(comm), [] { return notImplemented("ftcclAllGather"); });
+ftcclResult_t ftcclAllGather(const void* sendbuff, void* recvbuff, size_t sendcount,
+                             ftcclDataType_t datatype, ftcclComm_t comm, ftcclStream_t stream) {
+  CommUse use(impl(comm));
+  return guarded("ftcclAllGather", impl(comm), [&] {
+    FTCCL_CHECK(checkComm(comm));
+    FTCCL_CHECK(checkBuffers(sendbuff, recvbuff, sendcount, datatype, true));
+    FTCCL_CHECK(checkParts(impl(comm), sendcount, datatype));
+    return runOrEnqueue(impl(comm), stream, collective(OpKind::kAllGather, sendbuff, recvbuff,
+                                                       sendcount, datatype, ftcclSum, 0));
+  });
 }
 
-ftcclResult_t ftcclReduceScatter(const void*, void*, size_t, ftcclDataType_t, ftcclRedOp_t,
-                                 ftcclComm_t comm, ftcclStream_t) {
-  return guarded("ftcclReduceScatter", impl(comm),
-                 [] { return notImplemented("ftcclReduceScatter"); });
+ftcclResult_t ftcclReduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount,
+                                 ftcclDataType_t datatype, ftcclRedOp_t op, ftcclComm_t comm,
+                                 ftcclStream_t stream) {
+  CommUse use(impl(comm));
+  return guarded("ftcclReduceScatter", impl(comm), [&] {
+    FTCCL_CHECK(checkComm(comm));
+    FTCCL_CHECK(checkBuffers(sendbuff, recvbuff, recvcount, datatype, true));
+    FTCCL_CHECK(checkParts(impl(comm), recvcount, datatype));
+    FTCCL_CHECK(checkOp(op));
+    return runOrEnqueue(impl(comm), stream, collective(OpKind::kReduceScatter, sendbuff, recvbuff,
+                                                       recvcount, datatype, op, 0));
+  });
 }
 
-ftcclResult_t ftcclSend(const void*, size_t, ftcclDataType_t, int, ftcclComm_t comm,
-                        ftcclStream_t) {
-  return guarded("ftcclSend", impl(comm), [] { return notImplemented("ftcclSend"); });
+ftcclResult_t ftcclSend(const void* buff, size_t count, ftcclDataType_t datatype, int peer,
+                        ftcclComm_t comm, ftcclStream_t stream) {
+  CommUse use(impl(comm));
+  return guarded("ftcclSend", impl(comm), [&] {
+    FTCCL_CHECK(checkComm(comm));
+    FTCCL_CHECK(checkRoot(impl(comm), peer, "peer"));
+    FTCCL_CHECK(checkBuffers(buff, const_cast<void*>(buff), count, datatype, true));
+    OpRequest op = collective(OpKind::kSend, buff, nullptr, count, datatype, ftcclSum, 0);
+    op.peer = peer;
+    return runOrEnqueue(impl(comm), stream, op);
+  });
 }
 
-ftcclResult_t ftcclRecv(void*, size_t, ftcclDataType_t, int, ftcclComm_t comm, ftcclStream_t) {
-  return guarded("ftcclRecv", impl(comm), [] { return notImplemented("ftcclRecv"); });
+ftcclResult_t ftcclRecv(void* buff, size_t count, ftcclDataType_t datatype, int peer,
+                        ftcclComm_t comm, ftcclStream_t stream) {
+  CommUse use(impl(comm));
+  return guarded("ftcclRecv", impl(comm), [&] {
+    FTCCL_CHECK(checkComm(comm));
+    FTCCL_CHECK(checkRoot(impl(comm), peer, "peer"));
+    FTCCL_CHECK(checkBuffers(nullptr, buff, count, datatype, false));
+    OpRequest op = collective(OpKind::kRecv, nullptr, buff, count, datatype, ftcclSum, 0);
+    op.peer = peer;
+    return runOrEnqueue(impl(comm), stream, op);
+  });
 }
 
 ftcclResult_t ftcclGroupStart(void) {
-  return guarded("ftcclGroupStart", nullptr, [] { return notImplemented("ftcclGroupStart"); });
+  return guarded("ftcclGroupStart", nullptr, [] {
+    ++groupDepth;
+    return Status::ok();
+  });
 }
 
+// Each communicator's calls become one batch: its Send/Recv are posted together, its
+// collectives run after them in call order. Communicators run in the order of their
+// first call in the group (the same order on every rank, as NCCL requires).
 ftcclResult_t ftcclGroupEnd(void) {
-  return guarded("ftcclGroupEnd", nullptr, [] { return notImplemented("ftcclGroupEnd"); });
+  return guarded("ftcclGroupEnd", nullptr, [] {
+    if (groupDepth == 0) return invalidUsage("ftcclGroupEnd without ftcclGroupStart");
+    if (--groupDepth > 0) return Status::ok();
+    std::vector<GroupCall> calls;
+    calls.swap(groupCalls);
+    Status first;
+    std::vector<Communicator*> order;
+    for (const GroupCall& call : calls) {
+      if (std::find(order.begin(), order.end(), call.comm) == order.end()) {
+        order.push_back(call.comm);
+      }
+    }
+    for (Communicator* comm : order) {
+      std::vector<OpRequest> batch;
+      ftcclStream_t stream = nullptr;
+      for (const GroupCall& call : calls) {
+        if (call.comm != comm) continue;
+        if (batch.empty()) stream = call.stream;
+        batch.push_back(call.op);
+      }
+      Status st = comm->asyncError() != ftcclSuccess ? comm->revokedStatus("group")
+                                                     : runBatch(comm, stream, std::move(batch));
+      if (!st.isOk()) {
+        comm->setLastError(st.message());
+        if (first.isOk()) first = st;
+      }
+    }
+    for (const GroupCall& call : calls) call.comm->leave();
+    return first;
+  });
 }
 
 }  // extern "C"

@@ -852,6 +852,17 @@ Status createUniqueId(ftcclUniqueId* id) {
       encodeUniqueId(contents, id);
       return Status::ok();
     }
+    return createListeningId(id);
+  } catch (const std::bad_alloc&) {
+    return systemError("out of memory while creating the unique id");
+  } catch (const std::exception& e) {
+    return internalError(std::string("createUniqueId: ") + e.what());
+  }
+}
+
+Status createListeningId(ftcclUniqueId* id) {
+  using namespace bootstrap;
+  try {
     int timeoutMs = 0;
     FTCCL_CHECK(bootstrapTimeoutMs(&timeoutMs));
     SockAddr addr;

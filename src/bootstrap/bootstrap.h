@@ -36,6 +36,9 @@ Status decodeUniqueId(const ftcclUniqueId& id, UniqueIdContents* contents);
 // (FTCCL_SOCKET_IFNAME, else the first non-loopback interface, else loopback),
 // starts the root listener in this process and returns its id.
 Status createUniqueId(ftcclUniqueId* id);
+// The same without FTCCL_COMM_ID: always a fresh root in this process (CommSplit, where
+// every child needs its own rendezvous even when the job was started by FTCCL_COMM_ID).
+Status createListeningId(ftcclUniqueId* id);
 
 // FTCCL_BOOTSTRAP_TIMEOUT_MS, default 120000; invalid values are an error.
 Status bootstrapTimeoutMs(int* timeoutMs);

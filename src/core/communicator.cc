@@ -15,6 +15,8 @@
 #include "reduce/reduce.h"
 #include "transports/tag_layout.h"
 #include "transports/ucx/ucx_transport.h"
+#include "topology/topology.h"
+#include "algorithms/subset_transport.h"
 #include "util/byte_io.h"
 #include "util/env.h"
 #include "util/log.h"
@@ -87,6 +89,11 @@ const char* opKindName(OpKind kind) {
   switch (kind) {
     case OpKind::kAllReduce: return "AllReduce";
     case OpKind::kBroadcast: return "Broadcast";
+    case OpKind::kReduce: return "Reduce";
+    case OpKind::kAllGather: return "AllGather";
+    case OpKind::kReduceScatter: return "ReduceScatter";
+    case OpKind::kSend: return "Send";
+    case OpKind::kRecv: return "Recv";
   }
   return "?";
 }
@@ -327,6 +334,11 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   registerHealth();
   chooseSpin();
   FTCCL_CHECK(allocateScratch());
+  computeLayout();
+  if (rank_ >= 0) {  // spares learn the model when they are activated
+    FTCCL_CHECK(measureCostModel());
+    FTCCL_CHECK(shareTuning("init"));
+  }
 
   FTCCL_LOG(Info, Init, "{} {}/{} ready on {} pid {} in {:.1f} ms (chunk {} B, {} channels, {} spares)",
             rank_ < 0 ? "spare" : "rank", rank_ < 0 ? rank - nranks : rank_, nranks_, mine.host,
@@ -349,6 +361,11 @@ Status Communicator::startLocal(PeerInfo* mine) {
   mine->healthKey = health_->selfKey();
   mine->node = envString("FTCCL_NODE_ID");
   if (mine->node.empty()) mine->node = mine->host;
+  Locality where;
+  if (probeLocality(&where).isOk()) {
+    mine->package = where.package;
+    mine->numaNode = where.numaNode;
+  }
   return Status::ok();
 }
 
@@ -363,16 +380,16 @@ void Communicator::chooseSpin() {
             localRanks, cores, spinBudget_.count());
 }
 
-// Staging: one slot per channel, allocated and pre-faulted once (first touch of a page
+// Staging: two slots per channel, allocated and pre-faulted once (first touch of a page
 // costs ~10 us here; never pay it per call).
 Status Communicator::allocateScratch() {
   size_t slotBytes = (config_.pipeline.chunkBytes + 4095) & ~size_t(4095);
-  size_t total = slotBytes * config_.pipeline.channels;
+  size_t total = slotBytes * 2 * config_.pipeline.channels;
   void* memory = aligned_alloc(4096, total);
   if (memory == nullptr) return systemError("cannot allocate " + std::to_string(total) + " B");
   std::memset(memory, 0, total);
   scratchMemory_.reset(static_cast<uint8_t*>(memory));
-  scratch_ = Scratch{static_cast<uint8_t*>(memory), slotBytes, config_.pipeline.channels};
+  scratch_ = Scratch{static_cast<uint8_t*>(memory), slotBytes, 2 * config_.pipeline.channels};
   return Status::ok();
 }
 
@@ -499,6 +516,7 @@ Status Communicator::rebuild(ftcclRebuildInfo_t* info) {
   }
   FTCCL_CHECK(decided);
   FTCCL_CHECK(applyCommit(commit));
+  FTCCL_CHECK(shareTuningAfterCommit("rebuild"));
   if (info) {
     info->epoch = epoch_;
     info->nranks = nranks_;
@@ -529,6 +547,7 @@ Status Communicator::standby(int* activated) {
     FTCCL_CHECK(decided);
     FTCCL_CHECK(applyCommit(commit));
     if (rank_ >= 0) {
+      FTCCL_CHECK(shareTuningAfterCommit("activation"));
       *activated = 1;
       FTCCL_LOG(Warn, Recovery, "spare activated as rank {}/{} in epoch {} after {:.1f} ms on standby",
                 rank_, nranks_, epoch_, msSince(start));
@@ -582,13 +601,16 @@ Status Communicator::applyCommit(const RecoveryMessage& commit) {
     rank_ = myRank;
     nranks_ = static_cast<int>(worldOf.size());
     epoch_ = commit.next.epoch;
-    opSeqBase_ = issued_;
+    collectivesIssued_ = 0;
+    sendsIssued_.assign(worldOf.size(), 0);
+    recvsIssued_.assign(worldOf.size(), 0);
     lastFailedRanks_ = commit.failedRanks;
     asyncError_ = ftcclSuccess;
     revokeReason_.clear();
     lastError_.clear();
   }
   registerHealth();
+  computeLayout();
   return Status::ok();
 }
 
@@ -623,35 +645,74 @@ void Communicator::onMemberFailed(const FailureReport& report) {
                      " ms after its last sign of life"));
 }
 
-Communicator::Ticket Communicator::issue() {
+Communicator::Ticket Communicator::issue(std::vector<OpRequest>* batch) {
   std::lock_guard<std::mutex> lock(mutex_);
-  return Ticket{issued_++};
+  if (sendsIssued_.size() != static_cast<size_t>(nranks_)) {
+    sendsIssued_.assign(nranks_, 0);
+    recvsIssued_.assign(nranks_, 0);
+  }
+  for (OpRequest& op : *batch) {
+    if (op.kind == OpKind::kSend) {
+      op.args.opSeq = sendsIssued_[op.peer]++;
+    } else if (op.kind == OpKind::kRecv) {
+      op.args.opSeq = recvsIssued_[op.peer]++;
+    } else {
+      op.args.opSeq = static_cast<uint32_t>(collectivesIssued_++);
+    }
+  }
+  return Ticket{issued_++, epoch_};
 }
 
-Status Communicator::execute(const Ticket& ticket, OpKind kind, const CollectiveArgs& argsIn) {
+namespace {
+
+std::string describeBatch(const std::vector<OpRequest>& batch, int rank) {
+  std::string what = batch.size() == 1 ? opKindName(batch[0].kind)
+                                       : "group of " + std::to_string(batch.size()) + " ops";
+  if (batch.size() == 1 && batch[0].kind != OpKind::kSend && batch[0].kind != OpKind::kRecv) {
+    what += " (op " + std::to_string(batch[0].args.opSeq) + ", rank " + std::to_string(rank) + ")";
+  } else if (batch.size() == 1) {
+    what += " (peer " + std::to_string(batch[0].peer) + ", rank " + std::to_string(rank) + ")";
+  } else {
+    what += " (rank " + std::to_string(rank) + ")";
+  }
+  return what;
+}
+
+CollectiveKind collectiveKindOf(OpKind kind) {
+  switch (kind) {
+    case OpKind::kBroadcast: return CollectiveKind::kBroadcast;
+    case OpKind::kReduce: return CollectiveKind::kReduce;
+    case OpKind::kAllGather: return CollectiveKind::kAllGather;
+    case OpKind::kReduceScatter: return CollectiveKind::kReduceScatter;
+    default: return CollectiveKind::kAllReduce;
+  }
+}
+
+}  // namespace
+
+Status Communicator::execute(const Ticket& ticket, const std::vector<OpRequest>& batch) {
   {
     std::unique_lock<std::mutex> lock(mutex_);
     turn_.wait(lock, [&] { return executed_ == ticket.index || aborted_; });
   }
+  std::string what = describeBatch(batch, rank_);
   Status result;
   if (aborted_) {
-    result = invalidUsage(std::string(opKindName(kind)) + ": the communicator was aborted");
+    result = invalidUsage(what + ": the communicator was aborted");
   } else if (asyncError_ != ftcclSuccess) {
-    result = revokedStatus(opKindName(kind));
+    result = revokedStatus(what.c_str());
+  } else if (ticket.epoch != epoch_) {
+    result = remoteError(what + ": issued before the rebuild into epoch " +
+                         std::to_string(epoch_) + "; issue it again");
   } else {
-    CollectiveArgs args = argsIn;
-    args.opSeq = static_cast<uint32_t>(ticket.index - opSeqBase_);
-    PipelineConfig pipeline = config_.pipeline;
     try {
-      std::unique_ptr<Collective> op =
-          kind == OpKind::kAllReduce ? makeRingAllReduce(*transport_, scratch_, pipeline, args)
-                                     : makeChainBroadcast(*transport_, pipeline, args);
-      result = drive(*op, kind, args);
+      std::unique_ptr<Collective> op = buildBatch(batch);
+      result = drive(*op, what);
     } catch (const std::exception& e) {  // the turn below must be released whatever happens
-      result = internalError(std::string(opKindName(kind)) + ": " + e.what());
+      result = internalError(what + ": " + e.what());
       revoke(result);
     }
-    if (result.isOk() && nranks_ > 1 && ticket.index == opSeqBase_) {
+    if (result.isOk() && nranks_ > 1 && ticket.index == 0) {
       transport_->logLanes((rank_ + 1) % nranks_);
       transport_->logLanes((rank_ + nranks_ - 1) % nranks_);
     }
@@ -665,9 +726,242 @@ Status Communicator::execute(const Ticket& ticket, OpKind kind, const Collective
   return result;
 }
 
+// Send/Recv of a batch are posted together (a group never deadlocks on its own
+// transfers); the collectives follow in issue order, the same on every rank.
+std::unique_ptr<Collective> Communicator::buildBatch(const std::vector<OpRequest>& batch) {
+  std::vector<PointToPoint> transfers;
+  std::vector<std::unique_ptr<Collective>> parts;
+  for (const OpRequest& op : batch) {
+    if (op.kind != OpKind::kSend && op.kind != OpKind::kRecv) continue;
+    bool send = op.kind == OpKind::kSend;
+    void* buffer = send ? const_cast<void*>(op.args.sendbuff) : op.args.recvbuff;
+    transfers.push_back({send, op.peer, buffer, op.args.count * dataTypeSize(op.args.type),
+                         MessageKey{op.args.opSeq, kPointToPointChannel}});
+  }
+  if (!transfers.empty()) parts.push_back(makePointToPoint(*transport_, std::move(transfers)));
+  for (const OpRequest& op : batch) {
+    if (op.kind != OpKind::kSend && op.kind != OpKind::kRecv) parts.push_back(buildCollective(op));
+  }
+  if (parts.size() == 1) return std::move(parts[0]);
+  return makeSequence(std::move(parts));
+}
+
+std::unique_ptr<Collective> Communicator::buildCollective(const OpRequest& request) {
+  const CollectiveArgs& args = request.args;
+  CollectiveKind kind = collectiveKindOf(request.kind);
+  size_t bytes = args.count * dataTypeSize(args.type);
+  if (kind == CollectiveKind::kAllGather || kind == CollectiveKind::kReduceScatter) {
+    bytes *= static_cast<size_t>(nranks_);
+  }
+  AlgorithmChoice choice = tuner_.choose(kind, bytes, shape_);
+  // The choice is logged once per collective, algorithm and power-of-two size class.
+  int sizeClass = 0;
+  while (sizeClass < 63 && (size_t{2} << sizeClass) <= bytes) ++sizeClass;
+  uint64_t logKey = (static_cast<uint64_t>(kind) << 16) |
+                    (static_cast<uint64_t>(choice.algorithm) << 8) | sizeClass;
+  if (std::find(loggedChoices_.begin(), loggedChoices_.end(), logKey) == loggedChoices_.end()) {
+    loggedChoices_.push_back(logKey);
+    FTCCL_LOG(Info, Tuning, "rank {}: {} of {} B on {} ranks ({} nodes): {} {}, chunk {} B, {} channels, predicted {:.1f} us",
+              rank_, collectiveName(kind), bytes, nranks_, shape_.nodes, algorithmName(choice.algorithm),
+              choice.forced ? "(forced)" : "(cost model)", choice.pipeline.chunkBytes,
+              choice.pipeline.channels, choice.predictedUs);
+  }
+  switch (request.kind) {
+    case OpKind::kBroadcast: return makeChainBroadcast(*transport_, choice.pipeline, args);
+    case OpKind::kReduce: return makeChainReduce(*transport_, scratch_, choice.pipeline, args);
+    case OpKind::kAllGather: return makeRingAllGather(*transport_, choice.pipeline, args);
+    case OpKind::kReduceScatter:
+      return makeRingReduceScatter(*transport_, scratch_, choice.pipeline, args);
+    default: break;
+  }
+  switch (choice.algorithm) {
+    case Algorithm::kTree: return makeTreeAllReduce(*transport_, scratch_, choice.pipeline, args);
+    case Algorithm::kHierarchical:
+      return makeHierarchicalAllReduce(*transport_, scratch_, choice.pipeline, nodes_, args);
+    case Algorithm::kRing: break;
+  }
+  return makeRingAllReduce(*transport_, scratch_, choice.pipeline, args);
+}
+
+namespace {
+
+constexpr int kPingRounds = 20;
+constexpr int kBulkRounds = 4;
+constexpr size_t kBulkBytes = 1 << 20;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+}  // namespace
+
+// Rank 0 times, with rank 1, round trips of 8 B and of 1 MiB over the real transport
+// (alpha, and beta from the difference), and a 1 MiB float sum alone (gamma). The
+// pair's link is inside a node or between nodes, and only that kind is measured; the
+// other keeps its default. A few ms, once per communicator.
+Status Communicator::measureCostModel() {
+  CostModel model = config_.costModel;
+  if (rank_ > 1 || nranks_ < 2) return Status::ok();
+  if (rank_ == 0 && config_.tuningGiven) return Status::ok();
+  SubsetTransport pair(*transport_, {0, 1}, kTuningChannel);
+  std::vector<uint8_t> buffer(kBulkBytes, 1);
+  std::vector<double> small, bulk;
+  for (int round = 0; round < kPingRounds + kBulkRounds; ++round) {
+    bool isBulk = round >= kPingRounds;
+    size_t bytes = isBulk ? kBulkBytes : 8;
+    MessageKey key{static_cast<uint32_t>(round + 1), 0};
+    PointToPoint send{true, 1 - rank_, buffer.data(), bytes, key};
+    PointToPoint recv{false, 1 - rank_, buffer.data(), bytes, key};
+    auto start = Clock::now();
+    for (const PointToPoint& step : rank_ == 0 ? std::vector<PointToPoint>{send, recv}
+                                               : std::vector<PointToPoint>{recv, send}) {
+      std::unique_ptr<Collective> op = makePointToPoint(pair, {step});
+      FTCCL_CHECK(drive(*op, "cost model measurement"));
+    }
+    double us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+    (isBulk ? bulk : small).push_back(us / 2);
+  }
+  if (rank_ == 1) return Status::ok();
+  double alpha = std::max(0.1, median(small));
+  double beta = std::max(1.0, median(bulk) - alpha);  // us per MiB
+  std::vector<float> a(kBulkBytes / 4, 1.0f), b(kBulkBytes / 4, 2.0f);
+  double gamma = 1e9;
+  for (int round = 0; round < 3; ++round) {
+    auto start = Clock::now();
+    reduce(a.data(), a.data(), b.data(), a.size(), ftcclFloat32, ftcclSum);
+    gamma = std::min(gamma, std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+  }
+  if (peers_[worldOf_[0]].node == peers_[worldOf_[1]].node) {
+    model.alphaUs = model.interAlphaUs = alpha;
+    model.betaUsPerMiB = model.interBetaUsPerMiB = beta;
+  } else {
+    model.interAlphaUs = alpha;
+    model.interBetaUsPerMiB = beta;
+  }
+  model.gammaUsPerMiB = std::max(1.0, gamma);
+  model.source = "measured by rank 0";
+  config_.costModel = model;
+  return Status::ok();
+}
+
+// A failure while the new epoch shares its tuning revokes that epoch: the member is in
+// it all the same, and its next op reports the failure and leads to the next rebuild
+// (which shares again). Only other errors fail the rebuild itself.
+Status Communicator::shareTuningAfterCommit(const char* when) {
+  Status shared = shareTuning(when);
+  if (shared.isOk() || asyncError_.load() != ftcclSuccess) return Status::ok();
+  return shared;
+}
+
+// Rank 0's model and overrides reach every member by a chain broadcast on the tuning
+// channel: members that joined as spares, or whose FTCCL_ALGO differs, still choose as
+// rank 0 does.
+Status Communicator::shareTuning(const char* when) {
+  std::vector<double> payload = config_.costModel.toVector();
+  for (int k = 0; k < kCollectiveKinds; ++k) {
+    payload.push_back(config_.overrides.forced[k] ? static_cast<double>(config_.overrides.algorithm[k])
+                                                  : -1.0);
+  }
+  if (nranks_ > 1) {
+    std::vector<int> everyone(nranks_);
+    for (int r = 0; r < nranks_; ++r) everyone[r] = r;
+    SubsetTransport all(*transport_, everyone, kTuningChannel);
+    CollectiveArgs args;
+    args.sendbuff = args.recvbuff = payload.data();
+    args.count = payload.size();
+    args.type = ftcclFloat64;
+    args.root = 0;
+    std::unique_ptr<Collective> op = makeChainBroadcast(all, config_.pipeline, args);
+    FTCCL_CHECK(drive(*op, std::string("sharing the cost model at ") + when));
+  }
+  CostModel model;
+  FTCCL_CHECK(CostModel::fromVector({payload.begin(), payload.begin() + 5}, &model));
+  model.source = rank_ == 0 ? config_.costModel.source : "rank 0's";
+  AlgorithmOverrides overrides;
+  for (int k = 0; k < kCollectiveKinds; ++k) {
+    double a = payload[5 + k];
+    overrides.forced[k] = a >= 0;
+    overrides.algorithm[k] = static_cast<Algorithm>(a >= 0 ? static_cast<int>(a) : 0);
+  }
+  tuner_ = Tuner(model, overrides, config_.pipeline);
+  if (rank_ == 0) {
+    FTCCL_LOG(Info, Tuning, "cost model at {}: {}; algorithm: {}", when, describe(model),
+              config_.algorithm.empty() ? "chosen by the model" : config_.algorithm);
+  }
+  return Status::ok();
+}
+
+Status Communicator::allGatherBytes(const void* mine, void* all, size_t bytesEach) {
+  OpRequest op;
+  op.kind = OpKind::kAllGather;
+  op.args.sendbuff = mine;
+  op.args.recvbuff = all;
+  op.args.count = bytesEach;
+  op.args.type = ftcclUint8;
+  std::vector<OpRequest> batch{op};
+  Ticket ticket = issue(&batch);
+  return execute(ticket, batch);
+}
+
+// Two all-gathers on the parent: (color, key) of every rank, then the id of each child's
+// rendezvous, created by the child's new rank 0 in its own process (a fresh listener even
+// under FTCCL_COMM_ID). Each child is then a communicator like any other: its own UCX
+// worker, tags and health registration (the process's health thread is shared, so one
+// dead process is detected by every communicator it belongs to).
+Status Communicator::split(int color, int key, const ftcclConfig_t* config,
+                           std::unique_ptr<Communicator>* out) {
+  out->reset();
+  if (rank_ < 0) return invalidUsage("ftcclCommSplit: a hot spare holds no rank to split");
+  CommConfig childConfig;
+  FTCCL_CHECK(resolveConfig(config, &childConfig));
+  if (childConfig.nSpares > 0) {
+    return invalidUsage("ftcclCommSplit: a child has no spares of its own (nSpares=" +
+                        std::to_string(childConfig.nSpares) + "); it shrinks when a rank fails");
+  }
+  int32_t mine[2] = {color < 0 ? FTCCL_SPLIT_NOCOLOR : color, key};
+  std::vector<int32_t> all(2 * static_cast<size_t>(nranks_));
+  FTCCL_CHECK(allGatherBytes(mine, all.data(), sizeof(mine)));
+  std::vector<int> members;  // my color's ranks, by (key, rank)
+  for (int r = 0; r < nranks_; ++r) {
+    if (color >= 0 && all[2 * r] == color) members.push_back(r);
+  }
+  std::stable_sort(members.begin(), members.end(),
+                   [&](int a, int b) { return all[2 * a + 1] < all[2 * b + 1]; });
+  ftcclUniqueId myId;
+  std::memset(&myId, 0, sizeof(myId));
+  bool leader = !members.empty() && members[0] == rank_;
+  if (leader) FTCCL_CHECK(createListeningId(&myId));
+  std::vector<ftcclUniqueId> ids(nranks_);
+  FTCCL_CHECK(allGatherBytes(&myId, ids.data(), sizeof(myId)));
+  if (color < 0) return Status::ok();
+  int childRank = static_cast<int>(std::find(members.begin(), members.end(), rank_) -
+                                   members.begin());
+  FTCCL_LOG(Info, Init, "rank {}: split color {} key {}: rank {} of {}", rank_, color, key,
+            childRank, members.size());
+  return create(static_cast<int>(members.size()), ids[members[0]], childRank, config, out);
+}
+
+void Communicator::computeLayout() {
+  std::vector<std::string> names;
+  std::vector<Locality> where;
+  for (int w : worldOf_) {
+    names.push_back(peers_[w].node);
+    Locality l;
+    l.package = peers_[w].package;
+    l.numaNode = peers_[w].numaNode;
+    where.push_back(l);
+  }
+  NodeLayout layout = groupByNode(names, where);
+  nodes_ = layout.nodes;
+  shape_ = CommShape{nranks_, static_cast<int>(nodes_.size()), layout.maxRanksPerNode(),
+                     layout.uniform()};
+  if (rank_ == 0) FTCCL_LOG(Info, Init, "node layout: {}", describe(layout));
+}
+
 // Runs one op to completion: progress, then spin briefly, then sleep on the worker's
 // event fd so oversubscribed ranks yield the CPU and waiting ranks cost nothing.
-Status Communicator::drive(Collective& op, OpKind kind, const CollectiveArgs& args) {
+Status Communicator::drive(Collective& op, const std::string& what) {
   auto lastActivity = Clock::now();
   auto spinStart = lastActivity;
   uint64_t lastMark = op.progressMark();
@@ -675,30 +969,26 @@ Status Communicator::drive(Collective& op, OpKind kind, const CollectiveArgs& ar
   for (;;) {
     if (aborted_) {
       op.abort();
-      return invalidUsage(std::string(opKindName(kind)) + ": the communicator was aborted");
+      return invalidUsage(what + ": the communicator was aborted");
     }
     if (asyncError_.load(std::memory_order_relaxed) != ftcclSuccess) {
       op.abort();  // cancels posted receives: nothing waits on a dead peer
       std::lock_guard<std::mutex> lock(mutex_);
-      return Status(asyncError_.load(), std::string(opKindName(kind)) + " (op " +
-                                            std::to_string(args.opSeq) + ", rank " +
-                                            std::to_string(rank_) + "): " + revokeReason_);
+      return Status(asyncError_.load(), what + ": " + revokeReason_);
     }
     bool done = false;
     Status st = op.progress(&done);
     if (!st.isOk()) {
       op.abort();
-      std::string what = std::string(opKindName(kind)) + " (op " + std::to_string(args.opSeq) +
-                         ", rank " + std::to_string(rank_) + "): ";
       // A transfer that fails (UCX I/O error) almost always means a peer died: health
       // names it within its failure timeout, and its diagnosis is the recoverable one
       // (ftcclRemoteError, agreement under way). Only without one is UCX's error final.
       if (awaitHealthVerdict()) {
         std::lock_guard<std::mutex> lock(mutex_);
-        return Status(asyncError_.load(), what + revokeReason_ + " (the transfer failed: " +
-                                              st.message() + ")");
+        return Status(asyncError_.load(), what + ": " + revokeReason_ +
+                                              " (the transfer failed: " + st.message() + ")");
       }
-      Status failed(st.code(), what + st.message());
+      Status failed(st.code(), what + ": " + st.message());
       revoke(failed);
       return failed;
     }
@@ -720,9 +1010,7 @@ Status Communicator::drive(Collective& op, OpKind kind, const CollectiveArgs& ar
         now - lastActivity > std::chrono::milliseconds(config_.opTimeoutMs)) {
       std::string waitingFor = describeRanks(op.pendingPeers());  // before abort clears them
       op.abort();
-      Status failed = timeoutError(std::string(opKindName(kind)) + " (op " +
-                                   std::to_string(args.opSeq) + ", rank " +
-                                   std::to_string(rank_) + "): no progress for " +
+      Status failed = timeoutError(what + ": no progress for " +
                                    std::to_string(config_.opTimeoutMs) + " ms; waiting for " +
                                    waitingFor);
       revoke(failed);

@@ -26,7 +26,15 @@ namespace ftccl {
 
 class UcxTransport;
 
-enum class OpKind { kAllReduce, kBroadcast };
+enum class OpKind { kAllReduce, kBroadcast, kReduce, kAllGather, kReduceScatter, kSend, kRecv };
+
+// One call of the C API, as queued: a collective, or one side of a Send/Recv (the
+// buffer in args.sendbuff or args.recvbuff, `peer` the other side).
+struct OpRequest {
+  OpKind kind = OpKind::kAllReduce;
+  CollectiveArgs args;
+  int peer = -1;
+};
 
 // The ranks `rank` probes: ring neighbours, plus neighbouring node leaders (the lowest
 // rank of each node, by FTCCL_NODE_ID or host name) when it leads its node.
@@ -41,6 +49,10 @@ class Communicator final : public HealthListener {
   // through the member that handed out `joinId`.
   static Status joinAsSpare(const ftcclUniqueId& joinId, const ftcclConfig_t* config,
                             std::unique_ptr<Communicator>* out);
+  // ftcclCommSplit, collective over this communicator: ranks of one color form a child
+  // ordered by (key, rank); FTCCL_SPLIT_NOCOLOR takes part and gets no child (*out null).
+  Status split(int color, int key, const ftcclConfig_t* config,
+               std::unique_ptr<Communicator>* out);
   // ftcclCommGetJoinId: an id naming this member, for any number of newcomers.
   Status joinId(ftcclUniqueId* id);
   ~Communicator() override;
@@ -68,13 +80,17 @@ class Communicator final : public HealthListener {
   int nranks() const { return nranks_; }
   int rank() const { return rank_; }  // -1 while a hot spare
 
-  // Application thread: reserves the next slot in this communicator's op order.
+  // Application thread: reserves the next slot in this communicator's op order for a
+  // batch (one call, or a group's calls on this communicator) and numbers its messages:
+  // collectives take the next op sequence numbers, Send/Recv the next per-peer ones.
   struct Ticket {
     uint64_t index = 0;
+    uint64_t epoch = 0;
   };
-  Ticket issue();
-  // Any thread: waits for the ticket's turn, runs the op to completion, releases the turn.
-  Status execute(const Ticket& ticket, OpKind kind, const CollectiveArgs& args);
+  Ticket issue(std::vector<OpRequest>* batch);
+  // Any thread: waits for the ticket's turn, runs the batch to completion (Send/Recv all
+  // together, then the collectives in order), releases the turn.
+  Status execute(const Ticket& ticket, const std::vector<OpRequest>& batch);
   // Waits until every issued op has run (orderly destroy).
   void waitForIssuedOps();
 
@@ -101,7 +117,19 @@ class Communicator final : public HealthListener {
   Status startLocal(PeerInfo* mine);
   Status allocateScratch();
   void chooseSpin();
-  Status drive(Collective& op, OpKind kind, const CollectiveArgs& args);
+  Status drive(Collective& op, const std::string& what);
+  // A blocking all-gather through the op order (CommSplit's exchanges).
+  Status allGatherBytes(const void* mine, void* all, size_t bytesEach);
+  std::unique_ptr<Collective> buildBatch(const std::vector<OpRequest>& batch);
+  std::unique_ptr<Collective> buildCollective(const OpRequest& request);
+  // Node layout of the current membership, for hierarchical algorithms and the tuner.
+  void computeLayout();
+  // Rank 0 measures the cost model (or takes FTCCL_TUNING) at init; at init and after
+  // every rebuild it shares its model and algorithm overrides, so every member chooses
+  // alike.
+  Status measureCostModel();
+  Status shareTuning(const char* when);
+  Status shareTuningAfterCommit(const char* when);
   void revoke(const Status& cause);
   // After a transport error: waits (bounded by the failure timeout) for health to
   // revoke the communicator; true if it did.
@@ -124,7 +152,7 @@ class Communicator final : public HealthListener {
   std::vector<int> worldOf_;  // logical rank -> index in peers_ (every process of the job)
   std::vector<int> spares_;   // the hot spare pool, in activation order (indices in peers_)
   int worldRank_ = -1;        // this process's index in peers_
-  uint64_t opSeqBase_ = 0;    // ticket index of this epoch's first op
+
   // Set by the health thread when the agreement decides; consumed by rebuild().
   std::condition_variable decided_;
   bool hasCommit_ = false;
@@ -138,6 +166,12 @@ class Communicator final : public HealthListener {
   bool hasJoinAccept_ = false;
   RecoveryMessage joinAccept_;
   std::vector<int> lastFailedRanks_;
+  Tuner tuner_;
+  std::vector<std::vector<int>> nodes_;  // ranks of each node, intra-node ring order
+  CommShape shape_;
+  std::vector<uint64_t> loggedChoices_;  // (collective, algorithm, size class) logged
+  uint64_t collectivesIssued_ = 0;       // this epoch's op sequence numbers
+  std::vector<uint32_t> sendsIssued_, recvsIssued_;  // per peer, this epoch
   std::unique_ptr<uint8_t, void (*)(void*)> scratchMemory_{nullptr, free};
   Scratch scratch_;
   std::chrono::microseconds spinBudget_{200};

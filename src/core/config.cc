@@ -27,33 +27,6 @@ Status pick(int field, const char* fieldName, const char* variable, int64_t minV
   return Status::ok();
 }
 
-// Accepts "ring" or "allreduce:ring;broadcast:ring" with the algorithms built so far.
-Status checkAlgorithm(const std::string& spec, const char* source) {
-  std::stringstream in(spec);
-  std::string item;
-  while (std::getline(in, item, ';')) {
-    if (item.empty()) continue;
-    std::string collective, algorithm = item;
-    size_t colon = item.find(':');
-    if (colon != std::string::npos) {
-      collective = item.substr(0, colon);
-      algorithm = item.substr(colon + 1);
-      if (collective != "allreduce" && collective != "broadcast") {
-        return invalidArgument(std::string(source) + ": unknown collective '" + collective +
-                               "' in '" + spec + "'");
-      }
-    }
-    if (algorithm == "ring" || (collective == "broadcast" && algorithm == "chain")) continue;
-    if (algorithm == "tree" || algorithm == "hier" || algorithm == "hierarchical") {
-      return invalidUsage(std::string(source) + ": algorithm '" + algorithm +
-                          "': not implemented yet (ring only)");
-    }
-    return invalidArgument(std::string(source) + ": unknown algorithm '" + algorithm +
-                           "' in '" + spec + "'");
-  }
-  return Status::ok();
-}
-
 }  // namespace
 
 Status resolveConfig(const ftcclConfig_t* user, CommConfig* out) {
@@ -80,17 +53,22 @@ Status resolveConfig(const ftcclConfig_t* user, CommConfig* out) {
 
   if (c->algorithm != nullptr) {
     cfg.algorithm = c->algorithm;
-    FTCCL_CHECK(checkAlgorithm(cfg.algorithm, "config.algorithm"));
+    FTCCL_CHECK(parseAlgorithmOverrides(cfg.algorithm, "config.algorithm", &cfg.overrides));
   } else {
     cfg.algorithm = envString("FTCCL_ALGO");
-    FTCCL_CHECK(checkAlgorithm(cfg.algorithm, "FTCCL_ALGO"));
+    FTCCL_CHECK(parseAlgorithmOverrides(cfg.algorithm, "FTCCL_ALGO", &cfg.overrides));
+  }
+  std::string tuning = envString("FTCCL_TUNING");
+  if (!tuning.empty()) {
+    FTCCL_CHECK(parseCostModel(tuning, &cfg.costModel));
+    cfg.tuningGiven = true;
   }
 
   int64_t chunk = static_cast<int64_t>(cfg.pipeline.chunkBytes);
   FTCCL_CHECK(envInt("FTCCL_CHUNK_BYTES", 4096, 64 << 20, &chunk));
   cfg.pipeline.chunkBytes = static_cast<size_t>(chunk);
   int64_t channels = cfg.pipeline.channels;
-  FTCCL_CHECK(envInt("FTCCL_CHANNELS", 1, 16, &channels));
+  FTCCL_CHECK(envInt("FTCCL_CHANNELS", 1, kMaxPipelineChannels, &channels));
   cfg.pipeline.channels = static_cast<int>(channels);
   FTCCL_CHECK(bootstrapTimeoutMs(&cfg.bootstrapTimeoutMs));
   *out = cfg;

@@ -4,6 +4,8 @@
 #include <string>
 
 #include "algorithms/collective.h"
+#include "tuning/algorithm_choice.h"
+#include "tuning/cost_model.h"
 #include "ftccl.h"
 #include "util/status.h"
 
@@ -16,6 +18,9 @@ struct CommConfig {
   int opTimeoutMs = 0;  // 0: off
   int shrinkWhenNoSpares = 1;
   std::string algorithm;  // FTCCL_ALGO syntax; "" = let ftccl choose
+  AlgorithmOverrides overrides;  // `algorithm`, parsed
+  bool tuningGiven = false;      // FTCCL_TUNING set: rank 0 uses it instead of measuring
+  CostModel costModel;
   int bootstrapTimeoutMs = 120000;
   PipelineConfig pipeline;  // rank 0's is adopted by all ranks at init
 };

@@ -5,7 +5,7 @@
 namespace ftccl {
 namespace {
 
-constexpr uint32_t kPeerInfoVersion = 4;
+constexpr uint32_t kPeerInfoVersion = 5;
 
 }  // namespace
 
@@ -19,6 +19,8 @@ std::vector<uint8_t> encodePeerInfo(const PeerInfo& info) {
   out.put(info.commSalt);
   out.putString(info.healthKey);
   out.putString(info.node);
+  out.put(info.package);
+  out.put(info.numaNode);
   out.putBlob(info.transportAddress);
   return out.bytes();
 }
@@ -33,7 +35,8 @@ Status decodePeerInfo(const std::vector<uint8_t>& blob, PeerInfo* info) {
   }
   if (!in.getString(&info->host) || !in.get(&info->pid) || !in.get(&chunk) ||
       !in.get(&channels) || !in.get(&info->commSalt) || !in.getString(&info->healthKey) ||
-      !in.getString(&info->node) || !in.getBlob(&info->transportAddress) || !in.atEnd()) {
+      !in.getString(&info->node) || !in.get(&info->package) ||
+      !in.get(&info->numaNode) || !in.getBlob(&info->transportAddress) || !in.atEnd()) {
     return invalidArgument("malformed peer info");
   }
   info->pipeline.chunkBytes = chunk;

@@ -17,6 +17,8 @@ struct PeerInfo {
   uint64_t commSalt = 0;              // rank 0's random bits: the communicator id
   std::string healthKey;              // the process's health listener address
   std::string node;                   // FTCCL_NODE_ID, else the host name
+  int32_t package = -1;               // hwloc locality, orders a node's intra-node ring
+  int32_t numaNode = -1;
   std::vector<uint8_t> transportAddress;
 };
 

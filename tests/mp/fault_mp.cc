@@ -4,8 +4,11 @@
 // ftccl_run (FTCCL_COMM_ID, FTCCL_RANK, FTCCL_NRANKS), since MPI calls among
 // survivors would hang after a death.
 //
-// usage: fault_mp --fault kill|stop|drop|none --victim R[,R2] [--when idle|small|large|bcast]
-//                 [--at-iter K] [--external] [--bound-ms MS]
+// usage: fault_mp --fault kill|stop|drop|none --victim R[,R2]
+//                 [--when idle|small|large|bcast|reduce|allgather|reducescatter|sendrecv]
+//                 [--algo ring|tree|hier] [--nodes K] [--at-iter K] [--external] [--bound-ms MS]
+// --algo forces the all-reduce algorithm; --nodes K puts the ranks on K virtual nodes
+// (FTCCL_NODE_ID), for the hierarchical one.
 // The victim injects the fault on itself at iteration K (after writing its clock to
 // the stamp file, so survivors can report detection latency), unless --external (the
 // launcher injects it). Each survivor prints
@@ -40,6 +43,8 @@ struct Options {
   bool external = false;
   double boundMs = 10000;
   std::string stampFile;
+  std::string algo;
+  int nodes = 0;
 };
 
 bool parse(int argc, char** argv, Options* o) {
@@ -57,6 +62,8 @@ bool parse(int argc, char** argv, Options* o) {
     else if (a == "--bound-ms") o->boundMs = std::atof(next().c_str());
     else if (a == "--stamp") o->stampFile = next();
     else if (a == "--rebuild") o->rebuild = true;
+    else if (a == "--algo") o->algo = next();
+    else if (a == "--nodes") o->nodes = std::atoi(next().c_str());
     else return false;
   }
   return true;
@@ -68,6 +75,27 @@ void injectFault(const Options& o) {
   if (o.fault == "kill") raise(SIGKILL);
   if (o.fault == "stop") raise(SIGSTOP);
   if (o.fault == "drop") raise(SIGUSR2);
+}
+
+// One op of the kind under test; `buf` holds nranks * count floats.
+ftcclResult_t runOp(const Options& o, std::vector<float>& buf, size_t count, int rank,
+                    int nranks, ftcclComm_t comm) {
+  float* b = buf.data();
+  if (o.when == "bcast") return ftcclBroadcast(b, b, count, ftcclFloat32, 0, comm, nullptr);
+  if (o.when == "reduce") return ftcclReduce(b, b, count, ftcclFloat32, ftcclSum, 0, comm, nullptr);
+  if (o.when == "allgather") {
+    return ftcclAllGather(b + rank * count, b, count, ftcclFloat32, comm, nullptr);
+  }
+  if (o.when == "reducescatter") {
+    return ftcclReduceScatter(b, b + rank * count, count, ftcclFloat32, ftcclMax, comm, nullptr);
+  }
+  if (o.when == "sendrecv") {  // a ring shift: every rank sends and receives at once
+    ftcclGroupStart();
+    ftcclSend(b, count, ftcclFloat32, (rank + 1) % nranks, comm, nullptr);
+    ftcclRecv(b + count, count, ftcclFloat32, (rank + nranks - 1) % nranks, comm, nullptr);
+    return ftcclGroupEnd();
+  }
+  return ftcclAllReduce(b, b, count, ftcclFloat32, ftcclAvg, comm, nullptr);
 }
 
 }  // namespace
@@ -85,14 +113,22 @@ int main(int argc, char** argv) {
     return 2;
   }
   bool victim = o.victims.count(rank) != 0;
+  if (o.nodes > 0) {
+    setenv("FTCCL_NODE_ID", ("vnode" + std::to_string(rank * o.nodes / nranks)).c_str(), 1);
+  }
+  ftcclConfig_t config = FTCCL_CONFIG_INITIALIZER;
+  std::string spec = "allreduce:" + o.algo;
+  if (!o.algo.empty()) config.algorithm = spec.c_str();
   ftcclUniqueId id;
   ftcclComm_t comm = nullptr;
-  if (ftcclGetUniqueId(&id) != ftcclSuccess || ftcclCommInitRank(&comm, nranks, id, rank)) {
+  if (ftcclGetUniqueId(&id) != ftcclSuccess ||
+      ftcclCommInitRankConfig(&comm, nranks, id, rank, &config)) {
     std::printf("VERDICT rank=%d FAIL init: %s\n", rank, ftcclGetLastError(nullptr));
     return 1;
   }
   size_t count = o.when == "large" ? (64u << 20) / sizeof(float) : 1024;
-  std::vector<float> buf(count, 1.0f);
+  bool parts = o.when == "allgather" || o.when == "reducescatter" || o.when == "sendrecv";
+  std::vector<float> buf(count * (parts ? nranks + 1 : 1), 1.0f);
   ftcclResult_t result = ftcclSuccess;
   double failedAt = 0, opStart = 0;
   double start = nowMs();
@@ -134,10 +170,7 @@ int main(int argc, char** argv) {
     for (int iter = 0; iter < 1000000; ++iter) {
       if (victim && !o.external && iter == o.atIter) injectFault(o);
       opStart = nowMs();
-      result = o.when == "bcast"
-                   ? ftcclBroadcast(buf.data(), buf.data(), count, ftcclFloat32, 0, comm, nullptr)
-                   : ftcclAllReduce(buf.data(), buf.data(), count, ftcclFloat32, ftcclAvg, comm,
-                                    nullptr);
+      result = runOp(o, buf, count, rank, nranks, comm);
       if (result != ftcclSuccess) {
         failedAt = nowMs();
         break;

@@ -1,6 +1,7 @@
 // The public C API in one process: argument checking, error reporting, streams,
-// abort, and the "not implemented yet" contract. Multi-rank cases use one thread
-// per rank (each with its own communicator); the mp/ tests use real processes.
+// abort, every collective on one rank, Send/Recv groups and CommSplit. Multi-rank cases
+// use one thread per rank (each with its own communicator); the mp/ tests use real
+// processes.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -134,26 +135,44 @@ TEST_F(SingleRank, BadArgumentsAreRejectedAndTheCommunicatorStillWorks) {
   EXPECT_EQ(ftcclCommCount(nullptr, nullptr), ftcclInvalidArgument);
 }
 
-TEST_F(SingleRank, UnimplementedCallsSayNotImplementedYet) {
-  float x = 1;
+TEST_F(SingleRank, EveryCollectiveSendRecvGroupAndSplitWorkOnOneRank) {
+  float x[3] = {1, 2, 3}, y[3] = {0, 0, 0};
   int activated = 0, n = 0;
   ftcclUniqueId id;
   ftcclComm_t other = nullptr;
   ftcclRebuildInfo_t info;
-  std::vector<ftcclResult_t> results = {
-      ftcclReduce(&x, &x, 1, ftcclFloat32, ftcclSum, 0, comm_, nullptr),
-      ftcclAllGather(&x, &x, 1, ftcclFloat32, comm_, nullptr),
-      ftcclReduceScatter(&x, &x, 1, ftcclFloat32, ftcclSum, comm_, nullptr),
-      ftcclSend(&x, 1, ftcclFloat32, 0, comm_, nullptr),
-      ftcclRecv(&x, 1, ftcclFloat32, 0, comm_, nullptr),
-      ftcclGroupStart(),
-      ftcclGroupEnd(),
-      ftcclCommSplit(comm_, 0, 0, &other, nullptr),
-  };
-  for (size_t i = 0; i < results.size(); ++i) {
-    EXPECT_EQ(results[i], ftcclInvalidUsage) << "call #" << i;
-  }
-  EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "not implemented yet"));
+  ASSERT_EQ(ftcclReduce(x, y, 3, ftcclFloat32, ftcclSum, 0, comm_, nullptr), ftcclSuccess);
+  EXPECT_EQ(y[2], 3.0f);
+  ASSERT_EQ(ftcclAllGather(x, y, 3, ftcclFloat32, comm_, nullptr), ftcclSuccess);
+  EXPECT_EQ(y[1], 2.0f);
+  y[0] = 0;
+  ASSERT_EQ(ftcclReduceScatter(x, y, 3, ftcclFloat32, ftcclAvg, comm_, nullptr), ftcclSuccess);
+  EXPECT_EQ(y[0], 1.0f);
+  // Send to self pairs with the receive from self of the same group.
+  y[1] = 0;
+  ASSERT_EQ(ftcclGroupStart(), ftcclSuccess);
+  ASSERT_EQ(ftcclSend(x, 3, ftcclFloat32, 0, comm_, nullptr), ftcclSuccess);
+  ASSERT_EQ(ftcclRecv(y, 3, ftcclFloat32, 0, comm_, nullptr), ftcclSuccess);
+  ASSERT_EQ(ftcclGroupEnd(), ftcclSuccess);
+  EXPECT_EQ(y[1], 2.0f);
+  // A receive from self without its send: the group fails clearly, the comm stays usable.
+  ASSERT_EQ(ftcclGroupStart(), ftcclSuccess);
+  ASSERT_EQ(ftcclRecv(y, 3, ftcclFloat32, 0, comm_, nullptr), ftcclSuccess);
+  EXPECT_EQ(ftcclGroupEnd(), ftcclInvalidUsage);
+  EXPECT_TRUE(contains(ftcclGetLastError(comm_), "receives from self"));
+  EXPECT_EQ(ftcclGroupEnd(), ftcclInvalidUsage);  // no group open
+  EXPECT_EQ(ftcclSend(x, 3, ftcclFloat32, 1, comm_, nullptr), ftcclInvalidArgument);
+  EXPECT_TRUE(contains(ftcclGetLastError(comm_), "peer 1"));
+  EXPECT_EQ(ftcclReduce(x, y, 3, ftcclFloat32, ftcclSum, 2, comm_, nullptr), ftcclInvalidArgument);
+  // Split: a child of one rank works; NOCOLOR gives none; other negative colors are refused.
+  ASSERT_EQ(ftcclCommSplit(comm_, 7, 0, &other, nullptr), ftcclSuccess);
+  ASSERT_NE(other, nullptr);
+  ASSERT_EQ(ftcclAllReduce(x, y, 3, ftcclFloat32, ftcclMax, other, nullptr), ftcclSuccess);
+  EXPECT_EQ(y[2], 3.0f);
+  EXPECT_EQ(ftcclCommDestroy(other), ftcclSuccess);
+  ASSERT_EQ(ftcclCommSplit(comm_, FTCCL_SPLIT_NOCOLOR, 0, &other, nullptr), ftcclSuccess);
+  EXPECT_EQ(other, nullptr);
+  EXPECT_EQ(ftcclCommSplit(comm_, -5, 0, &other, nullptr), ftcclInvalidArgument);
   // Join ids: a corrupt one is refused at once; a NULL out-pointer too.
   std::memset(&id, 0, sizeof(id));
   EXPECT_EQ(ftcclCommJoinAsSpare(&other, id, nullptr), ftcclInvalidArgument);
@@ -231,6 +250,14 @@ TEST(Init, BadConfigIsRejected) {
   ftcclConfig_t algo = FTCCL_CONFIG_INITIALIZER;
   algo.algorithm = "allreduce:bogus";
   EXPECT_EQ(ftcclCommInitRankConfig(&comm, 1, id, 0, &algo), ftcclInvalidArgument);
+  algo.algorithm = "broadcast:tree";
+  EXPECT_EQ(ftcclCommInitRankConfig(&comm, 1, id, 0, &algo), ftcclInvalidArgument);
+  EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "broadcast has no tree"));
+  {
+    ScopedEnv env("FTCCL_TUNING", "alpha_us=fast");
+    EXPECT_EQ(ftcclCommInitRank(&comm, 1, id, 0), ftcclInvalidArgument);
+    EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "FTCCL_TUNING"));
+  }
   {
     ScopedEnv env("FTCCL_OP_TIMEOUT_MS", "12abc");
     EXPECT_EQ(ftcclCommInitRank(&comm, 1, id, 0), ftcclInvalidArgument);

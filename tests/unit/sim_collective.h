@@ -44,6 +44,35 @@ inline Status runAll(sim::SimFabric& fabric, std::vector<std::unique_ptr<Collect
   }
 }
 
+// Like runAll, but each round progresses only some ranks (a fixed pseudo-random choice,
+// rank-biased so that some ranks lag far behind their neighbours): a buffer or slot
+// reused before the message that reads it was matched shows up as a wrong result.
+inline Status runSkewed(sim::SimFabric& fabric, std::vector<std::unique_ptr<Collective>>& ops,
+                 uint64_t seed) {
+  std::vector<bool> done(ops.size(), false);
+  int idle = 0;
+  for (;;) {
+    bool allDone = true, moved = false;
+    for (size_t r = 0; r < ops.size(); ++r) {
+      if (done[r]) continue;
+      allDone = false;
+      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+      // Rank r runs in about 1 of (1 + r % 4) rounds.
+      if ((seed >> 33) % (1 + r % 4) != 0) continue;
+      uint64_t before = ops[r]->progressMark();
+      bool finished = false;
+      Status st = ops[r]->progress(&finished);
+      if (!st.isOk()) return st;
+      done[r] = finished;
+      moved = moved || finished || ops[r]->progressMark() != before;
+    }
+    if (allDone) return Status::ok();
+    moved = fabric.progress() || moved;
+    idle = moved ? 0 : idle + 1;
+    if (idle > 100000) return internalError("deadlock under skewed progress");
+  }
+}
+
 // Value i of rank r's input: a small integer (exact in fp16 and bf16 too, and its sums
 // and products over 8 ranks stay exact). Prod uses 1 and 2 only.
 inline double patternValue(int rank, size_t i, ftcclRedOp_t op) {

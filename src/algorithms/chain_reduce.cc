@@ -1,0 +1,141 @@
+// Reduce as a pipelined chain ending at the root: root+1 -> root+2 -> ... -> root.
+//
+// Why a chain: the mirror of the chain broadcast. Every link carries the buffer once,
+// so large messages take S/bandwidth plus (n-2) chunk latencies (n-1 hops for one
+// chunk); each rank combines its own input into the running partial as it passes, in
+// the fixed order root+1, root+2, ..., root. The first rank sends straight from its
+// input; a middle rank receives chunk i into staging slot i % slots, combines it with
+// its input there and forwards it from the slot, which is reused (its next receive
+// posted) only once that send completed; the root combines into recvbuff and, for Avg,
+// divides once. Only the root's recvbuff is written (others may pass NULL).
+//
+// All chunks use channel 0 (in-order delivery); up to `slots` chunks are in flight
+// per link (chunks are min(chunkBytes, slotBytes)). Tolerates abort() at any point.
+#include <algorithm>
+#include <cstring>
+#include <deque>
+
+#include "algorithms/collective.h"
+#include "reduce/reduce.h"
+
+namespace ftccl {
+namespace {
+
+class ChainReduce final : public Collective {
+ public:
+  ChainReduce(Transport& transport, const Scratch& scratch, const PipelineConfig& pipeline,
+              const CollectiveArgs& args)
+      : transport_(transport), scratch_(scratch), args_(args), n_(transport.size()),
+        elemSize_(dataTypeSize(args.type)) {
+    position_ = ((transport.rank() - args.root - 1) % n_ + n_) % n_;
+    // A chunk must fit a staging slot (chunkBytes 0: as large as a slot).
+    size_t chunkBytes = pipeline.chunkBytes ? std::min(pipeline.chunkBytes, scratch.slotBytes)
+                                            : scratch.slotBytes;
+    chunkElems_ = std::max<size_t>(1, chunkBytes / elemSize_);
+    nChunks_ = (args.count + chunkElems_ - 1) / chunkElems_;
+    slots_ = std::max(1, scratch.slots);
+  }
+  ~ChainReduce() override { abort(); }
+
+  Status progress(bool* done) override {
+    if (n_ == 1) {
+      if (args_.count && args_.sendbuff != args_.recvbuff) {
+        std::memmove(args_.recvbuff, args_.sendbuff, args_.count * elemSize_);
+      }
+      *done = true;
+      return Status::ok();
+    }
+    if (nChunks_ && scratch_.slots < 1) return internalError("chain reduce needs a staging slot");
+    bool first = position_ == 0, root = position_ == n_ - 1;
+    MessageKey key{args_.opSeq, 0};
+    if (!first) {
+      // Post receives ahead while their slots are free.
+      size_t freed = root ? received_ : sendsDone_;
+      while (recvPosted_ < nChunks_ && recvPosted_ < freed + slots_) {
+        TransportRequest* req = nullptr;
+        FTCCL_CHECK(transport_.irecv(prev(), slotOf(recvPosted_), chunkBytes(recvPosted_), key, &req));
+        recvs_.push_back(req);
+        ++recvPosted_;
+      }
+      while (!recvs_.empty()) {
+        bool landed = false;
+        FTCCL_CHECK(transport_.test(&recvs_.front(), &landed));
+        if (!landed) break;
+        recvs_.pop_front();
+        combine(received_++, root);
+      }
+    } else {
+      received_ = nChunks_;
+    }
+    if (!root) {
+      while (!sends_.empty()) {
+        bool sent = false;
+        FTCCL_CHECK(transport_.test(&sends_.front(), &sent));
+        if (!sent) break;
+        sends_.pop_front();
+        ++sendsDone_;
+      }
+      while (sendPosted_ < received_ && sends_.size() < static_cast<size_t>(slots_)) {
+        const uint8_t* from = first ? input() + sendPosted_ * chunkElems_ * elemSize_
+                                    : slotOf(sendPosted_);
+        TransportRequest* req = nullptr;
+        FTCCL_CHECK(transport_.isend(next(), from, chunkBytes(sendPosted_), key, &req));
+        sends_.push_back(req);
+        ++sendPosted_;
+      }
+    }
+    *done = received_ == nChunks_ && (root || (sendPosted_ == nChunks_ && sends_.empty()));
+    return Status::ok();
+  }
+
+  void abort() override {
+    for (auto& r : recvs_) transport_.cancel(&r);
+    for (auto& r : sends_) transport_.cancel(&r);
+    recvs_.clear();
+    sends_.clear();
+  }
+  std::vector<int> pendingPeers() const override {
+    std::vector<int> peers;
+    if (!recvs_.empty()) peers.push_back(prev());
+    if (!sends_.empty()) peers.push_back(next());
+    return peers;
+  }
+  uint64_t progressMark() const override { return received_ + sendsDone_; }
+
+ private:
+  int prev() const { return (transport_.rank() - 1 + n_) % n_; }
+  int next() const { return (transport_.rank() + 1) % n_; }
+  const uint8_t* input() const { return static_cast<const uint8_t*>(args_.sendbuff); }
+  uint8_t* slotOf(size_t chunk) const { return scratch_.slot(static_cast<int>(chunk % slots_)); }
+  size_t chunkCount(size_t i) const { return std::min(chunkElems_, args_.count - i * chunkElems_); }
+  size_t chunkBytes(size_t i) const { return chunkCount(i) * elemSize_; }
+
+  // A middle rank folds its input into the slot; the root into recvbuff.
+  void combine(size_t chunk, bool root) {
+    size_t at = chunk * chunkElems_ * elemSize_, count = chunkCount(chunk);
+    uint8_t* into = root ? static_cast<uint8_t*>(args_.recvbuff) + at : slotOf(chunk);
+    reduce(into, input() + at, slotOf(chunk), count, args_.type, args_.op);
+    if (root && args_.op == ftcclAvg) divideBy(into, count, args_.type, n_);
+  }
+
+  Transport& transport_;
+  Scratch scratch_;
+  CollectiveArgs args_;
+  int n_;
+  size_t elemSize_;
+  int position_ = 0;
+  size_t chunkElems_ = 1, nChunks_ = 0;
+  int slots_ = 1;
+  size_t recvPosted_ = 0, received_ = 0, sendPosted_ = 0, sendsDone_ = 0;
+  std::deque<TransportRequest*> recvs_, sends_;
+};
+
+}  // namespace
+
+std::unique_ptr<Collective> makeChainReduce(Transport& transport, const Scratch& scratch,
+                                            const PipelineConfig& pipeline,
+                                            const CollectiveArgs& args) {
+  return std::make_unique<ChainReduce>(transport, scratch, pipeline, args);
+}
+
+}  // namespace ftccl

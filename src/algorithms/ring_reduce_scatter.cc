@@ -1,0 +1,194 @@
+// Ring reduce-scatter: n-1 steps; at step k rank r sends its running partial of
+// segment (r - k - 1) to the next rank and receives the previous rank's partial of
+// segment (r - k - 2), which it combines with its own input. After n-1 steps the last
+// segment received is r's own: rank r holds segment r reduced over all ranks (NCCL's
+// layout; ring.h's all-reduce owns r + 1 instead). Segment s is combined in the fixed
+// order s+1, s+2, ..., s on every run.
+//
+// Why a ring: (n-1) latencies and (n-1)/n of the input in and out of every rank, the
+// minimum for a reduce-scatter, so it runs at link bandwidth for large buffers. Unlike
+// the all-reduce's first half, the output holds only one segment, so running partials
+// live in staging: each channel owns two slots and swaps them every step (receive
+// into one while the other's send drains; the received slice is combined in place and
+// sent from there next step). The last step combines straight into the output.
+// Segment r of the input is read only at that last step, so the NCCL in-place layout
+// (out == input + r's offset) needs no copy. Avg divides once, at that last step.
+//
+// The segment table is a parameter (ring_phases.h): equal parts for NCCL's
+// ReduceScatter, the ring's uneven split for the hierarchical all-reduce's intra-node
+// phase. Pipelining as in the ring all-reduce: slice c of every segment (slotBytes per
+// slice) runs on channel c % channels; channels [0, channels) with channels <= min(
+// pipeline.channels, slots / 2, kMaxPipelineChannels). Tolerates abort() at any point.
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "algorithms/ring_phases.h"
+#include "reduce/reduce.h"
+
+namespace ftccl {
+namespace {
+
+class RingReduceScatter final : public Collective {
+ public:
+  RingReduceScatter(Transport& transport, const Scratch& scratch, const PipelineConfig& pipeline,
+                    uint32_t opSeq, ftcclDataType_t type, ftcclRedOp_t op, int avgDivisor,
+                    std::vector<Segment> segments, const void* input, void* out)
+      : transport_(transport), scratch_(scratch), opSeq_(opSeq), type_(type), op_(op),
+        avgDivisor_(avgDivisor), segments_(std::move(segments)),
+        input_(static_cast<const uint8_t*>(input)), out_(static_cast<uint8_t*>(out)),
+        elemSize_(dataTypeSize(type)), n_(transport.size()), rank_(transport.rank()) {
+    sliceElems_ = std::max<size_t>(1, scratch.slotBytes / elemSize_);
+    size_t largest = 0;
+    for (const Segment& s : segments_) largest = std::max(largest, s.count);
+    nSlices_ = (largest + sliceElems_ - 1) / sliceElems_;
+    // Two slots per channel; never more channels than slices or than the budget.
+    int channels = std::min({pipeline.channels, scratch.slots / 2, kMaxPipelineChannels});
+    channels = static_cast<int>(std::min<size_t>(std::max(channels, 1), std::max<size_t>(nSlices_, 1)));
+    channels_.resize(channels);
+    for (int c = 0; c < channels; ++c) channels_[c].slice = c;
+  }
+  ~RingReduceScatter() override { abort(); }
+
+  Status progress(bool* done) override {
+    *done = false;
+    if (n_ == 1 || nSlices_ == 0) {
+      if (!copied_) finishAlone();
+      copied_ = true;
+      *done = true;
+      return Status::ok();
+    }
+    if (scratch_.slots < 2) {
+      return internalError("ring reduce-scatter needs 2 staging slots, has " +
+                           std::to_string(scratch_.slots));
+    }
+    bool all = true;
+    for (size_t c = 0; c < channels_.size(); ++c) {
+      FTCCL_CHECK(advance(static_cast<int>(c)));
+      all = all && channels_[c].slice >= nSlices_;
+    }
+    *done = all;
+    return Status::ok();
+  }
+
+  void abort() override {
+    for (Channel& ch : channels_) {
+      transport_.cancel(&ch.send);
+      transport_.cancel(&ch.recv);
+    }
+  }
+  std::vector<int> pendingPeers() const override {
+    std::vector<int> peers;
+    for (const Channel& ch : channels_) {
+      if (ch.recv) peers.push_back(prev());
+      if (ch.send) peers.push_back(next());
+    }
+    std::sort(peers.begin(), peers.end());
+    peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
+    return peers;
+  }
+  uint64_t progressMark() const override { return stepsDone_; }
+
+ private:
+  struct Channel {
+    size_t slice = 0;
+    int step = 0;
+    int sendSlot = 0;  // which of the channel's two slots holds the running partial
+    bool posted = false;
+    TransportRequest* send = nullptr;
+    TransportRequest* recv = nullptr;
+  };
+
+  int mod(int x) const { return ((x % n_) + n_) % n_; }
+  int next() const { return mod(rank_ + 1); }
+  int prev() const { return mod(rank_ - 1); }
+  uint8_t* slot(int c, int which) const { return scratch_.slot(2 * c + which); }
+
+  void finishAlone() {
+    const Segment& own = segments_[rank_];
+    const uint8_t* from = input_ + own.offset * elemSize_;
+    if (own.count && from != out_) std::memmove(out_, from, own.count * elemSize_);
+    if (avgDivisor_ > 1 && own.count) divideBy(out_, own.count, type_, avgDivisor_);
+  }
+
+  Status advance(int c) {
+    Channel& ch = channels_[c];
+    while (ch.slice < nSlices_) {
+      int sendSeg = mod(rank_ - ch.step - 1), recvSeg = mod(rank_ - ch.step - 2);
+      Segment sendPart = sliceOf(segments_[sendSeg], ch.slice, sliceElems_);
+      Segment recvPart = sliceOf(segments_[recvSeg], ch.slice, sliceElems_);
+      size_t recvBegin = recvPart.offset - segments_[recvSeg].offset;  // within the output
+      if (!ch.posted) {
+        MessageKey key{opSeq_, static_cast<uint32_t>(c)};
+        if (recvPart.count) {
+          FTCCL_CHECK(transport_.irecv(prev(), slot(c, 1 - ch.sendSlot),
+                                       recvPart.count * elemSize_, key, &ch.recv));
+        }
+        if (sendPart.count) {
+          const uint8_t* from = ch.step == 0 ? input_ + sendPart.offset * elemSize_
+                                             : slot(c, ch.sendSlot);
+          FTCCL_CHECK(transport_.isend(next(), from, sendPart.count * elemSize_, key, &ch.send));
+        }
+        ch.posted = true;
+      }
+      bool sent = false, received = false;
+      FTCCL_CHECK(transport_.test(&ch.send, &sent));
+      FTCCL_CHECK(transport_.test(&ch.recv, &received));
+      if (!sent || !received) return Status::ok();
+      if (recvPart.count) {
+        uint8_t* staged = slot(c, 1 - ch.sendSlot);
+        const uint8_t* mine = input_ + recvPart.offset * elemSize_;
+        bool last = ch.step == n_ - 2;
+        uint8_t* into = last ? out_ + recvBegin * elemSize_ : staged;
+        reduce(into, mine, staged, recvPart.count, type_, op_);
+        if (last && avgDivisor_ > 1) divideBy(into, recvPart.count, type_, avgDivisor_);
+      }
+      ch.sendSlot = 1 - ch.sendSlot;
+      ch.posted = false;
+      ++stepsDone_;
+      if (++ch.step == n_ - 1) {
+        ch.step = 0;
+        ch.sendSlot = 0;
+        ch.slice += channels_.size();
+      }
+    }
+    return Status::ok();
+  }
+
+  Transport& transport_;
+  Scratch scratch_;
+  uint32_t opSeq_;
+  ftcclDataType_t type_;
+  ftcclRedOp_t op_;
+  int avgDivisor_;
+  std::vector<Segment> segments_;
+  const uint8_t* input_;
+  uint8_t* out_;
+  size_t elemSize_;
+  int n_, rank_;
+  size_t sliceElems_ = 1, nSlices_ = 0;
+  std::vector<Channel> channels_;
+  uint64_t stepsDone_ = 0;
+  bool copied_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Collective> makeRingReduceScatterPhase(
+    Transport& transport, const Scratch& scratch, const PipelineConfig& pipeline,
+    uint32_t opSeq, ftcclDataType_t type, ftcclRedOp_t op, int avgDivisor,
+    std::vector<Segment> segments, const void* input, void* out) {
+  return std::make_unique<RingReduceScatter>(transport, scratch, pipeline, opSeq, type, op,
+                                             avgDivisor, std::move(segments), input, out);
+}
+
+std::unique_ptr<Collective> makeRingReduceScatter(Transport& transport, const Scratch& scratch,
+                                                  const PipelineConfig& pipeline,
+                                                  const CollectiveArgs& args) {
+  int n = transport.size();
+  return makeRingReduceScatterPhase(transport, scratch, pipeline, args.opSeq, args.type, args.op,
+                                    args.op == ftcclAvg ? n : 0, equalParts(n, args.count),
+                                    args.sendbuff, args.recvbuff);
+}
+
+}  // namespace ftccl

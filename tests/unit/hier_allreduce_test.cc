@@ -1,0 +1,345 @@
+// Hierarchical all-reduce over transports/sim: equal nodes (2x2, 2x4, 4x2, 3x2), uneven
+// ones (3+2, 1+3, 2+2+1), degenerate ones (one node, one rank per node) and a
+// non-contiguous assignment, for every type and op, size classes and placements; and a
+// peer death in the equal and the node-leader scheme.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "sim_collective.h"
+
+namespace ftccl {
+namespace {
+
+using testing::expectedReduction;
+using testing::patternBuffer;
+using testing::runAll;
+using testing::runSkewed;
+
+using Layout = std::vector<std::vector<int>>;
+
+const Layout kLayouts[] = {
+    {{0, 1}, {2, 3}},         {{0, 1, 2, 3}, {4, 5, 6, 7}}, {{0, 1}, {2, 3}, {4, 5}, {6, 7}},
+    {{0, 1}, {2, 3}, {4, 5}}, {{0, 1, 2}, {3, 4}},          {{0}, {1, 2, 3}},
+    {{0, 1}, {2, 3}, {4}},    {{0, 1, 2, 3}},               {{0}, {1}, {2}, {3}},
+    {{0, 2}, {1, 3}},         {{3, 1}, {0, 2}},
+};
+
+int rankCount(const Layout& layout) {
+  int n = 0;
+  for (const auto& node : layout) n += static_cast<int>(node.size());
+  return n;
+}
+
+
+PipelineConfig smallChunks() {
+  PipelineConfig p;
+  p.chunkBytes = 4096;
+  p.channels = 2;
+  return p;
+}
+
+TEST(HierarchicalAllReduceSim, EveryLayoutTypeOpSizeInAndOutOfPlace) {
+  PipelineConfig p = smallChunks();
+  const ftcclDataType_t types[] = {ftcclInt8,   ftcclUint8,   ftcclInt32,   ftcclUint32,
+                                   ftcclInt64,  ftcclUint64,  ftcclFloat16, ftcclFloat32,
+                                   ftcclFloat64, ftcclBfloat16};
+  const ftcclRedOp_t ops[] = {ftcclSum, ftcclProd, ftcclMax, ftcclMin, ftcclAvg};
+  for (const Layout& layout : kLayouts) {
+    int n = rankCount(layout);
+    for (ftcclDataType_t type : types) {
+      for (ftcclRedOp_t op : ops) {
+        for (size_t count : {size_t(0), size_t(1), size_t(7), size_t(1001), size_t(6 * 1024 + 5)}) {
+          for (bool inPlace : {false, true}) {
+            sim::SimFabric fabric(n);
+            std::vector<std::vector<uint8_t>> in(n), out(n),
+                staging(n, std::vector<uint8_t>(p.chunkBytes * 2 * p.channels));
+            std::vector<std::unique_ptr<Collective>> coll(n);
+            for (int r = 0; r < n; ++r) {
+              in[r] = patternBuffer(type, r, count, op);
+              out[r].assign(in[r].size(), 0xEE);
+              CollectiveArgs args;
+              args.sendbuff = in[r].data();
+              args.recvbuff = inPlace ? in[r].data() : out[r].data();
+              args.count = count;
+              args.type = type;
+              args.op = op;
+              Scratch scratch{staging[r].data(), p.chunkBytes, 2 * p.channels};
+              coll[r] = makeHierarchicalAllReduce(fabric.transport(r), scratch, p, layout, args);
+            }
+            Status st = runAll(fabric, coll);
+            ASSERT_TRUE(st.isOk()) << st.message();
+            std::vector<uint8_t> want = expectedReduction(type, op, n, count);
+            for (int r = 0; r < n; ++r) {
+              const uint8_t* got = inPlace ? in[r].data() : out[r].data();
+              ASSERT_EQ(0, std::memcmp(got, want.data(), count * dataTypeSize(type)))
+                  << "layout of " << layout.size() << " nodes, n=" << n << " "
+                  << dataTypeName(type) << " " << redOpName(op) << " count=" << count
+                  << " inPlace=" << inPlace << " rank " << r;
+            }
+            EXPECT_EQ(fabric.pending(), 0u);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Forwards to the simulated transport and records which channels a rank used.
+class ChannelAudit final : public Transport {
+ public:
+  explicit ChannelAudit(Transport& inner) : inner_(inner) {}
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  Status isend(int peer, const void* b, size_t bytes, MessageKey key, TransportRequest** r) override {
+    used |= 1u << key.channel;
+    return inner_.isend(peer, b, bytes, key, r);
+  }
+  Status irecv(int peer, void* b, size_t bytes, MessageKey key, TransportRequest** r) override {
+    used |= 1u << key.channel;
+    return inner_.irecv(peer, b, bytes, key, r);
+  }
+  Status test(TransportRequest** r, bool* done) override { return inner_.test(r, done); }
+  void cancel(TransportRequest** r) override { inner_.cancel(r); }
+  bool progress() override { return inner_.progress(); }
+  Status waitForActivity(int ms) override { return inner_.waitForActivity(ms); }
+  void interrupt() override { inner_.interrupt(); }
+  uint32_t used = 0;  // bit c: channel c carried a message
+
+ private:
+  Transport& inner_;
+};
+
+// Every pipeline width up to the budget's maximum: the phases stay inside their channel
+// ranges (intra reduce 0.., intra gather 4.., inter-node 8..), never reaching the
+// tuning channel (14) or Send/Recv's (15), and results stay exact.
+TEST(HierarchicalAllReduceSim, ChannelRangesForEveryPipelineWidth) {
+  for (int channels = 1; channels <= kMaxPipelineChannels; ++channels) {
+    PipelineConfig p{4096, channels};
+    uint32_t width = (1u << channels) - 1;
+    uint32_t allowed = width | width << 4 | width << 8;
+    for (const Layout& layout : {Layout{{0, 1, 2}, {3, 4, 5}}, Layout{{0, 1, 2}, {3, 4}},
+                                 Layout{{0, 1, 2, 3}}}) {
+      int n = rankCount(layout);
+      const size_t count = 40 * 1024 + 3;
+      sim::SimFabric fabric(n);
+      std::vector<std::unique_ptr<ChannelAudit>> audit(n);
+      std::vector<std::vector<uint8_t>> in(n),
+          staging(n, std::vector<uint8_t>(p.chunkBytes * 2 * p.channels));
+      std::vector<std::unique_ptr<Collective>> coll(n);
+      for (int r = 0; r < n; ++r) {
+        audit[r] = std::make_unique<ChannelAudit>(fabric.transport(r));
+        in[r] = patternBuffer(ftcclFloat32, r, count, ftcclAvg);
+        CollectiveArgs args;
+        args.sendbuff = args.recvbuff = in[r].data();
+        args.count = count;
+        args.op = ftcclAvg;
+        Scratch scratch{staging[r].data(), p.chunkBytes, 2 * p.channels};
+        coll[r] = makeHierarchicalAllReduce(*audit[r], scratch, p, layout, args);
+      }
+      Status st = runAll(fabric, coll);
+      ASSERT_TRUE(st.isOk()) << st.message();
+      std::vector<uint8_t> want = expectedReduction(ftcclFloat32, ftcclAvg, n, count);
+      uint32_t usedByAll = 0;
+      for (int r = 0; r < n; ++r) {
+        ASSERT_EQ(0, std::memcmp(in[r].data(), want.data(), count * 4))
+            << "channels " << channels << " rank " << r;
+        EXPECT_EQ(audit[r]->used & ~allowed, 0u)
+            << "channels " << channels << " rank " << r << " used mask " << audit[r]->used;
+        usedByAll |= audit[r]->used;
+      }
+      // The flat ring (one node) uses 0..; the others reach the inter-node range.
+      if (layout.size() > 1) {
+        EXPECT_NE(usedByAll & width << 8, 0u);
+      }
+      EXPECT_EQ(fabric.pending(), 0u);
+    }
+  }
+}
+
+// Inputs whose sums round (random floats, fp16 and bf16 included): every rank must end
+// with the same bits, whatever its node and local index.
+TEST(HierarchicalAllReduceSim, BitwiseIdenticalOnEveryRankWhenRoundingMatters) {
+  PipelineConfig p{4096, 2};
+  uint64_t seed = 12345;
+  auto next = [&seed]() {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<double>(seed >> 11) / static_cast<double>(1ull << 53);
+  };
+  for (const Layout& layout : {Layout{{0, 1, 2}, {3, 4, 5}}, Layout{{0, 3}, {1, 4}, {2, 5}},
+                               Layout{{0, 1, 2}, {3, 4}}, Layout{{4}, {0, 1, 2, 3}}}) {
+    for (ftcclDataType_t type : {ftcclFloat16, ftcclFloat32, ftcclBfloat16}) {
+      for (ftcclRedOp_t op : {ftcclSum, ftcclProd, ftcclAvg}) {
+        int n = rankCount(layout);
+        const size_t count = 9 * 1024 + 7;
+        size_t bytes = count * dataTypeSize(type);
+        sim::SimFabric fabric(n);
+        std::vector<std::vector<uint8_t>> in(n, std::vector<uint8_t>(bytes)), out(n, std::vector<uint8_t>(bytes)),
+            staging(n, std::vector<uint8_t>(p.chunkBytes * 2 * p.channels));
+        std::vector<std::unique_ptr<Collective>> coll(n);
+        for (int r = 0; r < n; ++r) {
+          for (size_t i = 0; i < count; ++i) {
+            testing::storeValue(type, in[r].data(), i, op == ftcclProd ? 0.5 + next() : next() * 100 - 50);
+          }
+          CollectiveArgs args;
+          args.sendbuff = in[r].data();
+          args.recvbuff = out[r].data();
+          args.count = count;
+          args.type = type;
+          args.op = op;
+          Scratch scratch{staging[r].data(), p.chunkBytes, 2 * p.channels};
+          coll[r] = makeHierarchicalAllReduce(fabric.transport(r), scratch, p, layout, args);
+        }
+        Status st = runAll(fabric, coll);
+        ASSERT_TRUE(st.isOk()) << st.message();
+        for (int r = 1; r < n; ++r) {
+          ASSERT_EQ(out[r], out[0]) << dataTypeName(type) << " " << redOpName(op) << " rank " << r
+                                    << " of a " << layout.size() << "-node layout";
+        }
+      }
+    }
+  }
+}
+
+// pendingPeers speaks communicator ranks, not the phases' view numbering: with nodes
+// {3, 1} and {0, 2}, rank 1's intra-node ring neighbour is rank 3 (its view's rank 0).
+TEST(HierarchicalAllReduceSim, PendingPeersAreCommunicatorRanks) {
+  PipelineConfig p{4096, 2};
+  struct Case {
+    Layout layout;
+    std::vector<std::vector<int>> want;  // per rank, after one progress() and no matching
+  };
+  const Case cases[] = {
+      // Equal nodes: the intra-node reduce-scatter ring of two is {3, 1} and {0, 2}.
+      {{{3, 1}, {0, 2}}, {{2}, {3}, {0}, {1}}},
+      // Leaders 4 and 0: chain 1 -> 2 -> 4 inside the first node, 3 -> 0 in the second.
+      {{{4, 1, 2}, {0, 3}}, {{3}, {2}, {1}, {0}, {2}}},
+  };
+  for (const Case& c : cases) {
+    int n = rankCount(c.layout);
+    const size_t count = 16 * 1024;
+    sim::SimFabric fabric(n);
+    std::vector<std::vector<uint8_t>> in(n),
+        staging(n, std::vector<uint8_t>(p.chunkBytes * 2 * p.channels));
+    std::vector<std::unique_ptr<Collective>> coll(n);
+    for (int r = 0; r < n; ++r) {
+      in[r] = patternBuffer(ftcclFloat32, r, count, ftcclSum);
+      CollectiveArgs args;
+      args.sendbuff = args.recvbuff = in[r].data();
+      args.count = count;
+      Scratch scratch{staging[r].data(), p.chunkBytes, 2 * p.channels};
+      coll[r] = makeHierarchicalAllReduce(fabric.transport(r), scratch, p, c.layout, args);
+    }
+    EXPECT_EQ(fabric.pending(), 0u) << "a constructor posted";
+    for (int r = 0; r < n; ++r) {
+      bool done = false;
+      ASSERT_TRUE(coll[r]->progress(&done).isOk());
+      EXPECT_EQ(coll[r]->pendingPeers(), c.want[r]) << "rank " << r;
+    }
+    ASSERT_TRUE(runAll(fabric, coll).isOk());
+    std::vector<uint8_t> want = expectedReduction(ftcclFloat32, ftcclSum, n, count);
+    for (int r = 0; r < n; ++r) ASSERT_EQ(0, std::memcmp(in[r].data(), want.data(), count * 4));
+    for (int r = 0; r < n; ++r) EXPECT_TRUE(coll[r]->pendingPeers().empty());
+  }
+}
+
+// Lagging ranks in every scheme: phases share the staging and the output, so a phase
+// that touched them before its predecessor's messages were matched would show here.
+TEST(HierarchicalAllReduceSim, ExactWhenRanksProgressAtDifferentSpeeds) {
+  PipelineConfig p = smallChunks();
+  for (const Layout& layout : kLayouts) {
+    for (uint64_t seed : {1u, 2u}) {
+      for (ftcclRedOp_t op : {ftcclSum, ftcclAvg}) {
+        for (bool inPlace : {false, true}) {
+          int n = rankCount(layout);
+          const size_t count = 13 * 1024 + 3;
+          sim::SimFabric fabric(n);
+          std::vector<std::vector<uint8_t>> in(n), out(n),
+              staging(n, std::vector<uint8_t>(p.chunkBytes * 2 * p.channels));
+          std::vector<std::unique_ptr<Collective>> coll(n);
+          for (int r = 0; r < n; ++r) {
+            in[r] = patternBuffer(ftcclFloat32, r, count, op);
+            out[r].assign(in[r].size(), 0xEE);
+            CollectiveArgs args;
+            args.sendbuff = in[r].data();
+            args.recvbuff = inPlace ? in[r].data() : out[r].data();
+            args.count = count;
+            args.op = op;
+            Scratch scratch{staging[r].data(), p.chunkBytes, 2 * p.channels};
+            coll[r] = makeHierarchicalAllReduce(fabric.transport(r), scratch, p, layout, args);
+          }
+          Status st = runSkewed(fabric, coll, seed);
+          ASSERT_TRUE(st.isOk()) << st.message();
+          std::vector<uint8_t> want = expectedReduction(ftcclFloat32, op, n, count);
+          for (int r = 0; r < n; ++r) {
+            const uint8_t* got = inPlace ? in[r].data() : out[r].data();
+            ASSERT_EQ(0, std::memcmp(got, want.data(), count * 4))
+                << "layout of " << layout.size() << " nodes, n=" << n << " seed " << seed
+                << " " << redOpName(op) << " inPlace=" << inPlace << " rank " << r;
+          }
+          EXPECT_EQ(fabric.pending(), 0u);
+        }
+      }
+    }
+  }
+}
+
+// A layout that is not a partition of the ranks fails the op without posting anything.
+TEST(HierarchicalAllReduceSim, InvalidLayoutFailsWithoutPosting) {
+  PipelineConfig p{4096, 2};
+  for (const Layout& layout : {Layout{{0, 1}, {2}}, Layout{{0, 1}, {1, 2, 3}},
+                               Layout{{0, 1}, {}, {2, 3}}, Layout{{0, 1}, {2, 4}}}) {
+    const int n = 4;
+    sim::SimFabric fabric(n);
+    std::vector<uint8_t> staging(p.chunkBytes * 2 * p.channels), buf(64);
+    CollectiveArgs args;
+    args.sendbuff = args.recvbuff = buf.data();
+    args.count = 16;
+    Scratch scratch{staging.data(), p.chunkBytes, 2 * p.channels};
+    auto coll = makeHierarchicalAllReduce(fabric.transport(0), scratch, p, layout, args);
+    bool done = false;
+    Status st = coll->progress(&done);
+    EXPECT_EQ(st.code(), ftcclInvalidArgument) << st.message();
+    EXPECT_FALSE(done);
+    EXPECT_EQ(fabric.pending(), 0u);
+  }
+}
+
+TEST(HierarchicalAllReduceSim, PeerDeathFailsTheOpInBothSchemes) {
+  PipelineConfig p = smallChunks();
+  for (const Layout& layout : {Layout{{0, 1, 2}, {3, 4, 5}}, Layout{{0, 1, 2}, {3, 4}}}) {
+    for (int victim : {0, 4}) {
+      int n = rankCount(layout);
+      const size_t count = 48 * 1024;
+      sim::SimFabric fabric(n);
+      std::vector<std::vector<uint8_t>> in(n),
+          staging(n, std::vector<uint8_t>(p.chunkBytes * 2 * p.channels));
+      std::vector<std::unique_ptr<Collective>> coll(n);
+      for (int r = 0; r < n; ++r) {
+        in[r] = patternBuffer(ftcclFloat32, r, count, ftcclSum);
+        CollectiveArgs args;
+        args.sendbuff = args.recvbuff = in[r].data();
+        args.count = count;
+        Scratch scratch{staging[r].data(), p.chunkBytes, 2 * p.channels};
+        coll[r] = makeHierarchicalAllReduce(fabric.transport(r), scratch, p, layout, args);
+      }
+      for (int round = 0; round < 10; ++round) {
+        for (auto& c : coll) {
+          bool done = false;
+          ASSERT_TRUE(c->progress(&done).isOk());
+        }
+        fabric.progress();
+      }
+      fabric.kill(victim);
+      coll.erase(coll.begin() + victim);
+      Status st = runAll(fabric, coll);
+      EXPECT_EQ(st.code(), ftcclRemoteError) << st.message();
+      for (auto& c : coll) c->abort();
+      EXPECT_EQ(fabric.pending(), 0u);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ftccl
