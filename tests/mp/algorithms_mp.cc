@@ -19,55 +19,13 @@
 #include <vector>
 
 #include "ftccl.h"
+#include "mp_checks.h"
 #include "perf_common.h"
 
 namespace {
 
 using namespace ftperf;
-
-int gRank = 0, gRanks = 1;
-int gCases = 0, gFailures = 0;
-
-void fail(const std::string& what) {
-  ++gFailures;
-  if (gFailures <= 20) std::fprintf(stderr, "rank %d: FAIL %s\n", gRank, what.c_str());
-}
-
-bool ok(ftcclResult_t r, ftcclComm_t comm, const std::string& what) {
-  if (r == ftcclSuccess) return true;
-  fail(what + ": " + ftcclGetErrorString(r) + ": " + ftcclGetLastError(comm));
-  return false;
-}
-
-// Every rank's fillReduceInput, combined in rank order: the exact answer.
-std::vector<uint8_t> expectedReduction(size_t count, ftcclDataType_t type, ftcclRedOp_t op,
-                                       int nranks) {
-  std::vector<uint8_t> out(count * typeSize(type) + 1);
-  withType(type, [&](auto tag) {
-    using T = decltype(tag);
-    std::vector<T> acc(count), in(count);
-    fillReduceInput(acc.data(), count, type, op, 0, nranks);
-    for (int r = 1; r < nranks; ++r) {
-      fillReduceInput(in.data(), count, type, op, r, nranks);
-      for (size_t i = 0; i < count; ++i) acc[i] = refCombine(op, acc[i], in[i]);
-    }
-    if (op == ftcclAvg) {
-      for (size_t i = 0; i < count; ++i) acc[i] = refAvgFinish(acc[i], nranks);
-    }
-    if (count) std::memcpy(out.data(), acc.data(), count * sizeof(T));
-  });
-  return out;
-}
-
-void check(const void* got, const void* want, size_t count, ftcclDataType_t type,
-           const std::string& name) {
-  size_t first = 0;
-  size_t wrong = countMismatches(got, want, count, type, &first);
-  if (wrong) {
-    fail(name + ": " + std::to_string(wrong) + " wrong, first at " + std::to_string(first) +
-         " got " + elementHex(got, first, type) + " want " + elementHex(want, first, type));
-  }
-}
+using namespace mpcheck;
 
 std::string name(const char* coll, ftcclDataType_t type, ftcclRedOp_t op, size_t count,
                  bool inPlace, int root = -1) {

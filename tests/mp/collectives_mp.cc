@@ -13,41 +13,18 @@
 #include <vector>
 
 #include "ftccl.h"
+#include "mp_checks.h"
 #include "perf_common.h"
 
 namespace {
 
 using namespace ftperf;
-
-int gRank = 0, gRanks = 1;
-int gCases = 0, gFailures = 0;
-
-void fail(const std::string& what) {
-  ++gFailures;
-  if (gFailures <= 20) std::fprintf(stderr, "rank %d: FAIL %s\n", gRank, what.c_str());
-}
-
-bool ok(ftcclResult_t r, ftcclComm_t comm, const std::string& what) {
-  if (r == ftcclSuccess) return true;
-  fail(what + ": " + ftcclGetErrorString(r) + ": " + ftcclGetLastError(comm));
-  return false;
-}
+using namespace mpcheck;
 
 // The exact result: every rank's input (generated locally), combined in rank order.
 void expectedAllReduce(void* out, size_t count, ftcclDataType_t type, ftcclRedOp_t op) {
-  withType(type, [&](auto tag) {
-    using T = decltype(tag);
-    std::vector<T> acc(count), in(count);
-    fillReduceInput(acc.data(), count, type, op, 0, gRanks);
-    for (int r = 1; r < gRanks; ++r) {
-      fillReduceInput(in.data(), count, type, op, r, gRanks);
-      for (size_t i = 0; i < count; ++i) acc[i] = refCombine(op, acc[i], in[i]);
-    }
-    if (op == ftcclAvg) {
-      for (size_t i = 0; i < count; ++i) acc[i] = refAvgFinish(acc[i], gRanks);
-    }
-    std::memcpy(out, acc.data(), count * sizeof(T));
-  });
+  std::vector<uint8_t> want = expectedReduction(count, type, op, gRanks);
+  if (count) std::memcpy(out, want.data(), count * typeSize(type));
 }
 
 std::string caseName(const char* coll, ftcclDataType_t type, const char* op, size_t count,
@@ -58,15 +35,6 @@ std::string caseName(const char* coll, ftcclDataType_t type, const char* op, siz
   return text;
 }
 
-void checkResult(const void* got, const void* want, size_t count, ftcclDataType_t type,
-                 const std::string& name) {
-  size_t first = 0;
-  size_t wrong = countMismatches(got, want, count, type, &first);
-  if (wrong) {
-    fail(name + ": " + std::to_string(wrong) + " wrong, first at " + std::to_string(first) +
-         " got " + elementHex(got, first, type) + " want " + elementHex(want, first, type));
-  }
-}
 
 void allReduceCase(ftcclComm_t comm, ftcclStream_t stream, ftcclDataType_t type,
                    ftcclRedOp_t op, size_t count, bool inPlace) {
@@ -82,7 +50,7 @@ void allReduceCase(ftcclComm_t comm, ftcclStream_t stream, ftcclDataType_t type,
   std::string name = caseName("AllReduce", type, opName(op), count, inPlace);
   if (!ok(ftcclAllReduce(sendAt, recvAt, count, type, op, comm, stream), comm, name)) return;
   if (!ok(ftcclStreamSynchronize(stream), comm, name)) return;
-  checkResult(recvAt, want.data(), count, type, name);
+  check(recvAt, want.data(), count, type, name);
   const std::vector<uint8_t>& outer = inPlace ? send : recv;
   uint8_t fill = inPlace ? 0xa5 : 0x5a;
   for (size_t i = 0; i < typeSize(type) + 1; ++i) {
@@ -106,7 +74,7 @@ void broadcastCase(ftcclComm_t comm, ftcclStream_t stream, ftcclDataType_t type,
     return;
   }
   if (!ok(ftcclStreamSynchronize(stream), comm, name)) return;
-  checkResult(recvAt, want.data(), count, type, name);
+  check(recvAt, want.data(), count, type, name);
 }
 
 // Many ops queued back to back on one stream, then on three streams round-robin:

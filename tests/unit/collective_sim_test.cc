@@ -14,6 +14,7 @@ namespace {
 using testing::expectedReduction;
 using testing::patternBuffer;
 using testing::runAll;
+using testing::Staging;
 
 const ftcclDataType_t kTypes[] = {ftcclInt8,   ftcclUint8,   ftcclInt32,   ftcclUint32,
                                   ftcclInt64,  ftcclUint64,  ftcclFloat16, ftcclFloat32,
@@ -21,15 +22,6 @@ const ftcclDataType_t kTypes[] = {ftcclInt8,   ftcclUint8,   ftcclInt32,   ftccl
 const ftcclRedOp_t kOps[] = {ftcclSum, ftcclProd, ftcclMax, ftcclMin, ftcclAvg};
 // Empty, one element, odd, not a multiple of the ranks, and several 4 KiB chunks.
 const size_t kCounts[] = {0, 1, 7, 1001, 9 * 1024 + 3};
-
-struct Staging {
-  explicit Staging(const PipelineConfig& pipeline) {
-    memory.resize(pipeline.chunkBytes * 2 * pipeline.channels);
-    scratch = Scratch{memory.data(), pipeline.chunkBytes, 2 * pipeline.channels};
-  }
-  std::vector<uint8_t> memory;
-  Scratch scratch;
-};
 
 PipelineConfig smallChunks() {
   PipelineConfig p;
@@ -46,11 +38,10 @@ TEST(RingAllReduceSim, EveryRankCountTypeOpSizeInAndOutOfPlace) {
         for (size_t count : kCounts) {
           for (bool inPlace : {false, true}) {
             sim::SimFabric fabric(n);
-            std::vector<Staging> staging(n, Staging(pipeline));
+            Staging staging(n, pipeline);
             std::vector<std::vector<uint8_t>> in(n), out(n);
             std::vector<std::unique_ptr<Collective>> ops(n);
             for (int r = 0; r < n; ++r) {
-              staging[r].scratch.base = staging[r].memory.data();
               in[r] = patternBuffer(type, r, count, op);
               out[r].assign(in[r].size(), 0xEE);
               CollectiveArgs args;
@@ -59,7 +50,7 @@ TEST(RingAllReduceSim, EveryRankCountTypeOpSizeInAndOutOfPlace) {
               args.count = count;
               args.type = type;
               args.op = op;
-              ops[r] = makeRingAllReduce(fabric.transport(r), staging[r].scratch, pipeline, args);
+              ops[r] = makeRingAllReduce(fabric.transport(r), staging.scratch(r), pipeline, args);
             }
             Status st = runAll(fabric, ops);
             ASSERT_TRUE(st.isOk()) << st.message();
@@ -149,16 +140,15 @@ TEST(RingAllReduceSim, PeerDeathFailsTheOpAndAbortCancelsEverything) {
   const int n = 4;
   const size_t count = 64 * 1024;
   sim::SimFabric fabric(n);
-  std::vector<Staging> staging(n, Staging(pipeline));
+  Staging staging(n, pipeline);
   std::vector<std::vector<uint8_t>> in(n);
   std::vector<std::unique_ptr<Collective>> ops(n);
   for (int r = 0; r < n; ++r) {
-    staging[r].scratch.base = staging[r].memory.data();
     in[r] = patternBuffer(ftcclFloat32, r, count, ftcclSum);
     CollectiveArgs args;
     args.sendbuff = args.recvbuff = in[r].data();
     args.count = count;
-    ops[r] = makeRingAllReduce(fabric.transport(r), staging[r].scratch, pipeline, args);
+    ops[r] = makeRingAllReduce(fabric.transport(r), staging.scratch(r), pipeline, args);
   }
   for (int round = 0; round < 20; ++round) {
     for (auto& op : ops) {

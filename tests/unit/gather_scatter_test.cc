@@ -15,6 +15,7 @@ namespace {
 using testing::expectedReduction;
 using testing::patternBuffer;
 using testing::runAll;
+using testing::Staging;
 using testing::runSkewed;
 
 const ftcclDataType_t kTypes[] = {ftcclInt8,   ftcclUint8,   ftcclInt32,   ftcclUint32,
@@ -31,13 +32,6 @@ PipelineConfig smallChunks() {
 }
 
 
-struct Staging {
-  Staging(int n, const PipelineConfig& p) : memory(n, std::vector<uint8_t>(p.chunkBytes * 2 * p.channels)) {}
-  Scratch scratch(int r, const PipelineConfig& p) {
-    return Scratch{memory[r].data(), p.chunkBytes, 2 * p.channels};
-  }
-  std::vector<std::vector<uint8_t>> memory;
-};
 
 TEST(ReduceScatterSim, EveryRankCountTypeOpSizeInAndOutOfPlace) {
   PipelineConfig p = smallChunks();
@@ -60,7 +54,7 @@ TEST(ReduceScatterSim, EveryRankCountTypeOpSizeInAndOutOfPlace) {
               args.count = count;
               args.type = type;
               args.op = op;
-              ops[r] = makeRingReduceScatter(fabric.transport(r), staging.scratch(r, p), p, args);
+              ops[r] = makeRingReduceScatter(fabric.transport(r), staging.scratch(r), p, args);
             }
             ASSERT_TRUE(runAll(fabric, ops).isOk());
             std::vector<uint8_t> full = expectedReduction(type, op, n, count * n);
@@ -144,7 +138,7 @@ TEST(ChainReduceSim, EveryRankCountRootTypeOpAndSize) {
                 args.type = type;
                 args.op = op;
                 args.root = root;
-                ops[r] = makeChainReduce(fabric.transport(r), staging.scratch(r, p), p, args);
+                ops[r] = makeChainReduce(fabric.transport(r), staging.scratch(r), p, args);
               }
               Status st = runAll(fabric, ops);
               ASSERT_TRUE(st.isOk()) << st.message();
@@ -232,11 +226,11 @@ TEST(GatherScatterSim, PipelineShapesStayInTheChannelBudget) {
             args.sendbuff = in[r].data();
             args.recvbuff = out[r].data();
             if (kind == 0) {
-              ops[r] = makeRingReduceScatter(*audit[r], staging.scratch(r, p), p, args);
+              ops[r] = makeRingReduceScatter(*audit[r], staging.scratch(r), p, args);
             } else if (kind == 1) {
               ops[r] = makeRingAllGather(*audit[r], p, args);
             } else {
-              ops[r] = makeChainReduce(*audit[r], staging.scratch(r, p), p, args);
+              ops[r] = makeChainReduce(*audit[r], staging.scratch(r), p, args);
             }
           }
           Status st = runAll(fabric, ops);
@@ -289,12 +283,12 @@ TEST(GatherScatterSim, PendingPeersNameTheNeighbours) {
       a.sendbuff = a.recvbuff = bufs[r].data();
       if (kind == 0) {  // NCCL's in-place layouts
         a.recvbuff = bufs[r].data() + r * count * 4;
-        ops[r] = makeRingReduceScatter(fabric.transport(r), staging.scratch(r, p), p, a);
+        ops[r] = makeRingReduceScatter(fabric.transport(r), staging.scratch(r), p, a);
       } else if (kind == 1) {
         a.sendbuff = bufs[r].data() + r * count * 4;
         ops[r] = makeRingAllGather(fabric.transport(r), p, a);
       } else {
-        ops[r] = makeChainReduce(fabric.transport(r), staging.scratch(r, p), p, a);
+        ops[r] = makeChainReduce(fabric.transport(r), staging.scratch(r), p, a);
       }
       EXPECT_TRUE(ops[r]->pendingPeers().empty()) << "posted before progress()";
     }
@@ -349,7 +343,7 @@ TEST(GatherScatterSim, ExactWhenRanksProgressAtDifferentSpeeds) {
               out[r].assign(count * elem, 0);
               args.sendbuff = in[r].data();
               args.recvbuff = inPlace ? in[r].data() + r * count * elem : out[r].data();
-              ops[r] = makeRingReduceScatter(fabric.transport(r), staging.scratch(r, p), p, args);
+              ops[r] = makeRingReduceScatter(fabric.transport(r), staging.scratch(r), p, args);
             } else if (kind == 1) {  // all-gather; in place at NCCL's offset
               in[r] = patternBuffer(type, r, count, op);
               out[r].assign(count * elem * n, 0);
@@ -362,7 +356,7 @@ TEST(GatherScatterSim, ExactWhenRanksProgressAtDifferentSpeeds) {
               out[r].assign(count * elem, 0);
               args.sendbuff = in[r].data();
               args.recvbuff = inPlace ? in[r].data() : out[r].data();
-              ops[r] = makeChainReduce(fabric.transport(r), staging.scratch(r, p), p, args);
+              ops[r] = makeChainReduce(fabric.transport(r), staging.scratch(r), p, args);
             }
           }
           Status st = runSkewed(fabric, ops, seed);
@@ -406,7 +400,7 @@ void peerDeath(const std::function<std::unique_ptr<Collective>(Transport&, Scrat
   Staging staging(n, p);
   std::vector<std::vector<uint8_t>> bufs(n, std::vector<uint8_t>(bytes, 1));
   std::vector<std::unique_ptr<Collective>> ops(n);
-  for (int r = 0; r < n; ++r) ops[r] = make(fabric.transport(r), staging.scratch(r, p), bufs[r]);
+  for (int r = 0; r < n; ++r) ops[r] = make(fabric.transport(r), staging.scratch(r), bufs[r]);
   for (int round = 0; round < 10; ++round) {
     for (auto& op : ops) {
       bool done = false;

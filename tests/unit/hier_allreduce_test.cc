@@ -15,6 +15,7 @@ namespace {
 using testing::expectedReduction;
 using testing::patternBuffer;
 using testing::runAll;
+using testing::Staging;
 using testing::runSkewed;
 
 using Layout = std::vector<std::vector<int>>;
@@ -53,8 +54,8 @@ TEST(HierarchicalAllReduceSim, EveryLayoutTypeOpSizeInAndOutOfPlace) {
         for (size_t count : {size_t(0), size_t(1), size_t(7), size_t(1001), size_t(6 * 1024 + 5)}) {
           for (bool inPlace : {false, true}) {
             sim::SimFabric fabric(n);
-            std::vector<std::vector<uint8_t>> in(n), out(n),
-                staging(n, std::vector<uint8_t>(p.chunkBytes * 2 * p.channels));
+            std::vector<std::vector<uint8_t>> in(n), out(n);
+            Staging staging(n, p);
             std::vector<std::unique_ptr<Collective>> coll(n);
             for (int r = 0; r < n; ++r) {
               in[r] = patternBuffer(type, r, count, op);
@@ -65,7 +66,7 @@ TEST(HierarchicalAllReduceSim, EveryLayoutTypeOpSizeInAndOutOfPlace) {
               args.count = count;
               args.type = type;
               args.op = op;
-              Scratch scratch{staging[r].data(), p.chunkBytes, 2 * p.channels};
+              Scratch scratch = staging.scratch(r);
               coll[r] = makeHierarchicalAllReduce(fabric.transport(r), scratch, p, layout, args);
             }
             Status st = runAll(fabric, coll);
@@ -125,8 +126,8 @@ TEST(HierarchicalAllReduceSim, ChannelRangesForEveryPipelineWidth) {
       const size_t count = 40 * 1024 + 3;
       sim::SimFabric fabric(n);
       std::vector<std::unique_ptr<ChannelAudit>> audit(n);
-      std::vector<std::vector<uint8_t>> in(n),
-          staging(n, std::vector<uint8_t>(p.chunkBytes * 2 * p.channels));
+      std::vector<std::vector<uint8_t>> in(n);
+            Staging staging(n, p);
       std::vector<std::unique_ptr<Collective>> coll(n);
       for (int r = 0; r < n; ++r) {
         audit[r] = std::make_unique<ChannelAudit>(fabric.transport(r));
@@ -135,7 +136,7 @@ TEST(HierarchicalAllReduceSim, ChannelRangesForEveryPipelineWidth) {
         args.sendbuff = args.recvbuff = in[r].data();
         args.count = count;
         args.op = ftcclAvg;
-        Scratch scratch{staging[r].data(), p.chunkBytes, 2 * p.channels};
+        Scratch scratch = staging.scratch(r);
         coll[r] = makeHierarchicalAllReduce(*audit[r], scratch, p, layout, args);
       }
       Status st = runAll(fabric, coll);
@@ -175,8 +176,8 @@ TEST(HierarchicalAllReduceSim, BitwiseIdenticalOnEveryRankWhenRoundingMatters) {
         const size_t count = 9 * 1024 + 7;
         size_t bytes = count * dataTypeSize(type);
         sim::SimFabric fabric(n);
-        std::vector<std::vector<uint8_t>> in(n, std::vector<uint8_t>(bytes)), out(n, std::vector<uint8_t>(bytes)),
-            staging(n, std::vector<uint8_t>(p.chunkBytes * 2 * p.channels));
+        std::vector<std::vector<uint8_t>> in(n, std::vector<uint8_t>(bytes)), out(n, std::vector<uint8_t>(bytes));
+            Staging staging(n, p);
         std::vector<std::unique_ptr<Collective>> coll(n);
         for (int r = 0; r < n; ++r) {
           for (size_t i = 0; i < count; ++i) {
@@ -188,7 +189,7 @@ TEST(HierarchicalAllReduceSim, BitwiseIdenticalOnEveryRankWhenRoundingMatters) {
           args.count = count;
           args.type = type;
           args.op = op;
-          Scratch scratch{staging[r].data(), p.chunkBytes, 2 * p.channels};
+          Scratch scratch = staging.scratch(r);
           coll[r] = makeHierarchicalAllReduce(fabric.transport(r), scratch, p, layout, args);
         }
         Status st = runAll(fabric, coll);
@@ -220,15 +221,15 @@ TEST(HierarchicalAllReduceSim, PendingPeersAreCommunicatorRanks) {
     int n = rankCount(c.layout);
     const size_t count = 16 * 1024;
     sim::SimFabric fabric(n);
-    std::vector<std::vector<uint8_t>> in(n),
-        staging(n, std::vector<uint8_t>(p.chunkBytes * 2 * p.channels));
+    std::vector<std::vector<uint8_t>> in(n);
+            Staging staging(n, p);
     std::vector<std::unique_ptr<Collective>> coll(n);
     for (int r = 0; r < n; ++r) {
       in[r] = patternBuffer(ftcclFloat32, r, count, ftcclSum);
       CollectiveArgs args;
       args.sendbuff = args.recvbuff = in[r].data();
       args.count = count;
-      Scratch scratch{staging[r].data(), p.chunkBytes, 2 * p.channels};
+      Scratch scratch = staging.scratch(r);
       coll[r] = makeHierarchicalAllReduce(fabric.transport(r), scratch, p, c.layout, args);
     }
     EXPECT_EQ(fabric.pending(), 0u) << "a constructor posted";
@@ -255,8 +256,8 @@ TEST(HierarchicalAllReduceSim, ExactWhenRanksProgressAtDifferentSpeeds) {
           int n = rankCount(layout);
           const size_t count = 13 * 1024 + 3;
           sim::SimFabric fabric(n);
-          std::vector<std::vector<uint8_t>> in(n), out(n),
-              staging(n, std::vector<uint8_t>(p.chunkBytes * 2 * p.channels));
+          std::vector<std::vector<uint8_t>> in(n), out(n);
+            Staging staging(n, p);
           std::vector<std::unique_ptr<Collective>> coll(n);
           for (int r = 0; r < n; ++r) {
             in[r] = patternBuffer(ftcclFloat32, r, count, op);
@@ -266,7 +267,7 @@ TEST(HierarchicalAllReduceSim, ExactWhenRanksProgressAtDifferentSpeeds) {
             args.recvbuff = inPlace ? in[r].data() : out[r].data();
             args.count = count;
             args.op = op;
-            Scratch scratch{staging[r].data(), p.chunkBytes, 2 * p.channels};
+            Scratch scratch = staging.scratch(r);
             coll[r] = makeHierarchicalAllReduce(fabric.transport(r), scratch, p, layout, args);
           }
           Status st = runSkewed(fabric, coll, seed);
@@ -313,15 +314,15 @@ TEST(HierarchicalAllReduceSim, PeerDeathFailsTheOpInBothSchemes) {
       int n = rankCount(layout);
       const size_t count = 48 * 1024;
       sim::SimFabric fabric(n);
-      std::vector<std::vector<uint8_t>> in(n),
-          staging(n, std::vector<uint8_t>(p.chunkBytes * 2 * p.channels));
+      std::vector<std::vector<uint8_t>> in(n);
+            Staging staging(n, p);
       std::vector<std::unique_ptr<Collective>> coll(n);
       for (int r = 0; r < n; ++r) {
         in[r] = patternBuffer(ftcclFloat32, r, count, ftcclSum);
         CollectiveArgs args;
         args.sendbuff = args.recvbuff = in[r].data();
         args.count = count;
-        Scratch scratch{staging[r].data(), p.chunkBytes, 2 * p.channels};
+        Scratch scratch = staging.scratch(r);
         coll[r] = makeHierarchicalAllReduce(fabric.transport(r), scratch, p, layout, args);
       }
       for (int round = 0; round < 10; ++round) {

@@ -16,6 +16,20 @@
 namespace ftccl {
 namespace testing {
 
+// Each rank's scratch as the communicator makes it: 2 * channels slots of chunkBytes
+// rounded up to 4 KiB (or slotBytes), left uninitialised and reused from op to op.
+struct Staging {
+  Staging(int n, const PipelineConfig& p, size_t slotBytes = 0)
+      : slot(slotBytes ? slotBytes : (p.chunkBytes + 4095) & ~size_t(4095)),
+        slots(2 * p.channels) {
+    for (int r = 0; r < n; ++r) memory.emplace_back(new uint8_t[slot * slots]);
+  }
+  Scratch scratch(int r) const { return Scratch{memory[r].get(), slot, slots}; }
+  size_t slot;
+  int slots;
+  std::vector<std::unique_ptr<uint8_t[]>> memory;
+};
+
 // Progresses every rank's op round robin until all are done. The first error is
 // returned (and every op aborted); 10,000 rounds without any progress is a deadlock.
 inline Status runAll(sim::SimFabric& fabric, std::vector<std::unique_ptr<Collective>>& ops) {

@@ -17,6 +17,7 @@ namespace {
 using testing::expectedReduction;
 using testing::patternBuffer;
 using testing::runAll;
+using testing::Staging;
 
 const ftcclDataType_t kTypes[] = {ftcclInt8,   ftcclUint8,   ftcclInt32,   ftcclUint32,
                                   ftcclInt64,  ftcclUint64,  ftcclFloat16, ftcclFloat32,
@@ -32,19 +33,6 @@ PipelineConfig pipelineOf(size_t chunkBytes, int channels) {
   return p;
 }
 
-// Each rank's scratch as the communicator makes it: 2 * channels slots of chunkBytes
-// rounded up to 4 KiB (or slotBytes), left uninitialised and reused from op to op.
-struct Staging {
-  Staging(int n, const PipelineConfig& p, size_t slotBytes = 0)
-      : slot(slotBytes ? slotBytes : (p.chunkBytes + 4095) & ~size_t(4095)),
-        slots(2 * p.channels) {
-    for (int r = 0; r < n; ++r) memory.emplace_back(new uint8_t[slot * slots]);
-  }
-  Scratch scratch(int r) const { return Scratch{memory[r].get(), slot, slots}; }
-  size_t slot;
-  int slots;
-  std::vector<std::unique_ptr<uint8_t[]>> memory;
-};
 
 // One op per rank; rank r reads in[r] and writes out[r] (or in[r] in place).
 std::vector<std::unique_ptr<Collective>> makeOps(sim::SimFabric& fabric, const Staging& staging,

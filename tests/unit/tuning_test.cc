@@ -60,8 +60,7 @@ TEST(Tuner, TreeForSmallRingForLargeOnOneNode) {
               Algorithm::kRing)
         << n;
   }
-  // Two ranks: the tree is a single link, the ring is too; either is fine, but one
-  // answer for every size class must come back.
+  // Collectives with only the ring get the ring whatever the size.
   EXPECT_EQ(tuner.choose(CollectiveKind::kBroadcast, 8, oneNode(4)).algorithm, Algorithm::kRing);
 }
 
