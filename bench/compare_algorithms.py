@@ -50,11 +50,12 @@ def main():
     ap.add_argument("--min", type=int, default=8)
     ap.add_argument("--max", type=int, default=64 << 20)
     ap.add_argument("--factor", type=int, default=4)
-    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--iters", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--algos", default="ring,tree,hier,auto")
     args = ap.parse_args()
     sizes = ["-b", str(args.min), "-e", str(args.max), "-f", str(args.factor),
-             "-n", str(args.iters), "-w", "5"]
+             "-n", str(args.iters), "-w", str(args.warmup)]
     env = dict(os.environ, FTCCL_SOCKET_IFNAME=os.environ.get("FTCCL_SOCKET_IFNAME", "lo"))
     perf = f"{args.build}/tools/all_reduce_perf"
     if args.nodes:

@@ -335,9 +335,14 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   chooseSpin();
   FTCCL_CHECK(allocateScratch());
   computeLayout();
+  tuner_ = Tuner(config_.costModel, config_.overrides, config_.pipeline);
   if (rank_ >= 0) {  // spares learn the model when they are activated
     FTCCL_CHECK(measureCostModel());
     FTCCL_CHECK(shareTuning("init"));
+    if (tuner_.calibration().requested) {
+      FTCCL_CHECK(calibrate());
+      FTCCL_CHECK(shareTuning("calibration"));
+    }
   }
 
   FTCCL_LOG(Info, Init, "{} {}/{} ready on {} pid {} in {:.1f} ms (chunk {} B, {} channels, {} spares)",
@@ -753,6 +758,10 @@ std::unique_ptr<Collective> Communicator::buildCollective(const OpRequest& reque
   if (kind == CollectiveKind::kAllGather || kind == CollectiveKind::kReduceScatter) {
     bytes *= static_cast<size_t>(nranks_);
   }
+  if (request.algorithm >= 0) {
+    AlgorithmChoice choice = tuner_.with(static_cast<Algorithm>(request.algorithm), kind, bytes, shape_);
+    return makeAllReduce(choice, args);
+  }
   AlgorithmChoice choice = tuner_.choose(kind, bytes, shape_);
   // The choice is logged once per collective, algorithm and power-of-two size class.
   int sizeClass = 0;
@@ -774,6 +783,11 @@ std::unique_ptr<Collective> Communicator::buildCollective(const OpRequest& reque
       return makeRingReduceScatter(*transport_, scratch_, choice.pipeline, args);
     default: break;
   }
+  return makeAllReduce(choice, args);
+}
+
+std::unique_ptr<Collective> Communicator::makeAllReduce(const AlgorithmChoice& choice,
+                                                        const CollectiveArgs& args) {
   switch (choice.algorithm) {
     case Algorithm::kTree: return makeTreeAllReduce(*transport_, scratch_, choice.pipeline, args);
     case Algorithm::kHierarchical:
@@ -842,6 +856,63 @@ Status Communicator::measureCostModel() {
   model.gammaUsPerMiB = std::max(1.0, gamma);
   model.source = "measured by rank 0";
   config_.costModel = model;
+  Calibration request;  // every rank runs the probes once the model is shared
+  request.requested = true;
+  request.shape = shape_;
+  tuner_ = Tuner(model, config_.overrides, config_.pipeline, request);
+  return Status::ok();
+}
+
+// Every rank runs each candidate all-reduce at the probe sizes (the same sequence of
+// collectives everywhere, so the usual op numbering keeps them apart); rank 0's times
+// become the calibration, shared next. A first untimed pass pays for what only first
+// use costs (endpoint wire-up, first touch): with one call per probe, the tree's 64 KiB
+// probe still measured 2-4x its steady time (UCX was still wiring the tree's non-ring
+// pairs); with 8 it came within 1.5x.
+// Then each probe is a median of three batches of back-to-back calls, as an application
+// issues them; each batch starts after one untimed call, since a batch timed from its
+// first call includes the ranks' arrival skew (2 calls timed so took 5x the steady time
+// of 8 B). About 80 ms on 4 ranks of this 2-core VM.
+Status Communicator::calibrate() {
+  Calibration calibration;
+  calibration.shape = shape_;
+  size_t maxCount = Calibration::kProbeBytes[Calibration::kProbes - 1] / sizeof(float);
+  std::vector<float> send(maxCount, 1.0f), recv(maxCount);
+  auto run = [&](Algorithm algorithm, size_t bytes, int calls) -> Status {
+    for (int i = 0; i < calls; ++i) {
+      OpRequest op;
+      op.kind = OpKind::kAllReduce;
+      op.algorithm = static_cast<int>(algorithm);
+      op.args.sendbuff = send.data();
+      op.args.recvbuff = recv.data();
+      op.args.count = bytes / sizeof(float);
+      op.args.type = ftcclFloat32;
+      op.args.op = ftcclSum;
+      std::vector<OpRequest> batch{op};
+      FTCCL_CHECK(execute(issue(&batch), batch));
+    }
+    return Status::ok();
+  };
+  std::vector<Algorithm> candidates = Tuner::candidates(CollectiveKind::kAllReduce, shape_);
+  for (Algorithm algorithm : candidates) {
+    for (size_t bytes : Calibration::kProbeBytes) FTCCL_CHECK(run(algorithm, bytes, bytes >= (1u << 20) ? 3 : 8));
+  }
+  for (Algorithm algorithm : candidates) {
+    for (int p = 0; p < Calibration::kProbes; ++p) {
+      size_t bytes = Calibration::kProbeBytes[p];
+      int calls = bytes >= (1u << 20) ? 3 : bytes >= 65536 ? 8 : 16;
+      std::vector<double> perCall;
+      for (int batch = 0; batch < 3; ++batch) {
+        FTCCL_CHECK(run(algorithm, bytes, 1));  // absorbs the ranks' skew
+        auto start = Clock::now();
+        FTCCL_CHECK(run(algorithm, bytes, calls));
+        perCall.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count() /
+                          calls);
+      }
+      calibration.us[static_cast<int>(algorithm)][p] = std::max(0.1, median(perCall));
+    }
+  }
+  tuner_.setCalibration(calibration);
   return Status::ok();
 }
 
@@ -854,15 +925,11 @@ Status Communicator::shareTuningAfterCommit(const char* when) {
   return shared;
 }
 
-// Rank 0's model and overrides reach every member by a chain broadcast on the tuning
-// channel: members that joined as spares, or whose FTCCL_ALGO differs, still choose as
-// rank 0 does.
+// Rank 0's model, overrides and calibration reach every member by a chain broadcast on
+// the tuning channel: members that joined as spares, or whose FTCCL_ALGO differs, still
+// choose as rank 0 does. After a rebuild the new rank 0 passes on what it adopted.
 Status Communicator::shareTuning(const char* when) {
-  std::vector<double> payload = config_.costModel.toVector();
-  for (int k = 0; k < kCollectiveKinds; ++k) {
-    payload.push_back(config_.overrides.forced[k] ? static_cast<double>(config_.overrides.algorithm[k])
-                                                  : -1.0);
-  }
+  std::vector<double> payload = tuner_.toVector();
   if (nranks_ > 1) {
     std::vector<int> everyone(nranks_);
     for (int r = 0; r < nranks_; ++r) everyone[r] = r;
@@ -875,18 +942,15 @@ Status Communicator::shareTuning(const char* when) {
     std::unique_ptr<Collective> op = makeChainBroadcast(all, config_.pipeline, args);
     FTCCL_CHECK(drive(*op, std::string("sharing the cost model at ") + when));
   }
-  CostModel model;
-  FTCCL_CHECK(CostModel::fromVector({payload.begin(), payload.begin() + 5}, &model));
-  model.source = rank_ == 0 ? config_.costModel.source : "rank 0's";
-  AlgorithmOverrides overrides;
-  for (int k = 0; k < kCollectiveKinds; ++k) {
-    double a = payload[5 + k];
-    overrides.forced[k] = a >= 0;
-    overrides.algorithm[k] = static_cast<Algorithm>(a >= 0 ? static_cast<int>(a) : 0);
-  }
-  tuner_ = Tuner(model, overrides, config_.pipeline);
+  std::string source = rank_ == 0 ? tuner_.model().source : "rank 0's";
+  Tuner shared;
+  FTCCL_CHECK(Tuner::fromVector(payload, config_.pipeline, &shared));
+  CostModel model = shared.model();
+  model.source = source;
+  tuner_ = Tuner(model, shared.overrides(), config_.pipeline, shared.calibration());
   if (rank_ == 0) {
-    FTCCL_LOG(Info, Tuning, "cost model at {}: {}; algorithm: {}", when, describe(model),
+    FTCCL_LOG(Info, Tuning, "cost model at {}: {}; {}; algorithm: {}", when,
+              describe(tuner_.model()), describe(tuner_.calibration()),
               config_.algorithm.empty() ? "chosen by the model" : config_.algorithm);
   }
   return Status::ok();

@@ -34,6 +34,7 @@ struct OpRequest {
   OpKind kind = OpKind::kAllReduce;
   CollectiveArgs args;
   int peer = -1;
+  int algorithm = -1;  // >= 0: run this Algorithm, unlogged (calibration probes)
 };
 
 // The ranks `rank` probes: ring neighbours, plus neighbouring node leaders (the lowest
@@ -122,6 +123,8 @@ class Communicator final : public HealthListener {
   Status allGatherBytes(const void* mine, void* all, size_t bytesEach);
   std::unique_ptr<Collective> buildBatch(const std::vector<OpRequest>& batch);
   std::unique_ptr<Collective> buildCollective(const OpRequest& request);
+  std::unique_ptr<Collective> makeAllReduce(const AlgorithmChoice& choice,
+                                            const CollectiveArgs& args);
   // Node layout of the current membership, for hierarchical algorithms and the tuner.
   void computeLayout();
   // Rank 0 measures the cost model (or takes FTCCL_TUNING) at init; at init and after
@@ -129,6 +132,7 @@ class Communicator final : public HealthListener {
   // alike.
   Status measureCostModel();
   Status shareTuning(const char* when);
+  Status calibrate();
   Status shareTuningAfterCommit(const char* when);
   void revoke(const Status& cause);
   // After a transport error: waits (bounded by the failure timeout) for health to

@@ -87,20 +87,66 @@ Status parseAlgorithmOverrides(const std::string& spec, const char* source,
   return Status::ok();
 }
 
-// Tree chunks: one chunk per tree while the message is small (latency is what counts),
-// then enough chunks to keep every channel busy, no larger than the ring's.
+// Tree chunks stay within one eager message of the transport (UCX's shared-memory
+// segment is 8 KiB) until a lane's share reaches kRendezvousWorthBytes: a larger message
+// goes by rendezvous, whose handshake costs a round trip (a sleep and a wake when ranks
+// share cores) that only tens of KiB amortize. Measured on 4 ranks (bench/algorithm_sweep):
+// 16 KiB chunks took the 64 KiB all-reduce from 83 to 150 us, the 1 MiB one from 834 to
+// 1230 us; past 4 MiB large chunks win.
+constexpr size_t kEagerChunkBytes = 8 * 1024;
+constexpr size_t kRendezvousWorthBytes = 64 * 1024;
+
 PipelineConfig Tuner::pipelineFor(Algorithm algorithm, size_t bytes) const {
   PipelineConfig p = base_;
   if (algorithm == Algorithm::kTree) {
     size_t half = (bytes + 1) / 2;
     size_t perLane = half / (4 * static_cast<size_t>(std::max(1, p.channels)));
-    p.chunkBytes = std::clamp<size_t>(perLane, 16 * 1024, std::max<size_t>(16 * 1024, base_.chunkBytes / 4));
+    p.chunkBytes = perLane < kRendezvousWorthBytes
+                       ? kEagerChunkBytes
+                       : std::min(perLane, std::max(kEagerChunkBytes, base_.chunkBytes / 4));
   }
   return p;
 }
 
+std::vector<Algorithm> Tuner::candidates(CollectiveKind kind, const CommShape& shape) {
+  std::vector<Algorithm> list{Algorithm::kRing};
+  if (kind != CollectiveKind::kAllReduce) return list;
+  if (shape.nranks > 2) list.push_back(Algorithm::kTree);
+  if (shape.nodes > 1 && shape.nodes < shape.nranks) list.push_back(Algorithm::kHierarchical);
+  return list;
+}
+
+// measured / modelled at the probes, linear in log2(bytes) between them, constant beyond.
+double Tuner::correction(Algorithm algorithm, size_t bytes) const {
+  if (!calibration_.measured(algorithm)) return 1.0;
+  constexpr int kProbes = Calibration::kProbes;
+  double ratio[kProbes];
+  for (int p = 0; p < kProbes; ++p) {
+    double modelled = modelUs(CollectiveKind::kAllReduce, algorithm, Calibration::kProbeBytes[p],
+                              calibration_.shape);
+    if (!(modelled > 0)) return 1.0;
+    ratio[p] = calibration_.us[static_cast<int>(algorithm)][p] / modelled;
+  }
+  double x = std::log2(static_cast<double>(std::max<size_t>(bytes, 1)));
+  if (x <= std::log2(static_cast<double>(Calibration::kProbeBytes[0]))) return ratio[0];
+  for (int p = 1; p < kProbes; ++p) {
+    double hi = std::log2(static_cast<double>(Calibration::kProbeBytes[p]));
+    if (x > hi) continue;
+    double lo = std::log2(static_cast<double>(Calibration::kProbeBytes[p - 1]));
+    double f = (x - lo) / (hi - lo);
+    return ratio[p - 1] + f * (ratio[p] - ratio[p - 1]);
+  }
+  return ratio[kProbes - 1];
+}
+
 double Tuner::predictUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
                         const CommShape& shape) const {
+  double us = modelUs(kind, algorithm, bytes, shape);
+  return kind == CollectiveKind::kAllReduce ? us * correction(algorithm, bytes) : us;
+}
+
+double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
+                      const CommShape& shape) const {
   const CostModel& m = model_;
   double n = shape.nranks;
   if (shape.nranks <= 1) return 0;
@@ -148,26 +194,70 @@ double Tuner::predictUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
          (nodes - 1) / nodes * mib * gamma;
 }
 
-AlgorithmChoice Tuner::choose(CollectiveKind kind, size_t bytes, const CommShape& shape) const {
+AlgorithmChoice Tuner::with(Algorithm algorithm, CollectiveKind kind, size_t bytes,
+                            const CommShape& shape) const {
   AlgorithmChoice choice;
+  choice.algorithm = algorithm;
+  choice.pipeline = pipelineFor(algorithm, bytes);
+  choice.predictedUs = predictUs(kind, algorithm, bytes, shape);
+  return choice;
+}
+
+// With a calibration, only measured algorithms compete: a measured time and a bare
+// model's guess are not comparable.
+AlgorithmChoice Tuner::choose(CollectiveKind kind, size_t bytes, const CommShape& shape) const {
   int k = static_cast<int>(kind);
   if (overrides_.forced[k]) {
-    choice.algorithm = overrides_.algorithm[k];
+    AlgorithmChoice choice = with(overrides_.algorithm[k], kind, bytes, shape);
     choice.forced = true;
-  } else {
-    double best = -1;
-    for (Algorithm a : {Algorithm::kRing, Algorithm::kTree, Algorithm::kHierarchical}) {
-      if (!supports(kind, a)) continue;
-      double t = predictUs(kind, a, bytes, shape);
-      if (best < 0 || t < best) {
-        best = t;
-        choice.algorithm = a;
-      }
+    return choice;
+  }
+  std::vector<Algorithm> list = candidates(kind, shape);
+  bool anyMeasured = kind == CollectiveKind::kAllReduce &&
+                     std::any_of(list.begin(), list.end(),
+                                 [&](Algorithm a) { return calibration_.measured(a); });
+  Algorithm best = Algorithm::kRing;
+  double bestUs = -1;
+  for (Algorithm a : list) {
+    if (anyMeasured && !calibration_.measured(a)) continue;
+    double t = predictUs(kind, a, bytes, shape);
+    if (bestUs < 0 || t < bestUs) {
+      bestUs = t;
+      best = a;
     }
   }
-  choice.pipeline = pipelineFor(choice.algorithm, bytes);
-  choice.predictedUs = predictUs(kind, choice.algorithm, bytes, shape);
-  return choice;
+  return with(best, kind, bytes, shape);
+}
+
+std::vector<double> Tuner::toVector() const {
+  std::vector<double> v = model_.toVector();
+  for (int k = 0; k < kCollectiveKinds; ++k) {
+    v.push_back(overrides_.forced[k] ? static_cast<double>(overrides_.algorithm[k]) : -1.0);
+  }
+  std::vector<double> c = calibration_.toVector();
+  v.insert(v.end(), c.begin(), c.end());
+  return v;
+}
+
+Status Tuner::fromVector(const std::vector<double>& v, const PipelineConfig& base, Tuner* out) {
+  constexpr size_t kModel = 5;
+  if (v.size() != kModel + kCollectiveKinds + Calibration::kVectorSize) {
+    return internalError("tuning: wrong number of shared values");
+  }
+  CostModel model;
+  FTCCL_CHECK(CostModel::fromVector({v.begin(), v.begin() + kModel}, &model));
+  AlgorithmOverrides overrides;
+  for (int k = 0; k < kCollectiveKinds; ++k) {
+    double a = v[kModel + k];
+    if (a >= kCalibratedAlgorithms) return internalError("tuning: unknown algorithm shared");
+    overrides.forced[k] = a >= 0;
+    overrides.algorithm[k] = static_cast<Algorithm>(a >= 0 ? static_cast<int>(a) : 0);
+  }
+  Calibration calibration;
+  FTCCL_CHECK(Calibration::fromVector({v.begin() + kModel + kCollectiveKinds, v.end()},
+                                      &calibration));
+  *out = Tuner(model, overrides, base, calibration);
+  return Status::ok();
 }
 
 }  // namespace ftccl

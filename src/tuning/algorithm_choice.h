@@ -1,7 +1,7 @@
 // Which algorithm, and which chunking, runs a collective of a given size and shape.
 //
-// The tuner predicts each candidate's time with the cost model (cost_model.h) and
-// takes the fastest; FTCCL_ALGO or ftcclConfig_t.algorithm force one, for every
+// The tuner predicts each candidate's time with the cost model (cost_model.h), corrected
+// by the measured calibration (calibration.h) when there is one, and takes the fastest; FTCCL_ALGO or ftcclConfig_t.algorithm force one, for every
 // collective that has it ("tree") or per collective ("allreduce:tree;broadcast:ring").
 // Its inputs (model constants, overrides, rank count, node layout, size) are the same
 // on every rank, so every rank makes the same choice without talking.
@@ -9,8 +9,10 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "algorithms/collective.h"
+#include "tuning/calibration.h"
 #include "tuning/cost_model.h"
 #include "util/status.h"
 
@@ -28,14 +30,6 @@ bool supports(CollectiveKind kind, Algorithm algorithm);
 Status parseAlgorithmOverrides(const std::string& spec, const char* source,
                                AlgorithmOverrides* out);
 
-// What the tuner knows of the membership.
-struct CommShape {
-  int nranks = 1;
-  int nodes = 1;
-  int maxRanksPerNode = 1;
-  bool uniformNodes = true;  // every node has the same number of ranks
-};
-
 struct AlgorithmChoice {
   Algorithm algorithm = Algorithm::kRing;
   PipelineConfig pipeline;
@@ -46,21 +40,44 @@ struct AlgorithmChoice {
 class Tuner {
  public:
   Tuner() = default;
-  Tuner(const CostModel& model, const AlgorithmOverrides& overrides, const PipelineConfig& base)
-      : model_(model), overrides_(overrides), base_(base) {}
+  Tuner(const CostModel& model, const AlgorithmOverrides& overrides, const PipelineConfig& base,
+        const Calibration& calibration = {})
+      : model_(model), overrides_(overrides), base_(base), calibration_(calibration) {}
 
   // `bytes`: the whole buffer (all ranks' parts for all-gather and reduce-scatter).
   AlgorithmChoice choose(CollectiveKind kind, size_t bytes, const CommShape& shape) const;
-  // The model's time for one algorithm, with the chunking it would get.
+  // `algorithm` with the chunking the tuner gives it (calibration runs, forced choices).
+  AlgorithmChoice with(Algorithm algorithm, CollectiveKind kind, size_t bytes,
+                       const CommShape& shape) const;
+  // The calibrated time for one algorithm, with the chunking it would get.
   double predictUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
                    const CommShape& shape) const;
+  // The model's time alone.
+  double modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
+                 const CommShape& shape) const;
   PipelineConfig pipelineFor(Algorithm algorithm, size_t bytes) const;
+  // The algorithms the choice is among for this shape; the hierarchical one only where
+  // it differs from the ring (several nodes, some with several ranks).
+  static std::vector<Algorithm> candidates(CollectiveKind kind, const CommShape& shape);
+
   const CostModel& model() const { return model_; }
+  const AlgorithmOverrides& overrides() const { return overrides_; }
+  const Calibration& calibration() const { return calibration_; }
+  void setCalibration(const Calibration& calibration) { calibration_ = calibration; }
+
+  // Everything rank 0 shares so that every rank chooses alike: model, overrides,
+  // calibration.
+  std::vector<double> toVector() const;
+  static Status fromVector(const std::vector<double>& values, const PipelineConfig& base,
+                           Tuner* out);
 
  private:
+  double correction(Algorithm algorithm, size_t bytes) const;
+
   CostModel model_;
   AlgorithmOverrides overrides_;
   PipelineConfig base_;
+  Calibration calibration_;
 };
 
 }  // namespace ftccl

@@ -31,6 +31,14 @@ struct CostModel {
   static Status fromVector(const std::vector<double>& values, CostModel* out);
 };
 
+// What the model knows of the membership.
+struct CommShape {
+  int nranks = 1;
+  int nodes = 1;
+  int maxRanksPerNode = 1;
+  bool uniformNodes = true;  // every node has the same number of ranks
+};
+
 // FTCCL_TUNING: "alpha_us=5,beta_gbps=4,gamma_gbps=16,inter_alpha_us=20,inter_gbps=1.2";
 // every key is optional, an unknown key or a bad number is an error naming it.
 Status parseCostModel(const std::string& text, CostModel* out);

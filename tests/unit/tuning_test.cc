@@ -1,6 +1,9 @@
 // The cost model and the algorithm choice: FTCCL_ALGO and FTCCL_TUNING parsing, the
-// choices the model makes where the answer is known, and that forcing always wins.
+// choices the model makes where the answer is known, that forcing always wins, and
+// that a calibration overrides the model where they disagree.
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include "tuning/algorithm_choice.h"
 
@@ -83,7 +86,120 @@ TEST(Tuner, ForcedAlgorithmAlwaysWins) {
   AlgorithmChoice c = tuner.choose(CollectiveKind::kAllReduce, 256 << 20, oneNode(8));
   EXPECT_EQ(c.algorithm, Algorithm::kTree);
   EXPECT_TRUE(c.forced);
-  EXPECT_GE(c.pipeline.chunkBytes, 16u * 1024);
+  EXPECT_GE(c.pipeline.chunkBytes, 8u * 1024);
+}
+
+TEST(Tuner, TreeChunksStayEagerUntilLanesAreLarge) {
+  Tuner tuner(CostModel{}, AlgorithmOverrides{}, PipelineConfig{});
+  EXPECT_EQ(tuner.pipelineFor(Algorithm::kTree, 64 * 1024).chunkBytes, 8u * 1024);
+  EXPECT_EQ(tuner.pipelineFor(Algorithm::kTree, 1 << 20).chunkBytes, 8u * 1024);
+  EXPECT_EQ(tuner.pipelineFor(Algorithm::kTree, 4 << 20).chunkBytes, 128u * 1024);
+  EXPECT_EQ(tuner.pipelineFor(Algorithm::kTree, 256 << 20).chunkBytes, 128u * 1024);  // base / 4
+  EXPECT_EQ(tuner.pipelineFor(Algorithm::kRing, 64 * 1024).chunkBytes,
+            PipelineConfig{}.chunkBytes);
+}
+
+TEST(Tuner, CandidatesFollowTheShape) {
+  auto has = [](const std::vector<Algorithm>& list, Algorithm a) {
+    return std::find(list.begin(), list.end(), a) != list.end();
+  };
+  EXPECT_EQ(Tuner::candidates(CollectiveKind::kAllReduce, oneNode(2)).size(), 1u);
+  EXPECT_TRUE(has(Tuner::candidates(CollectiveKind::kAllReduce, oneNode(3)), Algorithm::kTree));
+  EXPECT_FALSE(has(Tuner::candidates(CollectiveKind::kAllReduce, oneNode(8)),
+                   Algorithm::kHierarchical));
+  EXPECT_TRUE(has(Tuner::candidates(CollectiveKind::kAllReduce, CommShape{8, 2, 4, true}),
+                  Algorithm::kHierarchical));
+  EXPECT_FALSE(has(Tuner::candidates(CollectiveKind::kAllReduce, CommShape{4, 4, 1, true}),
+                   Algorithm::kHierarchical));  // one rank per node: it is the ring
+  EXPECT_EQ(Tuner::candidates(CollectiveKind::kAllGather, CommShape{8, 2, 4, true}).size(), 1u);
+}
+
+// Times as a machine where the model is wrong would measure them: the tree is slower
+// than the ring at 8 B (the model says faster) and faster at 1 MiB (the model says
+// slower).
+Calibration invertedCalibration(const CommShape& shape) {
+  Calibration c;
+  c.shape = shape;
+  double ring[] = {40, 200, 600}, tree[] = {80, 100, 300};
+  for (int p = 0; p < Calibration::kProbes; ++p) {
+    c.us[static_cast<int>(Algorithm::kRing)][p] = ring[p];
+    c.us[static_cast<int>(Algorithm::kTree)][p] = tree[p];
+  }
+  return c;
+}
+
+TEST(Calibration, PredictionsMatchTheProbesAndChoicesFollowThem) {
+  CommShape shape = oneNode(4);
+  Tuner bare(CostModel{}, AlgorithmOverrides{}, PipelineConfig{});
+  ASSERT_EQ(bare.choose(CollectiveKind::kAllReduce, 8, shape).algorithm, Algorithm::kTree);
+  ASSERT_EQ(bare.choose(CollectiveKind::kAllReduce, 1 << 20, shape).algorithm, Algorithm::kRing);
+  Tuner tuner(CostModel{}, AlgorithmOverrides{}, PipelineConfig{}, invertedCalibration(shape));
+  const double ring[] = {40, 200, 600}, tree[] = {80, 100, 300};
+  for (int p = 0; p < Calibration::kProbes; ++p) {
+    size_t bytes = Calibration::kProbeBytes[p];
+    EXPECT_NEAR(tuner.predictUs(CollectiveKind::kAllReduce, Algorithm::kRing, bytes, shape),
+                ring[p], 1e-6);
+    EXPECT_NEAR(tuner.predictUs(CollectiveKind::kAllReduce, Algorithm::kTree, bytes, shape),
+                tree[p], 1e-6);
+  }
+  EXPECT_EQ(tuner.choose(CollectiveKind::kAllReduce, 8, shape).algorithm, Algorithm::kRing);
+  EXPECT_EQ(tuner.choose(CollectiveKind::kAllReduce, 1 << 20, shape).algorithm, Algorithm::kTree);
+  // Between probes the correction is interpolated: 8 KiB lies between 8 B and 64 KiB.
+  double mid = tuner.predictUs(CollectiveKind::kAllReduce, Algorithm::kRing, 8192, shape);
+  double lo = bare.predictUs(CollectiveKind::kAllReduce, Algorithm::kRing, 8192, shape) *
+              (40 / bare.predictUs(CollectiveKind::kAllReduce, Algorithm::kRing, 8, shape));
+  double hi = bare.predictUs(CollectiveKind::kAllReduce, Algorithm::kRing, 8192, shape) *
+              (200 / bare.predictUs(CollectiveKind::kAllReduce, Algorithm::kRing, 65536, shape));
+  EXPECT_GT(mid, std::min(lo, hi));
+  EXPECT_LT(mid, std::max(lo, hi));
+  // Only the all-reduce is calibrated.
+  EXPECT_DOUBLE_EQ(tuner.predictUs(CollectiveKind::kBroadcast, Algorithm::kRing, 8, shape),
+                   bare.predictUs(CollectiveKind::kBroadcast, Algorithm::kRing, 8, shape));
+}
+
+TEST(Calibration, OnlyMeasuredAlgorithmsCompete) {
+  // Measured on one node; after a rebuild the members span two nodes, so hierarchical
+  // becomes a candidate, but it was never measured and cannot be compared.
+  Calibration c = invertedCalibration(oneNode(8));
+  CostModel slow;
+  ASSERT_TRUE(parseCostModel("inter_alpha_us=500,inter_gbps=0.01", &slow).isOk());
+  Tuner tuner(slow, AlgorithmOverrides{}, PipelineConfig{}, c);
+  CommShape twoNodes{8, 2, 4, true};
+  for (size_t bytes : {size_t{8}, size_t{1} << 20, size_t{64} << 20}) {
+    EXPECT_NE(tuner.choose(CollectiveKind::kAllReduce, bytes, twoNodes).algorithm,
+              Algorithm::kHierarchical);
+  }
+  Tuner bare(slow, AlgorithmOverrides{}, PipelineConfig{});
+  EXPECT_EQ(bare.choose(CollectiveKind::kAllReduce, 64 << 20, twoNodes).algorithm,
+            Algorithm::kHierarchical);
+}
+
+TEST(Calibration, SharedStateRoundTrips) {
+  AlgorithmOverrides o;
+  ASSERT_TRUE(parseAlgorithmOverrides("broadcast:ring", "x", &o).isOk());
+  CostModel m;
+  m.alphaUs = 3.5;
+  Calibration c = invertedCalibration(CommShape{6, 3, 2, false});
+  c.requested = true;
+  Tuner tuner(m, o, PipelineConfig{}, c);
+  Tuner back;
+  ASSERT_TRUE(Tuner::fromVector(tuner.toVector(), PipelineConfig{}, &back).isOk());
+  EXPECT_DOUBLE_EQ(back.model().alphaUs, 3.5);
+  EXPECT_TRUE(back.overrides().forced[static_cast<int>(CollectiveKind::kBroadcast)]);
+  EXPECT_FALSE(back.overrides().forced[static_cast<int>(CollectiveKind::kAllReduce)]);
+  EXPECT_TRUE(back.calibration().requested);
+  EXPECT_EQ(back.calibration().shape.nodes, 3);
+  EXPECT_FALSE(back.calibration().shape.uniformNodes);
+  EXPECT_TRUE(back.calibration().measured(Algorithm::kTree));
+  EXPECT_FALSE(back.calibration().measured(Algorithm::kHierarchical));
+  EXPECT_DOUBLE_EQ(back.calibration().us[static_cast<int>(Algorithm::kTree)][2], 300);
+  std::vector<double> v = tuner.toVector();
+  v.pop_back();
+  EXPECT_FALSE(Tuner::fromVector(v, PipelineConfig{}, &back).isOk());
+  v = tuner.toVector();
+  v[5] = 7;  // an algorithm that does not exist
+  EXPECT_FALSE(Tuner::fromVector(v, PipelineConfig{}, &back).isOk());
+  EXPECT_NE(describe(c).find("tree 80/100/300 us"), std::string::npos) << describe(c);
 }
 
 }  // namespace

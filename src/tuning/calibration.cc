@@ -1,0 +1,54 @@
+#include "tuning/calibration.h"
+
+#include <cmath>
+#include <cstdio>
+
+namespace ftccl {
+
+bool Calibration::measured(Algorithm a) const {
+  int k = static_cast<int>(a);
+  if (k < 0 || k >= kCalibratedAlgorithms) return false;
+  for (double t : us[k]) {
+    if (!(t > 0)) return false;
+  }
+  return true;
+}
+
+std::vector<double> Calibration::toVector() const {
+  std::vector<double> v{requested ? 1.0 : 0.0, static_cast<double>(shape.nranks), static_cast<double>(shape.nodes),
+                        static_cast<double>(shape.maxRanksPerNode), shape.uniformNodes ? 1.0 : 0.0};
+  for (const auto& algorithm : us) v.insert(v.end(), std::begin(algorithm), std::end(algorithm));
+  return v;
+}
+
+Status Calibration::fromVector(const std::vector<double>& v, Calibration* out) {
+  if (v.size() != kVectorSize) return internalError("calibration: wrong number of values");
+  for (double x : v) {
+    if (!std::isfinite(x) || x < 0) return internalError("calibration: a value is negative");
+  }
+  Calibration c;
+  c.requested = v[0] != 0;
+  c.shape = CommShape{static_cast<int>(v[1]), static_cast<int>(v[2]), static_cast<int>(v[3]),
+                      v[4] != 0};
+  for (int a = 0; a < kCalibratedAlgorithms; ++a) {
+    for (int p = 0; p < kProbes; ++p) c.us[a][p] = v[5 + a * kProbes + p];
+  }
+  *out = c;
+  return Status::ok();
+}
+
+std::string describe(const Calibration& c) {
+  std::string text;
+  for (int a = 0; a < kCalibratedAlgorithms; ++a) {
+    if (!c.measured(static_cast<Algorithm>(a))) continue;
+    char part[128];
+    std::snprintf(part, sizeof part, "%s%s %.0f/%.0f/%.0f us", text.empty() ? "" : ", ",
+                  algorithmName(static_cast<Algorithm>(a)), c.us[a][0], c.us[a][1], c.us[a][2]);
+    text += part;
+  }
+  if (text.empty()) return "not calibrated";
+  return text + " at 8 B/64 KiB/1 MiB on " + std::to_string(c.shape.nranks) + " ranks, " +
+         std::to_string(c.shape.nodes) + " node(s)";
+}
+
+}  // namespace ftccl

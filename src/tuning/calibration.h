@@ -1,0 +1,45 @@
+// Measured all-reduce times that correct the cost model where it is wrong.
+//
+// The alpha-beta-gamma model (cost_model.h) predicts from a two-rank ping-pong, but what
+// an all-reduce costs also depends on what the ping-pong cannot see: several ranks
+// contending for the cores of a host, the transport's protocol switch (UCX sends
+// messages above its eager limit by rendezvous, which adds a round trip), and how far an
+// algorithm's messages overlap. So at init every rank runs each candidate all-reduce at
+// a few probe sizes and rank 0 times them. The tuner then scales the model's prediction
+// for an algorithm by measured / modelled at the nearest probes (interpolated in log
+// size), so the model keeps the shape (how time grows with ranks and bytes) and the
+// probes pin the level. Rank 0's calibration is shared like the model, so every rank
+// corrects alike.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "algorithms/collective.h"
+#include "tuning/cost_model.h"
+#include "util/status.h"
+
+namespace ftccl {
+
+constexpr int kCalibratedAlgorithms = 3;  // ring, tree, hierarchical
+
+struct Calibration {
+  static constexpr int kProbes = 3;
+  // Latency-bound, around the eager/rendezvous switch, bandwidth-bound.
+  static constexpr size_t kProbeBytes[kProbes] = {8, 64 * 1024, 1024 * 1024};
+
+  // Set by rank 0 at init, with no times yet: it asks every rank to run the probes.
+  bool requested = false;
+  CommShape shape;  // the membership the probes ran on
+  double us[kCalibratedAlgorithms][kProbes] = {};  // 0: not measured
+
+  bool measured(Algorithm a) const;
+  std::vector<double> toVector() const;
+  static Status fromVector(const std::vector<double>& values, Calibration* out);
+  static constexpr size_t kVectorSize = 5 + kCalibratedAlgorithms * kProbes;
+};
+
+// "ring 41/170/640 us, tree ..." at the probe sizes, for the log.
+std::string describe(const Calibration& calibration);
+
+}  // namespace ftccl
