@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Trains twice under ftccl_run, once without a fault and once with a rank that kills
 # itself mid-training, and demands a TRAIN_VERDICT PASS from every surviving process
-# of both runs and bitwise equal final parameters (true with a spare: the number of
-# ranks, and so the reduction order, never changes).
+# of both runs and bitwise equal final parameters (true with a spare and a fixed
+# algorithm: the number of ranks, and so the reduction order, never changes).
 # The launcher's exit status is not trusted for the faulty run: the rank that killed
 # itself was not killed "on purpose" as far as the launcher knows. The verdicts decide.
 # usage: run_train_test.sh FTCCL_RUN TRAIN NRANKS SPARES KILL_RANK KILL_STEP
@@ -16,6 +16,9 @@ procs=$(( nranks + spares ))
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export FTCCL_SOCKET_IFNAME=lo
+# The tuner's choice rests on times measured at init, so two runs may sum the gradients
+# with different algorithms, in a different order; pinning it makes the runs comparable.
+export FTCCL_ALGO=allreduce:ring
 
 # run NAME EXPECTED_PASSES [TRAIN ARGS...]: 0 when the run passed.
 run() {

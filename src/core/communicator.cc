@@ -857,7 +857,7 @@ Status Communicator::measureCostModel() {
   model.source = "measured by rank 0";
   config_.costModel = model;
   Calibration request;  // every rank runs the probes once the model is shared
-  request.requested = true;
+  request.requested = Tuner::candidates(CollectiveKind::kAllReduce, shape_).size() > 1;
   request.shape = shape_;
   tuner_ = Tuner(model, config_.overrides, config_.pipeline, request);
   return Status::ok();
