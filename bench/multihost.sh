@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Multi-host all-reduce on one machine: K emulated hosts, each a network namespace with
+# one link (a veth pair) into a bridge that lives in a namespace of its own, every link
+# shaped both ways by tc tbf; L ranks per host, launched by ftccl_run. iperf3 measures
+# the shaped link in the same run; all_reduce_perf's busbw per algorithm is reported as
+# a fraction of it (the ring's physical limit is busbw = link rate).
+#
+# Every namespace, link and process this script creates is removed on exit, failure or
+# Ctrl-C; names carry the script's pid. Only addresses inside those namespaces are used
+# (10.99.0.0/24). Needs root, iproute2 and iperf3.
+#
+# UCX: between namespaces of one kernel UCX would still pick shared memory, which would
+# bypass the shaped links, so every rank runs UCX over TCP (UCX_TLS=tcp,self); ranks of
+# one host then talk over their namespace's own stack, unshaped.
+#
+# usage: bench/multihost.sh [--hosts 4] [--per-host 2] [--rate 1gbit] [--min 64M]
+#          [--max 128M] [--algos ring,tree,hier,auto] [--reps 3] [--iters 5] [--build build]
+set -euo pipefail
+
+hosts=4 per_host=2 rate=1gbit min=64M max=128M algos=ring,tree,hier,auto reps=3 iters=5
+build=build
+while [ $# -gt 0 ]; do
+  case $1 in
+    --hosts) hosts=$2 ;; --per-host) per_host=$2 ;; --rate) rate=$2 ;; --min) min=$2 ;;
+    --max) max=$2 ;; --algos) algos=$2 ;; --reps) reps=$2 ;; --iters) iters=$2 ;;
+    --build) build=$2 ;;
+    *) echo "multihost: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
+  esac
+  shift 2
+done
+for tool in ip tc iperf3; do
+  command -v $tool > /dev/null || { echo "multihost: $tool not found (apt-get install iproute2 iperf3)" >&2; exit 2; }
+done
+[ "$(id -u)" -eq 0 ] || { echo "multihost: needs root (network namespaces)" >&2; exit 2; }
+build=$(cd "$build" && pwd)
+
+tag=fmh$$
+switch=${tag}s
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2> /dev/null || true; done
+  for ((h = 0; h < hosts; h++)); do ip netns del "${tag}h$h" 2> /dev/null || true; done
+  ip netns del "$switch" 2> /dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Bytes per tbf burst: 1 ms of the rate, at least 64 KiB (one GSO packet). A larger
+# burst lets a whole message of a few MiB pass above the rate (10 ms of burst showed
+# 1 MiB all-reduces at 129% of the link).
+rate_bits=$(python3 -c "
+import re,sys; m=re.fullmatch(r'(\d+(?:\.\d+)?)([kmg]?)bit', sys.argv[1].lower())
+print(int(float(m[1]) * {'': 1, 'k': 1e3, 'm': 1e6, 'g': 1e9}[m[2]])) if m else sys.exit(1)" "$rate") ||
+  { echo "multihost: --rate like 1gbit, 500mbit" >&2; exit 2; }
+burst=$(( rate_bits / 8 / 1000 > 65536 ? rate_bits / 8 / 1000 : 65536 ))
+
+ip netns add "$switch"
+ip -n "$switch" link set lo up
+ip -n "$switch" link add br0 type bridge
+ip -n "$switch" link set br0 up
+for ((h = 0; h < hosts; h++)); do
+  ns=${tag}h$h
+  ip netns add "$ns"
+  ip link add "${tag}a$h" type veth peer name "${tag}b$h"
+  ip link set "${tag}a$h" netns "$ns"
+  ip link set "${tag}b$h" netns "$switch"
+  ip -n "$ns" link set "${tag}a$h" name eth0
+  ip -n "$ns" addr add "10.99.0.$((h + 1))/24" dev eth0
+  ip -n "$ns" link set lo up
+  ip -n "$ns" link set eth0 up
+  ip -n "$switch" link set "${tag}b$h" master br0 up
+  # The host's uplink and downlink, each at the rate.
+  tc -n "$ns" qdisc add dev eth0 root tbf rate "$rate" burst "$burst" latency 20ms
+  tc -n "$switch" qdisc add dev "${tag}b$h" root tbf rate "$rate" burst "$burst" latency 20ms
+done
+
+# The link rate: iperf3 from host 0 to host 1 through two shaped links, 3 s.
+ip netns exec "${tag}h1" iperf3 -s -1 -B 10.99.0.2 > "$tmp/iperf-server.txt" 2>&1 &
+pids+=($!)
+sleep 0.5
+ip netns exec "${tag}h0" iperf3 -c 10.99.0.2 -t 3 -J > "$tmp/iperf.json"
+link_gbps=$(python3 -c "
+import json,sys; d=json.load(open(sys.argv[1])); print(d['end']['sum_received']['bits_per_second'] / 1e9)" \
+  "$tmp/iperf.json")
+
+# Each rank enters its host's namespace; the bootstrap root listens on host 0.
+cat > "$tmp/enter_host.sh" <<EOF
+#!/usr/bin/env bash
+h=\$(( FTCCL_RANK / $per_host ))
+exec ip netns exec ${tag}h\$h env FTCCL_NODE_ID=host\$h FTCCL_SOCKET_IFNAME=eth0 \
+  UCX_TLS=tcp,self UCX_NET_DEVICES=eth0 "\$@"
+EOF
+chmod +x "$tmp/enter_host.sh"
+nranks=$(( hosts * per_host ))
+to_bytes() { python3 -c "import sys; t=sys.argv[1]; u={'K':1<<10,'M':1<<20,'G':1<<30}; print(int(t[:-1])*u[t[-1]] if t[-1] in u else int(t))" "$1"; }
+
+echo "# $hosts hosts x $per_host ranks, links shaped to $rate; iperf3 measured $(printf %.3f "$link_gbps") Gbit/s"
+echo "# all_reduce_perf float sum, $iters iterations, median busbw of $reps interleaved runs"
+for ((rep = 0; rep < reps; rep++)); do
+  for algo in ${algos//,/ }; do
+    spec=allreduce:$algo; [ "$algo" = auto ] && spec=""
+    # The launcher runs on host 0, whose address the bootstrap root listens on. In the
+    # background, so that a signal to this script is handled at once (bash runs traps
+    # only between commands, and `wait` is interruptible).
+    FTCCL_ALGO=$spec timeout 1200 ip netns exec "${tag}h0" "$build/tools/ftccl_run" \
+      -n "$nranks" -q --addr 10.99.0.1 --timeout 1100 -- "$tmp/enter_host.sh" \
+      "$build/tools/all_reduce_perf" -b "$(to_bytes "$min")" -e "$(to_bytes "$max")" -f 2 \
+      -n "$iters" -w 1 -z 1 > "$tmp/run.txt" 2>&1 &
+    pids+=($!)
+    wait $! || { cat "$tmp/run.txt" >&2; exit 1; }
+    grep -q "FAILED" "$tmp/run.txt" && { cat "$tmp/run.txt" >&2; exit 1; }
+    awk -v a="$algo" '$2 ~ /^[0-9]+$/ && NF >= 13 {print a, $2, $9}' "$tmp/run.txt" >> "$tmp/busbw.txt"
+  done
+done
+python3 - "$tmp/busbw.txt" "$link_gbps" <<'EOF'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+link = float(sys.argv[2]) / 8  # GB/s
+algos = list(dict.fromkeys(r[0] for r in rows))
+print("| size | " + " | ".join(f"{a} busbw GB/s (of link)" for a in algos) + " |")
+print("|---|" + "---|" * len(algos))
+for size in sorted({int(r[1]) for r in rows}):
+    cells = []
+    for a in algos:
+        v = [float(r[2]) for r in rows if r[0] == a and int(r[1]) == size]
+        m = statistics.median(v)
+        cells.append(f"{m:.3f} ({100 * m / link:.0f}%, {min(v):.3f}-{max(v):.3f})")
+    print(f"| {size} | " + " | ".join(cells) + " |")
+print(f"# link rate: {link:.3f} GB/s per direction (iperf3)")
+EOF
