@@ -16,18 +16,22 @@
 # usage: bench/multihost.sh [--hosts 4] [--per-host 2] [--rate 1gbit] [--min 64M]
 #          [--max 128M] [--algos ring,tree,hier,auto,ompi] [--reps 3] [--iters 5]
 #          [--build build]
+#          [--degrade HOST:RATE@SEC]
+# --degrade lowers host HOST's link (both ways) to RATE, SEC seconds into every ftccl
+# run, and restores it afterwards; the script then reports when the ranks' health
+# threads flagged the link ("link to rank R ... degraded" in their logs).
 # "ompi" is Open MPI's MPI_Allreduce (pml ucx, the same UCX settings), launched by
 # mpirun inside host 0; its PMIx server and out-of-band channel listen on host 0's link,
 # since each namespace has a loopback of its own.
 set -euo pipefail
 
 hosts=4 per_host=2 rate=1gbit min=64M max=128M algos=ring,tree,hier,auto,ompi reps=3 iters=5
-build=build
+build=build degrade=""
 while [ $# -gt 0 ]; do
   case $1 in
     --hosts) hosts=$2 ;; --per-host) per_host=$2 ;; --rate) rate=$2 ;; --min) min=$2 ;;
     --max) max=$2 ;; --algos) algos=$2 ;; --reps) reps=$2 ;; --iters) iters=$2 ;;
-    --build) build=$2 ;;
+    --build) build=$2 ;; --degrade) degrade=$2 ;;
     *) echo "multihost: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
   shift 2
@@ -52,14 +56,28 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+to_bits() {
+  python3 -c "
+import re,sys; m=re.fullmatch(r'(\d+(?:\.\d+)?)([kmg]?)bit', sys.argv[1].lower())
+print(int(float(m[1]) * {'': 1, 'k': 1e3, 'm': 1e6, 'g': 1e9}[m[2]])) if m else sys.exit(1)" "$1"
+}
 # Bytes per tbf burst: 1 ms of the rate, at least 64 KiB (one GSO packet). A larger
 # burst lets a whole message of a few MiB pass above the rate (10 ms of burst showed
 # 1 MiB all-reduces at 129% of the link).
-rate_bits=$(python3 -c "
-import re,sys; m=re.fullmatch(r'(\d+(?:\.\d+)?)([kmg]?)bit', sys.argv[1].lower())
-print(int(float(m[1]) * {'': 1, 'k': 1e3, 'm': 1e6, 'g': 1e9}[m[2]])) if m else sys.exit(1)" "$rate") ||
-  { echo "multihost: --rate like 1gbit, 500mbit" >&2; exit 2; }
+rate_bits=$(to_bits "$rate") || { echo "multihost: --rate like 1gbit, 500mbit" >&2; exit 2; }
+if [ -n "$degrade" ]; then
+  [[ $degrade =~ ^([0-9]+):([0-9.]+[kmgKMG]?bit)@([0-9.]+)$ ]] && to_bits "${BASH_REMATCH[2]}" > /dev/null ||
+    { echo "multihost: --degrade like 1:250mbit@5" >&2; exit 2; }
+  degrade_host=${BASH_REMATCH[1]} degrade_rate=${BASH_REMATCH[2]} degrade_after=${BASH_REMATCH[3]}
+  [ "$degrade_host" -lt "$hosts" ] || { echo "multihost: no host $degrade_host" >&2; exit 2; }
+fi
 burst=$(( rate_bits / 8 / 1000 > 65536 ? rate_bits / 8 / 1000 : 65536 ))
+
+# shape add|change HOST RATE: the host's uplink and downlink, each at RATE.
+shape() {
+  tc -n "${tag}h$2" qdisc "$1" dev eth0 root tbf rate "$3" burst "$burst" latency 20ms
+  tc -n "$switch" qdisc "$1" dev "${tag}b$2" root tbf rate "$3" burst "$burst" latency 20ms
+}
 
 ip netns add "$switch"
 ip -n "$switch" link set lo up
@@ -76,9 +94,7 @@ for ((h = 0; h < hosts; h++)); do
   ip -n "$ns" link set lo up
   ip -n "$ns" link set eth0 up
   ip -n "$switch" link set "${tag}b$h" master br0 up
-  # The host's uplink and downlink, each at the rate.
-  tc -n "$ns" qdisc add dev eth0 root tbf rate "$rate" burst "$burst" latency 20ms
-  tc -n "$switch" qdisc add dev "${tag}b$h" root tbf rate "$rate" burst "$burst" latency 20ms
+  shape add "$h" "$rate"
 done
 
 # The link rate: iperf3 from host 0 to host 1 through two shaped links, 3 s.
@@ -106,6 +122,28 @@ chmod +x "$tmp/enter_host.sh" "$tmp/enter_host_mpi.sh"
 nranks=$(( hosts * per_host ))
 to_bytes() { python3 -c "import sys; t=sys.argv[1]; u={'K':1<<10,'M':1<<20,'G':1<<30}; print(int(t[:-1])*u[t[-1]] if t[-1] in u else int(t))" "$1"; }
 
+# report_degradation ALGO LOG AT_FILE: when the ranks flagged the degraded link.
+report_degradation() {
+  python3 - "$@" <<'EOF'
+import datetime, os, re, sys
+algo, log, at_file = sys.argv[1:4]
+if not os.path.exists(at_file):
+    print(f"{algo}: the run ended before the link was degraded"); sys.exit(0)
+at = float(open(at_file).read())
+seen = []
+for line in open(log):
+    m = re.search(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) .*link to (rank \d+)[^:]* degraded", line)
+    if m:
+        t = datetime.datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc)
+        seen.append((t.timestamp() - at, line.split("]")[0] + "] " + m[2]))
+if not seen:
+    print(f"{algo}: no rank flagged the link"); sys.exit(0)
+first = min(s[0] for s in seen)
+print(f"{algo}: {len(seen)} flags, the first {first * 1e3:.0f} ms after the change: " +
+      "; ".join(f"{who} at +{dt * 1e3:.0f} ms" for dt, who in sorted(seen)[:4]))
+EOF
+}
+
 echo "# $hosts hosts x $per_host ranks, links shaped to $rate; iperf3 measured $(printf %.3f "$link_gbps") Gbit/s"
 echo "# all_reduce_perf float sum, $iters iterations, median busbw of $reps interleaved runs"
 for ((rep = 0; rep < reps; rep++)); do
@@ -132,8 +170,26 @@ for ((rep = 0; rep < reps; rep++)); do
       -n "$nranks" -q --addr 10.99.0.1 --timeout 1100 -- "$tmp/enter_host.sh" \
       "$build/tools/all_reduce_perf" -b "$(to_bytes "$min")" -e "$(to_bytes "$max")" -f 2 \
       -n "$iters" -w 1 -z 1 > "$tmp/run.txt" 2>&1 &
-    pids+=($!)
-    wait $! || { cat "$tmp/run.txt" >&2; exit 1; }
+    run=$!
+    pids+=($run)
+    if [ -n "$degrade" ]; then
+      (
+        trap 'kill $nap 2> /dev/null; exit 0' TERM  # no sleep outlives the run
+        sleep "$degrade_after" & nap=$!
+        wait $nap
+        date +%s.%N > "$tmp/degraded_at"
+        shape change "$degrade_host" "$degrade_rate"
+      ) &
+      pids+=($!)
+    fi
+    wait $run || { cat "$tmp/run.txt" >&2; exit 1; }
+    if [ -n "$degrade" ]; then
+      kill "${pids[-1]}" 2> /dev/null || true
+      wait "${pids[-1]}" 2> /dev/null || true
+      shape change "$degrade_host" "$rate"
+      report_degradation "$algo" "$tmp/run.txt" "$tmp/degraded_at" >> "$tmp/degradation.txt"
+      rm -f "$tmp/degraded_at"
+    fi
     grep -q "FAILED" "$tmp/run.txt" && { cat "$tmp/run.txt" >&2; exit 1; }
     # busbw from the out-of-place time: the tools print it with two decimals only.
     awk -v a="$algo" -v n="$nranks" '$1 == "[0]" && $2 ~ /^[0-9]+$/ && NF >= 13 && $7 > 0 {
@@ -156,3 +212,7 @@ for size in sorted({int(r[1]) for r in rows}):
     print(f"| {size} | " + " | ".join(cells) + " |")
 print(f"# link rate: {link:.3f} GB/s per direction (iperf3)")
 EOF
+if [ -n "$degrade" ]; then
+  echo "# host $degrade_host's link lowered to $degrade_rate ${degrade_after} s into each ftccl run:"
+  cat "$tmp/degradation.txt"
+fi

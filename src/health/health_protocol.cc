@@ -234,12 +234,9 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
       send(from, ack);
       break;
     }
-    case HealthType::kAck: {
-      RoundTrip& rt = roundTrips_[from];
-      rt.lastMs = (toNs(now) - m.sentNs) / 1e6;
-      rt.maxMs = std::max(rt.maxMs, rt.lastMs);
+    case HealthType::kAck:
+      onRoundTrip(from, (toNs(now) - m.sentNs) / 1e6);
       break;
-    }
     case HealthType::kFailed:
       // Every communicator containing the failed process is revoked, not only m.commKey.
       for (auto& [id, r] : registrations_) {
@@ -434,14 +431,38 @@ HealthTime HealthProtocol::onTick(HealthTime now) {
   return nextProbe_;
 }
 
+// A link whose round trips rose well above its best is logged once, and again when it
+// is back to normal: the first sign of a slow or congested link, before any timeout.
+void HealthProtocol::onRoundTrip(const ProcessKey& from, double ms) {
+  LinkQuality& link = roundTrips_[from];
+  LinkQuality::Change change = link.record(ms);
+  if (change == LinkQuality::Change::kNone) return;
+  std::string who = "process " + from;
+  for (const auto& [id, r] : registrations_) {
+    for (const MemberInfo& member : r.info.members) {
+      if (member.key != from) continue;
+      who = "rank " + std::to_string(member.rank) + " (" + member.host + " pid " +
+            std::to_string(member.pid) + ")";
+    }
+  }
+  if (change == LinkQuality::Change::kDegraded) {
+    FTCCL_LOG(Warn, Health,
+              "link to {} degraded: round trip {:.2f} ms on average, {:.2f} ms at best",
+              who, link.levelMs(), link.baselineMs());
+  } else {
+    FTCCL_LOG(Info, Health, "link to {} recovered: round trip {:.2f} ms on average", who,
+              link.levelMs());
+  }
+}
+
 double HealthProtocol::lastRoundTripMs(const ProcessKey& peer) const {
   auto it = roundTrips_.find(peer);
-  return it == roundTrips_.end() ? 0 : it->second.lastMs;
+  return it == roundTrips_.end() ? 0 : it->second.lastMs();
 }
 
 double HealthProtocol::maxRoundTripMs(const ProcessKey& peer) const {
   auto it = roundTrips_.find(peer);
-  return it == roundTrips_.end() ? 0 : it->second.maxMs;
+  return it == roundTrips_.end() ? 0 : it->second.maxMs();
 }
 
 }  // namespace ftccl

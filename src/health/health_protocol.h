@@ -26,6 +26,7 @@
 #include <memory>
 
 #include "health/failure_detector.h"
+#include "health/link_quality.h"
 #include "health/health_messages.h"
 #include "recovery/agreement.h"
 
@@ -146,9 +147,6 @@ class HealthProtocol {
   };
   class AgreementSender;
   void checkAgreement(Registration& registration);
-  struct RoundTrip {
-    double lastMs = 0, maxMs = 0;
-  };
 
   void send(const ProcessKey& to, const HealthMessage& message);
   void syncWatched(HealthTime now);
@@ -157,6 +155,7 @@ class HealthProtocol {
   void onLeave(Registration& registration, int index);
   void tellIfRanksGone(Registration& registration);
   void tellIfExpelled(const ProcessKey& from);
+  void onRoundTrip(const ProcessKey& from, double ms);
   void onRecoveryMessage(const ProcessKey& from, uint64_t commKey, const RecoveryMessage& m);
   bool acceptJoin(Registration& registration, const ProcessKey& from, const RecoveryMessage& m);
   void adoptJoined(Registration& registration, const RecoveryMessage& commit);
@@ -173,7 +172,7 @@ class HealthProtocol {
   std::chrono::milliseconds probeInterval_{10};
   HealthTime nextProbe_{};
   uint64_t heartbeatSeq_ = 0;
-  std::map<ProcessKey, RoundTrip> roundTrips_;
+  std::map<ProcessKey, LinkQuality> roundTrips_;
   bool dropAll_ = false;
   HealthTime lastNow_{};  // the latest time an event brought (for changes made in passing)
 };
