@@ -16,7 +16,8 @@
 # usage: bench/multihost.sh [--hosts 4] [--per-host 2] [--rate 1gbit] [--min 64M]
 #          [--max 128M] [--algos ring,tree,hier,auto,ompi] [--reps 3] [--iters 5]
 #          [--build build]
-#          [--degrade HOST:RATE@SEC]
+#          [--degrade HOST:RATE@SEC] [--logs DIR]
+# --logs DIR keeps every run's output there (run-REP-ALGO.txt).
 # --degrade lowers host HOST's link (both ways) to RATE, SEC seconds into every ftccl
 # run, and restores it afterwards; the script then reports when the ranks' health
 # threads flagged the link ("link to rank R ... degraded" in their logs).
@@ -26,12 +27,12 @@
 set -euo pipefail
 
 hosts=4 per_host=2 rate=1gbit min=64M max=128M algos=ring,tree,hier,auto,ompi reps=3 iters=5
-build=build degrade=""
+build=build degrade="" logs=""
 while [ $# -gt 0 ]; do
   case $1 in
     --hosts) hosts=$2 ;; --per-host) per_host=$2 ;; --rate) rate=$2 ;; --min) min=$2 ;;
     --max) max=$2 ;; --algos) algos=$2 ;; --reps) reps=$2 ;; --iters) iters=$2 ;;
-    --build) build=$2 ;; --degrade) degrade=$2 ;;
+    --build) build=$2 ;; --degrade) degrade=$2 ;; --logs) logs=$2 ;;
     *) echo "multihost: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
   shift 2
@@ -190,6 +191,7 @@ for ((rep = 0; rep < reps; rep++)); do
       report_degradation "$algo" "$tmp/run.txt" "$tmp/degraded_at" >> "$tmp/degradation.txt"
       rm -f "$tmp/degraded_at"
     fi
+    [ -z "$logs" ] || { mkdir -p "$logs" && cp "$tmp/run.txt" "$logs/run-$rep-$algo.txt"; }
     grep -q "FAILED" "$tmp/run.txt" && { cat "$tmp/run.txt" >&2; exit 1; }
     # busbw from the out-of-place time: the tools print it with two decimals only.
     awk -v a="$algo" -v n="$nranks" '$1 == "[0]" && $2 ~ /^[0-9]+$/ && NF >= 13 && $7 > 0 {
