@@ -447,7 +447,8 @@ void HealthProtocol::onRoundTrip(const ProcessKey& from, double ms) {
   }
   if (change == LinkQuality::Change::kDegraded) {
     FTCCL_LOG(Warn, Health,
-              "link to {} degraded: round trip {:.2f} ms on average, {:.2f} ms at best",
+              "link to {} degraded: round trip {:.2f} ms on average, {:.2f} ms at best "
+              "(a slower or congested link)",
               who, link.levelMs(), link.baselineMs());
   } else {
     FTCCL_LOG(Info, Health, "link to {} recovered: round trip {:.2f} ms on average", who,
