@@ -2,12 +2,12 @@
 //
 // Separate runs per algorithm differ more by where the scheduler put the processes than
 // by algorithm (4+ ranks on 2 cores). Here every process opens one communicator per
-// variant (ring, tree, hier forced by config.algorithm; auto; MPI_COMM_WORLD) and, per
+// variant (ring, tree, hier, rd forced by config.algorithm; auto; MPI_COMM_WORLD) and, per
 // size and repetition, times each variant in turn, rotating the order so none always
 // goes first. Each cell is the median over repetitions of the slowest rank's average.
 //
 // usage: mpirun -np 4 algorithm_sweep [-b 8] [-e 16M] [-f 8] [-n 200] [-w 20] [-r 7]
-//                                     [-N nodes] [-a ring,tree,hier,auto,mpi]
+//                                     [-N nodes] [-a ring,tree,hier,rd,auto,mpi]
 // -N K gives rank i FTCCL_NODE_ID=vnode<i*K/np>: K virtual nodes on one machine.
 #ifndef OMPI_SKIP_MPICXX
 #define OMPI_SKIP_MPICXX 1
@@ -30,7 +30,7 @@ namespace {
 struct Options {
   size_t minBytes = 8, maxBytes = 16u << 20;
   int factor = 8, iters = 200, warmup = 20, reps = 7, nodes = 0;
-  std::string variants = "ring,tree,hier,auto,mpi";
+  std::string variants = "ring,tree,hier,rd,auto,mpi";
 };
 
 struct Variant {

@@ -8,6 +8,9 @@ Each repetition runs, one after another (interleaved, so drift hits all alike):
   ompi-ob1       MPI_Allreduce, pml ob1 with btl self,vader (shared memory), default malloc
   ompi-ob1-kept  the same, malloc kept
   gloo-ring, gloo-hd, gloo-bcube   Gloo's ring, halving-doubling and bcube over TCP
+and, only when named in --only:
+  ftccl-noprobe  ftccl with health probing all but off (one heartbeat a minute): the
+                 x column then is the cost of probing every 10 ms
 and prints per size the median busbw (min-max) of each and ftccl's ratio to each peer;
 --csv writes medians with min and max, --png plots busbw against size (gnuplot).
 
@@ -30,6 +33,8 @@ KEPT = ["-x", "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:"
         "glibc.malloc.trim_threshold=4294967296:glibc.malloc.top_pad=268435456"]
 VARIANTS = ["ftccl", "ompi-ucx", "ompi-ucx-kept", "ompi-ob1", "ompi-ob1-kept",
             "gloo-ring", "gloo-hd", "gloo-bcube"]
+EXTRA_VARIANTS = ["ftccl-noprobe"]
+NO_PROBING = ["-x", "FTCCL_PROBE_INTERVAL_MS=60000", "-x", "FTCCL_FAILURE_TIMEOUT_MS=180000"]
 
 
 def parse_bytes(text):
@@ -62,9 +67,9 @@ def parse(text, ftccl):
 
 def measure(variant, args, sizes, env):
     np_ = ["-np", str(args.np)]
-    if variant == "ftccl":
-        cmd = MPIRUN + np_ + ["-x", "FTCCL_SOCKET_IFNAME",
-                              f"{args.build}/tools/all_reduce_perf", "-z", "1"] + sizes
+    if variant.startswith("ftccl"):
+        cmd = MPIRUN + np_ + ["-x", "FTCCL_SOCKET_IFNAME"] + (NO_PROBING if "noprobe" in variant else [])
+        cmd += [f"{args.build}/tools/all_reduce_perf", "-z", "1"] + sizes
         return parse(run(cmd, env), True)
     if variant.startswith("ompi"):
         cmd = MPIRUN + (UCX if "ucx" in variant else OB1) + (KEPT if variant.endswith("kept") else [])
@@ -117,8 +122,8 @@ def main():
     args = ap.parse_args()
     variants = [v for v in args.only.split(",") if v]
     for v in variants:
-        if v not in VARIANTS:
-            sys.exit(f"unknown variant '{v}' ({', '.join(VARIANTS)})")
+        if v not in VARIANTS + EXTRA_VARIANTS:
+            sys.exit(f"unknown variant '{v}' ({', '.join(VARIANTS + EXTRA_VARIANTS)})")
     sizes = ["-b", str(parse_bytes(args.min)), "-e", str(parse_bytes(args.max)),
              "-f", str(args.factor), "-n", str(args.iters), "-w", str(args.warmup)]
     env = dict(os.environ, FTCCL_SOCKET_IFNAME=os.environ.get("FTCCL_SOCKET_IFNAME", "lo"))

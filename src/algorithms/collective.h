@@ -53,8 +53,8 @@ constexpr int kMaxPipelineChannels = 4;
 constexpr uint32_t kPointToPointChannel = 15;
 constexpr uint32_t kTuningChannel = 14;  // the cost model's measurement and sharing
 
-enum class Algorithm { kRing, kTree, kHierarchical };
-const char* algorithmName(Algorithm algorithm);  // "ring", "tree", "hier"
+enum class Algorithm { kRing, kTree, kHierarchical, kRecursiveDoubling };
+const char* algorithmName(Algorithm algorithm);  // "ring", "tree", "hier", "rd"
 
 // The collectives an algorithm choice is made for (Send/Recv has no algorithm).
 enum class CollectiveKind { kAllReduce, kBroadcast, kReduce, kAllGather, kReduceScatter };
@@ -88,6 +88,11 @@ std::unique_ptr<Collective> makeChainBroadcast(Transport& transport,
 std::unique_ptr<Collective> makeTreeAllReduce(Transport& transport, const Scratch& scratch,
                                               const PipelineConfig& pipeline,
                                               const CollectiveArgs& args);
+// Recursive doubling (recursive_doubling.h): log2(n) rounds that each swap the whole
+// buffer; the fewest latencies, for small messages.
+std::unique_ptr<Collective> makeRecursiveDoublingAllReduce(Transport& transport,
+                                                           const Scratch& scratch,
+                                                           const CollectiveArgs& args);
 // Ranks grouped by node: nodes[k] lists node k's ranks in the order its intra-node
 // ring visits them (topology/ orders them by package and NUMA node); every rank is in
 // exactly one list.

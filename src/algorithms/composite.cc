@@ -18,6 +18,7 @@ const char* algorithmName(Algorithm algorithm) {
     case Algorithm::kRing: return "ring";
     case Algorithm::kTree: return "tree";
     case Algorithm::kHierarchical: return "hier";
+    case Algorithm::kRecursiveDoubling: return "rd";
   }
   return "unknown";
 }

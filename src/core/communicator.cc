@@ -792,6 +792,8 @@ std::unique_ptr<Collective> Communicator::makeAllReduce(const AlgorithmChoice& c
     case Algorithm::kTree: return makeTreeAllReduce(*transport_, scratch_, choice.pipeline, args);
     case Algorithm::kHierarchical:
       return makeHierarchicalAllReduce(*transport_, scratch_, choice.pipeline, nodes_, args);
+    case Algorithm::kRecursiveDoubling:
+      return makeRecursiveDoublingAllReduce(*transport_, scratch_, args);
     case Algorithm::kRing: break;
   }
   return makeRingAllReduce(*transport_, scratch_, choice.pipeline, args);
@@ -857,7 +859,9 @@ Status Communicator::measureCostModel() {
   model.source = "measured by rank 0";
   config_.costModel = model;
   Calibration request;  // every rank runs the probes once the model is shared
-  request.requested = Tuner::candidates(CollectiveKind::kAllReduce, shape_).size() > 1;
+  // Nothing to choose: one candidate, or the all-reduce's algorithm forced.
+  request.requested = Tuner::candidates(CollectiveKind::kAllReduce, shape_).size() > 1 &&
+                      !config_.overrides.forced[static_cast<int>(CollectiveKind::kAllReduce)];
   request.shape = shape_;
   tuner_ = Tuner(model, config_.overrides, config_.pipeline, request);
   return Status::ok();
@@ -869,10 +873,11 @@ Status Communicator::measureCostModel() {
 // use costs (endpoint wire-up, first touch): with one call per probe, the tree's 64 KiB
 // probe still measured 2-4x its steady time (UCX was still wiring the tree's non-ring
 // pairs); with 8 it came within 1.5x.
-// Then each probe is a median of three batches of back-to-back calls, as an application
-// issues them; each batch starts after one untimed call, since a batch timed from its
-// first call includes the ranks' arrival skew (2 calls timed so took 5x the steady time
-// of 8 B). About 80 ms on 4 ranks of this 2-core VM.
+// Then each probe is a median of batches (5, or 3 from 256 KiB) of back-to-back calls, as an
+// application issues them; the algorithms take turns batch by batch, in rotated order,
+// so a slow spell of the machine (ranks share cores here) hits them alike. Each batch
+// starts after one untimed call, since a batch timed from its first call includes the
+// ranks' arrival skew (2 calls timed so took 5x the steady time of 8 B).
 Status Communicator::calibrate() {
   Calibration calibration;
   calibration.shape = shape_;
@@ -895,21 +900,34 @@ Status Communicator::calibrate() {
   };
   std::vector<Algorithm> candidates = Tuner::candidates(CollectiveKind::kAllReduce, shape_);
   for (Algorithm algorithm : candidates) {
-    for (size_t bytes : Calibration::kProbeBytes) FTCCL_CHECK(run(algorithm, bytes, bytes >= (1u << 20) ? 3 : 8));
-  }
-  for (Algorithm algorithm : candidates) {
     for (int p = 0; p < Calibration::kProbes; ++p) {
       size_t bytes = Calibration::kProbeBytes[p];
-      int calls = bytes >= (1u << 20) ? 3 : bytes >= 65536 ? 8 : 16;
-      std::vector<double> perCall;
-      for (int batch = 0; batch < 3; ++batch) {
-        FTCCL_CHECK(run(algorithm, bytes, 1));  // absorbs the ranks' skew
+      if (!Calibration::probed(algorithm, p)) continue;
+      FTCCL_CHECK(run(algorithm, bytes, bytes >= (256u << 10) ? 3 : 8));
+    }
+  }
+  for (int p = 0; p < Calibration::kProbes; ++p) {
+    size_t bytes = Calibration::kProbeBytes[p];
+    std::vector<Algorithm> probed;
+    for (Algorithm a : candidates) {
+      if (Calibration::probed(a, p)) probed.push_back(a);
+    }
+    size_t variants = probed.size();
+    int calls = bytes >= (1u << 20) ? 3 : bytes >= (256u << 10) ? 4 : bytes >= 65536 ? 8 : 16;
+    int batches = bytes >= (256u << 10) ? 3 : 5;
+    std::vector<std::vector<double>> perCall(variants);
+    for (int batch = 0; batch < batches; ++batch) {
+      for (size_t k = 0; k < variants; ++k) {  // rotated: no algorithm always goes first
+        size_t v = (k + batch) % variants;
+        FTCCL_CHECK(run(probed[v], bytes, 1));  // absorbs the ranks' skew
         auto start = Clock::now();
-        FTCCL_CHECK(run(algorithm, bytes, calls));
-        perCall.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count() /
-                          calls);
+        FTCCL_CHECK(run(probed[v], bytes, calls));
+        perCall[v].push_back(
+            std::chrono::duration<double, std::micro>(Clock::now() - start).count() / calls);
       }
-      calibration.us[static_cast<int>(algorithm)][p] = std::max(0.1, median(perCall));
+    }
+    for (size_t v = 0; v < variants; ++v) {
+      calibration.us[static_cast<int>(probed[v])][p] = std::max(0.1, median(perCall[v]));
     }
   }
   tuner_.setCalibration(calibration);

@@ -19,6 +19,8 @@ bool parseAlgorithm(const std::string& name, Algorithm* out) {
     *out = Algorithm::kTree;
   } else if (name == "hier" || name == "hierarchical") {
     *out = Algorithm::kHierarchical;
+  } else if (name == "rd" || name == "recursive-doubling") {
+    *out = Algorithm::kRecursiveDoubling;
   } else {
     return false;
   }
@@ -60,7 +62,7 @@ Status parseAlgorithmOverrides(const std::string& spec, const char* source,
     Algorithm algorithm;
     if (!parseAlgorithm(name, &algorithm)) {
       return invalidArgument(std::string(source) + ": unknown algorithm '" + name + "' in '" +
-                             spec + "' (ring, tree, hier)");
+                             spec + "' (ring, tree, hier, rd)");
     }
     if (colon == std::string::npos) {  // every collective that has it
       for (CollectiveKind kind : kAllKinds) {
@@ -112,31 +114,32 @@ std::vector<Algorithm> Tuner::candidates(CollectiveKind kind, const CommShape& s
   std::vector<Algorithm> list{Algorithm::kRing};
   if (kind != CollectiveKind::kAllReduce) return list;
   if (shape.nranks > 2) list.push_back(Algorithm::kTree);
+  if (shape.nranks > 1) list.push_back(Algorithm::kRecursiveDoubling);
   if (shape.nodes > 1 && shape.nodes < shape.nranks) list.push_back(Algorithm::kHierarchical);
   return list;
 }
 
-// measured / modelled at the probes, linear in log2(bytes) between them, constant beyond.
+// measured / modelled at the probes the algorithm ran, linear in log2(bytes) between
+// them, constant beyond.
 double Tuner::correction(Algorithm algorithm, size_t bytes) const {
   if (!calibration_.measured(algorithm)) return 1.0;
-  constexpr int kProbes = Calibration::kProbes;
-  double ratio[kProbes];
-  for (int p = 0; p < kProbes; ++p) {
+  std::vector<double> sizes, ratios;  // log2 of each probe's size, and its ratio
+  for (int p = 0; p < Calibration::kProbes; ++p) {
+    if (!Calibration::probed(algorithm, p)) continue;
     double modelled = modelUs(CollectiveKind::kAllReduce, algorithm, Calibration::kProbeBytes[p],
                               calibration_.shape);
     if (!(modelled > 0)) return 1.0;
-    ratio[p] = calibration_.us[static_cast<int>(algorithm)][p] / modelled;
+    sizes.push_back(std::log2(static_cast<double>(Calibration::kProbeBytes[p])));
+    ratios.push_back(calibration_.us[static_cast<int>(algorithm)][p] / modelled);
   }
   double x = std::log2(static_cast<double>(std::max<size_t>(bytes, 1)));
-  if (x <= std::log2(static_cast<double>(Calibration::kProbeBytes[0]))) return ratio[0];
-  for (int p = 1; p < kProbes; ++p) {
-    double hi = std::log2(static_cast<double>(Calibration::kProbeBytes[p]));
-    if (x > hi) continue;
-    double lo = std::log2(static_cast<double>(Calibration::kProbeBytes[p - 1]));
-    double f = (x - lo) / (hi - lo);
-    return ratio[p - 1] + f * (ratio[p] - ratio[p - 1]);
+  if (x <= sizes.front()) return ratios.front();
+  for (size_t p = 1; p < sizes.size(); ++p) {
+    if (x > sizes[p]) continue;
+    double f = (x - sizes[p - 1]) / (sizes[p] - sizes[p - 1]);
+    return ratios[p - 1] + f * (ratios[p] - ratios[p - 1]);
   }
-  return ratio[kProbes - 1];
+  return ratios.back();
 }
 
 double Tuner::predictUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
@@ -177,6 +180,15 @@ double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
     // and (n-1)/n S. Pipeline fill costs a chunk per level each way.
     double depth = treeDepth(shape.nranks);
     return 2 * depth * (alpha + chunk * beta) + 2 * mib * beta + mib * gamma;
+  }
+  if (algorithm == Algorithm::kRecursiveDoubling) {
+    // log2(p) rounds that each swap and combine the whole buffer, two more when the
+    // ranks beyond the power of two p fold in and get the result back.
+    int p = 1;
+    while (p * 2 <= shape.nranks) p *= 2;
+    double rounds = std::log2(static_cast<double>(p));
+    double folds = p == shape.nranks ? 0 : 2;
+    return (rounds + folds) * (alpha + mib * beta) + (rounds + folds / 2) * mib * gamma;
   }
   // Hierarchical.
   if (!multiNode || shape.nodes == shape.nranks) return ring * 1.02;  // it is the ring

@@ -23,7 +23,7 @@ struct AlgorithmOverrides {
   Algorithm algorithm[kCollectiveKinds] = {};
 };
 
-// Which algorithms each collective has: all-reduce ring, tree and hier; the others ring
+// Which algorithms each collective has: all-reduce ring, tree, hier and rd; the others ring
 // ("chain" is accepted as the ring's name for broadcast and reduce).
 bool supports(CollectiveKind kind, Algorithm algorithm);
 // Parses FTCCL_ALGO syntax; `source` names the variable or field in error messages.

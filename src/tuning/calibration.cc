@@ -5,11 +5,15 @@
 
 namespace ftccl {
 
+bool Calibration::probed(Algorithm a, int p) {
+  return a != Algorithm::kRecursiveDoubling || kProbeBytes[p] <= 256 * 1024;
+}
+
 bool Calibration::measured(Algorithm a) const {
   int k = static_cast<int>(a);
   if (k < 0 || k >= kCalibratedAlgorithms) return false;
-  for (double t : us[k]) {
-    if (!(t > 0)) return false;
+  for (int p = 0; p < kProbes; ++p) {
+    if (probed(a, p) && !(us[k][p] > 0)) return false;
   }
   return true;
 }
@@ -41,13 +45,16 @@ std::string describe(const Calibration& c) {
   std::string text;
   for (int a = 0; a < kCalibratedAlgorithms; ++a) {
     if (!c.measured(static_cast<Algorithm>(a))) continue;
-    char part[128];
-    std::snprintf(part, sizeof part, "%s%s %.0f/%.0f/%.0f us", text.empty() ? "" : ", ",
-                  algorithmName(static_cast<Algorithm>(a)), c.us[a][0], c.us[a][1], c.us[a][2]);
-    text += part;
+    text += std::string(text.empty() ? "" : ", ") + algorithmName(static_cast<Algorithm>(a));
+    for (int p = 0; p < Calibration::kProbes; ++p) {
+      char value[32];
+      std::snprintf(value, sizeof value, "%s%.0f", p == 0 ? " " : "/", c.us[a][p]);
+      text += Calibration::probed(static_cast<Algorithm>(a), p) ? value : (p == 0 ? " -" : "/-");
+    }
+    text += " us";
   }
   if (text.empty()) return "not calibrated";
-  return text + " at 8 B/64 KiB/1 MiB on " + std::to_string(c.shape.nranks) + " ranks, " +
+  return text + " at 8 B/64 KiB/256 KiB/1 MiB on " + std::to_string(c.shape.nranks) + " ranks, " +
          std::to_string(c.shape.nodes) + " node(s)";
 }
 

@@ -21,18 +21,24 @@
 
 namespace ftccl {
 
-constexpr int kCalibratedAlgorithms = 3;  // ring, tree, hierarchical
+constexpr int kCalibratedAlgorithms = 4;  // ring, tree, hierarchical, recursive doubling
 
 struct Calibration {
-  static constexpr int kProbes = 3;
-  // Latency-bound, around the eager/rendezvous switch, bandwidth-bound.
-  static constexpr size_t kProbeBytes[kProbes] = {8, 64 * 1024, 1024 * 1024};
+  static constexpr int kProbes = 4;
+  // Latency-bound, around the eager/rendezvous switch, where recursive doubling's
+  // whole-buffer rounds stop paying, bandwidth-bound.
+  static constexpr size_t kProbeBytes[kProbes] = {8, 64 * 1024, 256 * 1024, 1024 * 1024};
 
   // Set by rank 0 at init, with no times yet: it asks every rank to run the probes.
   bool requested = false;
   CommShape shape;  // the membership the probes ran on
   double us[kCalibratedAlgorithms][kProbes] = {};  // 0: not measured
 
+  // Whether algorithm a runs at probe p. Recursive doubling stops at 256 KiB: its
+  // whole-buffer rounds lost by 2.8-3.5x at 1 MiB on 2, 4 and 8 ranks here, and that
+  // probe cost as much init time as all the others together. Beyond its last probe an
+  // algorithm keeps that probe's correction.
+  static bool probed(Algorithm a, int p);
   bool measured(Algorithm a) const;
   std::vector<double> toVector() const;
   static Status fromVector(const std::vector<double>& values, Calibration* out);

@@ -1,6 +1,6 @@
 // Multi-process correctness of every collective and algorithm, under mpirun.
 //
-//   algorithms_mp [--algo ring|tree|hier|auto] [--nodes K [--interleave]]
+//   algorithms_mp [--algo ring|tree|hier|rd|auto] [--nodes K [--interleave]]
 //
 // --algo forces the all-reduce algorithm through ftcclConfig_t.algorithm (auto: the
 // cost model decides, and sizes cross its switch points); --nodes splits the ranks

@@ -6,7 +6,7 @@
 //
 // usage: fault_mp --fault kill|stop|drop|none --victim R[,R2]
 //                 [--when idle|small|large|bcast|reduce|allgather|reducescatter|sendrecv]
-//                 [--algo ring|tree|hier] [--nodes K] [--at-iter K] [--external] [--bound-ms MS]
+//                 [--algo ring|tree|hier|rd] [--nodes K] [--at-iter K] [--external] [--bound-ms MS]
 // --algo forces the all-reduce algorithm; --nodes K puts the ranks on K virtual nodes
 // (FTCCL_NODE_ID), for the hierarchical one.
 // The victim injects the fault on itself at iteration K (after writing its clock to

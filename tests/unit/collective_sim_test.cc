@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "sim_checks.h"
 #include "sim_collective.h"
 
 namespace ftccl {
@@ -30,40 +31,21 @@ PipelineConfig smallChunks() {
   return p;
 }
 
+testing::OpFactory ringOps(const Staging& staging, const PipelineConfig& p) {
+  return [&staging, p](Transport& transport, int rank, const CollectiveArgs& args) {
+    return makeRingAllReduce(transport, staging.scratch(rank), p, args);
+  };
+}
+
 TEST(RingAllReduceSim, EveryRankCountTypeOpSizeInAndOutOfPlace) {
   PipelineConfig pipeline = smallChunks();
   for (int n = 1; n <= 8; ++n) {
     for (ftcclDataType_t type : kTypes) {
       for (ftcclRedOp_t op : kOps) {
         for (size_t count : kCounts) {
-          for (bool inPlace : {false, true}) {
-            sim::SimFabric fabric(n);
-            Staging staging(n, pipeline);
-            std::vector<std::vector<uint8_t>> in(n), out(n);
-            std::vector<std::unique_ptr<Collective>> ops(n);
-            for (int r = 0; r < n; ++r) {
-              in[r] = patternBuffer(type, r, count, op);
-              out[r].assign(in[r].size(), 0xEE);
-              CollectiveArgs args;
-              args.sendbuff = in[r].data();
-              args.recvbuff = inPlace ? in[r].data() : out[r].data();
-              args.count = count;
-              args.type = type;
-              args.op = op;
-              ops[r] = makeRingAllReduce(fabric.transport(r), staging.scratch(r), pipeline, args);
-            }
-            Status st = runAll(fabric, ops);
-            ASSERT_TRUE(st.isOk()) << st.message();
-            std::vector<uint8_t> want = expectedReduction(type, op, n, count);
-            size_t bytes = count * dataTypeSize(type);
-            for (int r = 0; r < n; ++r) {
-              const uint8_t* got = inPlace ? in[r].data() : out[r].data();
-              ASSERT_EQ(0, std::memcmp(got, want.data(), bytes))
-                  << "n=" << n << " " << dataTypeName(type) << " " << redOpName(op)
-                  << " count=" << count << " inPlace=" << inPlace << " rank " << r;
-            }
-            EXPECT_EQ(fabric.pending(), 0u);
-          }
+          Staging staging(n, pipeline);
+          ASSERT_NO_FATAL_FAILURE(testing::expectExactAllReduce(
+              n, ringOps(staging, pipeline), type, op, count, "ring"));
         }
       }
     }

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "sim_checks.h"
 #include "sim_collective.h"
 
 namespace ftccl {
@@ -41,6 +42,12 @@ PipelineConfig smallChunks() {
   return p;
 }
 
+testing::OpFactory hierOps(const Staging& staging, const PipelineConfig& p, const Layout& layout) {
+  return [&staging, p, &layout](Transport& transport, int rank, const CollectiveArgs& args) {
+    return makeHierarchicalAllReduce(transport, staging.scratch(rank), p, layout, args);
+  };
+}
+
 TEST(HierarchicalAllReduceSim, EveryLayoutTypeOpSizeInAndOutOfPlace) {
   PipelineConfig p = smallChunks();
   const ftcclDataType_t types[] = {ftcclInt8,   ftcclUint8,   ftcclInt32,   ftcclUint32,
@@ -52,35 +59,10 @@ TEST(HierarchicalAllReduceSim, EveryLayoutTypeOpSizeInAndOutOfPlace) {
     for (ftcclDataType_t type : types) {
       for (ftcclRedOp_t op : ops) {
         for (size_t count : {size_t(0), size_t(1), size_t(7), size_t(1001), size_t(6 * 1024 + 5)}) {
-          for (bool inPlace : {false, true}) {
-            sim::SimFabric fabric(n);
-            std::vector<std::vector<uint8_t>> in(n), out(n);
-            Staging staging(n, p);
-            std::vector<std::unique_ptr<Collective>> coll(n);
-            for (int r = 0; r < n; ++r) {
-              in[r] = patternBuffer(type, r, count, op);
-              out[r].assign(in[r].size(), 0xEE);
-              CollectiveArgs args;
-              args.sendbuff = in[r].data();
-              args.recvbuff = inPlace ? in[r].data() : out[r].data();
-              args.count = count;
-              args.type = type;
-              args.op = op;
-              Scratch scratch = staging.scratch(r);
-              coll[r] = makeHierarchicalAllReduce(fabric.transport(r), scratch, p, layout, args);
-            }
-            Status st = runAll(fabric, coll);
-            ASSERT_TRUE(st.isOk()) << st.message();
-            std::vector<uint8_t> want = expectedReduction(type, op, n, count);
-            for (int r = 0; r < n; ++r) {
-              const uint8_t* got = inPlace ? in[r].data() : out[r].data();
-              ASSERT_EQ(0, std::memcmp(got, want.data(), count * dataTypeSize(type)))
-                  << "layout of " << layout.size() << " nodes, n=" << n << " "
-                  << dataTypeName(type) << " " << redOpName(op) << " count=" << count
-                  << " inPlace=" << inPlace << " rank " << r;
-            }
-            EXPECT_EQ(fabric.pending(), 0u);
-          }
+          Staging staging(n, p);
+          ASSERT_NO_FATAL_FAILURE(testing::expectExactAllReduce(
+              n, hierOps(staging, p, layout), type, op, count,
+              "layout of " + std::to_string(layout.size()) + " nodes"));
         }
       }
     }
@@ -252,35 +234,11 @@ TEST(HierarchicalAllReduceSim, ExactWhenRanksProgressAtDifferentSpeeds) {
   for (const Layout& layout : kLayouts) {
     for (uint64_t seed : {1u, 2u}) {
       for (ftcclRedOp_t op : {ftcclSum, ftcclAvg}) {
-        for (bool inPlace : {false, true}) {
-          int n = rankCount(layout);
-          const size_t count = 13 * 1024 + 3;
-          sim::SimFabric fabric(n);
-          std::vector<std::vector<uint8_t>> in(n), out(n);
-            Staging staging(n, p);
-          std::vector<std::unique_ptr<Collective>> coll(n);
-          for (int r = 0; r < n; ++r) {
-            in[r] = patternBuffer(ftcclFloat32, r, count, op);
-            out[r].assign(in[r].size(), 0xEE);
-            CollectiveArgs args;
-            args.sendbuff = in[r].data();
-            args.recvbuff = inPlace ? in[r].data() : out[r].data();
-            args.count = count;
-            args.op = op;
-            Scratch scratch = staging.scratch(r);
-            coll[r] = makeHierarchicalAllReduce(fabric.transport(r), scratch, p, layout, args);
-          }
-          Status st = runSkewed(fabric, coll, seed);
-          ASSERT_TRUE(st.isOk()) << st.message();
-          std::vector<uint8_t> want = expectedReduction(ftcclFloat32, op, n, count);
-          for (int r = 0; r < n; ++r) {
-            const uint8_t* got = inPlace ? in[r].data() : out[r].data();
-            ASSERT_EQ(0, std::memcmp(got, want.data(), count * 4))
-                << "layout of " << layout.size() << " nodes, n=" << n << " seed " << seed
-                << " " << redOpName(op) << " inPlace=" << inPlace << " rank " << r;
-          }
-          EXPECT_EQ(fabric.pending(), 0u);
-        }
+        int n = rankCount(layout);
+        Staging staging(n, p);
+        ASSERT_NO_FATAL_FAILURE(testing::expectExactAllReduce(
+            n, hierOps(staging, p, layout), ftcclFloat32, op, 13 * 1024 + 3,
+            "layout of " + std::to_string(layout.size()) + " nodes, seed " + std::to_string(seed), seed));
       }
     }
   }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "sim_collective.h"
+#include "sim_checks.h"
 
 namespace ftccl {
 namespace {
@@ -34,57 +35,26 @@ PipelineConfig pipelineOf(size_t chunkBytes, int channels) {
 }
 
 
-// One op per rank; rank r reads in[r] and writes out[r] (or in[r] in place).
+testing::OpFactory treeOps(const Staging& staging, const PipelineConfig& p) {
+  return [&staging, p](Transport& transport, int rank, const CollectiveArgs& args) {
+    return makeTreeAllReduce(transport, staging.scratch(rank), p, args);
+  };
+}
+
 std::vector<std::unique_ptr<Collective>> makeOps(sim::SimFabric& fabric, const Staging& staging,
                                                  const PipelineConfig& p, ftcclDataType_t type,
                                                  ftcclRedOp_t op, size_t count, bool inPlace,
                                                  std::vector<std::vector<uint8_t>>& in,
                                                  std::vector<std::vector<uint8_t>>& out) {
-  int n = fabric.size();
-  std::vector<std::unique_ptr<Collective>> ops(n);
-  out.resize(n);
-  for (int r = 0; r < n; ++r) {
-    out[r].assign(in[r].size(), 0xEE);
-    CollectiveArgs args;
-    args.sendbuff = in[r].data();
-    args.recvbuff = inPlace ? in[r].data() : out[r].data();
-    args.count = count;
-    args.type = type;
-    args.op = op;
-    args.opSeq = 7;
-    ops[r] = makeTreeAllReduce(fabric.transport(r), staging.scratch(r), p, args);
-  }
-  return ops;
+  return testing::makeAllReduceOps(fabric, treeOps(staging, p), type, op, count, inPlace, in, out);
 }
 
-// Runs the tree over `in` (consumed); returns each rank's output.
-std::vector<std::vector<uint8_t>> runTree(const Staging& staging, const PipelineConfig& p,
-                                          ftcclDataType_t type, ftcclRedOp_t op, size_t count,
-                                          bool inPlace, std::vector<std::vector<uint8_t>> in) {
-  sim::SimFabric fabric(static_cast<int>(in.size()));
-  std::vector<std::vector<uint8_t>> out;
-  auto ops = makeOps(fabric, staging, p, type, op, count, inPlace, in, out);
-  Status st = runAll(fabric, ops);
-  EXPECT_TRUE(st.isOk()) << st.message();
-  EXPECT_EQ(fabric.pending(), 0u);
-  return inPlace ? std::move(in) : std::move(out);
-}
-
-// Both placements against the rank-order reduction, bitwise, on every rank.
 void expectExact(int n, const PipelineConfig& p, ftcclDataType_t type, ftcclRedOp_t op,
                  size_t count, const Staging& staging) {
-  std::vector<std::vector<uint8_t>> in(n);
-  for (int r = 0; r < n; ++r) in[r] = patternBuffer(type, r, count, op);
-  std::vector<uint8_t> want = expectedReduction(type, op, n, count);
-  for (bool inPlace : {false, true}) {
-    auto got = runTree(staging, p, type, op, count, inPlace, in);
-    for (int r = 0; r < n; ++r) {
-      ASSERT_EQ(0, std::memcmp(got[r].data(), want.data(), count * dataTypeSize(type)))
-          << "n=" << n << " " << dataTypeName(type) << " " << redOpName(op) << " count=" << count
-          << " inPlace=" << inPlace << " chunkBytes=" << p.chunkBytes
-          << " channels=" << p.channels << " slotBytes=" << staging.slot << " rank " << r;
-    }
-  }
+  testing::expectExactAllReduce(n, treeOps(staging, p), type, op, count,
+                                "chunkBytes=" + std::to_string(p.chunkBytes) +
+                                    " channels=" + std::to_string(p.channels) +
+                                    " slotBytes=" + std::to_string(staging.slot));
 }
 void expectExact(int n, const PipelineConfig& p, ftcclDataType_t type, ftcclRedOp_t op,
                  size_t count, size_t slotBytes = 0) {
@@ -155,33 +125,9 @@ TEST(TreeAllReduceSim, StagingTooSmallFailsEveryRank) {
 TEST(TreeAllReduceSim, EveryRankHoldsTheSameBitsOnInexactInputs) {
   for (PipelineConfig p : {pipelineOf(1 << 20, 4), pipelineOf(4096, 2), pipelineOf(256, 3)}) {
     for (int n = 2; n <= 8; ++n) {
-      const size_t count = 20001;
-      std::mt19937 rng(n);
-      std::uniform_real_distribution<float> dist(-1, 1);
-      std::vector<std::vector<uint8_t>> in(n, std::vector<uint8_t>(count * 4));
-      for (auto& buf : in) {
-        for (size_t i = 0; i < count; ++i) {
-          float v = dist(rng) * 1e3f;
-          std::memcpy(buf.data() + 4 * i, &v, 4);
-        }
-      }
-      for (bool inPlace : {false, true}) {
-        Staging staging(n, p);
-        auto got = runTree(staging, p, ftcclFloat32, ftcclSum, count, inPlace, in);
-        for (int r = 1; r < n; ++r) {
-          ASSERT_EQ(got[r], got[0]) << "n=" << n << " chunkBytes=" << p.chunkBytes << " rank " << r;
-        }
-        EXPECT_EQ(runTree(staging, p, ftcclFloat32, ftcclSum, count, inPlace, in)[0], got[0]);
-        for (size_t i = 0; i < count; i += 997) {
-          float sum = 0, v = 0;
-          for (int r = 0; r < n; ++r) {
-            std::memcpy(&v, in[r].data() + 4 * i, 4);
-            sum += v;
-          }
-          std::memcpy(&v, got[0].data() + 4 * i, 4);
-          ASSERT_NEAR(v, sum, 1e-2) << "n=" << n << " element " << i;
-        }
-      }
+      Staging staging(n, p);
+      ASSERT_NO_FATAL_FAILURE(testing::expectSameBitsOnInexactInputs(
+          n, treeOps(staging, p), "chunkBytes=" + std::to_string(p.chunkBytes)));
     }
   }
 }
@@ -375,66 +321,18 @@ TEST(TreeAllReduceSim, EmptyPostsNothing) {
   }
 }
 
-// abort() at any point (here: after k rounds, for every k until the op ends) cancels
-// everything posted; destroying the ops afterwards is safe.
 TEST(TreeAllReduceSim, AbortAtAnyPointLeavesNothingPosted) {
   PipelineConfig p = pipelineOf(1024, 2);
-  const int n = 6;
-  const size_t count = 4000;
-  for (int rounds = 0;; ++rounds) {
-    Staging staging(n, p);
-    sim::SimFabric fabric(n);
-    std::vector<std::vector<uint8_t>> in(n), out;
-    for (int r = 0; r < n; ++r) in[r] = patternBuffer(ftcclInt32, r, count, ftcclSum);
-    auto ops = makeOps(fabric, staging, p, ftcclInt32, ftcclSum, count, true, in, out);
-    bool all = false;
-    for (int k = 0; k < rounds && !all; ++k) {
-      all = true;
-      for (auto& op : ops) {
-        bool done = false;
-        ASSERT_TRUE(op->progress(&done).isOk());
-        all = all && done;
-      }
-      fabric.progress();
-    }
-    for (auto& op : ops) op->abort();
-    EXPECT_EQ(fabric.pending(), 0u) << "aborted after " << rounds << " rounds";
-    ops.clear();
-    if (all) break;
-    ASSERT_LT(rounds, 1000);
-  }
+  Staging staging(6, p);
+  testing::expectAbortAtAnyPointLeavesNothingPosted(6, ftcclInt32, 4000, treeOps(staging, p));
 }
 
-// A rank that dies mid-operation (a root, an interior rank, a leaf; early and late)
-// fails the op on the others with an error, never a hang; abort leaves nothing posted.
+// A root, an interior rank or a leaf dying, early and late.
 TEST(TreeAllReduceSim, PeerDeathFailsTheOpAndAbortCancelsEverything) {
   PipelineConfig p = pipelineOf(4096, 2);
-  const int n = 6;
   const size_t count = 64 * 1024;
-  for (int victim = 0; victim < n; ++victim) {
-    for (int rounds : {0, 3, 10}) {
-      Staging staging(n, p);
-      sim::SimFabric fabric(n);
-      std::vector<std::vector<uint8_t>> in(n), out;
-      for (int r = 0; r < n; ++r) in[r] = patternBuffer(ftcclFloat32, r, count, ftcclSum);
-      auto ops = makeOps(fabric, staging, p, ftcclFloat32, ftcclSum, count, true, in, out);
-      for (int round = 0; round < rounds; ++round) {
-        for (auto& op : ops) {
-          bool done = false;
-          ASSERT_TRUE(op->progress(&done).isOk());
-          ASSERT_FALSE(done);
-        }
-        fabric.progress();
-      }
-      fabric.kill(victim);
-      ops.erase(ops.begin() + victim);  // the dead rank's op is gone with it
-      Status st = runAll(fabric, ops);
-      EXPECT_EQ(st.code(), ftcclRemoteError)
-          << "victim " << victim << " after " << rounds << " rounds: " << st.message();
-      for (auto& op : ops) op->abort();
-      EXPECT_EQ(fabric.pending(), 0u);
-    }
-  }
+  Staging staging(6, p);
+  testing::expectPeerDeathFailsTheOp(6, ftcclFloat32, count, {0, 3, 10}, treeOps(staging, p));
 }
 
 }  // namespace

@@ -55,10 +55,18 @@ TEST(CostModel, ParsesTuningAndRoundTrips) {
   EXPECT_EQ(parseCostModel("alpha_us=3x", &m).code(), ftcclInvalidArgument);
 }
 
-TEST(Tuner, TreeForSmallRingForLargeOnOneNode) {
+TEST(Tuner, DoublingForSmallRingForLargeOnOneNode) {
   Tuner tuner(CostModel{}, AlgorithmOverrides{}, PipelineConfig{});
-  for (int n : {4, 8, 16}) {
-    EXPECT_EQ(tuner.choose(CollectiveKind::kAllReduce, 8, oneNode(n)).algorithm, Algorithm::kTree);
+  for (int n : {2, 4, 6, 8, 16}) {
+    EXPECT_EQ(tuner.choose(CollectiveKind::kAllReduce, 8, oneNode(n)).algorithm,
+              Algorithm::kRecursiveDoubling)
+        << n;
+    // Recursive doubling's latency is the lowest, but it moves the whole buffer every round.
+    EXPECT_LT(tuner.modelUs(CollectiveKind::kAllReduce, Algorithm::kRecursiveDoubling, 8, oneNode(n)),
+              tuner.modelUs(CollectiveKind::kAllReduce, Algorithm::kTree, 8, oneNode(n)));
+    EXPECT_GT(tuner.modelUs(CollectiveKind::kAllReduce, Algorithm::kRecursiveDoubling, 1 << 20,
+                            oneNode(n)),
+              tuner.modelUs(CollectiveKind::kAllReduce, Algorithm::kRing, 1 << 20, oneNode(n)));
     EXPECT_EQ(tuner.choose(CollectiveKind::kAllReduce, 64 << 20, oneNode(n)).algorithm,
               Algorithm::kRing)
         << n;
@@ -103,7 +111,9 @@ TEST(Tuner, CandidatesFollowTheShape) {
   auto has = [](const std::vector<Algorithm>& list, Algorithm a) {
     return std::find(list.begin(), list.end(), a) != list.end();
   };
-  EXPECT_EQ(Tuner::candidates(CollectiveKind::kAllReduce, oneNode(2)).size(), 1u);
+  EXPECT_EQ(Tuner::candidates(CollectiveKind::kAllReduce, oneNode(1)).size(), 1u);
+  EXPECT_EQ(Tuner::candidates(CollectiveKind::kAllReduce, oneNode(2)),
+            (std::vector<Algorithm>{Algorithm::kRing, Algorithm::kRecursiveDoubling}));
   EXPECT_TRUE(has(Tuner::candidates(CollectiveKind::kAllReduce, oneNode(3)), Algorithm::kTree));
   EXPECT_FALSE(has(Tuner::candidates(CollectiveKind::kAllReduce, oneNode(8)),
                    Algorithm::kHierarchical));
@@ -120,7 +130,7 @@ TEST(Tuner, CandidatesFollowTheShape) {
 Calibration invertedCalibration(const CommShape& shape) {
   Calibration c;
   c.shape = shape;
-  double ring[] = {40, 200, 600}, tree[] = {80, 100, 300};
+  double ring[] = {40, 200, 400, 600}, tree[] = {80, 100, 200, 300};
   for (int p = 0; p < Calibration::kProbes; ++p) {
     c.us[static_cast<int>(Algorithm::kRing)][p] = ring[p];
     c.us[static_cast<int>(Algorithm::kTree)][p] = tree[p];
@@ -131,10 +141,13 @@ Calibration invertedCalibration(const CommShape& shape) {
 TEST(Calibration, PredictionsMatchTheProbesAndChoicesFollowThem) {
   CommShape shape = oneNode(4);
   Tuner bare(CostModel{}, AlgorithmOverrides{}, PipelineConfig{});
-  ASSERT_EQ(bare.choose(CollectiveKind::kAllReduce, 8, shape).algorithm, Algorithm::kTree);
-  ASSERT_EQ(bare.choose(CollectiveKind::kAllReduce, 1 << 20, shape).algorithm, Algorithm::kRing);
+  auto model = [&](Algorithm a, size_t bytes) {
+    return bare.modelUs(CollectiveKind::kAllReduce, a, bytes, shape);
+  };
+  ASSERT_LT(model(Algorithm::kTree, 8), model(Algorithm::kRing, 8));
+  ASSERT_GT(model(Algorithm::kTree, 1 << 20), model(Algorithm::kRing, 1 << 20));
   Tuner tuner(CostModel{}, AlgorithmOverrides{}, PipelineConfig{}, invertedCalibration(shape));
-  const double ring[] = {40, 200, 600}, tree[] = {80, 100, 300};
+  const double ring[] = {40, 200, 400, 600}, tree[] = {80, 100, 200, 300};
   for (int p = 0; p < Calibration::kProbes; ++p) {
     size_t bytes = Calibration::kProbeBytes[p];
     EXPECT_NEAR(tuner.predictUs(CollectiveKind::kAllReduce, Algorithm::kRing, bytes, shape),
@@ -155,6 +168,37 @@ TEST(Calibration, PredictionsMatchTheProbesAndChoicesFollowThem) {
   // Only the all-reduce is calibrated.
   EXPECT_DOUBLE_EQ(tuner.predictUs(CollectiveKind::kBroadcast, Algorithm::kRing, 8, shape),
                    bare.predictUs(CollectiveKind::kBroadcast, Algorithm::kRing, 8, shape));
+}
+
+// Recursive doubling runs the probes up to 256 KiB only; it counts as measured, and
+// beyond its last probe its correction stays at that probe's.
+TEST(Calibration, DoublingStopsAt256KiBAndKeepsItsLastCorrection) {
+  CommShape shape = oneNode(4);
+  Calibration c = invertedCalibration(shape);
+  const int rd = static_cast<int>(Algorithm::kRecursiveDoubling);
+  c.us[rd][0] = 20;
+  c.us[rd][1] = 90;
+  c.us[rd][2] = 500;
+  ASSERT_EQ(Calibration::kProbeBytes[2], 256u * 1024);
+  EXPECT_FALSE(Calibration::probed(Algorithm::kRecursiveDoubling, 3));
+  EXPECT_TRUE(Calibration::probed(Algorithm::kRing, 3));
+  EXPECT_TRUE(c.measured(Algorithm::kRecursiveDoubling));
+  c.us[rd][1] = 0;
+  EXPECT_FALSE(c.measured(Algorithm::kRecursiveDoubling));
+  c.us[rd][1] = 90;
+  Tuner bare(CostModel{}, AlgorithmOverrides{}, PipelineConfig{});
+  Tuner tuner(CostModel{}, AlgorithmOverrides{}, PipelineConfig{}, c);
+  auto predict = [&](const Tuner& t, size_t bytes) {
+    return t.predictUs(CollectiveKind::kAllReduce, Algorithm::kRecursiveDoubling, bytes, shape);
+  };
+  EXPECT_NEAR(predict(tuner, 8), 20, 1e-6);
+  EXPECT_NEAR(predict(tuner, 256 * 1024), 500, 1e-6);
+  double ratio = 500 / predict(bare, 256 * 1024);
+  EXPECT_NEAR(predict(tuner, 4 << 20), predict(bare, 4 << 20) * ratio, 1e-6);
+  EXPECT_EQ(tuner.choose(CollectiveKind::kAllReduce, 8, shape).algorithm,
+            Algorithm::kRecursiveDoubling);
+  EXPECT_NE(tuner.choose(CollectiveKind::kAllReduce, 4 << 20, shape).algorithm,
+            Algorithm::kRecursiveDoubling);
 }
 
 TEST(Calibration, OnlyMeasuredAlgorithmsCompete) {
@@ -192,14 +236,14 @@ TEST(Calibration, SharedStateRoundTrips) {
   EXPECT_FALSE(back.calibration().shape.uniformNodes);
   EXPECT_TRUE(back.calibration().measured(Algorithm::kTree));
   EXPECT_FALSE(back.calibration().measured(Algorithm::kHierarchical));
-  EXPECT_DOUBLE_EQ(back.calibration().us[static_cast<int>(Algorithm::kTree)][2], 300);
+  EXPECT_DOUBLE_EQ(back.calibration().us[static_cast<int>(Algorithm::kTree)][3], 300);
   std::vector<double> v = tuner.toVector();
   v.pop_back();
   EXPECT_FALSE(Tuner::fromVector(v, PipelineConfig{}, &back).isOk());
   v = tuner.toVector();
   v[5] = 7;  // an algorithm that does not exist
   EXPECT_FALSE(Tuner::fromVector(v, PipelineConfig{}, &back).isOk());
-  EXPECT_NE(describe(c).find("tree 80/100/300 us"), std::string::npos) << describe(c);
+  EXPECT_NE(describe(c).find("tree 80/100/200/300 us"), std::string::npos) << describe(c);
 }
 
 }  // namespace
