@@ -15,9 +15,13 @@ std::vector<uint8_t> encodeHealthMessage(const HealthMessage& m) {
       body.put(m.pid);
       break;
     case HealthType::kHeartbeat:
+      body.put(m.seq);
+      body.put(m.sentNs);
+      break;
     case HealthType::kAck:
       body.put(m.seq);
       body.put(m.sentNs);
+      body.put(m.heldNs);
       break;
     case HealthType::kFailed:
       body.put(m.commKey);
@@ -62,8 +66,10 @@ int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out,
       ok = in.getString(&m.senderKey) && in.getString(&m.host) && in.get(&m.pid);
       break;
     case HealthType::kHeartbeat:
-    case HealthType::kAck:
       ok = in.get(&m.seq) && in.get(&m.sentNs);
+      break;
+    case HealthType::kAck:
+      ok = in.get(&m.seq) && in.get(&m.sentNs) && in.get(&m.heldNs);
       break;
     case HealthType::kFailed:
       ok = in.get(&m.commKey) && in.get(&m.epoch) && in.get(&m.rank) &&

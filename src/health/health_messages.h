@@ -29,6 +29,12 @@ struct HealthMessage {
   // kHeartbeat / kAck
   uint64_t seq = 0;
   int64_t sentNs = 0;  // sender's steady clock, echoed by kAck
+  int64_t heldNs = 0;  // kAck: how long the heartbeat waited at the acking end
+  // Not on the wire: how long before the `now` it is handed over with the frame arrived
+  // in the receiver's socket (the kernel's arrival stamp; 0 where unknown). The health
+  // thread reads quiet connections only at its ticks, so this is up to a tick, or ten
+  // for acks.
+  int64_t waitedNs = 0;
   // kFailed / kLeave
   uint64_t commKey = 0;
   uint32_t epoch = 0;

@@ -231,11 +231,15 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
       ack.type = HealthType::kAck;
       ack.seq = m.seq;
       ack.sentNs = m.sentNs;
+      // Sent now: held since it arrived (at the least; it leaves after `now`).
+      ack.heldNs = std::max<int64_t>(0, m.waitedNs);
       send(from, ack);
       break;
     }
     case HealthType::kAck:
-      onRoundTrip(from, (toNs(now) - m.sentNs) / 1e6);
+      // From our heartbeat's departure to the ack's arrival, less the peer's hold: the
+      // network's share, without either end's wait for its next tick.
+      onRoundTrip(from, std::max<int64_t>(0, toNs(now) - m.waitedNs - m.sentNs - m.heldNs) / 1e6);
       break;
     case HealthType::kFailed:
       // Every communicator containing the failed process is revoked, not only m.commKey.
@@ -447,12 +451,12 @@ void HealthProtocol::onRoundTrip(const ProcessKey& from, double ms) {
   }
   if (change == LinkQuality::Change::kDegraded) {
     FTCCL_LOG(Warn, Health,
-              "link to {} degraded: round trip {:.2f} ms on average, {:.2f} ms at best "
-              "(a slower or congested link)",
-              who, link.levelMs(), link.baselineMs());
+              "link to {} degraded: round trips of {:.2f} ms and more in the last {}, "
+              "{:.2f} ms at best (a slower or congested link)",
+              who, link.levelMs(), LinkQuality::kWindow, link.baselineMs());
   } else {
-    FTCCL_LOG(Info, Health, "link to {} recovered: round trip {:.2f} ms on average", who,
-              link.levelMs());
+    FTCCL_LOG(Info, Health, "link to {} recovered: round trips of at most {:.2f} ms in the last {}",
+              who, link.highestMs(), LinkQuality::kWindow);
   }
 }
 

@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <time.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -42,6 +43,31 @@ std::string localHost() {
 void quietUntilClosed(int fd) {
   int lowat = 1 << 30;  // the kernel caps it to half the receive buffer
   setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+}
+
+// The kernel stamps what arrives (SO_TIMESTAMPNS), so a round trip can leave out how
+// long heartbeats and acks sat unread until a tick: without it the measured round trip
+// was the tick (about 11 ms on a link of 50 us), and a slower link could not be seen.
+void stampArrivals(int fd) {
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
+}
+
+// How long before `tick` (the time the protocol is told it is) the data of this read
+// arrived, from its kernel stamp; negative if it came after; 0 if there is no stamp.
+int64_t waitedSince(const msghdr& header, HealthTime tick) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&header); c != nullptr;
+       c = CMSG_NXTHDR(const_cast<msghdr*>(&header), c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS) continue;
+    timespec stamp, real;
+    std::memcpy(&stamp, CMSG_DATA(c), sizeof(stamp));
+    clock_gettime(CLOCK_REALTIME, &real);  // the kernel stamps in real time
+    HealthTime steady = HealthClock::now();
+    int64_t age = (real.tv_sec - stamp.tv_sec) * 1000000000LL + (real.tv_nsec - stamp.tv_nsec);
+    if (age < 0 || age > 60 * 1000000000LL) return 0;  // a clock step is no measurement
+    return age - std::chrono::duration_cast<std::chrono::nanoseconds>(steady - tick).count();
+  }
+  return 0;
 }
 
 // "127.0.0.1:4242" or "[::1]:4242" -> address.
@@ -142,6 +168,7 @@ class HealthService::Driver final : public HealthNetwork {
     if (fd < 0) return nullptr;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    stampArrivals(fd);
     if (monitoring) quietUntilClosed(fd);
     auto c = std::make_unique<Conn>();
     c->fd.reset(fd);
@@ -196,9 +223,18 @@ class HealthService::Driver final : public HealthNetwork {
   void readFrom(Conn& c, HealthTime now) {
     uint8_t buffer[4096];
     bool closed = false;
+    int64_t waitedNs = 0;  // of the newest data read: frames read together share it
     for (;;) {
-      ssize_t n = recv(c.fd.get(), buffer, sizeof(buffer), MSG_DONTWAIT);
+      iovec chunk{buffer, sizeof(buffer)};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+      msghdr header{};
+      header.msg_iov = &chunk;
+      header.msg_iovlen = 1;
+      header.msg_control = control;
+      header.msg_controllen = sizeof(control);
+      ssize_t n = recvmsg(c.fd.get(), &header, MSG_DONTWAIT);
       if (n > 0) {
+        waitedNs = waitedSince(header, now);
         if (!faultDropAll()) c.in.insert(c.in.end(), buffer, buffer + n);
         if (static_cast<size_t>(n) < sizeof(buffer)) break;  // drained: skip the EAGAIN call
         continue;
@@ -223,6 +259,7 @@ class HealthService::Driver final : public HealthNetwork {
       if (m.type == HealthType::kHello) {
         if (c.key.empty()) c.key = m.senderKey;
       } else if (!c.key.empty()) {
+        m.waitedNs = waitedNs;
         protocol.onMessage(c.key, m, now);
       }
       if (!c.fd.valid()) return;
@@ -237,6 +274,7 @@ class HealthService::Driver final : public HealthNetwork {
       if (fd < 0) return;
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      stampArrivals(fd);
       quietUntilClosed(fd);  // a notice carrier closes after its notice: that wakes us
       auto c = std::make_unique<Conn>();
       c->fd.reset(fd);

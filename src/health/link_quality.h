@@ -3,11 +3,18 @@
 // or shared uplink) shows as round trips well above the best one seen, long before
 // anything fails. Pure logic, fed by HealthProtocol, tested on its own.
 //
-// The baseline is the smallest round trip seen (the unloaded link). The level is an
-// exponential average (weight 1/4 per sample), so one late ack (a preempted thread on
-// an oversubscribed host) does not flag; a level above max(4 x baseline, baseline +
-// 5 ms) for a sample does, and the flag drops below max(2 x baseline, baseline + 2 ms).
+// The baseline is the smallest round trip seen (the unloaded link). The level is the
+// smallest of the last kWindow samples: a health thread that ran late (its host's
+// cores busy with the ranks' work) delays some samples by milliseconds, but a slower
+// or queueing link delays every one, so only the latter lifts the window's minimum.
+// The link is flagged when the level exceeds max(4 x baseline, baseline + 5 ms), that
+// is when every sample in the window did; the flag drops only when every sample in the
+// window is below that again: congestion comes in bursts (a ring step fills a shaped
+// link's queue, the next drains it), and clearing at the first fast sample made the
+// flag flap every second.
 #pragma once
+
+#include <array>
 
 namespace ftccl {
 
@@ -19,15 +26,17 @@ class LinkQuality {
 
   bool degraded() const { return degraded_; }
   double baselineMs() const { return baselineMs_; }
-  double levelMs() const { return levelMs_; }
+  double levelMs() const { return levelMs_; }    // the window's smallest
+  double highestMs() const { return highestMs_; }  // the window's largest
   double lastMs() const { return lastMs_; }
   double maxMs() const { return maxMs_; }
 
-  static constexpr int kWarmupSamples = 5;  // no verdict before this many
+  static constexpr int kWindow = 8;  // also the warm-up: no verdict before a full window
 
  private:
   int samples_ = 0;
-  double baselineMs_ = 0, levelMs_ = 0, lastMs_ = 0, maxMs_ = 0;
+  std::array<double, kWindow> recent_{};
+  double baselineMs_ = 0, levelMs_ = 0, highestMs_ = 0, lastMs_ = 0, maxMs_ = 0;
   bool degraded_ = false;
 };
 

@@ -378,6 +378,49 @@ TEST(FailureDetector, SilenceConnectionLossAndLeaving) {
   EXPECT_GE(d.longestSilenceMs("a"), 90.0);
 }
 
+// Records what a protocol sends.
+class SentFrames final : public HealthNetwork {
+ public:
+  void send(const ProcessKey& to, const HealthMessage& message) override { sent.push_back(message); }
+  void monitor(const ProcessKey&) override {}
+  void unmonitor(const ProcessKey&) override {}
+  std::vector<HealthMessage> sent;
+};
+
+// Heartbeats and acks wait unread for the next tick (up to 10 ms, 100 for acks): the
+// round trip leaves out the wait at both ends, so it measures the network.
+TEST(HealthProtocol, RoundTripLeavesOutTheWaitForTicks) {
+  SentFrames net;
+  HealthProtocol protocol("10.0.0.1:4000", "simhost", 1000, &net);
+  HealthTime t0{std::chrono::seconds(5)};
+  HealthMessage heartbeat;
+  heartbeat.type = HealthType::kHeartbeat;
+  heartbeat.seq = 10;
+  heartbeat.sentNs = 123;
+  heartbeat.waitedNs = 7'000'000;  // sat 7 ms in our socket before this tick read it
+  protocol.onMessage("10.0.0.2:4000", heartbeat, t0);
+  ASSERT_EQ(net.sent.size(), 1u);
+  EXPECT_EQ(net.sent[0].type, HealthType::kAck);
+  EXPECT_EQ(net.sent[0].sentNs, 123);
+  EXPECT_EQ(net.sent[0].heldNs, 7'000'000);
+  // Our heartbeat left at t0, the peer held it 6 ms, its ack sat 13.8 ms in our socket:
+  // of the 20 ms until we read it, the network took 0.2.
+  HealthMessage ack;
+  ack.type = HealthType::kAck;
+  ack.sentNs = std::chrono::duration_cast<std::chrono::nanoseconds>(t0.time_since_epoch()).count();
+  ack.heldNs = 6'000'000;
+  ack.waitedNs = 13'800'000;
+  protocol.onMessage("10.0.0.2:4000", ack, t0 + std::chrono::milliseconds(20));
+  EXPECT_NEAR(protocol.lastRoundTripMs("10.0.0.2:4000"), 0.2, 1e-6);
+  // The held time survives the wire.
+  std::vector<uint8_t> frame = encodeHealthMessage(ack);
+  HealthMessage back;
+  size_t used = 0;
+  ASSERT_EQ(decodeHealthMessage(frame.data(), frame.size(), &back, &used), 1);
+  EXPECT_EQ(back.heldNs, 6'000'000);
+  EXPECT_EQ(back.waitedNs, 0);  // local only
+}
+
 TEST(HealthMessages, RoundTripAndCorruptInput) {
   HealthMessage m;
   m.type = HealthType::kFailed;
