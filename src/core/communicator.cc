@@ -913,7 +913,7 @@ Status Communicator::calibrate() {
       if (Calibration::probed(a, p)) probed.push_back(a);
     }
     size_t variants = probed.size();
-    int calls = bytes >= (1u << 20) ? 3 : bytes >= (256u << 10) ? 4 : bytes >= 65536 ? 8 : 16;
+    int calls = bytes >= (1u << 20) ? 3 : bytes >= 65536 ? 8 : 16;
     int batches = bytes >= (256u << 10) ? 3 : 5;
     std::vector<std::vector<double>> perCall(variants);
     for (int batch = 0; batch < batches; ++batch) {

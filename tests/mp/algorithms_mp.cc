@@ -12,6 +12,7 @@
 // Each rank prints "VERDICT rank=R PASS|FAIL"; run_mp.sh demands a PASS from every rank.
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -186,6 +187,37 @@ void split(ftcclComm_t comm) {
   ok(ftcclCommDestroy(child), nullptr, "child CommDestroy");
 }
 
+// Two communicators over the same ranks, used in turn: a burst of 16 MiB all-reduces on
+// a stream, then an MPI barrier, as an application with several process groups does.
+// A rank that finished its part and blocks elsewhere (the other communicator, MPI) must
+// not leave a peer waiting on this communicator. This is the pattern in which rd with
+// 64 rendezvous pieces per round hung (bench/algorithm_sweep, 16 MiB, 4 ranks).
+void interleavedCommunicators(ftcclComm_t comm) {
+  ++gCases;
+  ftcclComm_t other = nullptr;
+  if (!ok(ftcclCommSplit(comm, 0, gRank, &other, nullptr), comm, "CommSplit (everyone)")) return;
+  ftcclStream_t stream = nullptr;
+  ftcclStreamCreate(&stream);
+  const size_t count = size_t(4) << 20;
+  std::vector<float> send(count, static_cast<float>(gRank + 1)), recv(count);
+  const float want = static_cast<float>(gRanks * (gRanks + 1) / 2);
+  for (int round = 0; round < 6; ++round) {
+    ftcclComm_t c = round % 2 ? other : comm;
+    std::fill(recv.begin(), recv.end(), 0.0f);
+    for (int i = 0; i < 8; ++i) {
+      ok(ftcclAllReduce(send.data(), recv.data(), count, ftcclFloat32, ftcclSum, c, stream), c,
+         "AllReduce burst");
+    }
+    if (!ok(ftcclStreamSynchronize(stream), c, "StreamSynchronize")) break;
+    if (std::count(recv.begin(), recv.end(), want) != static_cast<long>(count)) {
+      fail("interleaved communicators: wrong sums in round " + std::to_string(round));
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+  ftcclStreamDestroy(stream);
+  ok(ftcclCommDestroy(other), nullptr, "CommDestroy (other)");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -257,6 +289,7 @@ int main(int argc, char** argv) {
   pointToPoint(comm);
   groupedCollectives(comm);
   split(comm);
+  interleavedCommunicators(comm);
   ok(ftcclCommDestroy(comm), nullptr, "CommDestroy");
   std::printf("VERDICT rank=%d %s cases=%d failures=%d algo=%s nodes=%d\n", gRank,
               gFailures ? "FAIL" : "PASS", gCases, gFailures, algo.c_str(), nodes);

@@ -103,7 +103,7 @@ TEST(RecursiveDoublingSim, EveryRankCountTypeOpSizeInAndOutOfPlace) {
 }
 
 // Staging far smaller than the buffer (many chunks, each a whole schedule; one element
-// per chunk at the extreme; 256 KiB chunks of 16 KiB pieces), with ranks progressing at very different paces: a chunk
+// per chunk at the extreme; 256 KiB chunks sent whole), with ranks progressing at very different paces: a chunk
 // that overtook another, or staging reused too early, would give a wrong result.
 TEST(RecursiveDoublingSim, ChunkedThroughSmallStagingUnderSkew) {
   for (int n : {2, 3, 5, 6, 8}) {
@@ -113,7 +113,7 @@ TEST(RecursiveDoublingSim, ChunkedThroughSmallStagingUnderSkew) {
       ASSERT_NO_FATAL_FAILURE(expectExact(n, type, ftcclAvg, 37, Staging(n, p, 8), 12));
       ASSERT_NO_FATAL_FAILURE(expectExact(n, type, ftcclMax, 9, Staging(n, p, 4), 13));
     }
-    // Large chunks: more than 16 pieces' worth, so pieces grow past 8 KiB.
+    // Large chunks: more than 64 pieces' worth, so a round is one message.
     PipelineConfig p = pipelineOf(128 * 1024, 1);
     ASSERT_NO_FATAL_FAILURE(expectExact(n, ftcclFloat64, ftcclSum, 100003, Staging(n, p), 14));
   }
