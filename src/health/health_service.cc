@@ -59,6 +59,7 @@ int64_t waitedSince(const msghdr& header, HealthTime tick) {
   for (cmsghdr* c = CMSG_FIRSTHDR(&header); c != nullptr;
        c = CMSG_NXTHDR(const_cast<msghdr*>(&header), c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS) continue;
+    if (c->cmsg_len < CMSG_LEN(sizeof(timespec)) || (header.msg_flags & MSG_CTRUNC)) return 0;
     timespec stamp, real;
     std::memcpy(&stamp, CMSG_DATA(c), sizeof(stamp));
     clock_gettime(CLOCK_REALTIME, &real);  // the kernel stamps in real time

@@ -34,7 +34,8 @@ class LinkQuality {
   static constexpr int kWindow = 8;  // also the warm-up: no verdict before a full window
 
  private:
-  int samples_ = 0;
+  int samples_ = 0;  // saturates at kWindow
+  int next_ = 0;     // where the next sample goes in recent_
   std::array<double, kWindow> recent_{};
   double baselineMs_ = 0, levelMs_ = 0, highestMs_ = 0, lastMs_ = 0, maxMs_ = 0;
   bool degraded_ = false;

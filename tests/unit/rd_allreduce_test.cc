@@ -113,8 +113,8 @@ TEST(RecursiveDoublingSim, ChunkedThroughSmallStagingUnderSkew) {
       ASSERT_NO_FATAL_FAILURE(expectExact(n, type, ftcclAvg, 37, Staging(n, p, 8), 12));
       ASSERT_NO_FATAL_FAILURE(expectExact(n, type, ftcclMax, 9, Staging(n, p, 4), 13));
     }
-    // Large chunks: more than 64 pieces' worth, so a round is one message.
-    PipelineConfig p = pipelineOf(128 * 1024, 1);
+    // 1 MiB chunks: more than 64 pieces' worth, so a round is one message.
+    PipelineConfig p = pipelineOf(512 * 1024, 1);
     ASSERT_NO_FATAL_FAILURE(expectExact(n, ftcclFloat64, ftcclSum, 100003, Staging(n, p), 14));
   }
 }
@@ -153,15 +153,18 @@ TEST(RecursiveDoublingSim, KeysNoEarlyPostingProgressMarkAndPeers) {
   Staging staging(n, pipelineOf(4096, 1));
   sim::SimFabric fabric(n);
   std::vector<std::vector<float>> data(n, std::vector<float>(count, 1.0f));
+  std::vector<std::unique_ptr<testing::KeyRecorder>> recorders;  // outlive the ops
   std::vector<std::unique_ptr<Collective>> ops(n);
   for (int r = 0; r < n; ++r) {
+    recorders.push_back(std::make_unique<testing::KeyRecorder>(fabric.transport(r)));
     CollectiveArgs args;
     args.sendbuff = args.recvbuff = data[r].data();
     args.count = count;
     args.opSeq = 1234;
-    ops[r] = makeRecursiveDoublingAllReduce(fabric.transport(r), staging.scratch(r), args);
+    ops[r] = makeRecursiveDoublingAllReduce(*recorders[r], staging.scratch(r), args);
   }
   EXPECT_EQ(fabric.pending(), 0u);
+  for (auto& rec : recorders) EXPECT_TRUE(rec->keys.empty());
   for (int r = 0; r < n; ++r) {
     bool done = false;
     ASSERT_TRUE(ops[r]->progress(&done).isOk());
@@ -179,6 +182,11 @@ TEST(RecursiveDoublingSim, KeysNoEarlyPostingProgressMarkAndPeers) {
     EXPECT_GT(ops[r]->progressMark(), marks[r]);
     EXPECT_TRUE(ops[r]->pendingPeers().empty());
     for (float v : data[r]) ASSERT_EQ(v, static_cast<float>(n));
+    EXPECT_FALSE(recorders[r]->keys.empty());
+    for (const MessageKey& key : recorders[r]->keys) {
+      EXPECT_EQ(key.opSeq, 1234u);
+      EXPECT_EQ(key.channel, 0u);
+    }
   }
 }
 

@@ -142,8 +142,9 @@ inline void expectAbortAtAnyPointLeavesNothingPosted(int n, ftcclDataType_t type
   }
 }
 
-// Each rank in turn dies after each of `roundsBefore` rounds: the others' ops fail with
-// ftcclRemoteError (never a hang), and abort leaves nothing posted.
+// Each rank in turn dies after each of `roundsBefore` rounds: the survivors' ops end
+// (never a hang) with ftcclRemoteError from the first to fail, the others are aborted,
+// and nothing is left posted.
 inline void expectPeerDeathFailsTheOp(int n, ftcclDataType_t type, size_t count,
                                       const std::vector<int>& roundsBefore,
                                       const OpFactory& make) {

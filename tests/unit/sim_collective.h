@@ -30,6 +30,35 @@ struct Staging {
   std::vector<std::unique_ptr<uint8_t[]>> memory;
 };
 
+// Records every key an op uses, on top of the sim transport.
+class KeyRecorder final : public Transport {
+ public:
+  explicit KeyRecorder(Transport& inner) : inner_(inner) {}
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  Status isend(int peer, const void* buffer, size_t bytes, MessageKey key,
+               TransportRequest** request) override {
+    keys.push_back(key);
+    return inner_.isend(peer, buffer, bytes, key, request);
+  }
+  Status irecv(int peer, void* buffer, size_t bytes, MessageKey key,
+               TransportRequest** request) override {
+    keys.push_back(key);
+    return inner_.irecv(peer, buffer, bytes, key, request);
+  }
+  Status test(TransportRequest** request, bool* done) override {
+    return inner_.test(request, done);
+  }
+  void cancel(TransportRequest** request) override { inner_.cancel(request); }
+  bool progress() override { return inner_.progress(); }
+  Status waitForActivity(int timeoutMs) override { return inner_.waitForActivity(timeoutMs); }
+  void interrupt() override { inner_.interrupt(); }
+  std::vector<MessageKey> keys;
+
+ private:
+  Transport& inner_;
+};
+
 // Progresses every rank's op round robin until all are done. The first error is
 // returned (and every op aborted); 10,000 rounds without any progress is a deadlock.
 inline Status runAll(sim::SimFabric& fabric, std::vector<std::unique_ptr<Collective>>& ops) {

@@ -18,6 +18,7 @@ namespace {
 using testing::expectedReduction;
 using testing::patternBuffer;
 using testing::runAll;
+using testing::KeyRecorder;
 using testing::Staging;
 
 const ftcclDataType_t kTypes[] = {ftcclInt8,   ftcclUint8,   ftcclInt32,   ftcclUint32,
@@ -132,34 +133,6 @@ TEST(TreeAllReduceSim, EveryRankHoldsTheSameBitsOnInexactInputs) {
   }
 }
 
-// Records every key an op uses, on top of the sim transport.
-class KeyRecorder final : public Transport {
- public:
-  explicit KeyRecorder(Transport& inner) : inner_(inner) {}
-  int rank() const override { return inner_.rank(); }
-  int size() const override { return inner_.size(); }
-  Status isend(int peer, const void* buffer, size_t bytes, MessageKey key,
-               TransportRequest** request) override {
-    keys.push_back(key);
-    return inner_.isend(peer, buffer, bytes, key, request);
-  }
-  Status irecv(int peer, void* buffer, size_t bytes, MessageKey key,
-               TransportRequest** request) override {
-    keys.push_back(key);
-    return inner_.irecv(peer, buffer, bytes, key, request);
-  }
-  Status test(TransportRequest** request, bool* done) override {
-    return inner_.test(request, done);
-  }
-  void cancel(TransportRequest** request) override { inner_.cancel(request); }
-  bool progress() override { return inner_.progress(); }
-  Status waitForActivity(int timeoutMs) override { return inner_.waitForActivity(timeoutMs); }
-  void interrupt() override { inner_.interrupt(); }
-  std::vector<MessageKey> keys;
-
- private:
-  Transport& inner_;
-};
 
 // Keys carry the op's sequence number and channels t * channels + lane only, all of
 // them when there are enough chunks; nothing is posted before the first progress();
