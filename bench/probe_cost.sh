@@ -10,7 +10,7 @@ trap 'rm -rf "$tmp"' EXIT
 for ((i = 0; i < runs; i++)); do
   for mode in on off; do
     interval=10; [ $mode = off ] && interval=60000
-    FTCCL_PROBE_INTERVAL_MS=$interval "$build/tools/ftccl_run" -n "$n" -q --timeout 300 -- \
+    FTCCL_PROBE_INTERVAL_MS=$interval FTCCL_FAILURE_TIMEOUT_MS=$(( interval * 3 > 1000 ? interval * 3 : 1000 )) "$build/tools/ftccl_run" -n "$n" -q --timeout 300 -- \
       "$build/tools/all_reduce_perf" -b 1M -e 16M -f 4 -n 20 -w 3 -c 0 2>/dev/null |
       awk '$2 ~ /^[0-9]+$/ && NF >= 13 {print $2, $9}' >> "$tmp/$mode"
   done

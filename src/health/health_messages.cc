@@ -91,4 +91,26 @@ int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out,
   return 1;
 }
 
+std::vector<uint8_t> encodeProbe(const std::vector<uint8_t>& helloFrame,
+                                 const HealthMessage& probe) {
+  std::vector<uint8_t> datagram = helloFrame;
+  std::vector<uint8_t> frame = encodeHealthMessage(probe);
+  datagram.insert(datagram.end(), frame.begin(), frame.end());
+  return datagram;
+}
+
+bool decodeProbe(const uint8_t* datagram, size_t size, std::string* senderKey,
+                 HealthMessage* probe) {
+  HealthMessage hello;
+  size_t helloBytes = 0, probeBytes = 0;
+  if (decodeHealthMessage(datagram, size, &hello, &helloBytes) != 1) return false;
+  if (hello.type != HealthType::kHello || hello.senderKey.empty()) return false;
+  if (decodeHealthMessage(datagram + helloBytes, size - helloBytes, probe, &probeBytes) != 1) {
+    return false;
+  }
+  if (!isProbe(probe->type) || helloBytes + probeBytes != size) return false;
+  *senderKey = std::move(hello.senderKey);
+  return true;
+}
+
 }  // namespace ftccl

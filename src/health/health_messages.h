@@ -1,4 +1,5 @@
-// Messages of the health channel (one TCP connection per monitored peer process).
+// Messages of the health channel: frames on one TCP connection per monitored peer
+// process, and heartbeats and acks as UDP datagrams (the sender's hello, then the probe).
 //
 // Frame: u32 payload length | u8 type | payload. Lengths are capped (kMaxFrame), so a
 // corrupt or hostile peer can never make us allocate much; decode never trusts a
@@ -32,8 +33,7 @@ struct HealthMessage {
   int64_t heldNs = 0;  // kAck: how long the heartbeat waited at the acking end
   // Not on the wire: how long before the `now` it is handed over with the frame arrived
   // in the receiver's socket (the kernel's arrival stamp; 0 where unknown). The health
-  // thread reads quiet connections only at its ticks, so this is up to a tick, or ten
-  // for acks.
+  // thread reads heartbeats and acks only at its ticks, so this is up to a tick.
   int64_t waitedNs = 0;
   // kFailed / kLeave
   uint64_t commKey = 0;
@@ -54,5 +54,16 @@ std::vector<uint8_t> encodeHealthMessage(const HealthMessage& message);
 // Returns 1 (decoded, *consumed set), 0 (need more bytes), -1 (corrupt: drop the peer).
 int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out,
                         size_t* consumed);
+
+// Heartbeats and acks travel as datagrams ("probes"), each one whole: the sender's
+// hello frame (`helloFrame`, encoded once), then the probe's frame.
+inline bool isProbe(HealthType type) {
+  return type == HealthType::kHeartbeat || type == HealthType::kAck;
+}
+std::vector<uint8_t> encodeProbe(const std::vector<uint8_t>& helloFrame,
+                                 const HealthMessage& probe);
+// True only for exactly a hello with a sender key followed by a heartbeat or an ack.
+bool decodeProbe(const uint8_t* datagram, size_t size, std::string* senderKey,
+                 HealthMessage* probe);
 
 }  // namespace ftccl

@@ -3,9 +3,11 @@
 //
 // For every monitored process it keeps one small TCP connection open: the kernel
 // closes it when the peer process dies, so a crash is seen in about a millisecond
-// whatever the load; heartbeats on it catch a hang or a lost link. The channel is
-// separate from the data path (UCX), so a busy transfer never delays a heartbeat, and
-// the thread keeps probing while the application computes.
+// whatever the load; it also carries the ordered notices (FAILED, LEAVE, agreement).
+// Heartbeats and acks are UDP datagrams on the same address and port number, sent and
+// read in one batch per tick; their silence catches a hang or a lost link. All of it
+// is separate from the data path (UCX), so a busy transfer never delays a heartbeat,
+// and the thread keeps probing while the application computes.
 #pragma once
 
 #include <memory>

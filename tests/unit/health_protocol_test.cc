@@ -462,5 +462,47 @@ TEST(HealthMessages, RoundTripAndCorruptInput) {
   }
 }
 
+// A probe datagram is exactly a hello with a key and one heartbeat or ack; anything
+// else (another type, a missing key, a cut or padded datagram) is refused.
+TEST(HealthMessages, ProbeDatagrams) {
+  HealthMessage hello;
+  hello.type = HealthType::kHello;
+  hello.senderKey = "10.99.0.2:4242";
+  hello.pid = 77;
+  std::vector<uint8_t> helloFrame = encodeHealthMessage(hello);
+  HealthMessage ack;
+  ack.type = HealthType::kAck;
+  ack.seq = 90;
+  ack.sentNs = 123456789;
+  ack.heldNs = 4000;
+  std::vector<uint8_t> datagram = encodeProbe(helloFrame, ack);
+  std::string from;
+  HealthMessage back;
+  ASSERT_TRUE(decodeProbe(datagram.data(), datagram.size(), &from, &back));
+  EXPECT_EQ(from, "10.99.0.2:4242");
+  EXPECT_EQ(back.type, HealthType::kAck);
+  EXPECT_EQ(back.seq, 90u);
+  EXPECT_EQ(back.sentNs, 123456789);
+  EXPECT_EQ(back.heldNs, 4000);
+  for (size_t cut = 0; cut < datagram.size(); ++cut) {
+    EXPECT_FALSE(decodeProbe(datagram.data(), cut, &from, &back)) << "cut at " << cut;
+  }
+  std::vector<uint8_t> padded = datagram;
+  padded.push_back(0);
+  EXPECT_FALSE(decodeProbe(padded.data(), padded.size(), &from, &back));
+  HealthMessage leave;
+  leave.type = HealthType::kLeave;
+  std::vector<uint8_t> notProbe = encodeProbe(helloFrame, leave);
+  EXPECT_FALSE(decodeProbe(notProbe.data(), notProbe.size(), &from, &back));
+  hello.senderKey.clear();
+  std::vector<uint8_t> anonymous = encodeProbe(encodeHealthMessage(hello), ack);
+  EXPECT_FALSE(decodeProbe(anonymous.data(), anonymous.size(), &from, &back));
+  HealthMessage heartbeat;
+  heartbeat.type = HealthType::kHeartbeat;
+  heartbeat.seq = 5;
+  std::vector<uint8_t> noHello = encodeHealthMessage(heartbeat);
+  EXPECT_FALSE(decodeProbe(noHello.data(), noHello.size(), &from, &back));
+}
+
 }  // namespace
 }  // namespace ftccl
