@@ -13,7 +13,7 @@
 namespace ftccl {
 
 enum class HealthType : uint8_t {
-  kHello = 1,      // first frame on a connection: who is speaking
+  kHello = 1,      // first frame on a connection and of every probe: who is speaking
   kHeartbeat = 2,  // every probe interval
   kAck = 3,        // answer to a heartbeat (round-trip time)
   kFailed = 4,     // a member of a communicator failed: revoke it

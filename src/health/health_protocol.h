@@ -1,12 +1,12 @@
 // The health protocol as single-threaded event handlers: messages and timer ticks in,
 // messages and failure reports out. It owns no socket and no clock, so the same code
-// runs under the real health thread (health_service.cc, TCP) and on the simulated
+// runs under the real health thread (health_service.cc: TCP and UDP) and on the simulated
 // network (transports/sim), where tests drive it deterministically with fault hooks.
 //
 // Steps (DESIGN.md section 4, steps 1, 2 and 5):
 // 1. Each registered communicator names the ranks this process monitors (its ring
 //    neighbours); the protocol asks the network to keep a connection to each monitored
-//    process and sends a heartbeat on it every probe interval. A peer that monitors us
+//    process and sends it a heartbeat every probe interval. A peer that monitors us
 //    too acks one heartbeat in ten (its own heartbeats prove it alive); one that does
 //    not acks every heartbeat.
 // 2. A suspicion (connection lost: crash; silence for failureTimeout: hang or lost
@@ -95,7 +95,8 @@ struct HealthRegistration {
   bool shrinkWhenNoSpares = true;
 };
 
-// What the protocol needs from a network: TCP in production, transports/sim in tests.
+// What the protocol needs from a network: TCP and UDP in production, transports/sim in
+// tests.
 class HealthNetwork {
  public:
   virtual ~HealthNetwork() = default;

@@ -46,6 +46,7 @@ std::string localHost() {
 // messages (FAILED, LEAVE, agreement), each of which wakes the receiver.
 constexpr size_t kMaxProbeBytes = 512;  // a hello with the sender's key, and a probe
 constexpr int kProbeBatch = 32;         // datagrams per recvmmsg / sendmmsg call
+constexpr auto kNoProbeWarning = std::chrono::milliseconds(500);
 
 // The kernel stamps what arrives (SO_TIMESTAMPNS), so a round trip can leave out how
 // long heartbeats and acks sat unread until a tick: without it the measured round trip
@@ -97,6 +98,7 @@ class HealthService::Driver final : public HealthNetwork {
     bool connecting = false;        // non-blocking connect in flight
     bool closeWhenFlushed = false;  // a notice carrier, or no longer monitored
     bool accepted = false;          // the peer opened it (it may close it at any time)
+    HealthTime openedAt{};          // monitoring: for the warning about missing probes
     std::vector<uint8_t> in, out;
   };
 
@@ -106,7 +108,8 @@ class HealthService::Driver final : public HealthNetwork {
   void send(const ProcessKey& to, const HealthMessage& message) override {
     if (faultDropAll()) return;
     if (message.type == HealthType::kFailed) {
-      // Urgent: a fresh connection that closes after sending wakes the receiver now.
+      // On a connection of its own that closes once sent: it goes to every member, most
+      // of which this process keeps no connection to.
       if (Conn* c = open(to, /*monitoring=*/false)) queue(*c, message);
       return;
     }
@@ -149,8 +152,7 @@ class HealthService::Driver final : public HealthNetwork {
   // --- connections -------------------------------------------------------------------
   // Only connections we opened: one the peer opened may be a notice carrier it is
   // closing right now, and whatever we write into it would be lost. Our monitoring
-  // connection first (the peer reads what it accepted at every tick), else a carrier
-  // of ours that is still open.
+  // connection first, else a carrier of ours that is still open.
   Conn* find(const ProcessKey& key) {
     for (auto& c : conns) {
       if (c->key == key && c->fd.valid() && c->monitoring && !c->accepted) return c.get();
@@ -175,6 +177,7 @@ class HealthService::Driver final : public HealthNetwork {
     c->fd.reset(fd);
     c->key = key;
     c->monitoring = monitoring;
+    c->openedAt = HealthClock::now();
     c->closeWhenFlushed = !monitoring;
     HealthMessage hello;
     hello.type = HealthType::kHello;
@@ -285,6 +288,22 @@ class HealthService::Driver final : public HealthNetwork {
   }
 
   void flushProbes() {
+    // A peer of another address family (an IPv6-only host among IPv4 ones) needs a
+    // socket of its family; the sender's key travels in the datagram, so any will do.
+    auto other =
+        std::stable_partition(probesOut.begin(), probesOut.end(),
+                              [&](const OutgoingProbe& p) { return p.to.family() == probeFamily; });
+    for (auto p = other; p != probesOut.end(); ++p) {
+      Fd& fd = probeFdByFamily[p->to.family()];
+      if (!fd.valid()) {
+        fd.reset(socket(p->to.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+      }
+      if (fd.valid()) {
+        sendto(fd.get(), p->datagram.data(), p->datagram.size(), MSG_DONTWAIT, p->to.sa(),
+               p->to.length);
+      }
+    }
+    probesOut.erase(other, probesOut.end());
     for (size_t at = 0; at < probesOut.size();) {
       mmsghdr batch[kProbeBatch];
       iovec chunks[kProbeBatch];
@@ -344,7 +363,23 @@ class HealthService::Driver final : public HealthNetwork {
     HealthMessage probe;
     if (!decodeProbe(data, size, &from, &probe)) return;
     probe.waitedNs = waitedSince(header, now);
+    probesFrom.insert(from);
     protocol.onMessage(from, probe, now);
+  }
+
+  // A monitored peer whose TCP connection is up but from which no probe ever came:
+  // most likely a firewall that passes TCP and drops UDP, and the peer will be declared
+  // failed by silence. Said once per peer, before that happens.
+  void warnIfNoProbes(HealthTime now) {
+    for (auto& c : conns) {
+      if (!c->monitoring || c->connecting || !c->fd.valid() || probesFrom.count(c->key)) continue;
+      if (now - c->openedAt < kNoProbeWarning || !noProbeWarned.insert(c->key).second) continue;
+      FTCCL_LOG(Warn, Health,
+                "no health probe (UDP) has come from {} in {} ms although its TCP connection "
+                "is up: is UDP to that port filtered, or is the process hung?",
+                c->key,
+                std::chrono::duration_cast<std::chrono::milliseconds>(now - c->openedAt).count());
+    }
   }
 
   void reportLosses(HealthTime now) {
@@ -379,10 +414,13 @@ class HealthService::Driver final : public HealthNetwork {
   std::condition_variable flushed;
   bool stopping = false;
   Fd listenFd;
-  Fd probeFd;                       // UDP, on the listener's address and port
+  Fd probeFd;  // UDP, on the listener's address and port
+  int probeFamily = AF_INET;
   std::vector<uint8_t> probeHello;  // our hello: the first frame of every probe
   std::map<ProcessKey, SockAddr> probeAddresses;
   std::vector<OutgoingProbe> probesOut;
+  std::set<ProcessKey> probesFrom, noProbeWarned;
+  std::map<int, Fd> probeFdByFamily;  // unbound, for peers of another address family
   uint8_t probeBuffers[kProbeBatch][kMaxProbeBytes];
   int wake[2] = {-1, -1};
   std::vector<std::unique_ptr<Conn>> conns;
@@ -407,7 +445,7 @@ Status HealthService::acquire(std::shared_ptr<HealthService>* out) {
 
 // The TCP listener on a free port, and the UDP probe socket on the same address and
 // port number (so a process's key names both); another port if that one is taken for UDP.
-Status listenForHealth(Fd* listenFd, Fd* probeFd, SockAddr* bound, std::string* iface) {
+static Status listenForHealth(Fd* listenFd, Fd* probeFd, SockAddr* bound, std::string* iface) {
   SockAddr where;
   FTCCL_CHECK(bootstrap::chooseListenAddress(&where, iface));
   where.setPort(0);
@@ -436,6 +474,7 @@ Status HealthService::start() {
   driver_ = std::make_unique<Driver>(selfKey_);
   driver_->listenFd = std::move(listenFd);
   driver_->probeFd = std::move(probeFd);
+  driver_->probeFamily = bound.family();
   HealthMessage hello;
   hello.type = HealthType::kHello;
   hello.senderKey = selfKey_;
@@ -486,7 +525,7 @@ void HealthService::remove(RegistrationId id, bool orderly, int flushWaitMs) {
   std::unique_lock<std::mutex> lock(d.mutex);
   HealthTime now = HealthClock::now();
   if (orderly) {
-    // Learn who is behind connections accepted since the last tick, so that the leave
+    // Learn who is behind connections whose hello is still unread, so that the leave
     // goes on every connection of each member (the one it sees close first included).
     for (size_t i = 0; i < d.conns.size(); ++i) {
       Driver::Conn& c = *d.conns[i];
@@ -525,6 +564,7 @@ void HealthService::run() {
     d.protocol.setDropAll(faultDropAll());
     if (now >= nextTick) {
       d.drainProbes(now);
+      d.warnIfNoProbes(now);
       nextTick = d.protocol.onTick(now);
     }
     d.reportLosses(now);

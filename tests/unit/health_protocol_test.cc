@@ -387,7 +387,7 @@ class SentFrames final : public HealthNetwork {
   std::vector<HealthMessage> sent;
 };
 
-// Heartbeats and acks wait unread for the next tick (up to 10 ms, 100 for acks): the
+// Heartbeats and acks wait unread for the next tick (up to 10 ms): the
 // round trip leaves out the wait at both ends, so it measures the network.
 TEST(HealthProtocol, RoundTripLeavesOutTheWaitForTicks) {
   SentFrames net;
