@@ -16,8 +16,12 @@
 # usage: bench/multihost.sh [--hosts 4] [--per-host 2] [--rate 1gbit] [--min 64M]
 #          [--max 128M] [--algos ring,tree,hier,auto,ompi] [--reps 3] [--iters 5]
 #          [--build build]
-#          [--degrade HOST:RATE@SEC] [--logs DIR]
+#          [--degrade HOST:RATE@SEC] [--logs DIR] [--idle-restart on|off]
 # --logs DIR keeps every run's output there (run-REP-ALGO.txt).
+# --idle-restart off sets net.ipv4.tcp_slow_start_after_idle=0 in every host (a common
+# cluster setting): TCP then keeps its window across the pauses between ring steps
+# (measured: 4 x 2 ranks at 500 Mbit/s, ring 57% -> 77% of the link; at 1 Gbit/s
+# 94% -> 95%).
 # --degrade lowers host HOST's link (both ways) to RATE, SEC seconds into every ftccl
 # run, and restores it afterwards; the script then reports when the ranks' health
 # threads flagged the link ("link to rank R ... degraded" in their logs).
@@ -27,16 +31,18 @@
 set -euo pipefail
 
 hosts=4 per_host=2 rate=1gbit min=64M max=128M algos=ring,tree,hier,auto,ompi reps=3 iters=5
-build=build degrade="" logs=""
+build=build degrade="" logs="" idle_restart=on
 while [ $# -gt 0 ]; do
   case $1 in
     --hosts) hosts=$2 ;; --per-host) per_host=$2 ;; --rate) rate=$2 ;; --min) min=$2 ;;
     --max) max=$2 ;; --algos) algos=$2 ;; --reps) reps=$2 ;; --iters) iters=$2 ;;
     --build) build=$2 ;; --degrade) degrade=$2 ;; --logs) logs=$2 ;;
+    --idle-restart) idle_restart=$2 ;;
     *) echo "multihost: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
   shift 2
 done
+case $idle_restart in on | off) ;; *) echo "multihost: --idle-restart on|off" >&2; exit 2 ;; esac
 for tool in ip tc iperf3; do
   command -v $tool > /dev/null || { echo "multihost: $tool not found (apt-get install iproute2 iperf3)" >&2; exit 2; }
 done
@@ -93,6 +99,7 @@ for ((h = 0; h < hosts; h++)); do
   ip -n "$ns" link set "${tag}a$h" name eth0
   ip -n "$ns" addr add "10.99.0.$((h + 1))/24" dev eth0
   ip -n "$ns" link set lo up
+  [ "$idle_restart" = on ] || ip netns exec "$ns" sysctl -qw net.ipv4.tcp_slow_start_after_idle=0
   ip -n "$ns" link set eth0 up
   ip -n "$switch" link set "${tag}b$h" master br0 up
   shape add "$h" "$rate"
