@@ -287,37 +287,34 @@ class HealthService::Driver final : public HealthNetwork {
     probesOut.push_back({known->second, encodeProbe(probeHello, message)});
   }
 
+  // Our bound socket for our address family; for a peer of another (an IPv6-only host
+  // among IPv4 ones) an unbound one of its family: the sender's key is in the datagram.
+  int probeSocketFor(int family) {
+    if (family == probeFamily) return probeFd.get();
+    Fd& fd = probeFdByFamily[family];
+    if (!fd.valid()) fd.reset(socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    return fd.get();
+  }
+
+  // Consecutive probes of one address family go out in one sendmmsg call.
   void flushProbes() {
-    // A peer of another address family (an IPv6-only host among IPv4 ones) needs a
-    // socket of its family; the sender's key travels in the datagram, so any will do.
-    auto other =
-        std::stable_partition(probesOut.begin(), probesOut.end(),
-                              [&](const OutgoingProbe& p) { return p.to.family() == probeFamily; });
-    for (auto p = other; p != probesOut.end(); ++p) {
-      Fd& fd = probeFdByFamily[p->to.family()];
-      if (!fd.valid()) {
-        fd.reset(socket(p->to.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-      }
-      if (fd.valid()) {
-        sendto(fd.get(), p->datagram.data(), p->datagram.size(), MSG_DONTWAIT, p->to.sa(),
-               p->to.length);
-      }
-    }
-    probesOut.erase(other, probesOut.end());
     for (size_t at = 0; at < probesOut.size();) {
+      int family = probesOut[at].to.family();
       mmsghdr batch[kProbeBatch];
       iovec chunks[kProbeBatch];
-      size_t n = std::min<size_t>(kProbeBatch, probesOut.size() - at);
-      for (size_t i = 0; i < n; ++i) {
-        OutgoingProbe& p = probesOut[at + i];
-        chunks[i] = {p.datagram.data(), p.datagram.size()};
-        batch[i] = {};
-        batch[i].msg_hdr.msg_name = p.to.sa();
-        batch[i].msg_hdr.msg_namelen = p.to.length;
-        batch[i].msg_hdr.msg_iov = &chunks[i];
-        batch[i].msg_hdr.msg_iovlen = 1;
+      size_t n = 0;
+      for (; n < kProbeBatch && at + n < probesOut.size(); ++n) {
+        OutgoingProbe& p = probesOut[at + n];
+        if (p.to.family() != family) break;
+        chunks[n] = {p.datagram.data(), p.datagram.size()};
+        batch[n] = {};
+        batch[n].msg_hdr.msg_name = p.to.sa();
+        batch[n].msg_hdr.msg_namelen = p.to.length;
+        batch[n].msg_hdr.msg_iov = &chunks[n];
+        batch[n].msg_hdr.msg_iovlen = 1;
       }
-      int sent = sendmmsg(probeFd.get(), batch, static_cast<unsigned>(n), MSG_DONTWAIT);
+      int fd = probeSocketFor(family);
+      int sent = fd < 0 ? -1 : sendmmsg(fd, batch, static_cast<unsigned>(n), MSG_DONTWAIT);
       if (sent > 0) {
         at += static_cast<size_t>(sent);
       } else if (sent < 0 && errno == EINTR) {
@@ -325,7 +322,7 @@ class HealthService::Driver final : public HealthNetwork {
       } else if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         break;  // the send buffer is full: the rest are skipped, as if lost
       } else {
-        ++at;  // this one cannot go (no route): the others still do
+        ++at;  // this one cannot go (no route, no socket): the others still do
       }
     }
     probesOut.clear();
