@@ -345,10 +345,12 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
     }
   }
 
-  FTCCL_LOG(Info, Init, "{} {}/{} ready on {} pid {} in {:.1f} ms (chunk {} B, {} channels, {} spares)",
+  FTCCL_LOG(Info, Init,
+            "{} {}/{} ready on {} pid {} in {:.1f} ms (chunk {} B, {} channels, {} spares, "
+            "{} reduction kernels)",
             rank_ < 0 ? "spare" : "rank", rank_ < 0 ? rank - nranks : rank_, nranks_, mine.host,
             mine.pid, msSince(start), config_.pipeline.chunkBytes, config_.pipeline.channels,
-            spares_.size());
+            spares_.size(), reduce_detail::isaName(reduce_detail::bestIsa()));
   return Status::ok();
 }
 

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "bootstrap/bootstrap.h"
+#include "reduce/reduce.h"
 #include "util/env.h"
 #include "util/log.h"
 
@@ -71,6 +72,11 @@ Status resolveConfig(const ftcclConfig_t* user, CommConfig* out) {
   FTCCL_CHECK(envInt("FTCCL_CHANNELS", 1, kMaxPipelineChannels, &channels));
   cfg.pipeline.channels = static_cast<int>(channels);
   FTCCL_CHECK(bootstrapTimeoutMs(&cfg.bootstrapTimeoutMs));
+  std::string isa = envString("FTCCL_REDUCE_ISA");  // read by the kernels themselves
+  reduce_detail::Isa unused;
+  if (!isa.empty() && !reduce_detail::parseIsa(isa.c_str(), &unused)) {
+    return invalidArgument("FTCCL_REDUCE_ISA=" + isa + " is not one of baseline, avx2, avx512");
+  }
   *out = cfg;
   return Status::ok();
 }

@@ -82,14 +82,4 @@ inline uint16_t floatToBf16(float f) {
 constexpr uint16_t kHalfCanonicalNaN = 0x7e00;
 constexpr uint16_t kBf16CanonicalNaN = 0x7fc0;
 
-// Test hooks. reduce()/divideBy() use AVX2 builds of every loop, and F16C for fp16,
-// when the CPU has both; the baseline builds (portable fp16 conversions) give the same
-// bits and are callable directly so that they are tested on every machine.
-namespace reduce_detail {
-bool cpuHasAvx2F16C();
-void reduceBaseline(void* dst, const void* a, const void* b, size_t count, ftcclDataType_t type,
-                    ftcclRedOp_t op);
-void divideByBaseline(void* data, size_t count, ftcclDataType_t type, int divisor);
-}  // namespace reduce_detail
-
 }  // namespace ftccl

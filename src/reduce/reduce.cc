@@ -4,8 +4,9 @@
 //   * element operations (Sum/Prod/Max/Min per C++ type, fp16/bf16 wrappers);
 //   * four loop shapes (dst distinct, dst==a, dst==b, dst==a==b) written so that the
 //     pointers that are used never alias, which lets GCC -O3 vectorise them;
-//   * every loop built twice, for the baseline ISA and for AVX2 (fp16 with F16C, bf16
-//     hand-vectorised), the AVX2 build chosen at run time and bit-identical;
+//   * every loop built for the baseline ISA and for AVX2, fp16 (F16C) and bf16 also
+//     hand-vectorised for AVX2 and AVX-512; the widest the CPU has is chosen at run
+//     time, and all builds are bit-identical;
 //   * type/op dispatch. divideBy with divisor 0 leaves the data unchanged.
 //
 // fp16/bf16 results that are NaN are written as the canonical quiet NaN (0x7e00 /
@@ -15,7 +16,9 @@
 #include "reduce/reduce.h"
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <type_traits>
 
 #include "reduce/half.h"
@@ -168,6 +171,28 @@ struct HalfElemPortable {
 // always_inline so that each is compiled for the ISA of its caller: once for the
 // baseline target and once for AVX2 (see runElemAvx2), picked at run time.
 #define FTCCL_INLINE inline __attribute__((always_inline))
+
+// Calls f(Sum{}), f(Prod{}), f(Max{}) or f(Min{}) for op; Avg combines like Sum.
+template <typename Sum, typename Prod, typename Max, typename Min, typename F>
+FTCCL_INLINE void visitOp(ftcclRedOp_t op, F&& f) {
+  switch (op) {
+    case ftcclSum:
+    case ftcclAvg:
+      f(Sum{});
+      break;
+    case ftcclProd:
+      f(Prod{});
+      break;
+    case ftcclMax:
+      f(Max{});
+      break;
+    case ftcclMin:
+      f(Min{});
+      break;
+    default:
+      break;
+  }
+}
 
 template <typename E>
 FTCCL_INLINE void loopDistinct(typename E::S* __restrict__ d, const typename E::S* __restrict__ a,
@@ -389,27 +414,11 @@ __attribute__((noinline)) void lowpLoop(uint16_t* d, const uint16_t* a, const ui
 }
 
 template <typename C>
-void reduceLowp(void* dst, const void* a, const void* b, size_t n, ftcclRedOp_t op) {
-  uint16_t* d = static_cast<uint16_t*>(dst);
-  const uint16_t* pa = static_cast<const uint16_t*>(a);
-  const uint16_t* pb = static_cast<const uint16_t*>(b);
-  switch (op) {
-    case ftcclSum:
-    case ftcclAvg:
-      lowpLoop<C, VSum>(d, pa, pb, n);
-      break;
-    case ftcclProd:
-      lowpLoop<C, VProd>(d, pa, pb, n);
-      break;
-    case ftcclMax:
-      lowpLoop<C, VMax>(d, pa, pb, n);
-      break;
-    case ftcclMin:
-      lowpLoop<C, VMin>(d, pa, pb, n);
-      break;
-    default:
-      break;
-  }
+void reduceLowp8(void* dst, const void* a, const void* b, size_t n, ftcclRedOp_t op) {
+  visitOp<VSum, VProd, VMax, VMin>(op, [&](auto v) {
+    lowpLoop<C, decltype(v)>(static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(a),
+                             static_cast<const uint16_t*>(b), n);
+  });
 }
 
 template <typename C>
@@ -418,7 +427,7 @@ inline __m128i lowpDivStep(__m128i h, __m256 d) {
 }
 
 template <typename C>
-void divideLowp(uint16_t* p, size_t n, int divisor) {
+void divideLowp8(uint16_t* p, size_t n, int divisor) {
   const __m256 d = _mm256_set1_ps(static_cast<float>(divisor));
   size_t i = 0;
   for (; i + 8 <= n; i += 8) store8(p + i, lowpDivStep<C>(load8(p + i), d));
@@ -438,25 +447,169 @@ void divideLowp(uint16_t* p, size_t n, int divisor) {
 #endif
 #endif  // FTCCL_REDUCE_X86
 
-bool detectAvx2F16C() {
+// ---------------------------------------------------------------------------------
+// AVX-512 (F, BW, DQ, VL) kernels for fp16/bf16: 16 lanes at a time with the same float
+// operations as the AVX2 kernels (mask registers instead of blend vectors); tails use
+// masked loads and stores. Their conversions make them compute-bound, so twice the
+// lanes nearly double them in cache (bench/reduce_kernels). The other types keep the
+// AVX2 build: they are bound by memory, and the generic loops compiled for 512-bit
+// vectors were 3-7% slower on float sums (256-bit AVX-512VL code: float max 20-36%).
+
 #if FTCCL_REDUCE_X86
-  // avx2 also covers the OS saving the ymm state; F16C is read from CPUID leaf 1.
+#if defined(__clang__)
+#pragma clang attribute push(                                              \
+    __attribute__((target("f16c,avx2,avx512f,avx512bw,avx512dq,avx512vl"), \
+                   min_vector_width(512))),                                \
+    apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("f16c,avx2,avx512f,avx512bw,avx512dq,avx512vl")
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which its
+// -Wmaybe-uninitialized misreads (GCC bug 105593); the warning is off for this section.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+// As VSum..VMin: mask_blend(k, x, y) is k ? y : x.
+struct WSum {
+  static constexpr bool kInputNaN = false;
+  static inline __m512 apply(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
+};
+struct WProd {
+  static constexpr bool kInputNaN = false;
+  static inline __m512 apply(__m512 a, __m512 b) { return _mm512_mul_ps(a, b); }
+};
+struct WMax {
+  static constexpr bool kInputNaN = true;
+  static inline __m512 apply(__m512 a, __m512 b) {
+    const __m512 r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_GT_OQ), b, a);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ), r, _mm512_and_ps(a, b));
+  }
+};
+struct WMin {
+  static constexpr bool kInputNaN = true;
+  static inline __m512 apply(__m512 a, __m512 b) {
+    const __m512 r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), b, a);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ), r, _mm512_or_ps(a, b));
+  }
+};
+
+// 16 x 16-bit <-> 16 x float, as HalfConv and Bf16Conv.
+struct HalfConv16 {
+  static inline __m512 widen(__m256i h) { return _mm512_cvtph_ps(h); }
+  static inline __m256i narrow(__m512 r, __mmask16 nanMask) {
+    const __m512 qnan = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fc00000));  // -> 0x7e00
+    nanMask |= _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q);
+    return _mm512_cvtps_ph(_mm512_mask_blend_ps(nanMask, r, qnan), _MM_FROUND_TO_NEAREST_INT);
+  }
+};
+
+struct Bf16Conv16 {
+  static inline __m512 widen(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  static inline __m256i narrow(__m512 r, __mmask16 nanMask) {
+    nanMask |= _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q);
+    const __m512i x = _mm512_castps_si512(r);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+    const __m512i bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb);
+    __m512i h = _mm512_srli_epi32(_mm512_add_epi32(x, bias), 16);
+    h = _mm512_mask_blend_epi32(nanMask, h, _mm512_set1_epi32(kBf16CanonicalNaN));
+    return _mm512_cvtepi32_epi16(h);  // every lane <= 0xffff: truncation is exact
+  }
+};
+
+template <typename C, typename V>
+inline __m256i lowpStep16(__m256i ha, __m256i hb) {
+  const __m512 a = C::widen(ha);
+  const __m512 b = C::widen(hb);
+  const __mmask16 inputNaN = V::kInputNaN ? _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q) : 0;
+  return C::narrow(V::apply(a, b), inputNaN);
+}
+
+inline __m256i load16(const uint16_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+inline void store16(uint16_t* p, __m256i v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
+}
+inline __mmask16 tailMask(size_t rest) { return static_cast<__mmask16>((1u << rest) - 1); }
+
+// Loads precede stores in every block, so dst == a or dst == b is fine. Masked-off
+// lanes are neither read (no fault past the end) nor written.
+template <typename C, typename V>
+__attribute__((noinline)) void lowpLoop16(uint16_t* d, const uint16_t* a, const uint16_t* b,
+                                          size_t n) {
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m256i a0 = load16(a + i), a1 = load16(a + i + 16);
+    const __m256i b0 = load16(b + i), b1 = load16(b + i + 16);
+    store16(d + i, lowpStep16<C, V>(a0, b0));
+    store16(d + i + 16, lowpStep16<C, V>(a1, b1));
+  }
+  for (; i + 16 <= n; i += 16) store16(d + i, lowpStep16<C, V>(load16(a + i), load16(b + i)));
+  if (i < n) {
+    const __mmask16 m = tailMask(n - i);
+    const __m256i r =
+        lowpStep16<C, V>(_mm256_maskz_loadu_epi16(m, a + i), _mm256_maskz_loadu_epi16(m, b + i));
+    _mm256_mask_storeu_epi16(d + i, m, r);
+  }
+}
+
+template <typename C>
+void reduceLowp16(void* dst, const void* a, const void* b, size_t n, ftcclRedOp_t op) {
+  visitOp<WSum, WProd, WMax, WMin>(op, [&](auto v) {
+    lowpLoop16<C, decltype(v)>(static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(a),
+                               static_cast<const uint16_t*>(b), n);
+  });
+}
+
+template <typename C>
+void divideLowp16(uint16_t* p, size_t n, int divisor) {
+  const __m512 d = _mm512_set1_ps(static_cast<float>(divisor));
+  auto step = [d](__m256i h) { return C::narrow(_mm512_div_ps(C::widen(h), d), 0); };
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) store16(p + i, step(load16(p + i)));
+  if (i < n) {
+    const __mmask16 m = tailMask(n - i);
+    _mm256_mask_storeu_epi16(p + i, m, step(_mm256_maskz_loadu_epi16(m, p + i)));
+  }
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+#endif
+#endif  // FTCCL_REDUCE_X86
+
+using reduce_detail::Isa;
+
+// __builtin_cpu_supports also covers the OS saving the ymm/zmm state; F16C is read from
+// CPUID leaf 1.
+Isa detectIsa() {
+#if FTCCL_REDUCE_X86
   __builtin_cpu_init();
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
-  return (ecx & bit_F16C) != 0 && __builtin_cpu_supports("avx2");
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return Isa::kBaseline;
+  if ((ecx & bit_F16C) == 0 || !__builtin_cpu_supports("avx2")) return Isa::kBaseline;
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  return avx512 ? Isa::kAvx512 : Isa::kAvx2;
 #else
-  return false;
+  return Isa::kBaseline;
 #endif
 }
 
 // ---------------------------------------------------------------------------------
-// Dispatch. kVec selects the AVX2/F16C build (callers pass it only when the CPU has it).
+// Dispatch. kIsa selects the build (callers pass only one the CPU has); the generic
+// loops use the AVX2 build under AVX-512 too (see the AVX-512 section).
 
-template <bool kVec, typename E>
+template <Isa kIsa, typename E>
 void runElem(void* dst, const void* a, const void* b, size_t n) {
 #if FTCCL_REDUCE_X86
-  if constexpr (kVec) {
+  if constexpr (kIsa != Isa::kBaseline) {
     runElemAvx2<E>(dst, a, b, n);
   } else
 #endif
@@ -465,10 +618,10 @@ void runElem(void* dst, const void* a, const void* b, size_t n) {
   }
 }
 
-template <bool kVec, typename S, typename Fn>
+template <Isa kIsa, typename S, typename Fn>
 void runUnary(S* p, size_t n, Fn f) {
 #if FTCCL_REDUCE_X86
-  if constexpr (kVec) {
+  if constexpr (kIsa != Isa::kBaseline) {
     runUnaryAvx2(p, n, f);
   } else
 #endif
@@ -477,25 +630,10 @@ void runUnary(S* p, size_t n, Fn f) {
   }
 }
 
-template <bool kVec, template <typename> class ElemOf>
+template <Isa kIsa, template <typename> class ElemOf>
 void runByOp(void* dst, const void* a, const void* b, size_t n, ftcclRedOp_t op) {
-  switch (op) {
-    case ftcclSum:
-    case ftcclAvg:
-      runElem<kVec, ElemOf<OpSum>>(dst, a, b, n);
-      break;
-    case ftcclProd:
-      runElem<kVec, ElemOf<OpProd>>(dst, a, b, n);
-      break;
-    case ftcclMax:
-      runElem<kVec, ElemOf<OpMax>>(dst, a, b, n);
-      break;
-    case ftcclMin:
-      runElem<kVec, ElemOf<OpMin>>(dst, a, b, n);
-      break;
-    default:
-      break;
-  }
+  visitOp<OpSum, OpProd, OpMax, OpMin>(
+      op, [&](auto o) { runElem<kIsa, ElemOf<decltype(o)>>(dst, a, b, n); });
 }
 
 template <typename T>
@@ -504,64 +642,81 @@ struct NativeOf {
   using type = NativeElem<T, Op>;
 };
 
-template <bool kVec, typename T>
+template <Isa kIsa, typename T>
 void runNative(void* dst, const void* a, const void* b, size_t n, ftcclRedOp_t op) {
-  runByOp<kVec, NativeOf<T>::template type>(dst, a, b, n, op);
+  runByOp<kIsa, NativeOf<T>::template type>(dst, a, b, n, op);
 }
 
-template <bool kVec>
-void reduceHalf(void* dst, const void* a, const void* b, size_t n, ftcclRedOp_t op) {
+// fp16 (kBf16 false) and bf16: hand-vectorised kernels for AVX2 (8 lanes) and AVX-512
+// (16 lanes); the portable element policy otherwise (branchy: no gain from AVX2 codegen).
+template <Isa kIsa, bool kBf16>
+void reduceLowp(void* dst, const void* a, const void* b, size_t n, ftcclRedOp_t op) {
 #if FTCCL_REDUCE_X86
-  if constexpr (kVec) {
-    reduceLowp<HalfConv>(dst, a, b, n, op);
-  } else
+  if constexpr (kIsa == Isa::kAvx512) {
+    reduceLowp16<std::conditional_t<kBf16, Bf16Conv16, HalfConv16>>(dst, a, b, n, op);
+    return;
+  } else if constexpr (kIsa == Isa::kAvx2) {
+    reduceLowp8<std::conditional_t<kBf16, Bf16Conv, HalfConv>>(dst, a, b, n, op);
+    return;
+  }
 #endif
-  {
-    runByOp<false, HalfElemPortable>(dst, a, b, n, op);  // branchy: no gain from AVX2
+  if constexpr (kBf16) {
+    runByOp<Isa::kBaseline, Bf16Elem>(dst, a, b, n, op);
+  } else {
+    runByOp<Isa::kBaseline, HalfElemPortable>(dst, a, b, n, op);
   }
 }
 
-template <bool kVec>
+template <Isa kIsa, bool kBf16>
+void divideLowp(void* data, size_t n, int divisor) {
+  uint16_t* p = static_cast<uint16_t*>(data);
+#if FTCCL_REDUCE_X86
+  if constexpr (kIsa == Isa::kAvx512) {
+    divideLowp16<std::conditional_t<kBf16, Bf16Conv16, HalfConv16>>(p, n, divisor);
+    return;
+  } else if constexpr (kIsa == Isa::kAvx2) {
+    divideLowp8<std::conditional_t<kBf16, Bf16Conv, HalfConv>>(p, n, divisor);
+    return;
+  }
+#endif
+  using Div = std::conditional_t<kBf16, DivBf16, DivHalfPortable>;
+  runUnary<Isa::kBaseline>(p, n, Div{static_cast<float>(divisor)});
+}
+
+template <Isa kIsa>
 void reduceImpl(void* dst, const void* a, const void* b, size_t count, ftcclDataType_t type,
                 ftcclRedOp_t op) {
   if (count == 0 || !isValidRedOp(op)) return;
   switch (type) {
     case ftcclInt8:
-      runNative<kVec, int8_t>(dst, a, b, count, op);
+      runNative<kIsa, int8_t>(dst, a, b, count, op);
       break;
     case ftcclUint8:
-      runNative<kVec, uint8_t>(dst, a, b, count, op);
+      runNative<kIsa, uint8_t>(dst, a, b, count, op);
       break;
     case ftcclInt32:
-      runNative<kVec, int32_t>(dst, a, b, count, op);
+      runNative<kIsa, int32_t>(dst, a, b, count, op);
       break;
     case ftcclUint32:
-      runNative<kVec, uint32_t>(dst, a, b, count, op);
+      runNative<kIsa, uint32_t>(dst, a, b, count, op);
       break;
     case ftcclInt64:
-      runNative<kVec, int64_t>(dst, a, b, count, op);
+      runNative<kIsa, int64_t>(dst, a, b, count, op);
       break;
     case ftcclUint64:
-      runNative<kVec, uint64_t>(dst, a, b, count, op);
+      runNative<kIsa, uint64_t>(dst, a, b, count, op);
       break;
     case ftcclFloat16:
-      reduceHalf<kVec>(dst, a, b, count, op);
+      reduceLowp<kIsa, false>(dst, a, b, count, op);
       break;
     case ftcclFloat32:
-      runNative<kVec, float>(dst, a, b, count, op);
+      runNative<kIsa, float>(dst, a, b, count, op);
       break;
     case ftcclFloat64:
-      runNative<kVec, double>(dst, a, b, count, op);
+      runNative<kIsa, double>(dst, a, b, count, op);
       break;
     case ftcclBfloat16:
-#if FTCCL_REDUCE_X86
-      if constexpr (kVec) {
-        reduceLowp<Bf16Conv>(dst, a, b, count, op);
-      } else
-#endif
-      {
-        runByOp<false, Bf16Elem>(dst, a, b, count, op);
-      }
+      reduceLowp<kIsa, true>(dst, a, b, count, op);
       break;
     default:
       break;
@@ -573,9 +728,9 @@ template <typename T>
 void divideSigned(T* p, size_t n, int divisor) {
   if (divisor == 1) return;
   if (divisor == -1) {
-    runUnary<false>(p, n, NegateWrap<T>{});
+    runUnary<Isa::kBaseline>(p, n, NegateWrap<T>{});
   } else {
-    runUnary<false>(p, n, DivSigned<T>{divisor});  // no SIMD integer division
+    runUnary<Isa::kBaseline>(p, n, DivSigned<T>{divisor});  // no SIMD integer division
   }
 }
 
@@ -583,14 +738,14 @@ template <typename T>
 void divideUnsigned(T* p, size_t n, int divisor) {
   if (divisor == 1) return;
   if (divisor > 0) {
-    runUnary<false>(p, n, DivUnsigned<T>{static_cast<unsigned>(divisor)});
+    runUnary<Isa::kBaseline>(p, n, DivUnsigned<T>{static_cast<unsigned>(divisor)});
   } else {
-    runUnary<false>(
+    runUnary<Isa::kBaseline>(
         p, n, DivUnsignedByNegative<T>{static_cast<uint64_t>(-static_cast<int64_t>(divisor))});
   }
 }
 
-template <bool kVec>
+template <Isa kIsa>
 void divideImpl(void* data, size_t count, ftcclDataType_t type, int divisor) {
   if (count == 0 || divisor == 0) return;  // a zero divisor is a caller bug: leave data
   switch (type) {
@@ -612,38 +767,20 @@ void divideImpl(void* data, size_t count, ftcclDataType_t type, int divisor) {
     case ftcclUint64:
       divideUnsigned(static_cast<uint64_t*>(data), count, divisor);
       break;
-    case ftcclFloat16: {
-      uint16_t* p = static_cast<uint16_t*>(data);
-#if FTCCL_REDUCE_X86
-      if constexpr (kVec) {
-        divideLowp<HalfConv>(p, count, divisor);
-      } else
-#endif
-      {
-        runUnary<false>(p, count, DivHalfPortable{static_cast<float>(divisor)});
-      }
+    case ftcclFloat16:
+      divideLowp<kIsa, false>(data, count, divisor);
       break;
-    }
     case ftcclFloat32:
-      runUnary<kVec>(static_cast<float*>(data), count,
+      runUnary<kIsa>(static_cast<float*>(data), count,
                      DivFloat<float>{static_cast<float>(divisor)});
       break;
     case ftcclFloat64:
-      runUnary<kVec>(static_cast<double*>(data), count,
+      runUnary<kIsa>(static_cast<double*>(data), count,
                      DivFloat<double>{static_cast<double>(divisor)});
       break;
-    case ftcclBfloat16: {
-      uint16_t* p = static_cast<uint16_t*>(data);
-#if FTCCL_REDUCE_X86
-      if constexpr (kVec) {
-        divideLowp<Bf16Conv>(p, count, divisor);
-      } else
-#endif
-      {
-        runUnary<false>(p, count, DivBf16{static_cast<float>(divisor)});
-      }
+    case ftcclBfloat16:
+      divideLowp<kIsa, true>(data, count, divisor);
       break;
-    }
     default:
       break;
   }
@@ -656,18 +793,72 @@ void divideImpl(void* data, size_t count, ftcclDataType_t type, int divisor) {
 
 namespace reduce_detail {
 
-bool cpuHasAvx2F16C() {
-  static const bool has = detectAvx2F16C();
-  return has;
+const char* isaName(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512:
+      return "avx512";
+    case Isa::kAvx2:
+      return "avx2";
+    default:
+      return "baseline";
+  }
 }
 
-void reduceBaseline(void* dst, const void* a, const void* b, size_t count, ftcclDataType_t type,
-                    ftcclRedOp_t op) {
-  reduceImpl<false>(dst, a, b, count, type, op);
+bool parseIsa(const char* name, Isa* isa) {
+  for (Isa candidate : {Isa::kBaseline, Isa::kAvx2, Isa::kAvx512}) {
+    if (std::strcmp(name, isaName(candidate)) == 0) {
+      *isa = candidate;
+      return true;
+    }
+  }
+  return false;
 }
 
-void divideByBaseline(void* data, size_t count, ftcclDataType_t type, int divisor) {
-  divideImpl<false>(data, count, type, divisor);
+bool cpuHas(Isa isa) {
+  static const Isa widest = detectIsa();
+  return static_cast<int>(isa) <= static_cast<int>(widest);
+}
+
+// FTCCL_REDUCE_ISA (read once) caps the build, so that benchmarks compare builds in one
+// binary; config.cc rejects a value that parseIsa does not know.
+Isa bestIsa() {
+  static const Isa best = [] {
+    Isa isa = detectIsa();
+    Isa cap;
+    const char* env = std::getenv("FTCCL_REDUCE_ISA");
+    if (env && parseIsa(env, &cap) && static_cast<int>(cap) < static_cast<int>(isa)) isa = cap;
+    return isa;
+  }();
+  return best;
+}
+
+void reduceWith(Isa isa, void* dst, const void* a, const void* b, size_t count,
+                ftcclDataType_t type, ftcclRedOp_t op) {
+  switch (isa) {
+    case Isa::kAvx512:
+      reduceImpl<Isa::kAvx512>(dst, a, b, count, type, op);
+      break;
+    case Isa::kAvx2:
+      reduceImpl<Isa::kAvx2>(dst, a, b, count, type, op);
+      break;
+    default:
+      reduceImpl<Isa::kBaseline>(dst, a, b, count, type, op);
+      break;
+  }
+}
+
+void divideByWith(Isa isa, void* data, size_t count, ftcclDataType_t type, int divisor) {
+  switch (isa) {
+    case Isa::kAvx512:
+      divideImpl<Isa::kAvx512>(data, count, type, divisor);
+      break;
+    case Isa::kAvx2:
+      divideImpl<Isa::kAvx2>(data, count, type, divisor);
+      break;
+    default:
+      divideImpl<Isa::kBaseline>(data, count, type, divisor);
+      break;
+  }
 }
 
 }  // namespace reduce_detail
@@ -742,19 +933,11 @@ bool isValidRedOp(int op) { return op >= 0 && op < ftcclNumOps; }
 
 void reduce(void* dst, const void* a, const void* b, size_t count, ftcclDataType_t type,
             ftcclRedOp_t op) {
-  if (reduce_detail::cpuHasAvx2F16C()) {
-    reduceImpl<true>(dst, a, b, count, type, op);
-  } else {
-    reduceImpl<false>(dst, a, b, count, type, op);
-  }
+  reduce_detail::reduceWith(reduce_detail::bestIsa(), dst, a, b, count, type, op);
 }
 
 void divideBy(void* data, size_t count, ftcclDataType_t type, int divisor) {
-  if (reduce_detail::cpuHasAvx2F16C()) {
-    divideImpl<true>(data, count, type, divisor);
-  } else {
-    divideImpl<false>(data, count, type, divisor);
-  }
+  reduce_detail::divideByWith(reduce_detail::bestIsa(), data, count, type, divisor);
 }
 
 }  // namespace ftccl

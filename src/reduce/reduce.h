@@ -26,4 +26,20 @@ void reduce(void* dst, const void* a, const void* b, size_t count, ftcclDataType
 // data[i] = data[i] / divisor (integers truncate toward 0; fp16/bf16 in float, rounded once).
 void divideBy(void* data, size_t count, ftcclDataType_t type, int divisor);
 
+// Instruction-set builds of every kernel, for tests and benchmarks. reduce()/divideBy()
+// use the widest build the CPU supports: AVX-512 (F, BW, DQ, VL with F16C), else AVX2
+// with F16C, else the baseline (portable fp16 conversions). All builds give the same
+// bits, and each is callable directly so that every build present is tested.
+namespace reduce_detail {
+enum class Isa { kBaseline, kAvx2, kAvx512 };
+const char* isaName(Isa isa);  // "baseline", "avx2", "avx512"
+bool parseIsa(const char* name, Isa* isa);
+bool cpuHas(Isa isa);
+Isa bestIsa();  // what reduce()/divideBy() use: the widest the CPU has, FTCCL_REDUCE_ISA caps it
+// Callers must pass an isa the CPU has (cpuHas); the baseline always is.
+void reduceWith(Isa isa, void* dst, const void* a, const void* b, size_t count,
+                ftcclDataType_t type, ftcclRedOp_t op);
+void divideByWith(Isa isa, void* data, size_t count, ftcclDataType_t type, int divisor);
+}  // namespace reduce_detail
+
 }  // namespace ftccl

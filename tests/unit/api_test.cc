@@ -267,6 +267,11 @@ TEST(Init, BadConfigIsRejected) {
     ScopedEnv env("FTCCL_BOOTSTRAP_TIMEOUT_MS", "-1");
     EXPECT_EQ(ftcclCommInitRank(&comm, 1, id, 0), ftcclInvalidArgument);
   }
+  {
+    ScopedEnv env("FTCCL_REDUCE_ISA", "sse9");
+    EXPECT_EQ(ftcclCommInitRank(&comm, 1, id, 0), ftcclInvalidArgument);
+    EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "FTCCL_REDUCE_ISA=sse9"));
+  }
 }
 
 // Rendezvous already completed: the root is gone, init must fail within the timeout.

@@ -399,15 +399,31 @@ const char* aliasName(Alias a) {
 using ReduceFn = void (*)(void*, const void*, const void*, size_t, ftcclDataType_t, ftcclRedOp_t);
 using DivideFn = void (*)(void*, size_t, ftcclDataType_t, int);
 
-// ftccl::reduce (AVX2/F16C build where the CPU has it) and the baseline build.
+// ftccl::reduce (the widest build the CPU has) and every build the CPU can run.
+using ftccl::reduce_detail::Isa;
 struct Impl {
   const char* name;
   ReduceFn reduce;
   DivideFn divide;
 };
-const Impl kImpls[] = {
-    {"dispatched", ftccl::reduce, ftccl::divideBy},
-    {"baseline", ftccl::reduce_detail::reduceBaseline, ftccl::reduce_detail::divideByBaseline}};
+
+template <Isa kIsa>
+Impl implOf() {
+  return {ftccl::reduce_detail::isaName(kIsa),
+          [](void* d, const void* a, const void* b, size_t n, ftcclDataType_t t, ftcclRedOp_t o) {
+            ftccl::reduce_detail::reduceWith(kIsa, d, a, b, n, t, o);
+          },
+          [](void* d, size_t n, ftcclDataType_t t, int divisor) {
+            ftccl::reduce_detail::divideByWith(kIsa, d, n, t, divisor);
+          }};
+}
+
+std::vector<Impl> impls() {
+  std::vector<Impl> list{{"dispatched", ftccl::reduce, ftccl::divideBy}, implOf<Isa::kBaseline>()};
+  if (ftccl::reduce_detail::cpuHas(Isa::kAvx2)) list.push_back(implOf<Isa::kAvx2>());
+  if (ftccl::reduce_detail::cpuHas(Isa::kAvx512)) list.push_back(implOf<Isa::kAvx512>());
+  return list;
+}
 
 // Runs `impl` in every aliasing shape and compares each element with refElem.
 void checkReduce(const Impl& impl, ftcclDataType_t type, ftcclRedOp_t op, size_t count,
@@ -459,7 +475,7 @@ class ReduceTypeOp : public ::testing::TestWithParam<std::tuple<ftcclDataType_t,
 TEST_P(ReduceTypeOp, MatchesReferenceForAllShapes) {
   const ftcclDataType_t type = std::get<0>(GetParam());
   const ftcclRedOp_t op = std::get<1>(GetParam());
-  for (const Impl& impl : kImpls) {
+  for (const Impl& impl : impls()) {
     std::mt19937_64 rng(1234 + 17 * type + op);
     for (size_t count : kCounts) {
       for (size_t offset : {0, 1}) {
@@ -483,7 +499,7 @@ TEST_P(ReduceTypeOp, EdgeValuesAllPairs) {
       std::memcpy(&b[(i * edges.size() + j) * size], &edges[j], size);
     }
   }
-  for (const Impl& impl : kImpls) {
+  for (const Impl& impl : impls()) {
     impl.reduce(d.data(), a.data(), b.data(), n, type, op);
     for (size_t k = 0; k < n; ++k) {
       refElem(type, op, &a[k * size], &b[k * size], want.data());
@@ -499,7 +515,7 @@ TEST_P(ReduceTypeOp, CountZeroTouchesNothing) {
   const ftcclRedOp_t op = std::get<1>(GetParam());
   uint8_t buf[16];
   std::memset(buf, 0x77, sizeof buf);
-  for (const Impl& impl : kImpls) {
+  for (const Impl& impl : impls()) {
     impl.reduce(buf, buf, buf, 0, type, op);
     impl.reduce(nullptr, nullptr, nullptr, 0, type, op);
   }
@@ -524,7 +540,7 @@ TEST_P(DivideType, MatchesReference) {
   const size_t size = dataTypeSize(type);
   std::mt19937_64 rng(99 + type);
   const int divisors[] = {1, 2, 3, 4, 7, 8, 255, 256, 1000, -1, -2, -3, INT_MAX, INT_MIN};
-  for (const Impl& impl : kImpls) {
+  for (const Impl& impl : impls()) {
     for (int divisor : divisors) {
       for (size_t count : {size_t{1}, size_t{7}, size_t{16}, size_t{33}, size_t{1001}}) {
         for (size_t offset : {0, 1}) {
@@ -550,7 +566,7 @@ TEST_P(DivideType, EdgeValues) {
   const ftcclDataType_t type = GetParam();
   const size_t size = dataTypeSize(type);
   const std::vector<uint64_t> edges = edgeBits(type);
-  for (const Impl& impl : kImpls) {
+  for (const Impl& impl : impls()) {
     for (int divisor : {1, 2, 3, -1, -2, 6, INT_MIN, INT_MAX}) {
       std::vector<uint8_t> d(edges.size() * size), want(size);
       for (size_t i = 0; i < edges.size(); ++i) std::memcpy(&d[i * size], &edges[i], size);
@@ -568,7 +584,7 @@ TEST_P(DivideType, CountZeroAndDivisorZeroAreNoOps) {
   const ftcclDataType_t type = GetParam();
   uint8_t buf[32];
   std::memset(buf, 0x3c, sizeof buf);
-  for (const Impl& impl : kImpls) {
+  for (const Impl& impl : impls()) {
     impl.divide(buf, 0, type, 3);
     impl.divide(nullptr, 0, type, 3);
     impl.divide(buf, 2, type, 0);
@@ -861,7 +877,7 @@ __attribute__((target("f16c"))) uint16_t hwFloatToHalf(float f) {
 }
 
 TEST(HalfConversion, PortableMatchesF16CBitForBit) {
-  if (!ftccl::reduce_detail::cpuHasAvx2F16C()) GTEST_SKIP() << "no F16C/AVX2 on this CPU";
+  if (!ftccl::reduce_detail::cpuHas(Isa::kAvx2)) GTEST_SKIP() << "no F16C/AVX2 on this CPU";
   for (uint32_t h = 0; h < 0x10000; ++h) {
     ASSERT_EQ(f32Bits(ftccl::halfToFloat(static_cast<uint16_t>(h))),
               f32Bits(hwHalfToFloat(static_cast<uint16_t>(h))))
@@ -872,18 +888,23 @@ TEST(HalfConversion, PortableMatchesF16CBitForBit) {
 }
 #endif
 
-// The AVX2/F16C build against the baseline build on arbitrary bit patterns (NaN
-// payloads, infinities, subnormals included), every dtype and op, every aliasing shape
-// and tail length. Bit-identical except float32/64 NaN payloads (any quiet NaN).
-TEST(VectorBuild, MatchesBaselineBuildBitForBit) {
-  if (!ftccl::reduce_detail::cpuHasAvx2F16C()) GTEST_SKIP() << "no AVX2/F16C on this CPU";
+// Each vector build against the baseline build on arbitrary bit patterns (NaN payloads,
+// infinities, subnormals included), every dtype and op, every aliasing shape and tail
+// length (8/16 lanes, blocks of 16/32). Bit-identical except float32/64 NaN payloads.
+class VectorBuild : public ::testing::TestWithParam<Isa> {};
+
+TEST_P(VectorBuild, MatchesBaselineBuildBitForBit) {
+  const Isa isa = GetParam();
+  if (!ftccl::reduce_detail::cpuHas(isa))
+    GTEST_SKIP() << "no " << ftccl::reduce_detail::isaName(isa) << " on this CPU";
   std::mt19937_64 rng(31337);
   for (ftcclDataType_t type : kAllTypes) {
     const size_t size = dataTypeSize(type);
     for (ftcclRedOp_t op : kAllOps) {
       for (size_t n :
            {size_t{1}, size_t{7}, size_t{8}, size_t{9}, size_t{15}, size_t{16}, size_t{17},
-            size_t{23}, size_t{24}, size_t{25}, size_t{33}, size_t{1000}, size_t{65537}}) {
+            size_t{23}, size_t{24}, size_t{25}, size_t{31}, size_t{32}, size_t{33}, size_t{47},
+            size_t{48}, size_t{49}, size_t{1000}, size_t{65537}}) {
         // Element 0 is never passed: pointers are offset by one element.
         std::vector<uint8_t> a((n + 1) * size), b((n + 1) * size);
         for (size_t i = 0; i <= n; ++i) {
@@ -910,9 +931,10 @@ TEST(VectorBuild, MatchesBaselineBuildBitForBit) {
           const uint8_t* vb = alias == 2 ? vec.data() : b.data();
           const uint8_t* sa = alias == 1 ? base.data() : a.data();
           const uint8_t* sb = alias == 2 ? base.data() : b.data();
-          ftccl::reduce(vec.data() + size, va + size, vb + size, n, type, op);
-          ftccl::reduce_detail::reduceBaseline(base.data() + size, sa + size, sb + size, n, type,
-                                               op);
+          ftccl::reduce_detail::reduceWith(isa, vec.data() + size, va + size, vb + size, n, type,
+                                           op);
+          ftccl::reduce_detail::reduceWith(Isa::kBaseline, base.data() + size, sa + size, sb + size,
+                                           n, type, op);
           ASSERT_EQ(std::memcmp(base.data(), vec.data(), size), 0);  // element 0 untouched
           for (size_t i = 1; i <= n; ++i)
             ASSERT_TRUE(sameElem(type, &base[i * size], &vec[i * size]))
@@ -922,12 +944,12 @@ TEST(VectorBuild, MatchesBaselineBuildBitForBit) {
       }
     }
     for (int divisor : {1, 2, 3, 7, -5, 1000, INT_MAX}) {
-      for (size_t n : {size_t{1}, size_t{8}, size_t{13}, size_t{4097}}) {
+      for (size_t n : {size_t{1}, size_t{8}, size_t{13}, size_t{16}, size_t{29}, size_t{4097}}) {
         std::vector<uint8_t> vec(n * size), base;
         for (size_t i = 0; i < n; ++i) fillValue(type, rng, &vec[i * size]);
         base = vec;
-        ftccl::divideBy(vec.data(), n, type, divisor);
-        ftccl::reduce_detail::divideByBaseline(base.data(), n, type, divisor);
+        ftccl::reduce_detail::divideByWith(isa, vec.data(), n, type, divisor);
+        ftccl::reduce_detail::divideByWith(Isa::kBaseline, base.data(), n, type, divisor);
         for (size_t i = 0; i < n; ++i)
           ASSERT_TRUE(sameElem(type, &base[i * size], &vec[i * size]))
               << ftccl::dataTypeName(type) << " / " << divisor << " n " << n << " at " << i;
@@ -936,12 +958,17 @@ TEST(VectorBuild, MatchesBaselineBuildBitForBit) {
   }
 }
 
-// fp16 on arbitrary bit patterns against the reference, both builds.
+INSTANTIATE_TEST_SUITE_P(Isas, VectorBuild, ::testing::Values(Isa::kAvx2, Isa::kAvx512),
+                         [](const ::testing::TestParamInfo<Isa>& info) {
+                           return std::string(ftccl::reduce_detail::isaName(info.param));
+                         });
+
+// fp16 on arbitrary bit patterns against the reference, every build.
 TEST(HalfKernels, BothBuildsMatchReferenceOnAllBitPatterns) {
   std::mt19937_64 rng(2718);
   const size_t n = 1 << 16;
   std::vector<uint16_t> a(n), b(n), d(n);
-  for (const Impl& impl : kImpls) {
+  for (const Impl& impl : impls()) {
     for (ftcclRedOp_t op : kAllOps) {
       for (size_t i = 0; i < n; ++i) {
         a[i] = static_cast<uint16_t>(i);  // every pattern once
