@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """ftccl against Open MPI and Gloo: all-reduce busbw, same ranks and sizes, one run.
 
-Each repetition runs, one after another (interleaved, so drift hits all alike):
+Each repetition runs, one after another (interleaved, so drift hits all alike; the
+order rotates from one repetition to the next):
   ftccl          all_reduce_perf -z 1, the tuner choosing the algorithm
   ompi-ucx       MPI_Allreduce, pml ucx (DESIGN.md section 3 baseline), default malloc
   ompi-ucx-kept  the same with malloc keeping its memory (no per-call page faults)
@@ -11,6 +12,8 @@ Each repetition runs, one after another (interleaved, so drift hits all alike):
 and, only when named in --only:
   ftccl-noprobe  ftccl with health probing all but off (one heartbeat a minute): the
                  x column then is the cost of probing every 10 ms
+  ftccl+NAME=VALUE[+NAME=VALUE...]   ftccl with those environment variables, for a
+                 before/after of a setting in one run, e.g. ftccl+FTCCL_CHUNK_BYTES=131072
 and prints per size the median busbw (min-max) of each and ftccl's ratio to each peer;
 --csv writes medians with min and max, --png plots busbw against size (gnuplot).
 
@@ -69,6 +72,8 @@ def measure(variant, args, sizes, env):
     np_ = ["-np", str(args.np)]
     if variant.startswith("ftccl"):
         cmd = MPIRUN + np_ + ["-x", "FTCCL_SOCKET_IFNAME"] + (NO_PROBING if "noprobe" in variant else [])
+        for setting in variant.split("+")[1:]:
+            cmd += ["-x", setting]
         cmd += [f"{args.build}/tools/all_reduce_perf", "-z", "1"] + sizes
         return parse(run(cmd, env), True)
     if variant.startswith("ompi"):
@@ -122,14 +127,15 @@ def main():
     args = ap.parse_args()
     variants = [v for v in args.only.split(",") if v]
     for v in variants:
-        if v not in VARIANTS + EXTRA_VARIANTS:
+        if v not in VARIANTS + EXTRA_VARIANTS and not (v.startswith("ftccl+") and "=" in v):
             sys.exit(f"unknown variant '{v}' ({', '.join(VARIANTS + EXTRA_VARIANTS)})")
     sizes = ["-b", str(parse_bytes(args.min)), "-e", str(parse_bytes(args.max)),
              "-f", str(args.factor), "-n", str(args.iters), "-w", str(args.warmup)]
     env = dict(os.environ, FTCCL_SOCKET_IFNAME=os.environ.get("FTCCL_SOCKET_IFNAME", "lo"))
     series = {v: [] for v in variants}
     for rep in range(args.reps):
-        for v in variants:
+        shift = rep % len(variants)  # rotated, so that no variant always runs first
+        for v in variants[shift:] + variants[:shift]:
             series[v].append(measure(v, args, sizes, env))
         print(f"# repetition {rep + 1}/{args.reps} done", file=sys.stderr)
 
