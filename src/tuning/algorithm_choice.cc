@@ -98,21 +98,8 @@ Status parseAlgorithmOverrides(const std::string& spec, const char* source,
 constexpr size_t kEagerChunkBytes = 8 * 1024;
 constexpr size_t kRendezvousWorthBytes = 64 * 1024;
 
-// A ring inside one node keeps at most two slices in flight. Measured on 4 ranks
-// (bench/compare.py, 6 rotated repetitions): from 16 MiB up, 2 channels gave x1.16-1.26
-// the busbw of 4 (2.3 -> 2.9 GB/s at 64 MiB), with 512 KiB to 2 MiB chunks alike; on 2
-// ranks they were even (x0.98-1.10). Likely why: over shared memory the receiving
-// core both copies a slice in and reduces it, so more slices in flight overlap nothing
-// and only widen the working set (4 staging slots are 2 MiB, twice that VM's L2 per
-// core). Between nodes the network moves bytes on its own, and the tree uses channels
-// as lanes: both keep the configured count.
-constexpr int kSharedMemoryRingChannels = 2;
-
-PipelineConfig Tuner::pipelineFor(Algorithm algorithm, size_t bytes, const CommShape& shape) const {
+PipelineConfig Tuner::pipelineFor(Algorithm algorithm, size_t bytes) const {
   PipelineConfig p = base_;
-  if (algorithm == Algorithm::kRing && shape.nodes == 1) {
-    p.channels = std::min(p.channels, kSharedMemoryRingChannels);
-  }
   if (algorithm == Algorithm::kTree) {
     size_t half = (bytes + 1) / 2;
     size_t perLane = half / (4 * static_cast<size_t>(std::max(1, p.channels)));
@@ -167,7 +154,7 @@ double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
   double n = shape.nranks;
   if (shape.nranks <= 1) return 0;
   double mib = bytes / kMiB;
-  double chunk = std::min<double>(pipelineFor(algorithm, bytes, shape).chunkBytes, bytes) / kMiB;
+  double chunk = std::min<double>(pipelineFor(algorithm, bytes).chunkBytes, bytes) / kMiB;
   bool multiNode = shape.nodes > 1;
   // A ring that crosses nodes runs at the pace of its slowest link.
   double alpha = multiNode ? std::max(m.alphaUs, m.interAlphaUs) : m.alphaUs;
@@ -183,8 +170,7 @@ double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
       return (n - 1) * alpha + (n - 1) / n * mib * beta;
     case CollectiveKind::kReduceScatter:
       return (n - 1) * alpha + (n - 1) / n * mib * (beta + gamma);
-    case CollectiveKind::kAllReduce:
-      break;
+    case CollectiveKind::kAllReduce: break;
   }
   if (algorithm == Algorithm::kRing) return ring;
   if (algorithm == Algorithm::kTree) {
@@ -224,7 +210,7 @@ AlgorithmChoice Tuner::with(Algorithm algorithm, CollectiveKind kind, size_t byt
                             const CommShape& shape) const {
   AlgorithmChoice choice;
   choice.algorithm = algorithm;
-  choice.pipeline = pipelineFor(algorithm, bytes, shape);
+  choice.pipeline = pipelineFor(algorithm, bytes);
   choice.predictedUs = predictUs(kind, algorithm, bytes, shape);
   return choice;
 }
@@ -239,9 +225,9 @@ AlgorithmChoice Tuner::choose(CollectiveKind kind, size_t bytes, const CommShape
     return choice;
   }
   std::vector<Algorithm> list = candidates(kind, shape);
-  bool anyMeasured =
-      kind == CollectiveKind::kAllReduce &&
-      std::any_of(list.begin(), list.end(), [&](Algorithm a) { return calibration_.measured(a); });
+  bool anyMeasured = kind == CollectiveKind::kAllReduce &&
+                     std::any_of(list.begin(), list.end(),
+                                 [&](Algorithm a) { return calibration_.measured(a); });
   Algorithm best = Algorithm::kRing;
   double bestUs = -1;
   for (Algorithm a : list) {
@@ -280,8 +266,8 @@ Status Tuner::fromVector(const std::vector<double>& v, const PipelineConfig& bas
     overrides.algorithm[k] = static_cast<Algorithm>(a >= 0 ? static_cast<int>(a) : 0);
   }
   Calibration calibration;
-  FTCCL_CHECK(
-      Calibration::fromVector({v.begin() + kModel + kCollectiveKinds, v.end()}, &calibration));
+  FTCCL_CHECK(Calibration::fromVector({v.begin() + kModel + kCollectiveKinds, v.end()},
+                                      &calibration));
   *out = Tuner(model, overrides, base, calibration);
   return Status::ok();
 }
