@@ -1,10 +1,16 @@
 #include "transports/sim/sim_network.h"
 
+#include <algorithm>
+
 namespace ftccl {
 namespace sim {
 
 SimNetwork::SimNetwork(std::chrono::microseconds latency)
-    : latency_(latency), now_(SimTime() + std::chrono::seconds(1)) {}
+    : SimNetwork([latency](const std::string&, const std::string&) { return LinkSpec{latency}; },
+                 1) {}
+
+SimNetwork::SimNetwork(LinkModel model, uint64_t seed)
+    : model_(std::move(model)), random_(seed), now_(SimTime() + std::chrono::seconds(1)) {}
 
 void SimNetwork::add(const std::string& key, SimNode* node) {
   nodes_[key] = node;
@@ -16,22 +22,64 @@ void SimNetwork::schedule(SimTime at, Kind kind, const std::string& to, const st
   events_.push(Event{at, nextOrder_++, kind, to, from, std::move(frame)});
 }
 
-void SimNetwork::send(const std::string& from, const std::string& to,
-                      std::vector<uint8_t> frame) {
-  if (dead_.count(from) || cut_.count(from) || cut_.count(to) || blocked_.count({from, to})) {
-    return;
+// The sender's link holds a frame for bytes / rate after the frames before it; then it
+// travels for the latency plus a uniform jitter. Reliable frames never overtake an
+// earlier one of the same pair.
+SimTime SimNetwork::arrival(const std::string& from, const std::string& to, size_t bytes,
+                            Delivery delivery) {
+  const LinkSpec link = model_(from, to);
+  SimTime departs = now_;
+  if (link.gbps > 0) {
+    SimTime& free = linkFreeAt_[from];
+    departs = std::max(departs, free);
+    departs += std::chrono::nanoseconds(static_cast<int64_t>(bytes * 8 / link.gbps));
+    free = departs;
   }
+  auto jitter = std::chrono::nanoseconds(0);
+  if (link.jitter.count() > 0) {
+    jitter = std::chrono::nanoseconds(random_() % static_cast<uint64_t>(link.jitter.count() + 1));
+  }
+  SimTime at = departs + link.latency + jitter;
+  if (delivery == Delivery::kReliable) {
+    SimTime& last = lastReliable_[{from, to}];
+    at = std::max(at, last);
+    last = at;
+  }
+  return at;
+}
+
+// Frames already in flight when a process is cut or partitioned off are lost too; a
+// block() only stops frames sent after it.
+bool SimNetwork::severed(const std::string& a, const std::string& b) const {
+  return cut_.count(a) || cut_.count(b) || partitioned_.count(a) != partitioned_.count(b);
+}
+
+void SimNetwork::send(const std::string& from, const std::string& to, std::vector<uint8_t> frame,
+                      Delivery delivery) {
+  if (dead_.count(from)) return;
+  Traffic& sent = traffic_[from];
+  ++sent.sentFrames;
+  sent.sentBytes += frame.size();
+  if (severed(from, to) || blocked_.count({from, to})) return;
   if (dead_.count(to)) {
-    // Sending to a closed connection fails: the sender learns it is gone.
-    schedule(now_ + latency_, Kind::kLost, from, to);
+    // Sending to a closed connection fails: the sender learns it is gone (a datagram
+    // to a dead process is just lost).
+    if (delivery == Delivery::kReliable) {
+      schedule(now_ + model_(from, to).latency, Kind::kLost, from, to);
+    }
     return;
   }
-  schedule(now_ + latency_, Kind::kFrame, to, from, std::move(frame));
+  if (delivery == Delivery::kDatagram) {
+    const double loss = model_(from, to).datagramLoss;
+    if (loss > 0 && std::uniform_real_distribution<double>(0, 1)(random_) < loss) return;
+  }
+  SimTime at = arrival(from, to, frame.size(), delivery);
+  schedule(at, Kind::kFrame, to, from, std::move(frame));
 }
 
 void SimNetwork::connect(const std::string& from, const std::string& to) {
   watchers_[to].insert(from);
-  if (dead_.count(to)) schedule(now_ + latency_, Kind::kLost, from, to);
+  if (dead_.count(to)) schedule(now_ + model_(from, to).latency, Kind::kLost, from, to);
 }
 
 void SimNetwork::disconnect(const std::string& from, const std::string& to) {
@@ -42,7 +90,7 @@ void SimNetwork::kill(const std::string& key) {
   dead_.insert(key);
   held_.erase(key);
   for (const std::string& watcher : watchers_[key]) {
-    schedule(now_ + latency_, Kind::kLost, watcher, key);
+    schedule(now_ + model_(key, watcher).latency, Kind::kLost, watcher, key);
   }
 }
 
@@ -63,11 +111,18 @@ void SimNetwork::block(const std::string& a, const std::string& b) {
   blocked_.insert({b, a});
 }
 
+void SimNetwork::partition(const std::vector<std::string>& side) {
+  partitioned_.insert(side.begin(), side.end());
+}
+
+void SimNetwork::heal() { partitioned_.clear(); }
+
 void SimNetwork::runUntil(SimTime until) {
   while (!events_.empty() && events_.top().at <= until) {
     Event e = events_.top();
     events_.pop();
     now_ = e.at;
+    ++eventsRun_;
     dispatch(e);
   }
   if (until > now_) now_ = until;
@@ -82,11 +137,15 @@ void SimNetwork::dispatch(Event& e) {
     return;  // a stopped process's timer is rescheduled by resume()
   }
   switch (e.kind) {
-    case Kind::kFrame:
-      if (cut_.count(e.to) || cut_.count(e.from)) return;
+    case Kind::kFrame: {
+      if (severed(e.from, e.to)) return;  // cut while in flight
       ++delivered_;
+      Traffic& received = traffic_[e.to];
+      ++received.receivedFrames;
+      received.receivedBytes += e.frame.size();
       node->second->onFrame(e.from, e.frame, now_);
       break;
+    }
     case Kind::kLost:
       node->second->onConnectionLost(e.from, now_);
       break;

@@ -1,19 +1,27 @@
-// A deterministic, in-process network for control protocols (health now, recovery
-// next): virtual time, a fixed per-message latency, reliable in-order delivery per
-// pair, connection-loss reports, and fault hooks at any moment:
+// A deterministic, in-process network for control protocols (health, recovery): a
+// discrete-event simulation in virtual time. Each frame meets the link model of its
+// pair (latency, uniform jitter, the sender's link rate, datagram loss), drawn from a
+// seeded generator, so a run is a function of its seed. Reliable frames arrive in
+// order per pair (TCP); datagrams (UDP probes) may be lost or overtake each other.
+// Connection-loss reports and fault hooks at any moment:
 //   kill(p)   the process is gone: every process connected to it sees the connection
 //             close one latency later, frames to it vanish;
 //   stop(p)   SIGSTOP: it runs nothing and sends nothing, connections stay open and
 //             frames to it wait; resume(p) delivers them;
-//   cut(p)    a lost link: frames to and from it vanish silently, it keeps running.
+//   cut(p)    a lost link: frames to and from it vanish silently, it keeps running;
+//   partition(side)  frames between `side` and the rest vanish (a rack cut off);
+//             connections stay open, as TCP's do until they time out.
+// Per-process traffic counters measure what a protocol costs.
 // Nodes carry opaque frames; the network knows nothing of what they mean.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <queue>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -26,21 +34,38 @@ using SimTime = std::chrono::steady_clock::time_point;
 class SimNode {
  public:
   virtual ~SimNode() = default;
-  virtual void onFrame(const std::string& from, const std::vector<uint8_t>& frame,
-                       SimTime now) = 0;
+  virtual void onFrame(const std::string& from, const std::vector<uint8_t>& frame, SimTime now) = 0;
   virtual void onConnectionLost(const std::string& peer, SimTime now) = 0;
   // Periodic work; returns when it next wants to run.
   virtual SimTime onTick(SimTime now) = 0;
 };
 
+// What a frame from one process to another meets on its way.
+struct LinkSpec {
+  std::chrono::nanoseconds latency{50000};
+  std::chrono::nanoseconds jitter{0};  // uniform extra delay in [0, jitter]
+  double datagramLoss = 0;             // probability that a datagram is lost
+  double gbps = 0;                     // the sender's link rate; 0: no limit
+};
+using LinkModel = std::function<LinkSpec(const std::string& from, const std::string& to)>;
+
+enum class Delivery { kReliable, kDatagram };
+
+struct Traffic {
+  uint64_t sentFrames = 0, sentBytes = 0, receivedFrames = 0, receivedBytes = 0;
+};
+
 class SimNetwork {
  public:
+  // Every pair: this latency, no jitter, loss or rate limit.
   explicit SimNetwork(std::chrono::microseconds latency);
+  SimNetwork(LinkModel model, uint64_t seed);
 
   SimTime now() const { return now_; }
   void add(const std::string& key, SimNode* node);
 
-  void send(const std::string& from, const std::string& to, std::vector<uint8_t> frame);
+  void send(const std::string& from, const std::string& to, std::vector<uint8_t> frame,
+            Delivery delivery = Delivery::kReliable);
   // `from` keeps a connection to `to` and hears when it closes.
   void connect(const std::string& from, const std::string& to);
   void disconnect(const std::string& from, const std::string& to);
@@ -51,12 +76,18 @@ class SimNetwork {
   void cut(const std::string& key);
   // A partition between two processes: frames between them vanish both ways.
   void block(const std::string& a, const std::string& b);
+  void partition(const std::vector<std::string>& side);
+  void heal();  // ends the partition
   bool alive(const std::string& key) const { return !dead_.count(key); }
+  bool running(const std::string& key) const { return !dead_.count(key) && !stopped_.count(key); }
 
   // Runs every event up to and including time `until`.
   void runUntil(SimTime until);
   void runFor(std::chrono::microseconds span) { runUntil(now_ + span); }
   uint64_t framesDelivered() const { return delivered_; }
+  uint64_t eventsRun() const { return eventsRun_; }
+  const Traffic& traffic(const std::string& key) { return traffic_[key]; }
+  void resetTraffic() { traffic_.clear(); }
 
  private:
   enum class Kind { kFrame, kLost, kTick };
@@ -73,11 +104,20 @@ class SimNetwork {
   void schedule(SimTime at, Kind kind, const std::string& to, const std::string& from,
                 std::vector<uint8_t> frame = {});
   void dispatch(Event& e);
+  bool severed(const std::string& a, const std::string& b) const;
+  // When a frame of `bytes` sent now reaches `to` (draws jitter, takes the link).
+  SimTime arrival(const std::string& from, const std::string& to, size_t bytes, Delivery d);
 
-  std::chrono::microseconds latency_;
+  LinkModel model_;
+  std::mt19937_64 random_;
   SimTime now_;
   uint64_t nextOrder_ = 0;
   uint64_t delivered_ = 0;
+  uint64_t eventsRun_ = 0;
+  std::map<std::string, SimTime> linkFreeAt_;  // sender -> when its link is idle again
+  std::map<std::pair<std::string, std::string>, SimTime> lastReliable_;  // in-order per pair
+  std::map<std::string, Traffic> traffic_;
+  std::set<std::string> partitioned_;
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events_;
   std::map<std::string, SimNode*> nodes_;
   std::map<std::string, std::set<std::string>> watchers_;  // to -> who is connected to it

@@ -1,0 +1,122 @@
+// The simulated network's link model: latency, the sender's link rate, jitter drawn
+// from the seed, in-order reliable delivery, datagram loss, partitions, counters.
+#include "transports/sim/sim_network.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace ftccl {
+namespace {
+
+using namespace std::chrono_literals;
+using sim::Delivery;
+using sim::LinkSpec;
+using sim::SimNetwork;
+using sim::SimTime;
+
+// Records when each frame arrived and its first byte (a sequence number).
+class Recorder final : public sim::SimNode {
+ public:
+  Recorder(SimNetwork& net, const std::string& key) { net.add(key, this); }
+  void onFrame(const std::string& from, const std::vector<uint8_t>& frame, SimTime now) override {
+    arrivals.push_back(now);
+    sequence.push_back(frame.empty() ? -1 : frame[0]);
+  }
+  void onConnectionLost(const std::string&, SimTime) override { ++lost; }
+  SimTime onTick(SimTime now) override { return now + 1s; }
+  std::vector<SimTime> arrivals;
+  std::vector<int> sequence;
+  int lost = 0;
+};
+
+std::vector<uint8_t> frame(int seq, size_t bytes) {
+  std::vector<uint8_t> f(bytes, 0);
+  f[0] = static_cast<uint8_t>(seq);
+  return f;
+}
+
+TEST(SimNetwork, LatencyAndTheSendersLinkRate) {
+  SimNetwork net(
+      [](const std::string&, const std::string&) {
+        return LinkSpec{5us, 0us, 0, 1.0};
+      },
+      1);
+  Recorder a(net, "a"), b(net, "b");
+  const SimTime start = net.now();
+  net.send("a", "b", frame(0, 1250));  // 10 us on a 1 Gbit/s link, then 5 us
+  net.send("a", "b", frame(1, 1250));  // waits for the first to leave the link
+  net.runFor(1ms);
+  ASSERT_EQ(b.arrivals.size(), 2u);
+  EXPECT_EQ(b.arrivals[0] - start, 15us);
+  EXPECT_EQ(b.arrivals[1] - start, 25us);
+  EXPECT_EQ(net.traffic("a").sentFrames, 2u);
+  EXPECT_EQ(net.traffic("a").sentBytes, 2500u);
+  EXPECT_EQ(net.traffic("b").receivedBytes, 2500u);
+}
+
+std::vector<int64_t> jitteredArrivals(uint64_t seed, std::vector<int>* order) {
+  SimNetwork net([](const std::string&, const std::string&) { return LinkSpec{5us, 20us}; }, seed);
+  Recorder a(net, "a"), b(net, "b");
+  for (int i = 0; i < 50; ++i) {
+    net.send("a", "b", frame(i, 16));
+    net.runFor(1us);
+  }
+  net.runFor(1ms);
+  std::vector<int64_t> ns;
+  for (SimTime t : b.arrivals) ns.push_back((t - SimTime()).count());
+  *order = b.sequence;
+  return ns;
+}
+
+TEST(SimNetwork, JitterIsAFunctionOfTheSeedAndKeepsReliableOrder) {
+  std::vector<int> order1, order2, order3;
+  auto first = jitteredArrivals(7, &order1);
+  EXPECT_EQ(first, jitteredArrivals(7, &order2));
+  EXPECT_NE(first, jitteredArrivals(8, &order3));
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(order1[i], i) << "reliable frames overtook";
+}
+
+TEST(SimNetwork, DatagramsMayBeLostOrReorderedReliableFramesNot) {
+  SimNetwork net(
+      [](const std::string&, const std::string&) {
+        return LinkSpec{5us, 20us, 0.2};
+      },
+      3);
+  Recorder a(net, "a"), b(net, "b");
+  for (int i = 0; i < 200; ++i) net.send("a", "b", frame(i, 8), Delivery::kDatagram);
+  net.runFor(1ms);
+  EXPECT_GT(b.arrivals.size(), 120u);  // about 160 of 200
+  EXPECT_LT(b.arrivals.size(), 195u);
+  bool reordered = false;
+  for (size_t i = 1; i < b.sequence.size(); ++i) reordered |= b.sequence[i] < b.sequence[i - 1];
+  EXPECT_TRUE(reordered);
+  b.sequence.clear();
+  for (int i = 0; i < 100; ++i) net.send("a", "b", frame(i, 8));
+  net.runFor(1ms);
+  ASSERT_EQ(b.sequence.size(), 100u);  // no loss
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(b.sequence[i], i);
+}
+
+TEST(SimNetwork, PartitionSeversBothWaysAndLosesFramesInFlight) {
+  SimNetwork net(50us);
+  Recorder a(net, "a"), b(net, "b"), c(net, "c");
+  net.send("a", "c", frame(0, 8));  // in flight when the partition comes
+  net.partition({"a", "b"});
+  net.send("a", "b", frame(1, 8));  // same side
+  net.send("c", "a", frame(2, 8));
+  net.runFor(1ms);
+  EXPECT_EQ(c.arrivals.size(), 0u);
+  EXPECT_EQ(a.arrivals.size(), 0u);
+  EXPECT_EQ(b.sequence, std::vector<int>{1});
+  EXPECT_EQ(a.lost + b.lost + c.lost, 0);  // connections stay open
+  net.heal();
+  net.send("c", "a", frame(3, 8));
+  net.runFor(1ms);
+  EXPECT_EQ(a.sequence, std::vector<int>{3});
+}
+
+}  // namespace
+}  // namespace ftccl
