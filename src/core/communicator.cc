@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "bootstrap/bootstrap.h"
+#include "health/monitoring.h"
 #include "reduce/reduce.h"
 #include "transports/tag_layout.h"
 #include "transports/ucx/ucx_transport.h"
@@ -61,28 +62,10 @@ double msSince(Clock::time_point start) {
 
 }  // namespace
 
-// Whom this rank probes: its ring neighbours and, when it leads its node (lowest rank
-// there), the neighbouring node leaders, so that the loss of a whole node is seen by
-// the leaders that hierarchical algorithms talk to.
 std::vector<int> monitoredRanks(const std::vector<PeerInfo>& peers, int rank) {
-  int n = static_cast<int>(peers.size());
-  std::set<int> watch;
-  if (n > 1) watch.insert((rank + 1) % n);
-  if (n > 2) watch.insert((rank + n - 1) % n);
-  std::vector<int> leaders;
-  std::set<std::string> seen;
-  for (int r = 0; r < n; ++r) {
-    if (seen.insert(peers[r].node).second) leaders.push_back(r);
-  }
-  auto me = std::find(leaders.begin(), leaders.end(), rank);
-  int nl = static_cast<int>(leaders.size());
-  if (me != leaders.end() && nl > 1) {
-    int i = static_cast<int>(me - leaders.begin());
-    watch.insert(leaders[(i + 1) % nl]);
-    watch.insert(leaders[(i + nl - 1) % nl]);
-  }
-  watch.erase(rank);
-  return std::vector<int>(watch.begin(), watch.end());
+  std::vector<std::string> nodeOfRank;
+  for (const PeerInfo& p : peers) nodeOfRank.push_back(p.node);
+  return monitoredRanks(static_cast<int>(peers.size()), nodeLeaders(nodeOfRank), rank);
 }
 
 const char* opKindName(OpKind kind) {

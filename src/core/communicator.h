@@ -37,8 +37,7 @@ struct OpRequest {
   int algorithm = -1;  // >= 0: run this Algorithm, unlogged (calibration probes)
 };
 
-// The ranks `rank` probes: ring neighbours, plus neighbouring node leaders (the lowest
-// rank of each node, by FTCCL_NODE_ID or host name) when it leads its node.
+// The ranks `rank` probes (health/monitoring.h), nodes by FTCCL_NODE_ID or host name.
 std::vector<int> monitoredRanks(const std::vector<PeerInfo>& peers, int rank);
 const char* opKindName(OpKind kind);
 

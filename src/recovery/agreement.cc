@@ -133,6 +133,11 @@ void Agreement::report() {
   m.type = RecoveryMessage::kReport;
   m.epoch = current_.epoch;
   m.failed.assign(failed_.begin(), failed_.end());
+  // Each coordinator gets its own stall budget: without this reset, a member that had
+  // already waited out one dead coordinator evicted the next after a single timeout,
+  // before that one could gather the reports, and a chain of such evictions ended with
+  // a live coordinator declaring every silent member failed (found by ftccl_sim).
+  if (coord != reportedTo_) stalls_ = 0;
   reportedTo_ = coord;
   if (coord == self_) {
     // The coordinator's own report goes to every survivor it has not heard from: it

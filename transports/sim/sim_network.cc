@@ -86,6 +86,8 @@ void SimNetwork::disconnect(const std::string& from, const std::string& to) {
   watchers_[to].erase(from);
 }
 
+void SimNetwork::wake(const std::string& key) { schedule(now_, Kind::kWake, key, key); }
+
 void SimNetwork::kill(const std::string& key) {
   dead_.insert(key);
   held_.erase(key);
@@ -133,7 +135,7 @@ void SimNetwork::dispatch(Event& e) {
   auto node = nodes_.find(e.to);
   if (node == nodes_.end()) return;
   if (stopped_.count(e.to)) {
-    if (e.kind != Kind::kTick) held_[e.to].push_back(std::move(e));
+    if (e.kind != Kind::kTick && e.kind != Kind::kWake) held_[e.to].push_back(std::move(e));
     return;  // a stopped process's timer is rescheduled by resume()
   }
   switch (e.kind) {
@@ -148,6 +150,9 @@ void SimNetwork::dispatch(Event& e) {
     }
     case Kind::kLost:
       node->second->onConnectionLost(e.from, now_);
+      break;
+    case Kind::kWake:
+      node->second->onTick(now_);
       break;
     case Kind::kTick: {
       SimTime next = node->second->onTick(now_);

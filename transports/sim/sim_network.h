@@ -69,6 +69,9 @@ class SimNetwork {
   // `from` keeps a connection to `to` and hears when it closes.
   void connect(const std::string& from, const std::string& to);
   void disconnect(const std::string& from, const std::string& to);
+  // Runs `key`'s onTick now as well, out of its timer's turn (e.g. an application
+  // thread acting on a callback); its returned time is ignored.
+  void wake(const std::string& key);
 
   void kill(const std::string& key);
   void stop(const std::string& key);
@@ -90,7 +93,7 @@ class SimNetwork {
   void resetTraffic() { traffic_.clear(); }
 
  private:
-  enum class Kind { kFrame, kLost, kTick };
+  enum class Kind { kFrame, kLost, kTick, kWake };
   struct Event {
     SimTime at;
     uint64_t order;  // ties broken by creation order: deterministic

@@ -1,0 +1,97 @@
+// The fault-tolerance protocol at 64-256 virtual ranks (tools/ftccl_sim): every
+// scenario and many random fault schedules keep the invariants; runs are a function of
+// their seed. Times here are virtual, so bounds on them are exact, not flaky.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "scenarios.h"
+
+namespace ftccl {
+namespace simtool {
+namespace {
+
+// One log line per survivor and failure is too many (FTCCL_DEBUG, if set, wins).
+const bool kQuiet = [] { return setenv("FTCCL_DEBUG", "off", 0) == 0; }();
+
+ClusterConfig configFor(int ranks, int spares, uint64_t seed) {
+  ClusterConfig c;
+  c.ranks = ranks;
+  c.spares = spares;
+  c.hostsPerRack = ranks <= 64 ? 2 : 4;  // racks of 16 or 32 processes: a minority
+  c.seed = seed;
+  return c;
+}
+
+std::string describe(const ScenarioResult& r) {
+  std::string text = r.scenario + " at " + std::to_string(r.ranks) + " ranks, " +
+                     std::to_string(r.spares) + " spares, seed " + std::to_string(r.seed) + " (" +
+                     r.faults + "):";
+  for (const std::string& v : r.violations) text += "\n  " + v;
+  return text;
+}
+
+TEST(SimScale, EveryScenarioKeepsTheInvariants) {
+  for (int ranks : {64, 256}) {
+    for (const std::string& scenario : scenarioNames()) {
+      for (uint64_t seed = 1; seed <= 2; ++seed) {
+        ScenarioResult r = runScenario(scenario, configFor(ranks, 4, seed));
+        EXPECT_TRUE(r.violations.empty()) << describe(r);
+        if (scenario == "healthy" || scenario == "slowlink") {
+          EXPECT_EQ(r.finalEpoch, 0u) << describe(r);
+          EXPECT_LT(r.detectionMs, 0) << describe(r) << " declared a failure";
+        } else {
+          EXPECT_GE(r.finalEpoch, 1u) << describe(r);
+          EXPECT_GE(r.rebuiltMs, 0) << describe(r) << " never rebuilt";
+        }
+      }
+    }
+  }
+}
+
+TEST(SimScale, RandomFaultSchedulesKeepTheInvariants) {
+  for (uint64_t seed = 1; seed <= 60; ++seed) {
+    const int spares = static_cast<int>(seed % 3) * 2;  // 0 (shrink), 2 or 4 spares
+    ScenarioResult r = runScenario("random", configFor(64, spares, seed));
+    EXPECT_TRUE(r.violations.empty()) << describe(r);
+  }
+  for (uint64_t seed = 1; seed <= 8; ++seed) {
+    ScenarioResult r = runScenario("random", configFor(256, 4, seed));
+    EXPECT_TRUE(r.violations.empty()) << describe(r);
+  }
+}
+
+TEST(SimScale, ARunIsAFunctionOfItsSeed) {
+  ScenarioResult a = runScenario("random", configFor(64, 2, 11));
+  ScenarioResult b = runScenario("random", configFor(64, 2, 11));
+  EXPECT_EQ(a.events, b.events);
+  EXPECT_EQ(a.rebuiltMs, b.rebuiltMs);
+  EXPECT_EQ(a.finalEpoch, b.finalEpoch);
+  ScenarioResult c = runScenario("random", configFor(64, 2, 12));
+  EXPECT_NE(a.events, c.events);
+}
+
+// A crash closes connections: detected within a few latencies. A hang is silence:
+// detected one failure timeout (plus at most one probe interval) after it began.
+TEST(SimScale, DetectionAndAgreementBounds) {
+  ClusterConfig c = configFor(256, 4, 5);
+  ScenarioResult crash = runScenario("crash", c);
+  EXPECT_LT(crash.detectionMs, 0.1) << describe(crash);
+  EXPECT_LT(crash.rebuiltMs - crash.detectionMs, 5.0) << describe(crash);
+  EXPECT_EQ(crash.finalRanks, 256);
+  ScenarioResult hang = runScenario("hang", c);
+  EXPECT_GE(hang.detectionMs, c.failureTimeoutMs);
+  EXPECT_LE(hang.detectionMs, c.failureTimeoutMs + 2 * c.probeIntervalMs + 1);
+}
+
+TEST(SimScale, WithoutSparesTheSurvivorsShrink) {
+  ScenarioResult r = runScenario("host", configFor(64, 0, 3));
+  EXPECT_TRUE(r.violations.empty()) << describe(r);
+  EXPECT_EQ(r.finalRanks, 56);  // one host of 8 gone
+  EXPECT_EQ(r.finalSpares, 0);
+}
+
+}  // namespace
+}  // namespace simtool
+}  // namespace ftccl

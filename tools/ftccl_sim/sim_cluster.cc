@@ -1,0 +1,177 @@
+#include "sim_cluster.h"
+
+#include <algorithm>
+#include <string>
+
+#include "health/health_messages.h"
+#include "health/monitoring.h"
+
+namespace ftccl {
+namespace simtool {
+
+// ---------------------------------------------------------------------------------
+// SimCluster
+
+SimCluster::SimCluster(const ClusterConfig& config)
+    : config_(config),
+      net_([this](const std::string& from, const std::string& to) { return link(from, to); },
+           config.seed) {
+  const int n = config.ranks + config.spares;
+  for (int p = 0; p < n; ++p) procs_.push_back(std::make_unique<SimProcess>(*this, p));
+  std::vector<std::string> ranks, spares;
+  for (int p = 0; p < n; ++p) (p < config.ranks ? ranks : spares).push_back(keyOf(p));
+  for (auto& proc : procs_) proc->join(0, ranks, spares, net_.now());
+}
+
+SimCluster::~SimCluster() = default;
+
+std::string SimCluster::keyOf(int process) { return "p" + std::to_string(process); }
+int SimCluster::indexOf(const std::string& key) { return std::stoi(key.substr(1)); }
+
+sim::LinkSpec SimCluster::link(const std::string& from, const std::string& to) const {
+  const int a = indexOf(from), b = indexOf(to);
+  sim::LinkSpec spec;
+  spec.latency = hostOf(a) == hostOf(b) ? config_.hostLatency : config_.latency;
+  auto slow = slowLinks_.find({std::min(a, b), std::max(a, b)});
+  if (slow != slowLinks_.end()) spec.latency = slow->second;
+  spec.jitter = config_.jitter;
+  spec.datagramLoss = config_.datagramLoss;
+  spec.gbps = config_.gbps;
+  return spec;
+}
+
+const std::vector<int>& SimCluster::leaders(uint64_t epoch, const std::vector<std::string>& ranks) {
+  auto it = leaders_.find(epoch);
+  if (it != leaders_.end()) return it->second;
+  std::vector<std::string> nodeOfRank;
+  nodeOfRank.reserve(ranks.size());
+  for (const std::string& key : ranks) nodeOfRank.push_back(std::to_string(hostOf(indexOf(key))));
+  return leaders_[epoch] = nodeLeaders(nodeOfRank);
+}
+
+void SimCluster::kill(int process) { net_.kill(keyOf(process)); }
+void SimCluster::stop(int process) { net_.stop(keyOf(process)); }
+
+void SimCluster::partitionRack(int rack) {
+  std::vector<std::string> side;
+  for (int p = 0; p < size(); ++p) {
+    if (rackOf(p) == rack) side.push_back(keyOf(p));
+  }
+  net_.partition(side);
+}
+
+void SimCluster::slowLink(int a, int b, std::chrono::nanoseconds latency) {
+  slowLinks_[{std::min(a, b), std::max(a, b)}] = latency;
+}
+
+// ---------------------------------------------------------------------------------
+// SimProcess
+
+SimProcess::SimProcess(SimCluster& cluster, int index)
+    : cluster_(cluster),
+      index_(index),
+      key_(SimCluster::keyOf(index)),
+      protocol_(key_, "h" + std::to_string(cluster.hostOf(index)), 1000 + index, this) {
+  cluster.net().add(key_, this);
+}
+
+void SimProcess::join(uint64_t epoch, const std::vector<std::string>& ranks,
+                      const std::vector<std::string>& spares, sim::SimTime now) {
+  const ClusterConfig& c = cluster_.config();
+  HealthRegistration reg;
+  reg.commKey = 1;
+  reg.epoch = static_cast<uint32_t>(epoch);
+  reg.nRanks = static_cast<int>(ranks.size());
+  reg.members.reserve(ranks.size() + spares.size());
+  for (const auto* list : {&ranks, &spares}) {
+    for (const std::string& key : *list) {
+      const int index = SimCluster::indexOf(key);
+      const int member = static_cast<int>(reg.members.size());
+      reg.members.push_back(
+          MemberInfo{member, "h" + std::to_string(cluster_.hostOf(index)), 1000 + index, key});
+      if (key == key_) reg.myRank = member;
+    }
+  }
+  for (const std::string& key : ranks_) {
+    if (std::find(ranks.begin(), ranks.end(), key) == ranks.end()) former_.push_back(key);
+  }
+  ranks_ = ranks;
+  spares_ = spares;
+  epoch_ = epoch;
+  if (reg.myRank < 0) {  // not a member any more
+    rank_ = -1;
+    return;
+  }
+  const int nRanks = reg.nRanks;
+  const int nSpares = static_cast<int>(spares.size());
+  if (reg.myRank < nRanks) {
+    rank_ = reg.myRank;
+    reg.monitored = monitoredRanks(nRanks, cluster_.leaders(epoch, ranks), rank_);
+    for (int j = rank_; j < nSpares; j += nRanks) reg.monitored.push_back(nRanks + j);
+  } else {
+    rank_ = -1;
+    reg.monitored.push_back((reg.myRank - nRanks) % nRanks);
+  }
+  reg.formerMembers = former_;
+  reg.listener = this;
+  reg.probeIntervalMs = c.probeIntervalMs;
+  reg.failureTimeoutMs = c.failureTimeoutMs;
+  reg.recoverable = true;
+  reg.shrinkWhenNoSpares = c.shrink;
+  registration_ = protocol_.add(std::move(reg), now);
+}
+
+void SimProcess::onFrame(const std::string& from, const std::vector<uint8_t>& frame,
+                         sim::SimTime now) {
+  HealthMessage m;
+  size_t used = 0;
+  if (decodeHealthMessage(frame.data(), frame.size(), &m, &used) == 1) {
+    protocol_.onMessage(from, m, now);
+  }
+}
+
+void SimProcess::onConnectionLost(const std::string& peer, sim::SimTime now) {
+  protocol_.onConnectionLost(peer, now);
+}
+
+// A commit is applied here, outside the protocol's handlers, as the application's
+// ftcclCommRebuild does on its own thread (woken by onRebuilt).
+sim::SimTime SimProcess::onTick(sim::SimTime now) {
+  if (pendingCommit_) {
+    std::unique_ptr<RecoveryMessage> commit = std::move(pendingCommit_);
+    protocol_.remove(registration_, false, now);
+    registration_ = 0;
+    join(commit->next.epoch, commit->next.ranks, commit->next.spares, now);
+    lastRebuild = now;
+  }
+  return protocol_.onTick(now);
+}
+
+// Heartbeats and acks are UDP datagrams in production; the rest rides TCP.
+void SimProcess::send(const ProcessKey& to, const HealthMessage& message) {
+  const bool datagram = message.type == HealthType::kHeartbeat || message.type == HealthType::kAck;
+  cluster_.net().send(key_, to, encodeHealthMessage(message),
+                      datagram ? sim::Delivery::kDatagram : sim::Delivery::kReliable);
+}
+
+void SimProcess::monitor(const ProcessKey& peer) { cluster_.net().connect(key_, peer); }
+void SimProcess::unmonitor(const ProcessKey& peer) { cluster_.net().disconnect(key_, peer); }
+
+void SimProcess::onMemberFailed(const FailureReport& report) {
+  if (firstFailureNews == sim::SimTime{}) {
+    firstFailureNews = cluster_.now();
+    detectedDirectly = report.direct;
+  }
+}
+
+void SimProcess::onRebuilt(const RecoveryMessage& commit) {
+  if (!pendingCommit_ || commit.next.epoch > pendingCommit_->next.epoch) {
+    pendingCommit_ = std::make_unique<RecoveryMessage>(commit);
+  }
+  cluster_.net().wake(key_);  // the application rebuilds at once
+}
+
+void SimProcess::onRecoveryFailed(const std::string& why) { whyFailed_ = why; }
+
+}  // namespace simtool
+}  // namespace ftccl

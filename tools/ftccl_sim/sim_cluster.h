@@ -1,0 +1,131 @@
+// A job of N ranks and S hot spares in one process: every virtual process runs the real
+// HealthProtocol (with its Agreement) on transports/sim's network, in virtual time. No
+// thread per process: the network's event loop calls each one's handlers.
+//
+// Topology: hosts of ranksPerHost processes (ranks, then spares, in order), racks of
+// hostsPerRack hosts. Links inside a host have hostLatency, others `latency`; every
+// frame gets a uniform jitter. A virtual process re-registers its communicator when a
+// commit arrives, as ftcclCommRebuild does (remove the old epoch, add the new one).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "health/health_protocol.h"
+#include "transports/sim/sim_network.h"
+
+namespace ftccl {
+namespace simtool {
+
+struct ClusterConfig {
+  int ranks = 1000;
+  int spares = 8;
+  int ranksPerHost = 8;
+  int hostsPerRack = 32;
+  int probeIntervalMs = 10;
+  int failureTimeoutMs = 30;
+  std::chrono::nanoseconds latency{5000};      // between hosts
+  std::chrono::nanoseconds hostLatency{1000};  // inside a host
+  std::chrono::nanoseconds jitter{1000};
+  double datagramLoss = 0;
+  double gbps = 100;  // each process's link
+  bool shrink = true;
+  uint64_t seed = 1;
+};
+
+class SimProcess;
+
+class SimCluster {
+ public:
+  explicit SimCluster(const ClusterConfig& config);
+  ~SimCluster();
+
+  const ClusterConfig& config() const { return config_; }
+  int size() const { return static_cast<int>(procs_.size()); }  // ranks + spares
+  static std::string keyOf(int process);
+  int hostOf(int process) const { return process / config_.ranksPerHost; }
+  int rackOf(int process) const { return hostOf(process) / config_.hostsPerRack; }
+  sim::SimNetwork& net() { return net_; }
+  sim::SimTime now() const { return net_.now(); }
+  SimProcess& process(int p) { return *procs_[p]; }
+
+  // Faults, from now on.
+  void kill(int process);
+  void stop(int process);  // a hang (SIGSTOP)
+  void partitionRack(int rack);
+  void slowLink(int a, int b, std::chrono::nanoseconds latency);
+
+  void runFor(std::chrono::nanoseconds span) {
+    net_.runFor(std::chrono::duration_cast<std::chrono::microseconds>(span));
+  }
+
+  // Node leaders of an epoch's ranks (computed once per epoch, shared by all).
+  const std::vector<int>& leaders(uint64_t epoch, const std::vector<std::string>& ranks);
+  static int indexOf(const std::string& key);  // keyOf's inverse
+
+ private:
+  sim::LinkSpec link(const std::string& from, const std::string& to) const;
+
+  ClusterConfig config_;
+  sim::SimNetwork net_;
+  std::vector<std::unique_ptr<SimProcess>> procs_;
+  std::map<std::pair<int, int>, std::chrono::nanoseconds> slowLinks_;
+  std::map<uint64_t, std::vector<int>> leaders_;
+};
+
+// One virtual process: its protocol and what its communicator was told, with times.
+class SimProcess final : public sim::SimNode, public HealthNetwork, public HealthListener {
+ public:
+  SimProcess(SimCluster& cluster, int index);
+
+  // SimNode
+  void onFrame(const std::string& from, const std::vector<uint8_t>& frame,
+               sim::SimTime now) override;
+  void onConnectionLost(const std::string& peer, sim::SimTime now) override;
+  sim::SimTime onTick(sim::SimTime now) override;
+  // HealthNetwork
+  void send(const ProcessKey& to, const HealthMessage& message) override;
+  void monitor(const ProcessKey& peer) override;
+  void unmonitor(const ProcessKey& peer) override;
+  // HealthListener
+  void onMemberFailed(const FailureReport& report) override;
+  void onRebuilt(const RecoveryMessage& commit) override;
+  void onRecoveryFailed(const std::string& why) override;
+
+  // Registers epoch `epoch` of the communicator: ranks, then spares.
+  void join(uint64_t epoch, const std::vector<std::string>& ranks,
+            const std::vector<std::string>& spares, sim::SimTime now);
+
+  int index() const { return index_; }
+  const std::string& key() const { return key_; }
+  uint64_t epoch() const { return epoch_; }
+  int rank() const { return rank_; }  // -1: a spare (or out of the communicator)
+  const std::vector<std::string>& ranks() const { return ranks_; }
+  const std::vector<std::string>& spares() const { return spares_; }
+  bool failedForGood() const { return !whyFailed_.empty(); }
+  const std::string& whyFailed() const { return whyFailed_; }
+
+  // First news of any failure (a detection here, or a notice), and of a new epoch.
+  sim::SimTime firstFailureNews{}, lastRebuild{};
+  bool detectedDirectly = false;
+
+ private:
+  SimCluster& cluster_;
+  int index_;
+  std::string key_;
+  HealthProtocol protocol_;
+  HealthProtocol::RegistrationId registration_ = 0;
+  uint64_t epoch_ = 0;
+  int rank_ = -1;
+  std::vector<std::string> ranks_, spares_, former_;
+  std::unique_ptr<RecoveryMessage> pendingCommit_;  // applied at the next tick
+  std::string whyFailed_;
+};
+
+}  // namespace simtool
+}  // namespace ftccl
