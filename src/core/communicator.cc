@@ -418,6 +418,7 @@ void Communicator::registerHealth() {
   reg.failureTimeoutMs = config_.failureTimeoutMs;
   reg.recoverable = true;
   reg.shrinkWhenNoSpares = config_.shrinkWhenNoSpares != 0;
+  reg.enteredBy = enteredBy_;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     reg.joinSecrets = joinSecrets_;
@@ -595,6 +596,7 @@ Status Communicator::applyCommit(const RecoveryMessage& commit) {
     sendsIssued_.assign(worldOf.size(), 0);
     recvsIssued_.assign(worldOf.size(), 0);
     lastFailedRanks_ = commit.failedRanks;
+    enteredBy_ = commit;
     asyncError_ = ftcclSuccess;
     revokeReason_.clear();
     lastError_.clear();

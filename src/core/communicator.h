@@ -169,6 +169,7 @@ class Communicator final : public HealthListener {
   bool hasJoinAccept_ = false;
   RecoveryMessage joinAccept_;
   std::vector<int> lastFailedRanks_;
+  RecoveryMessage enteredBy_;  // the commit of the current epoch (none before a rebuild)
   Tuner tuner_;
   std::vector<std::vector<int>> nodes_;  // ranks of each node, intra-node ring order
   CommShape shape_;

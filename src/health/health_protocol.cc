@@ -53,7 +53,7 @@ HealthProtocol::RegistrationId HealthProtocol::add(HealthRegistration registrati
     }
     r.agreementNet = std::make_unique<AgreementSender>(this, r.info.commKey);
     r.agreement = std::make_unique<Agreement>(self_, current, r.info.shrinkWhenNoSpares,
-                                              r.agreementNet.get());
+                                              r.agreementNet.get(), r.info.enteredBy);
   }
   syncWatched(now);
   return id;

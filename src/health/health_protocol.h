@@ -92,6 +92,9 @@ struct HealthRegistration {
   int failureTimeoutMs = 1000;
   // Run the agreement on the next membership as soon as a member fails.
   bool recoverable = false;
+  // The commit that made this epoch (after a rebuild): resent to a member that reports
+  // from the epoch before, having missed it, instead of expelling it.
+  RecoveryMessage enteredBy;
   bool shrinkWhenNoSpares = true;
 };
 

@@ -74,9 +74,12 @@ bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* o
 }
 
 Agreement::Agreement(Member self, Membership current, bool shrinkWhenNoSpares,
-                     AgreementNetwork* net)
-    : self_(std::move(self)), current_(std::move(current)), shrink_(shrinkWhenNoSpares),
-      net_(net) {}
+                     AgreementNetwork* net, RecoveryMessage enteredBy)
+    : self_(std::move(self)), current_(std::move(current)), shrink_(shrinkWhenNoSpares), net_(net) {
+  if (enteredBy.type == RecoveryMessage::kCommit && enteredBy.epoch == current_.epoch) {
+    lastCommit_ = std::move(enteredBy);
+  }
+}
 
 int Agreement::myRank() const {
   auto it = std::find(current_.ranks.begin(), current_.ranks.end(), self_);
@@ -95,10 +98,18 @@ std::vector<Member> Agreement::survivors() const {
   return alive;
 }
 
-// The lowest surviving rank; spares only when no rank is left.
+// The lowest surviving rank; spares only when no rank is left. O(failures), not O(N).
 Member Agreement::coordinator() const {
-  std::vector<Member> alive = survivors();
-  return alive.empty() ? self_ : alive.front();
+  for (const auto* list : {&current_.ranks, &current_.spares}) {
+    for (const Member& m : *list) {
+      if (!failed_.count(m)) return m;
+    }
+  }
+  return self_;
+}
+
+size_t Agreement::aliveCount() const {
+  return current_.ranks.size() + current_.spares.size() - failed_.size();  // failed_ ⊆ members
 }
 
 void Agreement::expel(const std::string& why) {
@@ -118,12 +129,14 @@ void Agreement::onFailure(const Member& who) {
   report();
 }
 
-// Sends this member's failed set to the coordinator (itself included).
-void Agreement::report() {
+// Sends this member's failed set to the coordinator (itself included). The coordinator
+// sends its own to the survivors it has not heard from, or, when it stalls, to all: its
+// members then know it is alive and deciding (see onMessage).
+void Agreement::report(bool toEveryone) {
   size_t voters = current_.ranks.size() + current_.spares.size();
-  std::vector<Member> alive = survivors();
-  if (alive.size() * 2 <= voters) {
-    expel("only " + std::to_string(alive.size()) + " of the " + std::to_string(voters) +
+  const size_t alive = aliveCount();
+  if (alive * 2 <= voters) {
+    expel("only " + std::to_string(alive) + " of the " + std::to_string(voters) +
           " processes of epoch " + std::to_string(current_.epoch) +
           " are reachable: not a majority, so this side may not go on");
     return;
@@ -144,8 +157,8 @@ void Agreement::report() {
     // tells them of the failures and asks for their view (one in a newer epoch
     // answers EXPELLED instead: this process slept through a rebuild).
     reports_[self_] = failed_;
-    for (const Member& other : alive) {
-      if (other != self_ && !reports_.count(other)) net_->send(other, m);
+    for (const Member& other : survivors()) {
+      if (other != self_ && (toEveryone || !reports_.count(other))) net_->send(other, m);
     }
     tryDecide();
   } else {
@@ -158,7 +171,14 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
   switch (m.type) {
     case RecoveryMessage::kReport: {
       if (m.epoch < current_.epoch) {
-        // A process from an older epoch (resumed after SIGSTOP, or cut off): out.
+        // A member of this epoch one behind missed the commit (a forwarder died): it
+        // gets the commit again. Any other process from an older epoch (resumed after
+        // SIGSTOP, or cut off) is out.
+        if (m.epoch + 1 == current_.epoch && lastCommit_.epoch == current_.epoch &&
+            (contains(current_.ranks, from) || contains(current_.spares, from))) {
+          net_->send(from, compact(lastCommit_));
+          return;
+        }
         RecoveryMessage out;
         out.type = RecoveryMessage::kExpelled;
         out.epoch = current_.epoch;
@@ -173,6 +193,11 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
         }
       }
       reports_[from] = std::set<Member>(m.failed.begin(), m.failed.end());
+      // A report from our coordinator is its sign of life: it is deciding (waiting out
+      // silent members, which takes it two stalls), so our stall count starts again.
+      // Without this, a member whose count began before the coordinator took over
+      // could evict it just before its decision (ftccl_sim, random schedules).
+      if (from == coordinator() && from != self_) stalls_ = 0;
       if (grew || state_ == State::kStable || from == coordinator()) {
         // New failures, or the coordinator asking for our view: (re)send our report.
         state_ = State::kRecovering;
@@ -183,7 +208,13 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
       break;
     }
     case RecoveryMessage::kCommit:
-      if (m.next.epoch > current_.epoch) adopt(m, /*forward=*/true);
+      if (m.epoch == current_.epoch + 1) {
+        std::set<Member> failed(m.failed.begin(), m.failed.end());
+        adopt(decide(current_, failed, m.joined, shrink_), /*forward=*/true);
+      } else if (m.epoch > current_.epoch + 1) {
+        expel("missed the commit of epoch " + std::to_string(current_.epoch + 1) +
+              " (received that of epoch " + std::to_string(m.epoch) + ")");
+      }
       break;
     case RecoveryMessage::kExpelled:
       if (m.epoch > current_.epoch) {
@@ -210,14 +241,7 @@ void Agreement::requestJoin(const JoiningSpare& spare) {
     net_->send(coord, forward);
     return;
   }
-  RecoveryMessage commit;
-  commit.type = RecoveryMessage::kCommit;
-  commit.epoch = current_.epoch + 1;
-  commit.next = current_;
-  commit.next.epoch = current_.epoch + 1;
-  commit.next.spares.push_back(spare.key);
-  commit.joined.push_back(spare);
-  adopt(commit, /*forward=*/true);
+  adopt(decide(current_, failed_, {spare}, shrink_), /*forward=*/true);
 }
 
 void Agreement::onStalled() {
@@ -234,29 +258,39 @@ void Agreement::onStalled() {
     failed_.insert(coordinator());
   }
   reports_.erase(self_);
-  report();
+  report(/*toEveryone=*/coordinator() == self_);
 }
 
 // Coordinator: once every survivor has reported, decide and commit.
 void Agreement::tryDecide() {
   if (state_ != State::kRecovering || coordinator() != self_) return;
-  std::vector<Member> alive = survivors();
-  for (const Member& m : alive) {
-    if (!reports_.count(m)) return;  // still waiting for this one
+  if (reports_.size() < aliveCount()) return;  // cheap: some are surely missing
+  for (const auto* list : {&current_.ranks, &current_.spares}) {
+    for (const Member& m : *list) {
+      if (!failed_.count(m) && !reports_.count(m)) return;  // still waiting for this one
+    }
   }
+  adopt(decide(current_, failed_, {}, shrink_), /*forward=*/true);
+}
+
+RecoveryMessage Agreement::decide(const Membership& current, const std::set<Member>& failed,
+                                  const std::vector<JoiningSpare>& added, bool shrink) {
   RecoveryMessage commit;
   commit.type = RecoveryMessage::kCommit;
-  commit.epoch = current_.epoch + 1;
-  commit.next.epoch = current_.epoch + 1;
+  commit.epoch = current.epoch + 1;
+  commit.next.epoch = current.epoch + 1;
+  for (const Member& f : failed) {
+    if (contains(current.ranks, f) || contains(current.spares, f)) commit.failed.push_back(f);
+  }
   std::vector<Member> pool;
-  for (const Member& s : current_.spares) {
-    if (!failed_.count(s)) pool.push_back(s);
+  for (const Member& s : current.spares) {
+    if (!failed.count(s)) pool.push_back(s);
   }
   size_t nextSpare = 0;
   std::vector<Member> ranks;
-  for (size_t r = 0; r < current_.ranks.size(); ++r) {
-    const Member& m = current_.ranks[r];
-    if (!failed_.count(m)) {
+  for (size_t r = 0; r < current.ranks.size(); ++r) {
+    const Member& m = current.ranks[r];
+    if (!failed.count(m)) {
       ranks.push_back(m);
       continue;
     }
@@ -264,7 +298,7 @@ void Agreement::tryDecide() {
     if (nextSpare < pool.size()) {
       ranks.push_back(pool[nextSpare++]);  // the spare takes the failed rank's number
       ++commit.replaced;
-    } else if (shrink_) {
+    } else if (shrink) {
       commit.shrunk = true;  // dropped: the survivors keep their order, renumbered densely
     } else {
       ranks.clear();  // no spare and no shrink: the communicator ends
@@ -273,12 +307,23 @@ void Agreement::tryDecide() {
   }
   commit.next.ranks = ranks;
   commit.next.spares.assign(pool.begin() + std::min(nextSpare, pool.size()), pool.end());
-  for (const auto& [key, spare] : joinedLate_) {
-    if (contains(commit.next.ranks, key) || contains(commit.next.spares, key)) {
-      commit.joined.push_back(spare);
-    }
+  for (const JoiningSpare& spare : added) {
+    commit.next.spares.push_back(spare.key);
+    commit.joined.push_back(spare);
   }
-  adopt(commit, /*forward=*/true);
+  return commit;
+}
+
+// What travels: the epoch, the failed set and the newcomers; every receiver derives the
+// rest from its own copy of the current epoch (decide), so a commit is O(failures)
+// bytes, not O(members).
+RecoveryMessage Agreement::compact(const RecoveryMessage& commit) {
+  RecoveryMessage wire;
+  wire.type = RecoveryMessage::kCommit;
+  wire.epoch = commit.epoch;
+  wire.failed = commit.failed;
+  wire.joined = commit.joined;
+  return wire;
 }
 
 void Agreement::adopt(const RecoveryMessage& commit, bool forward) {
@@ -287,17 +332,27 @@ void Agreement::adopt(const RecoveryMessage& commit, bool forward) {
     if (contains(commit.next.ranks, f) || contains(commit.next.spares, f)) stillFailed.insert(f);
   }
   if (forward) {
-    // Everyone forwards a commit once: a coordinator dying mid-commit cannot split
-    // the members between two epochs.
-    std::set<Member> to(commit.next.ranks.begin(), commit.next.ranks.end());
-    to.insert(commit.next.spares.begin(), commit.next.spares.end());
-    for (const Member& m : current_.ranks) {
-      if (!failed_.count(m)) to.insert(m);  // members dropped by a shrink learn it too
+    // Everyone who adopts a commit forwards it once, to the members 1, 2, 4, 8, ...
+    // places after it in the list of receivers (the same list everywhere): from any
+    // member that has it, it reaches all in O(log N) hops with O(log N) sends each, so a
+    // coordinator dying mid-commit cannot split the members between two epochs, and a
+    // commit costs O(N log N) messages, not O(N^2). Members dropped by a shrink learn it
+    // too.
+    std::set<Member> failed(commit.failed.begin(), commit.failed.end());
+    std::vector<Member> to;
+    for (const auto* list : {&current_.ranks, &current_.spares}) {
+      for (const Member& m : *list) {
+        if (!failed.count(m)) to.push_back(m);
+      }
     }
-    to.erase(self_);
-    for (const Member& m : to) net_->send(m, commit);
+    for (const JoiningSpare& spare : commit.joined) to.push_back(spare.key);
+    const size_t n = to.size();
+    const size_t me = static_cast<size_t>(std::find(to.begin(), to.end(), self_) - to.begin());
+    const RecoveryMessage wire = compact(commit);
+    for (size_t step = 1; step < n; step *= 2) {
+      net_->send(to[(me + step) % n], wire);  // me == n (not listed): from the start
+    }
   }
-  for (const JoiningSpare& spare : commit.joined) joinedLate_[spare.key] = spare;
   lastCommit_ = commit;
   current_ = commit.next;
   failed_.clear();

@@ -17,9 +17,12 @@
 //     members; otherwise no side of a partition may go on, and a member that finds
 //     itself in a minority is expelled (permanent error) instead of forming a
 //     communicator of its own.
-//  4. COMMIT goes to every survivor and every spare; each receiver forwards it once to
-//     all others, so a coordinator that dies mid-commit cannot leave some members in
-//     e+1 and others in e. Messages of an older epoch are answered with EXPELLED.
+//  4. COMMIT carries only the failed set and newcomers: each member derives epoch e+1
+//     from its own copy of epoch e (decide). Every member that adopts it forwards it to
+//     the members 1, 2, 4, ... places after itself, so it reaches all in O(log N) hops
+//     even if the coordinator dies mid-commit. A member of e+1 that reports in epoch e
+//     (it missed the commit) is sent the commit; any other message of an older epoch
+//     is answered with EXPELLED.
 // Refilling the pool: a member that accepted a JOIN (ftcclCommJoinAsSpare) passes it to
 // the coordinator, which, when no failure is being agreed on, commits epoch e+1 with the
 // same ranks and the newcomer appended to the spares (a "pool-only" commit: the ranks
@@ -58,15 +61,14 @@ struct RecoveryMessage {
     kJoin = 4,        // newcomer -> a member -> the coordinator
     kJoinAccept = 5,  // the member -> newcomer, once the pool commit is adopted
   } type = kReport;
-  uint64_t epoch = 0;               // the epoch being left (report) / entered (commit)
-  std::vector<Member> failed;       // kReport: the sender's failed set
-  Membership next;                  // kCommit
-  std::vector<int> failedRanks;     // kCommit: ranks lost, numbered in the old epoch
-  int replaced = 0;                 // kCommit: how many were replaced by spares
-  bool shrunk = false;              // kCommit
+  uint64_t epoch = 0;                // the epoch being left (report) / entered (commit)
+  std::vector<Member> failed;        // kReport: the sender's failed set; kCommit: the decided one
+  Membership next;                   // kJoinAccept (kCommit: derived by each member, not sent)
+  std::vector<int> failedRanks;      // kCommit: ranks lost, numbered in the old epoch
+  int replaced = 0;                  // kCommit: how many were replaced by spares
+  bool shrunk = false;               // kCommit
   std::vector<JoiningSpare> joined;  // kJoin: the candidate; kCommit: spares added
-  std::vector<uint8_t> blob;        // kJoin: the join secret; kJoinAccept: member table
-
+  std::vector<uint8_t> blob;         // kJoin: the join secret; kJoinAccept: member table
 };
 
 std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m);
@@ -82,7 +84,10 @@ class Agreement {
  public:
   enum class State { kStable, kRecovering, kFailed, kExpelled };
 
-  Agreement(Member self, Membership current, bool shrinkWhenNoSpares, AgreementNetwork* net);
+  // enteredBy: the commit that made `current` (none for the first epoch), resent to a
+  // member that reports from the epoch before because it missed it.
+  Agreement(Member self, Membership current, bool shrinkWhenNoSpares, AgreementNetwork* net,
+            RecoveryMessage enteredBy = {});
 
   // Health learnt that `who` failed or left (a member or a spare). A spare lost while
   // stable leaves the pool at the next decision without starting a round.
@@ -107,8 +112,13 @@ class Agreement {
 
  private:
   std::vector<Member> survivors() const;  // members of current_ not known failed
+  size_t aliveCount() const;
   Member coordinator() const;
-  void report();
+  // The commit taking `current` to the next epoch (the same on every member).
+  static RecoveryMessage decide(const Membership& current, const std::set<Member>& failed,
+                                const std::vector<JoiningSpare>& added, bool shrink);
+  static RecoveryMessage compact(const RecoveryMessage& commit);
+  void report(bool toEveryone = false);
   void tryDecide();
   void adopt(const RecoveryMessage& commit, bool forward);
   void expel(const std::string& why);
@@ -118,15 +128,12 @@ class Agreement {
   bool shrink_;
   AgreementNetwork* net_;
   State state_ = State::kStable;
-  std::set<Member> failed_;                       // known failed in this epoch
-  std::map<Member, std::set<Member>> reports_;    // coordinator: latest report per member
+  std::set<Member> failed_;                     // known failed in this epoch
+  std::map<Member, std::set<Member>> reports_;  // coordinator: latest report per member
   Member reportedTo_;
   int stalls_ = 0;
   RecoveryMessage lastCommit_;
   std::string why_;
-  // Spares that joined after init: every commit that names one carries its record, so
-  // a member that missed the pool commit still learns how to reach it.
-  std::map<Member, JoiningSpare> joinedLate_;
 };
 
 }  // namespace ftccl

@@ -2,6 +2,8 @@
 // a coordinator lost mid-way, partitions, a resumed stale process. After every run the
 // invariants hold: all live members agree on one membership and epoch, no failed
 // process is a member, no spare is used twice, nobody outside a majority goes on.
+#include "recovery/agreement.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,7 +13,6 @@
 #include <string>
 #include <vector>
 
-#include "recovery/agreement.h"
 #include "transports/sim/sim_network.h"
 
 namespace ftccl {
@@ -263,14 +264,66 @@ TEST(Agreement, JoinDuringRecoveryIsDroppedThenAccepted) {
   c.run();
   c.checkInvariants(2);
   EXPECT_EQ(c.at("p1").membership().spares, (V{"j0"}));
-  // A later failure's commit names the late joiner, so every member can reach it.
+  // Every member took in the pool commit, so a later failure's commit (only the failed
+  // set travels) gives the late joiner the same rank everywhere.
   c.nodes["j0"] = std::make_unique<Node>(c.net, "j0", c.at("p0").membership(), true);
   c.kill("p1");
   c.run();
   c.checkInvariants(3);
   EXPECT_EQ(c.at("p0").membership().ranks, (V{"p0", "j0", "p2", "s0"}));
-  ASSERT_EQ(c.at("p2").lastCommit().joined.size(), 1u);
-  EXPECT_EQ(c.at("p2").lastCommit().joined[0].key, "j0");
+  EXPECT_EQ(c.at("j0").myRank(), 1);
+}
+
+// A commit travels as the failed set; a member that reports from the epoch before (it
+// missed the commit) is sent the commit again, anyone else from an old epoch EXPELLED.
+TEST(Agreement, MemberThatMissedTheCommitGetsItAgain) {
+  struct Sent final : AgreementNetwork {
+    void send(const Member& to, const RecoveryMessage& m) override { out.push_back({to, m}); }
+    std::vector<std::pair<Member, RecoveryMessage>> out;
+  } sent;
+  Membership before{0, {"p0", "p1", "p2", "p3"}, {"s0"}};
+  Agreement coordinator("p0", before, true, &sent);
+  coordinator.onFailure("p3");  // p0 coordinates: it asks p1, p2, s0 for their view
+  for (const char* k : {"p1", "p2", "s0"}) {
+    RecoveryMessage report;
+    report.type = RecoveryMessage::kReport;
+    report.failed = {"p3"};
+    coordinator.onMessage(k, report);
+  }
+  ASSERT_EQ(coordinator.membership().epoch, 1u);
+  const RecoveryMessage commit = coordinator.lastCommit();
+  EXPECT_EQ(commit.next.ranks, (V{"p0", "p1", "p2", "s0"}));
+  size_t commits = 0;
+  for (const auto& [to, m] : sent.out) {
+    if (m.type != RecoveryMessage::kCommit) continue;
+    ++commits;
+    EXPECT_TRUE(m.next.ranks.empty()) << "a commit carries the failed set, not the membership";
+    EXPECT_EQ(m.failed, (V{"p3"}));
+  }
+  EXPECT_EQ(commits, 2u);  // 1 and 2 places on among 4 receivers: log2, not all
+
+  // After the rebuild, epoch 1's agreement (entered by that commit) answers a late
+  // report from epoch 0 with the commit, and a stranger with EXPELLED.
+  Agreement after("p0", commit.next, true, &sent, commit);
+  sent.out.clear();
+  RecoveryMessage late;
+  late.type = RecoveryMessage::kReport;
+  late.epoch = 0;
+  after.onMessage("p2", late);
+  after.onMessage("p3", late);
+  ASSERT_EQ(sent.out.size(), 2u);
+  EXPECT_EQ(sent.out[0].first, "p2");
+  EXPECT_EQ(sent.out[0].second.type, RecoveryMessage::kCommit);
+  EXPECT_EQ(sent.out[1].first, "p3");
+  EXPECT_EQ(sent.out[1].second.type, RecoveryMessage::kExpelled);
+
+  // The member that missed it derives the same epoch from the compact commit.
+  Agreement behind("p2", before, true, &sent);
+  behind.onFailure("p3");
+  behind.onMessage("p0", sent.out[0].second);
+  EXPECT_EQ(behind.membership().epoch, 1u);
+  EXPECT_EQ(behind.membership().ranks, commit.next.ranks);
+  EXPECT_EQ(behind.state(), Agreement::State::kStable);
 }
 
 TEST(Agreement, ThreeFailuresOneAfterAnotherWithThreeSpares) {
@@ -385,8 +438,8 @@ TEST(AgreementProperty, RandomCrashSchedulesKeepTheInvariants) {
     }
     c.run();
     SCOPED_TRACE("seed " + std::to_string(seed) + ": " + std::to_string(ranks) + " ranks, " +
-                 std::to_string(spares) + " spares, shrink " + std::to_string(shrink) +
-                 ", " + std::to_string(kills) + " kills");
+                 std::to_string(spares) + " spares, shrink " + std::to_string(shrink) + ", " +
+                 std::to_string(kills) + " kills");
     bool anyFailed = false;
     for (auto& [key, node] : c.nodes) {
       if (c.dead.count(key)) continue;

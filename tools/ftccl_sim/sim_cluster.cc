@@ -76,7 +76,8 @@ SimProcess::SimProcess(SimCluster& cluster, int index)
 }
 
 void SimProcess::join(uint64_t epoch, const std::vector<std::string>& ranks,
-                      const std::vector<std::string>& spares, sim::SimTime now) {
+                      const std::vector<std::string>& spares, sim::SimTime now,
+                      const RecoveryMessage& enteredBy) {
   const ClusterConfig& c = cluster_.config();
   HealthRegistration reg;
   reg.commKey = 1;
@@ -118,6 +119,7 @@ void SimProcess::join(uint64_t epoch, const std::vector<std::string>& ranks,
   reg.failureTimeoutMs = c.failureTimeoutMs;
   reg.recoverable = true;
   reg.shrinkWhenNoSpares = c.shrink;
+  reg.enteredBy = enteredBy;
   registration_ = protocol_.add(std::move(reg), now);
 }
 
@@ -141,7 +143,7 @@ sim::SimTime SimProcess::onTick(sim::SimTime now) {
     std::unique_ptr<RecoveryMessage> commit = std::move(pendingCommit_);
     protocol_.remove(registration_, false, now);
     registration_ = 0;
-    join(commit->next.epoch, commit->next.ranks, commit->next.spares, now);
+    join(commit->next.epoch, commit->next.ranks, commit->next.spares, now, *commit);
     lastRebuild = now;
   }
   return protocol_.onTick(now);

@@ -99,7 +99,8 @@ class SimProcess final : public sim::SimNode, public HealthNetwork, public Healt
 
   // Registers epoch `epoch` of the communicator: ranks, then spares.
   void join(uint64_t epoch, const std::vector<std::string>& ranks,
-            const std::vector<std::string>& spares, sim::SimTime now);
+            const std::vector<std::string>& spares, sim::SimTime now,
+            const RecoveryMessage& enteredBy = {});
 
   int index() const { return index_; }
   const std::string& key() const { return key_; }
