@@ -418,7 +418,9 @@ void Communicator::registerHealth() {
   reg.failureTimeoutMs = config_.failureTimeoutMs;
   reg.recoverable = true;
   reg.shrinkWhenNoSpares = config_.shrinkWhenNoSpares != 0;
-  reg.enteredBy = enteredBy_;
+  if (enteredBy_.type == RecoveryMessage::kCommit) {
+    reg.enteredBy = std::make_shared<const RecoveryMessage>(enteredBy_);
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
     reg.joinSecrets = joinSecrets_;

@@ -16,8 +16,7 @@ int64_t toNs(HealthTime t) {
 
 }  // namespace
 
-HealthProtocol::HealthProtocol(ProcessKey self, std::string host, int pid,
-                               HealthNetwork* network)
+HealthProtocol::HealthProtocol(ProcessKey self, std::string host, int pid, HealthNetwork* network)
     : self_(std::move(self)), host_(std::move(host)), pid_(pid), network_(network) {}
 
 // Agreement messages travel on the health channel, tagged with their communicator.
@@ -44,12 +43,21 @@ HealthProtocol::RegistrationId HealthProtocol::add(HealthRegistration registrati
   RegistrationId id = nextId_++;
   Registration& r = registrations_[id];
   r.info = std::move(registration);
+  if (!r.info.sharedMembers) {
+    r.info.sharedMembers =
+        std::make_shared<const std::vector<MemberInfo>>(std::move(r.info.members));
+  }
+  r.info.members.clear();
   if (r.info.recoverable && !r.info.joining) {
-    Membership current;
-    current.epoch = r.info.epoch;
-    int nRanks = rankCount(r.info);
-    for (int i = 0; i < static_cast<int>(r.info.members.size()); ++i) {
-      (i < nRanks ? current.ranks : current.spares).push_back(r.info.members[i].key);
+    std::shared_ptr<const Membership> current = r.info.membership;
+    if (!current) {
+      Membership built;
+      built.epoch = r.info.epoch;
+      int nRanks = rankCount(r.info);
+      for (int i = 0; i < static_cast<int>(r.info.sharedMembers->size()); ++i) {
+        (i < nRanks ? built.ranks : built.spares).push_back((*r.info.sharedMembers)[i].key);
+      }
+      current = std::make_shared<const Membership>(std::move(built));
     }
     r.agreementNet = std::make_unique<AgreementSender>(this, r.info.commKey);
     r.agreement = std::make_unique<Agreement>(self_, current, r.info.shrinkWhenNoSpares,
@@ -70,7 +78,7 @@ void HealthProtocol::remove(RegistrationId id, bool orderly, HealthTime now) {
     leave.epoch = r.epoch;
     leave.rank = r.myRank;
     std::set<ProcessKey> told;
-    for (const MemberInfo& m : r.members) {
+    for (const MemberInfo& m : *r.sharedMembers) {
       if (m.key != self_ && !it->second.reported.count(m.rank) && told.insert(m.key).second) {
         send(m.key, leave);
       }
@@ -94,7 +102,7 @@ void HealthProtocol::syncWatched(HealthTime now) {
     probe = std::min(probe, std::chrono::milliseconds(r.info.probeIntervalMs));
     for (int rank : r.info.monitored) {
       if (r.left.count(rank) || r.reported.count(rank)) continue;
-      const ProcessKey& key = r.info.members[rank].key;
+      const ProcessKey& key = (*r.info.sharedMembers)[rank].key;
       if (key != self_) want.insert(key);
     }
   }
@@ -135,7 +143,7 @@ void HealthProtocol::onConnectionLost(const ProcessKey& peer, HealthTime now) {
 // all their other members.
 void HealthProtocol::suspect(const Suspicion& s) {
   for (auto& [id, r] : registrations_) {
-    for (const MemberInfo& m : r.info.members) {
+    for (const MemberInfo& m : (*r.info.sharedMembers)) {
       if (m.key != s.peer || r.reported.count(m.rank) || r.left.count(m.rank)) continue;
       deliver(r, FailureReport{m.rank, m.host, m.pid, s.cause, s.silentMs, r.info.myRank, true});
       HealthMessage notice;
@@ -147,7 +155,7 @@ void HealthProtocol::suspect(const Suspicion& s) {
       notice.cause = static_cast<uint8_t>(s.cause);
       notice.afterMs = s.silentMs;
       notice.reporterRank = r.info.myRank;
-      for (const MemberInfo& other : r.info.members) {
+      for (const MemberInfo& other : (*r.info.sharedMembers)) {
         if (other.key == self_ || other.key == s.peer || r.left.count(other.rank) ||
             r.reported.count(other.rank)) {
           continue;
@@ -159,7 +167,7 @@ void HealthProtocol::suspect(const Suspicion& s) {
 }
 
 int HealthProtocol::rankCount(const HealthRegistration& info) {
-  return info.nRanks < 0 ? static_cast<int>(info.members.size()) : info.nRanks;
+  return info.nRanks < 0 ? static_cast<int>(info.sharedMembers->size()) : info.nRanks;
 }
 
 void HealthProtocol::deliver(Registration& r, const FailureReport& reported) {
@@ -168,11 +176,12 @@ void HealthProtocol::deliver(Registration& r, const FailureReport& reported) {
   report.spare = report.rank >= nRanks;
   if (!r.reported.insert(report.rank).second) return;
   if (r.agreement) {
-    r.agreement->onFailure(r.info.members[report.rank].key);
+    r.agreement->onFailure((*r.info.sharedMembers)[report.rank].key);
   }
   std::string who = report.spare ? "spare " + std::to_string(report.rank - nRanks)
                                  : "rank " + std::to_string(report.rank);
-  FTCCL_LOG(Error, Health, "rank {}: {} (host {}, pid {}) failed: {} {}, {:.1f} ms after its last sign of life",
+  FTCCL_LOG(Error, Health,
+            "rank {}: {} (host {}, pid {}) failed: {} {}, {:.1f} ms after its last sign of life",
             r.info.myRank, who, report.host, report.pid,
             report.direct ? "detected here through"
                           : "reported by rank " + std::to_string(report.detectedBy) +
@@ -197,11 +206,11 @@ void HealthProtocol::checkAgreement(Registration& r) {
         const RecoveryMessage& commit = r.agreement->lastCommit();
         adoptJoined(r, commit);
         std::vector<ProcessKey> ranks;
-        for (int i = 0; i < rankCount(r.info); ++i) ranks.push_back(r.info.members[i].key);
+        for (int i = 0; i < rankCount(r.info); ++i) ranks.push_back((*r.info.sharedMembers)[i].key);
         if (commit.failedRanks.empty() && commit.next.ranks == ranks) {
           r.info.epoch = static_cast<uint32_t>(epoch);
         } else {
-          r.info.listener->onRebuilt(commit);
+          r.info.listener->onRebuiltShared(r.agreement->lastCommitShared());
         }
       }
       break;
@@ -249,11 +258,11 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
         // the agreement expels it. Other communicators of the same process still learn.
         if (r.info.commKey == m.commKey && m.epoch < r.info.epoch) continue;
         bool sameComm = r.info.commKey == m.commKey && r.info.epoch == m.epoch;
-        for (const MemberInfo& member : r.info.members) {
+        for (const MemberInfo& member : (*r.info.sharedMembers)) {
           if (member.key != m.failedKey || (sameComm && member.rank != m.rank)) continue;
           deliver(r, FailureReport{member.rank, member.host, member.pid,
-                                   static_cast<DetectionCause>(m.cause), m.afterMs,
-                                   m.reporterRank, false});
+                                   static_cast<DetectionCause>(m.cause), m.afterMs, m.reporterRank,
+                                   false});
         }
       }
       syncWatched(now);
@@ -318,13 +327,15 @@ bool HealthProtocol::acceptJoin(Registration& r, const ProcessKey& from, const R
   const auto& secrets = r.info.joinSecrets;
   if (m.joined.size() != 1 || m.joined.front().key != from ||
       std::find(secrets.begin(), secrets.end(), m.blob) == secrets.end()) {
-    FTCCL_LOG(Warn, Recovery, "rank {}: rejected a join request from {}: not a join id of this communicator",
+    FTCCL_LOG(Warn, Recovery,
+              "rank {}: rejected a join request from {}: not a join id of this communicator",
               r.info.myRank, from);
     return false;
   }
   const JoiningSpare& spare = m.joined.front();
   if (r.agreement->state() != Agreement::State::kStable) {
-    FTCCL_LOG(Warn, Recovery, "rank {}: join request from {} (host {}, pid {}) dropped: a recovery is under way",
+    FTCCL_LOG(Warn, Recovery,
+              "rank {}: join request from {} (host {}, pid {}) dropped: a recovery is under way",
               r.info.myRank, from, spare.host, spare.pid);
     return false;
   }
@@ -343,11 +354,14 @@ void HealthProtocol::adoptJoined(Registration& r, const RecoveryMessage& commit)
   for (const JoiningSpare& spare : commit.joined) {
     if (r.info.listener) r.info.listener->onSpareJoined(spare);
     bool listed = false;
-    for (const MemberInfo& m : r.info.members) listed = listed || m.key == spare.key;
+    for (const MemberInfo& m : (*r.info.sharedMembers)) listed = listed || m.key == spare.key;
     if (!listed && std::find(commit.next.spares.begin(), commit.next.spares.end(), spare.key) !=
                        commit.next.spares.end()) {
-      int index = static_cast<int>(r.info.members.size());
-      r.info.members.push_back(MemberInfo{index, spare.host, spare.pid, spare.key});
+      int index = static_cast<int>(r.info.sharedMembers->size());
+      auto grown =
+          std::make_shared<std::vector<MemberInfo>>(*r.info.sharedMembers);  // copy on write
+      grown->push_back(MemberInfo{index, spare.host, spare.pid, spare.key});
+      r.info.sharedMembers = std::move(grown);
       if (r.info.myRank >= 0 && r.info.myRank < nRanks && nRanks > 0 &&
           (index - nRanks) % nRanks == r.info.myRank) {
         r.info.monitored.push_back(index);
@@ -381,9 +395,9 @@ void HealthProtocol::tellIfExpelled(const ProcessKey& from) {
 // assign it); when every rank has left, waiting spares are told to stop waiting.
 void HealthProtocol::onLeave(Registration& r, int index) {
   int nRanks = rankCount(r.info);
-  if (index < 0 || index >= static_cast<int>(r.info.members.size())) return;
+  if (index < 0 || index >= static_cast<int>((*r.info.sharedMembers).size())) return;
   if (!r.left.insert(index).second) return;
-  if (index >= nRanks && r.agreement) r.agreement->onFailure(r.info.members[index].key);
+  if (index >= nRanks && r.agreement) r.agreement->onFailure((*r.info.sharedMembers)[index].key);
   tellIfRanksGone(r);
 }
 
@@ -443,7 +457,7 @@ void HealthProtocol::onRoundTrip(const ProcessKey& from, double ms) {
   if (change == LinkQuality::Change::kNone) return;
   std::string who = "process " + from;
   for (const auto& [id, r] : registrations_) {
-    for (const MemberInfo& member : r.info.members) {
+    for (const MemberInfo& member : (*r.info.sharedMembers)) {
       if (member.key != from) continue;
       who = "rank " + std::to_string(member.rank) + " (" + member.host + " pid " +
             std::to_string(member.pid) + ")";

@@ -19,15 +19,14 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
-#include <memory>
-
 #include "health/failure_detector.h"
-#include "health/link_quality.h"
 #include "health/health_messages.h"
+#include "health/link_quality.h"
 #include "recovery/agreement.h"
 
 namespace ftccl {
@@ -58,6 +57,10 @@ class HealthListener {
   virtual void onMemberFailed(const FailureReport& report) = 0;
   // A recoverable communicator: the members agreed on the next epoch (rebuild).
   virtual void onRebuilt(const RecoveryMessage& commit) {}
+  // The same, for a listener that keeps the commit (shared, not copied).
+  virtual void onRebuiltShared(const std::shared_ptr<const RecoveryMessage>& commit) {
+    onRebuilt(*commit);
+  }
   // A recoverable communicator cannot go on (expelled, or no spare and no shrink).
   virtual void onRecoveryFailed(const std::string& why) {}
   // Every rank (not counting spares) left in order: a waiting spare stops waiting.
@@ -78,8 +81,13 @@ struct HealthRegistration {
   // The ranks (index = rank), then the hot spares (index = nRanks + position in the
   // pool). nRanks < 0: every member is a rank.
   std::vector<MemberInfo> members;
+  // Alternatively, members shared with other registrations of the same epoch (a
+  // simulation's virtual processes), and the agreement's view of them: when set, they
+  // are used and `members` is ignored.
+  std::shared_ptr<const std::vector<MemberInfo>> sharedMembers;
+  std::shared_ptr<const Membership> membership;
   int nRanks = -1;
-  std::vector<int> monitored;       // member indices this process probes
+  std::vector<int> monitored;  // member indices this process probes
   // Processes of earlier epochs that are no longer members. One that still sends
   // heartbeats slept through the rebuild (SIGSTOP): it is told it was expelled.
   std::vector<ProcessKey> formerMembers;
@@ -94,7 +102,7 @@ struct HealthRegistration {
   bool recoverable = false;
   // The commit that made this epoch (after a rebuild): resent to a member that reports
   // from the epoch before, having missed it, instead of expelling it.
-  RecoveryMessage enteredBy;
+  std::shared_ptr<const RecoveryMessage> enteredBy;
   bool shrinkWhenNoSpares = true;
 };
 
@@ -144,9 +152,9 @@ class HealthProtocol {
     bool allRanksLeftTold = false;
     std::unique_ptr<Agreement> agreement;  // recoverable communicators only
     std::unique_ptr<AgreementNetwork> agreementNet;
-    bool agreementDone = false;    // failed or expelled: nothing more to say
-    uint64_t notifiedEpoch = 0;    // the last epoch the listener was told of
-    HealthTime recoveringSince{};  // when the agreement last started or stalled
+    bool agreementDone = false;      // failed or expelled: nothing more to say
+    uint64_t notifiedEpoch = 0;      // the last epoch the listener was told of
+    HealthTime recoveringSince{};    // when the agreement last started or stalled
     std::set<ProcessKey> sponsored;  // newcomers this member accepted, not yet answered
   };
   class AgreementSender;

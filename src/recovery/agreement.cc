@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
+#include <mutex>
+#include <unordered_set>
 
 #include "util/byte_io.h"
 
@@ -11,6 +14,40 @@ namespace {
 bool contains(const std::vector<Member>& v, const Member& m) {
   return std::find(v.begin(), v.end(), m) != v.end();
 }
+
+// One shared object per (epoch object, derivation): every virtual process of a
+// simulation that derives the same thing from the same epoch object gets the same
+// instance (DESIGN: one immutable membership per epoch, so 100,000 ranks fit in
+// memory). Keys name the epoch object by address; each entry holds that object, so the
+// address cannot be reused while the entry exists. Derived objects are held weakly and
+// entries whose object is gone are dropped; a real process has a handful.
+template <typename T>
+class Interned {
+ public:
+  std::shared_ptr<const T> get(const std::shared_ptr<const Membership>& from,
+                               const std::string& derivation, const std::function<T()>& make) {
+    const std::string key = std::to_string(reinterpret_cast<uintptr_t>(from.get())) + derivation;
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) {
+      if (auto alive = it->second.object.lock()) return alive;
+    }
+    for (auto i = cache_.begin(); i != cache_.end();) {
+      i = i->second.object.expired() ? cache_.erase(i) : std::next(i);
+    }
+    auto made = std::make_shared<const T>(make());
+    cache_[key] = Entry{from, made};
+    return made;
+  }
+
+ private:
+  struct Entry {
+    std::shared_ptr<const Membership> from;
+    std::weak_ptr<const T> object;
+  };
+  std::mutex mutex_;
+  std::map<std::string, Entry> cache_;
+};
 
 }  // namespace
 
@@ -75,24 +112,50 @@ bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* o
 
 Agreement::Agreement(Member self, Membership current, bool shrinkWhenNoSpares,
                      AgreementNetwork* net, RecoveryMessage enteredBy)
+    : Agreement(std::move(self), std::make_shared<const Membership>(std::move(current)),
+                shrinkWhenNoSpares, net,
+                enteredBy.type == RecoveryMessage::kCommit
+                    ? std::make_shared<const RecoveryMessage>(std::move(enteredBy))
+                    : nullptr) {}
+
+Agreement::Agreement(Member self, std::shared_ptr<const Membership> current,
+                     bool shrinkWhenNoSpares, AgreementNetwork* net,
+                     std::shared_ptr<const RecoveryMessage> enteredBy)
     : self_(std::move(self)), current_(std::move(current)), shrink_(shrinkWhenNoSpares), net_(net) {
-  if (enteredBy.type == RecoveryMessage::kCommit && enteredBy.epoch == current_.epoch) {
-    lastCommit_ = std::move(enteredBy);
-  }
+  if (enteredBy && enteredBy->epoch == current_->epoch) lastCommit_ = std::move(enteredBy);
+  indexMembers();
 }
 
+const RecoveryMessage& Agreement::lastCommit() const {
+  static const RecoveryMessage kNone;
+  return lastCommit_ ? *lastCommit_ : kNone;
+}
+
+// Membership tests in O(1): the set is shared by everyone on the same epoch object.
+void Agreement::indexMembers() {
+  static Interned<std::unordered_set<Member>> sets;
+  const Membership& m = *current_;
+  members_ = sets.get(current_, "", [&m] {
+    std::unordered_set<Member> all(m.ranks.begin(), m.ranks.end());
+    all.insert(m.spares.begin(), m.spares.end());
+    return all;
+  });
+}
+
+bool Agreement::isMember(const Member& m) const { return members_->count(m) != 0; }
+
 int Agreement::myRank() const {
-  auto it = std::find(current_.ranks.begin(), current_.ranks.end(), self_);
-  return it == current_.ranks.end() ? -1 : static_cast<int>(it - current_.ranks.begin());
+  auto it = std::find(current_->ranks.begin(), current_->ranks.end(), self_);
+  return it == current_->ranks.end() ? -1 : static_cast<int>(it - current_->ranks.begin());
 }
 
 // Everyone who votes in this epoch (ranks, then spares) and is not known failed.
 std::vector<Member> Agreement::survivors() const {
   std::vector<Member> alive;
-  for (const Member& m : current_.ranks) {
+  for (const Member& m : current_->ranks) {
     if (!failed_.count(m)) alive.push_back(m);
   }
-  for (const Member& m : current_.spares) {
+  for (const Member& m : current_->spares) {
     if (!failed_.count(m)) alive.push_back(m);
   }
   return alive;
@@ -100,7 +163,7 @@ std::vector<Member> Agreement::survivors() const {
 
 // The lowest surviving rank; spares only when no rank is left. O(failures), not O(N).
 Member Agreement::coordinator() const {
-  for (const auto* list : {&current_.ranks, &current_.spares}) {
+  for (const auto* list : {&current_->ranks, &current_->spares}) {
     for (const Member& m : *list) {
       if (!failed_.count(m)) return m;
     }
@@ -109,7 +172,7 @@ Member Agreement::coordinator() const {
 }
 
 size_t Agreement::aliveCount() const {
-  return current_.ranks.size() + current_.spares.size() - failed_.size();  // failed_ ⊆ members
+  return current_->ranks.size() + current_->spares.size() - failed_.size();  // failed_ ⊆ members
 }
 
 void Agreement::expel(const std::string& why) {
@@ -120,11 +183,11 @@ void Agreement::expel(const std::string& why) {
 
 void Agreement::onFailure(const Member& who) {
   if (state_ == State::kExpelled || state_ == State::kFailed || who == self_) return;
-  if (!contains(current_.ranks, who) && !contains(current_.spares, who)) return;
+  if (!isMember(who)) return;
   if (!failed_.insert(who).second) return;
   // A spare lost while all ranks are well only leaves the pool: no round, no new epoch
   // (the next decision skips it). During a round it is news like any other.
-  if (state_ == State::kStable && contains(current_.spares, who)) return;
+  if (state_ == State::kStable && contains(current_->spares, who)) return;
   state_ = State::kRecovering;
   report();
 }
@@ -133,18 +196,18 @@ void Agreement::onFailure(const Member& who) {
 // sends its own to the survivors it has not heard from, or, when it stalls, to all: its
 // members then know it is alive and deciding (see onMessage).
 void Agreement::report(bool toEveryone) {
-  size_t voters = current_.ranks.size() + current_.spares.size();
+  size_t voters = current_->ranks.size() + current_->spares.size();
   const size_t alive = aliveCount();
   if (alive * 2 <= voters) {
     expel("only " + std::to_string(alive) + " of the " + std::to_string(voters) +
-          " processes of epoch " + std::to_string(current_.epoch) +
+          " processes of epoch " + std::to_string(current_->epoch) +
           " are reachable: not a majority, so this side may not go on");
     return;
   }
   Member coord = coordinator();
   RecoveryMessage m;
   m.type = RecoveryMessage::kReport;
-  m.epoch = current_.epoch;
+  m.epoch = current_->epoch;
   m.failed.assign(failed_.begin(), failed_.end());
   // Each coordinator gets its own stall budget: without this reset, a member that had
   // already waited out one dead coordinator evicted the next after a single timeout,
@@ -170,25 +233,24 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
   if (state_ == State::kExpelled || state_ == State::kFailed) return;
   switch (m.type) {
     case RecoveryMessage::kReport: {
-      if (m.epoch < current_.epoch) {
+      if (m.epoch < current_->epoch) {
         // A member of this epoch one behind missed the commit (a forwarder died): it
         // gets the commit again. Any other process from an older epoch (resumed after
         // SIGSTOP, or cut off) is out.
-        if (m.epoch + 1 == current_.epoch && lastCommit_.epoch == current_.epoch &&
-            (contains(current_.ranks, from) || contains(current_.spares, from))) {
-          net_->send(from, compact(lastCommit_));
+        if (m.epoch + 1 == current_->epoch && lastCommit_ && isMember(from)) {
+          net_->send(from, compact(*lastCommit_));
           return;
         }
         RecoveryMessage out;
         out.type = RecoveryMessage::kExpelled;
-        out.epoch = current_.epoch;
+        out.epoch = current_->epoch;
         net_->send(from, out);
         return;
       }
-      if (m.epoch > current_.epoch || failed_.count(from)) return;
+      if (m.epoch > current_->epoch || failed_.count(from)) return;
       bool grew = false;
       for (const Member& f : m.failed) {
-        if (f != self_ && (contains(current_.ranks, f) || contains(current_.spares, f))) {
+        if (f != self_ && isMember(f)) {
           grew = failed_.insert(f).second || grew;
         }
       }
@@ -208,21 +270,21 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
       break;
     }
     case RecoveryMessage::kCommit:
-      if (m.epoch == current_.epoch + 1) {
+      if (m.epoch == current_->epoch + 1) {
         std::set<Member> failed(m.failed.begin(), m.failed.end());
-        adopt(decide(current_, failed, m.joined, shrink_), /*forward=*/true);
-      } else if (m.epoch > current_.epoch + 1) {
-        expel("missed the commit of epoch " + std::to_string(current_.epoch + 1) +
+        adopt(decide(failed, m.joined), /*forward=*/true);
+      } else if (m.epoch > current_->epoch + 1) {
+        expel("missed the commit of epoch " + std::to_string(current_->epoch + 1) +
               " (received that of epoch " + std::to_string(m.epoch) + ")");
       }
       break;
     case RecoveryMessage::kExpelled:
-      if (m.epoch > current_.epoch) {
+      if (m.epoch > current_->epoch) {
         expel("the others went on to epoch " + std::to_string(m.epoch) + " without this process");
       }
       break;
     case RecoveryMessage::kJoin:
-      if (m.epoch == current_.epoch && m.joined.size() == 1) requestJoin(m.joined.front());
+      if (m.epoch == current_->epoch && m.joined.size() == 1) requestJoin(m.joined.front());
       break;
     case RecoveryMessage::kJoinAccept:
       break;  // for the newcomer's core, not for an agreement
@@ -231,17 +293,17 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
 
 void Agreement::requestJoin(const JoiningSpare& spare) {
   if (state_ != State::kStable) return;
-  if (contains(current_.ranks, spare.key) || contains(current_.spares, spare.key)) return;
+  if (isMember(spare.key)) return;
   Member coord = coordinator();
   if (coord != self_) {
     RecoveryMessage forward;
     forward.type = RecoveryMessage::kJoin;
-    forward.epoch = current_.epoch;
+    forward.epoch = current_->epoch;
     forward.joined.push_back(spare);
     net_->send(coord, forward);
     return;
   }
-  adopt(decide(current_, failed_, {spare}, shrink_), /*forward=*/true);
+  adopt(decide(failed_, {spare}), /*forward=*/true);
 }
 
 void Agreement::onStalled() {
@@ -265,16 +327,28 @@ void Agreement::onStalled() {
 void Agreement::tryDecide() {
   if (state_ != State::kRecovering || coordinator() != self_) return;
   if (reports_.size() < aliveCount()) return;  // cheap: some are surely missing
-  for (const auto* list : {&current_.ranks, &current_.spares}) {
+  for (const auto* list : {&current_->ranks, &current_->spares}) {
     for (const Member& m : *list) {
       if (!failed_.count(m) && !reports_.count(m)) return;  // still waiting for this one
     }
   }
-  adopt(decide(current_, failed_, {}, shrink_), /*forward=*/true);
+  adopt(decide(failed_, {}), /*forward=*/true);
 }
 
-RecoveryMessage Agreement::decide(const Membership& current, const std::set<Member>& failed,
-                                  const std::vector<JoiningSpare>& added, bool shrink) {
+std::shared_ptr<const RecoveryMessage> Agreement::decide(const std::set<Member>& failed,
+                                                         const std::vector<JoiningSpare>& added) {
+  static Interned<RecoveryMessage> commits;
+  std::string key = shrink_ ? "s" : "n";
+  for (const Member& f : failed) key += "|" + f;
+  key += "+";
+  for (const JoiningSpare& spare : added) key += "|" + spare.key;
+  const Membership& current = *current_;
+  const bool shrink = shrink_;
+  return commits.get(current_, key, [&] { return decideFrom(current, failed, added, shrink); });
+}
+
+RecoveryMessage Agreement::decideFrom(const Membership& current, const std::set<Member>& failed,
+                                      const std::vector<JoiningSpare>& added, bool shrink) {
   RecoveryMessage commit;
   commit.type = RecoveryMessage::kCommit;
   commit.epoch = current.epoch + 1;
@@ -326,7 +400,8 @@ RecoveryMessage Agreement::compact(const RecoveryMessage& commit) {
   return wire;
 }
 
-void Agreement::adopt(const RecoveryMessage& commit, bool forward) {
+void Agreement::adopt(std::shared_ptr<const RecoveryMessage> shared, bool forward) {
+  const RecoveryMessage& commit = *shared;
   std::set<Member> stillFailed;
   for (const Member& f : failed_) {
     if (contains(commit.next.ranks, f) || contains(commit.next.spares, f)) stillFailed.insert(f);
@@ -340,7 +415,7 @@ void Agreement::adopt(const RecoveryMessage& commit, bool forward) {
     // too.
     std::set<Member> failed(commit.failed.begin(), commit.failed.end());
     std::vector<Member> to;
-    for (const auto* list : {&current_.ranks, &current_.spares}) {
+    for (const auto* list : {&current_->ranks, &current_->spares}) {
       for (const Member& m : *list) {
         if (!failed.count(m)) to.push_back(m);
       }
@@ -353,8 +428,9 @@ void Agreement::adopt(const RecoveryMessage& commit, bool forward) {
       net_->send(to[(me + step) % n], wire);  // me == n (not listed): from the start
     }
   }
-  lastCommit_ = commit;
-  current_ = commit.next;
+  lastCommit_ = shared;
+  current_ = std::shared_ptr<const Membership>(shared, &shared->next);  // shares the commit
+  indexMembers();
   failed_.clear();
   reports_.clear();
   stalls_ = 0;
@@ -363,14 +439,14 @@ void Agreement::adopt(const RecoveryMessage& commit, bool forward) {
     why_ = "ranks failed and no spare is left (shrinkWhenNoSpares=0)";
     return;
   }
-  if (!contains(current_.ranks, self_) && !contains(current_.spares, self_)) {
-    expel("not a member of epoch " + std::to_string(current_.epoch));
+  if (!contains(current_->ranks, self_) && !contains(current_->spares, self_)) {
+    expel("not a member of epoch " + std::to_string(current_->epoch));
     return;
   }
   state_ = State::kStable;
   failed_ = stillFailed;  // failures the commit did not cover yet
   for (const Member& f : stillFailed) {
-    if (contains(current_.ranks, f)) {  // a rank of the new epoch is gone: next round
+    if (contains(current_->ranks, f)) {  // a rank of the new epoch is gone: next round
       state_ = State::kRecovering;
       report();
       break;

@@ -31,8 +31,10 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace ftccl {
@@ -88,6 +90,9 @@ class Agreement {
   // member that reports from the epoch before because it missed it.
   Agreement(Member self, Membership current, bool shrinkWhenNoSpares, AgreementNetwork* net,
             RecoveryMessage enteredBy = {});
+  // The same, sharing the epoch's membership (and commit) with whoever holds them.
+  Agreement(Member self, std::shared_ptr<const Membership> current, bool shrinkWhenNoSpares,
+            AgreementNetwork* net, std::shared_ptr<const RecoveryMessage> enteredBy);
 
   // Health learnt that `who` failed or left (a member or a spare). A spare lost while
   // stable leaves the pool at the next decision without starting a round.
@@ -104,27 +109,34 @@ class Agreement {
   void requestJoin(const JoiningSpare& spare);
 
   State state() const { return state_; }
-  const Membership& membership() const { return current_; }
+  const Membership& membership() const { return *current_; }
   int myRank() const;  // -1 for a spare
   // The last commit: ranks lost (old numbering), replaced count, shrunk.
-  const RecoveryMessage& lastCommit() const { return lastCommit_; }
+  const RecoveryMessage& lastCommit() const;
+  std::shared_ptr<const RecoveryMessage> lastCommitShared() const { return lastCommit_; }
   const std::string& why() const { return why_; }  // for kFailed / kExpelled
 
  private:
   std::vector<Member> survivors() const;  // members of current_ not known failed
   size_t aliveCount() const;
   Member coordinator() const;
-  // The commit taking `current` to the next epoch (the same on every member).
-  static RecoveryMessage decide(const Membership& current, const std::set<Member>& failed,
-                                const std::vector<JoiningSpare>& added, bool shrink);
+  // The commit taking the current epoch to the next (the same on every member; one
+  // shared object for all that decide it from the same epoch object).
+  std::shared_ptr<const RecoveryMessage> decide(const std::set<Member>& failed,
+                                                const std::vector<JoiningSpare>& added);
+  static RecoveryMessage decideFrom(const Membership& current, const std::set<Member>& failed,
+                                    const std::vector<JoiningSpare>& added, bool shrink);
+  void indexMembers();
+  bool isMember(const Member& m) const;
   static RecoveryMessage compact(const RecoveryMessage& commit);
   void report(bool toEveryone = false);
   void tryDecide();
-  void adopt(const RecoveryMessage& commit, bool forward);
+  void adopt(std::shared_ptr<const RecoveryMessage> commit, bool forward);
   void expel(const std::string& why);
 
   Member self_;
-  Membership current_;
+  std::shared_ptr<const Membership> current_;
+  std::shared_ptr<const std::unordered_set<Member>> members_;  // current_'s, for lookups
   bool shrink_;
   AgreementNetwork* net_;
   State state_ = State::kStable;
@@ -132,7 +144,7 @@ class Agreement {
   std::map<Member, std::set<Member>> reports_;  // coordinator: latest report per member
   Member reportedTo_;
   int stalls_ = 0;
-  RecoveryMessage lastCommit_;
+  std::shared_ptr<const RecoveryMessage> lastCommit_;
   std::string why_;
 };
 

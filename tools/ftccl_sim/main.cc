@@ -3,7 +3,8 @@
 //
 // usage: ftccl_sim [--ranks 1000,10000] [--spares 8] [--scenarios crash,hang,...|all]
 //                  [--seeds 1] [--first-seed 1] [--probe-ms 10] [--timeout-ms 30] [--latency-us 5]
-//                  [--jitter-us 1] [--loss 0] [--ranks-per-host 8] [--hosts-per-rack 32]
+//                  [--jitter-us 1] [--loss 0] [--handling-us 1] [--ranks-per-host 8]
+//                  [--hosts-per-rack 32]
 //                  [--csv out.csv] [--png out.png]
 // Prints one row per scenario, size and seed; exits 1 if any invariant broke.
 #include <sys/resource.h>
@@ -122,6 +123,9 @@ int main(int argc, char** argv) {
       base.jitter = std::chrono::nanoseconds(static_cast<int64_t>(std::atof(value.c_str()) * 1000));
     else if (flag == "--loss")
       base.datagramLoss = std::atof(value.c_str());
+    else if (flag == "--handling-us")
+      base.handling =
+          std::chrono::nanoseconds(static_cast<int64_t>(std::atof(value.c_str()) * 1000));
     else if (flag == "--ranks-per-host")
       base.ranksPerHost = std::atoi(value.c_str());
     else if (flag == "--hosts-per-rack")
@@ -147,9 +151,10 @@ int main(int argc, char** argv) {
 
   std::printf(
       "# probes %d ms, failure timeout %d ms, latency %.1f us (host %.1f us), jitter %.1f us, loss "
-      "%.3f\n",
+      "%.3f, %.1f us to handle a message\n",
       base.probeIntervalMs, base.failureTimeoutMs, base.latency.count() / 1e3,
-      base.hostLatency.count() / 1e3, base.jitter.count() / 1e3, base.datagramLoss);
+      base.hostLatency.count() / 1e3, base.jitter.count() / 1e3, base.datagramLoss,
+      base.handling.count() / 1e3);
   std::printf("%-9s %7s %6s %4s %9s %9s %9s %9s %10s %11s %6s %8s %10s %7s %8s %s\n", "scenario",
               "ranks", "spares", "seed", "detect", "informed", "rebuilt", "agree+rb", "frames/r/s",
               "bytes/r/s", "epoch", "ranks'", "events", "wall_s", "rss_MiB", "invariants");

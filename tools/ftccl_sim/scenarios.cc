@@ -241,6 +241,12 @@ ScenarioResult runScenario(const std::string& scenario, const ClusterConfig& con
   if (lastRebuild != sim::SimTime{}) result.rebuiltMs = msBetween(fault.at, lastRebuild);
 
   result.violations = checkInvariants(cluster, fault, minority);
+  if (expectRebuild && !settled()) {
+    result.violations.insert(
+        result.violations.begin(),
+        "not settled " + std::to_string(static_cast<int>(msBetween(fault.at, cluster.now()))) +
+            " ms after the first fault (the checks below are of that moment)");
+  }
   if (!expectRebuild && firstNews != sim::SimTime{}) {
     result.violations.push_back("a failure was declared although none happened");
   }

@@ -16,11 +16,13 @@ SimCluster::SimCluster(const ClusterConfig& config)
     : config_(config),
       net_([this](const std::string& from, const std::string& to) { return link(from, to); },
            config.seed) {
+  net_.setHandlingCost(config.handling);
   const int n = config.ranks + config.spares;
   for (int p = 0; p < n; ++p) procs_.push_back(std::make_unique<SimProcess>(*this, p));
-  std::vector<std::string> ranks, spares;
-  for (int p = 0; p < n; ++p) (p < config.ranks ? ranks : spares).push_back(keyOf(p));
-  for (auto& proc : procs_) proc->join(0, ranks, spares, net_.now());
+  auto first = std::make_shared<Membership>();
+  for (int p = 0; p < n; ++p) (p < config.ranks ? first->ranks : first->spares).push_back(keyOf(p));
+  std::shared_ptr<const Membership> shared = std::move(first);
+  for (auto& proc : procs_) proc->join(shared, net_.now());
 }
 
 SimCluster::~SimCluster() = default;
@@ -40,13 +42,26 @@ sim::LinkSpec SimCluster::link(const std::string& from, const std::string& to) c
   return spec;
 }
 
-const std::vector<int>& SimCluster::leaders(uint64_t epoch, const std::vector<std::string>& ranks) {
-  auto it = leaders_.find(epoch);
-  if (it != leaders_.end()) return it->second;
+const SimCluster::EpochTables& SimCluster::tablesFor(
+    const std::shared_ptr<const Membership>& membership) {
+  auto it = tables_.find(membership.get());
+  if (it != tables_.end()) return it->second;
+  EpochTables& t = tables_[membership.get()];
+  t.membership = membership;
+  auto members = std::make_shared<std::vector<MemberInfo>>();
   std::vector<std::string> nodeOfRank;
-  nodeOfRank.reserve(ranks.size());
-  for (const std::string& key : ranks) nodeOfRank.push_back(std::to_string(hostOf(indexOf(key))));
-  return leaders_[epoch] = nodeLeaders(nodeOfRank);
+  for (const auto* list : {&membership->ranks, &membership->spares}) {
+    for (const std::string& key : *list) {
+      const int index = indexOf(key);
+      const std::string host = "h" + std::to_string(hostOf(index));
+      t.position[key] = static_cast<int>(members->size());
+      members->push_back(MemberInfo{static_cast<int>(members->size()), host, 1000 + index, key});
+      if (list == &membership->ranks) nodeOfRank.push_back(host);
+    }
+  }
+  t.members = std::move(members);
+  t.leaders = nodeLeaders(nodeOfRank);
+  return t;
 }
 
 void SimCluster::kill(int process) { net_.kill(keyOf(process)); }
@@ -75,39 +90,30 @@ SimProcess::SimProcess(SimCluster& cluster, int index)
   cluster.net().add(key_, this);
 }
 
-void SimProcess::join(uint64_t epoch, const std::vector<std::string>& ranks,
-                      const std::vector<std::string>& spares, sim::SimTime now,
-                      const RecoveryMessage& enteredBy) {
+void SimProcess::join(std::shared_ptr<const Membership> membership, sim::SimTime now,
+                      std::shared_ptr<const RecoveryMessage> enteredBy) {
   const ClusterConfig& c = cluster_.config();
+  const SimCluster::EpochTables& tables = cluster_.tablesFor(membership);
+  membership_ = std::move(membership);
+  if (enteredBy) former_.insert(former_.end(), enteredBy->failed.begin(), enteredBy->failed.end());
   HealthRegistration reg;
   reg.commKey = 1;
-  reg.epoch = static_cast<uint32_t>(epoch);
-  reg.nRanks = static_cast<int>(ranks.size());
-  reg.members.reserve(ranks.size() + spares.size());
-  for (const auto* list : {&ranks, &spares}) {
-    for (const std::string& key : *list) {
-      const int index = SimCluster::indexOf(key);
-      const int member = static_cast<int>(reg.members.size());
-      reg.members.push_back(
-          MemberInfo{member, "h" + std::to_string(cluster_.hostOf(index)), 1000 + index, key});
-      if (key == key_) reg.myRank = member;
-    }
-  }
-  for (const std::string& key : ranks_) {
-    if (std::find(ranks.begin(), ranks.end(), key) == ranks.end()) former_.push_back(key);
-  }
-  ranks_ = ranks;
-  spares_ = spares;
-  epoch_ = epoch;
+  reg.epoch = static_cast<uint32_t>(membership_->epoch);
+  reg.nRanks = static_cast<int>(membership_->ranks.size());
+  reg.sharedMembers = tables.members;
+  reg.membership = membership_;
+  reg.enteredBy = std::move(enteredBy);
+  auto place = tables.position.find(key_);
+  if (place != tables.position.end()) reg.myRank = place->second;
   if (reg.myRank < 0) {  // not a member any more
     rank_ = -1;
     return;
   }
   const int nRanks = reg.nRanks;
-  const int nSpares = static_cast<int>(spares.size());
+  const int nSpares = static_cast<int>(membership_->spares.size());
   if (reg.myRank < nRanks) {
     rank_ = reg.myRank;
-    reg.monitored = monitoredRanks(nRanks, cluster_.leaders(epoch, ranks), rank_);
+    reg.monitored = monitoredRanks(nRanks, tables.leaders, rank_);
     for (int j = rank_; j < nSpares; j += nRanks) reg.monitored.push_back(nRanks + j);
   } else {
     rank_ = -1;
@@ -119,7 +125,6 @@ void SimProcess::join(uint64_t epoch, const std::vector<std::string>& ranks,
   reg.failureTimeoutMs = c.failureTimeoutMs;
   reg.recoverable = true;
   reg.shrinkWhenNoSpares = c.shrink;
-  reg.enteredBy = enteredBy;
   registration_ = protocol_.add(std::move(reg), now);
 }
 
@@ -140,10 +145,10 @@ void SimProcess::onConnectionLost(const std::string& peer, sim::SimTime now) {
 // ftcclCommRebuild does on its own thread (woken by onRebuilt).
 sim::SimTime SimProcess::onTick(sim::SimTime now) {
   if (pendingCommit_) {
-    std::unique_ptr<RecoveryMessage> commit = std::move(pendingCommit_);
+    std::shared_ptr<const RecoveryMessage> commit = std::move(pendingCommit_);
     protocol_.remove(registration_, false, now);
     registration_ = 0;
-    join(commit->next.epoch, commit->next.ranks, commit->next.spares, now, *commit);
+    join(std::shared_ptr<const Membership>(commit, &commit->next), now, commit);
     lastRebuild = now;
   }
   return protocol_.onTick(now);
@@ -166,10 +171,8 @@ void SimProcess::onMemberFailed(const FailureReport& report) {
   }
 }
 
-void SimProcess::onRebuilt(const RecoveryMessage& commit) {
-  if (!pendingCommit_ || commit.next.epoch > pendingCommit_->next.epoch) {
-    pendingCommit_ = std::make_unique<RecoveryMessage>(commit);
-  }
+void SimProcess::onRebuiltShared(const std::shared_ptr<const RecoveryMessage>& commit) {
+  if (!pendingCommit_ || commit->next.epoch > pendingCommit_->next.epoch) pendingCommit_ = commit;
   cluster_.net().wake(key_);  // the application rebuilds at once
 }
 

@@ -6,6 +6,8 @@
 // hostsPerRack hosts. Links inside a host have hostLatency, others `latency`; every
 // frame gets a uniform jitter. A virtual process re-registers its communicator when a
 // commit arrives, as ftcclCommRebuild does (remove the old epoch, add the new one).
+// Memory: one membership, one member table and one commit per epoch, shared by all
+// virtual processes (the agreement hands the same commit object to each).
 #pragma once
 
 #include <chrono>
@@ -14,6 +16,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "health/health_protocol.h"
@@ -33,7 +36,8 @@ struct ClusterConfig {
   std::chrono::nanoseconds hostLatency{1000};  // inside a host
   std::chrono::nanoseconds jitter{1000};
   double datagramLoss = 0;
-  double gbps = 100;  // each process's link
+  double gbps = 100;                        // each process's link
+  std::chrono::nanoseconds handling{1000};  // CPU time per received health message
   bool shrink = true;
   uint64_t seed = 1;
 };
@@ -64,8 +68,14 @@ class SimCluster {
     net_.runFor(std::chrono::duration_cast<std::chrono::microseconds>(span));
   }
 
-  // Node leaders of an epoch's ranks (computed once per epoch, shared by all).
-  const std::vector<int>& leaders(uint64_t epoch, const std::vector<std::string>& ranks);
+  // What every process of an epoch shares: its member table and its node leaders.
+  struct EpochTables {
+    std::shared_ptr<const Membership> membership;  // held: the key is its address
+    std::shared_ptr<const std::vector<MemberInfo>> members;
+    std::vector<int> leaders;
+    std::unordered_map<std::string, int> position;  // key -> member index
+  };
+  const EpochTables& tablesFor(const std::shared_ptr<const Membership>& membership);
   static int indexOf(const std::string& key);  // keyOf's inverse
 
  private:
@@ -75,7 +85,7 @@ class SimCluster {
   sim::SimNetwork net_;
   std::vector<std::unique_ptr<SimProcess>> procs_;
   std::map<std::pair<int, int>, std::chrono::nanoseconds> slowLinks_;
-  std::map<uint64_t, std::vector<int>> leaders_;
+  std::map<const Membership*, EpochTables> tables_;
 };
 
 // One virtual process: its protocol and what its communicator was told, with times.
@@ -94,20 +104,19 @@ class SimProcess final : public sim::SimNode, public HealthNetwork, public Healt
   void unmonitor(const ProcessKey& peer) override;
   // HealthListener
   void onMemberFailed(const FailureReport& report) override;
-  void onRebuilt(const RecoveryMessage& commit) override;
+  void onRebuiltShared(const std::shared_ptr<const RecoveryMessage>& commit) override;
   void onRecoveryFailed(const std::string& why) override;
 
-  // Registers epoch `epoch` of the communicator: ranks, then spares.
-  void join(uint64_t epoch, const std::vector<std::string>& ranks,
-            const std::vector<std::string>& spares, sim::SimTime now,
-            const RecoveryMessage& enteredBy = {});
+  // Registers an epoch of the communicator (enteredBy: the commit that made it).
+  void join(std::shared_ptr<const Membership> membership, sim::SimTime now,
+            std::shared_ptr<const RecoveryMessage> enteredBy = nullptr);
 
   int index() const { return index_; }
   const std::string& key() const { return key_; }
-  uint64_t epoch() const { return epoch_; }
+  uint64_t epoch() const { return membership_->epoch; }
   int rank() const { return rank_; }  // -1: a spare (or out of the communicator)
-  const std::vector<std::string>& ranks() const { return ranks_; }
-  const std::vector<std::string>& spares() const { return spares_; }
+  const std::vector<std::string>& ranks() const { return membership_->ranks; }
+  const std::vector<std::string>& spares() const { return membership_->spares; }
   bool failedForGood() const { return !whyFailed_.empty(); }
   const std::string& whyFailed() const { return whyFailed_; }
 
@@ -121,10 +130,10 @@ class SimProcess final : public sim::SimNode, public HealthNetwork, public Healt
   std::string key_;
   HealthProtocol protocol_;
   HealthProtocol::RegistrationId registration_ = 0;
-  uint64_t epoch_ = 0;
   int rank_ = -1;
-  std::vector<std::string> ranks_, spares_, former_;
-  std::unique_ptr<RecoveryMessage> pendingCommit_;  // applied at the next tick
+  std::shared_ptr<const Membership> membership_;
+  std::vector<std::string> former_;                       // failed members of earlier epochs
+  std::shared_ptr<const RecoveryMessage> pendingCommit_;  // applied at the next tick
   std::string whyFailed_;
 };
 

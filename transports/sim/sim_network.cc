@@ -141,6 +141,14 @@ void SimNetwork::dispatch(Event& e) {
   switch (e.kind) {
     case Kind::kFrame: {
       if (severed(e.from, e.to)) return;  // cut while in flight
+      if (handlingCost_.count() > 0) {
+        SimTime& busy = busyUntil_[e.to];
+        if (busy > now_) {  // still handling earlier frames: wait in line (order kept)
+          schedule(busy, Kind::kFrame, e.to, e.from, std::move(e.frame));
+          return;
+        }
+        busy = now_ + handlingCost_;
+      }
       ++delivered_;
       Traffic& received = traffic_[e.to];
       ++received.receivedFrames;

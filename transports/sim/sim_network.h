@@ -11,7 +11,8 @@
 //   cut(p)    a lost link: frames to and from it vanish silently, it keeps running;
 //   partition(side)  frames between `side` and the rest vanish (a rack cut off);
 //             connections stay open, as TCP's do until they time out.
-// Per-process traffic counters measure what a protocol costs.
+// Per-process traffic counters measure what a protocol costs; a per-frame handling
+// cost makes a process that receives many frames at once (a coordinator) queue them.
 // Nodes carry opaque frames; the network knows nothing of what they mean.
 #pragma once
 
@@ -72,6 +73,8 @@ class SimNetwork {
   // Runs `key`'s onTick now as well, out of its timer's turn (e.g. an application
   // thread acting on a callback); its returned time is ignored.
   void wake(const std::string& key);
+  // Each received frame keeps its process busy this long; later ones wait their turn.
+  void setHandlingCost(std::chrono::nanoseconds cost) { handlingCost_ = cost; }
 
   void kill(const std::string& key);
   void stop(const std::string& key);
@@ -120,6 +123,8 @@ class SimNetwork {
   std::map<std::string, SimTime> linkFreeAt_;  // sender -> when its link is idle again
   std::map<std::pair<std::string, std::string>, SimTime> lastReliable_;  // in-order per pair
   std::map<std::string, Traffic> traffic_;
+  std::chrono::nanoseconds handlingCost_{0};
+  std::map<std::string, SimTime> busyUntil_;  // receiver -> when it can take the next frame
   std::set<std::string> partitioned_;
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events_;
   std::map<std::string, SimNode*> nodes_;
