@@ -100,6 +100,22 @@ TEST(SimNetwork, DatagramsMayBeLostOrReorderedReliableFramesNot) {
   for (int i = 0; i < 100; ++i) EXPECT_EQ(b.sequence[i], i);
 }
 
+TEST(SimNetwork, ABusyReceiverHandlesFramesOneAfterAnotherInOrder) {
+  SimNetwork net(5us);
+  net.setHandlingCost(10us);
+  Recorder a(net, "a"), b(net, "b"), c(net, "c");
+  const SimTime start = net.now();
+  net.send("a", "c", frame(0, 8));
+  net.send("b", "c", frame(1, 8));
+  net.send("a", "c", frame(2, 8));
+  net.runFor(1ms);
+  ASSERT_EQ(c.arrivals.size(), 3u);
+  EXPECT_EQ(c.sequence, (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(c.arrivals[0] - start, 5us);
+  EXPECT_EQ(c.arrivals[1] - start, 15us);
+  EXPECT_EQ(c.arrivals[2] - start, 25us);
+}
+
 TEST(SimNetwork, PartitionSeversBothWaysAndLosesFramesInFlight) {
   SimNetwork net(50us);
   Recorder a(net, "a"), b(net, "b"), c(net, "c");

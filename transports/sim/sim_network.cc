@@ -18,8 +18,8 @@ void SimNetwork::add(const std::string& key, SimNode* node) {
 }
 
 void SimNetwork::schedule(SimTime at, Kind kind, const std::string& to, const std::string& from,
-                          std::vector<uint8_t> frame) {
-  events_.push(Event{at, nextOrder_++, kind, to, from, std::move(frame)});
+                          std::vector<uint8_t> frame, bool queued) {
+  events_.push(Event{at, nextOrder_++, kind, to, from, std::move(frame), queued});
 }
 
 // The sender's link holds a frame for bytes / rate after the frames before it; then it
@@ -141,13 +141,16 @@ void SimNetwork::dispatch(Event& e) {
   switch (e.kind) {
     case Kind::kFrame: {
       if (severed(e.from, e.to)) return;  // cut while in flight
-      if (handlingCost_.count() > 0) {
+      if (handlingCost_.count() > 0 && !e.queued) {
+        // Take the next free slot of the receiver; wait for it if it is busy (frames
+        // keep their order: slots are taken in arrival order).
         SimTime& busy = busyUntil_[e.to];
-        if (busy > now_) {  // still handling earlier frames: wait in line (order kept)
-          schedule(busy, Kind::kFrame, e.to, e.from, std::move(e.frame));
+        const SimTime start = std::max(busy, now_);
+        busy = start + handlingCost_;
+        if (start > now_) {
+          schedule(start, Kind::kFrame, e.to, e.from, std::move(e.frame), /*queued=*/true);
           return;
         }
-        busy = now_ + handlingCost_;
       }
       ++delivered_;
       Traffic& received = traffic_[e.to];

@@ -103,12 +103,13 @@ class SimNetwork {
     Kind kind;
     std::string to, from;
     std::vector<uint8_t> frame;
+    bool queued = false;  // already holds its receiver's handling slot
     bool operator>(const Event& other) const {
       return at != other.at ? at > other.at : order > other.order;
     }
   };
   void schedule(SimTime at, Kind kind, const std::string& to, const std::string& from,
-                std::vector<uint8_t> frame = {});
+                std::vector<uint8_t> frame = {}, bool queued = false);
   void dispatch(Event& e);
   bool severed(const std::string& a, const std::string& b) const;
   // When a frame of `bytes` sent now reaches `to` (draws jitter, takes the link).
