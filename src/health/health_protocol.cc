@@ -479,6 +479,11 @@ double HealthProtocol::lastRoundTripMs(const ProcessKey& peer) const {
   return it == roundTrips_.end() ? 0 : it->second.lastMs();
 }
 
+bool HealthProtocol::linkDegraded(const ProcessKey& peer) const {
+  auto it = roundTrips_.find(peer);
+  return it != roundTrips_.end() && it->second.degraded();
+}
+
 double HealthProtocol::maxRoundTripMs(const ProcessKey& peer) const {
   auto it = roundTrips_.find(peer);
   return it == roundTrips_.end() ? 0 : it->second.maxMs();

@@ -143,6 +143,8 @@ class HealthProtocol {
   const ProcessKey& self() const { return self_; }
   double lastRoundTripMs(const ProcessKey& peer) const;
   double maxRoundTripMs(const ProcessKey& peer) const;
+  // Whether the round trips to `peer` stay well above its best (link_quality.h).
+  bool linkDegraded(const ProcessKey& peer) const;
 
  private:
   struct Registration {

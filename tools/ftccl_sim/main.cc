@@ -177,6 +177,10 @@ int main(int argc, char** argv) {
             r.bytesPerRankPerSec, static_cast<unsigned long long>(r.finalEpoch), r.finalRanks,
             static_cast<unsigned long long>(r.events), r.wallSeconds, peakRssMiB(),
             r.violations.empty() ? "held" : "BROKEN");
+        if (r.scenario == "slowlink") {
+          std::printf("#   slow link %s, round trips up to %.2f ms\n",
+                      r.slowLinkFlagged ? "flagged" : "NOT flagged", r.slowLinkRoundTripMs);
+        }
         if (!r.violations.empty()) std::printf("#   after: %s\n", r.faults.c_str());
         for (const std::string& v : r.violations) std::printf("#   %s\n", v.c_str());
         std::fflush(stdout);

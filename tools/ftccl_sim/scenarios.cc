@@ -219,7 +219,13 @@ ScenarioResult runScenario(const std::string& scenario, const ClusterConfig& con
     cluster.runFor(std::chrono::milliseconds(3 * config.failureTimeoutMs));
     if (settled()) break;
   }
-  if (!expectRebuild) cluster.runFor(std::chrono::milliseconds(10 * config.failureTimeoutMs));
+  if (!expectRebuild) {
+    // A slow link is flagged once a whole window of round-trip samples is slow (mutual
+    // monitors ack one probe in ten: a sample per 100 ms): give it 2 s.
+    cluster.runFor(scenario == "slowlink"
+                       ? std::chrono::milliseconds(2000)
+                       : std::chrono::milliseconds(10 * config.failureTimeoutMs));
+  }
 
   sim::SimTime firstNews{}, lastNews{}, lastRebuild{};
   for (int p = 0; p < cluster.size(); ++p) {
@@ -241,6 +247,16 @@ ScenarioResult runScenario(const std::string& scenario, const ClusterConfig& con
   if (lastRebuild != sim::SimTime{}) result.rebuiltMs = msBetween(fault.at, lastRebuild);
 
   result.violations = checkInvariants(cluster, fault, minority);
+  if (scenario == "slowlink") {
+    const int next = (victim + 1) % config.ranks;
+    const HealthProtocol& a = cluster.process(victim).protocol();
+    const HealthProtocol& b = cluster.process(next).protocol();
+    result.slowLinkFlagged =
+        a.linkDegraded(SimCluster::keyOf(next)) || b.linkDegraded(SimCluster::keyOf(victim));
+    result.slowLinkRoundTripMs = std::max(a.maxRoundTripMs(SimCluster::keyOf(next)),
+                                          b.maxRoundTripMs(SimCluster::keyOf(victim)));
+    if (!result.slowLinkFlagged) result.violations.push_back("the slow link was not flagged");
+  }
   if (expectRebuild && !settled()) {
     result.violations.insert(
         result.violations.begin(),

@@ -31,7 +31,11 @@ struct ScenarioResult {
   int finalRanks = 0, finalSpares = 0, expelled = 0;
   uint64_t events = 0;
   double wallSeconds = 0;
-  std::string faults;                   // what was injected, when
+  std::string faults;  // what was injected, when
+  // slowlink: whether either end's round-trip statistics flagged the link, and the
+  // largest round trip they measured on it.
+  bool slowLinkFlagged = false;
+  double slowLinkRoundTripMs = 0;
   std::vector<std::string> violations;  // broken invariants; empty is a pass
 };
 

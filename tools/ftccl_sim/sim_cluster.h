@@ -112,6 +112,7 @@ class SimProcess final : public sim::SimNode, public HealthNetwork, public Healt
             std::shared_ptr<const RecoveryMessage> enteredBy = nullptr);
 
   int index() const { return index_; }
+  const HealthProtocol& protocol() const { return protocol_; }
   const std::string& key() const { return key_; }
   uint64_t epoch() const { return membership_->epoch; }
   int rank() const { return rank_; }  // -1: a spare (or out of the communicator)
