@@ -133,9 +133,9 @@ const RecoveryMessage& Agreement::lastCommit() const {
 
 // Membership tests in O(1): the set is shared by everyone on the same epoch object.
 void Agreement::indexMembers() {
-  static Interned<std::unordered_set<Member>> sets;
+  static auto* sets = new Interned<std::unordered_set<Member>>;  // never destroyed: safe at exit
   const Membership& m = *current_;
-  members_ = sets.get(current_, "", [&m] {
+  members_ = sets->get(current_, "", [&m] {
     std::unordered_set<Member> all(m.ranks.begin(), m.ranks.end());
     all.insert(m.spares.begin(), m.spares.end());
     return all;
@@ -337,14 +337,14 @@ void Agreement::tryDecide() {
 
 std::shared_ptr<const RecoveryMessage> Agreement::decide(const std::set<Member>& failed,
                                                          const std::vector<JoiningSpare>& added) {
-  static Interned<RecoveryMessage> commits;
+  static auto* commits = new Interned<RecoveryMessage>;  // never destroyed: safe at exit
   std::string key = shrink_ ? "s" : "n";
   for (const Member& f : failed) key += "|" + f;
   key += "+";
   for (const JoiningSpare& spare : added) key += "|" + spare.key;
   const Membership& current = *current_;
   const bool shrink = shrink_;
-  return commits.get(current_, key, [&] { return decideFrom(current, failed, added, shrink); });
+  return commits->get(current_, key, [&] { return decideFrom(current, failed, added, shrink); });
 }
 
 RecoveryMessage Agreement::decideFrom(const Membership& current, const std::set<Member>& failed,

@@ -6,6 +6,7 @@
 //                  [--jitter-us 1] [--loss 0] [--handling-us 1] [--ranks-per-host 8]
 //                  [--hosts-per-rack 32]
 //                  [--csv out.csv] [--png out.png]
+//        ftccl_sim --plot joined.csv --png out.png   (draws an existing CSV)
 // Prints one row per scenario, size and seed; exits 1 if any invariant broke.
 #include <sys/resource.h>
 
@@ -96,7 +97,7 @@ int main(int argc, char** argv) {
   std::vector<int> sizes{1000};
   std::vector<std::string> scenarios = ftccl::simtool::scenarioNames();
   int seeds = 1, firstSeed = 1;
-  std::string csv, png;
+  std::string csv, png, plotOnly;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
     if (i + 1 >= argc) usage(("missing value for " + flag).c_str());
@@ -134,8 +135,15 @@ int main(int argc, char** argv) {
       csv = value;
     else if (flag == "--png")
       png = value;
+    else if (flag == "--plot")
+      plotOnly = value;
     else
       usage(("unknown option " + flag).c_str());
+  }
+  if (!plotOnly.empty()) {  // only draw an existing CSV (e.g. runs of several sizes joined)
+    if (png.empty()) usage("--plot needs --png");
+    plot(png, plotOnly);
+    return 0;
   }
   for (const std::string& s : scenarios) {
     const auto& known = ftccl::simtool::scenarioNames();
