@@ -48,6 +48,7 @@ HealthProtocol::RegistrationId HealthProtocol::add(HealthRegistration registrati
         std::make_shared<const std::vector<MemberInfo>>(std::move(r.info.members));
   }
   r.info.members.clear();
+  if (!r.info.sharedIndex) r.info.sharedIndex = indexOf(*r.info.sharedMembers);
   if (r.info.recoverable && !r.info.joining) {
     std::shared_ptr<const Membership> current = r.info.membership;
     if (!current) {
@@ -143,8 +144,10 @@ void HealthProtocol::onConnectionLost(const ProcessKey& peer, HealthTime now) {
 // all their other members.
 void HealthProtocol::suspect(const Suspicion& s) {
   for (auto& [id, r] : registrations_) {
-    for (const MemberInfo& m : (*r.info.sharedMembers)) {
-      if (m.key != s.peer || r.reported.count(m.rank) || r.left.count(m.rank)) continue;
+    const MemberInfo* found = memberOf(r.info, s.peer);
+    if (found != nullptr) {
+      const MemberInfo m = *found;  // deliver() may replace the table
+      if (r.reported.count(m.rank) || r.left.count(m.rank)) continue;
       deliver(r, FailureReport{m.rank, m.host, m.pid, s.cause, s.silentMs, r.info.myRank, true});
       HealthMessage notice;
       notice.type = HealthType::kFailed;
@@ -164,6 +167,20 @@ void HealthProtocol::suspect(const Suspicion& s) {
       }
     }
   }
+}
+
+std::shared_ptr<const std::unordered_map<ProcessKey, int>> HealthProtocol::indexOf(
+    const std::vector<MemberInfo>& members) {
+  auto index = std::make_shared<std::unordered_map<ProcessKey, int>>();
+  for (const MemberInfo& m : members) index->emplace(m.key, m.rank);
+  return index;
+}
+
+// The member that `key` names in a registration, or null: O(1), for handlers that run
+// once per message on every process (100,000 ranks in the simulator).
+const MemberInfo* HealthProtocol::memberOf(const HealthRegistration& info, const ProcessKey& key) {
+  auto it = info.sharedIndex->find(key);
+  return it == info.sharedIndex->end() ? nullptr : &(*info.sharedMembers)[it->second];
 }
 
 int HealthProtocol::rankCount(const HealthRegistration& info) {
@@ -205,9 +222,8 @@ void HealthProtocol::checkAgreement(Registration& r) {
         r.notifiedEpoch = epoch;
         const RecoveryMessage& commit = r.agreement->lastCommit();
         adoptJoined(r, commit);
-        std::vector<ProcessKey> ranks;
-        for (int i = 0; i < rankCount(r.info); ++i) ranks.push_back((*r.info.sharedMembers)[i].key);
-        if (commit.failedRanks.empty() && commit.next.ranks == ranks) {
+        // No failed rank: the ranks are unchanged (Agreement::decide), only the pool.
+        if (commit.failedRanks.empty()) {
           r.info.epoch = static_cast<uint32_t>(epoch);
         } else {
           r.info.listener->onRebuiltShared(r.agreement->lastCommitShared());
@@ -258,12 +274,12 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
         // the agreement expels it. Other communicators of the same process still learn.
         if (r.info.commKey == m.commKey && m.epoch < r.info.epoch) continue;
         bool sameComm = r.info.commKey == m.commKey && r.info.epoch == m.epoch;
-        for (const MemberInfo& member : (*r.info.sharedMembers)) {
-          if (member.key != m.failedKey || (sameComm && member.rank != m.rank)) continue;
-          deliver(r, FailureReport{member.rank, member.host, member.pid,
-                                   static_cast<DetectionCause>(m.cause), m.afterMs, m.reporterRank,
-                                   false});
-        }
+        const MemberInfo* found = memberOf(r.info, m.failedKey);
+        if (found == nullptr || (sameComm && found->rank != m.rank)) continue;
+        const MemberInfo member = *found;
+        deliver(r, FailureReport{member.rank, member.host, member.pid,
+                                 static_cast<DetectionCause>(m.cause), m.afterMs, m.reporterRank,
+                                 false});
       }
       syncWatched(now);
       break;
@@ -362,6 +378,7 @@ void HealthProtocol::adoptJoined(Registration& r, const RecoveryMessage& commit)
           std::make_shared<std::vector<MemberInfo>>(*r.info.sharedMembers);  // copy on write
       grown->push_back(MemberInfo{index, spare.host, spare.pid, spare.key});
       r.info.sharedMembers = std::move(grown);
+      r.info.sharedIndex = indexOf(*r.info.sharedMembers);
       if (r.info.myRank >= 0 && r.info.myRank < nRanks && nRanks > 0 &&
           (index - nRanks) % nRanks == r.info.myRank) {
         r.info.monitored.push_back(index);
@@ -405,6 +422,7 @@ void HealthProtocol::onLeave(Registration& r, int index) {
 // left in order (the job is ending; if they all failed, the agreement may still
 // activate the spares).
 void HealthProtocol::tellIfRanksGone(Registration& r) {
+  if (r.left.empty()) return;  // nobody left in order: nothing to tell (and O(1))
   int nRanks = rankCount(r.info);
   int left = 0, gone = 0;
   for (int i = 0; i < nRanks; ++i) {

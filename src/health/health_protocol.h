@@ -22,6 +22,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "health/failure_detector.h"
@@ -85,6 +86,7 @@ struct HealthRegistration {
   // simulation's virtual processes), and the agreement's view of them: when set, they
   // are used and `members` is ignored.
   std::shared_ptr<const std::vector<MemberInfo>> sharedMembers;
+  std::shared_ptr<const std::unordered_map<ProcessKey, int>> sharedIndex;  // key -> member
   std::shared_ptr<const Membership> membership;
   int nRanks = -1;
   std::vector<int> monitored;  // member indices this process probes
@@ -174,6 +176,9 @@ class HealthProtocol {
   bool acceptJoin(Registration& registration, const ProcessKey& from, const RecoveryMessage& m);
   void adoptJoined(Registration& registration, const RecoveryMessage& commit);
   static int rankCount(const HealthRegistration& info);
+  static std::shared_ptr<const std::unordered_map<ProcessKey, int>> indexOf(
+      const std::vector<MemberInfo>& members);
+  static const MemberInfo* memberOf(const HealthRegistration& info, const ProcessKey& key);
 
   ProcessKey self_;
   std::string host_;

@@ -96,18 +96,19 @@ ScenarioResult runScenario(const std::string& scenario, const ClusterConfig& con
   SimCluster cluster(config);
   std::mt19937_64 random(config.seed * 7919 + std::hash<std::string>()(scenario));
 
-  // Warm up (connections, first probes), then measure the healthy state for a second.
+  // Warm up (connections, first probes), then measure the healthy state.
   cluster.runFor(200ms);
   cluster.net().resetTraffic();
-  cluster.runFor(1s);
+  cluster.runFor(std::chrono::milliseconds(config.healthyMs));
   uint64_t frames = 0, bytes = 0;
   for (int p = 0; p < config.ranks; ++p) {
     const sim::Traffic& t = cluster.net().traffic(SimCluster::keyOf(p));
     frames += t.sentFrames;
     bytes += t.sentBytes;
   }
-  result.framesPerRankPerSec = static_cast<double>(frames) / config.ranks;
-  result.bytesPerRankPerSec = static_cast<double>(bytes) / config.ranks;
+  const double seconds = config.healthyMs / 1000.0;
+  result.framesPerRankPerSec = static_cast<double>(frames) / config.ranks / seconds;
+  result.bytesPerRankPerSec = static_cast<double>(bytes) / config.ranks / seconds;
 
   Fault fault;
   std::set<int> minority;

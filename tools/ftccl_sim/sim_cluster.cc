@@ -48,13 +48,14 @@ const SimCluster::EpochTables& SimCluster::tablesFor(
   if (it != tables_.end()) return it->second;
   EpochTables& t = tables_[membership.get()];
   t.membership = membership;
+  t.position = std::make_shared<std::unordered_map<std::string, int>>();
   auto members = std::make_shared<std::vector<MemberInfo>>();
   std::vector<std::string> nodeOfRank;
   for (const auto* list : {&membership->ranks, &membership->spares}) {
     for (const std::string& key : *list) {
       const int index = indexOf(key);
       const std::string host = "h" + std::to_string(hostOf(index));
-      t.position[key] = static_cast<int>(members->size());
+      (*t.position)[key] = static_cast<int>(members->size());
       members->push_back(MemberInfo{static_cast<int>(members->size()), host, 1000 + index, key});
       if (list == &membership->ranks) nodeOfRank.push_back(host);
     }
@@ -103,8 +104,9 @@ void SimProcess::join(std::shared_ptr<const Membership> membership, sim::SimTime
   reg.sharedMembers = tables.members;
   reg.membership = membership_;
   reg.enteredBy = std::move(enteredBy);
-  auto place = tables.position.find(key_);
-  if (place != tables.position.end()) reg.myRank = place->second;
+  auto place = tables.position->find(key_);
+  if (place != tables.position->end()) reg.myRank = place->second;
+  reg.sharedIndex = tables.position;
   if (reg.myRank < 0) {  // not a member any more
     rank_ = -1;
     return;

@@ -40,6 +40,7 @@ struct ClusterConfig {
   std::chrono::nanoseconds handling{1000};  // CPU time per received health message
   bool shrink = true;
   uint64_t seed = 1;
+  int healthyMs = 1000;  // virtual time over which the healthy state's traffic is measured
 };
 
 class SimProcess;
@@ -73,7 +74,7 @@ class SimCluster {
     std::shared_ptr<const Membership> membership;  // held: the key is its address
     std::shared_ptr<const std::vector<MemberInfo>> members;
     std::vector<int> leaders;
-    std::unordered_map<std::string, int> position;  // key -> member index
+    std::shared_ptr<std::unordered_map<std::string, int>> position;  // key -> member index
   };
   const EpochTables& tablesFor(const std::shared_ptr<const Membership>& membership);
   static int indexOf(const std::string& key);  // keyOf's inverse

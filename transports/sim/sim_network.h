@@ -25,6 +25,8 @@
 #include <random>
 #include <set>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace ftccl {
@@ -121,16 +123,22 @@ class SimNetwork {
   uint64_t nextOrder_ = 0;
   uint64_t delivered_ = 0;
   uint64_t eventsRun_ = 0;
-  std::map<std::string, SimTime> linkFreeAt_;  // sender -> when its link is idle again
-  std::map<std::pair<std::string, std::string>, SimTime> lastReliable_;  // in-order per pair
-  std::map<std::string, Traffic> traffic_;
+  // Hash maps: with 100,000 processes, these are touched on every frame.
+  struct PairHash {
+    size_t operator()(const std::pair<std::string, std::string>& p) const {
+      return std::hash<std::string>()(p.first) * 31 + std::hash<std::string>()(p.second);
+    }
+  };
+  std::unordered_map<std::string, SimTime> linkFreeAt_;  // sender -> when its link is idle
+  std::unordered_map<std::pair<std::string, std::string>, SimTime, PairHash> lastReliable_;
+  std::unordered_map<std::string, Traffic> traffic_;
   std::chrono::nanoseconds handlingCost_{0};
-  std::map<std::string, SimTime> busyUntil_;  // receiver -> when it can take the next frame
-  std::set<std::string> partitioned_;
+  std::unordered_map<std::string, SimTime> busyUntil_;  // receiver -> next free handling slot
+  std::unordered_set<std::string> partitioned_;
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events_;
-  std::map<std::string, SimNode*> nodes_;
+  std::unordered_map<std::string, SimNode*> nodes_;
   std::map<std::string, std::set<std::string>> watchers_;  // to -> who is connected to it
-  std::set<std::string> dead_, stopped_, cut_;
+  std::unordered_set<std::string> dead_, stopped_, cut_;
   std::set<std::pair<std::string, std::string>> blocked_;
   std::map<std::string, std::deque<Event>> held_;  // frames waiting for a stopped node
 };
