@@ -69,25 +69,30 @@ void plot(const std::string& png, const std::string& csv) {
       "';"
       "set datafile separator ','; set logscale x; set xlabel 'ranks'; set grid;"
       "set key left top; set multiplot layout 1,2;"
-      "set ylabel 'ms after the fault'; set title 'detection (solid), agreement + rebuild "
-      "(dashed)';"
+      "set ylabel 'ms after the fault'; set title 'detection and agreement + rebuild';"
       "plot for [s in 'crash hang host rack double'] '" +
       csv +
-      "' using (strcol(1) eq s ? $2 : 1/0):5 with linespoints title s.' detect', "
+      "' using (strcol(1) eq s ? $2 : 1/0):5 with points title s.' detect', "
       "for [s in 'crash hang host rack double'] '" +
       csv +
-      "' using (strcol(1) eq s ? $2 : 1/0):8 with linespoints dt 2 title s.' rebuild';"
-      "set ylabel 'frames per rank per second'; set title 'healthy-state probe traffic';"
+      "' using (strcol(1) eq s ? $2 : 1/0):8 with points title s.' rebuild';"
+      "set ylabel 'frames per rank per second'; set title 'healthy-state probe traffic'; set "
+      "yrange [0:*];"
       "plot '" +
       csv +
       "' using (strcol(1) eq 'healthy' ? $2 : 1/0):9 with linespoints title 'healthy';"
       "unset multiplot";
-  std::string command = "gnuplot -e \"" + script + "\" 2>&1";
   if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
     std::fprintf(stderr, "ftccl_sim: gnuplot not found: no %s\n", png.c_str());
     return;
   }
-  if (std::system(command.c_str()) != 0) std::fprintf(stderr, "ftccl_sim: gnuplot failed\n");
+  // Through a script file: on a command line the shell would expand gnuplot's $2.
+  const std::string scriptPath = png + ".gp";
+  std::ofstream(scriptPath) << script << "\n";
+  if (std::system(("gnuplot '" + scriptPath + "' 2>&1").c_str()) != 0) {
+    std::fprintf(stderr, "ftccl_sim: gnuplot failed\n");
+  }
+  std::remove(scriptPath.c_str());
 }
 
 }  // namespace
