@@ -87,7 +87,6 @@ class SimNetwork {
   void partition(const std::vector<std::string>& side);
   void heal();  // ends the partition
   bool alive(const std::string& key) const { return !dead_.count(key); }
-  bool running(const std::string& key) const { return !dead_.count(key) && !stopped_.count(key); }
 
   // Runs every event up to and including time `until`.
   void runUntil(SimTime until);
