@@ -369,8 +369,7 @@ void HealthProtocol::adoptJoined(Registration& r, const RecoveryMessage& commit)
   int nRanks = rankCount(r.info);
   for (const JoiningSpare& spare : commit.joined) {
     if (r.info.listener) r.info.listener->onSpareJoined(spare);
-    bool listed = false;
-    for (const MemberInfo& m : (*r.info.sharedMembers)) listed = listed || m.key == spare.key;
+    const bool listed = memberOf(r.info, spare.key) != nullptr;
     if (!listed && std::find(commit.next.spares.begin(), commit.next.spares.end(), spare.key) !=
                        commit.next.spares.end()) {
       int index = static_cast<int>(r.info.sharedMembers->size());

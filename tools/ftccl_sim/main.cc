@@ -34,6 +34,11 @@ std::vector<std::string> split(const std::string& text) {
   return out;
 }
 
+// "2.5" (microseconds) -> 2500 ns.
+std::chrono::nanoseconds microseconds(const std::string& text) {
+  return std::chrono::nanoseconds(static_cast<int64_t>(std::atof(text.c_str()) * 1000));
+}
+
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr, "ftccl_sim: %s (see the comment at the top of tools/ftccl_sim/main.cc)\n",
                why);
@@ -123,15 +128,13 @@ int main(int argc, char** argv) {
     else if (flag == "--timeout-ms")
       base.failureTimeoutMs = std::atoi(value.c_str());
     else if (flag == "--latency-us")
-      base.latency =
-          std::chrono::nanoseconds(static_cast<int64_t>(std::atof(value.c_str()) * 1000));
+      base.latency = microseconds(value);
     else if (flag == "--jitter-us")
-      base.jitter = std::chrono::nanoseconds(static_cast<int64_t>(std::atof(value.c_str()) * 1000));
+      base.jitter = microseconds(value);
     else if (flag == "--loss")
       base.datagramLoss = std::atof(value.c_str());
     else if (flag == "--handling-us")
-      base.handling =
-          std::chrono::nanoseconds(static_cast<int64_t>(std::atof(value.c_str()) * 1000));
+      base.handling = microseconds(value);
     else if (flag == "--ranks-per-host")
       base.ranksPerHost = std::atoi(value.c_str());
     else if (flag == "--hosts-per-rack")
