@@ -51,6 +51,35 @@ class Interned {
 
 }  // namespace
 
+CandidateWalk::CandidateWalk(size_t nRanks) : n_(nRanks) {
+  while ((size_t{1} << bits_) < n_) ++bits_;
+  skipPastEnd();
+}
+
+void CandidateWalk::next() {
+  ++i_;
+  skipPastEnd();
+}
+
+size_t CandidateWalk::rank() const {
+  size_t reversed = 0;
+  for (int b = 0; b < bits_; ++b) reversed |= ((i_ >> b) & 1) << (bits_ - 1 - b);
+  return reversed;
+}
+
+// Fewer than half of the indices below the next power of two reverse past the end.
+void CandidateWalk::skipPastEnd() {
+  while (!done() && rank() >= n_) ++i_;
+}
+
+std::vector<int> coordinatorOrder(int nRanks) {
+  std::vector<int> order;
+  for (CandidateWalk walk(static_cast<size_t>(nRanks)); !walk.done(); walk.next()) {
+    order.push_back(static_cast<int>(walk.rank()));
+  }
+  return order;
+}
+
 std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m) {
   ByteWriter w;
   w.put(static_cast<uint8_t>(m.type));
@@ -71,16 +100,19 @@ std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m) {
     w.putBlob(j.peerInfo);
   }
   w.putBlob(m.blob);
+  w.put(m.ballot);
+  w.putStrings(m.acceptedFailed);
+  w.put(static_cast<uint8_t>(m.wantsReport));
   return w.bytes();
 }
 
 bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* out) {
   ByteReader r(frame);
   RecoveryMessage m;
-  uint8_t type = 0, shrunk = 0;
+  uint8_t type = 0, shrunk = 0, wantsReport = 0;
   uint32_t nFailed = 0;
   int32_t replaced = 0;
-  if (!r.get(&type) || type < RecoveryMessage::kReport || type > RecoveryMessage::kJoinAccept ||
+  if (!r.get(&type) || type < RecoveryMessage::kReport || type > RecoveryMessage::kAccept ||
       !r.get(&m.epoch) || !r.getStrings(&m.failed) || !r.get(&m.next.epoch) ||
       !r.getStrings(&m.next.ranks) || !r.getStrings(&m.next.spares) || !r.get(&nFailed) ||
       nFailed > frame.size()) {
@@ -102,10 +134,14 @@ bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* o
       return false;
     }
   }
-  if (!r.getBlob(&m.blob) || !r.atEnd()) return false;
+  if (!r.getBlob(&m.blob) || !r.get(&m.ballot) || !r.getStrings(&m.acceptedFailed) ||
+      !r.get(&wantsReport) || !r.atEnd()) {
+    return false;
+  }
   m.type = static_cast<RecoveryMessage::Type>(type);
   m.replaced = replaced;
   m.shrunk = shrunk != 0;
+  m.wantsReport = wantsReport != 0;
   *out = std::move(m);
   return true;
 }
@@ -161,14 +197,20 @@ std::vector<Member> Agreement::survivors() const {
   return alive;
 }
 
-// The lowest surviving rank; spares only when no rank is left. O(failures), not O(N).
-Member Agreement::coordinator() const {
-  for (const auto* list : {&current_->ranks, &current_->spares}) {
-    for (const Member& m : *list) {
-      if (!failed_.count(m)) return m;
-    }
+// The first surviving rank in candidate order (coordinatorOrder); spares, in pool order,
+// only when no rank is left. O(failures), not O(N).
+Member Agreement::coordinator(int64_t* ballot) const {
+  int64_t place = 0;
+  const Member* found = nullptr;
+  const std::vector<Member>& ranks = current_->ranks;
+  for (CandidateWalk walk(ranks.size()); !walk.done() && !found; walk.next(), ++place) {
+    if (!failed_.count(ranks[walk.rank()])) found = &ranks[walk.rank()];
   }
-  return self_;
+  for (size_t i = 0; i < current_->spares.size() && !found; ++i, ++place) {
+    if (!failed_.count(current_->spares[i])) found = &current_->spares[i];
+  }
+  if (ballot != nullptr) *ballot = found ? place - 1 : -1;
+  return found ? *found : self_;
 }
 
 size_t Agreement::aliveCount() const {
@@ -188,40 +230,65 @@ void Agreement::onFailure(const Member& who) {
   // A spare lost while all ranks are well only leaves the pool: no round, no new epoch
   // (the next decision skips it). During a round it is news like any other.
   if (state_ == State::kStable && contains(current_->spares, who)) return;
+  const bool wasStable = state_ == State::kStable;
   state_ = State::kRecovering;
-  report();
+  // Health sends every FAILED notice to every member, so a coordinator we reported to
+  // learns of `who` without our report: at 10,000 ranks, re-reporting each of a burst
+  // of notices (a rack: one per watcher) queued 100,000s of reports at the coordinator.
+  if (wasStable || coordinator() == self_ || coordinator() != reportedTo_) {
+    report();
+  } else {
+    expelIfMinority();
+  }
+}
+
+// A side of a partition that holds no strict majority of the epoch may not go on.
+bool Agreement::expelIfMinority() {
+  const size_t voters = voterCount();
+  const size_t alive = aliveCount();
+  if (alive * 2 > voters) return false;
+  expel("only " + std::to_string(alive) + " of the " + std::to_string(voters) +
+        " processes of epoch " + std::to_string(current_->epoch) +
+        " are reachable: not a majority, so this side may not go on");
+  return true;
 }
 
 // Sends this member's failed set to the coordinator (itself included). The coordinator
 // sends its own to the survivors it has not heard from, or, when it stalls, to all: its
 // members then know it is alive and deciding (see onMessage).
 void Agreement::report(bool toEveryone) {
-  size_t voters = current_->ranks.size() + current_->spares.size();
-  const size_t alive = aliveCount();
-  if (alive * 2 <= voters) {
-    expel("only " + std::to_string(alive) + " of the " + std::to_string(voters) +
-          " processes of epoch " + std::to_string(current_->epoch) +
-          " are reachable: not a majority, so this side may not go on");
-    return;
-  }
-  Member coord = coordinator();
+  if (expelIfMinority()) return;
+  int64_t ballot = -1;
+  Member coord = coordinator(&ballot);
   RecoveryMessage m;
   m.type = RecoveryMessage::kReport;
   m.epoch = current_->epoch;
   m.failed.assign(failed_.begin(), failed_.end());
+  // The report is a promise to accept no proposal of a lower ballot, and tells what
+  // this member accepted (agreement.h, step 4).
+  promised_ = std::max(promised_, ballot);
+  m.ballot = acceptedBallot_;
+  m.acceptedFailed.assign(accepted_.failed.begin(), accepted_.failed.end());
+  m.joined = accepted_.joined;
   // Each coordinator gets its own stall budget: without this reset, a member that had
   // already waited out one dead coordinator evicted the next after a single timeout,
   // before that one could gather the reports, and a chain of such evictions ended with
   // a live coordinator declaring every silent member failed (found by ftccl_sim).
-  if (coord != reportedTo_) stalls_ = 0;
+  if (coord != reportedTo_) {
+    stalls_ = 0;
+    heardFromCoordinator_ = false;
+  }
   reportedTo_ = coord;
   if (coord == self_) {
     // The coordinator's own report goes to every survivor it has not heard from: it
     // tells them of the failures and asks for their view (one in a newer epoch
     // answers EXPELLED instead: this process slept through a rebuild).
-    reports_[self_] = failed_;
+    reports_.insert(self_);
     for (const Member& other : survivors()) {
-      if (other != self_ && (toEveryone || !reports_.count(other))) net_->send(other, m);
+      if (other == self_) continue;
+      // Asked once per stall: each ask may bring a report back (the incast above).
+      m.wantsReport = !reports_.count(other);
+      if (toEveryone || (m.wantsReport && asked_.insert(other).second)) net_->send(other, m);
     }
     tryDecide();
   } else {
@@ -254,14 +321,28 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
           grew = failed_.insert(f).second || grew;
         }
       }
-      reports_[from] = std::set<Member>(m.failed.begin(), m.failed.end());
+      reports_.insert(from);
+      if (m.ballot > reportedBallot_) {  // a member's accepted ballot only grows
+        reportedBallot_ = m.ballot;
+        reported_ = Decision{{m.acceptedFailed.begin(), m.acceptedFailed.end()}, m.joined};
+      }
       // A report from our coordinator is its sign of life: it is deciding (waiting out
       // silent members, which takes it two stalls), so our stall count starts again.
       // Without this, a member whose count began before the coordinator took over
       // could evict it just before its decision (ftccl_sim, random schedules).
-      if (from == coordinator() && from != self_) stalls_ = 0;
-      if (grew || state_ == State::kStable || from == coordinator()) {
-        // New failures, or the coordinator asking for our view: (re)send our report.
+      if (from == coordinator() && from != self_) {
+        stalls_ = 0;
+        heardFromCoordinator_ = true;
+      }
+      // Report when the coordinator may lack it: it asks, it is new, or the news came
+      // from a member that took us for its coordinator (ours may not have it).
+      if (state_ == State::kStable || coordinator() != reportedTo_ || coordinator() == self_ ||
+          (from == coordinator() ? m.wantsReport : grew)) {
+        // New failures, or the coordinator lacking our report: (re)send it. Not when
+        // its stall merely shows it alive: at 10,000 ranks each such round was 10,000
+        // reports queued at the coordinator, whose heartbeat acks then waited behind
+        // them past the failure timeout (ftccl_sim coordrack: it was evicted, and the
+        // next).
         state_ = State::kRecovering;
         report();  // may change the coordinator, or record our own report
       } else if (coordinator() == self_) {
@@ -288,6 +369,81 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
       break;
     case RecoveryMessage::kJoinAccept:
       break;  // for the newcomer's core, not for an agreement
+    case RecoveryMessage::kPropose:
+      onProposal(from, m);
+      break;
+    case RecoveryMessage::kAccept:
+      onAccepted(from, m);
+      break;
+  }
+}
+
+// A member: accepts a proposal unless it promised a later coordinator (one that took
+// over from the proposer: the proposer will learn the outcome from it).
+void Agreement::onProposal(const Member& from, const RecoveryMessage& m) {
+  if (m.epoch < current_->epoch) {
+    // A member one epoch behind missed the commit; anyone else is out (as for reports).
+    RecoveryMessage out;
+    if (m.epoch + 1 == current_->epoch && lastCommit_ && isMember(from)) {
+      out = compact(*lastCommit_);
+    } else {
+      out.type = RecoveryMessage::kExpelled;
+      out.epoch = current_->epoch;
+    }
+    net_->send(from, out);
+    return;
+  }
+  if (m.epoch > current_->epoch || m.ballot < promised_ || failed_.count(from)) return;
+  promised_ = m.ballot;
+  acceptedBallot_ = m.ballot;
+  accepted_ = Decision{{m.failed.begin(), m.failed.end()}, m.joined};
+  if (from == coordinator()) {  // the coordinator is alive and deciding
+    stalls_ = 0;
+    heardFromCoordinator_ = true;
+  }
+  RecoveryMessage ok;
+  ok.type = RecoveryMessage::kAccept;
+  ok.epoch = current_->epoch;
+  ok.ballot = m.ballot;
+  net_->send(from, ok);
+}
+
+// The coordinator: commits once a strict majority of the epoch accepted its proposal.
+void Agreement::onAccepted(const Member& from, const RecoveryMessage& m) {
+  if (m.epoch != current_->epoch || m.ballot != proposalBallot_ || proposalBallot_ < 0) return;
+  accepts_.insert(from);
+  if (accepts_.size() * 2 <= voterCount()) return;
+  const Decision chosen = proposal_;
+  adopt(decide(chosen.failed, chosen.joined), /*forward=*/true);
+}
+
+// The coordinator proposes one decision per epoch: its ballot is fixed (its place in
+// coordinator order), and a ballot must never carry two different decisions.
+void Agreement::propose(const std::set<Member>& failed, const std::vector<JoiningSpare>& added) {
+  int64_t ballot = -1;
+  coordinator(&ballot);
+  proposalBallot_ = ballot;
+  proposal_ = Decision{failed, added};
+  promised_ = std::max(promised_, ballot);
+  acceptedBallot_ = ballot;
+  accepted_ = proposal_;
+  accepts_ = {self_};
+  sendProposal(/*toEveryone=*/true);
+  if (accepts_.size() * 2 > voterCount()) {
+    const Decision chosen = proposal_;
+    adopt(decide(chosen.failed, chosen.joined), /*forward=*/true);
+  }
+}
+
+void Agreement::sendProposal(bool toEveryone) {
+  RecoveryMessage m;
+  m.type = RecoveryMessage::kPropose;
+  m.epoch = current_->epoch;
+  m.ballot = proposalBallot_;
+  m.failed.assign(proposal_.failed.begin(), proposal_.failed.end());
+  m.joined = proposal_.joined;
+  for (const Member& other : survivors()) {
+    if (other != self_ && (toEveryone || !accepts_.count(other))) net_->send(other, m);
   }
 }
 
@@ -303,12 +459,16 @@ void Agreement::requestJoin(const JoiningSpare& spare) {
     net_->send(coord, forward);
     return;
   }
-  adopt(decide(failed_, {spare}), /*forward=*/true);
+  if (proposalBallot_ < 0) propose(failed_, {spare});  // else dropped: one proposal per epoch
 }
 
 void Agreement::onStalled() {
   if (state_ != State::kRecovering) return;
   ++stalls_;
+  if (proposalBallot_ >= 0 && coordinator() == self_) {
+    sendProposal(/*toEveryone=*/false);  // waiting for a majority: ask again (lost messages)
+    return;
+  }
   // The coordinator gives up on silent members at its second stall; a member gives
   // up on its coordinator one stall later, so that a coordinator deciding without a
   // silent member is not itself evicted by members whose timers fired alongside.
@@ -319,8 +479,13 @@ void Agreement::onStalled() {
   } else if (coordinator() != self_ && stalls_ >= 3) {
     failed_.insert(coordinator());
   }
-  reports_.erase(self_);
-  report(/*toEveryone=*/coordinator() == self_);
+  if (coordinator() == self_) {
+    reports_.erase(self_);
+    asked_.clear();
+    report(/*toEveryone=*/true);
+  } else if (!heardFromCoordinator_ || coordinator() != reportedTo_) {
+    report();  // again: it may have been lost (a coordinator that heard it asks instead)
+  }
 }
 
 // Coordinator: once every survivor has reported, decide and commit.
@@ -332,7 +497,13 @@ void Agreement::tryDecide() {
       if (!failed_.count(m) && !reports_.count(m)) return;  // still waiting for this one
     }
   }
-  adopt(decide(failed_, {}), /*forward=*/true);
+  if (proposalBallot_ >= 0) return;  // proposed already: waiting for a majority to accept
+  // The decision accepted under the highest ballot, if any member accepted one, may
+  // have been committed by a coordinator since lost: it must be the one proposed.
+  const Decision decision = reportedBallot_ > acceptedBallot_ ? reported_
+                            : acceptedBallot_ >= 0            ? accepted_
+                                                              : Decision{failed_, {}};
+  propose(decision.failed, decision.joined);
 }
 
 std::shared_ptr<const RecoveryMessage> Agreement::decide(const std::set<Member>& failed,
@@ -433,7 +604,15 @@ void Agreement::adopt(std::shared_ptr<const RecoveryMessage> shared, bool forwar
   indexMembers();
   failed_.clear();
   reports_.clear();
+  reportedTo_.clear();
+  asked_.clear();
+  heardFromCoordinator_ = false;
   stalls_ = 0;
+  promised_ = acceptedBallot_ = proposalBallot_ = -1;
+  accepted_ = proposal_ = Decision{};
+  reportedBallot_ = -1;
+  reported_ = Decision{};
+  accepts_.clear();
   if (commit.next.ranks.empty()) {
     state_ = State::kFailed;
     why_ = "ranks failed and no spare is left (shrinkWhenNoSpares=0)";

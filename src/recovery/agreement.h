@@ -4,8 +4,9 @@
 //
 // The protocol, per communicator, from epoch e to e+1:
 //  1. Every member that learns of failures reports its failed set to the coordinator,
-//     the lowest-ranked member it believes alive (again whenever its set grows or the
-//     coordinator changes: a coordinator that fails is simply replaced by the next).
+//     the first member in coordinator order (coordinatorOrder) it believes alive (again
+//     whenever its set grows or the coordinator changes: a coordinator that fails is
+//     simply replaced by the next).
 //     The coordinator sends its own report to every survivor it has not heard from,
 //     which both spreads the news and asks for their view.
 //  2. The coordinator waits until every member it believes alive has reported, merges
@@ -17,16 +18,26 @@
 //     members; otherwise no side of a partition may go on, and a member that finds
 //     itself in a minority is expelled (permanent error) instead of forming a
 //     communicator of its own.
-//  4. COMMIT carries only the failed set and newcomers: each member derives epoch e+1
+//  4. A decision is chosen Paxos-style before it is committed, because a coordinator
+//     may die with its commit half delivered while the next one decides from older
+//     reports (two different epochs e+1: found by the property test). The ballot is
+//     the coordinator's place in coordinator order. A report promises the member's
+//     coordinator to accept nothing of a lower ballot, and carries the decision the
+//     member accepted, if any: a coordinator that hears of one proposes it (the
+//     highest ballot's) instead of its own, whose extra failures wait for epoch e+1.
+//     It then sends PROPOSE, members accept, and it commits once a majority of epoch e
+//     accepted. Two majorities share a member, so a later coordinator always learns a
+//     decision that may have been committed.
+//  5. COMMIT carries only the failed set and newcomers: each member derives epoch e+1
 //     from its own copy of epoch e (decide). Every member that adopts it forwards it to
 //     the members 1, 2, 4, ... places after itself, so it reaches all in O(log N) hops
 //     even if the coordinator dies mid-commit. A member of e+1 that reports in epoch e
 //     (it missed the commit) is sent the commit; any other message of an older epoch
 //     is answered with EXPELLED.
 // Refilling the pool: a member that accepted a JOIN (ftcclCommJoinAsSpare) passes it to
-// the coordinator, which, when no failure is being agreed on, commits epoch e+1 with the
-// same ranks and the newcomer appended to the spares (a "pool-only" commit: the ranks
-// need not rebuild for it).
+// the coordinator, which, when no failure is being agreed on, proposes and commits epoch
+// e+1 with the same ranks and the newcomer appended to the spares (a "pool-only" commit:
+// the ranks need not rebuild for it).
 #pragma once
 
 #include <cstdint>
@@ -62,16 +73,45 @@ struct RecoveryMessage {
     kExpelled = 3,
     kJoin = 4,        // newcomer -> a member -> the coordinator
     kJoinAccept = 5,  // the member -> newcomer, once the pool commit is adopted
+    kPropose = 6,     // coordinator -> members: a decision to accept (ballot, failed, joined)
+    kAccept = 7,      // member -> coordinator: accepted the proposal of `ballot`
   } type = kReport;
-  uint64_t epoch = 0;                // the epoch being left (report) / entered (commit)
-  std::vector<Member> failed;        // kReport: the sender's failed set; kCommit: the decided one
+  uint64_t epoch = 0;                // the epoch being left (report, propose) / entered (commit)
+  std::vector<Member> failed;        // kReport: the sender's failed set; else the decided one
   Membership next;                   // kJoinAccept (kCommit: derived by each member, not sent)
   std::vector<int> failedRanks;      // kCommit: ranks lost, numbered in the old epoch
   int replaced = 0;                  // kCommit: how many were replaced by spares
   bool shrunk = false;               // kCommit
-  std::vector<JoiningSpare> joined;  // kJoin: the candidate; kCommit: spares added
+  std::vector<JoiningSpare> joined;  // kJoin: the candidate; kCommit, kPropose: spares added
   std::vector<uint8_t> blob;         // kJoin: the join secret; kJoinAccept: member table
+  // kPropose, kAccept: the proposal's ballot. kReport: the ballot of the proposal the
+  // sender accepted (-1: none), whose decision is acceptedFailed and joined.
+  int64_t ballot = -1;
+  std::vector<Member> acceptedFailed;
+  // kReport from the coordinator: it has no report of the receiver yet (else it only
+  // shows that it is alive and deciding).
+  bool wantsReport = false;
 };
+
+// The order in which ranks take over as coordinator: rank 0, then the bit-reversed
+// indices (n/2, n/4, 3n/4, ...), so consecutive candidates sit far apart in rank order.
+// Hosts and racks are runs of consecutive ranks: when the one holding rank 0 is lost or
+// cut off, the next candidate or the one after is on another, instead of a walk through
+// every rank of the lost rack at several failure timeouts each (ftccl_sim "coordrack").
+class CandidateWalk {
+ public:
+  explicit CandidateWalk(size_t nRanks);
+  bool done() const { return i_ >> bits_ != 0; }
+  size_t rank() const;
+  void next();
+
+ private:
+  void skipPastEnd();
+  size_t n_;
+  int bits_ = 0;
+  size_t i_ = 0;
+};
+std::vector<int> coordinatorOrder(int nRanks);
 
 std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m);
 bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* out);
@@ -99,10 +139,11 @@ class Agreement {
   void onFailure(const Member& who);
   void onMessage(const Member& from, const RecoveryMessage& message);
   // No decision for a failure timeout: the first time, ask again (a message may have
-  // been lost); after that, whoever did not answer counts as unreachable: the
-  // coordinator's silent members at its second stall, a member's silent coordinator
-  // at the member's third (so both timers firing together cannot evict the coordinator
-  // that is about to decide).
+  // been lost; a member whose coordinator has shown itself alive since need not);
+  // after that, whoever did not answer counts as unreachable: the coordinator's silent
+  // members at its second stall, a member's silent coordinator at the member's third
+  // (so both timers firing together cannot evict the coordinator that is about to
+  // decide). A coordinator waiting for accepts asks again and evicts nobody.
   void onStalled();
   // A member accepted a newcomer's JOIN: the coordinator adds it to the pool (only while
   // stable; during a recovery the join is dropped and the newcomer times out).
@@ -119,7 +160,9 @@ class Agreement {
  private:
   std::vector<Member> survivors() const;  // members of current_ not known failed
   size_t aliveCount() const;
-  Member coordinator() const;
+  size_t voterCount() const { return current_->ranks.size() + current_->spares.size(); }
+  // The first member in coordinator order not known failed; its place is its ballot.
+  Member coordinator(int64_t* ballot = nullptr) const;
   // The commit taking the current epoch to the next (the same on every member; one
   // shared object for all that decide it from the same epoch object).
   std::shared_ptr<const RecoveryMessage> decide(const std::set<Member>& failed,
@@ -129,8 +172,13 @@ class Agreement {
   void indexMembers();
   bool isMember(const Member& m) const;
   static RecoveryMessage compact(const RecoveryMessage& commit);
+  bool expelIfMinority();
   void report(bool toEveryone = false);
   void tryDecide();
+  void propose(const std::set<Member>& failed, const std::vector<JoiningSpare>& added);
+  void sendProposal(bool toEveryone);
+  void onProposal(const Member& from, const RecoveryMessage& m);
+  void onAccepted(const Member& from, const RecoveryMessage& m);
   void adopt(std::shared_ptr<const RecoveryMessage> commit, bool forward);
   void expel(const std::string& why);
 
@@ -140,10 +188,26 @@ class Agreement {
   bool shrink_;
   AgreementNetwork* net_;
   State state_ = State::kStable;
-  std::set<Member> failed_;                     // known failed in this epoch
-  std::map<Member, std::set<Member>> reports_;  // coordinator: latest report per member
+  std::set<Member> failed_;            // known failed in this epoch
+  std::set<Member> reports_;           // coordinator: who reported in this epoch
+  std::set<Member> asked_;             // coordinator: asked for a report since its last stall
+  bool heardFromCoordinator_ = false;  // since reporting to it
   Member reportedTo_;
   int stalls_ = 0;
+  // Paxos state of this epoch (cleared by adopt). A decision is its failed set and
+  // newcomers, from which decide() derives the commit.
+  struct Decision {
+    std::set<Member> failed;
+    std::vector<JoiningSpare> joined;
+  };
+  int64_t promised_ = -1;        // the highest ballot reported to (or proposed)
+  int64_t acceptedBallot_ = -1;  // the ballot of the accepted decision (-1: none)
+  Decision accepted_;
+  int64_t reportedBallot_ = -1;  // coordinator: the highest accepted ballot reported
+  Decision reported_;
+  int64_t proposalBallot_ = -1;  // coordinator: its proposal (one per epoch), if any
+  Decision proposal_;
+  std::set<Member> accepts_;  // who accepted it
   std::shared_ptr<const RecoveryMessage> lastCommit_;
   std::string why_;
 };

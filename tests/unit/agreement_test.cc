@@ -164,14 +164,45 @@ TEST(Agreement, CoordinatorDiesDuringAgreementUnionOfFailures) {
 TEST(Agreement, CoordinatorDiesMidCommitTheForwardCarriesIt) {
   Cluster c(5, 2);
   c.kill("p3");
-  c.net.runFor(10us);  // every report is on its way to p0
+  // Reports reach p0 at 20 us, its proposal the members at 40 us, their accepts p0 at
+  // 60 us: then it commits.
+  c.net.runFor(50us);
   for (const char* k : {"p2", "p4", "s0", "s1"}) c.net.block("p0", k);
-  c.net.runFor(15us);  // p0 decides: its commit gets through to p1 only
+  c.net.runFor(15us);  // p0 commits: its commit gets through to p1 only
   EXPECT_EQ(c.at("p0").membership().epoch, 1u);
   c.kill("p0");  // ... and it dies before anything else
   c.run();
   // p1's forward brought everyone into epoch 1; p0's death was agreed on next.
   c.checkInvariants(2);
+  EXPECT_EQ(c.at("p1").membership().ranks, (V{"s1", "p1", "p2", "s0", "p4"}));
+}
+
+// The coordinator commits to one member and dies, and that member's forwards are lost:
+// the next coordinator (p4: order p0, p4, p2, p1, p3) has every report of epoch 0 and
+// decides. It must commit what p0 committed (every member accepted it and says so
+// in its report), not its own view {p0, p3}: two different epochs 1 would split the
+// members.
+TEST(Agreement, TheNextCoordinatorCommitsWhatTheLostOneMayHaveCommitted) {
+  Cluster c(5, 2);
+  c.kill("p3");
+  c.net.runFor(50us);  // p0's proposal is accepted everywhere; the accepts are on the way
+  for (const char* k : {"p2", "p4", "s0", "s1"}) c.net.block("p0", k);
+  c.net.runFor(15us);  // p0 commits epoch 1 to p1 only (it arrives at 80 us)
+  ASSERT_EQ(c.at("p0").membership().epoch, 1u);
+  c.kill("p0");  // everyone reports to p4 (it has all reports at 85 us)
+  c.net.runFor(5us);
+  for (const char* k : {"p2", "p4", "s1"}) c.net.block("p1", k);  // p1's forwards are lost
+  c.net.runFor(200us);  // p4 agrees with p2, s0 and s1 (a majority of 7 with itself)
+  EXPECT_EQ(c.at("p4").membership().epoch, 1u);
+  EXPECT_EQ(c.at("p4").membership().ranks, c.at("p1").membership().ranks);
+  for (const char* k : {"p2", "p4", "s1"}) c.net.unblock("p1", k);
+  for (int round = 0; round < 3; ++round) {  // the round on p0's loss, held up by the blocks
+    for (auto& [key, node] : c.nodes) {
+      if (!c.dead.count(key)) node->agreement.onStalled();
+    }
+    c.run();
+  }
+  c.checkInvariants(2);  // epoch 1 as p0 committed it, then p0's loss
   EXPECT_EQ(c.at("p1").membership().ranks, (V{"s1", "p1", "p2", "s0", "p4"}));
 }
 
@@ -290,6 +321,13 @@ TEST(Agreement, MemberThatMissedTheCommitGetsItAgain) {
     report.failed = {"p3"};
     coordinator.onMessage(k, report);
   }
+  EXPECT_EQ(coordinator.membership().epoch, 0u) << "committed before a majority accepted";
+  RecoveryMessage accept;
+  accept.type = RecoveryMessage::kAccept;
+  accept.ballot = 0;  // p0 is first in coordinator order
+  coordinator.onMessage("p1", accept);
+  EXPECT_EQ(coordinator.membership().epoch, 0u) << "2 of 5 accepted: not a majority";
+  coordinator.onMessage("p2", accept);
   ASSERT_EQ(coordinator.membership().epoch, 1u);
   const RecoveryMessage commit = coordinator.lastCommit();
   EXPECT_EQ(commit.next.ranks, (V{"p0", "p1", "p2", "s0"}));

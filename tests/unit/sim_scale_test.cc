@@ -20,7 +20,7 @@ ClusterConfig configFor(int ranks, int spares, uint64_t seed) {
   c.ranks = ranks;
   c.spares = spares;
   c.hostsPerRack = ranks <= 64 ? 2 : 4;  // racks of 16 or 32 processes: a minority (and
-                                          // a short walk when it holds the coordinator)
+                                         // a short walk when it holds the coordinator)
   c.seed = seed;
   return c;
 }
@@ -88,6 +88,23 @@ TEST(SimScale, DetectionAndAgreementBounds) {
   ScenarioResult hang = runScenario("hang", c);
   EXPECT_GE(hang.detectionMs, c.failureTimeoutMs);
   EXPECT_LE(hang.detectionMs, c.failureTimeoutMs + 2 * c.probeIntervalMs + 1);
+}
+
+// The rack holding rank 0, the first coordinator candidate, cut off: the next candidate
+// (coordinator order) is outside it, so the survivors settle as fast as for any other
+// rack (it used to walk the 256 dead candidates one by one, never settling in time).
+TEST(SimScale, LosingTheCoordinatorsRackCostsNoMoreThanAnotherRack) {
+  ClusterConfig c = configFor(1024, 8, 2);
+  c.hostsPerRack = 32;  // racks of 256
+  ScenarioResult coordRack = runScenario("coordrack", c);
+  EXPECT_TRUE(coordRack.violations.empty()) << describe(coordRack);
+  EXPECT_EQ(coordRack.finalRanks, 1024 - 256 + 8);
+  ScenarioResult rack = runScenario("rack", c);
+  EXPECT_TRUE(rack.violations.empty()) << describe(rack);
+  // Detection (one failure timeout), the coordinator's two stalls on the silent
+  // members, and a few milliseconds of messages.
+  EXPECT_LE(coordRack.rebuiltMs, 4 * c.failureTimeoutMs + 15) << describe(coordRack);
+  EXPECT_LE(coordRack.rebuiltMs, rack.rebuiltMs + 5) << describe(coordRack);
 }
 
 TEST(SimScale, WithoutSparesTheSurvivorsShrink) {

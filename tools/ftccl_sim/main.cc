@@ -75,10 +75,10 @@ void plot(const std::string& png, const std::string& csv) {
       "set datafile separator ','; set logscale x; set xlabel 'ranks'; set grid;"
       "set key left top; set multiplot layout 1,2;"
       "set ylabel 'ms after the fault'; set title 'detection and agreement + rebuild';"
-      "plot for [s in 'crash hang host rack double'] '" +
+      "plot for [s in 'crash hang host rack coordrack double'] '" +
       csv +
       "' using (strcol(1) eq s ? $2 : 1/0):5 with points title s.' detect', "
-      "for [s in 'crash hang host rack double'] '" +
+      "for [s in 'crash hang host rack coordrack double'] '" +
       csv +
       "' using (strcol(1) eq s ? $2 : 1/0):8 with points title s.' rebuild';"
       "set ylabel 'frames per rank per second'; set title 'healthy-state probe traffic'; set "

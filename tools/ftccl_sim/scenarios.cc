@@ -81,8 +81,8 @@ std::vector<std::string> checkInvariants(SimCluster& cluster, const Fault& fault
 }  // namespace
 
 const std::vector<std::string>& scenarioNames() {
-  static const std::vector<std::string> names{"healthy", "crash",  "hang",     "host",
-                                              "rack",    "double", "slowlink", "random"};
+  static const std::vector<std::string> names{"healthy",   "crash",  "hang",     "host",  "rack",
+                                              "coordrack", "double", "slowlink", "random"};
   return names;
 }
 
@@ -137,11 +137,13 @@ ScenarioResult runScenario(const std::string& scenario, const ClusterConfig& con
     for (int p = 0; p < cluster.size(); ++p) {
       if (cluster.hostOf(p) == cluster.hostOf(victim)) killNow(p);
     }
-  } else if (scenario == "rack") {
+  } else if (scenario == "rack" || scenario == "coordrack") {
+    // coordrack: the rack holding rank 0, the first coordinator (the worst case).
+    const int rack = cluster.rackOf(scenario == "rack" ? victim : 0);
     for (int p = 0; p < cluster.size(); ++p) {
-      if (cluster.rackOf(p) == cluster.rackOf(victim)) minority.insert(p);
+      if (cluster.rackOf(p) == rack) minority.insert(p);
     }
-    cluster.partitionRack(cluster.rackOf(victim));
+    cluster.partitionRack(rack);
   } else if (scenario == "slowlink") {
     cluster.slowLink(victim, (victim + 1) % config.ranks, 5ms);
   } else if (scenario == "random") {
@@ -204,13 +206,15 @@ ScenarioResult runScenario(const std::string& scenario, const ClusterConfig& con
       }
     }
     if (!secondDone) {
-      // The coordinator (the lowest live rank) dies once the first news is out.
+      // The coordinator (the first live rank in coordinator order) dies once the first
+      // news is out.
       bool newsOut = false;
       for (int p = 0; p < cluster.size() && !newsOut; ++p) {
         newsOut = cluster.process(p).firstFailureNews != sim::SimTime{};
       }
       if (newsOut) {
-        killNow(victim == 0 ? 1 : 0);
+        const std::vector<int> order = coordinatorOrder(config.ranks);
+        killNow(order[0] == victim ? order[1] : order[0]);
         secondDone = true;
       }
     }

@@ -113,6 +113,11 @@ void SimNetwork::block(const std::string& a, const std::string& b) {
   blocked_.insert({b, a});
 }
 
+void SimNetwork::unblock(const std::string& a, const std::string& b) {
+  blocked_.erase({a, b});
+  blocked_.erase({b, a});
+}
+
 void SimNetwork::partition(const std::vector<std::string>& side) {
   partitioned_.insert(side.begin(), side.end());
 }

@@ -84,6 +84,7 @@ class SimNetwork {
   void cut(const std::string& key);
   // A partition between two processes: frames between them vanish both ways.
   void block(const std::string& a, const std::string& b);
+  void unblock(const std::string& a, const std::string& b);
   void partition(const std::vector<std::string>& side);
   void heal();  // ends the partition
   bool alive(const std::string& key) const { return !dead_.count(key); }
