@@ -452,7 +452,7 @@ HealthTime HealthProtocol::onTick(HealthTime now) {
   // An agreement with no decision for a failure timeout: nudge it (agreement.h).
   for (auto& [id, r] : registrations_) {
     if (!r.agreement || r.agreementDone) continue;
-    if (r.agreement->state() != Agreement::State::kRecovering) {
+    if (!r.agreement->waiting()) {
       r.recoveringSince = HealthTime{};
       continue;
     }

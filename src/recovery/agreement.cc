@@ -232,9 +232,11 @@ void Agreement::onFailure(const Member& who) {
   if (state_ == State::kStable && contains(current_->spares, who)) return;
   const bool wasStable = state_ == State::kStable;
   state_ = State::kRecovering;
-  // Health sends every FAILED notice to every member, so a coordinator we reported to
-  // learns of `who` without our report: at 10,000 ranks, re-reporting each of a burst
-  // of notices (a rack: one per watcher) queued 100,000s of reports at the coordinator.
+  // The watcher that detected `who` sends its FAILED notice to every member, so a
+  // coordinator we reported to learns of it without our report: at 10,000 ranks,
+  // re-reporting each of a burst of notices (a rack: one per watcher) queued 100,000s
+  // of reports at the coordinator. Should the watcher die mid-notice, the coordinator
+  // still learns at its second stall (it asks, and evicts whoever stays silent).
   if (wasStable || coordinator() == self_ || coordinator() != reportedTo_) {
     report();
   } else {
@@ -288,7 +290,8 @@ void Agreement::report(bool toEveryone) {
       if (other == self_) continue;
       // Asked once per stall: each ask may bring a report back (the incast above).
       m.wantsReport = !reports_.count(other);
-      if (toEveryone || (m.wantsReport && asked_.insert(other).second)) net_->send(other, m);
+      const bool ask = m.wantsReport && asked_.insert(other).second;
+      if (toEveryone || ask) net_->send(other, m);
     }
     tryDecide();
   } else {
@@ -322,7 +325,7 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
         }
       }
       reports_.insert(from);
-      if (m.ballot > reportedBallot_) {  // a member's accepted ballot only grows
+      if (m.ballot > reportedBallot_) {  // the highest accepted ballot heard of (tryDecide)
         reportedBallot_ = m.ballot;
         reported_ = Decision{{m.acceptedFailed.begin(), m.acceptedFailed.end()}, m.joined};
       }
@@ -335,9 +338,13 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
         heardFromCoordinator_ = true;
       }
       // Report when the coordinator may lack it: it asks, it is new, or the news came
-      // from a member that took us for its coordinator (ours may not have it).
-      if (state_ == State::kStable || coordinator() != reportedTo_ || coordinator() == self_ ||
-          (from == coordinator() ? m.wantsReport : grew)) {
+      // from a member that took us for its coordinator (ours may not have it). As the
+      // coordinator, only new failures are news to send on.
+      const bool coordinating = coordinator() == self_;
+      if (state_ == State::kStable || coordinator() != reportedTo_ ||
+          (coordinating            ? grew
+           : from == coordinator() ? m.wantsReport
+                                   : grew)) {
         // New failures, or the coordinator lacking our report: (re)send it. Not when
         // its stall merely shows it alive: at 10,000 ranks each such round was 10,000
         // reports queued at the coordinator, whose heartbeat acks then waited behind
@@ -393,7 +400,9 @@ void Agreement::onProposal(const Member& from, const RecoveryMessage& m) {
     net_->send(from, out);
     return;
   }
-  if (m.epoch > current_->epoch || m.ballot < promised_ || failed_.count(from)) return;
+  if (m.epoch > current_->epoch || m.ballot < promised_ || failed_.count(from) || !isMember(from)) {
+    return;
+  }
   promised_ = m.ballot;
   acceptedBallot_ = m.ballot;
   accepted_ = Decision{{m.failed.begin(), m.failed.end()}, m.joined};
@@ -410,7 +419,10 @@ void Agreement::onProposal(const Member& from, const RecoveryMessage& m) {
 
 // The coordinator: commits once a strict majority of the epoch accepted its proposal.
 void Agreement::onAccepted(const Member& from, const RecoveryMessage& m) {
-  if (m.epoch != current_->epoch || m.ballot != proposalBallot_ || proposalBallot_ < 0) return;
+  if (m.epoch != current_->epoch || m.ballot != proposalBallot_ || proposalBallot_ < 0 ||
+      !isMember(from)) {
+    return;
+  }
   accepts_.insert(from);
   if (accepts_.size() * 2 <= voterCount()) return;
   const Decision chosen = proposal_;
@@ -459,16 +471,30 @@ void Agreement::requestJoin(const JoiningSpare& spare) {
     net_->send(coord, forward);
     return;
   }
-  if (proposalBallot_ < 0) propose(failed_, {spare});  // else dropped: one proposal per epoch
+  // One proposal per epoch: a join while one is pending is dropped (the newcomer retries).
+  if (proposalBallot_ < 0 && !expelIfMinority()) propose(failed_, {spare});
 }
 
 void Agreement::onStalled() {
-  if (state_ != State::kRecovering) return;
+  if (!waiting()) return;
   ++stalls_;
   if (proposalBallot_ >= 0 && coordinator() == self_) {
-    sendProposal(/*toEveryone=*/false);  // waiting for a majority: ask again (lost messages)
+    // Waiting for a majority: ask again (lost messages), and show those who accepted
+    // that we are alive, lest they evict us at their third stall.
+    sendProposal(/*toEveryone=*/false);
+    RecoveryMessage alive;
+    alive.type = RecoveryMessage::kReport;
+    alive.epoch = current_->epoch;
+    alive.failed.assign(failed_.begin(), failed_.end());
+    alive.ballot = acceptedBallot_;
+    alive.acceptedFailed.assign(accepted_.failed.begin(), accepted_.failed.end());
+    alive.joined = accepted_.joined;
+    for (const Member& m : accepts_) {
+      if (m != self_ && state_ == State::kRecovering) net_->send(m, alive);
+    }
     return;
   }
+  if (state_ != State::kRecovering) return;
   // The coordinator gives up on silent members at its second stall; a member gives
   // up on its coordinator one stall later, so that a coordinator deciding without a
   // silent member is not itself evicted by members whose timers fired alongside.

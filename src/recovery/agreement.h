@@ -4,20 +4,22 @@
 //
 // The protocol, per communicator, from epoch e to e+1:
 //  1. Every member that learns of failures reports its failed set to the coordinator,
-//     the first member in coordinator order (coordinatorOrder) it believes alive (again
-//     whenever its set grows or the coordinator changes: a coordinator that fails is
-//     simply replaced by the next).
-//     The coordinator sends its own report to every survivor it has not heard from,
-//     which both spreads the news and asks for their view.
+//     the first member in coordinator order (coordinatorOrder) it believes alive: once
+//     per coordinator (a coordinator that fails is simply replaced by the next), again
+//     when the coordinator asks or the member holds news the coordinator may lack.
+//     Health's FAILED notices reach the coordinator too, so a member does not re-report
+//     each one: at 10,000 ranks that queued 100,000s of reports at the coordinator.
+//     The coordinator asks every survivor it has not heard from (once per stall), which
+//     both spreads the news and asks for their view.
 //  2. The coordinator waits until every member it believes alive has reported, merges
 //     the failed sets, and decides: each failed rank is taken over by the next spare
 //     in order (failed spares leave the pool); when the pool runs dry, the ranks left
 //     are dropped and the survivors renumbered densely in their order (shrink), or,
 //     without shrink, the communicator fails for good.
-//  3. It commits epoch e+1 only if the survivors are a strict majority of epoch e's
-//     members; otherwise no side of a partition may go on, and a member that finds
-//     itself in a minority is expelled (permanent error) instead of forming a
-//     communicator of its own.
+//  3. Epoch e+1 needs a strict majority of epoch e's members (reports, then accepts);
+//     otherwise no side of a partition may go on, and a member that finds itself in a
+//     minority is expelled (permanent error) instead of forming a communicator of its
+//     own.
 //  4. A decision is chosen Paxos-style before it is committed, because a coordinator
 //     may die with its commit half delivered while the next one decides from older
 //     reports (two different epochs e+1: found by the property test). The ballot is
@@ -35,9 +37,9 @@
 //     (it missed the commit) is sent the commit; any other message of an older epoch
 //     is answered with EXPELLED.
 // Refilling the pool: a member that accepted a JOIN (ftcclCommJoinAsSpare) passes it to
-// the coordinator, which, when no failure is being agreed on, proposes and commits epoch
-// e+1 with the same ranks and the newcomer appended to the spares (a "pool-only" commit:
-// the ranks need not rebuild for it).
+// the coordinator, which, when no failure is being agreed on, proposes epoch e+1 with
+// the same ranks and the newcomer appended to the spares, and commits it once a majority
+// accepted (a "pool-only" commit: the ranks need not rebuild for it).
 #pragma once
 
 #include <cstdint>
@@ -150,6 +152,9 @@ class Agreement {
   void requestJoin(const JoiningSpare& spare);
 
   State state() const { return state_; }
+  // Recovering, or a pool-only proposal awaiting its majority: onStalled() is due every
+  // failure timeout without a decision.
+  bool waiting() const { return state_ == State::kRecovering || proposalBallot_ >= 0; }
   const Membership& membership() const { return *current_; }
   int myRank() const;  // -1 for a spare
   // The last commit: ranks lost (old numbering), replaced count, shrunk.
@@ -191,7 +196,7 @@ class Agreement {
   std::set<Member> failed_;            // known failed in this epoch
   std::set<Member> reports_;           // coordinator: who reported in this epoch
   std::set<Member> asked_;             // coordinator: asked for a report since its last stall
-  bool heardFromCoordinator_ = false;  // since reporting to it
+  bool heardFromCoordinator_ = false;  // since it became our coordinator
   Member reportedTo_;
   int stalls_ = 0;
   // Paxos state of this epoch (cleared by adopt). A decision is its failed set and

@@ -279,6 +279,23 @@ TEST(Agreement, JoinedSpareRefillsThePoolAndIsUsed) {
   EXPECT_EQ(c.at("j0").myRank(), 1);
 }
 
+// A pool-only proposal whose messages are lost is asked again at the coordinator's
+// stall (it is stable: nothing else would retry it), and then committed.
+TEST(Agreement, LostJoinProposalIsAskedAgain) {
+  Cluster c(4, 1);
+  for (const char* k : {"p1", "p2", "p3"}) c.net.block("p0", k);
+  c.at("p0").requestJoin(JoiningSpare{"j0", "host", 77, {}});
+  c.run();
+  EXPECT_EQ(c.at("p0").membership().epoch, 0u) << "p0 and s0 are 2 of 5: no majority";
+  EXPECT_TRUE(c.at("p0").waiting());
+  for (const char* k : {"p1", "p2", "p3"}) c.net.unblock("p0", k);
+  c.at("p0").onStalled();
+  c.run();
+  c.checkInvariants(1);
+  EXPECT_EQ(c.at("p3").membership().spares, (V{"s0", "j0"}));
+  EXPECT_FALSE(c.at("p0").waiting());
+}
+
 TEST(Agreement, JoinDuringRecoveryIsDroppedThenAccepted) {
   Cluster c(4, 1);
   c.net.kill("p3");
