@@ -88,7 +88,7 @@ typedef struct {
   size_t size;            /**< filled by the initializer: sizeof(ftcclConfig_t) */
   unsigned magic;         /**< filled by the initializer: FTCCL_CONFIG_MAGIC */
   unsigned version;       /**< filled by the initializer: FTCCL_VERSION_CODE */
-  int nSpares;            /**< hot standby processes beyond nranks (default 0) */
+  int nSpares;            /**< hot standby processes beyond nranks (FTCCL_SPARES, default 0) */
   int probeIntervalMs;    /**< health probe period (default 10) */
   int failureTimeoutMs;   /**< silence after which a peer is declared failed */
   int opTimeoutMs;        /**< a collective with no progress this long fails (0 = off) */

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs ftccl's build and test dependencies from Debian packages (run as root),
-# the baselines and plotting of bench/compare.py (libgloo-dev, gnuplot-nox) and what
-# bench/multihost.sh uses (iproute2, iperf3, procps for sysctl).
+# the baselines and plotting of bench/compare.py (libgloo-dev, gnuplot-nox), what
+# bench/multihost.sh uses (iproute2, iperf3, procps for sysctl), and PyTorch for the
+# torch.distributed backend (python3-torch, libtorch-dev, pybind11-dev).
 # Skips apt entirely when everything is already there.
 set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config libucx-dev ucx-utils libopenmpi-dev
           openmpi-bin libhwloc-dev libgtest-dev libgmock-dev libspdlog-dev libgloo-dev
-          gnuplot-nox iproute2 iperf3 procps)
+          gnuplot-nox iproute2 iperf3 procps python3-torch libtorch-dev pybind11-dev)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -37,7 +37,7 @@ Status resolveConfig(const ftcclConfig_t* user, CommConfig* out) {
     return invalidArgument("config was not initialised with FTCCL_CONFIG_INITIALIZER");
   }
   CommConfig cfg;
-  FTCCL_CHECK(pick(c->nSpares, "nSpares", nullptr, 0, 1 << 20, &cfg.nSpares));
+  FTCCL_CHECK(pick(c->nSpares, "nSpares", "FTCCL_SPARES", 0, 1 << 20, &cfg.nSpares));
   FTCCL_CHECK(pick(c->probeIntervalMs, "probeIntervalMs", "FTCCL_PROBE_INTERVAL_MS", 1, 60000,
                    &cfg.probeIntervalMs));
   FTCCL_CHECK(pick(c->failureTimeoutMs, "failureTimeoutMs", "FTCCL_FAILURE_TIMEOUT_MS", 1,

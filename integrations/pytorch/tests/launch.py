@@ -1,0 +1,73 @@
+#!/usr/bin/python3
+"""Starts a torch.distributed job on this host, like a small torchrun: N ranks (and
+spares) of /usr/bin/python3 SCRIPT with RANK, WORLD_SIZE, MASTER_ADDR/PORT (env://) and
+FTCCL_COMM_ID/FTCCL_COMM_SECRET/FTCCL_SPARES; a spare gets SPARE_INDEX instead of RANK.
+
+    launch.py -n 4 [--spares 1] [--timeout 300] [--allow-exit RANK]... -- script.py args
+
+Exits 0 when every process did, except those named by --allow-exit (a rank that kills
+itself on purpose); on a timeout, or when one fails, the whole job is killed.
+"""
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("-n", type=int, required=True)
+    p.add_argument("--spares", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--allow-exit", type=int, action="append", default=[])
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    a = p.parse_args()
+    command = a.command[1:] if a.command[:1] == ["--"] else a.command
+    base = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
+                WORLD_SIZE=str(a.n), FTCCL_COMM_ID="127.0.0.1:%d" % free_port(),
+                FTCCL_COMM_SECRET=secrets.token_hex(16), FTCCL_SPARES=str(a.spares))
+    procs = []
+    for i in range(a.n + a.spares):
+        env = dict(base)
+        if i < a.n:
+            env["RANK"] = str(i)
+            name = "rank %d" % i
+        else:
+            env["SPARE_INDEX"] = str(i - a.n)
+            name = "spare %d" % (i - a.n)
+        procs.append((name, i, subprocess.Popen(["/usr/bin/python3"] + command, env=env,
+                                                start_new_session=True)))
+    deadline = time.time() + a.timeout
+    failed = None
+    while time.time() < deadline:
+        codes = [(name, i, proc.poll()) for name, i, proc in procs]
+        for name, i, code in codes:
+            if code not in (None, 0) and i not in a.allow_exit and failed is None:
+                failed = "%s exited with %d" % (name, code)
+        if failed or all(code is not None for _, _, code in codes):
+            break
+        time.sleep(0.05)
+    else:
+        failed = "timed out after %.0f s" % a.timeout
+    for _, _, proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if failed:
+        print("launch.py: " + failed, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
