@@ -13,6 +13,7 @@ Start it with integrations/pytorch/tests/launch.py (or torchrun plus FTCCL_COMM_
 --kill RANK:STEP   that rank kills itself (SIGKILL) at the start of that step; the
                    survivors get an exception naming it, rebuild onto the spare, which
                    receives the model and optimizer state by broadcast, and go on.
+--stop RANK:STEP   the same with SIGSTOP: a hang, found after FTCCL_FAILURE_TIMEOUT_MS.
 --backend gloo     the same script on gloo (no fault tolerance), for comparison.
 """
 import argparse
@@ -35,6 +36,7 @@ def parse():
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--kill", default="", help="RANK:STEP")
+    p.add_argument("--stop", default="", help="RANK:STEP: SIGSTOP instead (a hang)")
     p.add_argument("--out", default="", help="rank 0 writes the final weights here")
     return p.parse_args()
 
@@ -97,7 +99,8 @@ def weights_digest(model):
 
 def main():
     args = parse()
-    kill_rank, kill_step = (int(v) for v in args.kill.split(":")) if args.kill else (-1, -1)
+    fault = args.kill or args.stop
+    kill_rank, kill_step = (int(v) for v in fault.split(":")) if fault else (-1, -1)
     if args.backend == "ftccl":
         import ftccl_torch
     world = int(os.environ["WORLD_SIZE"])
@@ -127,8 +130,9 @@ def main():
     losses, step_times, lost = [], [], 0.0
     while step < args.steps:
         if spare is None and rank == kill_rank and step == kill_step:  # not its spare
-            print("rank %d: killing itself at step %d" % (rank, step), flush=True)
-            os.kill(os.getpid(), signal.SIGKILL)
+            print("rank %d: %s itself at step %d" % (rank, "killing" if args.kill else "stopping",
+                                                    step), flush=True)
+            os.kill(os.getpid(), signal.SIGKILL if args.kill else signal.SIGSTOP)
         t0 = time.time()
         try:
             x, y = batch(args, step, rank)

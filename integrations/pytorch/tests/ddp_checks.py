@@ -6,6 +6,7 @@
                                    weights on every rank (the example checks it)
   ddp_checks.py kill-and-continue  4 ranks + 1 spare; rank 2 killed at step 5; the final
                                    weights equal a run without the fault, bit for bit
+  ddp_checks.py stop-and-continue  the same with rank 2 stopped (SIGSTOP: a hang)
   ddp_checks.py step-time RANKS    step time on gloo and on ftccl, interleaved (a report)
 """
 import os
@@ -65,17 +66,22 @@ def vs_gloo(ranks):
     return good
 
 
-def kill_and_continue():
+def fault_and_continue(how):
     with tempfile.TemporaryDirectory() as tmp:
         clean = os.path.join(tmp, "clean.pt")
         fault = os.path.join(tmp, "fault.pt")
         run(4, ["--out", clean], spares=1)
-        results, log = run(4, ["--kill", "2:5", "--out", fault], spares=1, allow_exit=[2])
+        results, log = run(4, ["--" + how, "2:5", "--out", fault], spares=1, allow_exit=[2])
         import torch
         a, b = torch.load(clean), torch.load(fault)
         good = check(all(torch.equal(x, y) for x, y in zip(a["weights"], b["weights"])),
                      "final weights bit for bit equal to the run without a fault")
         good &= check("activated as rank 2" in log, "the spare took over rank 2")
+        # The survivors' exception names the failed rank, the detection and its delay.
+        good &= check(re.search(r"rank \d: step 5 failed: ftccl \w+ failed on rank \d: .*"
+                                r"rank 2 \(host \S+, pid \d+\) failed: .*(health connection "
+                                r"closed|silence|agreement).* ms", log) is not None,
+                      "the exception names rank 2, how and when it was found failed")
         good &= check(all(r["same"] and r["steps"] == 20 for r in results.values()),
                       "20 steps, the same weights on every rank")
         lost = [results[r]["lost_s"] for r in (0, 1, 3)]
@@ -99,8 +105,8 @@ def main():
     what = sys.argv[1]
     if what == "vs-gloo":
         ok = vs_gloo(int(sys.argv[2]))
-    elif what == "kill-and-continue":
-        ok = kill_and_continue()
+    elif what in ("kill-and-continue", "stop-and-continue"):
+        ok = fault_and_continue(what.split("-")[0])
     elif what == "step-time":
         ok = step_time(int(sys.argv[2]))
     else:

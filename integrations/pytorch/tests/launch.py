@@ -6,7 +6,8 @@ FTCCL_COMM_ID/FTCCL_COMM_SECRET/FTCCL_SPARES; a spare gets SPARE_INDEX instead o
     launch.py -n 4 [--spares 1] [--timeout 300] [--allow-exit RANK]... -- script.py args
 
 Exits 0 when every process did, except those named by --allow-exit (a rank that kills
-itself on purpose); on a timeout, or when one fails, the whole job is killed.
+or stops itself on purpose: not waited for, killed at the end); on a timeout, or when
+one fails, the whole job is killed.
 """
 import argparse
 import os
@@ -54,7 +55,8 @@ def main():
         for name, i, code in codes:
             if code not in (None, 0) and i not in a.allow_exit and failed is None:
                 failed = "%s exited with %d" % (name, code)
-        if failed or all(code is not None for _, _, code in codes):
+        # Those allowed to exit need not: one stopped on purpose is killed at the end.
+        if failed or all(code is not None for _, i, code in codes if i not in a.allow_exit):
             break
         time.sleep(0.05)
     else:
