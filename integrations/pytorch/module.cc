@@ -4,6 +4,8 @@
 #include <pybind11/chrono.h>
 #include <torch/extension.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -21,9 +23,15 @@ std::mutex pendingMutex;
 ftcclComm_t pendingComm = nullptr;
 int pendingRank = -1;
 
-ftcclConfig_t configFromEnv() {
+// nSpares and the other settings: FTCCL_SPARES and the other FTCCL_* variables. The
+// group's timeout becomes ftccl's op timeout (unless FTCCL_OP_TIMEOUT_MS says
+// otherwise): a peer that left in order mid-collective cannot block the rest for good.
+ftcclConfig_t configFor(std::chrono::milliseconds timeout) {
   ftcclConfig_t config = FTCCL_CONFIG_INITIALIZER;
-  return config;  // nSpares, timeouts: FTCCL_SPARES and the other FTCCL_* variables
+  if (std::getenv("FTCCL_OP_TIMEOUT_MS") == nullptr && timeout.count() > 0) {
+    config.opTimeoutMs = static_cast<int>(std::min<int64_t>(timeout.count(), INT_MAX));
+  }
+  return config;
 }
 
 void check(ftcclResult_t r, const std::string& what, ftcclComm_t comm) {
@@ -72,7 +80,7 @@ c10::intrusive_ptr<c10d::ProcessGroup> createProcessGroup(
     py::gil_scoped_release release;
     id = uniqueId(store, rank);
   }
-  ftcclConfig_t config = configFromEnv();
+  ftcclConfig_t config = configFor(timeout);
   ftcclComm_t comm = nullptr;
   {
     py::gil_scoped_release release;  // blocks until every rank arrived
@@ -89,11 +97,17 @@ int waitAsSpare(int size, int index) {
   py::gil_scoped_release release;
   ftcclUniqueId id;
   check(ftcclGetUniqueId(&id), "unique id", nullptr);
-  ftcclConfig_t config = configFromEnv();
+  ftcclConfig_t config = configFor(std::chrono::milliseconds(0));
   ftcclComm_t comm = nullptr;
   check(ftcclCommInitRankConfig(&comm, size, id, size + index, &config), "spare init", nullptr);
   int activated = 0;
-  check(ftcclCommStandby(comm, &activated), "standby", comm);
+  ftcclResult_t standby = ftcclCommStandby(comm, &activated);
+  if (standby != ftcclSuccess) {
+    std::string why = std::string("ftccl standby: ") + ftcclGetErrorString(standby) + ": " +
+                      ftcclGetLastError(comm);
+    ftcclCommAbort(comm);
+    throw std::runtime_error(why);
+  }
   if (activated == 0) {
     ftcclCommDestroy(comm);
     return -1;

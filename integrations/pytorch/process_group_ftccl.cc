@@ -3,6 +3,7 @@
 #include <ATen/core/ivalue.h>
 #include <Python.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "tensor_types.h"
@@ -20,6 +21,28 @@ class ReleaseGil {
 
  private:
   PyThreadState* state_;
+};
+
+// The Work of one queued operation: torch's future-wrapping Work does not rethrow a
+// failure from wait() (a plain dist.all_reduce would return as if it had succeeded).
+class FtcclWork final : public c10d::Work {
+ public:
+  FtcclWork(c10::intrusive_ptr<c10::ivalue::Future> future, c10d::OpType type)
+      : c10d::Work(-1, type), future_(std::move(future)) {}
+  bool isCompleted() override { return future_->completed(); }
+  bool isSuccess() const override { return future_->completed() && !future_->hasError(); }
+  std::exception_ptr exception() const override { return future_->exception_ptr(); }
+  std::vector<at::Tensor> result() override { return future_->value().toTensorVector(); }
+  // ftccl bounds the wait (a failure is found within the failure timeout, and the
+  // group's timeout is its op timeout), so `timeout` is not needed here.
+  bool wait(std::chrono::milliseconds timeout) override {
+    future_->waitAndThrow();
+    return true;
+  }
+  c10::intrusive_ptr<c10::ivalue::Future> getFuture() override { return future_; }
+
+ private:
+  c10::intrusive_ptr<c10::ivalue::Future> future_;
 };
 
 }  // namespace
@@ -59,6 +82,7 @@ void ProcessGroupFtccl::work() {
     busy_ = true;
     lock.unlock();
     job();
+    job = nullptr;  // its tensors may need the GIL to go: not under mutex_
     lock.lock();
     busy_ = false;
     changed_.notify_all();
@@ -77,17 +101,15 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupFtccl::enqueue(c10d::OpType type, con
   auto future =
       c10::make_intrusive<c10::ivalue::Future>(c10::ListType::create(c10::TensorType::get()));
   Job job = [this, future, name, outputs = std::move(outputs), run = std::move(run)]() mutable {
-    ftcclResult_t result = ftcclInternalError;
     try {
-      result = run();
-    } catch (...) {
-      future->setError(std::current_exception());
-      return;
-    }
-    if (result == ftcclSuccess) {
-      future->markCompleted(c10::IValue(outputs));
-    } else {
-      future->setError(std::make_exception_ptr(std::runtime_error(failure(name, result))));
+      ftcclResult_t result = run();
+      if (result == ftcclSuccess) {
+        future->markCompleted(c10::IValue(outputs));
+      } else {
+        future->setError(std::make_exception_ptr(std::runtime_error(failure(name, result))));
+      }
+    } catch (...) {  // a check that threw, or a callback of the future
+      if (!future->completed()) future->setError(std::current_exception());
     }
   };
   {
@@ -95,8 +117,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupFtccl::enqueue(c10d::OpType type, con
     queue_.push_back(std::move(job));
   }
   changed_.notify_all();
-  (void)type;
-  return c10d::Work::create_from_future(future);
+  return c10::make_intrusive<FtcclWork>(future, type);
 }
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupFtccl::broadcast(std::vector<at::Tensor>& tensors,
@@ -126,6 +147,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupFtccl::allreduce(std::vector<at::Tens
   at::Tensor t = tensors[0];
   const c10d::ReduceOp op = opts.reduceOp;
   if (isBitwise(op)) {
+    checkBitwise(t);
     return enqueue(c10d::OpType::ALLREDUCE, "allreduce", {t},
                    [this, t, op]() mutable { return reduceBitwise(op, t, /*keep=*/true); });
   }
@@ -163,6 +185,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupFtccl::reduce(std::vector<at::Tensor>
   const int root = static_cast<int>(opts.rootRank);
   const c10d::ReduceOp op = opts.reduceOp;
   if (isBitwise(op)) {
+    checkBitwise(t);
     return enqueue(c10d::OpType::REDUCE, "reduce", {t}, [this, t, op, root]() mutable {
       return reduceBitwise(op, t, /*keep=*/getRank() == root);
     });
@@ -222,6 +245,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupFtccl::reduce_scatter(
   for (const at::Tensor& in : inputs[0]) {
     TORCH_CHECK(in.numel() == out.numel() && in.scalar_type() == out.scalar_type(),
                 "ftccl: reduce_scatter inputs must match the output's size and dtype");
+    checkTensor(in, "reduce_scatter");
   }
   TORCH_CHECK(!isBitwise(opts.reduceOp), "ftccl: reduce_scatter with a bitwise op");
   at::Tensor flat = at::cat(inputs[0]).contiguous();
@@ -293,9 +317,10 @@ RebuildResult ProcessGroupFtccl::rebuild() {
   std::vector<int> failed(info.nFailed > 0 ? info.nFailed : 0);
   int n = 0;
   if (!failed.empty() && ftcclCommFailedRanks(comm_, failed.data(), static_cast<int>(failed.size()),
-                                              &n) == ftcclSuccess) {
-    failed.resize(n);
+                                              &n) != ftcclSuccess) {
+    n = 0;  // better none than made up
   }
+  failed.resize(std::min<size_t>(failed.size(), static_cast<size_t>(n)));
   result.failedRanks = failed;
   int rank = -1;
   ftcclCommUserRank(comm_, &rank);

@@ -55,10 +55,13 @@ ftcclRedOp_t redOpOf(const c10d::ReduceOp& op, const at::Tensor& tensor) {
   }
 }
 
+void checkBitwise(const at::Tensor& tensor) {
+  TORCH_CHECK(!at::isFloatingType(tensor.scalar_type()), "ftccl: bitwise reduce op on a ",
+              tensor.scalar_type(), " tensor (integers and bool only)");
+}
+
 void combineBitwise(const c10d::ReduceOp& op, const at::Tensor& gathered, int ranks,
                     at::Tensor& out) {
-  TORCH_CHECK(!at::isFloatingType(out.scalar_type()), "ftccl: bitwise reduce op on a ",
-              out.scalar_type(), " tensor (integers and bool only)");
   at::Tensor parts = gathered.view({ranks, -1});
   at::Tensor acc = parts[0].clone();
   for (int r = 1; r < ranks; ++r) {

@@ -16,6 +16,8 @@ ftcclDataType_t dataTypeOf(const at::Tensor& tensor);
 // for PRODUCT and BAND.
 ftcclRedOp_t redOpOf(const c10d::ReduceOp& op, const at::Tensor& tensor);
 bool isBitwise(const c10d::ReduceOp& op);
+// Throws unless `tensor` can take a bitwise op (integers and bool).
+void checkBitwise(const at::Tensor& tensor);
 // `gathered` holds every rank's contribution, rank after rank: `out` = their bitwise
 // combination.
 void combineBitwise(const c10d::ReduceOp& op, const at::Tensor& gathered, int ranks,

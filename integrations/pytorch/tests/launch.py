@@ -38,6 +38,17 @@ def main():
                 WORLD_SIZE=str(a.n), FTCCL_COMM_ID="127.0.0.1:%d" % free_port(),
                 FTCCL_COMM_SECRET=secrets.token_hex(16), FTCCL_SPARES=str(a.spares))
     procs = []
+
+    def kill_all(*_):
+        # Also when CTest's timeout or a Ctrl-C ends us: the ranks run in their own
+        # sessions and would outlive us.
+        for _, _, proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        sys.exit(1)
+
+    signal.signal(signal.SIGTERM, kill_all)
+    signal.signal(signal.SIGINT, kill_all)
     for i in range(a.n + a.spares):
         env = dict(base)
         if i < a.n:
