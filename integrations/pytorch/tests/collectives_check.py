@@ -99,6 +99,44 @@ if backend == "ftccl":  # gloo has no reduce_scatter on CPU
         dist.reduce_scatter_tensor(out, torch.cat(inputs))
         expect("_reduce_scatter_base n=%d" % n, out,
                sum(contribution(r, n, torch.float32) for r in range(size)) + 10 * size * rank)
+if backend == "ftccl":
+    # bool: SUM and BOR are logical or, PRODUCT and BAND logical and (as NCCL).
+    flags = torch.tensor([rank == 0, True, False, rank % 2 == 1])
+    for op, want in ((R.SUM, [True, True, False, size > 1]), (R.MAX, [True, True, False, size > 1]),
+                     (R.PRODUCT, [size == 1, True, False, False]),
+                     (R.MIN, [size == 1, True, False, False])):
+        t = flags.clone()
+        dist.all_reduce(t, op=op)
+        expect("all_reduce bool %s" % op, t, torch.tensor(want))
+    # Integer AVG: the wrapped sum divided by the ranks, truncated toward zero.
+    t = torch.tensor([rank + 1, -(rank + 1), 7], dtype=torch.int32)
+    dist.all_reduce(t, op=R.AVG)
+    total = size * (size + 1) // 2
+    expect("all_reduce int32 AVG", t, torch.tensor([int(total / size), -int(total / size), 7],
+                                                   dtype=torch.int32))
+    # Several tensors in one call, and a bitwise reduce to each root.
+    ts = [torch.full((5,), float(rank)), torch.full((3,), rank + 1.0)]
+    dist.all_reduce_coalesced(ts)
+    expect("all_reduce_coalesced 0", ts[0], torch.full((5,), float(sum(range(size)))))
+    expect("all_reduce_coalesced 1", ts[1], torch.full((3,), float(total)))
+    for root in range(size):
+        t = torch.tensor([1 << rank, 3], dtype=torch.int64)
+        dist.reduce(t, dst=root, op=R.BOR)
+        if rank == root:
+            expect("reduce BOR to %d" % root, t, torch.tensor([(1 << size) - 1, 3]))
+    # Bad input is refused at the call, with a message, and the group stays usable.
+    for bad, what in ((lambda: dist.all_reduce(torch.ones(4), op=R.BAND), "BAND of float"),
+                      (lambda: dist.all_reduce(torch.ones(4, 2).t()), "not contiguous"),
+                      (lambda: dist.all_reduce(torch.ones(2, dtype=torch.int16)), "int16")):
+        try:
+            bad()
+            failures.append("%s was accepted" % what)
+        except (RuntimeError, ValueError) as e:
+            if "ftccl" not in str(e):
+                failures.append("%s: the error does not say ftccl: %s" % (what, e))
+    t = torch.ones(3)
+    dist.all_reduce(t)
+    expect("all_reduce after refused calls", t, torch.full((3,), float(size)))
 # Point to point around the ring, then async work and its future.
 t = torch.full((11,), float(rank))
 if rank % 2 == 0:
