@@ -247,13 +247,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupFtccl::reduce_scatter(
                 "ftccl: reduce_scatter inputs must match the output's size and dtype");
     checkTensor(in, "reduce_scatter");
   }
-  TORCH_CHECK(!isBitwise(opts.reduceOp), "ftccl: reduce_scatter with a bitwise op");
-  at::Tensor flat = at::cat(inputs[0]).contiguous();
-  const ftcclRedOp_t redOp = redOpOf(opts.reduceOp, out);
-  return enqueue(c10d::OpType::REDUCE_SCATTER, "reduce_scatter", {out}, [this, flat, out, redOp] {
-    return ftcclReduceScatter(flat.data_ptr(), out.data_ptr(), out.numel(), dataTypeOf(out), redOp,
-                              comm_, nullptr);
-  });
+  at::Tensor flat = at::cat(inputs[0]).contiguous();  // a copy: `out` may alias an input
+  return _reduce_scatter_base(out, flat, opts);
 }
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupFtccl::_reduce_scatter_base(
