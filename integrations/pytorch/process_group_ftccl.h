@@ -68,7 +68,6 @@ class ProcessGroupFtccl : public c10d::ProcessGroup {
   // size). Throws when it failed, or when it shrank the group (its size is fixed: make
   // a new process group).
   RebuildResult rebuild();
-  ftcclComm_t comm() const { return comm_; }
 
  private:
   using Job = std::function<void()>;

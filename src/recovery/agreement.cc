@@ -255,6 +255,18 @@ bool Agreement::expelIfMinority() {
   return true;
 }
 
+// This member's report: its failed set, and the decision it accepted, if any.
+RecoveryMessage Agreement::reportMessage() const {
+  RecoveryMessage m;
+  m.type = RecoveryMessage::kReport;
+  m.epoch = current_->epoch;
+  m.failed.assign(failed_.begin(), failed_.end());
+  m.ballot = acceptedBallot_;
+  m.acceptedFailed.assign(accepted_.failed.begin(), accepted_.failed.end());
+  m.joined = accepted_.joined;
+  return m;
+}
+
 // Sends this member's failed set to the coordinator (itself included). The coordinator
 // sends its own to the survivors it has not heard from, or, when it stalls, to all: its
 // members then know it is alive and deciding (see onMessage).
@@ -262,16 +274,10 @@ void Agreement::report(bool toEveryone) {
   if (expelIfMinority()) return;
   int64_t ballot = -1;
   Member coord = coordinator(&ballot);
-  RecoveryMessage m;
-  m.type = RecoveryMessage::kReport;
-  m.epoch = current_->epoch;
-  m.failed.assign(failed_.begin(), failed_.end());
   // The report is a promise to accept no proposal of a lower ballot, and tells what
   // this member accepted (agreement.h, step 4).
   promised_ = std::max(promised_, ballot);
-  m.ballot = acceptedBallot_;
-  m.acceptedFailed.assign(accepted_.failed.begin(), accepted_.failed.end());
-  m.joined = accepted_.joined;
+  RecoveryMessage m = reportMessage();
   // Each coordinator gets its own stall budget: without this reset, a member that had
   // already waited out one dead coordinator evicted the next after a single timeout,
   // before that one could gather the reports, and a chain of such evictions ended with
@@ -482,13 +488,7 @@ void Agreement::onStalled() {
     // Waiting for a majority: ask again (lost messages), and show those who accepted
     // that we are alive, lest they evict us at their third stall.
     sendProposal(/*toEveryone=*/false);
-    RecoveryMessage alive;
-    alive.type = RecoveryMessage::kReport;
-    alive.epoch = current_->epoch;
-    alive.failed.assign(failed_.begin(), failed_.end());
-    alive.ballot = acceptedBallot_;
-    alive.acceptedFailed.assign(accepted_.failed.begin(), accepted_.failed.end());
-    alive.joined = accepted_.joined;
+    const RecoveryMessage alive = reportMessage();
     for (const Member& m : accepts_) {
       if (m != self_ && state_ == State::kRecovering) net_->send(m, alive);
     }

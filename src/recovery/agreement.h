@@ -178,6 +178,7 @@ class Agreement {
   bool isMember(const Member& m) const;
   static RecoveryMessage compact(const RecoveryMessage& commit);
   bool expelIfMinority();
+  RecoveryMessage reportMessage() const;
   void report(bool toEveryone = false);
   void tryDecide();
   void propose(const std::set<Member>& failed, const std::vector<JoiningSpare>& added);
