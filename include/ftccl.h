@@ -159,6 +159,17 @@ FTCCL_API ftcclResult_t ftcclCommRebuild(ftcclComm_t comm, ftcclRebuildInfo_t* i
 /** Ranks lost in the last rebuild, in the numbering before it. */
 FTCCL_API ftcclResult_t ftcclCommFailedRanks(ftcclComm_t comm, int* ranks, int maxRanks,
                                              int* nFailed);
+/**
+ * The communicator's statistics as one JSON object, the schema of the FTCCL_STATS_FILE
+ * lines (README "Observability"): ops, bytes, time and busbw per collective since init,
+ * the op progress, and per peer the bytes moved, busy time, health round trips and
+ * lateness, with the stragglers and slow links this rank flags. *length receives the
+ * length of the JSON (without the NUL); it is written to json when it fits in `size`
+ * bytes with its NUL. json NULL with size 0 only asks for the length; a smaller buffer
+ * is ftcclInvalidArgument (json then holds ""). Safe from any thread.
+ */
+FTCCL_API ftcclResult_t ftcclCommGetStats(ftcclComm_t comm, char* json, size_t size,
+                                          size_t* length);
 /** Stops everything local at once; never waits for a peer. Safe from any thread. */
 FTCCL_API ftcclResult_t ftcclCommAbort(ftcclComm_t comm);
 /** Orderly leave: waits for this rank's queued work, frees everything. */

@@ -22,6 +22,7 @@
 #include <memory>
 #include <new>
 #include <stdexcept>
+#include <thread>
 
 namespace ftperf {
 
@@ -335,11 +336,13 @@ struct OptSpec {
 // Long-only options: keys that are no letter, so no short option spells them.
 constexpr char kOptSpares = 1;
 constexpr char kOptRecover = 2;
+constexpr char kOptSlow = 3;
 const OptSpec kOptSpecs[] = {
-    {'b', "minbytes"}, {'e', "maxbytes"}, {'i', "stepbytes"}, {'f', "stepfactor"},
-    {'n', "iters"},    {'w', "warmup_iters"}, {'c', "check"}, {'o', "op"},
-    {'d', "datatype"}, {'r', "root"},     {'z', "blocking"},  {'J', "json"},
-    {'F', "fault"},    {kOptSpares, "spares"}, {kOptRecover, "recover"}, {'h', "help"}};
+    {'b', "minbytes"}, {'e', "maxbytes"},      {'i', "stepbytes"},       {'f', "stepfactor"},
+    {'n', "iters"},    {'w', "warmup_iters"},  {'c', "check"},           {'o', "op"},
+    {'d', "datatype"}, {'r', "root"},          {'z', "blocking"},        {'J', "json"},
+    {'F', "fault"},    {kOptSpares, "spares"}, {kOptRecover, "recover"}, {kOptSlow, "slow"},
+    {'h', "help"}};
 
 }  // namespace
 
@@ -449,6 +452,18 @@ ParseStatus parseOptions(int argc, char* const* argv, Options* opts, std::string
           return fail("invalid --fault: '" + value + "' (kill|stop|drop:RANK:ITER)");
         }
         break;
+      case kOptSlow: {
+        long rank = 0, ms = 0;
+        size_t colon = value.find(':');
+        if (colon == std::string::npos ||
+            !parseInt(value.substr(0, colon).c_str(), 0, INT_MAX, &rank) ||
+            !parseInt(value.substr(colon + 1).c_str(), 1, 600000, &ms)) {
+          return fail("invalid --slow: '" + value + "' (RANK:MS)");
+        }
+        opts->slow.rank = static_cast<int>(rank);
+        opts->slow.ms = static_cast<int>(ms);
+        break;
+      }
       case kOptSpares:
         if (!parseInt(v, 0, INT_MAX, &n)) return fail("invalid --spares (>= 0): '" + value + "'");
         opts->recovery.spares = static_cast<int>(n);
@@ -508,6 +523,7 @@ void printUsage(FILE* out, const char* prog) {
                "[-z,--blocking <0/1> use the NULL stream: every call blocks] \n\t"
                "[-J,--json <file> write all results as JSON (rank 0)] \n\t"
                "[--fault kill|stop|drop:RANK:ITER inject a fault at that operation] \n\t"
+               "[--slow RANK:MS rank RANK sleeps MS ms before each operation (a straggler)] \n\t"
                "[--spares <S> the last S processes are hot spares: after a failure the ranks "
                "rebuild onto them, redo the interrupted step and go on] \n\t"
                "[--recover go on after a failure, shrinking when no spare is left (alone or with "
@@ -604,11 +620,18 @@ std::string jsonString(const std::string& s) {
   return out + "\"";
 }
 
+std::string jsonLibrary(const LibraryCount& c) {
+  if (!c.valid) return "null";
+  return "{\"ops\":" + std::to_string(c.ops) + ",\"bytes\":" + std::to_string(c.bytes) +
+         ",\"sent_bytes\":" + std::to_string(c.sentBytes) +
+         ",\"time_us\":" + jsonNumber(c.timeUs, "%.3f") + "}";
+}
+
 std::string jsonPlacement(const PlacementResult& r) {
   return "{\"time_us\":" + jsonNumber(r.timeUs, "%.3f") +
-         ",\"algbw\":" + jsonNumber(r.algBw, "%.6f") +
-         ",\"busbw\":" + jsonNumber(r.busBw, "%.6f") +
-         ",\"wrong\":" + (r.wrong < 0 ? std::string("null") : std::to_string(r.wrong)) + "}";
+         ",\"algbw\":" + jsonNumber(r.algBw, "%.6f") + ",\"busbw\":" + jsonNumber(r.busBw, "%.6f") +
+         ",\"wrong\":" + (r.wrong < 0 ? std::string("null") : std::to_string(r.wrong)) +
+         ",\"library\":" + jsonLibrary(r.library) + "}";
 }
 }  // namespace
 
@@ -723,6 +746,8 @@ struct Run {
   long loopStep = -1;            // the timed loop whose first t0 a redo keeps
   Clock::time_point loopT0;
   long timedOps = 0;                   // for --fault
+  bool slowAnnounced = false;          // --slow
+  LibraryCount loopLibrary;            // the library's count when the timed loop began
   bool faultArmed = true;              // off after a rebuild: the fault happened once
   std::unique_ptr<Recovery> recovery;  // --spares / --recover
 };
@@ -843,6 +868,10 @@ std::string recoveryUsageError(const Options& o) {
   if (o.fault.enabled() && o.fault.rank >= nranks) {
     return "--fault rank " + std::to_string(o.fault.rank) + " is not a rank (" +
            std::to_string(nranks) + " ranks; the spares follow them)";
+  }
+  if (o.slow.enabled() && o.slow.rank >= nranks) {
+    return "--slow rank " + std::to_string(o.slow.rank) + " is not a rank (" +
+           std::to_string(nranks) + " ranks)";
   }
   return "";
 }
@@ -1011,6 +1040,54 @@ unsigned char* recvBuffer(Run& r, const CollCounts& k, size_t tsize, bool inPlac
   return r.recv.get() + static_cast<size_t>(r.rank) * k.recvInPlaceOffset * tsize;
 }
 
+// --slow: the first sleep is announced with the wall clock, so that the time until the
+// library's straggler warning (whose log lines carry the wall clock too) can be read off.
+void sleepAsStraggler(Run& r) {
+  if (!r.slowAnnounced) {
+    r.slowAnnounced = true;
+    const double unixMs = std::chrono::duration<double, std::milli>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+    std::fprintf(stderr,
+                 "[rank %d] # slow: sleeping %d ms before each operation from unix ms %.0f\n",
+                 r.rank, r.opt.slow.ms, unixMs);
+    std::fflush(stderr);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(r.opt.slow.ms));
+}
+
+// The library's own totals (ftcclCommGetStats): its JSON's "total" object, and the bytes
+// sent to every peer. A plain scan: the tool reads the library's fixed format.
+LibraryCount readLibraryCount(ftcclComm_t comm) {
+  LibraryCount c;
+  size_t length = 0;
+  if (ftcclCommGetStats(comm, nullptr, 0, &length) != ftcclSuccess) return c;
+  std::string json(length + 1, '\0');
+  if (ftcclCommGetStats(comm, &json[0], json.size(), &length) != ftcclSuccess) return c;
+  size_t total = json.find("\"total\":{");
+  if (total == std::string::npos ||
+      std::sscanf(json.c_str() + total, "\"total\":{\"ops\":%llu,\"bytes\":%llu,\"time_us\":%lf",
+                  &c.ops, &c.bytes, &c.timeUs) != 3) {
+    return c;
+  }
+  const std::string key = "\"sent_bytes\":";
+  for (size_t at = json.find(key); at != std::string::npos; at = json.find(key, at + 1)) {
+    c.sentBytes += std::strtoull(json.c_str() + at + key.size(), nullptr, 10);
+  }
+  c.valid = true;
+  return c;
+}
+
+LibraryCount countSince(const LibraryCount& before, const LibraryCount& after) {
+  LibraryCount d;
+  d.valid = before.valid && after.valid;
+  d.ops = after.ops - before.ops;
+  d.bytes = after.bytes - before.bytes;
+  d.sentBytes = after.sentBytes - before.sentBytes;
+  d.timeUs = after.timeUs - before.timeUs;
+  return d;
+}
+
 // Runs `iters` operations back to back, then waits.
 bool runOps(Run& r, const Combo& c, const CollCounts& k, bool inPlace, int iters) {
   const size_t tsize = typeSize(c.type);
@@ -1018,6 +1095,7 @@ bool runOps(Run& r, const Combo& c, const CollCounts& k, bool inPlace, int iters
   void* recvbuff = recvBuffer(r, k, tsize, inPlace);
   for (int it = 0; it < iters; ++it) {
     if (r.faultArmed) maybeInjectFault(r.opt.fault, r.rank, &r.timedOps);
+    if (r.opt.slow.rank == r.rank) sleepAsStraggler(r);
     if (!ok(r, r.tool->run(sendbuff, recvbuff, k.param, c.type, c.op, c.root, r.comm, r.stream),
             r.tool->collName))
       return false;
@@ -1068,14 +1146,17 @@ bool timePlacement(Run& r, const Combo& c, const Step& s) {
   ResultRow& row = r.table[static_cast<size_t>(s.row)];
   if (r.loopStep != r.step) {
     r.loopStep = r.step;
+    r.loopLibrary = readLibraryCount(r.comm);
     r.loopT0 = Clock::now();
   }
   if (!runOps(r, c, k, s.inPlace, r.opt.iters)) return false;
+  const LibraryCount library = countSince(r.loopLibrary, readLibraryCount(r.comm));
   const auto t1 = Clock::now();
   const double sec =
       maxOverRanks(r, std::chrono::duration<double>(t1 - r.loopT0).count() / r.opt.iters);
   PlacementResult& out = s.inPlace ? row.ip : row.oop;
   out.timeUs = sec * 1.0e6;
+  out.library = library;
   computeBandwidth(row.bytes, sec, r.tool->busBwFactor(r.nranks), &out.algBw, &out.busBw);
   return true;
 }

@@ -268,6 +268,14 @@ std::string elementHex(const void* buf, size_t i, ftcclDataType_t type);
 // ---------------------------------------------------------------------------------
 // Options: nccl-tests flags and defaults.
 // ---------------------------------------------------------------------------------
+// --slow RANK:MS: rank RANK sleeps MS ms before each of its operations (a straggler on
+// purpose, for the straggler detector).
+struct SlowPlan {
+  int rank = -1;
+  int ms = 0;
+  bool enabled() const { return rank >= 0; }
+};
+
 struct Options {
   size_t minBytes = 32u << 20;
   size_t maxBytes = 32u << 20;
@@ -284,6 +292,7 @@ struct Options {
   std::string jsonFile;   // -J
   FaultPlan fault;        // --fault kill|stop|drop:RANK:ITER
   RecoveryPlan recovery;  // --spares S, --recover
+  SlowPlan slow;          // --slow RANK:MS
 };
 
 enum class ParseStatus { kOk, kHelp, kError };
@@ -298,11 +307,19 @@ void printUsage(FILE* out, const char* prog);
 // ---------------------------------------------------------------------------------
 // Results and their formatting.
 // ---------------------------------------------------------------------------------
+// What the library itself counted during a timed loop (ftcclCommGetStats, this rank).
+struct LibraryCount {
+  bool valid = false;
+  unsigned long long ops = 0, bytes = 0, sentBytes = 0;
+  double timeUs = 0;  // time inside the ops
+};
+
 struct PlacementResult {
   double timeUs = 0;
   double algBw = 0;  // GB/s
   double busBw = 0;  // GB/s
   long long wrong = -1;  // -1: not checked
+  LibraryCount library;
 };
 
 struct ResultRow {

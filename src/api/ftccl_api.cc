@@ -3,6 +3,7 @@
 // (per communicator and per thread) with a log line. Nothing throws out of here.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <new>
 #include <string>
 #include <vector>
@@ -343,6 +344,25 @@ ftcclResult_t ftcclCommFailedRanks(ftcclComm_t comm, int* ranks, int maxRanks, i
     std::vector<int> failed = impl(comm)->failedRanks();
     *nFailed = static_cast<int>(failed.size());
     for (int i = 0; i < maxRanks && i < *nFailed; ++i) ranks[i] = failed[i];
+    return Status::ok();
+  });
+}
+
+ftcclResult_t ftcclCommGetStats(ftcclComm_t comm, char* json, size_t size, size_t* length) {
+  return guarded("ftcclCommGetStats", impl(comm), [&] {
+    FTCCL_CHECK(checkComm(comm));
+    if (length == nullptr) return invalidArgument("length is NULL");
+    if (json == nullptr && size != 0) return invalidArgument("json is NULL with size > 0");
+    CommStats stats = impl(comm)->stats();
+    std::string text = statsJson(stats, nullptr);
+    *length = text.size();
+    if (json == nullptr) return Status::ok();
+    if (size <= text.size()) {
+      if (size > 0) json[0] = '\0';
+      return invalidArgument("the stats need " + std::to_string(text.size() + 1) +
+                             " bytes with the NUL; the buffer has " + std::to_string(size));
+    }
+    std::memcpy(json, text.data(), text.size() + 1);
     return Status::ok();
   });
 }

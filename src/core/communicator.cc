@@ -3,21 +3,21 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <random>
 #include <set>
 #include <thread>
 
+#include "algorithms/subset_transport.h"
 #include "bootstrap/bootstrap.h"
 #include "health/monitoring.h"
 #include "reduce/reduce.h"
+#include "topology/topology.h"
 #include "transports/tag_layout.h"
 #include "transports/ucx/ucx_transport.h"
-#include "topology/topology.h"
-#include "algorithms/subset_transport.h"
 #include "util/byte_io.h"
 #include "util/env.h"
 #include "util/log.h"
@@ -58,6 +58,10 @@ std::string describeRanks(const std::vector<int>& ranks) {
 
 double msSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+int64_t steadyNs(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
 }  // namespace
@@ -180,6 +184,7 @@ Status Communicator::initJoining(const ftcclUniqueId& joinId, const ftcclConfig_
   UniqueIdContents contents;
   FTCCL_CHECK(decodeUniqueId(joinId, &contents));
   commKey_ = contents.nonce;
+  board_ = std::make_shared<ProgressBoard>(commKey_);
   PeerInfo mine;
   FTCCL_CHECK(startLocal(&mine));
 
@@ -232,8 +237,10 @@ Status Communicator::initJoining(const ftcclUniqueId& joinId, const ftcclConfig_
   FTCCL_CHECK(applyCommit(accept));
   chooseSpin();
   FTCCL_CHECK(allocateScratch());
-  FTCCL_LOG(Info, Init, "joined the spare pool through {} in {:.1f} ms: {} ranks, {} spares, epoch {}",
-            member, msSince(start), nranks_, spares_.size(), epoch_);
+  FTCCL_CHECK(openStats());
+  FTCCL_LOG(Info, Init,
+            "joined the spare pool through {} in {:.1f} ms: {} ranks, {} spares, epoch {}", member,
+            msSince(start), nranks_, spares_.size(), epoch_);
   return Status::ok();
 }
 
@@ -310,6 +317,7 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
                                   /*epoch=*/0));
 
   commKey_ = peers_[0].commSalt ^ contents.nonce;
+  board_ = std::make_shared<ProgressBoard>(commKey_);
   worldOf_.resize(nranks);
   for (int r = 0; r < nranks; ++r) worldOf_[r] = r;
   for (int s = nranks; s < processes; ++s) spares_.push_back(s);
@@ -327,6 +335,7 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
       FTCCL_CHECK(shareTuning("calibration"));
     }
   }
+  FTCCL_CHECK(openStats());
 
   FTCCL_LOG(Info, Init,
             "{} {}/{} ready on {} pid {} in {:.1f} ms (chunk {} B, {} channels, {} spares, "
@@ -346,6 +355,7 @@ Status Communicator::startLocal(PeerInfo* mine) {
   mine->pid = getpid();
   mine->pipeline = config_.pipeline;
   mine->transportAddress = transport_->workerAddress();
+  transport_->setCounting(config_.stats);
   // Each init gets its own id even when FTCCL_COMM_ID makes every unique id alike.
   mine->commSalt = std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
   mine->healthKey = health_->selfKey();
@@ -418,6 +428,8 @@ void Communicator::registerHealth() {
   reg.failureTimeoutMs = config_.failureTimeoutMs;
   reg.recoverable = true;
   reg.shrinkWhenNoSpares = config_.shrinkWhenNoSpares != 0;
+  if (rank_ >= 0) reg.progress = board_;  // a spare runs no ops
+  reg.stragglerMinLateMs = config_.stragglerMs;
   if (enteredBy_.type == RecoveryMessage::kCommit) {
     reg.enteredBy = std::make_shared<const RecoveryMessage>(enteredBy_);
   }
@@ -518,7 +530,9 @@ Status Communicator::rebuild(ftcclRebuildInfo_t* info) {
     info->sparesLeft = static_cast<int>(commit.next.spares.size());
     info->shrunk = commit.shrunk ? 1 : 0;
   }
-  FTCCL_LOG(Warn, Recovery, "rank {}/{}: rebuilt into epoch {} ({} failed, {} replaced by spares{}, {} spares left) in {:.1f} ms",
+  FTCCL_LOG(Warn, Recovery,
+            "rank {}/{}: rebuilt into epoch {} ({} failed, {} replaced by spares{}, {} spares "
+            "left) in {:.1f} ms",
             rank_, nranks_, epoch_, commit.failedRanks.size(), commit.replaced,
             commit.shrunk ? ", shrunk" : "", spares_.size(), msSince(start));
   return Status::ok();
@@ -594,6 +608,7 @@ Status Communicator::applyCommit(const RecoveryMessage& commit) {
     rank_ = myRank;
     nranks_ = static_cast<int>(worldOf.size());
     epoch_ = commit.next.epoch;
+    board_->reset(static_cast<uint32_t>(epoch_));
     collectivesIssued_ = 0;
     sendsIssued_.assign(worldOf.size(), 0);
     recvsIssued_.assign(worldOf.size(), 0);
@@ -615,6 +630,7 @@ Communicator::~Communicator() {
 }
 
 void Communicator::leaveHealth(bool orderly) {
+  closeStats();  // its last line still has the health thread's view
   // After a failure a peer may be stopped and never read: do not wait for it long.
   bool revoked = asyncError_ != ftcclSuccess;
   if (health_ && healthId_) health_->remove(healthId_, orderly, revoked ? 20 : 500);
@@ -699,6 +715,12 @@ Status Communicator::execute(const Ticket& ticket, const std::vector<OpRequest>&
     result = remoteError(what + ": issued before the rebuild into epoch " +
                          std::to_string(epoch_) + "; issue it again");
   } else {
+    uint64_t collectives = 0;
+    for (const OpRequest& op : batch) {
+      collectives += op.kind != OpKind::kSend && op.kind != OpKind::kRecv ? 1 : 0;
+    }
+    auto start = Clock::now();
+    board_->begin(static_cast<int>(batch[0].kind), collectives, steadyNs(start));
     try {
       std::unique_ptr<Collective> op = buildBatch(batch);
       result = drive(*op, what);
@@ -706,6 +728,11 @@ Status Communicator::execute(const Ticket& ticket, const std::vector<OpRequest>&
       result = internalError(what + ": " + e.what());
       revoke(result);
     }
+    auto end = Clock::now();
+    uint64_t elapsedNs = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(end - start).count());
+    board_->end(result.isOk(), elapsedNs, steadyNs(end));
+    if (result.isOk() && config_.stats) recordStats(batch, elapsedNs);
     if (result.isOk() && nranks_ > 1 && ticket.index == 0) {
       transport_->logLanes((rank_ + 1) % nranks_);
       transport_->logLanes((rank_ + nranks_ - 1) % nranks_);
@@ -759,10 +786,12 @@ std::unique_ptr<Collective> Communicator::buildCollective(const OpRequest& reque
                     (static_cast<uint64_t>(choice.algorithm) << 8) | sizeClass;
   if (std::find(loggedChoices_.begin(), loggedChoices_.end(), logKey) == loggedChoices_.end()) {
     loggedChoices_.push_back(logKey);
-    FTCCL_LOG(Info, Tuning, "rank {}: {} of {} B on {} ranks ({} nodes): {} {}, chunk {} B, {} channels, predicted {:.1f} us",
-              rank_, collectiveName(kind), bytes, nranks_, shape_.nodes, algorithmName(choice.algorithm),
-              choice.forced ? "(forced)" : "(cost model)", choice.pipeline.chunkBytes,
-              choice.pipeline.channels, choice.predictedUs);
+    FTCCL_LOG(Info, Tuning,
+              "rank {}: {} of {} B on {} ranks ({} nodes): {} {}, chunk {} B, {} channels, "
+              "predicted {:.1f} us",
+              rank_, collectiveName(kind), bytes, nranks_, shape_.nodes,
+              algorithmName(choice.algorithm), choice.forced ? "(forced)" : "(cost model)",
+              choice.pipeline.chunkBytes, choice.pipeline.channels, choice.predictedUs);
   }
   switch (request.kind) {
     case OpKind::kBroadcast: return makeChainBroadcast(*transport_, choice.pipeline, args);
@@ -877,6 +906,7 @@ Status Communicator::calibrate() {
       OpRequest op;
       op.kind = OpKind::kAllReduce;
       op.algorithm = static_cast<int>(algorithm);
+      op.internal = true;
       op.args.sendbuff = send.data();
       op.args.recvbuff = recv.data();
       op.args.count = bytes / sizeof(float);
@@ -970,6 +1000,7 @@ Status Communicator::allGatherBytes(const void* mine, void* all, size_t bytesEac
   op.args.recvbuff = all;
   op.args.count = bytesEach;
   op.args.type = ftcclUint8;
+  op.internal = true;
   std::vector<OpRequest> batch{op};
   Ticket ticket = issue(&batch);
   return execute(ticket, batch);
@@ -1067,6 +1098,7 @@ Status Communicator::drive(Collective& op, const std::string& what) {
     if (op.progressMark() != lastMark) {  // only this op's own progress defers its timeout
       lastMark = op.progressMark();
       lastActivity = Clock::now();
+      board_->step(lastMark);
     }
     if (transport_->progress()) {
       idleRounds = 0;
@@ -1081,9 +1113,9 @@ Status Communicator::drive(Collective& op, const std::string& what) {
         now - lastActivity > std::chrono::milliseconds(config_.opTimeoutMs)) {
       std::string waitingFor = describeRanks(op.pendingPeers());  // before abort clears them
       op.abort();
-      Status failed = timeoutError(what + ": no progress for " +
-                                   std::to_string(config_.opTimeoutMs) + " ms; waiting for " +
-                                   waitingFor);
+      Status failed =
+          timeoutError(what + ": no progress for " + std::to_string(config_.opTimeoutMs) +
+                       " ms; waiting for " + waitingFor + ". " + diagnoseHang());
       revoke(failed);
       return failed;
     }

@@ -18,8 +18,12 @@
 #include "algorithms/collective.h"
 #include "core/config.h"
 #include "core/peer_info.h"
-#include "health/health_service.h"
 #include "ftccl.h"
+#include "health/health_service.h"
+#include "stats/op_counters.h"
+#include "stats/progress_board.h"
+#include "stats/stats_file.h"
+#include "stats/stats_json.h"
 #include "util/status.h"
 
 namespace ftccl {
@@ -34,7 +38,8 @@ struct OpRequest {
   OpKind kind = OpKind::kAllReduce;
   CollectiveArgs args;
   int peer = -1;
-  int algorithm = -1;  // >= 0: run this Algorithm, unlogged (calibration probes)
+  int algorithm = -1;     // >= 0: run this Algorithm, unlogged (calibration probes)
+  bool internal = false;  // ftccl's own (calibration, CommSplit): not in the stats
 };
 
 // The ranks `rank` probes (health/monitoring.h), nodes by FTCCL_NODE_ID or host name.
@@ -109,6 +114,9 @@ class Communicator final : public HealthListener {
   void setLastError(const std::string& message);
   std::string lastError() const;
 
+  // ftcclCommGetStats and the stats file: counters, progress, links (stats_json.h).
+  CommStats stats();
+
  private:
   Communicator() = default;
   Status init(int nranks, const ftcclUniqueId& id, int rank, const ftcclConfig_t* config);
@@ -138,6 +146,13 @@ class Communicator final : public HealthListener {
   // revoke the communicator; true if it did.
   bool awaitHealthVerdict();
   void registerHealth();
+  // Starts the stats file's lines for this communicator (FTCCL_STATS_FILE), and ends them.
+  Status openStats();
+  void closeStats();
+  void recordStats(const std::vector<OpRequest>& batch, uint64_t elapsedNs);
+  // After an op timeout: every rank's progress in words (who has not reached the op,
+  // who is inside it and how far), from their health threads' answers.
+  std::string diagnoseHang();
   // Waits for the next decision of the agreement (or an end) and takes its commit.
   Status awaitDecision(const char* call, bool forever, RecoveryMessage* commit);
   // Enters the committed epoch: numbering, transport tags, health registration.
@@ -149,7 +164,7 @@ class Communicator final : public HealthListener {
   std::vector<PeerInfo> peers_;
   std::unique_ptr<UcxTransport> transport_;
   std::shared_ptr<HealthService> health_;
-  HealthService::RegistrationId healthId_ = 0;
+  std::atomic<HealthService::RegistrationId> healthId_{0};  // the stats read it too
   uint64_t commKey_ = 0;
   uint64_t epoch_ = 0;
   std::vector<int> worldOf_;  // logical rank -> index in peers_ (every process of the job)
@@ -179,6 +194,10 @@ class Communicator final : public HealthListener {
   std::unique_ptr<uint8_t, void (*)(void*)> scratchMemory_{nullptr, free};
   Scratch scratch_;
   std::chrono::microseconds spinBudget_{200};
+  OpCounters counters_;
+  std::shared_ptr<ProgressBoard> board_;
+  std::shared_ptr<StatsFile> statsFile_;
+  StatsFile::SourceId statsSource_ = 0;
 
   mutable std::mutex mutex_;
   std::condition_variable turn_;

@@ -72,6 +72,17 @@ Status resolveConfig(const ftcclConfig_t* user, CommConfig* out) {
   FTCCL_CHECK(envInt("FTCCL_CHANNELS", 1, kMaxPipelineChannels, &channels));
   cfg.pipeline.channels = static_cast<int>(channels);
   FTCCL_CHECK(bootstrapTimeoutMs(&cfg.bootstrapTimeoutMs));
+  int64_t stats = 1, interval = cfg.statsIntervalMs, straggler = cfg.stragglerMs;
+  FTCCL_CHECK(envInt("FTCCL_STATS", 0, 1, &stats));
+  FTCCL_CHECK(envInt("FTCCL_STATS_INTERVAL_MS", 10, 3600000, &interval));
+  FTCCL_CHECK(envInt("FTCCL_STRAGGLER_MS", 1, 3600000, &straggler));
+  cfg.stats = stats != 0;
+  cfg.statsIntervalMs = static_cast<int>(interval);
+  cfg.stragglerMs = static_cast<int>(straggler);
+  cfg.statsFile = envString("FTCCL_STATS_FILE");
+  if (!cfg.statsFile.empty() && !cfg.stats) {
+    return invalidArgument("FTCCL_STATS_FILE is set but FTCCL_STATS=0 turns counting off");
+  }
   std::string isa = envString("FTCCL_REDUCE_ISA");  // read by the kernels themselves
   reduce_detail::Isa unused;
   if (!isa.empty() && !reduce_detail::parseIsa(isa.c_str(), &unused)) {

@@ -4,9 +4,9 @@
 #include <string>
 
 #include "algorithms/collective.h"
+#include "ftccl.h"
 #include "tuning/algorithm_choice.h"
 #include "tuning/cost_model.h"
-#include "ftccl.h"
 #include "util/status.h"
 
 namespace ftccl {
@@ -17,12 +17,18 @@ struct CommConfig {
   int failureTimeoutMs = 1000;
   int opTimeoutMs = 0;  // 0: off
   int shrinkWhenNoSpares = 1;
-  std::string algorithm;  // FTCCL_ALGO syntax; "" = let ftccl choose
+  std::string algorithm;         // FTCCL_ALGO syntax; "" = let ftccl choose
   AlgorithmOverrides overrides;  // `algorithm`, parsed
   bool tuningGiven = false;      // FTCCL_TUNING set: rank 0 uses it instead of measuring
   CostModel costModel;
   int bootstrapTimeoutMs = 120000;
   PipelineConfig pipeline;  // rank 0's is adopted by all ranks at init
+  // Observability (src/stats): counting on the hot path (FTCCL_STATS=0 turns it off),
+  // the stats file and its period, and the lateness that makes a straggler.
+  bool stats = true;
+  std::string statsFile;  // FTCCL_STATS_FILE, "%h" host and "%p" pid expanded
+  int statsIntervalMs = 1000;
+  int stragglerMs = 5;
 };
 
 // Validates `user` (may be null) and merges it with FTCCL_* variables. Every invalid

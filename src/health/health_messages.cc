@@ -1,10 +1,37 @@
 #include "health/health_messages.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "util/byte_io.h"
 
 namespace ftccl {
+namespace {
+
+void putProgress(ByteWriter& w, const OpProgress& p) {
+  w.put(p.commKey);
+  w.put(p.epoch);
+  w.put(p.started);
+  w.put(p.done);
+  w.put(static_cast<uint8_t>(p.inOp ? 1 : 0));
+  w.put(p.kind);
+  w.put(p.step);
+  w.put(p.waitUs);
+  w.put(p.stateMs);
+}
+
+bool getProgress(ByteReader& r, OpProgress* p) {
+  uint8_t inOp = 0;
+  if (!(r.get(&p->commKey) && r.get(&p->epoch) && r.get(&p->started) && r.get(&p->done) &&
+        r.get(&inOp) && r.get(&p->kind) && r.get(&p->step) && r.get(&p->waitUs) &&
+        r.get(&p->stateMs))) {
+    return false;
+  }
+  p->inOp = inOp != 0;
+  return true;
+}
+
+}  // namespace
 
 std::vector<uint8_t> encodeHealthMessage(const HealthMessage& m) {
   ByteWriter body;
@@ -14,10 +41,14 @@ std::vector<uint8_t> encodeHealthMessage(const HealthMessage& m) {
       body.putString(m.host);
       body.put(m.pid);
       break;
-    case HealthType::kHeartbeat:
+    case HealthType::kHeartbeat: {
       body.put(m.seq);
       body.put(m.sentNs);
+      size_t n = std::min(m.progress.size(), kMaxProgressEntries);
+      body.put(static_cast<uint8_t>(n));
+      for (size_t i = 0; i < n; ++i) putProgress(body, m.progress[i]);
       break;
+    }
     case HealthType::kAck:
       body.put(m.seq);
       body.put(m.sentNs);
@@ -41,6 +72,13 @@ std::vector<uint8_t> encodeHealthMessage(const HealthMessage& m) {
       body.put(m.commKey);
       body.putBlob(m.payload);
       break;
+    case HealthType::kProgressQuery:
+      body.put(m.commKey);
+      body.put(m.epoch);
+      break;
+    case HealthType::kProgress:
+      putProgress(body, m.progress.empty() ? OpProgress{} : m.progress.front());
+      break;
   }
   ByteWriter frame;
   frame.put(static_cast<uint32_t>(body.bytes().size()));
@@ -49,8 +87,7 @@ std::vector<uint8_t> encodeHealthMessage(const HealthMessage& m) {
   return frame.bytes();
 }
 
-int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out,
-                        size_t* consumed) {
+int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out, size_t* consumed) {
   constexpr size_t kHeader = sizeof(uint32_t) + sizeof(uint8_t);
   if (size < kHeader) return 0;
   uint32_t length = 0;
@@ -65,9 +102,15 @@ int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out,
     case HealthType::kHello:
       ok = in.getString(&m.senderKey) && in.getString(&m.host) && in.get(&m.pid);
       break;
-    case HealthType::kHeartbeat:
-      ok = in.get(&m.seq) && in.get(&m.sentNs);
+    case HealthType::kHeartbeat: {
+      uint8_t n = 0;
+      ok = in.get(&m.seq) && in.get(&m.sentNs) && in.get(&n) && n <= kMaxProgressEntries;
+      for (uint8_t i = 0; ok && i < n; ++i) {
+        m.progress.emplace_back();
+        ok = getProgress(in, &m.progress.back());
+      }
       break;
+    }
     case HealthType::kAck:
       ok = in.get(&m.seq) && in.get(&m.sentNs) && in.get(&m.heldNs);
       break;
@@ -81,6 +124,13 @@ int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out,
       break;
     case HealthType::kRecovery:
       ok = in.get(&m.commKey) && in.getBlob(&m.payload);
+      break;
+    case HealthType::kProgressQuery:
+      ok = in.get(&m.commKey) && in.get(&m.epoch);
+      break;
+    case HealthType::kProgress:
+      m.progress.emplace_back();
+      ok = getProgress(in, &m.progress.back());
       break;
     default:
       return -1;

@@ -10,15 +10,19 @@
 #include <string>
 #include <vector>
 
+#include "stats/progress_board.h"
+
 namespace ftccl {
 
 enum class HealthType : uint8_t {
-  kHello = 1,      // first frame on a connection and of every probe: who is speaking
-  kHeartbeat = 2,  // every probe interval
-  kAck = 3,        // answer to a heartbeat (round-trip time)
-  kFailed = 4,     // a member of a communicator failed: revoke it
-  kLeave = 5,      // orderly leave of one communicator: do not take my exit for a failure
-  kRecovery = 6,   // an agreement message (recovery/agreement.h) for one communicator
+  kHello = 1,          // first frame on a connection and of every probe: who is speaking
+  kHeartbeat = 2,      // every probe interval
+  kAck = 3,            // answer to a heartbeat (round-trip time)
+  kFailed = 4,         // a member of a communicator failed: revoke it
+  kLeave = 5,          // orderly leave of one communicator: do not take my exit for a failure
+  kRecovery = 6,       // an agreement message (recovery/agreement.h) for one communicator
+  kProgressQuery = 7,  // where are you in this communicator's op order? (hang diagnosis)
+  kProgress = 8,       // the answer: one OpProgress
 };
 
 struct HealthMessage {
@@ -44,7 +48,12 @@ struct HealthMessage {
   double afterMs = 0;         // kFailed: how long the detection took
   int32_t reporterRank = -1;  // kFailed: who detected it
   std::vector<uint8_t> payload;  // kRecovery: the encoded RecoveryMessage
+  // kHeartbeat: the sender's progress in its communicators (at most kMaxProgressEntries);
+  // kProgress: the one asked for. kProgressQuery asks for commKey/epoch.
+  std::vector<OpProgress> progress;
 };
+
+constexpr size_t kMaxProgressEntries = 8;
 
 constexpr uint32_t kMaxHealthFrame = 1 << 20;  // a commit lists every member
 

@@ -64,6 +64,7 @@ HealthProtocol::RegistrationId HealthProtocol::add(HealthRegistration registrati
     r.agreement = std::make_unique<Agreement>(self_, current, r.info.shrinkWhenNoSpares,
                                               r.agreementNet.get(), r.info.enteredBy);
   }
+  if (r.info.progress) r.lateness = std::make_unique<LatenessTracker>(r.info.stragglerMinLateMs);
   syncWatched(now);
   return id;
 }
@@ -248,6 +249,7 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
   switch (m.type) {
     case HealthType::kHeartbeat: {
       tellIfExpelled(from);
+      for (const OpProgress& p : m.progress) onProgress(from, p, /*fromHeartbeat=*/true, now);
       // When we monitor the sender too, our own heartbeats already tell it we are
       // alive: ack only every kAckEvery-th one, to sample the round trip. Otherwise
       // every heartbeat is acked (the ack is the sender's only sign of our life).
@@ -294,6 +296,12 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
       if (decodeRecoveryMessage(m.payload, &rm)) onRecoveryMessage(from, m.commKey, rm);
       break;
     }
+    case HealthType::kProgressQuery:
+      answerProgressQuery(from, m, now);
+      break;
+    case HealthType::kProgress:
+      if (!m.progress.empty()) onProgress(from, m.progress.front(), false, now);
+      break;
     default:
       break;
   }
@@ -442,7 +450,13 @@ HealthTime HealthProtocol::onTick(HealthTime now) {
     hb.type = HealthType::kHeartbeat;
     hb.seq = ++heartbeatSeq_;
     hb.sentNs = toNs(now);
+    for (const auto& [id, r] : registrations_) {
+      if (r.info.progress && hb.progress.size() < kMaxProgressEntries) {
+        hb.progress.push_back(r.info.progress->read(toNs(now)));
+      }
+    }
     for (const ProcessKey& key : watched_) send(key, hb);
+    for (auto& [id, r] : registrations_) checkLateness(r, now);
   }
   // A dropped (cut-off) process hears nobody, so its own detector fires too: it learns
   // that it is alone and fails its operations instead of hanging.
@@ -472,14 +486,7 @@ void HealthProtocol::onRoundTrip(const ProcessKey& from, double ms) {
   LinkQuality& link = roundTrips_[from];
   LinkQuality::Change change = link.record(ms);
   if (change == LinkQuality::Change::kNone) return;
-  std::string who = "process " + from;
-  for (const auto& [id, r] : registrations_) {
-    for (const MemberInfo& member : (*r.info.sharedMembers)) {
-      if (member.key != from) continue;
-      who = "rank " + std::to_string(member.rank) + " (" + member.host + " pid " +
-            std::to_string(member.pid) + ")";
-    }
-  }
+  std::string who = describeMember(from);
   if (change == LinkQuality::Change::kDegraded) {
     FTCCL_LOG(Warn, Health,
               "link to {} degraded: round trips of {:.2f} ms and more in the last {}, "
@@ -488,6 +495,124 @@ void HealthProtocol::onRoundTrip(const ProcessKey& from, double ms) {
   } else {
     FTCCL_LOG(Info, Health, "link to {} recovered: round trips of at most {:.2f} ms in the last {}",
               who, link.highestMs(), LinkQuality::kWindow);
+  }
+}
+
+std::string HealthProtocol::describeMember(const ProcessKey& key) const {
+  std::string who = "process " + key;
+  for (const auto& [id, r] : registrations_) {
+    if (const MemberInfo* m = memberOf(r.info, key)) {
+      who = "rank " + std::to_string(m->rank) + " (host " + m->host + ", pid " +
+            std::to_string(m->pid) + ")";
+    }
+  }
+  return who;
+}
+
+// A member's progress, from its heartbeat or its answer to our query: kept for the hang
+// diagnosis, and a heartbeat's sum of waits feeds the straggler detector.
+void HealthProtocol::onProgress(const ProcessKey& from, const OpProgress& p, bool fromHeartbeat,
+                                HealthTime now) {
+  for (auto& [id, r] : registrations_) {
+    if (!r.info.progress || r.info.commKey != p.commKey || r.info.epoch != p.epoch) continue;
+    const MemberInfo* m = memberOf(r.info, from);
+    if (m == nullptr) continue;
+    r.progressOf[m->rank] = Registration::Heard{p, now};
+    if (fromHeartbeat && r.lateness) r.lateness->sample(m->rank, p.done, p.waitUs);
+  }
+}
+
+// Answered by the health thread, so a rank stuck in its application still says where
+// it is.
+void HealthProtocol::answerProgressQuery(const ProcessKey& from, const HealthMessage& query,
+                                         HealthTime now) {
+  for (const auto& [id, r] : registrations_) {
+    if (!r.info.progress || r.info.commKey != query.commKey) continue;
+    HealthMessage answer;
+    answer.type = HealthType::kProgress;
+    answer.progress.push_back(r.info.progress->read(toNs(now)));
+    send(from, answer);
+    return;
+  }
+}
+
+void HealthProtocol::requestProgress(RegistrationId id) {
+  auto it = registrations_.find(id);
+  if (it == registrations_.end()) return;
+  const Registration& r = it->second;
+  HealthMessage query;
+  query.type = HealthType::kProgressQuery;
+  query.commKey = r.info.commKey;
+  query.epoch = r.info.epoch;
+  for (const MemberInfo& m : *r.info.sharedMembers) {
+    if (m.key != self_ && !r.reported.count(m.rank) && !r.left.count(m.rank)) send(m.key, query);
+  }
+}
+
+std::vector<MemberProgress> HealthProtocol::progressOf(RegistrationId id, HealthTime now) const {
+  std::vector<MemberProgress> out;
+  auto it = registrations_.find(id);
+  if (it == registrations_.end()) return out;
+  const Registration& r = it->second;
+  for (const MemberInfo& m : *r.info.sharedMembers) {
+    MemberProgress mp;
+    mp.member = m.rank;
+    auto heard = r.progressOf.find(m.rank);
+    if (m.rank == r.info.myRank && r.info.progress) {
+      mp.known = true;
+      mp.progress = r.info.progress->read(toNs(now));
+    } else if (heard != r.progressOf.end()) {
+      mp.known = true;
+      mp.progress = heard->second.progress;
+      mp.ageMs = std::chrono::duration<double, std::milli>(now - heard->second.at).count();
+    }
+    out.push_back(mp);
+  }
+  return out;
+}
+
+std::vector<PeerHealth> HealthProtocol::peerHealth(RegistrationId id) const {
+  std::vector<PeerHealth> out;
+  auto it = registrations_.find(id);
+  if (it == registrations_.end()) return out;
+  const Registration& r = it->second;
+  for (int member : r.info.monitored) {
+    const MemberInfo& m = (*r.info.sharedMembers)[member];
+    PeerHealth h;
+    h.member = member;
+    auto link = roundTrips_.find(m.key);
+    if (link != roundTrips_.end()) {
+      h.roundTrips = link->second.stats();
+      h.lastMs = link->second.lastMs();
+      h.baselineMs = link->second.baselineMs();
+      h.levelMs = link->second.levelMs();
+      h.degraded = link->second.degraded();
+    }
+    if (r.lateness) h.lateness = r.lateness->view(member);
+    out.push_back(h);
+  }
+  return out;
+}
+
+// Closes the straggler detector's due windows; a peer flagged (or cleared) is logged once.
+void HealthProtocol::checkLateness(Registration& r, HealthTime now) {
+  if (!r.lateness) return;
+  const ProgressBoard& board = *r.info.progress;
+  auto changes = r.lateness->evaluate(
+      now, [&](uint64_t done, uint64_t* waitUs) { return board.waitAt(done, waitUs); });
+  for (const LatenessTracker::Change& c : changes) {
+    if (c.peer < 0 || c.peer >= static_cast<int>(r.info.sharedMembers->size())) continue;
+    std::string who = describeMember((*r.info.sharedMembers)[c.peer].key);
+    if (c.late) {
+      FTCCL_LOG(Warn, Health,
+                "rank {}: straggler: {} keeps arriving late to collectives: {:.1f} ms after "
+                "this rank on average over the last {} ops, while this rank waited {:.1f} ms "
+                "per op (slow, not failed)",
+                r.info.myRank, who, c.lateMs, c.ops, c.waitMs);
+    } else {
+      FTCCL_LOG(Info, Health, "rank {}: {} arrives on time again ({:.1f} ms late on average)",
+                r.info.myRank, who, c.lateMs);
+    }
   }
 }
 

@@ -29,6 +29,8 @@
 #include "health/health_messages.h"
 #include "health/link_quality.h"
 #include "recovery/agreement.h"
+#include "stats/lateness.h"
+#include "stats/progress_board.h"
 
 namespace ftccl {
 
@@ -106,6 +108,27 @@ struct HealthRegistration {
   // from the epoch before, having missed it, instead of expelling it.
   std::shared_ptr<const RecoveryMessage> enteredBy;
   bool shrinkWhenNoSpares = true;
+  // This rank's op progress (core publishes it): carried by heartbeats, answered to
+  // progress queries, and the straggler detector's own side. Null in the simulator.
+  std::shared_ptr<const ProgressBoard> progress;
+  double stragglerMinLateMs = 5.0;  // FTCCL_STRAGGLER_MS
+};
+
+// A member's progress as last heard (heartbeat or answer to a query).
+struct MemberProgress {
+  int member = -1;
+  bool known = false;
+  OpProgress progress;
+  double ageMs = 0;  // since it was heard
+};
+
+// What health knows of one monitored peer, for the stats.
+struct PeerHealth {
+  int member = -1;
+  RoundTripStats roundTrips;  // no samples yet: none heard
+  double lastMs = 0, baselineMs = 0, levelMs = 0;
+  bool degraded = false;
+  LatenessTracker::PeerView lateness;
 };
 
 // What the protocol needs from a network: TCP and UDP in production, transports/sim in
@@ -139,6 +162,13 @@ class HealthProtocol {
   // Sends one agreement message of communicator `commKey` (a newcomer's JOIN).
   void sendRecovery(const ProcessKey& to, uint64_t commKey, const RecoveryMessage& message);
 
+  // Hang diagnosis: asks every member of the registration for its progress; answers
+  // land in progressOf() as they come.
+  void requestProgress(RegistrationId id);
+  std::vector<MemberProgress> progressOf(RegistrationId id, HealthTime now) const;
+  // Round trips and lateness of the members this registration monitors.
+  std::vector<PeerHealth> peerHealth(RegistrationId id) const;
+
   // Fault injection: a dropped process neither sends nor hears anything.
   void setDropAll(bool drop) { dropAll_ = drop; }
 
@@ -156,10 +186,16 @@ class HealthProtocol {
     bool allRanksLeftTold = false;
     std::unique_ptr<Agreement> agreement;  // recoverable communicators only
     std::unique_ptr<AgreementNetwork> agreementNet;
-    bool agreementDone = false;      // failed or expelled: nothing more to say
-    uint64_t notifiedEpoch = 0;      // the last epoch the listener was told of
-    HealthTime recoveringSince{};    // when the agreement last started or stalled
-    std::set<ProcessKey> sponsored;  // newcomers this member accepted, not yet answered
+    bool agreementDone = false;                 // failed or expelled: nothing more to say
+    uint64_t notifiedEpoch = 0;                 // the last epoch the listener was told of
+    HealthTime recoveringSince{};               // when the agreement last started or stalled
+    std::set<ProcessKey> sponsored;             // newcomers this member accepted, not yet answered
+    std::unique_ptr<LatenessTracker> lateness;  // with a progress board only
+    struct Heard {
+      OpProgress progress;
+      HealthTime at;
+    };
+    std::unordered_map<int, Heard> progressOf;  // member -> its latest progress
   };
   class AgreementSender;
   void checkAgreement(Registration& registration);
@@ -172,6 +208,11 @@ class HealthProtocol {
   void tellIfRanksGone(Registration& registration);
   void tellIfExpelled(const ProcessKey& from);
   void onRoundTrip(const ProcessKey& from, double ms);
+  void onProgress(const ProcessKey& from, const OpProgress& progress, bool fromHeartbeat,
+                  HealthTime now);
+  void answerProgressQuery(const ProcessKey& from, const HealthMessage& query, HealthTime now);
+  void checkLateness(Registration& registration, HealthTime now);
+  std::string describeMember(const ProcessKey& key) const;
   void onRecoveryMessage(const ProcessKey& from, uint64_t commKey, const RecoveryMessage& m);
   bool acceptJoin(Registration& registration, const ProcessKey& from, const RecoveryMessage& m);
   void adoptJoined(Registration& registration, const RecoveryMessage& commit);

@@ -8,8 +8,8 @@
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <unistd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -44,8 +44,8 @@ std::string localHost() {
 // must last a failure timeout, 100 probes); the TCP connections stay, idle, for what
 // they do best: their close is a crash, seen at once, and they carry the few ordered
 // messages (FAILED, LEAVE, agreement), each of which wakes the receiver.
-constexpr size_t kMaxProbeBytes = 512;  // a hello with the sender's key, and a probe
-constexpr int kProbeBatch = 32;         // datagrams per recvmmsg / sendmmsg call
+constexpr size_t kMaxProbeBytes = 1024;  // a hello with the sender's key, and a probe
+constexpr int kProbeBatch = 32;          // datagrams per recvmmsg / sendmmsg call
 constexpr auto kNoProbeWarning = std::chrono::milliseconds(500);
 
 // The kernel stamps what arrives (SO_TIMESTAMPNS), so a round trip can leave out how
@@ -515,6 +515,22 @@ void HealthService::sendRecovery(const ProcessKey& to, uint64_t commKey,
   std::lock_guard<std::mutex> lock(driver_->mutex);
   driver_->protocol.sendRecovery(to, commKey, message);
   driver_->wakeUp();
+}
+
+void HealthService::requestProgress(RegistrationId id) {
+  std::lock_guard<std::mutex> lock(driver_->mutex);
+  driver_->protocol.requestProgress(id);
+  driver_->wakeUp();
+}
+
+std::vector<MemberProgress> HealthService::progressOf(RegistrationId id) {
+  std::lock_guard<std::mutex> lock(driver_->mutex);
+  return driver_->protocol.progressOf(id, HealthClock::now());
+}
+
+std::vector<PeerHealth> HealthService::peerHealth(RegistrationId id) {
+  std::lock_guard<std::mutex> lock(driver_->mutex);
+  return driver_->protocol.peerHealth(id);
 }
 
 void HealthService::remove(RegistrationId id, bool orderly, int flushWaitMs) {

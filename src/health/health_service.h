@@ -35,6 +35,11 @@ class HealthService {
   void remove(RegistrationId id, bool orderly, int flushWaitMs = 500);
   // Join ids (ftcclCommGetJoinId): a newcomer presenting `secret` may join the pool.
   void allowJoin(RegistrationId id, std::vector<uint8_t> secret);
+  // Hang diagnosis: asks every member for its progress (answers arrive within a round
+  // trip, to progressOf); what is known of each member's progress now.
+  void requestProgress(RegistrationId id);
+  std::vector<MemberProgress> progressOf(RegistrationId id);
+  std::vector<PeerHealth> peerHealth(RegistrationId id);
   // A newcomer's JOIN to the member that handed out its join id.
   void sendRecovery(const ProcessKey& to, uint64_t commKey, const RecoveryMessage& message);
 

@@ -1,10 +1,43 @@
 #include "health/link_quality.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace ftccl {
+namespace {
+
+constexpr double kFirstBucketMs = 0.01;
+constexpr double kBucketGrowth = 1.12;
+
+int bucketOf(double ms) {
+  if (ms <= kFirstBucketMs) return 0;
+  int b = 1 + static_cast<int>(std::log(ms / kFirstBucketMs) / std::log(kBucketGrowth));
+  return std::min(b, RoundTripStats::kBuckets - 1);
+}
+
+}  // namespace
+
+void RoundTripStats::add(double ms) {
+  minMs_ = samples_ == 0 ? ms : std::min(minMs_, ms);
+  ++samples_;
+  sumMs_ += ms;
+  ++buckets_[bucketOf(ms)];
+}
+
+// The upper edge of the bucket holding the fraction-th sample.
+double RoundTripStats::percentileMs(double fraction) const {
+  if (samples_ == 0) return 0;
+  uint64_t rank = static_cast<uint64_t>(std::ceil(fraction * static_cast<double>(samples_)));
+  uint64_t seen = 0;
+  for (int b = 0; b < kBuckets; ++b) {
+    seen += buckets_[b];
+    if (seen >= rank) return kFirstBucketMs * std::pow(kBucketGrowth, b);
+  }
+  return kFirstBucketMs * std::pow(kBucketGrowth, kBuckets - 1);
+}
 
 LinkQuality::Change LinkQuality::record(double roundTripMs) {
+  stats_.add(roundTripMs);
   lastMs_ = roundTripMs;
   maxMs_ = std::max(maxMs_, roundTripMs);
   baselineMs_ = samples_ == 0 ? roundTripMs : std::min(baselineMs_, roundTripMs);

@@ -1,5 +1,7 @@
 #include "util/env.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 
@@ -22,6 +24,26 @@ Status envInt(const char* name, int64_t minValue, int64_t maxValue, int64_t* out
   }
   *out = parsed;
   return Status::ok();
+}
+
+std::string expandPathPattern(std::string pattern) {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  for (size_t pos = 0; (pos = pattern.find('%', pos)) != std::string::npos;) {
+    if (pos + 1 >= pattern.size()) break;
+    std::string with;
+    if (pattern[pos + 1] == 'h') {
+      with = host;
+    } else if (pattern[pos + 1] == 'p') {
+      with = std::to_string(getpid());
+    } else {
+      pos += 2;
+      continue;
+    }
+    pattern.replace(pos, 2, with);
+    pos += with.size();
+  }
+  return pattern;
 }
 
 }  // namespace ftccl

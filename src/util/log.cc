@@ -75,21 +75,6 @@ Status parseSubsystems(const std::string& text, unsigned* out) {
   return Status::ok();
 }
 
-std::string expandFileName(std::string pattern) {
-  char host[256] = {0};
-  gethostname(host, sizeof(host) - 1);
-  for (size_t pos = 0; (pos = pattern.find('%', pos)) != std::string::npos;) {
-    if (pos + 1 >= pattern.size()) break;
-    std::string with;
-    if (pattern[pos + 1] == 'h') with = host;
-    else if (pattern[pos + 1] == 'p') with = std::to_string(getpid());
-    else { pos += 2; continue; }
-    pattern.replace(pos, 2, with);
-    pos += with.size();
-  }
-  return pattern;
-}
-
 void initOnce() {
   LogState& s = state();
   char host[256] = {0};
@@ -97,7 +82,7 @@ void initOnce() {
   std::string file = envString("FTCCL_DEBUG_FILE");
   try {
     if (!file.empty()) {
-      s.logger = spdlog::basic_logger_mt("ftccl", expandFileName(file));
+      s.logger = spdlog::basic_logger_mt("ftccl", expandPathPattern(file));
     } else {
       s.logger = spdlog::stderr_logger_mt("ftccl");
     }

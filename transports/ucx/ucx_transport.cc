@@ -16,6 +16,14 @@
 
 namespace ftccl {
 
+// Our part of every UCX request (UCP reserves request_size bytes at the handle):
+// which link's counters its completion updates, without a lookup or an allocation.
+namespace {
+struct RequestInfo {
+  LinkCounters::Direction* counted;  // null: not counted
+};
+}  // namespace
+
 // One UCP context per process, shared by the workers of all communicators.
 class UcxContext {
  public:
@@ -32,8 +40,10 @@ class UcxContext {
     FTCCL_CHECK(fromUcs(ucp_config_read("FTCCL", nullptr, &config), "ucp_config_read"));
     ucp_params_t params;
     std::memset(&params, 0, sizeof(params));
-    params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
+    params.field_mask =
+        UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED | UCP_PARAM_FIELD_REQUEST_SIZE;
     params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;
+    params.request_size = sizeof(RequestInfo);
     params.mt_workers_shared = 1;  // workers of different communicators run on different threads
     ucs_status_t status = ucp_init(&params, config, &context->context_);
     ucp_config_release(config);
@@ -217,6 +227,7 @@ Status UcxTransport::isend(int peer, const void* buffer, size_t bytes, MessageKe
     *request = nullptr;
     return fromUcs(UCS_PTR_STATUS(sent), "send");
   }
+  track(sent, &peers_[logicalToWorld_[peer]].counters->send, bytes);
   *request = static_cast<TransportRequest*>(sent);
   return Status::ok();
 }
@@ -231,6 +242,7 @@ Status UcxTransport::irecv(int peer, void* buffer, size_t bytes, MessageKey key,
     *request = nullptr;
     return fromUcs(UCS_PTR_STATUS(posted), "receive");
   }
+  track(posted, &peers_[logicalToWorld_[peer]].counters->recv, bytes);
   *request = static_cast<TransportRequest*>(posted);
   return Status::ok();
 }
@@ -249,6 +261,7 @@ Status UcxTransport::test(TransportRequest** request, bool* done) {
     *done = false;
     return Status::ok();
   }
+  untrack(*request);
   ucp_request_free(*request);
   *request = nullptr;
   *done = true;
@@ -262,9 +275,25 @@ void UcxTransport::cancel(TransportRequest** request) {
     return;
   }
   // The request is released by UCX once the cancellation completes during progress.
+  untrack(*request);
   ucp_request_cancel(worker_, *request);
   ucp_request_free(*request);
   *request = nullptr;
+}
+
+void UcxTransport::track(void* request, LinkCounters::Direction* direction, size_t bytes) {
+  if (!counting_) {
+    if (request != nullptr) static_cast<RequestInfo*>(request)->counted = nullptr;
+    return;
+  }
+  direction->posted(bytes, /*completedAtOnce=*/request == nullptr);
+  if (request != nullptr) static_cast<RequestInfo*>(request)->counted = direction;
+}
+
+void UcxTransport::untrack(void* request) {
+  RequestInfo* info = static_cast<RequestInfo*>(request);
+  if (info->counted != nullptr) info->counted->finished();
+  info->counted = nullptr;
 }
 
 bool UcxTransport::progress() { return ucp_worker_progress(worker_) != 0; }

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "transports/link_counters.h"
 #include "transports/transport.h"
 
 namespace ftccl {
@@ -69,15 +70,27 @@ class UcxTransport final : public Transport {
   // Logs (INFO, once per peer) which UCX transports carry traffic to `peer`.
   void logLanes(int peer);
 
+  // Bytes and busy time per process (worker index, stable across rebuilds); counting
+  // is on unless disabled (FTCCL_STATS=0). Counters of a worker index stay valid for
+  // the transport's life; the table grows only in connect() and addPeer().
+  void setCounting(bool on) { counting_ = on; }
+  size_t processCount() const { return peers_.size(); }
+  const LinkCounters& counters(size_t worker) const { return *peers_[worker].counters; }
+  int worldOf(int peer) const { return logicalToWorld_[peer]; }
+
  private:
   struct Peer {
     std::vector<uint8_t> address;
     ucp_ep_h ep = nullptr;
     bool lanesLogged = false;
+    std::unique_ptr<LinkCounters> counters = std::make_unique<LinkCounters>();
   };
 
   UcxTransport() = default;
   Status endpoint(int peer, ucp_ep_h* ep);
+  // Counts a posted transfer (request null: it completed at once), and its end.
+  void track(void* request, LinkCounters::Direction* direction, size_t bytes);
+  void untrack(void* request);
   void closeEndpoints();
 
   std::shared_ptr<UcxContext> context_;
@@ -91,6 +104,7 @@ class UcxTransport final : public Transport {
   uint32_t commId_ = 0;
   uint32_t epoch_ = 0;
   bool forceClose_ = false;
+  bool counting_ = true;
 };
 
 }  // namespace ftccl

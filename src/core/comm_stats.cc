@@ -1,0 +1,206 @@
+// The communicator's observability: what its ops and links did (stats, the stats file)
+// and, when an op times out, where every rank is (the hang diagnosis).
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+#include <utility>
+
+#include "core/communicator.h"
+#include "reduce/reduce.h"
+#include "transports/ucx/ucx_transport.h"
+#include "util/log.h"
+
+namespace ftccl {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t nowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+std::string localHostName() {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
+}  // namespace
+
+Status Communicator::openStats() {
+  if (config_.statsFile.empty() || statsFile_) return Status::ok();
+  FTCCL_CHECK(StatsFile::acquire(config_.statsFile, config_.statsIntervalMs, &statsFile_));
+  statsSource_ = statsFile_->add([this] { return stats(); });
+  return Status::ok();
+}
+
+void Communicator::closeStats() {
+  if (!statsFile_) return;
+  statsFile_->remove(statsSource_);
+  statsFile_.reset();
+}
+
+// nccl-tests' sizes: AllGather counts what it gathers, ReduceScatter what it scatters.
+// A group's time is shared among its ops by their bytes.
+void Communicator::recordStats(const std::vector<OpRequest>& batch, uint64_t elapsedNs) {
+  uint64_t total = 0;
+  size_t counted = 0;
+  auto bytesOf = [&](const OpRequest& op) {
+    uint64_t bytes = op.args.count * dataTypeSize(op.args.type);
+    if (op.kind == OpKind::kAllGather || op.kind == OpKind::kReduceScatter) bytes *= nranks_;
+    return bytes;
+  };
+  for (const OpRequest& op : batch) {
+    if (op.internal) continue;
+    total += bytesOf(op);
+    ++counted;
+  }
+  for (const OpRequest& op : batch) {
+    if (op.internal) continue;
+    int kind = static_cast<int>(op.kind);
+    uint64_t bytes = bytesOf(op);
+    double share = total ? static_cast<double>(bytes) / static_cast<double>(total)
+                         : 1.0 / static_cast<double>(counted);
+    counters_.record(kind, bytes,
+                     static_cast<uint64_t>(static_cast<double>(bytes) * busFactor(kind, nranks_)),
+                     static_cast<uint64_t>(static_cast<double>(elapsedNs) * share));
+  }
+}
+
+CommStats Communicator::stats() {
+  CommStats s;
+  s.unixTime =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  s.host = localHostName();
+  s.pid = getpid();
+  for (int k = 0; k < kStatKinds; ++k) s.kinds[k] = counters_.read(k);
+  s.progress = board_->read(nowNs());
+  std::vector<std::pair<std::string, int>> members;  // health's member index -> host, pid
+  {
+    std::lock_guard<std::mutex> lock(mutex_);  // numbering and peer table
+    s.commKey = commKey_;
+    s.epoch = epoch_;
+    s.rank = rank_;
+    s.nranks = nranks_;
+    for (int w : worldOf_) members.emplace_back(peers_[w].host, peers_[w].pid);
+    for (int w : spares_) members.emplace_back(peers_[w].host, peers_[w].pid);
+    for (size_t w = 0; w < transport_->processCount() && w < peers_.size(); ++w) {
+      const LinkCounters& c = transport_->counters(w);
+      PeerStats p;
+      p.sentBytes = c.send.bytes.load(std::memory_order_relaxed);
+      p.recvBytes = c.recv.bytes.load(std::memory_order_relaxed);
+      if (p.sentBytes == 0 && p.recvBytes == 0) continue;
+      p.sendBusyNs = c.send.busyNs.load(std::memory_order_relaxed);
+      p.recvBusyNs = c.recv.busyNs.load(std::memory_order_relaxed);
+      auto at = std::find(worldOf_.begin(), worldOf_.end(), static_cast<int>(w));
+      p.rank = at == worldOf_.end() ? -1 : static_cast<int>(at - worldOf_.begin());
+      p.host = peers_[w].host;
+      p.pid = peers_[w].pid;
+      s.peers.push_back(std::move(p));
+    }
+  }
+  // Outside the lock: the health thread takes its own lock, then ours (listener calls).
+  for (const PeerHealth& h : health_->peerHealth(healthId_)) {
+    if (h.member < 0 || h.member >= static_cast<int>(members.size())) continue;
+    const auto& [host, pid] = members[h.member];
+    PeerStats* p = nullptr;
+    for (PeerStats& q : s.peers) {
+      if (q.pid == pid && q.host == host) p = &q;
+    }
+    if (p == nullptr) {
+      s.peers.emplace_back();
+      p = &s.peers.back();
+      p->rank = h.member < s.nranks ? h.member : -1;
+      p->host = host;
+      p->pid = pid;
+    }
+    p->rttSamples = h.roundTrips.samples();
+    p->rttMinMs = h.roundTrips.minMs();
+    p->rttAvgMs = h.roundTrips.avgMs();
+    p->rttP99Ms = h.roundTrips.percentileMs(0.99);
+    p->rttLastMs = h.lastMs;
+    p->rttBaselineMs = h.baselineMs;
+    p->rttLevelMs = h.levelMs;
+    p->linkDegraded = h.degraded;
+    p->lateKnown = h.lateness.known;
+    p->lateMs = h.lateness.lateMs;
+    p->lateOps = h.lateness.ops;
+    p->straggler = h.lateness.flagged;
+  }
+  return s;
+}
+
+namespace {
+
+std::string describeProgress(const OpProgress& p) {
+  if (p.inOp) {
+    return "inside op " + std::to_string(p.started - 1) + " (" + statKindName(p.kind) +
+           ") at step " + std::to_string(p.step) + " for " + std::to_string(p.stateMs) + " ms";
+  }
+  if (p.done == 0) return "no collective yet, idle for " + std::to_string(p.stateMs) + " ms";
+  return "finished op " + std::to_string(p.done - 1) + ", idle for " + std::to_string(p.stateMs) +
+         " ms";
+}
+
+std::string joinList(const std::vector<std::string>& items) {
+  if (items.empty()) return "none";
+  std::string text;
+  for (size_t i = 0; i < items.size(); ++i) text += (i ? ", " : "") + items[i];
+  return text;
+}
+
+}  // namespace
+
+// Asks every member's health thread where it is (it answers even while its application
+// is stuck) and waits a little for the answers: the ranks that have not reached the
+// stuck op are the ones to look at; the ranks inside it only wait for them.
+std::string Communicator::diagnoseHang() {
+  OpProgress mine = board_->read(nowNs());
+  if (!mine.inOp || mine.started == mine.done) return "";  // not a collective
+  uint64_t stuck = mine.started - 1;
+  HealthService::RegistrationId id = healthId_;
+  auto asked = Clock::now();
+  health_->requestProgress(id);
+  auto limit =
+      std::chrono::milliseconds(std::min(2000, std::max(200, 20 * config_.probeIntervalMs)));
+  std::vector<MemberProgress> table;
+  for (;;) {
+    table = health_->progressOf(id);
+    double waitedMs = std::chrono::duration<double, std::milli>(Clock::now() - asked).count();
+    int missing = 0;
+    for (const MemberProgress& m : table) {
+      if (m.member < nranks_ && m.member != rank_ && (!m.known || m.ageMs > waitedMs)) ++missing;
+    }
+    if (missing == 0 || Clock::now() - asked >= limit) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  double waitedMs = std::chrono::duration<double, std::milli>(Clock::now() - asked).count();
+  std::vector<std::string> notReached, inside, past, silent;
+  for (const MemberProgress& m : table) {
+    if (m.member >= nranks_) continue;  // spares run no ops
+    std::string who =
+        "rank " + std::to_string(m.member) + (m.member == rank_ ? " (this rank)" : "");
+    const OpProgress& p = m.progress;
+    if (m.member != rank_ && (!m.known || m.ageMs > waitedMs + 1000)) {
+      silent.push_back(who);
+    } else if (p.epoch != static_cast<uint32_t>(epoch_)) {
+      notReached.push_back(who + " (in epoch " + std::to_string(p.epoch) + ")");
+    } else if (p.started <= stuck) {
+      notReached.push_back(who + " (" + describeProgress(p) + ")");
+    } else if (p.done > stuck) {
+      past.push_back(who);
+    } else {
+      inside.push_back(who + " (step " + std::to_string(p.step) + ")");
+    }
+  }
+  std::string text = "Op " + std::to_string(stuck) + ": not reached by " + joinList(notReached) +
+                     "; inside it: " + joinList(inside);
+  if (!past.empty()) text += "; finished it: " + joinList(past);
+  if (!silent.empty()) text += "; no answer from " + joinList(silent);
+  return text;
+}
+
+}  // namespace ftccl
