@@ -166,7 +166,9 @@ FTCCL_API ftcclResult_t ftcclCommFailedRanks(ftcclComm_t comm, int* ranks, int m
  * lateness, with the stragglers and slow links this rank flags. *length receives the
  * length of the JSON (without the NUL); it is written to json when it fits in `size`
  * bytes with its NUL. json NULL with size 0 only asks for the length; a smaller buffer
- * is ftcclInvalidArgument (json then holds ""). Safe from any thread.
+ * is ftcclInvalidArgument (json then holds ""). The length can grow between two calls
+ * (counters gain digits): leave slack, and call again when it does not fit. Safe from
+ * any thread.
  */
 FTCCL_API ftcclResult_t ftcclCommGetStats(ftcclComm_t comm, char* json, size_t size,
                                           size_t* length);

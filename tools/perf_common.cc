@@ -1061,9 +1061,13 @@ void sleepAsStraggler(Run& r) {
 LibraryCount readLibraryCount(ftcclComm_t comm) {
   LibraryCount c;
   size_t length = 0;
-  if (ftcclCommGetStats(comm, nullptr, 0, &length) != ftcclSuccess) return c;
-  std::string json(length + 1, '\0');
-  if (ftcclCommGetStats(comm, &json[0], json.size(), &length) != ftcclSuccess) return c;
+  std::string json;
+  for (int attempt = 0; attempt < 3; ++attempt) {  // the JSON may grow in between: slack
+    json.assign(length + 4096, '\0');
+    if (ftcclCommGetStats(comm, &json[0], json.size(), &length) == ftcclSuccess) break;
+    json.clear();
+  }
+  if (json.empty()) return c;
   size_t total = json.find("\"total\":{");
   if (total == std::string::npos ||
       std::sscanf(json.c_str() + total, "\"total\":{\"ops\":%llu,\"bytes\":%llu,\"time_us\":%lf",

@@ -23,16 +23,24 @@ struct LinkCounters {
     int outstanding = 0;      // writer only
     int64_t busySinceNs = 0;  // writer only
 
+    // A transfer completed at once (no time outstanding) counts at once; another
+    // counts when it completes, and not at all when cancelled.
     void posted(uint64_t size, bool completedAtOnce) {
-      bytes.store(bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
-      transfers.store(transfers.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-      if (completedAtOnce) return;
-      if (outstanding++ == 0) busySinceNs = nowNs();
+      if (completedAtOnce) {
+        count(size);
+      } else if (outstanding++ == 0) {
+        busySinceNs = nowNs();
+      }
     }
-    void finished() {
+    void finished(uint64_t size, bool completed) {
+      if (completed) count(size);
       if (outstanding <= 0 || --outstanding > 0) return;
       busyNs.store(busyNs.load(std::memory_order_relaxed) + (nowNs() - busySinceNs),
                    std::memory_order_relaxed);
+    }
+    void count(uint64_t size) {
+      bytes.store(bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
+      transfers.store(transfers.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
   };
   Direction send, recv;

@@ -351,6 +351,7 @@ ftcclResult_t ftcclCommFailedRanks(ftcclComm_t comm, int* ranks, int maxRanks, i
 ftcclResult_t ftcclCommGetStats(ftcclComm_t comm, char* json, size_t size, size_t* length) {
   return guarded("ftcclCommGetStats", impl(comm), [&] {
     FTCCL_CHECK(checkComm(comm));
+    CommUse use(impl(comm));  // an abort from another thread waits for this snapshot
     if (length == nullptr) return invalidArgument("length is NULL");
     if (json == nullptr && size != 0) return invalidArgument("json is NULL with size > 0");
     CommStats stats = impl(comm)->stats();

@@ -79,6 +79,7 @@ CommStats Communicator::stats() {
   for (int k = 0; k < kStatKinds; ++k) s.kinds[k] = counters_.read(k);
   s.progress = board_->read(nowNs());
   std::vector<std::pair<std::string, int>> members;  // health's member index -> host, pid
+  HealthService::RegistrationId registration = 0;    // of the same epoch as `members`
   {
     std::lock_guard<std::mutex> lock(mutex_);  // numbering and peer table
     s.commKey = commKey_;
@@ -87,6 +88,9 @@ CommStats Communicator::stats() {
     s.nranks = nranks_;
     for (int w : worldOf_) members.emplace_back(peers_[w].host, peers_[w].pid);
     for (int w : spares_) members.emplace_back(peers_[w].host, peers_[w].pid);
+    registration = healthId_;
+    std::vector<int> rankOf(peers_.size(), -1);
+    for (size_t r = 0; r < worldOf_.size(); ++r) rankOf[worldOf_[r]] = static_cast<int>(r);
     for (size_t w = 0; w < transport_->processCount() && w < peers_.size(); ++w) {
       const LinkCounters& c = transport_->counters(w);
       PeerStats p;
@@ -95,15 +99,14 @@ CommStats Communicator::stats() {
       if (p.sentBytes == 0 && p.recvBytes == 0) continue;
       p.sendBusyNs = c.send.busyNs.load(std::memory_order_relaxed);
       p.recvBusyNs = c.recv.busyNs.load(std::memory_order_relaxed);
-      auto at = std::find(worldOf_.begin(), worldOf_.end(), static_cast<int>(w));
-      p.rank = at == worldOf_.end() ? -1 : static_cast<int>(at - worldOf_.begin());
+      p.rank = rankOf[w];
       p.host = peers_[w].host;
       p.pid = peers_[w].pid;
       s.peers.push_back(std::move(p));
     }
   }
   // Outside the lock: the health thread takes its own lock, then ours (listener calls).
-  for (const PeerHealth& h : health_->peerHealth(healthId_)) {
+  for (const PeerHealth& h : health_->peerHealth(registration)) {
     if (h.member < 0 || h.member >= static_cast<int>(members.size())) continue;
     const auto& [host, pid] = members[h.member];
     PeerStats* p = nullptr;
@@ -136,13 +139,16 @@ CommStats Communicator::stats() {
 namespace {
 
 std::string describeProgress(const OpProgress& p) {
+  std::string since = std::to_string(p.stateMs) + " ms";
+  if (p.inOp && p.started == p.done) return "in Send/Recv for " + since;
   if (p.inOp) {
     return "inside op " + std::to_string(p.started - 1) + " (" + statKindName(p.kind) +
-           ") at step " + std::to_string(p.step) + " for " + std::to_string(p.stateMs) + " ms";
+           ") at step " + std::to_string(p.step) + " for " + since;
   }
-  if (p.done == 0) return "no collective yet, idle for " + std::to_string(p.stateMs) + " ms";
-  return "finished op " + std::to_string(p.done - 1) + ", idle for " + std::to_string(p.stateMs) +
-         " ms";
+  if (p.started > p.done)
+    return "gave up on op " + std::to_string(p.started - 1) + " " + since + " ago";
+  if (p.done == 0) return "no collective yet, idle for " + since;
+  return "finished op " + std::to_string(p.done - 1) + ", idle for " + since;
 }
 
 std::string joinList(const std::vector<std::string>& items) {
@@ -164,27 +170,31 @@ std::string Communicator::diagnoseHang() {
   HealthService::RegistrationId id = healthId_;
   auto asked = Clock::now();
   health_->requestProgress(id);
-  auto limit =
-      std::chrono::milliseconds(std::min(2000, std::max(200, 20 * config_.probeIntervalMs)));
+  // Answers take a connection each way and two health-thread wakeups: on busy cores,
+  // hundreds of ms. A member that never answers costs the whole wait, once.
+  auto limit = std::chrono::milliseconds(std::max(1000, std::min(config_.failureTimeoutMs, 5000)));
+  auto waitedMs = [&] {
+    return std::chrono::duration<double, std::milli>(Clock::now() - asked).count();
+  };
+  auto answered = [&](const MemberProgress& m) {
+    return m.member == rank_ || m.gone || m.member >= nranks_ || (m.known && m.ageMs <= waitedMs());
+  };
   std::vector<MemberProgress> table;
   for (;;) {
     table = health_->progressOf(id);
-    double waitedMs = std::chrono::duration<double, std::milli>(Clock::now() - asked).count();
-    int missing = 0;
-    for (const MemberProgress& m : table) {
-      if (m.member < nranks_ && m.member != rank_ && (!m.known || m.ageMs > waitedMs)) ++missing;
-    }
-    if (missing == 0 || Clock::now() - asked >= limit) break;
+    bool all = std::all_of(table.begin(), table.end(), answered);
+    if (all || aborted_ || Clock::now() - asked >= limit) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  double waitedMs = std::chrono::duration<double, std::milli>(Clock::now() - asked).count();
-  std::vector<std::string> notReached, inside, past, silent;
+  std::vector<std::string> notReached, inside, past, silent, gone;
   for (const MemberProgress& m : table) {
     if (m.member >= nranks_) continue;  // spares run no ops
     std::string who =
         "rank " + std::to_string(m.member) + (m.member == rank_ ? " (this rank)" : "");
     const OpProgress& p = m.progress;
-    if (m.member != rank_ && (!m.known || m.ageMs > waitedMs + 1000)) {
+    if (m.gone) {
+      gone.push_back(who);
+    } else if (m.member != rank_ && (!m.known || m.ageMs > waitedMs() + 1000)) {
       silent.push_back(who);
     } else if (p.epoch != static_cast<uint32_t>(epoch_)) {
       notReached.push_back(who + " (in epoch " + std::to_string(p.epoch) + ")");
@@ -193,12 +203,13 @@ std::string Communicator::diagnoseHang() {
     } else if (p.done > stuck) {
       past.push_back(who);
     } else {
-      inside.push_back(who + " (step " + std::to_string(p.step) + ")");
+      inside.push_back(who + " (step " + std::to_string(p.step) + (p.inOp ? ")" : ", gave up)"));
     }
   }
   std::string text = "Op " + std::to_string(stuck) + ": not reached by " + joinList(notReached) +
                      "; inside it: " + joinList(inside);
   if (!past.empty()) text += "; finished it: " + joinList(past);
+  if (!gone.empty()) text += "; failed or left: " + joinList(gone);
   if (!silent.empty()) text += "; no answer from " + joinList(silent);
   return text;
 }

@@ -716,11 +716,13 @@ Status Communicator::execute(const Ticket& ticket, const std::vector<OpRequest>&
                          std::to_string(epoch_) + "; issue it again");
   } else {
     uint64_t collectives = 0;
+    int kind = static_cast<int>(batch[0].kind);
     for (const OpRequest& op : batch) {
-      collectives += op.kind != OpKind::kSend && op.kind != OpKind::kRecv ? 1 : 0;
+      if (op.kind == OpKind::kSend || op.kind == OpKind::kRecv) continue;
+      if (collectives++ == 0) kind = static_cast<int>(op.kind);
     }
     auto start = Clock::now();
-    board_->begin(static_cast<int>(batch[0].kind), collectives, steadyNs(start));
+    board_->begin(kind, collectives, steadyNs(start));
     try {
       std::unique_ptr<Collective> op = buildBatch(batch);
       result = drive(*op, what);

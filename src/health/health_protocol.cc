@@ -450,12 +450,21 @@ HealthTime HealthProtocol::onTick(HealthTime now) {
     hb.type = HealthType::kHeartbeat;
     hb.seq = ++heartbeatSeq_;
     hb.sentNs = toNs(now);
+    // Each peer hears the progress of the communicators it is in (at most
+    // kMaxProgressEntries of them), read once per tick.
+    std::vector<std::pair<const Registration*, OpProgress>> progress;
     for (const auto& [id, r] : registrations_) {
-      if (r.info.progress && hb.progress.size() < kMaxProgressEntries) {
-        hb.progress.push_back(r.info.progress->read(toNs(now)));
-      }
+      if (r.info.progress) progress.emplace_back(&r, r.info.progress->read(toNs(now)));
     }
-    for (const ProcessKey& key : watched_) send(key, hb);
+    for (const ProcessKey& key : watched_) {
+      hb.progress.clear();
+      for (const auto& [r, p] : progress) {
+        if (hb.progress.size() < kMaxProgressEntries && memberOf(r->info, key) != nullptr) {
+          hb.progress.push_back(p);
+        }
+      }
+      send(key, hb);
+    }
     for (auto& [id, r] : registrations_) checkLateness(r, now);
   }
   // A dropped (cut-off) process hears nobody, so its own detector fires too: it learns
@@ -514,11 +523,13 @@ std::string HealthProtocol::describeMember(const ProcessKey& key) const {
 void HealthProtocol::onProgress(const ProcessKey& from, const OpProgress& p, bool fromHeartbeat,
                                 HealthTime now) {
   for (auto& [id, r] : registrations_) {
-    if (!r.info.progress || r.info.commKey != p.commKey || r.info.epoch != p.epoch) continue;
+    if (!r.info.progress || r.info.commKey != p.commKey) continue;
     const MemberInfo* m = memberOf(r.info, from);
     if (m == nullptr) continue;
-    r.progressOf[m->rank] = Registration::Heard{p, now};
-    if (fromHeartbeat && r.lateness) r.lateness->sample(m->rank, p.done, p.waitUs);
+    r.progressOf[m->rank] = Registration::Heard{p, now};  // another epoch: a diagnosis
+    if (fromHeartbeat && r.lateness && p.epoch == r.info.epoch) {
+      r.lateness->sample(m->rank, p.done, p.waitUs);
+    }
   }
 }
 
@@ -557,6 +568,7 @@ std::vector<MemberProgress> HealthProtocol::progressOf(RegistrationId id, Health
   for (const MemberInfo& m : *r.info.sharedMembers) {
     MemberProgress mp;
     mp.member = m.rank;
+    mp.gone = r.reported.count(m.rank) != 0 || r.left.count(m.rank) != 0;
     auto heard = r.progressOf.find(m.rank);
     if (m.rank == r.info.myRank && r.info.progress) {
       mp.known = true;

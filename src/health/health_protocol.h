@@ -118,6 +118,7 @@ struct HealthRegistration {
 struct MemberProgress {
   int member = -1;
   bool known = false;
+  bool gone = false;  // reported failed, or left in order: not asked
   OpProgress progress;
   double ageMs = 0;  // since it was heard
 };

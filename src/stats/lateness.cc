@@ -48,15 +48,11 @@ std::vector<LatenessTracker::Change> LatenessTracker::evaluate(Time now, const O
     }
     // Unmatched samples are of ops this rank has not finished yet (matched at a later
     // tick), or fell out of its history (then the queue fills and the oldest go).
-    if (p.hasBase && now - p.windowStart >= kWindow) {
-      if (p.ops >= kMinOps) {
-        closeWindow(id, p, &changes);
-        p.windowStart = now;
-      } else if (now - p.windowStart >= 8 * kWindow) {
-        p.windowStart = now;  // too few ops to judge (the job is idle): start over
-        p.ops = 0;
-        p.lateUs = p.ownUs = 0;
-      }
+    // A window lasts until it holds kMinOps ops: slow ops (large all-reduces) are
+    // judged over longer windows, never skipped.
+    if (p.hasBase && now - p.windowStart >= kWindow && p.ops >= kMinOps) {
+      closeWindow(id, p, &changes);
+      p.windowStart = now;
     }
   }
   return changes;

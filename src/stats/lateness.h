@@ -8,8 +8,8 @@
 // samples covers the same ops on both sides. Only the late rank's neighbours see a
 // positive lateness: a rank two hops away waited for it as long as this rank did.
 //
-// A window (kWindow of time, at least kMinOps ops) is late when the peer's mean lateness
-// is at least `minLateMs` and at least half of this rank's mean wait (this rank spent
+// A window (kWindow of time, and as long as it takes to hold kMinOps ops) is late when the peer's
+// mean lateness is at least `minLateMs` and at least half of this rank's mean wait (this rank spent
 // most of its time in the op waiting for that peer). kFlagAfter late windows in a row
 // flag the peer ("keeps arriving late"); kClearAfter on-time windows in a row clear it,
 // so a burst does not flap the flag. Pure logic, driven by the health thread.

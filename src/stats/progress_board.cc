@@ -40,7 +40,8 @@ OpProgress ProgressBoard::read(int64_t nowNs) const {
   p.commKey = commKey_;
   p.epoch = epoch_.load(std::memory_order_relaxed);
   p.done = done_.load(std::memory_order_acquire);
-  p.waitUs = waitUs_.load(std::memory_order_relaxed);
+  // The sum that goes with `done` (waitUs_ may already hold the next op's).
+  if (p.done == 0 || !waitAt(p.done, &p.waitUs)) p.waitUs = waitUs_.load(std::memory_order_relaxed);
   p.started = started_.load(std::memory_order_relaxed);
   p.inOp = inOp_.load(std::memory_order_acquire);
   p.kind = kind_.load(std::memory_order_relaxed);

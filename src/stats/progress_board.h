@@ -18,7 +18,8 @@ struct OpProgress {
   uint32_t epoch = 0;
   uint64_t started = 0;  // collectives started in this epoch (the op sequence number + 1)
   uint64_t done = 0;     // collectives finished in this epoch
-  bool inOp = false;     // inside an op (a collective, or Send/Recv)
+  bool inOp = false;     // inside an op (a collective, or Send/Recv only: started == done)
+                         // not inside, started > done: op started - 1 failed here
   uint8_t kind = 0;      // the op's kind (op_counters.h order)
   uint32_t step = 0;     // transfers completed in the current op
   uint64_t waitUs = 0;   // time spent in collectives, summed up to the `done`-th

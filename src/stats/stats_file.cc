@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -54,41 +55,54 @@ StatsFile::SourceId StatsFile::add(Source source) {
 }
 
 void StatsFile::remove(SourceId id) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  auto it = sources_.find(id);
-  if (it == sources_.end()) return;
-  CommStats last = it->second();
-  last.final = true;
-  writeLine(id, std::move(last));
-  sources_.erase(it);
-  previous_.erase(id);
+  std::string line;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = sources_.find(id);
+    if (it == sources_.end()) return;
+    CommStats last = it->second();
+    last.final = true;
+    line = format(id, std::move(last));
+    sources_.erase(it);
+    previous_.erase(id);
+  }
+  write(line);
 }
 
 void StatsFile::run() {
+  pthread_setname_np(pthread_self(), "ftccl-stats");
   std::unique_lock<std::mutex> lock(mutex_);
   auto next = std::chrono::steady_clock::now();
   while (!stopping_) {
     next += std::chrono::milliseconds(intervalMs_);
     wake_.wait_until(lock, next, [&] { return stopping_; });
     if (stopping_) break;
-    for (auto& [id, source] : sources_) writeLine(id, source());
+    std::string lines;
+    for (auto& [id, source] : sources_) lines += format(id, source());
+    lock.unlock();  // a slow disk delays no remove(), hence no destroy or abort
+    write(lines);
+    lock.lock();
     auto now = std::chrono::steady_clock::now();
     if (next < now) next = now;  // fell behind (a stopped process): no burst of lines
   }
 }
 
-// One write per line: an O_APPEND write of a regular file lands whole, after every
-// line already there, whichever process wrote them.
-void StatsFile::writeLine(SourceId id, CommStats stats) {
+std::string StatsFile::format(SourceId id, CommStats stats) {
   auto before = previous_.find(id);
   std::string line = statsJson(stats, before == previous_.end() ? nullptr : &before->second);
-  line += '\n';
-  ssize_t n = write(fd_, line.data(), line.size());
-  if (n != static_cast<ssize_t>(line.size())) {
+  previous_[id] = std::move(stats);
+  return line + '\n';
+}
+
+// One write per interval: an O_APPEND write of a regular file lands whole, after every
+// line already there, whichever process wrote them.
+void StatsFile::write(const std::string& lines) {
+  if (lines.empty()) return;
+  ssize_t n = ::write(fd_, lines.data(), lines.size());
+  if (n != static_cast<ssize_t>(lines.size())) {
     FTCCL_LOG(Warn, Init, "stats: short write to {}: {}", path_,
               n < 0 ? std::strerror(errno) : "disk full?");
   }
-  previous_[id] = std::move(stats);
 }
 
 }  // namespace ftccl

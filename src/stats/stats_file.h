@@ -40,7 +40,9 @@ class StatsFile {
  private:
   StatsFile() = default;
   void run();
-  void writeLine(SourceId id, CommStats stats);
+  // The source's line (and its interval since the previous one); under mutex_.
+  std::string format(SourceId id, CommStats stats);
+  void write(const std::string& lines);  // without mutex_
 
   std::string path_;
   int fd_ = -1;

@@ -138,9 +138,12 @@ void peer(Json& j, const PeerStats& p, const PeerStats* before) {
   j.key("recv_bytes").integer(p.recvBytes);
   j.key("send_busy_us").number(static_cast<double>(p.sendBusyNs) / 1000.0, "%.1f");
   j.key("recv_busy_us").number(static_cast<double>(p.recvBusyNs) / 1000.0, "%.1f");
-  if (before != nullptr) {
+  // The interval's rate while the link was in use; none when it carried nothing.
+  if (before != nullptr && p.sentBytes > before->sentBytes) {
     j.key("send_gbps")
         .number(gbps(p.sentBytes - before->sentBytes, p.sendBusyNs - before->sendBusyNs), "%.4f");
+  }
+  if (before != nullptr && p.recvBytes > before->recvBytes) {
     j.key("recv_gbps")
         .number(gbps(p.recvBytes - before->recvBytes, p.recvBusyNs - before->recvBusyNs), "%.4f");
   }

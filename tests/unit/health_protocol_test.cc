@@ -504,5 +504,59 @@ TEST(HealthMessages, ProbeDatagrams) {
   EXPECT_FALSE(decodeProbe(noHello.data(), noHello.size(), &from, &back));
 }
 
+// Heartbeats carry each rank's op progress. Rank 2 starts every op 20 ms after the
+// others: its two ring neighbours flag it, nobody else is flagged, and a progress query
+// gets every member's op count.
+TEST(HealthProtocol, ALateRankIsFlaggedByItsNeighboursOnly) {
+  constexpr int n = 4;
+  Ring ring(n);
+  std::vector<std::shared_ptr<ProgressBoard>> boards;
+  for (int r = 0; r < n; ++r) {
+    boards.push_back(std::make_shared<ProgressBoard>(7));
+    ring.procs[r]->protocol().remove(ring.ids[r], false, ring.net.now());
+    HealthRegistration reg = ring.registration(r, n, 7);
+    reg.progress = boards[r];
+    ring.ids[r] = ring.procs[r]->protocol().add(std::move(reg), ring.net.now());
+  }
+  auto ns = [&] { return static_cast<int64_t>(ring.net.now().time_since_epoch().count()); };
+  for (int op = 0; op < 80; ++op) {  // 2 s of 25 ms ops
+    ring.net.runFor(25ms);
+    for (int r = 0; r < n; ++r) {
+      boards[r]->begin(0, 1, ns());
+      boards[r]->end(true, r == 2 ? 1'000'000 : 21'000'000, ns());
+    }
+  }
+  ring.net.runFor(50ms);
+  for (int r = 0; r < n; ++r) {
+    for (const PeerHealth& h : ring.procs[r]->protocol().peerHealth(ring.ids[r])) {
+      bool neighbourOfLate = h.member == 2 && (r == 1 || r == 3);
+      EXPECT_EQ(h.lateness.flagged, neighbourOfLate) << "rank " << r << " on " << h.member;
+      EXPECT_TRUE(h.lateness.known) << "rank " << r << " on " << h.member;
+      if (neighbourOfLate) {
+        EXPECT_NEAR(h.lateness.lateMs, 20.0, 0.5);
+      }
+      EXPECT_GT(h.roundTrips.samples(), 0u);
+    }
+  }
+  boards[2]->begin(0, 1, ns());  // rank 2 enters op 80 and stays
+  ring.procs[0]->protocol().requestProgress(ring.ids[0]);
+  ring.net.runFor(1ms);
+  std::vector<MemberProgress> table =
+      ring.procs[0]->protocol().progressOf(ring.ids[0], ring.net.now());
+  ASSERT_EQ(table.size(), static_cast<size_t>(n));
+  for (const MemberProgress& m : table) {
+    EXPECT_TRUE(m.known) << m.member;
+    EXPECT_EQ(m.progress.done, 80u) << m.member;
+    EXPECT_EQ(m.progress.inOp, m.member == 2) << m.member;
+    EXPECT_LE(m.ageMs, 1.0) << "answered, not the last heartbeat: " << m.member;
+    EXPECT_FALSE(m.gone);
+  }
+  ring.net.kill(keyOf(3));  // a failed member is not waited for
+  ring.net.runFor(10ms);
+  table = ring.procs[0]->protocol().progressOf(ring.ids[0], ring.net.now());
+  EXPECT_TRUE(table[3].gone);
+  EXPECT_FALSE(table[1].gone);
+}
+
 }  // namespace
 }  // namespace ftccl

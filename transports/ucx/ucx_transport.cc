@@ -21,6 +21,7 @@ namespace ftccl {
 namespace {
 struct RequestInfo {
   LinkCounters::Direction* counted;  // null: not counted
+  uint64_t bytes;
 };
 }  // namespace
 
@@ -261,7 +262,7 @@ Status UcxTransport::test(TransportRequest** request, bool* done) {
     *done = false;
     return Status::ok();
   }
-  untrack(*request);
+  untrack(*request, status == UCS_OK);
   ucp_request_free(*request);
   *request = nullptr;
   *done = true;
@@ -275,7 +276,7 @@ void UcxTransport::cancel(TransportRequest** request) {
     return;
   }
   // The request is released by UCX once the cancellation completes during progress.
-  untrack(*request);
+  untrack(*request, /*completed=*/false);
   ucp_request_cancel(worker_, *request);
   ucp_request_free(*request);
   *request = nullptr;
@@ -287,12 +288,12 @@ void UcxTransport::track(void* request, LinkCounters::Direction* direction, size
     return;
   }
   direction->posted(bytes, /*completedAtOnce=*/request == nullptr);
-  if (request != nullptr) static_cast<RequestInfo*>(request)->counted = direction;
+  if (request != nullptr) *static_cast<RequestInfo*>(request) = RequestInfo{direction, bytes};
 }
 
-void UcxTransport::untrack(void* request) {
+void UcxTransport::untrack(void* request, bool completed) {
   RequestInfo* info = static_cast<RequestInfo*>(request);
-  if (info->counted != nullptr) info->counted->finished();
+  if (info->counted != nullptr) info->counted->finished(info->bytes, completed);
   info->counted = nullptr;
 }
 

@@ -90,7 +90,7 @@ class UcxTransport final : public Transport {
   Status endpoint(int peer, ucp_ep_h* ep);
   // Counts a posted transfer (request null: it completed at once), and its end.
   void track(void* request, LinkCounters::Direction* direction, size_t bytes);
-  void untrack(void* request);
+  void untrack(void* request, bool completed);
   void closeEndpoints();
 
   std::shared_ptr<UcxContext> context_;
