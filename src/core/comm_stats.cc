@@ -97,6 +97,8 @@ CommStats Communicator::stats() {
       p.sentBytes = c.send.bytes.load(std::memory_order_relaxed);
       p.recvBytes = c.recv.bytes.load(std::memory_order_relaxed);
       if (p.sentBytes == 0 && p.recvBytes == 0) continue;
+      p.sendTimedBytes = c.send.timedBytes.load(std::memory_order_relaxed);
+      p.recvTimedBytes = c.recv.timedBytes.load(std::memory_order_relaxed);
       p.sendBusyNs = c.send.busyNs.load(std::memory_order_relaxed);
       p.recvBusyNs = c.recv.busyNs.load(std::memory_order_relaxed);
       p.rank = rankOf[w];

@@ -725,7 +725,7 @@ Status Communicator::execute(const Ticket& ticket, const std::vector<OpRequest>&
     board_->begin(kind, collectives, steadyNs(start));
     try {
       std::unique_ptr<Collective> op = buildBatch(batch);
-      result = drive(*op, what);
+      result = drive(*op, what, start);
     } catch (const std::exception& e) {  // the turn below must be released whatever happens
       result = internalError(what + ": " + e.what());
       revoke(result);
@@ -1065,8 +1065,8 @@ void Communicator::computeLayout() {
 
 // Runs one op to completion: progress, then spin briefly, then sleep on the worker's
 // event fd so oversubscribed ranks yield the CPU and waiting ranks cost nothing.
-Status Communicator::drive(Collective& op, const std::string& what) {
-  auto lastActivity = Clock::now();
+Status Communicator::drive(Collective& op, const std::string& what, Clock::time_point started) {
+  auto lastActivity = started == Clock::time_point{} ? Clock::now() : started;
   auto spinStart = lastActivity;
   uint64_t lastMark = op.progressMark();
   unsigned idleRounds = 0;

@@ -125,7 +125,9 @@ class Communicator final : public HealthListener {
   Status startLocal(PeerInfo* mine);
   Status allocateScratch();
   void chooseSpin();
-  Status drive(Collective& op, const std::string& what);
+  // `started`: when the caller began timing the op (saves a clock read), else now.
+  Status drive(Collective& op, const std::string& what,
+               std::chrono::steady_clock::time_point started = {});
   // A blocking all-gather through the op order (CommSplit's exchanges).
   Status allGatherBytes(const void* mine, void* all, size_t bytesEach);
   std::unique_ptr<Collective> buildBatch(const std::vector<OpRequest>& batch);

@@ -139,13 +139,15 @@ void peer(Json& j, const PeerStats& p, const PeerStats* before) {
   j.key("send_busy_us").number(static_cast<double>(p.sendBusyNs) / 1000.0, "%.1f");
   j.key("recv_busy_us").number(static_cast<double>(p.recvBusyNs) / 1000.0, "%.1f");
   // The interval's rate while the link was in use; none when it carried nothing.
-  if (before != nullptr && p.sentBytes > before->sentBytes) {
+  if (before != nullptr && p.sendTimedBytes > before->sendTimedBytes) {
     j.key("send_gbps")
-        .number(gbps(p.sentBytes - before->sentBytes, p.sendBusyNs - before->sendBusyNs), "%.4f");
+        .number(gbps(p.sendTimedBytes - before->sendTimedBytes, p.sendBusyNs - before->sendBusyNs),
+                "%.4f");
   }
-  if (before != nullptr && p.recvBytes > before->recvBytes) {
+  if (before != nullptr && p.recvTimedBytes > before->recvTimedBytes) {
     j.key("recv_gbps")
-        .number(gbps(p.recvBytes - before->recvBytes, p.recvBusyNs - before->recvBusyNs), "%.4f");
+        .number(gbps(p.recvTimedBytes - before->recvTimedBytes, p.recvBusyNs - before->recvBusyNs),
+                "%.4f");
   }
   if (p.rttSamples > 0) {
     j.key("rtt_ms").open('{');

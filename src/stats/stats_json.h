@@ -19,7 +19,9 @@ struct PeerStats {
   int rank = -1;
   std::string host;
   int pid = 0;
-  uint64_t sentBytes = 0, recvBytes = 0, sendBusyNs = 0, recvBusyNs = 0;
+  uint64_t sentBytes = 0, recvBytes = 0;
+  // Bulk transfers only (transports/link_counters.h): the rate while the link was in use.
+  uint64_t sendTimedBytes = 0, recvTimedBytes = 0, sendBusyNs = 0, recvBusyNs = 0;
   // The health thread's view (monitored peers only).
   uint64_t rttSamples = 0;
   double rttMinMs = 0, rttAvgMs = 0, rttP99Ms = 0, rttLastMs = 0, rttBaselineMs = 0, rttLevelMs = 0;

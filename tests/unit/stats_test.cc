@@ -157,6 +157,7 @@ TEST(StatsJson, CountsRatesAndFlags) {
   peer.host = "n2";
   peer.pid = 8;
   peer.sentBytes = 1000;
+  peer.sendTimedBytes = 1000;
   peer.sendBusyNs = 1000;
   before.peers.push_back(peer);
   CommStats now = before;
@@ -165,6 +166,7 @@ TEST(StatsJson, CountsRatesAndFlags) {
   now.progress.done = 20;
   now.progress.waitUs = 600;
   now.peers[0].sentBytes = 3000;
+  now.peers[0].sendTimedBytes = 3000;
   now.peers[0].sendBusyNs = 2000;
   now.peers[0].straggler = true;
   now.peers[0].lateKnown = true;
