@@ -494,6 +494,7 @@ HealthTime HealthProtocol::onTick(HealthTime now) {
 void HealthProtocol::onRoundTrip(const ProcessKey& from, double ms) {
   LinkQuality& link = roundTrips_[from];
   LinkQuality::Change change = link.record(ms);
+  compareWithOtherLinks(from, link);
   if (change == LinkQuality::Change::kNone) return;
   std::string who = describeMember(from);
   if (change == LinkQuality::Change::kDegraded) {
@@ -504,6 +505,28 @@ void HealthProtocol::onRoundTrip(const ProcessKey& from, double ms) {
   } else {
     FTCCL_LOG(Info, Health, "link to {} recovered: round trips of at most {:.2f} ms in the last {}",
               who, link.highestMs(), LinkQuality::kWindow);
+  }
+}
+
+// A link far slower than the median of this process's other watched links is flagged
+// too: the rule above never sees a link that was slow from its first probe.
+void HealthProtocol::compareWithOtherLinks(const ProcessKey& from, LinkQuality& link) {
+  std::vector<double> others;
+  for (const auto& [key, q] : roundTrips_) {
+    if (key != from && q.full() && watched_.count(key)) others.push_back(q.levelMs());
+  }
+  if (others.empty()) return;
+  std::nth_element(others.begin(), others.begin() + others.size() / 2, others.end());
+  double median = others[others.size() / 2];
+  LinkQuality::Change change = link.compareWithOthers(median);
+  if (change == LinkQuality::Change::kDegraded) {
+    FTCCL_LOG(Warn, Health,
+              "link to {} far slower than this process's other links: round trips of {:.2f} "
+              "ms and more in the last {}, the others' {:.2f} ms (a slow or congested link)",
+              describeMember(from), link.levelMs(), LinkQuality::kWindow, median);
+  } else if (change == LinkQuality::Change::kRecovered) {
+    FTCCL_LOG(Info, Health, "link to {} is as fast as the others again ({:.2f} ms at most)",
+              describeMember(from), link.highestMs());
   }
 }
 
@@ -598,7 +621,7 @@ std::vector<PeerHealth> HealthProtocol::peerHealth(RegistrationId id) const {
       h.lastMs = link->second.lastMs();
       h.baselineMs = link->second.baselineMs();
       h.levelMs = link->second.levelMs();
-      h.degraded = link->second.degraded();
+      h.degraded = link->second.degraded() || link->second.slowerThanOthers();
     }
     if (r.lateness) h.lateness = r.lateness->view(member);
     out.push_back(h);

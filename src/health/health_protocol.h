@@ -128,7 +128,7 @@ struct PeerHealth {
   int member = -1;
   RoundTripStats roundTrips;  // no samples yet: none heard
   double lastMs = 0, baselineMs = 0, levelMs = 0;
-  bool degraded = false;
+  bool degraded = false;  // slower than its own best, or than this process's other links
   LatenessTracker::PeerView lateness;
 };
 
@@ -209,6 +209,7 @@ class HealthProtocol {
   void tellIfRanksGone(Registration& registration);
   void tellIfExpelled(const ProcessKey& from);
   void onRoundTrip(const ProcessKey& from, double ms);
+  void compareWithOtherLinks(const ProcessKey& from, LinkQuality& link);
   void onProgress(const ProcessKey& from, const OpProgress& progress, bool fromHeartbeat,
                   HealthTime now);
   void answerProgressQuery(const ProcessKey& from, const HealthMessage& query, HealthTime now);

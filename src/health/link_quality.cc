@@ -36,6 +36,20 @@ double RoundTripStats::percentileMs(double fraction) const {
   return kFirstBucketMs * std::pow(kBucketGrowth, kBuckets - 1);
 }
 
+LinkQuality::Change LinkQuality::compareWithOthers(double othersMs) {
+  if (!full()) return Change::kNone;
+  double high = std::max(4 * othersMs, othersMs + 5);
+  if (!slowerThanOthers_ && levelMs_ > high) {
+    slowerThanOthers_ = true;
+    return Change::kDegraded;
+  }
+  if (slowerThanOthers_ && highestMs_ < high) {
+    slowerThanOthers_ = false;
+    return Change::kRecovered;
+  }
+  return Change::kNone;
+}
+
 LinkQuality::Change LinkQuality::record(double roundTripMs) {
   stats_.add(roundTripMs);
   lastMs_ = roundTripMs;

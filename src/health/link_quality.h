@@ -43,8 +43,14 @@ class LinkQuality {
   enum class Change { kNone, kDegraded, kRecovered };
 
   Change record(double roundTripMs);
+  // Against this process's other links (the median of their levels): a link slow from
+  // the start has no better past of its own. The same rule and hysteresis as record(),
+  // with the others' level as the baseline.
+  Change compareWithOthers(double othersMs);
 
+  bool full() const { return samples_ == kWindow; }
   bool degraded() const { return degraded_; }
+  bool slowerThanOthers() const { return slowerThanOthers_; }
   double baselineMs() const { return baselineMs_; }
   double levelMs() const { return levelMs_; }      // the window's smallest
   double highestMs() const { return highestMs_; }  // the window's largest
@@ -60,6 +66,7 @@ class LinkQuality {
   std::array<double, kWindow> recent_{};
   double baselineMs_ = 0, levelMs_ = 0, highestMs_ = 0, lastMs_ = 0, maxMs_ = 0;
   bool degraded_ = false;
+  bool slowerThanOthers_ = false;
   RoundTripStats stats_;
 };
 

@@ -80,6 +80,11 @@ class Ring {
     for (int r = 0; r < n; ++r) procs.push_back(std::make_unique<Process>(net, keyOf(r)));
     for (int r = 0; r < n; ++r) ids.push_back(procs[r]->protocol().add(registration(r, n, commKey), net.now()));
   }
+  // With links of their own (latency per pair).
+  Ring(int n, sim::LinkModel links) : net(std::move(links), /*seed=*/1) {
+    for (int r = 0; r < n; ++r) procs.push_back(std::make_unique<Process>(net, keyOf(r)));
+    for (int r = 0; r < n; ++r) ids.push_back(procs[r]->protocol().add(registration(r, n, 7), net.now()));
+  }
   HealthRegistration registration(int rank, int n, uint64_t commKey) {
     HealthRegistration reg;
     reg.commKey = commKey;
@@ -556,6 +561,28 @@ TEST(HealthProtocol, ALateRankIsFlaggedByItsNeighboursOnly) {
   table = ring.procs[0]->protocol().progressOf(ring.ids[0], ring.net.now());
   EXPECT_TRUE(table[3].gone);
   EXPECT_FALSE(table[1].gone);
+}
+
+// A link slow from the first probe (10 ms round trips where the others take 0.1): no past of its
+// own to compare with, but far slower than the other links of the same processes.
+TEST(HealthProtocol, ALinkSlowFromTheStartIsFlaggedAgainstTheOthers) {
+  auto slowPair = [](const std::string& a, const std::string& b) {
+    return (a == keyOf(1) && b == keyOf(2)) || (a == keyOf(2) && b == keyOf(1));
+  };
+  Ring ring(4, [&](const std::string& from, const std::string& to) {
+    sim::LinkSpec spec;
+    spec.latency = slowPair(from, to) ? std::chrono::nanoseconds(5ms) : std::chrono::nanoseconds(kLatency);
+    return spec;
+  });
+  ring.net.runFor(3s);
+  for (int r = 0; r < 4; ++r) {
+    for (const PeerHealth& h : ring.procs[r]->protocol().peerHealth(ring.ids[r])) {
+      bool slow = (r == 1 && h.member == 2) || (r == 2 && h.member == 1);
+      EXPECT_EQ(h.degraded, slow) << "rank " << r << " to " << h.member;
+      EXPECT_FALSE(ring.procs[r]->protocol().linkDegraded(keyOf(h.member)))
+          << "its own best was never better";
+    }
+  }
 }
 
 }  // namespace
