@@ -129,7 +129,8 @@ void interval(Json& j, const CommStats& now, const CommStats& before) {
   j.close('}');
 }
 
-void peer(Json& j, const PeerStats& p, const PeerStats* before) {
+// `before` is the same peer in the previous line, `seconds` the wall time between them.
+void peer(Json& j, const PeerStats& p, const PeerStats* before, double seconds) {
   j.open('{');
   j.key("rank").integer(static_cast<int64_t>(p.rank));
   j.key("host").string(p.host);
@@ -138,7 +139,16 @@ void peer(Json& j, const PeerStats& p, const PeerStats* before) {
   j.key("recv_bytes").integer(p.recvBytes);
   j.key("send_busy_us").number(static_cast<double>(p.sendBusyNs) / 1000.0, "%.1f");
   j.key("recv_busy_us").number(static_cast<double>(p.recvBusyNs) / 1000.0, "%.1f");
-  // The interval's rate while the link was in use; none when it carried nothing.
+  // The interval's traffic over its wall time: always known, but a link idle half the
+  // time shows half its rate.
+  if (before != nullptr && seconds > 0) {
+    j.key("send_traffic_gbps")
+        .number(static_cast<double>(p.sentBytes - before->sentBytes) / seconds / 1e9, "%.4f");
+    j.key("recv_traffic_gbps")
+        .number(static_cast<double>(p.recvBytes - before->recvBytes) / seconds / 1e9, "%.4f");
+  }
+  // The interval's rate while the link was in use; none when it carried no timed transfer
+  // (pipelined chunks under kTimedBytes are not timed: link_counters.h).
   if (before != nullptr && p.sendTimedBytes > before->sendTimedBytes) {
     j.key("send_gbps")
         .number(gbps(p.sendTimedBytes - before->sendTimedBytes, p.sendBusyNs - before->sendBusyNs),
@@ -201,7 +211,8 @@ std::string statsJson(const CommStats& s, const CommStats* previous) {
   j.key("state_ms").number(s.progress.stateMs, "%.0f");
   j.close('}');
   j.key("peers").open('[');
-  for (const PeerStats& p : s.peers) peer(j, p, samePeer(previous, p));
+  double seconds = previous != nullptr ? s.unixTime - previous->unixTime : 0.0;
+  for (const PeerStats& p : s.peers) peer(j, p, samePeer(previous, p), seconds);
   j.close(']');
   j.key("stragglers").open('[');
   for (const PeerStats& p : s.peers) {

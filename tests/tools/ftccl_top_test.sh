@@ -32,11 +32,15 @@ def line(comm, epoch, rank, nranks, t, interval=None, progress=None, peers=(), s
         out["interval"] = interval
     return json.dumps(out)
 
-def peer(rank, recv_gbps, late_ms, p99=0.1):
-    return {"rank": rank, "host": "n1", "pid": 100 + rank, "sent_bytes": 1000,
-            "recv_bytes": 1000, "send_busy_us": 10.0, "recv_busy_us": 20.0, "send_gbps": 0.9,
-            "recv_gbps": recv_gbps, "late_ms": late_ms, "link_degraded": False,
-            "rtt_ms": {"samples": 20, "min": 0.04, "avg": 0.06, "p99": p99, "last": 0.05}}
+def peer(rank, recv_gbps, late_ms, p99=0.1, recv_traffic_gbps=0.02):
+    out = {"rank": rank, "host": "n1", "pid": 100 + rank, "sent_bytes": 1000,
+           "recv_bytes": 1000, "send_busy_us": 10.0, "recv_busy_us": 20.0,
+           "send_traffic_gbps": 0.03, "recv_traffic_gbps": recv_traffic_gbps,
+           "late_ms": late_ms, "link_degraded": False,
+           "rtt_ms": {"samples": 20, "min": 0.04, "avg": 0.06, "p99": p99, "last": 0.05}}
+    if recv_gbps is not None:  # absent when no transfer was timed
+        out.update(send_gbps=0.9, recv_gbps=recv_gbps)
+    return out
 
 def straggler(rank, late_ms):
     return {"rank": rank, "host": "n1", "pid": 100 + rank, "late_ms": late_ms, "ops": 30}
@@ -55,7 +59,9 @@ for rank in range(3):
                     "time_us": 70000.0 if late else 680000.0,
                     "busbw_gbps": 0.6 if late else 0.06 + 0.01 * i,
                     "wait_us_per_op": 2300.0 if late else 22600.0 + 50 * rank}
-        peers = [peer(p, 0.5 if late else 0.04, -20.4 if late else (20.5 if p == 2 else 0.2))
+        # Rank 2's links timed no transfer: its worst link is judged by traffic.
+        peers = [peer(p, None if late else 0.04, -20.4 if late else (20.5 if p == 2 else 0.2),
+                      recv_traffic_gbps=0.25 + 0.1 * p if late else 0.02)
                  for p in range(3) if p != rank]
         flagged = [straggler(2, 20.5 - 0.1 * rank)] if not late and i >= 2 else []
         slow = ([{"rank": 0, "host": "n1", "pid": 100, "rtt_ms": 5.1, "baseline_ms": 0.05}]
@@ -98,12 +104,17 @@ assert flagged == [2], flagged
 assert [(l["rank"], l["peer"]) for l in c["slow_links"]] == [(1, 0)], c["slow_links"]
 assert c["links"][0]["flags"] == ["SLOW LINK"], c["links"][0]
 assert c["hang"] is None, c["hang"]
+worst = {r["rank"]: r["worst_link"] for r in c["ranks"]}
+assert (worst[0]["peer"], worst[0]["recv_gbps"], worst[0]["rate_kind"]) == (1, 0.04, "in use"), worst
+assert (worst[2]["peer"], worst[2]["recv_gbps"], worst[2]["rate_kind"]) == (0, 0.25, "traffic"), worst
 EOF
 
 # The table: STRAGGLER on rank 2's row and nowhere else.
 top --once "$tmp/strag" > "$tmp/strag.txt"
 rows=$(awk '/STRAGGLER/ {print $1}' "$tmp/strag.txt")
 [ "$rows" = 2 ] || { cat "$tmp/strag.txt"; fail "STRAGGLER on rows '$rows', expected rank 2 only"; }
+grep -q "^2->0 *0.03/0.25 *-/- " "$tmp/strag.txt" ||
+  { cat "$tmp/strag.txt"; fail "link 2->0: no traffic 0.03/0.25 and in-use -/-"; }
 
 # Hang: rank 2 has not reached op 57; 0, 1 and 3 are inside it.
 top --once --json "$tmp/hang" > "$tmp/hang.json"

@@ -165,7 +165,8 @@ TEST(StatsJson, CountsRatesAndFlags) {
   now.kinds[0] = KindTotals{20, 3000, 4500, 2000};
   now.progress.done = 20;
   now.progress.waitUs = 600;
-  now.peers[0].sentBytes = 3000;
+  now.peers[0].sentBytes = 1000 + 2500000000ULL;  // 2.5 GB in the interval's 1 s
+  now.peers[0].recvBytes = 500000000ULL;
   now.peers[0].sendTimedBytes = 3000;
   now.peers[0].sendBusyNs = 2000;
   now.peers[0].straggler = true;
@@ -177,8 +178,8 @@ TEST(StatsJson, CountsRatesAndFlags) {
         "\"total\":{\"ops\":20,\"bytes\":3000,\"time_us\":2.0,\"busbw_gbps\":2.2500}",
         "\"allreduce\":{\"ops\":20", "\"interval\":{\"ms\":1000.0,\"ops\":10,\"bytes\":2000",
         "\"busbw_gbps\":3.0000,\"wait_us_per_op\":50.0}", "\"send_gbps\":2.0000",
-        "\"late_ms\":20.50", "\"stragglers\":[{\"rank\":2,\"host\":\"n2\",\"pid\":8",
-        "\"slow_links\":[]"}) {
+        "\"send_traffic_gbps\":2.5000,\"recv_traffic_gbps\":0.5000", "\"late_ms\":20.50",
+        "\"stragglers\":[{\"rank\":2,\"host\":\"n2\",\"pid\":8", "\"slow_links\":[]"}) {
     EXPECT_NE(line.find(want), std::string::npos) << want << " in " << line;
   }
   EXPECT_EQ(statsJson(now, nullptr).find("interval"), std::string::npos);

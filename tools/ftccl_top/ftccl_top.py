@@ -147,13 +147,22 @@ def progress_text(p, left):
 
 
 def worst_link(peers):
-    """The peer this rank receives from slowest, and the largest rtt p99 over all peers."""
-    measured = [p for p in peers if p.get("recv_gbps") is not None]
+    """The peer this rank receives from slowest, and the largest rtt p99 over all peers.
+
+    The rate while in use when the library timed that link's transfers (16 KiB and
+    more), else the traffic over the interval's wall time of the links that carried any."""
+    rate_kind = "in use"
+    measured = [(p, p["recv_gbps"]) for p in peers if p.get("recv_gbps") is not None]
+    if not measured:
+        rate_kind = "traffic"
+        measured = [(p, p["recv_traffic_gbps"]) for p in peers
+                    if (p.get("recv_traffic_gbps") or 0) > 0]
     p99s = [p["rtt_ms"]["p99"] for p in peers if "p99" in (p.get("rtt_ms") or {})]
     if not measured and not p99s:
         return None
-    slowest = min(measured, key=lambda p: p["recv_gbps"]) if measured else {}
-    return {"peer": slowest.get("rank"), "recv_gbps": slowest.get("recv_gbps"),
+    slowest, rate = min(measured, key=lambda m: m[1]) if measured else ({}, None)
+    return {"peer": slowest.get("rank"), "recv_gbps": rate,
+            "rate_kind": rate_kind if measured else None,
             "max_rtt_p99_ms": max(p99s) if p99s else None}
 
 
@@ -218,6 +227,8 @@ def link_summaries(lines):
             p = peers.get(peer, {})
             link = {"rank": rank, "peer": peer, "peer_host": p.get("host"),
                     "send_gbps": p.get("send_gbps"), "recv_gbps": p.get("recv_gbps"),
+                    "send_traffic_gbps": p.get("send_traffic_gbps"),
+                    "recv_traffic_gbps": p.get("recv_traffic_gbps"),
                     "rtt_ms": p.get("rtt_ms"), "late_ms": p.get("late_ms"),
                     "flags": [], "flag_details": {}}
             if peer in named_slow:
@@ -328,8 +339,9 @@ def render_comm(report):
     rows = []
     for s in report["ranks"]:
         w = s["worst_link"]
-        link = "-" if not w else "r%s %s GB/s, p99 %s ms" % (
-            "-" if w["peer"] is None else w["peer"], fmt(w["recv_gbps"]), fmt(w["max_rtt_p99_ms"]))
+        link = "-" if not w else "r%s %s GB/s%s, p99 %s ms" % (
+            "-" if w["peer"] is None else w["peer"], fmt(w["recv_gbps"]),
+            " " + w["rate_kind"] if w["rate_kind"] else "", fmt(w["max_rtt_p99_ms"]))
         rows.append([s["rank"], s["host"], s["pid"], fmt(s["busbw_gbps"]), fmt(s["ops_per_s"], 1),
                      fmt(s["wait_ms_per_op"]), s["progress"]["text"], link, flags_text(s)])
     out += format_rows(["rank", "host", "pid", "busbw GB/s", "ops/s", "wait/op ms", "progress",
@@ -338,12 +350,14 @@ def render_comm(report):
     rows = []
     for l in report["links"]:
         rtt = l["rtt_ms"] or {}
-        rows.append(["%s->%s" % (l["rank"], l["peer"]), fmt(l["send_gbps"]), fmt(l["recv_gbps"]),
+        rows.append(["%s->%s" % (l["rank"], l["peer"]),
+                     "%s/%s" % (fmt(l["send_traffic_gbps"]), fmt(l["recv_traffic_gbps"])),
+                     "%s/%s" % (fmt(l["send_gbps"]), fmt(l["recv_gbps"])),
                      "/".join(fmt(rtt.get(k)) for k in ("min", "avg", "p99")), fmt(l["late_ms"], 1),
                      flags_text(l)])
     if rows:
-        out += [""] + format_rows(["link", "send GB/s", "recv GB/s", "rtt min/avg/p99 ms",
-                                   "peer late ms", "FLAGS"], rows, (1, 2, 4))
+        out += [""] + format_rows(["link", "traffic out/in GB/s", "in use out/in GB/s",
+                                   "rtt min/avg/p99 ms", "peer late ms", "FLAGS"], rows, (1, 2, 4))
     return out
 
 
