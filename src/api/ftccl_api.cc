@@ -124,6 +124,21 @@ Status checkSelfTransfers(const Communicator* comm, const std::vector<OpRequest>
   return Status::ok();
 }
 
+// Abort or Destroy inside an open group: this thread's calls on that communicator were
+// never issued; they are dropped with their holds.
+void dropGroupCalls(Communicator* comm) {
+  auto it = std::remove_if(groupCalls.begin(), groupCalls.end(),
+                           [&](const GroupCall& call) { return call.comm == comm; });
+  for (auto drop = it; drop != groupCalls.end(); ++drop) comm->releaseGroupHold();
+  groupCalls.erase(it, groupCalls.end());
+}
+
+// Frees an aborted or destroyed communicator, unless another thread's open group still
+// holds it: the last ftcclGroupEnd to let it go frees it then.
+void release(Communicator* comm) {
+  if (comm->markReleased()) delete comm;
+}
+
 // Runs a batch: on the caller's thread when blocking, else queued on the stream's.
 Status runBatch(Communicator* comm, ftcclStream_t stream, std::vector<OpRequest> batch) {
   FTCCL_CHECK(checkSelfTransfers(comm, batch));
@@ -149,7 +164,7 @@ Status runOrEnqueue(Communicator* comm, ftcclStream_t stream, const OpRequest& o
                         "and takes part in collectives once activated");
   }
   if (groupDepth > 0) {
-    comm->enter();  // held until GroupEnd runs or queues it
+    comm->holdForGroup();  // kept (not freed) until GroupEnd runs, queues or drops it
     groupCalls.push_back({comm, stream, op});
     return Status::ok();
   }
@@ -372,10 +387,12 @@ ftcclResult_t ftcclCommAbort(ftcclComm_t comm) {
   return guarded("ftcclCommAbort", nullptr, [&] {
     FTCCL_CHECK(checkComm(comm));
     Communicator* c = impl(comm);
-    c->abort();            // fails every in-flight and queued op at once
+    c->abort();  // fails every in-flight and queued op at once
+    dropGroupCalls(c);
     c->waitUntilUnused();  // calls and queued ops leave promptly
     c->leaveHealth(/*orderly=*/false);
-    delete c;
+    c->closeTransport();
+    release(c);
     return Status::ok();
   });
 }
@@ -384,10 +401,12 @@ ftcclResult_t ftcclCommDestroy(ftcclComm_t comm) {
   return guarded("ftcclCommDestroy", nullptr, [&] {
     FTCCL_CHECK(checkComm(comm));
     Communicator* c = impl(comm);
+    dropGroupCalls(c);
     c->waitForIssuedOps();
     c->waitUntilUnused();
     c->leaveHealth(/*orderly=*/true);  // peers must not take this exit for a failure
-    delete c;
+    c->closeTransport();
+    release(c);
     return Status::ok();
   });
 }
@@ -547,14 +566,19 @@ ftcclResult_t ftcclGroupEnd(void) {
         if (batch.empty()) stream = call.stream;
         batch.push_back(call.op);
       }
-      Status st = comm->asyncError() != ftcclSuccess ? comm->revokedStatus("group")
-                                                     : runBatch(comm, stream, std::move(batch));
+      Status st = comm->isReleased() ? invalidUsage("the communicator was aborted or destroyed "
+                                                    "by another thread inside the group")
+                  : comm->asyncError() != ftcclSuccess
+                      ? comm->revokedStatus("group")
+                      : runBatch(comm, stream, std::move(batch));
       if (!st.isOk()) {
         comm->setLastError(st.message());
         if (first.isOk()) first = st;
       }
     }
-    for (const GroupCall& call : calls) call.comm->leave();
+    for (const GroupCall& call : calls) {
+      if (call.comm->releaseGroupHold()) delete call.comm;  // released meanwhile: ours to free
+    }
     return first;
   });
 }

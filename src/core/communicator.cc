@@ -234,6 +234,7 @@ Status Communicator::initJoining(const ftcclUniqueId& joinId, const ftcclConfig_
   FTCCL_CHECK(transport_->connect(worldRank_, std::move(addresses),
                                   static_cast<uint32_t>(commKey_),
                                   static_cast<uint32_t>(accept.next.epoch)));
+  markLocalPeers();
   FTCCL_CHECK(applyCommit(accept));
   chooseSpin();
   FTCCL_CHECK(allocateScratch());
@@ -315,6 +316,7 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   FTCCL_CHECK(transport_->connect(rank, std::move(addresses),
                                   static_cast<uint32_t>(peers_[0].commSalt ^ contents.nonce),
                                   /*epoch=*/0));
+  markLocalPeers();
 
   commKey_ = peers_[0].commSalt ^ contents.nonce;
   board_ = std::make_shared<ProgressBoard>(commKey_);
@@ -563,6 +565,14 @@ Status Communicator::standby(int* activated) {
   }
 }
 
+// The transport's error mode differs for peers on this host (CMA can reach them).
+void Communicator::markLocalPeers() {
+  int self = transport_->selfWorld();
+  for (size_t w = 0; w < peers_.size() && self >= 0; ++w) {
+    transport_->setLocal(w, peers_[w].host == peers_[static_cast<size_t>(self)].host);
+  }
+}
+
 // Enters the committed epoch: new numbering, the transport's tags carry the new epoch
 // (nothing of the old one can match), health probes the new neighbours, and op
 // sequence numbers start again at 0 on every member.
@@ -575,6 +585,7 @@ Status Communicator::applyCommit(const RecoveryMessage& commit) {
     }
     joinedPeers_.clear();
   }
+  markLocalPeers();
   auto worldIndex = [&](const Member& key) {
     for (size_t w = 0; w < peers_.size(); ++w) {
       if (peers_[w].healthKey == key) return static_cast<int>(w);
@@ -734,6 +745,11 @@ Status Communicator::execute(const Ticket& ticket, const std::vector<OpRequest>&
     uint64_t elapsedNs = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(end - start).count());
     board_->end(result.isOk(), elapsedNs, steadyNs(end));
+    if (result.code() == ftcclInvalidUsage && !aborted_ && batch.size() == 1) {
+      result = Status(result.code(), result.message() + " (this rank called it with count " +
+                                         std::to_string(batch[0].args.count) + " of " +
+                                         dataTypeName(batch[0].args.type) + ")");
+    }
     if (result.isOk() && config_.stats) recordStats(batch, elapsedNs);
     if (result.isOk() && nranks_ > 1 && ticket.index == 0) {
       transport_->logLanes((rank_ + 1) % nranks_);
@@ -1076,13 +1092,23 @@ Status Communicator::drive(Collective& op, const std::string& what, Clock::time_
       return invalidUsage(what + ": the communicator was aborted");
     }
     if (asyncError_.load(std::memory_order_relaxed) != ftcclSuccess) {
+      logMidTransfer();
       op.abort();  // cancels posted receives: nothing waits on a dead peer
       std::lock_guard<std::mutex> lock(mutex_);
       return Status(asyncError_.load(), what + ": " + revokeReason_);
     }
     bool done = false;
     Status st = op.progress(&done);
+    if (!st.isOk() && st.code() == ftcclInvalidUsage) {
+      // The ranks disagree on the op (a count differs): nobody failed, waiting for
+      // health would only delay the error. The peers' ops are left to their timeouts.
+      op.abort();
+      Status failed(st.code(), what + ": " + st.message());
+      revoke(failed);
+      return failed;
+    }
     if (!st.isOk()) {
+      logMidTransfer();
       op.abort();
       // A transfer that fails (UCX I/O error) almost always means a peer died: health
       // names it within its failure timeout, and its diagnosis is the recoverable one
@@ -1128,6 +1154,21 @@ Status Communicator::drive(Collective& op, const std::string& what, Clock::time_
       return waited;
     }
     if (transport_->progress()) idleRounds = 0;
+  }
+}
+
+// Which transfers a revoke cut short, per peer: a fault that strikes in the middle of a
+// rendezvous is the hard case for the data path, and the chaos campaign counts them.
+void Communicator::logMidTransfer() {
+  for (const OutstandingTransfers& t : transport_->outstanding()) {
+    if (t.world < 0 || t.world >= static_cast<int>(peers_.size())) continue;
+    auto logical = std::find(worldOf_.begin(), worldOf_.end(), t.world);
+    int peerRank = logical == worldOf_.end() ? -1 : static_cast<int>(logical - worldOf_.begin());
+    FTCCL_LOG(Info, Net,
+              "mid-transfer: rank {} had {} transfer(s) of {} bytes outstanding with rank {} "
+              "(pid {}) at revoke; largest {} B, {} at or above UCX's rendezvous threshold "
+              "({} B)", rank_, t.count, t.bytes, peerRank, peers_[t.world].pid, t.largest,
+              t.rendezvous, t.rendezvousThreshold);
   }
 }
 
@@ -1198,6 +1239,37 @@ void Communicator::leave() {
 void Communicator::waitUntilUnused() {
   std::unique_lock<std::mutex> lock(mutex_);
   turn_.wait(lock, [&] { return users_ == 0; });
+}
+
+void Communicator::holdForGroup() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++groupHolds_;
+}
+
+bool Communicator::releaseGroupHold() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  --groupHolds_;
+  return released_ && groupHolds_ == 0;
+}
+
+bool Communicator::markReleased() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  released_ = true;
+  return groupHolds_ == 0;
+}
+
+bool Communicator::isReleased() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return released_;
+}
+
+void Communicator::closeTransport() {
+  std::unique_ptr<UcxTransport> closing;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);  // abort() interrupts it under this lock
+    closing = std::move(transport_);
+  }
+  closing.reset();
 }
 
 void Communicator::setLastError(const std::string& message) {

@@ -110,6 +110,16 @@ class Communicator final : public HealthListener {
   void enter();
   void leave();
   void waitUntilUnused();
+  // Calls queued in an open group hold the communicator without being in progress: abort
+  // and destroy do not wait for them (a group may never end), but the object is freed by
+  // whichever comes last, the release (abort/destroy) or the last group letting go.
+  void holdForGroup();
+  bool releaseGroupHold();  // true: released and no hold left, the caller frees it
+  bool markReleased();      // true: no group holds it, the caller frees it
+  bool isReleased() const;
+  // Abort/destroy: the UCX worker goes now (bounded, see ucx_teardown.cc), even if a
+  // group still holds the object.
+  void closeTransport();
 
   void setLastError(const std::string& message);
   std::string lastError() const;
@@ -147,6 +157,7 @@ class Communicator final : public HealthListener {
   // After a transport error: waits (bounded by the failure timeout) for health to
   // revoke the communicator; true if it did.
   bool awaitHealthVerdict();
+  void logMidTransfer();
   void registerHealth();
   // Starts the stats file's lines for this communicator (FTCCL_STATS_FILE), and ends them.
   Status openStats();
@@ -159,6 +170,7 @@ class Communicator final : public HealthListener {
   Status awaitDecision(const char* call, bool forever, RecoveryMessage* commit);
   // Enters the committed epoch: numbering, transport tags, health registration.
   Status applyCommit(const RecoveryMessage& commit);
+  void markLocalPeers();
 
   int nranks_ = 0;
   int rank_ = -1;
@@ -206,6 +218,8 @@ class Communicator final : public HealthListener {
   uint64_t issued_ = 0;
   uint64_t executed_ = 0;
   int users_ = 0;
+  int groupHolds_ = 0;
+  bool released_ = false;
   std::string lastError_;
   std::atomic<bool> aborted_{false};
   std::atomic<ftcclResult_t> asyncError_{ftcclSuccess};

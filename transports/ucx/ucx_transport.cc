@@ -3,12 +3,14 @@
 #include <poll.h>
 #include <stdio.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
 
 #include "transports/tag_layout.h"
+#include "transports/ucx/ucx_log_guard.h"
 #include "transports/ucx/ucx_status.h"
 #include "util/env.h"
 #include "util/fault_injection.h"
@@ -16,19 +18,10 @@
 
 namespace ftccl {
 
-// Our part of every UCX request (UCP reserves request_size bytes at the handle):
-// which link's counters its completion updates, without a lookup or an allocation.
-namespace {
-struct RequestInfo {
-  LinkCounters::Direction* counted;  // null: not counted
-  uint64_t bytes;
-};
-}  // namespace
-
 // One UCP context per process, shared by the workers of all communicators.
 class UcxContext {
  public:
-  static Status get(std::shared_ptr<UcxContext>* out) {
+  static Status get(const UcxOptions& options, std::shared_ptr<UcxContext>* out) {
     static std::mutex mutex;
     static std::weak_ptr<UcxContext> current;
     std::lock_guard<std::mutex> lock(mutex);
@@ -39,13 +32,24 @@ class UcxContext {
     auto context = std::shared_ptr<UcxContext>(new UcxContext());
     ucp_config_t* config = nullptr;
     FTCCL_CHECK(fromUcs(ucp_config_read("FTCCL", nullptr, &config), "ucp_config_read"));
+    // With FTCCL_UCX_ERROR_MODE=peer, shared memory needs it or UCX falls back to TCP
+    // loopback (5x slower). (Auto mode uses peer handling only across hosts, where shared
+    // memory plays no part, and UCX warns of a key no transport uses.) The user's wins.
+    if (options.errorMode == UcxErrorMode::kPeer && std::getenv("UCX_MM_ERROR_HANDLING") == nullptr) {
+      ucs_status_t modified = ucp_config_modify(config, "MM_ERROR_HANDLING", "y");
+      if (modified != UCS_OK) {
+        ucp_config_release(config);
+        return fromUcs(modified, "ucp_config_modify(MM_ERROR_HANDLING)");
+      }
+    }
     ucp_params_t params;
     std::memset(&params, 0, sizeof(params));
     params.field_mask =
         UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED | UCP_PARAM_FIELD_REQUEST_SIZE;
     params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;
-    params.request_size = sizeof(RequestInfo);
+    params.request_size = sizeof(UcxRequest);
     params.mt_workers_shared = 1;  // workers of different communicators run on different threads
+    installUcxLogGuard();
     ucs_status_t status = ucp_init(&params, config, &context->context_);
     ucp_config_release(config);
     FTCCL_CHECK(fromUcs(status, "ucp_init"));
@@ -69,11 +73,17 @@ namespace {
 // completes, as a send into a cut link.
 TransportRequest* const kDroppedRequest = reinterpret_cast<TransportRequest*>(uintptr_t{1});
 
-void onEndpointError(void* arg, ucp_ep_h ep, ucs_status_t status) {
-  int peer = static_cast<int>(reinterpret_cast<intptr_t>(arg));
-  // Requests on this endpoint complete with the error; health (not UCX) decides who failed.
-  FTCCL_LOG(Warn, Net, "UCX reports an error on the endpoint to rank {}: {}", peer,
-            ucs_status_string(status));
+// ucp_ep_print_info as text (it only writes to a FILE).
+std::string endpointInfo(ucp_ep_h ep) {
+  char* text = nullptr;
+  size_t length = 0;
+  FILE* stream = open_memstream(&text, &length);
+  if (stream == nullptr) return "";
+  ucp_ep_print_info(ep, stream);
+  fclose(stream);
+  std::string info(text, length);
+  free(text);
+  return info;
 }
 
 ucp_request_param_t noCallbackParams() {
@@ -86,12 +96,14 @@ ucp_request_param_t noCallbackParams() {
 
 Status ucxOptionsFromEnv(UcxOptions* options) {
   std::string mode = envString("FTCCL_UCX_ERROR_MODE");
-  if (mode.empty() || mode == "none") {
+  if (mode.empty() || mode == "auto") {
+    options->errorMode = UcxErrorMode::kAuto;
+  } else if (mode == "none") {
     options->errorMode = UcxErrorMode::kNone;
   } else if (mode == "peer") {
     options->errorMode = UcxErrorMode::kPeer;
   } else {
-    return invalidArgument("FTCCL_UCX_ERROR_MODE=" + mode + " is not one of none, peer");
+    return invalidArgument("FTCCL_UCX_ERROR_MODE=" + mode + " is not one of auto, peer, none");
   }
   return Status::ok();
 }
@@ -99,7 +111,7 @@ Status ucxOptionsFromEnv(UcxOptions* options) {
 Status UcxTransport::create(const UcxOptions& options, std::unique_ptr<UcxTransport>* out) {
   std::unique_ptr<UcxTransport> t(new UcxTransport());
   t->options_ = options;
-  FTCCL_CHECK(UcxContext::get(&t->context_));
+  FTCCL_CHECK(UcxContext::get(options, &t->context_));
 
   ucp_worker_params_t params;
   std::memset(&params, 0, sizeof(params));
@@ -122,10 +134,17 @@ Status UcxTransport::create(const UcxOptions& options, std::unique_ptr<UcxTransp
 }
 
 UcxTransport::~UcxTransport() {
-  // After a failure, flushing could wait on a dead peer: ucp_worker_destroy releases the
-  // endpoints without flushing (FORCE close needs peer error handling, which we skip).
-  if (!forceClose_) closeEndpoints();
-  if (worker_) ucp_worker_destroy(worker_);
+  if (worker_ == nullptr) return;
+  if (shutdown()) {
+    ucp_worker_destroy(worker_);
+    return;
+  }
+  // Kept until exit (see ucx_teardown.cc), with the context it belongs to: never freed,
+  // and reachable from here (not a leak to a leak checker).
+  static std::mutex mutex;
+  static auto* kept = new std::vector<std::pair<std::shared_ptr<UcxContext>, ucp_worker_h>>();
+  std::lock_guard<std::mutex> lock(mutex);
+  kept->emplace_back(std::move(context_), worker_);
 }
 
 Status UcxTransport::connect(int rank, std::vector<std::vector<uint8_t>> addresses,
@@ -134,11 +153,15 @@ Status UcxTransport::connect(int rank, std::vector<std::vector<uint8_t>> address
     return invalidArgument("more ranks than the tag layout can address (2^20)");
   }
   rank_ = rank;
+  selfWorld_ = rank;
   commId_ = commId;
   epoch_ = epoch;
   peers_.clear();
   peers_.resize(addresses.size());
-  for (size_t i = 0; i < addresses.size(); ++i) peers_[i].address = std::move(addresses[i]);
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    peers_[i].address = std::move(addresses[i]);
+    *peers_[i].state = EndpointState{this, static_cast<int>(i), false};
+  }
   logicalToWorld_.resize(peers_.size());
   for (size_t i = 0; i < peers_.size(); ++i) logicalToWorld_[i] = static_cast<int>(i);
   return Status::ok();
@@ -147,6 +170,7 @@ Status UcxTransport::connect(int rank, std::vector<std::vector<uint8_t>> address
 void UcxTransport::addPeer(std::vector<uint8_t> address) {
   peers_.emplace_back();
   peers_.back().address = std::move(address);
+  *peers_.back().state = EndpointState{this, static_cast<int>(peers_.size() - 1), false};
 }
 
 Status UcxTransport::remap(uint32_t epoch, std::vector<int> logicalToWorld, int rank) {
@@ -161,24 +185,61 @@ Status UcxTransport::remap(uint32_t epoch, std::vector<int> logicalToWorld, int 
 
 Status UcxTransport::endpoint(int peer, ucp_ep_h* ep) {
   if (peer < 0 || peer >= size()) return internalError("peer rank out of range");
-  Peer& p = peers_[logicalToWorld_[peer]];
-  if (p.ep == nullptr) {
-    ucp_ep_params_t params;
-    std::memset(&params, 0, sizeof(params));
-    params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
-    params.address = reinterpret_cast<const ucp_address_t*>(p.address.data());
-    if (options_.errorMode == UcxErrorMode::kPeer) {
-      params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
-      params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
-      params.err_handler.cb = onEndpointError;
-      params.err_handler.arg = reinterpret_cast<void*>(static_cast<intptr_t>(peer));
-    } else {
-      params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
-    }
-    FTCCL_CHECK(fromUcs(ucp_ep_create(worker_, &params, &p.ep), "ucp_ep_create"));
-  }
+  size_t world = static_cast<size_t>(logicalToWorld_[peer]);
+  Peer& p = peers_[world];
+  // UCX failed this endpoint (its requests completed with the error): health decides
+  // whether the peer is gone; if it is not, the next transfer gets a fresh endpoint.
+  if (p.state->failed) retireEndpoint(p);
+  if (p.ep == nullptr) FTCCL_CHECK(createEndpoint(world, &p.ep));
   *ep = p.ep;
   return Status::ok();
+}
+
+Status UcxTransport::createEndpoint(size_t world, ucp_ep_h* ep) {
+  Peer& p = peers_[world];
+  ucp_ep_params_t params;
+  std::memset(&params, 0, sizeof(params));
+  params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+  params.address = reinterpret_cast<const ucp_address_t*>(p.address.data());
+  p.epPeerMode = usesPeerMode(p);
+  if (p.epPeerMode) {
+    params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    params.err_handler.cb = onEndpointError;
+    params.err_handler.arg = p.state.get();
+  } else {
+    params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+  }
+  return fromUcs(ucp_ep_create(worker_, &params, ep), "ucp_ep_create");
+}
+
+bool UcxTransport::usesPeerMode(const Peer& p) const {
+  switch (options_.errorMode) {
+    case UcxErrorMode::kPeer: return true;
+    case UcxErrorMode::kNone: return false;
+    default: return !p.local;
+  }
+}
+
+void UcxTransport::onEndpointError(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) {
+  EndpointState* state = static_cast<EndpointState*>(arg);
+  state->failed = true;
+  // Requests on this endpoint complete with the error; health (not UCX) names failures.
+  FTCCL_LOG(Debug, Net, "rank {}: UCX failed the endpoint to process {}: {}",
+            state->owner->rank_, state->world, ucs_status_string(status));
+}
+
+// Closes an endpoint with FORCE (its requests complete with an error) and forgets it:
+// one UCX failed, or teardown. Only peer error mode allows it.
+void UcxTransport::retireEndpoint(Peer& p) {
+  p.state->failed = false;
+  if (p.ep == nullptr || !p.epPeerMode) return;
+  ucp_request_param_t params = noCallbackParams();
+  params.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  params.flags = UCP_EP_CLOSE_FLAG_FORCE;
+  ucs_status_ptr_t closing = ucp_ep_close_nbx(p.ep, &params);
+  if (UCS_PTR_IS_PTR(closing)) closing_.push_back(closing);
+  p.ep = nullptr;
 }
 
 // Logs which UCX transports carry traffic to this peer (ucp_ep_print_info's lanes), once
@@ -188,14 +249,7 @@ void UcxTransport::logLanes(int peer) {
   Peer& p = peers_[logicalToWorld_[peer]];
   if (p.ep == nullptr || p.lanesLogged) return;
   p.lanesLogged = true;
-  char* text = nullptr;
-  size_t length = 0;
-  FILE* stream = open_memstream(&text, &length);
-  if (stream == nullptr) return;
-  ucp_ep_print_info(p.ep, stream);
-  fclose(stream);
-  std::istringstream lines(std::string(text, length));
-  free(text);
+  std::istringstream lines(endpointInfo(p.ep));
   std::string line, lanes;
   while (std::getline(lines, line)) {
     // "#  lane[1]:  5:cma/memory.0 md[4]  -> md[4]/cma/sysdev[255] rma_bw#0"
@@ -210,7 +264,7 @@ void UcxTransport::logLanes(int peer) {
     lanes += (lanes.empty() ? "" : ", ") + transport + " [" + uses + "]";
   }
   FTCCL_LOG(Info, Net, "rank {} -> {}: UCX lanes {} (error mode {})", rank_, peer, lanes,
-            options_.errorMode == UcxErrorMode::kPeer ? "peer" : "none");
+            p.epPeerMode ? "peer" : "none");
 }
 
 Status UcxTransport::isend(int peer, const void* buffer, size_t bytes, MessageKey key,
@@ -228,13 +282,14 @@ Status UcxTransport::isend(int peer, const void* buffer, size_t bytes, MessageKe
     *request = nullptr;
     return fromUcs(UCS_PTR_STATUS(sent), "send");
   }
-  track(sent, &peers_[logicalToWorld_[peer]].counters->send, bytes);
+  track(sent, peer, /*receive=*/false, &peers_[logicalToWorld_[peer]].counters->send, bytes);
   *request = static_cast<TransportRequest*>(sent);
   return Status::ok();
 }
 
 Status UcxTransport::irecv(int peer, void* buffer, size_t bytes, MessageKey key,
                            TransportRequest** request) {
+  if (peer < 0 || peer >= size()) return internalError("peer rank out of range");
   ucp_tag_t tag = TagLayout::make(commId_, epoch_, key.opSeq, key.channel, peer);
   ucp_request_param_t params = noCallbackParams();
   ucs_status_ptr_t posted =
@@ -243,7 +298,9 @@ Status UcxTransport::irecv(int peer, void* buffer, size_t bytes, MessageKey key,
     *request = nullptr;
     return fromUcs(UCS_PTR_STATUS(posted), "receive");
   }
-  track(posted, &peers_[logicalToWorld_[peer]].counters->recv, bytes);
+  Peer& from = peers_[logicalToWorld_[peer]];
+  from.receivedFrom = true;
+  track(posted, peer, /*receive=*/true, &from.counters->recv, bytes);
   *request = static_cast<TransportRequest*>(posted);
   return Status::ok();
 }
@@ -262,11 +319,33 @@ Status UcxTransport::test(TransportRequest** request, bool* done) {
     *done = false;
     return Status::ok();
   }
-  untrack(*request, status == UCS_OK);
+  UcxRequest* info = static_cast<UcxRequest*>(static_cast<void*>(*request));
+  Status result = fromUcs(
+      status, ((info->receive ? "receive from rank " : "send to rank ") + std::to_string(info->peer))
+                  .c_str());
+  if (status == UCS_OK && info->receive) result = checkReceivedLength(*request, *info);
+  if (status == UCS_ERR_MESSAGE_TRUNCATED) {
+    result = invalidUsage(describeMismatch(*info, "more than " + std::to_string(info->bytes)));
+  }
+  untrack(info, status == UCS_OK);
   ucp_request_free(*request);
   *request = nullptr;
   *done = true;
-  return fromUcs(status, "transfer");
+  return result;
+}
+
+std::string UcxTransport::describeMismatch(const UcxRequest& info, const std::string& got) const {
+  return "a message of " + got + " bytes arrived from rank " + std::to_string(info.peer) +
+         " where rank " + std::to_string(rank_) + " posted a receive of " +
+         std::to_string(info.bytes) + " bytes: the ranks passed different counts";
+}
+
+Status UcxTransport::checkReceivedLength(void* request, const UcxRequest& info) {
+  ucp_tag_recv_info_t received;
+  std::memset(&received, 0, sizeof(received));
+  if (ucp_tag_recv_request_test(request, &received) != UCS_OK) return Status::ok();
+  if (received.length == info.bytes) return Status::ok();
+  return invalidUsage(describeMismatch(info, std::to_string(received.length)));
 }
 
 void UcxTransport::cancel(TransportRequest** request) {
@@ -275,29 +354,88 @@ void UcxTransport::cancel(TransportRequest** request) {
     *request = nullptr;
     return;
   }
-  // The request is released by UCX once the cancellation completes during progress.
-  untrack(*request, /*completed=*/false);
+  // A posted receive is cancelled at once; a send or a matched rendezvous goes on until
+  // UCX ends it (done, or failed with its endpoint): the transport frees it then.
+  UcxRequest* info = static_cast<UcxRequest*>(static_cast<void*>(*request));
+  untrack(info, /*completed=*/false);
   ucp_request_cancel(worker_, *request);
-  ucp_request_free(*request);
+  if (ucp_request_check_status(*request) != UCS_INPROGRESS) {
+    ucp_request_free(*request);
+  } else {
+    orphans_.push(info);
+  }
   *request = nullptr;
 }
 
-void UcxTransport::track(void* request, LinkCounters::Direction* direction, size_t bytes) {
-  if (!counting_) {
-    if (request != nullptr) static_cast<RequestInfo*>(request)->counted = nullptr;
-    return;
-  }
-  direction->posted(bytes, /*completedAtOnce=*/request == nullptr);
-  if (request != nullptr) *static_cast<RequestInfo*>(request) = RequestInfo{direction, bytes};
+void UcxTransport::track(void* request, int peer, bool receive,
+                         LinkCounters::Direction* direction, size_t bytes) {
+  if (counting_) direction->posted(bytes, /*completedAtOnce=*/request == nullptr);
+  if (request == nullptr) return;
+  UcxRequest* info = static_cast<UcxRequest*>(request);
+  info->counted = counting_ ? direction : nullptr;
+  info->bytes = bytes;
+  info->world = logicalToWorld_[peer];
+  info->peer = peer;
+  info->receive = receive;
+  active_.push(info);
 }
 
-void UcxTransport::untrack(void* request, bool completed) {
-  RequestInfo* info = static_cast<RequestInfo*>(request);
+void UcxTransport::untrack(UcxRequest* info, bool completed) {
   if (info->counted != nullptr) info->counted->finished(info->bytes, completed);
   info->counted = nullptr;
+  active_.remove(info);
 }
 
-bool UcxTransport::progress() { return ucp_worker_progress(worker_) != 0; }
+void UcxTransport::reapOrphans() {
+  for (UcxRequest* r = orphans_.head(); r != nullptr;) {
+    UcxRequest* next = r->next;
+    if (ucp_request_check_status(r) != UCS_INPROGRESS) {
+      orphans_.remove(r);
+      ucp_request_free(r);
+    }
+    r = next;
+  }
+}
+
+std::vector<OutstandingTransfers> UcxTransport::outstanding() const {
+  std::vector<OutstandingTransfers> out;
+  for (const UcxRequest* r = active_.head(); r != nullptr; r = r->next) {
+    auto it = std::find_if(out.begin(), out.end(),
+                           [&](const OutstandingTransfers& o) { return o.world == r->world; });
+    if (it == out.end()) it = out.insert(out.end(), OutstandingTransfers{r->world, 0, 0, 0});
+    ++it->count;
+    it->bytes += r->bytes;
+    it->largest = std::max(it->largest, r->bytes);
+  }
+  for (OutstandingTransfers& o : out) {
+    o.rendezvousThreshold = rendezvousThreshold(o.world);
+    if (o.rendezvousThreshold == 0) continue;
+    for (const UcxRequest* r = active_.head(); r != nullptr; r = r->next) {
+      if (r->world == o.world && r->bytes >= o.rendezvousThreshold) ++o.rendezvous;
+    }
+  }
+  return out;
+}
+
+// From "#  tag_send: 0..<egr/short>..8185..<egr/bcopy>..8192..<rndv>..(inf)": 8192.
+uint64_t UcxTransport::rendezvousThreshold(int world) const {
+  if (world < 0 || world >= static_cast<int>(peers_.size())) return 0;
+  ucp_ep_h ep = peers_[world].ep;
+  if (ep == nullptr) return 0;
+  std::string info = endpointInfo(ep);
+  size_t line = info.find("tag_send:");
+  size_t rndv = info.find("..<rndv>", line);
+  if (line == std::string::npos || rndv == std::string::npos) return 0;
+  size_t start = info.rfind("..", rndv - 1);
+  if (start == std::string::npos || start < line) return 0;
+  return std::strtoull(info.c_str() + start + 2, nullptr, 10);
+}
+
+bool UcxTransport::progress() {
+  bool any = ucp_worker_progress(worker_) != 0;
+  if (!orphans_.empty()) reapOrphans();
+  return any;
+}
 
 Status UcxTransport::waitForActivity(int timeoutMs) {
   ucs_status_t armed = ucp_worker_arm(worker_);
@@ -311,35 +449,6 @@ Status UcxTransport::waitForActivity(int timeoutMs) {
 
 void UcxTransport::interrupt() {
   if (worker_) ucp_worker_signal(worker_);
-}
-
-// Flushes each endpoint so that our last sends reach their peers, bounded in time,
-// then forces the rest closed (a peer that is gone must not stall destroy).
-void UcxTransport::closeEndpoints() {
-  constexpr auto kFlushLimit = std::chrono::milliseconds(2000);
-  auto deadline = std::chrono::steady_clock::now() + kFlushLimit;
-  std::vector<ucs_status_ptr_t> closing;
-  for (Peer& p : peers_) {
-    if (p.ep == nullptr) continue;
-    ucp_request_param_t params = noCallbackParams();
-    params.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    params.flags = 0;  // flush
-    ucs_status_ptr_t req = ucp_ep_close_nbx(p.ep, &params);
-    if (req != nullptr && !UCS_PTR_IS_ERR(req)) closing.push_back(req);
-    p.ep = nullptr;
-  }
-  for (ucs_status_ptr_t req : closing) {
-    while (ucp_request_check_status(req) == UCS_INPROGRESS &&
-           std::chrono::steady_clock::now() < deadline) {
-      ucp_worker_progress(worker_);
-    }
-    if (ucp_request_check_status(req) == UCS_INPROGRESS) {
-      FTCCL_LOG(Warn, Net, "rank {}: an endpoint did not flush within {} ms; abandoned", rank_,
-                kFlushLimit.count());
-      ucp_request_cancel(worker_, req);
-    }
-    ucp_request_free(req);
-  }
 }
 
 }  // namespace ftccl

@@ -9,6 +9,7 @@
 #include <ucp/api/ucp.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -16,20 +17,38 @@
 
 #include "transports/link_counters.h"
 #include "transports/transport.h"
+#include "transports/ucx/ucx_requests.h"
 
 namespace ftccl {
 
 // How UCX treats a peer failure on an endpoint. ftccl detects failures itself (the
-// health thread), so kNone keeps shared memory and its full speed; kPeer makes UCX
-// report endpoint errors at the cost of dropping shared memory unless
-// UCX_MM_ERROR_HANDLING=y (see README "UCX error mode" for the measurement).
-enum class UcxErrorMode { kNone, kPeer };
+// health thread); UCX must only survive them. UCX 1.13 offers two modes, and neither is
+// right for every peer (docs/ucx-error-mode.md has the measurements):
+//  - peer: a failed transfer completes with an error and endpoints can be force-closed,
+//    but rendezvous lanes need memory invalidation, which CMA lacks: shared-memory
+//    peers lose zero-copy (-24..-34% busbw at 1-16 MiB, 2 ranks);
+//  - none: keeps CMA, but a CMA read of a dead peer's buffer is logged as FATAL and
+//    aborts the survivor, after UCP has already failed the endpoint and its requests
+//    exactly as in peer mode (ucx_log_guard.h stops that abort).
+// kAuto (the default) uses none with same-node peers (guarded) and peer with the rest.
+enum class UcxErrorMode { kAuto, kPeer, kNone };
 
 struct UcxOptions {
-  UcxErrorMode errorMode = UcxErrorMode::kNone;
+  UcxErrorMode errorMode = UcxErrorMode::kAuto;
 };
 
-// Reads FTCCL_UCX_ERROR_MODE (none|peer); an invalid value is an error.
+// Transfers still outstanding with one peer (a worker index), for the "mid-transfer"
+// account of a revoke.
+struct OutstandingTransfers {
+  int world = -1;
+  int count = 0;
+  uint64_t bytes = 0;
+  uint64_t largest = 0;
+  int rendezvous = 0;               // of them, at or above the endpoint's threshold
+  uint64_t rendezvousThreshold = 0;  // UCX's tag_send threshold; 0: not known
+};
+
+// Reads FTCCL_UCX_ERROR_MODE (auto|peer|none); an invalid value is an error.
 Status ucxOptionsFromEnv(UcxOptions* options);
 
 class UcxContext;
@@ -51,6 +70,10 @@ class UcxTransport final : public Transport {
   Status remap(uint32_t epoch, std::vector<int> logicalToWorld, int rank);
   // A process that joined later (a refilled spare): its worker index is the next one.
   void addPeer(std::vector<uint8_t> address);
+  // Whether the process at a worker index shares this node (error mode auto); before
+  // the first transfer with it.
+  void setLocal(size_t world, bool local) { peers_[world].local = local; }
+  int selfWorld() const { return selfWorld_; }
 
   int rank() const override { return rank_; }
   int size() const override { return static_cast<int>(logicalToWorld_.size()); }
@@ -67,8 +90,14 @@ class UcxTransport final : public Transport {
   // Releases endpoints without flushing at destruction (after a failure: peers may be dead).
   void setForceClose() { forceClose_ = true; }
 
+  // Requests posted by the algorithms and not yet completed or cancelled, per peer (only
+  // the driving thread may call it).
+  std::vector<OutstandingTransfers> outstanding() const;
+
   // Logs (INFO, once per peer) which UCX transports carry traffic to `peer`.
   void logLanes(int peer);
+  // The size from which UCX sends to this worker index by rendezvous; 0 if not known.
+  uint64_t rendezvousThreshold(int world) const;
 
   // Bytes and busy time per process (worker index, stable across rebuilds); counting
   // is on unless disabled (FTCCL_STATS=0). Counters of a worker index stay valid for
@@ -79,19 +108,49 @@ class UcxTransport final : public Transport {
   int worldOf(int peer) const { return logicalToWorld_[peer]; }
 
  private:
+  // What UCX's error callback marks: it runs inside ucp_worker_progress on the driving
+  // thread, and its argument must outlive growth of peers_.
+  struct EndpointState {
+    UcxTransport* owner = nullptr;
+    int world = -1;
+    bool failed = false;
+  };
   struct Peer {
     std::vector<uint8_t> address;
     ucp_ep_h ep = nullptr;
     bool lanesLogged = false;
+    bool receivedFrom = false;  // a receive was posted: UCX may hold an endpoint to it
+    bool local = false;         // on this node (setLocal)
+    bool epPeerMode = false;    // ep was created with peer error handling
     std::unique_ptr<LinkCounters> counters = std::make_unique<LinkCounters>();
+    std::unique_ptr<EndpointState> state = std::make_unique<EndpointState>();
   };
 
   UcxTransport() = default;
   Status endpoint(int peer, ucp_ep_h* ep);
-  // Counts a posted transfer (request null: it completed at once), and its end.
-  void track(void* request, LinkCounters::Direction* direction, size_t bytes);
-  void untrack(void* request, bool completed);
-  void closeEndpoints();
+  Status createEndpoint(size_t world, ucp_ep_h* ep);
+  bool usesPeerMode(const Peer& p) const;
+  static void onEndpointError(void* arg, ucp_ep_h ep, ucs_status_t status);
+  // Starts owning a posted request (null: it completed at once) and counts it.
+  void track(void* request, int peer, bool receive, LinkCounters::Direction* direction,
+             size_t bytes);
+  void untrack(UcxRequest* request, bool completed);
+  // A completed receive must have brought exactly the bytes posted (the ranks agree on
+  // counts); else the op fails naming both sides.
+  Status checkReceivedLength(void* request, const UcxRequest& info);
+  std::string describeMismatch(const UcxRequest& info, const std::string& got) const;
+  // Frees the orphans (cancelled requests) UCX has completed since.
+  void reapOrphans();
+
+  // Teardown (ucx_teardown.cc): cancel, drain, close, wait, all bounded.
+  // True when nothing is left outstanding: the worker can be destroyed.
+  bool shutdown();
+  void cancelAll();
+  size_t drainUnexpected();
+  void closeEndpointsFlushed(std::chrono::steady_clock::time_point deadline);
+  void closeEndpointsForced();
+  void retireEndpoint(Peer& peer);
+  void waitForClosing(std::chrono::steady_clock::time_point deadline);
 
   std::shared_ptr<UcxContext> context_;
   UcxOptions options_;
@@ -101,10 +160,14 @@ class UcxTransport final : public Transport {
   std::vector<Peer> peers_;          // by worker index (every process of the job)
   std::vector<int> logicalToWorld_;  // logical rank -> worker index
   int rank_ = -1;
+  int selfWorld_ = -1;  // this process's worker index
   uint32_t commId_ = 0;
   uint32_t epoch_ = 0;
   bool forceClose_ = false;
   bool counting_ = true;
+  UcxRequestList orphans_;                // cancelled, freed once UCX completes them
+  UcxRequestList active_;                 // posted, held by the algorithms
+  std::vector<ucs_status_ptr_t> closing_;  // endpoint close requests in progress
 };
 
 }  // namespace ftccl

@@ -1,0 +1,202 @@
+// Abort and Destroy return whatever the state (an open group on this thread or another,
+// a rebuild waiting for an agreement, a call blocked on a silent peer), and ranks that
+// pass different counts get a clear error instead of success with wrong data. Ranks are
+// threads of this process, each with its own communicator, over UCX.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ftccl.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Generous: the bound under test is ~1 s; on 2 loaded cores we only insist it ends.
+constexpr auto kMustReturnWithin = std::chrono::seconds(30);
+
+bool contains(const char* text, const char* part) {
+  return text != nullptr && std::strstr(text, part) != nullptr;
+}
+
+double secondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Runs `call` on its own thread; fails the test (and leaves the thread behind, detached)
+// if it has not returned in time, rather than hanging the whole suite.
+ftcclResult_t returnsInTime(const char* what, std::function<ftcclResult_t()> call,
+                            double* seconds) {
+  auto start = Clock::now();
+  std::packaged_task<ftcclResult_t()> task(std::move(call));
+  std::future<ftcclResult_t> result = task.get_future();
+  std::thread runner(std::move(task));
+  if (result.wait_for(kMustReturnWithin) != std::future_status::ready) {
+    runner.detach();
+    ADD_FAILURE() << what << " did not return within 30 s";
+    return ftcclInternalError;
+  }
+  runner.join();
+  *seconds = secondsSince(start);
+  std::printf("[ measure  ] %s returned in %.1f ms\n", what, *seconds * 1e3);
+  return result.get();
+}
+
+void initPair(ftcclComm_t comms[2], ftcclConfig_t* config = nullptr) {
+  ftcclUniqueId id;
+  ASSERT_EQ(ftcclGetUniqueId(&id), ftcclSuccess);
+  std::thread peer([&] {
+    EXPECT_EQ(ftcclCommInitRankConfig(&comms[1], 2, id, 1, config), ftcclSuccess)
+        << ftcclGetLastError(nullptr);
+  });
+  ASSERT_EQ(ftcclCommInitRankConfig(&comms[0], 2, id, 0, config), ftcclSuccess)
+      << ftcclGetLastError(nullptr);
+  peer.join();
+  ASSERT_NE(comms[1], nullptr);
+}
+
+// A one-rank communicator and an open group holding one all-reduce on it.
+void openGroupWithOneCall(ftcclComm_t* comm, float* x, float* y) {
+  ftcclUniqueId id;
+  ASSERT_EQ(ftcclGetUniqueId(&id), ftcclSuccess);
+  ASSERT_EQ(ftcclCommInitRank(comm, 1, id, 0), ftcclSuccess);
+  ASSERT_EQ(ftcclGroupStart(), ftcclSuccess);
+  ASSERT_EQ(ftcclAllReduce(x, y, 1, ftcclFloat32, ftcclSum, *comm, nullptr), ftcclSuccess);
+}
+
+TEST(AbortInGroup, AbortOnTheGroupsThreadDropsItsCallsAndReturns) {
+  ftcclComm_t comm = nullptr;
+  float x = 1, y = 0;
+  ASSERT_NO_FATAL_FAILURE(openGroupWithOneCall(&comm, &x, &y));
+  // The same thread: the group's calls on it are dropped, nothing waits for GroupEnd.
+  ftcclResult_t aborted = ftcclCommAbort(comm);
+  EXPECT_EQ(aborted, ftcclSuccess);
+  EXPECT_EQ(ftcclGroupEnd(), ftcclSuccess);  // nothing left in the group
+  EXPECT_EQ(y, 0.0f);                         // the dropped call never ran
+}
+
+TEST(AbortInGroup, DestroyInsideAnOpenGroupReturns) {
+  ftcclComm_t comm = nullptr;
+  float x = 1, y = 0;
+  ASSERT_NO_FATAL_FAILURE(openGroupWithOneCall(&comm, &x, &y));
+  EXPECT_EQ(ftcclCommDestroy(comm), ftcclSuccess);
+  EXPECT_EQ(ftcclGroupEnd(), ftcclSuccess);
+}
+
+// Another thread aborts while this thread's group holds the communicator: the abort
+// returns at once; GroupEnd then reports the abort and frees what is left.
+TEST(AbortInGroup, AbortFromAnotherThreadWhileAGroupIsOpen) {
+  ftcclComm_t comm = nullptr;
+  float x = 1, y = 0;
+  ASSERT_NO_FATAL_FAILURE(openGroupWithOneCall(&comm, &x, &y));
+  double seconds = 0;
+  ftcclResult_t aborted = returnsInTime(
+      "CommAbort from another thread, group open", [&] { return ftcclCommAbort(comm); },
+      &seconds);
+  EXPECT_EQ(aborted, ftcclSuccess);
+  EXPECT_EQ(ftcclGroupEnd(), ftcclInvalidUsage);
+  EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "aborted")) << ftcclGetLastError(nullptr);
+  EXPECT_EQ(y, 0.0f);
+}
+
+// A call blocked on a peer that never comes (no op timeout) is woken by an abort from a
+// watchdog thread.
+TEST(AbortBound, AbortFromAWatchdogEndsABlockedCall) {
+  ftcclComm_t comms[2] = {nullptr, nullptr};
+  initPair(comms);
+  std::vector<float> data(1 << 20, 1.0f);
+  std::atomic<bool> started{false};
+  ftcclResult_t blocked = ftcclSuccess;
+  std::thread caller([&] {
+    started = true;
+    blocked = ftcclAllReduce(data.data(), data.data(), data.size(), ftcclFloat32, ftcclSum,
+                             comms[0], nullptr);
+  });
+  while (!started) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  double seconds = 0;
+  EXPECT_EQ(returnsInTime("CommAbort of a blocked all-reduce",
+                          [&] { return ftcclCommAbort(comms[0]); }, &seconds),
+            ftcclSuccess);
+  caller.join();
+  EXPECT_NE(blocked, ftcclSuccess);
+  EXPECT_EQ(ftcclCommAbort(comms[1]), ftcclSuccess);
+}
+
+// The peer aborts (it goes silent: in one process it shares the health service, so
+// only the op timeout notices); the survivor's rebuild waits for an agreement a lone
+// half of two can never reach; an abort from another thread ends it.
+TEST(AbortBound, AbortEndsARebuild) {
+  ftcclConfig_t config = FTCCL_CONFIG_INITIALIZER;
+  config.shrinkWhenNoSpares = 1;
+  config.opTimeoutMs = 1000;
+  ftcclComm_t comms[2] = {nullptr, nullptr};
+  initPair(comms, &config);
+  ASSERT_EQ(ftcclCommAbort(comms[1]), ftcclSuccess);
+  float x = 1;
+  // The survivor learns of the loss (or fails its op) and starts rebuilding.
+  ftcclResult_t op = ftcclAllReduce(&x, &x, 1, ftcclFloat32, ftcclSum, comms[0], nullptr);
+  if (op == ftcclSuccess) {
+    GTEST_SKIP() << "the all-reduce did not see the loss";  // cannot happen with 2 ranks
+  }
+  std::atomic<bool> inRebuild{false};
+  ftcclResult_t rebuilt = ftcclSuccess;
+  std::thread rebuilder([&] {
+    ftcclRebuildInfo_t info;
+    inRebuild = true;
+    rebuilt = ftcclCommRebuild(comms[0], &info);
+  });
+  while (!inRebuild) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  double seconds = 0;
+  EXPECT_EQ(returnsInTime("CommAbort during a rebuild", [&] { return ftcclCommAbort(comms[0]); },
+                          &seconds),
+            ftcclSuccess);
+  rebuilder.join();
+  // A lone rank of two has no majority: the rebuild fails (expelled) or was aborted.
+  EXPECT_NE(rebuilt, ftcclSuccess);
+}
+
+// Ranks that disagree on the count: neither may succeed; the error names both sides.
+// (Counts whose every pipelined message has the same length on both sides, e.g. 1 Mi
+// floats against 1.5 Mi in 512 KiB chunks, are not caught yet: see docs/faults.md.)
+TEST(CountMismatch, DifferentCountsFailWithAClearError) {
+  for (size_t base : {size_t{3}, size_t{1000}, size_t{100003}}) {
+    ftcclConfig_t config = FTCCL_CONFIG_INITIALIZER;
+    config.opTimeoutMs = 20000;  // a rank whose peer failed first must not wait forever
+    ftcclComm_t comms[2] = {nullptr, nullptr};
+    initPair(comms, &config);
+    ftcclResult_t results[2] = {ftcclSuccess, ftcclSuccess};
+    std::string errors[2];
+    std::thread ranks[2];
+    for (int r = 0; r < 2; ++r) {
+      ranks[r] = std::thread([&, r] {
+        size_t count = base + static_cast<size_t>(r) * (base / 2 + 2);
+        std::vector<float> data(count, 1.0f);
+        results[r] = ftcclAllReduce(data.data(), data.data(), count, ftcclFloat32, ftcclSum,
+                                    comms[r], nullptr);
+        errors[r] = ftcclGetLastError(comms[r]);
+      });
+    }
+    for (std::thread& t : ranks) t.join();
+    for (int r = 0; r < 2; ++r) {
+      EXPECT_NE(results[r], ftcclSuccess) << "rank " << r << ", base count " << base;
+    }
+    bool named = contains(errors[0].c_str(), "different counts") ||
+                 contains(errors[1].c_str(), "different counts");
+    EXPECT_TRUE(named) << errors[0] << "\n" << errors[1];
+    std::printf("[ measure  ] base %zu: rank 0: %s\n[ measure  ] rank 1: %s\n", base,
+                errors[0].c_str(), errors[1].c_str());
+    for (ftcclComm_t c : comms) EXPECT_EQ(ftcclCommAbort(c), ftcclSuccess);
+  }
+}
+
+}  // namespace
