@@ -17,7 +17,33 @@ double nowMs() {
       .count();
 }
 
-std::string stampPath() { return "/tmp/ftccl-fault-" + std::to_string(getppid()) + ".stamp"; }
+// ftccl_run names its record of the faults it injects; under another launcher the victim
+// writes one itself, named after the parent process.
+std::string stampPath() {
+  const char* launcher = std::getenv("FTCCL_RUN_FAULT_STAMP");
+  if (launcher != nullptr && *launcher != '\0') return launcher;
+  return "/tmp/ftccl-fault-" + std::to_string(getppid()) + ".stamp";
+}
+
+// Under ftccl_run the fault comes from outside: ask the launcher to signal this rank, then
+// wait for it. False if there is no launcher to ask (or it did not act within 10 s).
+bool askLauncher(const FaultPlan& plan, int rank) {
+  const char* fd = std::getenv("FTCCL_RUN_CONTROL_FD");
+  const char* launcherRank = std::getenv("FTCCL_RANK");
+  if (fd == nullptr || launcherRank == nullptr || plan.kind == "drop") return false;
+  std::string request = plan.kind + " " + launcherRank + "\n";
+  if (::write(std::atoi(fd), request.data(), request.size()) !=
+      static_cast<ssize_t>(request.size())) {
+    return false;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::fprintf(stderr, "[rank %d] # ftccl_run did not inject the %s within 10 s\n", rank,
+               plan.kind.c_str());
+  return false;
+}
 
 }  // namespace
 
@@ -43,13 +69,14 @@ void prepareFaultPlan(const FaultPlan& plan) {
 
 void maybeInjectFault(const FaultPlan& plan, int rank, long* counter) {
   if (!plan.enabled() || rank != plan.rank || ++*counter != plan.iter) return;
+  std::fprintf(stderr, "[rank %d] # fault: %s of rank %d at op %ld\n", rank,
+               plan.kind.c_str(), rank, plan.iter);
+  std::fflush(stderr);
+  if (askLauncher(plan, rank)) return;
   if (FILE* f = std::fopen(stampPath().c_str(), "w")) {
     std::fprintf(f, "%.3f %d\n", nowMs(), static_cast<int>(getpid()));
     std::fclose(f);
   }
-  std::fprintf(stderr, "[rank %d] # fault: %s of rank %d at op %ld\n", rank,
-               plan.kind.c_str(), rank, plan.iter);
-  std::fflush(stderr);
   if (plan.kind == "kill") raise(SIGKILL);
   if (plan.kind == "stop") raise(SIGSTOP);
   if (plan.kind == "drop") raise(SIGUSR2);

@@ -16,6 +16,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "launcher/control.h"
 #include "launcher/output.h"
 #include "launcher/process.h"
 
@@ -130,6 +131,7 @@ class Job {
 
   void injectDueFaults(double now);
   void inject(const Fault& fault, double now);
+  void injectRequested(double now);
   void reportFaultsNotInjected();
   void killVictimsOnceOthersAreDone();
   void onTimeout();
@@ -150,6 +152,7 @@ class Job {
   std::vector<Rank> ranks_;
   std::unordered_map<pid_t, int> rankByPid_;
   JobIdentity identity_;
+  ControlChannel control_;
   ChildSetup childSetup_{};
   int signalFd_ = -1;
   Clock::time_point start_ = Clock::now();
@@ -180,7 +183,7 @@ bool Job::prepare() {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   childSetup_.launcherPid = ::getpid();
   if (!setUpSignals(&error) || !makeSecret(&identity_.secret, &error) ||
-      !pickCommId(opts_.addr, &identity_.commId, &error)) {
+      !pickCommId(opts_.addr, &identity_.commId, &error) || !control_.open(&error)) {
     logLine("error: " + error);
     return false;
   }
@@ -232,6 +235,7 @@ bool Job::startRanks() {
     StartedRank started;
     std::string error;
     std::vector<std::string> env = rankEnvironment(opts_, identity_, rank.index);
+    for (const std::string& var : control_.environment()) env.push_back(var);
     if (!startRank(opts_.command, env, childSetup_, &started, &error)) {
       logLine(format("error: cannot start rank %d: %s", rank.index, error.c_str()));
       launcherFailed_ = true;
@@ -308,6 +312,8 @@ void Job::pollOnce(int timeoutMs) {
   std::vector<LineForwarder*> forwarders;  // parallel to fds; null for the signalfd
   fds.push_back(pollfd{signalFd_, POLLIN, 0});
   forwarders.push_back(nullptr);
+  fds.push_back(pollfd{control_.readFd(), POLLIN, 0});
+  forwarders.push_back(nullptr);
   for (Rank& rank : ranks_) {
     for (LineForwarder* f : {rank.out.get(), rank.err.get()}) {
       if (f == nullptr || !f->isOpen()) continue;
@@ -316,9 +322,10 @@ void Job::pollOnce(int timeoutMs) {
     }
   }
   if (::poll(fds.data(), fds.size(), timeoutMs) <= 0) return;
-  for (size_t i = 1; i < fds.size(); ++i) {
+  for (size_t i = 2; i < fds.size(); ++i) {
     if (fds[i].revents != 0) forwarders[i]->readAvailable();
   }
+  if (fds[1].revents != 0 && supervising_) injectRequested(elapsed());
   if (fds[0].revents != 0) readSignals();
 }
 
@@ -410,6 +417,8 @@ void Job::inject(const Fault& fault, double now) {
   int sig = faultSignal(fault.kind);
   // A drop goes to the rank's own process, where the library's hook runs; kill and stop
   // take its whole group, as a failed node would.
+  // Stamped just before: survivors measure detection from a time no later than the fault.
+  if (fault.kind == FaultKind::Kill || fault.kind == FaultKind::Stop) control_.stamp(rank.pid);
   int rc = fault.kind == FaultKind::Drop ? ::kill(rank.pid, sig) : ::killpg(rank.pid, sig);
   if (rc != 0) {
     logLine(format("error: cannot inject %s on rank %d (pid %d): %s", what, rank.index,
@@ -420,6 +429,15 @@ void Job::inject(const Fault& fault, double now) {
   rank.faults.push_back(InjectedFault{fault.kind, now});
   note(format("injected %s on rank %d (pid %d) at %.3f s", what, rank.index,
               static_cast<int>(rank.pid), now));
+}
+
+// A rank asked to be faulted now (--fault of the perf tools): from outside, like the
+// command line's faults, and stamped alike.
+void Job::injectRequested(double now) {
+  for (const FaultRequest& request : control_.readRequests(opts_.nranks)) {
+    note(format("rank %d asked for a %s", request.rank, faultName(request.kind)));
+    inject(Fault{request.kind, request.rank, now}, now);
+  }
 }
 
 void Job::reportFaultsNotInjected() {
