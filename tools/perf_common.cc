@@ -929,16 +929,23 @@ bool bootstrap(Run& r, int* argc, char*** argv) {
   const ftcclResult_t res = initComm(r, id, &comm);
   if (!ok(r, res, "ftcclCommInitRank")) return false;  // r.comm still NULL: thread's error
   r.comm = comm;
-  if (r.opt.recovery.enabled) {
-    if (!ok(r, ftcclCommUserRank(r.comm, &r.rank), "ftcclCommUserRank")) return false;
-    if ((r.rank < 0) != r.spare) {
-      std::fprintf(stderr, "[process %d] %s: got rank %d as a %s\n", r.process, r.tool->name,
-                   r.rank, r.spare ? "spare" : "rank");
-      return false;
-    }
-  }
   int count = 0;
   if (!ok(r, ftcclCommCount(r.comm, &count), "ftcclCommCount")) return false;
+  if (r.opt.recovery.enabled) {
+    if (!ok(r, ftcclCommUserRank(r.comm, &r.rank), "ftcclCommUserRank")) return false;
+    // A process that did not join init is replaced by a spare (which then holds a rank
+    // from the start) or dropped (shrink): every process takes what init decided.
+    if (r.spare && r.rank >= 0) {
+      std::printf("[process %d] # took rank %d at init: a process did not join\n", r.process,
+                  r.rank);
+      r.spare = false;
+    }
+    if (!r.spare && r.rank < 0) {
+      std::fprintf(stderr, "[process %d] %s: got no rank as a rank\n", r.process, r.tool->name);
+      return false;
+    }
+    r.nranks = count;
+  }
   if (count != r.nranks) {
     std::fprintf(stderr, "[rank %d] %s: communicator has %d ranks, expected %d\n", r.rank,
                  r.tool->name, count, r.nranks);

@@ -249,6 +249,15 @@ void RootService::loop() {
         std::string msg = formatRankList(missingRanks()) + " of " + std::to_string(nranks_) +
                           " did not join within " + std::to_string(bindingMs) +
                           " ms (bootstrap root " + name_ + ")";
+        // A process killed or stopped during init must not sink the others: with rank 0
+        // and a strict majority, the table goes out with the missing entries empty and
+        // the communicator replaces them (spares) or drops them (shrink), or fails.
+        if (byRank_[0] != nullptr && 2 * joined_ > nranks_) {
+          FTCCL_LOG(Warn, Bootstrap, "bootstrap rendezvous: {}; completing with the {} that did",
+                    msg, joined_);
+          complete(now);
+          continue;
+        }
         FTCCL_LOG(Warn, Bootstrap, "bootstrap rendezvous failed: {}", msg);
         failAll(ftcclTimeout, msg, now);
       }
@@ -546,7 +555,7 @@ void RootService::onWritable(Conn& c) {
 
 void RootService::complete(Clock::time_point now) {
   size_t total = 12;
-  for (const Conn* c : byRank_) total += 4 + c->blob.size();
+  for (const Conn* c : byRank_) total += 4 + (c != nullptr ? c->blob.size() : 0);
   if (total > kMaxTableBytes) {
     std::string msg = "the table of all ranks' blobs (" + std::to_string(total) +
                       " bytes) exceeds the limit of " + std::to_string(kMaxTableBytes);
@@ -554,11 +563,13 @@ void RootService::complete(Clock::time_point now) {
     failAll(ftcclInvalidArgument, msg, now);
     return;
   }
-  std::vector<Bytes> blobs(byRank_.size());
-  for (size_t r = 0; r < byRank_.size(); ++r) blobs[r] = std::move(byRank_[r]->blob);
+  std::vector<Bytes> blobs(byRank_.size());  // a missing rank's stays empty
+  for (size_t r = 0; r < byRank_.size(); ++r) {
+    if (byRank_[r] != nullptr) blobs[r] = std::move(byRank_[r]->blob);
+  }
   auto table = std::make_shared<const Bytes>(encodeTable(nonce_, blobs));
-  FTCCL_LOG(Info, Bootstrap, "bootstrap root {}: all {} ranks joined in {} ms", name_, nranks_,
-            msSince(start_));
+  FTCCL_LOG(Info, Bootstrap, "bootstrap root {}: {} of {} ranks joined in {} ms", name_, joined_,
+            nranks_, msSince(start_));
   phase_ = Phase::Finishing;
   listen_.reset();  // latecomers are refused
   const Deadline writeDeadline =
@@ -691,6 +702,7 @@ Status validateRendezvousArgs(int rank, int nranks, const std::vector<uint8_t>& 
     return invalidArgument("bootstrap timeout " + std::to_string(timeoutMs) +
                            " ms is out of range 1.." + std::to_string(kMaxTimeoutMs));
   }
+  if (myBlob.empty()) return invalidArgument("empty bootstrap blob (empty means absent)");
   if (myBlob.size() > kMaxBlobBytes) {
     return invalidArgument("bootstrap blob of " + std::to_string(myBlob.size()) +
                            " bytes exceeds the limit of " + std::to_string(kMaxBlobBytes));

@@ -2,10 +2,11 @@
 //
 // The unique id names a root (an IPv4/IPv6 address and port) and carries a random
 // 128-bit secret and a 64-bit rendezvous nonce. Each rank connects to the root over
-// TCP, presents the secret, its rank and an opaque blob (host, pid, transport
-// address, composed by core/); the root checks the secret (a mismatch is rejected
-// and logged), waits for all nranks, then sends everyone the table of all blobs and
-// closes. Nothing after init depends on the root: rank 0 may die later.
+// TCP, presents the secret, its rank and an opaque (non-empty) blob (host, pid,
+// transport address, composed by core/); the root checks the secret (a mismatch is
+// rejected and logged), waits for all nranks, then sends everyone the table of all
+// blobs and closes. At the deadline, rank 0 and a strict majority are enough: the
+// missing ranks' entries are empty (a fault during init; core/ replaces them). Nothing after init depends on the root: rank 0 may die later.
 // Every blocking step is bounded by a timeout; a timeout names the missing ranks.
 #pragma once
 
@@ -43,7 +44,9 @@ Status createListeningId(ftcclUniqueId* id);
 // FTCCL_BOOTSTRAP_TIMEOUT_MS, default 120000; invalid values are an error.
 Status bootstrapTimeoutMs(int* timeoutMs);
 
-// Meets the other ranks: returns every rank's blob (index = rank), own included.
+// Meets the other ranks: returns every rank's blob (index = rank), own included. A rank
+// that had not joined (or had left) by the deadline gets an empty blob, when rank 0 and a
+// strict majority did join; otherwise the rendezvous fails naming the missing ranks.
 // Starts the root first when contents.rankZeroStartsRoot and rank == 0.
 Status rendezvous(const UniqueIdContents& contents, int rank, int nranks,
                   const std::vector<uint8_t>& myBlob, int timeoutMs,

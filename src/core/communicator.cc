@@ -1,6 +1,7 @@
 #include "core/communicator.h"
 
 #include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -306,7 +307,14 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
                          config_.bootstrapTimeoutMs, &blobs));
   peers_.resize(processes);
   std::vector<std::vector<uint8_t>> addresses(processes);
+  std::vector<bool> present(processes, true);
   for (int r = 0; r < processes; ++r) {
+    if (blobs[r].empty()) {  // did not join: killed or stopped during init
+      present[r] = false;
+      peers_[r].host = "(absent)";
+      peers_[r].healthKey = "absent:" + std::to_string(r);  // matches no live process
+      continue;
+    }
     Status st = decodePeerInfo(blobs[r], &peers_[r]);
     if (!st.isOk()) return invalidArgument("rank " + std::to_string(r) + ": " + st.message());
     addresses[r] = peers_[r].transportAddress;
@@ -320,9 +328,7 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
 
   commKey_ = peers_[0].commSalt ^ contents.nonce;
   board_ = std::make_shared<ProgressBoard>(commKey_);
-  worldOf_.resize(nranks);
-  for (int r = 0; r < nranks; ++r) worldOf_[r] = r;
-  for (int s = nranks; s < processes; ++s) spares_.push_back(s);
+  FTCCL_CHECK(seatInitialMembers(present));
   FTCCL_CHECK(transport_->remap(/*epoch=*/0, worldOf_, rank_));
   registerHealth();
   chooseSpin();
@@ -330,11 +336,13 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   computeLayout();
   tuner_ = Tuner(config_.costModel, config_.overrides, config_.pipeline);
   if (rank_ >= 0) {  // spares learn the model when they are activated
-    FTCCL_CHECK(measureCostModel());
-    FTCCL_CHECK(shareTuning("init"));
-    if (tuner_.calibration().requested) {
-      FTCCL_CHECK(calibrate());
-      FTCCL_CHECK(shareTuning("calibration"));
+    Status tuned = tuneAtInit();
+    if (!tuned.isOk() && asyncError_.load() == ftcclSuccess) return tuned;
+    if (!tuned.isOk()) {
+      // A member failed after the rendezvous: init completes, revoked, and the
+      // application rebuilds as after any failure (the model is shared again then).
+      FTCCL_LOG(Warn, Init, "rank {}: a member failed during init; the communicator starts "
+                "revoked (rebuild it): {}", rank_, tuned.message());
     }
   }
   FTCCL_CHECK(openStats());
@@ -348,6 +356,64 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   return Status::ok();
 }
 
+Status Communicator::tuneAtInit() {
+  FTCCL_CHECK(measureCostModel());
+  FTCCL_CHECK(shareTuning("init"));
+  if (tuner_.calibration().requested) {
+    FTCCL_CHECK(calibrate());
+    FTCCL_CHECK(shareTuning("calibration"));
+  }
+  return Status::ok();
+}
+
+// Epoch 0 from the rendezvous table, alike on every process (they all got the same
+// table): a rank whose process did not join is taken by the next spare that did, in
+// order, or dropped when shrinkWhenNoSpares (order kept, numbering dense); with neither,
+// init fails naming it. Spares that did not join just leave the pool.
+Status Communicator::seatInitialMembers(const std::vector<bool>& present) {
+  int processes = static_cast<int>(present.size());
+  std::vector<int> pool;
+  for (int s = nranks_; s < processes; ++s) {
+    if (present[s]) pool.push_back(s);
+  }
+  size_t nextSpare = 0;
+  std::string replaced;
+  worldOf_.clear();
+  lastFailedRanks_.clear();
+  for (int r = 0; r < nranks_; ++r) {
+    if (present[r]) {
+      worldOf_.push_back(r);
+      continue;
+    }
+    lastFailedRanks_.push_back(r);
+    if (nextSpare < pool.size()) {
+      worldOf_.push_back(pool[nextSpare]);
+      replaced += " rank " + std::to_string(r) + " -> spare process " +
+                  std::to_string(pool[nextSpare++]) + ";";
+    } else if (config_.shrinkWhenNoSpares) {
+      replaced += " rank " + std::to_string(r) + " dropped (shrink);";
+    } else {
+      return remoteError("rank " + std::to_string(r) + " did not join the rendezvous within " +
+                         std::to_string(config_.bootstrapTimeoutMs) +
+                         " ms (killed or stopped during init?) and no spare is left to take "
+                         "its place (shrinkWhenNoSpares is off)");
+    }
+  }
+  spares_.assign(pool.begin() + static_cast<long>(nextSpare), pool.end());
+  bool wasSpare = worldRank_ >= nranks_;
+  nranks_ = static_cast<int>(worldOf_.size());
+  auto mine = std::find(worldOf_.begin(), worldOf_.end(), worldRank_);
+  rank_ = mine == worldOf_.end() ? -1 : static_cast<int>(mine - worldOf_.begin());
+  promotedAtInit_ = wasSpare && rank_ >= 0;
+  long absent = std::count(present.begin(), present.end(), false);
+  if (absent > 0) {
+    FTCCL_LOG(Warn, Init, "{} process(es) did not join the rendezvous (killed or stopped "
+              "during init?):{} {} ranks, {} spares left", absent, replaced, nranks_,
+              spares_.size());
+  }
+  return Status::ok();
+}
+
 Status Communicator::startLocal(PeerInfo* mine) {
   FTCCL_CHECK(HealthService::acquire(&health_));
   UcxOptions ucxOptions;
@@ -355,6 +421,8 @@ Status Communicator::startLocal(PeerInfo* mine) {
   FTCCL_CHECK(UcxTransport::create(ucxOptions, &transport_));
   mine->host = hostName();
   mine->pid = getpid();
+  struct stat ns;
+  if (stat("/proc/self/ns/net", &ns) == 0) mine->netns = static_cast<uint64_t>(ns.st_ino);
   mine->pipeline = config_.pipeline;
   mine->transportAddress = transport_->workerAddress();
   transport_->setCounting(config_.stats);
@@ -541,6 +609,11 @@ Status Communicator::rebuild(ftcclRebuildInfo_t* info) {
 }
 
 Status Communicator::standby(int* activated) {
+  if (promotedAtInit_) {  // took a missing rank's place at init: active from the start
+    promotedAtInit_ = false;
+    *activated = 1;
+    return Status::ok();
+  }
   if (rank_ >= 0) {
     return invalidUsage("this process holds rank " + std::to_string(rank_) + ", not a spare");
   }
@@ -565,11 +638,15 @@ Status Communicator::standby(int* activated) {
   }
 }
 
-// The transport's error mode differs for peers on this host (CMA can reach them).
+// The transport's error mode differs for peers that shared memory and CMA reach: this
+// host, and this network namespace (other namespaces are emulated hosts: TCP, where peer
+// error handling costs nothing and keeps UCX from logging a departed peer as an error).
 void Communicator::markLocalPeers() {
   int self = transport_->selfWorld();
-  for (size_t w = 0; w < peers_.size() && self >= 0; ++w) {
-    transport_->setLocal(w, peers_[w].host == peers_[static_cast<size_t>(self)].host);
+  if (self < 0) return;
+  const PeerInfo& me = peers_[static_cast<size_t>(self)];
+  for (size_t w = 0; w < peers_.size(); ++w) {
+    transport_->setLocal(w, peers_[w].host == me.host && peers_[w].netns == me.netns);
   }
 }
 

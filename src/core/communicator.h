@@ -134,6 +134,9 @@ class Communicator final : public HealthListener {
   // This process's side: health service, UCX worker, and what it tells the others.
   Status startLocal(PeerInfo* mine);
   Status allocateScratch();
+  // Epoch 0: ranks whose process did not join the rendezvous are replaced or dropped.
+  Status seatInitialMembers(const std::vector<bool>& present);
+  Status tuneAtInit();
   void chooseSpin();
   // `started`: when the caller began timing the op (saves a clock read), else now.
   Status drive(Collective& op, const std::string& what,
@@ -184,6 +187,7 @@ class Communicator final : public HealthListener {
   std::vector<int> worldOf_;  // logical rank -> index in peers_ (every process of the job)
   std::vector<int> spares_;   // the hot spare pool, in activation order (indices in peers_)
   int worldRank_ = -1;        // this process's index in peers_
+  bool promotedAtInit_ = false;  // a spare that took a missing rank's place at init
 
   // Set by the health thread when the agreement decides; consumed by rebuild().
   std::condition_variable decided_;

@@ -5,7 +5,7 @@
 namespace ftccl {
 namespace {
 
-constexpr uint32_t kPeerInfoVersion = 5;
+constexpr uint32_t kPeerInfoVersion = 6;
 
 }  // namespace
 
@@ -14,6 +14,7 @@ std::vector<uint8_t> encodePeerInfo(const PeerInfo& info) {
   out.put(kPeerInfoVersion);
   out.putString(info.host);
   out.put(info.pid);
+  out.put(info.netns);
   out.put(static_cast<uint64_t>(info.pipeline.chunkBytes));
   out.put(static_cast<int32_t>(info.pipeline.channels));
   out.put(info.commSalt);
@@ -33,7 +34,8 @@ Status decodePeerInfo(const std::vector<uint8_t>& blob, PeerInfo* info) {
   if (!in.get(&version) || version != kPeerInfoVersion) {
     return invalidArgument("peer info of another ftccl version");
   }
-  if (!in.getString(&info->host) || !in.get(&info->pid) || !in.get(&chunk) ||
+  if (!in.getString(&info->host) || !in.get(&info->pid) || !in.get(&info->netns) ||
+      !in.get(&chunk) ||
       !in.get(&channels) || !in.get(&info->commSalt) || !in.getString(&info->healthKey) ||
       !in.getString(&info->node) || !in.get(&info->package) ||
       !in.get(&info->numaNode) || !in.getBlob(&info->transportAddress) || !in.atEnd()) {

@@ -13,6 +13,8 @@ namespace ftccl {
 struct PeerInfo {
   std::string host;
   int32_t pid = 0;
+  uint64_t netns = 0;                 // network namespace inode: one host, one kernel, but
+                                      // separate stacks (emulated hosts, containers)
   PipelineConfig pipeline;            // only rank 0's is used: every rank adopts it
   uint64_t commSalt = 0;              // rank 0's random bits: the communicator id
   std::string healthKey;              // the process's health listener address

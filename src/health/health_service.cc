@@ -548,11 +548,14 @@ void HealthService::remove(RegistrationId id, bool orderly, int flushWaitMs) {
   d.protocol.remove(id, orderly, now);
   d.wakeUp();
   if (orderly) {
-    // Bounded: a dead peer's full socket must not stall destroy; a connection still
-    // being set up carries nothing the member is waiting for.
+    // Bounded: a dead peer's full socket must not stall destroy. A connection still
+    // being set up counts too: it may carry the only LEAVE a waiting spare gets from
+    // this rank (spares hear only from the rank they monitor; over real links the
+    // connect takes longer than this process takes to exit, and a spare then waited
+    // forever).
     d.flushed.wait_for(lock, std::chrono::milliseconds(flushWaitMs), [&] {
       for (auto& c : d.conns) {
-        if (c->fd.valid() && !c->connecting && !c->out.empty()) return false;
+        if (c->fd.valid() && !c->out.empty()) return false;
       }
       return true;
     });

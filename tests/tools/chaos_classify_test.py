@@ -230,6 +230,19 @@ class ClassifyTest(unittest.TestCase):
         v = self.classify(p, self.failed_run(p, [1]))
         self.assertEqual(v.outcome, "failed_clean", v.reason)
 
+    def test_failed_call_with_its_purpose_is_a_clear_error(self):
+        o = Out().at(0.3).preamble().at(1.0).injected("kill", 2, 1002, 1.0)
+        for p in (0, 1, 3):
+            o.rank(p, f"[rank {p}] all_reduce_perf: ftcclAllReduce (barrier) failed: remote error "
+                      "(a peer failed; the communicator is revoked) (6): rank 2 failed")
+        for p in (0, 1, 3):
+            o.end(p, "exited 1")
+        o.end(2, "killed on purpose (SIGKILL at 1.00 s)")
+        p = plan(spares=0, recover=False, faults=[("kill", 2, 1.0)])
+        v = self.classify(p, o)
+        self.assertTrue(chaos_classify.clear_error(chaos_classify.parse(o.lines, 4).procs[1]))
+        self.assertNotIn("without a clear error", v.reason)
+
     def test_failure_with_a_spare_is_not_allowed(self):
         p = plan(nranks=4, spares=1, faults=[("kill", 1, 1.0)])
         v = self.classify(p, self.failed_run(p, [1]))
@@ -332,6 +345,26 @@ class ClassifyTest(unittest.TestCase):
         self.assertAlmostEqual(v.detection_ms, 8.0, delta=0.5)
         self.assertAlmostEqual(v.recovery_ms, 21.0, delta=0.5)
         self.assertEqual((v.mid_transfer_kills, v.kills), (1, 1))
+
+    def test_mid_transfer_needs_a_rendezvous_outstanding(self):
+        line = ("{} vm:1001 ftccl info [Net] mid-transfer: rank 1 had 2 transfer(s) of 4096 "
+                "bytes outstanding with rank 2 (pid 1002) at revoke; largest 2048 B, {} at or "
+                "above UCX's rendezvous threshold (8192 B)")
+        for rendezvous, expected in ((0, 0), (1, 1)):
+            o = kill_recovered(False)
+            o.lines = [(t, x) for t, x in o.lines if "mid-transfer" not in x]
+            o.at(1.01).rank(1, line.format(stamp(T0 + 1.009), rendezvous))
+            v = self.classify(plan(faults=[("kill", 2, 1.0)]), o, rc=0)
+            self.assertEqual(v.mid_transfer_kills, expected)
+
+    def test_ucx_complaints_of_survivors_are_counted(self):
+        o = kill_recovered(False)
+        o.rank(3, "[1796491179.525351] [vm:13947:0]     mpool.c:53   UCX  WARN  object 0x1 was "
+                  "not returned to mpool ucp_requests")
+        v = self.classify(plan(faults=[("kill", 2, 1.0)]), o, rc=0)
+        self.assertEqual(v.ucx_complaints, 1)
+        self.assertEqual(self.classify(plan(faults=[("kill", 2, 1.0)]), kill_recovered(False),
+                                       rc=0).ucx_complaints, 0)
 
     def test_times_from_perf_verdicts_win(self):
         o = kill_recovered(False)

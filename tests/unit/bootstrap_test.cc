@@ -564,7 +564,7 @@ TEST_F(BootstrapTest, RendezvousOf1_2_3_5Ranks) {
     std::vector<Bytes> blobs;
     std::vector<int> ranks;
     for (int r = 0; r < n; ++r) {
-      blobs.push_back(blobFor(r, r == 1 ? 0 : static_cast<size_t>(10 + 100 * r)));
+      blobs.push_back(blobFor(r, r == 1 ? 1 : static_cast<size_t>(10 + 100 * r)));
       ranks.push_back(r);
     }
     auto results = runRanks(c, ranks, n, 10000, blobs);
@@ -641,6 +641,29 @@ TEST_F(BootstrapTest, MissingRanksTimeOutNamingThem) {
     EXPECT_GE(r.ms, 1300);
     EXPECT_LT(r.ms, 3500);
   }
+}
+
+// A process killed or stopped during init: with rank 0 and a strict majority joined,
+// the rendezvous completes at the deadline and the missing ranks' entries are empty
+// (an empty blob is refused from a rank, so it can only mean "absent").
+TEST_F(BootstrapTest, MajorityWithRankZeroCompletesWithTheMissingEmpty) {
+  UniqueIdContents c = newRoot();
+  std::vector<Bytes> blobs = {blobFor(0, 8), blobFor(1, 8), blobFor(2, 8), blobFor(3, 8),
+                              blobFor(4, 8)};
+  auto results = runRanks(c, {0, 2, 4}, 5, 1500, blobs);
+  for (const Result& r : results) {
+    ASSERT_TRUE(r.status.isOk()) << r.status.message();
+    ASSERT_EQ(r.table.size(), 5u);
+    EXPECT_EQ(r.table[0], blobs[0]);
+    EXPECT_TRUE(r.table[1].empty());
+    EXPECT_EQ(r.table[2], blobs[2]);
+    EXPECT_TRUE(r.table[3].empty());
+    EXPECT_EQ(r.table[4], blobs[4]);
+    EXPECT_GE(r.ms, 1300);
+  }
+  Bytes empty;
+  std::vector<Bytes> table;
+  EXPECT_EQ(rendezvous(c, 1, 5, empty, 1000, &table).code(), ftcclInvalidArgument);
 }
 
 TEST_F(BootstrapTest, RootTimeoutAppliesFromFirstHello) {

@@ -33,11 +33,17 @@ RE_OUT_OF_BOUNDS = re.compile(r"# Out of bounds values : (\d+)")
 # A result row: size count type redop root, then time algbw busbw #wrong twice.
 RE_ROW = re.compile(r"^\s*\d+\s+\d+\s+\w+\s+\w+\s+-?\d+"
                     r"(?:\s+\S+){3}\s+(\d+)(?:\s+\S+){3}\s+(\d+)\s*$")
-RE_CALL_ERROR = re.compile(r"\] \S+: \w+ failed: ")   # perf_common.cc ok()
+# perf_common.cc ok(): "[rank 1] all_reduce_perf: ftcclAllReduce failed: ..." or with
+# what the call was for, "ftcclAllReduce (barrier) failed: ...".
+RE_CALL_ERROR = re.compile(r"\] \S+: \w+(?: \([^)]*\))? failed: ")
 RE_LIB_LOG = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) \S+:(\d+) ftccl (\w+) "
                         r"\[(\w+)\] (.*)$")
 RE_MID_TRANSFER = re.compile(r"mid-transfer: rank (\d+) had (\d+) transfer\(s\) of (\d+) bytes "
-                             r"outstanding with rank (\d+) \(pid (\d+)\)")
+                             r"outstanding with rank (-?\d+) \(pid (\d+)\)"
+                             r"(?:.*?, (\d+) at or above UCX's rendezvous threshold)?")
+# UCX's own complaints (mpool leftovers, unmatched messages, flush errors): none may
+# reach the user after a survived fault.
+RE_UCX_COMPLAINT = re.compile(r"\bUCX +(WARN|ERROR)\b")
 RE_CRASH = re.compile(r"Assertion|Caught signal|Segmentation fault|process_vm_readv|"
                       r"terminate called|==== backtrace|Aborted")
 RE_INJECTED = re.compile(r"^ftccl_run: injected (kill|stop|cont|drop) on rank (\d+) "
@@ -70,6 +76,7 @@ class Proc:
     failure_seen: float = None  # first notice of a failure (wall clock)
     rebuilt: list = dataclasses.field(default_factory=list)  # rebuild/activation instants
     mid_transfer: list = dataclasses.field(default_factory=list)  # victim pids
+    ucx_complaints: int = 0  # UCX WARN/ERROR lines
 
 
 @dataclasses.dataclass
@@ -159,8 +166,12 @@ def _parse_rank_line(proc, text, when, out):
         proc.errors.append(text)
     if RE_CRASH.search(text):
         proc.crash_lines.append(text)
+    if RE_UCX_COMPLAINT.search(text):
+        proc.ucx_complaints += 1
     m = RE_MID_TRANSFER.search(text)
-    if m:
+    # Mid-transfer means a rendezvous outstanding with the victim; a line without the
+    # rendezvous count (an older library) counts any outstanding transfer.
+    if m and (m[6] is None or int(m[6]) > 0):
         proc.mid_transfer.append(int(m[5]))
     m = RE_FAULT_SUMMARY.search(text)
     if m:
@@ -353,6 +364,7 @@ class Verdict:
     during_init: bool = False  # the first fault came before rank 0 finished init
     kills: int = 0
     mid_transfer_kills: int = 0
+    ucx_complaints: int = 0  # UCX WARN/ERROR lines from processes that were not victims
     notes: list = dataclasses.field(default_factory=list)
 
     @property
@@ -369,6 +381,7 @@ def classify(plan, lines, rc, backstop=False):
     verdict.during_init = fault_in_init(parsed)
     _add_timing(verdict, parsed, survivors)
     _add_mid_transfer(verdict, parsed, survivors)
+    verdict.ucx_complaints = sum(pr.ucx_complaints for pr in survivors)
     for p, r in sorted(role_of.items()):
         if r in ("resumed", "cut") and crashed(parsed.procs[p]):
             verdict.notes.append(f"{r} victim {p} died of {end_state(parsed.procs[p])[-1]}")

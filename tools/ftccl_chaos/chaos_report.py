@@ -83,6 +83,9 @@ def format_summary(records):
                                for j, (c, w) in enumerate(zip(row, widths))))
         if i == 0 or i == len(table) - 2:
             lines.append("  ".join("-" * w for w in widths))
+    noisy = [r for r in records if r.get("ucx_complaints")]
+    lines.append(f"UCX WARN/ERROR lines from survivors: {len(noisy)} run(s)"
+                 + (": seeds " + ",".join(str(r["seed"]) for r in noisy[:20]) if noisy else ""))
     lines += defect_lines(records)
     return "\n".join(lines)
 

@@ -267,6 +267,7 @@ def make_record(plan, verdict, rc, duration, log, limits):
             "recovery_ms": verdict.recovery_ms, "timing_source": verdict.timing,
             "during_init": verdict.during_init, "kills": verdict.kills,
             "mid_transfer_kills": verdict.mid_transfer_kills,
+            "ucx_complaints": verdict.ucx_complaints,
             "ftccl_run_status": rc, "duration_s": round(duration, 2), "log": log,
             "replay": replay_command(limits, plan.seed)}
 

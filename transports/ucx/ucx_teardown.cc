@@ -4,9 +4,9 @@
 // about requests never returned to its pool and about unexpected messages never matched.
 // After a failure all three happen unless teardown, in this order:
 //  1. cancels every request the transport still owns (posted receives end at once);
-//  2. drains unexpected messages (late sends of a failed op, an old epoch's traffic) by
-//     receiving each into no buffer: UCX ends it as truncated, and answers a rendezvous
-//     so that its sender completes too;
+//  2. drains this epoch's unexpected messages (late sends of a failed op) by receiving
+//     each into no buffer: UCX ends it as truncated, and answers a rendezvous so that its
+//     sender completes too (older epochs' are left, see drainUnexpected);
 //  3. closes endpoints: an orderly leave first flushes them so that our last sends reach
 //     live peers; then (peer error mode) every endpoint is closed with FORCE, which ends
 //     the requests still on it with an error, whatever the peer's state;
@@ -18,6 +18,7 @@
 #include <cstring>
 #include <vector>
 
+#include "transports/tag_layout.h"
 #include "transports/ucx/ucx_transport.h"
 #include "util/log.h"
 
@@ -54,6 +55,12 @@ bool UcxTransport::shutdown() {
   // force: a rendezvous send to a peer that died before answering never ends. Destroying
   // the worker then would warn about each; it is kept (and its context) until exit.
   size_t left = orphans_.size() + closing_.size();
+  ucp_tag_recv_info_t info;
+  bool oldMessages = ucp_tag_probe_nb(worker_, 0, 0, /*remove=*/0, &info) != nullptr;
+  if (oldMessages) {
+    FTCCL_LOG(Info, Net, "rank {}: messages of an earlier epoch were never received (a failed "
+              "op's); the UCX worker is kept until exit", rank_);
+  }
   if (left > 0) {
     FTCCL_LOG(Info, Net, "rank {}: {} UCX request(s) to failed peers never ended (UCX cannot "
               "cancel them without peer error handling); the UCX worker is kept until exit",
@@ -67,7 +74,7 @@ bool UcxTransport::shutdown() {
   }
   for (ucs_status_ptr_t request : closing_) ucp_request_free(request);
   closing_.clear();
-  return left == 0;
+  return left == 0 && !oldMessages;
 }
 
 // Requests the algorithms still hold (an op ended by abort) become orphans too.
@@ -81,14 +88,22 @@ void UcxTransport::cancelAll() {
   reapOrphans();
 }
 
+// Only this epoch's messages: their senders are members, with live endpoints. A message
+// of an older epoch may come from a process that died, and without peer error mode UCX
+// names the endpoint of a rendezvous reply by its address: the endpoint may have been
+// destroyed on that failure and its memory reused for another peer's, so answering would
+// send the dead sender's request id to a live process (which crashed on it). Those are
+// left alone, and keep the worker from being destroyed (it would warn about them).
 size_t UcxTransport::drainUnexpected() {
   size_t drained = 0;
   uint8_t sink = 0;
   std::vector<ucs_status_ptr_t> receiving;
+  const ucp_tag_t thisEpoch = TagLayout::make(commId_, epoch_, 0, 0, 0);
   for (;;) {
     ucp_worker_progress(worker_);
     ucp_tag_recv_info_t info;
-    ucp_tag_message_h message = ucp_tag_probe_nb(worker_, 0, 0, /*remove=*/1, &info);
+    ucp_tag_message_h message =
+        ucp_tag_probe_nb(worker_, thisEpoch, TagLayout::kEpochMask, /*remove=*/1, &info);
     if (message == nullptr) break;
     ++drained;
     ucp_request_param_t params;
@@ -168,7 +183,13 @@ void UcxTransport::closeEndpointsForced() {
   }
 }
 
+// Until everything has ended, the deadline, or kQuiet without any request ending: what a
+// forced close ends, it ends within a few progress calls; what is left then (a send to a
+// dead same-host peer) would not end by waiting longer.
 void UcxTransport::waitForClosing(Clock::time_point deadline) {
+  constexpr auto kQuiet = std::chrono::milliseconds(50);
+  auto lastChange = Clock::now();
+  size_t left = orphans_.size() + closing_.size();
   for (;;) {
     ucp_worker_progress(worker_);
     reapOrphans();
@@ -181,7 +202,13 @@ void UcxTransport::waitForClosing(Clock::time_point deadline) {
         ++i;
       }
     }
-    if ((orphans_.empty() && closing_.empty()) || Clock::now() >= deadline) return;
+    auto now = Clock::now();
+    size_t nowLeft = orphans_.size() + closing_.size();
+    if (nowLeft != left) {
+      left = nowLeft;
+      lastChange = now;
+    }
+    if (left == 0 || now >= deadline || now - lastChange >= kQuiet) return;
   }
 }
 
