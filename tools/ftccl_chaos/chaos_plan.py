@@ -18,10 +18,15 @@ KINDS = ("kill", "stop", "stopcont", "linkcut", "double", "during_rebuild", "coo
 # Kinds that need root and iproute2 (a real link cut between network namespaces).
 NETNS_KINDS = ("linkcut",)
 
-# The perf tools and how often each is drawn. All of them run through perf_common.cc's
-# perfMain, so all take --spares / --recover and print PERF_VERDICT lines.
-TOOLS = (("all_reduce_perf", 0.60), ("broadcast_perf", 0.08), ("reduce_perf", 0.08),
-         ("all_gather_perf", 0.08), ("reduce_scatter_perf", 0.08), ("sendrecv_perf", 0.08))
+# The workloads and how often each is drawn. The perf tools run through perf_common.cc's
+# perfMain, so all take --spares / --recover and print PERF_VERDICT lines; split_job
+# (split_job.cc) prints the same lines and keeps several communicators busy: the world
+# and the children it splits off every SPLIT_EVERY steps.
+TOOLS = (("all_reduce_perf", 0.48), ("broadcast_perf", 0.08), ("reduce_perf", 0.08),
+         ("all_gather_perf", 0.08), ("reduce_scatter_perf", 0.08), ("sendrecv_perf", 0.08),
+         ("split_job", 0.12))
+SPLIT_EVERY = 20
+SPLIT_SECONDS = 0.1  # one split: an all-gather and a child's init (rendezvous, tuning)
 
 # FTCCL_ALGO values (src/tuning/algorithm_choice.cc); None leaves the choice to the tuner.
 # "hier" is left out: every rank here is on one node, where it has nothing to do.
@@ -133,13 +138,15 @@ def parse_size(text):
 
 # Bytes a collective costs relative to an all-reduce of the same size (measured at 4 MiB).
 BYTE_COST = {"all_reduce_perf": 1.0, "broadcast_perf": 0.3, "reduce_perf": 0.6,
-             "all_gather_perf": 0.35, "reduce_scatter_perf": 0.45, "sendrecv_perf": 0.5}
+             "all_gather_perf": 0.35, "reduce_scatter_perf": 0.45, "sendrecv_perf": 0.5,
+             "split_job": 2.0}
 
 
 def op_seconds(tool, nbytes, nranks, tcp):
     latency = (1e-6 + 1e-6 * nranks * nranks) * (10 if tcp else 1)
     per_byte = 0.55e-9 * (nranks - 1) * BYTE_COST[tool] * (3 if tcp else 1)
-    return latency + per_byte * nbytes
+    split = SPLIT_SECONDS * (3 if tcp else 1) / SPLIT_EVERY if tool == "split_job" else 0
+    return latency + per_byte * nbytes + split
 
 
 def init_seconds(procs, tuned, tcp):

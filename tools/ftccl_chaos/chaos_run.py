@@ -15,6 +15,8 @@ import tempfile
 import threading
 import time
 
+from chaos_plan import SPLIT_EVERY
+
 SUBNET = "10.98.0"          # addresses inside our own namespaces only
 BACKSTOP_GRACE_S = 15.0     # after ftccl_run's --timeout, before we end it ourselves
 TERM_WAIT_S = 12.0          # ftccl_run's own cleanup allows 10 s
@@ -121,6 +123,23 @@ class Fabric:
         self._made = []
 
 
+def workload_args(plan):
+    """The perf tool's flags, or split_job's (several communicators: world + children)."""
+    if plan.tool == "split_job":
+        args = ["--steps", str(plan.iters), "--count", str(max(1, plan.nbytes // 4)),
+                "--split-every", str(SPLIT_EVERY), "--spares", str(plan.spares)]
+        return args if plan.recover else args + ["--no-shrink"]
+    args = ["-b", str(plan.nbytes), "-e", str(plan.nbytes), "-n", str(plan.iters),
+            "-w", str(plan.warmup), "-c", "1"]
+    if plan.blocking:
+        args += ["-z", "1"]
+    if plan.spares:
+        args += ["--spares", str(plan.spares)]
+    elif plan.recover:
+        args.append("--recover")
+    return args
+
+
 def job_command(plan, build, fabric, hang_grace_s, failure_timeout_s, bootstrap_timeout_s=10.0):
     """(argv, env, timeout_s) for the run. ftccl_run's --timeout is the hang bound."""
     tool = os.path.join(build, "tools", plan.tool)
@@ -136,14 +155,7 @@ def job_command(plan, build, fabric, hang_grace_s, failure_timeout_s, bootstrap_
                                                                  "--", fabric.wrapper]
     else:
         argv.append("--")
-    argv += [tool, "-b", str(plan.nbytes), "-e", str(plan.nbytes), "-n", str(plan.iters),
-             "-w", str(plan.warmup), "-c", "1"]
-    if plan.blocking:
-        argv += ["-z", "1"]
-    if plan.spares:
-        argv += ["--spares", str(plan.spares)]
-    elif plan.recover:
-        argv.append("--recover")
+    argv += [tool] + workload_args(plan)
     env = dict(os.environ)
     env.pop("FTCCL_ALGO", None)
     if plan.algo:

@@ -1,0 +1,246 @@
+// A chaos workload with several communicators: every process holds the world
+// communicator (ranks and hot spares), and the ranks split it into two children (even and
+// odd ranks) every few steps, run checked all-reduces on their child, and destroy it. A
+// fault from outside may then strike during a split, while a child and the world are both
+// in use, or during a rebuild. After any failure each survivor aborts its child, rebuilds
+// the world (onto spares, or shrinking), agrees on the step to go on from, and goes on.
+//
+// It prints the lines tools/ftccl_chaos reads from the perf tools: "[rank R] split_job:
+// ftcclX failed: ..." for an error, "... N wrong elements ..." for a wrong result, and
+// one "PERF_VERDICT rank=P PASS|FAIL ..." per process that lives to the end.
+//
+// usage (under ftccl_run, FTCCL_RANK/FTCCL_NRANKS/FTCCL_COMM_ID set):
+//   split_job --spares S [--steps N] [--split-every K] [--count C] [--no-shrink]
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ftccl.h"
+
+namespace {
+
+struct Options {
+  int spares = 0;
+  long steps = 2000;
+  long splitEvery = 10;
+  size_t count = 4096;
+  bool shrink = true;
+};
+
+struct State {
+  int process = -1;  // FTCCL_RANK: the launcher's index
+  ftcclComm_t world = nullptr;
+  int rank = -1, nranks = 0;
+  long step = 0;
+  int rebuilds = 0;
+  bool holdsState = true;  // an activated spare has none until the first agreement
+  std::string problem;
+};
+
+bool parse(int argc, char** argv, Options* o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
+    if (a == "--no-shrink") {
+      o->shrink = false;
+      continue;
+    }
+    if (v == nullptr) return false;
+    ++i;
+    if (a == "--spares") o->spares = std::atoi(v);
+    else if (a == "--steps") o->steps = std::atol(v);
+    else if (a == "--split-every") o->splitEvery = std::max(1L, std::atol(v));
+    else if (a == "--count") o->count = static_cast<size_t>(std::atol(v));
+    else return false;
+  }
+  return o->spares >= 0 && o->steps > 0;
+}
+
+bool isFailure(ftcclResult_t r) { return r == ftcclRemoteError || r == ftcclTimeout; }
+
+// "[rank R] split_job: CALL failed: ..." (the error the chaos tool reads as clear).
+void reportError(State& s, ftcclResult_t r, const char* call, ftcclComm_t comm) {
+  std::printf("[rank %d] split_job: %s failed: %s (%d): %s\n", s.rank, call,
+              ftcclGetErrorString(r), static_cast<int>(r), ftcclGetLastError(comm));
+  std::fflush(stdout);
+  if (s.problem.empty()) s.problem = std::string(call) + " failed";
+}
+
+// An error other than a peer's failure is reported; a peer's failure is noted (the
+// caller recovers from it).
+ftcclResult_t note(State& s, ftcclResult_t r, const char* call, ftcclComm_t comm) {
+  if (r != ftcclSuccess && !isFailure(r)) {
+    reportError(s, r, call, comm);
+  } else if (isFailure(r)) {
+    std::printf("[rank %d] # failure detected: %s: %s\n", s.rank, call, ftcclGetLastError(comm));
+  }
+  std::fflush(stdout);
+  return r;
+}
+
+// Every rank contributes step + rank + i % 7 at element i: the sum is known exactly.
+ftcclResult_t checkedAllReduce(State& s, ftcclComm_t comm, size_t count, long step,
+                               const char* what) {
+  int rank = 0, n = 0;
+  ftcclCommUserRank(comm, &rank);
+  ftcclCommCount(comm, &n);
+  std::vector<int32_t> data(count);
+  for (size_t i = 0; i < count; ++i) data[i] = static_cast<int32_t>(step + rank + i % 7);
+  ftcclResult_t r = note(s, ftcclAllReduce(data.data(), data.data(), count, ftcclInt32, ftcclSum,
+                                           comm, nullptr), what, comm);
+  if (r != ftcclSuccess) return r;
+  long wrong = 0;
+  for (size_t i = 0; i < count; ++i) {
+    int64_t expected = int64_t{n} * (step + static_cast<int64_t>(i % 7)) + int64_t{n} * (n - 1) / 2;
+    if (data[i] != static_cast<int32_t>(expected)) ++wrong;
+  }
+  if (wrong > 0) {
+    std::printf("[rank %d] split_job: %s at step %ld: %ld wrong elements\n", s.rank, what, step,
+                wrong);
+    s.problem = "wrong values";
+  }
+  return r;
+}
+
+// One step: the world all-reduce, and every splitEvery steps a split, two all-reduces on
+// the child (whose size each rank reads from it), and its destroy.
+ftcclResult_t runStep(State& s, const Options& o) {
+  ftcclResult_t r = checkedAllReduce(s, s.world, o.count, s.step, "ftcclAllReduce (world)");
+  if (r != ftcclSuccess || s.step % o.splitEvery != 0) return r;
+  ftcclComm_t child = nullptr;
+  r = note(s, ftcclCommSplit(s.world, s.rank % 2, s.rank, &child, nullptr), "ftcclCommSplit",
+           s.world);
+  if (r != ftcclSuccess) {
+    if (child != nullptr) ftcclCommAbort(child);
+    return r;
+  }
+  for (int k = 0; k < 2 && r == ftcclSuccess; ++k) {
+    r = checkedAllReduce(s, child, o.count / 2 + 1, s.step + k, "ftcclAllReduce (child)");
+  }
+  // A failed child is aborted (its peers may be gone), a healthy one left in order.
+  ftcclResult_t ended = r == ftcclSuccess ? ftcclCommDestroy(child) : ftcclCommAbort(child);
+  if (r == ftcclSuccess) r = note(s, ended, "ftcclCommDestroy (child)", nullptr);
+  return r;
+}
+
+// After a failure: rebuild the world until an agreement on the step holds.
+bool recover(State& s) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    ftcclRebuildInfo_t info;
+    ftcclResult_t r = ftcclCommRebuild(s.world, &info);
+    if (r != ftcclSuccess) {
+      reportError(s, r, "ftcclCommRebuild", s.world);  // expelled, or no spare and no shrink
+      return false;
+    }
+    ++s.rebuilds;
+    ftcclCommUserRank(s.world, &s.rank);
+    ftcclCommCount(s.world, &s.nranks);
+    long mine = s.holdsState ? s.step : LONG_MAX;
+    long agreed = mine;
+    r = note(s, ftcclAllReduce(&mine, &agreed, 1, ftcclInt64, ftcclMin, s.world, nullptr),
+             "ftcclAllReduce (resync)", s.world);
+    if (r == ftcclSuccess) {
+      s.step = agreed;
+      s.holdsState = true;
+      return true;
+    }
+    if (!isFailure(r)) return false;
+  }
+  s.problem = "8 rebuilds in a row failed to resynchronise";
+  return false;
+}
+
+int verdict(const State& s, bool pass, const char* role) {
+  std::printf("PERF_VERDICT rank=%d %s %s, rank %d of %d, rebuilds %d, detection_ms -1.00, "
+              "recovery_ms -1.00%s%s\n", s.process, pass ? "PASS" : "FAIL", role, s.rank,
+              s.nranks, s.rebuilds, s.problem.empty() ? "" : ": ", s.problem.c_str());
+  std::fflush(stdout);
+  return pass ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  Options o;
+  const char* rankText = std::getenv("FTCCL_RANK");
+  const char* sizeText = std::getenv("FTCCL_NRANKS");
+  if (!parse(argc, argv, &o) || rankText == nullptr || sizeText == nullptr) {
+    std::fprintf(stderr, "usage (under ftccl_run): split_job --spares S [--steps N] "
+                         "[--split-every K] [--count C] [--no-shrink]\n");
+    return 2;
+  }
+  State s;
+  s.process = std::atoi(rankText);
+  int processes = std::atoi(sizeText);
+  ftcclUniqueId id;
+  if (ftcclGetUniqueId(&id) != ftcclSuccess) {
+    std::printf("[rank %d] split_job: ftcclGetUniqueId failed: %s\n", s.process,
+                ftcclGetLastError(nullptr));
+    return 1;
+  }
+  ftcclConfig_t config = FTCCL_CONFIG_INITIALIZER;
+  config.nSpares = o.spares;
+  config.shrinkWhenNoSpares = o.shrink ? 1 : 0;
+  ftcclResult_t r = ftcclCommInitRankConfig(&s.world, processes - o.spares, id, s.process,
+                                            &config);
+  if (r != ftcclSuccess) {
+    std::printf("[rank %d] split_job: ftcclCommInitRank failed: %s (%d): %s\n", s.process,
+                ftcclGetErrorString(r), static_cast<int>(r), ftcclGetLastError(nullptr));
+    return 1;
+  }
+  ftcclCommUserRank(s.world, &s.rank);
+  ftcclCommCount(s.world, &s.nranks);
+  const char* role = s.rank < 0 ? "activated spare" : "rank";
+  if (s.rank < 0) {
+    int activated = 0;
+    r = ftcclCommStandby(s.world, &activated);
+    if (r != ftcclSuccess) {
+      reportError(s, r, "ftcclCommStandby", s.world);
+      ftcclCommAbort(s.world);
+      return verdict(s, false, role);
+    }
+    if (activated == 0) {  // never needed
+      ftcclCommDestroy(s.world);
+      return 0;
+    }
+    s.holdsState = false;
+    ftcclCommUserRank(s.world, &s.rank);
+    ftcclCommCount(s.world, &s.nranks);
+    s.rebuilds = 1;
+    long mine = LONG_MAX, agreed = 0;
+    r = ftcclAllReduce(&mine, &agreed, 1, ftcclInt64, ftcclMin, s.world, nullptr);
+    if (r == ftcclSuccess) {
+      s.step = agreed;
+      s.holdsState = true;
+    } else if (!isFailure(r) || !recover(s)) {
+      if (s.problem.empty()) reportError(s, r, "ftcclAllReduce (resync)", s.world);
+      ftcclCommAbort(s.world);
+      return verdict(s, false, role);
+    }
+  }
+  while (s.step < o.steps && s.problem.empty()) {
+    r = runStep(s, o);
+    if (r == ftcclSuccess) {
+      ++s.step;
+    } else if (!isFailure(r) || !recover(s)) {
+      if (s.problem.empty()) reportError(s, r, "ftcclAllReduce (world)", s.world);
+      break;
+    }
+  }
+  bool pass = s.problem.empty() && s.step >= o.steps;
+  if (pass) {
+    r = ftcclCommDestroy(s.world);
+    if (r != ftcclSuccess) {
+      note(s, r, "ftcclCommDestroy", nullptr);
+      pass = false;
+    }
+  } else {
+    ftcclCommAbort(s.world);
+  }
+  return verdict(s, pass, role);
+}
