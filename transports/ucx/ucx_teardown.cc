@@ -169,13 +169,19 @@ void UcxTransport::closeEndpointsFlushed(Clock::time_point deadline) {
 }
 
 // Closes every peer-mode endpoint with FORCE. UCX may also hold an endpoint of its own
-// to a peer that sent to us (created by that peer's connection request): creating ours
-// matches it, so that it is closed here too and not left with requests for
-// ucp_worker_destroy. (Without peer mode UCX tracks no request on an endpoint.)
+// to a peer that sent to us (created by that peer's connection request): when requests
+// of ours with that peer are still outstanding, creating ours matches it, so that it is
+// closed here too and not left with requests for ucp_worker_destroy. (Not otherwise: over
+// TCP a new endpoint connects, and a peer that has already left refuses, which UCX logs
+// as an error. Without peer mode UCX tracks no request on an endpoint.)
 void UcxTransport::closeEndpointsForced() {
+  std::vector<bool> pending(peers_.size(), false);
+  for (const UcxRequest* r = orphans_.head(); r != nullptr; r = r->next) {
+    if (r->world >= 0 && static_cast<size_t>(r->world) < pending.size()) pending[r->world] = true;
+  }
   for (size_t w = 0; w < peers_.size(); ++w) {
     Peer& p = peers_[w];
-    if (p.ep == nullptr && p.receivedFrom && usesPeerMode(p) &&
+    if (p.ep == nullptr && pending[w] && p.receivedFrom && usesPeerMode(p) &&
         static_cast<int>(w) != selfWorld_) {
       if (!createEndpoint(w, &p.ep).isOk()) p.ep = nullptr;
     }
