@@ -1136,7 +1136,15 @@ Status Communicator::split(int color, int key, const ftcclConfig_t* config,
                                    members.begin());
   FTCCL_LOG(Info, Init, "rank {}: split color {} key {}: rank {} of {}", rank_, color, key,
             childRank, members.size());
-  return create(static_cast<int>(members.size()), ids[members[0]], childRank, config, out);
+  Status child = create(static_cast<int>(members.size()), ids[members[0]], childRank, config, out);
+  // A member lost while the child formed (its root's process, say) revokes this
+  // communicator too: that is the error to report, the one an application recovers from.
+  if (!child.isOk() && asyncError_.load() != ftcclSuccess) {
+    Status revoked = revokedStatus("ftcclCommSplit");
+    return Status(revoked.code(), revoked.message() + " (the child failed: " + child.message() +
+                                      ")");
+  }
+  return child;
 }
 
 void Communicator::computeLayout() {
