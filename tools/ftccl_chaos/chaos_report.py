@@ -86,6 +86,12 @@ def format_summary(records):
     noisy = [r for r in records if r.get("ucx_complaints")]
     lines.append(f"UCX WARN/ERROR lines from survivors: {len(noisy)} run(s)"
                  + (": seeds " + ",".join(str(r["seed"]) for r in noisy[:20]) if noisy else ""))
+    flaky = [r for r in records if r.get("intermittent")]
+    for r in flaky:
+        first = r["first_attempt"]
+        lines.append(f"intermittent: seed {r['seed']} {r['kind']} ended in {first['outcome']} "
+                     f"once, then {r['outcome']}: {first['reason'][:200]}"
+                     + (f" (log {first['log']})" if first.get("log") else ""))
     lines += defect_lines(records)
     return "\n".join(lines)
 
