@@ -82,10 +82,14 @@ class Plan:
     faults: list
     est_init_s: float
     est_total_s: float
+    # split_job: processes started with the others that join the spare pool later
+    # (ftcclCommJoinAsSpare), after the fault-free draws: one whenever there are spares
+    # and room. They come last in launcher order.
+    joiners: int = 0
 
     @property
     def procs(self):
-        return self.nranks + self.spares
+        return self.nranks + self.spares + self.joiners
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -268,7 +272,10 @@ def make_plan(seed, limits):
     faults = draw_faults(d, kind, job)
     for f in faults:
         f.at = round(f.at, 3)
-    return Plan(seed=seed, kind=kind, faults=faults, **job)
+    # Drawn from nothing: adding joiners changed no other draw of any seed.
+    joiners = int(job["tool"] == "split_job" and job["spares"] > 0 and
+                  job["nranks"] + job["spares"] < limits.max_procs)
+    return Plan(seed=seed, kind=kind, faults=faults, joiners=joiners, **job)
 
 
 def faults_from_dicts(items):
@@ -279,6 +286,8 @@ def describe(plan):
     """One line: 'seed 7 kill: all_reduce_perf 4+1 spares 1 MiB ... kill 2@1.234'."""
     recovery = (f"{plan.spares} spare(s)" if plan.spares else
                 ("shrink" if plan.recover else "no recovery"))
+    if plan.joiners:
+        recovery += f" + {plan.joiners} joiner(s)"
     faults = ", ".join(f"{f.action} {f.proc}@{f.at:.3f}" for f in plan.faults)
     return (f"seed {plan.seed} {plan.kind}: {plan.tool} {plan.nranks} ranks, {recovery}, "
             f"{human_bytes(plan.nbytes)}, {plan.iters} iters, algo {plan.algo or 'auto'}"

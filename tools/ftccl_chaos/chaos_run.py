@@ -127,7 +127,8 @@ def workload_args(plan):
     """The perf tool's flags, or split_job's (several communicators: world + children)."""
     if plan.tool == "split_job":
         args = ["--steps", str(plan.iters), "--count", str(max(1, plan.nbytes // 4)),
-                "--split-every", str(SPLIT_EVERY), "--spares", str(plan.spares)]
+                "--split-every", str(SPLIT_EVERY), "--spares", str(plan.spares),
+                "--joiners", str(plan.joiners)]
         return args if plan.recover else args + ["--no-shrink"]
     args = ["-b", str(plan.nbytes), "-e", str(plan.nbytes), "-n", str(plan.iters),
             "-w", str(plan.warmup), "-c", "1"]
@@ -251,6 +252,15 @@ def run_job(plan, build, fabric, log_path, hang_grace_s, failure_timeout_s, boot
     fired). Link cuts are done here at their instants; the launcher does the rest."""
     argv, env, timeout = job_command(plan, build, fabric, hang_grace_s, failure_timeout_s,
                                      bootstrap_timeout_s)
+    scratch = tempfile.mkdtemp(prefix="ftccl_chaos_job.")
+    env["FTCCL_CHAOS_DIR"] = scratch  # split_job's join ids; removed with the run
+    try:
+        return _run_job(plan, argv, env, timeout, fabric, log_path, echo)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_job(plan, argv, env, timeout, fabric, log_path, echo):
     cuts = sorted((f for f in plan.faults if f.action == "linkcut"), key=lambda f: f.at)
     with open(log_path, "w") as log:
         shown = ("FTCCL_ALGO", "FTCCL_DEBUG", "FTCCL_BOOTSTRAP_TIMEOUT_MS", "FTCCL_SOCKET_IFNAME")

@@ -9,15 +9,24 @@
 // ftcclX failed: ..." for an error, "... N wrong elements ..." for a wrong result, and
 // one "PERF_VERDICT rank=P PASS|FAIL ..." per process that lives to the end.
 //
+// With --joiners J the last J processes start without a rank: they wait for the join id
+// that rank 0 writes (after init and after each rebuild) into FTCCL_CHAOS_DIR, join the
+// spare pool with ftcclCommJoinAsSpare a moment later, and stand by like the spares, so
+// a fault may strike while one joins.
+//
 // usage (under ftccl_run, FTCCL_RANK/FTCCL_NRANKS/FTCCL_COMM_ID set):
-//   split_job --spares S [--steps N] [--split-every K] [--count C] [--no-shrink]
+//   split_job --spares S [--joiners J] [--steps N] [--split-every K] [--count C]
+//             [--no-shrink]
 #include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include "ftccl.h"
 
@@ -25,6 +34,7 @@ namespace {
 
 struct Options {
   int spares = 0;
+  int joiners = 0;
   long steps = 2000;
   long splitEvery = 10;
   size_t count = 4096;
@@ -52,12 +62,13 @@ bool parse(int argc, char** argv, Options* o) {
     if (v == nullptr) return false;
     ++i;
     if (a == "--spares") o->spares = std::atoi(v);
+    else if (a == "--joiners") o->joiners = std::atoi(v);
     else if (a == "--steps") o->steps = std::atol(v);
     else if (a == "--split-every") o->splitEvery = std::max(1L, std::atol(v));
     else if (a == "--count") o->count = static_cast<size_t>(std::atol(v));
     else return false;
   }
-  return o->spares >= 0 && o->steps > 0;
+  return o->spares >= 0 && o->joiners >= 0 && o->steps > 0;
 }
 
 bool isFailure(ftcclResult_t r) { return r == ftcclRemoteError || r == ftcclTimeout; }
@@ -127,8 +138,27 @@ ftcclResult_t runStep(State& s, const Options& o) {
   return r;
 }
 
+// Where rank 0 leaves a join id for the joiners (the chaos tool's run directory).
+std::string joinIdPath() {
+  const char* dir = std::getenv("FTCCL_CHAOS_DIR");
+  return std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/split_job-" +
+         std::to_string(getppid()) + ".joinid";
+}
+
+// Rank 0 (after init and each rebuild): a fresh join id, written whole (rename).
+void publishJoinId(const State& s, const Options& o) {
+  if (o.joiners == 0 || s.rank != 0) return;
+  ftcclUniqueId id;
+  if (ftcclCommGetJoinId(s.world, &id) != ftcclSuccess) return;
+  std::string path = joinIdPath(), temporary = path + ".tmp";
+  if (FILE* f = std::fopen(temporary.c_str(), "wb")) {
+    bool whole = std::fwrite(&id, sizeof(id), 1, f) == 1;
+    if (std::fclose(f) == 0 && whole) std::rename(temporary.c_str(), path.c_str());
+  }
+}
+
 // After a failure: rebuild the world until an agreement on the step holds.
-bool recover(State& s) {
+bool recover(State& s, const Options* options) {
   for (int attempt = 0; attempt < 8; ++attempt) {
     ftcclRebuildInfo_t info;
     ftcclResult_t r = ftcclCommRebuild(s.world, &info);
@@ -139,6 +169,7 @@ bool recover(State& s) {
     ++s.rebuilds;
     ftcclCommUserRank(s.world, &s.rank);
     ftcclCommCount(s.world, &s.nranks);
+    publishJoinId(s, *options);
     long mine = s.holdsState ? s.step : LONG_MAX;
     long agreed = mine;
     r = note(s, ftcclAllReduce(&mine, &agreed, 1, ftcclInt64, ftcclMin, s.world, nullptr),
@@ -152,6 +183,41 @@ bool recover(State& s) {
   }
   s.problem = "8 rebuilds in a row failed to resynchronise";
   return false;
+}
+
+// A joiner: waits for a join id and joins a moment later. A join through a member that
+// died fails (after the bootstrap timeout); it is tried again only with another id, the
+// one the next rank 0 publishes after its rebuild. If none comes (the job ended first),
+// or rank 0 marks the job ended (a ".ended" file), the joiner gives up and stands down:
+// it never was a member. 25 s at most, inside the chaos tool's hang bound.
+ftcclResult_t joinPool(State& s, ftcclConfig_t* config, bool* gaveUp) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(50 + s.process * 37 % 400));
+  ftcclResult_t r = ftcclInternalError;
+  ftcclUniqueId failed;
+  bool tried = false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(25);
+  while (std::chrono::steady_clock::now() < deadline) {
+    ftcclUniqueId id;
+    FILE* f = std::fopen(joinIdPath().c_str(), "rb");
+    bool read = f != nullptr && std::fread(&id, sizeof(id), 1, f) == 1;
+    if (f != nullptr) std::fclose(f);
+    if (FILE* ended = std::fopen((joinIdPath() + ".ended").c_str(), "rb")) {
+      std::fclose(ended);  // rank 0 finished the job: nothing left to join
+      *gaveUp = true;
+      return r;
+    }
+    if (read && !(tried && std::memcmp(&id, &failed, sizeof(id)) == 0)) {
+      r = ftcclCommJoinAsSpare(&s.world, id, config);
+      if (r == ftcclSuccess) return r;
+      std::printf("[process %d] # join failed; waiting for another join id: %s\n", s.process,
+                  ftcclGetLastError(nullptr));
+      failed = id;
+      tried = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  *gaveUp = tried;
+  return r;
 }
 
 int verdict(const State& s, bool pass, const char* role) {
@@ -186,15 +252,28 @@ int main(int argc, char** argv) {
   ftcclConfig_t config = FTCCL_CONFIG_INITIALIZER;
   config.nSpares = o.spares;
   config.shrinkWhenNoSpares = o.shrink ? 1 : 0;
-  ftcclResult_t r = ftcclCommInitRankConfig(&s.world, processes - o.spares, id, s.process,
-                                            &config);
+  bool joiner = s.process >= processes - o.joiners;
+  ftcclConfig_t joinConfig = FTCCL_CONFIG_INITIALIZER;  // the pool's size is the members'
+  joinConfig.shrinkWhenNoSpares = config.shrinkWhenNoSpares;
+  bool gaveUp = false;
+  ftcclResult_t r =
+      joiner ? joinPool(s, &joinConfig, &gaveUp)
+             : ftcclCommInitRankConfig(&s.world, processes - o.spares - o.joiners, id,
+                                       s.process, &config);
+  if (r != ftcclSuccess && gaveUp) {
+    std::printf("[process %d] # no member to join through before the job ended; standing "
+                "down\n", s.process);
+    return 0;
+  }
   if (r != ftcclSuccess) {
-    std::printf("[rank %d] split_job: ftcclCommInitRank failed: %s (%d): %s\n", s.process,
-                ftcclGetErrorString(r), static_cast<int>(r), ftcclGetLastError(nullptr));
+    std::printf("[rank %d] split_job: %s failed: %s (%d): %s\n", s.process,
+                joiner ? "ftcclCommJoinAsSpare" : "ftcclCommInitRank", ftcclGetErrorString(r),
+                static_cast<int>(r), ftcclGetLastError(nullptr));
     return 1;
   }
   ftcclCommUserRank(s.world, &s.rank);
   ftcclCommCount(s.world, &s.nranks);
+  publishJoinId(s, o);
   const char* role = s.rank < 0 ? "activated spare" : "rank";
   if (s.rank < 0) {
     int activated = 0;
@@ -211,13 +290,14 @@ int main(int argc, char** argv) {
     s.holdsState = false;
     ftcclCommUserRank(s.world, &s.rank);
     ftcclCommCount(s.world, &s.nranks);
+    publishJoinId(s, o);  // an activated spare may be the new rank 0
     s.rebuilds = 1;
     long mine = LONG_MAX, agreed = 0;
     r = ftcclAllReduce(&mine, &agreed, 1, ftcclInt64, ftcclMin, s.world, nullptr);
     if (r == ftcclSuccess) {
       s.step = agreed;
       s.holdsState = true;
-    } else if (!isFailure(r) || !recover(s)) {
+    } else if (!isFailure(r) || !recover(s, &o)) {
       if (s.problem.empty()) reportError(s, r, "ftcclAllReduce (resync)", s.world);
       ftcclCommAbort(s.world);
       return verdict(s, false, role);
@@ -227,12 +307,15 @@ int main(int argc, char** argv) {
     r = runStep(s, o);
     if (r == ftcclSuccess) {
       ++s.step;
-    } else if (!isFailure(r) || !recover(s)) {
+    } else if (!isFailure(r) || !recover(s, &o)) {
       if (s.problem.empty()) reportError(s, r, "ftcclAllReduce (world)", s.world);
       break;
     }
   }
   bool pass = s.problem.empty() && s.step >= o.steps;
+  if (o.joiners > 0 && s.rank == 0) {  // no more joins: a joiner still waiting stands down
+    if (FILE* ended = std::fopen((joinIdPath() + ".ended").c_str(), "wb")) std::fclose(ended);
+  }
   if (pass) {
     r = ftcclCommDestroy(s.world);
     if (r != ftcclSuccess) {

@@ -9,7 +9,9 @@
 // handler, called before the default one, that stops that one message (from
 // uct_cma_ep_tx_error, at FATAL level) and logs it at debug level instead: the transfer
 // then fails, the op fails with it, and ftccl's health thread names the dead peer.
-// Every other message, fatal or not, goes on to UCX's own handlers.
+// Two more reports of a same-host peer that is gone (its shared-memory segment removed
+// when a new endpoint attaches to it) are logged at debug level too. Every other
+// message, fatal or not, goes on to UCX's own handlers.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +21,7 @@ namespace ftccl {
 // Installs the guard once per process (before the first UCP context).
 void installUcxLogGuard();
 
-// How many fatal CMA errors the guard has stopped (tests and logs).
+// How many reports of a dead peer the guard has stopped (tests and logs).
 uint64_t ucxGuardedFailures();
 
 }  // namespace ftccl
