@@ -287,7 +287,16 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
       break;
     case HealthType::kLeave:
       for (auto& [id, r] : registrations_) {
-        if (r.info.commKey == m.commKey && r.info.epoch == m.epoch) onLeave(r, m.rank);
+        if (r.info.commKey != m.commKey) continue;
+        if (r.info.epoch == m.epoch) {
+          onLeave(r, m.rank);
+          continue;
+        }
+        // Sent in another epoch: a spare that joined while the ranks were leaving in
+        // order took their closing connections for crashes (chaos seed 9088). The
+        // sender leaves all the same; its number here comes from its key (none if it is
+        // no member of this epoch: expelled, or never one).
+        if (const MemberInfo* found = memberOf(r.info, from)) onLeave(r, found->rank);
       }
       syncWatched(now);
       break;

@@ -306,6 +306,36 @@ TEST(HealthProtocolSpares, RankCrashActivatesTheSpareSpareCrashOnlyLeavesThePool
   }
 }
 
+// A spare that joined while the ranks were leaving is an epoch ahead of their LEAVE: it
+// must still count them as gone in order, by their keys (their numbers are another
+// epoch's), and never take their exits for failures (chaos seed 9088).
+TEST(HealthProtocolSpares, ALeaveSentInAnotherEpochStillCounts) {
+  WithSpares c(2, 1);
+  c.net.runFor(50ms);
+  for (int r : {0, 1}) {
+    HealthMessage leave;
+    leave.type = HealthType::kLeave;
+    leave.commKey = 7;
+    leave.epoch = 3;        // not the spare's epoch (0)
+    leave.rank = 1 - r;     // numbered as in that other epoch: not to be trusted here
+    EXPECT_FALSE(c.procs[2]->allRanksLeft);
+    c.procs[2]->protocol().onMessage(keyOf(r), leave, c.net.now());
+  }
+  EXPECT_TRUE(c.procs[2]->allRanksLeft);
+  c.net.kill(keyOf(0));  // the exits close the connections: no failure
+  c.net.kill(keyOf(1));
+  c.net.runFor(500ms);
+  EXPECT_TRUE(c.procs[2]->reports.empty());
+  // A LEAVE from a process that is no member here changes nothing.
+  WithSpares d(2, 1);
+  HealthMessage stranger;
+  stranger.type = HealthType::kLeave;
+  stranger.commKey = 7;
+  stranger.epoch = 3;
+  d.procs[2]->protocol().onMessage("127.0.0.1:9", stranger, d.net.now());
+  EXPECT_FALSE(d.procs[2]->allRanksLeft);
+}
+
 TEST(HealthProtocolSpares, WaitingSparesHearWhenEveryRankLeft) {
   WithSpares c(2, 1);
   c.net.runFor(50ms);
