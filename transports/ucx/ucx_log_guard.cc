@@ -2,7 +2,6 @@
 
 #include <ucs/debug/log_def.h>
 
-#include <atomic>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -13,8 +12,6 @@
 namespace ftccl {
 
 namespace {
-
-std::atomic<uint64_t> guardedFailures{0};
 
 // What UCX 1.13 reports about a same-host peer that is gone, and ftccl handles: the
 // function, its level, and a part of the message that says the peer is gone.
@@ -45,7 +42,6 @@ ucs_log_func_rc_t guard(const char* /*file*/, unsigned /*line*/, const char* fun
   for (const DeadPeerReport& report : kDeadPeerReports) {
     if (level != report.level || std::strcmp(function, report.function) != 0) continue;
     if (report.says != nullptr && std::strstr(message, report.says) == nullptr) continue;
-    guardedFailures.fetch_add(1, std::memory_order_relaxed);
     FTCCL_LOG(Debug, Net, "a shared-memory peer is gone; UCX: {} (the transfer or endpoint "
               "fails; health names the peer)", message);
     return UCS_LOG_FUNC_RC_STOP;
@@ -59,7 +55,5 @@ void installUcxLogGuard() {
   static std::once_flag once;
   std::call_once(once, [] { ucs_log_push_handler(guard); });
 }
-
-uint64_t ucxGuardedFailures() { return guardedFailures.load(std::memory_order_relaxed); }
 
 }  // namespace ftccl

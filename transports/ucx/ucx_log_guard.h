@@ -14,14 +14,9 @@
 // message, fatal or not, goes on to UCX's own handlers.
 #pragma once
 
-#include <cstdint>
-
 namespace ftccl {
 
 // Installs the guard once per process (before the first UCP context).
 void installUcxLogGuard();
-
-// How many reports of a dead peer the guard has stopped (tests and logs).
-uint64_t ucxGuardedFailures();
 
 }  // namespace ftccl

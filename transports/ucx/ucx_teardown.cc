@@ -125,8 +125,11 @@ size_t UcxTransport::drainUnexpected() {
 // peer error mode this is the only close there is: an endpoint that did not flush in
 // time is left to ucp_worker_destroy.
 void UcxTransport::closeEndpointsFlushed(Clock::time_point deadline) {
-  std::vector<ucs_status_ptr_t> flushing;
-  std::vector<bool> flushOnly;
+  struct Flush {
+    ucs_status_ptr_t request;
+    bool peerMode;  // a flush (the forced close follows), else a flushing close
+  };
+  std::vector<Flush> flushing;
   // Only the current members: a former one failed (its endpoint may have failed too, and
   // UCX logs a flush of a failed endpoint as an error without peer error mode).
   std::vector<bool> member(peers_.size(), false);
@@ -134,33 +137,24 @@ void UcxTransport::closeEndpointsFlushed(Clock::time_point deadline) {
   for (size_t w = 0; w < peers_.size(); ++w) {
     Peer& p = peers_[w];
     if (p.ep == nullptr || p.state->failed || !member[w]) continue;
-    bool peerMode = p.epPeerMode;
-    flushOnly.push_back(peerMode);
     ucp_request_param_t params = closeParams(0);
-    ucs_status_ptr_t request = peerMode ? ucp_ep_flush_nbx(p.ep, &params)
-                                        : ucp_ep_close_nbx(p.ep, &params);
-    if (!peerMode) p.ep = nullptr;
-    if (UCS_PTR_IS_PTR(request)) {
-      flushing.push_back(request);
-    } else {
-      flushOnly.pop_back();
-    }
+    ucs_status_ptr_t request = p.epPeerMode ? ucp_ep_flush_nbx(p.ep, &params)
+                                            : ucp_ep_close_nbx(p.ep, &params);
+    if (UCS_PTR_IS_PTR(request)) flushing.push_back({request, p.epPeerMode});
+    if (!p.epPeerMode) p.ep = nullptr;
   }
   size_t late = 0;
-  for (size_t i = 0; i < flushing.size(); ++i) {
-    ucs_status_ptr_t request = flushing[i];
-    bool peerMode = flushOnly[i];
-    while (ucp_request_check_status(request) == UCS_INPROGRESS && Clock::now() < deadline) {
+  for (const Flush& f : flushing) {
+    while (ucp_request_check_status(f.request) == UCS_INPROGRESS && Clock::now() < deadline) {
       ucp_worker_progress(worker_);
     }
-    if (ucp_request_check_status(request) == UCS_INPROGRESS) {
-      ++late;
-      if (peerMode) {
-        closing_.push_back(request);  // the forced close ends it
-        continue;
-      }
+    bool done = ucp_request_check_status(f.request) != UCS_INPROGRESS;
+    late += done ? 0 : 1;
+    if (!done && f.peerMode) {
+      closing_.push_back(f.request);  // the forced close ends it
+    } else {
+      ucp_request_free(f.request);  // UCX frees a close still in progress when it ends
     }
-    ucp_request_free(request);
   }
   if (late > 0) {
     FTCCL_LOG(Info, Net, "rank {}: {} endpoint(s) did not flush within {} ms (a peer stopped or "
