@@ -42,11 +42,15 @@ std::string localHost() {
 // through the loopback stack: the thread used 1.2% of a core per process here, and
 // ranks sharing cores paid for its wakeups. A lost probe costs nothing (a silence
 // must last a failure timeout, 100 probes); the TCP connections stay, idle, for what
-// they do best: their close is a crash, seen at once, and they carry the few ordered
-// messages (FAILED, LEAVE, agreement), each of which wakes the receiver.
+// they do best: their close is a crash, seen at once (once a reconnect is refused:
+// verifyLosses), and they carry the few ordered messages (FAILED, LEAVE, agreement),
+// each of which wakes the receiver.
 constexpr size_t kMaxProbeBytes = 1024;  // a hello with the sender's key, and a probe
 constexpr int kProbeBatch = 32;          // datagrams per recvmmsg / sendmmsg call
 constexpr auto kNoProbeWarning = std::chrono::milliseconds(500);
+// A reconnect to a live process is answered by its kernel, busy or not: within a round
+// trip. Longer means the host is gone too.
+constexpr auto kVerifyLimit = std::chrono::milliseconds(100);
 
 // The kernel stamps what arrives (SO_TIMESTAMPNS), so a round trip can leave out how
 // long heartbeats and acks sat unread until a tick: without it the measured round trip
@@ -99,6 +103,8 @@ class HealthService::Driver final : public HealthNetwork {
     bool closeWhenFlushed = false;  // a notice carrier, or no longer monitored
     bool accepted = false;          // the peer opened it (it may close it at any time)
     HealthTime openedAt{};          // monitoring: for the warning about missing probes
+    bool established = false;       // our connect completed (or the peer opened it)
+    bool verifying = false;         // reopened after a close: is the peer still there?
     std::vector<uint8_t> in, out;
   };
 
@@ -189,6 +195,7 @@ class HealthService::Driver final : public HealthNetwork {
     int rc = connect(fd, addr.sa(), addr.length);
     bool refused = rc != 0 && errno != EINPROGRESS;
     c->connecting = rc != 0 && !refused;
+    c->established = rc == 0;
     conns.push_back(std::move(c));
     Conn* added = conns.back().get();
     if (refused) lost(*added);  // nobody listens there: the process is gone
@@ -217,11 +224,40 @@ class HealthService::Driver final : public HealthNetwork {
   }
 
   // The connection broke; the protocol hears of it after the current event, not inside
-  // one of its own calls.
+  // one of its own calls. An established monitoring connection that closes is not yet
+  // proof of a crash: it is reopened first (verifyLosses), and only a refusal (nobody
+  // listens: the process is gone) or no answer in kVerifyLimit counts. A live peer whose
+  // connection closed for a reason of its own (seen in chaos runs over TCP between
+  // network namespaces, before any fault: both monitoring connections of one healthy
+  // process closed within 3 ms) is thus not expelled.
   void lost(Conn& c) {
     c.fd.reset();
     flushed.notify_all();
-    if (c.monitoring) lostKeys.push_back(c.key);
+    if (!c.monitoring) return;
+    if (c.established) {
+      toVerify.push_back(c.key);
+    } else {
+      lostKeys.push_back(c.key);
+    }
+  }
+
+  void verifyLosses(HealthTime now) {
+    std::vector<ProcessKey> keys;
+    keys.swap(toVerify);
+    for (const ProcessKey& key : keys) {
+      bool stillMonitored = false;
+      for (auto& c : conns) stillMonitored = stillMonitored || (c->key == key && c->monitoring);
+      if (!stillMonitored) continue;  // unmonitored meanwhile
+      FTCCL_LOG(Debug, Health, "health connection to {} closed: reconnecting to tell a crash "
+                "from a closed connection", key);
+      if (Conn* again = open(key, /*monitoring=*/true)) {
+        again->verifying = true;
+        again->openedAt = now;
+      }
+    }
+    for (auto& c : conns) {
+      if (c->verifying && c->fd.valid() && now - c->openedAt > kVerifyLimit) lost(*c);
+    }
   }
 
   void readFrom(Conn& c, HealthTime now) {
@@ -380,6 +416,7 @@ class HealthService::Driver final : public HealthNetwork {
   }
 
   void reportLosses(HealthTime now) {
+    verifyLosses(now);
     while (!lostKeys.empty()) {
       ProcessKey key = lostKeys.back();
       lostKeys.pop_back();
@@ -422,6 +459,7 @@ class HealthService::Driver final : public HealthNetwork {
   int wake[2] = {-1, -1};
   std::vector<std::unique_ptr<Conn>> conns;
   std::vector<ProcessKey> lostKeys;
+  std::vector<ProcessKey> toVerify;  // lost established monitoring connections
   HealthProtocol protocol;
 };
 
@@ -622,6 +660,12 @@ void HealthService::run() {
         }
         if (!(ev & POLLOUT)) continue;
         c.connecting = false;
+        c.established = true;
+        if (c.verifying) {
+          c.verifying = false;
+          FTCCL_LOG(Info, Health, "health connection to {} closed, but it accepted a new one: "
+                    "not taken for a crash", c.key);
+        }
       }
       if (ev & (POLLIN | POLLHUP | POLLERR)) d.readFrom(c, now);
       if (c.fd.valid() && !d.flush(c)) d.lost(c);
