@@ -1,14 +1,18 @@
 // The one place where the wire tag of a message is laid out.
 //
-//  63        52 51        40 39                24 23  20 19                   0
-// +------------+------------+--------------------+------+----------------------+
-// |  comm id   |   epoch    |   op sequence      | chan |     source rank      |
-// |  12 bits   |  12 bits   |     16 bits        | 4 b  |       20 bits        |
-// +------------+------------+--------------------+------+----------------------+
+//  63  60 59     52 51        40 39                24 23  20 19                   0
+// +------+---------+------------+--------------------+------+----------------------+
+// | comm |  sig    |   epoch    |   op sequence      | chan |     source rank      |
+// | 4 b  | 8 bits  |  12 bits   |     16 bits        | 4 b  |       20 bits        |
+// +------+---------+------------+--------------------+------+----------------------+
 //
-// - comm id: low bits of a per-communicator random id (two communicators sharing a
-//   worker by accident still cannot match each other's messages, but we use one
-//   worker per communicator anyway).
+// - comm id: low bits of a per-communicator random id. Only a guard: every
+//   communicator has a worker of its own, so 4 bits are plenty.
+// - signature: a digest of the op's arguments that every rank must pass alike (count,
+//   type, reduction, root, algorithm). Ranks that disagree post tags that never match,
+//   even when every message happens to have the same length on both sides; the
+//   receiver finds the stranded message by probing with this field masked out and
+//   fails the op by name (UcxTransport::findMismatchedMessage). Send/Recv uses 0.
 // - epoch: membership generation; receives are posted with the current epoch, so a
 //   message of an old epoch can never match. It wraps at 4096: far more rebuilds
 //   than one job survives, and old-epoch leftovers are flushed at each rebuild.
@@ -33,26 +37,31 @@ struct TagLayout {
   static constexpr int kChannelBits = 4;
   static constexpr int kSeqBits = 16;
   static constexpr int kEpochBits = 12;
-  static constexpr int kCommBits = 12;
+  static constexpr int kSignatureBits = 8;
+  static constexpr int kCommBits = 4;
 
   static constexpr int kRankShift = 0;
   static constexpr int kChannelShift = kRankShift + kRankBits;
   static constexpr int kSeqShift = kChannelShift + kChannelBits;
   static constexpr int kEpochShift = kSeqShift + kSeqBits;
-  static constexpr int kCommShift = kEpochShift + kEpochBits;
+  static constexpr int kSignatureShift = kEpochShift + kEpochBits;
+  static constexpr int kCommShift = kSignatureShift + kSignatureBits;
   static_assert(kCommShift + kCommBits == 64, "the tag must use exactly 64 bits");
 
   static constexpr uint64_t kMaxRanks = 1ull << kRankBits;
   static constexpr uint32_t kChannels = 1u << kChannelBits;
 
-  static constexpr uint64_t make(uint64_t commId, uint64_t epoch, uint64_t seq, uint64_t channel,
-                                 uint64_t srcRank) {
-    return tagField(commId, kCommBits, kCommShift) | tagField(epoch, kEpochBits, kEpochShift) |
-           tagField(seq, kSeqBits, kSeqShift) | tagField(channel, kChannelBits, kChannelShift) |
-           tagField(srcRank, kRankBits, kRankShift);
+  static constexpr uint64_t make(uint64_t commId, uint64_t signature, uint64_t epoch,
+                                 uint64_t seq, uint64_t channel, uint64_t srcRank) {
+    return tagField(commId, kCommBits, kCommShift) |
+           tagField(signature, kSignatureBits, kSignatureShift) |
+           tagField(epoch, kEpochBits, kEpochShift) | tagField(seq, kSeqBits, kSeqShift) |
+           tagField(channel, kChannelBits, kChannelShift) | tagField(srcRank, kRankBits, kRankShift);
   }
   // Receives match every bit: one exact sender, op, channel, epoch and communicator.
   static constexpr uint64_t kFullMask = ~0ull;
+  // Every field but the signature: the same sender, op and channel with any arguments.
+  static constexpr uint64_t kAnySignatureMask = ~tagField(~0ull, kSignatureBits, kSignatureShift);
   // Everything of one communicator and epoch (for flushing old-epoch leftovers).
   static constexpr uint64_t kEpochMask =
       tagField(~0ull, kCommBits, kCommShift) | tagField(~0ull, kEpochBits, kEpochShift);
@@ -68,6 +77,9 @@ struct TagLayout {
   }
   static constexpr uint32_t channelOf(uint64_t tag) {
     return static_cast<uint32_t>((tag >> kChannelShift) & ((1ull << kChannelBits) - 1));
+  }
+  static constexpr uint32_t signatureOf(uint64_t tag) {
+    return static_cast<uint32_t>((tag >> kSignatureShift) & ((1ull << kSignatureBits) - 1));
   }
   static constexpr uint32_t commOf(uint64_t tag) {
     return static_cast<uint32_t>((tag >> kCommShift) & ((1ull << kCommBits) - 1));

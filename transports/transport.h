@@ -16,8 +16,9 @@
 namespace ftccl {
 
 struct MessageKey {
-  uint32_t opSeq = 0;    // which collective (wraps, see tag_layout.h)
-  uint32_t channel = 0;  // independent in-order stream inside one collective
+  uint32_t opSeq = 0;      // which collective (wraps, see tag_layout.h)
+  uint32_t channel = 0;    // independent in-order stream inside one collective
+  uint32_t signature = 0;  // digest of the op's arguments: keys that differ never match
 };
 
 // An in-flight send or receive, owned by the transport. Poll it with Transport::test.
@@ -42,6 +43,11 @@ class Transport {
 
   // Cancels and releases a request (e.g. a receive from a failed peer); never blocks.
   virtual void cancel(TransportRequest** request) = 0;
+
+  // Fails (ftcclInvalidUsage, naming the peer) when a posted receive waits for a message
+  // that has arrived with the same op and channel but another signature: the ranks
+  // called the op with different arguments, and neither side would ever match.
+  virtual Status findMismatchedMessage() { return Status::ok(); }
 
   // Makes progress on all requests; returns true if anything happened.
   virtual bool progress() = 0;

@@ -42,7 +42,7 @@ class ChainBroadcast final : public Collective {
       *done = true;
       return Status::ok();
     }
-    MessageKey key{args_.opSeq, 0};
+    MessageKey key = args_.key(0);
     // Receive in order, up to `window_` chunks ahead.
     if (!chain_.isRoot()) {
       while (recvPosted_ < nChunks_ && recvs_.size() < window_) {

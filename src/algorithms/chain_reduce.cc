@@ -47,7 +47,7 @@ class ChainReduce final : public Collective {
     }
     if (nChunks_ && scratch_.slots < 1) return internalError("chain reduce needs a staging slot");
     bool first = position_ == 0, root = position_ == n_ - 1;
-    MessageKey key{args_.opSeq, 0};
+    MessageKey key = args_.key(0);
     if (!first) {
       // Post receives ahead while their slots are free.
       size_t freed = root ? received_ : sendsDone_;

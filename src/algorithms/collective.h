@@ -27,7 +27,18 @@ struct CollectiveArgs {
   ftcclRedOp_t op = ftcclSum;
   int root = 0;
   uint32_t opSeq = 0;
+  uint32_t signature = 0;  // opSignature(): every message of the op carries it
+
+  MessageKey key(uint32_t channel) const { return {opSeq, channel, signature}; }
 };
+
+// Which op a phase's messages belong to (composite algorithms hand it to their phases).
+struct OpId {
+  uint32_t seq = 0;
+  uint32_t signature = 0;
+  MessageKey key(uint32_t channel) const { return {seq, channel, signature}; }
+};
+inline OpId opIdOf(const CollectiveArgs& args) { return {args.opSeq, args.signature}; }
 
 // Staging memory owned by the communicator: allocated and pre-faulted once at init,
 // `slots` buffers of `slotBytes` each (2 per pipeline channel). One op uses it at a

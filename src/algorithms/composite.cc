@@ -4,6 +4,7 @@
 // so a send to a peer and a receive from it in one group can never deadlock, whatever
 // the order the ranks issued them in. Keys carry a per-peer sequence on the reserved
 // channel, so transfers between two ranks match in issue order.
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -115,6 +116,8 @@ class PointToPointOp final : public Collective {
     std::vector<int> peers;
     for (size_t i = 0; i < transfers_.size(); ++i)
       if (!finished_[i]) peers.push_back(transfers_[i].peer);
+    std::sort(peers.begin(), peers.end());
+    peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
     return peers;
   }
   uint64_t progressMark() const override { return completed_; }

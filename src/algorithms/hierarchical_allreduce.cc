@@ -201,7 +201,7 @@ class HierarchicalAllReduce final : public Collective {
     bool avg = args.op == ftcclAvg;
 
     SubsetTransport& intraReduce = view(local, kIntraReduceChannels);
-    out->push_back(mapped(makeRingReduceScatterPhase(intraReduce, scratch, pipeline, args.opSeq,
+    out->push_back(mapped(makeRingReduceScatterPhase(intraReduce, scratch, pipeline, opIdOf(args),
                                                      args.type, args.op, 0, segments,
                                                      args.sendbuff, mine),
                           intraReduce));
@@ -218,7 +218,7 @@ class HierarchicalAllReduce final : public Collective {
                                                   transport_.size()));
     }
     SubsetTransport& intraGather = view(local, kIntraGatherChannels);
-    out->push_back(mapped(makeRingAllGatherPhase(intraGather, pipeline, args.opSeq, elem,
+    out->push_back(mapped(makeRingAllGatherPhase(intraGather, pipeline, opIdOf(args), elem,
                                                  segments, recv),
                           intraGather));
   }

@@ -132,7 +132,7 @@ class RecursiveDoublingAllReduce final : public Collective {
     size_t count = std::min(chunkElems_, args_.count - first);
     uint8_t* result = static_cast<uint8_t*>(args_.recvbuff) + first * elemSize_;
     if (!posted_) {
-      MessageKey key{args_.opSeq, 0};
+      MessageKey key = args_.key(0);
       size_t bytes = count * elemSize_;
       size_t pieceElems = std::max<size_t>(
           1, (bytes <= kPieceBytes * kMaxPieces ? kPieceBytes : bytes) / elemSize_);

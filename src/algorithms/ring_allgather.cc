@@ -23,9 +23,9 @@ namespace {
 
 class RingAllGather final : public Collective {
  public:
-  RingAllGather(Transport& transport, const PipelineConfig& pipeline, uint32_t opSeq,
+  RingAllGather(Transport& transport, const PipelineConfig& pipeline, OpId op,
                 size_t elemSize, std::vector<Segment> segments, void* buffer)
-      : transport_(transport), opSeq_(opSeq), elemSize_(elemSize),
+      : transport_(transport), op_(op), elemSize_(elemSize),
         segments_(std::move(segments)), buffer_(static_cast<uint8_t*>(buffer)),
         n_(transport.size()), rank_(transport.rank()) {
     size_t largest = 0;
@@ -85,7 +85,7 @@ class RingAllGather final : public Collective {
       Segment sendPart = sliceOf(segments_[mod(rank_ - ch.step)], ch.slice, sliceElems_);
       Segment recvPart = sliceOf(segments_[mod(rank_ - ch.step - 1)], ch.slice, sliceElems_);
       if (!ch.posted) {
-        MessageKey key{opSeq_, static_cast<uint32_t>(c)};
+        MessageKey key = op_.key(static_cast<uint32_t>(c));
         if (recvPart.count) {
           FTCCL_CHECK(transport_.irecv(mod(rank_ - 1), buffer_ + recvPart.offset * elemSize_,
                                        recvPart.count * elemSize_, key, &ch.recv));
@@ -111,7 +111,7 @@ class RingAllGather final : public Collective {
   }
 
   Transport& transport_;
-  uint32_t opSeq_;
+  OpId op_;
   size_t elemSize_;
   std::vector<Segment> segments_;
   uint8_t* buffer_;
@@ -126,7 +126,7 @@ class NcclAllGather final : public Collective {
  public:
   NcclAllGather(Transport& transport, const PipelineConfig& pipeline, const CollectiveArgs& args)
       : args_(args), bytes_(args.count * dataTypeSize(args.type)) {
-    phase_ = makeRingAllGatherPhase(transport, pipeline, args.opSeq, dataTypeSize(args.type),
+    phase_ = makeRingAllGatherPhase(transport, pipeline, opIdOf(args), dataTypeSize(args.type),
                                     equalParts(transport.size(), args.count), args.recvbuff);
     ownAt_ = static_cast<uint8_t*>(args.recvbuff) + static_cast<size_t>(transport.rank()) * bytes_;
   }
@@ -150,10 +150,10 @@ class NcclAllGather final : public Collective {
 }  // namespace
 
 std::unique_ptr<Collective> makeRingAllGatherPhase(Transport& transport,
-                                                   const PipelineConfig& pipeline, uint32_t opSeq,
+                                                   const PipelineConfig& pipeline, OpId op,
                                                    size_t elemSize, std::vector<Segment> segments,
                                                    void* buffer) {
-  return std::make_unique<RingAllGather>(transport, pipeline, opSeq, elemSize,
+  return std::make_unique<RingAllGather>(transport, pipeline, op, elemSize,
                                          std::move(segments), buffer);
 }
 

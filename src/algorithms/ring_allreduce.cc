@@ -103,7 +103,7 @@ class RingAllReduce final : public Collective {
       Segment recvPart = sliceOf(ring_.segment(ring_.recvSegment(ch.step)), ch.slice, sliceElems_);
       bool reduceStep = ring_.isReduceScatterStep(ch.step);
       if (!ch.posted) {
-        MessageKey key{args_.opSeq, static_cast<uint32_t>(c)};
+        MessageKey key = args_.key(static_cast<uint32_t>(c));
         if (recvPart.count) {
           void* into = reduceStep ? scratch_.slot(c) : output() + recvPart.offset * elemSize_;
           FTCCL_CHECK(transport_.irecv(ring_.prev(), into, recvPart.count * elemSize_, key,

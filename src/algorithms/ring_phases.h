@@ -32,13 +32,13 @@ inline std::vector<Segment> ringParts(int n, size_t count) {
 // the result is divided by it (ftcclAvg); op Avg otherwise combines as Sum.
 std::unique_ptr<Collective> makeRingReduceScatterPhase(
     Transport& transport, const Scratch& scratch, const PipelineConfig& pipeline,
-    uint32_t opSeq, ftcclDataType_t type, ftcclRedOp_t op, int avgDivisor,
+    OpId id, ftcclDataType_t type, ftcclRedOp_t op, int avgDivisor,
     std::vector<Segment> segments, const void* input, void* out);
 
 // All-gather: every segment ends in `buffer` at its offset on every rank; rank r's own
 // segment must already be there (callers copy it in first when not in place).
 std::unique_ptr<Collective> makeRingAllGatherPhase(Transport& transport,
-                                                   const PipelineConfig& pipeline, uint32_t opSeq,
+                                                   const PipelineConfig& pipeline, OpId id,
                                                    size_t elemSize, std::vector<Segment> segments,
                                                    void* buffer);
 

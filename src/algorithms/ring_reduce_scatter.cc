@@ -32,9 +32,9 @@ namespace {
 class RingReduceScatter final : public Collective {
  public:
   RingReduceScatter(Transport& transport, const Scratch& scratch, const PipelineConfig& pipeline,
-                    uint32_t opSeq, ftcclDataType_t type, ftcclRedOp_t op, int avgDivisor,
+                    OpId id, ftcclDataType_t type, ftcclRedOp_t op, int avgDivisor,
                     std::vector<Segment> segments, const void* input, void* out)
-      : transport_(transport), scratch_(scratch), opSeq_(opSeq), type_(type), op_(op),
+      : transport_(transport), scratch_(scratch), id_(id), type_(type), op_(op),
         avgDivisor_(avgDivisor), segments_(std::move(segments)),
         input_(static_cast<const uint8_t*>(input)), out_(static_cast<uint8_t*>(out)),
         elemSize_(dataTypeSize(type)), n_(transport.size()), rank_(transport.rank()) {
@@ -119,7 +119,7 @@ class RingReduceScatter final : public Collective {
       Segment recvPart = sliceOf(segments_[recvSeg], ch.slice, sliceElems_);
       size_t recvBegin = recvPart.offset - segments_[recvSeg].offset;  // within the output
       if (!ch.posted) {
-        MessageKey key{opSeq_, static_cast<uint32_t>(c)};
+        MessageKey key = id_.key(static_cast<uint32_t>(c));
         if (recvPart.count) {
           FTCCL_CHECK(transport_.irecv(prev(), slot(c, 1 - ch.sendSlot),
                                        recvPart.count * elemSize_, key, &ch.recv));
@@ -157,7 +157,7 @@ class RingReduceScatter final : public Collective {
 
   Transport& transport_;
   Scratch scratch_;
-  uint32_t opSeq_;
+  OpId id_;
   ftcclDataType_t type_;
   ftcclRedOp_t op_;
   int avgDivisor_;
@@ -176,9 +176,9 @@ class RingReduceScatter final : public Collective {
 
 std::unique_ptr<Collective> makeRingReduceScatterPhase(
     Transport& transport, const Scratch& scratch, const PipelineConfig& pipeline,
-    uint32_t opSeq, ftcclDataType_t type, ftcclRedOp_t op, int avgDivisor,
+    OpId id, ftcclDataType_t type, ftcclRedOp_t op, int avgDivisor,
     std::vector<Segment> segments, const void* input, void* out) {
-  return std::make_unique<RingReduceScatter>(transport, scratch, pipeline, opSeq, type, op,
+  return std::make_unique<RingReduceScatter>(transport, scratch, pipeline, id, type, op,
                                              avgDivisor, std::move(segments), input, out);
 }
 
@@ -186,7 +186,7 @@ std::unique_ptr<Collective> makeRingReduceScatter(Transport& transport, const Sc
                                                   const PipelineConfig& pipeline,
                                                   const CollectiveArgs& args) {
   int n = transport.size();
-  return makeRingReduceScatterPhase(transport, scratch, pipeline, args.opSeq, args.type, args.op,
+  return makeRingReduceScatterPhase(transport, scratch, pipeline, opIdOf(args), args.type, args.op,
                                     args.op == ftcclAvg ? n : 0, equalParts(n, args.count),
                                     args.sendbuff, args.recvbuff);
 }

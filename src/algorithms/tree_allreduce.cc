@@ -185,7 +185,7 @@ class TreeAllReduce final : public Collective {
     size_t bytes = count * elemSize_;
     const std::vector<int>& children = tree.links.children;
     if (!s.posted) {
-      MessageKey key{args_.opSeq, static_cast<uint32_t>(lane.tree * lanesPerTree_ + lane.index)};
+      MessageKey key = args_.key(static_cast<uint32_t>(lane.tree * lanesPerTree_ + lane.index));
       switch (kind) {
         case kGather:
           for (size_t i = 0; i < children.size(); ++i) {

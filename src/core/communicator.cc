@@ -862,8 +862,34 @@ std::unique_ptr<Collective> Communicator::buildBatch(const std::vector<OpRequest
   return makeSequence(std::move(parts));
 }
 
+namespace {
+
+// A digest of what every rank must pass alike for the op's messages to pair up: it
+// rides in every message's tag (tag_layout.h), so ranks that disagree never match and
+// the receiver names the mismatch instead of reducing the wrong bytes.
+uint32_t opSignature(CollectiveKind kind, const CollectiveArgs& args, const AlgorithmChoice& choice) {
+  bool rooted = kind == CollectiveKind::kBroadcast || kind == CollectiveKind::kReduce;
+  bool reduces = kind != CollectiveKind::kBroadcast && kind != CollectiveKind::kAllGather;
+  const uint64_t fields[] = {static_cast<uint64_t>(kind),
+                             args.count,
+                             static_cast<uint64_t>(args.type),
+                             reduces ? static_cast<uint64_t>(args.op) : 0,
+                             rooted ? static_cast<uint64_t>(args.root) : 0,
+                             static_cast<uint64_t>(choice.algorithm),
+                             choice.pipeline.chunkBytes,
+                             static_cast<uint64_t>(choice.pipeline.channels)};
+  uint64_t hash = 0;  // one multiply per field (on every op's path): enough to spread 8 bits
+  for (uint64_t field : fields) {
+    hash = (hash ^ field) * 0x9e3779b97f4a7c15ull;
+    hash ^= hash >> 29;
+  }
+  return static_cast<uint32_t>(hash >> 56);  // the tag keeps 8 bits: the best-mixed ones
+}
+
+}  // namespace
+
 std::unique_ptr<Collective> Communicator::buildCollective(const OpRequest& request) {
-  const CollectiveArgs& args = request.args;
+  CollectiveArgs args = request.args;
   CollectiveKind kind = collectiveKindOf(request.kind);
   size_t bytes = args.count * dataTypeSize(args.type);
   if (kind == CollectiveKind::kAllGather || kind == CollectiveKind::kReduceScatter) {
@@ -871,9 +897,11 @@ std::unique_ptr<Collective> Communicator::buildCollective(const OpRequest& reque
   }
   if (request.algorithm >= 0) {
     AlgorithmChoice choice = tuner_.with(static_cast<Algorithm>(request.algorithm), kind, bytes, shape_);
+    args.signature = opSignature(kind, args, choice);
     return makeAllReduce(choice, args);
   }
   AlgorithmChoice choice = tuner_.choose(kind, bytes, shape_);
+  args.signature = opSignature(kind, args, choice);
   // The choice is logged once per collective, algorithm and power-of-two size class.
   int sizeClass = 0;
   while (sizeClass < 63 && (size_t{2} << sizeClass) <= bytes) ++sizeClass;
@@ -1184,14 +1212,7 @@ Status Communicator::drive(Collective& op, const std::string& what, Clock::time_
     }
     bool done = false;
     Status st = op.progress(&done);
-    if (!st.isOk() && st.code() == ftcclInvalidUsage) {
-      // The ranks disagree on the op (a count differs): nobody failed, waiting for
-      // health would only delay the error. The peers' ops are left to their timeouts.
-      op.abort();
-      Status failed(st.code(), what + ": " + st.message());
-      revoke(failed);
-      return failed;
-    }
+    if (!st.isOk() && st.code() == ftcclInvalidUsage) return failDisagreement(op, what, st);
     if (!st.isOk()) {
       logMidTransfer();
       op.abort();
@@ -1221,6 +1242,8 @@ Status Communicator::drive(Collective& op, const std::string& what, Clock::time_
     if ((idleRounds & 31) == 0) sched_yield();
     if ((idleRounds & 63) != 0 || Clock::now() - spinStart < spinBudget_) continue;
 
+    Status mismatch = transport_->findMismatchedMessage();
+    if (!mismatch.isOk()) return failDisagreement(op, what, mismatch);
     auto now = Clock::now();
     if (config_.opTimeoutMs > 0 &&
         now - lastActivity > std::chrono::milliseconds(config_.opTimeoutMs)) {
@@ -1240,6 +1263,17 @@ Status Communicator::drive(Collective& op, const std::string& what, Clock::time_
     }
     if (transport_->progress()) idleRounds = 0;
   }
+}
+
+// The ranks disagree on the op (a count or a type differs): nobody failed, so waiting
+// for health would only delay the error. The peers' ops are left to their own checks
+// and timeouts.
+Status Communicator::failDisagreement(Collective& op, const std::string& what,
+                                      const Status& cause) {
+  op.abort();
+  Status failed(cause.code(), what + ": " + cause.message());
+  revoke(failed);
+  return failed;
 }
 
 // Which transfers a revoke cut short, per peer: a fault that strikes in the middle of a

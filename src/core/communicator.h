@@ -141,6 +141,7 @@ class Communicator final : public HealthListener {
   // `started`: when the caller began timing the op (saves a clock read), else now.
   Status drive(Collective& op, const std::string& what,
                std::chrono::steady_clock::time_point started = {});
+  Status failDisagreement(Collective& op, const std::string& what, const Status& cause);
   // A blocking all-gather through the op order (CommSplit's exchanges).
   Status allGatherBytes(const void* mine, void* all, size_t bytesEach);
   std::unique_ptr<Collective> buildBatch(const std::vector<OpRequest>& batch);

@@ -25,7 +25,7 @@ SimFabric::Request* requestOf(TransportRequest* r) {
   return reinterpret_cast<SimFabric::Request*>(r);
 }
 bool sameKey(const MessageKey& a, const MessageKey& b) {
-  return a.opSeq == b.opSeq && a.channel == b.channel;
+  return a.opSeq == b.opSeq && a.channel == b.channel && a.signature == b.signature;
 }
 
 }  // namespace

@@ -15,15 +15,18 @@
 #include <cstdint>
 
 #include "transports/link_counters.h"
+#include "transports/ucx/ucx_staged_sends.h"
 
 namespace ftccl {
 
 struct UcxRequest {
   LinkCounters::Direction* counted = nullptr;  // null: not counted
   uint64_t bytes = 0;                          // bytes posted
+  uint64_t tag = 0;                            // a receive's tag (findMismatchedMessage)
   int32_t world = -1;                          // the peer's worker index
   int32_t peer = -1;                           // its logical rank when posted
   bool receive = false;
+  StagedSend* staged = nullptr;  // a staged send's slot, released with the request
   UcxRequest* prev = nullptr;
   UcxRequest* next = nullptr;
 };

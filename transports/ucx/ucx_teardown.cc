@@ -82,6 +82,7 @@ void UcxTransport::cancelAll() {
   while (!active_.empty()) {
     UcxRequest* r = active_.head();
     untrack(r, /*completed=*/false);
+    abandon(r);
     orphans_.push(r);
   }
   for (UcxRequest* r = orphans_.head(); r != nullptr; r = r->next) ucp_request_cancel(worker_, r);
@@ -98,7 +99,7 @@ size_t UcxTransport::drainUnexpected() {
   size_t drained = 0;
   uint8_t sink = 0;
   std::vector<ucs_status_ptr_t> receiving;
-  const ucp_tag_t thisEpoch = TagLayout::make(commId_, epoch_, 0, 0, 0);
+  const ucp_tag_t thisEpoch = TagLayout::make(commId_, 0, epoch_, 0, 0, 0);
   for (;;) {
     ucp_worker_progress(worker_);
     ucp_tag_recv_info_t info;

@@ -121,6 +121,8 @@ Status UcxTransport::create(const UcxOptions& options, std::unique_ptr<UcxTransp
   FTCCL_CHECK(fromUcs(ucp_worker_create(t->context_->handle(), &params, &t->worker_),
                       "ucp_worker_create"));
   FTCCL_CHECK(fromUcs(ucp_worker_get_efd(t->worker_, &t->eventFd_), "ucp_worker_get_efd"));
+  t->staged_ = std::make_unique<StagedSends>();
+  FTCCL_CHECK(t->staged_->init());
 
   ucp_address_t* address = nullptr;
   size_t length = 0;
@@ -139,12 +141,18 @@ UcxTransport::~UcxTransport() {
     ucp_worker_destroy(worker_);
     return;
   }
-  // Kept until exit (see ucx_teardown.cc), with the context it belongs to: never freed,
-  // and reachable from here (not a leak to a leak checker).
+  // Kept until exit (see ucx_teardown.cc), with the context it belongs to and the staged
+  // sends its requests may still pack: never freed, and reachable from here (not a leak
+  // to a leak checker).
+  struct Kept {
+    std::shared_ptr<UcxContext> context;
+    ucp_worker_h worker;
+    std::unique_ptr<StagedSends> staged;
+  };
   static std::mutex mutex;
-  static auto* kept = new std::vector<std::pair<std::shared_ptr<UcxContext>, ucp_worker_h>>();
+  static auto* kept = new std::vector<Kept>();
   std::lock_guard<std::mutex> lock(mutex);
-  kept->emplace_back(std::move(context_), worker_);
+  kept->push_back(Kept{std::move(context_), worker_, std::move(staged_)});
 }
 
 Status UcxTransport::connect(int rank, std::vector<std::vector<uint8_t>> addresses,
@@ -275,14 +283,32 @@ Status UcxTransport::isend(int peer, const void* buffer, size_t bytes, MessageKe
   }
   ucp_ep_h ep = nullptr;
   FTCCL_CHECK(endpoint(peer, &ep));
-  ucp_tag_t tag = TagLayout::make(commId_, epoch_, key.opSeq, key.channel, rank_);
+  ucp_tag_t tag = TagLayout::make(commId_, key.signature, epoch_, key.opSeq, key.channel, rank_);
+  Peer& to = peers_[logicalToWorld_[peer]];
   ucp_request_param_t params = noCallbackParams();
-  ucs_status_ptr_t sent = ucp_tag_send_nbx(ep, buffer, bytes, tag, &params);
+  StagedSend* staged = nullptr;
+  ucs_status_ptr_t sent = nullptr;
+  if (!to.epPeerMode && bytes > 0 && bytes < StagedSends::kLimit) {  // see ucx_staged_sends.h
+    // Inline when the peer's queue has room (UCX's fastest path, nothing left behind);
+    // else staged, since it would wait in UCX's queue holding the application's buffer.
+    params.op_attr_mask = UCP_OP_ATTR_FLAG_FORCE_IMM_CMPL;
+    sent = ucp_tag_send_nbx(ep, buffer, bytes, tag, &params);
+    if (UCS_PTR_STATUS(sent) == UCS_ERR_NO_RESOURCE) {
+      staged = staged_->acquire(buffer, bytes);
+      params.op_attr_mask = UCP_OP_ATTR_FIELD_DATATYPE;
+      params.datatype = staged_->datatype();
+      sent = ucp_tag_send_nbx(ep, staged, 1, tag, &params);
+    }
+  } else {
+    sent = ucp_tag_send_nbx(ep, buffer, bytes, tag, &params);
+  }
+  if (staged != nullptr && !UCS_PTR_IS_PTR(sent)) staged_->release(staged);  // done or failed
   if (UCS_PTR_IS_ERR(sent)) {
     *request = nullptr;
     return fromUcs(UCS_PTR_STATUS(sent), "send");
   }
-  track(sent, peer, /*receive=*/false, &peers_[logicalToWorld_[peer]].counters->send, bytes);
+  track(sent, peer, /*receive=*/false, &to.counters->send, bytes);
+  if (sent != nullptr) static_cast<UcxRequest*>(sent)->staged = staged;
   *request = static_cast<TransportRequest*>(sent);
   return Status::ok();
 }
@@ -290,7 +316,7 @@ Status UcxTransport::isend(int peer, const void* buffer, size_t bytes, MessageKe
 Status UcxTransport::irecv(int peer, void* buffer, size_t bytes, MessageKey key,
                            TransportRequest** request) {
   if (peer < 0 || peer >= size()) return internalError("peer rank out of range");
-  ucp_tag_t tag = TagLayout::make(commId_, epoch_, key.opSeq, key.channel, peer);
+  ucp_tag_t tag = TagLayout::make(commId_, key.signature, epoch_, key.opSeq, key.channel, peer);
   ucp_request_param_t params = noCallbackParams();
   ucs_status_ptr_t posted =
       ucp_tag_recv_nbx(worker_, buffer, bytes, tag, TagLayout::kFullMask, &params);
@@ -301,6 +327,7 @@ Status UcxTransport::irecv(int peer, void* buffer, size_t bytes, MessageKey key,
   Peer& from = peers_[logicalToWorld_[peer]];
   from.receivedFrom = true;
   track(posted, peer, /*receive=*/true, &from.counters->recv, bytes);
+  if (posted != nullptr) static_cast<UcxRequest*>(posted)->tag = tag;
   *request = static_cast<TransportRequest*>(posted);
   return Status::ok();
 }
@@ -328,7 +355,7 @@ Status UcxTransport::test(TransportRequest** request, bool* done) {
     result = invalidUsage(describeMismatch(*info, "more than " + std::to_string(info->bytes)));
   }
   untrack(info, status == UCS_OK);
-  ucp_request_free(*request);
+  freeRequest(info);
   *request = nullptr;
   *done = true;
   return result;
@@ -348,6 +375,29 @@ Status UcxTransport::checkReceivedLength(void* request, const UcxRequest& info) 
   return invalidUsage(describeMismatch(info, std::to_string(received.length)));
 }
 
+// Cheap enough for every idle wakeup of a waiting op: one probe of UCX's unexpected
+// queue per posted receive (a few per op), none when nothing waits.
+Status UcxTransport::findMismatchedMessage() {
+  for (const UcxRequest* r = active_.head(); r != nullptr; r = r->next) {
+    if (!r->receive) continue;
+    ucp_tag_recv_info_t info;
+    if (ucp_tag_probe_nb(worker_, r->tag, TagLayout::kAnySignatureMask, /*remove=*/0, &info) ==
+            nullptr ||
+        info.sender_tag == r->tag) {
+      continue;
+    }
+    return invalidUsage(
+        "rank " + std::to_string(r->peer) + " sent a message of " + std::to_string(info.length) +
+        " bytes for op " + std::to_string(TagLayout::seqOf(r->tag)) + " with signature " +
+        std::to_string(TagLayout::signatureOf(info.sender_tag)) + " where rank " +
+        std::to_string(rank_) + " expects signature " +
+        std::to_string(TagLayout::signatureOf(r->tag)) +
+        ": the ranks called the op with different counts, types, reductions, roots or "
+        "algorithm settings");
+  }
+  return Status::ok();
+}
+
 void UcxTransport::cancel(TransportRequest** request) {
   if (*request == nullptr) return;
   if (*request == kDroppedRequest) {
@@ -360,8 +410,9 @@ void UcxTransport::cancel(TransportRequest** request) {
   untrack(info, /*completed=*/false);
   ucp_request_cancel(worker_, *request);
   if (ucp_request_check_status(*request) != UCS_INPROGRESS) {
-    ucp_request_free(*request);
+    freeRequest(info);
   } else {
+    abandon(info);
     orphans_.push(info);
   }
   *request = nullptr;
@@ -377,6 +428,7 @@ void UcxTransport::track(void* request, int peer, bool receive,
   info->world = logicalToWorld_[peer];
   info->peer = peer;
   info->receive = receive;
+  info->staged = nullptr;
   active_.push(info);
 }
 
@@ -391,10 +443,20 @@ void UcxTransport::reapOrphans() {
     UcxRequest* next = r->next;
     if (ucp_request_check_status(r) != UCS_INPROGRESS) {
       orphans_.remove(r);
-      ucp_request_free(r);
+      freeRequest(r);
     }
     r = next;
   }
+}
+
+void UcxTransport::freeRequest(UcxRequest* request) {
+  if (request->staged != nullptr) staged_->release(request->staged);
+  request->staged = nullptr;
+  ucp_request_free(request);
+}
+
+void UcxTransport::abandon(UcxRequest* request) {
+  if (request->staged != nullptr) request->staged->abandoned = true;
 }
 
 std::vector<OutstandingTransfers> UcxTransport::outstanding() const {

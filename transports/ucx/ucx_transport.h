@@ -83,6 +83,7 @@ class UcxTransport final : public Transport {
                TransportRequest** request) override;
   Status test(TransportRequest** request, bool* done) override;
   void cancel(TransportRequest** request) override;
+  Status findMismatchedMessage() override;
   bool progress() override;
   Status waitForActivity(int timeoutMs) override;
   void interrupt() override;
@@ -141,6 +142,10 @@ class UcxTransport final : public Transport {
   std::string describeMismatch(const UcxRequest& info, const std::string& got) const;
   // Frees the orphans (cancelled requests) UCX has completed since.
   void reapOrphans();
+  // ucp_request_free, and the staged slot back to the pool: UCX is done with both.
+  void freeRequest(UcxRequest* request);
+  // The op gave the request up: a staged send packs zeros from now on.
+  static void abandon(UcxRequest* request);
 
   // Teardown (ucx_teardown.cc): cancel, drain, close, wait, all bounded.
   // True when nothing is left outstanding: the worker can be destroyed.
@@ -157,6 +162,7 @@ class UcxTransport final : public Transport {
   ucp_worker_h worker_ = nullptr;
   int eventFd_ = -1;
   std::vector<uint8_t> address_;
+  std::unique_ptr<StagedSends> staged_;  // small sends to peers UCX cannot cancel on
   std::vector<Peer> peers_;          // by worker index (every process of the job)
   std::vector<int> logicalToWorld_;  // logical rank -> worker index
   int rank_ = -1;
