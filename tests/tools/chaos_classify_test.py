@@ -243,6 +243,12 @@ class ClassifyTest(unittest.TestCase):
         self.assertTrue(chaos_classify.clear_error(chaos_classify.parse(o.lines, 4).procs[1]))
         self.assertNotIn("without a clear error", v.reason)
 
+    def test_a_send_and_receive_that_failed_is_a_clear_error(self):
+        o = Out().at(0.3).preamble().at(1.0).injected("kill", 0, 1000, 1.0)
+        o.rank(1, "[rank 1] sendrecv_perf: ftcclSend/ftcclRecv failed: remote error (a peer "
+                  "failed; the communicator is revoked) (6): group of 2 ops (rank 1)")
+        self.assertTrue(chaos_classify.clear_error(chaos_classify.parse(o.lines, 2).procs[1]))
+
     def test_failure_with_a_spare_is_not_allowed(self):
         p = plan(nranks=4, spares=1, faults=[("kill", 1, 1.0)])
         v = self.classify(p, self.failed_run(p, [1]))

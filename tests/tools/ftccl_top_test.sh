@@ -159,13 +159,25 @@ expect_usage_error --once
 
 # Live view, stopped by SIGINT: it must exit 0, redraw, finish reading rank 1's last line
 # (which names rank 0) and pick up a file created after it started.
+# Driven by what it draws, not by the clock (a loaded machine may take seconds to start it).
 cp -r "$tmp/strag" "$tmp/live"
-(sleep 1.2; printf '\n' >> "$tmp/live/stats.n1.101.jsonl"
- cp "$tmp/later/stats.other.jsonl" "$tmp/live/") &
+python3 "$tool" --interval 0.3 "$tmp/live" > "$tmp/live.txt" &
+viewer=$!
+drawn() {  # waits up to 60 s for TEXT in the live view's output
+  for _ in $(seq 1 600); do
+    grep -q "$1" "$tmp/live.txt" && return 0
+    sleep 0.1
+  done
+  kill -INT "$viewer"
+  fail "live view: never drew '$1'"
+}
+drawn "comm ab12"
+printf '\n' >> "$tmp/live/stats.n1.101.jsonl"
+cp "$tmp/later/stats.other.jsonl" "$tmp/live/"
+drawn "comm ef78"
+kill -INT "$viewer"
 status=0
-timeout --preserve-status -s INT 3 python3 "$tool" --interval 0.3 "$tmp/live" > "$tmp/live.txt" ||
-  status=$?
-wait
+wait "$viewer" || status=$?
 [ "$status" = 0 ] || fail "live view: exit $status after SIGINT, expected 0"
 python3 - "$tmp/live.txt" <<'EOF'
 import re, sys

@@ -35,7 +35,7 @@ RE_ROW = re.compile(r"^\s*\d+\s+\d+\s+\w+\s+\w+\s+-?\d+"
                     r"(?:\s+\S+){3}\s+(\d+)(?:\s+\S+){3}\s+(\d+)\s*$")
 # perf_common.cc ok(): "[rank 1] all_reduce_perf: ftcclAllReduce failed: ..." or with
 # what the call was for, "ftcclAllReduce (barrier) failed: ...".
-RE_CALL_ERROR = re.compile(r"\] \S+: \w+(?: \([^)]*\))? failed: ")
+RE_CALL_ERROR = re.compile(r"\] \S+: [\w/]+(?: \([^)]*\))? failed: ")  # ftcclSend/ftcclRecv too
 RE_LIB_LOG = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) \S+:(\d+) ftccl (\w+) "
                         r"\[(\w+)\] (.*)$")
 RE_MID_TRANSFER = re.compile(r"mid-transfer: rank (\d+) had (\d+) transfer\(s\) of (\d+) bytes "
