@@ -116,16 +116,22 @@ ScenarioResult runScenario(const std::string& scenario, const ClusterConfig& con
   const int victim = static_cast<int>(random() % config.ranks);
   // Faults applied later: (when, what); "double" and "random" use them.
   std::vector<std::pair<sim::SimTime, std::function<void()>>> later;
+  // "random" only: a failure tied to the first rebuild (FollowUp), `followDelay` after
+  // the first process entered the new epoch.
+  enum class FollowUp { kNone, kCoordinatorDeciding, kNewCoordinator, kActivatedSpare };
+  FollowUp followUp = FollowUp::kNone;
+  std::chrono::microseconds followDelay{0};
+  sim::SimTime firstCommitAt{};
   auto note = [&](const std::string& what) {
     const double ms = msBetween(fault.at, cluster.now());
     char when[32];
     std::snprintf(when, sizeof when, "%.2f", ms);
     result.faults += (result.faults.empty() ? "" : "; ") + what + " at " + when + " ms";
   };
-  auto killNow = [&](int p) {
+  auto killNow = [&](int p, const std::string& who = "") {
     fault.failed.insert(p);
     cluster.kill(p);
-    note("kill " + SimCluster::keyOf(p));
+    note("kill " + SimCluster::keyOf(p) + (who.empty() ? "" : " (" + who + ")"));
   };
   if (scenario == "crash" || scenario == "double") {
     killNow(victim);
@@ -171,7 +177,56 @@ ScenarioResult runScenario(const std::string& scenario, const ClusterConfig& con
         }
       });
     }
+    // In one schedule of two, a second failure tied to the rebuild itself: the
+    // coordinator while it decides, or, 0-5 ms after the first process entered the new
+    // epoch, that epoch's coordinator or the spare just given the victim's rank.
+    const int pick = static_cast<int>(random() % 6);
+    followUp = pick < 3 ? FollowUp::kNone : static_cast<FollowUp>(pick - 2);
+    followDelay = std::chrono::microseconds(random() % 5001);
   }
+  // The first live process in `order` (indices into `ranks`), as a process index.
+  auto firstLive = [&](const std::vector<std::string>& ranks) {
+    for (int r : coordinatorOrder(static_cast<int>(ranks.size()))) {
+      const int p = SimCluster::indexOf(ranks[r]);
+      if (!fault.failed.count(p)) return p;
+    }
+    return -1;
+  };
+  // Fires the follow-up once it is due; true while it is still to come.
+  auto followUpPending = [&] {
+    if (followUp == FollowUp::kNone) return false;
+    if (followUp == FollowUp::kCoordinatorDeciding) {
+      bool newsOut = false;
+      for (int p = 0; p < cluster.size() && !newsOut; ++p) {
+        newsOut = cluster.process(p).firstFailureNews != sim::SimTime{};
+      }
+      if (!newsOut) return true;
+      const int coordinator = firstLive(cluster.process(victim == 0 ? 1 : 0).ranks());
+      if (coordinator >= 0) killNow(coordinator, "the coordinator, while deciding");
+      followUp = FollowUp::kNone;
+      return false;
+    }
+    const SimProcess* entered = nullptr;
+    for (int p = 0; p < cluster.size() && entered == nullptr; ++p) {
+      if (!fault.failed.count(p) && cluster.process(p).epoch() >= 1) entered = &cluster.process(p);
+    }
+    if (entered == nullptr) return true;
+    if (firstCommitAt == sim::SimTime{}) firstCommitAt = cluster.now();
+    if (cluster.now() < firstCommitAt + followDelay) return true;
+    const std::vector<std::string>& ranks = entered->ranks();
+    int target = -1;
+    const char* who = "the new epoch's coordinator";
+    if (followUp == FollowUp::kNewCoordinator) {
+      target = firstLive(ranks);
+    } else if (victim < static_cast<int>(ranks.size()) &&
+               SimCluster::indexOf(ranks[victim]) >= config.ranks) {
+      target = SimCluster::indexOf(ranks[victim]);  // a spare took the victim's rank
+      who = "the activated spare";
+    }
+    if (target >= 0 && !fault.failed.count(target)) killNow(target, who);
+    followUp = FollowUp::kNone;
+    return false;
+  };
 
   // Every survivor in one epoch whose ranks exclude every failed process.
   auto settled = [&] {
@@ -218,7 +273,7 @@ ScenarioResult runScenario(const std::string& scenario, const ClusterConfig& con
         secondDone = true;
       }
     }
-    bool pending = !secondDone;
+    bool pending = !secondDone || followUpPending();
     for (auto& [when, action] : later) pending = pending || action != nullptr;
     if (pending || !settled()) continue;
     cluster.runFor(std::chrono::milliseconds(3 * config.failureTimeoutMs));
