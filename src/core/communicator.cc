@@ -14,7 +14,7 @@
 
 #include "algorithms/subset_transport.h"
 #include "bootstrap/bootstrap.h"
-#include "health/monitoring.h"
+#include "health/epoch_wiring.h"
 #include "reduce/reduce.h"
 #include "topology/topology.h"
 #include "transports/tag_layout.h"
@@ -66,12 +66,6 @@ int64_t steadyNs(Clock::time_point t) {
 }
 
 }  // namespace
-
-std::vector<int> monitoredRanks(const std::vector<PeerInfo>& peers, int rank) {
-  std::vector<std::string> nodeOfRank;
-  for (const PeerInfo& p : peers) nodeOfRank.push_back(p.node);
-  return monitoredRanks(static_cast<int>(peers.size()), nodeLeaders(nodeOfRank), rank);
-}
 
 const char* opKindName(OpKind kind) {
   switch (kind) {
@@ -467,47 +461,48 @@ Status Communicator::allocateScratch() {
 // a failed process is named with its host and pid. A rank probes its ring neighbours
 // (and node leaders) and the spares dealt to it; spare j and rank j % nranks probe each
 // other, so a spare that dies leaves the pool and a spare learns when its rank dies.
+// The health wiring of this epoch (health/epoch_wiring.h, the simulator's too): whom
+// this process probes, and which known processes are former members. O(N).
 void Communicator::registerHealth() {
-  HealthRegistration reg;
-  reg.commKey = commKey_;
-  reg.epoch = static_cast<uint32_t>(epoch_);
-  reg.nRanks = nranks_;
-  std::vector<PeerInfo> active;
-  std::vector<int> members = worldOf_;
-  members.insert(members.end(), spares_.begin(), spares_.end());
-  for (size_t i = 0; i < members.size(); ++i) {
-    const PeerInfo& p = peers_[members[i]];
-    reg.members.push_back(MemberInfo{static_cast<int>(i), p.host, p.pid, p.healthKey});
-    if (static_cast<int>(i) < nranks_) active.push_back(p);
-    if (members[i] == worldRank_) reg.myRank = static_cast<int>(i);
-  }
-  int nSpares = static_cast<int>(spares_.size());
-  if (rank_ >= 0) {
-    reg.monitored = monitoredRanks(active, rank_);
-    for (int j = rank_; j < nSpares; j += nranks_) reg.monitored.push_back(nranks_ + j);
-  } else {
-    reg.monitored.push_back((reg.myRank - nranks_) % nranks_);
-  }
-  for (size_t w = 0; w < peers_.size(); ++w) {
-    if (std::find(members.begin(), members.end(), static_cast<int>(w)) == members.end()) {
-      reg.formerMembers.push_back(peers_[w].healthKey);
-    }
-  }
-  reg.listener = this;
-  reg.probeIntervalMs = config_.probeIntervalMs;
-  reg.failureTimeoutMs = config_.failureTimeoutMs;
-  reg.recoverable = true;
-  reg.shrinkWhenNoSpares = config_.shrinkWhenNoSpares != 0;
-  if (rank_ >= 0) reg.progress = board_;  // a spare runs no ops
-  reg.stragglerMinLateMs = config_.stragglerMs;
+  auto membership = std::make_shared<Membership>();
+  membership->epoch = static_cast<uint64_t>(epoch_);
+  for (int w : worldOf_) membership->ranks.push_back(peers_[w].healthKey);
+  for (int w : spares_) membership->spares.push_back(peers_[w].healthKey);
+  std::unordered_map<ProcessKey, size_t> worldByKey = worldIndexByKey();
+  std::vector<ProcessKey> known;
+  known.reserve(peers_.size());
+  for (const PeerInfo& p : peers_) known.push_back(p.healthKey);
+  EpochTable table = buildEpochTable(
+      std::move(membership),
+      [&](const ProcessKey& key) {
+        const PeerInfo& p = peers_[worldByKey.at(key)];
+        return ProcessPlace{p.host, p.pid, p.node};
+      },
+      known);
+  HealthPolicy policy;
+  policy.probeIntervalMs = config_.probeIntervalMs;
+  policy.failureTimeoutMs = config_.failureTimeoutMs;
+  policy.shrinkWhenNoSpares = config_.shrinkWhenNoSpares != 0;
+  policy.stragglerMinLateMs = config_.stragglerMs;
+  std::shared_ptr<const RecoveryMessage> enteredBy;
   if (enteredBy_.type == RecoveryMessage::kCommit) {
-    reg.enteredBy = std::make_shared<const RecoveryMessage>(enteredBy_);
+    enteredBy = std::make_shared<const RecoveryMessage>(enteredBy_);
   }
+  HealthRegistration reg = registrationFor(table, peers_[worldRank_].healthKey, commKey_, policy,
+                                           std::move(enteredBy), this);
+  if (rank_ >= 0) reg.progress = board_;  // a spare runs no ops
   {
     std::lock_guard<std::mutex> lock(mutex_);
     reg.joinSecrets = joinSecrets_;
   }
   healthId_ = health_->add(std::move(reg));
+}
+
+std::unordered_map<ProcessKey, size_t> Communicator::worldIndexByKey() const {
+  std::unordered_map<ProcessKey, size_t> index;
+  index.reserve(peers_.size());
+  for (size_t w = 0; w < peers_.size(); ++w) index.emplace(peers_[w].healthKey, w);
+  return index;
 }
 
 void Communicator::onRebuilt(const RecoveryMessage& commit) {
@@ -556,15 +551,37 @@ std::vector<int> Communicator::failedRanks() const {
   return lastFailedRanks_;
 }
 
+// Waits for the agreement's decision, bounded by the round's own progress: while the
+// agreement is live it moves at least every few failure timeouts (the coordinator gives
+// up on a silent member at its second stall, a member on a silent coordinator at its
+// third), so kStuckTimeouts failure timeouts without a move mean a stuck round (or, for
+// a rebuild, none under way), and the wait gives up saying what it waited for. A
+// standby with no round under way waits as long as it takes: its rank is being heard.
 Status Communicator::awaitDecision(const char* call, bool forever, RecoveryMessage* commit) {
+  constexpr int kStuckTimeouts = 10;
+  const auto slice = std::chrono::milliseconds(std::max(config_.failureTimeoutMs, 10));
   std::unique_lock<std::mutex> lock(mutex_);
   auto ready = [&] { return hasCommit_ || !recoveryError_.empty() || aborted_ || allRanksLeft_; };
-  if (forever) {
-    decided_.wait(lock, ready);
-  } else if (!decided_.wait_for(lock, std::chrono::milliseconds(config_.bootstrapTimeoutMs),
-                                ready)) {
-    return timeoutError(std::string(call) + ": no agreement on the next epoch within " +
-                        std::to_string(config_.bootstrapTimeoutMs) + " ms");
+  uint64_t lastMark = 0;
+  int unmoved = -1;  // slices since the mark last moved (-1: not read yet)
+  while (!decided_.wait_for(lock, slice, ready)) {
+    lock.unlock();  // health's callbacks take mutex_ under its own lock: never the reverse
+    HealthProtocol::AgreementView view = health_->agreementView(healthId_);
+    lock.lock();
+    if (ready()) break;
+    if (forever && !view.waiting) {
+      unmoved = -1;
+      continue;
+    }
+    if (unmoved < 0 || view.mark != lastMark) {
+      lastMark = view.mark;
+      unmoved = 0;
+      continue;
+    }
+    if (++unmoved < kStuckTimeouts) continue;
+    std::string why = std::string(call) + ": the agreement on the next epoch has not moved in " +
+                      std::to_string(kStuckTimeouts * slice.count()) + " ms: " + view.description;
+    return forever ? remoteError(why + " (is this process cut off?)") : timeoutError(why);
   }
   if (aborted_) return invalidUsage(std::string(call) + ": the communicator was aborted");
   if (hasCommit_) {
@@ -663,11 +680,10 @@ Status Communicator::applyCommit(const RecoveryMessage& commit) {
     joinedPeers_.clear();
   }
   markLocalPeers();
+  const std::unordered_map<ProcessKey, size_t> worldByKey = worldIndexByKey();
   auto worldIndex = [&](const Member& key) {
-    for (size_t w = 0; w < peers_.size(); ++w) {
-      if (peers_[w].healthKey == key) return static_cast<int>(w);
-    }
-    return -1;
+    auto found = worldByKey.find(key);
+    return found == worldByKey.end() ? -1 : static_cast<int>(found->second);
   };
   std::vector<int> worldOf, spares;
   int myRank = -1;
@@ -974,7 +990,7 @@ Status Communicator::measureCostModel() {
     for (const PointToPoint& step : rank_ == 0 ? std::vector<PointToPoint>{send, recv}
                                                : std::vector<PointToPoint>{recv, send}) {
       std::unique_ptr<Collective> op = makePointToPoint(pair, {step});
-      FTCCL_CHECK(drive(*op, "cost model measurement"));
+      FTCCL_CHECK(drive(*op, "cost model measurement", {}, internalOpTimeoutMs()));
     }
     double us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
     (isBulk ? bulk : small).push_back(us / 2);
@@ -1100,7 +1116,8 @@ Status Communicator::shareTuning(const char* when) {
     args.type = ftcclFloat64;
     args.root = 0;
     std::unique_ptr<Collective> op = makeChainBroadcast(all, config_.pipeline, args);
-    FTCCL_CHECK(drive(*op, std::string("sharing the cost model at ") + when));
+    FTCCL_CHECK(drive(*op, std::string("sharing the cost model at ") + when, {},
+                      internalOpTimeoutMs()));
   }
   std::string source = rank_ == 0 ? tuner_.model().source : "rank 0's";
   Tuner shared;
@@ -1194,7 +1211,13 @@ void Communicator::computeLayout() {
 
 // Runs one op to completion: progress, then spin briefly, then sleep on the worker's
 // event fd so oversubscribed ranks yield the CPU and waiting ranks cost nothing.
-Status Communicator::drive(Collective& op, const std::string& what, Clock::time_point started) {
+int Communicator::internalOpTimeoutMs() const {
+  return config_.opTimeoutMs > 0 ? config_.opTimeoutMs : 10 * config_.failureTimeoutMs;
+}
+
+Status Communicator::drive(Collective& op, const std::string& what, Clock::time_point started,
+                           int timeoutMs) {
+  if (timeoutMs < 0) timeoutMs = config_.opTimeoutMs;
   auto lastActivity = started == Clock::time_point{} ? Clock::now() : started;
   auto spinStart = lastActivity;
   uint64_t lastMark = op.progressMark();
@@ -1245,12 +1268,11 @@ Status Communicator::drive(Collective& op, const std::string& what, Clock::time_
     Status mismatch = transport_->findMismatchedMessage();
     if (!mismatch.isOk()) return failDisagreement(op, what, mismatch);
     auto now = Clock::now();
-    if (config_.opTimeoutMs > 0 &&
-        now - lastActivity > std::chrono::milliseconds(config_.opTimeoutMs)) {
+    if (timeoutMs > 0 && now - lastActivity > std::chrono::milliseconds(timeoutMs)) {
       std::string waitingFor = describeRanks(op.pendingPeers());  // before abort clears them
       op.abort();
       Status failed =
-          timeoutError(what + ": no progress for " + std::to_string(config_.opTimeoutMs) +
+          timeoutError(what + ": no progress for " + std::to_string(timeoutMs) +
                        " ms; waiting for " + waitingFor + ". " + diagnoseHang());
       revoke(failed);
       return failed;

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "algorithms/collective.h"
@@ -43,7 +44,6 @@ struct OpRequest {
 };
 
 // The ranks `rank` probes (health/monitoring.h), nodes by FTCCL_NODE_ID or host name.
-std::vector<int> monitoredRanks(const std::vector<PeerInfo>& peers, int rank);
 const char* opKindName(OpKind kind);
 
 class Communicator final : public HealthListener {
@@ -139,8 +139,13 @@ class Communicator final : public HealthListener {
   Status tuneAtInit();
   void chooseSpin();
   // `started`: when the caller began timing the op (saves a clock read), else now.
+  // `timeoutMs`: no progress for that long fails the op (0: never; -1: FTCCL_OP_TIMEOUT_MS).
   Status drive(Collective& op, const std::string& what,
-               std::chrono::steady_clock::time_point started = {});
+               std::chrono::steady_clock::time_point started = {}, int timeoutMs = -1);
+  // The bound of the library's own ops (calibration, the cost model's sharing after a
+  // rebuild): the op timeout if set, else 10 failure timeouts without progress. They
+  // must never wait forever, even when the application set no op timeout.
+  int internalOpTimeoutMs() const;
   Status failDisagreement(Collective& op, const std::string& what, const Status& cause);
   // A blocking all-gather through the op order (CommSplit's exchanges).
   Status allGatherBytes(const void* mine, void* all, size_t bytesEach);
@@ -163,6 +168,8 @@ class Communicator final : public HealthListener {
   bool awaitHealthVerdict();
   void logMidTransfer();
   void registerHealth();
+  // Health key -> worker index, over every process this communicator knows.
+  std::unordered_map<ProcessKey, size_t> worldIndexByKey() const;
   // Starts the stats file's lines for this communicator (FTCCL_STATS_FILE), and ends them.
   Status openStats();
   void closeStats();

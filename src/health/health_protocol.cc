@@ -615,6 +615,20 @@ std::vector<MemberProgress> HealthProtocol::progressOf(RegistrationId id, Health
   return out;
 }
 
+HealthProtocol::AgreementView HealthProtocol::agreementView(RegistrationId id) const {
+  AgreementView view;
+  auto it = registrations_.find(id);
+  if (it == registrations_.end() || !it->second.agreement) {
+    view.description = "this process takes no part in an agreement";
+    return view;
+  }
+  const Agreement& a = *it->second.agreement;
+  view.waiting = a.waiting();
+  view.mark = a.progressMark();
+  view.description = a.describeWait();
+  return view;
+}
+
 std::vector<PeerHealth> HealthProtocol::peerHealth(RegistrationId id) const {
   std::vector<PeerHealth> out;
   auto it = registrations_.find(id);

@@ -169,6 +169,14 @@ class HealthProtocol {
   std::vector<MemberProgress> progressOf(RegistrationId id, HealthTime now) const;
   // Round trips and lateness of the members this registration monitors.
   std::vector<PeerHealth> peerHealth(RegistrationId id) const;
+  // The agreement of a recoverable registration: where its round stands, and a mark that
+  // moves whenever it advances (Agreement::describeWait, progressMark).
+  struct AgreementView {
+    bool waiting = false;  // a round (or a pool change) is under way
+    uint64_t mark = 0;
+    std::string description;
+  };
+  AgreementView agreementView(RegistrationId id) const;
 
   // Fault injection: a dropped process neither sends nor hears anything.
   void setDropAll(bool drop) { dropAll_ = drop; }

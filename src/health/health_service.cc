@@ -104,7 +104,7 @@ class HealthService::Driver final : public HealthNetwork {
     bool accepted = false;          // the peer opened it (it may close it at any time)
     HealthTime openedAt{};          // monitoring: for the warning about missing probes
     bool established = false;       // our connect completed (or the peer opened it)
-    bool verifying = false;         // reopened after a close: is the peer still there?
+    bool verifying = false;         // reopened after a close, less than kVerifyLimit ago
     std::vector<uint8_t> in, out;
   };
 
@@ -225,8 +225,9 @@ class HealthService::Driver final : public HealthNetwork {
 
   // The connection broke; the protocol hears of it after the current event, not inside
   // one of its own calls. An established monitoring connection that closes is not yet
-  // proof of a crash: it is reopened first (verifyLosses), and only a refusal (nobody
-  // listens: the process is gone) or no answer in kVerifyLimit counts. A live peer whose
+  // proof of a crash: it is reopened first (verifyLosses), and a refusal (nobody listens:
+  // the process is gone), no answer in kVerifyLimit, or a close within it (a dying
+  // process's listener may still accept) counts. A live peer whose
   // connection closed for a reason of its own (seen in chaos runs over TCP between
   // network namespaces, before any fault: both monitoring connections of one healthy
   // process closed within 3 ms) is thus not expelled.
@@ -234,7 +235,7 @@ class HealthService::Driver final : public HealthNetwork {
     c.fd.reset();
     flushed.notify_all();
     if (!c.monitoring) return;
-    if (c.established) {
+    if (c.established && !c.verifying) {
       toVerify.push_back(c.key);
     } else {
       lostKeys.push_back(c.key);
@@ -256,7 +257,14 @@ class HealthService::Driver final : public HealthNetwork {
       }
     }
     for (auto& c : conns) {
-      if (c->verifying && c->fd.valid() && now - c->openedAt > kVerifyLimit) lost(*c);
+      if (!c->verifying || !c->fd.valid() || now - c->openedAt <= kVerifyLimit) continue;
+      if (c->connecting) {
+        lost(*c);  // no answer: the host is gone too
+        continue;
+      }
+      c->verifying = false;
+      FTCCL_LOG(Info, Health, "health connection to {} closed, but it accepted a new one and "
+                "kept it: not taken for a crash", c->key);
     }
   }
 
@@ -571,6 +579,11 @@ std::vector<PeerHealth> HealthService::peerHealth(RegistrationId id) {
   return driver_->protocol.peerHealth(id);
 }
 
+HealthProtocol::AgreementView HealthService::agreementView(RegistrationId id) {
+  std::lock_guard<std::mutex> lock(driver_->mutex);
+  return driver_->protocol.agreementView(id);
+}
+
 void HealthService::remove(RegistrationId id, bool orderly, int flushWaitMs) {
   Driver& d = *driver_;
   std::unique_lock<std::mutex> lock(d.mutex);
@@ -661,11 +674,6 @@ void HealthService::run() {
         if (!(ev & POLLOUT)) continue;
         c.connecting = false;
         c.established = true;
-        if (c.verifying) {
-          c.verifying = false;
-          FTCCL_LOG(Info, Health, "health connection to {} closed, but it accepted a new one: "
-                    "not taken for a crash", c.key);
-        }
       }
       if (ev & (POLLIN | POLLHUP | POLLERR)) d.readFrom(c, now);
       if (c.fd.valid() && !d.flush(c)) d.lost(c);

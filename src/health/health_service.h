@@ -40,6 +40,7 @@ class HealthService {
   void requestProgress(RegistrationId id);
   std::vector<MemberProgress> progressOf(RegistrationId id);
   std::vector<PeerHealth> peerHealth(RegistrationId id);
+  HealthProtocol::AgreementView agreementView(RegistrationId id);
   // A newcomer's JOIN to the member that handed out its join id.
   void sendRecovery(const ProcessKey& to, uint64_t commKey, const RecoveryMessage& message);
 

@@ -213,6 +213,50 @@ Member Agreement::coordinator(int64_t* ballot) const {
   return found ? *found : self_;
 }
 
+std::string Agreement::describeWait() const {
+  if (state_ == State::kExpelled || state_ == State::kFailed) return why_;
+  if (!waiting()) return "no agreement round under way in epoch " + std::to_string(current_->epoch);
+  int64_t ballot = -1;
+  const Member coord = coordinator(&ballot);
+  std::string text = "epoch " + std::to_string(current_->epoch) + ", " +
+                     std::to_string(failed_.size()) + " of " + std::to_string(voterCount()) +
+                     " processes known failed; ";
+  if (coord != self_) {
+    return text + "waiting for the coordinator " + coord + " (ballot " + std::to_string(ballot) +
+           ") to decide; " + (heardFromCoordinator_ ? "it has answered" : "not heard from it") +
+           ", " + std::to_string(stalls_) + " failure timeout(s) without a decision";
+  }
+  if (proposalBallot_ >= 0) {
+    return text + "this process coordinates: its proposal (ballot " +
+           std::to_string(proposalBallot_) + ") has " + std::to_string(accepts_.size()) +
+           " accept(s), a majority of " + std::to_string(voterCount()) + " is needed";
+  }
+  std::string missing;
+  size_t nMissing = 0;
+  for (const Member& m : survivors()) {
+    if (reports_.count(m)) continue;
+    if (nMissing++ < 3) missing += (missing.empty() ? "" : ", ") + m;
+  }
+  return text + "this process coordinates ballot " + std::to_string(ballot) + ": " +
+         std::to_string(nMissing) + " live member(s) have not reported (" + missing +
+         (nMissing > 3 ? ", ..." : "") + ")";
+}
+
+uint64_t Agreement::progressMark() const {
+  const int64_t parts[] = {static_cast<int64_t>(current_->epoch),
+                           static_cast<int64_t>(state_),
+                           static_cast<int64_t>(failed_.size()),
+                           static_cast<int64_t>(reports_.size()),
+                           static_cast<int64_t>(accepts_.size()),
+                           promised_,
+                           acceptedBallot_,
+                           proposalBallot_,
+                           heardFromCoordinator_ ? 1 : 0};
+  uint64_t mark = 0;
+  for (int64_t part : parts) mark = mark * 1000003u + static_cast<uint64_t>(part);
+  return mark;
+}
+
 size_t Agreement::aliveCount() const {
   return current_->ranks.size() + current_->spares.size() - failed_.size();  // failed_ ⊆ members
 }

@@ -161,6 +161,12 @@ class Agreement {
   const RecoveryMessage& lastCommit() const;
   std::shared_ptr<const RecoveryMessage> lastCommitShared() const { return lastCommit_; }
   const std::string& why() const { return why_; }  // for kFailed / kExpelled
+  // What the round waits for, in words (for the error of a wait that gave up on it).
+  std::string describeWait() const;
+  // Moves whenever the round advances (a failure learnt, a report or an accept counted,
+  // a proposal, a promise, a decision); stalls alone do not move it. A waiter watching it
+  // tells a slow round from a stuck one.
+  uint64_t progressMark() const;
 
  private:
   std::vector<Member> survivors() const;  // members of current_ not known failed

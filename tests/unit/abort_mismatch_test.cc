@@ -132,20 +132,23 @@ TEST(AbortBound, AbortFromAWatchdogEndsABlockedCall) {
   EXPECT_EQ(ftcclCommAbort(comms[1]), ftcclSuccess);
 }
 
-// The peer aborts (it goes silent: in one process it shares the health service, so
-// only the op timeout notices); the survivor's rebuild waits for an agreement a lone
-// half of two can never reach; an abort from another thread ends it.
-TEST(AbortBound, AbortEndsARebuild) {
-  ftcclConfig_t config = FTCCL_CONFIG_INITIALIZER;
+// A pair whose rank 1 aborted: it goes silent, and in one process it shares the health
+// service, so nobody declares it failed; rank 0's all-reduce fails by its op timeout.
+void pairWithASilentPeer(ftcclComm_t comms[2], ftcclConfig_t config) {
   config.shrinkWhenNoSpares = 1;
-  config.opTimeoutMs = 1000;
-  ftcclComm_t comms[2] = {nullptr, nullptr};
   initPair(comms, &config);
   ASSERT_EQ(ftcclCommAbort(comms[1]), ftcclSuccess);
   float x = 1;
-  // The survivor learns of the loss (or fails its op) and starts rebuilding.
-  // The peer never takes part: the op cannot succeed (the op timeout ends it).
   ASSERT_NE(ftcclAllReduce(&x, &x, 1, ftcclFloat32, ftcclSum, comms[0], nullptr), ftcclSuccess);
+}
+
+// The survivor's rebuild waits for an agreement a lone half of two can never reach; an
+// abort from another thread ends it.
+TEST(AbortBound, AbortEndsARebuild) {
+  ftcclConfig_t config = FTCCL_CONFIG_INITIALIZER;
+  config.opTimeoutMs = 1000;
+  ftcclComm_t comms[2] = {nullptr, nullptr};
+  ASSERT_NO_FATAL_FAILURE(pairWithASilentPeer(comms, config));
   std::atomic<bool> inRebuild{false};
   ftcclResult_t rebuilt = ftcclSuccess;
   std::thread rebuilder([&] {
@@ -162,6 +165,28 @@ TEST(AbortBound, AbortEndsARebuild) {
   rebuilder.join();
   // A lone rank of two has no majority: the rebuild fails (expelled) or was aborted.
   EXPECT_NE(rebuilt, ftcclSuccess);
+}
+
+// A rebuild whose agreement never moves gives up after 10 failure timeouts and says
+// what it waited for (it used to wait for the bootstrap timeout, 120 s). Here no round
+// ever starts: nobody declared the silent peer failed.
+TEST(AbortBound, ARebuildThatNeverMovesGivesUpAndSaysWhy) {
+  ftcclConfig_t config = FTCCL_CONFIG_INITIALIZER;
+  config.opTimeoutMs = 500;
+  config.failureTimeoutMs = 200;
+  ftcclComm_t comms[2] = {nullptr, nullptr};
+  ASSERT_NO_FATAL_FAILURE(pairWithASilentPeer(comms, config));
+  ftcclRebuildInfo_t info;
+  double seconds = 0;
+  ftcclResult_t rebuilt = returnsInTime(
+      "CommRebuild with no agreement round", [&] { return ftcclCommRebuild(comms[0], &info); },
+      &seconds);
+  EXPECT_EQ(rebuilt, ftcclTimeout);
+  const char* error = ftcclGetLastError(comms[0]);
+  EXPECT_TRUE(contains(error, "has not moved in 2000 ms")) << error;
+  EXPECT_TRUE(contains(error, "no agreement round under way")) << error;
+  EXPECT_GE(seconds, 1.9);  // 10 failure timeouts: not before
+  EXPECT_EQ(ftcclCommAbort(comms[0]), ftcclSuccess);
 }
 
 // A small send that waits in UCX's queue (the peer's shared-memory FIFO is full) outlives

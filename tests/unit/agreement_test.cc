@@ -381,6 +381,43 @@ TEST(Agreement, MemberThatMissedTheCommitGetsItAgain) {
   EXPECT_EQ(behind.state(), Agreement::State::kStable);
 }
 
+// A rebuild that waits on the agreement gives up only when the round stops moving,
+// and says what it waited for: the mark moves with every step of the round, not with
+// stalls alone, and the description names the coordinator or the missing reports.
+TEST(Agreement, AWaitCanTellASlowRoundFromAStuckOneAndSayWhy) {
+  struct Quiet final : AgreementNetwork {
+    void send(const Member&, const RecoveryMessage&) override {}
+  } net;
+  Membership epoch0{0, {"p0", "p1", "p2", "p3"}, {"s0"}};
+  Agreement member("p2", epoch0, true, &net);
+  EXPECT_FALSE(member.waiting());
+  EXPECT_NE(member.describeWait().find("no agreement round under way"), std::string::npos);
+  uint64_t mark = member.progressMark();
+  member.onFailure("p3");
+  EXPECT_TRUE(member.waiting());
+  EXPECT_NE(member.progressMark(), mark) << "a failure learnt is a step";
+  EXPECT_NE(member.describeWait().find("waiting for the coordinator p0 (ballot 0)"),
+            std::string::npos) << member.describeWait();
+  mark = member.progressMark();
+  member.onStalled();
+  member.onStalled();
+  EXPECT_EQ(member.progressMark(), mark) << "stalls alone are no progress";
+  member.onStalled();  // the third: the silent coordinator is given up, p1... takes over
+  EXPECT_NE(member.progressMark(), mark);
+  EXPECT_EQ(member.describeWait().find("coordinator p0 "), std::string::npos)
+      << member.describeWait();
+
+  Agreement coordinator("p0", epoch0, true, &net);
+  coordinator.onFailure("p3");
+  RecoveryMessage report;
+  report.type = RecoveryMessage::kReport;
+  report.failed = {"p3"};
+  coordinator.onMessage("p1", report);
+  const std::string waits = coordinator.describeWait();
+  EXPECT_NE(waits.find("2 live member(s) have not reported (p2, s0)"), std::string::npos)
+      << waits;
+}
+
 TEST(Agreement, ThreeFailuresOneAfterAnotherWithThreeSpares) {
   Cluster c(4, 3);
   for (const char* victim : {"p1", "s0", "p3"}) {  // s0 replaced p1, then fails itself

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "health/health_messages.h"
-#include "health/monitoring.h"
+#include "health/epoch_wiring.h"
 
 namespace ftccl {
 namespace simtool {
@@ -42,27 +42,18 @@ sim::LinkSpec SimCluster::link(const std::string& from, const std::string& to) c
   return spec;
 }
 
-const SimCluster::EpochTables& SimCluster::tablesFor(
-    const std::shared_ptr<const Membership>& membership) {
+const EpochTable& SimCluster::tableFor(const std::shared_ptr<const Membership>& membership) {
   auto it = tables_.find(membership.get());
   if (it != tables_.end()) return it->second;
-  EpochTables& t = tables_[membership.get()];
-  t.membership = membership;
-  t.position = std::make_shared<std::unordered_map<std::string, int>>();
-  auto members = std::make_shared<std::vector<MemberInfo>>();
-  std::vector<std::string> nodeOfRank;
-  for (const auto* list : {&membership->ranks, &membership->spares}) {
-    for (const std::string& key : *list) {
-      const int index = indexOf(key);
-      const std::string host = "h" + std::to_string(hostOf(index));
-      (*t.position)[key] = static_cast<int>(members->size());
-      members->push_back(MemberInfo{static_cast<int>(members->size()), host, 1000 + index, key});
-      if (list == &membership->ranks) nodeOfRank.push_back(host);
-    }
-  }
-  t.members = std::move(members);
-  t.leaders = nodeLeaders(nodeOfRank);
-  return t;
+  std::vector<ProcessKey> known;  // every process: those not in the epoch are former members
+  known.reserve(procs_.size());
+  for (int p = 0; p < size(); ++p) known.push_back(keyOf(p));
+  auto placeOf = [this](const ProcessKey& key) {
+    const int index = indexOf(key);
+    return ProcessPlace{"h" + std::to_string(hostOf(index)), 1000 + index, ""};
+  };
+  return tables_.emplace(membership.get(), buildEpochTable(membership, placeOf, known))
+      .first->second;
 }
 
 void SimCluster::kill(int process) { net_.kill(keyOf(process)); }
@@ -91,42 +82,22 @@ SimProcess::SimProcess(SimCluster& cluster, int index)
   cluster.net().add(key_, this);
 }
 
+// The library's own wiring (health/epoch_wiring.h), as Communicator::registerHealth.
 void SimProcess::join(std::shared_ptr<const Membership> membership, sim::SimTime now,
                       std::shared_ptr<const RecoveryMessage> enteredBy) {
   const ClusterConfig& c = cluster_.config();
-  const SimCluster::EpochTables& tables = cluster_.tablesFor(membership);
+  const EpochTable& table = cluster_.tableFor(membership);
   membership_ = std::move(membership);
-  if (enteredBy) former_.insert(former_.end(), enteredBy->failed.begin(), enteredBy->failed.end());
-  HealthRegistration reg;
-  reg.commKey = 1;
-  reg.epoch = static_cast<uint32_t>(membership_->epoch);
-  reg.nRanks = static_cast<int>(membership_->ranks.size());
-  reg.sharedMembers = tables.members;
-  reg.membership = membership_;
-  reg.enteredBy = std::move(enteredBy);
-  auto place = tables.position->find(key_);
-  if (place != tables.position->end()) reg.myRank = place->second;
-  reg.sharedIndex = tables.position;
+  HealthPolicy policy;
+  policy.probeIntervalMs = c.probeIntervalMs;
+  policy.failureTimeoutMs = c.failureTimeoutMs;
+  policy.shrinkWhenNoSpares = c.shrink;
+  HealthRegistration reg = registrationFor(table, key_, 1, policy, std::move(enteredBy), this);
   if (reg.myRank < 0) {  // not a member any more
     rank_ = -1;
     return;
   }
-  const int nRanks = reg.nRanks;
-  const int nSpares = static_cast<int>(membership_->spares.size());
-  if (reg.myRank < nRanks) {
-    rank_ = reg.myRank;
-    reg.monitored = monitoredRanks(nRanks, tables.leaders, rank_);
-    for (int j = rank_; j < nSpares; j += nRanks) reg.monitored.push_back(nRanks + j);
-  } else {
-    rank_ = -1;
-    reg.monitored.push_back((reg.myRank - nRanks) % nRanks);
-  }
-  reg.formerMembers = former_;
-  reg.listener = this;
-  reg.probeIntervalMs = c.probeIntervalMs;
-  reg.failureTimeoutMs = c.failureTimeoutMs;
-  reg.recoverable = true;
-  reg.shrinkWhenNoSpares = c.shrink;
+  rank_ = reg.myRank < reg.nRanks ? reg.myRank : -1;
   registration_ = protocol_.add(std::move(reg), now);
 }
 

@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "health/epoch_wiring.h"
 #include "health/health_protocol.h"
 #include "transports/sim/sim_network.h"
 
@@ -68,14 +69,9 @@ class SimCluster {
     net_.runFor(std::chrono::duration_cast<std::chrono::microseconds>(span));
   }
 
-  // What every process of an epoch shares: its member table and its node leaders.
-  struct EpochTables {
-    std::shared_ptr<const Membership> membership;  // held: the key is its address
-    std::shared_ptr<const std::vector<MemberInfo>> members;
-    std::vector<int> leaders;
-    std::shared_ptr<std::unordered_map<std::string, int>> position;  // key -> member index
-  };
-  const EpochTables& tablesFor(const std::shared_ptr<const Membership>& membership);
+  // What every process of an epoch shares: the library's health wiring table
+  // (health/epoch_wiring.h), built once per epoch.
+  const EpochTable& tableFor(const std::shared_ptr<const Membership>& membership);
   static int indexOf(const std::string& key);  // keyOf's inverse
 
  private:
@@ -85,7 +81,7 @@ class SimCluster {
   sim::SimNetwork net_;
   std::vector<std::unique_ptr<SimProcess>> procs_;
   std::map<std::pair<int, int>, std::chrono::nanoseconds> slowLinks_;
-  std::map<const Membership*, EpochTables> tables_;
+  std::map<const Membership*, EpochTable> tables_;
 };
 
 // One virtual process: its protocol and what its communicator was told, with times.
@@ -133,7 +129,6 @@ class SimProcess final : public sim::SimNode, public HealthNetwork, public Healt
   HealthProtocol::RegistrationId registration_ = 0;
   int rank_ = -1;
   std::shared_ptr<const Membership> membership_;
-  std::vector<std::string> former_;                       // failed members of earlier epochs
   std::shared_ptr<const RecoveryMessage> pendingCommit_;  // applied at the next tick
   std::string whyFailed_;
 };
