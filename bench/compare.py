@@ -45,8 +45,19 @@ def parse_bytes(text):
     return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
 
 
-def run(cmd, env):
+# Gloo's TCP pairs now and then see "Connection closed by peer" in a short run on a busy
+# 2-core VM (about 1 run in 10 of mp.bench_compare, never when run alone), and the rank
+# aborts. Such a run of the baseline is tried once more, saying so; anything else fails.
+GLOO_FLAKE = "Connection closed by peer"
+
+
+def run(cmd, env, tolerate=None):
+    """The command's output; it must exit 0 and print no WRONG. With `tolerate`, a
+    failure whose stderr holds that text returns None instead (the caller retries)."""
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
+    if out.returncode != 0 and tolerate and tolerate in out.stderr:
+        print(f"# failed with {tolerate!r}, tried again: {' '.join(cmd)}", file=sys.stderr)
+        return None
     if out.returncode != 0:
         sys.exit(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stdout}\n{out.stderr}")
     if "WRONG" in out.stdout or "FAILED" in out.stdout:
@@ -80,13 +91,16 @@ def measure(variant, args, sizes, env):
         cmd = MPIRUN + (UCX if "ucx" in variant else OB1) + (KEPT if variant.endswith("kept") else [])
         cmd += np_ + [f"{args.build}/bench/mpi_allreduce_perf"] + sizes
         return parse(run(cmd, env), False)
-    store = tempfile.mkdtemp(prefix="gloo-store-")
-    try:
-        cmd = MPIRUN + np_ + [f"{args.build}/bench/gloo_allreduce_perf", "--store", store,
-                              "-a", variant.split("-", 1)[1]] + sizes
-        return parse(run(cmd, env), False)
-    finally:
-        shutil.rmtree(store, ignore_errors=True)
+    for attempt in range(2):  # a fresh store each time: the old one holds stale addresses
+        store = tempfile.mkdtemp(prefix="gloo-store-")
+        try:
+            cmd = MPIRUN + np_ + [f"{args.build}/bench/gloo_allreduce_perf", "--store", store,
+                                  "-a", variant.split("-", 1)[1]] + sizes
+            text = run(cmd, env, tolerate=GLOO_FLAKE if attempt == 0 else None)
+            if text is not None:
+                return parse(text, False)
+        finally:
+            shutil.rmtree(store, ignore_errors=True)
 
 
 def plot(png, rows, variants, title):

@@ -420,6 +420,8 @@ Status Communicator::startLocal(PeerInfo* mine) {
   mine->pipeline = config_.pipeline;
   mine->transportAddress = transport_->workerAddress();
   transport_->setCounting(config_.stats);
+  FTCCL_CHECK(createStandby());
+  mine->standbyAddress = standby_->workerAddress();
   // Each init gets its own id even when FTCCL_COMM_ID makes every unique id alike.
   mine->commSalt = std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
   mine->healthKey = health_->selfKey();
@@ -679,8 +681,9 @@ Status Communicator::applyCommit(const RecoveryMessage& commit) {
     }
     joinedPeers_.clear();
   }
-  markLocalPeers();
   const std::unordered_map<ProcessKey, size_t> worldByKey = worldIndexByKey();
+  FTCCL_CHECK(switchWorkers(processesToSwitch(commit, worldByKey)));
+  markLocalPeers();
   auto worldIndex = [&](const Member& key) {
     auto found = worldByKey.find(key);
     return found == worldByKey.end() ? -1 : static_cast<int>(found->second);
@@ -1340,8 +1343,11 @@ void Communicator::revoke(const Status& cause) {
     FTCCL_LOG(Error, Coll, "rank {}: communicator revoked: {}", rank_, cause.message());
   }
   // Wake the thread driving an op (it sleeps on the worker's event fd) and ops waiting
-  // for their turn: they fail at once.
-  if (transport_) transport_->interrupt();
+  // for their turn: they fail at once. (Under the lock: a worker switch may replace it.)
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (transport_) transport_->interrupt();
+  }
   turn_.notify_all();
 }
 

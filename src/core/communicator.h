@@ -162,6 +162,11 @@ class Communicator final : public HealthListener {
   Status shareTuning(const char* when);
   Status calibrate();
   Status shareTuningAfterCommit(const char* when);
+  // worker_switch.cc: fresh UCX workers for the processes of a host where one died.
+  Status createStandby();
+  std::vector<bool> processesToSwitch(const RecoveryMessage& commit,
+                                      const std::unordered_map<ProcessKey, size_t>& worldByKey) const;
+  Status switchWorkers(const std::vector<bool>& switching);
   void revoke(const Status& cause);
   // After a transport error: waits (bounded by the failure timeout) for health to
   // revoke the communicator; true if it did.
@@ -188,6 +193,9 @@ class Communicator final : public HealthListener {
   CommConfig config_;
   std::vector<PeerInfo> peers_;
   std::unique_ptr<UcxTransport> transport_;
+  // A second UCX worker, created ahead, for when a process of this host dies
+  // (worker_switch.cc); null once used.
+  std::unique_ptr<UcxTransport> standby_;
   std::shared_ptr<HealthService> health_;
   std::atomic<HealthService::RegistrationId> healthId_{0};  // the stats read it too
   uint64_t commKey_ = 0;

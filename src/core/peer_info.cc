@@ -5,7 +5,7 @@
 namespace ftccl {
 namespace {
 
-constexpr uint32_t kPeerInfoVersion = 6;
+constexpr uint32_t kPeerInfoVersion = 7;
 
 }  // namespace
 
@@ -23,6 +23,7 @@ std::vector<uint8_t> encodePeerInfo(const PeerInfo& info) {
   out.put(info.package);
   out.put(info.numaNode);
   out.putBlob(info.transportAddress);
+  out.putBlob(info.standbyAddress);
   return out.bytes();
 }
 
@@ -38,7 +39,8 @@ Status decodePeerInfo(const std::vector<uint8_t>& blob, PeerInfo* info) {
       !in.get(&chunk) ||
       !in.get(&channels) || !in.get(&info->commSalt) || !in.getString(&info->healthKey) ||
       !in.getString(&info->node) || !in.get(&info->package) ||
-      !in.get(&info->numaNode) || !in.getBlob(&info->transportAddress) || !in.atEnd()) {
+      !in.get(&info->numaNode) || !in.getBlob(&info->transportAddress) ||
+      !in.getBlob(&info->standbyAddress) || !in.atEnd()) {
     return invalidArgument("malformed peer info");
   }
   info->pipeline.chunkBytes = chunk;

@@ -22,6 +22,9 @@ struct PeerInfo {
   int32_t package = -1;               // hwloc locality, orders a node's intra-node ring
   int32_t numaNode = -1;
   std::vector<uint8_t> transportAddress;
+  // The process's standby UCX worker, which it moves to when a process of its host dies
+  // (Communicator::switchWorkers); empty once used and until announced again.
+  std::vector<uint8_t> standbyAddress;
 };
 
 std::vector<uint8_t> encodePeerInfo(const PeerInfo& info);

@@ -169,7 +169,7 @@ class HealthService::Driver final : public HealthNetwork {
     return nullptr;
   }
 
-  Conn* open(const ProcessKey& key, bool monitoring) {
+  Conn* open(const ProcessKey& key, bool monitoring, bool verifying = false) {
     SockAddr addr;
     if (!parseKey(key, &addr)) {
       FTCCL_LOG(Error, Health, "cannot parse the health address '{}'", key);
@@ -185,6 +185,7 @@ class HealthService::Driver final : public HealthNetwork {
     c->monitoring = monitoring;
     c->openedAt = HealthClock::now();
     c->closeWhenFlushed = !monitoring;
+    c->verifying = verifying;
     HealthMessage hello;
     hello.type = HealthType::kHello;
     hello.senderKey = protocol.self();
@@ -198,7 +199,7 @@ class HealthService::Driver final : public HealthNetwork {
     c->established = rc == 0;
     conns.push_back(std::move(c));
     Conn* added = conns.back().get();
-    if (refused) lost(*added);  // nobody listens there: the process is gone
+    if (refused) lost(*added, "was refused");  // nobody listens there: the process is gone
     return added;
   }
 
@@ -231,15 +232,19 @@ class HealthService::Driver final : public HealthNetwork {
   // connection closed for a reason of its own (seen in chaos runs over TCP between
   // network namespaces, before any fault: both monitoring connections of one healthy
   // process closed within 3 ms) is thus not expelled.
-  void lost(Conn& c) {
+  void lost(Conn& c, const char* how = "was closed at once") {
     c.fd.reset();
     flushed.notify_all();
     if (!c.monitoring) return;
     if (c.established && !c.verifying) {
       toVerify.push_back(c.key);
-    } else {
-      lostKeys.push_back(c.key);
+      return;
     }
+    if (c.verifying) {
+      FTCCL_LOG(Info, Health, "health connection to {} closed, and the reconnect {}: taken for "
+                "a crash", c.key, how);
+    }
+    lostKeys.push_back(c.key);
   }
 
   void verifyLosses(HealthTime now) {
@@ -251,15 +256,12 @@ class HealthService::Driver final : public HealthNetwork {
       if (!stillMonitored) continue;  // unmonitored meanwhile
       FTCCL_LOG(Debug, Health, "health connection to {} closed: reconnecting to tell a crash "
                 "from a closed connection", key);
-      if (Conn* again = open(key, /*monitoring=*/true)) {
-        again->verifying = true;
-        again->openedAt = now;
-      }
+      if (Conn* again = open(key, /*monitoring=*/true, /*verifying=*/true)) again->openedAt = now;
     }
     for (auto& c : conns) {
       if (!c->verifying || !c->fd.valid() || now - c->openedAt <= kVerifyLimit) continue;
       if (c->connecting) {
-        lost(*c);  // no answer: the host is gone too
+        lost(*c, "got no answer in 100 ms");  // the host is gone too
         continue;
       }
       c->verifying = false;
@@ -668,7 +670,7 @@ void HealthService::run() {
         socklen_t len = sizeof(err);
         getsockopt(c.fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
         if (err != 0) {
-          d.lost(c);
+          d.lost(c, "was refused");
           continue;
         }
         if (!(ev & POLLOUT)) continue;

@@ -192,14 +192,15 @@ TEST(AbortBound, ARebuildThatNeverMovesGivesUpAndSaysWhy) {
 // A small send that waits in UCX's queue (the peer's shared-memory FIFO is full) outlives
 // its failed op; the application then unmaps the buffer, the peer drains its FIFO and the
 // sender's teardown progresses the queue. UCX must not read the unmapped buffer (it did:
-// SIGSEGV in ucp_dt_pack, chaos seed 9091); staged sends pack zeros instead.
-TEST(AbandonedSends, AQueuedSendNeverReadsTheBufferAfterItsOpFailed) {
+// SIGSEGV in ucp_dt_pack, chaos seeds 9091 and 7334); staged sends pack zeros instead.
+// 4 KiB, and 8 KiB: below UCX's shared-memory rendezvous threshold (8256 B), which a
+// fixed 8 KiB staging limit missed.
+void queueSendsThenFailAndUnmap(size_t kCount) {
   ftcclConfig_t config = FTCCL_CONFIG_INITIALIZER;
   config.opTimeoutMs = 500;  // rank 1 never receives: rank 0's op times out and fails
   ftcclComm_t comms[2] = {nullptr, nullptr};
   initPair(comms, &config);
-  constexpr int kSends = 256;          // UCX's FIFO holds 64: the rest wait in its queue
-  constexpr size_t kCount = 1024;      // 4 KiB each: eager, below the rendezvous threshold
+  constexpr int kSends = 256;  // UCX's FIFO holds 64: the rest wait in its queue
   const size_t bytes = kSends * kCount * sizeof(float);
   void* mapped = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(mapped, MAP_FAILED);
@@ -214,6 +215,11 @@ TEST(AbandonedSends, AQueuedSendNeverReadsTheBufferAfterItsOpFailed) {
   ASSERT_EQ(munmap(mapped, bytes), 0);       // the application's right after a failed op
   EXPECT_EQ(ftcclCommAbort(comms[1]), ftcclSuccess);  // drains its FIFO: room again
   EXPECT_EQ(ftcclCommAbort(comms[0]), ftcclSuccess);  // progresses its queued sends
+}
+
+TEST(AbandonedSends, AQueuedSendNeverReadsTheBufferAfterItsOpFailed) {
+  queueSendsThenFailAndUnmap(1024);
+  queueSendsThenFailAndUnmap(2048);
 }
 
 // What one rank passes to the all-reduce.

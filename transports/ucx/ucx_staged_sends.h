@@ -1,17 +1,22 @@
 // Small sends that UCX may pack long after their op ended, packed by us instead.
 //
-// Why: without peer error handling (same-node peers, ucx_transport.h) UCX can neither
-// cancel a send nor close its endpoint by force. A small (eager) send that finds the
-// peer's shared-memory queue full waits in UCX's pending queue and is packed later, from
-// the buffer it was given. Once its op has failed, the application may free that buffer:
-// a survivor crashed in ucp_dt_pack that way (chaos seed 9091). Such sends therefore go
+// Why: UCX cannot cancel a send. A small (eager) send that finds the peer's queue full
+// (a shared-memory FIFO, or a TCP connection still being set up) waits in UCX's pending
+// queue and is packed later, from the buffer it was given. Once its op has failed, the
+// application may free that buffer: survivors crashed in ucp_dt_pack that way (chaos
+// seeds 9091 and 7334 over shared memory, 7398 over TCP). Such sends therefore go
 // through a UCX generic datatype whose pack callback reads from a slot the transport
 // owns; when the op is abandoned, the slot is marked and a late packing writes zeros
 // (to an op nobody receives any more) instead of reading the application's memory.
+// Every send below the endpoint's rendezvous threshold is staged when it cannot go out
+// inline at once (the threshold is read from UCX: 8256 B over shared memory here, not
+// the 8 KiB assumed at first, which left 8 KiB sends bare: seed 7334).
 //
-// Rendezvous sends (at or above kLimit) are not staged: UCX reads their buffer only when
-// the receiver matches them, and a failed op's receivers cancel their receives or drain
-// the message as truncated, which reads nothing (rndv.c: the truncated path only acks).
+// Rendezvous sends are not staged: UCX reads their buffer only when the receiver asks.
+// Over shared memory the receiver reads it by CMA once it matched (a failed op's
+// receivers cancel or drain the message as truncated, which reads nothing: rndv.c);
+// with peer error handling the transport closes the endpoint of a cancelled large send
+// by force, which ends it (UcxTransport::cancel).
 #pragma once
 
 #include <ucp/api/ucp.h>
@@ -34,8 +39,8 @@ struct StagedSend {
 
 class StagedSends {
  public:
-  // Below UCX's shared-memory rendezvous threshold (8 KiB: "..8192..<rndv>" in
-  // ucp_ep_print_info), so staging never turns a zero-copy rendezvous into copies.
+  // Until an endpoint's rendezvous threshold can be read (UcxTransport::stagingLimit):
+  // below any threshold UCX 1.13 picks, so staging never turns a rendezvous into copies.
   static constexpr size_t kLimit = 8192;
 
   StagedSends() = default;

@@ -181,6 +181,25 @@ void UcxTransport::addPeer(std::vector<uint8_t> address) {
   *peers_.back().state = EndpointState{this, static_cast<int>(peers_.size() - 1), false};
 }
 
+void UcxTransport::setPeerAddress(size_t world, std::vector<uint8_t> address) {
+  Peer& p = peers_[world];
+  if (p.ep != nullptr && p.epPeerMode) {
+    retireEndpoint(p);
+  } else if (p.ep != nullptr) {
+    // No forced close without peer error handling: a flushing close, whose request (if
+    // any) teardown ends or leaves, bounded, with the others.
+    ucp_request_param_t params = noCallbackParams();
+    ucs_status_ptr_t closing = ucp_ep_close_nbx(p.ep, &params);
+    if (UCS_PTR_IS_PTR(closing)) closing_.push_back(closing);
+    p.ep = nullptr;
+  }
+  p.state->failed = false;
+  p.lanesLogged = false;
+  p.stageBelow = 0;
+  p.thresholdTries = 0;
+  p.address = std::move(address);
+}
+
 Status UcxTransport::remap(uint32_t epoch, std::vector<int> logicalToWorld, int rank) {
   for (int w : logicalToWorld) {
     if (w < 0 || w >= static_cast<int>(peers_.size())) return internalError("bad remap");
@@ -242,6 +261,8 @@ void UcxTransport::onEndpointError(void* arg, ucp_ep_h /*ep*/, ucs_status_t stat
 void UcxTransport::retireEndpoint(Peer& p) {
   p.state->failed = false;
   if (p.ep == nullptr || !p.epPeerMode) return;
+  p.stageBelow = 0;  // the next endpoint may choose other lanes
+  p.thresholdTries = 0;
   ucp_request_param_t params = noCallbackParams();
   params.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
   params.flags = UCP_EP_CLOSE_FLAG_FORCE;
@@ -288,7 +309,7 @@ Status UcxTransport::isend(int peer, const void* buffer, size_t bytes, MessageKe
   ucp_request_param_t params = noCallbackParams();
   StagedSend* staged = nullptr;
   ucs_status_ptr_t sent = nullptr;
-  if (!to.epPeerMode && bytes > 0 && bytes < StagedSends::kLimit) {  // see ucx_staged_sends.h
+  if (bytes > 0 && bytes < stagingLimit(to, static_cast<size_t>(logicalToWorld_[peer]))) {
     // Inline when the peer's queue has room (UCX's fastest path, nothing left behind);
     // else staged, since it would wait in UCX's queue holding the application's buffer.
     params.op_attr_mask = UCP_OP_ATTR_FLAG_FORCE_IMM_CMPL;
@@ -414,6 +435,14 @@ void UcxTransport::cancel(TransportRequest** request) {
   } else {
     abandon(info);
     orphans_.push(info);
+    // A large send left inside UCX reads the application's buffer whenever its peer
+    // asks for the data. With peer error handling its endpoint can be closed by force,
+    // which ends it; the next transfer connects again. (Without it, only the peer's
+    // rendezvous read touches the buffer, after it matched: see ucx_staged_sends.h.)
+    Peer& p = peers_[static_cast<size_t>(info->world)];
+    if (!info->receive && info->staged == nullptr && p.epPeerMode && p.ep != nullptr) {
+      retireEndpoint(p);
+    }
   }
   *request = nullptr;
 }
@@ -447,6 +476,14 @@ void UcxTransport::reapOrphans() {
     }
     r = next;
   }
+}
+
+uint64_t UcxTransport::stagingLimit(Peer& p, size_t world) {
+  // Read once the endpoint's lanes are settled; before that (wireup), every 64 sends.
+  if (p.stageBelow == 0 && p.thresholdTries++ % 64 == 0) {
+    p.stageBelow = rendezvousThreshold(static_cast<int>(world));
+  }
+  return p.stageBelow != 0 ? p.stageBelow : StagedSends::kLimit;
 }
 
 void UcxTransport::freeRequest(UcxRequest* request) {

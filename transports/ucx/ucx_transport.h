@@ -70,6 +70,9 @@ class UcxTransport final : public Transport {
   Status remap(uint32_t epoch, std::vector<int> logicalToWorld, int rank);
   // A process that joined later (a refilled spare): its worker index is the next one.
   void addPeer(std::vector<uint8_t> address);
+  // The process at a worker index moved to another UCX worker: the endpoint to its old
+  // one is closed (without waiting) and the next transfer connects to the new address.
+  void setPeerAddress(size_t world, std::vector<uint8_t> address);
   // Whether the process at a worker index shares this node (error mode auto); before
   // the first transfer with it.
   void setLocal(size_t world, bool local) { peers_[world].local = local; }
@@ -123,6 +126,8 @@ class UcxTransport final : public Transport {
     bool receivedFrom = false;  // a receive was posted: UCX may hold an endpoint to it
     bool local = false;         // on this node (setLocal)
     bool epPeerMode = false;    // ep was created with peer error handling
+    uint64_t stageBelow = 0;    // sends below this are staged (UCX's rendezvous threshold)
+    uint32_t thresholdTries = 0;  // sends since the threshold was last looked for
     std::unique_ptr<LinkCounters> counters = std::make_unique<LinkCounters>();
     std::unique_ptr<EndpointState> state = std::make_unique<EndpointState>();
   };
@@ -146,6 +151,9 @@ class UcxTransport final : public Transport {
   void freeRequest(UcxRequest* request);
   // The op gave the request up: a staged send packs zeros from now on.
   static void abandon(UcxRequest* request);
+  // Sends below this size to `p` are staged: UCX's rendezvous threshold for its endpoint,
+  // read from ucp_ep_print_info (StagedSends::kLimit until it can be read).
+  uint64_t stagingLimit(Peer& p, size_t world);
 
   // Teardown (ucx_teardown.cc): cancel, drain, close, wait, all bounded.
   // True when nothing is left outstanding: the worker can be destroyed.

@@ -1,0 +1,81 @@
+// Fresh UCX workers for the processes of a host where a process died.
+//
+// Why: a process killed while writing into a peer's UCX shared-memory FIFO may die
+// between reserving a slot (a CAS on the FIFO's head) and marking it written; the reader
+// consumes its FIFO in order and waits on that slot for ever, so every later message to
+// it over shared memory is lost (chaos seed 7022: after the rebuild, the new rank 0's
+// cost-model broadcast was sent and never arrived). Only the processes of the dead one's
+// host can have been written to over shared memory, and UCX cannot repair a FIFO, so
+// each of them moves to a new worker.
+//
+// How, without an exchange on the critical path: every process creates a standby worker
+// at init and publishes its address with its peer info (joiners too, and the member
+// table a joiner gets carries them). A commit whose failed set holds a process of host
+// H makes every process of H that still has its standby switch to it, and every other
+// process send to those addresses from then on: ranks and spares decide alike from the
+// commit and the peer table, with no message. Once used, a standby is gone for good: a
+// second death on the same host leaves its processes on their workers (as before this
+// existed). A refilled standby would need its new address to reach every rank and
+// spare before the next switch; the ranks' all-gather tried first left spares with stale
+// addresses (mp.spares.three_failures_three_spares failed on it).
+#include "core/communicator.h"
+#include "transports/ucx/ucx_transport.h"
+#include "util/log.h"
+
+namespace ftccl {
+
+Status Communicator::createStandby() {
+  UcxOptions ucxOptions;
+  FTCCL_CHECK(ucxOptionsFromEnv(&ucxOptions));
+  return UcxTransport::create(ucxOptions, &standby_);
+}
+
+// Every process on the host (and network namespace) of a failed one, that has a standby.
+std::vector<bool> Communicator::processesToSwitch(
+    const RecoveryMessage& commit, const std::unordered_map<ProcessKey, size_t>& worldByKey) const {
+  std::vector<bool> switching(peers_.size(), false);
+  for (const Member& key : commit.failed) {
+    auto dead = worldByKey.find(key);
+    if (dead == worldByKey.end()) continue;
+    const PeerInfo& d = peers_[dead->second];
+    for (size_t w = 0; w < peers_.size(); ++w) {
+      const PeerInfo& p = peers_[w];
+      if (p.host == d.host && p.netns == d.netns && !p.standbyAddress.empty()) switching[w] = true;
+    }
+  }
+  return switching;
+}
+
+Status Communicator::switchWorkers(const std::vector<bool>& switching) {
+  for (size_t w = 0; w < peers_.size(); ++w) {
+    if (!switching[w] || static_cast<int>(w) == worldRank_) continue;
+    peers_[w].transportAddress = std::move(peers_[w].standbyAddress);
+    peers_[w].standbyAddress.clear();
+    transport_->setPeerAddress(w, peers_[w].transportAddress);
+  }
+  if (worldRank_ < 0 || !switching[static_cast<size_t>(worldRank_)] || !standby_) {
+    return Status::ok();
+  }
+  PeerInfo& me = peers_[static_cast<size_t>(worldRank_)];
+  me.transportAddress = std::move(me.standbyAddress);
+  me.standbyAddress.clear();
+  std::unique_ptr<UcxTransport> retired;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);  // revoke() and abort() interrupt it under it
+    retired = std::move(transport_);
+    transport_ = std::move(standby_);
+  }
+  retired->setForceClose();
+  retired.reset();  // bounded teardown; a worker it cannot destroy is kept until exit
+  std::vector<std::vector<uint8_t>> addresses;
+  addresses.reserve(peers_.size());
+  for (const PeerInfo& p : peers_) addresses.push_back(p.transportAddress);
+  FTCCL_CHECK(transport_->connect(worldRank_, std::move(addresses),
+                                  static_cast<uint32_t>(commKey_), static_cast<uint32_t>(epoch_)));
+  transport_->setCounting(config_.stats);
+  FTCCL_LOG(Info, Net, "rank {}: a process of this host failed: moved to a fresh UCX worker "
+            "(its shared-memory queues may hold a slot the dead process never filled)", rank_);
+  return Status::ok();
+}
+
+}  // namespace ftccl
