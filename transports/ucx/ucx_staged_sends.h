@@ -14,9 +14,10 @@
 //
 // Rendezvous sends are not staged: UCX reads their buffer only when the receiver asks.
 // Over shared memory the receiver reads it by CMA once it matched (a failed op's
-// receivers cancel or drain the message as truncated, which reads nothing: rndv.c);
-// with peer error handling the transport closes the endpoint of a cancelled large send
-// by force, which ends it (UcxTransport::cancel).
+// receivers cancel or drain the message as truncated, which reads nothing: rndv.c).
+// Over TCP a receiver that had matched asks for the rest of the data, and the sender
+// packs it from the buffer: not covered yet (closing the endpoint by force ended such a
+// send, but also dropped messages the peer had counted as sent: seeds 7734, 7736).
 #pragma once
 
 #include <ucp/api/ucp.h>

@@ -435,14 +435,9 @@ void UcxTransport::cancel(TransportRequest** request) {
   } else {
     abandon(info);
     orphans_.push(info);
-    // A large send left inside UCX reads the application's buffer whenever its peer
-    // asks for the data. With peer error handling its endpoint can be closed by force,
-    // which ends it; the next transfer connects again. (Without it, only the peer's
-    // rendezvous read touches the buffer, after it matched: see ucx_staged_sends.h.)
-    Peer& p = peers_[static_cast<size_t>(info->world)];
-    if (!info->receive && info->staged == nullptr && p.epPeerMode && p.ep != nullptr) {
-      retireEndpoint(p);
-    }
+    // Not closing a live peer's endpoint by force to end a large send: over TCP that
+    // dropped the connection under messages the peer had already counted as sent, and
+    // the survivor waited for them for ever (chaos seeds 7734, 7736).
   }
   *request = nullptr;
 }
