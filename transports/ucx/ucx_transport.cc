@@ -474,8 +474,10 @@ void UcxTransport::reapOrphans() {
 }
 
 uint64_t UcxTransport::stagingLimit(Peer& p, size_t world) {
-  // Read once the endpoint's lanes are settled; before that (wireup), every 64 sends.
-  if (p.stageBelow == 0 && p.thresholdTries++ % 64 == 0) {
+  // Read once the endpoint's lanes are settled; before that (wireup), every 64 sends,
+  // 16 times at most: an endpoint whose description never shows a threshold (some TCP
+  // ones) must not pay ucp_ep_print_info on its hot path for ever.
+  if (p.stageBelow == 0 && p.thresholdTries < 16 * 64 && p.thresholdTries++ % 64 == 0) {
     p.stageBelow = rendezvousThreshold(static_cast<int>(world));
   }
   return p.stageBelow != 0 ? p.stageBelow : StagedSends::kLimit;
