@@ -42,6 +42,18 @@ class UcxContext {
         return fromUcs(modified, "ucp_config_modify(MM_ERROR_HANDLING)");
       }
     }
+    // UCX connects TCP endpoints with a blocking connect() by default: an endpoint made
+    // to a host whose link was cut stalled the caller for the kernel's SYN retries
+    // (about 2 minutes; chaos seed 92, a forced close at exit). Non-blocking, it fails
+    // through UCX's own error path instead. (UCT matches a transport's own keys without
+    // its prefix: "CONN_NB" is UCX_TCP_CONN_NB.)
+    if (std::getenv("UCX_TCP_CONN_NB") == nullptr) {
+      ucs_status_t modified = ucp_config_modify(config, "CONN_NB", "y");
+      if (modified != UCS_OK) {
+        ucp_config_release(config);
+        return fromUcs(modified, "ucp_config_modify(CONN_NB)");
+      }
+    }
     ucp_params_t params;
     std::memset(&params, 0, sizeof(params));
     params.field_mask =
