@@ -276,6 +276,25 @@ class ClassifyTest(unittest.TestCase):
         v = self.classify(p, o)
         self.assertEqual(v.outcome, "failed_clean_not_allowed", v.reason)
 
+    def test_a_rank_that_left_in_order_before_a_fault_counts_as_gone(self):
+        # 3 ranks + 1 spare (seed 126): rank 1 finished and left, then rank 2 was killed
+        # during rank 0's last op; 0 and the spare are 2 of 4, no strict majority. The
+        # same failure with rank 1 leaving after the fault is a defect.
+        for leaves_at, outcome in ((0.9, "failed_clean"), (1.5, "failed_clean_not_allowed")):
+            p = plan(nranks=3, spares=1, faults=[("kill", 2, 1.0), ("kill", 1, 1.05)],
+                     kind="during_rebuild")
+            o = Out().at(0.3).preamble().at(leaves_at).verdict(1, True)
+            o.at(1.0).injected("kill", 2, 1002, 1.0)
+            o.add("ftccl_run: kill on rank 1 not injected: the rank had already ended")
+            o.at(2.0)
+            for q in (0, 3):
+                o.verdict(q, False, "ftcclCommRebuild: cannot rebuild")
+            for q in range(4):
+                o.end(q, "killed on purpose (SIGKILL at 1.00 s)" if q == 2 else
+                      "exited 0" if q == 1 else "exited 1")
+            v = self.classify(p, o)
+            self.assertEqual(v.outcome, outcome, f"left at {leaves_at}: {v.reason}")
+
     def test_rank0_lost_in_init_is_allowed(self):
         p = plan(nranks=4, spares=1, faults=[("kill", 0, 0.01)], kind="init_rank0")
         v = self.classify(p, self.failed_run(p, [0], init_done=False, verdicts=False))

@@ -65,6 +65,7 @@ class Proc:
     pid: int = None
     end: str = ""             # ftccl_run's summary text for it
     verdict: str = None       # PASS | FAIL
+    verdict_at: float = None  # when its verdict line arrived
     verdict_reason: str = ""
     detection_ms: float = None
     recovery_ms: float = None
@@ -147,6 +148,7 @@ def _parse_rank_line(proc, text, when, out):
     m = RE_VERDICT.match(text)
     if m:
         proc.verdict = m[2]
+        proc.verdict_at = when
         proc.activated = proc.activated or "activated spare" in m[3]
         t = RE_VERDICT_TIMES.search(m[3])
         if t:
@@ -327,9 +329,19 @@ def majority_lost(plan, parsed, role_of):
     processes alive then."""
     rebuilds = sorted(t for pr in parsed.procs.values() if pr.index not in role_of
                       for t in pr.rebuilt)
+    lost = lost_processes(plan, parsed, role_of)
+    if not lost:
+        return ""
+    # A survivor that finished its run and left in order before a fault is gone too: the
+    # agreement cannot tell it from a silent member, and it no longer answers (seed 126:
+    # rank 1 done, then rank 2 killed during rank 0's last op, 2 of 4 left).
+    last_fault = lost[-1][0]
+    left = [(pr.verdict_at, p) for p, pr in parsed.procs.items()
+            if p not in role_of and pr.verdict == "PASS" and pr.verdict_at is not None
+            and pr.verdict_at < last_fault]
     voters = alive = plan.procs
     previous = None
-    for when, _p in lost_processes(plan, parsed, role_of):
+    for when, _p in sorted(lost + left):
         if previous is not None and any(previous < t < when for t in rebuilds):
             voters = alive
         alive -= 1
