@@ -712,7 +712,7 @@ Status validateRendezvousArgs(int rank, int nranks, const std::vector<uint8_t>& 
 
 Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
                       const std::vector<uint8_t>& myBlob, int timeoutMs,
-                      std::vector<std::vector<uint8_t>>* allBlobs) {
+                      std::vector<std::vector<uint8_t>>* allBlobs, const Cancelled& cancelled) {
   const auto start = Clock::now();
   FTCCL_CHECK(validateRendezvousArgs(rank, nranks, myBlob, timeoutMs, allBlobs));
   SockAddr rootAddr;
@@ -740,7 +740,8 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
 
   Fd fd;
   std::string lastError;
-  Status st = connectWithRetry(rootAddr, deadline, &fd, &lastError);
+  Status st = connectWithRetry(rootAddr, deadline, &fd, &lastError, cancelled);
+  if (st.code() == ftcclRemoteError) return remoteError("bootstrap rendezvous given up: " + st.message());
   if (!st.isOk()) {
     if (st.code() == ftcclTimeout) {
       return systemError("cannot reach bootstrap root " + root + " within " +
@@ -765,6 +766,9 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
       " closed the connection without a reply: it rejected this rank (wrong secret: a unique "
       "id or FTCCL_COMM_SECRET from another job?) or it exited; see the root's log";
   auto noReply = [&](const Status& io) -> Status {
+    if (io.code() == ftcclRemoteError) {
+      return remoteError("bootstrap rendezvous with root " + root + " given up: " + io.message());
+    }
     if (io.code() == ftcclTimeout) {
       return timeoutError("bootstrap rendezvous as rank " + std::to_string(rank) + " of " +
                           std::to_string(nranks) + " did not complete within " +
@@ -774,12 +778,12 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
     return systemError(closedMsg + " [" + io.message() + "]");
   };
 
-  st = sendAll(fd.get(), helloFrame.data(), helloFrame.size(), replyDeadline);
+  st = sendAll(fd.get(), helloFrame.data(), helloFrame.size(), replyDeadline, cancelled);
   if (!st.isOk()) return noReply(st);
 
   uint8_t headerBytes[kFrameHeaderBytes];
   size_t got = 0;
-  st = recvAll(fd.get(), headerBytes, sizeof(headerBytes), replyDeadline, &got);
+  st = recvAll(fd.get(), headerBytes, sizeof(headerBytes), replyDeadline, &got, cancelled);
   if (!st.isOk()) return noReply(st);
   FrameHeader header;
   st = parseFrameHeader(headerBytes, sizeof(headerBytes), &header);
@@ -793,7 +797,7 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
     size_t chunk = std::min<size_t>(header.length - body.size(), size_t{1} << 20);
     size_t old = body.size();
     body.resize(old + chunk);
-    st = recvAll(fd.get(), body.data() + old, chunk, replyDeadline, &got);
+    st = recvAll(fd.get(), body.data() + old, chunk, replyDeadline, &got, cancelled);
     if (!st.isOk()) return noReply(st);
   }
   fd.reset();
@@ -900,9 +904,11 @@ Status createListeningId(ftcclUniqueId* id) {
 
 Status rendezvous(const UniqueIdContents& contents, int rank, int nranks,
                   const std::vector<uint8_t>& myBlob, int timeoutMs,
-                  std::vector<std::vector<uint8_t>>* allBlobs) {
+                  std::vector<std::vector<uint8_t>>* allBlobs,
+                  const std::function<bool()>& cancelled) {
   try {
-    return bootstrap::rendezvousImpl(contents, rank, nranks, myBlob, timeoutMs, allBlobs);
+    return bootstrap::rendezvousImpl(contents, rank, nranks, myBlob, timeoutMs, allBlobs,
+                                     cancelled);
   } catch (const std::bad_alloc&) {
     return systemError("out of memory during the bootstrap rendezvous");
   } catch (const std::exception& e) {

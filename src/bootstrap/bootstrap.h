@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,10 +48,13 @@ Status bootstrapTimeoutMs(int* timeoutMs);
 // Meets the other ranks: returns every rank's blob (index = rank), own included. A rank
 // that had not joined (or had left) by the deadline gets an empty blob, when rank 0 and a
 // strict majority did join; otherwise the rendezvous fails naming the missing ranks.
-// Starts the root first when contents.rankZeroStartsRoot and rank == 0.
+// Starts the root first when contents.rankZeroStartsRoot and rank == 0. `cancelled`,
+// when given, is asked every few ms while waiting: true ends the rendezvous with
+// ftcclRemoteError.
 Status rendezvous(const UniqueIdContents& contents, int rank, int nranks,
                   const std::vector<uint8_t>& myBlob, int timeoutMs,
-                  std::vector<std::vector<uint8_t>>* allBlobs);
+                  std::vector<std::vector<uint8_t>>* allBlobs,
+                  const std::function<bool()>& cancelled = {});
 
 // Stops every root listener this process still runs (tests, process exit).
 void stopAllRoots();

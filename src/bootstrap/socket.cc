@@ -307,10 +307,23 @@ int connectOnce(const SockAddr& addr, Deadline deadline, Fd* out) {
 
 }  // namespace
 
+namespace {
+
+// The next wait's length: the time left, in slices when the wait can be cancelled.
+int waitSliceMs(Deadline deadline, const Cancelled& cancelled) {
+  int left = std::max(0, msUntil(deadline));
+  return cancelled ? std::min(left, kCancelCheckMs) : left;
+}
+
+Status cancelledError() { return remoteError("cancelled: the waiting side gave up"); }
+
+}  // namespace
+
 Status connectWithRetry(const SockAddr& addr, Deadline deadline, Fd* out,
-                        std::string* lastError) {
+                        std::string* lastError, const Cancelled& cancelled) {
   int backoffMs = 5;
   for (;;) {
+    if (cancelled && cancelled()) return cancelledError();
     int err = connectOnce(addr, deadline, out);
     if (err == 0) return Status::ok();
     *lastError = errnoString(err);
@@ -321,11 +334,12 @@ Status connectWithRetry(const SockAddr& addr, Deadline deadline, Fd* out,
     int left = msUntil(deadline);
     if (left <= 0) return timeoutError("connect to " + addr.toString() + ": " + *lastError);
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min(backoffMs, left)));
-    backoffMs = std::min(backoffMs * 2, 100);
+    backoffMs = std::min(backoffMs * 2, cancelled ? kCancelCheckMs : 100);
   }
 }
 
-Status sendAll(int fd, const uint8_t* data, size_t size, Deadline deadline) {
+Status sendAll(int fd, const uint8_t* data, size_t size, Deadline deadline,
+               const Cancelled& cancelled) {
   size_t done = 0;
   while (done < size) {
     ssize_t n = ::send(fd, data + done, size - done, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -338,14 +352,18 @@ Status sendAll(int fd, const uint8_t* data, size_t size, Deadline deadline) {
       return systemError("send: " + errnoString(errno));
     }
     pollfd p{fd, POLLOUT, 0};
-    int rc = ::poll(&p, 1, msUntil(deadline));
+    int rc = ::poll(&p, 1, waitSliceMs(deadline, cancelled));
     if (rc < 0 && errno != EINTR) return systemError("poll: " + errnoString(errno));
-    if (rc == 0) return timeoutError("send did not finish before the deadline");
+    if (rc == 0 && msUntil(deadline) <= 0) {
+      return timeoutError("send did not finish before the deadline");
+    }
+    if (rc == 0 && cancelled && cancelled()) return cancelledError();
   }
   return Status::ok();
 }
 
-Status recvAll(int fd, uint8_t* data, size_t size, Deadline deadline, size_t* received) {
+Status recvAll(int fd, uint8_t* data, size_t size, Deadline deadline, size_t* received,
+               const Cancelled& cancelled) {
   size_t done = 0;
   *received = 0;
   while (done < size) {
@@ -361,9 +379,10 @@ Status recvAll(int fd, uint8_t* data, size_t size, Deadline deadline, size_t* re
       return systemError("recv: " + errnoString(errno));
     }
     pollfd p{fd, POLLIN, 0};
-    int rc = ::poll(&p, 1, msUntil(deadline));
+    int rc = ::poll(&p, 1, waitSliceMs(deadline, cancelled));
     if (rc < 0 && errno != EINTR) return systemError("poll: " + errnoString(errno));
-    if (rc == 0) return timeoutError("no data before the deadline");
+    if (rc == 0 && msUntil(deadline) <= 0) return timeoutError("no data before the deadline");
+    if (rc == 0 && cancelled && cancelled()) return cancelledError();
   }
   return Status::ok();
 }

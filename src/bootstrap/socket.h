@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "util/status.h"
@@ -18,6 +19,10 @@ namespace bootstrap {
 
 using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
+// Asked between waits of at most kCancelCheckMs: true ends the wait with ftcclRemoteError
+// (a forming child communicator whose parent was revoked: its root may be dead).
+using Cancelled = std::function<bool()>;
+constexpr int kCancelCheckMs = 20;
 
 // Milliseconds left until d (0 when past), rounded up, clamped to int.
 int msUntil(Deadline d);
@@ -83,13 +88,15 @@ Status listenOn(const SockAddr& addr, bool reuseAddr, Fd* out, SockAddr* bound);
 // Connects, retrying refused/unreachable attempts until the deadline.
 // *lastError describes the last failure when the deadline passed.
 Status connectWithRetry(const SockAddr& addr, Deadline deadline, Fd* out,
-                        std::string* lastError);
+                        std::string* lastError, const Cancelled& cancelled = {});
 
 // Sends all bytes before the deadline (ftcclTimeout otherwise).
-Status sendAll(int fd, const uint8_t* data, size_t size, Deadline deadline);
+Status sendAll(int fd, const uint8_t* data, size_t size, Deadline deadline,
+               const Cancelled& cancelled = {});
 // Receives exactly size bytes before the deadline. *received counts what arrived (an
 // early end of stream is an ftcclSystemError with *received < size).
-Status recvAll(int fd, uint8_t* data, size_t size, Deadline deadline, size_t* received);
+Status recvAll(int fd, uint8_t* data, size_t size, Deadline deadline, size_t* received,
+               const Cancelled& cancelled = {});
 
 // Puts the descriptor in non-blocking mode (accepted sockets inherit via accept4).
 Status setNonBlocking(int fd);

@@ -81,9 +81,10 @@ const char* opKindName(OpKind kind) {
 }
 
 Status Communicator::create(int nranks, const ftcclUniqueId& id, int rank,
-                            const ftcclConfig_t* config, std::unique_ptr<Communicator>* out) {
+                            const ftcclConfig_t* config, std::unique_ptr<Communicator>* out,
+                            const std::function<bool()>& cancelled) {
   std::unique_ptr<Communicator> comm(new Communicator());
-  FTCCL_CHECK(comm->init(nranks, id, rank, config));
+  FTCCL_CHECK(comm->init(nranks, id, rank, config, cancelled));
   *out = std::move(comm);
   return Status::ok();
 }
@@ -270,7 +271,7 @@ void Communicator::onJoinAccepted(const RecoveryMessage& accept) {
 }
 
 Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
-                          const ftcclConfig_t* config) {
+                          const ftcclConfig_t* config, const std::function<bool()>& cancelled) {
   auto start = Clock::now();
   FTCCL_CHECK(initLogging());
   if (nranks < 1) return invalidArgument("nranks=" + std::to_string(nranks) + " must be >= 1");
@@ -298,7 +299,7 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   FTCCL_CHECK(startLocal(&mine));
   std::vector<std::vector<uint8_t>> blobs;
   FTCCL_CHECK(rendezvous(contents, rank, processes, encodePeerInfo(mine),
-                         config_.bootstrapTimeoutMs, &blobs));
+                         config_.bootstrapTimeoutMs, &blobs, cancelled));
   peers_.resize(processes);
   std::vector<std::vector<uint8_t>> addresses(processes);
   std::vector<bool> present(processes, true);
@@ -706,7 +707,6 @@ Status Communicator::applyCommit(const RecoveryMessage& commit) {
   if (myRank < 0 && !mySpare) {
     return remoteError("expelled: not a member of epoch " + std::to_string(commit.next.epoch));
   }
-  health_->remove(healthId_, /*orderly=*/false, 0);
   FTCCL_CHECK(transport_->remap(static_cast<uint32_t>(commit.next.epoch), worldOf, myRank));
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -725,9 +725,30 @@ Status Communicator::applyCommit(const RecoveryMessage& commit) {
     revokeReason_.clear();
     lastError_.clear();
   }
+  // The old registration hears the agreement until here: a later commit it passes on
+  // while this one is applied (the worker switch takes tens of ms) waits in commit_.
+  health_->remove(healthId_, /*orderly=*/false, 0);
   registerHealth();
   computeLayout();
+  RecoveryMessage newer;
+  if (takeNewerCommit(&newer)) {
+    FTCCL_LOG(Info, Recovery, "rank {}: epoch {} was agreed on while this process entered epoch {}",
+              rank_, newer.next.epoch, epoch_);
+    return applyCommit(newer);
+  }
   return Status::ok();
+}
+
+// A commit told while an earlier one was being applied: its revoke was wiped by the
+// epoch's fresh start, so it is entered at once (chaos seed 7975: ops of the skipped
+// epoch waited for good on members that had moved on).
+bool Communicator::takeNewerCommit(RecoveryMessage* newer) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!hasCommit_) return false;
+  hasCommit_ = false;
+  if (commit_.next.epoch <= epoch_) return false;  // already entered
+  *newer = commit_;
+  return true;
 }
 
 Communicator::~Communicator() {
@@ -1184,9 +1205,13 @@ Status Communicator::split(int color, int key, const ftcclConfig_t* config,
                                    members.begin());
   FTCCL_LOG(Info, Init, "rank {}: split color {} key {}: rank {} of {}", rank_, color, key,
             childRank, members.size());
-  Status child = create(static_cast<int>(members.size()), ids[members[0]], childRank, config, out);
-  // A member lost while the child formed (its root's process, say) revokes this
-  // communicator too: that is the error to report, the one an application recovers from.
+  // A member lost while the child forms (its root's process, say) revokes this
+  // communicator too: the child's rendezvous stops waiting then (chaos seed 53: it waited
+  // for a stopped root until the bootstrap timeout), and the revoke is the error to
+  // report, the one an application recovers from.
+  auto parentRevoked = [this] { return asyncError_.load() != ftcclSuccess || aborted_.load(); };
+  Status child = create(static_cast<int>(members.size()), ids[members[0]], childRank, config, out,
+                        parentRevoked);
   if (!child.isOk() && asyncError_.load() != ftcclSuccess) {
     Status revoked = revokedStatus("ftcclCommSplit");
     return Status(revoked.code(), revoked.message() + " (the child failed: " + child.message() +
@@ -1225,6 +1250,11 @@ Status Communicator::drive(Collective& op, const std::string& what, Clock::time_
   auto spinStart = lastActivity;
   uint64_t lastMark = op.progressMark();
   unsigned idleRounds = 0;
+  uint64_t busyRounds = 0;
+  constexpr uint64_t kBusyCheckRounds = 4096;
+  auto timedOut = [&] {
+    return timeoutMs > 0 && Clock::now() - lastActivity > std::chrono::milliseconds(timeoutMs);
+  };
   for (;;) {
     if (aborted_) {
       op.abort();
@@ -1260,18 +1290,19 @@ Status Communicator::drive(Collective& op, const std::string& what, Clock::time_
       lastActivity = Clock::now();
       board_->step(lastMark);
     }
+    // A worker that always reports activity (a retired peer's endpoint retrying) must
+    // not starve the timeout: it is checked every kBusyCheckRounds busy rounds too.
     if (transport_->progress()) {
       idleRounds = 0;
-      continue;
+      if ((++busyRounds % kBusyCheckRounds) != 0 || !timedOut()) continue;
+    } else {
+      if (idleRounds++ == 0) spinStart = Clock::now();
+      if ((idleRounds & 31) == 0) sched_yield();
+      if ((idleRounds & 63) != 0 || Clock::now() - spinStart < spinBudget_) continue;
+      Status mismatch = transport_->findMismatchedMessage();
+      if (!mismatch.isOk()) return failDisagreement(op, what, mismatch);
     }
-    if (idleRounds++ == 0) spinStart = Clock::now();
-    if ((idleRounds & 31) == 0) sched_yield();
-    if ((idleRounds & 63) != 0 || Clock::now() - spinStart < spinBudget_) continue;
-
-    Status mismatch = transport_->findMismatchedMessage();
-    if (!mismatch.isOk()) return failDisagreement(op, what, mismatch);
-    auto now = Clock::now();
-    if (timeoutMs > 0 && now - lastActivity > std::chrono::milliseconds(timeoutMs)) {
+    if (timedOut()) {
       std::string waitingFor = describeRanks(op.pendingPeers());  // before abort clears them
       op.abort();
       Status failed =

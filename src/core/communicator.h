@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,8 +49,10 @@ const char* opKindName(OpKind kind);
 
 class Communicator final : public HealthListener {
  public:
+  // `cancelled` (CommSplit: the parent was revoked) ends a rendezvous that waits.
   static Status create(int nranks, const ftcclUniqueId& id, int rank,
-                       const ftcclConfig_t* config, std::unique_ptr<Communicator>* out);
+                       const ftcclConfig_t* config, std::unique_ptr<Communicator>* out,
+                       const std::function<bool()>& cancelled = {});
   // ftcclCommJoinAsSpare: a new process joins the spare pool of a running communicator
   // through the member that handed out `joinId`.
   static Status joinAsSpare(const ftcclUniqueId& joinId, const ftcclConfig_t* config,
@@ -129,7 +132,8 @@ class Communicator final : public HealthListener {
 
  private:
   Communicator() = default;
-  Status init(int nranks, const ftcclUniqueId& id, int rank, const ftcclConfig_t* config);
+  Status init(int nranks, const ftcclUniqueId& id, int rank, const ftcclConfig_t* config,
+              const std::function<bool()>& cancelled = {});
   Status initJoining(const ftcclUniqueId& joinId, const ftcclConfig_t* config);
   // This process's side: health service, UCX worker, and what it tells the others.
   Status startLocal(PeerInfo* mine);
@@ -186,6 +190,7 @@ class Communicator final : public HealthListener {
   Status awaitDecision(const char* call, bool forever, RecoveryMessage* commit);
   // Enters the committed epoch: numbering, transport tags, health registration.
   Status applyCommit(const RecoveryMessage& commit);
+  bool takeNewerCommit(RecoveryMessage* newer);
   void markLocalPeers();
 
   int nranks_ = 0;

@@ -65,6 +65,7 @@ HealthProtocol::RegistrationId HealthProtocol::add(HealthRegistration registrati
                                               r.agreementNet.get(), r.info.enteredBy);
   }
   if (r.info.progress) r.lateness = std::make_unique<LatenessTracker>(r.info.stragglerMinLateMs);
+  reportKnownFailures(r);
   syncWatched(now);
   return id;
 }
@@ -147,26 +148,60 @@ void HealthProtocol::suspect(const Suspicion& s) {
   for (auto& [id, r] : registrations_) {
     const MemberInfo* found = memberOf(r.info, s.peer);
     if (found != nullptr) {
+      rememberFailure(s.peer, s.cause, s.silentMs, self_);
       const MemberInfo m = *found;  // deliver() may replace the table
       if (r.reported.count(m.rank) || r.left.count(m.rank)) continue;
       deliver(r, FailureReport{m.rank, m.host, m.pid, s.cause, s.silentMs, r.info.myRank, true});
-      HealthMessage notice;
-      notice.type = HealthType::kFailed;
-      notice.commKey = r.info.commKey;
-      notice.epoch = r.info.epoch;
-      notice.rank = m.rank;
-      notice.failedKey = m.key;
-      notice.cause = static_cast<uint8_t>(s.cause);
-      notice.afterMs = s.silentMs;
-      notice.reporterRank = r.info.myRank;
-      for (const MemberInfo& other : (*r.info.sharedMembers)) {
-        if (other.key == self_ || other.key == s.peer || r.left.count(other.rank) ||
-            r.reported.count(other.rank)) {
-          continue;
-        }
-        send(other.key, notice);
-      }
+      announce(r, m, s.cause, s.silentMs);
     }
+  }
+}
+
+// Tells every other member of the registration's epoch that `failed` failed.
+void HealthProtocol::announce(Registration& r, const MemberInfo& failed, DetectionCause cause,
+                              double afterMs) {
+  HealthMessage notice;
+  notice.type = HealthType::kFailed;
+  notice.commKey = r.info.commKey;
+  notice.epoch = r.info.epoch;
+  notice.rank = failed.rank;
+  notice.failedKey = failed.key;
+  notice.cause = static_cast<uint8_t>(cause);
+  notice.afterMs = afterMs;
+  notice.reporterRank = r.info.myRank;
+  for (const MemberInfo& other : (*r.info.sharedMembers)) {
+    if (other.key == self_ || other.key == failed.key || r.left.count(other.rank) ||
+        r.reported.count(other.rank)) {
+      continue;
+    }
+    send(other.key, notice);
+  }
+}
+
+void HealthProtocol::rememberFailure(const ProcessKey& failed, DetectionCause cause,
+                                     double afterMs, const ProcessKey& reporter) {
+  if (failed != self_) failed_.emplace(failed, KnownFailure{cause, afterMs, reporter});
+}
+
+// A new epoch may list a process this one already knows failed: the commit was decided
+// before the news reached the coordinator, and the notices of the old epoch are not
+// heard in the new one (chaos seed 7975: a rank waited on the dead member for good).
+// Reported again here, in the new epoch, it starts the next round at once.
+void HealthProtocol::reportKnownFailures(Registration& r) {
+  if (failed_.empty()) return;
+  std::vector<std::pair<MemberInfo, KnownFailure>> found;
+  for (const auto& [key, known] : failed_) {
+    const MemberInfo* m = memberOf(r.info, key);
+    if (m == nullptr) continue;
+    if (known.reporter != self_ && memberOf(r.info, known.reporter) == nullptr) continue;
+    found.emplace_back(*m, known);
+  }
+  for (const auto& [m, known] : found) {
+    if (r.reported.count(m.rank) || r.left.count(m.rank)) continue;
+    FTCCL_LOG(Info, Health, "rank {}: epoch {} lists {} (pid {}), known failed before it: reported again",
+              r.info.myRank, r.info.epoch, m.key, m.pid);
+    deliver(r, FailureReport{m.rank, m.host, m.pid, known.cause, known.afterMs, r.info.myRank, true});
+    announce(r, m, known.cause, known.afterMs);
   }
 }
 
@@ -279,6 +314,7 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
         const MemberInfo* found = memberOf(r.info, m.failedKey);
         if (found == nullptr || (sameComm && found->rank != m.rank)) continue;
         const MemberInfo member = *found;
+        rememberFailure(m.failedKey, static_cast<DetectionCause>(m.cause), m.afterMs, from);
         deliver(r, FailureReport{member.rank, member.host, member.pid,
                                  static_cast<DetectionCause>(m.cause), m.afterMs, m.reporterRank,
                                  false});

@@ -212,6 +212,9 @@ class HealthProtocol {
   void send(const ProcessKey& to, const HealthMessage& message);
   void syncWatched(HealthTime now);
   void suspect(const Suspicion& suspicion);
+  void announce(Registration& registration, const MemberInfo& failed, DetectionCause cause,
+                double afterMs);
+  void reportKnownFailures(Registration& registration);
   void deliver(Registration& registration, const FailureReport& report);
   void onLeave(Registration& registration, int index);
   void tellIfRanksGone(Registration& registration);
@@ -243,6 +246,18 @@ class HealthProtocol {
   HealthTime nextProbe_{};
   uint64_t heartbeatSeq_ = 0;
   std::map<ProcessKey, LinkQuality> roundTrips_;
+  // Every process this one knows failed, in any registration: a failure is the process's,
+  // not one epoch's (a commit may still list it, when it was decided before the news).
+  // Only a report whose source is still a member is repeated in a new epoch: a process
+  // that slept through a rebuild sends stale suspicions, and it is expelled.
+  struct KnownFailure {
+    DetectionCause cause;
+    double afterMs;
+    ProcessKey reporter;  // this process, or the sender of the FAILED notice
+  };
+  void rememberFailure(const ProcessKey& failed, DetectionCause cause, double afterMs,
+                       const ProcessKey& reporter);
+  std::unordered_map<ProcessKey, KnownFailure> failed_;
   bool dropAll_ = false;
   HealthTime lastNow_{};  // the latest time an event brought (for changes made in passing)
 };

@@ -693,6 +693,29 @@ TEST_F(BootstrapTest, UnreachableRootFailsWithinTimeout) {
   EXPECT_LT(ms, 2500);
 }
 
+// A forming child communicator whose parent is revoked stops waiting for its root: a
+// stopped root (its port accepts into the backlog and never answers) and a dead one
+// (refused) both end with ftcclRemoteError long before the 60 s bootstrap timeout.
+TEST_F(BootstrapTest, ACancelledRendezvousStopsWaitingForItsRoot) {
+  bootstrap::SockAddr addr, bound;
+  ASSERT_TRUE(bootstrap::numericSockAddr("127.0.0.1", 0, &addr).isOk());
+  bootstrap::Fd stoppedRoot;
+  ASSERT_TRUE(bootstrap::listenOn(addr, false, &stoppedRoot, &bound).isOk());
+  for (uint16_t port : {bound.port(), closedLoopbackPort()}) {
+    UniqueIdContents c = sampleContents("127.0.0.1", false);
+    c.rootPort = port;
+    Table t;
+    auto t0 = Clock::now();
+    auto parentRevoked = [&] { return msSince(t0) >= 200; };
+    Status st = rendezvous(c, 1, 2, blobFor(1, 4), 60000, &t, parentRevoked);
+    int64_t ms = msSince(t0);
+    EXPECT_EQ(st.code(), ftcclRemoteError) << st.message();
+    EXPECT_NE(st.message().find("given up"), std::string::npos) << st.message();
+    EXPECT_GE(ms, 200);
+    EXPECT_LT(ms, 30000);  // the 60 s timeout was not waited out
+  }
+}
+
 TEST_F(BootstrapTest, RootGivesUpWhenNobodyComes) {
   timeout_.set("300");
   UniqueIdContents c = newRoot();

@@ -235,6 +235,57 @@ TEST(HealthProtocol, FailureRevokesEveryCommunicatorContainingTheProcess) {
   EXPECT_TRUE(bigComm);
 }
 
+// A commit decided before the news of a failure reached its coordinator lists the dead
+// process in the new epoch. A member that knew enters it and reports it again, there,
+// to members that never heard (chaos seed 7975: nobody did, and a rank waited for good).
+// A suspicion whose only source is no member of the new epoch is not repeated.
+TEST(HealthProtocol, AFailureKnownBeforeAnEpochIsReportedAgainInIt) {
+  Ring ring(6);
+  ring.net.runFor(50ms);
+  ring.net.kill(keyOf(3));
+  ring.net.runFor(1s);
+  ASSERT_EQ(ring.procs[1]->reports.size(), 1u);
+  // A stale suspicion of 4, from process 5 (which the next epoch no longer lists).
+  HealthMessage stale;
+  stale.type = HealthType::kFailed;
+  stale.commKey = 7;
+  stale.rank = 4;
+  stale.failedKey = keyOf(4);
+  stale.reporterRank = 5;
+  ring.procs[1]->protocol().onMessage(keyOf(5), stale, ring.net.now());
+  ASSERT_EQ(ring.procs[1]->reports.size(), 2u);
+
+  // Epoch 1 lists 0-4 and a newcomer (key 6) that never heard of either failure.
+  Process late(ring.net, keyOf(6));
+  auto epochOne = [&](int rank, HealthListener* listener) {
+    HealthRegistration reg;
+    reg.commKey = 7;
+    reg.epoch = 1;
+    reg.myRank = rank;
+    for (int m = 0; m < 5; ++m) reg.members.push_back(MemberInfo{m, "simhost", 1000 + m, keyOf(m)});
+    reg.members.push_back(MemberInfo{5, "simhost", 1006, keyOf(6)});
+    reg.listener = listener;
+    reg.probeIntervalMs = kProbeMs;
+    reg.failureTimeoutMs = kTimeoutMs;
+    return reg;
+  };
+  late.protocol().add(epochOne(5, &late), ring.net.now());
+  ring.net.runFor(10ms);
+  EXPECT_TRUE(late.reports.empty());
+
+  Process& p1 = *ring.procs[1];
+  p1.protocol().remove(ring.ids[1], /*orderly=*/false, ring.net.now());
+  p1.protocol().add(epochOne(1, &p1), ring.net.now());
+  ASSERT_EQ(p1.reports.size(), 3u);  // at once, in the new registration
+  EXPECT_EQ(p1.reports[2].rank, 3);
+  EXPECT_EQ(p1.reports[2].cause, DetectionCause::kConnectionClosed);
+  ring.net.runFor(10ms);
+  ASSERT_EQ(late.reports.size(), 1u);  // told by process 1, in epoch 1
+  EXPECT_EQ(late.reports[0].rank, 3);
+  EXPECT_EQ(late.reports[0].detectedBy, 1);
+  EXPECT_FALSE(late.reports[0].direct);
+}
+
 TEST(HealthProtocol, RankZeroCrashAndLateMonitorOfADeadPeer) {
   Ring ring(3);
   ring.net.runFor(20ms);
