@@ -421,8 +421,8 @@ Status Communicator::startLocal(PeerInfo* mine) {
   mine->pipeline = config_.pipeline;
   mine->transportAddress = transport_->workerAddress();
   transport_->setCounting(config_.stats);
-  FTCCL_CHECK(createStandby());
-  mine->standbyAddress = standby_->workerAddress();
+  FTCCL_CHECK(createStandbys());
+  for (const auto& standby : standbys_) mine->standbyAddresses.push_back(standby->workerAddress());
   // Each init gets its own id even when FTCCL_COMM_ID makes every unique id alike.
   mine->commSalt = std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
   mine->healthKey = health_->selfKey();

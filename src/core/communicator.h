@@ -167,7 +167,7 @@ class Communicator final : public HealthListener {
   Status calibrate();
   Status shareTuningAfterCommit(const char* when);
   // worker_switch.cc: fresh UCX workers for the processes of a host where one died.
-  Status createStandby();
+  Status createStandbys();
   std::vector<bool> processesToSwitch(const RecoveryMessage& commit,
                                       const std::unordered_map<ProcessKey, size_t>& worldByKey) const;
   Status switchWorkers(const std::vector<bool>& switching);
@@ -200,7 +200,7 @@ class Communicator final : public HealthListener {
   std::unique_ptr<UcxTransport> transport_;
   // A second UCX worker, created ahead, for when a process of this host dies
   // (worker_switch.cc); null once used.
-  std::unique_ptr<UcxTransport> standby_;
+  std::vector<std::unique_ptr<UcxTransport>> standbys_;  // next first
   std::shared_ptr<HealthService> health_;
   std::atomic<HealthService::RegistrationId> healthId_{0};  // the stats read it too
   uint64_t commKey_ = 0;

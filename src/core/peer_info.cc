@@ -5,7 +5,7 @@
 namespace ftccl {
 namespace {
 
-constexpr uint32_t kPeerInfoVersion = 7;
+constexpr uint32_t kPeerInfoVersion = 8;
 
 }  // namespace
 
@@ -23,7 +23,8 @@ std::vector<uint8_t> encodePeerInfo(const PeerInfo& info) {
   out.put(info.package);
   out.put(info.numaNode);
   out.putBlob(info.transportAddress);
-  out.putBlob(info.standbyAddress);
+  out.put(static_cast<uint32_t>(info.standbyAddresses.size()));
+  for (const std::vector<uint8_t>& address : info.standbyAddresses) out.putBlob(address);
   return out.bytes();
 }
 
@@ -39,10 +40,18 @@ Status decodePeerInfo(const std::vector<uint8_t>& blob, PeerInfo* info) {
       !in.get(&chunk) ||
       !in.get(&channels) || !in.get(&info->commSalt) || !in.getString(&info->healthKey) ||
       !in.getString(&info->node) || !in.get(&info->package) ||
-      !in.get(&info->numaNode) || !in.getBlob(&info->transportAddress) ||
-      !in.getBlob(&info->standbyAddress) || !in.atEnd()) {
+      !in.get(&info->numaNode) || !in.getBlob(&info->transportAddress)) {
     return invalidArgument("malformed peer info");
   }
+  uint32_t standbys = 0;
+  if (!in.get(&standbys) || standbys > kStandbyWorkers) {
+    return invalidArgument("malformed peer info (standby workers)");
+  }
+  info->standbyAddresses.assign(standbys, {});
+  for (std::vector<uint8_t>& address : info->standbyAddresses) {
+    if (!in.getBlob(&address)) return invalidArgument("malformed peer info");
+  }
+  if (!in.atEnd()) return invalidArgument("malformed peer info");
   info->pipeline.chunkBytes = chunk;
   info->pipeline.channels = channels;
   return Status::ok();

@@ -22,10 +22,14 @@ struct PeerInfo {
   int32_t package = -1;               // hwloc locality, orders a node's intra-node ring
   int32_t numaNode = -1;
   std::vector<uint8_t> transportAddress;
-  // The process's standby UCX worker, which it moves to when a process of its host dies
-  // (Communicator::switchWorkers); empty once used and until announced again.
-  std::vector<uint8_t> standbyAddress;
+  // The process's standby UCX workers, in the order it moves to them, one each time a
+  // process of its host dies (Communicator::switchWorkers); a used one is removed.
+  std::vector<std::vector<uint8_t>> standbyAddresses;
 };
+
+// Standby workers per process: enough for two deaths on one host (a second death on a
+// host that had already switched poisoned the FIFOs again: chaos seed 8192).
+constexpr size_t kStandbyWorkers = 2;
 
 std::vector<uint8_t> encodePeerInfo(const PeerInfo& info);
 Status decodePeerInfo(const std::vector<uint8_t>& blob, PeerInfo* info);

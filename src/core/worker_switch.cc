@@ -13,9 +13,9 @@
 // table a joiner gets carries them). A commit whose failed set holds a process of host
 // H makes every process of H that still has its standby switch to it, and every other
 // process send to those addresses from then on: ranks and spares decide alike from the
-// commit and the peer table, with no message. Once used, a standby is gone for good: a
-// second death on the same host leaves its processes on their workers (as before this
-// existed). A refilled standby would need its new address to reach every rank and
+// commit and the peer table, with no message. Each process has kStandbyWorkers of them,
+// used in order; once all are used, a further death on the host leaves its processes on
+// their workers. A refilled standby would need its new address to reach every rank and
 // spare before the next switch; the ranks' all-gather tried first left spares with stale
 // addresses (mp.spares.three_failures_three_spares failed on it).
 #include "core/communicator.h"
@@ -24,10 +24,12 @@
 
 namespace ftccl {
 
-Status Communicator::createStandby() {
+Status Communicator::createStandbys() {
   UcxOptions ucxOptions;
   FTCCL_CHECK(ucxOptionsFromEnv(&ucxOptions));
-  return UcxTransport::create(ucxOptions, &standby_);
+  standbys_.resize(kStandbyWorkers);
+  for (auto& standby : standbys_) FTCCL_CHECK(UcxTransport::create(ucxOptions, &standby));
+  return Status::ok();
 }
 
 // Every process on the host (and network namespace) of a failed one, that has a standby.
@@ -40,7 +42,7 @@ std::vector<bool> Communicator::processesToSwitch(
     const PeerInfo& d = peers_[dead->second];
     for (size_t w = 0; w < peers_.size(); ++w) {
       const PeerInfo& p = peers_[w];
-      if (p.host == d.host && p.netns == d.netns && !p.standbyAddress.empty()) switching[w] = true;
+      if (p.host == d.host && p.netns == d.netns && !p.standbyAddresses.empty()) switching[w] = true;
     }
   }
   return switching;
@@ -49,21 +51,23 @@ std::vector<bool> Communicator::processesToSwitch(
 Status Communicator::switchWorkers(const std::vector<bool>& switching) {
   for (size_t w = 0; w < peers_.size(); ++w) {
     if (!switching[w] || static_cast<int>(w) == worldRank_) continue;
-    peers_[w].transportAddress = std::move(peers_[w].standbyAddress);
-    peers_[w].standbyAddress.clear();
-    transport_->setPeerAddress(w, peers_[w].transportAddress);
+    PeerInfo& p = peers_[w];
+    p.transportAddress = std::move(p.standbyAddresses.front());
+    p.standbyAddresses.erase(p.standbyAddresses.begin());
+    transport_->setPeerAddress(w, p.transportAddress);
   }
-  if (worldRank_ < 0 || !switching[static_cast<size_t>(worldRank_)] || !standby_) {
+  if (worldRank_ < 0 || !switching[static_cast<size_t>(worldRank_)] || standbys_.empty()) {
     return Status::ok();
   }
   PeerInfo& me = peers_[static_cast<size_t>(worldRank_)];
-  me.transportAddress = std::move(me.standbyAddress);
-  me.standbyAddress.clear();
+  me.transportAddress = std::move(me.standbyAddresses.front());
+  me.standbyAddresses.erase(me.standbyAddresses.begin());
   std::unique_ptr<UcxTransport> retired;
   {
     std::lock_guard<std::mutex> lock(mutex_);  // revoke() and abort() interrupt it under it
     retired = std::move(transport_);
-    transport_ = std::move(standby_);
+    transport_ = std::move(standbys_.front());
+    standbys_.erase(standbys_.begin());
   }
   retired->setForceClose();
   retired.reset();  // bounded teardown; a worker it cannot destroy is kept until exit
