@@ -230,6 +230,19 @@ class ClassifyTest(unittest.TestCase):
         v = self.classify(p, self.failed_run(p, [1]))
         self.assertEqual(v.outcome, "failed_clean", v.reason)
 
+    def test_a_tool_refusing_a_shrunk_init_without_recovery_is_a_clear_error(self):
+        # Seed 8220: two ranks stopped in init, the rendezvous dropped them, and the perf
+        # tool (no spares, no --recover) refused the smaller communicator.
+        p = plan(nranks=4, spares=0, recover=False, faults=[("stop", 1, 0.1)], kind="stop")
+        o = Out().at(0.1).injected("stop", 1, 1001, 0.1).at(10.1)
+        for q in (0, 2, 3):
+            o.rank(q, f"[rank {q}] all_reduce_perf: communicator has 3 ranks, expected 4")
+        for q in range(4):
+            o.end(q, "stopped on purpose (SIGSTOP at 0.10 s); killed at the end, once the other "
+                     "ranks were done" if q == 1 else "exited 1")
+        v = self.classify(p, o)
+        self.assertEqual(v.outcome, "failed_clean", v.reason)
+
     def test_failed_call_with_its_purpose_is_a_clear_error(self):
         o = Out().at(0.3).preamble().at(1.0).injected("kill", 2, 1002, 1.0)
         for p in (0, 1, 3):

@@ -36,6 +36,9 @@ RE_ROW = re.compile(r"^\s*\d+\s+\d+\s+\w+\s+\w+\s+-?\d+"
 # perf_common.cc ok(): "[rank 1] all_reduce_perf: ftcclAllReduce failed: ..." or with
 # what the call was for, "ftcclAllReduce (barrier) failed: ...".
 RE_CALL_ERROR = re.compile(r"\] \S+: [\w/]+(?: \([^)]*\))? failed: ")  # ftcclSend/ftcclRecv too
+# A perf tool without recovery refuses a communicator that init shrank (ranks that never
+# joined were dropped): a clear error, not a silent failure (seed 8220).
+RE_SHRUNK_AT_INIT = re.compile(r"\] \S+: communicator has \d+ ranks, expected \d+$")
 RE_LIB_LOG = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) \S+:(\d+) ftccl (\w+) "
                         r"\[(\w+)\] (.*)$")
 RE_MID_TRANSFER = re.compile(r"mid-transfer: rank (\d+) had (\d+) transfer\(s\) of (\d+) bytes "
@@ -164,7 +167,7 @@ def _parse_rank_line(proc, text, when, out):
     if m and any(int(g) > 0 for g in m.groups()):
         proc.wrong += sum(int(g) for g in m.groups())
         proc.wrong_lines.append(text)
-    if RE_CALL_ERROR.search(text):
+    if RE_CALL_ERROR.search(text) or RE_SHRUNK_AT_INIT.search(text):
         proc.errors.append(text)
     if RE_CRASH.search(text):
         proc.crash_lines.append(text)
