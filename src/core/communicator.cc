@@ -509,6 +509,13 @@ std::unordered_map<ProcessKey, size_t> Communicator::worldIndexByKey() const {
 }
 
 void Communicator::onRebuilt(const RecoveryMessage& commit) {
+  {
+    // Told twice (the old registration still hears while the new one is added) or
+    // entered already: nothing to do, and no revoke of the epoch it made.
+    std::lock_guard<std::mutex> lock(mutex_);
+    uint64_t newest = commits_.empty() ? epoch_ : commits_.back().next.epoch;
+    if (commit.next.epoch <= newest) return;
+  }
   // A new epoch ends the old one even if this rank heard of no failure first (the
   // agreement can outrun the FAILED notice): its ops must not wait on the lost.
   if (rank_ >= 0) {
@@ -526,8 +533,9 @@ void Communicator::onRebuilt(const RecoveryMessage& commit) {
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    commit_ = commit;
-    hasCommit_ = true;
+    if (commits_.empty() || commit.next.epoch > commits_.back().next.epoch) {
+      commits_.push_back(commit);
+    }
   }
   decided_.notify_all();
 }
@@ -564,7 +572,9 @@ Status Communicator::awaitDecision(const char* call, bool forever, RecoveryMessa
   constexpr int kStuckTimeouts = 10;
   const auto slice = std::chrono::milliseconds(std::max(config_.failureTimeoutMs, 10));
   std::unique_lock<std::mutex> lock(mutex_);
-  auto ready = [&] { return hasCommit_ || !recoveryError_.empty() || aborted_ || allRanksLeft_; };
+  auto ready = [&] {
+    return !commits_.empty() || !recoveryError_.empty() || aborted_ || allRanksLeft_;
+  };
   uint64_t lastMark = 0;
   int unmoved = -1;  // slices since the mark last moved (-1: not read yet)
   while (!decided_.wait_for(lock, slice, ready)) {
@@ -587,9 +597,9 @@ Status Communicator::awaitDecision(const char* call, bool forever, RecoveryMessa
     return forever ? remoteError(why + " (is this process cut off?)") : timeoutError(why);
   }
   if (aborted_) return invalidUsage(std::string(call) + ": the communicator was aborted");
-  if (hasCommit_) {
-    *commit = commit_;
-    hasCommit_ = false;
+  if (!commits_.empty()) {
+    *commit = std::move(commits_.front());
+    commits_.pop_front();
     return Status::ok();
   }
   if (!recoveryError_.empty()) return remoteError("cannot rebuild: " + recoveryError_);
@@ -725,10 +735,13 @@ Status Communicator::applyCommit(const RecoveryMessage& commit) {
     revokeReason_.clear();
     lastError_.clear();
   }
-  // The old registration hears the agreement until here: a later commit it passes on
-  // while this one is applied (the worker switch takes tens of ms) waits in commit_.
-  health_->remove(healthId_, /*orderly=*/false, 0);
+  // The old registration hears the agreement until the new one is added, with no gap in
+  // which a commit could be missed: a later commit it passes on while this one is
+  // applied (the worker switch takes tens of ms) waits in commits_, and its failure news
+  // is ignored (onMemberFailed).
+  const HealthService::RegistrationId left = healthId_;
   registerHealth();
+  health_->remove(left, /*orderly=*/false, 0);
   computeLayout();
   RecoveryMessage newer;
   if (takeNewerCommit(&newer)) {
@@ -744,10 +757,10 @@ Status Communicator::applyCommit(const RecoveryMessage& commit) {
 // epoch waited for good on members that had moved on).
 bool Communicator::takeNewerCommit(RecoveryMessage* newer) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!hasCommit_) return false;
-  hasCommit_ = false;
-  if (commit_.next.epoch <= epoch_) return false;  // already entered
-  *newer = commit_;
+  while (!commits_.empty() && commits_.front().next.epoch <= epoch_) commits_.pop_front();
+  if (commits_.empty()) return false;
+  *newer = std::move(commits_.front());
+  commits_.pop_front();
   return true;
 }
 
@@ -771,6 +784,13 @@ void Communicator::onMemberFailed(const FailureReport& report) {
   // A lost spare only leaves the pool; a waiting spare has no op to fail (its standby
   // follows the agreement instead).
   if (report.spare || rank_ < 0) return;
+  {
+    // The registration of the epoch being left hears until the next one is added: its
+    // news is not this epoch's (the commit excluded that process already, or the new
+    // registration reports it again).
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (report.epoch < epoch_) return;
+  }
   std::string how = report.direct
                         ? "detected by this rank through " +
                               std::string(detectionCauseName(report.cause))

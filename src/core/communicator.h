@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -210,10 +211,12 @@ class Communicator final : public HealthListener {
   int worldRank_ = -1;        // this process's index in peers_
   bool promotedAtInit_ = false;  // a spare that took a missing rank's place at init
 
-  // Set by the health thread when the agreement decides; consumed by rebuild().
+  // Set by the health thread when the agreement decides; consumed by rebuild(). Every
+  // commit told is entered, in order, none skipped: each may move processes to standby
+  // workers, and every process must make the same moves (mp.spares.
+  // second_failure_during_rebuild hung when a process skipped one).
   std::condition_variable decided_;
-  bool hasCommit_ = false;
-  RecoveryMessage commit_;
+  std::deque<RecoveryMessage> commits_;  // told and not entered yet, oldest first
   std::string recoveryError_;
   bool allRanksLeft_ = false;
   // Refilled pool: processes that joined after init, not yet in peers_ (health thread

@@ -227,6 +227,7 @@ void HealthProtocol::deliver(Registration& r, const FailureReport& reported) {
   FailureReport report = reported;
   int nRanks = rankCount(r.info);
   report.spare = report.rank >= nRanks;
+  report.epoch = r.info.epoch;
   if (!r.reported.insert(report.rank).second) return;
   if (r.agreement) {
     r.agreement->onFailure((*r.info.sharedMembers)[report.rank].key);

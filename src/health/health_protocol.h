@@ -50,6 +50,7 @@ struct FailureReport {
   int detectedBy = -1;  // the rank whose health thread detected it
   bool direct = false;  // detected here (true) or learnt from a FAILED notice
   bool spare = false;   // a hot spare (rank is its index in members): it leaves the pool
+  uint64_t epoch = 0;   // of the registration that tells it
 };
 
 // Implemented by the communicator. Called from the protocol's thread; must not call
