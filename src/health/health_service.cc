@@ -194,13 +194,29 @@ class HealthService::Driver final : public HealthNetwork {
     std::vector<uint8_t> frame = encodeHealthMessage(hello);
     c->out.assign(frame.begin(), frame.end());
     int rc = connect(fd, addr.sa(), addr.length);
-    bool refused = rc != 0 && errno != EINPROGRESS;
-    c->connecting = rc != 0 && !refused;
+    int err = rc != 0 ? errno : 0;
+    bool failed = rc != 0 && err != EINPROGRESS;
+    c->connecting = rc != 0 && !failed;
     c->established = rc == 0;
     conns.push_back(std::move(c));
     Conn* added = conns.back().get();
-    if (refused) lost(*added, "was refused");  // nobody listens there: the process is gone
+    if (failed) connectFailed(*added, err);
     return added;
+  }
+
+  // Refused: nobody listens there, the process is gone. Any other error (a reset or an
+  // unreachable route while a network namespace's link comes up) is not proof of a
+  // crash on a first connect: it is tried again once, as a closed connection is (chaos
+  // seed 8668: a healthy rank was expelled during init by a first connect that failed).
+  void connectFailed(Conn& c, int err) {
+    if (err == ECONNREFUSED || c.verifying) {
+      lost(c, err == ECONNREFUSED ? "was refused" : "failed");
+      return;
+    }
+    FTCCL_LOG(Info, Health, "health connection to {} failed to open ({}): trying again",
+              c.key, std::strerror(err));
+    c.established = true;  // as if it had opened and closed: verifyLosses reopens it
+    lost(c);
   }
 
   void queue(Conn& c, const HealthMessage& m) {
@@ -670,7 +686,7 @@ void HealthService::run() {
         socklen_t len = sizeof(err);
         getsockopt(c.fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
         if (err != 0) {
-          d.lost(c, "was refused");
+          d.connectFailed(c, err);
           continue;
         }
         if (!(ev & POLLOUT)) continue;
