@@ -11,7 +11,9 @@
 #include <chrono>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <exception>
 #include <memory>
 #include <unordered_map>
@@ -19,9 +21,17 @@
 #include "launcher/control.h"
 #include "launcher/output.h"
 #include "launcher/process.h"
+#include "launcher/shm_cleanup.h"
 
 namespace ftrun {
 namespace {
+
+// Where UCX keeps POSIX shared memory; FTCCL_RUN_SHM_DIR points the launcher's cleanup
+// elsewhere (its test).
+std::string shmDir() {
+  const char* dir = std::getenv("FTCCL_RUN_SHM_DIR");
+  return dir != nullptr && *dir != '\0' ? dir : "/dev/shm";
+}
 
 constexpr int kExitTimeout = 124;
 constexpr int kExitLauncherFailed = 125;
@@ -164,11 +174,16 @@ class Job {
 
 int Job::run() {
   if (!prepare()) return kExitLauncherFailed;
+  const std::time_t launched = std::time(nullptr) - 1;  // ctime has 1 s steps on some fs
   if (startRanks()) {
     start_ = Clock::now();  // fault times and the timeout count from here
     supervise();
   }
   cleanUp();
+  if (int removed = removeOrphanedUcxSegments(shmDir(), launched)) {
+    logLine("removed " + std::to_string(removed) +
+            " shared-memory file(s) that killed ranks left in " + shmDir());
+  }
   reportFaultsNotInjected();
   printSummary();
   return exitStatus();
