@@ -78,7 +78,7 @@ bool Recovery::recover(ftcclComm_t comm, long* step, bool* reporter) {
 bool Recovery::standby(ftcclComm_t comm, bool* activated, long* step, bool* reporter) {
   int on = 0;
   if (ftcclCommStandby(comm, &on) != ftcclSuccess) {
-    return fail(std::string("ftcclCommStandby: ") + ftcclGetLastError(comm));
+    return fail(ftcclGetLastError(comm));  // it names the call
   }
   *activated = on == 1;
   if (!*activated) return true;
@@ -95,7 +95,7 @@ bool Recovery::rebuild(ftcclComm_t comm) {
   RebuildRecord rec;
   const double t0 = faultClockMs();
   if (ftcclCommRebuild(comm, &rec.info) != ftcclSuccess) {
-    return fail(std::string("ftcclCommRebuild: ") + ftcclGetLastError(comm));
+    return fail(ftcclGetLastError(comm));  // it names the call
   }
   rec.rebuildMs = faultClockMs() - t0;
   rec.lost = failedRanks(comm);

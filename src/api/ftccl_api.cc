@@ -29,7 +29,12 @@ Communicator* impl(ftcclComm_t comm) { return reinterpret_cast<Communicator*>(co
 ftcclComm_t handle(Communicator* comm) { return reinterpret_cast<ftcclComm_t>(comm); }
 
 void record(const char* call, Communicator* comm, const Status& status) {
-  std::string message = std::string(call) + ": " + status.message();
+  // The library's own wait may already name the call ("ftcclCommRebuild: the agreement
+  // ..."): said once, not twice.
+  const std::string prefix = std::string(call) + ": ";
+  std::string message = status.message().compare(0, prefix.size(), prefix) == 0
+                            ? status.message()
+                            : prefix + status.message();
   tlsLastError = message;
   if (comm) comm->setLastError(message);
   if (status.code() == ftcclInvalidArgument || status.code() == ftcclInvalidUsage) {
