@@ -24,7 +24,10 @@ Status StatsFile::acquire(const std::string& pathPattern, int intervalMs,
   std::shared_ptr<StatsFile> file(new StatsFile());
   file->path_ = expandPathPattern(pathPattern);
   file->intervalMs_ = intervalMs;
-  file->fd_ = open(file->path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  // Only its owner reads it (it tells who talks to whom, and how fast), and a symbolic
+  // link planted at the path is refused rather than followed.
+  file->fd_ =
+      open(file->path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (file->fd_ < 0) {
     return invalidArgument("FTCCL_STATS_FILE: cannot open " + file->path_ + ": " +
                            std::strerror(errno));

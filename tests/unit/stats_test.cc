@@ -1,6 +1,8 @@
 // The observability pieces on their own: the straggler detector, the progress board,
 // round-trip percentiles, the stats JSON and the progress carried by heartbeats.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <string>
@@ -9,6 +11,7 @@
 #include "health/link_quality.h"
 #include "stats/lateness.h"
 #include "stats/progress_board.h"
+#include "stats/stats_file.h"
 #include "stats/stats_json.h"
 
 namespace ftccl {
@@ -233,5 +236,31 @@ TEST(HealthMessages, HeartbeatsAndAnswersCarryProgress) {
   EXPECT_EQ(decodeHealthMessage(frame.data(), frame.size(), &back, &used), 0);
 }
 
+// The stats file is its owner's alone, and a symbolic link planted at its path (in a
+// shared /tmp, say) is refused instead of followed.
+TEST(StatsFile, OwnerOnlyAndNeverThroughASymlink) {
+  char dir[] = "/tmp/ftccl_stats_test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/stats.jsonl";
+  const std::string target = std::string(dir) + "/target";
+  const std::string link = std::string(dir) + "/link.jsonl";
+  {
+    std::shared_ptr<StatsFile> file;
+    ASSERT_TRUE(StatsFile::acquire(path, 1000, &file).isOk());
+    struct stat st;
+    ASSERT_EQ(stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+  }
+  ASSERT_EQ(symlink(target.c_str(), link.c_str()), 0);
+  std::shared_ptr<StatsFile> file;
+  Status refused = StatsFile::acquire(link, 1000, &file);
+  EXPECT_FALSE(refused.isOk());
+  EXPECT_NE(access(link.c_str(), F_OK), 0) << "the link was followed: its target exists";
+  unlink(link.c_str());
+  unlink(path.c_str());
+  rmdir(dir);
+}
+
 }  // namespace
 }  // namespace ftccl
+
