@@ -861,9 +861,9 @@ Status createUniqueId(ftcclUniqueId* id) {
       FTCCL_CHECK(commIdContents(commId, envString("FTCCL_COMM_SECRET"), &contents, &insecure));
       if (insecure) {
         FTCCL_LOG(Warn, Bootstrap,
-                  "FTCCL_COMM_SECRET is not set: any process that reaches {} can join the "
+                  "FTCCL_COMM_SECRET={}: any process that reaches {} can join the "
                   "rendezvous (set it to the same 32 hex digits on every rank)",
-                  commId);
+                  kInsecureSecret, commId);
       }
       encodeUniqueId(contents, id);
       return Status::ok();

@@ -222,8 +222,18 @@ Status commIdContents(const std::string& commIdText, const std::string& secretTe
   c.rootHost = addr.host();
   c.rootPort = port;
   c.rankZeroStartsRoot = true;
-  *insecure = secretText.empty();
-  if (!secretText.empty()) FTCCL_CHECK(parseSecretHex(secretText, c.secret));
+  // Without a secret anyone who reaches the address joins: refused, unless asked for
+  // in so many words.
+  if (secretText.empty()) {
+    return invalidArgument(
+        "FTCCL_COMM_ID=" + commIdText +
+        " is set without FTCCL_COMM_SECRET: any process that reaches it could join the job. "
+        "Set FTCCL_COMM_SECRET to the same 32 hex digits on every rank (for example the "
+        "output of: od -An -N16 -tx1 /dev/urandom | tr -d ' \\n'), or to '" +
+        std::string(kInsecureSecret) + "' to run without one");
+  }
+  *insecure = secretText == kInsecureSecret;
+  if (!*insecure) FTCCL_CHECK(parseSecretHex(secretText, c.secret));
   c.nonce = deriveCommIdNonce(commIdText, c.secret);
   *contents = std::move(c);
   return Status::ok();

@@ -46,8 +46,11 @@ Status parseHostPort(const std::string& text, std::string* host, uint16_t* port)
 Status parseSecretHex(const std::string& text, uint8_t secret[16]);
 // The nonce every rank derives alike from FTCCL_COMM_ID's text and the secret.
 uint64_t deriveCommIdNonce(const std::string& commIdText, const uint8_t secret[16]);
-// Builds the FTCCL_COMM_ID id contents from the variables' values (secretText may be
-// empty: all-zero secret, *insecure set to true). Resolves a host name.
+// FTCCL_COMM_SECRET's value that opts out of a secret (all-zero; a warning at init).
+constexpr const char* kInsecureSecret = "insecure";
+// Builds the FTCCL_COMM_ID id contents from the variables' values: an empty secretText is
+// refused, kInsecureSecret gives the all-zero secret with *insecure true. Resolves a host
+// name.
 Status commIdContents(const std::string& commIdText, const std::string& secretText,
                       UniqueIdContents* contents, bool* insecure);
 

@@ -288,16 +288,25 @@ TEST_F(BootstrapTest, CommIdBuildsTheSameIdEverywhere) {
   EXPECT_EQ(cd.rootPort, 4321);
 }
 
-TEST_F(BootstrapTest, CommIdWithoutSecretWarns) {
+// Without a secret anyone who reaches FTCCL_COMM_ID joins: refused with an error that
+// says how to set one, or how to opt out in so many words (then: a warning).
+TEST_F(BootstrapTest, CommIdWithoutSecretIsRefusedUnlessInsecureIsAskedFor) {
   commId_.set("127.0.0.1:29501");
   ftcclUniqueId id;
+  Status refused = createUniqueId(&id);
+  EXPECT_EQ(refused.code(), ftcclInvalidArgument);
+  EXPECT_NE(refused.message().find("without FTCCL_COMM_SECRET"), std::string::npos)
+      << refused.message();
+  EXPECT_NE(refused.message().find("'insecure'"), std::string::npos) << refused.message();
+
+  secret_.set("insecure");
   ASSERT_TRUE(createUniqueId(&id).isOk());
   UniqueIdContents c;
   ASSERT_TRUE(decodeUniqueId(id, &c).isOk());
   const uint8_t zero[16] = {0};
   EXPECT_EQ(0, std::memcmp(c.secret, zero, 16));
   std::string log = logText();
-  EXPECT_NE(log.find("FTCCL_COMM_SECRET is not set"), std::string::npos) << log;
+  EXPECT_NE(log.find("FTCCL_COMM_SECRET=insecure"), std::string::npos) << log;
   EXPECT_NE(log.find("127.0.0.1:29501 can join"), std::string::npos) << log;
 }
 
