@@ -165,8 +165,44 @@ bool skippedByDefault(const char* name) {
 
 }  // namespace
 
-Status chooseListenAddress(SockAddr* out, std::string* ifaceName) {
+Status localAddressToward(const SockAddr& remote, SockAddr* local, std::string* ifaceName) {
+  Fd fd(::socket(remote.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return systemError("socket: " + errnoString(errno));
+  if (::connect(fd.get(), remote.sa(), remote.length) != 0) {
+    return systemError("no route to " + remote.toString() + ": " + errnoString(errno));
+  }
+  SockAddr mine;
+  mine.length = sizeof(mine.storage);
+  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&mine.storage), &mine.length) != 0) {
+    return systemError("getsockname: " + errnoString(errno));
+  }
+  mine.setPort(0);
+  *ifaceName = "?";
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) == 0) {
+    for (const ifaddrs* ifa = list; ifa != nullptr; ifa = ifa->ifa_next) {
+      if (ifa->ifa_addr == nullptr || ifa->ifa_name == nullptr) continue;
+      if (ifa->ifa_addr->sa_family != mine.family()) continue;
+      SockAddr candidate;
+      fromIfaddr(ifa, &candidate);
+      if (candidate.host() == mine.host()) {
+        *ifaceName = ifa->ifa_name;
+        break;
+      }
+    }
+    freeifaddrs(list);
+  }
+  *local = mine;
+  return Status::ok();
+}
+
+Status chooseListenAddress(SockAddr* out, std::string* ifaceName, const SockAddr* toward) {
   std::string wanted = envString("FTCCL_SOCKET_IFNAME");
+  if (wanted.empty() && toward != nullptr &&
+      localAddressToward(*toward, out, ifaceName).isOk() && *ifaceName != "?") {
+    *ifaceName += " (the route to the bootstrap root " + toward->host() + ")";
+    return Status::ok();
+  }
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) {
     int err = errno;

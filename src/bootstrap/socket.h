@@ -77,10 +77,16 @@ Status numericSockAddr(const std::string& host, uint16_t port, SockAddr* out);
 // A host name or numeric address -> the first address getaddrinfo returns (IPv4 first).
 Status resolveSockAddr(const std::string& host, uint16_t port, SockAddr* out);
 
-// The address the root listens on: FTCCL_SOCKET_IFNAME (first IPv4 address of that
-// interface, else a global IPv6 one), else the first UP non-loopback IPv4 interface,
-// else 127.0.0.1. *ifaceName says which interface was used.
-Status chooseListenAddress(SockAddr* out, std::string* ifaceName);
+// The address to listen on: FTCCL_SOCKET_IFNAME (first IPv4 address of that interface,
+// else a global IPv6 one); else, given `toward` (the job's bootstrap root), the local
+// address this host reaches it from, so a job on loopback listens on loopback only; else
+// the first UP non-loopback IPv4 interface, else 127.0.0.1. *ifaceName says which
+// interface was used.
+Status chooseListenAddress(SockAddr* out, std::string* ifaceName,
+                           const SockAddr* toward = nullptr);
+// The local address (port 0) and its interface from which this host reaches `remote`:
+// the kernel's route choice, read from a connected UDP socket (nothing is sent).
+Status localAddressToward(const SockAddr& remote, SockAddr* local, std::string* ifaceName);
 
 // A listening socket bound to addr (port 0: ephemeral). *bound gets the real address.
 Status listenOn(const SockAddr& addr, bool reuseAddr, Fd* out, SockAddr* bound);

@@ -14,6 +14,7 @@
 
 #include "algorithms/subset_transport.h"
 #include "bootstrap/bootstrap.h"
+#include "bootstrap/socket.h"
 #include "health/epoch_wiring.h"
 #include "reduce/reduce.h"
 #include "topology/topology.h"
@@ -182,7 +183,7 @@ Status Communicator::initJoining(const ftcclUniqueId& joinId, const ftcclConfig_
   commKey_ = contents.nonce;
   board_ = std::make_shared<ProgressBoard>(commKey_);
   PeerInfo mine;
-  FTCCL_CHECK(startLocal(&mine));
+  FTCCL_CHECK(startLocal(contents, &mine));
 
   HealthRegistration pending;
   pending.commKey = commKey_;
@@ -296,7 +297,7 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   worldRank_ = rank;
 
   PeerInfo mine;
-  FTCCL_CHECK(startLocal(&mine));
+  FTCCL_CHECK(startLocal(contents, &mine));
   std::vector<std::vector<uint8_t>> blobs;
   FTCCL_CHECK(rendezvous(contents, rank, processes, encodePeerInfo(mine),
                          config_.bootstrapTimeoutMs, &blobs, cancelled));
@@ -409,10 +410,21 @@ Status Communicator::seatInitialMembers(const std::vector<bool>& present) {
   return Status::ok();
 }
 
-Status Communicator::startLocal(PeerInfo* mine) {
-  FTCCL_CHECK(HealthService::acquire(&health_));
+// The process's health service and UCX worker, on the job's interface: the one named by
+// FTCCL_SOCKET_IFNAME, else the one this host reaches the bootstrap root through (a job
+// that bootstraps on loopback is not reachable from the network at all).
+Status Communicator::startLocal(const UniqueIdContents& contents, PeerInfo* mine) {
+  FTCCL_CHECK(HealthService::acquire(&health_, contents.rootHost, contents.rootPort));
   UcxOptions ucxOptions;
   FTCCL_CHECK(ucxOptionsFromEnv(&ucxOptions));
+  ucxOptions.netDevice = envString("FTCCL_SOCKET_IFNAME");
+  bootstrap::SockAddr root, local;
+  std::string iface;
+  if (ucxOptions.netDevice.empty() &&
+      bootstrap::numericSockAddr(contents.rootHost, contents.rootPort, &root).isOk() &&
+      bootstrap::localAddressToward(root, &local, &iface).isOk() && iface != "?") {
+    ucxOptions.netDevice = iface;
+  }
   FTCCL_CHECK(UcxTransport::create(ucxOptions, &transport_));
   mine->host = hostName();
   mine->pid = getpid();

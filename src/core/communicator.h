@@ -32,6 +32,7 @@
 namespace ftccl {
 
 class UcxTransport;
+struct UniqueIdContents;
 
 enum class OpKind { kAllReduce, kBroadcast, kReduce, kAllGather, kReduceScatter, kSend, kRecv };
 
@@ -137,7 +138,7 @@ class Communicator final : public HealthListener {
               const std::function<bool()>& cancelled = {});
   Status initJoining(const ftcclUniqueId& joinId, const ftcclConfig_t* config);
   // This process's side: health service, UCX worker, and what it tells the others.
-  Status startLocal(PeerInfo* mine);
+  Status startLocal(const UniqueIdContents& contents, PeerInfo* mine);
   Status allocateScratch();
   // Epoch 0: ranks whose process did not join the rendezvous are replaced or dropped.
   Status seatInitialMembers(const std::vector<bool>& present);

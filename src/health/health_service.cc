@@ -489,7 +489,8 @@ class HealthService::Driver final : public HealthNetwork {
   HealthProtocol protocol;
 };
 
-Status HealthService::acquire(std::shared_ptr<HealthService>* out) {
+Status HealthService::acquire(std::shared_ptr<HealthService>* out, const std::string& rootHost,
+                              uint16_t rootPort) {
   static std::mutex mutex;
   static std::weak_ptr<HealthService> current;
   std::lock_guard<std::mutex> lock(mutex);
@@ -498,7 +499,7 @@ Status HealthService::acquire(std::shared_ptr<HealthService>* out) {
     return Status::ok();
   }
   std::shared_ptr<HealthService> service(new HealthService());
-  FTCCL_CHECK(service->start());
+  FTCCL_CHECK(service->start(rootHost, rootPort));
   current = service;
   *out = service;
   return Status::ok();
@@ -506,9 +507,10 @@ Status HealthService::acquire(std::shared_ptr<HealthService>* out) {
 
 // The TCP listener on a free port, and the UDP probe socket on the same address and
 // port number (so a process's key names both); another port if that one is taken for UDP.
-static Status listenForHealth(Fd* listenFd, Fd* probeFd, SockAddr* bound, std::string* iface) {
+static Status listenForHealth(Fd* listenFd, Fd* probeFd, SockAddr* bound, std::string* iface,
+                              const SockAddr* toward) {
   SockAddr where;
-  FTCCL_CHECK(bootstrap::chooseListenAddress(&where, iface));
+  FTCCL_CHECK(bootstrap::chooseListenAddress(&where, iface, toward));
   where.setPort(0);
   for (int attempt = 0;; ++attempt) {
     FTCCL_CHECK(bootstrap::listenOn(where, /*reuseAddr=*/false, listenFd, bound));
@@ -525,12 +527,14 @@ static Status listenForHealth(Fd* listenFd, Fd* probeFd, SockAddr* bound, std::s
   return Status::ok();
 }
 
-Status HealthService::start() {
+Status HealthService::start(const std::string& rootHost, uint16_t rootPort) {
   installFaultHooks();
-  SockAddr bound;
+  SockAddr bound, root;
+  const bool rootKnown =
+      !rootHost.empty() && bootstrap::numericSockAddr(rootHost, rootPort, &root).isOk();
   std::string iface;
   Fd listenFd, probeFd;
-  FTCCL_CHECK(listenForHealth(&listenFd, &probeFd, &bound, &iface));
+  FTCCL_CHECK(listenForHealth(&listenFd, &probeFd, &bound, &iface, rootKnown ? &root : nullptr));
   selfKey_ = bound.toString();
   driver_ = std::make_unique<Driver>(selfKey_);
   driver_->listenFd = std::move(listenFd);

@@ -10,7 +10,9 @@
 // and the thread keeps probing while the application computes.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <string>
 #include <thread>
 
 #include "health/health_protocol.h"
@@ -21,7 +23,10 @@ namespace ftccl {
 class HealthService {
  public:
   // The process's service, started on first use; stopped when its last user lets go.
-  static Status acquire(std::shared_ptr<HealthService>* out);
+  // Without FTCCL_SOCKET_IFNAME it listens where this host reaches the first user's
+  // bootstrap root (rootHost, numeric; empty: the first non-loopback interface).
+  static Status acquire(std::shared_ptr<HealthService>* out, const std::string& rootHost = "",
+                        uint16_t rootPort = 0);
   ~HealthService();
 
   const ProcessKey& selfKey() const { return selfKey_; }
@@ -46,7 +51,7 @@ class HealthService {
 
  private:
   HealthService() = default;
-  Status start();
+  Status start(const std::string& rootHost, uint16_t rootPort);
   void run();
   class Driver;
   std::unique_ptr<Driver> driver_;

@@ -54,6 +54,13 @@ class UcxContext {
         return fromUcs(modified, "ucp_config_modify(CONN_NB)");
       }
     }
+    if (!options.netDevice.empty() && std::getenv("UCX_NET_DEVICES") == nullptr) {
+      ucs_status_t modified = ucp_config_modify(config, "NET_DEVICES", options.netDevice.c_str());
+      if (modified != UCS_OK) {
+        ucp_config_release(config);
+        return fromUcs(modified, "ucp_config_modify(NET_DEVICES)");
+      }
+    }
     ucp_params_t params;
     std::memset(&params, 0, sizeof(params));
     params.field_mask =

@@ -35,6 +35,9 @@ enum class UcxErrorMode { kAuto, kPeer, kNone };
 
 struct UcxOptions {
   UcxErrorMode errorMode = UcxErrorMode::kAuto;
+  // The only network device UCX may use (UCX_NET_DEVICES, unless the user set that);
+  // empty: all. Shared memory is not a network device and stays.
+  std::string netDevice;
 };
 
 // Transfers still outstanding with one peer (a worker index), for the "mid-transfer"
