@@ -522,11 +522,12 @@ std::unordered_map<ProcessKey, size_t> Communicator::worldIndexByKey() const {
 
 void Communicator::onRebuilt(const RecoveryMessage& commit) {
   {
-    // Told twice (the old registration still hears while the new one is added) or
-    // entered already: nothing to do, and no revoke of the epoch it made.
+    // Told twice (the old registration still hears while the new one is added, also
+    // while this very commit is being entered) or entered already: nothing to do, and
+    // no revoke of the epoch it made. Calls come from the one health thread.
     std::lock_guard<std::mutex> lock(mutex_);
-    uint64_t newest = commits_.empty() ? epoch_ : commits_.back().next.epoch;
-    if (commit.next.epoch <= newest) return;
+    if (commit.next.epoch <= std::max(epoch_, newestTold_)) return;
+    newestTold_ = commit.next.epoch;
   }
   // A new epoch ends the old one even if this rank heard of no failure first (the
   // agreement can outrun the FAILED notice): its ops must not wait on the lost.
@@ -545,9 +546,7 @@ void Communicator::onRebuilt(const RecoveryMessage& commit) {
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (commits_.empty() || commit.next.epoch > commits_.back().next.epoch) {
-      commits_.push_back(commit);
-    }
+    commits_.push_back(commit);
   }
   decided_.notify_all();
 }
@@ -609,7 +608,7 @@ Status Communicator::awaitDecision(const char* call, bool forever, RecoveryMessa
     return forever ? remoteError(why + " (is this process cut off?)") : timeoutError(why);
   }
   if (aborted_) return invalidUsage(std::string(call) + ": the communicator was aborted");
-  if (!commits_.empty()) {
+  if (!commits_.empty()) {  // oldest first; only newer than the epoch entered (onRebuilt)
     *commit = std::move(commits_.front());
     commits_.pop_front();
     return Status::ok();

@@ -218,6 +218,7 @@ class Communicator final : public HealthListener {
   // second_failure_during_rebuild hung when a process skipped one).
   std::condition_variable decided_;
   std::deque<RecoveryMessage> commits_;  // told and not entered yet, oldest first
+  uint64_t newestTold_ = 0;              // the newest epoch ever queued
   std::string recoveryError_;
   bool allRanksLeft_ = false;
   // Refilled pool: processes that joined after init, not yet in peers_ (health thread
