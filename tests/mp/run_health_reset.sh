@@ -9,17 +9,8 @@
 # usage: run_health_reset.sh FTCCL_RUN ALL_REDUCE_PERF
 set -u
 launcher=$1 perf=$2
-if ! command -v ss > /dev/null; then
-  echo "run_health_reset: needs ss (iproute2)"
-  exit 1
-fi
-tmp=$(mktemp -d)
-launcher_pid=
-cleanup() {
-  [ -n "$launcher_pid" ] && kill "$launcher_pid" 2> /dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=ss_job.sh
+. "$(dirname "$0")/ss_job.sh" run_health_reset
 export FTCCL_SOCKET_IFNAME=lo FTCCL_DEBUG=info
 "$launcher" -n 3 --timeout 240 -- "$perf" -b 1M -e 1M -n 8000 -w 2 -c 1 \
   > "$tmp/log" 2>&1 &

@@ -7,17 +7,8 @@
 # usage: run_loopback_binding.sh FTCCL_RUN ALL_REDUCE_PERF
 set -u
 launcher=$1 perf=$2
-if ! command -v ss > /dev/null; then
-  echo "run_loopback_binding: needs ss (iproute2)"
-  exit 1
-fi
-tmp=$(mktemp -d)
-launcher_pid=
-cleanup() {
-  [ -n "$launcher_pid" ] && kill "$launcher_pid" 2> /dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=ss_job.sh
+. "$(dirname "$0")/ss_job.sh" run_loopback_binding
 unset FTCCL_SOCKET_IFNAME UCX_NET_DEVICES
 export FTCCL_DEBUG=info
 "$launcher" -n 2 --addr 127.0.0.1 --timeout 240 -- "$perf" -b 8 -e 8 -n 100000000 -w 2 -c 1 \
