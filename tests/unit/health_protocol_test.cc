@@ -258,15 +258,11 @@ TEST(HealthProtocol, AFailureKnownBeforeAnEpochIsReportedAgainInIt) {
   // Epoch 1 lists 0-4 and a newcomer (key 6) that never heard of either failure.
   Process late(ring.net, keyOf(6));
   auto epochOne = [&](int rank, HealthListener* listener) {
-    HealthRegistration reg;
-    reg.commKey = 7;
+    HealthRegistration reg = ring.registration(rank, 6, 7);
     reg.epoch = 1;
-    reg.myRank = rank;
-    for (int m = 0; m < 5; ++m) reg.members.push_back(MemberInfo{m, "simhost", 1000 + m, keyOf(m)});
-    reg.members.push_back(MemberInfo{5, "simhost", 1006, keyOf(6)});
+    reg.members[5] = MemberInfo{5, "simhost", 1006, keyOf(6)};
+    reg.monitored.clear();
     reg.listener = listener;
-    reg.probeIntervalMs = kProbeMs;
-    reg.failureTimeoutMs = kTimeoutMs;
     return reg;
   };
   late.protocol().add(epochOne(5, &late), ring.net.now());
