@@ -26,6 +26,7 @@
 
 #include "bootstrap/socket.h"
 #include "bootstrap/wire.h"
+#include "util/crypto.h"
 #include "util/env.h"
 #include "util/log.h"
 
@@ -39,25 +40,7 @@ constexpr int kErrorReplyWriteMs = 5000;    // time to flush an error reply
 constexpr size_t kMaxPendingConnections = 1024;  // connections that have not said hello
 constexpr size_t kReadChunk = 64 * 1024;
 
-Status randomBytes(void* buf, size_t size) {
-  auto* p = static_cast<uint8_t*>(buf);
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = getrandom(p + done, size - done, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return systemError("getrandom: " + errnoString(errno));
-    }
-    done += static_cast<size_t>(n);
-  }
-  return Status::ok();
-}
-
-bool secretsEqual(const uint8_t* a, const uint8_t* b) {
-  uint8_t diff = 0;  // constant time
-  for (int i = 0; i < 16; ++i) diff = static_cast<uint8_t>(diff | (a[i] ^ b[i]));
-  return diff == 0;
-}
+using crypto::randomBytes;
 
 // ---------------------------------------------------------------------------------
 // Root service
@@ -75,6 +58,8 @@ struct Conn {
   FrameHeader frame;
   Bytes body;
   Deadline helloDeadline;
+  uint8_t challenge[kChallengeBytes] = {0};        // ours, sent at accept
+  uint8_t clientChallenge[kChallengeBytes] = {0};  // from its hello, for our proofs
   // Joined
   int rank = -1;
   Deadline joinDeadline;
@@ -83,6 +68,7 @@ struct Conn {
   // Writing
   std::shared_ptr<const Bytes> out;
   size_t outOffset = 0;
+  Bytes proof;  // our proof frame for `out`, sent after it
   Deadline writeDeadline;
   bool closed = false;
 };
@@ -140,6 +126,7 @@ class RootService {
   void onReadable(Conn& c, Clock::time_point now);
   void onHello(Conn& c, Hello& hello, Clock::time_point now);
   void onWritable(Conn& c);
+  void setReply(Conn& c, std::shared_ptr<const Bytes> frame, const std::array<uint8_t, 32>& digest);
   void drop(Conn& c);
   void replyError(Conn& c, ftcclResult_t code, const std::string& message,
                   Clock::time_point now);
@@ -362,9 +349,18 @@ void RootService::acceptAll(Clock::time_point now) {
                 peer.toString());
       continue;
     }
+    // Our challenge first: the client proves it holds the secret for it, so that a hello
+    // recorded on another connection is worth nothing. A new socket's send buffer is
+    // empty: the 36 bytes go at once, or the connection is not worth keeping.
+    uint8_t challenge[kChallengeBytes];
+    if (!randomBytes(challenge, sizeof(challenge)).isOk()) continue;
+    Bytes frame = encodeChallenge(challenge);
+    ssize_t sent = ::send(owned.get(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent != static_cast<ssize_t>(frame.size())) continue;
     Conn& c = conns_.emplace_back();
     c.fd = std::move(owned);
     c.peer = peer.toString();
+    std::memcpy(c.challenge, challenge, sizeof(challenge));
     c.helloDeadline = now + std::chrono::milliseconds(std::min(timeoutMs_, kMaxHelloWaitMs));
     ++pending;
   }
@@ -390,9 +386,8 @@ void RootService::leaveRank(Conn& c) {
 void RootService::replyError(Conn& c, ftcclResult_t code, const std::string& message,
                              Clock::time_point now) {
   if (c.state == Conn::State::Joined) leaveRank(c);
-  c.out = std::make_shared<const Bytes>(encodeError(code, message));
-  c.outOffset = 0;
-  c.state = Conn::State::Writing;
+  auto frame = std::make_shared<const Bytes>(encodeError(code, message));
+  setReply(c, frame, replyDigest(*frame));
   c.writeDeadline = now + std::chrono::milliseconds(kErrorReplyWriteMs);
 }
 
@@ -458,6 +453,15 @@ void RootService::onReadable(Conn& c, Clock::time_point now) {
     if (c.state == Conn::State::ReadBody && c.body.size() == c.frame.length) {
       Hello hello;
       Status st = checkFrameBody(c.frame, c.body.data(), c.body.size());
+      if (st.isOk() && !helloProven(c.body.data(), c.body.size(), secret_, c.challenge)) {
+        // Said plainly, without a reply: a process without the secret learns nothing.
+        FTCCL_LOG(Warn, Bootstrap,
+                  "rejected bootstrap connection from {}: wrong secret (its hello does not "
+                  "prove this job's secret)",
+                  c.peer);
+        drop(c);
+        return;
+      }
       if (st.isOk()) st = decodeHelloBody(c.body.data(), c.body.size(), &hello);
       Bytes().swap(c.body);
       if (!st.isOk()) {
@@ -473,11 +477,7 @@ void RootService::onReadable(Conn& c, Clock::time_point now) {
 }
 
 void RootService::onHello(Conn& c, Hello& hello, Clock::time_point now) {
-  if (!secretsEqual(hello.secret, secret_)) {
-    FTCCL_LOG(Warn, Bootstrap, "rejected bootstrap connection from {}: wrong secret", c.peer);
-    drop(c);
-    return;
-  }
+  std::memcpy(c.clientChallenge, hello.challenge, kChallengeBytes);
   auto reject = [&](ftcclResult_t code, const std::string& why) {
     FTCCL_LOG(Warn, Bootstrap, "bootstrap root {}: rejected rank {} from {}: {}", name_,
               hello.rank, c.peer, why);
@@ -535,8 +535,22 @@ void RootService::onHello(Conn& c, Hello& hello, Clock::time_point now) {
             c.rank, nranks_, c.peer, joined_, nranks_);
 }
 
+void RootService::setReply(Conn& c, std::shared_ptr<const Bytes> frame,
+                           const std::array<uint8_t, 32>& digest) {
+  c.out = std::move(frame);
+  c.outOffset = 0;
+  c.proof = encodeReplyProof(secret_, c.challenge, c.clientChallenge, digest);
+  c.state = Conn::State::Writing;
+}
+
 void RootService::onWritable(Conn& c) {
-  while (c.outOffset < c.out->size()) {
+  for (;;) {
+    if (c.outOffset == c.out->size()) {
+      if (c.proof.empty()) break;
+      c.out = std::make_shared<const Bytes>(std::move(c.proof));
+      c.proof.clear();
+      c.outOffset = 0;
+    }
     ssize_t n = ::send(c.fd.get(), c.out->data() + c.outOffset, c.out->size() - c.outOffset,
                        MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
@@ -568,6 +582,7 @@ void RootService::complete(Clock::time_point now) {
     if (byRank_[r] != nullptr) blobs[r] = std::move(byRank_[r]->blob);
   }
   auto table = std::make_shared<const Bytes>(encodeTable(nonce_, blobs));
+  const auto digest = replyDigest(*table);
   FTCCL_LOG(Info, Bootstrap, "bootstrap root {}: {} of {} ranks joined in {} ms", name_, joined_,
             nranks_, msSince(start_));
   phase_ = Phase::Finishing;
@@ -576,9 +591,7 @@ void RootService::complete(Clock::time_point now) {
       now + std::chrono::milliseconds(std::max(timeoutMs_, kErrorReplyWriteMs));
   for (Conn& c : conns_) {
     if (c.state == Conn::State::Joined) {
-      c.state = Conn::State::Writing;
-      c.out = table;
-      c.outOffset = 0;
+      setReply(c, table, digest);
       c.writeDeadline = writeDeadline;
     } else if (c.state != Conn::State::Writing) {
       drop(c);
@@ -593,11 +606,10 @@ void RootService::failAll(ftcclResult_t code, const std::string& message,
   phase_ = Phase::Finishing;
   listen_.reset();
   auto frame = std::make_shared<const Bytes>(encodeError(code, message));
+  const auto digest = replyDigest(*frame);
   for (Conn& c : conns_) {
     if (c.state == Conn::State::Joined) {
-      c.state = Conn::State::Writing;
-      c.out = frame;
-      c.outOffset = 0;
+      setReply(c, frame, digest);
       c.writeDeadline = now + std::chrono::milliseconds(kErrorReplyWriteMs);
     } else if (c.state != Conn::State::Writing) {
       drop(c);
@@ -610,9 +622,14 @@ void RootService::failAll(ftcclResult_t code, const std::string& message,
 // Best effort, never blocking: joined ranks learn why the root went away.
 void RootService::notifyJoined(ftcclResult_t code, const std::string& message) {
   Bytes frame = encodeError(code, message);
+  const auto digest = replyDigest(frame);
   for (Conn& c : conns_) {
     if (c.state == Conn::State::Joined && c.fd.valid()) {
+      Bytes proof = encodeReplyProof(secret_, c.challenge, c.clientChallenge, digest);
       ssize_t n = ::send(c.fd.get(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n == static_cast<ssize_t>(frame.size())) {
+        n = ::send(c.fd.get(), proof.data(), proof.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      }
       (void)n;
     }
   }
@@ -751,16 +768,6 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
     return st;
   }
 
-  Hello hello;
-  std::memcpy(hello.secret, contents.secret, 16);
-  hello.nonce = contents.nonce;
-  hello.rank = rank;
-  hello.nranks = nranks;
-  hello.timeoutMs = static_cast<uint32_t>(timeoutMs);
-  hello.remainingMs = static_cast<uint32_t>(std::max(1, msUntil(deadline)));
-  hello.blob = myBlob;
-  const Bytes helloFrame = encodeHello(hello);
-
   const std::string closedMsg =
       "bootstrap root " + root +
       " closed the connection without a reply: it rejected this rank (wrong secret: a unique "
@@ -777,53 +784,91 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
     }
     return systemError(closedMsg + " [" + io.message() + "]");
   };
+  auto badReply = [&](const std::string& why) {
+    return remoteError("bad reply from bootstrap root " + root + ": " + why);
+  };
+  // One whole frame. The body grows as bytes arrive: a corrupted length costs no more
+  // than what was sent.
+  auto readFrame = [&](FrameHeader* header, Bytes* frame) -> Status {
+    frame->assign(kFrameHeaderBytes, 0);
+    size_t got = 0;
+    Status io = recvAll(fd.get(), frame->data(), kFrameHeaderBytes, replyDeadline, &got,
+                        cancelled);
+    if (!io.isOk()) return noReply(io);
+    Status parsed = parseFrameHeader(frame->data(), kFrameHeaderBytes, header);
+    if (!parsed.isOk()) return badReply(parsed.message());
+    while (frame->size() - kFrameHeaderBytes < header->length) {
+      size_t chunk = std::min<size_t>(header->length - (frame->size() - kFrameHeaderBytes),
+                                      size_t{1} << 20);
+      size_t old = frame->size();
+      frame->resize(old + chunk);
+      io = recvAll(fd.get(), frame->data() + old, chunk, replyDeadline, &got, cancelled);
+      if (!io.isOk()) return noReply(io);
+    }
+    Status body = checkFrameBody(*header, frame->data() + kFrameHeaderBytes, header->length);
+    return body.isOk() ? body : badReply(body.message());
+  };
 
+  // The root's challenge, then our hello proving the secret for it.
+  FrameHeader header;
+  Bytes frame;
+  st = readFrame(&header, &frame);
+  if (!st.isOk()) return st;
+  uint8_t rootChallenge[kChallengeBytes];
+  if (header.type != FrameType::Challenge ||
+      !decodeChallengeBody(frame.data() + kFrameHeaderBytes, header.length, rootChallenge)
+           .isOk()) {
+    return badReply("expected its challenge");
+  }
+  Hello hello;
+  FTCCL_CHECK(randomBytes(hello.challenge, sizeof(hello.challenge)));
+  hello.nonce = contents.nonce;
+  hello.rank = rank;
+  hello.nranks = nranks;
+  hello.timeoutMs = static_cast<uint32_t>(timeoutMs);
+  hello.remainingMs = static_cast<uint32_t>(std::max(1, msUntil(deadline)));
+  hello.blob = myBlob;
+  const Bytes helloFrame = encodeHello(hello, contents.secret, rootChallenge);
   st = sendAll(fd.get(), helloFrame.data(), helloFrame.size(), replyDeadline, cancelled);
   if (!st.isOk()) return noReply(st);
 
-  uint8_t headerBytes[kFrameHeaderBytes];
-  size_t got = 0;
-  st = recvAll(fd.get(), headerBytes, sizeof(headerBytes), replyDeadline, &got, cancelled);
-  if (!st.isOk()) return noReply(st);
-  FrameHeader header;
-  st = parseFrameHeader(headerBytes, sizeof(headerBytes), &header);
-  if (!st.isOk()) return remoteError("bad reply from bootstrap root " + root + ": " + st.message());
-  if (header.type == FrameType::Hello) {
-    return remoteError("bad reply from bootstrap root " + root + ": a hello");
+  // Its reply, then its proof that it holds the secret: a process listening at the
+  // root's address without it (a stranger, a stale root of another job) is no root.
+  st = readFrame(&header, &frame);
+  if (!st.isOk()) return st;
+  if (header.type != FrameType::Table && header.type != FrameType::Error) {
+    return badReply(std::string("unexpected frame type ") +
+                    std::to_string(static_cast<int>(header.type)));
   }
-  // Grow the body as bytes arrive: a corrupted length costs no more than what was sent.
-  Bytes body;
-  while (body.size() < header.length) {
-    size_t chunk = std::min<size_t>(header.length - body.size(), size_t{1} << 20);
-    size_t old = body.size();
-    body.resize(old + chunk);
-    st = recvAll(fd.get(), body.data() + old, chunk, replyDeadline, &got, cancelled);
-    if (!st.isOk()) return noReply(st);
-  }
+  const FrameHeader replyHeader = header;
+  const Bytes reply = std::move(frame);
+  st = readFrame(&header, &frame);
+  if (!st.isOk()) return st;
   fd.reset();
-  st = checkFrameBody(header, body.data(), body.size());
-  if (!st.isOk()) return remoteError("bad reply from bootstrap root " + root + ": " + st.message());
-
-  if (header.type == FrameType::Error) {
+  if (header.type != FrameType::Proof ||
+      !replyProven(frame.data() + kFrameHeaderBytes, header.length, contents.secret,
+                   rootChallenge, hello.challenge, replyDigest(reply))) {
+    return remoteError("the process answering at bootstrap root " + root +
+                       " did not prove that it holds this job's secret: it is not this job's "
+                       "root (a stale root of another job, or a stranger at that address)");
+  }
+  const uint8_t* body = reply.data() + kFrameHeaderBytes;
+  if (replyHeader.type == FrameType::Error) {
     ftcclResult_t code = ftcclRemoteError;
     std::string message;
-    st = decodeErrorBody(body.data(), body.size(), &code, &message);
-    if (!st.isOk()) {
-      return remoteError("bad reply from bootstrap root " + root + ": " + st.message());
-    }
+    st = decodeErrorBody(body, replyHeader.length, &code, &message);
+    if (!st.isOk()) return badReply(st.message());
     return Status(code, "bootstrap rendezvous failed (rank " + std::to_string(rank) + " of " +
                             std::to_string(nranks) + "): " + message);
   }
   uint64_t nonce = 0;
   std::vector<Bytes> blobs;
-  st = decodeTableBody(body.data(), body.size(), &nonce, &blobs);
-  if (!st.isOk()) return remoteError("bad reply from bootstrap root " + root + ": " + st.message());
+  st = decodeTableBody(body, replyHeader.length, &nonce, &blobs);
+  if (!st.isOk()) return badReply(st.message());
   if (nonce != contents.nonce || blobs.size() != static_cast<size_t>(nranks) ||
       blobs[static_cast<size_t>(rank)] != myBlob) {
-    return remoteError("bad reply from bootstrap root " + root +
-                       ": the table does not match this rendezvous (nranks " +
-                       std::to_string(blobs.size()) + ", expected " + std::to_string(nranks) +
-                       ")");
+    return badReply("the table does not match this rendezvous (nranks " +
+                    std::to_string(blobs.size()) + ", expected " + std::to_string(nranks) + ")");
   }
   *allBlobs = std::move(blobs);
   FTCCL_LOG(Info, Bootstrap, "rendezvous completed: rank {} of {} in {} ms (root {})", rank,

@@ -2,10 +2,13 @@
 //
 // The unique id names a root (an IPv4/IPv6 address and port) and carries a random
 // 128-bit secret and a 64-bit rendezvous nonce. Each rank connects to the root over
-// TCP, presents the secret, its rank and an opaque (non-empty) blob (host, pid,
-// transport address, composed by core/); the root checks the secret (a mismatch is
+// TCP, answers the root's fresh challenge with a proof that it holds the secret (the
+// secret itself never travels), its rank and an opaque (non-empty) blob (host, pid,
+// transport address, composed by core/); the root checks the proof (a mismatch is
 // rejected and logged), waits for all nranks, then sends everyone the table of all
-// blobs and closes. At the deadline, rank 0 and a strict majority are enough: the
+// blobs with its own proof for the rank's challenge, and closes: a process that does
+// not hold the secret can neither join nor pose as the root (wire.h). At the
+// deadline, rank 0 and a strict majority are enough: the
 // missing ranks' entries are empty (a fault during init; core/ replaces them). Nothing after init depends on the root: rank 0 may die later.
 // Every blocking step is bounded by a timeout; a timeout names the missing ranks.
 #pragma once

@@ -3,6 +3,10 @@
 
 #include "bootstrap/wire.h"
 
+#include <string_view>
+
+#include "util/crypto.h"
+
 namespace ftccl {
 namespace bootstrap {
 
@@ -111,6 +115,8 @@ const char* typeName(FrameType t) {
     case FrameType::Hello: return "hello";
     case FrameType::Table: return "table";
     case FrameType::Error: return "error";
+    case FrameType::Challenge: return "challenge";
+    case FrameType::Proof: return "proof";
   }
   return "?";
 }
@@ -134,9 +140,11 @@ Status decodeFrame(const std::vector<uint8_t>& frame, FrameType expected,
 
 size_t maxBodyBytes(FrameType type) {
   switch (type) {
-    case FrameType::Hello: return 16 + 8 + 5 * 4 + kMaxBlobBytes;
+    case FrameType::Hello: return kProofBytes + kChallengeBytes + 8 + 5 * 4 + kMaxBlobBytes;
     case FrameType::Table: return kMaxTableBytes;
     case FrameType::Error: return 8 + kMaxErrorMessageBytes;
+    case FrameType::Challenge: return kChallengeBytes;
+    case FrameType::Proof: return kProofBytes;
   }
   return 0;
 }
@@ -158,7 +166,7 @@ Status parseFrameHeader(const uint8_t* data, size_t size, FrameHeader* out) {
   }
   uint16_t type = get16(data + 6);
   if (type < static_cast<uint16_t>(FrameType::Hello) ||
-      type > static_cast<uint16_t>(FrameType::Error)) {
+      type > static_cast<uint16_t>(FrameType::Proof)) {
     return invalidArgument("corrupted bootstrap message: unknown type " + std::to_string(type));
   }
   h.type = static_cast<FrameType>(type);
@@ -187,9 +195,47 @@ Status checkFrameBody(const FrameHeader& header, const uint8_t* body, size_t siz
   return Status::ok();
 }
 
-std::vector<uint8_t> encodeHello(const Hello& hello) {
-  std::vector<uint8_t> f = startFrame(44 + hello.blob.size());
-  f.insert(f.end(), hello.secret, hello.secret + 16);
+namespace {
+
+constexpr std::string_view kHelloLabel = "ftccl bootstrap hello";
+constexpr std::string_view kReplyLabel = "ftccl bootstrap reply";
+
+crypto::Tag helloProof(const uint8_t secret[16], const uint8_t rootChallenge[kChallengeBytes],
+                       const uint8_t* afterProof, size_t size) {
+  crypto::MacKey key(secret, 16);
+  return key.tag({{kHelloLabel.data(), kHelloLabel.size()},
+                  {rootChallenge, kChallengeBytes},
+                  {afterProof, size}});
+}
+
+crypto::Tag replyProof(const uint8_t secret[16], const uint8_t rootChallenge[kChallengeBytes],
+                       const uint8_t clientChallenge[kChallengeBytes],
+                       const std::array<uint8_t, 32>& digest) {
+  crypto::MacKey key(secret, 16);
+  return key.tag({{kReplyLabel.data(), kReplyLabel.size()},
+                  {rootChallenge, kChallengeBytes},
+                  {clientChallenge, kChallengeBytes},
+                  {digest.data(), digest.size()}});
+}
+
+}  // namespace
+
+std::array<uint8_t, 32> replyDigest(const std::vector<uint8_t>& replyFrame) {
+  return crypto::sha256(replyFrame.data(), replyFrame.size());
+}
+
+std::vector<uint8_t> encodeChallenge(const uint8_t challenge[kChallengeBytes]) {
+  std::vector<uint8_t> f = startFrame(kChallengeBytes);
+  f.insert(f.end(), challenge, challenge + kChallengeBytes);
+  finishFrame(FrameType::Challenge, &f);
+  return f;
+}
+
+std::vector<uint8_t> encodeHello(const Hello& hello, const uint8_t secret[16],
+                                 const uint8_t rootChallenge[kChallengeBytes]) {
+  std::vector<uint8_t> f = startFrame(kProofBytes + kChallengeBytes + 28 + hello.blob.size());
+  f.insert(f.end(), kProofBytes, 0);  // filled in below
+  f.insert(f.end(), hello.challenge, hello.challenge + kChallengeBytes);
   put64(f, hello.nonce);
   put32(f, static_cast<uint32_t>(hello.rank));
   put32(f, static_cast<uint32_t>(hello.nranks));
@@ -197,8 +243,46 @@ std::vector<uint8_t> encodeHello(const Hello& hello) {
   put32(f, hello.remainingMs);
   put32(f, static_cast<uint32_t>(hello.blob.size()));
   f.insert(f.end(), hello.blob.begin(), hello.blob.end());
+  const size_t proofAt = kFrameHeaderBytes;
+  crypto::Tag proof = helloProof(secret, rootChallenge, f.data() + proofAt + kProofBytes,
+                                 f.size() - proofAt - kProofBytes);
+  std::memcpy(f.data() + proofAt, proof.data(), kProofBytes);
   finishFrame(FrameType::Hello, &f);
   return f;
+}
+
+std::vector<uint8_t> encodeReplyProof(const uint8_t secret[16],
+                                      const uint8_t rootChallenge[kChallengeBytes],
+                                      const uint8_t clientChallenge[kChallengeBytes],
+                                      const std::array<uint8_t, 32>& digest) {
+  crypto::Tag proof = replyProof(secret, rootChallenge, clientChallenge, digest);
+  std::vector<uint8_t> f = startFrame(kProofBytes);
+  f.insert(f.end(), proof.begin(), proof.end());
+  finishFrame(FrameType::Proof, &f);
+  return f;
+}
+
+Status decodeChallengeBody(const uint8_t* body, size_t size,
+                           uint8_t challenge[kChallengeBytes]) {
+  if (size != kChallengeBytes) return invalidArgument("corrupted bootstrap challenge");
+  std::memcpy(challenge, body, kChallengeBytes);
+  return Status::ok();
+}
+
+bool helloProven(const uint8_t* body, size_t size, const uint8_t secret[16],
+                 const uint8_t rootChallenge[kChallengeBytes]) {
+  if (size < kProofBytes) return false;
+  crypto::Tag proof = helloProof(secret, rootChallenge, body + kProofBytes, size - kProofBytes);
+  return crypto::equalConstantTime(proof.data(), body, kProofBytes);
+}
+
+bool replyProven(const uint8_t* proofBody, size_t size, const uint8_t secret[16],
+                 const uint8_t rootChallenge[kChallengeBytes],
+                 const uint8_t clientChallenge[kChallengeBytes],
+                 const std::array<uint8_t, 32>& digest) {
+  if (size != kProofBytes) return false;
+  crypto::Tag proof = replyProof(secret, rootChallenge, clientChallenge, digest);
+  return crypto::equalConstantTime(proof.data(), proofBody, kProofBytes);
 }
 
 std::vector<uint8_t> encodeTable(uint64_t nonce, const std::vector<std::vector<uint8_t>>& blobs) {
@@ -228,10 +312,11 @@ std::vector<uint8_t> encodeError(ftcclResult_t code, const std::string& message)
 Status decodeHelloBody(const uint8_t* body, size_t size, Hello* out) {
   Reader r(body, size);
   Hello h;
-  const uint8_t* secret = nullptr;
+  const uint8_t* proof = nullptr;
+  const uint8_t* challenge = nullptr;
   uint64_t nonce = 0;
   uint32_t rank = 0, nranks = 0, timeoutMs = 0, remainingMs = 0, blobLen = 0;
-  if (!r.bytes(16, &secret) || !r.u64(&nonce) || !r.u32(&rank) || !r.u32(&nranks) ||
+  if (!r.bytes(kProofBytes, &proof) || !r.bytes(kChallengeBytes, &challenge) || !r.u64(&nonce) || !r.u32(&rank) || !r.u32(&nranks) ||
       !r.u32(&timeoutMs) || !r.u32(&remainingMs) || !r.u32(&blobLen)) {
     return invalidArgument("corrupted bootstrap hello: truncated fixed fields");
   }
@@ -245,7 +330,8 @@ Status decodeHelloBody(const uint8_t* body, size_t size, Hello* out) {
   }
   const uint8_t* blob = nullptr;
   r.bytes(blobLen, &blob);
-  std::memcpy(h.secret, secret, 16);
+  std::memcpy(h.proof, proof, kProofBytes);
+  std::memcpy(h.challenge, challenge, kChallengeBytes);
   h.nonce = nonce;
   h.rank = static_cast<int32_t>(rank);
   h.nranks = static_cast<int32_t>(nranks);

@@ -6,13 +6,23 @@
 // Frame = header (20 bytes) + body:
 //   u32 magic 'FTBS' | u16 version | u16 type | u32 body length | u64 checksum
 // The checksum is FNV-1a 64 over version, type, length and the body, so any single
-// corrupted byte of a frame is detected. Bodies:
-//   Hello (client -> root): secret[16] | u64 nonce | u32 rank | u32 nranks |
-//                           u32 timeoutMs | u32 remainingMs | u32 blobLen | blob
+// corrupted byte of a frame is detected. Nothing proves who sent a frame but the
+// proofs, HMAC-SHA-256 under the job's secret (which never travels), truncated to 16:
+//   Challenge (root -> client, at accept): challenge[16]
+//   Hello (client -> root): proof[16] | challenge[16] | u64 nonce | u32 rank |
+//          u32 nranks | u32 timeoutMs | u32 remainingMs | u32 blobLen | blob
+//          proof = HMAC(secret, "hello" label | root's challenge | body after the proof)
 //   Table (root -> client): u64 nonce | u32 nranks | nranks x (u32 len | bytes)
 //   Error (root -> client): u32 ftcclResult_t | u32 msgLen | msg
+//   Proof (root -> client, after a Table or an Error): proof[16]
+//          proof = HMAC(secret, "reply" label | root's challenge | client's challenge |
+//                       SHA-256 of the reply frame)
+// A fresh challenge on each side per connection: a recorded hello or reply is worth
+// nothing on another connection, and a process that does not hold the secret can
+// neither join nor pose as the root.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -56,10 +66,12 @@ Status commIdContents(const std::string& commIdText, const std::string& secretTe
 
 // ---- frames ------------------------------------------------------------------------
 constexpr uint32_t kFrameMagic = 0x53425446u;  // "FTBS" little-endian
-constexpr uint16_t kWireVersion = 1;
+constexpr uint16_t kWireVersion = 2;  // 2: challenge-response, no secret on the wire
 constexpr size_t kFrameHeaderBytes = 20;
 
-enum class FrameType : uint16_t { Hello = 1, Table = 2, Error = 3 };
+enum class FrameType : uint16_t { Hello = 1, Table = 2, Error = 3, Challenge = 4, Proof = 5 };
+constexpr size_t kChallengeBytes = 16;
+constexpr size_t kProofBytes = 16;
 
 struct FrameHeader {
   uint16_t version = 0;
@@ -69,7 +81,8 @@ struct FrameHeader {
 };
 
 struct Hello {
-  uint8_t secret[16] = {0};
+  uint8_t proof[kProofBytes] = {0};          // set by encodeHello
+  uint8_t challenge[kChallengeBytes] = {0};  // the client's, for the root's proof
   uint64_t nonce = 0;
   int32_t rank = -1;
   int32_t nranks = 0;
@@ -88,12 +101,31 @@ Status parseFrameHeader(const uint8_t* data, size_t size, FrameHeader* out);
 Status checkFrameBody(const FrameHeader& header, const uint8_t* body, size_t size);
 
 // Encoders return complete frames (header + body). They throw only std::bad_alloc.
-std::vector<uint8_t> encodeHello(const Hello& hello);
+std::vector<uint8_t> encodeChallenge(const uint8_t challenge[kChallengeBytes]);
+// Computes the proof from the secret and the root's challenge.
+std::vector<uint8_t> encodeHello(const Hello& hello, const uint8_t secret[16],
+                                 const uint8_t rootChallenge[kChallengeBytes]);
+// The root's proof that it holds the secret, for one reply (by its digest: a table sent
+// to every rank is hashed once) on one connection.
+std::array<uint8_t, 32> replyDigest(const std::vector<uint8_t>& replyFrame);
+std::vector<uint8_t> encodeReplyProof(const uint8_t secret[16],
+                                      const uint8_t rootChallenge[kChallengeBytes],
+                                      const uint8_t clientChallenge[kChallengeBytes],
+                                      const std::array<uint8_t, 32>& digest);
 std::vector<uint8_t> encodeTable(uint64_t nonce, const std::vector<std::vector<uint8_t>>& blobs);
 std::vector<uint8_t> encodeError(ftcclResult_t code, const std::string& message);
 
 // Body decoders (structure only: lengths and caps; the root checks the meaning).
 Status decodeHelloBody(const uint8_t* body, size_t size, Hello* out);
+Status decodeChallengeBody(const uint8_t* body, size_t size, uint8_t challenge[kChallengeBytes]);
+// Whether a hello body's proof was made with `secret` for `rootChallenge` (constant time).
+bool helloProven(const uint8_t* body, size_t size, const uint8_t secret[16],
+                 const uint8_t rootChallenge[kChallengeBytes]);
+// Whether a proof frame's body proves `replyFrame` for this connection (constant time).
+bool replyProven(const uint8_t* proofBody, size_t size, const uint8_t secret[16],
+                 const uint8_t rootChallenge[kChallengeBytes],
+                 const uint8_t clientChallenge[kChallengeBytes],
+                 const std::array<uint8_t, 32>& digest);
 Status decodeTableBody(const uint8_t* body, size_t size, uint64_t* nonce,
                        std::vector<std::vector<uint8_t>>* blobs);
 Status decodeErrorBody(const uint8_t* body, size_t size, ftcclResult_t* code,

@@ -112,6 +112,24 @@ bootstrap::Fd rawConnect(const UniqueIdContents& c) {
   return fd;
 }
 
+// Reads the challenge a root sends at accept.
+void readChallenge(const bootstrap::Fd& fd, uint8_t challenge[bootstrap::kChallengeBytes]) {
+  Bytes frame(bootstrap::kFrameHeaderBytes + bootstrap::kChallengeBytes);
+  size_t got = 0;
+  ASSERT_TRUE(bootstrap::recvAll(fd.get(), frame.data(), frame.size(),
+                                 bootstrap::deadlineAfterMs(5000), &got)
+                  .isOk());
+  bootstrap::FrameHeader h;
+  ASSERT_TRUE(bootstrap::parseFrameHeader(frame.data(), frame.size(), &h).isOk());
+  ASSERT_EQ(h.type, bootstrap::FrameType::Challenge);
+  ASSERT_TRUE(bootstrap::decodeChallengeBody(frame.data() + bootstrap::kFrameHeaderBytes,
+                                             h.length, challenge)
+                  .isOk());
+}
+
+// A hello of `rank` of `nranks` proven for the challenge the root sent on `fd`.
+Bytes provenHello(const bootstrap::Fd& fd, const UniqueIdContents& c, int rank, int nranks);
+
 struct Result {
   Status status;
   Table table;
@@ -386,9 +404,12 @@ TEST_F(BootstrapTest, SocketIfnameMustExist) {
 
 // ---- wire format -------------------------------------------------------------------
 
+const uint8_t kSampleSecret[16] = {0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 33, 36, 39, 42, 45};
+const uint8_t kSampleChallenge[16] = {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6};
+
 bootstrap::Hello sampleHello() {
   bootstrap::Hello h;
-  for (int i = 0; i < 16; ++i) h.secret[i] = static_cast<uint8_t>(i * 3);
+  for (int i = 0; i < 16; ++i) h.challenge[i] = static_cast<uint8_t>(0x70 + i);
   h.nonce = 0xfeedfacecafebeefull;
   h.rank = 3;
   h.nranks = 5;
@@ -398,12 +419,22 @@ bootstrap::Hello sampleHello() {
   return h;
 }
 
+Bytes provenHello(const bootstrap::Fd& fd, const UniqueIdContents& c, int rank, int nranks) {
+  uint8_t challenge[16] = {0};
+  readChallenge(fd, challenge);
+  bootstrap::Hello h = sampleHello();
+  h.nonce = c.nonce;
+  h.rank = rank;
+  h.nranks = nranks;
+  return bootstrap::encodeHello(h, c.secret, challenge);
+}
+
 TEST(Wire, HelloRoundTripTruncationAndCorruption) {
   const bootstrap::Hello in = sampleHello();
-  const Bytes frame = bootstrap::encodeHello(in);
+  const Bytes frame = bootstrap::encodeHello(in, kSampleSecret, kSampleChallenge);
   bootstrap::Hello out;
   ASSERT_TRUE(bootstrap::decodeHello(frame, &out).isOk());
-  EXPECT_EQ(0, std::memcmp(out.secret, in.secret, 16));
+  EXPECT_EQ(0, std::memcmp(out.challenge, in.challenge, 16));
   EXPECT_EQ(out.nonce, in.nonce);
   EXPECT_EQ(out.rank, 3);
   EXPECT_EQ(out.nranks, 5);
@@ -429,10 +460,10 @@ TEST(Wire, HelloRoundTripTruncationAndCorruption) {
   }
   // Resealed (valid checksum) but structurally wrong bodies.
   Bytes bad = frame;
-  put32(&bad, bootstrap::kFrameHeaderBytes + 40, 38);  // blob length != bytes that follow
+  put32(&bad, bootstrap::kFrameHeaderBytes + 56, 38);  // blob length != bytes that follow
   reseal(&bad);
   EXPECT_FALSE(bootstrap::decodeHello(bad, &out).isOk());
-  put32(&bad, bootstrap::kFrameHeaderBytes + 40, 0xffffffffu);
+  put32(&bad, bootstrap::kFrameHeaderBytes + 56, 0xffffffffu);
   reseal(&bad);
   EXPECT_FALSE(bootstrap::decodeHello(bad, &out).isOk());
   // A table is not a hello.
@@ -440,18 +471,57 @@ TEST(Wire, HelloRoundTripTruncationAndCorruption) {
   // Empty blob works.
   bootstrap::Hello empty = in;
   empty.blob.clear();
-  ASSERT_TRUE(bootstrap::decodeHello(bootstrap::encodeHello(empty), &out).isOk());
+  ASSERT_TRUE(
+      bootstrap::decodeHello(bootstrap::encodeHello(empty, kSampleSecret, kSampleChallenge), &out)
+          .isOk());
   EXPECT_TRUE(out.blob.empty());
 }
 
+// The hello proves the secret for the root's challenge of this connection; it never
+// carries the secret, and no other secret, challenge or byte passes.
+TEST(Wire, HelloProvesTheSecretWithoutCarryingIt) {
+  const Bytes frame = bootstrap::encodeHello(sampleHello(), kSampleSecret, kSampleChallenge);
+  const uint8_t* body = frame.data() + bootstrap::kFrameHeaderBytes;
+  const size_t size = frame.size() - bootstrap::kFrameHeaderBytes;
+  EXPECT_TRUE(bootstrap::helloProven(body, size, kSampleSecret, kSampleChallenge));
+  EXPECT_EQ(std::search(frame.begin(), frame.end(), kSampleSecret, kSampleSecret + 16),
+            frame.end());
+  uint8_t otherSecret[16], otherChallenge[16];
+  std::memcpy(otherSecret, kSampleSecret, 16);
+  std::memcpy(otherChallenge, kSampleChallenge, 16);
+  otherSecret[7] ^= 1;
+  otherChallenge[0] ^= 0x80;
+  EXPECT_FALSE(bootstrap::helloProven(body, size, otherSecret, kSampleChallenge));
+  EXPECT_FALSE(bootstrap::helloProven(body, size, kSampleSecret, otherChallenge));
+  for (size_t pos = 0; pos < size; ++pos) {
+    Bytes bad(body, body + size);
+    bad[pos] ^= 0x01;
+    EXPECT_FALSE(bootstrap::helloProven(bad.data(), bad.size(), kSampleSecret, kSampleChallenge))
+        << "byte " << pos;
+  }
+  // The root's proof of a reply: bound to both challenges and to the reply's bytes.
+  const Bytes table = bootstrap::encodeTable(5, {{1, 2}});
+  const Bytes proof = bootstrap::encodeReplyProof(kSampleSecret, kSampleChallenge,
+                                                  otherChallenge, bootstrap::replyDigest(table));
+  const uint8_t* tag = proof.data() + bootstrap::kFrameHeaderBytes;
+  EXPECT_TRUE(bootstrap::replyProven(tag, 16, kSampleSecret, kSampleChallenge, otherChallenge,
+                                     bootstrap::replyDigest(table)));
+  EXPECT_FALSE(bootstrap::replyProven(tag, 16, otherSecret, kSampleChallenge, otherChallenge,
+                                      bootstrap::replyDigest(table)));
+  EXPECT_FALSE(bootstrap::replyProven(tag, 16, kSampleSecret, otherChallenge, kSampleChallenge,
+                                      bootstrap::replyDigest(table)));
+  EXPECT_FALSE(bootstrap::replyProven(tag, 16, kSampleSecret, kSampleChallenge, otherChallenge,
+                                      bootstrap::replyDigest(bootstrap::encodeTable(5, {{1, 3}}))));
+}
+
 TEST(Wire, HeaderChecks) {
-  Bytes frame = bootstrap::encodeHello(sampleHello());
+  Bytes frame = bootstrap::encodeHello(sampleHello(), kSampleSecret, kSampleChallenge);
   bootstrap::FrameHeader h;
   ASSERT_TRUE(bootstrap::parseFrameHeader(frame.data(), frame.size(), &h).isOk());
   EXPECT_EQ(h.type, bootstrap::FrameType::Hello);
   EXPECT_EQ(h.length, frame.size() - bootstrap::kFrameHeaderBytes);
   Bytes v2 = frame;
-  v2[4] = 2;
+  v2[4] = 1;  // the format before challenge-response
   Status st = bootstrap::parseFrameHeader(v2.data(), v2.size(), &h);
   EXPECT_NE(st.message().find("another ftccl version"), std::string::npos) << st.message();
   Bytes huge = frame;
@@ -528,7 +598,7 @@ TEST(Wire, RandomGarbageNeverCrashes) {
     for (auto& x : b) x = static_cast<uint8_t>(rng());
     if (b.size() >= 8 && (i & 1)) {  // right magic and version, garbage after
       put32(&b, 0, bootstrap::kFrameMagic);
-      b[4] = 1;
+      b[4] = static_cast<uint8_t>(bootstrap::kWireVersion);
       b[5] = 0;
     }
     bootstrap::Hello h;
@@ -539,7 +609,7 @@ TEST(Wire, RandomGarbageNeverCrashes) {
     EXPECT_FALSE(bootstrap::decodeHello(b, &h).isOk());
     EXPECT_FALSE(bootstrap::decodeTable(b, &nonce, &t).isOk());
     EXPECT_FALSE(bootstrap::decodeError(b, &code, &msg).isOk());
-    EXPECT_FALSE(bootstrap::decodeHelloBody(b.data(), b.size() < 44 ? b.size() : 43, &h).isOk());
+    EXPECT_FALSE(bootstrap::decodeHelloBody(b.data(), b.size() < 60 ? b.size() : 59, &h).isOk());
     (void)bootstrap::decodeTableBody(b.data(), b.size(), &nonce, &t);
     (void)bootstrap::decodeErrorBody(b.data(), b.size(), &code, &msg);
   }
@@ -636,6 +706,75 @@ TEST_F(BootstrapTest, WrongSecretIsRejectedOthersComplete) {
   std::string log = logText();
   EXPECT_NE(log.find("rejected bootstrap connection from 127.0.0.1:"), std::string::npos) << log;
   EXPECT_NE(log.find(": wrong secret"), std::string::npos) << log;
+}
+
+// A hello recorded on one connection proves nothing on another: the root's challenge
+// differs, so it is rejected like a wrong secret.
+TEST_F(BootstrapTest, HelloReplayedOnAnotherConnectionIsRejected) {
+  UniqueIdContents c = newRoot();
+  bootstrap::Fd first = rawConnect(c);
+  const Bytes recorded = provenHello(first, c, 1, 2);
+  bootstrap::Fd replay = rawConnect(c);
+  uint8_t other[16];
+  readChallenge(replay, other);
+  ASSERT_TRUE(bootstrap::sendAll(replay.get(), recorded.data(), recorded.size(),
+                                 bootstrap::deadlineAfterMs(1000))
+                  .isOk());
+  uint8_t byte = 0;
+  size_t got = 0;
+  Status st = bootstrap::recvAll(replay.get(), &byte, 1, bootstrap::deadlineAfterMs(5000), &got);
+  EXPECT_FALSE(st.isOk()) << "the root answered a replayed hello";
+  EXPECT_EQ(got, 0u);
+  std::vector<Bytes> blobs = {blobFor(0, 8), blobFor(1, 8)};
+  expectCompleteTables(runRanks(c, {0, 1}, 2, 10000, blobs), blobs);
+  stopAllRoots();
+  EXPECT_NE(logText().find("wrong secret"), std::string::npos) << logText();
+}
+
+// Whatever listens at the root's address must prove the secret too: a stranger (or a
+// stale root of another job) that answers with a table of its own is not believed, and
+// what the client sent it holds no secret.
+TEST_F(BootstrapTest, AFakeRootIsNotBelievedAndLearnsNoSecret) {
+  bootstrap::SockAddr addr, bound;
+  ASSERT_TRUE(bootstrap::numericSockAddr("127.0.0.1", 0, &addr).isOk());
+  bootstrap::Fd listener;
+  ASSERT_TRUE(bootstrap::listenOn(addr, false, &listener, &bound).isOk());
+  UniqueIdContents c = sampleContents("127.0.0.1", false);
+  c.rootPort = bound.port();
+  Bytes heard;
+  std::thread fake([&] {
+    bootstrap::Fd fd(::accept(listener.get(), nullptr, nullptr));
+    if (!fd.valid()) return;
+    uint8_t challenge[16] = {1};
+    Bytes frame = bootstrap::encodeChallenge(challenge);
+    (void)bootstrap::sendAll(fd.get(), frame.data(), frame.size(), bootstrap::deadlineAfterMs(2000));
+    heard.resize(bootstrap::kFrameHeaderBytes);
+    size_t got = 0;
+    bootstrap::FrameHeader h;
+    if (!bootstrap::recvAll(fd.get(), heard.data(), heard.size(), bootstrap::deadlineAfterMs(2000),
+                            &got)
+             .isOk() ||
+        !bootstrap::parseFrameHeader(heard.data(), heard.size(), &h).isOk()) {
+      return;
+    }
+    heard.resize(heard.size() + h.length);
+    (void)bootstrap::recvAll(fd.get(), heard.data() + bootstrap::kFrameHeaderBytes, h.length,
+                             bootstrap::deadlineAfterMs(2000), &got);
+    Bytes table = bootstrap::encodeTable(c.nonce, {blobFor(0, 8)});
+    uint8_t guess[16] = {0}, clientChallenge[16] = {0};
+    Bytes proof = bootstrap::encodeReplyProof(guess, challenge, clientChallenge,
+                                              bootstrap::replyDigest(table));
+    table.insert(table.end(), proof.begin(), proof.end());
+    (void)bootstrap::sendAll(fd.get(), table.data(), table.size(), bootstrap::deadlineAfterMs(2000));
+  });
+  Table t;
+  Status st = rendezvous(c, 0, 1, blobFor(0, 8), 5000, &t);
+  fake.join();
+  EXPECT_EQ(st.code(), ftcclRemoteError) << st.message();
+  EXPECT_NE(st.message().find("did not prove that it holds this job's secret"), std::string::npos)
+      << st.message();
+  ASSERT_GT(heard.size(), 60u);
+  EXPECT_EQ(std::search(heard.begin(), heard.end(), c.secret, c.secret + 16), heard.end());
 }
 
 TEST_F(BootstrapTest, MissingRanksTimeOutNamingThem) {
@@ -815,10 +954,7 @@ TEST_F(BootstrapTest, GarbageSilentAndPartialClientsDoNotStallTheRest) {
                                  bootstrap::deadlineAfterMs(1000))
                   .isOk());
   bootstrap::Fd partial = rawConnect(c);
-  bootstrap::Hello h = sampleHello();
-  std::memcpy(h.secret, c.secret, 16);
-  h.nonce = c.nonce;
-  Bytes frame = bootstrap::encodeHello(h);
+  Bytes frame = provenHello(partial, c, 3, 5);
   ASSERT_TRUE(bootstrap::sendAll(partial.get(), frame.data(), 30, bootstrap::deadlineAfterMs(1000))
                   .isOk());
   bootstrap::Fd hugeLength = rawConnect(c);
@@ -844,12 +980,7 @@ TEST_F(BootstrapTest, RankThatLeftCanBeReplaced) {
   UniqueIdContents c = newRoot();
   {
     bootstrap::Fd fd = rawConnect(c);
-    bootstrap::Hello h = sampleHello();
-    std::memcpy(h.secret, c.secret, 16);
-    h.nonce = c.nonce;
-    h.rank = 1;
-    h.nranks = 2;
-    Bytes frame = bootstrap::encodeHello(h);
+    Bytes frame = provenHello(fd, c, 1, 2);
     ASSERT_TRUE(bootstrap::sendAll(fd.get(), frame.data(), frame.size(),
                                    bootstrap::deadlineAfterMs(1000))
                     .isOk());
