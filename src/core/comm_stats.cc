@@ -10,6 +10,7 @@
 #include "core/communicator.h"
 #include "reduce/reduce.h"
 #include "transports/ucx/ucx_transport.h"
+#include "util/crypto.h"
 #include "util/log.h"
 
 namespace ftccl {
@@ -82,7 +83,7 @@ CommStats Communicator::stats() {
   HealthService::RegistrationId registration = 0;    // of the same epoch as `members`
   {
     std::lock_guard<std::mutex> lock(mutex_);  // numbering and peer table
-    s.commKey = commKey_;
+    s.commId = crypto::oneWayId(commKey_);
     s.epoch = epoch_;
     s.rank = rank_;
     s.nranks = nranks_;

@@ -191,11 +191,12 @@ Status Communicator::initJoining(const ftcclUniqueId& joinId, const ftcclConfig_
   pending.listener = this;
   pending.probeIntervalMs = config_.probeIntervalMs;
   pending.failureTimeoutMs = config_.failureTimeoutMs;
+  pending.joinSecrets.emplace_back(contents.secret, contents.secret + sizeof(contents.secret));
   healthId_ = health_->add(std::move(pending));
   RecoveryMessage ask;
   ask.type = RecoveryMessage::kJoin;
   ask.joined.push_back(JoiningSpare{mine.healthKey, mine.host, mine.pid, encodePeerInfo(mine)});
-  ask.blob.assign(contents.secret, contents.secret + sizeof(contents.secret));
+  ask.blob = {1};  // "from the newcomer itself": the join key's seal is its proof (health_auth.h)
   std::string member = joinKey(contents);
   health_->sendRecovery(member, commKey_, ask);
   RecoveryMessage accept;
@@ -229,7 +230,6 @@ Status Communicator::initJoining(const ftcclUniqueId& joinId, const ftcclConfig_
   std::vector<std::vector<uint8_t>> addresses;
   for (const PeerInfo& p : peers_) addresses.push_back(p.transportAddress);
   FTCCL_CHECK(transport_->connect(worldRank_, std::move(addresses),
-                                  static_cast<uint32_t>(commKey_),
                                   static_cast<uint32_t>(accept.next.epoch)));
   markLocalPeers();
   FTCCL_CHECK(applyCommit(accept));
@@ -262,10 +262,11 @@ std::vector<uint8_t> Communicator::joinPackage() {
   return encodeJoinPackage(commKey_, config_.pipeline, all);
 }
 
-void Communicator::onJoinAccepted(const RecoveryMessage& accept) {
+void Communicator::onJoinAccepted(const RecoveryMessage& accept, const crypto::Key& rootKey) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     joinAccept_ = accept;
+    authRoot_ = std::make_shared<const crypto::Key>(rootKey);
     hasJoinAccept_ = true;
   }
   decided_.notify_all();
@@ -317,12 +318,11 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   }
   // Chunking is decided once, by rank 0, so every rank cuts messages alike.
   config_.pipeline = peers_[0].pipeline;
-  FTCCL_CHECK(transport_->connect(rank, std::move(addresses),
-                                  static_cast<uint32_t>(peers_[0].commSalt ^ contents.nonce),
-                                  /*epoch=*/0));
+  FTCCL_CHECK(transport_->connect(rank, std::move(addresses), /*epoch=*/0));
   markLocalPeers();
 
   commKey_ = peers_[0].commSalt ^ contents.nonce;
+  authRoot_ = std::make_shared<const crypto::Key>(communicatorRootKey(contents.secret, commKey_));
   board_ = std::make_shared<ProgressBoard>(commKey_);
   FTCCL_CHECK(seatInitialMembers(present));
   FTCCL_CHECK(transport_->remap(/*epoch=*/0, worldOf_, rank_));
@@ -506,9 +506,11 @@ void Communicator::registerHealth() {
   HealthRegistration reg = registrationFor(table, peers_[worldRank_].healthKey, commKey_, policy,
                                            std::move(enteredBy), this);
   if (rank_ >= 0) reg.progress = board_;  // a spare runs no ops
+  reg.epochSalt = enteredBy_.salt;  // a commit's, or the join answer's (a copy of one)
   {
     std::lock_guard<std::mutex> lock(mutex_);
     reg.joinSecrets = joinSecrets_;
+    reg.authRoot = authRoot_;
   }
   healthId_ = health_->add(std::move(reg));
 }
@@ -695,6 +697,12 @@ void Communicator::markLocalPeers() {
 // (nothing of the old one can match), health probes the new neighbours, and op
 // sequence numbers start again at 0 on every member.
 Status Communicator::applyCommit(const RecoveryMessage& commit) {
+  if (commit.next.epoch >= TagLayout::kEpochs) {
+    // Tags never reuse an epoch (tag_layout.h): old leftovers could match again.
+    return remoteError("this communicator has been rebuilt " + std::to_string(commit.next.epoch - 1) +
+                       " times, the most its data path can tell apart: create a new one "
+                       "(ftcclCommSplit or a new init)");
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);  // spares that joined since: reachable now
     for (PeerInfo& p : joinedPeers_) {

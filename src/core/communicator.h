@@ -77,7 +77,7 @@ class Communicator final : public HealthListener {
   void onAllRanksLeft() override;
   void onSpareJoined(const JoiningSpare& spare) override;
   std::vector<uint8_t> joinPackage() override;
-  void onJoinAccepted(const RecoveryMessage& accept) override;
+  void onJoinAccepted(const RecoveryMessage& accept, const crypto::Key& rootKey) override;
 
   // ftcclCommRebuild: waits for the members' agreement on the next epoch (started by
   // the health thread as soon as a failure is known), then switches to it.
@@ -206,6 +206,9 @@ class Communicator final : public HealthListener {
   std::shared_ptr<HealthService> health_;
   std::atomic<HealthService::RegistrationId> healthId_{0};  // the stats read it too
   uint64_t commKey_ = 0;
+  // The health channel's root key (health_auth.h): from the job's secret, or, for a
+  // newcomer, sent sealed by its sponsor.
+  std::shared_ptr<const crypto::Key> authRoot_;
   uint64_t epoch_ = 0;
   std::vector<int> worldOf_;  // logical rank -> index in peers_ (every process of the job)
   std::vector<int> spares_;   // the hot spare pool, in activation order (indices in peers_)

@@ -74,8 +74,8 @@ Status Communicator::switchWorkers(const std::vector<bool>& switching) {
   std::vector<std::vector<uint8_t>> addresses;
   addresses.reserve(peers_.size());
   for (const PeerInfo& p : peers_) addresses.push_back(p.transportAddress);
-  FTCCL_CHECK(transport_->connect(worldRank_, std::move(addresses),
-                                  static_cast<uint32_t>(commKey_), static_cast<uint32_t>(epoch_)));
+  FTCCL_CHECK(
+      transport_->connect(worldRank_, std::move(addresses), static_cast<uint32_t>(epoch_)));
   transport_->setCounting(config_.stats);
   FTCCL_LOG(Info, Net, "rank {}: a process of this host failed: moved to a fresh UCX worker "
             "(its shared-memory queues may hold a slot the dead process never filled)", rank_);

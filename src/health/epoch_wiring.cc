@@ -48,6 +48,7 @@ HealthRegistration registrationFor(const EpochTable& table, const ProcessKey& se
   reg.sharedIndex = table.index;
   reg.membership = table.membership;
   reg.formerMembers = table.formerMembers;
+  if (enteredBy) reg.epochSalt = enteredBy->salt;
   reg.enteredBy = std::move(enteredBy);
   reg.listener = listener;
   reg.probeIntervalMs = policy.probeIntervalMs;

@@ -40,6 +40,7 @@ std::vector<uint8_t> encodeHealthMessage(const HealthMessage& m) {
       body.putString(m.senderKey);
       body.putString(m.host);
       body.put(m.pid);
+      body.putString(m.nonce);
       break;
     case HealthType::kHeartbeat: {
       body.put(m.seq);
@@ -100,7 +101,9 @@ int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out, 
   bool ok = false;
   switch (m.type) {
     case HealthType::kHello:
-      ok = in.getString(&m.senderKey) && in.getString(&m.host) && in.get(&m.pid);
+      ok = in.getString(&m.senderKey) && in.getString(&m.host) && in.get(&m.pid) &&
+           in.getString(&m.nonce) &&
+           (m.nonce.empty() || m.nonce.size() == kConnectionNonceBytes);
       break;
     case HealthType::kHeartbeat: {
       uint8_t n = 0;
@@ -146,6 +149,13 @@ std::vector<uint8_t> encodeProbe(const std::vector<uint8_t>& helloFrame,
   std::vector<uint8_t> datagram = helloFrame;
   std::vector<uint8_t> frame = encodeHealthMessage(probe);
   datagram.insert(datagram.end(), frame.begin(), frame.end());
+  return datagram;
+}
+
+std::vector<uint8_t> encodeSealedProbe(const std::vector<uint8_t>& helloFrame,
+                                       const HealthMessage& probe) {
+  std::vector<uint8_t> datagram = encodeProbe(helloFrame, probe);
+  appendSeal(&datagram, 0, probe.auth, {}, 0);
   return datagram;
 }
 

@@ -3,13 +3,15 @@
 //
 // Frame: u32 payload length | u8 type | payload. Lengths are capped (kMaxFrame), so a
 // corrupt or hostile peer can never make us allocate much; decode never trusts a
-// length it has not checked. Integers are little-endian.
+// length it has not checked. Integers are little-endian. On the network every frame
+// but a connection's hello is followed by its seal (health_auth.h).
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "health/health_auth.h"
 #include "stats/progress_board.h"
 
 namespace ftccl {
@@ -31,6 +33,7 @@ struct HealthMessage {
   std::string senderKey;  // the sender's health listener address: its process identity
   std::string host;
   int32_t pid = 0;
+  std::string nonce;  // kHello on TCP: this end's fresh connection nonce (kConnectionNonceBytes)
   // kHeartbeat / kAck
   uint64_t seq = 0;
   int64_t sentNs = 0;  // sender's steady clock, echoed by kAck
@@ -51,6 +54,9 @@ struct HealthMessage {
   // kHeartbeat: the sender's progress in its communicators (at most kMaxProgressEntries);
   // kProgress: the one asked for. kProgressQuery asks for commKey/epoch.
   std::vector<OpProgress> progress;
+  // Not on the wire: the key that seals the frame (the protocol sets it when it sends;
+  // the network, when the frame it received verified). Unused in the simulator.
+  HealthAuth auth;
 };
 
 constexpr size_t kMaxProgressEntries = 8;
@@ -74,5 +80,22 @@ std::vector<uint8_t> encodeProbe(const std::vector<uint8_t>& helloFrame,
 // True only for exactly a hello with a sender key followed by a heartbeat or an ack.
 bool decodeProbe(const uint8_t* datagram, size_t size, std::string* senderKey,
                  HealthMessage* probe);
+// A sealed probe: the datagram above, then its seal (health_auth.h). `keyFor` names the
+// key for the seal's communicator and epoch (null: none, the probe is dropped).
+std::vector<uint8_t> encodeSealedProbe(const std::vector<uint8_t>& helloFrame,
+                                       const HealthMessage& probe);
+template <typename KeyFor>
+bool decodeSealedProbe(const uint8_t* datagram, size_t size, std::string* senderKey,
+                       HealthMessage* probe, KeyFor keyFor) {
+  if (size < kSealBytes) return false;
+  const size_t body = size - kSealBytes;
+  HealthAuth auth;
+  if (!readSeal(datagram + body, &auth) || auth.kind != KeyKind::kEpoch) return false;
+  auth.key = keyFor(auth.comm, auth.epoch);
+  if (!auth.key || !sealValid(*auth.key, datagram, body, datagram + body, {}, 0)) return false;
+  if (!decodeProbe(datagram, body, senderKey, probe)) return false;
+  probe->auth = std::move(auth);
+  return true;
+}
 
 }  // namespace ftccl

@@ -29,7 +29,7 @@ class HealthProtocol::AgreementSender final : public AgreementNetwork {
     m.type = HealthType::kRecovery;
     m.commKey = commKey_;
     m.payload = encodeRecoveryMessage(message);
-    protocol_->send(to, m);
+    protocol_->send(to, m, &message);
   }
 
  private:
@@ -65,6 +65,7 @@ HealthProtocol::RegistrationId HealthProtocol::add(HealthRegistration registrati
                                               r.agreementNet.get(), r.info.enteredBy);
   }
   if (r.info.progress) r.lateness = std::make_unique<LatenessTracker>(r.info.stragglerMinLateMs);
+  holdKeys(r.info);
   reportKnownFailures(r);
   syncWatched(now);
   return id;
@@ -87,12 +88,145 @@ void HealthProtocol::remove(RegistrationId id, bool orderly, HealthTime now) {
       }
     }
   }
+  keys_.release(it->second.info.commKey);
   registrations_.erase(it);
   syncWatched(now);
 }
 
-void HealthProtocol::send(const ProcessKey& to, const HealthMessage& message) {
-  if (!dropAll_) network_->send(to, message);
+// The keys a registration brings: its communicator's root key, its epoch's key (from the
+// salt of the commit that made the epoch), the join ids' keys.
+void HealthProtocol::holdKeys(const HealthRegistration& info) {
+  keys_.hold(info.commKey, info.authRoot.get());
+  keys_.addEpoch(info.commKey, info.epoch, info.epochSalt);
+  for (const auto& secret : info.joinSecrets) keys_.addJoinSecret(info.commKey, secret);
+}
+
+void HealthProtocol::send(const ProcessKey& to, const HealthMessage& message,
+                          const RecoveryMessage* recovery) {
+  if (dropAll_) return;
+  if (!authenticated_ || message.auth.key) {
+    network_->send(to, message);
+    return;
+  }
+  HealthMessage sealed = message;
+  authorize(to, &sealed, recovery);
+  if (!sealed.auth.key) {
+    FTCCL_LOG(Debug, Health, "no key to send a message of type {} to {}: not sent",
+              static_cast<int>(message.type), to);
+    return;
+  }
+  network_->send(to, sealed);
+}
+
+// The key a message goes under: its communicator's key of the epoch it speaks for.
+// Replies go under the key of what they answer; a commit, under the key of the epoch it
+// leaves (every member of that epoch holds it; the next epoch's key comes with it).
+void HealthProtocol::authorize(const ProcessKey& to, HealthMessage* m,
+                               const RecoveryMessage* recovery) const {
+  HealthAuth& a = m->auth;
+  const bool reply = inbound_ != nullptr && *inboundFrom_ == to;
+  auto under = [&](uint64_t comm, uint64_t epoch) {
+    a.comm = comm;
+    a.epoch = static_cast<uint32_t>(epoch);
+    a.kind = KeyKind::kEpoch;
+    a.key = keys_.epochKey(comm, a.epoch);
+  };
+  switch (m->type) {
+    case HealthType::kAck:
+    case HealthType::kProgress:
+      if (reply) a = *inbound_;
+      return;
+    case HealthType::kHeartbeat:
+      for (const auto& [id, r] : registrations_) {
+        if (!r.info.joining && memberOf(r.info, to) != nullptr) {
+          under(r.info.commKey, r.info.epoch);
+          if (a.key) return;
+        }
+      }
+      return;
+    case HealthType::kFailed:
+    case HealthType::kLeave:
+    case HealthType::kProgressQuery:
+      under(m->commKey, m->epoch);
+      return;
+    case HealthType::kRecovery:
+      if (recovery == nullptr) return;
+      if (recovery->type == RecoveryMessage::kExpelled) {
+        if (reply) a = *inbound_;
+      } else if (recovery->type == RecoveryMessage::kCommit) {
+        under(m->commKey, recovery->epoch - 1);
+      } else if (recovery->type == RecoveryMessage::kJoin && !recovery->blob.empty()) {
+        // A newcomer's own request: under its join id's key.
+        auto joins = keys_.joinKeys(m->commKey);
+        if (joins.empty()) return;
+        a.comm = m->commKey;
+        a.kind = KeyKind::kJoin;
+        a.key = joins.front().first;
+      } else {
+        under(m->commKey, recovery->epoch);
+      }
+      return;
+    default:
+      return;
+  }
+}
+
+// A frame's key must fit what the frame says: a key of communicator A says nothing of
+// communicator B, nor an epoch's key of another epoch, nor a join key of anything but
+// joining.
+bool HealthProtocol::authentic(const HealthMessage& m, const RecoveryMessage* recovery) const {
+  if (!authenticated_) return true;
+  const HealthAuth& a = m.auth;
+  if (!a.key) return false;
+  if (a.kind == KeyKind::kJoin) {
+    return m.type == HealthType::kRecovery && recovery != nullptr && m.commKey == a.comm &&
+           (recovery->type == RecoveryMessage::kJoinAccept ||
+            (recovery->type == RecoveryMessage::kJoin && !recovery->blob.empty()));
+  }
+  switch (m.type) {
+    case HealthType::kHeartbeat:
+    case HealthType::kAck:
+      return true;
+    case HealthType::kFailed:
+    case HealthType::kLeave:
+    case HealthType::kProgressQuery:
+      return m.commKey == a.comm && m.epoch == a.epoch;
+    case HealthType::kProgress:
+      return !m.progress.empty() && m.progress.front().commKey == a.comm;
+    case HealthType::kRecovery:
+      if (recovery == nullptr || m.commKey != a.comm) return false;
+      switch (recovery->type) {
+        case RecoveryMessage::kCommit:
+          return uint64_t{a.epoch} + 1 == recovery->epoch;
+        case RecoveryMessage::kExpelled:
+          return a.epoch <= recovery->epoch;
+        case RecoveryMessage::kJoinAccept:
+          return false;
+        case RecoveryMessage::kJoin:
+          return recovery->blob.empty() && a.epoch == recovery->epoch;
+        default:
+          return a.epoch == recovery->epoch;
+      }
+    default:
+      return false;
+  }
+}
+
+// A probe is taken once: from a monitored peer, a heartbeat only above the last one
+// taken, an ack only of a heartbeat sent and not yet acked. Anyone else's heartbeat is
+// only acked (to the address it names) and counts for nothing.
+bool HealthProtocol::fresh(const ProcessKey& from, const HealthMessage& m) {
+  if (!isProbe(m.type) || !watched_.count(from)) return true;
+  if (m.type == HealthType::kHeartbeat) {
+    uint64_t& last = lastHeartbeat_[from];
+    if (m.seq <= last) return false;
+    last = m.seq;
+    return true;
+  }
+  uint64_t& last = lastAck_[from];
+  if (m.seq <= last || m.seq > heartbeatSeq_) return false;
+  last = m.seq;
+  return true;
 }
 
 // Watches the union of every registration's monitored members that are neither
@@ -120,6 +254,8 @@ void HealthProtocol::syncWatched(HealthTime now) {
               "stopped watching {}: longest silence {:.1f} ms, round trip max {:.2f} ms", key,
               detector_.longestSilenceMs(key), maxRoundTripMs(key));
     detector_.unwatch(key);
+    lastHeartbeat_.erase(key);
+    lastAck_.erase(key);
     network_->unmonitor(key);
   }
   std::set<ProcessKey> added;
@@ -258,6 +394,8 @@ void HealthProtocol::checkAgreement(Registration& r) {
       if (epoch > r.info.epoch && epoch > r.notifiedEpoch) {
         r.notifiedEpoch = epoch;
         const RecoveryMessage& commit = r.agreement->lastCommit();
+        // The new epoch's key, from the salt only the commit's receivers know.
+        keys_.addEpoch(r.info.commKey, static_cast<uint32_t>(epoch), commit.salt);
         adoptJoined(r, commit);
         // No failed rank: the ranks are unchanged (Agreement::decide), only the pool.
         if (commit.failedRanks.empty()) {
@@ -281,6 +419,21 @@ void HealthProtocol::checkAgreement(Registration& r) {
 void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, HealthTime now) {
   if (dropAll_) return;
   lastNow_ = now;
+  RecoveryMessage rm;
+  const bool isRecovery = m.type == HealthType::kRecovery;
+  if (isRecovery && !decodeRecoveryMessage(m.payload, &rm)) return;
+  if (!authentic(m, isRecovery ? &rm : nullptr)) {
+    FTCCL_LOG(Debug, Health, "dropped a message of type {} from {}: its key does not fit it",
+              static_cast<int>(m.type), from);
+    return;
+  }
+  if (!fresh(from, m)) return;  // a replayed probe
+  inbound_ = &m.auth;
+  inboundFrom_ = &from;
+  struct Forget {
+    HealthProtocol* p;
+    ~Forget() { p->inbound_ = nullptr, p->inboundFrom_ = nullptr; }
+  } forget{this};
   detector_.heard(from, now);
   switch (m.type) {
     case HealthType::kHeartbeat: {
@@ -337,11 +490,9 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
       }
       syncWatched(now);
       break;
-    case HealthType::kRecovery: {
-      RecoveryMessage rm;
-      if (decodeRecoveryMessage(m.payload, &rm)) onRecoveryMessage(from, m.commKey, rm);
+    case HealthType::kRecovery:
+      onRecoveryMessage(from, m, rm);
       break;
-    }
     case HealthType::kProgressQuery:
       answerProgressQuery(from, m, now);
       break;
@@ -355,7 +506,9 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
 
 void HealthProtocol::allowJoin(RegistrationId id, std::vector<uint8_t> secret) {
   auto it = registrations_.find(id);
-  if (it != registrations_.end()) it->second.info.joinSecrets.push_back(std::move(secret));
+  if (it == registrations_.end()) return;
+  keys_.addJoinSecret(it->second.info.commKey, secret);
+  it->second.info.joinSecrets.push_back(std::move(secret));
 }
 
 void HealthProtocol::sendRecovery(const ProcessKey& to, uint64_t commKey,
@@ -364,22 +517,43 @@ void HealthProtocol::sendRecovery(const ProcessKey& to, uint64_t commKey,
   m.type = HealthType::kRecovery;
   m.commKey = commKey;
   m.payload = encodeRecoveryMessage(message);
-  send(to, m);
+  send(to, m, &message);
 }
 
-void HealthProtocol::onRecoveryMessage(const ProcessKey& from, uint64_t commKey,
+// The newcomer's root key, sealed by its sponsor under the key of its join id.
+static bool openRootKey(const HealthKeys& keys, uint64_t comm, const RecoveryMessage& accept,
+                        crypto::Key* root) {
+  for (const auto& [key, secret] : keys.joinKeys(comm)) {
+    std::vector<uint8_t> plain;
+    if (crypto::open(HealthKeys::joinKeyBytes(comm, secret), accept.sealedKey.data(),
+                     accept.sealedKey.size(), "ftccl root key", &plain) &&
+        plain.size() == root->size()) {
+      std::copy(plain.begin(), plain.end(), root->begin());
+      return true;
+    }
+  }
+  return false;
+}
+
+void HealthProtocol::onRecoveryMessage(const ProcessKey& from, const HealthMessage& frame,
                                        const RecoveryMessage& m) {
+  const uint64_t commKey = frame.commKey;
   for (auto& [id, r] : registrations_) {
     if (r.info.commKey != commKey) continue;
     if (r.info.joining) {  // a newcomer waits only for its answer
-      if (m.type == RecoveryMessage::kJoinAccept && r.info.listener) {
-        r.info.listener->onJoinAccepted(m);
+      if (m.type != RecoveryMessage::kJoinAccept || !r.info.listener) continue;
+      crypto::Key root{};
+      if (authenticated_ && !openRootKey(keys_, commKey, m, &root)) {
+        FTCCL_LOG(Warn, Recovery, "join answer from {} without a root key sealed for us: ignored",
+                  from);
+        continue;
       }
+      r.info.listener->onJoinAccepted(m, root);
       continue;
     }
     if (!r.agreement) continue;
     if (m.type == RecoveryMessage::kJoin && !m.blob.empty()) {
-      acceptJoin(r, from, m);  // straight from a newcomer (members forward it without secret)
+      acceptJoin(r, from, frame, m);  // straight from a newcomer (members forward it without secret)
     } else {
       r.agreement->onMessage(from, m);
     }
@@ -393,10 +567,22 @@ void HealthProtocol::onRecoveryMessage(const ProcessKey& from, uint64_t commKey,
 // A newcomer's JOIN, checked against the secrets of the join ids this member handed
 // out, goes to the agreement; this member answers the newcomer once the pool commit
 // is adopted (adoptJoined).
-bool HealthProtocol::acceptJoin(Registration& r, const ProcessKey& from, const RecoveryMessage& m) {
+bool HealthProtocol::acceptJoin(Registration& r, const ProcessKey& from, const HealthMessage& frame,
+                                const RecoveryMessage& m) {
+  // Which join id: the one whose key sealed the request (authenticated), else the one
+  // the request names (simulator).
+  std::vector<uint8_t> secret;
+  for (const auto& [key, joinSecret] : keys_.joinKeys(r.info.commKey)) {
+    if (authenticated_ ? key == frame.auth.key : joinSecret == m.blob) secret = joinSecret;
+  }
+  if (!authenticated_ && secret.empty()) {
+    for (const auto& s : r.info.joinSecrets) {
+      if (s == m.blob) secret = s;
+    }
+  }
   const auto& secrets = r.info.joinSecrets;
-  if (m.joined.size() != 1 || m.joined.front().key != from ||
-      std::find(secrets.begin(), secrets.end(), m.blob) == secrets.end()) {
+  if (m.joined.size() != 1 || m.joined.front().key != from || secret.empty() ||
+      std::find(secrets.begin(), secrets.end(), secret) == secrets.end()) {
     FTCCL_LOG(Warn, Recovery,
               "rank {}: rejected a join request from {}: not a join id of this communicator",
               r.info.myRank, from);
@@ -411,7 +597,7 @@ bool HealthProtocol::acceptJoin(Registration& r, const ProcessKey& from, const R
   }
   FTCCL_LOG(Info, Recovery, "rank {}: {} (host {}, pid {}) asks to join the spare pool",
             r.info.myRank, from, spare.host, spare.pid);
-  r.sponsored.insert(from);
+  r.sponsored[from] = secret;
   r.agreement->requestJoin(spare);
   return true;
 }
@@ -437,11 +623,28 @@ void HealthProtocol::adoptJoined(Registration& r, const RecoveryMessage& commit)
         r.info.monitored.push_back(index);
       }
     }
-    if (r.sponsored.erase(spare.key) && r.info.listener) {
+    auto sponsored = r.sponsored.find(spare.key);
+    if (sponsored != r.sponsored.end() && r.info.listener) {
       RecoveryMessage accept = commit;
       accept.type = RecoveryMessage::kJoinAccept;
       accept.blob = r.info.listener->joinPackage();
-      sendRecovery(spare.key, r.info.commKey, accept);
+      HealthMessage m;
+      m.type = HealthType::kRecovery;
+      m.commKey = r.info.commKey;
+      if (authenticated_) {
+        // The root key, sealed under the newcomer's join key; the frame, under that key.
+        const crypto::Key* root = keys_.root(r.info.commKey);
+        const crypto::Key joinKey = HealthKeys::joinKeyBytes(r.info.commKey, sponsored->second);
+        if (root == nullptr) continue;
+        accept.sealedKey = crypto::seal(joinKey, std::vector<uint8_t>(root->begin(), root->end()),
+                                        "ftccl root key");
+        m.auth.comm = r.info.commKey;
+        m.auth.kind = KeyKind::kJoin;
+        m.auth.key = std::make_shared<const crypto::MacKey>(joinKey);
+      }
+      m.payload = encodeRecoveryMessage(accept);
+      r.sponsored.erase(sponsored);
+      send(spare.key, m, &accept);
     }
   }
   if (!commit.joined.empty()) syncWatched(lastNow_);

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "health/failure_detector.h"
+#include "health/health_auth.h"
 #include "health/health_messages.h"
 #include "health/link_quality.h"
 #include "recovery/agreement.h"
@@ -74,8 +75,9 @@ class HealthListener {
   virtual void onSpareJoined(const JoiningSpare& spare) {}
   // A member that accepted a newcomer: what the newcomer needs to reach everyone.
   virtual std::vector<uint8_t> joinPackage() { return {}; }
-  // The newcomer: the member that accepted it answered (pool commit and package).
-  virtual void onJoinAccepted(const RecoveryMessage& accept) {}
+  // The newcomer: the member that accepted it answered (pool commit and package), and
+  // sent the communicator's root key (zero where nothing is authenticated: simulator).
+  virtual void onJoinAccepted(const RecoveryMessage& accept, const crypto::Key& rootKey) {}
 };
 
 struct HealthRegistration {
@@ -96,8 +98,15 @@ struct HealthRegistration {
   // Processes of earlier epochs that are no longer members. One that still sends
   // heartbeats slept through the rebuild (SIGSTOP): it is told it was expelled.
   std::vector<ProcessKey> formerMembers;
-  // Secrets of the join ids handed out (ftcclCommGetJoinId) for this communicator.
+  // Secrets of the join ids handed out (ftcclCommGetJoinId) for this communicator; for
+  // a newcomer, the secret of the id it joins with.
   std::vector<std::vector<uint8_t>> joinSecrets;
+  // The communicator's root key (health_auth.h), from which every epoch's key derives.
+  // Null in the simulator, whose network authenticates nothing.
+  std::shared_ptr<const crypto::Key> authRoot;
+  // The salt of the commit that made this epoch (zero for the first): with the root
+  // key, it gives the epoch's key.
+  EpochSalt epochSalt{};
   // A newcomer waiting for its join to be accepted: no members yet, only listens.
   bool joining = false;
   HealthListener* listener = nullptr;
@@ -182,6 +191,19 @@ class HealthProtocol {
   // Fault injection: a dropped process neither sends nor hears anything.
   void setDropAll(bool drop) { dropAll_ = drop; }
 
+  // The network seals and verifies every frame (health_auth.h): the protocol names the
+  // key of each message it sends, and takes a received one only when its key fits what
+  // it says (its communicator and epoch). The simulator's network does not.
+  // Heartbeat numbers then start from the clock, so that a peer's replay guard (the last
+  // number taken from an address) never holds back a process that reuses the address.
+  void requireAuthentication() {
+    authenticated_ = true;
+    heartbeatSeq_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count());
+  }
+  const HealthKeys& keys() const { return keys_; }
+
   const ProcessKey& self() const { return self_; }
   double lastRoundTripMs(const ProcessKey& peer) const;
   double maxRoundTripMs(const ProcessKey& peer) const;
@@ -199,7 +221,8 @@ class HealthProtocol {
     bool agreementDone = false;                 // failed or expelled: nothing more to say
     uint64_t notifiedEpoch = 0;                 // the last epoch the listener was told of
     HealthTime recoveringSince{};               // when the agreement last started or stalled
-    std::set<ProcessKey> sponsored;             // newcomers this member accepted, not yet answered
+    // Newcomers this member accepted, not yet answered, with their join id's secret.
+    std::map<ProcessKey, std::vector<uint8_t>> sponsored;
     std::unique_ptr<LatenessTracker> lateness;  // with a progress board only
     struct Heard {
       OpProgress progress;
@@ -210,7 +233,12 @@ class HealthProtocol {
   class AgreementSender;
   void checkAgreement(Registration& registration);
 
-  void send(const ProcessKey& to, const HealthMessage& message);
+  void send(const ProcessKey& to, const HealthMessage& message,
+            const RecoveryMessage* recovery = nullptr);
+  void authorize(const ProcessKey& to, HealthMessage* m, const RecoveryMessage* recovery) const;
+  bool authentic(const HealthMessage& m, const RecoveryMessage* recovery) const;
+  bool fresh(const ProcessKey& from, const HealthMessage& m);
+  void holdKeys(const HealthRegistration& info);
   void syncWatched(HealthTime now);
   void suspect(const Suspicion& suspicion);
   void announce(Registration& registration, const MemberInfo& failed, DetectionCause cause,
@@ -227,8 +255,10 @@ class HealthProtocol {
   void answerProgressQuery(const ProcessKey& from, const HealthMessage& query, HealthTime now);
   void checkLateness(Registration& registration, HealthTime now);
   std::string describeMember(const ProcessKey& key) const;
-  void onRecoveryMessage(const ProcessKey& from, uint64_t commKey, const RecoveryMessage& m);
-  bool acceptJoin(Registration& registration, const ProcessKey& from, const RecoveryMessage& m);
+  void onRecoveryMessage(const ProcessKey& from, const HealthMessage& frame,
+                         const RecoveryMessage& m);
+  bool acceptJoin(Registration& registration, const ProcessKey& from, const HealthMessage& frame,
+                  const RecoveryMessage& m);
   void adoptJoined(Registration& registration, const RecoveryMessage& commit);
   static int rankCount(const HealthRegistration& info);
   static std::shared_ptr<const std::unordered_map<ProcessKey, int>> indexOf(
@@ -260,6 +290,14 @@ class HealthProtocol {
                        const ProcessKey& reporter);
   std::unordered_map<ProcessKey, KnownFailure> failed_;
   bool dropAll_ = false;
+  bool authenticated_ = false;
+  HealthKeys keys_;
+  // The message being handled, and its sender: replies to it (ack, progress, EXPELLED)
+  // go under its key, the one key the sender surely holds.
+  const HealthAuth* inbound_ = nullptr;
+  const ProcessKey* inboundFrom_ = nullptr;
+  // Replay guards for probes, per monitored peer: the last heartbeat and ack taken.
+  std::unordered_map<ProcessKey, uint64_t> lastHeartbeat_, lastAck_;
   HealthTime lastNow_{};  // the latest time an event brought (for changes made in passing)
 };
 

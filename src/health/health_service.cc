@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "bootstrap/socket.h"
+#include "util/crypto.h"
 #include "util/fault_injection.h"
 #include "util/log.h"
 
@@ -51,6 +52,15 @@ constexpr auto kNoProbeWarning = std::chrono::milliseconds(500);
 // A reconnect to a live process is answered by its kernel, busy or not: within a round
 // trip. Longer means the host is gone too.
 constexpr auto kVerifyLimit = std::chrono::milliseconds(100);
+// A connection whose peer has not said hello by then is closed: it can carry nothing
+// (every frame is sealed for the peer's nonce), and it must not hold a descriptor.
+constexpr auto kHelloLimit = std::chrono::seconds(10);
+
+std::string freshNonce() {
+  std::string nonce(kConnectionNonceBytes, '\0');
+  if (!crypto::randomBytes(nonce.data(), nonce.size()).isOk()) std::abort();  // no entropy
+  return nonce;
+}
 
 // The kernel stamps what arrives (SO_TIMESTAMPNS), so a round trip can leave out how
 // long heartbeats and acks sat unread until a tick: without it the measured round trip
@@ -106,9 +116,17 @@ class HealthService::Driver final : public HealthNetwork {
     bool established = false;       // our connect completed (or the peer opened it)
     bool verifying = false;         // reopened after a close, less than kVerifyLimit ago
     std::vector<uint8_t> in, out;
+    // Authentication (health_auth.h): our nonce (in our hello), the peer's (from its
+    // hello: until then what we send waits), and each direction's frame count.
+    std::string myNonce = freshNonce(), peerNonce;
+    bool helloHeard = false;
+    uint64_t sent = 0, received = 0;
+    std::vector<HealthMessage> waiting;
   };
 
-  Driver(ProcessKey self) : protocol(self, localHost(), getpid(), this) {}
+  Driver(ProcessKey self) : protocol(self, localHost(), getpid(), this) {
+    protocol.requireAuthentication();
+  }
 
   // --- HealthNetwork ---------------------------------------------------------------
   void send(const ProcessKey& to, const HealthMessage& message) override {
@@ -131,6 +149,7 @@ class HealthService::Driver final : public HealthNetwork {
       }
       if (sent) return;
     }
+    if (!message.auth.key) return;  // the protocol found no key for it: not sent
     if (isProbe(message.type)) {
       queueProbe(to, message);
       return;
@@ -186,13 +205,7 @@ class HealthService::Driver final : public HealthNetwork {
     c->openedAt = HealthClock::now();
     c->closeWhenFlushed = !monitoring;
     c->verifying = verifying;
-    HealthMessage hello;
-    hello.type = HealthType::kHello;
-    hello.senderKey = protocol.self();
-    hello.host = localHost();
-    hello.pid = getpid();
-    std::vector<uint8_t> frame = encodeHealthMessage(hello);
-    c->out.assign(frame.begin(), frame.end());
+    c->out = helloFrame(*c);
     int rc = connect(fd, addr.sa(), addr.length);
     int err = rc != 0 ? errno : 0;
     bool failed = rc != 0 && err != EINPROGRESS;
@@ -219,10 +232,50 @@ class HealthService::Driver final : public HealthNetwork {
     lost(c);
   }
 
+  std::vector<uint8_t> helloFrame(const Conn& c) {
+    HealthMessage hello;
+    hello.type = HealthType::kHello;
+    hello.senderKey = protocol.self();
+    hello.host = localHost();
+    hello.pid = getpid();
+    hello.nonce = c.myNonce;
+    return encodeHealthMessage(hello);
+  }
+
+  // Sealed for the peer's nonce, so it waits for the peer's hello.
   void queue(Conn& c, const HealthMessage& m) {
+    if (!c.helloHeard) {
+      c.waiting.push_back(m);
+      return;
+    }
+    const size_t start = c.out.size();
     std::vector<uint8_t> frame = encodeHealthMessage(m);
     c.out.insert(c.out.end(), frame.begin(), frame.end());
+    appendSeal(&c.out, start, m.auth, c.peerNonce, c.sent++);
     if (!c.connecting && !flush(c)) lost(c);
+  }
+
+  // Checks a received frame's seal. kSealed: *key is the key that made it. kNoKey: this
+  // process holds no key of the communicator and epoch it names (a newcomer before its
+  // answer, a member not yet in that epoch): the frame is skipped, not believed.
+  // kForged: a key of ours is named and the tag is wrong.
+  enum class Seal { kSealed, kNoKey, kForged };
+  Seal checkSeal(const HealthAuth& auth, const uint8_t* frame, size_t frameBytes,
+                 const uint8_t* seal, const Conn& c, std::shared_ptr<const crypto::MacKey>* key) {
+    std::vector<std::shared_ptr<const crypto::MacKey>> candidates;
+    if (auth.kind == KeyKind::kEpoch) {
+      if (auto k = protocol.keys().epochKey(auth.comm, auth.epoch)) candidates.push_back(k);
+    } else {
+      for (const auto& [k, secret] : protocol.keys().joinKeys(auth.comm)) candidates.push_back(k);
+    }
+    if (candidates.empty()) return Seal::kNoKey;
+    for (auto& k : candidates) {
+      if (sealValid(*k, frame, frameBytes, seal, c.myNonce, c.received)) {
+        *key = std::move(k);
+        return Seal::kSealed;
+      }
+    }
+    return Seal::kForged;
   }
 
   bool flush(Conn& c) {
@@ -307,15 +360,45 @@ class HealthService::Driver final : public HealthNetwork {
       size_t used = 0;
       int got = decodeHealthMessage(c.in.data() + at, c.in.size() - at, &m, &used);
       if (got == 0) break;
-      if (got < 0) {
-        FTCCL_LOG(Warn, Health, "corrupt health frame from '{}': connection dropped", c.key);
+      const uint8_t* frame = c.in.data() + at;
+      // The first frame is the peer's hello, unsealed; every later one is sealed.
+      const bool hello = !c.helloHeard;
+      if (got > 0 && !hello && c.in.size() - at - used < kSealBytes) break;  // seal to come
+      std::shared_ptr<const crypto::MacKey> key;
+      Seal seal = Seal::kForged;
+      if (got > 0 && !hello && readSeal(frame + used, &m.auth)) {
+        seal = checkSeal(m.auth, frame, used, frame + used, c, &key);
+      }
+      const char* why = got < 0 ? "corrupt"
+                        : hello ? (m.type != HealthType::kHello ||
+                                           m.nonce.size() != kConnectionNonceBytes
+                                       ? "not a hello"
+                                       : nullptr)
+                        : seal == Seal::kForged ? "not authentic (its seal does not verify)"
+                        : m.type == HealthType::kHello || isProbe(m.type) ? "out of place"
+                                                                          : nullptr;
+      if (why != nullptr) {
+        FTCCL_LOG(Warn, Health, "health frame from {} ({}): {}: connection dropped",
+                  c.key.empty() ? "an unknown peer" : c.key, peerAddress(c), why);
         lost(c);
         return;
       }
-      at += used;
-      if (m.type == HealthType::kHello) {
+      at += used + (hello ? 0 : kSealBytes);
+      if (hello) {
         if (c.key.empty()) c.key = m.senderKey;
-      } else if (!c.key.empty() && !isProbe(m.type)) {
+        c.peerNonce = m.nonce;
+        c.helloHeard = true;
+        std::vector<HealthMessage> waiting;
+        waiting.swap(c.waiting);
+        for (const HealthMessage& w : waiting) queue(c, w);
+      } else if (seal == Seal::kNoKey) {
+        ++c.received;
+        FTCCL_LOG(Debug, Health, "skipped a frame from {} under a key this process lacks "
+                  "(communicator {:016x}, epoch {})", c.key, crypto::oneWayId(m.auth.comm),
+                  m.auth.epoch);
+      } else {
+        ++c.received;
+        m.auth.key = std::move(key);
         protocol.onMessage(c.key, m, now);
       }
       if (!c.fd.valid()) return;
@@ -333,8 +416,20 @@ class HealthService::Driver final : public HealthNetwork {
       auto c = std::make_unique<Conn>();
       c->fd.reset(fd);
       c->accepted = true;
+      c->established = true;
+      c->openedAt = HealthClock::now();
+      c->out = helloFrame(*c);  // the peer seals what it sends for our nonce
+      Conn& added = *c;
       conns.push_back(std::move(c));
+      if (!flush(added)) lost(added);
     }
+  }
+
+  static std::string peerAddress(const Conn& c) {
+    SockAddr peer;
+    peer.length = sizeof(peer.storage);
+    if (!c.fd.valid() || getpeername(c.fd.get(), peer.sa(), &peer.length) != 0) return "?";
+    return peer.toString();
   }
 
   // --- probes --------------------------------------------------------------------------
@@ -346,7 +441,7 @@ class HealthService::Driver final : public HealthNetwork {
       if (!parseKey(to, &addr)) return;
       known = probeAddresses.emplace(to, addr).first;
     }
-    probesOut.push_back({known->second, encodeProbe(probeHello, message)});
+    probesOut.push_back({known->second, encodeSealedProbe(probeHello, message)});
   }
 
   // Our bound socket for our address family; for a peer of another (an IPv6-only host
@@ -420,7 +515,12 @@ class HealthService::Driver final : public HealthNetwork {
     if (faultDropAll()) return;
     std::string from;
     HealthMessage probe;
-    if (!decodeProbe(data, size, &from, &probe)) return;
+    const HealthKeys& keys = protocol.keys();
+    if (!decodeSealedProbe(data, size, &from, &probe, [&](uint64_t comm, uint32_t epoch) {
+          return keys.epochKey(comm, epoch);
+        })) {
+      return;  // not a probe of ours (a stranger's, a stale process's of an old key)
+    }
     probe.waitedNs = waitedSince(header, now);
     probesFrom.insert(from);
     protocol.onMessage(from, probe, now);
@@ -450,11 +550,20 @@ class HealthService::Driver final : public HealthNetwork {
     }
   }
 
-  void reap() {
+  void reap(HealthTime now) {
+    for (auto& c : conns) {
+      if (c->fd.valid() && !c->helloHeard && !c->connecting && now - c->openedAt > kHelloLimit) {
+        FTCCL_LOG(Info, Health, "health connection {} ({}): no hello in {} s: closed",
+                  c->key.empty() ? "from an unknown peer" : "to " + c->key, peerAddress(*c),
+                  std::chrono::duration_cast<std::chrono::seconds>(kHelloLimit).count());
+        lost(*c);
+      }
+    }
     conns.erase(std::remove_if(conns.begin(), conns.end(),
                                [](const std::unique_ptr<Conn>& c) {
                                  return !c->fd.valid() ||
-                                        (c->closeWhenFlushed && !c->connecting && c->out.empty());
+                                        (c->closeWhenFlushed && !c->connecting && c->out.empty() &&
+                                         c->waiting.empty());
                                }),
                 conns.end());
   }
@@ -628,7 +737,7 @@ void HealthService::remove(RegistrationId id, bool orderly, int flushWaitMs) {
     // forever).
     d.flushed.wait_for(lock, std::chrono::milliseconds(flushWaitMs), [&] {
       for (auto& c : d.conns) {
-        if (c->fd.valid() && !c->out.empty()) return false;
+        if (c->fd.valid() && (!c->out.empty() || !c->waiting.empty())) return false;
       }
       return true;
     });
@@ -657,7 +766,7 @@ void HealthService::run() {
       nextTick = d.protocol.onTick(now);
     }
     d.reportLosses(now);
-    d.reap();
+    d.reap(now);
     d.flushProbes();
     fds.assign({{d.wake[0], POLLIN, 0}, {d.listenFd.get(), POLLIN, 0}});
     polled.clear();

@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "util/byte_io.h"
+#include "util/crypto.h"
 
 namespace ftccl {
 namespace {
@@ -80,6 +81,20 @@ std::vector<int> coordinatorOrder(int nRanks) {
   return order;
 }
 
+static std::function<EpochSalt()>& saltSource() {
+  static auto* source = new std::function<EpochSalt()>;  // never destroyed: safe at exit
+  return *source;
+}
+
+void setEpochSaltSource(std::function<EpochSalt()> source) { saltSource() = std::move(source); }
+
+EpochSalt freshEpochSalt() {
+  if (saltSource()) return saltSource()();
+  EpochSalt salt{};
+  if (!crypto::randomBytes(salt.data(), salt.size()).isOk()) std::abort();  // no entropy
+  return salt;
+}
+
 std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m) {
   ByteWriter w;
   w.put(static_cast<uint8_t>(m.type));
@@ -103,6 +118,8 @@ std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m) {
   w.put(m.ballot);
   w.putStrings(m.acceptedFailed);
   w.put(static_cast<uint8_t>(m.wantsReport));
+  w.put(m.salt);
+  w.putBlob(m.sealedKey);
   return w.bytes();
 }
 
@@ -135,7 +152,7 @@ bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* o
     }
   }
   if (!r.getBlob(&m.blob) || !r.get(&m.ballot) || !r.getStrings(&m.acceptedFailed) ||
-      !r.get(&wantsReport) || !r.atEnd()) {
+      !r.get(&wantsReport) || !r.get(&m.salt) || !r.getBlob(&m.sealedKey) || !r.atEnd()) {
     return false;
   }
   m.type = static_cast<RecoveryMessage::Type>(type);
@@ -308,6 +325,7 @@ RecoveryMessage Agreement::reportMessage() const {
   m.ballot = acceptedBallot_;
   m.acceptedFailed.assign(accepted_.failed.begin(), accepted_.failed.end());
   m.joined = accepted_.joined;
+  m.salt = accepted_.salt;
   return m;
 }
 
@@ -377,7 +395,8 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
       reports_.insert(from);
       if (m.ballot > reportedBallot_) {  // the highest accepted ballot heard of (tryDecide)
         reportedBallot_ = m.ballot;
-        reported_ = Decision{{m.acceptedFailed.begin(), m.acceptedFailed.end()}, m.joined};
+        reported_ =
+            Decision{{m.acceptedFailed.begin(), m.acceptedFailed.end()}, m.joined, m.salt};
       }
       // A report from our coordinator is its sign of life: it is deciding (waiting out
       // silent members, which takes it two stalls), so our stall count starts again.
@@ -409,8 +428,8 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
     }
     case RecoveryMessage::kCommit:
       if (m.epoch == current_->epoch + 1) {
-        std::set<Member> failed(m.failed.begin(), m.failed.end());
-        adopt(decide(failed, m.joined), /*forward=*/true);
+        adopt(decide(Decision{{m.failed.begin(), m.failed.end()}, m.joined, m.salt}),
+              /*forward=*/true);
       } else if (m.epoch > current_->epoch + 1) {
         expel("missed the commit of epoch " + std::to_string(current_->epoch + 1) +
               " (received that of epoch " + std::to_string(m.epoch) + ")");
@@ -455,7 +474,7 @@ void Agreement::onProposal(const Member& from, const RecoveryMessage& m) {
   }
   promised_ = m.ballot;
   acceptedBallot_ = m.ballot;
-  accepted_ = Decision{{m.failed.begin(), m.failed.end()}, m.joined};
+  accepted_ = Decision{{m.failed.begin(), m.failed.end()}, m.joined, m.salt};
   if (from == coordinator()) {  // the coordinator is alive and deciding
     stalls_ = 0;
     heardFromCoordinator_ = true;
@@ -476,16 +495,16 @@ void Agreement::onAccepted(const Member& from, const RecoveryMessage& m) {
   accepts_.insert(from);
   if (accepts_.size() * 2 <= voterCount()) return;
   const Decision chosen = proposal_;
-  adopt(decide(chosen.failed, chosen.joined), /*forward=*/true);
+  adopt(decide(chosen), /*forward=*/true);
 }
 
 // The coordinator proposes one decision per epoch: its ballot is fixed (its place in
 // coordinator order), and a ballot must never carry two different decisions.
-void Agreement::propose(const std::set<Member>& failed, const std::vector<JoiningSpare>& added) {
+void Agreement::propose(const Decision& decision) {
   int64_t ballot = -1;
   coordinator(&ballot);
   proposalBallot_ = ballot;
-  proposal_ = Decision{failed, added};
+  proposal_ = decision;
   promised_ = std::max(promised_, ballot);
   acceptedBallot_ = ballot;
   accepted_ = proposal_;
@@ -493,7 +512,7 @@ void Agreement::propose(const std::set<Member>& failed, const std::vector<Joinin
   sendProposal(/*toEveryone=*/true);
   if (accepts_.size() * 2 > voterCount()) {
     const Decision chosen = proposal_;
-    adopt(decide(chosen.failed, chosen.joined), /*forward=*/true);
+    adopt(decide(chosen), /*forward=*/true);
   }
 }
 
@@ -504,6 +523,7 @@ void Agreement::sendProposal(bool toEveryone) {
   m.ballot = proposalBallot_;
   m.failed.assign(proposal_.failed.begin(), proposal_.failed.end());
   m.joined = proposal_.joined;
+  m.salt = proposal_.salt;
   for (const Member& other : survivors()) {
     if (other != self_ && (toEveryone || !accepts_.count(other))) net_->send(other, m);
   }
@@ -522,7 +542,7 @@ void Agreement::requestJoin(const JoiningSpare& spare) {
     return;
   }
   // One proposal per epoch: a join while one is pending is dropped (the newcomer retries).
-  if (proposalBallot_ < 0 && !expelIfMinority()) propose(failed_, {spare});
+  if (proposalBallot_ < 0 && !expelIfMinority()) propose(Decision{failed_, {spare}, freshEpochSalt()});
 }
 
 void Agreement::onStalled() {
@@ -572,25 +592,29 @@ void Agreement::tryDecide() {
   // have been committed by a coordinator since lost: it must be the one proposed.
   const Decision decision = reportedBallot_ > acceptedBallot_ ? reported_
                             : acceptedBallot_ >= 0            ? accepted_
-                                                              : Decision{failed_, {}};
-  propose(decision.failed, decision.joined);
+                                                              : Decision{failed_, {}, freshEpochSalt()};
+  propose(decision);
 }
 
-std::shared_ptr<const RecoveryMessage> Agreement::decide(const std::set<Member>& failed,
-                                                         const std::vector<JoiningSpare>& added) {
+std::shared_ptr<const RecoveryMessage> Agreement::decide(const Decision& decision) {
   static auto* commits = new Interned<RecoveryMessage>;  // never destroyed: safe at exit
   std::string key = shrink_ ? "s" : "n";
-  for (const Member& f : failed) key += "|" + f;
+  for (const Member& f : decision.failed) key += "|" + f;
   key += "+";
-  for (const JoiningSpare& spare : added) key += "|" + spare.key;
+  for (const JoiningSpare& spare : decision.joined) key += "|" + spare.key;
+  key += "#";
+  key.append(reinterpret_cast<const char*>(decision.salt.data()), decision.salt.size());
   const Membership& current = *current_;
   const bool shrink = shrink_;
-  return commits->get(current_, key, [&] { return decideFrom(current, failed, added, shrink); });
+  return commits->get(current_, key, [&] { return decideFrom(current, decision, shrink); });
 }
 
-RecoveryMessage Agreement::decideFrom(const Membership& current, const std::set<Member>& failed,
-                                      const std::vector<JoiningSpare>& added, bool shrink) {
+RecoveryMessage Agreement::decideFrom(const Membership& current, const Decision& decision,
+                                      bool shrink) {
+  const std::set<Member>& failed = decision.failed;
+  const std::vector<JoiningSpare>& added = decision.joined;
   RecoveryMessage commit;
+  commit.salt = decision.salt;
   commit.type = RecoveryMessage::kCommit;
   commit.epoch = current.epoch + 1;
   commit.next.epoch = current.epoch + 1;
@@ -638,6 +662,7 @@ RecoveryMessage Agreement::compact(const RecoveryMessage& commit) {
   wire.epoch = commit.epoch;
   wire.failed = commit.failed;
   wire.joined = commit.joined;
+  wire.salt = commit.salt;
   return wire;
 }
 

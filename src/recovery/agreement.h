@@ -43,6 +43,8 @@
 #pragma once
 
 #include <cstdint>
+#include <array>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -53,6 +55,14 @@
 namespace ftccl {
 
 using Member = std::string;  // a process (its health address)
+
+// Random bits chosen with each decision: the next epoch's health key derives from them,
+// so a process that was not told the commit (an expelled one) cannot compute it.
+using EpochSalt = std::array<uint8_t, 16>;
+EpochSalt freshEpochSalt();
+// Where salts come from: the kernel's random numbers, or (the simulator, so that a run
+// stays a function of its seed) a generator it installs; empty restores the kernel's.
+void setEpochSaltSource(std::function<EpochSalt()> source);
 
 struct Membership {
   uint64_t epoch = 0;
@@ -93,6 +103,10 @@ struct RecoveryMessage {
   // kReport from the coordinator: it has no report of the receiver yet (else it only
   // shows that it is alive and deciding).
   bool wantsReport = false;
+  // kPropose, kCommit: the decision's salt (EpochSalt); kReport: the accepted one's.
+  EpochSalt salt{};
+  // kJoinAccept: the communicator's root key, sealed for the newcomer (health_auth.h).
+  std::vector<uint8_t> sealedKey;
 };
 
 // The order in which ranks take over as coordinator: rank 0, then the bit-reversed
@@ -169,6 +183,13 @@ class Agreement {
   uint64_t progressMark() const;
 
  private:
+  // A decision is its failed set, newcomers and salt, from which decide() derives the
+  // commit.
+  struct Decision {
+    std::set<Member> failed;
+    std::vector<JoiningSpare> joined;
+    EpochSalt salt{};
+  };
   std::vector<Member> survivors() const;  // members of current_ not known failed
   size_t aliveCount() const;
   size_t voterCount() const { return current_->ranks.size() + current_->spares.size(); }
@@ -176,10 +197,9 @@ class Agreement {
   Member coordinator(int64_t* ballot = nullptr) const;
   // The commit taking the current epoch to the next (the same on every member; one
   // shared object for all that decide it from the same epoch object).
-  std::shared_ptr<const RecoveryMessage> decide(const std::set<Member>& failed,
-                                                const std::vector<JoiningSpare>& added);
-  static RecoveryMessage decideFrom(const Membership& current, const std::set<Member>& failed,
-                                    const std::vector<JoiningSpare>& added, bool shrink);
+  std::shared_ptr<const RecoveryMessage> decide(const Decision& decision);
+  static RecoveryMessage decideFrom(const Membership& current, const Decision& decision,
+                                    bool shrink);
   void indexMembers();
   bool isMember(const Member& m) const;
   static RecoveryMessage compact(const RecoveryMessage& commit);
@@ -187,7 +207,7 @@ class Agreement {
   RecoveryMessage reportMessage() const;
   void report(bool toEveryone = false);
   void tryDecide();
-  void propose(const std::set<Member>& failed, const std::vector<JoiningSpare>& added);
+  void propose(const Decision& decision);
   void sendProposal(bool toEveryone);
   void onProposal(const Member& from, const RecoveryMessage& m);
   void onAccepted(const Member& from, const RecoveryMessage& m);
@@ -206,12 +226,7 @@ class Agreement {
   bool heardFromCoordinator_ = false;  // since it became our coordinator
   Member reportedTo_;
   int stalls_ = 0;
-  // Paxos state of this epoch (cleared by adopt). A decision is its failed set and
-  // newcomers, from which decide() derives the commit.
-  struct Decision {
-    std::set<Member> failed;
-    std::vector<JoiningSpare> joined;
-  };
+  // Paxos state of this epoch (cleared by adopt).
   int64_t promised_ = -1;        // the highest ballot reported to (or proposed)
   int64_t acceptedBallot_ = -1;  // the ballot of the accepted decision (-1: none)
   Decision accepted_;

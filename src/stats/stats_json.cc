@@ -176,7 +176,7 @@ void peer(Json& j, const PeerStats& p, const PeerStats* before, double seconds) 
 }  // namespace
 
 std::string statsJson(const CommStats& s, const CommStats* previous) {
-  if (previous != nullptr && previous->commKey != s.commKey) previous = nullptr;
+  if (previous != nullptr && previous->commId != s.commId) previous = nullptr;
   Json j;
   j.open('{');
   j.key("v").integer(int64_t{1});
@@ -184,7 +184,7 @@ std::string statsJson(const CommStats& s, const CommStats* previous) {
   j.key("host").string(s.host);
   j.key("pid").integer(static_cast<int64_t>(s.pid));
   char comm[24];
-  std::snprintf(comm, sizeof(comm), "%016" PRIx64, s.commKey);
+  std::snprintf(comm, sizeof(comm), "%016" PRIx64, s.commId);
   j.key("comm").string(comm);
   j.key("epoch").integer(s.epoch);
   j.key("rank").integer(static_cast<int64_t>(s.rank));

@@ -36,7 +36,9 @@ struct CommStats {
   double unixTime = 0;
   std::string host;
   int pid = 0;
-  uint64_t commKey = 0;
+  // The communicator's public id (crypto::oneWayId of its key): it names the
+  // communicator in files others may read, and says nothing of its key.
+  uint64_t commId = 0;
   uint64_t epoch = 0;
   int rank = -1;
   int nranks = 0;

@@ -127,6 +127,13 @@ Digest sha256(const void* data, size_t size) {
   return out;
 }
 
+uint64_t oneWayId(uint64_t value) {
+  Digest digest = sha256(&value, sizeof(value));
+  uint64_t id = 0;
+  std::memcpy(&id, digest.data(), sizeof(id));
+  return id;
+}
+
 Status randomBytes(void* data, size_t size) {
   auto* p = static_cast<uint8_t*>(data);
   size_t done = 0;

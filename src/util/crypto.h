@@ -54,6 +54,8 @@ class MacKey {
 
 bool equalConstantTime(const uint8_t* a, const uint8_t* b, size_t size);
 Digest sha256(const void* data, size_t size);
+// The first 8 bytes of SHA-256(value): an id that names a value without revealing it.
+uint64_t oneWayId(uint64_t value);
 Status randomBytes(void* data, size_t size);
 Key randomKey();
 

@@ -56,7 +56,9 @@ class Process final : public sim::SimNode, public HealthNetwork, public HealthLi
   void onAllRanksLeft() override { allRanksLeft = true; }
   void onSpareJoined(const JoiningSpare& spare) override { joined.push_back(spare.key); }
   std::vector<uint8_t> joinPackage() override { return {42}; }
-  void onJoinAccepted(const RecoveryMessage& accept) override { accepted.push_back(accept); }
+  void onJoinAccepted(const RecoveryMessage& accept, const crypto::Key&) override {
+    accepted.push_back(accept);
+  }
 
   HealthProtocol& protocol() { return protocol_; }
   std::vector<FailureReport> reports;

@@ -149,7 +149,7 @@ TEST(StatsJson, CountsRatesAndFlags) {
   before.unixTime = 100.0;
   before.host = "node\"1";
   before.pid = 7;
-  before.commKey = 0xab;
+  before.commId = 0xab;
   before.rank = 1;
   before.nranks = 4;
   before.kinds[0] = KindTotals{10, 1000, 1500, 1000};

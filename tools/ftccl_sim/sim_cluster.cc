@@ -1,6 +1,8 @@
 #include "sim_cluster.h"
 
 #include <algorithm>
+#include <memory>
+#include <random>
 #include <string>
 
 #include "health/health_messages.h"
@@ -17,6 +19,12 @@ SimCluster::SimCluster(const ClusterConfig& config)
       net_([this](const std::string& from, const std::string& to) { return link(from, to); },
            config.seed) {
   net_.setHandlingCost(config.handling);
+  // Epoch salts from the seed: a run stays a function of it.
+  setEpochSaltSource([random = std::make_shared<std::mt19937_64>(config.seed)] {
+    EpochSalt salt;
+    for (uint8_t& b : salt) b = static_cast<uint8_t>((*random)());
+    return salt;
+  });
   const int n = config.ranks + config.spares;
   for (int p = 0; p < n; ++p) procs_.push_back(std::make_unique<SimProcess>(*this, p));
   auto first = std::make_shared<Membership>();
@@ -25,7 +33,7 @@ SimCluster::SimCluster(const ClusterConfig& config)
   for (auto& proc : procs_) proc->join(shared, net_.now());
 }
 
-SimCluster::~SimCluster() = default;
+SimCluster::~SimCluster() { setEpochSaltSource({}); }
 
 std::string SimCluster::keyOf(int process) { return "p" + std::to_string(process); }
 int SimCluster::indexOf(const std::string& key) { return std::stoi(key.substr(1)); }

@@ -99,7 +99,7 @@ size_t UcxTransport::drainUnexpected() {
   size_t drained = 0;
   uint8_t sink = 0;
   std::vector<ucs_status_ptr_t> receiving;
-  const ucp_tag_t thisEpoch = TagLayout::make(commId_, 0, epoch_, 0, 0, 0);
+  const ucp_tag_t thisEpoch = TagLayout::make(0, epoch_, 0, 0, 0);
   for (;;) {
     ucp_worker_progress(worker_);
     ucp_tag_recv_info_t info;

@@ -175,13 +175,12 @@ UcxTransport::~UcxTransport() {
 }
 
 Status UcxTransport::connect(int rank, std::vector<std::vector<uint8_t>> addresses,
-                             uint32_t commId, uint32_t epoch) {
+                             uint32_t epoch) {
   if (addresses.size() > TagLayout::kMaxRanks) {
     return invalidArgument("more ranks than the tag layout can address (2^20)");
   }
   rank_ = rank;
   selfWorld_ = rank;
-  commId_ = commId;
   epoch_ = epoch;
   peers_.clear();
   peers_.resize(addresses.size());
@@ -323,7 +322,7 @@ Status UcxTransport::isend(int peer, const void* buffer, size_t bytes, MessageKe
   }
   ucp_ep_h ep = nullptr;
   FTCCL_CHECK(endpoint(peer, &ep));
-  ucp_tag_t tag = TagLayout::make(commId_, key.signature, epoch_, key.opSeq, key.channel, rank_);
+  ucp_tag_t tag = TagLayout::make(key.signature, epoch_, key.opSeq, key.channel, rank_);
   Peer& to = peers_[logicalToWorld_[peer]];
   ucp_request_param_t params = noCallbackParams();
   StagedSend* staged = nullptr;
@@ -356,7 +355,7 @@ Status UcxTransport::isend(int peer, const void* buffer, size_t bytes, MessageKe
 Status UcxTransport::irecv(int peer, void* buffer, size_t bytes, MessageKey key,
                            TransportRequest** request) {
   if (peer < 0 || peer >= size()) return internalError("peer rank out of range");
-  ucp_tag_t tag = TagLayout::make(commId_, key.signature, epoch_, key.opSeq, key.channel, peer);
+  ucp_tag_t tag = TagLayout::make(key.signature, epoch_, key.opSeq, key.channel, peer);
   ucp_request_param_t params = noCallbackParams();
   ucs_status_ptr_t posted =
       ucp_tag_recv_nbx(worker_, buffer, bytes, tag, TagLayout::kFullMask, &params);

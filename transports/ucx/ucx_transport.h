@@ -64,9 +64,8 @@ class UcxTransport final : public Transport {
   // The worker's address, to be shared through the bootstrap.
   const std::vector<uint8_t>& workerAddress() const { return address_; }
 
-  // Gives every rank's worker address (index = rank) and the tag's fixed fields.
-  Status connect(int rank, std::vector<std::vector<uint8_t>> addresses, uint32_t commId,
-                 uint32_t epoch);
+  // Gives every rank's worker address (index = rank) and the epoch tags carry.
+  Status connect(int rank, std::vector<std::vector<uint8_t>> addresses, uint32_t epoch);
 
   // After a rebuild: logical rank r is the process at worker index logicalToWorld[r];
   // this process is logical rank `rank`; tags carry `epoch` (old messages never match).
@@ -178,7 +177,6 @@ class UcxTransport final : public Transport {
   std::vector<int> logicalToWorld_;  // logical rank -> worker index
   int rank_ = -1;
   int selfWorld_ = -1;  // this process's worker index
-  uint32_t commId_ = 0;
   uint32_t epoch_ = 0;
   bool forceClose_ = false;
   bool counting_ = true;

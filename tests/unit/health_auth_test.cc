@@ -1,0 +1,219 @@
+// The health channel's seals and keys (health_auth.h), and the protocol's use of them:
+// what a frame's key must fit, and probes taken once.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "health/health_auth.h"
+#include "health/health_messages.h"
+#include "health/health_protocol.h"
+
+namespace ftccl {
+namespace {
+
+using namespace std::chrono_literals;
+
+const uint8_t kSecret[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+constexpr uint64_t kComm = 0x1234abcdull;
+
+std::shared_ptr<const crypto::MacKey> epochKey(uint32_t epoch, const EpochSalt& salt = {}) {
+  HealthKeys keys;
+  crypto::Key root = communicatorRootKey(kSecret, kComm);
+  keys.hold(kComm, &root);
+  keys.addEpoch(kComm, epoch, salt);
+  return keys.epochKey(kComm, epoch);
+}
+
+HealthMessage heartbeat(uint64_t seq, uint32_t epoch) {
+  HealthMessage hb;
+  hb.type = HealthType::kHeartbeat;
+  hb.seq = seq;
+  hb.auth.comm = kComm;
+  hb.auth.epoch = epoch;
+  hb.auth.key = epochKey(epoch);
+  return hb;
+}
+
+HealthMessage failedNotice(uint32_t epoch) {
+  HealthMessage m;
+  m.type = HealthType::kFailed;
+  m.commKey = kComm;
+  m.epoch = epoch;
+  m.rank = 1;
+  m.failedKey = "10.0.0.1:4000";
+  m.auth.comm = kComm;
+  m.auth.epoch = epoch;
+  m.auth.key = epochKey(epoch);
+  return m;
+}
+
+TEST(HealthAuth, ASealVerifiesOnlyForItsKeyNonceCountAndBytes) {
+  const std::string nonce(kConnectionNonceBytes, 'n');
+  HealthMessage m = failedNotice(3);
+  std::vector<uint8_t> frame = encodeHealthMessage(m);
+  const size_t frameBytes = frame.size();
+  appendSeal(&frame, 0, m.auth, nonce, 7);
+  ASSERT_EQ(frame.size(), frameBytes + kSealBytes);
+  const uint8_t* seal = frame.data() + frameBytes;
+  HealthAuth read;
+  ASSERT_TRUE(readSeal(seal, &read));
+  EXPECT_EQ(read.comm, kComm);
+  EXPECT_EQ(read.epoch, 3u);
+  EXPECT_EQ(read.kind, KeyKind::kEpoch);
+  EXPECT_TRUE(sealValid(*m.auth.key, frame.data(), frameBytes, seal, nonce, 7));
+  EXPECT_FALSE(sealValid(*m.auth.key, frame.data(), frameBytes, seal, nonce, 8)) << "replayed later";
+  EXPECT_FALSE(sealValid(*m.auth.key, frame.data(), frameBytes, seal, std::string(16, 'o'), 7))
+      << "replayed on another connection";
+  EXPECT_FALSE(sealValid(*epochKey(4), frame.data(), frameBytes, seal, nonce, 7)) << "other epoch";
+  crypto::Key otherRoot = communicatorRootKey(kSecret, kComm + 1);
+  EXPECT_FALSE(sealValid(crypto::MacKey(otherRoot), frame.data(), frameBytes, seal, nonce, 7));
+  for (size_t i = 0; i < frame.size(); ++i) {
+    std::vector<uint8_t> bad = frame;
+    bad[i] ^= 0x20;
+    EXPECT_FALSE(sealValid(*m.auth.key, bad.data(), frameBytes, bad.data() + frameBytes, nonce, 7))
+        << "byte " << i;
+  }
+}
+
+TEST(HealthAuth, ASealedProbeOpensOnlyUnderItsKey) {
+  HealthMessage hello;
+  hello.type = HealthType::kHello;
+  hello.senderKey = "10.0.0.2:4000";
+  const std::vector<uint8_t> helloFrame = encodeHealthMessage(hello);
+  const HealthMessage hb = heartbeat(99, 2);
+  const std::vector<uint8_t> datagram = encodeSealedProbe(helloFrame, hb);
+  auto mine = [&](uint64_t comm, uint32_t epoch) {
+    return comm == kComm && epoch == 2 ? hb.auth.key : nullptr;
+  };
+  std::string from;
+  HealthMessage back;
+  ASSERT_TRUE(decodeSealedProbe(datagram.data(), datagram.size(), &from, &back, mine));
+  EXPECT_EQ(from, "10.0.0.2:4000");
+  EXPECT_EQ(back.seq, 99u);
+  EXPECT_EQ(back.auth.epoch, 2u);
+  auto stranger = [](uint64_t, uint32_t) { return std::shared_ptr<const crypto::MacKey>(); };
+  EXPECT_FALSE(decodeSealedProbe(datagram.data(), datagram.size(), &from, &back, stranger));
+  auto wrong = [&](uint64_t, uint32_t) { return epochKey(3); };
+  EXPECT_FALSE(decodeSealedProbe(datagram.data(), datagram.size(), &from, &back, wrong));
+  for (size_t cut = 0; cut < datagram.size(); ++cut) {
+    EXPECT_FALSE(decodeSealedProbe(datagram.data(), cut, &from, &back, mine)) << "cut " << cut;
+  }
+  for (size_t i = 0; i < datagram.size(); ++i) {
+    std::vector<uint8_t> bad = datagram;
+    bad[i] ^= 1;
+    EXPECT_FALSE(decodeSealedProbe(bad.data(), bad.size(), &from, &back, mine)) << "byte " << i;
+  }
+}
+
+// The epoch's key needs the salt of its commit: a process holding the root key (an
+// expelled member of the same job) but not told the commit cannot compute it.
+TEST(HealthAuth, EpochKeysNeedTheCommitsSalt) {
+  EpochSalt salt{};
+  salt[0] = 7;
+  auto told = epochKey(5, salt);
+  auto guessed = epochKey(5, EpochSalt{});
+  const std::string nonce(16, 'x');
+  std::vector<uint8_t> frame = {1, 2, 3};
+  HealthAuth auth{kComm, 5, KeyKind::kEpoch, told};
+  appendSeal(&frame, 0, auth, nonce, 0);
+  EXPECT_TRUE(sealValid(*told, frame.data(), 3, frame.data() + 3, nonce, 0));
+  EXPECT_FALSE(sealValid(*guessed, frame.data(), 3, frame.data() + 3, nonce, 0));
+}
+
+TEST(HealthAuth, KeysGoWithTheirLastHolderAndOldEpochsAreBounded) {
+  HealthKeys keys;
+  crypto::Key root = communicatorRootKey(kSecret, kComm);
+  keys.hold(kComm, &root);
+  keys.hold(kComm, &root);
+  for (uint32_t e = 0; e < HealthKeys::kMaxEpochs + 10; ++e) keys.addEpoch(kComm, e, {});
+  EXPECT_EQ(keys.epochKey(kComm, 0), nullptr);
+  EXPECT_NE(keys.epochKey(kComm, HealthKeys::kMaxEpochs + 9), nullptr);
+  EXPECT_NE(keys.epochKey(kComm, 10), nullptr);
+  keys.addJoinSecret(kComm, {9, 9});
+  keys.addJoinSecret(kComm, {9, 9});
+  EXPECT_EQ(keys.joinKeys(kComm).size(), 1u);
+  keys.release(kComm);
+  EXPECT_NE(keys.root(kComm), nullptr);
+  keys.release(kComm);
+  EXPECT_EQ(keys.root(kComm), nullptr);
+  EXPECT_EQ(keys.epochKey(kComm, 10), nullptr);
+  // A newcomer holds no root key: its join key only.
+  keys.hold(kComm, nullptr);
+  keys.addJoinSecret(kComm, {1});
+  keys.addEpoch(kComm, 1, {});
+  EXPECT_EQ(keys.epochKey(kComm, 1), nullptr);
+  EXPECT_EQ(keys.joinKeys(kComm).size(), 1u);
+}
+
+// A protocol whose network authenticates: what it sends names a key, and what it takes
+// must be sealed by a key that fits what the message says.
+class Recorder final : public HealthNetwork, public HealthListener {
+ public:
+  void send(const ProcessKey& to, const HealthMessage& m) override { sent.push_back({to, m}); }
+  void monitor(const ProcessKey&) override {}
+  void unmonitor(const ProcessKey&) override {}
+  void onMemberFailed(const FailureReport& report) override { failed.push_back(report); }
+  std::vector<std::pair<ProcessKey, HealthMessage>> sent;
+  std::vector<FailureReport> failed;
+};
+
+struct AuthenticatedProcess {
+  AuthenticatedProcess() : protocol("10.0.0.0:4000", "h", 1, &net) {
+    protocol.requireAuthentication();
+    HealthRegistration reg;
+    reg.commKey = kComm;
+    reg.epoch = 3;
+    reg.myRank = 0;
+    for (int m = 0; m < 3; ++m) {
+      reg.members.push_back(MemberInfo{m, "h", m + 1, "10.0.0." + std::to_string(m) + ":4000"});
+    }
+    reg.monitored = {1};
+    reg.listener = &net;
+    reg.failureTimeoutMs = 1000;
+    reg.authRoot = std::make_shared<const crypto::Key>(communicatorRootKey(kSecret, kComm));
+    protocol.add(std::move(reg), t0);
+  }
+  Recorder net;
+  HealthProtocol protocol;
+  HealthTime t0 = HealthClock::now();
+};
+
+TEST(HealthAuth, TheProtocolTakesOnlyMessagesWhoseKeyFitsThem) {
+  AuthenticatedProcess p;
+  HealthMessage noKey = failedNotice(3);
+  noKey.auth.key.reset();
+  p.protocol.onMessage("10.0.0.2:4000", noKey, p.t0);
+  HealthMessage otherEpoch = failedNotice(3);
+  otherEpoch.auth.epoch = 2;
+  p.protocol.onMessage("10.0.0.2:4000", otherEpoch, p.t0);
+  HealthMessage otherComm = failedNotice(3);
+  otherComm.auth.comm = kComm + 1;
+  p.protocol.onMessage("10.0.0.2:4000", otherComm, p.t0);
+  EXPECT_TRUE(p.net.failed.empty()) << "a FAILED notice under a key that does not fit it";
+  p.protocol.onMessage("10.0.0.2:4000", failedNotice(3), p.t0);
+  ASSERT_EQ(p.net.failed.size(), 1u);
+  EXPECT_EQ(p.net.failed[0].rank, 1);
+  // What it sent (FAILED to rank 2's peers: none but rank 2; heartbeats) names a key.
+  p.protocol.onTick(p.t0 + 20ms);
+  for (const auto& [to, m] : p.net.sent) EXPECT_TRUE(m.auth.key) << "type " << int(m.type);
+}
+
+// A replayed heartbeat of a monitored peer does not count as a sign of life: a hang is
+// still detected at the failure timeout.
+TEST(HealthAuth, AReplayedHeartbeatHidesNoHang) {
+  AuthenticatedProcess p;
+  const HealthMessage hb = heartbeat(1000, 3);
+  p.protocol.onMessage("10.0.0.1:4000", hb, p.t0 + 10ms);
+  for (int ms = 100; ms <= 1500; ms += 100) {
+    p.protocol.onMessage("10.0.0.1:4000", hb, p.t0 + std::chrono::milliseconds(ms));  // replayed
+    p.protocol.onTick(p.t0 + std::chrono::milliseconds(ms));
+  }
+  ASSERT_EQ(p.net.failed.size(), 1u) << "the replays hid the hang";
+  EXPECT_EQ(p.net.failed[0].rank, 1);
+  EXPECT_EQ(p.net.failed[0].cause, DetectionCause::kSilence);
+}
+
+}  // namespace
+}  // namespace ftccl
