@@ -9,6 +9,8 @@ namespace {
 
 // Mutual monitors ack one heartbeat in this many (round-trip samples every 100 ms).
 constexpr uint64_t kAckEvery = 10;
+// A former member that still sends heartbeats is told EXPELLED at most this often.
+constexpr auto kExpelledEvery = std::chrono::milliseconds(100);
 
 int64_t toNs(HealthTime t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
@@ -657,6 +659,9 @@ void HealthProtocol::tellIfExpelled(const ProcessKey& from) {
   for (auto& [id, r] : registrations_) {
     const auto& former = r.info.formerMembers;
     if (!r.agreement || std::find(former.begin(), former.end(), from) == former.end()) continue;
+    auto told = r.expelledToldAt.find(from);
+    if (told != r.expelledToldAt.end() && lastNow_ - told->second < kExpelledEvery) continue;
+    r.expelledToldAt[from] = lastNow_;
     RecoveryMessage expelled;
     expelled.type = RecoveryMessage::kExpelled;
     expelled.epoch = r.agreement->membership().epoch;

@@ -229,6 +229,9 @@ class HealthProtocol {
       HealthTime at;
     };
     std::unordered_map<int, Heard> progressOf;  // member -> its latest progress
+    // Former members told EXPELLED, and when: at most one every kExpelledEvery each, so
+    // a resumed process's heartbeats (or replays of them) cost one answer per interval.
+    std::unordered_map<ProcessKey, HealthTime> expelledToldAt;
   };
   class AgreementSender;
   void checkAgreement(Registration& registration);

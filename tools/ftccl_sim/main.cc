@@ -3,7 +3,7 @@
 //
 // usage: ftccl_sim [--ranks 1000,10000] [--spares 8] [--scenarios crash,hang,...|all]
 //                  [--seeds 1] [--first-seed 1] [--probe-ms 10] [--timeout-ms 30] [--latency-us 5]
-//                  [--jitter-us 1] [--loss 0] [--handling-us 1] [--ranks-per-host 8]
+//                  [--jitter-us 1] [--loss 0] [--handling-us 2] [--ranks-per-host 8]
 //                  [--hosts-per-rack 32] [--healthy-ms 1000]
 //                  [--csv out.csv] [--png out.png]
 //        ftccl_sim --plot joined.csv --png out.png   (draws an existing CSV)
