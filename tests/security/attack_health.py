@@ -211,50 +211,47 @@ def health_cpu_ticks(pids):
     return total
 
 
-def attack_failed(build, seconds):
-    job = Job(build, seconds)
+def forge_notices(build, seconds, what, make, bad_lines, extra_perf=()):
+    """Sends what make(job, comm, impostor) builds to every rank over TCP, for the comm key
+    read from the stats files and a random one; held when the job runs on and logs no
+    failure and no line matching bad_lines."""
+    job = Job(build, seconds, extra_perf=extra_perf)
     try:
         if not job.wait_ready():
             return False, "the job did not start"
-        victim = job.keys[1]
+        sent = []
 
         def frames(rank, key):
             impostor = job.keys[(rank + 1) % NRANKS]
             for comm in (job.commFromStats(), random.getrandbits(64)):
-                notice = failed_notice(comm, 1, victim)
-                yield hello(impostor, os.urandom(16)) + notice + fake_seal(comm)
-                yield hello(impostor, os.urandom(16)) + notice  # no seal at all
-                yield hello(impostor) + notice + fake_seal(comm)  # the old hello
+                for f in make(job, comm, impostor):
+                    sent.append(f)
+                    yield f
         closed = tcp_attack(job, frames)
         time.sleep(1.0)
-        fails = job.failures()
-        return (not fails and job.proc.poll() is None,
-                "forged FAILED naming rank 1 on %d connections: %d closed by the rank, %d "
-                "failures reported, job running: %s" % (6 * NRANKS, closed, len(fails),
-                                                         job.proc.poll() is None))
+        bad = job.failures() + (job.log(bad_lines) if bad_lines else [])
+        running = job.proc.poll() is None
+        return (not bad and running,
+                "forged %s on %d connections: %d closed by the rank, %d failure or expel "
+                "lines, job running: %s" % (what, len(sent), closed, len(bad), running))
     finally:
         job.stop()
+
+
+def attack_failed(build, seconds):
+    def make(job, comm, impostor):
+        notice = failed_notice(comm, 1, job.keys[1])
+        yield hello(impostor, os.urandom(16)) + notice + fake_seal(comm)
+        yield hello(impostor, os.urandom(16)) + notice  # no seal at all
+        yield hello(impostor) + notice + fake_seal(comm)  # the old hello
+    return forge_notices(build, seconds, "FAILED naming rank 1", make, None)
 
 
 def attack_expelled(build, seconds):
-    job = Job(build, seconds, extra_perf=("--recover",))
-    try:
-        if not job.wait_ready():
-            return False, "the job did not start"
-
-        def frames(rank, key):
-            impostor = job.keys[(rank + 1) % NRANKS]
-            for comm in (job.commFromStats(), random.getrandbits(64)):
-                yield hello(impostor, os.urandom(16)) + expelled(comm) + fake_seal(comm, 5)
-        closed = tcp_attack(job, frames)
-        time.sleep(1.0)
-        bad = job.log(r"expelled|Recovery.*failed|rebuilt")
-        return (not bad and not job.failures() and job.proc.poll() is None,
-                "forged EXPELLED on %d connections: %d closed by the rank, %d expel/rebuild "
-                "lines, job running: %s" % (2 * NRANKS, closed, len(bad),
-                                            job.proc.poll() is None))
-    finally:
-        job.stop()
+    def make(job, comm, impostor):
+        yield hello(impostor, os.urandom(16)) + expelled(comm) + fake_seal(comm, 5)
+    return forge_notices(build, seconds, "EXPELLED", make, r"expelled|Recovery.*failed|rebuilt",
+                         extra_perf=("--recover",))
 
 
 def record_probes(port, seconds):
