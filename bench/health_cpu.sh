@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # CPU used by the health threads ("ftccl-health") of an N-rank job, read from
 # /proc/PID/task/TID/stat (utime + stime) over a window, while the ranks run
-# back-to-back all-reduces of SIZE. Prints the average per process in % of a core.
+# back-to-back blocking all-reduces of SIZE (-z 1: an unbounded run of asynchronous
+# ones would queue faster than they run and grow each rank). Prints the average per process in % of a core.
 # usage: bench/health_cpu.sh [NRANKS] [SECONDS] [SIZE] [BUILD_DIR]
 set -euo pipefail
 n=${1:-8} window=${2:-10} size=${3:-1M} build=${4:-build}
 export FTCCL_SOCKET_IFNAME=${FTCCL_SOCKET_IFNAME:-lo}
 "$build/tools/ftccl_run" -n "$n" -q --timeout $(( window + 60 )) -- \
-  "$build/tools/all_reduce_perf" -b "$size" -e "$size" -n 100000000 -c 0 > /dev/null 2>&1 &
+  "$build/tools/all_reduce_perf" -b "$size" -e "$size" -n 100000000 -c 0 -z 1 > /dev/null 2>&1 &
 launcher=$!
 trap 'kill -TERM $launcher 2>/dev/null; wait $launcher 2>/dev/null || true' EXIT
 sleep 3  # init done, heartbeats flowing

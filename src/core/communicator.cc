@@ -214,8 +214,9 @@ Status Communicator::initJoining(const ftcclUniqueId& joinId, const ftcclConfig_
     }
     accept = joinAccept_;
   }
-  health_->remove(healthId_, /*orderly=*/false, 0);
-  healthId_ = 0;
+  // The pending registration stays until applyCommit registers this process as a
+  // spare: it acks the members' heartbeats in between (they watch it from the pool
+  // commit on, and the transport's connect may take longer than their timeout).
 
   uint64_t commKey = 0;
   FTCCL_CHECK(decodeJoinPackage(accept.blob, &commKey, &config_.pipeline, &peers_));
@@ -1237,9 +1238,33 @@ Status Communicator::split(int color, int key, const ftcclConfig_t* config,
   std::memset(&myId, 0, sizeof(myId));
   bool leader = !members.empty() && members[0] == rank_;
   if (leader) FTCCL_CHECK(createListeningId(&myId));
-  std::vector<ftcclUniqueId> ids(nranks_);
-  FTCCL_CHECK(allGatherBytes(&myId, ids.data(), sizeof(myId)));
+  // The ids (each holds its child's secret) cross the data path, which authenticates
+  // nobody: sealed under a key of this communicator and split, so a stranger can
+  // neither read a child's secret nor hand the members an id of its own.
+  crypto::Key splitKey{};
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const uint64_t epoch = epoch_, split = splitCount_++;
+    if (authRoot_) {
+      splitKey = crypto::MacKey(*authRoot_).derive(
+          "ftccl split", {{&epoch, sizeof(epoch)}, {&split, sizeof(split)}});
+    }
+  }
+  const std::vector<uint8_t> sealedId = crypto::seal(
+      splitKey, std::vector<uint8_t>(myId.internal, myId.internal + sizeof(myId.internal)),
+      "ftccl split id");
+  std::vector<uint8_t> sealedIds(sealedId.size() * static_cast<size_t>(nranks_));
+  FTCCL_CHECK(allGatherBytes(sealedId.data(), sealedIds.data(), sealedId.size()));
   if (color < 0) return Status::ok();
+  std::vector<uint8_t> leaderId;
+  if (!crypto::open(splitKey, sealedIds.data() + sealedId.size() * static_cast<size_t>(members[0]),
+                    sealedId.size(), "ftccl split id", &leaderId) ||
+      leaderId.size() != sizeof(myId.internal)) {
+    return remoteError("ftcclCommSplit: the child's id from rank " + std::to_string(members[0]) +
+                       " did not verify (altered on the way)");
+  }
+  std::vector<ftcclUniqueId> ids(nranks_);
+  std::memcpy(ids[members[0]].internal, leaderId.data(), leaderId.size());
   int childRank = static_cast<int>(std::find(members.begin(), members.end(), rank_) -
                                    members.begin());
   FTCCL_LOG(Info, Init, "rank {}: split color {} key {}: rank {} of {}", rank_, color, key,

@@ -7,7 +7,8 @@
 namespace ftccl {
 namespace {
 
-constexpr std::string_view kSealLabel = "ftccl health frame";
+constexpr std::string_view kFrameLabel = "ftccl health frame";
+constexpr std::string_view kProbeLabel = "ftccl health probe";
 constexpr size_t kSealHeadBytes = kSealBytes - crypto::kTagBytes;
 
 void writeHead(uint8_t* head, const HealthAuth& auth) {
@@ -16,11 +17,20 @@ void writeHead(uint8_t* head, const HealthAuth& auth) {
   head[12] = static_cast<uint8_t>(auth.kind);
 }
 
+// Each variable-length part with its length first, so that parts cannot slide.
 crypto::Tag sealTag(const crypto::MacKey& key, const uint8_t* frame, size_t frameBytes,
-                    const uint8_t* head, const std::string& receiverNonce, uint64_t counter) {
-  return key.tag({{kSealLabel.data(), kSealLabel.size()},
-                  {receiverNonce.data(), receiverNonce.size()},
-                  {&counter, sizeof(counter)},
+                    const uint8_t* head, const SealContext& c) {
+  const std::string_view label = c.datagram ? kProbeLabel : kFrameLabel;
+  const uint32_t lengths[4] = {
+      static_cast<uint32_t>(c.sender.size()), static_cast<uint32_t>(c.receiver.size()),
+      static_cast<uint32_t>(c.senderNonce.size()), static_cast<uint32_t>(c.receiverNonce.size())};
+  return key.tag({{label.data(), label.size()},
+                  {lengths, sizeof(lengths)},
+                  {c.sender.data(), c.sender.size()},
+                  {c.receiver.data(), c.receiver.size()},
+                  {c.senderNonce.data(), c.senderNonce.size()},
+                  {c.receiverNonce.data(), c.receiverNonce.size()},
+                  {&c.counter, sizeof(c.counter)},
                   {frame, frameBytes},
                   {head, kSealHeadBytes}});
 }
@@ -28,13 +38,13 @@ crypto::Tag sealTag(const crypto::MacKey& key, const uint8_t* frame, size_t fram
 }  // namespace
 
 void appendSeal(std::vector<uint8_t>* frame, size_t frameStart, const HealthAuth& auth,
-                const std::string& receiverNonce, uint64_t counter) {
+                const SealContext& context) {
   uint8_t head[kSealHeadBytes];
   writeHead(head, auth);
   crypto::Tag tag{};
   if (auth.key) {
     tag = sealTag(*auth.key, frame->data() + frameStart, frame->size() - frameStart, head,
-                  receiverNonce, counter);
+                  context);
   }
   frame->insert(frame->end(), head, head + kSealHeadBytes);
   frame->insert(frame->end(), tag.begin(), tag.end());
@@ -49,8 +59,8 @@ bool readSeal(const uint8_t* seal, HealthAuth* auth) {
 }
 
 bool sealValid(const crypto::MacKey& key, const uint8_t* frame, size_t frameBytes,
-               const uint8_t* seal, const std::string& receiverNonce, uint64_t counter) {
-  crypto::Tag tag = sealTag(key, frame, frameBytes, seal, receiverNonce, counter);
+               const uint8_t* seal, const SealContext& context) {
+  crypto::Tag tag = sealTag(key, frame, frameBytes, seal, context);
   return crypto::equalConstantTime(tag.data(), seal + kSealHeadBytes, crypto::kTagBytes);
 }
 
@@ -67,6 +77,13 @@ void HealthKeys::hold(uint64_t comm, const crypto::Key* root) {
   }
 }
 
+void HealthKeys::setRoot(uint64_t comm, const crypto::Key& root) {
+  auto it = comms_.find(comm);
+  if (it == comms_.end() || it->second.hasRoot) return;
+  it->second.root = root;
+  it->second.hasRoot = true;
+}
+
 void HealthKeys::release(uint64_t comm) {
   auto it = comms_.find(comm);
   if (it != comms_.end() && --it->second.holders <= 0) comms_.erase(it);
@@ -78,7 +95,7 @@ void HealthKeys::addEpoch(uint64_t comm, uint32_t epoch, const EpochSalt& salt) 
   Comm& c = it->second;
   crypto::Key key = crypto::MacKey(c.root).derive(
       "ftccl epoch", {{&epoch, sizeof(epoch)}, {salt.data(), salt.size()}});
-  c.epochs.emplace(epoch, std::make_shared<const crypto::MacKey>(key));
+  c.epochs.emplace(epoch, std::make_pair(salt, std::make_shared<const crypto::MacKey>(key)));
   while (c.epochs.size() > kMaxEpochs) c.epochs.erase(c.epochs.begin());
 }
 
@@ -96,7 +113,16 @@ std::shared_ptr<const crypto::MacKey> HealthKeys::epochKey(uint64_t comm, uint32
   auto it = comms_.find(comm);
   if (it == comms_.end()) return nullptr;
   auto e = it->second.epochs.find(epoch);
-  return e == it->second.epochs.end() ? nullptr : e->second;
+  return e == it->second.epochs.end() ? nullptr : e->second.second;
+}
+
+bool HealthKeys::saltOf(uint64_t comm, uint32_t epoch, EpochSalt* salt) const {
+  auto it = comms_.find(comm);
+  if (it == comms_.end()) return false;
+  auto e = it->second.epochs.find(epoch);
+  if (e == it->second.epochs.end()) return false;
+  *salt = e->second.first;
+  return true;
 }
 
 std::vector<std::pair<std::shared_ptr<const crypto::MacKey>, std::vector<uint8_t>>>

@@ -3,8 +3,9 @@
 // communicator's processes hold, so a stranger can forge, replay or alter nothing.
 //
 //   seal = u64 commKey | u32 epoch | u8 kind | tag[16]
-//   TCP:  tag over label | receiver's connection nonce | frame counter | frame | seal head
-//   UDP:  tag over label | the datagram (sender's hello, probe) | seal head
+//   tag over: the channel's label | sender's key | receiver's key | (TCP: sender's and
+//             receiver's connection nonces | the frame's number on the connection) |
+//             the frame (UDP: the whole datagram) | the seal's head
 //
 // Keys (HealthKeys): the communicator's root key derives from the job's secret (core/);
 // each epoch's key derives from the root key and the salt its commit carries
@@ -13,17 +14,19 @@
 // id's secret until it holds the root key, which its sponsor sends it sealed under that
 // key.
 //
-// Replay: on TCP each side's hello carries a fresh nonce and each frame's tag covers the
-// receiver's nonce and the frame's number on the connection, so a frame is good once, on
-// its own connection. A probe is good once because the protocol takes a heartbeat's
-// sequence number only above the last one from a monitored peer, and an ack only for a
-// heartbeat it sent and has not yet seen acked (per monitored peer, never per sender).
+// Replay: on TCP each side's hello carries a fresh nonce and each frame's tag covers
+// both nonces, both ends' keys and the frame's number on the connection, so a frame is
+// good once, on its own connection, between the two processes it names. A probe names
+// its receiver, and the protocol takes a heartbeat's number only above the last one
+// taken from its sender, and an ack only of a heartbeat it sent and has not yet seen
+// acked (state per key-holding sender: members, never per possible sender).
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -47,14 +50,24 @@ struct HealthAuth {
 constexpr size_t kSealBytes = 8 + 4 + 1 + crypto::kTagBytes;
 constexpr size_t kConnectionNonceBytes = 16;
 
-// Appends the seal of `frame` (TCP: receiverNonce and counter; UDP: empty and 0).
+// What a seal binds besides the frame.
+struct SealContext {
+  bool datagram = false;       // a UDP probe (else a TCP frame)
+  std::string_view sender;     // health keys of both ends
+  std::string_view receiver;
+  std::string_view senderNonce;    // TCP: both ends' connection nonces
+  std::string_view receiverNonce;
+  uint64_t counter = 0;        // TCP: the frame's number on the connection
+};
+
+// Appends the seal of the bytes from frameStart to the end.
 void appendSeal(std::vector<uint8_t>* frame, size_t frameStart, const HealthAuth& auth,
-                const std::string& receiverNonce, uint64_t counter);
+                const SealContext& context);
 // Reads the seal's head (comm, epoch, kind) at `seal` (kSealBytes long).
 bool readSeal(const uint8_t* seal, HealthAuth* auth);
-// Whether `seal` (following `frame` of frameBytes) was made with `key`.
+// Whether `seal` (following `frame` of frameBytes) was made with `key` in `context`.
 bool sealValid(const crypto::MacKey& key, const uint8_t* frame, size_t frameBytes,
-               const uint8_t* seal, const std::string& receiverNonce, uint64_t counter);
+               const uint8_t* seal, const SealContext& context);
 
 // The keys a process holds, per communicator: its root key, the keys of the epochs it
 // went through (the latest kMaxEpochs), and the keys of join ids.
@@ -65,6 +78,8 @@ class HealthKeys {
   // A registration of `comm` begins (counted; `root` null for a newcomer that has only
   // its join id) or ends: the keys go with the last one.
   void hold(uint64_t comm, const crypto::Key* root);
+  // A newcomer's root key, once its sponsor sent it.
+  void setRoot(uint64_t comm, const crypto::Key& root);
   void release(uint64_t comm);
   // The key of `epoch`, derived from the root key and the salt of the commit that made it.
   void addEpoch(uint64_t comm, uint32_t epoch, const EpochSalt& salt);
@@ -76,6 +91,7 @@ class HealthKeys {
   std::vector<std::pair<std::shared_ptr<const crypto::MacKey>, std::vector<uint8_t>>> joinKeys(
       uint64_t comm) const;
   const crypto::Key* root(uint64_t comm) const;
+  bool saltOf(uint64_t comm, uint32_t epoch, EpochSalt* salt) const;
   // The raw key a join secret derives: the newcomer's root key travels sealed under it.
   static crypto::Key joinKeyBytes(uint64_t comm, const std::vector<uint8_t>& secret);
 
@@ -84,7 +100,7 @@ class HealthKeys {
     int holders = 0;
     bool hasRoot = false;
     crypto::Key root{};
-    std::map<uint32_t, std::shared_ptr<const crypto::MacKey>> epochs;
+    std::map<uint32_t, std::pair<EpochSalt, std::shared_ptr<const crypto::MacKey>>> epochs;
     std::vector<std::pair<std::shared_ptr<const crypto::MacKey>, std::vector<uint8_t>>> joins;
   };
   std::map<uint64_t, Comm> comms_;

@@ -153,9 +153,12 @@ std::vector<uint8_t> encodeProbe(const std::vector<uint8_t>& helloFrame,
 }
 
 std::vector<uint8_t> encodeSealedProbe(const std::vector<uint8_t>& helloFrame,
-                                       const HealthMessage& probe) {
+                                       const HealthMessage& probe, const std::string& receiver) {
   std::vector<uint8_t> datagram = encodeProbe(helloFrame, probe);
-  appendSeal(&datagram, 0, probe.auth, {}, 0);
+  SealContext context;
+  context.datagram = true;
+  context.receiver = receiver;
+  appendSeal(&datagram, 0, probe.auth, context);
   return datagram;
 }
 

@@ -80,19 +80,24 @@ std::vector<uint8_t> encodeProbe(const std::vector<uint8_t>& helloFrame,
 // True only for exactly a hello with a sender key followed by a heartbeat or an ack.
 bool decodeProbe(const uint8_t* datagram, size_t size, std::string* senderKey,
                  HealthMessage* probe);
-// A sealed probe: the datagram above, then its seal (health_auth.h). `keyFor` names the
-// key for the seal's communicator and epoch (null: none, the probe is dropped).
+// A sealed probe: the datagram above, then its seal (health_auth.h), bound to the
+// receiver's key (the sender's is in the sealed hello). `keyFor` names the key for the
+// seal's communicator and epoch (null: none, the probe is dropped). Nothing is decoded
+// before the seal is checked.
 std::vector<uint8_t> encodeSealedProbe(const std::vector<uint8_t>& helloFrame,
-                                       const HealthMessage& probe);
+                                       const HealthMessage& probe, const std::string& receiver);
 template <typename KeyFor>
-bool decodeSealedProbe(const uint8_t* datagram, size_t size, std::string* senderKey,
-                       HealthMessage* probe, KeyFor keyFor) {
+bool decodeSealedProbe(const uint8_t* datagram, size_t size, const std::string& receiver,
+                       std::string* senderKey, HealthMessage* probe, KeyFor keyFor) {
   if (size < kSealBytes) return false;
   const size_t body = size - kSealBytes;
   HealthAuth auth;
   if (!readSeal(datagram + body, &auth) || auth.kind != KeyKind::kEpoch) return false;
   auth.key = keyFor(auth.comm, auth.epoch);
-  if (!auth.key || !sealValid(*auth.key, datagram, body, datagram + body, {}, 0)) return false;
+  SealContext context;
+  context.datagram = true;
+  context.receiver = receiver;
+  if (!auth.key || !sealValid(*auth.key, datagram, body, datagram + body, context)) return false;
   if (!decodeProbe(datagram, body, senderKey, probe)) return false;
   probe->auth = std::move(auth);
   return true;

@@ -1,6 +1,8 @@
 #include "health/health_protocol.h"
 
 #include <algorithm>
+#include <cstring>
+#include <string_view>
 
 #include "util/log.h"
 
@@ -33,6 +35,11 @@ class HealthProtocol::AgreementSender final : public AgreementNetwork {
     m.payload = encodeRecoveryMessage(message);
     protocol_->send(to, m, &message);
   }
+  // The new epoch's key, from the salt only the commit's receivers know, before the
+  // agreement sends anything of that epoch (a second failure's report follows at once).
+  void onAdopting(const RecoveryMessage& commit) override {
+    protocol_->keys_.addEpoch(commKey_, static_cast<uint32_t>(commit.epoch), commit.salt);
+  }
 
  private:
   HealthProtocol* protocol_;
@@ -62,9 +69,11 @@ HealthProtocol::RegistrationId HealthProtocol::add(HealthRegistration registrati
       }
       current = std::make_shared<const Membership>(std::move(built));
     }
-    r.agreementNet = std::make_unique<AgreementSender>(this, r.info.commKey);
-    r.agreement = std::make_unique<Agreement>(self_, current, r.info.shrinkWhenNoSpares,
-                                              r.agreementNet.get(), r.info.enteredBy);
+    if (!takeOverAgreement(r)) {
+      r.agreementNet = std::make_unique<AgreementSender>(this, r.info.commKey);
+      r.agreement = std::make_unique<Agreement>(self_, current, r.info.shrinkWhenNoSpares,
+                                                r.agreementNet.get(), r.info.enteredBy);
+    }
   }
   if (r.info.progress) r.lateness = std::make_unique<LatenessTracker>(r.info.stragglerMinLateMs);
   holdKeys(r.info);
@@ -93,6 +102,29 @@ void HealthProtocol::remove(RegistrationId id, bool orderly, HealthTime now) {
   keys_.release(it->second.info.commKey);
   registrations_.erase(it);
   syncWatched(now);
+}
+
+// A communicator entering an epoch registers anew while its old registration still
+// runs; the old one's agreement, already in that epoch, may be half way through the
+// next round (a proposal accepted, a commit partly sent). The new registration takes it
+// over, Paxos state and all: a fresh one would forget what this member accepted, and a
+// later coordinator could then commit another decision (another salt: another key) for
+// the same epoch.
+bool HealthProtocol::takeOverAgreement(Registration& fresh) {
+  for (auto& [id, old] : registrations_) {
+    if (&old == &fresh || old.info.commKey != fresh.info.commKey || !old.agreement ||
+        old.agreementDone || old.info.joining ||
+        old.agreement->membership().epoch != fresh.info.epoch) {
+      continue;
+    }
+    fresh.agreement = std::move(old.agreement);
+    fresh.agreementNet = std::move(old.agreementNet);
+    fresh.sponsored = std::move(old.sponsored);
+    fresh.notifiedEpoch = old.notifiedEpoch;
+    fresh.recoveringSince = old.recoveringSince;
+    return true;
+  }
+  return false;
 }
 
 // The keys a registration brings: its communicator's root key, its epoch's key (from the
@@ -214,17 +246,35 @@ bool HealthProtocol::authentic(const HealthMessage& m, const RecoveryMessage* re
   }
 }
 
-// A probe is taken once: from a monitored peer, a heartbeat only above the last one
-// taken, an ack only of a heartbeat sent and not yet acked. Anyone else's heartbeat is
-// only acked (to the address it names) and counts for nothing.
+// A FAILED notice counts only from a member of its communicator as this process's
+// agreement knows it: a process expelled in a later epoch still holds the old epoch's
+// key, and once resumed its detector suspects its old neighbours (who no longer answer
+// it). Without an agreement (not recoverable) the notice's epoch check suffices.
+bool HealthProtocol::reporterIsMember(const ProcessKey& from, uint64_t commKey) const {
+  for (const auto& [id, r] : registrations_) {
+    if (r.info.commKey != commKey || !r.agreement || r.agreementDone) continue;
+    if (!r.agreement->isMember(from)) {
+      FTCCL_LOG(Info, Health, "ignored a FAILED notice from {}: not a member of epoch {}", from,
+                r.agreement->membership().epoch);
+      return false;
+    }
+  }
+  return true;
+}
+
+// A probe is taken once: a heartbeat only numbered above the last one taken from its
+// sender, an ack only from a monitored peer and of a heartbeat sent and not yet acked.
+// The state is per sender that holds a key (a member): bounded by the membership, and
+// kept after a peer is no longer watched, so that a later watch starts where it was.
 bool HealthProtocol::fresh(const ProcessKey& from, const HealthMessage& m) {
-  if (!isProbe(m.type) || !watched_.count(from)) return true;
+  if (!isProbe(m.type)) return true;
   if (m.type == HealthType::kHeartbeat) {
     uint64_t& last = lastHeartbeat_[from];
     if (m.seq <= last) return false;
     last = m.seq;
     return true;
   }
+  if (!watched_.count(from)) return false;
   uint64_t& last = lastAck_[from];
   if (m.seq <= last || m.seq > heartbeatSeq_) return false;
   last = m.seq;
@@ -256,8 +306,6 @@ void HealthProtocol::syncWatched(HealthTime now) {
               "stopped watching {}: longest silence {:.1f} ms, round trip max {:.2f} ms", key,
               detector_.longestSilenceMs(key), maxRoundTripMs(key));
     detector_.unwatch(key);
-    lastHeartbeat_.erase(key);
-    lastAck_.erase(key);
     network_->unmonitor(key);
   }
   std::set<ProcessKey> added;
@@ -284,6 +332,7 @@ void HealthProtocol::onConnectionLost(const ProcessKey& peer, HealthTime now) {
 // all their other members.
 void HealthProtocol::suspect(const Suspicion& s) {
   for (auto& [id, r] : registrations_) {
+    if (r.agreementDone) continue;  // expelled or failed: its suspicions are stale
     const MemberInfo* found = memberOf(r.info, s.peer);
     if (found != nullptr) {
       rememberFailure(s.peer, s.cause, s.silentMs, self_);
@@ -396,8 +445,6 @@ void HealthProtocol::checkAgreement(Registration& r) {
       if (epoch > r.info.epoch && epoch > r.notifiedEpoch) {
         r.notifiedEpoch = epoch;
         const RecoveryMessage& commit = r.agreement->lastCommit();
-        // The new epoch's key, from the salt only the commit's receivers know.
-        keys_.addEpoch(r.info.commKey, static_cast<uint32_t>(epoch), commit.salt);
         adoptJoined(r, commit);
         // No failed rank: the ranks are unchanged (Agreement::decide), only the pool.
         if (commit.failedRanks.empty()) {
@@ -460,6 +507,7 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
       onRoundTrip(from, std::max<int64_t>(0, toNs(now) - m.waitedNs - m.sentNs - m.heldNs) / 1e6);
       break;
     case HealthType::kFailed:
+      if (!reporterIsMember(from, m.commKey)) break;
       // Every communicator containing the failed process is revoked, not only m.commKey.
       for (auto& [id, r] : registrations_) {
         // A notice from an older epoch of this communicator comes from a process that
@@ -522,15 +570,37 @@ void HealthProtocol::sendRecovery(const ProcessKey& to, uint64_t commKey,
   send(to, m, &message);
 }
 
-// The newcomer's root key, sealed by its sponsor under the key of its join id.
-static bool openRootKey(const HealthKeys& keys, uint64_t comm, const RecoveryMessage& accept,
-                        crypto::Key* root) {
+// What a sponsor seals for its newcomer under the key of its join id: the root key, and
+// the epoch before the pool commit with its salt (members that have not adopted the
+// commit yet still speak in it: their LEAVE and FAILED notices).
+struct SealedForNewcomer {
+  crypto::Key root{};
+  uint32_t previousEpoch = 0;
+  EpochSalt previousSalt{};
+};
+constexpr std::string_view kNewcomerLabel = "ftccl keys for a newcomer";
+
+static std::vector<uint8_t> sealForNewcomer(const crypto::Key& joinKey,
+                                            const SealedForNewcomer& keys) {
+  std::vector<uint8_t> plain(keys.root.begin(), keys.root.end());
+  const auto* epoch = reinterpret_cast<const uint8_t*>(&keys.previousEpoch);
+  plain.insert(plain.end(), epoch, epoch + sizeof(keys.previousEpoch));
+  plain.insert(plain.end(), keys.previousSalt.begin(), keys.previousSalt.end());
+  return crypto::seal(joinKey, plain, kNewcomerLabel);
+}
+
+static bool openForNewcomer(const HealthKeys& keys, uint64_t comm, const RecoveryMessage& accept,
+                            SealedForNewcomer* out) {
   for (const auto& [key, secret] : keys.joinKeys(comm)) {
     std::vector<uint8_t> plain;
     if (crypto::open(HealthKeys::joinKeyBytes(comm, secret), accept.sealedKey.data(),
-                     accept.sealedKey.size(), "ftccl root key", &plain) &&
-        plain.size() == root->size()) {
-      std::copy(plain.begin(), plain.end(), root->begin());
+                     accept.sealedKey.size(), kNewcomerLabel, &plain) &&
+        plain.size() == out->root.size() + sizeof(out->previousEpoch) + out->previousSalt.size()) {
+      const uint8_t* p = plain.data();
+      std::copy(p, p + out->root.size(), out->root.begin());
+      std::memcpy(&out->previousEpoch, p + out->root.size(), sizeof(out->previousEpoch));
+      std::memcpy(out->previousSalt.data(), p + out->root.size() + sizeof(out->previousEpoch),
+                  out->previousSalt.size());
       return true;
     }
   }
@@ -544,13 +614,20 @@ void HealthProtocol::onRecoveryMessage(const ProcessKey& from, const HealthMessa
     if (r.info.commKey != commKey) continue;
     if (r.info.joining) {  // a newcomer waits only for its answer
       if (m.type != RecoveryMessage::kJoinAccept || !r.info.listener) continue;
-      crypto::Key root{};
-      if (authenticated_ && !openRootKey(keys_, commKey, m, &root)) {
-        FTCCL_LOG(Warn, Recovery, "join answer from {} without a root key sealed for us: ignored",
-                  from);
-        continue;
+      SealedForNewcomer sealed;
+      if (authenticated_) {
+        if (!openForNewcomer(keys_, commKey, m, &sealed)) {
+          FTCCL_LOG(Warn, Recovery,
+                    "join answer from {} without keys sealed for this newcomer: ignored", from);
+          continue;
+        }
+        // Held at once: the members watch this process from the pool commit on, and its
+        // acks must not wait until the communicator registers as a spare.
+        keys_.setRoot(commKey, sealed.root);
+        keys_.addEpoch(commKey, sealed.previousEpoch, sealed.previousSalt);
+        keys_.addEpoch(commKey, static_cast<uint32_t>(m.next.epoch), m.salt);
       }
-      r.info.listener->onJoinAccepted(m, root);
+      r.info.listener->onJoinAccepted(m, sealed.root);
       continue;
     }
     if (!r.agreement) continue;
@@ -637,9 +714,14 @@ void HealthProtocol::adoptJoined(Registration& r, const RecoveryMessage& commit)
         // The root key, sealed under the newcomer's join key; the frame, under that key.
         const crypto::Key* root = keys_.root(r.info.commKey);
         const crypto::Key joinKey = HealthKeys::joinKeyBytes(r.info.commKey, sponsored->second);
-        if (root == nullptr) continue;
-        accept.sealedKey = crypto::seal(joinKey, std::vector<uint8_t>(root->begin(), root->end()),
-                                        "ftccl root key");
+        SealedForNewcomer sealed;
+        sealed.previousEpoch = static_cast<uint32_t>(commit.epoch - 1);
+        if (root == nullptr ||
+            !keys_.saltOf(r.info.commKey, sealed.previousEpoch, &sealed.previousSalt)) {
+          continue;
+        }
+        sealed.root = *root;
+        accept.sealedKey = sealForNewcomer(joinKey, sealed);
         m.auth.comm = r.info.commKey;
         m.auth.kind = KeyKind::kJoin;
         m.auth.key = std::make_shared<const crypto::MacKey>(joinKey);
@@ -659,6 +741,9 @@ void HealthProtocol::tellIfExpelled(const ProcessKey& from) {
   for (auto& [id, r] : registrations_) {
     const auto& former = r.info.formerMembers;
     if (!r.agreement || std::find(former.begin(), former.end(), from) == former.end()) continue;
+    // Answered under the heartbeat's key (the one key it surely holds), which must be of
+    // this communicator; a heartbeat sealed for another one gets its answer there.
+    if (inbound_ != nullptr && inbound_->key && inbound_->comm != r.info.commKey) continue;
     auto told = r.expelledToldAt.find(from);
     if (told != r.expelledToldAt.end() && lastNow_ - told->second < kExpelledEvery) continue;
     r.expelledToldAt[from] = lastNow_;

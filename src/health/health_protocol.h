@@ -241,7 +241,9 @@ class HealthProtocol {
   void authorize(const ProcessKey& to, HealthMessage* m, const RecoveryMessage* recovery) const;
   bool authentic(const HealthMessage& m, const RecoveryMessage* recovery) const;
   bool fresh(const ProcessKey& from, const HealthMessage& m);
+  bool reporterIsMember(const ProcessKey& from, uint64_t commKey) const;
   void holdKeys(const HealthRegistration& info);
+  bool takeOverAgreement(Registration& fresh);
   void syncWatched(HealthTime now);
   void suspect(const Suspicion& suspicion);
   void announce(Registration& registration, const MemberInfo& failed, DetectionCause cause,

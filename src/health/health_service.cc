@@ -139,15 +139,20 @@ class HealthService::Driver final : public HealthNetwork {
     }
     if (message.type == HealthType::kLeave) {
       // On every connection to the peer: whichever one it reads first, the leave comes
-      // before the close that follows our exit, so no close is taken for a crash.
-      bool sent = false;
+      // before the close that follows our exit, so no close is taken for a crash. And
+      // on one we opened: a connection the peer opened names it only by its unsealed
+      // hello, which anyone can claim.
+      bool ours = false;
       for (auto& c : conns) {
         if (c->key == to && c->fd.valid()) {
           queue(*c, message);
-          sent = true;
+          ours = ours || !c->accepted;
         }
       }
-      if (sent) return;
+      if (!ours) {
+        if (Conn* c = open(to, /*monitoring=*/false)) queue(*c, message);
+      }
+      return;
     }
     if (!message.auth.key) return;  // the protocol found no key for it: not sent
     if (isProbe(message.type)) {
@@ -251,7 +256,13 @@ class HealthService::Driver final : public HealthNetwork {
     const size_t start = c.out.size();
     std::vector<uint8_t> frame = encodeHealthMessage(m);
     c.out.insert(c.out.end(), frame.begin(), frame.end());
-    appendSeal(&c.out, start, m.auth, c.peerNonce, c.sent++);
+    SealContext context;
+    context.sender = protocol.self();
+    context.receiver = c.key;
+    context.senderNonce = c.myNonce;
+    context.receiverNonce = c.peerNonce;
+    context.counter = c.sent++;
+    appendSeal(&c.out, start, m.auth, context);
     if (!c.connecting && !flush(c)) lost(c);
   }
 
@@ -269,8 +280,14 @@ class HealthService::Driver final : public HealthNetwork {
       for (const auto& [k, secret] : protocol.keys().joinKeys(auth.comm)) candidates.push_back(k);
     }
     if (candidates.empty()) return Seal::kNoKey;
+    SealContext context;
+    context.sender = c.key;
+    context.receiver = protocol.self();
+    context.senderNonce = c.peerNonce;
+    context.receiverNonce = c.myNonce;
+    context.counter = c.received;
     for (auto& k : candidates) {
-      if (sealValid(*k, frame, frameBytes, seal, c.myNonce, c.received)) {
+      if (sealValid(*k, frame, frameBytes, seal, context)) {
         *key = std::move(k);
         return Seal::kSealed;
       }
@@ -371,7 +388,8 @@ class HealthService::Driver final : public HealthNetwork {
       }
       const char* why = got < 0 ? "corrupt"
                         : hello ? (m.type != HealthType::kHello ||
-                                           m.nonce.size() != kConnectionNonceBytes
+                                           m.nonce.size() != kConnectionNonceBytes ||
+                                           m.nonce == c.myNonce
                                        ? "not a hello"
                                        : nullptr)
                         : seal == Seal::kForged ? "not authentic (its seal does not verify)"
@@ -390,7 +408,9 @@ class HealthService::Driver final : public HealthNetwork {
         c.helloHeard = true;
         std::vector<HealthMessage> waiting;
         waiting.swap(c.waiting);
-        for (const HealthMessage& w : waiting) queue(c, w);
+        for (const HealthMessage& w : waiting) {
+          if (c.fd.valid()) queue(c, w);  // a failed flush lost the connection: stop
+        }
       } else if (seal == Seal::kNoKey) {
         ++c.received;
         FTCCL_LOG(Debug, Health, "skipped a frame from {} under a key this process lacks "
@@ -441,7 +461,7 @@ class HealthService::Driver final : public HealthNetwork {
       if (!parseKey(to, &addr)) return;
       known = probeAddresses.emplace(to, addr).first;
     }
-    probesOut.push_back({known->second, encodeSealedProbe(probeHello, message)});
+    probesOut.push_back({known->second, encodeSealedProbe(probeHello, message, to)});
   }
 
   // Our bound socket for our address family; for a peer of another (an IPv6-only host
@@ -516,7 +536,8 @@ class HealthService::Driver final : public HealthNetwork {
     std::string from;
     HealthMessage probe;
     const HealthKeys& keys = protocol.keys();
-    if (!decodeSealedProbe(data, size, &from, &probe, [&](uint64_t comm, uint32_t epoch) {
+    if (!decodeSealedProbe(data, size, protocol.self(), &from, &probe,
+                           [&](uint64_t comm, uint32_t epoch) {
           return keys.epochKey(comm, epoch);
         })) {
       return;  // not a probe of ours (a stranger's, a stale process's of an old key)
@@ -636,8 +657,24 @@ static Status listenForHealth(Fd* listenFd, Fd* probeFd, SockAddr* bound, std::s
   return Status::ok();
 }
 
+// Every frame is sealed: without working HMAC every peer would be declared failed, so
+// a broken libcrypto is an error at init, said plainly.
+static Status checkCrypto() {
+  const crypto::Key zero{};
+  crypto::MacKey key(zero);
+  crypto::Tag a = key.tag({{"ftccl", 5}});
+  crypto::Tag b = key.tag({{"ftccl", 5}});
+  if (!key.valid() || a == crypto::Tag{} || a != b || !key.verify({{"ftccl", 5}}, a.data())) {
+    return systemError("OpenSSL's HMAC-SHA-256 does not work here: the health channel cannot "
+                       "seal its frames (is libcrypto 3 installed and its default provider "
+                       "available?)");
+  }
+  return Status::ok();
+}
+
 Status HealthService::start(const std::string& rootHost, uint16_t rootPort) {
   installFaultHooks();
+  FTCCL_CHECK(checkCrypto());
   SockAddr bound, root;
   const bool rootKnown =
       !rootHost.empty() && bootstrap::numericSockAddr(rootHost, rootPort, &root).isOk();

@@ -668,6 +668,7 @@ RecoveryMessage Agreement::compact(const RecoveryMessage& commit) {
 
 void Agreement::adopt(std::shared_ptr<const RecoveryMessage> shared, bool forward) {
   const RecoveryMessage& commit = *shared;
+  net_->onAdopting(commit);
   std::set<Member> stillFailed;
   for (const Member& f : failed_) {
     if (contains(commit.next.ranks, f) || contains(commit.next.spares, f)) stillFailed.insert(f);

@@ -136,6 +136,9 @@ class AgreementNetwork {
  public:
   virtual ~AgreementNetwork() = default;
   virtual void send(const Member& to, const RecoveryMessage& message) = 0;
+  // A commit is being adopted, before anything of the new epoch is sent (its forwards,
+  // a report of the next round): the network learns the new epoch's salt here.
+  virtual void onAdopting(const RecoveryMessage& commit) {}
 };
 
 class Agreement {
@@ -171,6 +174,7 @@ class Agreement {
   bool waiting() const { return state_ == State::kRecovering || proposalBallot_ >= 0; }
   const Membership& membership() const { return *current_; }
   int myRank() const;  // -1 for a spare
+  bool isMember(const Member& m) const;  // of the current epoch, rank or spare
   // The last commit: ranks lost (old numbering), replaced count, shrunk.
   const RecoveryMessage& lastCommit() const;
   std::shared_ptr<const RecoveryMessage> lastCommitShared() const { return lastCommit_; }
@@ -201,7 +205,6 @@ class Agreement {
   static RecoveryMessage decideFrom(const Membership& current, const Decision& decision,
                                     bool shrink);
   void indexMembers();
-  bool isMember(const Member& m) const;
   static RecoveryMessage compact(const RecoveryMessage& commit);
   bool expelIfMinority();
   RecoveryMessage reportMessage() const;

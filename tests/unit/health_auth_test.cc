@@ -49,12 +49,23 @@ HealthMessage failedNotice(uint32_t epoch) {
   return m;
 }
 
-TEST(HealthAuth, ASealVerifiesOnlyForItsKeyNonceCountAndBytes) {
-  const std::string nonce(kConnectionNonceBytes, 'n');
+SealContext tcp(const std::string& senderNonce, const std::string& receiverNonce, uint64_t counter,
+                const char* sender = "10.0.0.1:4000", const char* receiver = "10.0.0.2:4000") {
+  SealContext c;
+  c.sender = sender;
+  c.receiver = receiver;
+  c.senderNonce = senderNonce;
+  c.receiverNonce = receiverNonce;
+  c.counter = counter;
+  return c;
+}
+
+TEST(HealthAuth, ASealVerifiesOnlyForItsKeyEndsNoncesCountAndBytes) {
+  const std::string nonce(kConnectionNonceBytes, 'n'), theirs(kConnectionNonceBytes, 't');
   HealthMessage m = failedNotice(3);
   std::vector<uint8_t> frame = encodeHealthMessage(m);
   const size_t frameBytes = frame.size();
-  appendSeal(&frame, 0, m.auth, nonce, 7);
+  appendSeal(&frame, 0, m.auth, tcp(theirs, nonce, 7));
   ASSERT_EQ(frame.size(), frameBytes + kSealBytes);
   const uint8_t* seal = frame.data() + frameBytes;
   HealthAuth read;
@@ -62,17 +73,33 @@ TEST(HealthAuth, ASealVerifiesOnlyForItsKeyNonceCountAndBytes) {
   EXPECT_EQ(read.comm, kComm);
   EXPECT_EQ(read.epoch, 3u);
   EXPECT_EQ(read.kind, KeyKind::kEpoch);
-  EXPECT_TRUE(sealValid(*m.auth.key, frame.data(), frameBytes, seal, nonce, 7));
-  EXPECT_FALSE(sealValid(*m.auth.key, frame.data(), frameBytes, seal, nonce, 8)) << "replayed later";
-  EXPECT_FALSE(sealValid(*m.auth.key, frame.data(), frameBytes, seal, std::string(16, 'o'), 7))
+  const crypto::MacKey& key = *m.auth.key;
+  EXPECT_TRUE(sealValid(key, frame.data(), frameBytes, seal, tcp(theirs, nonce, 7)));
+  EXPECT_FALSE(sealValid(key, frame.data(), frameBytes, seal, tcp(theirs, nonce, 8)))
+      << "replayed later";
+  EXPECT_FALSE(sealValid(key, frame.data(), frameBytes, seal, tcp(theirs, std::string(16, 'o'), 7)))
       << "replayed on another connection";
-  EXPECT_FALSE(sealValid(*epochKey(4), frame.data(), frameBytes, seal, nonce, 7)) << "other epoch";
+  EXPECT_FALSE(sealValid(key, frame.data(), frameBytes, seal, tcp(std::string(16, 'o'), nonce, 7)))
+      << "relayed from another connection";
+  EXPECT_FALSE(sealValid(key, frame.data(), frameBytes, seal,
+                         tcp(theirs, nonce, 7, "10.0.0.3:4000", "10.0.0.2:4000")))
+      << "claimed by another sender";
+  EXPECT_FALSE(sealValid(key, frame.data(), frameBytes, seal,
+                         tcp(theirs, nonce, 7, "10.0.0.1:4000", "10.0.0.3:4000")))
+      << "sent to another receiver";
+  SealContext probe = tcp(theirs, nonce, 7);
+  probe.datagram = true;
+  EXPECT_FALSE(sealValid(key, frame.data(), frameBytes, seal, probe)) << "taken for a probe";
+  EXPECT_FALSE(sealValid(*epochKey(4), frame.data(), frameBytes, seal, tcp(theirs, nonce, 7)))
+      << "other epoch";
   crypto::Key otherRoot = communicatorRootKey(kSecret, kComm + 1);
-  EXPECT_FALSE(sealValid(crypto::MacKey(otherRoot), frame.data(), frameBytes, seal, nonce, 7));
+  EXPECT_FALSE(
+      sealValid(crypto::MacKey(otherRoot), frame.data(), frameBytes, seal, tcp(theirs, nonce, 7)));
   for (size_t i = 0; i < frame.size(); ++i) {
     std::vector<uint8_t> bad = frame;
     bad[i] ^= 0x20;
-    EXPECT_FALSE(sealValid(*m.auth.key, bad.data(), frameBytes, bad.data() + frameBytes, nonce, 7))
+    EXPECT_FALSE(sealValid(key, bad.data(), frameBytes, bad.data() + frameBytes,
+                           tcp(theirs, nonce, 7)))
         << "byte " << i;
   }
 }
@@ -83,27 +110,31 @@ TEST(HealthAuth, ASealedProbeOpensOnlyUnderItsKey) {
   hello.senderKey = "10.0.0.2:4000";
   const std::vector<uint8_t> helloFrame = encodeHealthMessage(hello);
   const HealthMessage hb = heartbeat(99, 2);
-  const std::vector<uint8_t> datagram = encodeSealedProbe(helloFrame, hb);
+  const std::string me = "10.0.0.9:4000";
+  const std::vector<uint8_t> datagram = encodeSealedProbe(helloFrame, hb, me);
   auto mine = [&](uint64_t comm, uint32_t epoch) {
     return comm == kComm && epoch == 2 ? hb.auth.key : nullptr;
   };
   std::string from;
   HealthMessage back;
-  ASSERT_TRUE(decodeSealedProbe(datagram.data(), datagram.size(), &from, &back, mine));
+  ASSERT_TRUE(decodeSealedProbe(datagram.data(), datagram.size(), me, &from, &back, mine));
   EXPECT_EQ(from, "10.0.0.2:4000");
   EXPECT_EQ(back.seq, 99u);
   EXPECT_EQ(back.auth.epoch, 2u);
+  // Recorded on its way to another process, it is nothing here.
+  EXPECT_FALSE(decodeSealedProbe(datagram.data(), datagram.size(), "10.0.0.8:4000", &from, &back,
+                                 mine));
   auto stranger = [](uint64_t, uint32_t) { return std::shared_ptr<const crypto::MacKey>(); };
-  EXPECT_FALSE(decodeSealedProbe(datagram.data(), datagram.size(), &from, &back, stranger));
+  EXPECT_FALSE(decodeSealedProbe(datagram.data(), datagram.size(), me, &from, &back, stranger));
   auto wrong = [&](uint64_t, uint32_t) { return epochKey(3); };
-  EXPECT_FALSE(decodeSealedProbe(datagram.data(), datagram.size(), &from, &back, wrong));
+  EXPECT_FALSE(decodeSealedProbe(datagram.data(), datagram.size(), me, &from, &back, wrong));
   for (size_t cut = 0; cut < datagram.size(); ++cut) {
-    EXPECT_FALSE(decodeSealedProbe(datagram.data(), cut, &from, &back, mine)) << "cut " << cut;
+    EXPECT_FALSE(decodeSealedProbe(datagram.data(), cut, me, &from, &back, mine)) << "cut " << cut;
   }
   for (size_t i = 0; i < datagram.size(); ++i) {
     std::vector<uint8_t> bad = datagram;
     bad[i] ^= 1;
-    EXPECT_FALSE(decodeSealedProbe(bad.data(), bad.size(), &from, &back, mine)) << "byte " << i;
+    EXPECT_FALSE(decodeSealedProbe(bad.data(), bad.size(), me, &from, &back, mine)) << "byte " << i;
   }
 }
 
@@ -117,9 +148,9 @@ TEST(HealthAuth, EpochKeysNeedTheCommitsSalt) {
   const std::string nonce(16, 'x');
   std::vector<uint8_t> frame = {1, 2, 3};
   HealthAuth auth{kComm, 5, KeyKind::kEpoch, told};
-  appendSeal(&frame, 0, auth, nonce, 0);
-  EXPECT_TRUE(sealValid(*told, frame.data(), 3, frame.data() + 3, nonce, 0));
-  EXPECT_FALSE(sealValid(*guessed, frame.data(), 3, frame.data() + 3, nonce, 0));
+  appendSeal(&frame, 0, auth, tcp(nonce, nonce, 0));
+  EXPECT_TRUE(sealValid(*told, frame.data(), 3, frame.data() + 3, tcp(nonce, nonce, 0)));
+  EXPECT_FALSE(sealValid(*guessed, frame.data(), 3, frame.data() + 3, tcp(nonce, nonce, 0)));
 }
 
 TEST(HealthAuth, KeysGoWithTheirLastHolderAndOldEpochsAreBounded) {
@@ -160,7 +191,7 @@ class Recorder final : public HealthNetwork, public HealthListener {
 };
 
 struct AuthenticatedProcess {
-  AuthenticatedProcess() : protocol("10.0.0.0:4000", "h", 1, &net) {
+  explicit AuthenticatedProcess(bool recoverable = false) : protocol("10.0.0.0:4000", "h", 1, &net) {
     protocol.requireAuthentication();
     HealthRegistration reg;
     reg.commKey = kComm;
@@ -172,6 +203,7 @@ struct AuthenticatedProcess {
     reg.monitored = {1};
     reg.listener = &net;
     reg.failureTimeoutMs = 1000;
+    reg.recoverable = recoverable;
     reg.authRoot = std::make_shared<const crypto::Key>(communicatorRootKey(kSecret, kComm));
     protocol.add(std::move(reg), t0);
   }
@@ -198,6 +230,16 @@ TEST(HealthAuth, TheProtocolTakesOnlyMessagesWhoseKeyFitsThem) {
   // What it sent (FAILED to rank 2's peers: none but rank 2; heartbeats) names a key.
   p.protocol.onTick(p.t0 + 20ms);
   for (const auto& [to, m] : p.net.sent) EXPECT_TRUE(m.auth.key) << "type " << int(m.type);
+}
+
+// A process the agreement no longer lists (expelled, resumed after SIGSTOP) still holds
+// the old epoch's key; its FAILED notices count for nothing.
+TEST(HealthAuth, AFailedNoticeFromANonMemberIsIgnored) {
+  AuthenticatedProcess p(/*recoverable=*/true);
+  p.protocol.onMessage("10.0.0.9:4000", failedNotice(3), p.t0);
+  EXPECT_TRUE(p.net.failed.empty()) << "a stale process's suspicion was taken";
+  p.protocol.onMessage("10.0.0.2:4000", failedNotice(3), p.t0);
+  EXPECT_EQ(p.net.failed.size(), 1u);
 }
 
 // A replayed heartbeat of a monitored peer does not count as a sign of life: a hang is

@@ -477,6 +477,18 @@ TEST(HealthProtocol, RoundTripLeavesOutTheWaitForTicks) {
   SentFrames net;
   HealthProtocol protocol("10.0.0.1:4000", "simhost", 1000, &net);
   HealthTime t0{std::chrono::seconds(5)};
+  // It monitors 10.0.0.2 (an ack counts only from a monitored peer, and only of a
+  // heartbeat it was sent): our heartbeat leaves at t0.
+  HealthRegistration reg;
+  reg.myRank = 0;
+  reg.members = {MemberInfo{0, "simhost", 1000, "10.0.0.1:4000"},
+                 MemberInfo{1, "simhost", 1001, "10.0.0.2:4000"}};
+  reg.monitored = {1};
+  protocol.add(std::move(reg), t0);
+  protocol.onTick(t0);
+  ASSERT_FALSE(net.sent.empty());
+  const uint64_t ours = net.sent.back().seq;
+  net.sent.clear();
   HealthMessage heartbeat;
   heartbeat.type = HealthType::kHeartbeat;
   heartbeat.seq = 10;
@@ -491,6 +503,7 @@ TEST(HealthProtocol, RoundTripLeavesOutTheWaitForTicks) {
   // of the 20 ms until we read it, the network took 0.2.
   HealthMessage ack;
   ack.type = HealthType::kAck;
+  ack.seq = ours;
   ack.sentNs = std::chrono::duration_cast<std::chrono::nanoseconds>(t0.time_since_epoch()).count();
   ack.heldNs = 6'000'000;
   ack.waitedNs = 13'800'000;

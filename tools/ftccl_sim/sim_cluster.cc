@@ -127,9 +127,12 @@ void SimProcess::onConnectionLost(const std::string& peer, sim::SimTime now) {
 sim::SimTime SimProcess::onTick(sim::SimTime now) {
   if (pendingCommit_) {
     std::shared_ptr<const RecoveryMessage> commit = std::move(pendingCommit_);
-    protocol_.remove(registration_, false, now);
+    // As the library does: the new registration first (it takes over the agreement),
+    // then the old one goes.
+    const HealthProtocol::RegistrationId left = registration_;
     registration_ = 0;
     join(std::shared_ptr<const Membership>(commit, &commit->next), now, commit);
+    protocol_.remove(left, false, now);
     lastRebuild = now;
   }
   return protocol_.onTick(now);
