@@ -1239,12 +1239,13 @@ Status Communicator::split(int color, int key, const ftcclConfig_t* config,
   bool leader = !members.empty() && members[0] == rank_;
   if (leader) FTCCL_CHECK(createListeningId(&myId));
   // The ids (each holds its child's secret) cross the data path, which authenticates
-  // nobody: sealed under a key of this communicator and split, so a stranger can
-  // neither read a child's secret nor hand the members an id of its own.
+  // nobody: sealed under a key of this communicator, epoch and op, so a stranger can
+  // neither read a child's secret nor hand the members an id of its own. The op number
+  // is one every member has alike (a spare activated since has done no earlier split).
   crypto::Key splitKey{};
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    const uint64_t epoch = epoch_, split = splitCount_++;
+    const uint64_t epoch = epoch_, split = collectivesIssued_;
     if (authRoot_) {
       splitKey = crypto::MacKey(*authRoot_).derive(
           "ftccl split", {{&epoch, sizeof(epoch)}, {&split, sizeof(split)}});

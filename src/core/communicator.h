@@ -209,7 +209,6 @@ class Communicator final : public HealthListener {
   // The health channel's root key (health_auth.h): from the job's secret, or, for a
   // newcomer, sent sealed by its sponsor.
   std::shared_ptr<const crypto::Key> authRoot_;
-  uint64_t splitCount_ = 0;  // CommSplit calls so far (every rank makes the same ones)
   uint64_t epoch_ = 0;
   std::vector<int> worldOf_;  // logical rank -> index in peers_ (every process of the job)
   std::vector<int> spares_;   // the hot spare pool, in activation order (indices in peers_)
