@@ -112,8 +112,11 @@ void HealthProtocol::remove(RegistrationId id, bool orderly, HealthTime now) {
 // the same epoch.
 bool HealthProtocol::takeOverAgreement(Registration& fresh) {
   for (auto& [id, old] : registrations_) {
-    if (&old == &fresh || old.info.commKey != fresh.info.commKey || !old.agreement ||
-        old.agreementDone || old.info.joining ||
+    // The same communicator re-registering (its listener): a process may hold several
+    // ranks of one communicator (threads), each with an agreement of its own.
+    if (&old == &fresh || old.info.commKey != fresh.info.commKey ||
+        old.info.listener != fresh.info.listener || !old.agreement || old.agreementDone ||
+        old.info.joining ||
         old.agreement->membership().epoch != fresh.info.epoch) {
       continue;
     }
