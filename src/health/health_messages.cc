@@ -88,6 +88,17 @@ std::vector<uint8_t> encodeHealthMessage(const HealthMessage& m) {
   return frame.bytes();
 }
 
+int healthFrameBytes(const uint8_t* buffer, size_t size, size_t* bytes) {
+  constexpr size_t kHeader = sizeof(uint32_t) + sizeof(uint8_t);
+  if (size < kHeader) return 0;
+  uint32_t length = 0;
+  std::memcpy(&length, buffer, sizeof(length));
+  if (length > kMaxHealthFrame) return -1;
+  if (size < kHeader + length) return 0;
+  *bytes = kHeader + length;
+  return 1;
+}
+
 int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out, size_t* consumed) {
   constexpr size_t kHeader = sizeof(uint32_t) + sizeof(uint8_t);
   if (size < kHeader) return 0;

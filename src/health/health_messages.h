@@ -65,6 +65,10 @@ constexpr uint32_t kMaxHealthFrame = 1 << 20;  // a commit lists every member
 
 std::vector<uint8_t> encodeHealthMessage(const HealthMessage& message);
 
+// Whether `buffer` starts with a whole frame (1, its bytes in *bytes), needs more (0),
+// or names a length over the cap (-1); nothing of the frame is decoded.
+int healthFrameBytes(const uint8_t* buffer, size_t size, size_t* bytes);
+
 // Consumes one whole frame from the front of `buffer` when there is one.
 // Returns 1 (decoded, *consumed set), 0 (need more bytes), -1 (corrupt: drop the peer).
 int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out,

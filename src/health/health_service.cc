@@ -375,17 +375,24 @@ class HealthService::Driver final : public HealthNetwork {
     for (;;) {
       HealthMessage m;
       size_t used = 0;
-      int got = decodeHealthMessage(c.in.data() + at, c.in.size() - at, &m, &used);
+      int got = healthFrameBytes(c.in.data() + at, c.in.size() - at, &used);
       if (got == 0) break;
       const uint8_t* frame = c.in.data() + at;
-      // The first frame is the peer's hello, unsealed; every later one is sealed.
+      // The first frame is the peer's hello, unsealed; every later one is sealed, and is
+      // decoded only once its seal verified.
       const bool hello = !c.helloHeard;
       if (got > 0 && !hello && c.in.size() - at - used < kSealBytes) break;  // seal to come
       std::shared_ptr<const crypto::MacKey> key;
       Seal seal = Seal::kForged;
-      if (got > 0 && !hello && readSeal(frame + used, &m.auth)) {
-        seal = checkSeal(m.auth, frame, used, frame + used, c, &key);
+      HealthAuth auth;
+      if (got > 0 && !hello && readSeal(frame + used, &auth)) {
+        seal = checkSeal(auth, frame, used, frame + used, c, &key);
       }
+      size_t decoded = 0;
+      if (got > 0 && (hello || seal == Seal::kSealed)) {
+        got = decodeHealthMessage(frame, used, &m, &decoded);
+      }
+      m.auth = auth;
       const char* why = got < 0 ? "corrupt"
                         : hello ? (m.type != HealthType::kHello ||
                                            m.nonce.size() != kConnectionNonceBytes ||
@@ -393,8 +400,10 @@ class HealthService::Driver final : public HealthNetwork {
                                        ? "not a hello"
                                        : nullptr)
                         : seal == Seal::kForged ? "not authentic (its seal does not verify)"
-                        : m.type == HealthType::kHello || isProbe(m.type) ? "out of place"
-                                                                          : nullptr;
+                        : seal == Seal::kSealed &&
+                                  (m.type == HealthType::kHello || isProbe(m.type))
+                            ? "out of place"
+                            : nullptr;
       if (why != nullptr) {
         FTCCL_LOG(Warn, Health, "health frame from {} ({}): {}: connection dropped",
                   c.key.empty() ? "an unknown peer" : c.key, peerAddress(c), why);
