@@ -101,11 +101,10 @@ int healthFrameBytes(const uint8_t* buffer, size_t size, size_t* bytes) {
 
 int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out, size_t* consumed) {
   constexpr size_t kHeader = sizeof(uint32_t) + sizeof(uint8_t);
-  if (size < kHeader) return 0;
-  uint32_t length = 0;
-  std::memcpy(&length, buffer, sizeof(length));
-  if (length > kMaxHealthFrame) return -1;
-  if (size < kHeader + length) return 0;
+  size_t bytes = 0;
+  const int whole = healthFrameBytes(buffer, size, &bytes);
+  if (whole <= 0) return whole;
+  const size_t length = bytes - kHeader;
   HealthMessage m;
   m.type = static_cast<HealthType>(buffer[sizeof(uint32_t)]);
   ByteReader in(buffer + kHeader, length);
