@@ -713,7 +713,7 @@ Status Communicator::applyCommit(const RecoveryMessage& commit) {
     joinedPeers_.clear();
   }
   const std::unordered_map<ProcessKey, size_t> worldByKey = worldIndexByKey();
-  FTCCL_CHECK(switchWorkers(processesToSwitch(commit, worldByKey)));
+  FTCCL_CHECK(switchWorkersSince(commit.next, worldByKey));
   markLocalPeers();
   auto worldIndex = [&](const Member& key) {
     auto found = worldByKey.find(key);

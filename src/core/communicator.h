@@ -170,7 +170,9 @@ class Communicator final : public HealthListener {
   Status shareTuningAfterCommit(const char* when);
   // worker_switch.cc: fresh UCX workers for the processes of a host where one died.
   Status createStandbys();
-  std::vector<bool> processesToSwitch(const RecoveryMessage& commit,
+  Status switchWorkersSince(const Membership& next,
+                            const std::unordered_map<ProcessKey, size_t>& worldByKey);
+  std::vector<bool> processesToSwitch(const std::vector<Member>& failed,
                                       const std::unordered_map<ProcessKey, size_t>& worldByKey) const;
   Status switchWorkers(const std::vector<bool>& switching);
   void revoke(const Status& cause);

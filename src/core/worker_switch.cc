@@ -32,11 +32,31 @@ Status Communicator::createStandbys() {
   return Status::ok();
 }
 
+// Each commit since the epoch this process is in, oldest first, switches the hosts of
+// the processes it lost. A process told only the newest of several commits (a second
+// failure agreed on before it rebuilt, a spare activated by the later one) switches
+// as often as one told them all: counting only the commit told left such processes a
+// worker behind the others, and the new rank 0's cost-model broadcast went to a
+// worker nobody read (mp.spares.second_failure_during_rebuild, 1 run in 10).
+Status Communicator::switchWorkersSince(
+    const Membership& next, const std::unordered_map<ProcessKey, size_t>& worldByKey) {
+  const std::vector<LostMember>& lost = next.lost;
+  for (size_t i = 0; i < lost.size();) {
+    const uint64_t epoch = lost[i].epoch;
+    std::vector<Member> failed;
+    for (; i < lost.size() && lost[i].epoch == epoch; ++i) failed.push_back(lost[i].key);
+    if (epoch <= static_cast<uint64_t>(epoch_)) continue;
+    FTCCL_CHECK(switchWorkers(processesToSwitch(failed, worldByKey)));
+  }
+  return Status::ok();
+}
+
 // Every process on the host (and network namespace) of a failed one, that has a standby.
 std::vector<bool> Communicator::processesToSwitch(
-    const RecoveryMessage& commit, const std::unordered_map<ProcessKey, size_t>& worldByKey) const {
+    const std::vector<Member>& failed,
+    const std::unordered_map<ProcessKey, size_t>& worldByKey) const {
   std::vector<bool> switching(peers_.size(), false);
-  for (const Member& key : commit.failed) {
+  for (const Member& key : failed) {
     auto dead = worldByKey.find(key);
     if (dead == worldByKey.end()) continue;
     const PeerInfo& d = peers_[dead->second];

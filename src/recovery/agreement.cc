@@ -618,8 +618,11 @@ RecoveryMessage Agreement::decideFrom(const Membership& current, const Decision&
   commit.type = RecoveryMessage::kCommit;
   commit.epoch = current.epoch + 1;
   commit.next.epoch = current.epoch + 1;
+  commit.next.lost = current.lost;
   for (const Member& f : failed) {
-    if (contains(current.ranks, f) || contains(current.spares, f)) commit.failed.push_back(f);
+    if (!contains(current.ranks, f) && !contains(current.spares, f)) continue;
+    commit.failed.push_back(f);
+    commit.next.lost.push_back(LostMember{commit.next.epoch, f});
   }
   std::vector<Member> pool;
   for (const Member& s : current.spares) {

@@ -64,10 +64,20 @@ EpochSalt freshEpochSalt();
 // stays a function of its seed) a generator it installs; empty restores the kernel's.
 void setEpochSaltSource(std::function<EpochSalt()> source);
 
+// A process lost by the commit that entered `epoch`.
+struct LostMember {
+  uint64_t epoch = 0;
+  Member key;
+};
+
 struct Membership {
   uint64_t epoch = 0;
   std::vector<Member> ranks;   // logical rank -> process
   std::vector<Member> spares;  // in activation order
+  // Every process lost since this agreement's first epoch, oldest commit first: a process
+  // told only the newest of several commits (it skipped one) still learns what each of
+  // them lost, and acts on each as those told every commit did. Local: never sent.
+  std::vector<LostMember> lost;
 };
 
 // A process asking to join the spare pool.

@@ -47,6 +47,13 @@ class Node final : public sim::SimNode, public AgreementNetwork {
   Agreement agreement;
 };
 
+// (epoch, process) of every loss a membership remembers, oldest first.
+std::vector<std::pair<uint64_t, std::string>> lostOf(const Membership& m) {
+  std::vector<std::pair<uint64_t, std::string>> lost;
+  for (const LostMember& l : m.lost) lost.emplace_back(l.epoch, l.key);
+  return lost;
+}
+
 class Cluster {
  public:
   Cluster(int ranks, int spares, bool shrink = true) : net(20us) {
@@ -79,6 +86,7 @@ class Cluster {
       EXPECT_EQ(a.membership().epoch, epoch) << key;
       EXPECT_EQ(a.membership().ranks, agreed->ranks) << key;
       EXPECT_EQ(a.membership().spares, agreed->spares) << key;
+      EXPECT_EQ(lostOf(a.membership()), lostOf(*agreed)) << key;
     }
     ASSERT_NE(agreed, nullptr);
     std::set<std::string> seen;
@@ -217,6 +225,21 @@ TEST(Agreement, SecondFailureDuringRebuild) {
   EXPECT_EQ(m.ranks, (V{"p0", "p1", "s0", "p3", "p4", "s1"}));
 }
 
+// Each epoch remembers what every commit before it lost, with its epoch: a process told
+// only the newest commit acts on each (core/worker_switch.cc) as the others did.
+TEST(Agreement, EveryCommitsLossesAreRemembered) {
+  Cluster c(4, 2);
+  c.kill("p1");
+  c.run();
+  c.kill("s1");
+  c.kill("p3");
+  c.run();
+  c.checkInvariants(2);
+  using Lost = std::vector<std::pair<uint64_t, std::string>>;
+  EXPECT_EQ(lostOf(c.at("p0").membership()), (Lost{{1, "p1"}, {2, "p3"}, {2, "s1"}}));
+  EXPECT_EQ(c.at("p0").membership().ranks, (V{"p0", "s0", "p2"}));
+}
+
 // A spare lost while every rank is well starts no round (the ranks keep working in
 // their epoch); the next decision skips it.
 TEST(Agreement, SpareKilledWhileWaitingLeavesThePool) {
@@ -329,7 +352,7 @@ TEST(Agreement, MemberThatMissedTheCommitGetsItAgain) {
     void send(const Member& to, const RecoveryMessage& m) override { out.push_back({to, m}); }
     std::vector<std::pair<Member, RecoveryMessage>> out;
   } sent;
-  Membership before{0, {"p0", "p1", "p2", "p3"}, {"s0"}};
+  Membership before{0, {"p0", "p1", "p2", "p3"}, {"s0"}, {}};
   Agreement coordinator("p0", before, true, &sent);
   coordinator.onFailure("p3");  // p0 coordinates: it asks p1, p2, s0 for their view
   for (const char* k : {"p1", "p2", "s0"}) {
@@ -388,7 +411,7 @@ TEST(Agreement, AWaitCanTellASlowRoundFromAStuckOneAndSayWhy) {
   struct Quiet final : AgreementNetwork {
     void send(const Member&, const RecoveryMessage&) override {}
   } net;
-  Membership epoch0{0, {"p0", "p1", "p2", "p3"}, {"s0"}};
+  Membership epoch0{0, {"p0", "p1", "p2", "p3"}, {"s0"}, {}};
   Agreement member("p2", epoch0, true, &net);
   EXPECT_FALSE(member.waiting());
   EXPECT_NE(member.describeWait().find("no agreement round under way"), std::string::npos);
