@@ -116,39 +116,6 @@ std::string joinKey(const UniqueIdContents& c) {
   return (v6 ? "[" + c.rootHost + "]" : c.rootHost) + ":" + std::to_string(c.rootPort);
 }
 
-// What a newcomer needs: the communicator id, the chunking, and every process's info.
-std::vector<uint8_t> encodeJoinPackage(uint64_t commKey, const PipelineConfig& pipeline,
-                                       const std::vector<PeerInfo>& peers) {
-  ByteWriter w;
-  w.put(commKey);
-  w.put(static_cast<uint64_t>(pipeline.chunkBytes));
-  w.put(static_cast<int32_t>(pipeline.channels));
-  w.put(static_cast<uint32_t>(peers.size()));
-  for (const PeerInfo& p : peers) w.putBlob(encodePeerInfo(p));
-  return w.bytes();
-}
-
-Status decodeJoinPackage(const std::vector<uint8_t>& package, uint64_t* commKey,
-                         PipelineConfig* pipeline, std::vector<PeerInfo>* peers) {
-  ByteReader r(package);
-  uint64_t chunk = 0;
-  int32_t channels = 0;
-  uint32_t n = 0;
-  if (!r.get(commKey) || !r.get(&chunk) || !r.get(&channels) || !r.get(&n) ||
-      n > package.size() || chunk == 0 || channels < 1) {
-    return internalError("malformed join answer");
-  }
-  pipeline->chunkBytes = chunk;
-  pipeline->channels = channels;
-  peers->resize(n);
-  for (PeerInfo& p : *peers) {
-    std::vector<uint8_t> blob;
-    if (!r.getBlob(&blob)) return internalError("malformed join answer");
-    FTCCL_CHECK(decodePeerInfo(blob, &p));
-  }
-  return Status::ok();
-}
-
 }  // namespace
 
 Status Communicator::joinId(ftcclUniqueId* id) {

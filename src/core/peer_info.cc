@@ -57,4 +57,41 @@ Status decodePeerInfo(const std::vector<uint8_t>& blob, PeerInfo* info) {
   return Status::ok();
 }
 
+std::vector<uint8_t> encodeJoinPackage(uint64_t commKey, const PipelineConfig& pipeline,
+                                       const std::vector<PeerInfo>& peers) {
+  ByteWriter w;
+  w.put(commKey);
+  w.put(static_cast<uint64_t>(pipeline.chunkBytes));
+  w.put(static_cast<int32_t>(pipeline.channels));
+  w.put(static_cast<uint32_t>(peers.size()));
+  for (const PeerInfo& p : peers) w.putBlob(encodePeerInfo(p));
+  return w.bytes();
+}
+
+// Entries are added as they decode, never allocated from the count: each takes at least
+// a 4-byte length on the wire and some hundred bytes decoded.
+Status decodeJoinPackage(const std::vector<uint8_t>& package, uint64_t* commKey,
+                         PipelineConfig* pipeline, std::vector<PeerInfo>* peers) {
+  ByteReader r(package);
+  uint64_t chunk = 0;
+  int32_t channels = 0;
+  uint32_t n = 0;
+  if (!r.get(commKey) || !r.get(&chunk) || !r.get(&channels) || !r.get(&n) ||
+      n > r.remaining() / sizeof(uint32_t) || chunk == 0 || channels < 1) {
+    return internalError("malformed join answer");
+  }
+  pipeline->chunkBytes = chunk;
+  pipeline->channels = channels;
+  peers->clear();
+  std::vector<uint8_t> blob;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (!r.getBlob(&blob)) return internalError("malformed join answer");
+    PeerInfo p;
+    FTCCL_CHECK(decodePeerInfo(blob, &p));
+    peers->push_back(std::move(p));
+  }
+  if (!r.atEnd()) return internalError("malformed join answer");
+  return Status::ok();
+}
+
 }  // namespace ftccl

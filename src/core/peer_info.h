@@ -34,4 +34,11 @@ constexpr size_t kStandbyWorkers = 2;
 std::vector<uint8_t> encodePeerInfo(const PeerInfo& info);
 Status decodePeerInfo(const std::vector<uint8_t>& blob, PeerInfo* info);
 
+// What a newcomer (ftcclCommJoinAsSpare) is sent: the communicator id, the chunking, and
+// every process's info.
+std::vector<uint8_t> encodeJoinPackage(uint64_t commKey, const PipelineConfig& pipeline,
+                                       const std::vector<PeerInfo>& peers);
+Status decodeJoinPackage(const std::vector<uint8_t>& package, uint64_t* commKey,
+                         PipelineConfig* pipeline, std::vector<PeerInfo>* peers);
+
 }  // namespace ftccl

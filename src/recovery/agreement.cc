@@ -132,7 +132,7 @@ bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* o
   if (!r.get(&type) || type < RecoveryMessage::kReport || type > RecoveryMessage::kAccept ||
       !r.get(&m.epoch) || !r.getStrings(&m.failed) || !r.get(&m.next.epoch) ||
       !r.getStrings(&m.next.ranks) || !r.getStrings(&m.next.spares) || !r.get(&nFailed) ||
-      nFailed > frame.size()) {
+      nFailed > r.remaining() / sizeof(int32_t)) {
     return false;
   }
   for (uint32_t i = 0; i < nFailed; ++i) {
@@ -141,7 +141,12 @@ bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* o
     m.failedRanks.push_back(rank);
   }
   uint32_t nJoined = 0;
-  if (!r.get(&replaced) || !r.get(&shrunk) || !r.get(&nJoined) || nJoined > frame.size()) {
+  // Every count is checked against the bytes left before anything is allocated: a
+  // newcomer takes at least 16 bytes (two empty strings, a pid, an empty blob), while
+  // its decoded form is about 100, so a 1 MiB frame claiming 1M newcomers cost 100 MB.
+  constexpr size_t kMinJoinedBytes = 4 + 4 + sizeof(int32_t) + 4;
+  if (!r.get(&replaced) || !r.get(&shrunk) || !r.get(&nJoined) ||
+      nJoined > r.remaining() / kMinJoinedBytes) {
     return false;
   }
   m.joined.resize(nJoined);

@@ -71,6 +71,7 @@ class ByteReader {
     return true;
   }
   bool atEnd() const { return at_ == size_; }
+  size_t remaining() const { return size_ - at_; }
 
  private:
   const uint8_t* data_;

@@ -4,6 +4,7 @@
 // process is a member, no spare is used twice, nobody outside a majority goes on.
 #include "recovery/agreement.h"
 
+#include <cstring>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -520,6 +521,23 @@ TEST(Agreement, MessagesSurviveEncodingAndGarbageIsRejected) {
   }
   f[0] = 9;
   EXPECT_FALSE(decodeRecoveryMessage(f, &back));
+  // A count is checked against the bytes left before anything is allocated: a frame
+  // naming a million newcomers (or failed ranks) it does not carry is refused.
+  RecoveryMessage join;
+  join.type = RecoveryMessage::kJoin;
+  join.joined.push_back(JoiningSpare{"s9", "h", 9, {1, 2}});
+  std::vector<uint8_t> forged = encodeRecoveryMessage(join);
+  RecoveryMessage decoded;
+  ASSERT_TRUE(decodeRecoveryMessage(forged, &decoded));
+  // type, epoch, failed (4), next epoch, ranks (4), spares (4), nFailed, replaced,
+  // shrunk: then nJoined.
+  const size_t nJoinedAt = 1 + 8 + 4 + 8 + 4 + 4 + 4 + 4 + 1;
+  const uint32_t million = 1u << 20;
+  std::memcpy(forged.data() + nJoinedAt, &million, sizeof(million));
+  EXPECT_FALSE(decodeRecoveryMessage(forged, &decoded));
+  std::vector<uint8_t> failedRanks = encodeRecoveryMessage(join);
+  std::memcpy(failedRanks.data() + 1 + 8 + 4 + 8 + 4 + 4, &million, sizeof(million));
+  EXPECT_FALSE(decodeRecoveryMessage(failedRanks, &decoded));
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // it round-trips, and a blob from the network is bounded before anything is allocated.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "core/peer_info.h"
 
 namespace ftccl {
@@ -55,6 +57,30 @@ TEST(PeerInfo, TruncatedOrOverlongBlobsAndHugeCountsAreRejected) {
   ASSERT_GE(huge.size(), 4u);
   for (size_t i = huge.size() - 4; i < huge.size(); ++i) huge[i] = 0xff;
   EXPECT_FALSE(decodePeerInfo(huge, &back).isOk());
+}
+
+// The join answer a newcomer decodes: it round-trips, and a count of processes larger
+// than the bytes could carry is refused before any is allocated.
+TEST(PeerInfo, JoinPackageRoundTripsAndAHugeCountIsRejected) {
+  PipelineConfig pipeline;
+  pipeline.chunkBytes = 1 << 19;
+  pipeline.channels = 4;
+  std::vector<uint8_t> package = encodeJoinPackage(77, pipeline, {sample(), sample()});
+  uint64_t comm = 0;
+  PipelineConfig back;
+  std::vector<PeerInfo> peers;
+  ASSERT_TRUE(decodeJoinPackage(package, &comm, &back, &peers).isOk());
+  EXPECT_EQ(comm, 77u);
+  EXPECT_EQ(back.channels, 4);
+  ASSERT_EQ(peers.size(), 2u);
+  EXPECT_EQ(peers[1].healthKey, "10.0.0.7:4000");
+  // The count follows the communicator id, the chunk size and the channels.
+  const uint32_t huge = 0x7fffffff;
+  std::memcpy(package.data() + 8 + 8 + 4, &huge, sizeof(huge));
+  EXPECT_FALSE(decodeJoinPackage(package, &comm, &back, &peers).isOk());
+  std::vector<uint8_t> longer = encodeJoinPackage(77, pipeline, {sample()});
+  longer.push_back(0);
+  EXPECT_FALSE(decodeJoinPackage(longer, &comm, &back, &peers).isOk());
 }
 
 }  // namespace
