@@ -53,7 +53,7 @@ void appendSeal(std::vector<uint8_t>* frame, size_t frameStart, const HealthAuth
 bool readSeal(const uint8_t* seal, HealthAuth* auth) {
   std::memcpy(&auth->comm, seal, 8);
   std::memcpy(&auth->epoch, seal + 8, 4);
-  if (seal[12] > static_cast<uint8_t>(KeyKind::kJoin)) return false;
+  if (seal[12] > static_cast<uint8_t>(KeyKind::kAttest)) return false;
   auth->kind = static_cast<KeyKind>(seal[12]);
   return true;
 }
@@ -68,11 +68,22 @@ crypto::Key communicatorRootKey(const uint8_t secret[16], uint64_t comm) {
   return crypto::MacKey(secret, 16).derive("ftccl communicator", {{&comm, sizeof(comm)}});
 }
 
+namespace {
+
+void takeRoot(uint64_t comm, const crypto::Key& root, crypto::Key* held,
+              std::shared_ptr<const crypto::MacKey>* attest) {
+  *held = root;
+  *attest = std::make_shared<const crypto::MacKey>(
+      crypto::MacKey(root).derive("ftccl attest", {{&comm, sizeof(comm)}}));
+}
+
+}  // namespace
+
 void HealthKeys::hold(uint64_t comm, const crypto::Key* root) {
   Comm& c = comms_[comm];
   ++c.holders;
   if (root != nullptr && !c.hasRoot) {
-    c.root = *root;
+    takeRoot(comm, *root, &c.root, &c.attest);
     c.hasRoot = true;
   }
 }
@@ -80,7 +91,7 @@ void HealthKeys::hold(uint64_t comm, const crypto::Key* root) {
 void HealthKeys::setRoot(uint64_t comm, const crypto::Key& root) {
   auto it = comms_.find(comm);
   if (it == comms_.end() || it->second.hasRoot) return;
-  it->second.root = root;
+  takeRoot(comm, root, &it->second.root, &it->second.attest);
   it->second.hasRoot = true;
 }
 
@@ -114,6 +125,11 @@ std::shared_ptr<const crypto::MacKey> HealthKeys::epochKey(uint64_t comm, uint32
   if (it == comms_.end()) return nullptr;
   auto e = it->second.epochs.find(epoch);
   return e == it->second.epochs.end() ? nullptr : e->second.second;
+}
+
+std::shared_ptr<const crypto::MacKey> HealthKeys::attestKey(uint64_t comm) const {
+  auto it = comms_.find(comm);
+  return it == comms_.end() ? nullptr : it->second.attest;
 }
 
 bool HealthKeys::saltOf(uint64_t comm, uint32_t epoch, EpochSalt* salt) const {

@@ -38,6 +38,9 @@ namespace ftccl {
 enum class KeyKind : uint8_t {
   kEpoch = 0,  // the communicator's key of one epoch
   kJoin = 1,   // a join id's key: a newcomer and its sponsor, before it holds the root key
+  // The communicator's attestation key (from its root key): seals only the kAttest that
+  // opens a monitoring connection, which any epoch's members can verify (health_service.cc).
+  kAttest = 2,
 };
 
 struct HealthAuth {
@@ -87,6 +90,7 @@ class HealthKeys {
   void addJoinSecret(uint64_t comm, const std::vector<uint8_t>& secret);
 
   std::shared_ptr<const crypto::MacKey> epochKey(uint64_t comm, uint32_t epoch) const;
+  std::shared_ptr<const crypto::MacKey> attestKey(uint64_t comm) const;
   // Join keys of `comm`, with the secret each derives from.
   std::vector<std::pair<std::shared_ptr<const crypto::MacKey>, std::vector<uint8_t>>> joinKeys(
       uint64_t comm) const;
@@ -100,6 +104,7 @@ class HealthKeys {
     int holders = 0;
     bool hasRoot = false;
     crypto::Key root{};
+    std::shared_ptr<const crypto::MacKey> attest;  // derived from root
     std::map<uint32_t, std::pair<EpochSalt, std::shared_ptr<const crypto::MacKey>>> epochs;
     std::vector<std::pair<std::shared_ptr<const crypto::MacKey>, std::vector<uint8_t>>> joins;
   };

@@ -80,6 +80,8 @@ std::vector<uint8_t> encodeHealthMessage(const HealthMessage& m) {
     case HealthType::kProgress:
       putProgress(body, m.progress.empty() ? OpProgress{} : m.progress.front());
       break;
+    case HealthType::kAttest:
+      break;
   }
   ByteWriter frame;
   frame.put(static_cast<uint32_t>(body.bytes().size()));
@@ -144,6 +146,9 @@ int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out, 
     case HealthType::kProgress:
       m.progress.emplace_back();
       ok = getProgress(in, &m.progress.back());
+      break;
+    case HealthType::kAttest:
+      ok = true;
       break;
     default:
       return -1;

@@ -25,6 +25,10 @@ enum class HealthType : uint8_t {
   kRecovery = 6,       // an agreement message (recovery/agreement.h) for one communicator
   kProgressQuery = 7,  // where are you in this communicator's op order? (hang diagnosis)
   kProgress = 8,       // the answer: one OpProgress
+  // Opens a monitoring connection, sealed under the communicator's attestation key: the
+  // accepting end learns at once that a key holder is behind it (bounded resources:
+  // health_service.cc). No payload; never reaches the protocol.
+  kAttest = 9,
 };
 
 struct HealthMessage {

@@ -21,7 +21,7 @@ int64_t toNs(HealthTime t) {
 }  // namespace
 
 HealthProtocol::HealthProtocol(ProcessKey self, std::string host, int pid, HealthNetwork* network)
-    : self_(std::move(self)), host_(std::move(host)), pid_(pid), network_(network) {}
+    : self_(std::move(self)), host_(std::move(host)), network_(network) {}
 
 // Agreement messages travel on the health channel, tagged with their communicator.
 class HealthProtocol::AgreementSender final : public AgreementNetwork {
@@ -208,13 +208,34 @@ void HealthProtocol::authorize(const ProcessKey& to, HealthMessage* m,
   }
 }
 
+// The seal of the kAttest opening a monitoring connection to `peer`: under the
+// attestation key of a communicator that has it as a member (none: no key held).
+HealthAuth HealthProtocol::attestFor(const ProcessKey& peer) const {
+  HealthAuth a;
+  for (const auto& [id, r] : registrations_) {
+    if (memberOf(r.info, peer) == nullptr) continue;
+    a.comm = r.info.commKey;
+    a.kind = KeyKind::kAttest;
+    a.key = keys_.attestKey(a.comm);
+    if (a.key) return a;
+  }
+  return HealthAuth{};
+}
+
+bool HealthProtocol::joining() const {
+  for (const auto& [id, r] : registrations_) {
+    if (r.info.joining) return true;
+  }
+  return false;
+}
+
 // A frame's key must fit what the frame says: a key of communicator A says nothing of
 // communicator B, nor an epoch's key of another epoch, nor a join key of anything but
 // joining.
 bool HealthProtocol::authentic(const HealthMessage& m, const RecoveryMessage* recovery) const {
   if (!authenticated_) return true;
   const HealthAuth& a = m.auth;
-  if (!a.key) return false;
+  if (!a.key || a.kind == KeyKind::kAttest) return false;  // it seals kAttest alone
   if (a.kind == KeyKind::kJoin) {
     return m.type == HealthType::kRecovery && recovery != nullptr && m.commKey == a.comm &&
            (recovery->type == RecoveryMessage::kJoinAccept ||
@@ -272,6 +293,9 @@ bool HealthProtocol::reporterIsMember(const ProcessKey& from, uint64_t commKey) 
 bool HealthProtocol::fresh(const ProcessKey& from, const HealthMessage& m) {
   if (!isProbe(m.type)) return true;
   if (m.type == HealthType::kHeartbeat) {
+    // No state for a sender we know nothing of (a newcomer monitoring us before its pool
+    // commit reached us): its heartbeat is acked, and a replay of it gains nothing more.
+    if (!knownProcess(from)) return true;
     uint64_t& last = lastHeartbeat_[from];
     if (m.seq <= last) return false;
     last = m.seq;
@@ -282,6 +306,17 @@ bool HealthProtocol::fresh(const ProcessKey& from, const HealthMessage& m) {
   if (m.seq <= last || m.seq > heartbeatSeq_) return false;
   last = m.seq;
   return true;
+}
+
+// A member (rank or spare) or a former member of some registration: the only senders
+// whose heartbeats count, and for which state is kept.
+bool HealthProtocol::knownProcess(const ProcessKey& key) const {
+  for (const auto& [id, r] : registrations_) {
+    if (memberOf(r.info, key) != nullptr) return true;
+    const auto& former = r.info.formerMembers;
+    if (std::find(former.begin(), former.end(), key) != former.end()) return true;
+  }
+  return false;
 }
 
 // Watches the union of every registration's monitored members that are neither

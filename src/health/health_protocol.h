@@ -203,6 +203,11 @@ class HealthProtocol {
                                               .count());
   }
   const HealthKeys& keys() const { return keys_; }
+  HealthAuth attestFor(const ProcessKey& peer) const;
+  // A newcomer waiting for its join answer: the answer (the member table, up to a frame's
+  // cap) comes on a connection whose attestation it cannot verify yet.
+  bool joining() const;
+  bool knownProcess(const ProcessKey& key) const;
 
   const ProcessKey& self() const { return self_; }
   double lastRoundTripMs(const ProcessKey& peer) const;
@@ -272,7 +277,6 @@ class HealthProtocol {
 
   ProcessKey self_;
   std::string host_;
-  int pid_;
   HealthNetwork* network_;
   std::map<RegistrationId, Registration> registrations_;
   RegistrationId nextId_ = 1;

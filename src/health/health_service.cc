@@ -52,9 +52,32 @@ constexpr auto kNoProbeWarning = std::chrono::milliseconds(500);
 // A reconnect to a live process is answered by its kernel, busy or not: within a round
 // trip. Longer means the host is gone too.
 constexpr auto kVerifyLimit = std::chrono::milliseconds(100);
-// A connection whose peer has not said hello by then is closed: it can carry nothing
-// (every frame is sealed for the peer's nonce), and it must not hold a descriptor.
+// A connection we opened whose peer has not said hello by then is closed: it can carry
+// nothing (every frame is sealed for the peer's nonce), and it must not hold a descriptor.
 constexpr auto kHelloLimit = std::chrono::seconds(10);
+// Bounded whatever arrives. A connection is "proven" once a frame on it verified: a key
+// holder is behind it (every monitoring connection opens with a kAttest). Until then
+// what it may make us hold is small: a hello of kMaxHelloFrame, then frames of
+// kMaxUnprovenFrame, and at most kMaxUnproven accepted ones at once (the oldest goes
+// first: a real peer proves itself within a round trip), each for kProofLimit at most.
+// A flood of strangers' connections thus holds 64 descriptors and 4 MiB at worst.
+constexpr size_t kMaxHelloFrame = 1024;
+constexpr size_t kMaxUnprovenFrame = size_t{64} << 10;
+constexpr size_t kMaxUnproven = 64;
+constexpr auto kProofLimit = std::chrono::seconds(5);
+// accept() failing for want of descriptors or memory (EMFILE...) pauses accepting, for
+// twice as long each time in a row up to a second, instead of spinning on a listener
+// that stays readable.
+constexpr auto kAcceptPauseMin = std::chrono::milliseconds(10);
+constexpr auto kAcceptPauseMax = std::chrono::milliseconds(1000);
+// Resource warnings (evictions, accept failures) are said at most this often, with
+// counts: a flood must not also flood the log.
+constexpr auto kFloodLogEvery = std::chrono::seconds(10);
+// Datagrams that are not probes of ours (or a full batch at a tick) mean a flood: the
+// probe socket is then read as datagrams arrive, not only at ticks, for this long, so
+// the flood cannot fill the socket's buffer and push our peers' probes out.
+constexpr auto kProbeFloodWatch = std::chrono::seconds(1);
+constexpr int kProbeReceiveBuffer = 1 << 20;  // asked for; the kernel caps it (rmem_max)
 
 std::string freshNonce() {
   std::string nonce(kConnectionNonceBytes, '\0');
@@ -115,6 +138,7 @@ class HealthService::Driver final : public HealthNetwork {
     HealthTime openedAt{};          // monitoring: for the warning about missing probes
     bool established = false;       // our connect completed (or the peer opened it)
     bool verifying = false;         // reopened after a close, less than kVerifyLimit ago
+    bool proven = false;            // a frame on it verified: a key holder is behind it
     std::vector<uint8_t> in, out;
     // Authentication (health_auth.h): our nonce (in our hello), the peer's (from its
     // hello: until then what we send waits), and each direction's frame count.
@@ -276,6 +300,8 @@ class HealthService::Driver final : public HealthNetwork {
     std::vector<std::shared_ptr<const crypto::MacKey>> candidates;
     if (auth.kind == KeyKind::kEpoch) {
       if (auto k = protocol.keys().epochKey(auth.comm, auth.epoch)) candidates.push_back(k);
+    } else if (auth.kind == KeyKind::kAttest) {
+      if (auto k = protocol.keys().attestKey(auth.comm)) candidates.push_back(k);
     } else {
       for (const auto& [k, secret] : protocol.keys().joinKeys(auth.comm)) candidates.push_back(k);
     }
@@ -356,14 +382,25 @@ class HealthService::Driver final : public HealthNetwork {
     }
   }
 
+  // The largest frame (seal included) this connection may send now.
+  size_t frameLimit(const Conn& c) const {
+    if (!c.helloHeard) return kMaxHelloFrame;
+    const bool large = c.proven || protocol.joining();
+    return (large ? size_t{kMaxHealthFrame} + 5 : kMaxUnprovenFrame) + kSealBytes;
+  }
+
   void readFrom(Conn& c, HealthTime now) {
     uint8_t buffer[4096];
     bool closed = false;
-    for (;;) {
-      ssize_t n = recv(c.fd.get(), buffer, sizeof(buffer), MSG_DONTWAIT);
+    // Never more than one frame's worth held: what a fast sender has sent beyond it
+    // waits in its socket until the frames before it are handled (the next poll).
+    const size_t cap = frameLimit(c);
+    while (c.in.size() < cap) {
+      const size_t want = std::min(sizeof(buffer), cap - c.in.size());
+      ssize_t n = recv(c.fd.get(), buffer, want, MSG_DONTWAIT);
       if (n > 0) {
         if (!faultDropAll()) c.in.insert(c.in.end(), buffer, buffer + n);
-        if (static_cast<size_t>(n) < sizeof(buffer)) break;  // drained: skip the EAGAIN call
+        if (static_cast<size_t>(n) < want) break;  // drained: skip the EAGAIN call
         continue;
       }
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
@@ -376,6 +413,16 @@ class HealthService::Driver final : public HealthNetwork {
       HealthMessage m;
       size_t used = 0;
       int got = healthFrameBytes(c.in.data() + at, c.in.size() - at, &used);
+      uint32_t claimed = 0;
+      if (c.in.size() - at >= sizeof(claimed)) std::memcpy(&claimed, c.in.data() + at, sizeof(claimed));
+      if (c.in.size() - at >= sizeof(claimed) && claimed + size_t{5} > frameLimit(c)) {
+        FTCCL_LOG(Warn, Health, "health frame from {} ({}): {} bytes, over the {} allowed {}: "
+                  "connection dropped", c.key.empty() ? "an unknown peer" : c.key,
+                  peerAddress(c), claimed + size_t{5}, frameLimit(c),
+                  !c.helloHeard ? "for a hello" : c.proven ? "" : "before it proved a key");
+        lost(c);
+        return;
+      }
       if (got == 0) break;
       const uint8_t* frame = c.in.data() + at;
       // The first frame is the peer's hello, unsealed; every later one is sealed, and is
@@ -401,7 +448,8 @@ class HealthService::Driver final : public HealthNetwork {
                                        : nullptr)
                         : seal == Seal::kForged ? "not authentic (its seal does not verify)"
                         : seal == Seal::kSealed &&
-                                  (m.type == HealthType::kHello || isProbe(m.type))
+                                  (m.type == HealthType::kHello || isProbe(m.type) ||
+                                   (auth.kind == KeyKind::kAttest) != (m.type == HealthType::kAttest))
                             ? "out of place"
                             : nullptr;
       if (why != nullptr) {
@@ -415,6 +463,7 @@ class HealthService::Driver final : public HealthNetwork {
         if (c.key.empty()) c.key = m.senderKey;
         c.peerNonce = m.nonce;
         c.helloHeard = true;
+        if (!c.accepted) attest(c);
         std::vector<HealthMessage> waiting;
         waiting.swap(c.waiting);
         for (const HealthMessage& w : waiting) {
@@ -427,8 +476,9 @@ class HealthService::Driver final : public HealthNetwork {
                   m.auth.epoch);
       } else {
         ++c.received;
+        c.proven = true;
         m.auth.key = std::move(key);
-        protocol.onMessage(c.key, m, now);
+        if (m.type != HealthType::kAttest) protocol.onMessage(c.key, m, now);
       }
       if (!c.fd.valid()) return;
     }
@@ -436,10 +486,75 @@ class HealthService::Driver final : public HealthNetwork {
     if (closed) lost(c);
   }
 
-  void acceptAll() {
+  // The first frame on every connection we open: it proves us to the peer at once (a
+  // monitoring connection may carry nothing else for a long time; a join answer is
+  // larger than what an unproven connection may send).
+  void attest(Conn& c) {
+    HealthMessage m;
+    m.type = HealthType::kAttest;
+    m.auth = protocol.attestFor(c.key);
+    if (!m.auth.key) {
+      FTCCL_LOG(Debug, Health, "no attestation key for {}: its end may close this connection",
+                c.key);
+      return;
+    }
+    queue(c, m);
+  }
+
+  size_t unprovenAccepted() const {
+    size_t n = 0;
+    for (const auto& c : conns) n += c->fd.valid() && c->accepted && !c->proven;
+    return n;
+  }
+
+  // Closes the oldest accepted connection that proved no key (false: there is none).
+  bool evictOldestUnproven() {
+    for (auto& c : conns) {  // in accept order
+      if (c->fd.valid() && c->accepted && !c->proven) {
+        c->fd.reset();
+        ++evicted;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  void logFlood(HealthTime now) {
+    if (evicted == 0 && acceptFailures == 0) return;
+    if (now - floodLoggedAt < kFloodLogEvery && floodLoggedAt != HealthTime{}) return;
+    floodLoggedAt = now;
+    FTCCL_LOG(Warn, Health,
+              "health listener {}: closed {} connection(s) that proved no key of ours (over "
+              "{} at once, or none within {} s), and accept failed {} time(s){}{}: strangers "
+              "flooding this port?",
+              protocol.self(), evicted, kMaxUnproven,
+              std::chrono::duration_cast<std::chrono::seconds>(kProofLimit).count(),
+              acceptFailures, acceptFailures ? " (last: " : "",
+              acceptFailures ? std::string(std::strerror(lastAcceptErrno)) + ")" : "");
+    evicted = 0;
+    acceptFailures = 0;
+  }
+
+  void acceptAll(HealthTime now) {
     for (;;) {
       int fd = accept4(listenFd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) return;
+      if (fd < 0) {
+        const int err = errno;
+        if (err == EINTR || err == ECONNABORTED) continue;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+          acceptPause = std::chrono::milliseconds(0);
+          return;
+        }
+        // Out of descriptors or memory: make room from the strangers and pause, not spin.
+        ++acceptFailures;
+        lastAcceptErrno = err;
+        acceptPause = std::clamp(acceptPause * 2, std::chrono::milliseconds(kAcceptPauseMin),
+                                 std::chrono::milliseconds(kAcceptPauseMax));
+        acceptPausedUntil = now + acceptPause;
+        evictOldestUnproven();
+        logFlood(now);
+        return;
+      }
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
       auto c = std::make_unique<Conn>();
@@ -451,6 +566,7 @@ class HealthService::Driver final : public HealthNetwork {
       Conn& added = *c;
       conns.push_back(std::move(c));
       if (!flush(added)) lost(added);
+      if (unprovenAccepted() > kMaxUnproven) evictOldestUnproven();
     }
   }
 
@@ -531,17 +647,20 @@ class HealthService::Driver final : public HealthNetwork {
       int got = recvmmsg(probeFd.get(), batch, kProbeBatch, MSG_DONTWAIT, nullptr);
       if (got < 0 && errno == EINTR) continue;
       if (got <= 0) return;
+      bool flood = got == kProbeBatch;
       for (int i = 0; i < got; ++i) {
-        if (batch[i].msg_hdr.msg_flags & MSG_TRUNC) continue;
-        onProbe(probeBuffers[i], batch[i].msg_len, batch[i].msg_hdr, now);
+        const bool taken = !(batch[i].msg_hdr.msg_flags & MSG_TRUNC) &&
+                           onProbe(probeBuffers[i], batch[i].msg_len, batch[i].msg_hdr, now);
+        flood = flood || !taken;
       }
+      if (flood) probeFloodUntil = now + kProbeFloodWatch;
       if (got < kProbeBatch) return;
     }
   }
 
-  // A heartbeat or an ack; any other datagram is dropped.
-  void onProbe(const uint8_t* data, size_t size, const msghdr& header, HealthTime now) {
-    if (faultDropAll()) return;
+  // A heartbeat or an ack; any other datagram is dropped (false).
+  bool onProbe(const uint8_t* data, size_t size, const msghdr& header, HealthTime now) {
+    if (faultDropAll()) return true;
     std::string from;
     HealthMessage probe;
     const HealthKeys& keys = protocol.keys();
@@ -549,11 +668,17 @@ class HealthService::Driver final : public HealthNetwork {
                            [&](uint64_t comm, uint32_t epoch) {
           return keys.epochKey(comm, epoch);
         })) {
-      return;  // not a probe of ours (a stranger's, a stale process's of an old key)
+      return false;  // not a probe of ours (a stranger's, a stale process's of an old key)
     }
     probe.waitedNs = waitedSince(header, now);
-    probesFrom.insert(from);
+    for (const auto& c : conns) {  // state only for the peers we monitor
+      if (c->monitoring && c->key == from) {
+        probesFrom.insert(from);
+        break;
+      }
+    }
     protocol.onMessage(from, probe, now);
+    return true;
   }
 
   // A monitored peer whose TCP connection is up but from which no probe ever came:
@@ -582,13 +707,20 @@ class HealthService::Driver final : public HealthNetwork {
 
   void reap(HealthTime now) {
     for (auto& c : conns) {
-      if (c->fd.valid() && !c->helloHeard && !c->connecting && now - c->openedAt > kHelloLimit) {
+      if (c->fd.valid() && c->accepted && !c->proven && now - c->openedAt > kProofLimit) {
+        c->fd.reset();
+        ++evicted;
+        continue;
+      }
+      if (c->fd.valid() && !c->accepted && !c->helloHeard && !c->connecting &&
+          now - c->openedAt > kHelloLimit) {
         FTCCL_LOG(Info, Health, "health connection {} ({}): no hello in {} s: closed",
                   c->key.empty() ? "from an unknown peer" : "to " + c->key, peerAddress(*c),
                   std::chrono::duration_cast<std::chrono::seconds>(kHelloLimit).count());
         lost(*c);
       }
     }
+    logFlood(now);
     conns.erase(std::remove_if(conns.begin(), conns.end(),
                                [](const std::unique_ptr<Conn>& c) {
                                  return !c->fd.valid() ||
@@ -625,6 +757,11 @@ class HealthService::Driver final : public HealthNetwork {
   std::vector<std::unique_ptr<Conn>> conns;
   std::vector<ProcessKey> lostKeys;
   std::vector<ProcessKey> toVerify;  // lost established monitoring connections
+  // Bounded resources under a flood (see kMaxUnproven and kProbeFloodWatch).
+  HealthTime acceptPausedUntil{}, probeFloodUntil{}, floodLoggedAt{};
+  std::chrono::milliseconds acceptPause{0};
+  size_t evicted = 0, acceptFailures = 0;
+  int lastAcceptErrno = 0;
   HealthProtocol protocol;
 };
 
@@ -663,6 +800,7 @@ static Status listenForHealth(Fd* listenFd, Fd* probeFd, SockAddr* bound, std::s
     }
   }
   stampArrivals(probeFd->get());
+  setsockopt(probeFd->get(), SOL_SOCKET, SO_RCVBUF, &kProbeReceiveBuffer, sizeof(kProbeReceiveBuffer));
   return Status::ok();
 }
 
@@ -814,7 +952,11 @@ void HealthService::run() {
     d.reportLosses(now);
     d.reap(now);
     d.flushProbes();
-    fds.assign({{d.wake[0], POLLIN, 0}, {d.listenFd.get(), POLLIN, 0}});
+    const bool acceptNow = now >= d.acceptPausedUntil;
+    const bool probeFlood = now < d.probeFloodUntil;
+    fds.assign({{d.wake[0], POLLIN, 0},
+                {acceptNow ? d.listenFd.get() : -1, POLLIN, 0},
+                {probeFlood ? d.probeFd.get() : -1, POLLIN, 0}});
     polled.clear();
     for (auto& c : d.conns) {
       short events = POLLIN;
@@ -822,6 +964,7 @@ void HealthService::run() {
       fds.push_back({c->fd.get(), events, 0});
       polled.push_back(c.get());
     }
+    constexpr size_t kFixedFds = 3;
     int timeoutMs = static_cast<int>(std::max<int64_t>(
         0, std::chrono::duration_cast<std::chrono::milliseconds>(nextTick - now).count() + 1));
     lock.unlock();
@@ -835,10 +978,11 @@ void HealthService::run() {
       }
       nextTick = now;  // a registration changed: the probe interval may have too
     }
-    if (fds[1].revents & POLLIN) d.acceptAll();
+    if (fds[1].revents & POLLIN) d.acceptAll(now);
+    if (fds[2].revents & POLLIN) d.drainProbes(now);
     for (size_t i = 0; i < polled.size(); ++i) {
       Driver::Conn& c = *polled[i];
-      short ev = fds[i + 2].revents;
+      short ev = fds[i + kFixedFds].revents;
       if (!ev || !c.fd.valid()) continue;
       if (c.connecting) {
         int err = 0;
