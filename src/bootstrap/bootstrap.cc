@@ -35,9 +35,15 @@ namespace bootstrap {
 namespace {
 
 constexpr int kDefaultTimeoutMs = 120000;
-constexpr int kMaxHelloWaitMs = 30000;      // a connection must deliver its hello by then
+constexpr int kMaxHelloWaitMs = 10000;      // a connection must deliver its hello by then
 constexpr int kErrorReplyWriteMs = 5000;    // time to flush an error reply
-constexpr size_t kMaxPendingConnections = 1024;  // connections that have not said hello
+// Connections that have not said hello, and the hello bytes they may make the root hold.
+// Past either cap the root closes the oldest one that has sent nothing (else the oldest):
+// a real rank sends its hello within a round trip of the challenge, so a flood of idle
+// or slow connections (strangers, port scanners) cannot keep the ranks out or exhaust
+// descriptors and memory.
+constexpr size_t kMaxPendingConnections = 256;
+constexpr size_t kMaxPendingHelloBytes = size_t{32} << 20;
 constexpr size_t kReadChunk = 64 * 1024;
 
 using crypto::randomBytes;
@@ -161,6 +167,14 @@ class RootService {
   std::list<Conn> conns_;
   Deadline acceptPausedUntil_;
   bool warnedFdLimit_ = false;
+  // Connections closed without a hello (evicted, timed out, not ftccl): said in the error
+  // when the rendezvous fails, so a flood is named as the cause.
+  size_t droppedWithoutHello_ = 0;
+  Deadline floodLoggedAt_;
+  size_t evictedSinceLog_ = 0;
+  bool evictOnePending(Clock::time_point now, bool holdingBytes = false);
+  void boundPendingBytes(Clock::time_point now);
+  std::string floodNote() const;
 };
 
 void RootService::run() noexcept {
@@ -230,12 +244,12 @@ void RootService::loop() {
           FTCCL_LOG(Warn, Bootstrap,
                     "bootstrap root {} gives up: no rank joined within {} ms", name_,
                     bindingMs);
-          failAll(ftcclTimeout, "no rank joined", now);  // flushes pending error replies
+          failAll(ftcclTimeout, "no rank joined" + floodNote(), now);  // flushes error replies
           continue;
         }
         std::string msg = formatRankList(missingRanks()) + " of " + std::to_string(nranks_) +
                           " did not join within " + std::to_string(bindingMs) +
-                          " ms (bootstrap root " + name_ + ")";
+                          " ms (bootstrap root " + name_ + ")" + floodNote();
         // A process killed or stopped during init must not sink the others: with rank 0
         // and a strict majority, the table goes out with the missing entries empty and
         // the communicator replaces them (spares) or drops them (shrink), or fails.
@@ -255,6 +269,7 @@ void RootService::loop() {
         FTCCL_LOG(Warn, Bootstrap,
                   "dropped bootstrap connection from {}: no complete hello within {} ms",
                   c.peer, std::min(timeoutMs_, kMaxHelloWaitMs));
+        ++droppedWithoutHello_;
         drop(c);
       } else if (c.state == Conn::State::Writing && now >= c.writeDeadline) {
         FTCCL_LOG(Warn, Bootstrap,
@@ -335,20 +350,20 @@ void RootService::acceptAll(Clock::time_point now) {
                     errnoString(err));
           warnedFdLimit_ = true;
         }
-        acceptPausedUntil_ = now + std::chrono::milliseconds(50);
-        return;
+        // A descriptor held by a connection that said nothing is the one to give back.
+        if (!evictOnePending(now)) {
+          acceptPausedUntil_ = now + std::chrono::milliseconds(50);
+          return;
+        }
+        if (pending > 0) --pending;
+        continue;
       }
       FTCCL_LOG(Warn, Bootstrap, "bootstrap root {}: accept: {}", name_, errnoString(err));
       acceptPausedUntil_ = now + std::chrono::milliseconds(50);
       return;
     }
     Fd owned(fd);
-    if (pending >= kMaxPendingConnections) {
-      FTCCL_LOG(Warn, Bootstrap,
-                "dropped bootstrap connection from {}: too many connections without a hello",
-                peer.toString());
-      continue;
-    }
+    if (pending >= kMaxPendingConnections && evictOnePending(now)) --pending;
     // Our challenge first: the client proves it holds the secret for it, so that a hello
     // recorded on another connection is worth nothing. A new socket's send buffer is
     // empty: the 36 bytes go at once, or the connection is not worth keeping.
@@ -364,6 +379,54 @@ void RootService::acceptAll(Clock::time_point now) {
     c.helloDeadline = now + std::chrono::milliseconds(std::min(timeoutMs_, kMaxHelloWaitMs));
     ++pending;
   }
+}
+
+// Closes the oldest connection without a hello that has sent nothing (else the oldest
+// without a hello); with holdingBytes, the oldest whose hello is partly read. False if
+// there is none.
+bool RootService::evictOnePending(Clock::time_point now, bool holdingBytes) {
+  Conn* victim = nullptr;
+  for (Conn& c : conns_) {  // in accept order
+    if (c.closed || (c.state != Conn::State::ReadHeader && c.state != Conn::State::ReadBody)) {
+      continue;
+    }
+    if (holdingBytes && c.state != Conn::State::ReadBody) continue;
+    if (holdingBytes || (c.state == Conn::State::ReadHeader && c.headerGot == 0)) {
+      victim = &c;
+      break;
+    }
+    if (victim == nullptr) victim = &c;
+  }
+  if (victim == nullptr) return false;
+  ++droppedWithoutHello_;
+  ++evictedSinceLog_;
+  if (floodLoggedAt_ == Deadline{} || now - floodLoggedAt_ >= std::chrono::seconds(10)) {
+    FTCCL_LOG(Warn, Bootstrap,
+              "bootstrap root {}: closed {} connection(s) without a hello to make room (at most "
+              "{} may wait for theirs, holding {} MiB): a flood of idle or slow connections?",
+              name_, evictedSinceLog_, kMaxPendingConnections, kMaxPendingHelloBytes >> 20);
+    floodLoggedAt_ = now;
+    evictedSinceLog_ = 0;
+  }
+  drop(*victim);
+  return true;
+}
+
+void RootService::boundPendingBytes(Clock::time_point now) {
+  for (;;) {
+    size_t held = 0;
+    for (const Conn& c : conns_) {
+      if (!c.closed && c.state == Conn::State::ReadBody) held += c.body.size();
+    }
+    if (held <= kMaxPendingHelloBytes || !evictOnePending(now, /*holdingBytes=*/true)) return;
+  }
+}
+
+std::string RootService::floodNote() const {
+  if (droppedWithoutHello_ == 0) return "";
+  return "; meanwhile the root closed " + std::to_string(droppedWithoutHello_) +
+         " connection(s) that sent no complete hello (idle, slow, or not ftccl: a flood of "
+         "connections at its port?)";
 }
 
 void RootService::drop(Conn& c) {
@@ -449,6 +512,8 @@ void RootService::onReadable(Conn& c, Clock::time_point now) {
       c.state = Conn::State::ReadBody;
     } else {
       c.body.insert(c.body.end(), buf, buf + n);
+      boundPendingBytes(now);
+      if (c.closed) return;
     }
     if (c.state == Conn::State::ReadBody && c.body.size() == c.frame.length) {
       Hello hello;
@@ -757,21 +822,26 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
 
   Fd fd;
   std::string lastError;
-  Status st = connectWithRetry(rootAddr, deadline, &fd, &lastError, cancelled);
-  if (st.code() == ftcclRemoteError) return remoteError("bootstrap rendezvous given up: " + st.message());
-  if (!st.isOk()) {
-    if (st.code() == ftcclTimeout) {
+  auto connectToRoot = [&]() -> Status {
+    Status connected = connectWithRetry(rootAddr, deadline, &fd, &lastError, cancelled);
+    if (connected.code() == ftcclRemoteError) {
+      return remoteError("bootstrap rendezvous given up: " + connected.message());
+    }
+    if (connected.code() == ftcclTimeout) {
       return systemError("cannot reach bootstrap root " + root + " within " +
                          std::to_string(timeoutMs) +
                          " ms (is the root process alive? stale unique id?): " + lastError);
     }
-    return st;
-  }
+    return connected;
+  };
+  Status st = connectToRoot();
+  if (!st.isOk()) return st;
 
   const std::string closedMsg =
       "bootstrap root " + root +
       " closed the connection without a reply: it rejected this rank (wrong secret: a unique "
-      "id or FTCCL_COMM_SECRET from another job?) or it exited; see the root's log";
+      "id or FTCCL_COMM_SECRET from another job?), it was flooded by other connections, or "
+      "it exited; see the root's log";
   auto noReply = [&](const Status& io) -> Status {
     if (io.code() == ftcclRemoteError) {
       return remoteError("bootstrap rendezvous with root " + root + " given up: " + io.message());
@@ -797,6 +867,12 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
     if (!io.isOk()) return noReply(io);
     Status parsed = parseFrameHeader(frame->data(), kFrameHeaderBytes, header);
     if (!parsed.isOk()) return badReply(parsed.message());
+    // Read before the root proved itself: no more than a table of nranks blobs.
+    const size_t tableCap = 12 + static_cast<size_t>(nranks) * (4 + kMaxBlobBytes);
+    if (header->type == FrameType::Table && header->length > tableCap) {
+      return badReply("a table of " + std::to_string(header->length) + " bytes for " +
+                      std::to_string(nranks) + " ranks");
+    }
     while (frame->size() - kFrameHeaderBytes < header->length) {
       size_t chunk = std::min<size_t>(header->length - (frame->size() - kFrameHeaderBytes),
                                       size_t{1} << 20);
@@ -809,10 +885,21 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
     return body.isOk() ? body : badReply(body.message());
   };
 
-  // The root's challenge, then our hello proving the secret for it.
+  // The root's challenge, then our hello proving the secret for it. A root flooded with
+  // connections may close ours before it sends the challenge (or never accept it): tried
+  // again, with a growing pause, until the deadline.
   FrameHeader header;
   Bytes frame;
-  st = readFrame(&header, &frame);
+  for (int pauseMs = 20;; pauseMs = std::min(2 * pauseMs, 500)) {
+    st = readFrame(&header, &frame);
+    if (st.isOk() || st.code() != ftcclSystemError || msUntil(deadline) <= pauseMs) break;
+    FTCCL_LOG(Info, Bootstrap, "bootstrap root {} closed the connection before its challenge: "
+              "connecting again in {} ms", root, pauseMs);
+    fd.reset();
+    std::this_thread::sleep_for(std::chrono::milliseconds(pauseMs));
+    st = connectToRoot();
+    if (!st.isOk()) return st;
+  }
   if (!st.isOk()) return st;
   uint8_t rootChallenge[kChallengeBytes];
   if (header.type != FrameType::Challenge ||

@@ -708,6 +708,19 @@ TEST_F(BootstrapTest, WrongSecretIsRejectedOthersComplete) {
   EXPECT_NE(log.find(": wrong secret"), std::string::npos) << log;
 }
 
+// More idle connections than the root lets wait for a hello (a flood from strangers):
+// the oldest idle ones make room, the ranks that connect after them still meet, and
+// the root says what it did.
+TEST_F(BootstrapTest, IdleConnectionFloodDoesNotKeepRanksOut) {
+  UniqueIdContents c = newRoot();
+  std::vector<bootstrap::Fd> idle;
+  for (int i = 0; i < 300; ++i) idle.push_back(rawConnect(c));
+  std::vector<Bytes> blobs = {blobFor(0, 8), blobFor(1, 8), blobFor(2, 8)};
+  expectCompleteTables(runRanks(c, {0, 1, 2}, 3, 20000, blobs), blobs);
+  stopAllRoots();
+  EXPECT_NE(logText().find("without a hello to make room"), std::string::npos) << logText();
+}
+
 // A hello recorded on one connection proves nothing on another: the root's challenge
 // differs, so it is rejected like a wrong secret.
 TEST_F(BootstrapTest, HelloReplayedOnAnotherConnectionIsRejected) {
