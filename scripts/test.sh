@@ -3,7 +3,9 @@
 #   1. the release build: unit, multi-process (mpirun and ftccl_run), launcher, install;
 #   2. an AddressSanitizer/LeakSanitizer build: the tests that run without MPI (Open MPI's
 #      dlopen'd components leak at exit in ways no suppression can name). Set
-#      FTCCL_SKIP_ASAN=1 to skip it.
+#      FTCCL_SKIP_ASAN=1 to skip it;
+#   3. the fuzz targets (scripts/fuzz.sh), each for FTCCL_FUZZ_SECONDS (20). Set
+#      FTCCL_SKIP_FUZZ=1 to skip them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -18,4 +20,8 @@ if [ "${FTCCL_SKIP_ASAN:-0}" != 1 ]; then
   UCX_MEM_MALLOC_HOOKS=n UCX_MEM_EVENTS=n \
     ctest --output-on-failure --timeout 900 -R "^(unit|launcher|mp\.fault\.|mp\.all_reduce_perf\.comm_id)" \
       -E "install" "$@"
+fi
+if [ "${FTCCL_SKIP_FUZZ:-0}" != 1 ]; then
+  cd "$root"
+  ./scripts/fuzz.sh
 fi
