@@ -336,7 +336,9 @@ void RootService::acceptAll(Clock::time_point now) {
   for (const Conn& c : conns_) {
     if (c.state == Conn::State::ReadHeader || c.state == Conn::State::ReadBody) ++pending;
   }
-  for (;;) {
+  // Bounded per wake-up: a connect flood faster than this loop must not keep the root
+  // from reading the hellos of the connections it has.
+  for (int accepted = 0; accepted < 64; ++accepted) {
     SockAddr peer;
     peer.length = sizeof(peer.storage);
     int fd = accept4(listen_.get(), peer.sa(), &peer.length, SOCK_CLOEXEC | SOCK_NONBLOCK);

@@ -56,14 +56,18 @@ constexpr auto kVerifyLimit = std::chrono::milliseconds(100);
 // nothing (every frame is sealed for the peer's nonce), and it must not hold a descriptor.
 constexpr auto kHelloLimit = std::chrono::seconds(10);
 // Bounded whatever arrives. A connection is "proven" once a frame on it verified: a key
-// holder is behind it (every monitoring connection opens with a kAttest). Until then
-// what it may make us hold is small: a hello of kMaxHelloFrame, then frames of
-// kMaxUnprovenFrame, and at most kMaxUnproven accepted ones at once (the oldest goes
-// first: a real peer proves itself within a round trip), each for kProofLimit at most.
-// A flood of strangers' connections thus holds 64 descriptors and 4 MiB at worst.
+// holder is behind it (every connection we open starts with a kAttest). Until then what
+// it may make us hold is small: a hello of kMaxHelloFrame, then frames of
+// kMaxUnprovenFrame, kMaxUnprovenBytes over all such connections (the one holding most
+// goes), and kProofLimit to prove itself. Past kMaxUnproven of them the oldest goes, once
+// it had kProofGrace: a real peer proves itself within a round trip of its accept, and
+// when thousands report to a coordinator at once none of them is lost for the cap. Out
+// of descriptors (EMFILE), the oldest goes at once.
 constexpr size_t kMaxHelloFrame = 1024;
 constexpr size_t kMaxUnprovenFrame = size_t{64} << 10;
+constexpr size_t kMaxUnprovenBytes = size_t{8} << 20;
 constexpr size_t kMaxUnproven = 64;
+constexpr auto kProofGrace = std::chrono::milliseconds(1000);
 constexpr auto kProofLimit = std::chrono::seconds(5);
 // accept() failing for want of descriptors or memory (EMFILE...) pauses accepting, for
 // twice as long each time in a row up to a second, instead of spinning on a listener
@@ -78,6 +82,12 @@ constexpr auto kFloodLogEvery = std::chrono::seconds(10);
 // the flood cannot fill the socket's buffer and push our peers' probes out.
 constexpr auto kProbeFloodWatch = std::chrono::seconds(1);
 constexpr int kProbeReceiveBuffer = 1 << 20;  // asked for; the kernel caps it (rmem_max)
+// Work per wake-up on one socket is bounded too: a sender faster than the thread (a
+// connect or datagram flood) must not keep it from its ticks, whose heartbeats are the
+// rank's sign of life (hostile_peer: an accept loop that never met EAGAIN silenced a
+// rank for 1 s).
+constexpr int kAcceptsPerWake = 64;
+constexpr int kProbeBatchesPerWake = 32;
 
 std::string freshNonce() {
   std::string nonce(kConnectionNonceBytes, '\0');
@@ -408,6 +418,10 @@ class HealthService::Driver final : public HealthNetwork {
       closed = true;  // by the peer, or failed: but first read what it said (a leave)
       break;
     }
+    if (!c.proven) {
+      boundUnprovenBytes();
+      if (!c.fd.valid()) return;
+    }
     size_t at = 0;
     for (;;) {
       HealthMessage m;
@@ -507,10 +521,11 @@ class HealthService::Driver final : public HealthNetwork {
     return n;
   }
 
-  // Closes the oldest accepted connection that proved no key (false: there is none).
-  bool evictOldestUnproven() {
+  // Closes the oldest accepted connection that proved no key and was accepted at least
+  // `grace` ago (false: there is none).
+  bool evictOldestUnproven(HealthTime now, std::chrono::milliseconds grace) {
     for (auto& c : conns) {  // in accept order
-      if (c->fd.valid() && c->accepted && !c->proven) {
+      if (c->fd.valid() && c->accepted && !c->proven && now - c->openedAt >= grace) {
         c->fd.reset();
         ++evicted;
         return true;
@@ -519,15 +534,32 @@ class HealthService::Driver final : public HealthNetwork {
     return false;
   }
 
+  // While the unproven connections hold more than kMaxUnprovenBytes, the one holding
+  // most is closed.
+  void boundUnprovenBytes() {
+    for (;;) {
+      size_t held = 0;
+      Conn* largest = nullptr;
+      for (auto& c : conns) {
+        if (!c->fd.valid() || c->proven) continue;
+        held += c->in.size();
+        if (largest == nullptr || c->in.size() > largest->in.size()) largest = c.get();
+      }
+      if (held <= kMaxUnprovenBytes || largest == nullptr) return;
+      largest->fd.reset();
+      ++evicted;
+    }
+  }
+
   void logFlood(HealthTime now) {
     if (evicted == 0 && acceptFailures == 0) return;
     if (now - floodLoggedAt < kFloodLogEvery && floodLoggedAt != HealthTime{}) return;
     floodLoggedAt = now;
     FTCCL_LOG(Warn, Health,
               "health listener {}: closed {} connection(s) that proved no key of ours (over "
-              "{} at once, or none within {} s), and accept failed {} time(s){}{}: strangers "
-              "flooding this port?",
-              protocol.self(), evicted, kMaxUnproven,
+              "{} at once, {} MiB held, or none within {} s), and accept failed {} time(s){}{}: "
+              "strangers flooding this port?",
+              protocol.self(), evicted, kMaxUnproven, kMaxUnprovenBytes >> 20,
               std::chrono::duration_cast<std::chrono::seconds>(kProofLimit).count(),
               acceptFailures, acceptFailures ? " (last: " : "",
               acceptFailures ? std::string(std::strerror(lastAcceptErrno)) + ")" : "");
@@ -536,7 +568,8 @@ class HealthService::Driver final : public HealthNetwork {
   }
 
   void acceptAll(HealthTime now) {
-    for (;;) {
+    size_t unproven = unprovenAccepted();
+    for (int accepted = 0; accepted < kAcceptsPerWake; ++accepted) {
       int fd = accept4(listenFd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         const int err = errno;
@@ -551,7 +584,7 @@ class HealthService::Driver final : public HealthNetwork {
         acceptPause = std::clamp(acceptPause * 2, std::chrono::milliseconds(kAcceptPauseMin),
                                  std::chrono::milliseconds(kAcceptPauseMax));
         acceptPausedUntil = now + acceptPause;
-        evictOldestUnproven();
+        evictOldestUnproven(now, std::chrono::milliseconds(0));
         logFlood(now);
         return;
       }
@@ -566,7 +599,7 @@ class HealthService::Driver final : public HealthNetwork {
       Conn& added = *c;
       conns.push_back(std::move(c));
       if (!flush(added)) lost(added);
-      if (unprovenAccepted() > kMaxUnproven) evictOldestUnproven();
+      if (++unproven > kMaxUnproven && evictOldestUnproven(now, kProofGrace)) --unproven;
     }
   }
 
@@ -632,7 +665,7 @@ class HealthService::Driver final : public HealthNetwork {
 
   // At each tick: every probe that arrived since the last one, in batches.
   void drainProbes(HealthTime now) {
-    for (;;) {
+    for (int batches = 0; batches < kProbeBatchesPerWake; ++batches) {
       mmsghdr batch[kProbeBatch];
       iovec chunks[kProbeBatch];
       alignas(cmsghdr) char control[kProbeBatch][CMSG_SPACE(sizeof(timespec))];

@@ -179,67 +179,82 @@ def bootstrap_flood(attack, port, until):
 
 
 # --- health TCP ---------------------------------------------------------------------
-def health_tcp(attack, key, rank):
-    addr = addr_of(key)
-    fake = "127.0.0.1:%d" % random.randint(1024, 65535)
-    idle = []
-    for _ in range(150):
-        s = connect_nb(addr)
+def health_idle(attack, key, n=150):
+    """Connections that say nothing, held."""
+    held = 0
+    for _ in range(n):
+        s = connect_nb(addr_of(key))
         if s is not None:
-            idle.append(s)
             attack.hold(s)
-    attack.count("health idle connections", len(idle))
-    half = []
-    for _ in range(30):
-        s = connect_nb(addr)
+            held += 1
+    attack.count("health idle connections", held)
+
+
+def health_half(attack, key, n=30, frame_bytes=60 << 10):
+    """A hello, then half of a frame of frame_bytes, held."""
+    fake = "127.0.0.1:%d" % random.randint(1024, 65535)
+    held = 0
+    for _ in range(n):
+        s = connect_nb(addr_of(key))
         if s is None:
             continue
         time.sleep(0.002)
-        if send_quiet(s, hello(fake, os.urandom(16)) + struct.pack("<IB", 60 << 10, 6) +
-                      os.urandom(30 << 10)):
-            half.append(s)
+        if send_quiet(s, hello(fake, os.urandom(16)) + struct.pack("<IB", frame_bytes, 6) +
+                      os.urandom(frame_bytes // 2)):
             attack.hold(s)
-    attack.count("health half-sent 60 KiB frames", len(half))
-    stream = None
+            held += 1
+    attack.count("health half-sent %d KiB frames" % (frame_bytes >> 10), held)
+
+
+def health_stream(attack, key):
+    """One connection: a hello, a frame naming 1 MiB, then bytes as fast as they go."""
+    fake = "127.0.0.1:%d" % random.randint(1024, 65535)
+    chunk = os.urandom(1 << 16)
     while not attack.stopping.is_set():
-        kind = random.randrange(4)
         s = socket.socket()
         s.settimeout(1)
         try:
-            s.connect(addr)
-            if kind == 0:  # a frame naming 4 GiB
+            s.connect(addr_of(key))
+            s.sendall(hello(fake, os.urandom(16)) + struct.pack("<IB", 1 << 20, 6))
+            attack.count("health streams")
+            while not attack.stopping.is_set():
+                s.sendall(chunk)
+                attack.count("health MiB streamed", len(chunk) / 2**20)
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+
+def health_churn(attack, key):
+    """Connections that come and go: frames naming 4 GiB, forged sealed frames,
+    truncated hellos."""
+    fake = "127.0.0.1:%d" % random.randint(1024, 65535)
+    while not attack.stopping.is_set():
+        kind = random.randrange(3)
+        s = socket.socket()
+        s.settimeout(1)
+        try:
+            s.connect(addr_of(key))
+            if kind == 0:
                 s.sendall(hello(fake, os.urandom(16)) + struct.pack("<IB", 0xFFFFFFF0, 6))
                 attack.count("health 4 GiB frames")
-            elif kind == 1:  # forged sealed frames
+            elif kind == 1:
                 body = struct.pack("<Q", random.getrandbits(64)) + struct.pack("<I", 8) + b"x" * 8
                 s.sendall(hello(fake, os.urandom(16)) + frame(6, body) +
                           fake_seal(random.getrandbits(64)))
                 attack.count("health forged frames")
-            elif kind == 2:  # a truncated hello, then gone
+            else:
                 s.sendall(hello(fake, os.urandom(16))[:7])
                 attack.count("health truncated hellos")
-            else:  # frames as fast as the rank takes them, on one connection
-                if stream is None:
-                    stream = s
-                    s = None
-                    stream.sendall(hello(fake, os.urandom(16)))
-                    attack.count("health streams")
-                chunk = (struct.pack("<IB", 1000, 7) + os.urandom(1000)) * 64
-                deadline = time.time() + 0.2
-                while time.time() < deadline:
-                    stream.sendall(chunk)
-                    attack.count("health MiB offered on streams", len(chunk) / 2**20)
         except OSError:
-            if stream is not None and s is None:
-                stream.close()
-                stream = None
+            pass
         finally:
-            if s is not None:
-                s.close()
+            s.close()
 
 
 # --- health UDP ---------------------------------------------------------------------
-def health_udp(attack, keys, rate):
+def health_udp(attack, keys, rate, garbage_only=False):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     targets = [addr_of(k) for k in keys]
     fake = "127.0.0.1:%d" % random.randint(1024, 65535)
@@ -249,7 +264,7 @@ def health_udp(attack, keys, rate):
         start = time.time()
         for i in range(batch):
             seq += 1
-            kind = i % 4
+            kind = 0 if garbage_only else i % 4
             if kind == 0:
                 data = os.urandom(8)
             elif kind == 1:
@@ -266,10 +281,10 @@ def health_udp(attack, keys, rate):
 
 
 # --- UCX ---------------------------------------------------------------------------
-def ucx_ports(attack, ports):
+def ucx_ports(attack, ports, hold_each=10):
     idle = []
     for port in ports:
-        for _ in range(10):
+        for _ in range(hold_each):
             s = connect_nb(("127.0.0.1", port))
             if s is not None:
                 idle.append(s)
@@ -297,16 +312,32 @@ def main():
     ap.add_argument("--rss-bound-mb", type=float, default=64)
     ap.add_argument("--udp-rate", type=float, default=20000)
     ap.add_argument("--iters", type=int, default=400000)
+    ap.add_argument("--attack", default="all",
+                    help="comma list of bootstrap,idle,half,stream,churn,udp,garbage,ucx "
+                         "(garbage: 8-byte datagrams only, at --udp-rate)")
+    ap.add_argument("--half", type=int, default=30, help="half-sent frames per rank")
+    ap.add_argument("--half-kib", type=int, default=60, help="their size")
+    ap.add_argument("--ucx-hold", type=int, default=10, help="idle connections per UCX port")
+    ap.add_argument("--nofile", type=int, default=0, help="the ranks' descriptor limit")
     args = ap.parse_args()
+    chosen = set(args.attack.split(","))
+    if "all" in chosen:
+        chosen = {"bootstrap", "idle", "half", "stream", "churn", "udp", "ucx"}
+
+    def limit():
+        if args.nofile:
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, args.nofile))
 
     env = dict(os.environ, FTCCL_SOCKET_IFNAME="lo", FTCCL_DEBUG="info",
                FTCCL_DEBUG_SUBSYS="HEALTH,RECOVERY,INIT,BOOTSTRAP")
-    cmd = [os.path.join(args.build, "tools", "ftccl_run"), "-n", str(NRANKS),
-           "--stop", "3@0", "--cont", "3@3", "--timeout", str(int(args.seconds) + 240), "--",
+    stop = ["--stop", "3@0", "--cont", "3@3"] if "bootstrap" in chosen else []
+    cmd = [os.path.join(args.build, "tools", "ftccl_run"), "-n", str(NRANKS), *stop,
+           "--timeout", str(int(args.seconds) + 240), "--",
            os.path.join(args.build, "tools", "all_reduce_perf"), "-b", "64K", "-e", "64K",
            "-n", str(args.iters), "-w", "2", "-c", "1", "-z", "1"]
     job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                           text=True, start_new_session=True)
+                           text=True, start_new_session=True, preexec_fn=limit)
     lines, keys, pids = [], {}, {}
 
     def read():
@@ -335,7 +366,8 @@ def main():
         if port is None:
             print("BROKEN bootstrap: the job did not start")
             return 1
-        attack.run(bootstrap_flood, attack, port, lambda: len(keys) == NRANKS)
+        if "bootstrap" in chosen:
+            attack.run(bootstrap_flood, attack, port, lambda: len(keys) == NRANKS)
         end = time.time() + 60
         while len(keys) < NRANKS and time.time() < end and job.poll() is None:
             time.sleep(0.05)
@@ -343,10 +375,13 @@ def main():
         counts = dict(attack.counts)
         if len(keys) < NRANKS:
             print("BROKEN bootstrap: the ranks did not meet under the flood (%s)" % counts)
+            for l in lines[-20:]:
+                print("  " + l.rstrip())
             return 1
-        print("held bootstrap: the 4 ranks met through %d idle connections and %d slow hellos "
-              "at the root" % (counts.get("bootstrap idle connections", 0),
-                               counts.get("bootstrap slow hellos", 0)))
+        if "bootstrap" in chosen:
+            print("held bootstrap: the 4 ranks met through %d idle connections and %d slow "
+                  "hellos at the root" % (counts.get("bootstrap idle connections", 0),
+                                          counts.get("bootstrap slow hellos", 0)))
         time.sleep(2.0)  # operations running
         if job.poll() is not None:
             print("BROKEN job: it ended before the attack (%d iterations too few?)" % args.iters)
@@ -356,10 +391,19 @@ def main():
                        {addr_of(k)[1] for k in keys.values()})
         attack = Attack()
         for rank, key in sorted(keys.items()):
-            attack.run(health_tcp, attack, key, rank)
-        attack.run(health_udp, attack, list(keys.values()), args.udp_rate)
-        if ports:
-            attack.run(ucx_ports, attack, ports)
+            if "idle" in chosen:
+                attack.run(health_idle, attack, key)
+            if "half" in chosen:
+                attack.run(health_half, attack, key, args.half, args.half_kib << 10)
+            if "stream" in chosen:
+                attack.run(health_stream, attack, key)
+            if "churn" in chosen:
+                attack.run(health_churn, attack, key)
+        if "udp" in chosen or "garbage" in chosen:
+            attack.run(health_udp, attack, list(keys.values()), args.udp_rate,
+                       "garbage" in chosen)
+        if ports and "ucx" in chosen:
+            attack.run(ucx_ports, attack, ports, args.ucx_hold)
         ticks0, t0 = health_cpu_ticks(pids.values()), time.time()
         peak = dict(rss0)
         end = time.time() + args.seconds
@@ -404,7 +448,7 @@ def main():
                cpu_pct))
         ok = ok and worst <= args.rss_bound_mb
         for l in lines:
-            if re.search(r"(flooding|flood of|closed \d+ connection)", l):
+            if re.search(r"(flooding|flood of|closed \d+ connection|accept)", l):
                 print("log: " + l.strip())
                 break
         return 0 if ok else 1
