@@ -708,10 +708,12 @@ class HealthService::Driver final : public HealthNetwork {
       return false;  // not a probe of ours (a stranger's, a stale process's of an old key)
     }
     probe.waitedNs = waitedSince(header, now);
-    for (const auto& c : conns) {  // state only for the peers we monitor
-      if (c->monitoring && c->key == from) {
-        probesFrom.insert(from);
-        break;
+    if (!probesFrom.count(from)) {  // state only for the peers we monitor; looked up once
+      for (const auto& c : conns) {
+        if (c->monitoring && c->key == from) {
+          probesFrom.insert(from);
+          break;
+        }
       }
     }
     protocol.onMessage(from, probe, now);

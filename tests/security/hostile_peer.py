@@ -35,6 +35,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attack_health import (NRANKS, addr_of, fake_seal, frame, health_cpu_ticks,  # noqa: E402
                            hello, probe, rss_kb)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                                "ftccl_chaos"))
+from chaos_run import _children_of as children_of  # noqa: E402  (ftccl_run's ranks)
 
 BOOTSTRAP_MAGIC = 0x53425446  # "FTBS" little-endian, bootstrap/wire.h
 
@@ -101,20 +104,6 @@ def send_quiet(s, data):
         return True
     except OSError:
         return False
-
-
-def children_of(pid):
-    kids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                    kids.append(int(d))
-        except (OSError, ValueError, IndexError):
-            pass
-    return kids
 
 
 def environ_of(pid):
