@@ -47,11 +47,12 @@ void Communicator::closeStats() {
 // nccl-tests' sizes: AllGather counts what it gathers, ReduceScatter what it scatters.
 // A group's time is shared among its ops by their bytes.
 void Communicator::recordStats(const std::vector<OpRequest>& batch, uint64_t elapsedNs) {
+  const int nranks = epochs_.nranks();
   uint64_t total = 0;
   size_t counted = 0;
   auto bytesOf = [&](const OpRequest& op) {
     uint64_t bytes = op.args.count * dataTypeSize(op.args.type);
-    if (op.kind == OpKind::kAllGather || op.kind == OpKind::kReduceScatter) bytes *= nranks_;
+    if (op.kind == OpKind::kAllGather || op.kind == OpKind::kReduceScatter) bytes *= nranks;
     return bytes;
   };
   for (const OpRequest& op : batch) {
@@ -66,7 +67,7 @@ void Communicator::recordStats(const std::vector<OpRequest>& batch, uint64_t ela
     double share = total ? static_cast<double>(bytes) / static_cast<double>(total)
                          : 1.0 / static_cast<double>(counted);
     counters_.record(kind, bytes,
-                     static_cast<uint64_t>(static_cast<double>(bytes) * busFactor(kind, nranks_)),
+                     static_cast<uint64_t>(static_cast<double>(bytes) * busFactor(kind, nranks)),
                      static_cast<uint64_t>(static_cast<double>(elapsedNs) * share));
   }
 }
@@ -82,17 +83,19 @@ CommStats Communicator::stats() {
   std::vector<std::pair<std::string, int>> members;  // health's member index -> host, pid
   HealthService::RegistrationId registration = 0;    // of the same epoch as `members`
   {
-    std::lock_guard<std::mutex> lock(mutex_);  // numbering and peer table
+    std::shared_ptr<const EpochView> view = epochs_.current();
+    std::lock_guard<std::mutex> lock(transportMutex_);  // a worker switch may replace it
     s.commId = crypto::oneWayId(commKey_);
-    s.epoch = epoch_;
-    s.rank = rank_;
-    s.nranks = nranks_;
-    for (int w : worldOf_) members.emplace_back(peers_[w].host, peers_[w].pid);
-    for (int w : spares_) members.emplace_back(peers_[w].host, peers_[w].pid);
+    s.epoch = view->epoch;
+    s.rank = view->rank;
+    s.nranks = view->nranks();
+    const std::vector<PeerInfo>& peers = view->peers;
+    for (int w : view->worldOf) members.emplace_back(peers[w].host, peers[w].pid);
+    for (int w : view->spares) members.emplace_back(peers[w].host, peers[w].pid);
     registration = healthId_;
-    std::vector<int> rankOf(peers_.size(), -1);
-    for (size_t r = 0; r < worldOf_.size(); ++r) rankOf[worldOf_[r]] = static_cast<int>(r);
-    for (size_t w = 0; w < transport_->processCount() && w < peers_.size(); ++w) {
+    std::vector<int> rankOf(peers.size(), -1);
+    for (size_t r = 0; r < view->worldOf.size(); ++r) rankOf[view->worldOf[r]] = static_cast<int>(r);
+    for (size_t w = 0; transport_ && w < transport_->processCount() && w < peers.size(); ++w) {
       const LinkCounters& c = transport_->counters(w);
       PeerStats p;
       p.sentBytes = c.send.bytes.load(std::memory_order_relaxed);
@@ -103,12 +106,12 @@ CommStats Communicator::stats() {
       p.sendBusyNs = c.send.busyNs.load(std::memory_order_relaxed);
       p.recvBusyNs = c.recv.busyNs.load(std::memory_order_relaxed);
       p.rank = rankOf[w];
-      p.host = peers_[w].host;
-      p.pid = peers_[w].pid;
+      p.host = peers[w].host;
+      p.pid = peers[w].pid;
       s.peers.push_back(std::move(p));
     }
   }
-  // Outside the lock: the health thread takes its own lock, then ours (listener calls).
+  // Outside the lock: health's answer needs no lock of ours.
   for (const PeerHealth& h : health_->peerHealth(registration)) {
     if (h.member < 0 || h.member >= static_cast<int>(members.size())) continue;
     const auto& [host, pid] = members[h.member];
@@ -169,6 +172,8 @@ std::string joinList(const std::vector<std::string>& items) {
 std::string Communicator::diagnoseHang() {
   OpProgress mine = board_->read(nowNs());
   if (!mine.inOp || mine.started == mine.done) return "";  // not a collective
+  const int rank = epochs_.rank(), nranks = epochs_.nranks();
+  const uint64_t epoch = epochs_.epoch();
   uint64_t stuck = mine.started - 1;
   HealthService::RegistrationId id = healthId_;
   auto asked = Clock::now();
@@ -180,26 +185,26 @@ std::string Communicator::diagnoseHang() {
     return std::chrono::duration<double, std::milli>(Clock::now() - asked).count();
   };
   auto answered = [&](const MemberProgress& m) {
-    return m.member == rank_ || m.gone || m.member >= nranks_ || (m.known && m.ageMs <= waitedMs());
+    return m.member == rank || m.gone || m.member >= nranks || (m.known && m.ageMs <= waitedMs());
   };
   std::vector<MemberProgress> table;
   for (;;) {
     table = health_->progressOf(id);
     bool all = std::all_of(table.begin(), table.end(), answered);
-    if (all || aborted_ || Clock::now() - asked >= limit) break;
+    if (all || revocation_.aborted() || Clock::now() - asked >= limit) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   std::vector<std::string> notReached, inside, past, silent, gone;
   for (const MemberProgress& m : table) {
-    if (m.member >= nranks_) continue;  // spares run no ops
+    if (m.member >= nranks) continue;  // spares run no ops
     std::string who =
-        "rank " + std::to_string(m.member) + (m.member == rank_ ? " (this rank)" : "");
+        "rank " + std::to_string(m.member) + (m.member == rank ? " (this rank)" : "");
     const OpProgress& p = m.progress;
     if (m.gone) {
       gone.push_back(who);
-    } else if (m.member != rank_ && (!m.known || m.ageMs > waitedMs() + 1000)) {
+    } else if (m.member != rank && (!m.known || m.ageMs > waitedMs() + 1000)) {
       silent.push_back(who);
-    } else if (p.epoch != static_cast<uint32_t>(epoch_)) {
+    } else if (p.epoch != static_cast<uint32_t>(epoch)) {
       notReached.push_back(who + " (in epoch " + std::to_string(p.epoch) + ")");
     } else if (p.started <= stuck) {
       notReached.push_back(who + " (" + describeProgress(p) + ")");
@@ -215,6 +220,20 @@ std::string Communicator::diagnoseHang() {
   if (!gone.empty()) text += "; failed or left: " + joinList(gone);
   if (!silent.empty()) text += "; no answer from " + joinList(silent);
   return text;
+}
+
+// Which transfers a revoke cut short, per peer: a fault that strikes in the middle of a
+// rendezvous is the hard case for the data path, and the chaos campaign counts them.
+void Communicator::logMidTransfer() {
+  std::shared_ptr<const EpochView> view = epochs_.current();
+  for (const OutstandingTransfers& t : transport_->outstanding()) {
+    if (t.world < 0 || t.world >= static_cast<int>(view->peers.size())) continue;
+    FTCCL_LOG(Info, Net,
+              "mid-transfer: rank {} had {} transfer(s) of {} bytes outstanding with rank {} "
+              "(pid {}) at revoke; largest {} B, {} at or above UCX's rendezvous threshold "
+              "({} B)", view->rank, t.count, t.bytes, view->rankOfWorld(t.world),
+              view->peers[t.world].pid, t.largest, t.rendezvous, t.rendezvousThreshold);
+  }
 }
 
 }  // namespace ftccl

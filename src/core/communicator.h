@@ -1,16 +1,23 @@
-// The communicator: membership, transport, staging memory, and the order of its ops.
+// The communicator: the C API's object, wiring parts that each have one job.
 //
-// Ordering: every op gets a ticket on the issuing (application) thread; tickets run
-// one after another in issue order, whatever stream they were queued on, so every
-// rank runs op k of a communicator as its k-th op and one thread at a time drives
-// the communicator's UCX worker. Ops of different communicators run concurrently.
+//   OpOrder      (op_order.h)       tickets: ops run one after another in issue order
+//   OpBuilder    (op_builder.h)     a batch -> one Collective (algorithm choice, signature)
+//   OpDriver     (op_driver.h)      runs it to completion, fails it on revoke or timeout
+//   Revocation   (revocation.h)     whether ops may run, and why not
+//   EpochState   (epoch_state.h)    the membership of the current epoch, immutable snapshots
+//   RecoveryInbox (recovery_inbox.h) what the health thread tells the application thread
+//
+// Files: comm_init.cc (init, joining, the local side), comm_recovery.cc (health's
+// callbacks, rebuild, standby, entering an epoch), comm_tuning.cc (the cost model and
+// calibration, measured by tuning/measurement.h), comm_split.cc, comm_stats.cc (stats
+// and the hang diagnosis), worker_switch.cc (fresh UCX workers after a death on a host).
+// Ops of different communicators run concurrently.
 #pragma once
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
+#include <limits>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -18,9 +25,15 @@
 #include <unordered_map>
 #include <vector>
 
-#include "algorithms/collective.h"
 #include "core/config.h"
+#include "core/epoch_state.h"
+#include "core/op_builder.h"
+#include "core/op_driver.h"
+#include "core/op_order.h"
+#include "core/op_request.h"
 #include "core/peer_info.h"
+#include "core/recovery_inbox.h"
+#include "core/revocation.h"
 #include "ftccl.h"
 #include "health/health_service.h"
 #include "stats/op_counters.h"
@@ -33,21 +46,6 @@ namespace ftccl {
 
 class UcxTransport;
 struct UniqueIdContents;
-
-enum class OpKind { kAllReduce, kBroadcast, kReduce, kAllGather, kReduceScatter, kSend, kRecv };
-
-// One call of the C API, as queued: a collective, or one side of a Send/Recv (the
-// buffer in args.sendbuff or args.recvbuff, `peer` the other side).
-struct OpRequest {
-  OpKind kind = OpKind::kAllReduce;
-  CollectiveArgs args;
-  int peer = -1;
-  int algorithm = -1;     // >= 0: run this Algorithm, unlogged (calibration probes)
-  bool internal = false;  // ftccl's own (calibration, CommSplit): not in the stats
-};
-
-// The ranks `rank` probes (health/monitoring.h), nodes by FTCCL_NODE_ID or host name.
-const char* opKindName(OpKind kind);
 
 class Communicator final : public HealthListener {
  public:
@@ -87,17 +85,13 @@ class Communicator final : public HealthListener {
   // every rank has left in order (0). Commits that keep it a spare are followed.
   Status standby(int* activated);
 
-  int nranks() const { return nranks_; }
-  int rank() const { return rank_; }  // -1 while a hot spare
+  int nranks() const { return epochs_.nranks(); }
+  int rank() const { return epochs_.rank(); }  // -1 while a hot spare
 
-  // Application thread: reserves the next slot in this communicator's op order for a
-  // batch (one call, or a group's calls on this communicator) and numbers its messages:
-  // collectives take the next op sequence numbers, Send/Recv the next per-peer ones.
-  struct Ticket {
-    uint64_t index = 0;
-    uint64_t epoch = 0;
-  };
-  Ticket issue(std::vector<OpRequest>* batch);
+  // Application thread: reserves the next slot in the op order for a batch (one call,
+  // or a group's calls on this communicator) and numbers its messages.
+  using Ticket = OpOrder::Ticket;
+  Ticket issue(std::vector<OpRequest>* batch) { return order_.issue(batch); }
   // Any thread: waits for the ticket's turn, runs the batch to completion (Send/Recv all
   // together, then the collectives in order), releases the turn.
   Status execute(const Ticket& ticket, const std::vector<OpRequest>& batch);
@@ -106,34 +100,31 @@ class Communicator final : public HealthListener {
 
   // Safe from any thread: fails in-flight and future ops at once and wakes waiters.
   void abort();
-  ftcclResult_t asyncError() const { return asyncError_.load(); }
+  ftcclResult_t asyncError() const { return revocation_.error(); }
   // The error an op of a revoked communicator fails with.
-  Status revokedStatus(const char* opName) const;
+  Status revokedStatus(const char* opName) const { return revocation_.status(opName); }
 
-  // Calls in progress on this communicator (API guards, queued stream ops); abort and
-  // destroy wait for them to leave before freeing.
-  void enter();
-  void leave();
-  void waitUntilUnused();
-  // Calls queued in an open group hold the communicator without being in progress: abort
-  // and destroy do not wait for them (a group may never end), but the object is freed by
-  // whichever comes last, the release (abort/destroy) or the last group letting go.
-  void holdForGroup();
-  bool releaseGroupHold();  // true: released and no hold left, the caller frees it
-  bool markReleased();      // true: no group holds it, the caller frees it
-  bool isReleased() const;
+  // Calls in progress and group holds (op_order.h).
+  void enter() { order_.enter(); }
+  void leave() { order_.leave(); }
+  void waitUntilUnused() { order_.awaitUnused(); }
+  void holdForGroup() { order_.holdForGroup(); }
+  bool releaseGroupHold() { return order_.releaseGroupHold(); }
+  bool markReleased() { return order_.markReleased(); }
+  bool isReleased() const { return order_.isReleased(); }
   // Abort/destroy: the UCX worker goes now (bounded, see ucx_teardown.cc), even if a
   // group still holds the object.
   void closeTransport();
 
-  void setLastError(const std::string& message);
-  std::string lastError() const;
+  void setLastError(const std::string& message) { revocation_.setLastError(message); }
+  std::string lastError() const { return revocation_.lastError(); }
 
   // ftcclCommGetStats and the stats file: counters, progress, links (stats_json.h).
   CommStats stats();
 
  private:
-  Communicator() = default;
+  Communicator();
+  // comm_init.cc
   Status init(int nranks, const ftcclUniqueId& id, int rank, const ftcclConfig_t* config,
               const std::function<bool()>& cancelled = {});
   Status initJoining(const ftcclUniqueId& joinId, const ftcclConfig_t* config);
@@ -141,124 +132,76 @@ class Communicator final : public HealthListener {
   Status startLocal(const UniqueIdContents& contents, PeerInfo* mine);
   Status allocateScratch();
   // Epoch 0: ranks whose process did not join the rendezvous are replaced or dropped.
-  Status seatInitialMembers(const std::vector<bool>& present);
+  Status seatInitialMembers(const std::vector<bool>& present, int nranks, EpochView* view);
+  // comm_tuning.cc: rank 0 measures the cost model (or takes FTCCL_TUNING) at init; at
+  // init and after every rebuild it shares its model and algorithm overrides, so every
+  // member chooses alike.
   Status tuneAtInit();
-  void chooseSpin();
-  // `started`: when the caller began timing the op (saves a clock read), else now.
-  // `timeoutMs`: no progress for that long fails the op (0: never; -1: FTCCL_OP_TIMEOUT_MS).
-  Status drive(Collective& op, const std::string& what,
-               std::chrono::steady_clock::time_point started = {}, int timeoutMs = -1);
-  // The bound of the library's own ops (calibration, the cost model's sharing after a
-  // rebuild): the op timeout if set, else 10 failure timeouts without progress. They
-  // must never wait forever, even when the application set no op timeout.
-  int internalOpTimeoutMs() const;
-  Status failDisagreement(Collective& op, const std::string& what, const Status& cause);
-  // A blocking all-gather through the op order (CommSplit's exchanges).
-  Status allGatherBytes(const void* mine, void* all, size_t bytesEach);
-  std::unique_ptr<Collective> buildBatch(const std::vector<OpRequest>& batch);
-  std::unique_ptr<Collective> buildCollective(const OpRequest& request);
-  std::unique_ptr<Collective> makeAllReduce(const AlgorithmChoice& choice,
-                                            const CollectiveArgs& args);
-  // Node layout of the current membership, for hierarchical algorithms and the tuner.
-  void computeLayout();
-  // Rank 0 measures the cost model (or takes FTCCL_TUNING) at init; at init and after
-  // every rebuild it shares its model and algorithm overrides, so every member chooses
-  // alike.
   Status measureCostModel();
-  Status shareTuning(const char* when);
   Status calibrate();
+  Status shareTuning(const char* when);
   Status shareTuningAfterCommit(const char* when);
+  // comm_split.cc: a blocking all-gather through the op order.
+  Status allGatherBytes(const void* mine, void* all, size_t bytesEach);
+  // comm_recovery.cc
+  void registerHealth(const EpochView& view);
+  // Enters the committed epoch: numbering, transport tags, health registration.
+  Status applyCommit(const RecoveryMessage& commit);
   // worker_switch.cc: fresh UCX workers for the processes of a host where one died.
   Status createStandbys();
-  Status switchWorkersSince(const Membership& next,
-                            const std::unordered_map<ProcessKey, size_t>& worldByKey);
-  std::vector<bool> processesToSwitch(const std::vector<Member>& failed,
-                                      const std::unordered_map<ProcessKey, size_t>& worldByKey) const;
-  Status switchWorkers(const std::vector<bool>& switching);
-  void revoke(const Status& cause);
-  // After a transport error: waits (bounded by the failure timeout) for health to
-  // revoke the communicator; true if it did.
-  bool awaitHealthVerdict();
-  void logMidTransfer();
-  void registerHealth();
-  // Health key -> worker index, over every process this communicator knows.
-  std::unordered_map<ProcessKey, size_t> worldIndexByKey() const;
-  // Starts the stats file's lines for this communicator (FTCCL_STATS_FILE), and ends them.
+  Status switchWorkersSince(const Membership& next, uint64_t entered,
+                            const std::unordered_map<ProcessKey, size_t>& worldByKey,
+                            std::vector<PeerInfo>* peers, int worldRank);
+  Status switchWorkers(const std::vector<bool>& switching, std::vector<PeerInfo>* peers,
+                       int worldRank, uint64_t epoch);
+  // comm_stats.cc
   Status openStats();
   void closeStats();
   void recordStats(const std::vector<OpRequest>& batch, uint64_t elapsedNs);
   // After an op timeout: every rank's progress in words (who has not reached the op,
   // who is inside it and how far), from their health threads' answers.
   std::string diagnoseHang();
-  // Waits for the next decision of the agreement (or an end) and takes its commit.
-  Status awaitDecision(const char* call, bool forever, RecoveryMessage* commit);
-  // Enters the committed epoch: numbering, transport tags, health registration.
-  Status applyCommit(const RecoveryMessage& commit);
-  bool takeNewerCommit(RecoveryMessage* newer);
-  void markLocalPeers();
+  void logMidTransfer();
+  // communicator.cc
+  // `newsEpoch`: the epoch the news is about (health's), if older than ours: ignored.
+  void revoke(const Status& cause, uint64_t newsEpoch = UINT64_MAX);
+  // The transport's error mode differs for peers that shared memory and CMA reach.
+  void markLocalPeers(const std::vector<PeerInfo>& peers);
+  // Node layout of the current membership, for hierarchical algorithms and the tuner.
+  void computeLayout(const EpochView& view);
+  void chooseSpin(const EpochView& view);
+  OpBuilder::Target opTarget() const;
 
-  int nranks_ = 0;
-  int rank_ = -1;
   CommConfig config_;
-  std::vector<PeerInfo> peers_;
-  std::unique_ptr<UcxTransport> transport_;
-  // A second UCX worker, created ahead, for when a process of this host dies
-  // (worker_switch.cc); null once used.
-  std::vector<std::unique_ptr<UcxTransport>> standbys_;  // next first
-  std::shared_ptr<HealthService> health_;
-  std::atomic<HealthService::RegistrationId> healthId_{0};  // the stats read it too
   uint64_t commKey_ = 0;
   // The health channel's root key (health_auth.h): from the job's secret, or, for a
-  // newcomer, sent sealed by its sponsor.
+  // newcomer, sent sealed by its sponsor. Set during init, read-only afterwards.
   std::shared_ptr<const crypto::Key> authRoot_;
-  uint64_t epoch_ = 0;
-  std::vector<int> worldOf_;  // logical rank -> index in peers_ (every process of the job)
-  std::vector<int> spares_;   // the hot spare pool, in activation order (indices in peers_)
-  int worldRank_ = -1;        // this process's index in peers_
   bool promotedAtInit_ = false;  // a spare that took a missing rank's place at init
 
-  // Set by the health thread when the agreement decides; consumed by rebuild(). Every
-  // commit told is entered, in order, none skipped: each may move processes to standby
-  // workers, and every process must make the same moves (mp.spares.
-  // second_failure_during_rebuild hung when a process skipped one).
-  std::condition_variable decided_;
-  std::deque<RecoveryMessage> commits_;  // told and not entered yet, oldest first
-  uint64_t newestTold_ = 0;              // the newest epoch ever queued
-  std::string recoveryError_;
-  bool allRanksLeft_ = false;
-  // Refilled pool: processes that joined after init, not yet in peers_ (health thread
-  // adds, the next applyCommit merges); join ids handed out; a newcomer's answer.
-  std::vector<PeerInfo> joinedPeers_;
-  std::vector<std::vector<uint8_t>> joinSecrets_;
-  bool hasJoinAccept_ = false;
-  RecoveryMessage joinAccept_;
-  std::vector<int> lastFailedRanks_;
-  RecoveryMessage enteredBy_;  // the commit of the current epoch (none before a rebuild)
-  Tuner tuner_;
-  std::vector<std::vector<int>> nodes_;  // ranks of each node, intra-node ring order
-  CommShape shape_;
-  std::vector<uint64_t> loggedChoices_;  // (collective, algorithm, size class) logged
-  uint64_t collectivesIssued_ = 0;       // this epoch's op sequence numbers
-  std::vector<uint32_t> sendsIssued_, recvsIssued_;  // per peer, this epoch
+  EpochState epochs_;
+  Revocation revocation_;
+  OpOrder order_;
+  OpBuilder builder_;
+  OpDriver driver_;
+  RecoveryInbox inbox_;
+
+  // The UCX worker, and standbys created ahead for when a process of this host dies
+  // (worker_switch.cc), next first. Only the thread whose turn it is uses or replaces
+  // the worker; transportMutex_ covers its replacement against interrupt() and close.
+  mutable std::mutex transportMutex_;
+  std::unique_ptr<UcxTransport> transport_;
+  std::vector<std::unique_ptr<UcxTransport>> standbys_;
+
+  std::shared_ptr<HealthService> health_;
+  std::atomic<HealthService::RegistrationId> healthId_{0};  // the stats read it too
+
   std::unique_ptr<uint8_t, void (*)(void*)> scratchMemory_{nullptr, free};
   Scratch scratch_;
-  std::chrono::microseconds spinBudget_{200};
   OpCounters counters_;
   std::shared_ptr<ProgressBoard> board_;
   std::shared_ptr<StatsFile> statsFile_;
   StatsFile::SourceId statsSource_ = 0;
-
-  mutable std::mutex mutex_;
-  std::condition_variable turn_;
-  uint64_t issued_ = 0;
-  uint64_t executed_ = 0;
-  int users_ = 0;
-  int groupHolds_ = 0;
-  bool released_ = false;
-  std::string lastError_;
-  std::atomic<bool> aborted_{false};
-  std::atomic<ftcclResult_t> asyncError_{ftcclSuccess};
-  std::string revokeReason_;
 };
 
 }  // namespace ftccl

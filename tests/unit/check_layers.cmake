@@ -11,7 +11,7 @@ set(LAYERS
   "src/recovery:recovery/,util/"
   "src/bootstrap:bootstrap/,util/,ftccl.h"
   "src/reduce:reduce/,ftccl.h"
-  "src/tuning:tuning/,util/,algorithms/"
+  "src/tuning:tuning/,util/,algorithms/,reduce/"
   "src/topology:topology/,util/"
   "src/stats:stats/,util/"
   "src/util:util/,ftccl.h")

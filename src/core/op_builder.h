@@ -1,0 +1,49 @@
+// Turns a batch of requests into one runnable Collective: the algorithm choice (the
+// tuner over the node layout), the op's signature, and the algorithm's factory.
+// Used only by the thread whose turn it is (core/op_order.h): no lock of its own.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "algorithms/collective.h"
+#include "core/op_request.h"
+#include "tuning/algorithm_choice.h"
+
+namespace ftccl {
+
+class OpBuilder {
+ public:
+  // What the algorithms run on, for this epoch.
+  struct Target {
+    Transport* transport = nullptr;
+    const Scratch* scratch = nullptr;
+    int rank = -1;
+    int nranks = 0;
+  };
+
+  std::unique_ptr<Collective> build(const Target& target, const std::vector<OpRequest>& batch);
+
+  // The node layout of the current membership (hierarchical algorithms and the tuner).
+  void setLayout(std::vector<std::vector<int>> nodes, const CommShape& shape);
+  const CommShape& shape() const { return shape_; }
+  const Tuner& tuner() const { return tuner_; }
+  void setTuner(Tuner tuner) { tuner_ = std::move(tuner); }
+
+ private:
+  std::unique_ptr<Collective> buildCollective(const Target& target, const OpRequest& request);
+  std::unique_ptr<Collective> makeAllReduce(const Target& target, const AlgorithmChoice& choice,
+                                            const CollectiveArgs& args);
+  void logChoiceOnce(int rank, CollectiveKind kind, size_t bytes, const AlgorithmChoice& choice);
+
+  Tuner tuner_;
+  std::vector<std::vector<int>> nodes_;  // ranks of each node, intra-node ring order
+  CommShape shape_;
+  std::vector<uint64_t> loggedChoices_;  // (collective, algorithm, size class) logged
+};
+
+// The op's digest carried in every message's tag (transports/tag_layout.h).
+uint32_t opSignature(CollectiveKind kind, const CollectiveArgs& args, const AlgorithmChoice& choice);
+
+}  // namespace ftccl

@@ -1,0 +1,155 @@
+#include "core/op_driver.h"
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "util/log.h"
+
+namespace ftccl {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How long an idle op spins before sleeping on the worker's event fd. With a core per
+// rank, spinning keeps small-message latency near the wire's; with more ranks than
+// cores on this host, a spinning rank steals the CPU its peer needs to answer, so it
+// sleeps almost at once (the wakeup costs a few us; a stolen time slice costs ms).
+constexpr auto kSpinWithCoreEach = std::chrono::microseconds(200);
+constexpr auto kSpinOversubscribed = std::chrono::microseconds(5);
+// Sleeps are bounded so abort and timeouts are seen even if no event arrives.
+constexpr int kSleepSliceMs = 1;
+// A worker that always reports activity (a retired peer's endpoint retrying) must not
+// starve the timeout: it is checked every kBusyCheckRounds busy rounds too.
+constexpr uint64_t kBusyCheckRounds = 4096;
+// Idle rounds: yield the core every kYieldEvery, look at the clock every kClockEvery.
+constexpr unsigned kYieldEvery = 32;
+constexpr unsigned kClockEvery = 64;
+
+int usableCores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+std::string describeRanks(const std::vector<int>& ranks) {
+  if (ranks.empty()) return "no rank (local progress stalled)";
+  std::string text = ranks.size() == 1 ? "rank " : "ranks ";
+  for (size_t i = 0; i < ranks.size(); ++i) text += (i ? "," : "") + std::to_string(ranks[i]);
+  return text;
+}
+
+}  // namespace
+
+void OpDriver::chooseSpin(int localRanks) {
+  int cores = usableCores();
+  spinBudget_ = localRanks > cores ? kSpinOversubscribed : kSpinWithCoreEach;
+  FTCCL_LOG(Info, Init, "{} ranks on this host, {} cores: spin {} us before sleeping",
+            localRanks, cores, spinBudget_.count());
+}
+
+int OpDriver::internalOpTimeoutMs() const {
+  return limits_.opTimeoutMs > 0 ? limits_.opTimeoutMs : 10 * limits_.failureTimeoutMs;
+}
+
+Status OpDriver::revokedError(const std::string& what) const {
+  return Status(revocation_.error(), what + ": " + revocation_.reason());
+}
+
+Status OpDriver::drive(Transport& transport, Collective& op, const std::string& what,
+                       Clock::time_point started, int timeoutMs) {
+  if (timeoutMs < 0) timeoutMs = limits_.opTimeoutMs;
+  auto lastActivity = started == Clock::time_point{} ? Clock::now() : started;
+  auto spinStart = lastActivity;
+  uint64_t lastMark = op.progressMark();
+  unsigned idleRounds = 0;
+  uint64_t busyRounds = 0;
+  auto timedOut = [&] {
+    return timeoutMs > 0 && Clock::now() - lastActivity > std::chrono::milliseconds(timeoutMs);
+  };
+  for (;;) {
+    if (revocation_.aborted()) {
+      op.abort();
+      return invalidUsage(what + ": the communicator was aborted");
+    }
+    if (revocation_.revoked()) {
+      hooks_.logMidTransfer();
+      op.abort();  // cancels posted receives: nothing waits on a dead peer
+      return revokedError(what);
+    }
+    bool done = false;
+    Status st = op.progress(&done);
+    if (!st.isOk() && st.code() == ftcclInvalidUsage) return failDisagreement(op, what, st);
+    if (!st.isOk()) {
+      hooks_.logMidTransfer();
+      op.abort();
+      // A transfer that fails (UCX I/O error) almost always means a peer died: health
+      // names it within its failure timeout, and its diagnosis is the recoverable one
+      // (ftcclRemoteError, agreement under way). Only without one is UCX's error final.
+      if (awaitHealthVerdict()) {
+        Status revoked = revokedError(what);
+        return Status(revoked.code(), revoked.message() + " (the transfer failed: " +
+                                          st.message() + ")");
+      }
+      Status failed(st.code(), what + ": " + st.message());
+      hooks_.revoke(failed);
+      return failed;
+    }
+    if (done) return Status::ok();
+    if (op.progressMark() != lastMark) {  // only this op's own progress defers its timeout
+      lastMark = op.progressMark();
+      lastActivity = Clock::now();
+      if (board_) board_->step(lastMark);
+    }
+    if (transport.progress()) {
+      idleRounds = 0;
+      if ((++busyRounds % kBusyCheckRounds) != 0 || !timedOut()) continue;
+    } else {
+      if (idleRounds++ == 0) spinStart = Clock::now();
+      if ((idleRounds % kYieldEvery) == 0) sched_yield();
+      if ((idleRounds % kClockEvery) != 0 || Clock::now() - spinStart < spinBudget_) continue;
+      Status mismatch = transport.findMismatchedMessage();
+      if (!mismatch.isOk()) return failDisagreement(op, what, mismatch);
+    }
+    if (timedOut()) {
+      std::string waitingFor = describeRanks(op.pendingPeers());  // before abort clears them
+      op.abort();
+      Status failed =
+          timeoutError(what + ": no progress for " + std::to_string(timeoutMs) +
+                       " ms; waiting for " + waitingFor + ". " + hooks_.diagnoseHang());
+      hooks_.revoke(failed);
+      return failed;
+    }
+    Status waited = transport.waitForActivity(kSleepSliceMs);
+    if (!waited.isOk()) {
+      op.abort();
+      hooks_.revoke(waited);
+      return waited;
+    }
+    if (transport.progress()) idleRounds = 0;
+  }
+}
+
+// The ranks disagree on the op (a count or a type differs): nobody failed, so waiting
+// for health would only delay the error. The peers' ops are left to their own checks
+// and timeouts.
+Status OpDriver::failDisagreement(Collective& op, const std::string& what, const Status& cause) {
+  op.abort();
+  Status failed(cause.code(), what + ": " + cause.message());
+  hooks_.revoke(failed);
+  return failed;
+}
+
+bool OpDriver::awaitHealthVerdict() const {
+  auto deadline = Clock::now() + std::chrono::milliseconds(limits_.failureTimeoutMs +
+                                                           4 * limits_.probeIntervalMs);
+  while (Clock::now() < deadline && !revocation_.aborted()) {
+    if (revocation_.revoked()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return revocation_.revoked();
+}
+
+}  // namespace ftccl
