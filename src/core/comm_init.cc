@@ -13,7 +13,6 @@
 #include "reduce/reduce.h"
 #include "topology/topology.h"
 #include "transports/tag_layout.h"
-#include "transports/ucx/ucx_transport.h"
 #include "util/env.h"
 #include "util/log.h"
 
@@ -277,18 +276,17 @@ Status Communicator::seatInitialMembers(const std::vector<bool>& present, int nr
 // FTCCL_SOCKET_IFNAME, else the one this host reaches the bootstrap root through (a job
 // that bootstraps on loopback is not reachable from the network at all).
 Status Communicator::startLocal(const UniqueIdContents& contents, PeerInfo* mine) {
-  FTCCL_CHECK(HealthService::acquire(&health_, contents.rootHost, contents.rootPort));
-  UcxOptions ucxOptions;
-  FTCCL_CHECK(ucxOptionsFromEnv(&ucxOptions));
-  ucxOptions.netDevice = envString("FTCCL_SOCKET_IFNAME");
+  services_ = currentCommServices();
+  FTCCL_CHECK(services_.acquireHealth(contents.rootHost, contents.rootPort, &health_));
+  netDevice_ = envString("FTCCL_SOCKET_IFNAME");
   bootstrap::SockAddr root, local;
   std::string iface;
-  if (ucxOptions.netDevice.empty() &&
+  if (netDevice_.empty() &&
       bootstrap::numericSockAddr(contents.rootHost, contents.rootPort, &root).isOk() &&
       bootstrap::localAddressToward(root, &local, &iface).isOk() && iface != "?") {
-    ucxOptions.netDevice = iface;
+    netDevice_ = iface;
   }
-  FTCCL_CHECK(UcxTransport::create(ucxOptions, &transport_));
+  FTCCL_CHECK(services_.makeTransport(netDevice_, &transport_));
   mine->host = hostName();
   mine->pid = getpid();
   struct stat ns;

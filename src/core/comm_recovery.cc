@@ -7,7 +7,6 @@
 #include "core/communicator.h"
 #include "health/epoch_wiring.h"
 #include "transports/tag_layout.h"
-#include "transports/ucx/ucx_transport.h"
 #include "util/log.h"
 
 namespace ftccl {

@@ -9,7 +9,6 @@
 
 #include "core/communicator.h"
 #include "reduce/reduce.h"
-#include "transports/ucx/ucx_transport.h"
 #include "util/crypto.h"
 #include "util/log.h"
 

@@ -3,7 +3,6 @@
 // shared so every member chooses algorithms alike.
 #include "algorithms/subset_transport.h"
 #include "core/communicator.h"
-#include "transports/ucx/ucx_transport.h"
 #include "tuning/measurement.h"
 #include "util/log.h"
 

@@ -4,7 +4,6 @@
 
 #include "reduce/reduce.h"
 #include "topology/topology.h"
-#include "transports/ucx/ucx_transport.h"
 #include "util/log.h"
 
 namespace ftccl {
@@ -144,7 +143,7 @@ void Communicator::abort() {
 }
 
 void Communicator::closeTransport() {
-  std::unique_ptr<UcxTransport> closing;
+  std::unique_ptr<WorldTransport> closing;
   {
     std::lock_guard<std::mutex> lock(transportMutex_);  // abort() interrupts it under this lock
     closing = std::move(transport_);

@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/comm_services.h"
 #include "core/config.h"
 #include "core/epoch_state.h"
 #include "core/op_builder.h"
@@ -44,7 +45,6 @@
 
 namespace ftccl {
 
-class UcxTransport;
 struct UniqueIdContents;
 
 class Communicator final : public HealthListener {
@@ -173,6 +173,8 @@ class Communicator final : public HealthListener {
   OpBuilder::Target opTarget() const;
 
   CommConfig config_;
+  CommServices services_;  // what its transports and health service come from
+  std::string netDevice_;  // the only network device its workers may use (empty: any)
   uint64_t commKey_ = 0;
   // The health channel's root key (health_auth.h): from the job's secret, or, for a
   // newcomer, sent sealed by its sponsor. Set during init, read-only afterwards.
@@ -190,8 +192,8 @@ class Communicator final : public HealthListener {
   // (worker_switch.cc), next first. Only the thread whose turn it is uses or replaces
   // the worker; transportMutex_ covers its replacement against interrupt() and close.
   mutable std::mutex transportMutex_;
-  std::unique_ptr<UcxTransport> transport_;
-  std::vector<std::unique_ptr<UcxTransport>> standbys_;
+  std::unique_ptr<WorldTransport> transport_;
+  std::vector<std::unique_ptr<WorldTransport>> standbys_;
 
   std::shared_ptr<HealthService> health_;
   std::atomic<HealthService::RegistrationId> healthId_{0};  // the stats read it too

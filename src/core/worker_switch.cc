@@ -19,16 +19,13 @@
 // spare before the next switch; the ranks' all-gather tried first left spares with stale
 // addresses (mp.spares.three_failures_three_spares failed on it).
 #include "core/communicator.h"
-#include "transports/ucx/ucx_transport.h"
 #include "util/log.h"
 
 namespace ftccl {
 
 Status Communicator::createStandbys() {
-  UcxOptions ucxOptions;
-  FTCCL_CHECK(ucxOptionsFromEnv(&ucxOptions));
   standbys_.resize(kStandbyWorkers);
-  for (auto& standby : standbys_) FTCCL_CHECK(UcxTransport::create(ucxOptions, &standby));
+  for (auto& standby : standbys_) FTCCL_CHECK(services_.makeTransport(netDevice_, &standby));
   return Status::ok();
 }
 
@@ -90,7 +87,7 @@ Status Communicator::switchWorkers(const std::vector<bool>& switching,
   PeerInfo& me = (*peers)[static_cast<size_t>(worldRank)];
   me.transportAddress = std::move(me.standbyAddresses.front());
   me.standbyAddresses.erase(me.standbyAddresses.begin());
-  std::unique_ptr<UcxTransport> retired;
+  std::unique_ptr<WorldTransport> retired;
   {
     std::lock_guard<std::mutex> lock(transportMutex_);  // revoke() and abort() interrupt it
     retired = std::move(transport_);

@@ -783,6 +783,7 @@ class HealthService::Driver final : public HealthNetwork {
   std::mutex mutex;
   std::condition_variable flushed;
   bool stopping = false;
+  bool crashed = false;  // injectCrash(): nothing is sent or heard any more
   Fd listenFd;
   Fd probeFd;  // UDP, on the listener's address and port
   int probeFamily = AF_INET;
@@ -803,6 +804,22 @@ class HealthService::Driver final : public HealthNetwork {
   int lastAcceptErrno = 0;
   HealthProtocol protocol;
 };
+
+Status HealthService::create(std::shared_ptr<HealthService>* out, const std::string& rootHost,
+                             uint16_t rootPort) {
+  std::shared_ptr<HealthService> service(new HealthService());
+  FTCCL_CHECK(service->start(rootHost, rootPort));
+  *out = std::move(service);
+  return Status::ok();
+}
+
+void HealthService::injectCrash() {
+  {
+    std::lock_guard<std::mutex> lock(driver_->mutex);
+    driver_->crashed = true;
+  }
+  driver_->wakeUp();
+}
 
 Status HealthService::acquire(std::shared_ptr<HealthService>* out, const std::string& rootHost,
                               uint16_t rootPort) {
@@ -981,6 +998,12 @@ void HealthService::run() {
   std::unique_lock<std::mutex> lock(d.mutex);
   HealthTime nextTick = HealthClock::now();
   while (!d.stopping) {
+    if (d.crashed) {  // as a process that died: its sockets close, its thread is gone
+      d.conns.clear();
+      d.listenFd = Fd();
+      d.probeFd = Fd();
+      return;
+    }
     HealthTime now = HealthClock::now();
     d.protocol.setDropAll(faultDropAll());
     if (now >= nextTick) {

@@ -27,6 +27,10 @@ class HealthService {
   // bootstrap root (rootHost, numeric; empty: the first non-loopback interface).
   static Status acquire(std::shared_ptr<HealthService>* out, const std::string& rootHost = "",
                         uint16_t rootPort = 0);
+  // A service of its own, shared with nobody: a test that runs each rank of a job as a
+  // thread of one process gives each its own, as each process has one in production.
+  static Status create(std::shared_ptr<HealthService>* out, const std::string& rootHost = "",
+                       uint16_t rootPort = 0);
   ~HealthService();
 
   const ProcessKey& selfKey() const { return selfKey_; }
@@ -48,6 +52,9 @@ class HealthService {
   HealthProtocol::AgreementView agreementView(RegistrationId id);
   // A newcomer's JOIN to the member that handed out its join id.
   void sendRecovery(const ProcessKey& to, uint64_t commKey, const RecoveryMessage& message);
+  // Fault injection from outside (in-process tests): the service dies as its process
+  // would, its connections closed by the kernel and nothing sent or heard any more.
+  void injectCrash();
 
  private:
   HealthService() = default;

@@ -17,6 +17,7 @@
 
 #include "transports/link_counters.h"
 #include "transports/transport.h"
+#include "transports/world_transport.h"
 #include "transports/ucx/ucx_requests.h"
 
 namespace ftccl {
@@ -40,45 +41,34 @@ struct UcxOptions {
   std::string netDevice;
 };
 
-// Transfers still outstanding with one peer (a worker index), for the "mid-transfer"
-// account of a revoke.
-struct OutstandingTransfers {
-  int world = -1;
-  int count = 0;
-  uint64_t bytes = 0;
-  uint64_t largest = 0;
-  int rendezvous = 0;               // of them, at or above the endpoint's threshold
-  uint64_t rendezvousThreshold = 0;  // UCX's tag_send threshold; 0: not known
-};
-
 // Reads FTCCL_UCX_ERROR_MODE (auto|peer|none); an invalid value is an error.
 Status ucxOptionsFromEnv(UcxOptions* options);
 
 class UcxContext;
 
-class UcxTransport final : public Transport {
+class UcxTransport final : public WorldTransport {
  public:
   static Status create(const UcxOptions& options, std::unique_ptr<UcxTransport>* out);
   ~UcxTransport() override;
 
   // The worker's address, to be shared through the bootstrap.
-  const std::vector<uint8_t>& workerAddress() const { return address_; }
+  const std::vector<uint8_t>& workerAddress() const override { return address_; }
 
   // Gives every rank's worker address (index = rank) and the epoch tags carry.
-  Status connect(int rank, std::vector<std::vector<uint8_t>> addresses, uint32_t epoch);
+  Status connect(int rank, std::vector<std::vector<uint8_t>> addresses, uint32_t epoch) override;
 
   // After a rebuild: logical rank r is the process at worker index logicalToWorld[r];
   // this process is logical rank `rank`; tags carry `epoch` (old messages never match).
-  Status remap(uint32_t epoch, std::vector<int> logicalToWorld, int rank);
+  Status remap(uint32_t epoch, std::vector<int> logicalToWorld, int rank) override;
   // A process that joined later (a refilled spare): its worker index is the next one.
-  void addPeer(std::vector<uint8_t> address);
+  void addPeer(std::vector<uint8_t> address) override;
   // The process at a worker index moved to another UCX worker: the endpoint to its old
   // one is closed (without waiting) and the next transfer connects to the new address.
-  void setPeerAddress(size_t world, std::vector<uint8_t> address);
+  void setPeerAddress(size_t world, std::vector<uint8_t> address) override;
   // Whether the process at a worker index shares this node (error mode auto); before
   // the first transfer with it.
-  void setLocal(size_t world, bool local) { peers_[world].local = local; }
-  int selfWorld() const { return selfWorld_; }
+  void setLocal(size_t world, bool local) override { peers_[world].local = local; }
+  int selfWorld() const override { return selfWorld_; }
 
   int rank() const override { return rank_; }
   int size() const override { return static_cast<int>(logicalToWorld_.size()); }
@@ -94,23 +84,23 @@ class UcxTransport final : public Transport {
   void interrupt() override;
 
   // Releases endpoints without flushing at destruction (after a failure: peers may be dead).
-  void setForceClose() { forceClose_ = true; }
+  void setForceClose() override { forceClose_ = true; }
 
   // Requests posted by the algorithms and not yet completed or cancelled, per peer (only
   // the driving thread may call it).
-  std::vector<OutstandingTransfers> outstanding() const;
+  std::vector<OutstandingTransfers> outstanding() const override;
 
   // Logs (INFO, once per peer) which UCX transports carry traffic to `peer`.
-  void logLanes(int peer);
+  void logLanes(int peer) override;
   // The size from which UCX sends to this worker index by rendezvous; 0 if not known.
   uint64_t rendezvousThreshold(int world) const;
 
   // Bytes and busy time per process (worker index, stable across rebuilds); counting
   // is on unless disabled (FTCCL_STATS=0). Counters of a worker index stay valid for
   // the transport's life; the table grows only in connect() and addPeer().
-  void setCounting(bool on) { counting_ = on; }
-  size_t processCount() const { return peers_.size(); }
-  const LinkCounters& counters(size_t worker) const { return *peers_[worker].counters; }
+  void setCounting(bool on) override { counting_ = on; }
+  size_t processCount() const override { return peers_.size(); }
+  const LinkCounters& counters(size_t worker) const override { return *peers_[worker].counters; }
   int worldOf(int peer) const { return logicalToWorld_[peer]; }
 
  private:
