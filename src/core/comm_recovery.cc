@@ -67,7 +67,8 @@ void Communicator::registerHealth(const EpochView& view) {
   healthId_ = health_->add(std::move(reg));
 }
 
-void Communicator::onRebuilt(const RecoveryMessage& commit) {
+void Communicator::onRebuilt(const std::shared_ptr<const RecoveryMessage>& told) {
+  const RecoveryMessage& commit = *told;
   // Told twice (the old registration still hears while the new one is added, also
   // while this very commit is being entered) or entered already: nothing to do, and
   // no revoke of the epoch it made. Calls come from the one health thread.

@@ -70,7 +70,7 @@ class Communicator final : public HealthListener {
   void leaveHealth(bool orderly);
   // Health thread: a member failed. Revokes the communicator (fails in-flight ops).
   void onMemberFailed(const FailureReport& report) override;
-  void onRebuilt(const RecoveryMessage& commit) override;
+  void onRebuilt(const std::shared_ptr<const RecoveryMessage>& told) override;
   void onRecoveryFailed(const std::string& why) override;
   void onAllRanksLeft() override;
   void onSpareJoined(const JoiningSpare& spare) override;

@@ -8,31 +8,26 @@ EpochTable buildEpochTable(std::shared_ptr<const Membership> membership,
                            const std::function<ProcessPlace(const ProcessKey&)>& placeOf,
                            const std::vector<ProcessKey>& known) {
   EpochTable t;
-  auto members = std::make_shared<std::vector<MemberInfo>>();
-  auto index = std::make_shared<std::unordered_map<ProcessKey, int>>();
-  const size_t n = membership->ranks.size() + membership->spares.size();
-  members->reserve(n);
-  index->reserve(n);
+  std::vector<MemberInfo> members;
+  members.reserve(membership->ranks.size() + membership->spares.size());
   std::vector<std::string> nodeOfRank;
   nodeOfRank.reserve(membership->ranks.size());
   for (const auto* list : {&membership->ranks, &membership->spares}) {
     for (const ProcessKey& key : *list) {
       ProcessPlace place = placeOf(key);
-      int at = static_cast<int>(members->size());
-      (*index)[key] = at;
       if (list == &membership->ranks) {
         nodeOfRank.push_back(place.node.empty() ? place.host : std::move(place.node));
       }
-      members->push_back(MemberInfo{at, std::move(place.host), place.pid, key});
+      members.push_back(MemberInfo{static_cast<int>(members.size()), std::move(place.host),
+                                   place.pid, key});
     }
   }
+  t.members = MemberTable::make(std::move(members), static_cast<int>(membership->ranks.size()));
   for (const ProcessKey& key : known) {
-    if (!index->count(key)) t.formerMembers.push_back(key);
+    if (!t.members->find(key)) t.formerMembers.push_back(key);
   }
   t.leaders = nodeLeaders(nodeOfRank);
   t.membership = std::move(membership);
-  t.members = std::move(members);
-  t.index = std::move(index);
   return t;
 }
 
@@ -43,9 +38,7 @@ HealthRegistration registrationFor(const EpochTable& table, const ProcessKey& se
   HealthRegistration reg;
   reg.commKey = commKey;
   reg.epoch = static_cast<uint32_t>(table.membership->epoch);
-  reg.nRanks = static_cast<int>(table.membership->ranks.size());
-  reg.sharedMembers = table.members;
-  reg.sharedIndex = table.index;
+  reg.members = table.members;
   reg.membership = table.membership;
   reg.formerMembers = table.formerMembers;
   if (enteredBy) reg.epochSalt = enteredBy->salt;
@@ -56,10 +49,10 @@ HealthRegistration registrationFor(const EpochTable& table, const ProcessKey& se
   reg.recoverable = true;
   reg.shrinkWhenNoSpares = policy.shrinkWhenNoSpares;
   reg.stragglerMinLateMs = policy.stragglerMinLateMs;
-  auto me = table.index->find(self);
-  if (me == table.index->end()) return reg;  // not a member (expelled, or left)
-  reg.myRank = me->second;
-  const int nRanks = reg.nRanks;
+  const MemberInfo* me = table.members->find(self);
+  if (me == nullptr) return reg;  // not a member (expelled, or left)
+  reg.myRank = me->rank;
+  const int nRanks = table.members->nRanks;
   const int nSpares = static_cast<int>(table.membership->spares.size());
   if (reg.myRank < nRanks) {
     reg.monitored = monitoredRanks(nRanks, table.leaders, reg.myRank);

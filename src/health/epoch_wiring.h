@@ -32,8 +32,7 @@ struct ProcessPlace {
 
 struct EpochTable {
   std::shared_ptr<const Membership> membership;
-  std::shared_ptr<const std::vector<MemberInfo>> members;            // ranks, then spares
-  std::shared_ptr<const std::unordered_map<ProcessKey, int>> index;  // key -> member index
+  std::shared_ptr<const MemberTable> members;  // ranks, then spares
   std::vector<int> leaders;               // the lowest rank of each node (monitoring.h)
   std::vector<ProcessKey> formerMembers;  // known processes that are not members now
 };

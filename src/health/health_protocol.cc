@@ -20,8 +20,12 @@ int64_t toNs(HealthTime t) {
 
 }  // namespace
 
-HealthProtocol::HealthProtocol(ProcessKey self, std::string host, int pid, HealthNetwork* network)
-    : self_(std::move(self)), host_(std::move(host)), network_(network) {}
+HealthProtocol::HealthProtocol(ProcessKey self, std::string host, int pid, HealthNetwork* network,
+                               std::shared_ptr<EpochStore> epochs)
+    : self_(std::move(self)),
+      host_(std::move(host)),
+      network_(network),
+      epochs_(epochs ? std::move(epochs) : std::make_shared<EpochStore>()) {}
 
 // Agreement messages travel on the health channel, tagged with their communicator.
 class HealthProtocol::AgreementSender final : public AgreementNetwork {
@@ -52,27 +56,22 @@ HealthProtocol::RegistrationId HealthProtocol::add(HealthRegistration registrati
   RegistrationId id = nextId_++;
   Registration& r = registrations_[id];
   r.info = std::move(registration);
-  if (!r.info.sharedMembers) {
-    r.info.sharedMembers =
-        std::make_shared<const std::vector<MemberInfo>>(std::move(r.info.members));
-  }
-  r.info.members.clear();
-  if (!r.info.sharedIndex) r.info.sharedIndex = indexOf(*r.info.sharedMembers);
+  if (!r.info.members) r.info.members = MemberTable::make({});
   if (r.info.recoverable && !r.info.joining) {
     std::shared_ptr<const Membership> current = r.info.membership;
     if (!current) {
       Membership built;
       built.epoch = r.info.epoch;
-      int nRanks = rankCount(r.info);
-      for (int i = 0; i < static_cast<int>(r.info.sharedMembers->size()); ++i) {
-        (i < nRanks ? built.ranks : built.spares).push_back((*r.info.sharedMembers)[i].key);
+      const MemberTable& table = *r.info.members;
+      for (int i = 0; i < table.size(); ++i) {
+        (i < table.nRanks ? built.ranks : built.spares).push_back(table[i].key);
       }
       current = std::make_shared<const Membership>(std::move(built));
     }
     if (!takeOverAgreement(r)) {
       r.agreementNet = std::make_unique<AgreementSender>(this, r.info.commKey);
       r.agreement = std::make_unique<Agreement>(self_, current, r.info.shrinkWhenNoSpares,
-                                                r.agreementNet.get(), r.info.enteredBy);
+                                                r.agreementNet.get(), epochs_, r.info.enteredBy);
     }
   }
   if (r.info.progress) r.lateness = std::make_unique<LatenessTracker>(r.info.stragglerMinLateMs);
@@ -93,7 +92,7 @@ void HealthProtocol::remove(RegistrationId id, bool orderly, HealthTime now) {
     leave.epoch = r.epoch;
     leave.rank = r.myRank;
     std::set<ProcessKey> told;
-    for (const MemberInfo& m : *r.sharedMembers) {
+    for (const MemberInfo& m : r.members->members) {
       if (m.key != self_ && !it->second.reported.count(m.rank) && told.insert(m.key).second) {
         send(m.key, leave);
       }
@@ -329,7 +328,7 @@ void HealthProtocol::syncWatched(HealthTime now) {
     probe = std::min(probe, std::chrono::milliseconds(r.info.probeIntervalMs));
     for (int rank : r.info.monitored) {
       if (r.left.count(rank) || r.reported.count(rank)) continue;
-      const ProcessKey& key = (*r.info.sharedMembers)[rank].key;
+      const ProcessKey& key = (*r.info.members)[rank].key;
       if (key != self_) want.insert(key);
     }
   }
@@ -394,7 +393,7 @@ void HealthProtocol::announce(Registration& r, const MemberInfo& failed, Detecti
   notice.cause = static_cast<uint8_t>(cause);
   notice.afterMs = afterMs;
   notice.reporterRank = r.info.myRank;
-  for (const MemberInfo& other : (*r.info.sharedMembers)) {
+  for (const MemberInfo& other : r.info.members->members) {
     if (other.key == self_ || other.key == failed.key || r.left.count(other.rank) ||
         r.reported.count(other.rank)) {
       continue;
@@ -430,32 +429,31 @@ void HealthProtocol::reportKnownFailures(Registration& r) {
   }
 }
 
-std::shared_ptr<const std::unordered_map<ProcessKey, int>> HealthProtocol::indexOf(
-    const std::vector<MemberInfo>& members) {
-  auto index = std::make_shared<std::unordered_map<ProcessKey, int>>();
-  for (const MemberInfo& m : members) index->emplace(m.key, m.rank);
-  return index;
+std::shared_ptr<const MemberTable> MemberTable::make(std::vector<MemberInfo> members, int nRanks) {
+  auto table = std::make_shared<MemberTable>();
+  table->nRanks = nRanks < 0 ? static_cast<int>(members.size()) : nRanks;
+  table->index.reserve(members.size());
+  for (size_t i = 0; i < members.size(); ++i) {
+    members[i].rank = static_cast<int>(i);
+    table->index.emplace(members[i].key, static_cast<int>(i));
+  }
+  table->members = std::move(members);
+  return table;
 }
 
-// The member that `key` names in a registration, or null: O(1), for handlers that run
-// once per message on every process (100,000 ranks in the simulator).
-const MemberInfo* HealthProtocol::memberOf(const HealthRegistration& info, const ProcessKey& key) {
-  auto it = info.sharedIndex->find(key);
-  return it == info.sharedIndex->end() ? nullptr : &(*info.sharedMembers)[it->second];
-}
-
-int HealthProtocol::rankCount(const HealthRegistration& info) {
-  return info.nRanks < 0 ? static_cast<int>(info.sharedMembers->size()) : info.nRanks;
+const MemberInfo* MemberTable::find(const ProcessKey& key) const {
+  auto it = index.find(key);
+  return it == index.end() ? nullptr : &members[static_cast<size_t>(it->second)];
 }
 
 void HealthProtocol::deliver(Registration& r, const FailureReport& reported) {
   FailureReport report = reported;
-  int nRanks = rankCount(r.info);
+  int nRanks = r.info.members->nRanks;
   report.spare = report.rank >= nRanks;
   report.epoch = r.info.epoch;
   if (!r.reported.insert(report.rank).second) return;
   if (r.agreement) {
-    r.agreement->onFailure((*r.info.sharedMembers)[report.rank].key);
+    r.agreement->onFailure((*r.info.members)[report.rank].key);
   }
   std::string who = report.spare ? "spare " + std::to_string(report.rank - nRanks)
                                  : "rank " + std::to_string(report.rank);
@@ -488,7 +486,7 @@ void HealthProtocol::checkAgreement(Registration& r) {
         if (commit.failedRanks.empty()) {
           r.info.epoch = static_cast<uint32_t>(epoch);
         } else {
-          r.info.listener->onRebuiltShared(r.agreement->lastCommitShared());
+          r.info.listener->onRebuilt(r.agreement->lastCommitShared());
         }
       }
       break;
@@ -723,18 +721,16 @@ bool HealthProtocol::acceptJoin(Registration& r, const ProcessKey& from, const H
 // health registration lists (and, for one rank, monitors) each new one, and the member
 // that accepted a newcomer sends it the pool commit and the member table.
 void HealthProtocol::adoptJoined(Registration& r, const RecoveryMessage& commit) {
-  int nRanks = rankCount(r.info);
+  int nRanks = r.info.members->nRanks;
   for (const JoiningSpare& spare : commit.joined) {
     if (r.info.listener) r.info.listener->onSpareJoined(spare);
     const bool listed = memberOf(r.info, spare.key) != nullptr;
     if (!listed && std::find(commit.next.spares.begin(), commit.next.spares.end(), spare.key) !=
                        commit.next.spares.end()) {
-      int index = static_cast<int>(r.info.sharedMembers->size());
-      auto grown =
-          std::make_shared<std::vector<MemberInfo>>(*r.info.sharedMembers);  // copy on write
-      grown->push_back(MemberInfo{index, spare.host, spare.pid, spare.key});
-      r.info.sharedMembers = std::move(grown);
-      r.info.sharedIndex = indexOf(*r.info.sharedMembers);
+      int index = r.info.members->size();
+      std::vector<MemberInfo> grown = r.info.members->members;  // copy on write
+      grown.push_back(MemberInfo{index, spare.host, spare.pid, spare.key});
+      r.info.members = MemberTable::make(std::move(grown), nRanks);
       if (r.info.myRank >= 0 && r.info.myRank < nRanks && nRanks > 0 &&
           (index - nRanks) % nRanks == r.info.myRank) {
         r.info.monitored.push_back(index);
@@ -795,10 +791,10 @@ void HealthProtocol::tellIfExpelled(const ProcessKey& from) {
 // An orderly leave. A spare that leaves is out of the pool (the agreement must not
 // assign it); when every rank has left, waiting spares are told to stop waiting.
 void HealthProtocol::onLeave(Registration& r, int index) {
-  int nRanks = rankCount(r.info);
-  if (index < 0 || index >= static_cast<int>((*r.info.sharedMembers).size())) return;
+  int nRanks = r.info.members->nRanks;
+  if (index < 0 || index >= r.info.members->size()) return;
   if (!r.left.insert(index).second) return;
-  if (index >= nRanks && r.agreement) r.agreement->onFailure((*r.info.sharedMembers)[index].key);
+  if (index >= nRanks && r.agreement) r.agreement->onFailure((*r.info.members)[index].key);
   tellIfRanksGone(r);
 }
 
@@ -807,7 +803,7 @@ void HealthProtocol::onLeave(Registration& r, int index) {
 // activate the spares).
 void HealthProtocol::tellIfRanksGone(Registration& r) {
   if (r.left.empty()) return;  // nobody left in order: nothing to tell (and O(1))
-  int nRanks = rankCount(r.info);
+  int nRanks = r.info.members->nRanks;
   int left = 0, gone = 0;
   for (int i = 0; i < nRanks; ++i) {
     left += r.left.count(i) ? 1 : 0;
@@ -955,7 +951,7 @@ void HealthProtocol::requestProgress(RegistrationId id) {
   query.type = HealthType::kProgressQuery;
   query.commKey = r.info.commKey;
   query.epoch = r.info.epoch;
-  for (const MemberInfo& m : *r.info.sharedMembers) {
+  for (const MemberInfo& m : r.info.members->members) {
     if (m.key != self_ && !r.reported.count(m.rank) && !r.left.count(m.rank)) send(m.key, query);
   }
 }
@@ -965,7 +961,7 @@ std::vector<MemberProgress> HealthProtocol::progressOf(RegistrationId id, Health
   auto it = registrations_.find(id);
   if (it == registrations_.end()) return out;
   const Registration& r = it->second;
-  for (const MemberInfo& m : *r.info.sharedMembers) {
+  for (const MemberInfo& m : r.info.members->members) {
     MemberProgress mp;
     mp.member = m.rank;
     mp.gone = r.reported.count(m.rank) != 0 || r.left.count(m.rank) != 0;
@@ -1003,7 +999,7 @@ std::vector<PeerHealth> HealthProtocol::peerHealth(RegistrationId id) const {
   if (it == registrations_.end()) return out;
   const Registration& r = it->second;
   for (int member : r.info.monitored) {
-    const MemberInfo& m = (*r.info.sharedMembers)[member];
+    const MemberInfo& m = (*r.info.members)[member];
     PeerHealth h;
     h.member = member;
     auto link = roundTrips_.find(m.key);
@@ -1027,8 +1023,8 @@ void HealthProtocol::checkLateness(Registration& r, HealthTime now) {
   auto changes = r.lateness->evaluate(
       now, [&](uint64_t done, uint64_t* waitUs) { return board.waitAt(done, waitUs); });
   for (const LatenessTracker::Change& c : changes) {
-    if (c.peer < 0 || c.peer >= static_cast<int>(r.info.sharedMembers->size())) continue;
-    std::string who = describeMember((*r.info.sharedMembers)[c.peer].key);
+    if (c.peer < 0 || c.peer >= r.info.members->size()) continue;
+    std::string who = describeMember((*r.info.members)[c.peer].key);
     if (c.late) {
       FTCCL_LOG(Warn, Health,
                 "rank {}: straggler: {} keeps arriving late to collectives: {:.1f} ms after "

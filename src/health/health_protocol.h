@@ -42,6 +42,23 @@ struct MemberInfo {
   ProcessKey key;  // the member's health listener address
 };
 
+// The members of one epoch as health sees them: the ranks (index = rank), then the hot
+// spares (index = nRanks + position in the pool), indexed by key. Immutable, so every
+// registration of the epoch shares one (a simulation's 100,000 virtual processes too).
+struct MemberTable {
+  std::vector<MemberInfo> members;
+  std::unordered_map<ProcessKey, int> index;  // key -> member index
+  int nRanks = 0;
+  // nRanks < 0: every member is a rank. Each member's `rank` is its index.
+  static std::shared_ptr<const MemberTable> make(std::vector<MemberInfo> members,
+                                                 int nRanks = -1);
+  // The member `key` names, or null: O(1), for handlers that run once per message on
+  // every process.
+  const MemberInfo* find(const ProcessKey& key) const;
+  int size() const { return static_cast<int>(members.size()); }
+  const MemberInfo& operator[](int i) const { return members[static_cast<size_t>(i)]; }
+};
+
 struct FailureReport {
   int rank = -1;
   std::string host;
@@ -61,11 +78,8 @@ class HealthListener {
   virtual ~HealthListener() = default;
   virtual void onMemberFailed(const FailureReport& report) = 0;
   // A recoverable communicator: the members agreed on the next epoch (rebuild).
-  virtual void onRebuilt(const RecoveryMessage& commit) {}
-  // The same, for a listener that keeps the commit (shared, not copied).
-  virtual void onRebuiltShared(const std::shared_ptr<const RecoveryMessage>& commit) {
-    onRebuilt(*commit);
-  }
+  // The commit is shared with the agreement (a simulation's processes keep one copy).
+  virtual void onRebuilt(const std::shared_ptr<const RecoveryMessage>& commit) {}
   // A recoverable communicator cannot go on (expelled, or no spare and no shrink).
   virtual void onRecoveryFailed(const std::string& why) {}
   // Every rank (not counting spares) left in order: a waiting spare stops waiting.
@@ -84,16 +98,10 @@ struct HealthRegistration {
   uint64_t commKey = 0;
   uint32_t epoch = 0;
   int myRank = -1;
-  // The ranks (index = rank), then the hot spares (index = nRanks + position in the
-  // pool). nRanks < 0: every member is a rank.
-  std::vector<MemberInfo> members;
-  // Alternatively, members shared with other registrations of the same epoch (a
-  // simulation's virtual processes), and the agreement's view of them: when set, they
-  // are used and `members` is ignored.
-  std::shared_ptr<const std::vector<MemberInfo>> sharedMembers;
-  std::shared_ptr<const std::unordered_map<ProcessKey, int>> sharedIndex;  // key -> member
+  // The epoch's members (null: none yet, a newcomer waiting to be accepted), and the
+  // agreement's view of them (null: derived from the table).
+  std::shared_ptr<const MemberTable> members;
   std::shared_ptr<const Membership> membership;
-  int nRanks = -1;
   std::vector<int> monitored;  // member indices this process probes
   // Processes of earlier epochs that are no longer members. One that still sends
   // heartbeats slept through the rebuild (SIGSTOP): it is told it was expelled.
@@ -157,7 +165,10 @@ class HealthNetwork {
 
 class HealthProtocol {
  public:
-  HealthProtocol(ProcessKey self, std::string host, int pid, HealthNetwork* network);
+  // `epochs`: where its agreements share what they derive from an epoch (a simulator
+  // hands every process the same one); null: a store of its own.
+  HealthProtocol(ProcessKey self, std::string host, int pid, HealthNetwork* network,
+                 std::shared_ptr<EpochStore> epochs = nullptr);
 
   using RegistrationId = uint64_t;
   RegistrationId add(HealthRegistration registration, HealthTime now);
@@ -270,14 +281,14 @@ class HealthProtocol {
   bool acceptJoin(Registration& registration, const ProcessKey& from, const HealthMessage& frame,
                   const RecoveryMessage& m);
   void adoptJoined(Registration& registration, const RecoveryMessage& commit);
-  static int rankCount(const HealthRegistration& info);
-  static std::shared_ptr<const std::unordered_map<ProcessKey, int>> indexOf(
-      const std::vector<MemberInfo>& members);
-  static const MemberInfo* memberOf(const HealthRegistration& info, const ProcessKey& key);
+  static const MemberInfo* memberOf(const HealthRegistration& info, const ProcessKey& key) {
+    return info.members->find(key);
+  }
 
   ProcessKey self_;
   std::string host_;
   HealthNetwork* network_;
+  std::shared_ptr<EpochStore> epochs_;
   std::map<RegistrationId, Registration> registrations_;
   RegistrationId nextId_ = 1;
   FailureDetector detector_{std::chrono::milliseconds(1000)};

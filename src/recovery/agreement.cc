@@ -16,40 +16,6 @@ bool contains(const std::vector<Member>& v, const Member& m) {
   return std::find(v.begin(), v.end(), m) != v.end();
 }
 
-// One shared object per (epoch object, derivation): every virtual process of a
-// simulation that derives the same thing from the same epoch object gets the same
-// instance (DESIGN: one immutable membership per epoch, so 100,000 ranks fit in
-// memory). Keys name the epoch object by address; each entry holds that object, so the
-// address cannot be reused while the entry exists. Derived objects are held weakly and
-// entries whose object is gone are dropped; a real process has a handful.
-template <typename T>
-class Interned {
- public:
-  std::shared_ptr<const T> get(const std::shared_ptr<const Membership>& from,
-                               const std::string& derivation, const std::function<T()>& make) {
-    const std::string key = std::to_string(reinterpret_cast<uintptr_t>(from.get())) + derivation;
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = cache_.find(key);
-    if (it != cache_.end()) {
-      if (auto alive = it->second.object.lock()) return alive;
-    }
-    for (auto i = cache_.begin(); i != cache_.end();) {
-      i = i->second.object.expired() ? cache_.erase(i) : std::next(i);
-    }
-    auto made = std::make_shared<const T>(make());
-    cache_[key] = Entry{from, made};
-    return made;
-  }
-
- private:
-  struct Entry {
-    std::shared_ptr<const Membership> from;
-    std::weak_ptr<const T> object;
-  };
-  std::mutex mutex_;
-  std::map<std::string, Entry> cache_;
-};
-
 }  // namespace
 
 CandidateWalk::CandidateWalk(size_t nRanks) : n_(nRanks) {
@@ -81,105 +47,15 @@ std::vector<int> coordinatorOrder(int nRanks) {
   return order;
 }
 
-static std::function<EpochSalt()>& saltSource() {
-  static auto* source = new std::function<EpochSalt()>;  // never destroyed: safe at exit
-  return *source;
-}
-
-void setEpochSaltSource(std::function<EpochSalt()> source) { saltSource() = std::move(source); }
-
-EpochSalt freshEpochSalt() {
-  if (saltSource()) return saltSource()();
-  EpochSalt salt{};
-  if (!crypto::randomBytes(salt.data(), salt.size()).isOk()) std::abort();  // no entropy
-  return salt;
-}
-
-std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m) {
-  ByteWriter w;
-  w.put(static_cast<uint8_t>(m.type));
-  w.put(m.epoch);
-  w.putStrings(m.failed);
-  w.put(m.next.epoch);
-  w.putStrings(m.next.ranks);
-  w.putStrings(m.next.spares);
-  w.put(static_cast<uint32_t>(m.failedRanks.size()));
-  for (int r : m.failedRanks) w.put(static_cast<int32_t>(r));
-  w.put(static_cast<int32_t>(m.replaced));
-  w.put(static_cast<uint8_t>(m.shrunk));
-  w.put(static_cast<uint32_t>(m.joined.size()));
-  for (const JoiningSpare& j : m.joined) {
-    w.putString(j.key);
-    w.putString(j.host);
-    w.put(j.pid);
-    w.putBlob(j.peerInfo);
-  }
-  w.putBlob(m.blob);
-  w.put(m.ballot);
-  w.putStrings(m.acceptedFailed);
-  w.put(static_cast<uint8_t>(m.wantsReport));
-  w.put(m.salt);
-  w.putBlob(m.sealedKey);
-  return w.bytes();
-}
-
-bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* out) {
-  ByteReader r(frame);
-  RecoveryMessage m;
-  uint8_t type = 0, shrunk = 0, wantsReport = 0;
-  uint32_t nFailed = 0;
-  int32_t replaced = 0;
-  if (!r.get(&type) || type < RecoveryMessage::kReport || type > RecoveryMessage::kAccept ||
-      !r.get(&m.epoch) || !r.getStrings(&m.failed) || !r.get(&m.next.epoch) ||
-      !r.getStrings(&m.next.ranks) || !r.getStrings(&m.next.spares) || !r.get(&nFailed) ||
-      nFailed > r.remaining() / sizeof(int32_t)) {
-    return false;
-  }
-  for (uint32_t i = 0; i < nFailed; ++i) {
-    int32_t rank = 0;
-    if (!r.get(&rank)) return false;
-    m.failedRanks.push_back(rank);
-  }
-  uint32_t nJoined = 0;
-  // Every count is checked against the bytes left before anything is allocated: a
-  // newcomer takes at least 16 bytes (two empty strings, a pid, an empty blob), while
-  // its decoded form is about 100, so a 1 MiB frame claiming 1M newcomers cost 100 MB.
-  constexpr size_t kMinJoinedBytes = 4 + 4 + sizeof(int32_t) + 4;
-  if (!r.get(&replaced) || !r.get(&shrunk) || !r.get(&nJoined) ||
-      nJoined > r.remaining() / kMinJoinedBytes) {
-    return false;
-  }
-  m.joined.resize(nJoined);
-  for (JoiningSpare& j : m.joined) {
-    if (!r.getString(&j.key) || !r.getString(&j.host) || !r.get(&j.pid) ||
-        !r.getBlob(&j.peerInfo)) {
-      return false;
-    }
-  }
-  if (!r.getBlob(&m.blob) || !r.get(&m.ballot) || !r.getStrings(&m.acceptedFailed) ||
-      !r.get(&wantsReport) || !r.get(&m.salt) || !r.getBlob(&m.sealedKey) || !r.atEnd()) {
-    return false;
-  }
-  m.type = static_cast<RecoveryMessage::Type>(type);
-  m.replaced = replaced;
-  m.shrunk = shrunk != 0;
-  m.wantsReport = wantsReport != 0;
-  *out = std::move(m);
-  return true;
-}
-
-Agreement::Agreement(Member self, Membership current, bool shrinkWhenNoSpares,
-                     AgreementNetwork* net, RecoveryMessage enteredBy)
-    : Agreement(std::move(self), std::make_shared<const Membership>(std::move(current)),
-                shrinkWhenNoSpares, net,
-                enteredBy.type == RecoveryMessage::kCommit
-                    ? std::make_shared<const RecoveryMessage>(std::move(enteredBy))
-                    : nullptr) {}
-
 Agreement::Agreement(Member self, std::shared_ptr<const Membership> current,
                      bool shrinkWhenNoSpares, AgreementNetwork* net,
+                     std::shared_ptr<EpochStore> store,
                      std::shared_ptr<const RecoveryMessage> enteredBy)
-    : self_(std::move(self)), current_(std::move(current)), shrink_(shrinkWhenNoSpares), net_(net) {
+    : self_(std::move(self)),
+      current_(std::move(current)),
+      shrink_(shrinkWhenNoSpares),
+      net_(net),
+      store_(std::move(store)) {
   if (enteredBy && enteredBy->epoch == current_->epoch) lastCommit_ = std::move(enteredBy);
   indexMembers();
 }
@@ -190,15 +66,7 @@ const RecoveryMessage& Agreement::lastCommit() const {
 }
 
 // Membership tests in O(1): the set is shared by everyone on the same epoch object.
-void Agreement::indexMembers() {
-  static auto* sets = new Interned<std::unordered_set<Member>>;  // never destroyed: safe at exit
-  const Membership& m = *current_;
-  members_ = sets->get(current_, "", [&m] {
-    std::unordered_set<Member> all(m.ranks.begin(), m.ranks.end());
-    all.insert(m.spares.begin(), m.spares.end());
-    return all;
-  });
-}
+void Agreement::indexMembers() { members_ = store_->memberSet(current_); }
 
 bool Agreement::isMember(const Member& m) const { return members_->count(m) != 0; }
 
@@ -602,7 +470,6 @@ void Agreement::tryDecide() {
 }
 
 std::shared_ptr<const RecoveryMessage> Agreement::decide(const Decision& decision) {
-  static auto* commits = new Interned<RecoveryMessage>;  // never destroyed: safe at exit
   std::string key = shrink_ ? "s" : "n";
   for (const Member& f : decision.failed) key += "|" + f;
   key += "+";
@@ -611,7 +478,7 @@ std::shared_ptr<const RecoveryMessage> Agreement::decide(const Decision& decisio
   key.append(reinterpret_cast<const char*>(decision.salt.data()), decision.salt.size());
   const Membership& current = *current_;
   const bool shrink = shrink_;
-  return commits->get(current_, key, [&] { return decideFrom(current, decision, shrink); });
+  return store_->commit(current_, key, [&] { return decideFrom(current, decision, shrink); });
 }
 
 RecoveryMessage Agreement::decideFrom(const Membership& current, const Decision& decision,

@@ -30,7 +30,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   m.ranks = {"p0", "p1", "p2", "p3"};
   m.spares = {"s0"};
   CountingNetwork net;
-  Agreement agreement("p1", m, /*shrinkWhenNoSpares=*/true, &net);
+  Agreement agreement("p1", std::make_shared<const Membership>(m), /*shrinkWhenNoSpares=*/true,
+                      &net, std::make_shared<EpochStore>());
   size_t at = 0;
   while (size - at >= 3) {
     const uint8_t op = data[at];

@@ -23,10 +23,14 @@ using namespace std::chrono_literals;
 using sim::SimNetwork;
 using sim::SimTime;
 
+std::shared_ptr<const Membership> shared(const Membership& m) {
+  return std::make_shared<const Membership>(m);
+}
+
 class Node final : public sim::SimNode, public AgreementNetwork {
  public:
   Node(SimNetwork& net, const Member& self, const Membership& m, bool shrink)
-      : net_(net), self_(self), agreement(self, m, shrink, this) {
+      : net_(net), self_(self), agreement(self, shared(m), shrink, this, std::make_shared<EpochStore>()) {
     net.add(self, this);
   }
   void onFrame(const std::string& from, const std::vector<uint8_t>& frame, SimTime) override {
@@ -354,7 +358,7 @@ TEST(Agreement, MemberThatMissedTheCommitGetsItAgain) {
     std::vector<std::pair<Member, RecoveryMessage>> out;
   } sent;
   Membership before{0, {"p0", "p1", "p2", "p3"}, {"s0"}, {}};
-  Agreement coordinator("p0", before, true, &sent);
+  Agreement coordinator("p0", shared(before), true, &sent, std::make_shared<EpochStore>());
   coordinator.onFailure("p3");  // p0 coordinates: it asks p1, p2, s0 for their view
   for (const char* k : {"p1", "p2", "s0"}) {
     RecoveryMessage report;
@@ -383,7 +387,8 @@ TEST(Agreement, MemberThatMissedTheCommitGetsItAgain) {
 
   // After the rebuild, epoch 1's agreement (entered by that commit) answers a late
   // report from epoch 0 with the commit, and a stranger with EXPELLED.
-  Agreement after("p0", commit.next, true, &sent, commit);
+  Agreement after("p0", shared(commit.next), true, &sent, std::make_shared<EpochStore>(),
+                  std::make_shared<const RecoveryMessage>(commit));
   sent.out.clear();
   RecoveryMessage late;
   late.type = RecoveryMessage::kReport;
@@ -397,7 +402,7 @@ TEST(Agreement, MemberThatMissedTheCommitGetsItAgain) {
   EXPECT_EQ(sent.out[1].second.type, RecoveryMessage::kExpelled);
 
   // The member that missed it derives the same epoch from the compact commit.
-  Agreement behind("p2", before, true, &sent);
+  Agreement behind("p2", shared(before), true, &sent, std::make_shared<EpochStore>());
   behind.onFailure("p3");
   behind.onMessage("p0", sent.out[0].second);
   EXPECT_EQ(behind.membership().epoch, 1u);
@@ -413,7 +418,7 @@ TEST(Agreement, AWaitCanTellASlowRoundFromAStuckOneAndSayWhy) {
     void send(const Member&, const RecoveryMessage&) override {}
   } net;
   Membership epoch0{0, {"p0", "p1", "p2", "p3"}, {"s0"}, {}};
-  Agreement member("p2", epoch0, true, &net);
+  Agreement member("p2", shared(epoch0), true, &net, std::make_shared<EpochStore>());
   EXPECT_FALSE(member.waiting());
   EXPECT_NE(member.describeWait().find("no agreement round under way"), std::string::npos);
   uint64_t mark = member.progressMark();
@@ -431,7 +436,7 @@ TEST(Agreement, AWaitCanTellASlowRoundFromAStuckOneAndSayWhy) {
   EXPECT_EQ(member.describeWait().find("coordinator p0 "), std::string::npos)
       << member.describeWait();
 
-  Agreement coordinator("p0", epoch0, true, &net);
+  Agreement coordinator("p0", shared(epoch0), true, &net, std::make_shared<EpochStore>());
   coordinator.onFailure("p3");
   RecoveryMessage report;
   report.type = RecoveryMessage::kReport;

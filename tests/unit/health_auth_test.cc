@@ -197,9 +197,11 @@ struct AuthenticatedProcess {
     reg.commKey = kComm;
     reg.epoch = 3;
     reg.myRank = 0;
+    std::vector<MemberInfo> members;
     for (int m = 0; m < 3; ++m) {
-      reg.members.push_back(MemberInfo{m, "h", m + 1, "10.0.0." + std::to_string(m) + ":4000"});
+      members.push_back(MemberInfo{m, "h", m + 1, "10.0.0." + std::to_string(m) + ":4000"});
     }
+    reg.members = MemberTable::make(std::move(members));
     reg.monitored = {1};
     reg.listener = &net;
     reg.failureTimeoutMs = 1000;

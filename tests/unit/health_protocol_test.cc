@@ -52,7 +52,9 @@ class Process final : public sim::SimNode, public HealthNetwork, public HealthLi
     reportedAt.push_back(net_.now());
   }
 
-  void onRebuilt(const RecoveryMessage& commit) override { rebuilt.push_back(commit); }
+  void onRebuilt(const std::shared_ptr<const RecoveryMessage>& commit) override {
+    rebuilt.push_back(*commit);
+  }
   void onAllRanksLeft() override { allRanksLeft = true; }
   void onSpareJoined(const JoiningSpare& spare) override { joined.push_back(spare.key); }
   std::vector<uint8_t> joinPackage() override { return {42}; }
@@ -91,7 +93,9 @@ class Ring {
     HealthRegistration reg;
     reg.commKey = commKey;
     reg.myRank = rank;
-    for (int m = 0; m < n; ++m) reg.members.push_back(MemberInfo{m, "simhost", 1000 + m, keyOf(m)});
+    std::vector<MemberInfo> members;
+    for (int m = 0; m < n; ++m) members.push_back(MemberInfo{m, "simhost", 1000 + m, keyOf(m)});
+    reg.members = MemberTable::make(std::move(members));
     if (n > 1) reg.monitored.push_back((rank + 1) % n);
     if (n > 2) reg.monitored.push_back((rank + n - 1) % n);
     reg.listener = procs[rank].get();
@@ -207,7 +211,8 @@ TEST(HealthProtocol, FailureRevokesEveryCommunicatorContainingTheProcess) {
     HealthRegistration& reg = extra[i];
     reg.commKey = 99;
     reg.myRank = i;
-    reg.members = {MemberInfo{0, "simhost", 1000, keyOf(0)}, MemberInfo{1, "simhost", 1002, keyOf(2)}};
+    reg.members = MemberTable::make(
+        {MemberInfo{0, "simhost", 1000, keyOf(0)}, MemberInfo{1, "simhost", 1002, keyOf(2)}});
     reg.monitored = {1 - i};
     reg.probeIntervalMs = kProbeMs;
     reg.failureTimeoutMs = kTimeoutMs;
@@ -262,7 +267,9 @@ TEST(HealthProtocol, AFailureKnownBeforeAnEpochIsReportedAgainInIt) {
   auto epochOne = [&](int rank, HealthListener* listener) {
     HealthRegistration reg = ring.registration(rank, 6, 7);
     reg.epoch = 1;
-    reg.members[5] = MemberInfo{5, "simhost", 1006, keyOf(6)};
+    std::vector<MemberInfo> members = reg.members->members;
+    members[5] = MemberInfo{5, "simhost", 1006, keyOf(6)};
+    reg.members = MemberTable::make(std::move(members));
     reg.monitored.clear();
     reg.listener = listener;
     return reg;
@@ -295,7 +302,9 @@ TEST(HealthProtocol, RankZeroCrashAndLateMonitorOfADeadPeer) {
   Process late(ring.net, keyOf(9));
   HealthRegistration reg = ring.registration(0, 3, 11);
   reg.myRank = 1;
-  reg.members[1].key = keyOf(9);
+  std::vector<MemberInfo> members = reg.members->members;
+  members[1].key = keyOf(9);
+  reg.members = MemberTable::make(std::move(members));
   reg.monitored = {0};
   reg.listener = &late;
   late.protocol().add(reg, ring.net.now());
@@ -315,8 +324,9 @@ class WithSpares {
       HealthRegistration reg;
       reg.commKey = 7;
       reg.myRank = i;
-      reg.nRanks = nranks;
-      for (int m = 0; m < n; ++m) reg.members.push_back(MemberInfo{m, "simhost", 1000 + m, keyOf(m)});
+      std::vector<MemberInfo> members;
+      for (int m = 0; m < n; ++m) members.push_back(MemberInfo{m, "simhost", 1000 + m, keyOf(m)});
+      reg.members = MemberTable::make(std::move(members), nranks);
       if (i < nranks) {
         reg.monitored = {(i + 1) % nranks, (i + nranks - 1) % nranks};
         for (int j = i; j < nspares; j += nranks) reg.monitored.push_back(nranks + j);
@@ -481,8 +491,8 @@ TEST(HealthProtocol, RoundTripLeavesOutTheWaitForTicks) {
   // heartbeat it was sent): our heartbeat leaves at t0.
   HealthRegistration reg;
   reg.myRank = 0;
-  reg.members = {MemberInfo{0, "simhost", 1000, "10.0.0.1:4000"},
-                 MemberInfo{1, "simhost", 1001, "10.0.0.2:4000"}};
+  reg.members = MemberTable::make({MemberInfo{0, "simhost", 1000, "10.0.0.1:4000"},
+                                  MemberInfo{1, "simhost", 1001, "10.0.0.2:4000"}});
   reg.monitored = {1};
   protocol.add(std::move(reg), t0);
   protocol.onTick(t0);

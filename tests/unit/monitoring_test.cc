@@ -90,7 +90,7 @@ TEST(Monitoring, FormerMembersAreTheKnownProcessesNotInTheEpoch) {
   HealthRegistration reg = registrationFor(t, keyOf(1), 5, HealthPolicy{}, nullptr, nullptr);
   EXPECT_EQ(reg.myRank, 1);
   EXPECT_EQ(reg.formerMembers, t.formerMembers);
-  EXPECT_EQ(reg.nRanks, 2);
+  EXPECT_EQ(reg.members->nRanks, 2);
   EXPECT_TRUE(reg.recoverable);
   // A process the epoch does not name is not a member: nothing to probe.
   HealthRegistration gone = registrationFor(t, keyOf(7), 5, HealthPolicy{}, nullptr, nullptr);

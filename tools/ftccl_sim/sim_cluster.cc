@@ -86,7 +86,8 @@ SimProcess::SimProcess(SimCluster& cluster, int index)
     : cluster_(cluster),
       index_(index),
       key_(SimCluster::keyOf(index)),
-      protocol_(key_, "h" + std::to_string(cluster.hostOf(index)), 1000 + index, this) {
+      protocol_(key_, "h" + std::to_string(cluster.hostOf(index)), 1000 + index, this,
+                cluster.epochs()) {
   cluster.net().add(key_, this);
 }
 
@@ -105,7 +106,7 @@ void SimProcess::join(std::shared_ptr<const Membership> membership, sim::SimTime
     rank_ = -1;
     return;
   }
-  rank_ = reg.myRank < reg.nRanks ? reg.myRank : -1;
+  rank_ = reg.myRank < reg.members->nRanks ? reg.myRank : -1;
   registration_ = protocol_.add(std::move(reg), now);
 }
 
@@ -155,7 +156,7 @@ void SimProcess::onMemberFailed(const FailureReport& report) {
   }
 }
 
-void SimProcess::onRebuiltShared(const std::shared_ptr<const RecoveryMessage>& commit) {
+void SimProcess::onRebuilt(const std::shared_ptr<const RecoveryMessage>& commit) {
   if (!pendingCommit_ || commit->next.epoch > pendingCommit_->next.epoch) pendingCommit_ = commit;
   cluster_.net().wake(key_);  // the application rebuilds at once
 }

@@ -59,6 +59,8 @@ class SimCluster {
   int hostOf(int process) const { return process / config_.ranksPerHost; }
   int rackOf(int process) const { return hostOf(process) / config_.hostsPerRack; }
   sim::SimNetwork& net() { return net_; }
+  // One store for every process: their agreements share what they derive from an epoch.
+  const std::shared_ptr<EpochStore>& epochs() const { return epochs_; }
   sim::SimTime now() const { return net_.now(); }
   SimProcess& process(int p) { return *procs_[p]; }
 
@@ -82,6 +84,7 @@ class SimCluster {
 
   ClusterConfig config_;
   sim::SimNetwork net_;
+  std::shared_ptr<EpochStore> epochs_ = std::make_shared<EpochStore>();
   std::vector<std::unique_ptr<SimProcess>> procs_;
   std::map<std::pair<int, int>, std::chrono::nanoseconds> slowLinks_;
   std::map<const Membership*, EpochTable> tables_;
@@ -103,7 +106,7 @@ class SimProcess final : public sim::SimNode, public HealthNetwork, public Healt
   void unmonitor(const ProcessKey& peer) override;
   // HealthListener
   void onMemberFailed(const FailureReport& report) override;
-  void onRebuiltShared(const std::shared_ptr<const RecoveryMessage>& commit) override;
+  void onRebuilt(const std::shared_ptr<const RecoveryMessage>& commit) override;
   void onRecoveryFailed(const std::string& why) override;
 
   // Registers an epoch of the communicator (enteredBy: the commit that made it).

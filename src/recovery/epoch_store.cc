@@ -1,0 +1,46 @@
+#include "recovery/epoch_store.h"
+
+#include <cstdint>
+
+namespace ftccl {
+
+template <typename T>
+std::shared_ptr<const T> EpochStore::Cache<T>::get(const std::shared_ptr<const Membership>& from,
+                                                   const std::string& derivation,
+                                                   const std::function<T()>& make) {
+  const std::string key = std::to_string(reinterpret_cast<uintptr_t>(from.get())) + derivation;
+  auto it = entries.find(key);
+  if (it != entries.end()) {
+    if (auto alive = it->second.object.lock()) return alive;
+  }
+  for (auto i = entries.begin(); i != entries.end();) {
+    i = i->second.object.expired() ? entries.erase(i) : std::next(i);
+  }
+  auto made = std::make_shared<const T>(make());
+  entries[key] = Entry{from, made};
+  return made;
+}
+
+std::shared_ptr<const std::unordered_set<Member>> EpochStore::memberSet(
+    const std::shared_ptr<const Membership>& epoch) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return sets_.get(epoch, "", [&epoch] {
+    std::unordered_set<Member> all(epoch->ranks.begin(), epoch->ranks.end());
+    all.insert(epoch->spares.begin(), epoch->spares.end());
+    return all;
+  });
+}
+
+std::shared_ptr<const RecoveryMessage> EpochStore::commit(
+    const std::shared_ptr<const Membership>& epoch, const std::string& decision,
+    const std::function<RecoveryMessage()>& make) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return commits_.get(epoch, decision, make);
+}
+
+size_t EpochStore::entries() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return sets_.entries.size() + commits_.entries.size();
+}
+
+}  // namespace ftccl
