@@ -15,27 +15,6 @@
 
 namespace ftccl {
 
-const char* algorithmName(Algorithm algorithm) {
-  switch (algorithm) {
-    case Algorithm::kRing: return "ring";
-    case Algorithm::kTree: return "tree";
-    case Algorithm::kHierarchical: return "hier";
-    case Algorithm::kRecursiveDoubling: return "rd";
-  }
-  return "unknown";
-}
-
-const char* collectiveName(CollectiveKind kind) {
-  switch (kind) {
-    case CollectiveKind::kAllReduce: return "allreduce";
-    case CollectiveKind::kBroadcast: return "broadcast";
-    case CollectiveKind::kReduce: return "reduce";
-    case CollectiveKind::kAllGather: return "allgather";
-    case CollectiveKind::kReduceScatter: return "reducescatter";
-  }
-  return "unknown";
-}
-
 namespace {
 
 class Sequence final : public Collective {
