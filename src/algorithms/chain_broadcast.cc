@@ -6,9 +6,9 @@
 // it as soon as it lands; up to `channels` receives and sends are outstanding. All
 // chunks use one channel: the transport delivers them in order.
 #include <cstring>
-#include <deque>
 
 #include "algorithms/collective.h"
+#include "algorithms/inflight.h"
 #include "algorithms/ring.h"
 #include "reduce/reduce.h"
 
@@ -19,7 +19,7 @@ class ChainBroadcast final : public Collective {
  public:
   ChainBroadcast(Transport& transport, const PipelineConfig& pipeline,
                  const CollectiveArgs& args)
-      : transport_(transport),
+      : inFlight_(transport, kWindows),
         args_(args),
         chain_{transport.size(), transport.rank(), args.root},
         bytes_(args.count * dataTypeSize(args.type)),
@@ -27,8 +27,6 @@ class ChainBroadcast final : public Collective {
         window_(pipeline.channels > 0 ? pipeline.channels : 1) {
     nChunks_ = bytes_ == 0 ? 0 : (bytes_ + chunkBytes_ - 1) / chunkBytes_;
   }
-
-  ~ChainBroadcast() override { abort(); }
 
   Status progress(bool* done) override {
     if (chain_.isRoot() && !rootCopied_) {
@@ -45,79 +43,55 @@ class ChainBroadcast final : public Collective {
     MessageKey key = args_.key(0);
     // Receive in order, up to `window_` chunks ahead.
     if (!chain_.isRoot()) {
-      while (recvPosted_ < nChunks_ && recvs_.size() < window_) {
-        TransportRequest* req = nullptr;
-        FTCCL_CHECK(transport_.irecv(chain_.prev(), chunk(recvPosted_), chunkSize(recvPosted_),
-                                     key, &req));
-        recvs_.push_back(req);
+      while (recvPosted_ < nChunks_ && inFlight_.count(kRecvs) < window_) {
+        FTCCL_CHECK(inFlight_.recv(kRecvs, chain_.prev(), chunk(recvPosted_),
+                                   chunkSize(recvPosted_), key));
         ++recvPosted_;
       }
-      while (!recvs_.empty()) {
-        bool landed = false;
-        FTCCL_CHECK(transport_.test(&recvs_.front(), &landed));
-        if (!landed) break;
-        recvs_.pop_front();
-        ++received_;
-      }
+      size_t landed = 0;
+      FTCCL_CHECK(inFlight_.testOldest(kRecvs, &landed));
+      received_ += landed;
     } else {
       received_ = nChunks_;
     }
     // Forward what has landed (the root forwards from sendbuff), bounded likewise.
     if (!chain_.isLast()) {
-      while (!sends_.empty()) {
-        bool sent = false;
-        FTCCL_CHECK(transport_.test(&sends_.front(), &sent));
-        if (!sent) break;
-        sends_.pop_front();
-        ++sendsDone_;
-      }
-      while (sendPosted_ < received_ && sends_.size() < window_) {
+      size_t sent = 0;
+      FTCCL_CHECK(inFlight_.testOldest(kSends, &sent));
+      while (sendPosted_ < received_ && inFlight_.count(kSends) < window_) {
         const uint8_t* from = chain_.isRoot() ? static_cast<const uint8_t*>(args_.sendbuff)
                                               : static_cast<const uint8_t*>(args_.recvbuff);
-        TransportRequest* req = nullptr;
-        FTCCL_CHECK(transport_.isend(chain_.next(), from + sendPosted_ * chunkBytes_,
-                                     chunkSize(sendPosted_), key, &req));
-        sends_.push_back(req);
+        FTCCL_CHECK(inFlight_.send(kSends, chain_.next(), from + sendPosted_ * chunkBytes_,
+                                   chunkSize(sendPosted_), key));
         ++sendPosted_;
       }
     }
-    bool forwarded = chain_.isLast() || (sendPosted_ == nChunks_ && sends_.empty());
+    bool forwarded = chain_.isLast() || (sendPosted_ == nChunks_ && inFlight_.idle(kSends));
     *done = received_ == nChunks_ && forwarded;
     return Status::ok();
   }
 
-  void abort() override {
-    for (auto& r : recvs_) transport_.cancel(&r);
-    for (auto& r : sends_) transport_.cancel(&r);
-    recvs_.clear();
-    sends_.clear();
-  }
-
-  uint64_t progressMark() const override { return received_ + sendsDone_; }
-
-  std::vector<int> pendingPeers() const override {
-    std::vector<int> peers;
-    if (!recvs_.empty()) peers.push_back(chain_.prev());
-    if (!sends_.empty()) peers.push_back(chain_.next());
-    return peers;
-  }
+  void abort() override { inFlight_.abort(); }
+  uint64_t progressMark() const override { return inFlight_.progressMark(); }
+  std::vector<int> pendingPeers() const override { return inFlight_.pendingPeers(); }
 
  private:
+  enum Window { kRecvs, kSends, kWindows };  // InFlight groups, each completing in order
+
   uint8_t* chunk(size_t i) const { return static_cast<uint8_t*>(args_.recvbuff) + i * chunkBytes_; }
   size_t chunkSize(size_t i) const {
     return i + 1 < nChunks_ ? chunkBytes_ : bytes_ - i * chunkBytes_;
   }
 
-  Transport& transport_;
+  InFlight inFlight_;
   CollectiveArgs args_;
   ChainSchedule chain_;
   size_t bytes_;
   size_t chunkBytes_;
   size_t window_;
   size_t nChunks_ = 0;
-  size_t recvPosted_ = 0, received_ = 0, sendPosted_ = 0, sendsDone_ = 0;
+  size_t recvPosted_ = 0, received_ = 0, sendPosted_ = 0;
   bool rootCopied_ = false;
-  std::deque<TransportRequest*> recvs_, sends_;
 };
 
 }  // namespace

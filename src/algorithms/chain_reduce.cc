@@ -13,9 +13,9 @@
 // per link (chunks are min(chunkBytes, slotBytes)). Tolerates abort() at any point.
 #include <algorithm>
 #include <cstring>
-#include <deque>
 
 #include "algorithms/collective.h"
+#include "algorithms/inflight.h"
 #include "reduce/reduce.h"
 
 namespace ftccl {
@@ -25,7 +25,8 @@ class ChainReduce final : public Collective {
  public:
   ChainReduce(Transport& transport, const Scratch& scratch, const PipelineConfig& pipeline,
               const CollectiveArgs& args)
-      : transport_(transport), scratch_(scratch), args_(args), n_(transport.size()),
+      : transport_(transport), inFlight_(transport, kWindows), scratch_(scratch), args_(args),
+        n_(transport.size()),
         elemSize_(dataTypeSize(args.type)) {
     position_ = ((transport.rank() - args.root - 1) % n_ + n_) % n_;
     // A chunk must fit a staging slot (chunkBytes 0: as large as a slot).
@@ -35,7 +36,6 @@ class ChainReduce final : public Collective {
     nChunks_ = (args.count + chunkElems_ - 1) / chunkElems_;
     slots_ = std::max(1, scratch.slots);
   }
-  ~ChainReduce() override { abort(); }
 
   Status progress(bool* done) override {
     if (n_ == 1) {
@@ -52,57 +52,37 @@ class ChainReduce final : public Collective {
       // Post receives ahead while their slots are free.
       size_t freed = root ? received_ : sendsDone_;
       while (recvPosted_ < nChunks_ && recvPosted_ < freed + slots_) {
-        TransportRequest* req = nullptr;
-        FTCCL_CHECK(transport_.irecv(prev(), slotOf(recvPosted_), chunkBytes(recvPosted_), key, &req));
-        recvs_.push_back(req);
+        FTCCL_CHECK(inFlight_.recv(kRecvs, prev(), slotOf(recvPosted_), chunkBytes(recvPosted_),
+                                   key));
         ++recvPosted_;
       }
-      while (!recvs_.empty()) {
-        bool landed = false;
-        FTCCL_CHECK(transport_.test(&recvs_.front(), &landed));
-        if (!landed) break;
-        recvs_.pop_front();
-        combine(received_++, root);
-      }
+      size_t landed = 0;
+      FTCCL_CHECK(inFlight_.testOldest(kRecvs, &landed));
+      for (; landed; --landed) combine(received_++, root);
     } else {
       received_ = nChunks_;
     }
     if (!root) {
-      while (!sends_.empty()) {
-        bool sent = false;
-        FTCCL_CHECK(transport_.test(&sends_.front(), &sent));
-        if (!sent) break;
-        sends_.pop_front();
-        ++sendsDone_;
-      }
-      while (sendPosted_ < received_ && sends_.size() < static_cast<size_t>(slots_)) {
+      size_t sent = 0;
+      FTCCL_CHECK(inFlight_.testOldest(kSends, &sent));
+      sendsDone_ += sent;
+      while (sendPosted_ < received_ && inFlight_.count(kSends) < static_cast<size_t>(slots_)) {
         const uint8_t* from = first ? input() + sendPosted_ * chunkElems_ * elemSize_
                                     : slotOf(sendPosted_);
-        TransportRequest* req = nullptr;
-        FTCCL_CHECK(transport_.isend(next(), from, chunkBytes(sendPosted_), key, &req));
-        sends_.push_back(req);
+        FTCCL_CHECK(inFlight_.send(kSends, next(), from, chunkBytes(sendPosted_), key));
         ++sendPosted_;
       }
     }
-    *done = received_ == nChunks_ && (root || (sendPosted_ == nChunks_ && sends_.empty()));
+    *done = received_ == nChunks_ && (root || (sendPosted_ == nChunks_ && inFlight_.idle(kSends)));
     return Status::ok();
   }
 
-  void abort() override {
-    for (auto& r : recvs_) transport_.cancel(&r);
-    for (auto& r : sends_) transport_.cancel(&r);
-    recvs_.clear();
-    sends_.clear();
-  }
-  std::vector<int> pendingPeers() const override {
-    std::vector<int> peers;
-    if (!recvs_.empty()) peers.push_back(prev());
-    if (!sends_.empty()) peers.push_back(next());
-    return peers;
-  }
-  uint64_t progressMark() const override { return received_ + sendsDone_; }
+  void abort() override { inFlight_.abort(); }
+  std::vector<int> pendingPeers() const override { return inFlight_.pendingPeers(); }
+  uint64_t progressMark() const override { return inFlight_.progressMark(); }
 
  private:
+  enum Window { kRecvs, kSends, kWindows };  // InFlight groups, each completing in order
   int prev() const { return (transport_.rank() - 1 + n_) % n_; }
   int next() const { return (transport_.rank() + 1) % n_; }
   const uint8_t* input() const { return static_cast<const uint8_t*>(args_.sendbuff); }
@@ -119,6 +99,7 @@ class ChainReduce final : public Collective {
   }
 
   Transport& transport_;
+  InFlight inFlight_;
   Scratch scratch_;
   CollectiveArgs args_;
   int n_;
@@ -127,7 +108,6 @@ class ChainReduce final : public Collective {
   size_t chunkElems_ = 1, nChunks_ = 0;
   int slots_ = 1;
   size_t recvPosted_ = 0, received_ = 0, sendPosted_ = 0, sendsDone_ = 0;
-  std::deque<TransportRequest*> recvs_, sends_;
 };
 
 }  // namespace

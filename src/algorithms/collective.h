@@ -64,8 +64,12 @@ constexpr int kMaxPipelineChannels = 4;
 constexpr uint32_t kPointToPointChannel = 15;
 constexpr uint32_t kTuningChannel = 14;  // the cost model's measurement and sharing
 
-enum class Algorithm { kRing, kTree, kHierarchical, kRecursiveDoubling };
-const char* algorithmName(Algorithm algorithm);  // "ring", "tree", "hier", "rd"
+// The numbers travel: Tuner::toVector shares forced choices by number, the calibration
+// indexes its times by it, and op signatures hash it. Never renumber; add at the end.
+// Which collective has which algorithm, and how each is built: catalog.h.
+enum class Algorithm { kRing = 0, kTree = 1, kHierarchical = 2, kRecursiveDoubling = 3 };
+constexpr int kAlgorithms = 4;
+const char* algorithmName(Algorithm algorithm);  // "ring", "tree", "hier", "rd" (catalog.cc)
 
 // The collectives an algorithm choice is made for (Send/Recv has no algorithm).
 enum class CollectiveKind { kAllReduce, kBroadcast, kReduce, kAllGather, kReduceScatter };
@@ -86,8 +90,9 @@ class Collective {
   virtual uint64_t progressMark() const = 0;
 };
 
-// Factories. None posts anything before its first progress() call, so composite
-// algorithms may build their phases up front.
+// Factories (catalog.h builds them by collective and Algorithm). None posts anything
+// before its first progress() call, so composite algorithms may build their phases up
+// front.
 std::unique_ptr<Collective> makeRingAllReduce(Transport& transport, const Scratch& scratch,
                                               const PipelineConfig& pipeline,
                                               const CollectiveArgs& args);

@@ -11,29 +11,9 @@
 #include <vector>
 
 #include "algorithms/collective.h"
+#include "algorithms/inflight.h"
 
 namespace ftccl {
-
-const char* algorithmName(Algorithm algorithm) {
-  switch (algorithm) {
-    case Algorithm::kRing: return "ring";
-    case Algorithm::kTree: return "tree";
-    case Algorithm::kHierarchical: return "hier";
-    case Algorithm::kRecursiveDoubling: return "rd";
-  }
-  return "unknown";
-}
-
-const char* collectiveName(CollectiveKind kind) {
-  switch (kind) {
-    case CollectiveKind::kAllReduce: return "allreduce";
-    case CollectiveKind::kBroadcast: return "broadcast";
-    case CollectiveKind::kReduce: return "reduce";
-    case CollectiveKind::kAllGather: return "allgather";
-    case CollectiveKind::kReduceScatter: return "reducescatter";
-  }
-  return "unknown";
-}
 
 namespace {
 
@@ -72,9 +52,8 @@ class Sequence final : public Collective {
 class PointToPointOp final : public Collective {
  public:
   PointToPointOp(Transport& transport, std::vector<PointToPoint> transfers)
-      : transport_(transport), transfers_(std::move(transfers)),
-        requests_(transfers_.size(), nullptr), finished_(transfers_.size(), false) {}
-  ~PointToPointOp() override { abort(); }
+      : transport_(transport), transfers_(std::move(transfers)), inFlight_(transport),
+        finished_(transfers_.size(), false) {}
 
   Status progress(bool* done) override {
     if (!posted_) {
@@ -86,41 +65,19 @@ class PointToPointOp final : public Collective {
           const PointToPoint& t = transfers_[i];
           if (finished_[i] || t.send != (pass == 1)) continue;
           if (t.send) {
-            FTCCL_CHECK(transport_.isend(t.peer, t.buffer, t.bytes, t.key, &requests_[i]));
+            FTCCL_CHECK(inFlight_.send(0, t.peer, t.buffer, t.bytes, t.key));
           } else {
-            FTCCL_CHECK(transport_.irecv(t.peer, t.buffer, t.bytes, t.key, &requests_[i]));
+            FTCCL_CHECK(inFlight_.recv(0, t.peer, t.buffer, t.bytes, t.key));
           }
         }
       }
       posted_ = true;
     }
-    bool all = true;
-    for (size_t i = 0; i < transfers_.size(); ++i) {
-      if (finished_[i]) continue;
-      bool finished = false;
-      FTCCL_CHECK(transport_.test(&requests_[i], &finished));
-      if (finished) {
-        finished_[i] = true;
-        ++completed_;
-      } else {
-        all = false;
-      }
-    }
-    *done = all;
-    return Status::ok();
+    return inFlight_.testAll(0, done);
   }
-  void abort() override {
-    for (TransportRequest*& r : requests_) transport_.cancel(&r);
-  }
-  std::vector<int> pendingPeers() const override {
-    std::vector<int> peers;
-    for (size_t i = 0; i < transfers_.size(); ++i)
-      if (!finished_[i]) peers.push_back(transfers_[i].peer);
-    std::sort(peers.begin(), peers.end());
-    peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
-    return peers;
-  }
-  uint64_t progressMark() const override { return completed_; }
+  void abort() override { inFlight_.abort(); }
+  std::vector<int> pendingPeers() const override { return inFlight_.pendingPeers(); }
+  uint64_t progressMark() const override { return selfCopies_ + inFlight_.progressMark(); }
 
  private:
   // A send whose buffer is also a receive's (in place: the ring shift of sendrecv_perf)
@@ -162,7 +119,7 @@ class PointToPointOp final : public Collective {
       }
       if (s.bytes && s.buffer != r.buffer) std::memmove(r.buffer, s.buffer, s.bytes);
       finished_[sends[k]] = finished_[recvs[k]] = true;
-      completed_ += 2;
+      ++selfCopies_;
     }
     return Status::ok();
   }
@@ -170,10 +127,10 @@ class PointToPointOp final : public Collective {
   Transport& transport_;
   std::vector<PointToPoint> transfers_;
   std::vector<std::vector<uint8_t>> staged_;  // copies of sends that overlap receives
-  std::vector<TransportRequest*> requests_;
-  std::vector<bool> finished_;
+  InFlight inFlight_;
+  std::vector<bool> finished_;  // transfers to self, done without the network
   bool posted_ = false;
-  uint64_t completed_ = 0;
+  uint64_t selfCopies_ = 0;
 };
 
 }  // namespace

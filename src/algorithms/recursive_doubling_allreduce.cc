@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "algorithms/collective.h"
+#include "algorithms/inflight.h"
 #include "algorithms/recursive_doubling.h"
 #include "reduce/reduce.h"
 
@@ -42,7 +43,7 @@ class RecursiveDoublingAllReduce final : public Collective {
   RecursiveDoublingAllReduce(Transport& transport, const Scratch& scratch,
                              const CollectiveArgs& args)
       : transport_(transport), args_(args), elemSize_(dataTypeSize(args.type)),
-        staging_(scratch.base) {
+        staging_(scratch.base), inFlight_(transport) {
     size_t stagingBytes = scratch.slotBytes * static_cast<size_t>(std::max(scratch.slots, 0));
     int n = transport.size();
     if (n == 1 || args.count == 0) return;
@@ -54,7 +55,6 @@ class RecursiveDoublingAllReduce final : public Collective {
     chunks_ = (args.count + chunkElems_ - 1) / chunkElems_;
     buildSteps(doublingPlan(n, transport.rank()));
   }
-  ~RecursiveDoublingAllReduce() override { abort(); }
 
   Status progress(bool* done) override {
     *done = false;
@@ -75,24 +75,14 @@ class RecursiveDoublingAllReduce final : public Collective {
       FTCCL_CHECK(advance(steps_[step_], &finished));
       if (!finished) return Status::ok();
       ++step_;
-      ++stepsDone_;
     }
     *done = true;
     return Status::ok();
   }
 
-  void abort() override {
-    for (TransportRequest*& r : requests_) transport_.cancel(&r);
-    posted_ = false;
-  }
-
-  std::vector<int> pendingPeers() const override {
-    for (TransportRequest* r : requests_) {
-      if (r) return {steps_[step_].peer};
-    }
-    return {};
-  }
-  uint64_t progressMark() const override { return stepsDone_; }
+  void abort() override { inFlight_.abort(); }
+  std::vector<int> pendingPeers() const override { return inFlight_.pendingPeers(); }
+  uint64_t progressMark() const override { return inFlight_.progressMark(); }
 
  private:
   enum class Combine { kNone, kPartnerFirst, kMineFirst };
@@ -131,32 +121,21 @@ class RecursiveDoublingAllReduce final : public Collective {
     size_t first = chunk_ * chunkElems_;
     size_t count = std::min(chunkElems_, args_.count - first);
     uint8_t* result = static_cast<uint8_t*>(args_.recvbuff) + first * elemSize_;
-    if (!posted_) {
+    if (inFlight_.idle(0)) {
       MessageKey key = args_.key(0);
       size_t bytes = count * elemSize_;
       size_t pieceElems = std::max<size_t>(
           1, (bytes <= kPieceBytes * kMaxPieces ? kPieceBytes : bytes) / elemSize_);
       uint8_t* into = step.recvIntoResult ? result : staging_;
-      requests_.clear();
       for (size_t at = 0; at < count; at += pieceElems) {
         size_t offset = at * elemSize_, length = std::min(pieceElems, count - at) * elemSize_;
-        if (step.send) {
-          requests_.push_back(nullptr);
-          FTCCL_CHECK(transport_.isend(step.peer, result + offset, length, key, &requests_.back()));
-        }
-        if (step.recv) {
-          requests_.push_back(nullptr);
-          FTCCL_CHECK(transport_.irecv(step.peer, into + offset, length, key, &requests_.back()));
-        }
+        if (step.send) FTCCL_CHECK(inFlight_.send(0, step.peer, result + offset, length, key));
+        if (step.recv) FTCCL_CHECK(inFlight_.recv(0, step.peer, into + offset, length, key));
       }
-      posted_ = true;
     }
-    for (TransportRequest*& r : requests_) {
-      bool done = false;
-      FTCCL_CHECK(transport_.test(&r, &done));
-      if (!done) return Status::ok();
-    }
-    posted_ = false;
+    bool done = false;
+    FTCCL_CHECK(inFlight_.testAll(0, &done));
+    if (!done) return Status::ok();
     if (step.combine == Combine::kPartnerFirst) {
       reduce(result, staging_, result, count, args_.type, args_.op);
     } else if (step.combine == Combine::kMineFirst) {
@@ -175,9 +154,8 @@ class RecursiveDoublingAllReduce final : public Collective {
   size_t chunkElems_ = 1, chunks_ = 0;
   std::vector<Step> steps_;
   size_t chunk_ = 0, step_ = 0;
-  bool started_ = false, posted_ = false;
-  std::vector<TransportRequest*> requests_;  // the current step's pieces
-  uint64_t stepsDone_ = 0;
+  bool started_ = false;
+  InFlight inFlight_;  // the current step's pieces
 };
 
 }  // namespace

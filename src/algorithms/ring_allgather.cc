@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "algorithms/inflight.h"
 #include "algorithms/ring_phases.h"
 #include "reduce/reduce.h"
 
@@ -25,9 +26,9 @@ class RingAllGather final : public Collective {
  public:
   RingAllGather(Transport& transport, const PipelineConfig& pipeline, OpId op,
                 size_t elemSize, std::vector<Segment> segments, void* buffer)
-      : transport_(transport), op_(op), elemSize_(elemSize),
-        segments_(std::move(segments)), buffer_(static_cast<uint8_t*>(buffer)),
-        n_(transport.size()), rank_(transport.rank()) {
+      : op_(op), elemSize_(elemSize), segments_(std::move(segments)),
+        buffer_(static_cast<uint8_t*>(buffer)), n_(transport.size()),
+        ring_(n_, transport.rank(), 0) {
     size_t largest = 0;
     for (const Segment& s : segments_) largest = std::max(largest, s.count);
     // No staging, so slices are only a pipelining unit (chunkBytes 0: one slice).
@@ -38,8 +39,8 @@ class RingAllGather final : public Collective {
     channels = static_cast<int>(std::min<size_t>(channels, std::max<size_t>(nSlices_, 1)));
     channels_.resize(channels);
     for (int c = 0; c < channels; ++c) channels_[c].slice = c;
+    inFlight_ = std::make_unique<InFlight>(transport, channels);
   }
-  ~RingAllGather() override { abort(); }
 
   Status progress(bool* done) override {
     *done = false;
@@ -51,58 +52,36 @@ class RingAllGather final : public Collective {
     *done = all;
     return Status::ok();
   }
-  void abort() override {
-    for (Channel& ch : channels_) {
-      transport_.cancel(&ch.send);
-      transport_.cancel(&ch.recv);
-    }
-  }
-  std::vector<int> pendingPeers() const override {
-    std::vector<int> peers;
-    for (const Channel& ch : channels_) {
-      if (ch.recv) peers.push_back(mod(rank_ - 1));
-      if (ch.send) peers.push_back(mod(rank_ + 1));
-    }
-    std::sort(peers.begin(), peers.end());
-    peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
-    return peers;
-  }
-  uint64_t progressMark() const override { return stepsDone_; }
+  void abort() override { inFlight_->abort(); }
+  std::vector<int> pendingPeers() const override { return inFlight_->pendingPeers(); }
+  uint64_t progressMark() const override { return inFlight_->progressMark(); }
 
  private:
   struct Channel {
     size_t slice = 0;
     int step = 0;
-    bool posted = false;
-    TransportRequest* send = nullptr;
-    TransportRequest* recv = nullptr;
   };
-  int mod(int x) const { return ((x % n_) + n_) % n_; }
 
   Status advance(int c) {
     Channel& ch = channels_[c];
     while (ch.slice < nSlices_) {
-      Segment sendPart = sliceOf(segments_[mod(rank_ - ch.step)], ch.slice, sliceElems_);
-      Segment recvPart = sliceOf(segments_[mod(rank_ - ch.step - 1)], ch.slice, sliceElems_);
-      if (!ch.posted) {
+      Segment sendPart = sliceOf(segments_[ring_.allGatherSend(ch.step)], ch.slice, sliceElems_);
+      Segment recvPart = sliceOf(segments_[ring_.allGatherRecv(ch.step)], ch.slice, sliceElems_);
+      if (inFlight_->idle(c)) {
         MessageKey key = op_.key(static_cast<uint32_t>(c));
         if (recvPart.count) {
-          FTCCL_CHECK(transport_.irecv(mod(rank_ - 1), buffer_ + recvPart.offset * elemSize_,
-                                       recvPart.count * elemSize_, key, &ch.recv));
+          FTCCL_CHECK(inFlight_->recv(c, ring_.prev(), buffer_ + recvPart.offset * elemSize_,
+                                      recvPart.count * elemSize_, key));
         }
         if (sendPart.count) {
-          FTCCL_CHECK(transport_.isend(mod(rank_ + 1), buffer_ + sendPart.offset * elemSize_,
-                                       sendPart.count * elemSize_, key, &ch.send));
+          FTCCL_CHECK(inFlight_->send(c, ring_.next(), buffer_ + sendPart.offset * elemSize_,
+                                      sendPart.count * elemSize_, key));
         }
-        ch.posted = true;
       }
-      bool sent = false, received = false;
-      FTCCL_CHECK(transport_.test(&ch.send, &sent));
-      FTCCL_CHECK(transport_.test(&ch.recv, &received));
-      if (!sent || !received) return Status::ok();
-      ch.posted = false;
-      ++stepsDone_;
-      if (++ch.step == n_ - 1) {
+      bool stepDone = false;
+      FTCCL_CHECK(inFlight_->testAll(c, &stepDone));
+      if (!stepDone) return Status::ok();
+      if (++ch.step == ring_.stepsPerPhase()) {
         ch.step = 0;
         ch.slice += channels_.size();
       }
@@ -110,15 +89,15 @@ class RingAllGather final : public Collective {
     return Status::ok();
   }
 
-  Transport& transport_;
   OpId op_;
   size_t elemSize_;
   std::vector<Segment> segments_;
   uint8_t* buffer_;
-  int n_, rank_;
+  int n_;
+  RingPhases ring_;
   size_t sliceElems_ = 1, nSlices_ = 0;
   std::vector<Channel> channels_;
-  uint64_t stepsDone_ = 0;
+  std::unique_ptr<InFlight> inFlight_;
 };
 
 // NCCL's AllGather: copy the own part into place, then the ring phase.

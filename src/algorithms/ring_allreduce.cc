@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "algorithms/collective.h"
+#include "algorithms/inflight.h"
 #include "algorithms/ring.h"
 #include "reduce/reduce.h"
 
@@ -29,8 +30,7 @@ class RingAllReduce final : public Collective {
  public:
   RingAllReduce(Transport& transport, const Scratch& scratch, const PipelineConfig& pipeline,
                 const CollectiveArgs& args)
-      : transport_(transport),
-        scratch_(scratch),
+      : scratch_(scratch),
         args_(args),
         ring_(transport.size(), transport.rank(), args.count),
         elemSize_(dataTypeSize(args.type)) {
@@ -42,9 +42,8 @@ class RingAllReduce final : public Collective {
     if (static_cast<size_t>(channels) > nSlices_) channels = static_cast<int>(nSlices_);
     channels_.resize(channels);
     for (int c = 0; c < channels; ++c) channels_[c].slice = c;
+    inFlight_ = std::make_unique<InFlight>(transport, channels);
   }
-
-  ~RingAllReduce() override { abort(); }
 
   Status progress(bool* done) override {
     if (ring_.nranks() == 1 || args_.count == 0) {
@@ -63,33 +62,14 @@ class RingAllReduce final : public Collective {
     return Status::ok();
   }
 
-  void abort() override {
-    for (Channel& ch : channels_) {
-      transport_.cancel(&ch.send);
-      transport_.cancel(&ch.recv);
-    }
-  }
-
-  uint64_t progressMark() const override { return stepsDone_; }
-
-  std::vector<int> pendingPeers() const override {
-    std::vector<int> peers;
-    for (const Channel& ch : channels_) {
-      if (ch.recv) peers.push_back(ring_.prev());
-      if (ch.send) peers.push_back(ring_.next());
-    }
-    std::sort(peers.begin(), peers.end());
-    peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
-    return peers;
-  }
+  void abort() override { inFlight_->abort(); }
+  uint64_t progressMark() const override { return inFlight_->progressMark(); }
+  std::vector<int> pendingPeers() const override { return inFlight_->pendingPeers(); }
 
  private:
   struct Channel {
     size_t slice = 0;  // current slice; >= nSlices_ when the channel is finished
     int step = 0;
-    bool posted = false;
-    TransportRequest* send = nullptr;
-    TransportRequest* recv = nullptr;
   };
 
   const uint8_t* input() const { return static_cast<const uint8_t*>(args_.sendbuff); }
@@ -102,24 +82,20 @@ class RingAllReduce final : public Collective {
       Segment sendPart = sliceOf(ring_.segment(ring_.sendSegment(ch.step)), ch.slice, sliceElems_);
       Segment recvPart = sliceOf(ring_.segment(ring_.recvSegment(ch.step)), ch.slice, sliceElems_);
       bool reduceStep = ring_.isReduceScatterStep(ch.step);
-      if (!ch.posted) {
+      if (inFlight_->idle(c)) {
         MessageKey key = args_.key(static_cast<uint32_t>(c));
         if (recvPart.count) {
           void* into = reduceStep ? scratch_.slot(c) : output() + recvPart.offset * elemSize_;
-          FTCCL_CHECK(transport_.irecv(ring_.prev(), into, recvPart.count * elemSize_, key,
-                                       &ch.recv));
+          FTCCL_CHECK(inFlight_->recv(c, ring_.prev(), into, recvPart.count * elemSize_, key));
         }
         if (sendPart.count) {
           const uint8_t* from = (ch.step == 0 ? input() : output()) + sendPart.offset * elemSize_;
-          FTCCL_CHECK(transport_.isend(ring_.next(), from, sendPart.count * elemSize_, key,
-                                       &ch.send));
+          FTCCL_CHECK(inFlight_->send(c, ring_.next(), from, sendPart.count * elemSize_, key));
         }
-        ch.posted = true;
       }
-      bool sent = false, received = false;
-      FTCCL_CHECK(transport_.test(&ch.send, &sent));
-      FTCCL_CHECK(transport_.test(&ch.recv, &received));
-      if (!sent || !received) return Status::ok();
+      bool stepDone = false;
+      FTCCL_CHECK(inFlight_->testAll(c, &stepDone));
+      if (!stepDone) return Status::ok();
 
       if (reduceStep && recvPart.count) {
         size_t at = recvPart.offset * elemSize_;
@@ -129,8 +105,6 @@ class RingAllReduce final : public Collective {
           divideBy(output() + at, recvPart.count, args_.type, ring_.nranks());
         }
       }
-      ch.posted = false;
-      ++stepsDone_;
       if (++ch.step == ring_.steps()) {
         ch.step = 0;
         ch.slice += channels_.size();
@@ -139,7 +113,6 @@ class RingAllReduce final : public Collective {
     return Status::ok();
   }
 
-  Transport& transport_;
   Scratch scratch_;
   CollectiveArgs args_;
   RingSchedule ring_;
@@ -147,7 +120,7 @@ class RingAllReduce final : public Collective {
   size_t sliceElems_ = 1;
   size_t nSlices_ = 0;
   std::vector<Channel> channels_;
-  uint64_t stepsDone_ = 0;
+  std::unique_ptr<InFlight> inFlight_;
 };
 
 }  // namespace

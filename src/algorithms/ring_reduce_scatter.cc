@@ -23,6 +23,7 @@
 #include <cstring>
 #include <string>
 
+#include "algorithms/inflight.h"
 #include "algorithms/ring_phases.h"
 #include "reduce/reduce.h"
 
@@ -34,10 +35,11 @@ class RingReduceScatter final : public Collective {
   RingReduceScatter(Transport& transport, const Scratch& scratch, const PipelineConfig& pipeline,
                     OpId id, ftcclDataType_t type, ftcclRedOp_t op, int avgDivisor,
                     std::vector<Segment> segments, const void* input, void* out)
-      : transport_(transport), scratch_(scratch), id_(id), type_(type), op_(op),
+      : scratch_(scratch), id_(id), type_(type), op_(op),
         avgDivisor_(avgDivisor), segments_(std::move(segments)),
         input_(static_cast<const uint8_t*>(input)), out_(static_cast<uint8_t*>(out)),
-        elemSize_(dataTypeSize(type)), n_(transport.size()), rank_(transport.rank()) {
+        elemSize_(dataTypeSize(type)), n_(transport.size()), rank_(transport.rank()),
+        ring_(n_, rank_, 0) {
     sliceElems_ = std::max<size_t>(1, scratch.slotBytes / elemSize_);
     size_t largest = 0;
     for (const Segment& s : segments_) largest = std::max(largest, s.count);
@@ -47,8 +49,8 @@ class RingReduceScatter final : public Collective {
     channels = static_cast<int>(std::min<size_t>(std::max(channels, 1), std::max<size_t>(nSlices_, 1)));
     channels_.resize(channels);
     for (int c = 0; c < channels; ++c) channels_[c].slice = c;
+    inFlight_ = std::make_unique<InFlight>(transport, channels);
   }
-  ~RingReduceScatter() override { abort(); }
 
   Status progress(bool* done) override {
     *done = false;
@@ -71,37 +73,17 @@ class RingReduceScatter final : public Collective {
     return Status::ok();
   }
 
-  void abort() override {
-    for (Channel& ch : channels_) {
-      transport_.cancel(&ch.send);
-      transport_.cancel(&ch.recv);
-    }
-  }
-  std::vector<int> pendingPeers() const override {
-    std::vector<int> peers;
-    for (const Channel& ch : channels_) {
-      if (ch.recv) peers.push_back(prev());
-      if (ch.send) peers.push_back(next());
-    }
-    std::sort(peers.begin(), peers.end());
-    peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
-    return peers;
-  }
-  uint64_t progressMark() const override { return stepsDone_; }
+  void abort() override { inFlight_->abort(); }
+  std::vector<int> pendingPeers() const override { return inFlight_->pendingPeers(); }
+  uint64_t progressMark() const override { return inFlight_->progressMark(); }
 
  private:
   struct Channel {
     size_t slice = 0;
     int step = 0;
     int sendSlot = 0;  // which of the channel's two slots holds the running partial
-    bool posted = false;
-    TransportRequest* send = nullptr;
-    TransportRequest* recv = nullptr;
   };
 
-  int mod(int x) const { return ((x % n_) + n_) % n_; }
-  int next() const { return mod(rank_ + 1); }
-  int prev() const { return mod(rank_ - 1); }
   uint8_t* slot(int c, int which) const { return scratch_.slot(2 * c + which); }
 
   void finishAlone() {
@@ -114,39 +96,35 @@ class RingReduceScatter final : public Collective {
   Status advance(int c) {
     Channel& ch = channels_[c];
     while (ch.slice < nSlices_) {
-      int sendSeg = mod(rank_ - ch.step - 1), recvSeg = mod(rank_ - ch.step - 2);
+      int sendSeg = ring_.reduceScatterSend(ch.step), recvSeg = ring_.reduceScatterRecv(ch.step);
       Segment sendPart = sliceOf(segments_[sendSeg], ch.slice, sliceElems_);
       Segment recvPart = sliceOf(segments_[recvSeg], ch.slice, sliceElems_);
       size_t recvBegin = recvPart.offset - segments_[recvSeg].offset;  // within the output
-      if (!ch.posted) {
+      if (inFlight_->idle(c)) {
         MessageKey key = id_.key(static_cast<uint32_t>(c));
         if (recvPart.count) {
-          FTCCL_CHECK(transport_.irecv(prev(), slot(c, 1 - ch.sendSlot),
-                                       recvPart.count * elemSize_, key, &ch.recv));
+          FTCCL_CHECK(inFlight_->recv(c, ring_.prev(), slot(c, 1 - ch.sendSlot),
+                                      recvPart.count * elemSize_, key));
         }
         if (sendPart.count) {
           const uint8_t* from = ch.step == 0 ? input_ + sendPart.offset * elemSize_
                                              : slot(c, ch.sendSlot);
-          FTCCL_CHECK(transport_.isend(next(), from, sendPart.count * elemSize_, key, &ch.send));
+          FTCCL_CHECK(inFlight_->send(c, ring_.next(), from, sendPart.count * elemSize_, key));
         }
-        ch.posted = true;
       }
-      bool sent = false, received = false;
-      FTCCL_CHECK(transport_.test(&ch.send, &sent));
-      FTCCL_CHECK(transport_.test(&ch.recv, &received));
-      if (!sent || !received) return Status::ok();
+      bool stepDone = false;
+      FTCCL_CHECK(inFlight_->testAll(c, &stepDone));
+      if (!stepDone) return Status::ok();
       if (recvPart.count) {
         uint8_t* staged = slot(c, 1 - ch.sendSlot);
         const uint8_t* mine = input_ + recvPart.offset * elemSize_;
-        bool last = ch.step == n_ - 2;
+        bool last = ring_.isLastStep(ch.step);
         uint8_t* into = last ? out_ + recvBegin * elemSize_ : staged;
         reduce(into, mine, staged, recvPart.count, type_, op_);
         if (last && avgDivisor_ > 1) divideBy(into, recvPart.count, type_, avgDivisor_);
       }
       ch.sendSlot = 1 - ch.sendSlot;
-      ch.posted = false;
-      ++stepsDone_;
-      if (++ch.step == n_ - 1) {
+      if (++ch.step == ring_.stepsPerPhase()) {
         ch.step = 0;
         ch.sendSlot = 0;
         ch.slice += channels_.size();
@@ -155,7 +133,6 @@ class RingReduceScatter final : public Collective {
     return Status::ok();
   }
 
-  Transport& transport_;
   Scratch scratch_;
   OpId id_;
   ftcclDataType_t type_;
@@ -166,9 +143,10 @@ class RingReduceScatter final : public Collective {
   uint8_t* out_;
   size_t elemSize_;
   int n_, rank_;
+  RingPhases ring_;
   size_t sliceElems_ = 1, nSlices_ = 0;
   std::vector<Channel> channels_;
-  uint64_t stepsDone_ = 0;
+  std::unique_ptr<InFlight> inFlight_;
   bool copied_ = false;
 };
 

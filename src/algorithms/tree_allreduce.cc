@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "algorithms/collective.h"
+#include "algorithms/inflight.h"
 #include "algorithms/tree.h"
 #include "reduce/reduce.h"
 
@@ -44,9 +45,10 @@ class TreeAllReduce final : public Collective {
  public:
   TreeAllReduce(Transport& transport, const Scratch& scratch, const PipelineConfig& pipeline,
                 const CollectiveArgs& args)
-      : transport_(transport), args_(args), n_(transport.size()),
+      : args_(args), n_(transport.size()),
         elemSize_(dataTypeSize(args.type)),
-        lanesPerTree_(std::clamp(pipeline.channels, 1, kMaxPipelineChannels)) {
+        lanesPerTree_(std::clamp(pipeline.channels, 1, kMaxPipelineChannels)),
+        inFlight_(transport, 2 * lanesPerTree_ * kStreams) {
     staging_ = scratch.base;
     subSlotBytes_ = scratch.slotBytes * static_cast<size_t>(std::max(scratch.slots, 0)) /
                     (2 * static_cast<size_t>(lanesPerTree_));
@@ -76,7 +78,6 @@ class TreeAllReduce final : public Collective {
       }
     }
   }
-  ~TreeAllReduce() override { abort(); }
 
   Status progress(bool* done) override {
     *done = false;
@@ -99,31 +100,9 @@ class TreeAllReduce final : public Collective {
     return Status::ok();
   }
 
-  void abort() override {
-    for (Lane& lane : lanes_) {
-      for (Stream& s : lane.streams) {
-        for (TransportRequest*& r : s.requests) transport_.cancel(&r);
-        s.posted = false;
-      }
-    }
-  }
-
-  std::vector<int> pendingPeers() const override {
-    std::vector<int> peers;
-    for (const Lane& lane : lanes_) {
-      const TreeLinks& links = trees_[lane.tree].links;
-      for (int s = 0; s < kStreams; ++s) {
-        for (int i = 0; i < 2; ++i) {
-          if (!lane.streams[s].requests[i]) continue;
-          peers.push_back(s == kUp || s == kDown ? links.parent : links.children[i]);
-        }
-      }
-    }
-    std::sort(peers.begin(), peers.end());
-    peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
-    return peers;
-  }
-  uint64_t progressMark() const override { return stepsDone_; }
+  void abort() override { inFlight_.abort(); }
+  std::vector<int> pendingPeers() const override { return inFlight_.pendingPeers(); }
+  uint64_t progressMark() const override { return inFlight_.progressMark(); }
 
  private:
   struct Tree {
@@ -133,8 +112,6 @@ class TreeAllReduce final : public Collective {
   enum StreamKind { kGather, kUp, kDown, kForward, kStreams };
   struct Stream {
     size_t done = 0;  // lane-local chunks completed
-    bool posted = false;
-    TransportRequest* requests[2] = {nullptr, nullptr};  // per child, or [0] the parent
   };
   struct Lane {
     int tree = 0, index = 0;
@@ -180,44 +157,41 @@ class TreeAllReduce final : public Collective {
   Status step(Lane& lane, StreamKind kind, bool* completed) {
     const Tree& tree = trees_[lane.tree];
     Stream& s = lane.streams[kind];
+    int channel = lane.tree * lanesPerTree_ + lane.index;
+    int group = channel * kStreams + kind;
     size_t first = tree.begin + (lane.index + s.done * lanesPerTree_) * chunkElems_;
     size_t count = std::min(chunkElems_, tree.end - first);
     size_t bytes = count * elemSize_;
     const std::vector<int>& children = tree.links.children;
-    if (!s.posted) {
-      MessageKey key = args_.key(static_cast<uint32_t>(lane.tree * lanesPerTree_ + lane.index));
+    if (inFlight_.idle(group)) {
+      MessageKey key = args_.key(static_cast<uint32_t>(channel));
       switch (kind) {
         case kGather:
           for (size_t i = 0; i < children.size(); ++i) {
-            FTCCL_CHECK(transport_.irecv(children[i], staging(lane, static_cast<int>(i)), bytes,
-                                         key, &s.requests[i]));
+            FTCCL_CHECK(inFlight_.recv(group, children[i], staging(lane, static_cast<int>(i)),
+                                        bytes, key));
           }
           break;
         case kUp:  // a leaf sends its input as it is, an interior rank its partial
-          FTCCL_CHECK(transport_.isend(tree.links.parent, children.empty() ? in(first) : out(first),
-                                       bytes, key, &s.requests[0]));
+          FTCCL_CHECK(inFlight_.send(group, tree.links.parent,
+                                      children.empty() ? in(first) : out(first), bytes, key));
           break;
         case kDown:
-          FTCCL_CHECK(transport_.irecv(tree.links.parent, out(first), bytes, key, &s.requests[0]));
+          FTCCL_CHECK(inFlight_.recv(group, tree.links.parent, out(first), bytes, key));
           break;
         case kForward:
           for (size_t i = 0; i < children.size(); ++i) {
-            FTCCL_CHECK(transport_.isend(children[i], out(first), bytes, key, &s.requests[i]));
+            FTCCL_CHECK(inFlight_.send(group, children[i], out(first), bytes, key));
           }
           break;
         case kStreams: break;
       }
-      s.posted = true;
     }
-    for (TransportRequest*& r : s.requests) {
-      bool finished = false;
-      FTCCL_CHECK(transport_.test(&r, &finished));
-      if (!finished) return Status::ok();
-    }
+    bool finished = false;
+    FTCCL_CHECK(inFlight_.testAll(group, &finished));
+    if (!finished) return Status::ok();
     if (kind == kGather) combine(lane, first, count);
-    s.posted = false;
     ++s.done;
-    ++stepsDone_;
     *completed = true;
     return Status::ok();
   }
@@ -235,18 +209,17 @@ class TreeAllReduce final : public Collective {
     }
   }
 
-  Transport& transport_;
   CollectiveArgs args_;
   int n_;
   size_t elemSize_;
   int lanesPerTree_;
+  InFlight inFlight_;  // one group per lane (its channel) and stream
   uint8_t* staging_ = nullptr;
   size_t subSlotBytes_ = 0;
   size_t chunkElems_ = 1;
   Status setup_;
   Tree trees_[2];
   std::vector<Lane> lanes_;
-  uint64_t stepsDone_ = 0;
 };
 
 }  // namespace

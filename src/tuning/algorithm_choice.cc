@@ -8,27 +8,9 @@ namespace ftccl {
 namespace {
 
 constexpr double kMiB = 1024.0 * 1024.0;
-constexpr CollectiveKind kAllKinds[] = {CollectiveKind::kAllReduce, CollectiveKind::kBroadcast,
-                                        CollectiveKind::kReduce, CollectiveKind::kAllGather,
-                                        CollectiveKind::kReduceScatter};
-
-bool parseAlgorithm(const std::string& name, Algorithm* out) {
-  if (name == "ring" || name == "chain") {
-    *out = Algorithm::kRing;
-  } else if (name == "tree") {
-    *out = Algorithm::kTree;
-  } else if (name == "hier" || name == "hierarchical") {
-    *out = Algorithm::kHierarchical;
-  } else if (name == "rd" || name == "recursive-doubling") {
-    *out = Algorithm::kRecursiveDoubling;
-  } else {
-    return false;
-  }
-  return true;
-}
 
 bool parseCollective(const std::string& name, CollectiveKind* out) {
-  for (CollectiveKind kind : kAllKinds) {
+  for (CollectiveKind kind : kAllCollectiveKinds) {
     if (name == collectiveName(kind)) {
       *out = kind;
       return true;
@@ -47,7 +29,7 @@ int treeDepth(int n) {
 }  // namespace
 
 bool supports(CollectiveKind kind, Algorithm algorithm) {
-  return algorithm == Algorithm::kRing || kind == CollectiveKind::kAllReduce;
+  return findAlgorithm(kind, algorithm) != nullptr;
 }
 
 Status parseAlgorithmOverrides(const std::string& spec, const char* source,
@@ -60,12 +42,12 @@ Status parseAlgorithmOverrides(const std::string& spec, const char* source,
     size_t colon = item.find(':');
     std::string name = colon == std::string::npos ? item : item.substr(colon + 1);
     Algorithm algorithm;
-    if (!parseAlgorithm(name, &algorithm)) {
+    if (!algorithmFromName(name, &algorithm)) {
       return invalidArgument(std::string(source) + ": unknown algorithm '" + name + "' in '" +
-                             spec + "' (ring, tree, hier, rd)");
+                             spec + "' (" + algorithmNames() + ")");
     }
     if (colon == std::string::npos) {  // every collective that has it
-      for (CollectiveKind kind : kAllKinds) {
+      for (CollectiveKind kind : kAllCollectiveKinds) {
         if (!supports(kind, algorithm)) continue;
         result.forced[static_cast<int>(kind)] = true;
         result.algorithm[static_cast<int>(kind)] = algorithm;
@@ -80,7 +62,8 @@ Status parseAlgorithmOverrides(const std::string& spec, const char* source,
     }
     if (!supports(kind, algorithm)) {
       return invalidArgument(std::string(source) + ": " + collectiveName(kind) + " has no " +
-                             algorithmName(algorithm) + " algorithm (it has ring)");
+                             algorithmName(algorithm) + " algorithm (it has " +
+                             algorithmNames(kind) + ")");
     }
     result.forced[static_cast<int>(kind)] = true;
     result.algorithm[static_cast<int>(kind)] = algorithm;
@@ -111,11 +94,10 @@ PipelineConfig Tuner::pipelineFor(Algorithm algorithm, size_t bytes) const {
 }
 
 std::vector<Algorithm> Tuner::candidates(CollectiveKind kind, const CommShape& shape) {
-  std::vector<Algorithm> list{Algorithm::kRing};
-  if (kind != CollectiveKind::kAllReduce) return list;
-  if (shape.nranks > 2) list.push_back(Algorithm::kTree);
-  if (shape.nranks > 1) list.push_back(Algorithm::kRecursiveDoubling);
-  if (shape.nodes > 1 && shape.nodes < shape.nranks) list.push_back(Algorithm::kHierarchical);
+  std::vector<Algorithm> list;
+  for (const CatalogEntry& entry : algorithmsFor(kind)) {
+    if (entry.applies(shape)) list.push_back(entry.algorithm);
+  }
   return list;
 }
 
@@ -261,7 +243,7 @@ Status Tuner::fromVector(const std::vector<double>& v, const PipelineConfig& bas
   AlgorithmOverrides overrides;
   for (int k = 0; k < kCollectiveKinds; ++k) {
     double a = v[kModel + k];
-    if (a >= kCalibratedAlgorithms) return internalError("tuning: unknown algorithm shared");
+    if (a >= kAlgorithms) return internalError("tuning: unknown algorithm shared");
     overrides.forced[k] = a >= 0;
     overrides.algorithm[k] = static_cast<Algorithm>(a >= 0 ? static_cast<int>(a) : 0);
   }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "algorithms/catalog.h"
 #include "algorithms/collective.h"
 #include "tuning/calibration.h"
 #include "tuning/cost_model.h"
@@ -23,8 +24,8 @@ struct AlgorithmOverrides {
   Algorithm algorithm[kCollectiveKinds] = {};
 };
 
-// Which algorithms each collective has: all-reduce ring, tree, hier and rd; the others ring
-// ("chain" is accepted as the ring's name for broadcast and reduce).
+// Whether the collective's table (algorithms/catalog.h) has the algorithm: all-reduce ring,
+// tree, hier and rd; the others ring ("chain" is accepted as the ring's name).
 bool supports(CollectiveKind kind, Algorithm algorithm);
 // Parses FTCCL_ALGO syntax; `source` names the variable or field in error messages.
 Status parseAlgorithmOverrides(const std::string& spec, const char* source,
@@ -56,8 +57,8 @@ class Tuner {
   double modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
                  const CommShape& shape) const;
   PipelineConfig pipelineFor(Algorithm algorithm, size_t bytes) const;
-  // The algorithms the choice is among for this shape; the hierarchical one only where
-  // it differs from the ring (several nodes, some with several ranks).
+  // The algorithms the choice is among for this shape: the collective's table entries
+  // that apply to it (the hierarchical one only where it differs from the ring).
   static std::vector<Algorithm> candidates(CollectiveKind kind, const CommShape& shape);
 
   const CostModel& model() const { return model_; }

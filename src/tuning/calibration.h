@@ -21,7 +21,9 @@
 
 namespace ftccl {
 
-constexpr int kCalibratedAlgorithms = 4;  // ring, tree, hierarchical, recursive doubling
+// Times are indexed by Algorithm's number: ring, tree, hierarchical, recursive doubling.
+constexpr int kCalibratedAlgorithms = 4;
+static_assert(kCalibratedAlgorithms == kAlgorithms, "a calibration slot per algorithm");
 
 struct Calibration {
   static constexpr int kProbes = 4;

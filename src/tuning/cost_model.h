@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "algorithms/comm_shape.h"  // CommShape, which the model prices
 #include "util/status.h"
 
 namespace ftccl {
@@ -29,14 +30,6 @@ struct CostModel {
 
   std::vector<double> toVector() const;  // for sharing over the wire
   static Status fromVector(const std::vector<double>& values, CostModel* out);
-};
-
-// What the model knows of the membership.
-struct CommShape {
-  int nranks = 1;
-  int nodes = 1;
-  int maxRanksPerNode = 1;
-  bool uniformNodes = true;  // every node has the same number of ranks
 };
 
 // FTCCL_TUNING: "alpha_us=5,beta_gbps=4,gamma_gbps=16,inter_alpha_us=20,inter_gbps=1.2";

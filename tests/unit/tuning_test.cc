@@ -41,6 +41,53 @@ TEST(AlgorithmOverrides, ErrorsNameTheProblem) {
   EXPECT_NE(st.message().find("broadcast has no tree"), std::string::npos) << st.message();
 }
 
+// The messages come from the algorithm table (algorithms/catalog.h): pinned whole.
+TEST(AlgorithmOverrides, MessagesListTheTablesNames) {
+  AlgorithmOverrides o;
+  EXPECT_EQ(parseAlgorithmOverrides("allreduce:bogus", "FTCCL_ALGO", &o).message(),
+            "FTCCL_ALGO: unknown algorithm 'bogus' in 'allreduce:bogus' (ring, tree, hier, rd)");
+  EXPECT_EQ(parseAlgorithmOverrides("reducescatter:rd", "x", &o).message(),
+            "x: reducescatter has no rd algorithm (it has ring)");
+  for (const char* alias : {"chain", "hierarchical", "recursive-doubling", "hier", "rd"}) {
+    EXPECT_TRUE(parseAlgorithmOverrides(std::string("allreduce:") + alias, "x", &o).isOk());
+  }
+}
+
+TEST(Catalog, NamesNumbersAndDefaults) {
+  EXPECT_STREQ(algorithmName(Algorithm::kRing), "ring");
+  EXPECT_STREQ(algorithmName(Algorithm::kTree), "tree");
+  EXPECT_STREQ(algorithmName(Algorithm::kHierarchical), "hier");
+  EXPECT_STREQ(algorithmName(Algorithm::kRecursiveDoubling), "rd");
+  // Shared by number (Tuner::toVector, calibration slots): the numbering is fixed.
+  EXPECT_EQ(static_cast<int>(Algorithm::kRecursiveDoubling), 3);
+  for (CollectiveKind kind : kAllCollectiveKinds) {
+    EXPECT_EQ(algorithmsFor(kind).front().algorithm, Algorithm::kRing) << collectiveName(kind);
+    EXPECT_TRUE(supports(kind, Algorithm::kRing));
+    EXPECT_EQ(supports(kind, Algorithm::kTree), kind == CollectiveKind::kAllReduce);
+  }
+  EXPECT_STREQ(collectiveName(CollectiveKind::kReduceScatter), "reducescatter");
+}
+
+// The table's conditions give the same candidates, in the same order, as the rules the
+// tuner had before the table: ring; tree above 2 ranks; rd above 1; hier across nodes
+// with some node holding several ranks.
+TEST(Catalog, CandidatesMatchTheFormerRules) {
+  for (int n = 1; n <= 16; ++n) {
+    for (int nodes = 1; nodes <= n; ++nodes) {
+      CommShape shape{n, nodes, (n + nodes - 1) / nodes, n % nodes == 0};
+      std::vector<Algorithm> want{Algorithm::kRing};
+      if (n > 2) want.push_back(Algorithm::kTree);
+      if (n > 1) want.push_back(Algorithm::kRecursiveDoubling);
+      if (nodes > 1 && nodes < n) want.push_back(Algorithm::kHierarchical);
+      EXPECT_EQ(Tuner::candidates(CollectiveKind::kAllReduce, shape), want) << n << " " << nodes;
+      for (CollectiveKind kind : kAllCollectiveKinds) {
+        if (kind == CollectiveKind::kAllReduce) continue;
+        EXPECT_EQ(Tuner::candidates(kind, shape), std::vector<Algorithm>{Algorithm::kRing});
+      }
+    }
+  }
+}
+
 TEST(CostModel, ParsesTuningAndRoundTrips) {
   CostModel m;
   ASSERT_TRUE(parseCostModel("alpha_us=2,beta_gbps=8,inter_gbps=1", &m).isOk());

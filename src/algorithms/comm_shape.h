@@ -1,0 +1,14 @@
+// What the algorithm table and the cost model know of the membership: enough to say
+// which algorithms apply (catalog.h) and what they cost (tuning/cost_model.h).
+#pragma once
+
+namespace ftccl {
+
+struct CommShape {
+  int nranks = 1;
+  int nodes = 1;
+  int maxRanksPerNode = 1;
+  bool uniformNodes = true;  // every node has the same number of ranks
+};
+
+}  // namespace ftccl
