@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "algorithms/catalog.h"
+
 #include "reduce/reduce.h"
 #include "util/log.h"
 
@@ -93,40 +95,16 @@ std::unique_ptr<Collective> OpBuilder::buildCollective(const Target& target,
   if (kind == CollectiveKind::kAllGather || kind == CollectiveKind::kReduceScatter) {
     bytes *= static_cast<size_t>(target.nranks);
   }
-  if (request.algorithm >= 0) {
-    AlgorithmChoice choice = tuner_.with(static_cast<Algorithm>(request.algorithm), kind, bytes, shape_);
-    args.signature = opSignature(kind, args, choice);
-    return makeAllReduce(target, choice, args);
-  }
-  AlgorithmChoice choice = tuner_.choose(kind, bytes, shape_);
+  // A calibration probe runs the algorithm asked for, unlogged; an application's op
+  // the tuner's choice.
+  AlgorithmChoice choice =
+      request.algorithm >= 0
+          ? tuner_.with(static_cast<Algorithm>(request.algorithm), kind, bytes, shape_)
+          : tuner_.choose(kind, bytes, shape_);
   args.signature = opSignature(kind, args, choice);
-  logChoiceOnce(target.rank, kind, bytes, choice);
-  Transport& transport = *target.transport;
-  switch (request.kind) {
-    case OpKind::kBroadcast: return makeChainBroadcast(transport, choice.pipeline, args);
-    case OpKind::kReduce: return makeChainReduce(transport, *target.scratch, choice.pipeline, args);
-    case OpKind::kAllGather: return makeRingAllGather(transport, choice.pipeline, args);
-    case OpKind::kReduceScatter:
-      return makeRingReduceScatter(transport, *target.scratch, choice.pipeline, args);
-    default: break;
-  }
-  return makeAllReduce(target, choice, args);
-}
-
-std::unique_ptr<Collective> OpBuilder::makeAllReduce(const Target& target,
-                                                     const AlgorithmChoice& choice,
-                                                     const CollectiveArgs& args) {
-  Transport& transport = *target.transport;
-  const Scratch& scratch = *target.scratch;
-  switch (choice.algorithm) {
-    case Algorithm::kTree: return makeTreeAllReduce(transport, scratch, choice.pipeline, args);
-    case Algorithm::kHierarchical:
-      return makeHierarchicalAllReduce(transport, scratch, choice.pipeline, nodes_, args);
-    case Algorithm::kRecursiveDoubling:
-      return makeRecursiveDoublingAllReduce(transport, scratch, args);
-    case Algorithm::kRing: break;
-  }
-  return makeRingAllReduce(transport, scratch, choice.pipeline, args);
+  if (request.algorithm < 0) logChoiceOnce(target.rank, kind, bytes, choice);
+  BuildContext context{*target.transport, *target.scratch, choice.pipeline, nodes_};
+  return makeCollective(kind, choice.algorithm, context, args);
 }
 
 // Once per collective, algorithm and power-of-two size class.

@@ -33,8 +33,6 @@ class OpBuilder {
 
  private:
   std::unique_ptr<Collective> buildCollective(const Target& target, const OpRequest& request);
-  std::unique_ptr<Collective> makeAllReduce(const Target& target, const AlgorithmChoice& choice,
-                                            const CollectiveArgs& args);
   void logChoiceOnce(int rank, CollectiveKind kind, size_t bytes, const AlgorithmChoice& choice);
 
   Tuner tuner_;
