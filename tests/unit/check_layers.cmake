@@ -7,7 +7,7 @@
 set(LAYERS
   "src/algorithms:algorithms/,reduce/,util/,transports/transport.h,ftccl.h"
   "transports:transports/,util/"
-  "src/health:health/,util/,stats/,recovery/,bootstrap/"
+  "src/health:health/,util/,stats/,recovery/"
   "src/recovery:recovery/,util/"
   "src/bootstrap:bootstrap/,util/,ftccl.h"
   "src/reduce:reduce/,ftccl.h"
