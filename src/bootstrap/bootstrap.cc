@@ -24,11 +24,11 @@
 #include <new>
 #include <thread>
 
-#include "bootstrap/socket.h"
 #include "bootstrap/wire.h"
 #include "util/crypto.h"
 #include "util/env.h"
 #include "util/log.h"
+#include "util/net/socket.h"
 
 namespace ftccl {
 namespace bootstrap {
@@ -47,6 +47,20 @@ constexpr size_t kMaxPendingHelloBytes = size_t{32} << 20;
 constexpr size_t kReadChunk = 64 * 1024;
 
 using crypto::randomBytes;
+using net::Cancelled;
+using net::chooseListenAddress;
+using net::Clock;
+using net::connectWithRetry;
+using net::Deadline;
+using net::errnoString;
+using net::Fd;
+using net::listenOn;
+using net::msSince;
+using net::msUntil;
+using net::numericSockAddr;
+using net::recvAll;
+using net::sendAll;
+using net::SockAddr;
 
 // ---------------------------------------------------------------------------------
 // Root service

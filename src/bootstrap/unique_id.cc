@@ -11,8 +11,8 @@
 #include <cstring>
 
 #include "bootstrap/bootstrap.h"
-#include "bootstrap/socket.h"
 #include "bootstrap/wire.h"
+#include "util/net/socket.h"
 
 namespace ftccl {
 
@@ -215,8 +215,8 @@ Status commIdContents(const std::string& commIdText, const std::string& secretTe
   uint16_t port = 0;
   Status st = parseHostPort(commIdText, &host, &port);
   if (!st.isOk()) return invalidArgument("FTCCL_COMM_ID=" + st.message());
-  SockAddr addr;
-  st = resolveSockAddr(host, port, &addr);
+  net::SockAddr addr;
+  st = net::resolveSockAddr(host, port, &addr);
   if (!st.isOk()) return invalidArgument("FTCCL_COMM_ID=" + commIdText + ": " + st.message());
   UniqueIdContents c;
   c.rootHost = addr.host();

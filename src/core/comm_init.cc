@@ -8,13 +8,13 @@
 #include <random>
 
 #include "bootstrap/bootstrap.h"
-#include "bootstrap/socket.h"
 #include "core/communicator.h"
 #include "reduce/reduce.h"
 #include "topology/topology.h"
 #include "transports/tag_layout.h"
 #include "util/env.h"
 #include "util/log.h"
+#include "util/net/socket.h"
 
 namespace ftccl {
 namespace {

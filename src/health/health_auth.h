@@ -30,7 +30,7 @@
 #include <utility>
 #include <vector>
 
-#include "recovery/agreement.h"
+#include "recovery/agreement_messages.h"
 #include "util/crypto.h"
 
 namespace ftccl {

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "recovery/agreement.h"
+#include "recovery/epoch_store.h"
 #include "util/log.h"
 
 namespace ftccl {
@@ -26,6 +28,8 @@ HealthProtocol::HealthProtocol(ProcessKey self, std::string host, int pid, Healt
       host_(std::move(host)),
       network_(network),
       epochs_(epochs ? std::move(epochs) : std::make_shared<EpochStore>()) {}
+
+HealthProtocol::~HealthProtocol() = default;
 
 // Agreement messages travel on the health channel, tagged with their communicator.
 class HealthProtocol::AgreementSender final : public AgreementNetwork {

@@ -29,11 +29,17 @@
 #include "health/health_auth.h"
 #include "health/health_messages.h"
 #include "health/link_quality.h"
-#include "recovery/agreement.h"
-#include "stats/lateness.h"
+#include "recovery/agreement_messages.h"
+#include "stats/lateness.h"  // LatenessTracker::PeerView, held by value
 #include "stats/progress_board.h"
 
 namespace ftccl {
+
+// Run by the protocol but only held here (recovery/agreement.h, epoch_store.h): the
+// messages above are what its users see.
+class Agreement;
+class AgreementNetwork;
+class EpochStore;
 
 struct MemberInfo {
   int rank = -1;
@@ -169,6 +175,7 @@ class HealthProtocol {
   // hands every process the same one); null: a store of its own.
   HealthProtocol(ProcessKey self, std::string host, int pid, HealthNetwork* network,
                  std::shared_ptr<EpochStore> epochs = nullptr);
+  ~HealthProtocol();  // out of line: Registration holds an Agreement, incomplete here
 
   using RegistrationId = uint64_t;
   RegistrationId add(HealthRegistration registration, HealthTime now);

@@ -20,16 +20,16 @@
 #include <set>
 #include <vector>
 
-#include "bootstrap/socket.h"
 #include "util/crypto.h"
 #include "util/fault_injection.h"
 #include "util/log.h"
+#include "util/net/socket.h"
 
 namespace ftccl {
 namespace {
 
-using bootstrap::Fd;
-using bootstrap::SockAddr;
+using net::Fd;
+using net::SockAddr;
 
 std::string localHost() {
   char host[256] = {0};
@@ -132,7 +132,7 @@ bool parseKey(const ProcessKey& key, SockAddr* addr) {
   if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
   int port = std::atoi(key.c_str() + colon + 1);
   if (port <= 0 || port > 65535) return false;
-  return bootstrap::numericSockAddr(host, static_cast<uint16_t>(port), addr).isOk();
+  return net::numericSockAddr(host, static_cast<uint16_t>(port), addr).isOk();
 }
 
 }  // namespace
@@ -842,10 +842,10 @@ Status HealthService::acquire(std::shared_ptr<HealthService>* out, const std::st
 static Status listenForHealth(Fd* listenFd, Fd* probeFd, SockAddr* bound, std::string* iface,
                               const SockAddr* toward) {
   SockAddr where;
-  FTCCL_CHECK(bootstrap::chooseListenAddress(&where, iface, toward));
+  FTCCL_CHECK(net::chooseListenAddress(&where, iface, toward));
   where.setPort(0);
   for (int attempt = 0;; ++attempt) {
-    FTCCL_CHECK(bootstrap::listenOn(where, /*reuseAddr=*/false, listenFd, bound));
+    FTCCL_CHECK(net::listenOn(where, /*reuseAddr=*/false, listenFd, bound));
     int fd = socket(bound->family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return systemError(std::string("health probe socket: ") + strerror(errno));
     probeFd->reset(fd);
@@ -880,7 +880,7 @@ Status HealthService::start(const std::string& rootHost, uint16_t rootPort) {
   FTCCL_CHECK(checkCrypto());
   SockAddr bound, root;
   const bool rootKnown =
-      !rootHost.empty() && bootstrap::numericSockAddr(rootHost, rootPort, &root).isOk();
+      !rootHost.empty() && net::numericSockAddr(rootHost, rootPort, &root).isOk();
   std::string iface;
   Fd listenFd, probeFd;
   FTCCL_CHECK(listenForHealth(&listenFd, &probeFd, &bound, &iface, rootKnown ? &root : nullptr));

@@ -19,14 +19,14 @@
 #include <vector>
 
 #include "bootstrap/bootstrap.h"
-#include "bootstrap/socket.h"
 #include "bootstrap/wire.h"
 #include "util/log.h"
+#include "util/net/socket.h"
 
 namespace ftccl {
 namespace {
 
-using bootstrap::Clock;
+using net::Clock;
 using Bytes = std::vector<uint8_t>;
 using Table = std::vector<Bytes>;
 
@@ -81,10 +81,10 @@ Bytes blobFor(int rank, size_t size) {
 
 // A loopback port that nothing listens on (bound, then closed).
 uint16_t closedLoopbackPort() {
-  bootstrap::SockAddr addr, bound;
-  EXPECT_TRUE(bootstrap::numericSockAddr("127.0.0.1", 0, &addr).isOk());
-  bootstrap::Fd fd;
-  Status st = bootstrap::listenOn(addr, false, &fd, &bound);
+  net::SockAddr addr, bound;
+  EXPECT_TRUE(net::numericSockAddr("127.0.0.1", 0, &addr).isOk());
+  net::Fd fd;
+  Status st = net::listenOn(addr, false, &fd, &bound);
   EXPECT_TRUE(st.isOk()) << st.message();
   return bound.port();
 }
@@ -102,23 +102,22 @@ void put32(Bytes* b, size_t off, uint32_t v) {
 }
 
 // A raw TCP client to a root, for garbage and protocol tests.
-bootstrap::Fd rawConnect(const UniqueIdContents& c) {
-  bootstrap::SockAddr addr;
-  EXPECT_TRUE(bootstrap::numericSockAddr(c.rootHost, c.rootPort, &addr).isOk());
-  bootstrap::Fd fd;
+net::Fd rawConnect(const UniqueIdContents& c) {
+  net::SockAddr addr;
+  EXPECT_TRUE(net::numericSockAddr(c.rootHost, c.rootPort, &addr).isOk());
+  net::Fd fd;
   std::string err;
-  Status st = bootstrap::connectWithRetry(addr, bootstrap::deadlineAfterMs(5000), &fd, &err);
+  Status st = net::connectWithRetry(addr, net::deadlineAfterMs(5000), &fd, &err);
   EXPECT_TRUE(st.isOk()) << st.message();
   return fd;
 }
 
 // Reads the challenge a root sends at accept.
-void readChallenge(const bootstrap::Fd& fd, uint8_t challenge[bootstrap::kChallengeBytes]) {
+void readChallenge(const net::Fd& fd, uint8_t challenge[bootstrap::kChallengeBytes]) {
   Bytes frame(bootstrap::kFrameHeaderBytes + bootstrap::kChallengeBytes);
   size_t got = 0;
-  ASSERT_TRUE(bootstrap::recvAll(fd.get(), frame.data(), frame.size(),
-                                 bootstrap::deadlineAfterMs(5000), &got)
-                  .isOk());
+  ASSERT_TRUE(
+      net::recvAll(fd.get(), frame.data(), frame.size(), net::deadlineAfterMs(5000), &got).isOk());
   bootstrap::FrameHeader h;
   ASSERT_TRUE(bootstrap::parseFrameHeader(frame.data(), frame.size(), &h).isOk());
   ASSERT_EQ(h.type, bootstrap::FrameType::Challenge);
@@ -128,7 +127,7 @@ void readChallenge(const bootstrap::Fd& fd, uint8_t challenge[bootstrap::kChalle
 }
 
 // A hello of `rank` of `nranks` proven for the challenge the root sent on `fd`.
-Bytes provenHello(const bootstrap::Fd& fd, const UniqueIdContents& c, int rank, int nranks);
+Bytes provenHello(const net::Fd& fd, const UniqueIdContents& c, int rank, int nranks);
 
 struct Result {
   Status status;
@@ -390,14 +389,14 @@ TEST_F(BootstrapTest, SocketIfnameMustExist) {
   EXPECT_NE(st.message().find("FTCCL_SOCKET_IFNAME=no-such-iface0"), std::string::npos);
   // The default choice (no socket is opened here: tests stay on loopback).
   ifname_.set(nullptr);
-  bootstrap::SockAddr addr;
+  net::SockAddr addr;
   std::string iface;
-  st = bootstrap::chooseListenAddress(&addr, &iface);
+  st = net::chooseListenAddress(&addr, &iface);
   ASSERT_TRUE(st.isOk()) << st.message();
   EXPECT_EQ(addr.family(), AF_INET);
   EXPECT_FALSE(iface.empty());
   ifname_.set("lo");
-  ASSERT_TRUE(bootstrap::chooseListenAddress(&addr, &iface).isOk());
+  ASSERT_TRUE(net::chooseListenAddress(&addr, &iface).isOk());
   EXPECT_EQ(addr.host(), "127.0.0.1");
   EXPECT_EQ(iface, "lo");
 }
@@ -419,7 +418,7 @@ bootstrap::Hello sampleHello() {
   return h;
 }
 
-Bytes provenHello(const bootstrap::Fd& fd, const UniqueIdContents& c, int rank, int nranks) {
+Bytes provenHello(const net::Fd& fd, const UniqueIdContents& c, int rank, int nranks) {
   uint8_t challenge[16] = {0};
   readChallenge(fd, challenge);
   bootstrap::Hello h = sampleHello();
@@ -713,7 +712,7 @@ TEST_F(BootstrapTest, WrongSecretIsRejectedOthersComplete) {
 // the root says what it did.
 TEST_F(BootstrapTest, IdleConnectionFloodDoesNotKeepRanksOut) {
   UniqueIdContents c = newRoot();
-  std::vector<bootstrap::Fd> idle;
+  std::vector<net::Fd> idle;
   for (int i = 0; i < 300; ++i) idle.push_back(rawConnect(c));
   std::vector<Bytes> blobs = {blobFor(0, 8), blobFor(1, 8), blobFor(2, 8)};
   expectCompleteTables(runRanks(c, {0, 1, 2}, 3, 20000, blobs), blobs);
@@ -725,17 +724,17 @@ TEST_F(BootstrapTest, IdleConnectionFloodDoesNotKeepRanksOut) {
 // differs, so it is rejected like a wrong secret.
 TEST_F(BootstrapTest, HelloReplayedOnAnotherConnectionIsRejected) {
   UniqueIdContents c = newRoot();
-  bootstrap::Fd first = rawConnect(c);
+  net::Fd first = rawConnect(c);
   const Bytes recorded = provenHello(first, c, 1, 2);
-  bootstrap::Fd replay = rawConnect(c);
+  net::Fd replay = rawConnect(c);
   uint8_t other[16];
   readChallenge(replay, other);
-  ASSERT_TRUE(bootstrap::sendAll(replay.get(), recorded.data(), recorded.size(),
-                                 bootstrap::deadlineAfterMs(1000))
-                  .isOk());
+  ASSERT_TRUE(
+      net::sendAll(replay.get(), recorded.data(), recorded.size(), net::deadlineAfterMs(1000))
+          .isOk());
   uint8_t byte = 0;
   size_t got = 0;
-  Status st = bootstrap::recvAll(replay.get(), &byte, 1, bootstrap::deadlineAfterMs(5000), &got);
+  Status st = net::recvAll(replay.get(), &byte, 1, net::deadlineAfterMs(5000), &got);
   EXPECT_FALSE(st.isOk()) << "the root answered a replayed hello";
   EXPECT_EQ(got, 0u);
   std::vector<Bytes> blobs = {blobFor(0, 8), blobFor(1, 8)};
@@ -748,37 +747,36 @@ TEST_F(BootstrapTest, HelloReplayedOnAnotherConnectionIsRejected) {
 // stale root of another job) that answers with a table of its own is not believed, and
 // what the client sent it holds no secret.
 TEST_F(BootstrapTest, AFakeRootIsNotBelievedAndLearnsNoSecret) {
-  bootstrap::SockAddr addr, bound;
-  ASSERT_TRUE(bootstrap::numericSockAddr("127.0.0.1", 0, &addr).isOk());
-  bootstrap::Fd listener;
-  ASSERT_TRUE(bootstrap::listenOn(addr, false, &listener, &bound).isOk());
+  net::SockAddr addr, bound;
+  ASSERT_TRUE(net::numericSockAddr("127.0.0.1", 0, &addr).isOk());
+  net::Fd listener;
+  ASSERT_TRUE(net::listenOn(addr, false, &listener, &bound).isOk());
   UniqueIdContents c = sampleContents("127.0.0.1", false);
   c.rootPort = bound.port();
   Bytes heard;
   std::thread fake([&] {
-    bootstrap::Fd fd(::accept(listener.get(), nullptr, nullptr));
+    net::Fd fd(::accept(listener.get(), nullptr, nullptr));
     if (!fd.valid()) return;
     uint8_t challenge[16] = {1};
     Bytes frame = bootstrap::encodeChallenge(challenge);
-    (void)bootstrap::sendAll(fd.get(), frame.data(), frame.size(), bootstrap::deadlineAfterMs(2000));
+    (void)net::sendAll(fd.get(), frame.data(), frame.size(), net::deadlineAfterMs(2000));
     heard.resize(bootstrap::kFrameHeaderBytes);
     size_t got = 0;
     bootstrap::FrameHeader h;
-    if (!bootstrap::recvAll(fd.get(), heard.data(), heard.size(), bootstrap::deadlineAfterMs(2000),
-                            &got)
+    if (!net::recvAll(fd.get(), heard.data(), heard.size(), net::deadlineAfterMs(2000), &got)
              .isOk() ||
         !bootstrap::parseFrameHeader(heard.data(), heard.size(), &h).isOk()) {
       return;
     }
     heard.resize(heard.size() + h.length);
-    (void)bootstrap::recvAll(fd.get(), heard.data() + bootstrap::kFrameHeaderBytes, h.length,
-                             bootstrap::deadlineAfterMs(2000), &got);
+    (void)net::recvAll(fd.get(), heard.data() + bootstrap::kFrameHeaderBytes, h.length,
+                       net::deadlineAfterMs(2000), &got);
     Bytes table = bootstrap::encodeTable(c.nonce, {blobFor(0, 8)});
     uint8_t guess[16] = {0}, clientChallenge[16] = {0};
     Bytes proof = bootstrap::encodeReplyProof(guess, challenge, clientChallenge,
                                               bootstrap::replyDigest(table));
     table.insert(table.end(), proof.begin(), proof.end());
-    (void)bootstrap::sendAll(fd.get(), table.data(), table.size(), bootstrap::deadlineAfterMs(2000));
+    (void)net::sendAll(fd.get(), table.data(), table.size(), net::deadlineAfterMs(2000));
   });
   Table t;
   Status st = rendezvous(c, 0, 1, blobFor(0, 8), 5000, &t);
@@ -858,10 +856,10 @@ TEST_F(BootstrapTest, UnreachableRootFailsWithinTimeout) {
 // stopped root (its port accepts into the backlog and never answers) and a dead one
 // (refused) both end with ftcclRemoteError long before the 60 s bootstrap timeout.
 TEST_F(BootstrapTest, ACancelledRendezvousStopsWaitingForItsRoot) {
-  bootstrap::SockAddr addr, bound;
-  ASSERT_TRUE(bootstrap::numericSockAddr("127.0.0.1", 0, &addr).isOk());
-  bootstrap::Fd stoppedRoot;
-  ASSERT_TRUE(bootstrap::listenOn(addr, false, &stoppedRoot, &bound).isOk());
+  net::SockAddr addr, bound;
+  ASSERT_TRUE(net::numericSockAddr("127.0.0.1", 0, &addr).isOk());
+  net::Fd stoppedRoot;
+  ASSERT_TRUE(net::listenOn(addr, false, &stoppedRoot, &bound).isOk());
   for (uint16_t port : {bound.port(), closedLoopbackPort()}) {
     UniqueIdContents c = sampleContents("127.0.0.1", false);
     c.rootPort = port;
@@ -918,12 +916,12 @@ TEST_F(BootstrapTest, RankZeroStartsRootWithCommId) {
 }
 
 TEST_F(BootstrapTest, RankZeroStartsRootOverIPv6) {
-  bootstrap::SockAddr addr, bound;
-  ASSERT_TRUE(bootstrap::numericSockAddr("::1", 0, &addr).isOk());
+  net::SockAddr addr, bound;
+  ASSERT_TRUE(net::numericSockAddr("::1", 0, &addr).isOk());
   uint16_t port = 0;
   {
-    bootstrap::Fd fd;
-    Status st = bootstrap::listenOn(addr, false, &fd, &bound);
+    net::Fd fd;
+    Status st = net::listenOn(addr, false, &fd, &bound);
     if (!st.isOk()) GTEST_SKIP() << "no IPv6 loopback: " << st.message();
     port = bound.port();
   }
@@ -960,22 +958,19 @@ TEST_F(BootstrapTest, InconsistentNranksAndDuplicateRankGetAnError) {
 
 TEST_F(BootstrapTest, GarbageSilentAndPartialClientsDoNotStallTheRest) {
   UniqueIdContents c = newRoot();
-  bootstrap::Fd silent = rawConnect(c);
-  bootstrap::Fd garbage = rawConnect(c);
+  net::Fd silent = rawConnect(c);
+  net::Fd garbage = rawConnect(c);
   Bytes junk(100, 0xab);
-  ASSERT_TRUE(bootstrap::sendAll(garbage.get(), junk.data(), junk.size(),
-                                 bootstrap::deadlineAfterMs(1000))
-                  .isOk());
-  bootstrap::Fd partial = rawConnect(c);
+  ASSERT_TRUE(
+      net::sendAll(garbage.get(), junk.data(), junk.size(), net::deadlineAfterMs(1000)).isOk());
+  net::Fd partial = rawConnect(c);
   Bytes frame = provenHello(partial, c, 3, 5);
-  ASSERT_TRUE(bootstrap::sendAll(partial.get(), frame.data(), 30, bootstrap::deadlineAfterMs(1000))
-                  .isOk());
-  bootstrap::Fd hugeLength = rawConnect(c);
+  ASSERT_TRUE(net::sendAll(partial.get(), frame.data(), 30, net::deadlineAfterMs(1000)).isOk());
+  net::Fd hugeLength = rawConnect(c);
   Bytes hdr(frame.begin(), frame.begin() + 20);
   put32(&hdr, 8, 0x7fffffffu);
-  ASSERT_TRUE(bootstrap::sendAll(hugeLength.get(), hdr.data(), hdr.size(),
-                                 bootstrap::deadlineAfterMs(1000))
-                  .isOk());
+  ASSERT_TRUE(
+      net::sendAll(hugeLength.get(), hdr.data(), hdr.size(), net::deadlineAfterMs(1000)).isOk());
 
   std::vector<Bytes> blobs = {blobFor(0, 8), blobFor(1, 8)};
   auto t0 = Clock::now();
@@ -992,11 +987,10 @@ TEST_F(BootstrapTest, GarbageSilentAndPartialClientsDoNotStallTheRest) {
 TEST_F(BootstrapTest, RankThatLeftCanBeReplaced) {
   UniqueIdContents c = newRoot();
   {
-    bootstrap::Fd fd = rawConnect(c);
+    net::Fd fd = rawConnect(c);
     Bytes frame = provenHello(fd, c, 1, 2);
-    ASSERT_TRUE(bootstrap::sendAll(fd.get(), frame.data(), frame.size(),
-                                   bootstrap::deadlineAfterMs(1000))
-                    .isOk());
+    ASSERT_TRUE(
+        net::sendAll(fd.get(), frame.data(), frame.size(), net::deadlineAfterMs(1000)).isOk());
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }  // closes: rank 1 leaves
   std::this_thread::sleep_for(std::chrono::milliseconds(300));

@@ -1,4 +1,4 @@
-#include "bootstrap/socket.h"
+#include "util/net/socket.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -17,7 +17,7 @@
 #include "util/env.h"
 
 namespace ftccl {
-namespace bootstrap {
+namespace net {
 
 int msUntil(Deadline d) {
   auto left = d - Clock::now();
@@ -423,5 +423,5 @@ Status recvAll(int fd, uint8_t* data, size_t size, Deadline deadline, size_t* re
   return Status::ok();
 }
 
-}  // namespace bootstrap
+}  // namespace net
 }  // namespace ftccl

@@ -1,4 +1,4 @@
-// Small TCP helpers for the bootstrap: owned descriptors, numeric addresses, interface
+// Small TCP helpers (bootstrap, health, core): owned descriptors, numeric addresses, interface
 // choice, and connect/send/receive bounded by deadlines (poll, never a blocking call).
 // Every socket is created CLOEXEC and non-blocking.
 #pragma once
@@ -15,7 +15,7 @@
 #include "util/status.h"
 
 namespace ftccl {
-namespace bootstrap {
+namespace net {
 
 using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
@@ -109,5 +109,5 @@ Status setNonBlocking(int fd);
 
 std::string errnoString(int err);
 
-}  // namespace bootstrap
+}  // namespace net
 }  // namespace ftccl
