@@ -63,12 +63,4 @@ Status rendezvous(const UniqueIdContents& contents, int rank, int nranks,
 // Stops every root listener this process still runs (tests, process exit).
 void stopAllRoots();
 
-// The socket helpers live in util/net (namespace net) now; core/comm_init.cc still
-// names these three bootstrap::. Remove once it says net:: instead.
-namespace bootstrap {
-using net::localAddressToward;
-using net::numericSockAddr;
-using net::SockAddr;
-}  // namespace bootstrap
-
 }  // namespace ftccl

@@ -279,11 +279,11 @@ Status Communicator::startLocal(const UniqueIdContents& contents, PeerInfo* mine
   services_ = currentCommServices();
   FTCCL_CHECK(services_.acquireHealth(contents.rootHost, contents.rootPort, &health_));
   netDevice_ = envString("FTCCL_SOCKET_IFNAME");
-  bootstrap::SockAddr root, local;
+  net::SockAddr root, local;
   std::string iface;
   if (netDevice_.empty() &&
-      bootstrap::numericSockAddr(contents.rootHost, contents.rootPort, &root).isOk() &&
-      bootstrap::localAddressToward(root, &local, &iface).isOk() && iface != "?") {
+      net::numericSockAddr(contents.rootHost, contents.rootPort, &root).isOk() &&
+      net::localAddressToward(root, &local, &iface).isOk() && iface != "?") {
     netDevice_ = iface;
   }
   FTCCL_CHECK(services_.makeTransport(netDevice_, &transport_));

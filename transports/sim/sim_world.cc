@@ -186,9 +186,25 @@ class SimEndpoint final : public WorldTransport {
     return worlds_.at(static_cast<size_t>(logicalToWorld_[static_cast<size_t>(peer)]));
   }
 
-  // Under the world's lock. True when it completed now.
+  // Under the world's lock. True when it completed now. Receives of one source and key
+  // take that source's messages in the order they were posted, as UCX's tag matching
+  // does: an earlier receive is matched first (a later one of another length must not
+  // take its message).
   bool match(SimRequest* r) {
     if (r->done) return false;
+    for (SimRequest* earlier : pending_) {
+      if (earlier == r) break;
+      if (!earlier->done && sameSource(*earlier, *r) && !matchOne(earlier)) return false;
+    }
+    return matchOne(r);
+  }
+
+  static bool sameSource(const SimRequest& a, const SimRequest& b) {
+    return a.from == b.from && a.epoch == b.epoch && sameMessage(a.key, b.key) &&
+           a.key.signature == b.key.signature;
+  }
+
+  bool matchOne(SimRequest* r) {
     SimWorld::Box* mine = world_.box(id_);
     auto& queue = mine->queue;
     auto found = std::find_if(queue.begin(), queue.end(), [&](const SimWorld::Message& m) {

@@ -2,8 +2,9 @@
 // endpoint is a WorldTransport that its own thread drives, as a UCX worker is.
 //
 // Eager: a send's bytes are copied into the receiver's queue when posted (the send
-// completes at once); a receive takes the oldest queued message of its source, epoch
-// and key, and a length that differs fails it (UCX's length check). Messages of another
+// completes at once); receives of one source, epoch and key take its messages in the
+// order both were posted (UCX's tag matching), and a length that differs fails the
+// receive (UCX's length check). Messages of another
 // epoch or signature never match; findMismatchedMessage names a signature mismatch.
 // kill(address): the endpoint is gone: sends to it and receives from it fail (messages
 // it sent before stay deliverable, as bytes already on the wire are), like a dead
