@@ -4,8 +4,8 @@
 // Eager: a send's bytes are copied into the receiver's queue when posted (the send
 // completes at once); receives of one source, epoch and key take its messages in the
 // order both were posted (UCX's tag matching), and a length that differs fails the
-// receive (UCX's length check). Messages of another
-// epoch or signature never match; findMismatchedMessage names a signature mismatch.
+// receive (UCX's length check). Messages of another epoch or signature never match;
+// findMismatchedMessage names a signature mismatch.
 // kill(address): the endpoint is gone: sends to it and receives from it fail (messages
 // it sent before stay deliverable, as bytes already on the wire are), like a dead
 // process's UCX endpoint. Destroying an endpoint is its death too.
