@@ -90,13 +90,12 @@ Status Communicator::initJoining(const ftcclUniqueId& joinId, const ftcclConfig_
   pending.failureTimeoutMs = config_.failureTimeoutMs;
   pending.joinSecrets.emplace_back(contents.secret, contents.secret + sizeof(contents.secret));
   healthId_ = health_->add(std::move(pending));
-  RecoveryMessage ask;
-  ask.type = RecoveryMessage::kJoin;
-  ask.joined.push_back(JoiningSpare{mine.healthKey, mine.host, mine.pid, encodePeerInfo(mine)});
-  ask.blob = {1};  // "from the newcomer itself": the join key's seal is its proof (health_auth.h)
+  JoinRequest ask;
+  ask.candidate = JoiningSpare{mine.healthKey, mine.host, mine.pid, encodePeerInfo(mine)};
+  ask.secret = {1};  // "from the newcomer itself": the join key's seal is its proof (health_auth.h)
   std::string member = joinKey(contents);
   health_->sendRecovery(member, commKey_, ask);
-  RecoveryMessage accept;
+  JoinAccept accept;
   crypto::Key rootKey{};
   if (!inbox_.awaitJoinAccept(config_.bootstrapTimeoutMs, [&] { return revocation_.aborted(); },
                               &accept, &rootKey)) {
@@ -113,7 +112,7 @@ Status Communicator::initJoining(const ftcclUniqueId& joinId, const ftcclConfig_
 
   uint64_t commKey = 0;
   auto view = std::make_shared<EpochView>();
-  FTCCL_CHECK(decodeJoinPackage(accept.blob, &commKey, &config_.pipeline, &view->peers));
+  FTCCL_CHECK(decodeJoinPackage(accept.package, &commKey, &config_.pipeline, &view->peers));
   if (commKey != commKey_) return internalError("the join answer names another communicator");
   for (size_t w = 0; w < view->peers.size(); ++w) {
     if (view->peers[w].healthKey == mine.healthKey) view->worldRank = static_cast<int>(w);
@@ -125,10 +124,10 @@ Status Communicator::initJoining(const ftcclUniqueId& joinId, const ftcclConfig_
   std::vector<std::vector<uint8_t>> addresses;
   for (const PeerInfo& p : view->peers) addresses.push_back(p.transportAddress);
   FTCCL_CHECK(transport_->connect(view->worldRank, std::move(addresses),
-                                  static_cast<uint32_t>(accept.next.epoch)));
+                                  static_cast<uint32_t>(accept.commit.next.epoch)));
   markLocalPeers(view->peers);
   epochs_.publish(std::move(view));  // the process table; the commit makes the epoch
-  FTCCL_CHECK(applyCommit(accept));
+  FTCCL_CHECK(applyCommit(accept.commit, /*fromJoinAnswer=*/true));
   auto entered = epochs_.current();
   chooseSpin(*entered);
   FTCCL_CHECK(allocateScratch());

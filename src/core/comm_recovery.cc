@@ -54,21 +54,17 @@ void Communicator::registerHealth(const EpochView& view) {
   policy.failureTimeoutMs = config_.failureTimeoutMs;
   policy.shrinkWhenNoSpares = config_.shrinkWhenNoSpares != 0;
   policy.stragglerMinLateMs = config_.stragglerMs;
-  std::shared_ptr<const RecoveryMessage> enteredBy;
-  if (view.enteredBy.type == RecoveryMessage::kCommit) {
-    enteredBy = std::make_shared<const RecoveryMessage>(view.enteredBy);
-  }
-  HealthRegistration reg = registrationFor(table, view.self().healthKey, commKey_, policy,
-                                           std::move(enteredBy), this);
+  HealthRegistration reg =
+      registrationFor(table, view.self().healthKey, commKey_, policy, view.enteredBy, this);
   if (view.rank >= 0) reg.progress = board_;  // a spare runs no ops
-  reg.epochSalt = view.enteredBy.salt;  // a commit's, or the join answer's (a copy of one)
+  reg.epochSalt = view.salt;                  // a commit's, or the join answer's (a copy of one)
   reg.joinSecrets = inbox_.joinSecrets();
   reg.authRoot = authRoot_;
   healthId_ = health_->add(std::move(reg));
 }
 
-void Communicator::onRebuilt(const std::shared_ptr<const RecoveryMessage>& told) {
-  const RecoveryMessage& commit = *told;
+void Communicator::onRebuilt(const std::shared_ptr<const AgreementCommit>& told) {
+  const AgreementCommit& commit = *told;
   // Told twice (the old registration still hears while the new one is added, also
   // while this very commit is being entered) or entered already: nothing to do, and
   // no revoke of the epoch it made. Calls come from the one health thread.
@@ -130,7 +126,7 @@ std::vector<uint8_t> Communicator::joinPackage() {
   return encodeJoinPackage(commKey_, config_.pipeline, all);
 }
 
-void Communicator::onJoinAccepted(const RecoveryMessage& accept, const crypto::Key& rootKey) {
+void Communicator::onJoinAccepted(const JoinAccept& accept, const crypto::Key& rootKey) {
   inbox_.tellJoinAccepted(accept, rootKey);
 }
 
@@ -154,7 +150,7 @@ Status Communicator::rebuild(ftcclRebuildInfo_t* info) {
   }
   waitForIssuedOps();  // queued ops of the old epoch fail at once
   auto start = Clock::now();
-  RecoveryMessage commit;
+  AgreementCommit commit;
   Status decided = inbox_.awaitDecision(
       "ftcclCommRebuild", /*forever=*/false, config_.failureTimeoutMs,
       [&] { return revocation_.aborted(); }, [&] { return health_->agreementView(healthId_); },
@@ -194,7 +190,7 @@ Status Communicator::standby(int* activated) {
   }
   auto start = Clock::now();
   for (;;) {
-    RecoveryMessage commit;
+    AgreementCommit commit;
     Status decided = inbox_.awaitDecision(
         "ftcclCommStandby", /*forever=*/true, config_.failureTimeoutMs,
         [&] { return revocation_.aborted(); }, [&] { return health_->agreementView(healthId_); },
@@ -219,7 +215,7 @@ Status Communicator::standby(int* activated) {
 // Enters the committed epoch: new numbering, the transport's tags carry the new epoch
 // (nothing of the old one can match), health probes the new neighbours, and op
 // sequence numbers start again at 0 on every member.
-Status Communicator::applyCommit(const RecoveryMessage& commit) {
+Status Communicator::applyCommit(const AgreementCommit& commit, bool fromJoinAnswer) {
   if (commit.next.epoch >= TagLayout::kEpochs) {
     // Tags never reuse an epoch (tag_layout.h): old leftovers could match again.
     return remoteError("this communicator has been rebuilt " + std::to_string(commit.next.epoch - 1) +
@@ -268,7 +264,8 @@ Status Communicator::applyCommit(const RecoveryMessage& commit) {
                                 view->rank));
   view->epoch = commit.next.epoch;
   view->failedRanks = commit.failedRanks;
-  view->enteredBy = commit;
+  view->salt = commit.salt;
+  if (!fromJoinAnswer) view->enteredBy = std::make_shared<const AgreementCommit>(commit);
   board_->reset(static_cast<uint32_t>(view->epoch));
   order_.startEpoch(view->epoch, view->nranks());
   revocation_.startEpoch(view->epoch);
@@ -284,7 +281,7 @@ Status Communicator::applyCommit(const RecoveryMessage& commit) {
   // A commit told while this one was entered: its revoke was wiped by the epoch's fresh
   // start, so it is entered at once (chaos seed 7975: ops of the skipped epoch waited for
   // good on members that had moved on).
-  RecoveryMessage newer;
+  AgreementCommit newer;
   if (inbox_.takeNewer(view->epoch, &newer)) {
     FTCCL_LOG(Info, Recovery, "rank {}: epoch {} was agreed on while this process entered epoch {}",
               view->rank, newer.next.epoch, view->epoch);

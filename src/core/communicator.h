@@ -70,12 +70,12 @@ class Communicator final : public HealthListener {
   void leaveHealth(bool orderly);
   // Health thread: a member failed. Revokes the communicator (fails in-flight ops).
   void onMemberFailed(const FailureReport& report) override;
-  void onRebuilt(const std::shared_ptr<const RecoveryMessage>& told) override;
+  void onRebuilt(const std::shared_ptr<const AgreementCommit>& told) override;
   void onRecoveryFailed(const std::string& why) override;
   void onAllRanksLeft() override;
   void onSpareJoined(const JoiningSpare& spare) override;
   std::vector<uint8_t> joinPackage() override;
-  void onJoinAccepted(const RecoveryMessage& accept, const crypto::Key& rootKey) override;
+  void onJoinAccepted(const JoinAccept& accept, const crypto::Key& rootKey) override;
 
   // ftcclCommRebuild: waits for the members' agreement on the next epoch (started by
   // the health thread as soon as a failure is known), then switches to it.
@@ -146,7 +146,8 @@ class Communicator final : public HealthListener {
   // comm_recovery.cc
   void registerHealth(const EpochView& view);
   // Enters the committed epoch: numbering, transport tags, health registration.
-  Status applyCommit(const RecoveryMessage& commit);
+  // fromJoinAnswer: a newcomer's first commit, its sponsor's copy (agreed on without it).
+  Status applyCommit(const AgreementCommit& commit, bool fromJoinAnswer = false);
   // worker_switch.cc: fresh UCX workers for the processes of a host where one died.
   Status createStandbys();
   Status switchWorkersSince(const Membership& next, uint64_t entered,

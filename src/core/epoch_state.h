@@ -24,7 +24,10 @@ struct EpochView {
   std::vector<int> worldOf;      // logical rank -> index in peers
   std::vector<int> spares;       // the hot spare pool, in activation order (peer indices)
   std::vector<int> failedRanks;  // ranks lost by the commit that made it (absent at init)
-  RecoveryMessage enteredBy;     // the commit of this epoch (none before a rebuild)
+  EpochSalt salt{};              // of the commit that made it (zero at init)
+  // That commit, once this process's agreement has made one (not a newcomer's copy from
+  // its join answer): resent to a member that missed it.
+  std::shared_ptr<const AgreementCommit> enteredBy;
 
   int nranks() const { return static_cast<int>(worldOf.size()); }
   const PeerInfo& self() const { return peers[static_cast<size_t>(worldRank)]; }

@@ -5,7 +5,7 @@
 
 namespace ftccl {
 
-bool RecoveryInbox::tellCommit(const RecoveryMessage& commit, uint64_t entered) {
+bool RecoveryInbox::tellCommit(const AgreementCommit& commit, uint64_t entered) {
   {
     // Told twice (the old registration still hears while the new one is added, also
     // while this very commit is being entered) or entered already: nothing to do.
@@ -34,7 +34,7 @@ void RecoveryInbox::tellAllRanksLeft() {
   changed_.notify_all();
 }
 
-void RecoveryInbox::tellJoinAccepted(const RecoveryMessage& accept, const crypto::Key& rootKey) {
+void RecoveryInbox::tellJoinAccepted(const JoinAccept& accept, const crypto::Key& rootKey) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     joinAccept_ = accept;
@@ -59,7 +59,7 @@ void RecoveryInbox::wake() {
 Status RecoveryInbox::awaitDecision(const char* call, bool forever, int failureTimeoutMs,
                                     const std::function<bool()>& aborted,
                                     const std::function<HealthProtocol::AgreementView()>& view,
-                                    RecoveryMessage* commit) {
+                                    AgreementCommit* commit) {
   constexpr int kStuckTimeouts = 10;
   const auto slice = std::chrono::milliseconds(std::max(failureTimeoutMs, 10));
   std::unique_lock<std::mutex> lock(mutex_);
@@ -97,7 +97,7 @@ Status RecoveryInbox::awaitDecision(const char* call, bool forever, int failureT
   return Status(ftcclInProgress, "every rank left");  // allRanksLeft_: only standby asks
 }
 
-bool RecoveryInbox::takeNewer(uint64_t entered, RecoveryMessage* newer) {
+bool RecoveryInbox::takeNewer(uint64_t entered, AgreementCommit* newer) {
   std::lock_guard<std::mutex> lock(mutex_);
   while (!commits_.empty() && commits_.front().next.epoch <= entered) commits_.pop_front();
   if (commits_.empty()) return false;
@@ -107,7 +107,7 @@ bool RecoveryInbox::takeNewer(uint64_t entered, RecoveryMessage* newer) {
 }
 
 bool RecoveryInbox::awaitJoinAccept(int timeoutMs, const std::function<bool()>& aborted,
-                                    RecoveryMessage* accept, crypto::Key* rootKey) {
+                                    JoinAccept* accept, crypto::Key* rootKey) {
   std::unique_lock<std::mutex> lock(mutex_);
   bool answered = changed_.wait_for(lock, std::chrono::milliseconds(timeoutMs),
                                     [&] { return hasJoinAccept_ || aborted(); });

@@ -25,10 +25,10 @@ namespace ftccl {
 class RecoveryInbox {
  public:
   // False when told before (queued already, or not newer than `entered`): nothing to do.
-  bool tellCommit(const RecoveryMessage& commit, uint64_t entered);
+  bool tellCommit(const AgreementCommit& commit, uint64_t entered);
   void tellFailed(const std::string& why);
   void tellAllRanksLeft();
-  void tellJoinAccepted(const RecoveryMessage& accept, const crypto::Key& rootKey);
+  void tellJoinAccepted(const JoinAccept& accept, const crypto::Key& rootKey);
   // An abort: waiters look again.
   void wake();
 
@@ -38,12 +38,12 @@ class RecoveryInbox {
   Status awaitDecision(const char* call, bool forever, int failureTimeoutMs,
                        const std::function<bool()>& aborted,
                        const std::function<HealthProtocol::AgreementView()>& view,
-                       RecoveryMessage* commit);
+                       AgreementCommit* commit);
   // A commit told while an earlier one was entered, newer than `entered`.
-  bool takeNewer(uint64_t entered, RecoveryMessage* newer);
+  bool takeNewer(uint64_t entered, AgreementCommit* newer);
   // A newcomer: its sponsor's answer within `timeoutMs`; false on timeout or abort.
-  bool awaitJoinAccept(int timeoutMs, const std::function<bool()>& aborted,
-                       RecoveryMessage* accept, crypto::Key* rootKey);
+  bool awaitJoinAccept(int timeoutMs, const std::function<bool()>& aborted, JoinAccept* accept,
+                       crypto::Key* rootKey);
 
   // The refilled pool: processes that joined after init, not yet in the epoch's peer
   // table (the next commit takes them).
@@ -57,12 +57,12 @@ class RecoveryInbox {
  private:
   mutable std::mutex mutex_;
   std::condition_variable changed_;
-  std::deque<RecoveryMessage> commits_;  // told and not entered yet, oldest first
+  std::deque<AgreementCommit> commits_;  // told and not entered yet, oldest first
   uint64_t newestTold_ = 0;              // the newest epoch ever queued
   std::string recoveryError_;
   bool allRanksLeft_ = false;
   bool hasJoinAccept_ = false;
-  RecoveryMessage joinAccept_;
+  JoinAccept joinAccept_;
   crypto::Key joinRootKey_{};
   std::vector<PeerInfo> joined_;
   std::vector<std::vector<uint8_t>> joinSecrets_;

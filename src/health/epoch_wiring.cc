@@ -33,7 +33,7 @@ EpochTable buildEpochTable(std::shared_ptr<const Membership> membership,
 
 HealthRegistration registrationFor(const EpochTable& table, const ProcessKey& self,
                                    uint64_t commKey, const HealthPolicy& policy,
-                                   std::shared_ptr<const RecoveryMessage> enteredBy,
+                                   std::shared_ptr<const AgreementCommit> enteredBy,
                                    HealthListener* listener) {
   HealthRegistration reg;
   reg.commKey = commKey;

@@ -54,7 +54,7 @@ struct HealthPolicy {
 // agreement on the next membership). myRank < 0 when `self` is not a member.
 HealthRegistration registrationFor(const EpochTable& table, const ProcessKey& self,
                                    uint64_t commKey, const HealthPolicy& policy,
-                                   std::shared_ptr<const RecoveryMessage> enteredBy,
+                                   std::shared_ptr<const AgreementCommit> enteredBy,
                                    HealthListener* listener);
 
 }  // namespace ftccl

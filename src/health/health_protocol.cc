@@ -16,6 +16,12 @@ constexpr uint64_t kAckEvery = 10;
 // A former member that still sends heartbeats is told EXPELLED at most this often.
 constexpr auto kExpelledEvery = std::chrono::milliseconds(100);
 
+// A newcomer's own JOIN carries its proof of a join id; a sponsor's forward carries none.
+bool isNewcomersJoin(const RecoveryMessage& m) {
+  const auto* join = std::get_if<JoinRequest>(&m);
+  return join != nullptr && !join->secret.empty();
+}
+
 int64_t toNs(HealthTime t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
@@ -45,7 +51,7 @@ class HealthProtocol::AgreementSender final : public AgreementNetwork {
   }
   // The new epoch's key, from the salt only the commit's receivers know, before the
   // agreement sends anything of that epoch (a second failure's report follows at once).
-  void onAdopting(const RecoveryMessage& commit) override {
+  void onAdopting(const AgreementCommit& commit) override {
     protocol_->keys_.addEpoch(commKey_, static_cast<uint32_t>(commit.epoch), commit.salt);
   }
 
@@ -191,11 +197,11 @@ void HealthProtocol::authorize(const ProcessKey& to, HealthMessage* m,
       return;
     case HealthType::kRecovery:
       if (recovery == nullptr) return;
-      if (recovery->type == RecoveryMessage::kExpelled) {
+      if (std::holds_alternative<AgreementExpelled>(*recovery)) {
         if (reply) a = *inbound_;
-      } else if (recovery->type == RecoveryMessage::kCommit) {
-        under(m->commKey, recovery->epoch - 1);
-      } else if (recovery->type == RecoveryMessage::kJoin && !recovery->blob.empty()) {
+      } else if (const auto* commit = std::get_if<AgreementCommit>(recovery)) {
+        under(m->commKey, commit->epoch - 1);
+      } else if (isNewcomersJoin(*recovery)) {
         // A newcomer's own request: under its join id's key.
         auto joins = keys_.joinKeys(m->commKey);
         if (joins.empty()) return;
@@ -203,7 +209,7 @@ void HealthProtocol::authorize(const ProcessKey& to, HealthMessage* m,
         a.kind = KeyKind::kJoin;
         a.key = joins.front().first;
       } else {
-        under(m->commKey, recovery->epoch);
+        under(m->commKey, epochOf(*recovery));
       }
       return;
     default:
@@ -241,8 +247,7 @@ bool HealthProtocol::authentic(const HealthMessage& m, const RecoveryMessage* re
   if (!a.key || a.kind == KeyKind::kAttest) return false;  // it seals kAttest alone
   if (a.kind == KeyKind::kJoin) {
     return m.type == HealthType::kRecovery && recovery != nullptr && m.commKey == a.comm &&
-           (recovery->type == RecoveryMessage::kJoinAccept ||
-            (recovery->type == RecoveryMessage::kJoin && !recovery->blob.empty()));
+           (std::holds_alternative<JoinAccept>(*recovery) || isNewcomersJoin(*recovery));
   }
   switch (m.type) {
     case HealthType::kHeartbeat:
@@ -256,17 +261,17 @@ bool HealthProtocol::authentic(const HealthMessage& m, const RecoveryMessage* re
       return !m.progress.empty() && m.progress.front().commKey == a.comm;
     case HealthType::kRecovery:
       if (recovery == nullptr || m.commKey != a.comm) return false;
-      switch (recovery->type) {
-        case RecoveryMessage::kCommit:
-          return uint64_t{a.epoch} + 1 == recovery->epoch;
-        case RecoveryMessage::kExpelled:
-          return a.epoch <= recovery->epoch;
-        case RecoveryMessage::kJoinAccept:
+      switch (wireTypeOf(*recovery)) {
+        case AgreementCommit::kWireType:
+          return uint64_t{a.epoch} + 1 == epochOf(*recovery);
+        case AgreementExpelled::kWireType:
+          return a.epoch <= epochOf(*recovery);
+        case JoinAccept::kWireType:
           return false;
-        case RecoveryMessage::kJoin:
-          return recovery->blob.empty() && a.epoch == recovery->epoch;
+        case JoinRequest::kWireType:
+          return !isNewcomersJoin(*recovery) && a.epoch == epochOf(*recovery);
         default:
-          return a.epoch == recovery->epoch;
+          return a.epoch == epochOf(*recovery);
       }
     default:
       return false;
@@ -484,7 +489,7 @@ void HealthProtocol::checkAgreement(Registration& r) {
       uint64_t epoch = r.agreement->membership().epoch;
       if (epoch > r.info.epoch && epoch > r.notifiedEpoch) {
         r.notifiedEpoch = epoch;
-        const RecoveryMessage& commit = r.agreement->lastCommit();
+        const AgreementCommit& commit = r.agreement->lastCommit();
         adoptJoined(r, commit);
         // No failed rank: the ranks are unchanged (Agreement::decide), only the pool.
         if (commit.failedRanks.empty()) {
@@ -629,7 +634,7 @@ static std::vector<uint8_t> sealForNewcomer(const crypto::Key& joinKey,
   return crypto::seal(joinKey, plain, kNewcomerLabel);
 }
 
-static bool openForNewcomer(const HealthKeys& keys, uint64_t comm, const RecoveryMessage& accept,
+static bool openForNewcomer(const HealthKeys& keys, uint64_t comm, const JoinAccept& accept,
                             SealedForNewcomer* out) {
   for (const auto& [key, secret] : keys.joinKeys(comm)) {
     std::vector<uint8_t> plain;
@@ -653,10 +658,11 @@ void HealthProtocol::onRecoveryMessage(const ProcessKey& from, const HealthMessa
   for (auto& [id, r] : registrations_) {
     if (r.info.commKey != commKey) continue;
     if (r.info.joining) {  // a newcomer waits only for its answer
-      if (m.type != RecoveryMessage::kJoinAccept || !r.info.listener) continue;
+      const auto* accept = std::get_if<JoinAccept>(&m);
+      if (accept == nullptr || !r.info.listener) continue;
       SealedForNewcomer sealed;
       if (authenticated_) {
-        if (!openForNewcomer(keys_, commKey, m, &sealed)) {
+        if (!openForNewcomer(keys_, commKey, *accept, &sealed)) {
           FTCCL_LOG(Warn, Recovery,
                     "join answer from {} without keys sealed for this newcomer: ignored", from);
           continue;
@@ -665,19 +671,21 @@ void HealthProtocol::onRecoveryMessage(const ProcessKey& from, const HealthMessa
         // acks must not wait until the communicator registers as a spare.
         keys_.setRoot(commKey, sealed.root);
         keys_.addEpoch(commKey, sealed.previousEpoch, sealed.previousSalt);
-        keys_.addEpoch(commKey, static_cast<uint32_t>(m.next.epoch), m.salt);
+        keys_.addEpoch(commKey, static_cast<uint32_t>(accept->commit.next.epoch),
+                       accept->commit.salt);
       }
-      r.info.listener->onJoinAccepted(m, sealed.root);
+      r.info.listener->onJoinAccepted(*accept, sealed.root);
       continue;
     }
     if (!r.agreement) continue;
-    if (m.type == RecoveryMessage::kJoin && !m.blob.empty()) {
-      acceptJoin(r, from, frame, m);  // straight from a newcomer (members forward it without secret)
+    if (isNewcomersJoin(m)) {
+      // Straight from a newcomer (members forward it without secret).
+      acceptJoin(r, from, frame, std::get<JoinRequest>(m));
     } else {
       r.agreement->onMessage(from, m);
     }
     FTCCL_LOG(Debug, Recovery, "rank {}: agreement message {} (epoch {}) from {}: state {}",
-              r.info.myRank, static_cast<int>(m.type), m.epoch, from,
+              r.info.myRank, wireTypeOf(m), epochOf(m), from,
               static_cast<int>(r.agreement->state()));
     checkAgreement(r);
   }
@@ -687,27 +695,27 @@ void HealthProtocol::onRecoveryMessage(const ProcessKey& from, const HealthMessa
 // out, goes to the agreement; this member answers the newcomer once the pool commit
 // is adopted (adoptJoined).
 bool HealthProtocol::acceptJoin(Registration& r, const ProcessKey& from, const HealthMessage& frame,
-                                const RecoveryMessage& m) {
+                                const JoinRequest& m) {
   // Which join id: the one whose key sealed the request (authenticated), else the one
   // the request names (simulator).
   std::vector<uint8_t> secret;
   for (const auto& [key, joinSecret] : keys_.joinKeys(r.info.commKey)) {
-    if (authenticated_ ? key == frame.auth.key : joinSecret == m.blob) secret = joinSecret;
+    if (authenticated_ ? key == frame.auth.key : joinSecret == m.secret) secret = joinSecret;
   }
   if (!authenticated_ && secret.empty()) {
     for (const auto& s : r.info.joinSecrets) {
-      if (s == m.blob) secret = s;
+      if (s == m.secret) secret = s;
     }
   }
   const auto& secrets = r.info.joinSecrets;
-  if (m.joined.size() != 1 || m.joined.front().key != from || secret.empty() ||
+  if (!m.candidate || m.candidate->key != from || secret.empty() ||
       std::find(secrets.begin(), secrets.end(), secret) == secrets.end()) {
     FTCCL_LOG(Warn, Recovery,
               "rank {}: rejected a join request from {}: not a join id of this communicator",
               r.info.myRank, from);
     return false;
   }
-  const JoiningSpare& spare = m.joined.front();
+  const JoiningSpare& spare = *m.candidate;
   if (r.agreement->state() != Agreement::State::kStable) {
     FTCCL_LOG(Warn, Recovery,
               "rank {}: join request from {} (host {}, pid {}) dropped: a recovery is under way",
@@ -724,7 +732,7 @@ bool HealthProtocol::acceptJoin(Registration& r, const ProcessKey& from, const H
 // Spares that joined late, named by a commit: the core learns how to reach them, the
 // health registration lists (and, for one rank, monitors) each new one, and the member
 // that accepted a newcomer sends it the pool commit and the member table.
-void HealthProtocol::adoptJoined(Registration& r, const RecoveryMessage& commit) {
+void HealthProtocol::adoptJoined(Registration& r, const AgreementCommit& commit) {
   int nRanks = r.info.members->nRanks;
   for (const JoiningSpare& spare : commit.joined) {
     if (r.info.listener) r.info.listener->onSpareJoined(spare);
@@ -742,9 +750,7 @@ void HealthProtocol::adoptJoined(Registration& r, const RecoveryMessage& commit)
     }
     auto sponsored = r.sponsored.find(spare.key);
     if (sponsored != r.sponsored.end() && r.info.listener) {
-      RecoveryMessage accept = commit;
-      accept.type = RecoveryMessage::kJoinAccept;
-      accept.blob = r.info.listener->joinPackage();
+      JoinAccept answer{commit, r.info.listener->joinPackage(), {}};
       HealthMessage m;
       m.type = HealthType::kRecovery;
       m.commKey = r.info.commKey;
@@ -759,11 +765,12 @@ void HealthProtocol::adoptJoined(Registration& r, const RecoveryMessage& commit)
           continue;
         }
         sealed.root = *root;
-        accept.sealedKey = sealForNewcomer(joinKey, sealed);
+        answer.sealedKey = sealForNewcomer(joinKey, sealed);
         m.auth.comm = r.info.commKey;
         m.auth.kind = KeyKind::kJoin;
         m.auth.key = std::make_shared<const crypto::MacKey>(joinKey);
       }
+      const RecoveryMessage accept = std::move(answer);
       m.payload = encodeRecoveryMessage(accept);
       r.sponsored.erase(sponsored);
       send(spare.key, m, &accept);
@@ -785,10 +792,7 @@ void HealthProtocol::tellIfExpelled(const ProcessKey& from) {
     auto told = r.expelledToldAt.find(from);
     if (told != r.expelledToldAt.end() && lastNow_ - told->second < kExpelledEvery) continue;
     r.expelledToldAt[from] = lastNow_;
-    RecoveryMessage expelled;
-    expelled.type = RecoveryMessage::kExpelled;
-    expelled.epoch = r.agreement->membership().epoch;
-    r.agreementNet->send(from, expelled);
+    r.agreementNet->send(from, AgreementExpelled{r.agreement->membership().epoch});
   }
 }
 

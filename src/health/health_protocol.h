@@ -85,7 +85,7 @@ class HealthListener {
   virtual void onMemberFailed(const FailureReport& report) = 0;
   // A recoverable communicator: the members agreed on the next epoch (rebuild).
   // The commit is shared with the agreement (a simulation's processes keep one copy).
-  virtual void onRebuilt(const std::shared_ptr<const RecoveryMessage>& commit) {}
+  virtual void onRebuilt(const std::shared_ptr<const AgreementCommit>& commit) {}
   // A recoverable communicator cannot go on (expelled, or no spare and no shrink).
   virtual void onRecoveryFailed(const std::string& why) {}
   // Every rank (not counting spares) left in order: a waiting spare stops waiting.
@@ -97,7 +97,7 @@ class HealthListener {
   virtual std::vector<uint8_t> joinPackage() { return {}; }
   // The newcomer: the member that accepted it answered (pool commit and package), and
   // sent the communicator's root key (zero where nothing is authenticated: simulator).
-  virtual void onJoinAccepted(const RecoveryMessage& accept, const crypto::Key& rootKey) {}
+  virtual void onJoinAccepted(const JoinAccept& accept, const crypto::Key& rootKey) {}
 };
 
 struct HealthRegistration {
@@ -130,7 +130,7 @@ struct HealthRegistration {
   bool recoverable = false;
   // The commit that made this epoch (after a rebuild): resent to a member that reports
   // from the epoch before, having missed it, instead of expelling it.
-  std::shared_ptr<const RecoveryMessage> enteredBy;
+  std::shared_ptr<const AgreementCommit> enteredBy;
   bool shrinkWhenNoSpares = true;
   // This rank's op progress (core publishes it): carried by heartbeats, answered to
   // progress queries, and the straggler detector's own side. Null in the simulator.
@@ -286,8 +286,8 @@ class HealthProtocol {
   void onRecoveryMessage(const ProcessKey& from, const HealthMessage& frame,
                          const RecoveryMessage& m);
   bool acceptJoin(Registration& registration, const ProcessKey& from, const HealthMessage& frame,
-                  const RecoveryMessage& m);
-  void adoptJoined(Registration& registration, const RecoveryMessage& commit);
+                  const JoinRequest& m);
+  void adoptJoined(Registration& registration, const AgreementCommit& commit);
   static const MemberInfo* memberOf(const HealthRegistration& info, const ProcessKey& key) {
     return info.members->find(key);
   }

@@ -50,7 +50,7 @@ std::vector<int> coordinatorOrder(int nRanks) {
 Agreement::Agreement(Member self, std::shared_ptr<const Membership> current,
                      bool shrinkWhenNoSpares, AgreementNetwork* net,
                      std::shared_ptr<EpochStore> store,
-                     std::shared_ptr<const RecoveryMessage> enteredBy)
+                     std::shared_ptr<const AgreementCommit> enteredBy)
     : self_(std::move(self)),
       current_(std::move(current)),
       shrink_(shrinkWhenNoSpares),
@@ -60,8 +60,8 @@ Agreement::Agreement(Member self, std::shared_ptr<const Membership> current,
   indexMembers();
 }
 
-const RecoveryMessage& Agreement::lastCommit() const {
-  static const RecoveryMessage kNone;
+const AgreementCommit& Agreement::lastCommit() const {
+  static const AgreementCommit kNone;
   return lastCommit_ ? *lastCommit_ : kNone;
 }
 
@@ -190,9 +190,8 @@ bool Agreement::expelIfMinority() {
 }
 
 // This member's report: its failed set, and the decision it accepted, if any.
-RecoveryMessage Agreement::reportMessage() const {
-  RecoveryMessage m;
-  m.type = RecoveryMessage::kReport;
+AgreementReport Agreement::reportMessage() const {
+  AgreementReport m;
   m.epoch = current_->epoch;
   m.failed.assign(failed_.begin(), failed_.end());
   m.ballot = acceptedBallot_;
@@ -204,7 +203,7 @@ RecoveryMessage Agreement::reportMessage() const {
 
 // Sends this member's failed set to the coordinator (itself included). The coordinator
 // sends its own to the survivors it has not heard from, or, when it stalls, to all: its
-// members then know it is alive and deciding (see onMessage).
+// members then know it is alive and deciding (see the report handler).
 void Agreement::report(bool toEveryone) {
   if (expelIfMinority()) return;
   int64_t ballot = -1;
@@ -212,7 +211,8 @@ void Agreement::report(bool toEveryone) {
   // The report is a promise to accept no proposal of a lower ballot, and tells what
   // this member accepted (agreement.h, step 4).
   promised_ = std::max(promised_, ballot);
-  RecoveryMessage m = reportMessage();
+  RecoveryMessage wire = reportMessage();  // converted once, sent to many
+  AgreementReport& m = std::get<AgreementReport>(wire);
   // Each coordinator gets its own stall budget: without this reset, a member that had
   // already waited out one dead coordinator evicted the next after a single timeout,
   // before that one could gather the reports, and a chain of such evictions ended with
@@ -232,114 +232,102 @@ void Agreement::report(bool toEveryone) {
       // Asked once per stall: each ask may bring a report back (the incast above).
       m.wantsReport = !reports_.count(other);
       const bool ask = m.wantsReport && asked_.insert(other).second;
-      if (toEveryone || ask) net_->send(other, m);
+      if (toEveryone || ask) net_->send(other, wire);
     }
     tryDecide();
   } else {
-    net_->send(coord, m);
+    net_->send(coord, wire);
   }
 }
 
 void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
   if (state_ == State::kExpelled || state_ == State::kFailed) return;
-  switch (m.type) {
-    case RecoveryMessage::kReport: {
-      if (m.epoch < current_->epoch) {
-        // A member of this epoch one behind missed the commit (a forwarder died): it
-        // gets the commit again. Any other process from an older epoch (resumed after
-        // SIGSTOP, or cut off) is out.
-        if (m.epoch + 1 == current_->epoch && lastCommit_ && isMember(from)) {
-          net_->send(from, compact(*lastCommit_));
-          return;
-        }
-        RecoveryMessage out;
-        out.type = RecoveryMessage::kExpelled;
-        out.epoch = current_->epoch;
-        net_->send(from, out);
-        return;
-      }
-      if (m.epoch > current_->epoch || failed_.count(from)) return;
-      bool grew = false;
-      for (const Member& f : m.failed) {
-        if (f != self_ && isMember(f)) {
-          grew = failed_.insert(f).second || grew;
-        }
-      }
-      reports_.insert(from);
-      if (m.ballot > reportedBallot_) {  // the highest accepted ballot heard of (tryDecide)
-        reportedBallot_ = m.ballot;
-        reported_ =
-            Decision{{m.acceptedFailed.begin(), m.acceptedFailed.end()}, m.joined, m.salt};
-      }
-      // A report from our coordinator is its sign of life: it is deciding (waiting out
-      // silent members, which takes it two stalls), so our stall count starts again.
-      // Without this, a member whose count began before the coordinator took over
-      // could evict it just before its decision (ftccl_sim, random schedules).
-      if (from == coordinator() && from != self_) {
-        stalls_ = 0;
-        heardFromCoordinator_ = true;
-      }
-      // Report when the coordinator may lack it: it asks, it is new, or the news came
-      // from a member that took us for its coordinator (ours may not have it). As the
-      // coordinator, only new failures are news to send on.
-      const bool coordinating = coordinator() == self_;
-      if (state_ == State::kStable || coordinator() != reportedTo_ ||
-          (coordinating            ? grew
-           : from == coordinator() ? m.wantsReport
-                                   : grew)) {
-        // New failures, or the coordinator lacking our report: (re)send it. Not when
-        // its stall merely shows it alive: at 10,000 ranks each such round was 10,000
-        // reports queued at the coordinator, whose heartbeat acks then waited behind
-        // them past the failure timeout (ftccl_sim coordrack: it was evicted, and the
-        // next).
-        state_ = State::kRecovering;
-        report();  // may change the coordinator, or record our own report
-      } else if (coordinator() == self_) {
-        tryDecide();
-      }
-      break;
-    }
-    case RecoveryMessage::kCommit:
-      if (m.epoch == current_->epoch + 1) {
-        adopt(decide(Decision{{m.failed.begin(), m.failed.end()}, m.joined, m.salt}),
-              /*forward=*/true);
-      } else if (m.epoch > current_->epoch + 1) {
-        expel("missed the commit of epoch " + std::to_string(current_->epoch + 1) +
-              " (received that of epoch " + std::to_string(m.epoch) + ")");
-      }
-      break;
-    case RecoveryMessage::kExpelled:
-      if (m.epoch > current_->epoch) {
-        expel("the others went on to epoch " + std::to_string(m.epoch) + " without this process");
-      }
-      break;
-    case RecoveryMessage::kJoin:
-      if (m.epoch == current_->epoch && m.joined.size() == 1) requestJoin(m.joined.front());
-      break;
-    case RecoveryMessage::kJoinAccept:
-      break;  // for the newcomer's core, not for an agreement
-    case RecoveryMessage::kPropose:
-      onProposal(from, m);
-      break;
-    case RecoveryMessage::kAccept:
-      onAccepted(from, m);
-      break;
+  std::visit([&](const auto& one) { handle(from, one); }, m);
+}
+
+// A process of an older epoch. A member of this epoch one behind missed the commit (a
+// forwarder died): it gets the commit again. Any other (resumed after SIGSTOP, or cut
+// off) is out.
+void Agreement::answerStale(const Member& from, uint64_t epoch) {
+  if (epoch + 1 == current_->epoch && lastCommit_ && isMember(from)) {
+    net_->send(from, compact(*lastCommit_));
+  } else {
+    net_->send(from, AgreementExpelled{current_->epoch});
   }
+}
+
+void Agreement::handle(const Member& from, const AgreementReport& m) {
+  if (m.epoch < current_->epoch) {
+    answerStale(from, m.epoch);
+    return;
+  }
+  if (m.epoch > current_->epoch || failed_.count(from)) return;
+  bool grew = false;
+  for (const Member& f : m.failed) {
+    if (f != self_ && isMember(f)) {
+      grew = failed_.insert(f).second || grew;
+    }
+  }
+  reports_.insert(from);
+  if (m.ballot > reportedBallot_) {  // the highest accepted ballot heard of (tryDecide)
+    reportedBallot_ = m.ballot;
+    reported_ = Decision{{m.acceptedFailed.begin(), m.acceptedFailed.end()}, m.joined, m.salt};
+  }
+  // A report from our coordinator is its sign of life: it is deciding (waiting out
+  // silent members, which takes it two stalls), so our stall count starts again.
+  // Without this, a member whose count began before the coordinator took over
+  // could evict it just before its decision (ftccl_sim, random schedules).
+  if (from == coordinator() && from != self_) {
+    stalls_ = 0;
+    heardFromCoordinator_ = true;
+  }
+  // Report when the coordinator may lack it: it asks, it is new, or the news came
+  // from a member that took us for its coordinator (ours may not have it). As the
+  // coordinator, only new failures are news to send on.
+  const bool coordinating = coordinator() == self_;
+  if (state_ == State::kStable || coordinator() != reportedTo_ ||
+      (coordinating            ? grew
+       : from == coordinator() ? m.wantsReport
+                               : grew)) {
+    // New failures, or the coordinator lacking our report: (re)send it. Not when
+    // its stall merely shows it alive: at 10,000 ranks each such round was 10,000
+    // reports queued at the coordinator, whose heartbeat acks then waited behind
+    // them past the failure timeout (ftccl_sim coordrack: it was evicted, and the
+    // next).
+    state_ = State::kRecovering;
+    report();  // may change the coordinator, or record our own report
+  } else if (coordinator() == self_) {
+    tryDecide();
+  }
+}
+
+void Agreement::handle(const Member& from, const AgreementCommit& m) {
+  if (m.epoch == current_->epoch + 1) {
+    adopt(decide(Decision{{m.failed.begin(), m.failed.end()}, m.joined, m.salt}),
+          /*forward=*/true);
+  } else if (m.epoch > current_->epoch + 1) {
+    expel("missed the commit of epoch " + std::to_string(current_->epoch + 1) +
+          " (received that of epoch " + std::to_string(m.epoch) + ")");
+  }
+}
+
+void Agreement::handle(const Member& from, const AgreementExpelled& m) {
+  if (m.epoch > current_->epoch) {
+    expel("the others went on to epoch " + std::to_string(m.epoch) + " without this process");
+  }
+}
+
+// A sponsor's forward of a newcomer's JOIN (the newcomer's own goes through acceptJoin
+// in health, which calls requestJoin).
+void Agreement::handle(const Member& from, const JoinRequest& m) {
+  if (m.epoch == current_->epoch && m.candidate) requestJoin(*m.candidate);
 }
 
 // A member: accepts a proposal unless it promised a later coordinator (one that took
 // over from the proposer: the proposer will learn the outcome from it).
-void Agreement::onProposal(const Member& from, const RecoveryMessage& m) {
+void Agreement::handle(const Member& from, const AgreementProposal& m) {
   if (m.epoch < current_->epoch) {
-    // A member one epoch behind missed the commit; anyone else is out (as for reports).
-    RecoveryMessage out;
-    if (m.epoch + 1 == current_->epoch && lastCommit_ && isMember(from)) {
-      out = compact(*lastCommit_);
-    } else {
-      out.type = RecoveryMessage::kExpelled;
-      out.epoch = current_->epoch;
-    }
-    net_->send(from, out);
+    answerStale(from, m.epoch);
     return;
   }
   if (m.epoch > current_->epoch || m.ballot < promised_ || failed_.count(from) || !isMember(from)) {
@@ -352,15 +340,11 @@ void Agreement::onProposal(const Member& from, const RecoveryMessage& m) {
     stalls_ = 0;
     heardFromCoordinator_ = true;
   }
-  RecoveryMessage ok;
-  ok.type = RecoveryMessage::kAccept;
-  ok.epoch = current_->epoch;
-  ok.ballot = m.ballot;
-  net_->send(from, ok);
+  net_->send(from, AgreementAccept{current_->epoch, m.ballot});
 }
 
 // The coordinator: commits once a strict majority of the epoch accepted its proposal.
-void Agreement::onAccepted(const Member& from, const RecoveryMessage& m) {
+void Agreement::handle(const Member& from, const AgreementAccept& m) {
   if (m.epoch != current_->epoch || m.ballot != proposalBallot_ || proposalBallot_ < 0 ||
       !isMember(from)) {
     return;
@@ -390,13 +374,11 @@ void Agreement::propose(const Decision& decision) {
 }
 
 void Agreement::sendProposal(bool toEveryone) {
-  RecoveryMessage m;
-  m.type = RecoveryMessage::kPropose;
-  m.epoch = current_->epoch;
-  m.ballot = proposalBallot_;
-  m.failed.assign(proposal_.failed.begin(), proposal_.failed.end());
-  m.joined = proposal_.joined;
-  m.salt = proposal_.salt;
+  const RecoveryMessage m = AgreementProposal{current_->epoch,
+                                              proposalBallot_,
+                                              {proposal_.failed.begin(), proposal_.failed.end()},
+                                              proposal_.joined,
+                                              proposal_.salt};
   for (const Member& other : survivors()) {
     if (other != self_ && (toEveryone || !accepts_.count(other))) net_->send(other, m);
   }
@@ -407,11 +389,7 @@ void Agreement::requestJoin(const JoiningSpare& spare) {
   if (isMember(spare.key)) return;
   Member coord = coordinator();
   if (coord != self_) {
-    RecoveryMessage forward;
-    forward.type = RecoveryMessage::kJoin;
-    forward.epoch = current_->epoch;
-    forward.joined.push_back(spare);
-    net_->send(coord, forward);
+    net_->send(coord, JoinRequest{current_->epoch, spare, {}});
     return;
   }
   // One proposal per epoch: a join while one is pending is dropped (the newcomer retries).
@@ -469,7 +447,7 @@ void Agreement::tryDecide() {
   propose(decision);
 }
 
-std::shared_ptr<const RecoveryMessage> Agreement::decide(const Decision& decision) {
+std::shared_ptr<const AgreementCommit> Agreement::decide(const Decision& decision) {
   std::string key = shrink_ ? "s" : "n";
   for (const Member& f : decision.failed) key += "|" + f;
   key += "+";
@@ -481,13 +459,12 @@ std::shared_ptr<const RecoveryMessage> Agreement::decide(const Decision& decisio
   return store_->commit(current_, key, [&] { return decideFrom(current, decision, shrink); });
 }
 
-RecoveryMessage Agreement::decideFrom(const Membership& current, const Decision& decision,
+AgreementCommit Agreement::decideFrom(const Membership& current, const Decision& decision,
                                       bool shrink) {
   const std::set<Member>& failed = decision.failed;
   const std::vector<JoiningSpare>& added = decision.joined;
-  RecoveryMessage commit;
+  AgreementCommit commit;
   commit.salt = decision.salt;
-  commit.type = RecoveryMessage::kCommit;
   commit.epoch = current.epoch + 1;
   commit.next.epoch = current.epoch + 1;
   commit.next.lost = current.lost;
@@ -531,9 +508,8 @@ RecoveryMessage Agreement::decideFrom(const Membership& current, const Decision&
 // What travels: the epoch, the failed set and the newcomers; every receiver derives the
 // rest from its own copy of the current epoch (decide), so a commit is O(failures)
 // bytes, not O(members).
-RecoveryMessage Agreement::compact(const RecoveryMessage& commit) {
-  RecoveryMessage wire;
-  wire.type = RecoveryMessage::kCommit;
+AgreementCommit Agreement::compact(const AgreementCommit& commit) {
+  AgreementCommit wire;
   wire.epoch = commit.epoch;
   wire.failed = commit.failed;
   wire.joined = commit.joined;
@@ -541,8 +517,8 @@ RecoveryMessage Agreement::compact(const RecoveryMessage& commit) {
   return wire;
 }
 
-void Agreement::adopt(std::shared_ptr<const RecoveryMessage> shared, bool forward) {
-  const RecoveryMessage& commit = *shared;
+void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forward) {
+  const AgreementCommit& commit = *shared;
   net_->onAdopting(commit);
   std::set<Member> stillFailed;
   for (const Member& f : failed_) {
@@ -565,7 +541,7 @@ void Agreement::adopt(std::shared_ptr<const RecoveryMessage> shared, bool forwar
     for (const JoiningSpare& spare : commit.joined) to.push_back(spare.key);
     const size_t n = to.size();
     const size_t me = static_cast<size_t>(std::find(to.begin(), to.end(), self_) - to.begin());
-    const RecoveryMessage wire = compact(commit);
+    const RecoveryMessage wire = compact(commit);  // converted once, sent O(log N) times
     for (size_t step = 1; step < n; step *= 2) {
       net_->send(to[(me + step) % n], wire);  // me == n (not listed): from the start
     }

@@ -80,7 +80,7 @@ class AgreementNetwork {
   virtual void send(const Member& to, const RecoveryMessage& message) = 0;
   // A commit is being adopted, before anything of the new epoch is sent (its forwards,
   // a report of the next round): the network learns the new epoch's salt here.
-  virtual void onAdopting(const RecoveryMessage& commit) {}
+  virtual void onAdopting(const AgreementCommit& commit) {}
 };
 
 class Agreement {
@@ -93,7 +93,7 @@ class Agreement {
   // before because it missed it.
   Agreement(Member self, std::shared_ptr<const Membership> current, bool shrinkWhenNoSpares,
             AgreementNetwork* net, std::shared_ptr<EpochStore> store,
-            std::shared_ptr<const RecoveryMessage> enteredBy = nullptr);
+            std::shared_ptr<const AgreementCommit> enteredBy = nullptr);
 
   // Health learnt that `who` failed or left (a member or a spare). A spare lost while
   // stable leaves the pool at the next decision without starting a round.
@@ -118,8 +118,8 @@ class Agreement {
   int myRank() const;  // -1 for a spare
   bool isMember(const Member& m) const;  // of the current epoch, rank or spare
   // The last commit: ranks lost (old numbering), replaced count, shrunk.
-  const RecoveryMessage& lastCommit() const;
-  std::shared_ptr<const RecoveryMessage> lastCommitShared() const { return lastCommit_; }
+  const AgreementCommit& lastCommit() const;
+  std::shared_ptr<const AgreementCommit> lastCommitShared() const { return lastCommit_; }
   const std::string& why() const { return why_; }  // for kFailed / kExpelled
   // What the round waits for, in words (for the error of a wait that gave up on it).
   std::string describeWait() const;
@@ -143,20 +143,27 @@ class Agreement {
   Member coordinator(int64_t* ballot = nullptr) const;
   // The commit taking the current epoch to the next (the same on every member; one
   // shared object for all that decide it from the same epoch object).
-  std::shared_ptr<const RecoveryMessage> decide(const Decision& decision);
-  static RecoveryMessage decideFrom(const Membership& current, const Decision& decision,
+  std::shared_ptr<const AgreementCommit> decide(const Decision& decision);
+  static AgreementCommit decideFrom(const Membership& current, const Decision& decision,
                                     bool shrink);
   void indexMembers();
-  static RecoveryMessage compact(const RecoveryMessage& commit);
+  static AgreementCommit compact(const AgreementCommit& commit);
   bool expelIfMinority();
-  RecoveryMessage reportMessage() const;
+  AgreementReport reportMessage() const;
   void report(bool toEveryone = false);
   void tryDecide();
   void propose(const Decision& decision);
   void sendProposal(bool toEveryone);
-  void onProposal(const Member& from, const RecoveryMessage& m);
-  void onAccepted(const Member& from, const RecoveryMessage& m);
-  void adopt(std::shared_ptr<const RecoveryMessage> commit, bool forward);
+  // One handler per message type (onMessage dispatches).
+  void handle(const Member& from, const AgreementReport& m);
+  void handle(const Member& from, const AgreementCommit& m);
+  void handle(const Member& from, const AgreementExpelled& m);
+  void handle(const Member& from, const JoinRequest& m);
+  void handle(const Member& from, const JoinAccept& m) {}  // the newcomer's core takes it
+  void handle(const Member& from, const AgreementProposal& m);
+  void handle(const Member& from, const AgreementAccept& m);
+  void answerStale(const Member& from, uint64_t epoch);
+  void adopt(std::shared_ptr<const AgreementCommit> commit, bool forward);
   void expel(const std::string& why);
 
   Member self_;
@@ -181,7 +188,7 @@ class Agreement {
   int64_t proposalBallot_ = -1;  // coordinator: its proposal (one per epoch), if any
   Decision proposal_;
   std::set<Member> accepts_;  // who accepted it
-  std::shared_ptr<const RecoveryMessage> lastCommit_;
+  std::shared_ptr<const AgreementCommit> lastCommit_;
   std::string why_;
 };
 

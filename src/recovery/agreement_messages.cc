@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <random>
+#include <type_traits>
 
 #include "util/byte_io.h"
 #include "util/crypto.h"
@@ -22,44 +23,117 @@ EpochSalt freshEpochSalt() {
   return salt;
 }
 
-std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m) {
+uint8_t wireTypeOf(const RecoveryMessage& m) {
+  return std::visit([](const auto& one) { return one.kWireType; }, m);
+}
+
+uint64_t epochOf(const RecoveryMessage& m) {
+  return std::visit(
+      [](const auto& one) -> uint64_t {
+        if constexpr (std::is_same_v<std::decay_t<decltype(one)>, JoinAccept>) {
+          return one.commit.epoch;
+        } else {
+          return one.epoch;
+        }
+      },
+      m);
+}
+
+namespace {
+
+// The wire layout, field by field, in the order of the struct all types once shared.
+// A type points at the fields it has; the rest go out as these defaults.
+const std::vector<Member> kNoMembers;
+const Membership kNoMembership;
+const std::vector<int> kNoRanks;
+const std::vector<JoiningSpare> kNoneJoined;
+const std::vector<uint8_t> kNoBytes;
+const EpochSalt kNoSalt{};
+
+struct WireFields {
+  uint8_t type = 0;
+  uint64_t epoch = 0;
+  const std::vector<Member>* failed = &kNoMembers;
+  const Membership* next = &kNoMembership;
+  const std::vector<int>* failedRanks = &kNoRanks;
+  int replaced = 0;
+  bool shrunk = false;
+  const std::vector<JoiningSpare>* joined = &kNoneJoined;
+  const std::vector<uint8_t>* blob = &kNoBytes;
+  int64_t ballot = -1;
+  const std::vector<Member>* acceptedFailed = &kNoMembers;
+  bool wantsReport = false;
+  const EpochSalt* salt = &kNoSalt;
+  const std::vector<uint8_t>* sealedKey = &kNoBytes;
+};
+
+void setCommitFields(const AgreementCommit& c, WireFields* f) {
+  f->epoch = c.epoch;
+  f->failed = &c.failed;
+  f->next = &c.next;
+  f->failedRanks = &c.failedRanks;
+  f->replaced = c.replaced;
+  f->shrunk = c.shrunk;
+  f->joined = &c.joined;
+  f->salt = &c.salt;
+}
+
+std::vector<uint8_t> encodeFields(const WireFields& f) {
   ByteWriter w;
-  w.put(static_cast<uint8_t>(m.type));
-  w.put(m.epoch);
-  w.putStrings(m.failed);
-  w.put(m.next.epoch);
-  w.putStrings(m.next.ranks);
-  w.putStrings(m.next.spares);
-  w.put(static_cast<uint32_t>(m.failedRanks.size()));
-  for (int r : m.failedRanks) w.put(static_cast<int32_t>(r));
-  w.put(static_cast<int32_t>(m.replaced));
-  w.put(static_cast<uint8_t>(m.shrunk));
-  w.put(static_cast<uint32_t>(m.joined.size()));
-  for (const JoiningSpare& j : m.joined) {
+  w.put(f.type);
+  w.put(f.epoch);
+  w.putStrings(*f.failed);
+  w.put(f.next->epoch);
+  w.putStrings(f.next->ranks);
+  w.putStrings(f.next->spares);
+  w.put(static_cast<uint32_t>(f.failedRanks->size()));
+  for (int r : *f.failedRanks) w.put(static_cast<int32_t>(r));
+  w.put(static_cast<int32_t>(f.replaced));
+  w.put(static_cast<uint8_t>(f.shrunk));
+  w.put(static_cast<uint32_t>(f.joined->size()));
+  for (const JoiningSpare& j : *f.joined) {
     w.putString(j.key);
     w.putString(j.host);
     w.put(j.pid);
     w.putBlob(j.peerInfo);
   }
-  w.putBlob(m.blob);
-  w.put(m.ballot);
-  w.putStrings(m.acceptedFailed);
-  w.put(static_cast<uint8_t>(m.wantsReport));
-  w.put(m.salt);
-  w.putBlob(m.sealedKey);
+  w.putBlob(*f.blob);
+  w.put(f.ballot);
+  w.putStrings(*f.acceptedFailed);
+  w.put(static_cast<uint8_t>(f.wantsReport));
+  w.put(*f.salt);
+  w.putBlob(*f.sealedKey);
   return w.bytes();
 }
 
-bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* out) {
+// Every field of the layout, decoded, before the type takes its own.
+struct DecodedFields {
+  uint8_t type = 0;
+  uint64_t epoch = 0;
+  std::vector<Member> failed;
+  Membership next;
+  std::vector<int> failedRanks;
+  int replaced = 0;
+  bool shrunk = false;
+  std::vector<JoiningSpare> joined;
+  std::vector<uint8_t> blob;
+  int64_t ballot = -1;
+  std::vector<Member> acceptedFailed;
+  bool wantsReport = false;
+  EpochSalt salt{};
+  std::vector<uint8_t> sealedKey;
+};
+
+bool decodeFields(const std::vector<uint8_t>& frame, DecodedFields* out) {
   ByteReader r(frame);
-  RecoveryMessage m;
-  uint8_t type = 0, shrunk = 0, wantsReport = 0;
+  DecodedFields& m = *out;
+  uint8_t shrunk = 0, wantsReport = 0;
   uint32_t nFailed = 0;
   int32_t replaced = 0;
-  if (!r.get(&type) || type < RecoveryMessage::kReport || type > RecoveryMessage::kAccept ||
-      !r.get(&m.epoch) || !r.getStrings(&m.failed) || !r.get(&m.next.epoch) ||
-      !r.getStrings(&m.next.ranks) || !r.getStrings(&m.next.spares) || !r.get(&nFailed) ||
-      nFailed > r.remaining() / sizeof(int32_t)) {
+  if (!r.get(&m.type) || m.type < AgreementReport::kWireType ||
+      m.type > AgreementAccept::kWireType || !r.get(&m.epoch) || !r.getStrings(&m.failed) ||
+      !r.get(&m.next.epoch) || !r.getStrings(&m.next.ranks) || !r.getStrings(&m.next.spares) ||
+      !r.get(&nFailed) || nFailed > r.remaining() / sizeof(int32_t)) {
     return false;
   }
   for (uint32_t i = 0; i < nFailed; ++i) {
@@ -87,11 +161,99 @@ bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* o
       !r.get(&wantsReport) || !r.get(&m.salt) || !r.getBlob(&m.sealedKey) || !r.atEnd()) {
     return false;
   }
-  m.type = static_cast<RecoveryMessage::Type>(type);
   m.replaced = replaced;
   m.shrunk = shrunk != 0;
   m.wantsReport = wantsReport != 0;
-  *out = std::move(m);
+  return true;
+}
+
+AgreementCommit takeCommit(DecodedFields& f) {
+  AgreementCommit c;
+  c.epoch = f.epoch;
+  c.failed = std::move(f.failed);
+  c.next = std::move(f.next);
+  c.failedRanks = std::move(f.failedRanks);
+  c.replaced = f.replaced;
+  c.shrunk = f.shrunk;
+  c.joined = std::move(f.joined);
+  c.salt = f.salt;
+  return c;
+}
+
+}  // namespace
+
+std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& message) {
+  WireFields f;
+  f.type = wireTypeOf(message);
+  std::vector<JoiningSpare> candidate;  // a join request's, as the list it travels in
+  if (const auto* m = std::get_if<AgreementReport>(&message)) {
+    f.epoch = m->epoch;
+    f.failed = &m->failed;
+    f.joined = &m->joined;
+    f.ballot = m->ballot;
+    f.acceptedFailed = &m->acceptedFailed;
+    f.wantsReport = m->wantsReport;
+    f.salt = &m->salt;
+  } else if (const auto* m = std::get_if<AgreementCommit>(&message)) {
+    setCommitFields(*m, &f);
+  } else if (const auto* m = std::get_if<AgreementExpelled>(&message)) {
+    f.epoch = m->epoch;
+  } else if (const auto* m = std::get_if<JoinRequest>(&message)) {
+    f.epoch = m->epoch;
+    if (m->candidate) candidate.push_back(*m->candidate);
+    f.joined = &candidate;
+    f.blob = &m->secret;
+  } else if (const auto* m = std::get_if<JoinAccept>(&message)) {
+    setCommitFields(m->commit, &f);
+    f.blob = &m->package;
+    f.sealedKey = &m->sealedKey;
+  } else if (const auto* m = std::get_if<AgreementProposal>(&message)) {
+    f.epoch = m->epoch;
+    f.ballot = m->ballot;
+    f.failed = &m->failed;
+    f.joined = &m->joined;
+    f.salt = &m->salt;
+  } else if (const auto* m = std::get_if<AgreementAccept>(&message)) {
+    f.epoch = m->epoch;
+    f.ballot = m->ballot;
+  }
+  return encodeFields(f);
+}
+
+bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* out) {
+  DecodedFields f;
+  if (!decodeFields(frame, &f)) return false;
+  switch (f.type) {
+    case AgreementReport::kWireType:
+      *out = AgreementReport{
+          f.epoch, std::move(f.failed), f.ballot, std::move(f.acceptedFailed), std::move(f.joined),
+          f.salt,  f.wantsReport};
+      break;
+    case AgreementCommit::kWireType:
+      *out = takeCommit(f);
+      break;
+    case AgreementExpelled::kWireType:
+      *out = AgreementExpelled{f.epoch};
+      break;
+    case JoinRequest::kWireType: {
+      JoinRequest m{f.epoch, std::nullopt, std::move(f.blob)};
+      if (f.joined.size() == 1) m.candidate = std::move(f.joined.front());
+      *out = std::move(m);
+      break;
+    }
+    case JoinAccept::kWireType: {
+      std::vector<uint8_t> package = std::move(f.blob);
+      std::vector<uint8_t> sealedKey = std::move(f.sealedKey);
+      *out = JoinAccept{takeCommit(f), std::move(package), std::move(sealedKey)};
+      break;
+    }
+    case AgreementProposal::kWireType:
+      *out = AgreementProposal{f.epoch, f.ballot, std::move(f.failed), std::move(f.joined), f.salt};
+      break;
+    default:  // decodeFields admits no other type
+      *out = AgreementAccept{f.epoch, f.ballot};
+      break;
+  }
   return true;
 }
 

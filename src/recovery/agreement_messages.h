@@ -5,7 +5,9 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace ftccl {
@@ -44,37 +46,96 @@ struct JoiningSpare {
   std::vector<uint8_t> peerInfo;  // opaque here: what core/ needs to reach it
 };
 
-struct RecoveryMessage {
-  enum Type : uint8_t {
-    kReport = 1,
-    kCommit = 2,
-    kExpelled = 3,
-    kJoin = 4,        // newcomer -> a member -> the coordinator
-    kJoinAccept = 5,  // the member -> newcomer, once the pool commit is adopted
-    kPropose = 6,     // coordinator -> members: a decision to accept (ballot, failed, joined)
-    kAccept = 7,      // member -> coordinator: accepted the proposal of `ballot`
-  } type = kReport;
-  uint64_t epoch = 0;                // the epoch being left (report, propose) / entered (commit)
-  std::vector<Member> failed;        // kReport: the sender's failed set; else the decided one
-  Membership next;                   // kJoinAccept (kCommit: derived by each member, not sent)
-  std::vector<int> failedRanks;      // kCommit: ranks lost, numbered in the old epoch
-  int replaced = 0;                  // kCommit: how many were replaced by spares
-  bool shrunk = false;               // kCommit
-  std::vector<JoiningSpare> joined;  // kJoin: the candidate; kCommit, kPropose: spares added
-  std::vector<uint8_t> blob;         // kJoin: the join secret; kJoinAccept: member table
-  // kPropose, kAccept: the proposal's ballot. kReport: the ballot of the proposal the
-  // sender accepted (-1: none), whose decision is acceptedFailed and joined.
+// One struct per message type, each with the fields it carries; kWireType is its first
+// byte on the wire.
+
+// A member's failed set for the coordinator (agreement.h, step 1), or the coordinator's
+// own for a member (news of failures, a sign of life, an ask).
+struct AgreementReport {
+  static constexpr uint8_t kWireType = 1;
+  uint64_t epoch = 0;  // the epoch being left
+  std::vector<Member> failed;
+  // The ballot of the proposal the sender accepted (-1: none), whose decision is
+  // acceptedFailed, joined and salt (step 4: a later coordinator must propose it).
   int64_t ballot = -1;
   std::vector<Member> acceptedFailed;
-  // kReport from the coordinator: it has no report of the receiver yet (else it only
-  // shows that it is alive and deciding).
-  bool wantsReport = false;
-  // kPropose, kCommit: the decision's salt (EpochSalt); kReport: the accepted one's.
+  std::vector<JoiningSpare> joined;
   EpochSalt salt{};
-  // kJoinAccept: the communicator's root key, sealed for the newcomer (health_auth.h).
-  std::vector<uint8_t> sealedKey;
+  // From the coordinator: it has no report of the receiver yet (else it only shows that
+  // it is alive and deciding).
+  bool wantsReport = false;
 };
 
+// The decision taking epoch - 1 to `epoch`. Only epoch, failed, joined and salt travel
+// between members (Agreement::compact): each derives the rest from its own copy of the
+// epoch it leaves (Agreement::decide).
+struct AgreementCommit {
+  static constexpr uint8_t kWireType = 2;
+  uint64_t epoch = 0;                // the epoch entered
+  std::vector<Member> failed;        // the decided failed set
+  Membership next;                   // derived by each member (a join answer carries it)
+  std::vector<int> failedRanks;      // ranks lost, numbered in the old epoch
+  int replaced = 0;                  // how many were replaced by spares
+  bool shrunk = false;               // ranks were dropped and the rest renumbered
+  std::vector<JoiningSpare> joined;  // spares added to the pool
+  EpochSalt salt{};                  // the next epoch's health key derives from it
+};
+
+// To a process of an older epoch: the others went on to `epoch` without it.
+struct AgreementExpelled {
+  static constexpr uint8_t kWireType = 3;
+  uint64_t epoch = 0;
+};
+
+// A newcomer -> a member (its sponsor) -> the coordinator: add the candidate to the pool.
+struct JoinRequest {
+  static constexpr uint8_t kWireType = 4;
+  uint64_t epoch = 0;  // the sponsor's forward: its epoch; the newcomer knows none (0)
+  // Absent when the frame named none or several: such a request is ignored.
+  std::optional<JoiningSpare> candidate;
+  // The newcomer's own request carries its proof of a join id (the join secret; under
+  // authentication, where the join key's seal is the proof, any non-empty bytes); a
+  // sponsor's forward carries none.
+  std::vector<uint8_t> secret;
+};
+
+// The sponsor -> the newcomer, once the pool commit is adopted.
+struct JoinAccept {
+  static constexpr uint8_t kWireType = 5;
+  AgreementCommit commit;          // the pool commit, whole (its next membership included)
+  std::vector<uint8_t> package;    // the member table (encodeJoinPackage)
+  std::vector<uint8_t> sealedKey;  // the communicator's root key, sealed for the newcomer
+                                   // (health_auth.h)
+};
+
+// Coordinator -> members: a decision to accept (agreement.h, step 4).
+struct AgreementProposal {
+  static constexpr uint8_t kWireType = 6;
+  uint64_t epoch = 0;  // the epoch being left
+  int64_t ballot = -1;
+  std::vector<Member> failed;
+  std::vector<JoiningSpare> joined;
+  EpochSalt salt{};
+};
+
+// Member -> coordinator: accepted the proposal of `ballot`.
+struct AgreementAccept {
+  static constexpr uint8_t kWireType = 7;
+  uint64_t epoch = 0;
+  int64_t ballot = -1;
+};
+
+// What travels on the wire, and what the agreement dispatches on.
+using RecoveryMessage = std::variant<AgreementReport, AgreementCommit, AgreementExpelled,
+                                     JoinRequest, JoinAccept, AgreementProposal, AgreementAccept>;
+
+uint8_t wireTypeOf(const RecoveryMessage& m);
+// The epoch a message speaks for (a join answer: its commit's).
+uint64_t epochOf(const RecoveryMessage& m);
+
+// Every type is sent in the one layout all types once shared, each field in its place
+// and defaults for those the type lacks, so frames stayed byte-identical; decoding drops
+// the fields the type lacks.
 std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m);
 bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* out);
 

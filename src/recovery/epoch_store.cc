@@ -31,9 +31,9 @@ std::shared_ptr<const std::unordered_set<Member>> EpochStore::memberSet(
   });
 }
 
-std::shared_ptr<const RecoveryMessage> EpochStore::commit(
+std::shared_ptr<const AgreementCommit> EpochStore::commit(
     const std::shared_ptr<const Membership>& epoch, const std::string& decision,
-    const std::function<RecoveryMessage()>& make) {
+    const std::function<AgreementCommit()>& make) {
   std::lock_guard<std::mutex> lock(mutex_);
   return commits_.get(epoch, decision, make);
 }

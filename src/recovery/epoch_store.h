@@ -22,9 +22,9 @@ class EpochStore {
   std::shared_ptr<const std::unordered_set<Member>> memberSet(
       const std::shared_ptr<const Membership>& epoch);
   // The commit that `decision` (a key naming it whole) makes from `epoch`.
-  std::shared_ptr<const RecoveryMessage> commit(const std::shared_ptr<const Membership>& epoch,
+  std::shared_ptr<const AgreementCommit> commit(const std::shared_ptr<const Membership>& epoch,
                                                 const std::string& decision,
-                                                const std::function<RecoveryMessage()>& make);
+                                                const std::function<AgreementCommit()>& make);
   size_t entries() const;
 
  private:
@@ -43,7 +43,7 @@ class EpochStore {
   };
   mutable std::mutex mutex_;
   Cache<std::unordered_set<Member>> sets_;
-  Cache<RecoveryMessage> commits_;
+  Cache<AgreementCommit> commits_;
 };
 
 }  // namespace ftccl

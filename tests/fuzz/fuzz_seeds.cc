@@ -112,7 +112,7 @@ void healthSeeds() {
   all.push_back(m);
   m = HealthMessage{};
   m.type = HealthType::kRecovery;
-  RecoveryMessage report;
+  AgreementReport report;
   report.failed = {"127.0.0.1:4001"};
   m.payload = encodeRecoveryMessage(report);
   all.push_back(m);
@@ -143,25 +143,25 @@ void healthSeeds() {
 }
 
 void agreementSeeds() {
-  RecoveryMessage report;
+  AgreementReport report;
   report.epoch = 0;
   report.failed = {"p3"};
-  RecoveryMessage propose = report;
-  propose.type = RecoveryMessage::kPropose;
+  AgreementProposal propose;
+  propose.epoch = 0;
+  propose.failed = {"p3"};
   propose.ballot = 0;
-  RecoveryMessage accept = propose;
-  accept.type = RecoveryMessage::kAccept;
-  RecoveryMessage commit;
-  commit.type = RecoveryMessage::kCommit;
+  AgreementAccept accept;
+  accept.ballot = 0;
+  AgreementCommit commit;
   commit.epoch = 1;
   commit.failed = {"p3"};
-  RecoveryMessage join;
-  join.type = RecoveryMessage::kJoin;
-  join.joined.push_back(JoiningSpare{"s9", "node9", 9, encodePeerInfo(peer(9))});
+  JoinRequest join;
+  join.candidate = JoiningSpare{"s9", "node9", 9, encodePeerInfo(peer(9))};
   Bytes sequence;
   int n = 0;
   uint8_t from = 0;
-  for (const RecoveryMessage& m : {report, propose, accept, commit, join}) {
+  for (const RecoveryMessage& m :
+       std::vector<RecoveryMessage>{report, propose, accept, commit, join}) {
     const Bytes body = encodeRecoveryMessage(m);
     Bytes one = {from++, static_cast<uint8_t>(body.size() >> 8), static_cast<uint8_t>(body.size())};
     append(&one, body);

@@ -361,45 +361,44 @@ TEST(Agreement, MemberThatMissedTheCommitGetsItAgain) {
   Agreement coordinator("p0", shared(before), true, &sent, std::make_shared<EpochStore>());
   coordinator.onFailure("p3");  // p0 coordinates: it asks p1, p2, s0 for their view
   for (const char* k : {"p1", "p2", "s0"}) {
-    RecoveryMessage report;
-    report.type = RecoveryMessage::kReport;
+    AgreementReport report;
     report.failed = {"p3"};
     coordinator.onMessage(k, report);
   }
   EXPECT_EQ(coordinator.membership().epoch, 0u) << "committed before a majority accepted";
-  RecoveryMessage accept;
-  accept.type = RecoveryMessage::kAccept;
+  AgreementAccept accept;
   accept.ballot = 0;  // p0 is first in coordinator order
   coordinator.onMessage("p1", accept);
   EXPECT_EQ(coordinator.membership().epoch, 0u) << "2 of 5 accepted: not a majority";
   coordinator.onMessage("p2", accept);
   ASSERT_EQ(coordinator.membership().epoch, 1u);
-  const RecoveryMessage commit = coordinator.lastCommit();
+  const AgreementCommit commit = coordinator.lastCommit();
   EXPECT_EQ(commit.next.ranks, (V{"p0", "p1", "p2", "s0"}));
   size_t commits = 0;
   for (const auto& [to, m] : sent.out) {
-    if (m.type != RecoveryMessage::kCommit) continue;
+    const auto* sentCommit = std::get_if<AgreementCommit>(&m);
+    if (sentCommit == nullptr) continue;
     ++commits;
-    EXPECT_TRUE(m.next.ranks.empty()) << "a commit carries the failed set, not the membership";
-    EXPECT_EQ(m.failed, (V{"p3"}));
+    EXPECT_TRUE(sentCommit->next.ranks.empty())
+        << "a commit carries the failed set, not the membership";
+    EXPECT_EQ(sentCommit->failed, (V{"p3"}));
   }
   EXPECT_EQ(commits, 2u);  // 1 and 2 places on among 4 receivers: log2, not all
 
   // After the rebuild, epoch 1's agreement (entered by that commit) answers a late
   // report from epoch 0 with the commit, and a stranger with EXPELLED.
   Agreement after("p0", shared(commit.next), true, &sent, std::make_shared<EpochStore>(),
-                  std::make_shared<const RecoveryMessage>(commit));
+                  std::make_shared<const AgreementCommit>(commit));
   sent.out.clear();
-  RecoveryMessage late;
-  late.type = RecoveryMessage::kReport;
+  AgreementReport late;
   late.epoch = 0;
   after.onMessage("p2", late);
   after.onMessage("p3", late);
   ASSERT_EQ(sent.out.size(), 2u);
   EXPECT_EQ(sent.out[0].first, "p2");
-  EXPECT_EQ(sent.out[0].second.type, RecoveryMessage::kCommit);
+  EXPECT_TRUE(std::holds_alternative<AgreementCommit>(sent.out[0].second));
   EXPECT_EQ(sent.out[1].first, "p3");
-  EXPECT_EQ(sent.out[1].second.type, RecoveryMessage::kExpelled);
+  EXPECT_TRUE(std::holds_alternative<AgreementExpelled>(sent.out[1].second));
 
   // The member that missed it derives the same epoch from the compact commit.
   Agreement behind("p2", shared(before), true, &sent, std::make_shared<EpochStore>());
@@ -438,8 +437,7 @@ TEST(Agreement, AWaitCanTellASlowRoundFromAStuckOneAndSayWhy) {
 
   Agreement coordinator("p0", shared(epoch0), true, &net, std::make_shared<EpochStore>());
   coordinator.onFailure("p3");
-  RecoveryMessage report;
-  report.type = RecoveryMessage::kReport;
+  AgreementReport report;
   report.failed = {"p3"};
   coordinator.onMessage("p1", report);
   const std::string waits = coordinator.describeWait();
@@ -504,8 +502,7 @@ TEST(Agreement, StoppedRankResumedIntoAnOldEpochIsExpelled) {
 }
 
 TEST(Agreement, MessagesSurviveEncodingAndGarbageIsRejected) {
-  RecoveryMessage m;
-  m.type = RecoveryMessage::kCommit;
+  AgreementCommit m;
   m.epoch = 7;
   m.failed = {"a", "bb"};
   m.next.epoch = 7;
@@ -517,9 +514,10 @@ TEST(Agreement, MessagesSurviveEncodingAndGarbageIsRejected) {
   std::vector<uint8_t> f = encodeRecoveryMessage(m);
   RecoveryMessage back;
   ASSERT_TRUE(decodeRecoveryMessage(f, &back));
-  EXPECT_EQ(back.next.ranks, m.next.ranks);
-  EXPECT_EQ(back.failedRanks, m.failedRanks);
-  EXPECT_TRUE(back.shrunk);
+  ASSERT_TRUE(std::holds_alternative<AgreementCommit>(back));
+  EXPECT_EQ(std::get<AgreementCommit>(back).next.ranks, m.next.ranks);
+  EXPECT_EQ(std::get<AgreementCommit>(back).failedRanks, m.failedRanks);
+  EXPECT_TRUE(std::get<AgreementCommit>(back).shrunk);
   for (size_t cut = 0; cut < f.size(); ++cut) {
     std::vector<uint8_t> shorter(f.begin(), f.begin() + cut);
     EXPECT_FALSE(decodeRecoveryMessage(shorter, &back)) << cut;
@@ -528,9 +526,8 @@ TEST(Agreement, MessagesSurviveEncodingAndGarbageIsRejected) {
   EXPECT_FALSE(decodeRecoveryMessage(f, &back));
   // A count is checked against the bytes left before anything is allocated: a frame
   // naming a million newcomers (or failed ranks) it does not carry is refused.
-  RecoveryMessage join;
-  join.type = RecoveryMessage::kJoin;
-  join.joined.push_back(JoiningSpare{"s9", "h", 9, {1, 2}});
+  JoinRequest join;
+  join.candidate = JoiningSpare{"s9", "h", 9, {1, 2}};
   std::vector<uint8_t> forged = encodeRecoveryMessage(join);
   RecoveryMessage decoded;
   ASSERT_TRUE(decodeRecoveryMessage(forged, &decoded));

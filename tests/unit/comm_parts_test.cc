@@ -20,9 +20,8 @@ OpRequest request(OpKind kind, int peer = -1) {
   return op;
 }
 
-RecoveryMessage commitOf(uint64_t epoch) {
-  RecoveryMessage m;
-  m.type = RecoveryMessage::kCommit;
+AgreementCommit commitOf(uint64_t epoch) {
+  AgreementCommit m;
   m.next.epoch = epoch;
   return m;
 }
@@ -130,10 +129,10 @@ TEST(RecoveryInbox, CommitsAreEnteredOldestFirstAndNeverTwice) {
   EXPECT_FALSE(inbox.tellCommit(commitOf(1), 1));  // the epoch this process is in
   auto never = [] { return false; };
   auto view = [] { return HealthProtocol::AgreementView{}; };
-  RecoveryMessage commit;
+  AgreementCommit commit;
   ASSERT_TRUE(inbox.awaitDecision("test", false, 10, never, view, &commit).isOk());
   EXPECT_EQ(commit.next.epoch, 2u);
-  RecoveryMessage newer;
+  AgreementCommit newer;
   ASSERT_TRUE(inbox.takeNewer(2, &newer));
   EXPECT_EQ(newer.next.epoch, 3u);
   EXPECT_FALSE(inbox.takeNewer(3, &newer));
@@ -144,7 +143,7 @@ TEST(RecoveryInbox, ANewerCommitSkipsOnlyWhatWasEntered) {
   inbox.tellCommit(commitOf(2), 1);
   inbox.tellCommit(commitOf(3), 1);
   inbox.tellCommit(commitOf(4), 1);
-  RecoveryMessage newer;
+  AgreementCommit newer;
   ASSERT_TRUE(inbox.takeNewer(3, &newer));  // 2 and 3 were entered by then
   EXPECT_EQ(newer.next.epoch, 4u);
 }
@@ -159,7 +158,7 @@ TEST(RecoveryInbox, AStuckRoundEndsTheWaitAndSaysWhy) {
     v.description = "waiting for the coordinator";
     return v;
   };
-  RecoveryMessage commit;
+  AgreementCommit commit;
   Status st = inbox.awaitDecision("ftcclCommRebuild", false, 10, never, stuck, &commit);
   EXPECT_EQ(st.code(), ftcclTimeout) << st.message();
   EXPECT_NE(st.message().find("waiting for the coordinator"), std::string::npos);
@@ -168,7 +167,7 @@ TEST(RecoveryInbox, AStuckRoundEndsTheWaitAndSaysWhy) {
 TEST(RecoveryInbox, EndsOfRecoveryReachTheWaiter) {
   auto never = [] { return false; };
   auto view = [] { return HealthProtocol::AgreementView{}; };
-  RecoveryMessage commit;
+  AgreementCommit commit;
   RecoveryInbox left;
   left.tellAllRanksLeft();
   EXPECT_EQ(left.awaitDecision("standby", true, 10, never, view, &commit).code(), ftcclInProgress);

@@ -52,20 +52,21 @@ class Process final : public sim::SimNode, public HealthNetwork, public HealthLi
     reportedAt.push_back(net_.now());
   }
 
-  void onRebuilt(const std::shared_ptr<const RecoveryMessage>& commit) override {
+  void onRebuilt(const std::shared_ptr<const AgreementCommit>& commit) override {
     rebuilt.push_back(*commit);
   }
   void onAllRanksLeft() override { allRanksLeft = true; }
   void onSpareJoined(const JoiningSpare& spare) override { joined.push_back(spare.key); }
   std::vector<uint8_t> joinPackage() override { return {42}; }
-  void onJoinAccepted(const RecoveryMessage& accept, const crypto::Key&) override {
+  void onJoinAccepted(const JoinAccept& accept, const crypto::Key&) override {
     accepted.push_back(accept);
   }
 
   HealthProtocol& protocol() { return protocol_; }
   std::vector<FailureReport> reports;
   std::vector<SimTime> reportedAt;
-  std::vector<RecoveryMessage> rebuilt, accepted;
+  std::vector<AgreementCommit> rebuilt;
+  std::vector<JoinAccept> accepted;
   std::vector<std::string> joined;
   bool allRanksLeft = false;
 
@@ -419,19 +420,18 @@ TEST(HealthProtocolSpares, NewcomerJoinsThePoolWithoutARebuild) {
   waiting.listener = &newcomer;
   newcomer.protocol().add(waiting, c.net.now());
   c.procs[1]->protocol().allowJoin(c.ids[1], {1, 2, 3});
-  RecoveryMessage ask;
-  ask.type = RecoveryMessage::kJoin;
-  ask.joined.push_back(JoiningSpare{keyOf(9), "simhost", 1009, {7}});
-  ask.blob = {9, 9, 9};
+  JoinRequest ask;
+  ask.candidate = JoiningSpare{keyOf(9), "simhost", 1009, {7}};
+  ask.secret = {9, 9, 9};
   newcomer.protocol().sendRecovery(keyOf(1), 7, ask);
   c.net.runFor(100ms);
   EXPECT_TRUE(newcomer.accepted.empty()) << "a wrong secret must be refused";
-  ask.blob = {1, 2, 3};
+  ask.secret = {1, 2, 3};
   newcomer.protocol().sendRecovery(keyOf(1), 7, ask);
   c.net.runFor(100ms);
   ASSERT_EQ(newcomer.accepted.size(), 1u);
-  EXPECT_EQ(newcomer.accepted[0].next.spares, (std::vector<std::string>{keyOf(9)}));
-  EXPECT_EQ(newcomer.accepted[0].blob, (std::vector<uint8_t>{42}));
+  EXPECT_EQ(newcomer.accepted[0].commit.next.spares, (std::vector<std::string>{keyOf(9)}));
+  EXPECT_EQ(newcomer.accepted[0].package, (std::vector<uint8_t>{42}));
   for (int i = 0; i < 3; ++i) {
     EXPECT_TRUE(c.procs[i]->rebuilt.empty()) << i;
     EXPECT_EQ(c.procs[i]->joined, (std::vector<std::string>{keyOf(9)})) << i;

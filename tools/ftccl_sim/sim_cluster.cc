@@ -93,7 +93,7 @@ SimProcess::SimProcess(SimCluster& cluster, int index)
 
 // The library's own wiring (health/epoch_wiring.h), as Communicator::registerHealth.
 void SimProcess::join(std::shared_ptr<const Membership> membership, sim::SimTime now,
-                      std::shared_ptr<const RecoveryMessage> enteredBy) {
+                      std::shared_ptr<const AgreementCommit> enteredBy) {
   const ClusterConfig& c = cluster_.config();
   const EpochTable& table = cluster_.tableFor(membership);
   membership_ = std::move(membership);
@@ -127,7 +127,7 @@ void SimProcess::onConnectionLost(const std::string& peer, sim::SimTime now) {
 // ftcclCommRebuild does on its own thread (woken by onRebuilt).
 sim::SimTime SimProcess::onTick(sim::SimTime now) {
   if (pendingCommit_) {
-    std::shared_ptr<const RecoveryMessage> commit = std::move(pendingCommit_);
+    std::shared_ptr<const AgreementCommit> commit = std::move(pendingCommit_);
     // As the library does: the new registration first (it takes over the agreement),
     // then the old one goes.
     const HealthProtocol::RegistrationId left = registration_;
@@ -156,7 +156,7 @@ void SimProcess::onMemberFailed(const FailureReport& report) {
   }
 }
 
-void SimProcess::onRebuilt(const std::shared_ptr<const RecoveryMessage>& commit) {
+void SimProcess::onRebuilt(const std::shared_ptr<const AgreementCommit>& commit) {
   if (!pendingCommit_ || commit->next.epoch > pendingCommit_->next.epoch) pendingCommit_ = commit;
   cluster_.net().wake(key_);  // the application rebuilds at once
 }

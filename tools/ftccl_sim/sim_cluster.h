@@ -106,12 +106,12 @@ class SimProcess final : public sim::SimNode, public HealthNetwork, public Healt
   void unmonitor(const ProcessKey& peer) override;
   // HealthListener
   void onMemberFailed(const FailureReport& report) override;
-  void onRebuilt(const std::shared_ptr<const RecoveryMessage>& commit) override;
+  void onRebuilt(const std::shared_ptr<const AgreementCommit>& commit) override;
   void onRecoveryFailed(const std::string& why) override;
 
   // Registers an epoch of the communicator (enteredBy: the commit that made it).
   void join(std::shared_ptr<const Membership> membership, sim::SimTime now,
-            std::shared_ptr<const RecoveryMessage> enteredBy = nullptr);
+            std::shared_ptr<const AgreementCommit> enteredBy = nullptr);
 
   int index() const { return index_; }
   const HealthProtocol& protocol() const { return protocol_; }
@@ -135,7 +135,7 @@ class SimProcess final : public sim::SimNode, public HealthNetwork, public Healt
   HealthProtocol::RegistrationId registration_ = 0;
   int rank_ = -1;
   std::shared_ptr<const Membership> membership_;
-  std::shared_ptr<const RecoveryMessage> pendingCommit_;  // applied at the next tick
+  std::shared_ptr<const AgreementCommit> pendingCommit_;  // applied at the next tick
   std::string whyFailed_;
 };
 

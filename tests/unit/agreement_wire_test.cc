@@ -1,0 +1,134 @@
+// The agreement's wire format, pinned: one message of each type encodes to the bytes
+// the codec produced when one struct held every type's fields (each field in its place,
+// defaults where a type has none). Processes of both builds must understand each other.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "recovery/agreement_messages.h"
+
+namespace ftccl {
+namespace {
+
+std::string hexOf(const std::vector<uint8_t>& bytes) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  for (uint8_t b : bytes) hex += {kDigits[b >> 4], kDigits[b & 15]};
+  return hex;
+}
+
+std::vector<uint8_t> bytesOf(const std::string& hex) {
+  std::vector<uint8_t> bytes;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    bytes.push_back(static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  }
+  return bytes;
+}
+
+EpochSalt saltFrom(uint8_t first) {
+  EpochSalt salt{};
+  for (size_t i = 0; i < salt.size(); ++i) salt[i] = static_cast<uint8_t>(first + i);
+  return salt;
+}
+
+const JoiningSpare kSpare{"s9", "node9", 9, {0xC1, 0xC2}};
+
+AgreementCommit poolCommit() {
+  AgreementCommit c;
+  c.epoch = 4;
+  c.failed = {"p3"};
+  c.next.epoch = 4;
+  c.next.ranks = {"p0", "s0"};
+  c.next.spares = {"s9"};
+  c.failedRanks = {1};
+  c.replaced = 1;
+  c.shrunk = true;
+  c.joined = {kSpare};
+  c.salt = saltFrom(0x20);
+  return c;
+}
+
+struct Pinned {
+  const char* name;
+  RecoveryMessage message;
+  const char* hex;  // from the one-struct codec
+};
+
+std::vector<Pinned> pinned() {
+  return {
+      {"report", AgreementReport{3, {"p2", "p3"}, 1, {"p3"}, {kSpare}, saltFrom(0x10), true},
+       "010300000000000000020000000200000070320200000070330000000000000000000000000000000000"
+       "000000000000000001000000020000007339050000006e6f6465390900000002000000c1c20000000001"
+       "000000000000000100000002000000703301101112131415161718191a1b1c1d1e1f00000000"},
+      {"commit", poolCommit(),
+       "020400000000000000010000000200000070330400000000000000020000000200000070300200000073"
+       "30010000000200000073390100000001000000010000000101000000020000007339050000006e6f6465"
+       "390900000002000000c1c200000000ffffffffffffffff0000000000202122232425262728292a2b2c2d"
+       "2e2f00000000"},
+      {"expelled", AgreementExpelled{5},
+       "030500000000000000000000000000000000000000000000000000000000000000000000000000000000"
+       "00000000ffffffffffffffff00000000000000000000000000000000000000000000000000"},
+      {"join", JoinRequest{2, kSpare, {0x01}},
+       "040200000000000000000000000000000000000000000000000000000000000000000000000001000000"
+       "020000007339050000006e6f6465390900000002000000c1c20100000001ffffffffffffffff00000000"
+       "000000000000000000000000000000000000000000"},
+      {"join accept", JoinAccept{poolCommit(), {0x07, 0x08, 0x09}, {0xAA, 0xBB}},
+       "050400000000000000010000000200000070330400000000000000020000000200000070300200000073"
+       "30010000000200000073390100000001000000010000000101000000020000007339050000006e6f6465"
+       "390900000002000000c1c203000000070809ffffffffffffffff0000000000202122232425262728292a"
+       "2b2c2d2e2f02000000aabb"},
+      {"proposal", AgreementProposal{3, 2, {"p3"}, {kSpare}, saltFrom(0x30)},
+       "060300000000000000010000000200000070330000000000000000000000000000000000000000000000"
+       "000001000000020000007339050000006e6f6465390900000002000000c1c20000000002000000000000"
+       "000000000000303132333435363738393a3b3c3d3e3f00000000"},
+      {"accept", AgreementAccept{3, 2},
+       "070300000000000000000000000000000000000000000000000000000000000000000000000000000000"
+       "00000000020000000000000000000000000000000000000000000000000000000000000000"},
+  };
+}
+
+TEST(AgreementWire, EachTypeKeepsTheBytesOfTheOneStructCodec) {
+  for (const Pinned& p : pinned()) {
+    const std::vector<uint8_t> frame = encodeRecoveryMessage(p.message);
+    EXPECT_EQ(hexOf(frame), p.hex) << p.name;
+    RecoveryMessage back;
+    ASSERT_TRUE(decodeRecoveryMessage(bytesOf(p.hex), &back)) << p.name;
+    EXPECT_EQ(back.index(), p.message.index()) << p.name;
+    EXPECT_EQ(hexOf(encodeRecoveryMessage(back)), p.hex) << p.name;
+  }
+}
+
+// Frames the one-struct codec accepted still decode: a field the type lacks is dropped
+// (re-encoded as its default), and a join naming several candidates names none.
+TEST(AgreementWire, FieldsATypeLacksAreDroppedNotRefused) {
+  const std::vector<Pinned> all = pinned();
+  RecoveryMessage back;
+  // The proposal's frame with its type byte made EXPELLED: only the epoch remains.
+  std::vector<uint8_t> frame = bytesOf(all[5].hex);
+  frame[0] = AgreementExpelled::kWireType;
+  ASSERT_TRUE(decodeRecoveryMessage(frame, &back));
+  ASSERT_TRUE(std::holds_alternative<AgreementExpelled>(back));
+  EXPECT_EQ(std::get<AgreementExpelled>(back).epoch, 3u);
+  EXPECT_EQ(encodeRecoveryMessage(back), encodeRecoveryMessage(AgreementExpelled{3}));
+  // The commit's frame made a JOIN: one newcomer, no secret.
+  frame = bytesOf(all[1].hex);
+  frame[0] = JoinRequest::kWireType;
+  ASSERT_TRUE(decodeRecoveryMessage(frame, &back));
+  ASSERT_TRUE(std::holds_alternative<JoinRequest>(back));
+  const JoinRequest& join = std::get<JoinRequest>(back);
+  ASSERT_TRUE(join.candidate.has_value());
+  EXPECT_EQ(join.candidate->key, "s9");
+  EXPECT_TRUE(join.secret.empty());
+  // Two candidates: still a JOIN, ignored by everyone for naming no single one.
+  AgreementReport two{2, {}, -1, {}, {kSpare, kSpare}, {}, false};
+  frame = encodeRecoveryMessage(two);
+  frame[0] = JoinRequest::kWireType;
+  ASSERT_TRUE(decodeRecoveryMessage(frame, &back));
+  ASSERT_TRUE(std::holds_alternative<JoinRequest>(back));
+  EXPECT_FALSE(std::get<JoinRequest>(back).candidate.has_value());
+}
+
+}  // namespace
+}  // namespace ftccl
