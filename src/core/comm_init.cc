@@ -91,7 +91,7 @@ Status Communicator::initJoining(const ftcclUniqueId& joinId, const ftcclConfig_
   pending.joinSecrets.emplace_back(contents.secret, contents.secret + sizeof(contents.secret));
   healthId_ = health_->add(std::move(pending));
   JoinRequest ask;
-  ask.candidate = JoiningSpare{mine.healthKey, mine.host, mine.pid, encodePeerInfo(mine)};
+  ask.candidate = JoiningSpare{{mine.key, mine.host, mine.pid}, encodePeerInfo(mine)};
   ask.secret = {1};  // "from the newcomer itself": the join key's seal is its proof (health_auth.h)
   std::string member = joinKey(contents);
   health_->sendRecovery(member, commKey_, ask);
@@ -115,7 +115,7 @@ Status Communicator::initJoining(const ftcclUniqueId& joinId, const ftcclConfig_
   FTCCL_CHECK(decodeJoinPackage(accept.package, &commKey, &config_.pipeline, &view->peers));
   if (commKey != commKey_) return internalError("the join answer names another communicator");
   for (size_t w = 0; w < view->peers.size(); ++w) {
-    if (view->peers[w].healthKey == mine.healthKey) view->worldRank = static_cast<int>(w);
+    if (view->peers[w].key == mine.key) view->worldRank = static_cast<int>(w);
   }
   if (view->worldRank < 0) {
     view->worldRank = static_cast<int>(view->peers.size());
@@ -176,7 +176,7 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
     if (blobs[r].empty()) {  // did not join: killed or stopped during init
       present[r] = false;
       peer.host = "(absent)";
-      peer.healthKey = "absent:" + std::to_string(r);  // matches no live process
+      peer.key = "absent:" + std::to_string(r);  // matches no live process
       continue;
     }
     Status st = decodePeerInfo(blobs[r], &peer);
@@ -297,7 +297,7 @@ Status Communicator::startLocal(const UniqueIdContents& contents, PeerInfo* mine
   for (const auto& standby : standbys_) mine->standbyAddresses.push_back(standby->workerAddress());
   // Each init gets its own id even when FTCCL_COMM_ID makes every unique id alike.
   mine->commSalt = std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
-  mine->healthKey = health_->selfKey();
+  mine->key = health_->selfKey();
   mine->node = envString("FTCCL_NODE_ID");
   if (mine->node.empty()) mine->node = mine->host;
   Locality where;

@@ -21,7 +21,7 @@ double msSince(Clock::time_point start) {
 std::unordered_map<ProcessKey, size_t> worldIndexByKey(const std::vector<PeerInfo>& peers) {
   std::unordered_map<ProcessKey, size_t> index;
   index.reserve(peers.size());
-  for (size_t w = 0; w < peers.size(); ++w) index.emplace(peers[w].healthKey, w);
+  for (size_t w = 0; w < peers.size(); ++w) index.emplace(peers[w].key, w);
   return index;
 }
 
@@ -36,12 +36,12 @@ std::unordered_map<ProcessKey, size_t> worldIndexByKey(const std::vector<PeerInf
 void Communicator::registerHealth(const EpochView& view) {
   auto membership = std::make_shared<Membership>();
   membership->epoch = view.epoch;
-  for (int w : view.worldOf) membership->ranks.push_back(view.peers[w].healthKey);
-  for (int w : view.spares) membership->spares.push_back(view.peers[w].healthKey);
+  for (int w : view.worldOf) membership->ranks.push_back(view.peers[w].key);
+  for (int w : view.spares) membership->spares.push_back(view.peers[w].key);
   std::unordered_map<ProcessKey, size_t> worldByKey = worldIndexByKey(view.peers);
   std::vector<ProcessKey> known;
   known.reserve(view.peers.size());
-  for (const PeerInfo& p : view.peers) known.push_back(p.healthKey);
+  for (const PeerInfo& p : view.peers) known.push_back(p.key);
   EpochTable table = buildEpochTable(
       std::move(membership),
       [&](const ProcessKey& key) {
@@ -55,7 +55,7 @@ void Communicator::registerHealth(const EpochView& view) {
   policy.shrinkWhenNoSpares = config_.shrinkWhenNoSpares != 0;
   policy.stragglerMinLateMs = config_.stragglerMs;
   HealthRegistration reg =
-      registrationFor(table, view.self().healthKey, commKey_, policy, view.enteredBy, this);
+      registrationFor(table, view.self().key, commKey_, policy, view.enteredBy, this);
   if (view.rank >= 0) reg.progress = board_;  // a spare runs no ops
   reg.epochSalt = view.salt;                  // a commit's, or the join answer's (a copy of one)
   reg.joinSecrets = inbox_.joinSecrets();
@@ -228,7 +228,7 @@ Status Communicator::applyCommit(const AgreementCommit& commit, bool fromJoinAns
   view->worldRank = previous->worldRank;
   for (PeerInfo& p : inbox_.takeJoined()) {  // spares that joined since: reachable now
     auto known = std::find_if(view->peers.begin(), view->peers.end(),
-                              [&](const PeerInfo& q) { return q.healthKey == p.healthKey; });
+                              [&](const PeerInfo& q) { return q.key == p.key; });
     if (known != view->peers.end()) continue;  // announced again while the last commit entered
     {
       std::lock_guard<std::mutex> lock(transportMutex_);  // the stats read its peer table

@@ -18,7 +18,7 @@ std::vector<uint8_t> encodePeerInfo(const PeerInfo& info) {
   out.put(static_cast<uint64_t>(info.pipeline.chunkBytes));
   out.put(static_cast<int32_t>(info.pipeline.channels));
   out.put(info.commSalt);
-  out.putString(info.healthKey);
+  out.putString(info.key);
   out.putString(info.node);
   out.put(info.package);
   out.put(info.numaNode);
@@ -38,7 +38,7 @@ Status decodePeerInfo(const std::vector<uint8_t>& blob, PeerInfo* info) {
   }
   if (!in.getString(&info->host) || !in.get(&info->pid) || !in.get(&info->netns) ||
       !in.get(&chunk) ||
-      !in.get(&channels) || !in.get(&info->commSalt) || !in.getString(&info->healthKey) ||
+      !in.get(&channels) || !in.get(&info->commSalt) || !in.getString(&info->key) ||
       !in.getString(&info->node) || !in.get(&info->package) ||
       !in.get(&info->numaNode) || !in.getBlob(&info->transportAddress)) {
     return invalidArgument("malformed peer info");

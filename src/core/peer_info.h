@@ -6,18 +6,18 @@
 #include <vector>
 
 #include "algorithms/collective.h"
+#include "recovery/agreement_messages.h"
 #include "util/status.h"
 
 namespace ftccl {
 
-struct PeerInfo {
-  std::string host;
-  int32_t pid = 0;
+// A process as core knows it: its identity (key: the health listener address) and how
+// to reach it.
+struct PeerInfo : ProcessId {
   uint64_t netns = 0;                 // network namespace inode: one host, one kernel, but
                                       // separate stacks (emulated hosts, containers)
   PipelineConfig pipeline;            // only rank 0's is used: every rank adopts it
   uint64_t commSalt = 0;              // rank 0's random bits: the communicator id
-  std::string healthKey;              // the process's health listener address
   std::string node;                   // FTCCL_NODE_ID, else the host name
   int32_t package = -1;               // hwloc locality, orders a node's intra-node ring
   int32_t numaNode = -1;

@@ -118,7 +118,7 @@ bool RecoveryInbox::awaitJoinAccept(int timeoutMs, const std::function<bool()>& 
 }
 
 void RecoveryInbox::addJoined(PeerInfo info, const std::vector<PeerInfo>& known) {
-  auto same = [&](const PeerInfo& p) { return p.healthKey == info.healthKey; };
+  auto same = [&](const PeerInfo& p) { return p.key == info.key; };
   std::lock_guard<std::mutex> lock(mutex_);
   if (std::any_of(known.begin(), known.end(), same)) return;
   if (std::any_of(joined_.begin(), joined_.end(), same)) return;

@@ -18,8 +18,8 @@ EpochTable buildEpochTable(std::shared_ptr<const Membership> membership,
       if (list == &membership->ranks) {
         nodeOfRank.push_back(place.node.empty() ? place.host : std::move(place.node));
       }
-      members.push_back(MemberInfo{static_cast<int>(members.size()), std::move(place.host),
-                                   place.pid, key});
+      members.push_back(
+          MemberInfo{{key, std::move(place.host), place.pid}, static_cast<int>(members.size())});
     }
   }
   t.members = MemberTable::make(std::move(members), static_cast<int>(membership->ranks.size()));

@@ -741,7 +741,7 @@ void HealthProtocol::adoptJoined(Registration& r, const AgreementCommit& commit)
                        commit.next.spares.end()) {
       int index = r.info.members->size();
       std::vector<MemberInfo> grown = r.info.members->members;  // copy on write
-      grown.push_back(MemberInfo{index, spare.host, spare.pid, spare.key});
+      grown.push_back(MemberInfo{{spare.key, spare.host, spare.pid}, index});
       r.info.members = MemberTable::make(std::move(grown), nRanks);
       if (r.info.myRank >= 0 && r.info.myRank < nRanks && nRanks > 0 &&
           (index - nRanks) % nRanks == r.info.myRank) {

@@ -41,11 +41,8 @@ class Agreement;
 class AgreementNetwork;
 class EpochStore;
 
-struct MemberInfo {
-  int rank = -1;
-  std::string host;
-  int pid = 0;
-  ProcessKey key;  // the member's health listener address
+struct MemberInfo : ProcessId {
+  int rank = -1;  // its index in the member table
 };
 
 // The members of one epoch as health sees them: the ranks (index = rank), then the hot

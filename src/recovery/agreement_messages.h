@@ -39,10 +39,16 @@ struct Membership {
 };
 
 // A process asking to join the spare pool.
-struct JoiningSpare {
+// A process as every layer names it: its health listener address, which is its identity
+// (the agreement's Member), and where it runs, for logs and failure reports. Health's
+// member table, core's peer table and a join request each extend it with what they need.
+struct ProcessId {
   Member key;
   std::string host;
   int32_t pid = 0;
+};
+
+struct JoiningSpare : ProcessId {
   std::vector<uint8_t> peerInfo;  // opaque here: what core/ needs to reach it
 };
 

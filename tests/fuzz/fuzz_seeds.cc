@@ -37,7 +37,7 @@ PeerInfo peer(int i) {
   PeerInfo p;
   p.host = "node" + std::to_string(i);
   p.pid = 1000 + i;
-  p.healthKey = "127.0.0.1:" + std::to_string(40000 + i);
+  p.key = "127.0.0.1:" + std::to_string(40000 + i);
   p.node = p.host;
   p.transportAddress = Bytes(40, static_cast<uint8_t>(i));
   p.standbyAddresses = {Bytes(40, 1), Bytes(40, 2)};
@@ -156,7 +156,7 @@ void agreementSeeds() {
   commit.epoch = 1;
   commit.failed = {"p3"};
   JoinRequest join;
-  join.candidate = JoiningSpare{"s9", "node9", 9, encodePeerInfo(peer(9))};
+  join.candidate = JoiningSpare{{"s9", "node9", 9}, encodePeerInfo(peer(9))};
   Bytes sequence;
   int n = 0;
   uint8_t from = 0;

@@ -312,7 +312,7 @@ TEST(Agreement, JoinedSpareRefillsThePoolAndIsUsed) {
 TEST(Agreement, LostJoinProposalIsAskedAgain) {
   Cluster c(4, 1);
   for (const char* k : {"p1", "p2", "p3"}) c.net.block("p0", k);
-  c.at("p0").requestJoin(JoiningSpare{"j0", "host", 77, {}});
+  c.at("p0").requestJoin(JoiningSpare{{"j0", "host", 77}, {}});
   c.run();
   EXPECT_EQ(c.at("p0").membership().epoch, 0u) << "p0 and s0 are 2 of 5: no majority";
   EXPECT_TRUE(c.at("p0").waiting());
@@ -527,7 +527,7 @@ TEST(Agreement, MessagesSurviveEncodingAndGarbageIsRejected) {
   // A count is checked against the bytes left before anything is allocated: a frame
   // naming a million newcomers (or failed ranks) it does not carry is refused.
   JoinRequest join;
-  join.candidate = JoiningSpare{"s9", "h", 9, {1, 2}};
+  join.candidate = JoiningSpare{{"s9", "h", 9}, {1, 2}};
   std::vector<uint8_t> forged = encodeRecoveryMessage(join);
   RecoveryMessage decoded;
   ASSERT_TRUE(decodeRecoveryMessage(forged, &decoded));

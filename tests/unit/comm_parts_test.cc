@@ -192,13 +192,13 @@ TEST(RecoveryInbox, EndsOfRecoveryReachTheWaiter) {
 TEST(RecoveryInbox, ANewcomerIsQueuedOnceAndOnlyIfUnknown) {
   RecoveryInbox inbox;
   PeerInfo known, fresh;
-  known.healthKey = "127.0.0.1:1";
-  fresh.healthKey = "127.0.0.1:2";
+  known.key = "127.0.0.1:1";
+  fresh.key = "127.0.0.1:2";
   inbox.addJoined(known, {known});
   inbox.addJoined(fresh, {known});
   inbox.addJoined(fresh, {known});
   ASSERT_EQ(inbox.joined().size(), 1u);
-  EXPECT_EQ(inbox.takeJoined()[0].healthKey, "127.0.0.1:2");
+  EXPECT_EQ(inbox.takeJoined()[0].key, "127.0.0.1:2");
   EXPECT_TRUE(inbox.joined().empty());
 }
 

@@ -199,7 +199,7 @@ struct AuthenticatedProcess {
     reg.myRank = 0;
     std::vector<MemberInfo> members;
     for (int m = 0; m < 3; ++m) {
-      members.push_back(MemberInfo{m, "h", m + 1, "10.0.0." + std::to_string(m) + ":4000"});
+      members.push_back(MemberInfo{{"10.0.0." + std::to_string(m) + ":4000", "h", m + 1}, m});
     }
     reg.members = MemberTable::make(std::move(members));
     reg.monitored = {1};

@@ -95,7 +95,7 @@ class Ring {
     reg.commKey = commKey;
     reg.myRank = rank;
     std::vector<MemberInfo> members;
-    for (int m = 0; m < n; ++m) members.push_back(MemberInfo{m, "simhost", 1000 + m, keyOf(m)});
+    for (int m = 0; m < n; ++m) members.push_back(MemberInfo{{keyOf(m), "simhost", 1000 + m}, m});
     reg.members = MemberTable::make(std::move(members));
     if (n > 1) reg.monitored.push_back((rank + 1) % n);
     if (n > 2) reg.monitored.push_back((rank + n - 1) % n);
@@ -213,7 +213,7 @@ TEST(HealthProtocol, FailureRevokesEveryCommunicatorContainingTheProcess) {
     reg.commKey = 99;
     reg.myRank = i;
     reg.members = MemberTable::make(
-        {MemberInfo{0, "simhost", 1000, keyOf(0)}, MemberInfo{1, "simhost", 1002, keyOf(2)}});
+        {MemberInfo{{keyOf(0), "simhost", 1000}, 0}, MemberInfo{{keyOf(2), "simhost", 1002}, 1}});
     reg.monitored = {1 - i};
     reg.probeIntervalMs = kProbeMs;
     reg.failureTimeoutMs = kTimeoutMs;
@@ -269,7 +269,7 @@ TEST(HealthProtocol, AFailureKnownBeforeAnEpochIsReportedAgainInIt) {
     HealthRegistration reg = ring.registration(rank, 6, 7);
     reg.epoch = 1;
     std::vector<MemberInfo> members = reg.members->members;
-    members[5] = MemberInfo{5, "simhost", 1006, keyOf(6)};
+    members[5] = MemberInfo{{keyOf(6), "simhost", 1006}, 5};
     reg.members = MemberTable::make(std::move(members));
     reg.monitored.clear();
     reg.listener = listener;
@@ -326,7 +326,7 @@ class WithSpares {
       reg.commKey = 7;
       reg.myRank = i;
       std::vector<MemberInfo> members;
-      for (int m = 0; m < n; ++m) members.push_back(MemberInfo{m, "simhost", 1000 + m, keyOf(m)});
+      for (int m = 0; m < n; ++m) members.push_back(MemberInfo{{keyOf(m), "simhost", 1000 + m}, m});
       reg.members = MemberTable::make(std::move(members), nranks);
       if (i < nranks) {
         reg.monitored = {(i + 1) % nranks, (i + nranks - 1) % nranks};
@@ -421,7 +421,7 @@ TEST(HealthProtocolSpares, NewcomerJoinsThePoolWithoutARebuild) {
   newcomer.protocol().add(waiting, c.net.now());
   c.procs[1]->protocol().allowJoin(c.ids[1], {1, 2, 3});
   JoinRequest ask;
-  ask.candidate = JoiningSpare{keyOf(9), "simhost", 1009, {7}};
+  ask.candidate = JoiningSpare{{keyOf(9), "simhost", 1009}, {7}};
   ask.secret = {9, 9, 9};
   newcomer.protocol().sendRecovery(keyOf(1), 7, ask);
   c.net.runFor(100ms);
@@ -491,8 +491,8 @@ TEST(HealthProtocol, RoundTripLeavesOutTheWaitForTicks) {
   // heartbeat it was sent): our heartbeat leaves at t0.
   HealthRegistration reg;
   reg.myRank = 0;
-  reg.members = MemberTable::make({MemberInfo{0, "simhost", 1000, "10.0.0.1:4000"},
-                                  MemberInfo{1, "simhost", 1001, "10.0.0.2:4000"}});
+  reg.members = MemberTable::make({MemberInfo{{"10.0.0.1:4000", "simhost", 1000}, 0},
+                                  MemberInfo{{"10.0.0.2:4000", "simhost", 1001}, 1}});
   reg.monitored = {1};
   protocol.add(std::move(reg), t0);
   protocol.onTick(t0);

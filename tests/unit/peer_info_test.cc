@@ -15,7 +15,7 @@ PeerInfo sample() {
   p.pid = 4242;
   p.netns = 0x1234;
   p.commSalt = 99;
-  p.healthKey = "10.0.0.7:4000";
+  p.key = "10.0.0.7:4000";
   p.node = "node7";
   p.transportAddress = {1, 2, 3};
   for (size_t i = 0; i < kStandbyWorkers; ++i) {
@@ -28,7 +28,7 @@ TEST(PeerInfo, RoundTripsWithEveryStandbyWorkerInOrder) {
   PeerInfo back;
   ASSERT_TRUE(decodePeerInfo(encodePeerInfo(sample()), &back).isOk());
   EXPECT_EQ(back.host, "node7");
-  EXPECT_EQ(back.healthKey, "10.0.0.7:4000");
+  EXPECT_EQ(back.key, "10.0.0.7:4000");
   EXPECT_EQ(back.transportAddress, (std::vector<uint8_t>{1, 2, 3}));
   ASSERT_EQ(back.standbyAddresses.size(), kStandbyWorkers);
   for (size_t i = 0; i < kStandbyWorkers; ++i) {
@@ -73,7 +73,7 @@ TEST(PeerInfo, JoinPackageRoundTripsAndAHugeCountIsRejected) {
   EXPECT_EQ(comm, 77u);
   EXPECT_EQ(back.channels, 4);
   ASSERT_EQ(peers.size(), 2u);
-  EXPECT_EQ(peers[1].healthKey, "10.0.0.7:4000");
+  EXPECT_EQ(peers[1].key, "10.0.0.7:4000");
   // The count follows the communicator id, the chunk size and the channels.
   const uint32_t huge = 0x7fffffff;
   std::memcpy(package.data() + 8 + 8 + 4, &huge, sizeof(huge));
