@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the component graph of the library, to compare with the layering the build
-# enforces (docs/DESIGN.md, tests/unit/check_layers.cmake, cmake/FtcclLayers.cmake):
+# enforces (docs/architecture.md, tests/unit/check_layers.cmake, cmake/FtcclLayers.cmake):
 #  (a) link edges between ftccl_* targets, from `cmake --graphviz` (a throwaway
 #      configure of the library alone, or the build directory given);
 #  (b) include edges between components, from the #include "..." lines of src/ and

@@ -7,37 +7,62 @@ namespace ftccl {
 InFlight::InFlight(Transport& transport, int groups)
     : transport_(transport), groups_(static_cast<size_t>(std::max(groups, 1))) {}
 
+void InFlight::Group::push_back(const Posted& p) {
+  if (heap_.empty() && size_ < kInline) {
+    inline_[size_++] = p;
+    return;
+  }
+  if (heap_.empty()) heap_.assign(inline_.begin(), inline_.begin() + static_cast<long>(size_));
+  heap_.push_back(p);
+  size_ = heap_.size();
+}
+
+void InFlight::Group::erase(size_t i) {
+  if (!heap_.empty()) {
+    heap_.erase(heap_.begin() + static_cast<long>(i));
+    size_ = heap_.size();
+    return;
+  }
+  for (size_t j = i + 1; j < size_; ++j) inline_[j - 1] = inline_[j];
+  --size_;
+}
+
+void InFlight::Group::clear() {
+  heap_.clear();
+  size_ = 0;
+}
+
 Status InFlight::send(int group, int peer, const void* buffer, size_t bytes, MessageKey key) {
-  std::deque<Posted>& g = groups_[group];
+  Group& g = groups_[group];
   g.push_back({nullptr, peer});
   Status st = transport_.isend(peer, buffer, bytes, key, &g.back().request);
-  if (!st.isOk() && !g.back().request) g.pop_back();  // nothing to test or cancel
+  if (!st.isOk() && !g.back().request) g.erase(g.size() - 1);  // nothing to test or cancel
   return st;
 }
 
 Status InFlight::recv(int group, int peer, void* buffer, size_t bytes, MessageKey key) {
-  std::deque<Posted>& g = groups_[group];
+  Group& g = groups_[group];
   g.push_back({nullptr, peer});
   Status st = transport_.irecv(peer, buffer, bytes, key, &g.back().request);
-  if (!st.isOk() && !g.back().request) g.pop_back();
+  if (!st.isOk() && !g.back().request) g.erase(g.size() - 1);
   return st;
 }
 
 Status InFlight::testAll(int group, bool* done) {
-  std::deque<Posted>& g = groups_[group];
+  Group& g = groups_[group];
   *done = false;
-  for (auto it = g.begin(); it != g.end();) {
+  for (size_t i = 0; i < g.size();) {
     bool finished = false;
-    Status st = transport_.test(&it->request, &finished);
+    Status st = transport_.test(&g.begin()[i].request, &finished);
     if (!st.isOk()) {
-      if (!it->request) g.erase(it);  // a failed request is released: no longer pending
+      if (!g.begin()[i].request) g.erase(i);  // a failed request is released: no longer pending
       return st;
     }
     if (!finished) {
-      ++it;
+      ++i;
       continue;
     }
-    it = g.erase(it);
+    g.erase(i);
     ++mark_;
   }
   if (!g.empty()) return Status::ok();
@@ -47,17 +72,17 @@ Status InFlight::testAll(int group, bool* done) {
 }
 
 Status InFlight::testOldest(int group, size_t* completed) {
-  std::deque<Posted>& g = groups_[group];
+  Group& g = groups_[group];
   *completed = 0;
   while (!g.empty()) {
     bool finished = false;
     Status st = transport_.test(&g.front().request, &finished);
     if (!st.isOk()) {
-      if (!g.front().request) g.pop_front();
+      if (!g.front().request) g.erase(0);
       return st;
     }
     if (!finished) break;
-    g.pop_front();
+    g.erase(0);
     ++*completed;
     ++mark_;
   }
@@ -65,7 +90,7 @@ Status InFlight::testOldest(int group, size_t* completed) {
 }
 
 void InFlight::abort() {
-  for (std::deque<Posted>& g : groups_) {
+  for (Group& g : groups_) {
     for (Posted& p : g) transport_.cancel(&p.request);
     g.clear();
   }
@@ -73,7 +98,7 @@ void InFlight::abort() {
 
 std::vector<int> InFlight::pendingPeers() const {
   std::vector<int> peers;
-  for (const std::deque<Posted>& g : groups_) {
+  for (const Group& g : groups_) {
     for (const Posted& p : g) {
       if (p.request) peers.push_back(p.peer);  // null: completed when posted
     }
