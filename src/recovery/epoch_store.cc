@@ -1,14 +1,12 @@
 #include "recovery/epoch_store.h"
 
-#include <cstdint>
-
 namespace ftccl {
 
 template <typename T>
 std::shared_ptr<const T> EpochStore::Cache<T>::get(const std::shared_ptr<const Membership>& from,
                                                    const std::string& derivation,
                                                    const std::function<T()>& make) {
-  const std::string key = std::to_string(reinterpret_cast<uintptr_t>(from.get())) + derivation;
+  const std::pair<const Membership*, std::string> key(from.get(), derivation);
   auto it = entries.find(key);
   if (it != entries.end()) {
     if (auto alive = it->second.object.lock()) return alive;

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_set>
+#include <utility>
 
 #include "recovery/agreement_messages.h"
 
@@ -28,8 +29,8 @@ class EpochStore {
   size_t entries() const;
 
  private:
-  // Keys name the epoch object by address; each entry holds that object, so the address
-  // cannot be reused while the entry exists. Derived objects are held weakly; entries
+  // Keys are the epoch object's address and the derivation; each entry holds that object,
+  // so the address cannot be reused while the entry exists. Derived objects are held weakly; entries
   // whose object is gone are dropped when the next one is made.
   template <typename T>
   struct Cache {
@@ -37,7 +38,7 @@ class EpochStore {
       std::shared_ptr<const Membership> from;
       std::weak_ptr<const T> object;
     };
-    std::map<std::string, Entry> entries;
+    std::map<std::pair<const Membership*, std::string>, Entry> entries;
     std::shared_ptr<const T> get(const std::shared_ptr<const Membership>& from,
                                  const std::string& derivation, const std::function<T()>& make);
   };
