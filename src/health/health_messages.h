@@ -9,6 +9,9 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "health/health_auth.h"
@@ -31,33 +34,108 @@ enum class HealthType : uint8_t {
   kAttest = 9,
 };
 
-struct HealthMessage {
-  HealthType type = HealthType::kHeartbeat;
-  // kHello
+// One struct per frame type, each with the fields it carries; kType is its type byte.
+
+// First frame on a connection and of every probe: who is speaking.
+struct HealthHello {
+  static constexpr HealthType kType = HealthType::kHello;
   std::string senderKey;  // the sender's health listener address: its process identity
   std::string host;
   int32_t pid = 0;
-  std::string nonce;  // kHello on TCP: this end's fresh connection nonce (kConnectionNonceBytes)
-  // kHeartbeat / kAck
+  std::string nonce;  // on TCP: this end's fresh connection nonce (kConnectionNonceBytes)
+};
+
+// Every probe interval, with the sender's progress in its communicators (at most
+// kMaxProgressEntries are sent).
+struct HealthHeartbeat {
+  static constexpr HealthType kType = HealthType::kHeartbeat;
   uint64_t seq = 0;
-  int64_t sentNs = 0;  // sender's steady clock, echoed by kAck
-  int64_t heldNs = 0;  // kAck: how long the heartbeat waited at the acking end
-  // Not on the wire: how long before the `now` it is handed over with the frame arrived
-  // in the receiver's socket (the kernel's arrival stamp; 0 where unknown). The health
-  // thread reads heartbeats and acks only at its ticks, so this is up to a tick.
-  int64_t waitedNs = 0;
-  // kFailed / kLeave
+  int64_t sentNs = 0;  // sender's steady clock, echoed by the ack
+  std::vector<OpProgress> progress;
+};
+
+// The answer to a heartbeat (round-trip time).
+struct HealthAck {
+  static constexpr HealthType kType = HealthType::kAck;
+  uint64_t seq = 0;    // the heartbeat's
+  int64_t sentNs = 0;  // the heartbeat's
+  int64_t heldNs = 0;  // how long the heartbeat waited at the acking end
+};
+
+// A member of a communicator failed: revoke it.
+struct HealthFailed {
+  static constexpr HealthType kType = HealthType::kFailed;
   uint64_t commKey = 0;
   uint32_t epoch = 0;
-  int32_t rank = -1;          // kFailed: the failed rank; kLeave: the leaving rank
-  std::string failedKey;      // kFailed: the failed process
-  uint8_t cause = 0;          // kFailed: DetectionCause
-  double afterMs = 0;         // kFailed: how long the detection took
-  int32_t reporterRank = -1;  // kFailed: who detected it
-  std::vector<uint8_t> payload;  // kRecovery: the encoded RecoveryMessage
-  // kHeartbeat: the sender's progress in its communicators (at most kMaxProgressEntries);
-  // kProgress: the one asked for. kProgressQuery asks for commKey/epoch.
-  std::vector<OpProgress> progress;
+  int32_t rank = -1;          // the failed rank
+  std::string failedKey;      // the failed process
+  uint8_t cause = 0;          // DetectionCause
+  double afterMs = 0;         // how long the detection took
+  int32_t reporterRank = -1;  // who detected it
+};
+
+// Orderly leave of one communicator: do not take my exit for a failure.
+struct HealthLeave {
+  static constexpr HealthType kType = HealthType::kLeave;
+  uint64_t commKey = 0;
+  uint32_t epoch = 0;
+  int32_t rank = -1;  // the leaving rank
+};
+
+// An agreement message for one communicator.
+struct HealthRecovery {
+  static constexpr HealthType kType = HealthType::kRecovery;
+  uint64_t commKey = 0;
+  std::vector<uint8_t> payload;  // the encoded RecoveryMessage
+};
+
+// Where are you in this communicator's op order?
+struct HealthProgressQuery {
+  static constexpr HealthType kType = HealthType::kProgressQuery;
+  uint64_t commKey = 0;
+  uint32_t epoch = 0;
+};
+
+// The answer to a progress query.
+struct HealthProgress {
+  static constexpr HealthType kType = HealthType::kProgress;
+  OpProgress progress;
+};
+
+// Opens a monitoring connection; no payload.
+struct HealthAttest {
+  static constexpr HealthType kType = HealthType::kAttest;
+};
+
+// A frame's body, in HealthType order.
+using HealthBody = std::variant<HealthHello, HealthHeartbeat, HealthAck, HealthFailed, HealthLeave,
+                                HealthRecovery, HealthProgressQuery, HealthProgress, HealthAttest>;
+
+// The envelope: what travels on the wire (the body) and what the receiver learns of it
+// besides (never on the wire); the protocol dispatches on the body.
+struct HealthMessage {
+  HealthMessage() = default;
+  template <typename Body,
+            typename = std::enable_if_t<std::is_constructible_v<HealthBody, Body&&> &&
+                                        !std::is_same_v<std::decay_t<Body>, HealthMessage>>>
+  HealthMessage(Body&& b) : body(std::forward<Body>(b)) {}  // NOLINT: implicit on purpose
+
+  HealthType type() const;
+  template <typename T>
+  const T* as() const {
+    return std::get_if<T>(&body);
+  }
+  template <typename T>
+  T* as() {
+    return std::get_if<T>(&body);
+  }
+
+  HealthBody body;
+  // Not on the wire: for a heartbeat or an ack, how long before the `now` it is handed
+  // over with the frame arrived in the receiver's socket (the kernel's arrival stamp; 0
+  // where unknown). The health thread reads probes only at its ticks, so this is up to a
+  // tick.
+  int64_t waitedNs = 0;
   // Not on the wire: the key that seals the frame (the protocol sets it when it sends;
   // the network, when the frame it received verified). Unused in the simulator.
   HealthAuth auth;
@@ -83,6 +161,7 @@ int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out,
 inline bool isProbe(HealthType type) {
   return type == HealthType::kHeartbeat || type == HealthType::kAck;
 }
+inline bool isProbe(const HealthMessage& m) { return isProbe(m.type()); }
 std::vector<uint8_t> encodeProbe(const std::vector<uint8_t>& helloFrame,
                                  const HealthMessage& probe);
 // True only for exactly a hello with a sender key followed by a heartbeat or an ack.

@@ -43,11 +43,7 @@ class HealthProtocol::AgreementSender final : public AgreementNetwork {
   AgreementSender(HealthProtocol* protocol, uint64_t commKey)
       : protocol_(protocol), commKey_(commKey) {}
   void send(const Member& to, const RecoveryMessage& message) override {
-    HealthMessage m;
-    m.type = HealthType::kRecovery;
-    m.commKey = commKey_;
-    m.payload = encodeRecoveryMessage(message);
-    protocol_->send(to, m, &message);
+    protocol_->send(to, HealthRecovery{commKey_, encodeRecoveryMessage(message)}, &message);
   }
   // The new epoch's key, from the salt only the commit's receivers know, before the
   // agreement sends anything of that epoch (a second failure's report follows at once).
@@ -96,11 +92,7 @@ void HealthProtocol::remove(RegistrationId id, bool orderly, HealthTime now) {
   if (it == registrations_.end()) return;
   if (orderly) {
     const HealthRegistration& r = it->second.info;
-    HealthMessage leave;
-    leave.type = HealthType::kLeave;
-    leave.commKey = r.commKey;
-    leave.epoch = r.epoch;
-    leave.rank = r.myRank;
+    const HealthMessage leave = HealthLeave{r.commKey, r.epoch, r.myRank};
     std::set<ProcessKey> told;
     for (const MemberInfo& m : r.members->members) {
       if (m.key != self_ && !it->second.reported.count(m.rank) && told.insert(m.key).second) {
@@ -158,7 +150,7 @@ void HealthProtocol::send(const ProcessKey& to, const HealthMessage& message,
   authorize(to, &sealed, recovery);
   if (!sealed.auth.key) {
     FTCCL_LOG(Debug, Health, "no key to send a message of type {} to {}: not sent",
-              static_cast<int>(message.type), to);
+              static_cast<int>(message.type()), to);
     return;
   }
   network_->send(to, sealed);
@@ -177,7 +169,7 @@ void HealthProtocol::authorize(const ProcessKey& to, HealthMessage* m,
     a.kind = KeyKind::kEpoch;
     a.key = keys_.epochKey(comm, a.epoch);
   };
-  switch (m->type) {
+  switch (m->type()) {
     case HealthType::kAck:
     case HealthType::kProgress:
       if (reply) a = *inbound_;
@@ -191,27 +183,33 @@ void HealthProtocol::authorize(const ProcessKey& to, HealthMessage* m,
       }
       return;
     case HealthType::kFailed:
-    case HealthType::kLeave:
-    case HealthType::kProgressQuery:
-      under(m->commKey, m->epoch);
+      under(m->as<HealthFailed>()->commKey, m->as<HealthFailed>()->epoch);
       return;
-    case HealthType::kRecovery:
+    case HealthType::kLeave:
+      under(m->as<HealthLeave>()->commKey, m->as<HealthLeave>()->epoch);
+      return;
+    case HealthType::kProgressQuery:
+      under(m->as<HealthProgressQuery>()->commKey, m->as<HealthProgressQuery>()->epoch);
+      return;
+    case HealthType::kRecovery: {
       if (recovery == nullptr) return;
+      const uint64_t commKey = m->as<HealthRecovery>()->commKey;
       if (std::holds_alternative<AgreementExpelled>(*recovery)) {
         if (reply) a = *inbound_;
       } else if (const auto* commit = std::get_if<AgreementCommit>(recovery)) {
-        under(m->commKey, commit->epoch - 1);
+        under(commKey, commit->epoch - 1);
       } else if (isNewcomersJoin(*recovery)) {
         // A newcomer's own request: under its join id's key.
-        auto joins = keys_.joinKeys(m->commKey);
+        auto joins = keys_.joinKeys(commKey);
         if (joins.empty()) return;
-        a.comm = m->commKey;
+        a.comm = commKey;
         a.kind = KeyKind::kJoin;
         a.key = joins.front().first;
       } else {
-        under(m->commKey, epochOf(*recovery));
+        under(commKey, epochOf(*recovery));
       }
       return;
+    }
     default:
       return;
   }
@@ -246,21 +244,27 @@ bool HealthProtocol::authentic(const HealthMessage& m, const RecoveryMessage* re
   const HealthAuth& a = m.auth;
   if (!a.key || a.kind == KeyKind::kAttest) return false;  // it seals kAttest alone
   if (a.kind == KeyKind::kJoin) {
-    return m.type == HealthType::kRecovery && recovery != nullptr && m.commKey == a.comm &&
+    const auto* frame = m.as<HealthRecovery>();
+    return frame != nullptr && recovery != nullptr && frame->commKey == a.comm &&
            (std::holds_alternative<JoinAccept>(*recovery) || isNewcomersJoin(*recovery));
   }
-  switch (m.type) {
+  auto fits = [&](uint64_t commKey, uint32_t epoch) {
+    return commKey == a.comm && epoch == a.epoch;
+  };
+  switch (m.type()) {
     case HealthType::kHeartbeat:
     case HealthType::kAck:
       return true;
     case HealthType::kFailed:
+      return fits(m.as<HealthFailed>()->commKey, m.as<HealthFailed>()->epoch);
     case HealthType::kLeave:
+      return fits(m.as<HealthLeave>()->commKey, m.as<HealthLeave>()->epoch);
     case HealthType::kProgressQuery:
-      return m.commKey == a.comm && m.epoch == a.epoch;
+      return fits(m.as<HealthProgressQuery>()->commKey, m.as<HealthProgressQuery>()->epoch);
     case HealthType::kProgress:
-      return !m.progress.empty() && m.progress.front().commKey == a.comm;
+      return m.as<HealthProgress>()->progress.commKey == a.comm;
     case HealthType::kRecovery:
-      if (recovery == nullptr || m.commKey != a.comm) return false;
+      if (recovery == nullptr || m.as<HealthRecovery>()->commKey != a.comm) return false;
       switch (wireTypeOf(*recovery)) {
         case AgreementCommit::kWireType:
           return uint64_t{a.epoch} + 1 == epochOf(*recovery);
@@ -299,20 +303,21 @@ bool HealthProtocol::reporterIsMember(const ProcessKey& from, uint64_t commKey) 
 // The state is per sender that holds a key (a member): bounded by the membership, and
 // kept after a peer is no longer watched, so that a later watch starts where it was.
 bool HealthProtocol::fresh(const ProcessKey& from, const HealthMessage& m) {
-  if (!isProbe(m.type)) return true;
-  if (m.type == HealthType::kHeartbeat) {
+  if (!isProbe(m)) return true;
+  if (const auto* heartbeat = m.as<HealthHeartbeat>()) {
     // No state for a sender we know nothing of (a newcomer monitoring us before its pool
     // commit reached us): its heartbeat is acked, and a replay of it gains nothing more.
     if (!knownProcess(from)) return true;
     uint64_t& last = lastHeartbeat_[from];
-    if (m.seq <= last) return false;
-    last = m.seq;
+    if (heartbeat->seq <= last) return false;
+    last = heartbeat->seq;
     return true;
   }
   if (!watched_.count(from)) return false;
+  const uint64_t seq = m.as<HealthAck>()->seq;
   uint64_t& last = lastAck_[from];
-  if (m.seq <= last || m.seq > heartbeatSeq_) return false;
-  last = m.seq;
+  if (seq <= last || seq > heartbeatSeq_) return false;
+  last = seq;
   return true;
 }
 
@@ -393,15 +398,15 @@ void HealthProtocol::suspect(const Suspicion& s) {
 // Tells every other member of the registration's epoch that `failed` failed.
 void HealthProtocol::announce(Registration& r, const MemberInfo& failed, DetectionCause cause,
                               double afterMs) {
-  HealthMessage notice;
-  notice.type = HealthType::kFailed;
-  notice.commKey = r.info.commKey;
-  notice.epoch = r.info.epoch;
-  notice.rank = failed.rank;
-  notice.failedKey = failed.key;
-  notice.cause = static_cast<uint8_t>(cause);
-  notice.afterMs = afterMs;
-  notice.reporterRank = r.info.myRank;
+  HealthFailed failedNotice;
+  failedNotice.commKey = r.info.commKey;
+  failedNotice.epoch = r.info.epoch;
+  failedNotice.rank = failed.rank;
+  failedNotice.failedKey = failed.key;
+  failedNotice.cause = static_cast<uint8_t>(cause);
+  failedNotice.afterMs = afterMs;
+  failedNotice.reporterRank = r.info.myRank;
+  const HealthMessage notice = std::move(failedNotice);
   for (const MemberInfo& other : r.info.members->members) {
     if (other.key == self_ || other.key == failed.key || r.left.count(other.rank) ||
         r.reported.count(other.rank)) {
@@ -514,11 +519,12 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
   if (dropAll_) return;
   lastNow_ = now;
   RecoveryMessage rm;
-  const bool isRecovery = m.type == HealthType::kRecovery;
-  if (isRecovery && !decodeRecoveryMessage(m.payload, &rm)) return;
+  const auto* recovery = m.as<HealthRecovery>();
+  const bool isRecovery = recovery != nullptr;
+  if (isRecovery && !decodeRecoveryMessage(recovery->payload, &rm)) return;
   if (!authentic(m, isRecovery ? &rm : nullptr)) {
     FTCCL_LOG(Debug, Health, "dropped a message of type {} from {}: its key does not fit it",
-              static_cast<int>(m.type), from);
+              static_cast<int>(m.type()), from);
     return;
   }
   if (!fresh(from, m)) return;  // a replayed probe
@@ -529,52 +535,60 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
     ~Forget() { p->inbound_ = nullptr, p->inboundFrom_ = nullptr; }
   } forget{this};
   detector_.heard(from, now);
-  switch (m.type) {
+  switch (m.type()) {
     case HealthType::kHeartbeat: {
+      const HealthHeartbeat& heartbeat = *m.as<HealthHeartbeat>();
       tellIfExpelled(from);
-      for (const OpProgress& p : m.progress) onProgress(from, p, /*fromHeartbeat=*/true, now);
+      for (const OpProgress& p : heartbeat.progress) {
+        onProgress(from, p, /*fromHeartbeat=*/true, now);
+      }
       // When we monitor the sender too, our own heartbeats already tell it we are
       // alive: ack only every kAckEvery-th one, to sample the round trip. Otherwise
       // every heartbeat is acked (the ack is the sender's only sign of our life).
-      if (watched_.count(from) && m.seq % kAckEvery != 0) break;
-      HealthMessage ack;
-      ack.type = HealthType::kAck;
-      ack.seq = m.seq;
-      ack.sentNs = m.sentNs;
+      if (watched_.count(from) && heartbeat.seq % kAckEvery != 0) break;
+      HealthAck ack;
+      ack.seq = heartbeat.seq;
+      ack.sentNs = heartbeat.sentNs;
       // Sent now: held since it arrived (at the least; it leaves after `now`).
       ack.heldNs = std::max<int64_t>(0, m.waitedNs);
       send(from, ack);
       break;
     }
-    case HealthType::kAck:
+    case HealthType::kAck: {
+      const HealthAck& ack = *m.as<HealthAck>();
       // From our heartbeat's departure to the ack's arrival, less the peer's hold: the
       // network's share, without either end's wait for its next tick.
-      onRoundTrip(from, std::max<int64_t>(0, toNs(now) - m.waitedNs - m.sentNs - m.heldNs) / 1e6);
+      onRoundTrip(from,
+                  std::max<int64_t>(0, toNs(now) - m.waitedNs - ack.sentNs - ack.heldNs) / 1e6);
       break;
-    case HealthType::kFailed:
-      if (!reporterIsMember(from, m.commKey)) break;
-      // Every communicator containing the failed process is revoked, not only m.commKey.
+    }
+    case HealthType::kFailed: {
+      const HealthFailed& notice = *m.as<HealthFailed>();
+      if (!reporterIsMember(from, notice.commKey)) break;
+      // Every communicator containing the failed process is revoked, not only notice.commKey.
       for (auto& [id, r] : registrations_) {
         // A notice from an older epoch of this communicator comes from a process that
         // slept through a rebuild (SIGSTOP, a cut link): its suspicions are stale, and
         // the agreement expels it. Other communicators of the same process still learn.
-        if (r.info.commKey == m.commKey && m.epoch < r.info.epoch) continue;
-        bool sameComm = r.info.commKey == m.commKey && r.info.epoch == m.epoch;
-        const MemberInfo* found = memberOf(r.info, m.failedKey);
-        if (found == nullptr || (sameComm && found->rank != m.rank)) continue;
+        if (r.info.commKey == notice.commKey && notice.epoch < r.info.epoch) continue;
+        bool sameComm = r.info.commKey == notice.commKey && r.info.epoch == notice.epoch;
+        const MemberInfo* found = memberOf(r.info, notice.failedKey);
+        if (found == nullptr || (sameComm && found->rank != notice.rank)) continue;
         const MemberInfo member = *found;
-        rememberFailure(m.failedKey, static_cast<DetectionCause>(m.cause), m.afterMs, from);
-        deliver(r, FailureReport{member.rank, member.host, member.pid,
-                                 static_cast<DetectionCause>(m.cause), m.afterMs, m.reporterRank,
-                                 false});
+        const auto cause = static_cast<DetectionCause>(notice.cause);
+        rememberFailure(notice.failedKey, cause, notice.afterMs, from);
+        deliver(r, FailureReport{member.rank, member.host, member.pid, cause, notice.afterMs,
+                                 notice.reporterRank, false});
       }
       syncWatched(now);
       break;
-    case HealthType::kLeave:
+    }
+    case HealthType::kLeave: {
+      const HealthLeave& leave = *m.as<HealthLeave>();
       for (auto& [id, r] : registrations_) {
-        if (r.info.commKey != m.commKey) continue;
-        if (r.info.epoch == m.epoch) {
-          onLeave(r, m.rank);
+        if (r.info.commKey != leave.commKey) continue;
+        if (r.info.epoch == leave.epoch) {
+          onLeave(r, leave.rank);
           continue;
         }
         // Sent in another epoch: a spare that joined while the ranks were leaving in
@@ -585,14 +599,15 @@ void HealthProtocol::onMessage(const ProcessKey& from, const HealthMessage& m, H
       }
       syncWatched(now);
       break;
+    }
     case HealthType::kRecovery:
-      onRecoveryMessage(from, m, rm);
+      onRecoveryMessage(from, *recovery, m.auth, rm);
       break;
     case HealthType::kProgressQuery:
-      answerProgressQuery(from, m, now);
+      answerProgressQuery(from, *m.as<HealthProgressQuery>(), now);
       break;
     case HealthType::kProgress:
-      if (!m.progress.empty()) onProgress(from, m.progress.front(), false, now);
+      onProgress(from, m.as<HealthProgress>()->progress, false, now);
       break;
     default:
       break;
@@ -608,11 +623,7 @@ void HealthProtocol::allowJoin(RegistrationId id, std::vector<uint8_t> secret) {
 
 void HealthProtocol::sendRecovery(const ProcessKey& to, uint64_t commKey,
                                   const RecoveryMessage& message) {
-  HealthMessage m;
-  m.type = HealthType::kRecovery;
-  m.commKey = commKey;
-  m.payload = encodeRecoveryMessage(message);
-  send(to, m, &message);
+  send(to, HealthRecovery{commKey, encodeRecoveryMessage(message)}, &message);
 }
 
 // What a sponsor seals for its newcomer under the key of its join id: the root key, and
@@ -652,8 +663,8 @@ static bool openForNewcomer(const HealthKeys& keys, uint64_t comm, const JoinAcc
   return false;
 }
 
-void HealthProtocol::onRecoveryMessage(const ProcessKey& from, const HealthMessage& frame,
-                                       const RecoveryMessage& m) {
+void HealthProtocol::onRecoveryMessage(const ProcessKey& from, const HealthRecovery& frame,
+                                       const HealthAuth& auth, const RecoveryMessage& m) {
   const uint64_t commKey = frame.commKey;
   for (auto& [id, r] : registrations_) {
     if (r.info.commKey != commKey) continue;
@@ -680,7 +691,7 @@ void HealthProtocol::onRecoveryMessage(const ProcessKey& from, const HealthMessa
     if (!r.agreement) continue;
     if (isNewcomersJoin(m)) {
       // Straight from a newcomer (members forward it without secret).
-      acceptJoin(r, from, frame, std::get<JoinRequest>(m));
+      acceptJoin(r, from, auth, std::get<JoinRequest>(m));
     } else {
       r.agreement->onMessage(from, m);
     }
@@ -694,13 +705,13 @@ void HealthProtocol::onRecoveryMessage(const ProcessKey& from, const HealthMessa
 // A newcomer's JOIN, checked against the secrets of the join ids this member handed
 // out, goes to the agreement; this member answers the newcomer once the pool commit
 // is adopted (adoptJoined).
-bool HealthProtocol::acceptJoin(Registration& r, const ProcessKey& from, const HealthMessage& frame,
+bool HealthProtocol::acceptJoin(Registration& r, const ProcessKey& from, const HealthAuth& auth,
                                 const JoinRequest& m) {
   // Which join id: the one whose key sealed the request (authenticated), else the one
   // the request names (simulator).
   std::vector<uint8_t> secret;
   for (const auto& [key, joinSecret] : keys_.joinKeys(r.info.commKey)) {
-    if (authenticated_ ? key == frame.auth.key : joinSecret == m.secret) secret = joinSecret;
+    if (authenticated_ ? key == auth.key : joinSecret == m.secret) secret = joinSecret;
   }
   if (!authenticated_ && secret.empty()) {
     for (const auto& s : r.info.joinSecrets) {
@@ -751,9 +762,9 @@ void HealthProtocol::adoptJoined(Registration& r, const AgreementCommit& commit)
     auto sponsored = r.sponsored.find(spare.key);
     if (sponsored != r.sponsored.end() && r.info.listener) {
       JoinAccept answer{commit, r.info.listener->joinPackage(), {}};
-      HealthMessage m;
-      m.type = HealthType::kRecovery;
-      m.commKey = r.info.commKey;
+      HealthRecovery frame;
+      frame.commKey = r.info.commKey;
+      HealthAuth auth;
       if (authenticated_) {
         // The root key, sealed under the newcomer's join key; the frame, under that key.
         const crypto::Key* root = keys_.root(r.info.commKey);
@@ -766,12 +777,14 @@ void HealthProtocol::adoptJoined(Registration& r, const AgreementCommit& commit)
         }
         sealed.root = *root;
         answer.sealedKey = sealForNewcomer(joinKey, sealed);
-        m.auth.comm = r.info.commKey;
-        m.auth.kind = KeyKind::kJoin;
-        m.auth.key = std::make_shared<const crypto::MacKey>(joinKey);
+        auth.comm = r.info.commKey;
+        auth.kind = KeyKind::kJoin;
+        auth.key = std::make_shared<const crypto::MacKey>(joinKey);
       }
       const RecoveryMessage accept = std::move(answer);
-      m.payload = encodeRecoveryMessage(accept);
+      frame.payload = encodeRecoveryMessage(accept);
+      HealthMessage m = std::move(frame);
+      m.auth = std::move(auth);
       r.sponsored.erase(sponsored);
       send(spare.key, m, &accept);
     }
@@ -827,8 +840,7 @@ HealthTime HealthProtocol::onTick(HealthTime now) {
   lastNow_ = now;
   if (now >= nextProbe_) {
     nextProbe_ = now + probeInterval_;
-    HealthMessage hb;
-    hb.type = HealthType::kHeartbeat;
+    HealthHeartbeat hb;
     hb.seq = ++heartbeatSeq_;
     hb.sentNs = toNs(now);
     // Each peer hears the progress of the communicators it is in (at most
@@ -939,14 +951,11 @@ void HealthProtocol::onProgress(const ProcessKey& from, const OpProgress& p, boo
 
 // Answered by the health thread, so a rank stuck in its application still says where
 // it is.
-void HealthProtocol::answerProgressQuery(const ProcessKey& from, const HealthMessage& query,
+void HealthProtocol::answerProgressQuery(const ProcessKey& from, const HealthProgressQuery& query,
                                          HealthTime now) {
   for (const auto& [id, r] : registrations_) {
     if (!r.info.progress || r.info.commKey != query.commKey) continue;
-    HealthMessage answer;
-    answer.type = HealthType::kProgress;
-    answer.progress.push_back(r.info.progress->read(toNs(now)));
-    send(from, answer);
+    send(from, HealthProgress{r.info.progress->read(toNs(now))});
     return;
   }
 }
@@ -955,10 +964,7 @@ void HealthProtocol::requestProgress(RegistrationId id) {
   auto it = registrations_.find(id);
   if (it == registrations_.end()) return;
   const Registration& r = it->second;
-  HealthMessage query;
-  query.type = HealthType::kProgressQuery;
-  query.commKey = r.info.commKey;
-  query.epoch = r.info.epoch;
+  const HealthMessage query = HealthProgressQuery{r.info.commKey, r.info.epoch};
   for (const MemberInfo& m : r.info.members->members) {
     if (m.key != self_ && !r.reported.count(m.rank) && !r.left.count(m.rank)) send(m.key, query);
   }

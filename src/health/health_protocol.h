@@ -277,12 +277,13 @@ class HealthProtocol {
   void compareWithOtherLinks(const ProcessKey& from, LinkQuality& link);
   void onProgress(const ProcessKey& from, const OpProgress& progress, bool fromHeartbeat,
                   HealthTime now);
-  void answerProgressQuery(const ProcessKey& from, const HealthMessage& query, HealthTime now);
+  void answerProgressQuery(const ProcessKey& from, const HealthProgressQuery& query,
+                           HealthTime now);
   void checkLateness(Registration& registration, HealthTime now);
   std::string describeMember(const ProcessKey& key) const;
-  void onRecoveryMessage(const ProcessKey& from, const HealthMessage& frame,
-                         const RecoveryMessage& m);
-  bool acceptJoin(Registration& registration, const ProcessKey& from, const HealthMessage& frame,
+  void onRecoveryMessage(const ProcessKey& from, const HealthRecovery& frame,
+                         const HealthAuth& auth, const RecoveryMessage& m);
+  bool acceptJoin(Registration& registration, const ProcessKey& from, const HealthAuth& auth,
                   const JoinRequest& m);
   void adoptJoined(Registration& registration, const AgreementCommit& commit);
   static const MemberInfo* memberOf(const HealthRegistration& info, const ProcessKey& key) {

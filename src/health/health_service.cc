@@ -168,13 +168,13 @@ class HealthService::Driver final : public HealthNetwork {
   // --- HealthNetwork ---------------------------------------------------------------
   void send(const ProcessKey& to, const HealthMessage& message) override {
     if (faultDropAll()) return;
-    if (message.type == HealthType::kFailed) {
+    if (message.type() == HealthType::kFailed) {
       // On a connection of its own that closes once sent: it goes to every member, most
       // of which this process keeps no connection to.
       if (Conn* c = open(to, /*monitoring=*/false)) queue(*c, message);
       return;
     }
-    if (message.type == HealthType::kLeave) {
+    if (message.type() == HealthType::kLeave) {
       // On every connection to the peer: whichever one it reads first, the leave comes
       // before the close that follows our exit, so no close is taken for a crash. And
       // on one we opened: a connection the peer opened names it only by its unsealed
@@ -192,7 +192,7 @@ class HealthService::Driver final : public HealthNetwork {
       return;
     }
     if (!message.auth.key) return;  // the protocol found no key for it: not sent
-    if (isProbe(message.type)) {
+    if (isProbe(message)) {
       queueProbe(to, message);
       return;
     }
@@ -275,8 +275,7 @@ class HealthService::Driver final : public HealthNetwork {
   }
 
   std::vector<uint8_t> helloFrame(const Conn& c) {
-    HealthMessage hello;
-    hello.type = HealthType::kHello;
+    HealthHello hello;
     hello.senderKey = protocol.self();
     hello.host = localHost();
     hello.pid = getpid();
@@ -457,18 +456,19 @@ class HealthService::Driver final : public HealthNetwork {
         got = decodeHealthMessage(frame, used, &m, &decoded);
       }
       m.auth = auth;
-      const char* why = got < 0 ? "corrupt"
-                        : hello ? (m.type != HealthType::kHello ||
-                                           m.nonce.size() != kConnectionNonceBytes ||
-                                           m.nonce == c.myNonce
-                                       ? "not a hello"
-                                       : nullptr)
-                        : seal == Seal::kForged ? "not authentic (its seal does not verify)"
-                        : seal == Seal::kSealed &&
-                                  (m.type == HealthType::kHello || isProbe(m.type) ||
-                                   (auth.kind == KeyKind::kAttest) != (m.type == HealthType::kAttest))
-                            ? "out of place"
-                            : nullptr;
+      const HealthHello* peerHello = m.as<HealthHello>();
+      const char* why =
+          got < 0 ? "corrupt"
+          : hello ? (peerHello == nullptr || peerHello->nonce.size() != kConnectionNonceBytes ||
+                             peerHello->nonce == c.myNonce
+                         ? "not a hello"
+                         : nullptr)
+          : seal == Seal::kForged ? "not authentic (its seal does not verify)"
+          : seal == Seal::kSealed &&
+                  (m.type() == HealthType::kHello || isProbe(m) ||
+                   (auth.kind == KeyKind::kAttest) != (m.type() == HealthType::kAttest))
+              ? "out of place"
+              : nullptr;
       if (why != nullptr) {
         FTCCL_LOG(Warn, Health, "health frame from {} ({}): {}: connection dropped",
                   c.key.empty() ? "an unknown peer" : c.key, peerAddress(c), why);
@@ -477,8 +477,8 @@ class HealthService::Driver final : public HealthNetwork {
       }
       at += used + (hello ? 0 : kSealBytes);
       if (hello) {
-        if (c.key.empty()) c.key = m.senderKey;
-        c.peerNonce = m.nonce;
+        if (c.key.empty()) c.key = peerHello->senderKey;
+        c.peerNonce = peerHello->nonce;
         c.helloHeard = true;
         if (!c.accepted) attest(c);
         std::vector<HealthMessage> waiting;
@@ -495,7 +495,7 @@ class HealthService::Driver final : public HealthNetwork {
         ++c.received;
         c.proven = true;
         m.auth.key = std::move(key);
-        if (m.type != HealthType::kAttest) protocol.onMessage(c.key, m, now);
+        if (m.type() != HealthType::kAttest) protocol.onMessage(c.key, m, now);
       }
       if (!c.fd.valid()) return;
     }
@@ -507,8 +507,7 @@ class HealthService::Driver final : public HealthNetwork {
   // monitoring connection may carry nothing else for a long time; a join answer is
   // larger than what an unproven connection may send).
   void attest(Conn& c) {
-    HealthMessage m;
-    m.type = HealthType::kAttest;
+    HealthMessage m = HealthAttest{};
     m.auth = protocol.attestFor(c.key);
     if (!m.auth.key) {
       FTCCL_LOG(Debug, Health, "no attestation key for {}: its end may close this connection",
@@ -889,8 +888,7 @@ Status HealthService::start(const std::string& rootHost, uint16_t rootPort) {
   driver_->listenFd = std::move(listenFd);
   driver_->probeFd = std::move(probeFd);
   driver_->probeFamily = bound.family();
-  HealthMessage hello;
-  hello.type = HealthType::kHello;
+  HealthHello hello;
   hello.senderKey = selfKey_;
   hello.pid = getpid();  // the host travels in the TCP hello only: probes stay small
   driver_->probeHello = encodeHealthMessage(hello);

@@ -17,7 +17,7 @@ void checkRoundTrip(const uint8_t* frame, size_t bytes, const HealthMessage& m) 
   std::vector<uint8_t> again = encodeHealthMessage(m);
   // Canonical, but for a heartbeat's progress count (more than the cap is refused) and
   // bools (any non-zero byte is true).
-  if (m.type == HealthType::kHeartbeat || m.type == HealthType::kProgress) return;
+  if (m.type() == HealthType::kHeartbeat || m.type() == HealthType::kProgress) return;
   if (again.size() != bytes || !std::equal(again.begin(), again.end(), frame)) __builtin_trap();
 }
 

@@ -7,25 +7,11 @@
 #include <string>
 #include <vector>
 
+#include "hex_bytes.h"
 #include "recovery/agreement_messages.h"
 
 namespace ftccl {
 namespace {
-
-std::string hexOf(const std::vector<uint8_t>& bytes) {
-  static const char kDigits[] = "0123456789abcdef";
-  std::string hex;
-  for (uint8_t b : bytes) hex += {kDigits[b >> 4], kDigits[b & 15]};
-  return hex;
-}
-
-std::vector<uint8_t> bytesOf(const std::string& hex) {
-  std::vector<uint8_t> bytes;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    bytes.push_back(static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
-  }
-  return bytes;
-}
 
 EpochSalt saltFrom(uint8_t first) {
   EpochSalt salt{};

@@ -27,9 +27,7 @@ std::shared_ptr<const crypto::MacKey> epochKey(uint32_t epoch, const EpochSalt& 
 }
 
 HealthMessage heartbeat(uint64_t seq, uint32_t epoch) {
-  HealthMessage hb;
-  hb.type = HealthType::kHeartbeat;
-  hb.seq = seq;
+  HealthMessage hb = HealthHeartbeat{seq, 0, {}};
   hb.auth.comm = kComm;
   hb.auth.epoch = epoch;
   hb.auth.key = epochKey(epoch);
@@ -37,12 +35,12 @@ HealthMessage heartbeat(uint64_t seq, uint32_t epoch) {
 }
 
 HealthMessage failedNotice(uint32_t epoch) {
-  HealthMessage m;
-  m.type = HealthType::kFailed;
-  m.commKey = kComm;
-  m.epoch = epoch;
-  m.rank = 1;
-  m.failedKey = "10.0.0.1:4000";
+  HealthFailed notice;
+  notice.commKey = kComm;
+  notice.epoch = epoch;
+  notice.rank = 1;
+  notice.failedKey = "10.0.0.1:4000";
+  HealthMessage m = std::move(notice);
   m.auth.comm = kComm;
   m.auth.epoch = epoch;
   m.auth.key = epochKey(epoch);
@@ -105,8 +103,7 @@ TEST(HealthAuth, ASealVerifiesOnlyForItsKeyEndsNoncesCountAndBytes) {
 }
 
 TEST(HealthAuth, ASealedProbeOpensOnlyUnderItsKey) {
-  HealthMessage hello;
-  hello.type = HealthType::kHello;
+  HealthHello hello;
   hello.senderKey = "10.0.0.2:4000";
   const std::vector<uint8_t> helloFrame = encodeHealthMessage(hello);
   const HealthMessage hb = heartbeat(99, 2);
@@ -119,7 +116,8 @@ TEST(HealthAuth, ASealedProbeOpensOnlyUnderItsKey) {
   HealthMessage back;
   ASSERT_TRUE(decodeSealedProbe(datagram.data(), datagram.size(), me, &from, &back, mine));
   EXPECT_EQ(from, "10.0.0.2:4000");
-  EXPECT_EQ(back.seq, 99u);
+  ASSERT_NE(back.as<HealthHeartbeat>(), nullptr);
+  EXPECT_EQ(back.as<HealthHeartbeat>()->seq, 99u);
   EXPECT_EQ(back.auth.epoch, 2u);
   // Recorded on its way to another process, it is nothing here.
   EXPECT_FALSE(decodeSealedProbe(datagram.data(), datagram.size(), "10.0.0.8:4000", &from, &back,
@@ -231,7 +229,7 @@ TEST(HealthAuth, TheProtocolTakesOnlyMessagesWhoseKeyFitsThem) {
   EXPECT_EQ(p.net.failed[0].rank, 1);
   // What it sent (FAILED to rank 2's peers: none but rank 2; heartbeats) names a key.
   p.protocol.onTick(p.t0 + 20ms);
-  for (const auto& [to, m] : p.net.sent) EXPECT_TRUE(m.auth.key) << "type " << int(m.type);
+  for (const auto& [to, m] : p.net.sent) EXPECT_TRUE(m.auth.key) << "type " << int(m.type());
 }
 
 // A process the agreement no longer lists (expelled, resumed after SIGSTOP) still holds

@@ -254,8 +254,7 @@ TEST(HealthProtocol, AFailureKnownBeforeAnEpochIsReportedAgainInIt) {
   ring.net.runFor(1s);
   ASSERT_EQ(ring.procs[1]->reports.size(), 1u);
   // A stale suspicion of 4, from process 5 (which the next epoch no longer lists).
-  HealthMessage stale;
-  stale.type = HealthType::kFailed;
+  HealthFailed stale;
   stale.commKey = 7;
   stale.rank = 4;
   stale.failedKey = keyOf(4);
@@ -373,8 +372,7 @@ TEST(HealthProtocolSpares, ALeaveSentInAnotherEpochStillCounts) {
   WithSpares c(2, 1);
   c.net.runFor(50ms);
   for (int r : {0, 1}) {
-    HealthMessage leave;
-    leave.type = HealthType::kLeave;
+    HealthLeave leave;
     leave.commKey = 7;
     leave.epoch = 3;        // not the spare's epoch (0)
     leave.rank = 1 - r;     // numbered as in that other epoch: not to be trusted here
@@ -388,8 +386,7 @@ TEST(HealthProtocolSpares, ALeaveSentInAnotherEpochStillCounts) {
   EXPECT_TRUE(c.procs[2]->reports.empty());
   // A LEAVE from a process that is no member here changes nothing.
   WithSpares d(2, 1);
-  HealthMessage stranger;
-  stranger.type = HealthType::kLeave;
+  HealthLeave stranger;
   stranger.commKey = 7;
   stranger.epoch = 3;
   d.procs[2]->protocol().onMessage("127.0.0.1:9", stranger, d.net.now());
@@ -497,25 +494,21 @@ TEST(HealthProtocol, RoundTripLeavesOutTheWaitForTicks) {
   protocol.add(std::move(reg), t0);
   protocol.onTick(t0);
   ASSERT_FALSE(net.sent.empty());
-  const uint64_t ours = net.sent.back().seq;
+  ASSERT_NE(net.sent.back().as<HealthHeartbeat>(), nullptr);
+  const uint64_t ours = net.sent.back().as<HealthHeartbeat>()->seq;
   net.sent.clear();
-  HealthMessage heartbeat;
-  heartbeat.type = HealthType::kHeartbeat;
-  heartbeat.seq = 10;
-  heartbeat.sentNs = 123;
+  HealthMessage heartbeat = HealthHeartbeat{10, 123, {}};
   heartbeat.waitedNs = 7'000'000;  // sat 7 ms in our socket before this tick read it
   protocol.onMessage("10.0.0.2:4000", heartbeat, t0);
   ASSERT_EQ(net.sent.size(), 1u);
-  EXPECT_EQ(net.sent[0].type, HealthType::kAck);
-  EXPECT_EQ(net.sent[0].sentNs, 123);
-  EXPECT_EQ(net.sent[0].heldNs, 7'000'000);
+  ASSERT_EQ(net.sent[0].type(), HealthType::kAck);
+  EXPECT_EQ(net.sent[0].as<HealthAck>()->sentNs, 123);
+  EXPECT_EQ(net.sent[0].as<HealthAck>()->heldNs, 7'000'000);
   // Our heartbeat left at t0, the peer held it 6 ms, its ack sat 13.8 ms in our socket:
   // of the 20 ms until we read it, the network took 0.2.
-  HealthMessage ack;
-  ack.type = HealthType::kAck;
-  ack.seq = ours;
-  ack.sentNs = std::chrono::duration_cast<std::chrono::nanoseconds>(t0.time_since_epoch()).count();
-  ack.heldNs = 6'000'000;
+  HealthMessage ack = HealthAck{
+      ours, std::chrono::duration_cast<std::chrono::nanoseconds>(t0.time_since_epoch()).count(),
+      6'000'000};
   ack.waitedNs = 13'800'000;
   protocol.onMessage("10.0.0.2:4000", ack, t0 + std::chrono::milliseconds(20));
   EXPECT_NEAR(protocol.lastRoundTripMs("10.0.0.2:4000"), 0.2, 1e-6);
@@ -524,13 +517,13 @@ TEST(HealthProtocol, RoundTripLeavesOutTheWaitForTicks) {
   HealthMessage back;
   size_t used = 0;
   ASSERT_EQ(decodeHealthMessage(frame.data(), frame.size(), &back, &used), 1);
-  EXPECT_EQ(back.heldNs, 6'000'000);
+  ASSERT_NE(back.as<HealthAck>(), nullptr);
+  EXPECT_EQ(back.as<HealthAck>()->heldNs, 6'000'000);
   EXPECT_EQ(back.waitedNs, 0);  // local only
 }
 
 TEST(HealthMessages, RoundTripAndCorruptInput) {
-  HealthMessage m;
-  m.type = HealthType::kFailed;
+  HealthFailed m;
   m.commKey = 0x1234567890abcdefull;
   m.epoch = 3;
   m.rank = 17;
@@ -543,10 +536,12 @@ TEST(HealthMessages, RoundTripAndCorruptInput) {
   size_t used = 0;
   ASSERT_EQ(decodeHealthMessage(frame.data(), frame.size(), &back, &used), 1);
   EXPECT_EQ(used, frame.size());
-  EXPECT_EQ(back.commKey, m.commKey);
-  EXPECT_EQ(back.failedKey, m.failedKey);
-  EXPECT_EQ(back.rank, 17);
-  EXPECT_DOUBLE_EQ(back.afterMs, 12.5);
+  const HealthFailed* failed = back.as<HealthFailed>();
+  ASSERT_NE(failed, nullptr);
+  EXPECT_EQ(failed->commKey, m.commKey);
+  EXPECT_EQ(failed->failedKey, m.failedKey);
+  EXPECT_EQ(failed->rank, 17);
+  EXPECT_DOUBLE_EQ(failed->afterMs, 12.5);
   for (size_t cut = 0; cut < frame.size(); ++cut) {
     EXPECT_EQ(decodeHealthMessage(frame.data(), cut, &back, &used), 0) << "truncated at " << cut;
   }
@@ -559,26 +554,23 @@ TEST(HealthMessages, RoundTripAndCorruptInput) {
   bad = frame;
   bad[0] -= 1;  // length disagrees with the body
   EXPECT_EQ(decodeHealthMessage(bad.data(), bad.size(), &back, &used), -1);
-  for (HealthType t : {HealthType::kHello, HealthType::kHeartbeat, HealthType::kAck, HealthType::kLeave}) {
-    HealthMessage x;
-    x.type = t;
-    x.senderKey = "k";
+  for (const HealthMessage& x :
+       {HealthMessage(HealthHello{"k", "", 0, ""}), HealthMessage(HealthHeartbeat{}),
+        HealthMessage(HealthAck{}), HealthMessage(HealthLeave{})}) {
     std::vector<uint8_t> f = encodeHealthMessage(x);
     ASSERT_EQ(decodeHealthMessage(f.data(), f.size(), &back, &used), 1);
-    EXPECT_EQ(back.type, t);
+    EXPECT_EQ(back.type(), x.type());
   }
 }
 
 // A probe datagram is exactly a hello with a key and one heartbeat or ack; anything
 // else (another type, a missing key, a cut or padded datagram) is refused.
 TEST(HealthMessages, ProbeDatagrams) {
-  HealthMessage hello;
-  hello.type = HealthType::kHello;
+  HealthHello hello;
   hello.senderKey = "10.99.0.2:4242";
   hello.pid = 77;
   std::vector<uint8_t> helloFrame = encodeHealthMessage(hello);
-  HealthMessage ack;
-  ack.type = HealthType::kAck;
+  HealthAck ack;
   ack.seq = 90;
   ack.sentNs = 123456789;
   ack.heldNs = 4000;
@@ -587,25 +579,24 @@ TEST(HealthMessages, ProbeDatagrams) {
   HealthMessage back;
   ASSERT_TRUE(decodeProbe(datagram.data(), datagram.size(), &from, &back));
   EXPECT_EQ(from, "10.99.0.2:4242");
-  EXPECT_EQ(back.type, HealthType::kAck);
-  EXPECT_EQ(back.seq, 90u);
-  EXPECT_EQ(back.sentNs, 123456789);
-  EXPECT_EQ(back.heldNs, 4000);
+  const HealthAck* backAck = back.as<HealthAck>();
+  ASSERT_NE(backAck, nullptr);
+  EXPECT_EQ(backAck->seq, 90u);
+  EXPECT_EQ(backAck->sentNs, 123456789);
+  EXPECT_EQ(backAck->heldNs, 4000);
   for (size_t cut = 0; cut < datagram.size(); ++cut) {
     EXPECT_FALSE(decodeProbe(datagram.data(), cut, &from, &back)) << "cut at " << cut;
   }
   std::vector<uint8_t> padded = datagram;
   padded.push_back(0);
   EXPECT_FALSE(decodeProbe(padded.data(), padded.size(), &from, &back));
-  HealthMessage leave;
-  leave.type = HealthType::kLeave;
+  HealthLeave leave;
   std::vector<uint8_t> notProbe = encodeProbe(helloFrame, leave);
   EXPECT_FALSE(decodeProbe(notProbe.data(), notProbe.size(), &from, &back));
   hello.senderKey.clear();
   std::vector<uint8_t> anonymous = encodeProbe(encodeHealthMessage(hello), ack);
   EXPECT_FALSE(decodeProbe(anonymous.data(), anonymous.size(), &from, &back));
-  HealthMessage heartbeat;
-  heartbeat.type = HealthType::kHeartbeat;
+  HealthHeartbeat heartbeat;
   heartbeat.seq = 5;
   std::vector<uint8_t> noHello = encodeHealthMessage(heartbeat);
   EXPECT_FALSE(decodeProbe(noHello.data(), noHello.size(), &from, &back));

@@ -189,8 +189,7 @@ TEST(StatsJson, CountsRatesAndFlags) {
 }
 
 TEST(HealthMessages, HeartbeatsAndAnswersCarryProgress) {
-  HealthMessage hb;
-  hb.type = HealthType::kHeartbeat;
+  HealthHeartbeat hb;
   hb.seq = 9;
   OpProgress p;
   p.commKey = 5;
@@ -207,8 +206,9 @@ TEST(HealthMessages, HeartbeatsAndAnswersCarryProgress) {
   HealthMessage back;
   size_t used = 0;
   ASSERT_EQ(decodeHealthMessage(frame.data(), frame.size(), &back, &used), 1);
-  ASSERT_EQ(back.progress.size(), kMaxProgressEntries);
-  const OpProgress& q = back.progress[0];
+  ASSERT_NE(back.as<HealthHeartbeat>(), nullptr);
+  ASSERT_EQ(back.as<HealthHeartbeat>()->progress.size(), kMaxProgressEntries);
+  const OpProgress& q = back.as<HealthHeartbeat>()->progress[0];
   EXPECT_EQ(q.commKey, 5u);
   EXPECT_EQ(q.started, 58u);
   EXPECT_EQ(q.done, 57u);
@@ -217,21 +217,15 @@ TEST(HealthMessages, HeartbeatsAndAnswersCarryProgress) {
   EXPECT_EQ(q.step, 4u);
   EXPECT_EQ(q.waitUs, 123456u);
   EXPECT_EQ(q.stateMs, 2000u);
-  HealthMessage answer;
-  answer.type = HealthType::kProgress;
-  answer.progress.push_back(p);
-  frame = encodeHealthMessage(answer);
+  frame = encodeHealthMessage(HealthProgress{p});
   ASSERT_EQ(decodeHealthMessage(frame.data(), frame.size(), &back, &used), 1);
-  ASSERT_EQ(back.progress.size(), 1u);
-  EXPECT_EQ(back.progress[0].epoch, 2u);
-  HealthMessage query;
-  query.type = HealthType::kProgressQuery;
-  query.commKey = 77;
-  query.epoch = 4;
-  frame = encodeHealthMessage(query);
+  ASSERT_NE(back.as<HealthProgress>(), nullptr);
+  EXPECT_EQ(back.as<HealthProgress>()->progress.epoch, 2u);
+  frame = encodeHealthMessage(HealthProgressQuery{77, 4});
   ASSERT_EQ(decodeHealthMessage(frame.data(), frame.size(), &back, &used), 1);
-  EXPECT_EQ(back.commKey, 77u);
-  EXPECT_EQ(back.epoch, 4u);
+  ASSERT_NE(back.as<HealthProgressQuery>(), nullptr);
+  EXPECT_EQ(back.as<HealthProgressQuery>()->commKey, 77u);
+  EXPECT_EQ(back.as<HealthProgressQuery>()->epoch, 4u);
   frame.resize(frame.size() - 1);  // a truncated frame waits for its bytes
   EXPECT_EQ(decodeHealthMessage(frame.data(), frame.size(), &back, &used), 0);
 }

@@ -141,7 +141,7 @@ sim::SimTime SimProcess::onTick(sim::SimTime now) {
 
 // Heartbeats and acks are UDP datagrams in production; the rest rides TCP.
 void SimProcess::send(const ProcessKey& to, const HealthMessage& message) {
-  const bool datagram = message.type == HealthType::kHeartbeat || message.type == HealthType::kAck;
+  const bool datagram = isProbe(message);
   cluster_.net().send(key_, to, encodeHealthMessage(message),
                       datagram ? sim::Delivery::kDatagram : sim::Delivery::kReliable);
 }
