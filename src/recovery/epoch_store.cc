@@ -36,9 +36,4 @@ std::shared_ptr<const AgreementCommit> EpochStore::commit(
   return commits_.get(epoch, decision, make);
 }
 
-size_t EpochStore::entries() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return sets_.entries.size() + commits_.entries.size();
-}
-
 }  // namespace ftccl

@@ -26,7 +26,6 @@ class EpochStore {
   std::shared_ptr<const AgreementCommit> commit(const std::shared_ptr<const Membership>& epoch,
                                                 const std::string& decision,
                                                 const std::function<AgreementCommit()>& make);
-  size_t entries() const;
 
  private:
   // Keys are the epoch object's address and the derivation; each entry holds that object,
@@ -42,7 +41,7 @@ class EpochStore {
     std::shared_ptr<const T> get(const std::shared_ptr<const Membership>& from,
                                  const std::string& derivation, const std::function<T()>& make);
   };
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   Cache<std::unordered_set<Member>> sets_;
   Cache<AgreementCommit> commits_;
 };

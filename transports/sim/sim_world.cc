@@ -220,7 +220,6 @@ class SimEndpoint final : public WorldTransport {
         std::memcpy(r->buffer, found->bytes.data(), r->bytes);
       }
       queue.erase(found);
-      ++world_.delivered_;
       r->done = true;
       return true;
     }
@@ -270,11 +269,6 @@ void SimWorld::kill(const std::vector<uint8_t>& address) {
     b->queue.clear();
   }
   notifyAll();
-}
-
-uint64_t SimWorld::messagesDelivered() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return delivered_;
 }
 
 SimWorld::Box* SimWorld::box(uint64_t id) {

@@ -36,7 +36,6 @@ class SimWorld {
   std::unique_ptr<WorldTransport> makeEndpoint();
   // Fault injection from outside the victim: its endpoint (by its address) dies now.
   void kill(const std::vector<uint8_t>& address);
-  uint64_t messagesDelivered() const;
 
  private:
   friend class SimEndpoint;
@@ -57,7 +56,6 @@ class SimWorld {
   std::condition_variable activity_;
   uint64_t generation_ = 0;  // grows with every arrival, death and interrupt
   uint64_t nextId_ = 1;
-  uint64_t delivered_ = 0;
   std::unordered_map<uint64_t, Box> boxes_;
 };
 
