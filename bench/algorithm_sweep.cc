@@ -53,14 +53,22 @@ Options parseOptions(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     const char* v = argv[i + 1];
-    if (flag == "-b") o.minBytes = parseBytes(v);
-    else if (flag == "-e") o.maxBytes = parseBytes(v);
-    else if (flag == "-f") o.factor = std::max(2, std::atoi(v));
-    else if (flag == "-n") o.iters = std::max(1, std::atoi(v));
-    else if (flag == "-w") o.warmup = std::max(0, std::atoi(v));
-    else if (flag == "-r") o.reps = std::max(1, std::atoi(v));
-    else if (flag == "-N") o.nodes = std::atoi(v);
-    else if (flag == "-a") o.variants = v;
+    if (flag == "-b")
+      o.minBytes = parseBytes(v);
+    else if (flag == "-e")
+      o.maxBytes = parseBytes(v);
+    else if (flag == "-f")
+      o.factor = std::max(2, std::atoi(v));
+    else if (flag == "-n")
+      o.iters = std::max(1, std::atoi(v));
+    else if (flag == "-w")
+      o.warmup = std::max(0, std::atoi(v));
+    else if (flag == "-r")
+      o.reps = std::max(1, std::atoi(v));
+    else if (flag == "-N")
+      o.nodes = std::atoi(v);
+    else if (flag == "-a")
+      o.variants = v;
   }
   return o;
 }
@@ -88,8 +96,8 @@ ftcclComm_t openComm(const std::string& algorithm, int rank, int nranks) {
 }
 
 // Average us per all-reduce over `iters` back-to-back calls, slowest rank.
-double timeVariant(const Variant& v, ftcclStream_t stream, float* send, float* recv,
-                   size_t count, const Options& o) {
+double timeVariant(const Variant& v, ftcclStream_t stream, float* send, float* recv, size_t count,
+                   const Options& o) {
   auto once = [&] {
     if (v.comm == nullptr) {
       MPI_Allreduce(send, recv, static_cast<int>(count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
@@ -109,8 +117,9 @@ double timeVariant(const Variant& v, ftcclStream_t stream, float* send, float* r
   auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < o.iters; ++i) once();
   sync();
-  double local = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
-                     .count() / o.iters;
+  double local =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() /
+      o.iters;
   double worst = 0;
   MPI_Allreduce(&local, &worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   int nranks = 1;
@@ -118,8 +127,8 @@ double timeVariant(const Variant& v, ftcclStream_t stream, float* send, float* r
   int wrong = count > 0 && recv[count - 1] != static_cast<float>(nranks), anyWrong = 0;
   MPI_Allreduce(&wrong, &anyWrong, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   if (anyWrong) {
-    std::fprintf(stderr, "algorithm_sweep: %s gave a wrong sum at %zu floats\n",
-                 v.name.c_str(), count);
+    std::fprintf(stderr, "algorithm_sweep: %s gave a wrong sum at %zu floats\n", v.name.c_str(),
+                 count);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
   return worst;
@@ -155,9 +164,10 @@ int main(int argc, char** argv) {
   std::vector<float> send(o.maxBytes / sizeof(float) + 1, 1.0f), recv(send.size(), 0.0f);
 
   if (rank == 0) {
-    std::printf("# all-reduce float sum, %d ranks, %d node(s); us per call, median of %d "
-                "interleaved repetitions of %d calls (busbw GB/s from 64 KiB)\n",
-                nranks, std::max(1, o.nodes), o.reps, o.iters);
+    std::printf(
+        "# all-reduce float sum, %d ranks, %d node(s); us per call, median of %d "
+        "interleaved repetitions of %d calls (busbw GB/s from 64 KiB)\n",
+        nranks, std::max(1, o.nodes), o.reps, o.iters);
     std::printf("| size |");
     for (const Variant& v : variants) std::printf(" %s |", v.name.c_str());
     std::printf(" auto/best | ring/tree | best/mpi |\n|---|");
@@ -179,11 +189,16 @@ int main(int argc, char** argv) {
     for (const Variant& v : variants) {
       double us = median(v.us);
       double busbw = bytes / us / 1e3 * 2.0 * (nranks - 1) / nranks;
-      if (bytes >= 65536) std::printf(" %.1f (%.2f) |", us, busbw);
-      else std::printf(" %.1f |", us);
-      if (v.name == "auto") autoUs = us;
-      else if (v.name == "mpi") mpi = us;
-      else if (best == 0 || us < best) best = us;
+      if (bytes >= 65536)
+        std::printf(" %.1f (%.2f) |", us, busbw);
+      else
+        std::printf(" %.1f |", us);
+      if (v.name == "auto")
+        autoUs = us;
+      else if (v.name == "mpi")
+        mpi = us;
+      else if (best == 0 || us < best)
+        best = us;
       if (v.name == "ring") ring = us;
       if (v.name == "tree") tree = us;
     }
@@ -197,8 +212,9 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   if (rank == 0) {
-    std::printf("# auto/best: best forced time / auto time (>= 0.90 is the target); "
-                "ring/tree > 1: tree faster; best/mpi > 1: ftccl's best faster than Open MPI\n");
+    std::printf(
+        "# auto/best: best forced time / auto time (>= 0.90 is the target); "
+        "ring/tree > 1: tree faster; best/mpi > 1: ftccl's best faster than Open MPI\n");
   }
   ftcclStreamDestroy(stream);
   for (Variant& v : variants) {

@@ -54,14 +54,22 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     const char* v = argv[i + 1];
-    if (flag == "--store") o.store = v;
-    else if (flag == "-a") o.algorithm = v;
-    else if (flag == "--host") o.host = v;
-    else if (flag == "-b") o.minBytes = std::strtoull(v, nullptr, 10);
-    else if (flag == "-e") o.maxBytes = std::strtoull(v, nullptr, 10);
-    else if (flag == "-f") o.factor = std::atoi(v);
-    else if (flag == "-n") o.iters = std::atoi(v);
-    else if (flag == "-w") o.warmup = std::atoi(v);
+    if (flag == "--store")
+      o.store = v;
+    else if (flag == "-a")
+      o.algorithm = v;
+    else if (flag == "--host")
+      o.host = v;
+    else if (flag == "-b")
+      o.minBytes = std::strtoull(v, nullptr, 10);
+    else if (flag == "-e")
+      o.maxBytes = std::strtoull(v, nullptr, 10);
+    else if (flag == "-f")
+      o.factor = std::atoi(v);
+    else if (flag == "-n")
+      o.iters = std::atoi(v);
+    else if (flag == "-w")
+      o.warmup = std::atoi(v);
   }
   int rank = envInt("OMPI_COMM_WORLD_RANK", 0), nranks = envInt("OMPI_COMM_WORLD_SIZE", 1);
   if (o.store.empty() || o.iters < 1 || o.factor < 1) {
@@ -87,8 +95,10 @@ int main(int argc, char** argv) {
   std::vector<float> data(o.maxBytes / sizeof(float) + 1);
   double worst = 0, anyWrong = 0;  // each reduced to its maximum over the ranks
   std::vector<double*> worstPtr{&worst}, wrongPtr{&anyWrong};
-  gloo::AllreduceRing<double> slowestRank(context, worstPtr, 1, gloo::ReductionFunction<double>::max);
-  gloo::AllreduceRing<double> anyRankWrong(context, wrongPtr, 1, gloo::ReductionFunction<double>::max);
+  gloo::AllreduceRing<double> slowestRank(context, worstPtr, 1,
+                                          gloo::ReductionFunction<double>::max);
+  gloo::AllreduceRing<double> anyRankWrong(context, wrongPtr, 1,
+                                           gloo::ReductionFunction<double>::max);
   gloo::BarrierAllToOne barrier(context);
   if (rank == 0) {
     std::printf("# Gloo %s all-reduce float sum in place, TCP, %d ranks\n", o.algorithm.c_str(),
@@ -113,13 +123,14 @@ int main(int argc, char** argv) {
     barrier.run();
     auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < o.iters; ++i) allreduce->run();
-    worst = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
-            o.iters;
+    worst =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / o.iters;
     slowestRank.run();
     // The check, on every rank: ones summed once give nranks.
     std::fill(data.begin(), data.begin() + count, 1.0f);
     allreduce->run();
-    anyWrong = data[0] != static_cast<float>(nranks) || data[count - 1] != static_cast<float>(nranks);
+    anyWrong =
+        data[0] != static_cast<float>(nranks) || data[count - 1] != static_cast<float>(nranks);
     anyRankWrong.run();
     bool wrong = anyWrong != 0;
     double algbw = worst > 0 ? bytes / worst / 1e9 : 0;

@@ -43,13 +43,13 @@ typedef struct ftcclStream* ftcclStream_t;
 /** Result of every call. */
 typedef enum {
   ftcclSuccess = 0,
-  ftcclSystemError = 2,      /**< the OS or the network failed (socket, memory, UCX) */
-  ftcclInternalError = 3,    /**< a bug in ftccl: please report it with the log */
-  ftcclInvalidArgument = 4,  /**< a bad pointer, count, type, op, root or config value */
-  ftcclInvalidUsage = 5,     /**< a call at the wrong time, or not implemented yet */
-  ftcclRemoteError = 6,      /**< a peer failed; the communicator is revoked */
-  ftcclInProgress = 7,       /**< an operation or stream has not finished yet */
-  ftcclTimeout = 8,          /**< no progress within the configured timeout */
+  ftcclSystemError = 2,     /**< the OS or the network failed (socket, memory, UCX) */
+  ftcclInternalError = 3,   /**< a bug in ftccl: please report it with the log */
+  ftcclInvalidArgument = 4, /**< a bad pointer, count, type, op, root or config value */
+  ftcclInvalidUsage = 5,    /**< a call at the wrong time, or not implemented yet */
+  ftcclRemoteError = 6,     /**< a peer failed; the communicator is revoked */
+  ftcclInProgress = 7,      /**< an operation or stream has not finished yet */
+  ftcclTimeout = 8,         /**< no progress within the configured timeout */
   ftcclNumResults = 9
 } ftcclResult_t;
 
@@ -96,11 +96,11 @@ typedef struct {
   const char* algorithm;  /**< FTCCL_ALGO syntax: "ring", "allreduce:tree;broadcast:ring" */
 } ftcclConfig_t;
 
-#define FTCCL_CONFIG_INITIALIZER                                                      \
-  {                                                                                   \
-    sizeof(ftcclConfig_t), FTCCL_CONFIG_MAGIC, FTCCL_VERSION_CODE,                    \
-        FTCCL_CONFIG_UNDEF_INT, FTCCL_CONFIG_UNDEF_INT, FTCCL_CONFIG_UNDEF_INT,       \
-        FTCCL_CONFIG_UNDEF_INT, FTCCL_CONFIG_UNDEF_INT, FTCCL_CONFIG_UNDEF_PTR        \
+#define FTCCL_CONFIG_INITIALIZER                                                           \
+  {                                                                                        \
+    sizeof(ftcclConfig_t), FTCCL_CONFIG_MAGIC, FTCCL_VERSION_CODE, FTCCL_CONFIG_UNDEF_INT, \
+        FTCCL_CONFIG_UNDEF_INT, FTCCL_CONFIG_UNDEF_INT, FTCCL_CONFIG_UNDEF_INT,            \
+        FTCCL_CONFIG_UNDEF_INT, FTCCL_CONFIG_UNDEF_PTR                                     \
   }
 
 /** A human-readable name for a result code. Never NULL. */
@@ -124,9 +124,8 @@ FTCCL_API ftcclResult_t ftcclGetUniqueId(ftcclUniqueId* uniqueId);
 FTCCL_API ftcclResult_t ftcclCommInitRank(ftcclComm_t* comm, int nranks, ftcclUniqueId id,
                                           int rank);
 /** As ftcclCommInitRank, with settings; config may be NULL. */
-FTCCL_API ftcclResult_t ftcclCommInitRankConfig(ftcclComm_t* comm, int nranks,
-                                                ftcclUniqueId id, int rank,
-                                                ftcclConfig_t* config);
+FTCCL_API ftcclResult_t ftcclCommInitRankConfig(ftcclComm_t* comm, int nranks, ftcclUniqueId id,
+                                                int rank, ftcclConfig_t* config);
 /** Spare only: blocks until activated (1: now holds a rank) or the communicator ends (0). */
 FTCCL_API ftcclResult_t ftcclCommStandby(ftcclComm_t comm, int* activated);
 /** An id with which a new process joins this communicator as a spare. */
@@ -136,8 +135,8 @@ FTCCL_API ftcclResult_t ftcclCommJoinAsSpare(ftcclComm_t* comm, ftcclUniqueId jo
                                              ftcclConfig_t* config);
 /** NCCL's color/key split; color < 0 (FTCCL_SPLIT_NOCOLOR) gives a NULL newcomm. */
 #define FTCCL_SPLIT_NOCOLOR -1
-FTCCL_API ftcclResult_t ftcclCommSplit(ftcclComm_t comm, int color, int key,
-                                       ftcclComm_t* newcomm, ftcclConfig_t* config);
+FTCCL_API ftcclResult_t ftcclCommSplit(ftcclComm_t comm, int color, int key, ftcclComm_t* newcomm,
+                                       ftcclConfig_t* config);
 /** Number of active ranks. */
 FTCCL_API ftcclResult_t ftcclCommCount(ftcclComm_t comm, int* count);
 /** This process's rank; -1 for a spare that has not been activated. */
@@ -188,8 +187,8 @@ FTCCL_API ftcclResult_t ftcclStreamDestroy(ftcclStream_t stream);
 
 /** recvbuff[i] = op over ranks of sendbuff[i]; in place when sendbuff == recvbuff. */
 FTCCL_API ftcclResult_t ftcclAllReduce(const void* sendbuff, void* recvbuff, size_t count,
-                                       ftcclDataType_t datatype, ftcclRedOp_t op,
-                                       ftcclComm_t comm, ftcclStream_t stream);
+                                       ftcclDataType_t datatype, ftcclRedOp_t op, ftcclComm_t comm,
+                                       ftcclStream_t stream);
 /** Copies root's sendbuff into every rank's recvbuff (sendbuff used on root only). */
 FTCCL_API ftcclResult_t ftcclBroadcast(const void* sendbuff, void* recvbuff, size_t count,
                                        ftcclDataType_t datatype, int root, ftcclComm_t comm,
@@ -199,14 +198,13 @@ FTCCL_API ftcclResult_t ftcclReduce(const void* sendbuff, void* recvbuff, size_t
                                     ftcclDataType_t datatype, ftcclRedOp_t op, int root,
                                     ftcclComm_t comm, ftcclStream_t stream);
 /** recvbuff[r*sendcount ...] = rank r's sendbuff; in place at that offset. */
-FTCCL_API ftcclResult_t ftcclAllGather(const void* sendbuff, void* recvbuff,
-                                       size_t sendcount, ftcclDataType_t datatype,
-                                       ftcclComm_t comm, ftcclStream_t stream);
+FTCCL_API ftcclResult_t ftcclAllGather(const void* sendbuff, void* recvbuff, size_t sendcount,
+                                       ftcclDataType_t datatype, ftcclComm_t comm,
+                                       ftcclStream_t stream);
 /** recvbuff = op over ranks of sendbuff[rank*recvcount ...]; in place at that offset. */
-FTCCL_API ftcclResult_t ftcclReduceScatter(const void* sendbuff, void* recvbuff,
-                                           size_t recvcount, ftcclDataType_t datatype,
-                                           ftcclRedOp_t op, ftcclComm_t comm,
-                                           ftcclStream_t stream);
+FTCCL_API ftcclResult_t ftcclReduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount,
+                                           ftcclDataType_t datatype, ftcclRedOp_t op,
+                                           ftcclComm_t comm, ftcclStream_t stream);
 /** Point to point; matched in order with the peer's ftcclRecv. */
 FTCCL_API ftcclResult_t ftcclSend(const void* buff, size_t count, ftcclDataType_t datatype,
                                   int peer, ftcclComm_t comm, ftcclStream_t stream);

@@ -4,13 +4,14 @@
 # the baselines and plotting of bench/compare.py (libgloo-dev, gnuplot-nox), what
 # bench/multihost.sh uses (iproute2, iperf3, procps for sysctl), and PyTorch for the
 # torch.distributed backend (python3-torch, libtorch-dev, pybind11-dev), and clang with
-# its libFuzzer runtime for the fuzz targets (scripts/fuzz.sh).
+# its libFuzzer runtime for the fuzz targets (scripts/fuzz.sh), and clang-format 14, which
+# scripts/check_format.sh pins.
 # Skips apt entirely when everything is already there.
 set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config libucx-dev ucx-utils libopenmpi-dev
           openmpi-bin libhwloc-dev libgtest-dev libgmock-dev libspdlog-dev libssl-dev libgloo-dev
           gnuplot-nox iproute2 iperf3 procps python3-torch libtorch-dev pybind11-dev
-          clang libclang-rt-14-dev)
+          clang libclang-rt-14-dev clang-format-14)
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -29,9 +29,9 @@ void counts(size_t count, int nranks, ftperf::CollCounts* out) {
   out->recvInPlaceOffset = 0;
 }
 
-ftcclResult_t runAllGather(const void* sendbuff, void* recvbuff, size_t count,
-                           ftcclDataType_t type, ftcclRedOp_t /*op*/, int /*root*/,
-                           ftcclComm_t comm, ftcclStream_t stream) {
+ftcclResult_t runAllGather(const void* sendbuff, void* recvbuff, size_t count, ftcclDataType_t type,
+                           ftcclRedOp_t /*op*/, int /*root*/, ftcclComm_t comm,
+                           ftcclStream_t stream) {
   return ftcclAllGather(sendbuff, recvbuff, count, type, comm, stream);
 }
 
@@ -42,13 +42,13 @@ void fillInput(void* buf, size_t count, ftcclDataType_t type, ftcclRedOp_t /*op*
 }
 
 // Block r of the count = nranks * sendcount elements is rank r's input.
-void fillExpected(void* buf, size_t count, ftcclDataType_t type, ftcclRedOp_t /*op*/,
-                  int /*root*/, int /*rank*/, int nranks) {
+void fillExpected(void* buf, size_t count, ftcclDataType_t type, ftcclRedOp_t /*op*/, int /*root*/,
+                  int /*rank*/, int nranks) {
   const size_t block = count / static_cast<size_t>(nranks);
   unsigned char* out = static_cast<unsigned char*>(buf);
   for (int r = 0; r < nranks; ++r) {
-    ftperf::fillRawInput(out + static_cast<size_t>(r) * block * ftperf::typeSize(type), block,
-                         type, r);
+    ftperf::fillRawInput(out + static_cast<size_t>(r) * block * ftperf::typeSize(type), block, type,
+                         r);
   }
 }
 

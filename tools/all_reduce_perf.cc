@@ -12,9 +12,8 @@ double busBwFactor(int nranks) {
   return nranks > 0 ? 2.0 * (nranks - 1) / static_cast<double>(nranks) : 0.0;
 }
 
-ftcclResult_t runAllReduce(const void* sendbuff, void* recvbuff, size_t count,
-                           ftcclDataType_t type, ftcclRedOp_t op, int /*root*/,
-                           ftcclComm_t comm, ftcclStream_t stream) {
+ftcclResult_t runAllReduce(const void* sendbuff, void* recvbuff, size_t count, ftcclDataType_t type,
+                           ftcclRedOp_t op, int /*root*/, ftcclComm_t comm, ftcclStream_t stream) {
   return ftcclAllReduce(sendbuff, recvbuff, count, type, op, comm, stream);
 }
 

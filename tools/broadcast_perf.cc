@@ -10,9 +10,8 @@ namespace {
 // nccl-tests: a pipelined broadcast moves the buffer once over every link.
 double busBwFactor(int /*nranks*/) { return 1.0; }
 
-ftcclResult_t runBroadcast(const void* sendbuff, void* recvbuff, size_t count,
-                           ftcclDataType_t type, ftcclRedOp_t /*op*/, int root,
-                           ftcclComm_t comm, ftcclStream_t stream) {
+ftcclResult_t runBroadcast(const void* sendbuff, void* recvbuff, size_t count, ftcclDataType_t type,
+                           ftcclRedOp_t /*op*/, int root, ftcclComm_t comm, ftcclStream_t stream) {
   return ftcclBroadcast(sendbuff, recvbuff, count, type, root, comm, stream);
 }
 

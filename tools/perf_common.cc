@@ -38,7 +38,7 @@ uint16_t floatToHalf(float f) {
     return static_cast<uint16_t>(sign | 0x7e00u | ((a >> 13) & 0x03ffu));
   }
   if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520: Inf
-  if (a >= 0x38800000u) {  // normal half (>= 2^-14)
+  if (a >= 0x38800000u) {                                              // normal half (>= 2^-14)
     uint32_t h = (a - 0x38000000u) >> 13;  // rebias 127 -> 15, drop 13 mantissa bits
     const uint32_t rem = a & 0x1fffu;
     if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // may carry into exponent
@@ -99,8 +99,8 @@ float bf16ToFloat(uint16_t b) {
 // =================================================================================
 namespace {
 
-const ftcclDataType_t kAllTypes[] = {ftcclInt8,    ftcclUint8,  ftcclInt32,   ftcclUint32,
-                                     ftcclInt64,   ftcclUint64, ftcclFloat16, ftcclFloat32,
+const ftcclDataType_t kAllTypes[] = {ftcclInt8,    ftcclUint8,   ftcclInt32,   ftcclUint32,
+                                     ftcclInt64,   ftcclUint64,  ftcclFloat16, ftcclFloat32,
                                      ftcclFloat64, ftcclBfloat16};
 const ftcclRedOp_t kAllOps[] = {ftcclSum, ftcclProd, ftcclMax, ftcclMin, ftcclAvg};
 
@@ -114,43 +114,65 @@ std::string lower(std::string s) {
 size_t typeSize(ftcclDataType_t type) {
   switch (type) {
     case ftcclInt8:
-    case ftcclUint8: return 1;
+    case ftcclUint8:
+      return 1;
     case ftcclFloat16:
-    case ftcclBfloat16: return 2;
+    case ftcclBfloat16:
+      return 2;
     case ftcclInt32:
     case ftcclUint32:
-    case ftcclFloat32: return 4;
+    case ftcclFloat32:
+      return 4;
     case ftcclInt64:
     case ftcclUint64:
-    case ftcclFloat64: return 8;
-    default: return 0;
+    case ftcclFloat64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
 const char* typeName(ftcclDataType_t type) {
   switch (type) {
-    case ftcclInt8: return "int8";
-    case ftcclUint8: return "uint8";
-    case ftcclInt32: return "int32";
-    case ftcclUint32: return "uint32";
-    case ftcclInt64: return "int64";
-    case ftcclUint64: return "uint64";
-    case ftcclFloat16: return "half";
-    case ftcclFloat32: return "float";
-    case ftcclFloat64: return "double";
-    case ftcclBfloat16: return "bfloat16";
-    default: return "?";
+    case ftcclInt8:
+      return "int8";
+    case ftcclUint8:
+      return "uint8";
+    case ftcclInt32:
+      return "int32";
+    case ftcclUint32:
+      return "uint32";
+    case ftcclInt64:
+      return "int64";
+    case ftcclUint64:
+      return "uint64";
+    case ftcclFloat16:
+      return "half";
+    case ftcclFloat32:
+      return "float";
+    case ftcclFloat64:
+      return "double";
+    case ftcclBfloat16:
+      return "bfloat16";
+    default:
+      return "?";
   }
 }
 
 const char* opName(ftcclRedOp_t op) {
   switch (op) {
-    case ftcclSum: return "sum";
-    case ftcclProd: return "prod";
-    case ftcclMax: return "max";
-    case ftcclMin: return "min";
-    case ftcclAvg: return "avg";
-    default: return "?";
+    case ftcclSum:
+      return "sum";
+    case ftcclProd:
+      return "prod";
+    case ftcclMax:
+      return "max";
+    case ftcclMin:
+      return "min";
+    case ftcclAvg:
+      return "avg";
+    default:
+      return "?";
   }
 }
 
@@ -165,9 +187,9 @@ bool parseTypes(const std::string& text, std::vector<ftcclDataType_t>* out) {
     ftcclDataType_t type;
   };
   static const Alias kAliases[] = {
-      {"char", ftcclInt8},      {"int", ftcclInt32},       {"fp16", ftcclFloat16},
-      {"float16", ftcclFloat16}, {"fp32", ftcclFloat32},   {"float32", ftcclFloat32},
-      {"fp64", ftcclFloat64},   {"float64", ftcclFloat64}, {"bf16", ftcclBfloat16}};
+      {"char", ftcclInt8},       {"int", ftcclInt32},       {"fp16", ftcclFloat16},
+      {"float16", ftcclFloat16}, {"fp32", ftcclFloat32},    {"float32", ftcclFloat32},
+      {"fp64", ftcclFloat64},    {"float64", ftcclFloat64}, {"bf16", ftcclBfloat16}};
   for (ftcclDataType_t type : kAllTypes) {
     if (t == typeName(type)) {
       out->assign(1, type);
@@ -274,11 +296,17 @@ size_t countMismatchesAs(const void* got, const void* want, size_t count, size_t
 size_t countMismatches(const void* got, const void* want, size_t count, ftcclDataType_t type,
                        size_t* first) {
   switch (typeSize(type)) {
-    case 1: return countMismatchesAs<uint8_t>(got, want, count, first);
-    case 2: return countMismatchesAs<uint16_t>(got, want, count, first);
-    case 4: return countMismatchesAs<uint32_t>(got, want, count, first);
-    case 8: return countMismatchesAs<uint64_t>(got, want, count, first);
-    default: *first = count; return 0;
+    case 1:
+      return countMismatchesAs<uint8_t>(got, want, count, first);
+    case 2:
+      return countMismatchesAs<uint16_t>(got, want, count, first);
+    case 4:
+      return countMismatchesAs<uint32_t>(got, want, count, first);
+    case 8:
+      return countMismatchesAs<uint64_t>(got, want, count, first);
+    default:
+      *first = count;
+      return 0;
   }
 }
 
@@ -304,10 +332,23 @@ bool parseSize(const char* text, size_t* bytes) {
   if (end == text || errno != 0 || !std::isfinite(value) || value < 0) return false;
   double units = 1;
   switch (*end) {
-    case 'K': case 'k': units = 1024.0; ++end; break;
-    case 'M': case 'm': units = 1024.0 * 1024; ++end; break;
-    case 'G': case 'g': units = 1024.0 * 1024 * 1024; ++end; break;
-    default: break;
+    case 'K':
+    case 'k':
+      units = 1024.0;
+      ++end;
+      break;
+    case 'M':
+    case 'm':
+      units = 1024.0 * 1024;
+      ++end;
+      break;
+    case 'G':
+    case 'g':
+      units = 1024.0 * 1024 * 1024;
+      ++end;
+      break;
+    default:
+      break;
   }
   if (units > 1 && (*end == 'B' || *end == 'b')) ++end;  // "64MB"
   if (*end != '\0') return false;
@@ -396,16 +437,20 @@ ParseStatus parseOptions(int argc, char* const* argv, Options* opts, std::string
     long n = 0;
     switch (key) {
       case 'b':
-        if (!parseSize(v, &opts->minBytes)) return fail("invalid size for -b (minbytes): '" + value + "'");
+        if (!parseSize(v, &opts->minBytes))
+          return fail("invalid size for -b (minbytes): '" + value + "'");
         break;
       case 'e':
-        if (!parseSize(v, &opts->maxBytes)) return fail("invalid size for -e (maxbytes): '" + value + "'");
+        if (!parseSize(v, &opts->maxBytes))
+          return fail("invalid size for -e (maxbytes): '" + value + "'");
         break;
       case 'i':
-        if (!parseSize(v, &opts->stepBytes)) return fail("invalid size for -i (stepbytes): '" + value + "'");
+        if (!parseSize(v, &opts->stepBytes))
+          return fail("invalid size for -i (stepbytes): '" + value + "'");
         break;
       case 'f':
-        if (!parseInt(v, 1, LONG_MAX, &n)) return fail("invalid -f (stepfactor, >= 1): '" + value + "'");
+        if (!parseInt(v, 1, LONG_MAX, &n))
+          return fail("invalid -f (stepfactor, >= 1): '" + value + "'");
         opts->stepFactor = static_cast<size_t>(n);
         break;
       case 'n':
@@ -413,7 +458,8 @@ ParseStatus parseOptions(int argc, char* const* argv, Options* opts, std::string
         opts->iters = static_cast<int>(n);
         break;
       case 'w':
-        if (!parseInt(v, 0, INT_MAX, &n)) return fail("invalid -w (warmup iters, >= 0): '" + value + "'");
+        if (!parseInt(v, 0, INT_MAX, &n))
+          return fail("invalid -w (warmup iters, >= 0): '" + value + "'");
         opts->warmupIters = static_cast<int>(n);
         break;
       case 'c':
@@ -586,8 +632,8 @@ std::string formatPlacement(const PlacementResult& r) {
     std::snprintf(text, sizeof text, "  %7s  %6.2f  %6.2f  %5s", formatTimeUs(r.timeUs).c_str(),
                   r.algBw, r.busBw, "N/A");
   } else {
-    std::snprintf(text, sizeof text, "  %7s  %6.2f  %6.2f  %5lld",
-                  formatTimeUs(r.timeUs).c_str(), r.algBw, r.busBw, r.wrong);
+    std::snprintf(text, sizeof text, "  %7s  %6.2f  %6.2f  %5lld", formatTimeUs(r.timeUs).c_str(),
+                  r.algBw, r.busBw, r.wrong);
   }
   return text;
 }
@@ -603,10 +649,18 @@ std::string jsonString(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char esc[8];
@@ -644,8 +698,8 @@ std::string formatRow(const ResultRow& row) {
 
 std::string resultsJson(const char* tool, int nranks, const std::vector<ResultRow>& rows,
                         double avgBusBw, long long wrongTotal) {
-  std::string out = "{\"tool\":" + jsonString(tool) + ",\"nranks\":" + std::to_string(nranks) +
-                    ",\"results\":[";
+  std::string out =
+      "{\"tool\":" + jsonString(tool) + ",\"nranks\":" + std::to_string(nranks) + ",\"results\":[";
   for (size_t k = 0; k < rows.size(); ++k) {
     const ResultRow& r = rows[k];
     if (k) out += ",";
@@ -677,9 +731,12 @@ enum class Mode { kSingle, kMpi, kEnv };
 
 const char* modeName(Mode m) {
   switch (m) {
-    case Mode::kMpi: return "MPI";
-    case Mode::kEnv: return "FTCCL_COMM_ID (no MPI)";
-    default: return "single process";
+    case Mode::kMpi:
+      return "MPI";
+    case Mode::kEnv:
+      return "FTCCL_COMM_ID (no MPI)";
+    default:
+      return "single process";
   }
 }
 
@@ -781,8 +838,9 @@ bool barrier(Run& r) {
   if (r.mpiUp) return MPI_Barrier(MPI_COMM_WORLD) == MPI_SUCCESS;
   if (r.nranks == 1) return true;
   r.barrierValue = 0;
-  return ok(r, ftcclAllReduce(&r.barrierValue, &r.barrierValue, 1, ftcclInt32, ftcclSum, r.comm,
-                              r.stream),
+  return ok(r,
+            ftcclAllReduce(&r.barrierValue, &r.barrierValue, 1, ftcclInt32, ftcclSum, r.comm,
+                           r.stream),
             "ftcclAllReduce (barrier)") &&
          sync(r);
 }
@@ -884,8 +942,8 @@ bool bootstrap(Run& r, int* argc, char*** argv) {
     if (!envInt("FTCCL_NRANKS", &r.nranks) && !envInt("OMPI_COMM_WORLD_SIZE", &r.nranks))
       r.nranks = 1;
     if (r.nranks < 1 || r.rank >= r.nranks) {
-      std::fprintf(stderr, "%s: invalid rank %d of %d (FTCCL_RANK / FTCCL_NRANKS)\n",
-                   r.tool->name, r.rank, r.nranks);
+      std::fprintf(stderr, "%s: invalid rank %d of %d (FTCCL_RANK / FTCCL_NRANKS)\n", r.tool->name,
+                   r.rank, r.nranks);
       return false;
     }
     r.process = r.rank;
@@ -964,44 +1022,48 @@ void printPreamble(Run& r) {
   ftcclGetVersion(&version);
   char line[512];
   std::snprintf(line, sizeof line,
-                "#  Rank %2d Group %2d Pid %6d on %10s device %2s [%s] ftccl %d.%d.%d\n",
-                r.rank, 0, static_cast<int>(getpid()), host, "-", "cpu", version / 10000,
+                "#  Rank %2d Group %2d Pid %6d on %10s device %2s [%s] ftccl %d.%d.%d\n", r.rank, 0,
+                static_cast<int>(getpid()), host, "-", "cpu", version / 10000,
                 (version / 100) % 100, version % 100);
 
   std::vector<char> lines;
   if (r.mpiUp) {  // every rank's line, in rank order, as nccl-tests does
     if (isRoot(r)) lines.resize(sizeof line * static_cast<size_t>(r.nranks));
-    MPI_Gather(line, sizeof line, MPI_CHAR, lines.data(), sizeof line, MPI_CHAR, 0,
-               MPI_COMM_WORLD);
+    MPI_Gather(line, sizeof line, MPI_CHAR, lines.data(), sizeof line, MPI_CHAR, 0, MPI_COMM_WORLD);
   }
   if (!isRoot(r)) return;
 
-  std::printf("# nThread 1 nGpus 1 minBytes %zu maxBytes %zu step: %zu(%s) warmup iters: %d "
-              "iters: %d agg iters: 1 validation: %d graph: 0\n",
-              o.minBytes, o.maxBytes, o.stepFactor > 1 ? o.stepFactor : o.stepBytes,
-              o.stepFactor > 1 ? "factor" : "bytes", o.warmupIters, o.iters, o.check);
+  std::printf(
+      "# nThread 1 nGpus 1 minBytes %zu maxBytes %zu step: %zu(%s) warmup iters: %d "
+      "iters: %d agg iters: 1 validation: %d graph: 0\n",
+      o.minBytes, o.maxBytes, o.stepFactor > 1 ? o.stepFactor : o.stepBytes,
+      o.stepFactor > 1 ? "factor" : "bytes", o.warmupIters, o.iters, o.check);
   if (o.blocking) {
     std::printf("# Blocking Enabled: every call uses the NULL stream and returns when complete\n");
   }
   std::printf("#\n# nRanks %d bootstrap: %s\n", r.nranks, modeName(r.mode));
   if (r.mode == Mode::kEnv && r.nranks > 1) {
-    std::printf("# No MPI: times and #wrong are rank 0's own; every rank checks its data and "
-                "exits non-zero on wrong values\n");
+    std::printf(
+        "# No MPI: times and #wrong are rank 0's own; every rank checks its data and "
+        "exits non-zero on wrong values\n");
   }
   if (o.recovery.enabled) {
-    std::printf("# Recovery: %d spare process(es) after the ranks; after a failure the ranks "
-                "rebuild (%s), redo the interrupted step and go on\n",
-                o.recovery.spares, o.recovery.spares > 0 ? "onto a spare" : "shrinking");
+    std::printf(
+        "# Recovery: %d spare process(es) after the ranks; after a failure the ranks "
+        "rebuild (%s), redo the interrupted step and go on\n",
+        o.recovery.spares, o.recovery.spares > 0 ? "onto a spare" : "shrinking");
   }
   bool bf16Sum = false;
   for (ftcclDataType_t t : o.types) bf16Sum = bf16Sum || t == ftcclBfloat16;
   if (bf16Sum && r.tool->usesOps && r.nranks > 127) {
-    std::printf("# Warning: with more than 127 ranks the bfloat16 sum/avg check data is no "
-                "longer exact in every order\n");
+    std::printf(
+        "# Warning: with more than 127 ranks the bfloat16 sum/avg check data is no "
+        "longer exact in every order\n");
   }
   std::printf("#\n# Using devices\n");
   if (r.mpiUp) {
-    for (int p = 0; p < r.nranks; ++p) std::printf("%s", &lines[sizeof line * static_cast<size_t>(p)]);
+    for (int p = 0; p < r.nranks; ++p)
+      std::printf("%s", &lines[sizeof line * static_cast<size_t>(p)]);
   } else {
     std::printf("%s", line);
   }
@@ -1177,8 +1239,8 @@ long long countWrong(Run& r, const Combo& c, const CollCounts& k, bool inPlace) 
   if (r.tool->rootOnlyResult && r.rank != c.root) return 0;
   const unsigned char* got = recvBuffer(r, k, typeSize(c.type), inPlace);
   size_t first = 0;
-  const long long wrong = static_cast<long long>(
-      countMismatches(got, r.expected.get(), k.recv, c.type, &first));
+  const long long wrong =
+      static_cast<long long>(countMismatches(got, r.expected.get(), k.recv, c.type, &first));
   if (wrong > 0) {
     std::fprintf(stderr,
                  "[rank %d] %s: %s %s root %d count %zu %s: %lld wrong elements, first at "
@@ -1223,12 +1285,19 @@ bool runStep(Run& r, const Step& s) {
   const Combo& c = r.combos[static_cast<size_t>(s.combo)];
   if (c.root >= r.nranks) return true;  // -r all, and a shrink took this root away
   switch (s.kind) {
-    case StepKind::kBegin: return beginCombo(r, c);
-    case StepKind::kWarmup: return warmUp(r, c);
-    case StepKind::kSync: return syncPlacement(r, c, s);
-    case StepKind::kTimed: return timePlacement(r, c, s);
-    case StepKind::kCheck: return checkPlacement(r, c, s);
-    case StepKind::kRow: printRow(r, s.row); return true;
+    case StepKind::kBegin:
+      return beginCombo(r, c);
+    case StepKind::kWarmup:
+      return warmUp(r, c);
+    case StepKind::kSync:
+      return syncPlacement(r, c, s);
+    case StepKind::kTimed:
+      return timePlacement(r, c, s);
+    case StepKind::kCheck:
+      return checkPlacement(r, c, s);
+    case StepKind::kRow:
+      printRow(r, s.row);
+      return true;
   }
   return true;
 }
@@ -1321,8 +1390,8 @@ std::string hitLoop(const Run& r) {
   const ResultRow& row = r.table[static_cast<size_t>(step.row)];
   const PlacementResult& p = step.inPlace ? row.ip : row.oop;
   char text[160];
-  std::snprintf(text, sizeof text, "%.4f GB/s (the %zu B %s loop: %d iters in %.1f ms)",
-                p.busBw, row.bytes, step.inPlace ? "in-place" : "out-of-place", r.opt.iters,
+  std::snprintf(text, sizeof text, "%.4f GB/s (the %zu B %s loop: %d iters in %.1f ms)", p.busBw,
+                row.bytes, step.inPlace ? "in-place" : "out-of-place", r.opt.iters,
                 p.timeUs * r.opt.iters / 1000.0);
   return text;
 }
@@ -1480,8 +1549,8 @@ int perfMain(int argc, char** argv, const CollTool& tool) {
   try {
     return perfMainImpl(r, argc, argv);
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "[rank %d] %s: out of memory (buffers of %zu bytes)\n", r.rank,
-                 tool.name, r.bufBytes);
+    std::fprintf(stderr, "[rank %d] %s: out of memory (buffers of %zu bytes)\n", r.rank, tool.name,
+                 r.bufBytes);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "[rank %d] %s: %s\n", r.rank, tool.name, e.what());
   } catch (...) {

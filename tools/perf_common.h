@@ -67,9 +67,9 @@ struct FloatOps<BFloat16> {
 // ---------------------------------------------------------------------------------
 // Types and ops: nccl-tests names.
 // ---------------------------------------------------------------------------------
-size_t typeSize(ftcclDataType_t type);         // 0 for an invalid type
-const char* typeName(ftcclDataType_t type);    // "int8", ..., "half", "float", "bfloat16"
-const char* opName(ftcclRedOp_t op);           // "sum", "prod", "max", "min", "avg"
+size_t typeSize(ftcclDataType_t type);       // 0 for an invalid type
+const char* typeName(ftcclDataType_t type);  // "int8", ..., "half", "float", "bfloat16"
+const char* opName(ftcclRedOp_t op);         // "sum", "prod", "max", "min", "avg"
 bool parseTypes(const std::string& text, std::vector<ftcclDataType_t>* out);  // name|all
 bool parseOps(const std::string& text, std::vector<ftcclRedOp_t>* out);       // name|all
 
@@ -77,17 +77,38 @@ bool parseOps(const std::string& text, std::vector<ftcclRedOp_t>* out);       //
 template <class F>
 void withType(ftcclDataType_t type, F&& f) {
   switch (type) {
-    case ftcclInt8: f(int8_t{}); break;
-    case ftcclUint8: f(uint8_t{}); break;
-    case ftcclInt32: f(int32_t{}); break;
-    case ftcclUint32: f(uint32_t{}); break;
-    case ftcclInt64: f(int64_t{}); break;
-    case ftcclUint64: f(uint64_t{}); break;
-    case ftcclFloat16: f(Half{}); break;
-    case ftcclFloat32: f(float{}); break;
-    case ftcclFloat64: f(double{}); break;
-    case ftcclBfloat16: f(BFloat16{}); break;
-    default: break;
+    case ftcclInt8:
+      f(int8_t{});
+      break;
+    case ftcclUint8:
+      f(uint8_t{});
+      break;
+    case ftcclInt32:
+      f(int32_t{});
+      break;
+    case ftcclUint32:
+      f(uint32_t{});
+      break;
+    case ftcclInt64:
+      f(int64_t{});
+      break;
+    case ftcclUint64:
+      f(uint64_t{});
+      break;
+    case ftcclFloat16:
+      f(Half{});
+      break;
+    case ftcclFloat32:
+      f(float{});
+      break;
+    case ftcclFloat64:
+      f(double{});
+      break;
+    case ftcclBfloat16:
+      f(BFloat16{});
+      break;
+    default:
+      break;
   }
 }
 
@@ -101,20 +122,28 @@ T refCombine(ftcclRedOp_t op, T a, T b) {
   if constexpr (std::is_integral_v<T>) {
     using U = std::make_unsigned_t<T>;
     switch (op) {
-      case ftcclProd: return static_cast<T>(static_cast<U>(static_cast<U>(a) * static_cast<U>(b)));
-      case ftcclMax: return a < b ? b : a;
-      case ftcclMin: return b < a ? b : a;
-      default: return static_cast<T>(static_cast<U>(static_cast<U>(a) + static_cast<U>(b)));
+      case ftcclProd:
+        return static_cast<T>(static_cast<U>(static_cast<U>(a) * static_cast<U>(b)));
+      case ftcclMax:
+        return a < b ? b : a;
+      case ftcclMin:
+        return b < a ? b : a;
+      default:
+        return static_cast<T>(static_cast<U>(static_cast<U>(a) + static_cast<U>(b)));
     }
   } else {
     using F = FloatOps<T>;
     const auto x = F::widen(a);
     const auto y = F::widen(b);
     switch (op) {
-      case ftcclProd: return F::narrow(x * y);
-      case ftcclMax: return F::narrow(x < y ? y : x);
-      case ftcclMin: return F::narrow(y < x ? y : x);
-      default: return F::narrow(x + y);
+      case ftcclProd:
+        return F::narrow(x * y);
+      case ftcclMax:
+        return F::narrow(x < y ? y : x);
+      case ftcclMin:
+        return F::narrow(y < x ? y : x);
+      default:
+        return F::narrow(x + y);
     }
   }
 }
@@ -163,13 +192,13 @@ inline uint64_t patternKey(uint64_t stream, uint64_t id) { return mix64(mix64(st
 inline uint64_t patternAt(uint64_t key, size_t i) { return mix64(key ^ static_cast<uint64_t>(i)); }
 
 enum PatternStream : uint64_t {
-  kStreamInt = 1,      // integer types, all ops (per rank)
-  kStreamSumV = 2,     // float sum/avg: common part v(i)
-  kStreamSumD = 3,     // float sum/avg: per rank pair deviation
-  kStreamProdTwo = 4,  // float prod: where the twos are
-  kStreamProdSign = 5, // float prod: signs (per rank)
-  kStreamMaxMin = 6,   // float max/min (per rank)
-  kStreamRaw = 7,      // broadcast (per rank)
+  kStreamInt = 1,       // integer types, all ops (per rank)
+  kStreamSumV = 2,      // float sum/avg: common part v(i)
+  kStreamSumD = 3,      // float sum/avg: per rank pair deviation
+  kStreamProdTwo = 4,   // float prod: where the twos are
+  kStreamProdSign = 5,  // float prod: signs (per rank)
+  kStreamMaxMin = 6,    // float max/min (per rank)
+  kStreamRaw = 7,       // broadcast (per rank)
 };
 
 // Element generator of one rank's allreduce input.
@@ -190,8 +219,8 @@ class ReducePattern {
       case ftcclMin:
         return static_cast<int64_t>(patternAt(maxMinKey_, i) % 201) - 100;
       default: {  // sum, avg
-        const int64_t v = static_cast<int64_t>(patternAt(sumVKey_, i) % (2 * k_ + 1)) -
-                          static_cast<int64_t>(k_);
+        const int64_t v =
+            static_cast<int64_t>(patternAt(sumVKey_, i) % (2 * k_ + 1)) - static_cast<int64_t>(k_);
         if (!paired_) return v;
         const int64_t d = static_cast<int64_t>(patternAt(sumDKey_, i) % 5) - 2;
         return (rank_ % 2 == 0) ? v + d : v - d;
@@ -316,8 +345,8 @@ struct LibraryCount {
 
 struct PlacementResult {
   double timeUs = 0;
-  double algBw = 0;  // GB/s
-  double busBw = 0;  // GB/s
+  double algBw = 0;      // GB/s
+  double busBw = 0;      // GB/s
   long long wrong = -1;  // -1: not checked
   LibraryCount library;
 };
@@ -333,8 +362,7 @@ struct ResultRow {
 };
 
 // algbw = bytes / time (GB/s, 1e9); busbw = algbw * factor. 0 when time is 0.
-void computeBandwidth(size_t bytes, double seconds, double busFactor, double* algBw,
-                      double* busBw);
+void computeBandwidth(size_t bytes, double seconds, double busFactor, double* algBw, double* busBw);
 std::string formatTimeUs(double us);  // nccl-tests: %7.0f / %7.1f / %7.2f
 std::string formatTableHeader();      // the three "#" column header lines
 std::string formatRow(const ResultRow& row);
@@ -365,17 +393,16 @@ struct CollTool {
   double (*busBwFactor)(int nranks);
   // Enqueues one operation of `count` (CollCounts::param) elements; in place, sendbuff and
   // recvbuff point into the same buffer (equal unless the counts set in-place offsets).
-  ftcclResult_t (*run)(const void* sendbuff, void* recvbuff, size_t count,
-                       ftcclDataType_t type, ftcclRedOp_t op, int root, ftcclComm_t comm,
-                       ftcclStream_t stream);
+  ftcclResult_t (*run)(const void* sendbuff, void* recvbuff, size_t count, ftcclDataType_t type,
+                       ftcclRedOp_t op, int root, ftcclComm_t comm, ftcclStream_t stream);
   // buf[0..count) = this rank's input (count = CollCounts::send). Must depend on the
   // element index only, not on count.
   void (*fillInput)(void* buf, size_t count, ftcclDataType_t type, ftcclRedOp_t op, int root,
                     int rank, int nranks);
   // buf[0..count) = this rank's expected output (count = CollCounts::recv), same prefix
   // rule unless expectedPerSize.
-  void (*fillExpected)(void* buf, size_t count, ftcclDataType_t type, ftcclRedOp_t op,
-                       int root, int rank, int nranks);
+  void (*fillExpected)(void* buf, size_t count, ftcclDataType_t type, ftcclRedOp_t op, int root,
+                       int rank, int nranks);
   // The buffers for `count` = size / type size elements over nranks; send and recv may
   // round `count` down, never up (the buffers are allocated for the largest size). Null:
   // `count` elements each way, in place at offset 0 (AllReduce, Broadcast, Reduce).

@@ -69,8 +69,8 @@ void prepareFaultPlan(const FaultPlan& plan) {
 
 void maybeInjectFault(const FaultPlan& plan, int rank, long* counter) {
   if (!plan.enabled() || rank != plan.rank || ++*counter != plan.iter) return;
-  std::fprintf(stderr, "[rank %d] # fault: %s of rank %d at op %ld\n", rank,
-               plan.kind.c_str(), rank, plan.iter);
+  std::fprintf(stderr, "[rank %d] # fault: %s of rank %d at op %ld\n", rank, plan.kind.c_str(),
+               rank, plan.iter);
   std::fflush(stderr);
   if (askLauncher(plan, rank)) return;
   if (FILE* f = std::fopen(stampPath().c_str(), "w")) {
@@ -109,8 +109,7 @@ void endStoppedVictim(const FaultPlan& plan, int victimPid) {
 
 void removeFaultStamp() { std::remove(stampPath().c_str()); }
 
-bool reportDetectedFault(const FaultPlan& plan, int rank, ftcclResult_t result,
-                         const char* error) {
+bool reportDetectedFault(const FaultPlan& plan, int rank, ftcclResult_t result, const char* error) {
   if (!plan.enabled() || rank == plan.rank) return false;
   if (result != ftcclRemoteError && result != ftcclTimeout) return false;
   int victimPid = -1;
@@ -118,7 +117,7 @@ bool reportDetectedFault(const FaultPlan& plan, int rank, ftcclResult_t result,
   int lowestSurvivor = plan.rank == 0 ? 1 : 0;
   if (rank == lowestSurvivor) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let the others read it
-    endStoppedVictim(plan, victimPid);  // nobody else will
+    endStoppedVictim(plan, victimPid);                            // nobody else will
     removeFaultStamp();
   }
   return true;

@@ -30,8 +30,7 @@ void prepareFaultPlan(const FaultPlan& plan);
 void maybeInjectFault(const FaultPlan& plan, int rank, long* counter);
 // After a failed call: true when it is the planned fault being detected; prints the
 // survivor's detection line.
-bool reportDetectedFault(const FaultPlan& plan, int rank, ftcclResult_t result,
-                         const char* error);
+bool reportDetectedFault(const FaultPlan& plan, int rank, ftcclResult_t result, const char* error);
 
 // The pieces of reportDetectedFault, for survivors that go on after a rebuild
 // (--spares): they keep the stamp until the end and never sleep.

@@ -60,8 +60,8 @@ void Recovery::noteFailure(int rank, long step, const char* error) {
     // A fault from outside (ftccl_run --kill, a chaos campaign): timed from the
     // launcher's stamp when there is one.
     if (records_.empty() && detectionMs_ < 0) detectionMs_ = sinceStampMs();
-    std::printf("[rank %d] # failure detected (%.2f ms after the last injected fault): %s\n",
-                rank, detectionMs_, error);
+    std::printf("[rank %d] # failure detected (%.2f ms after the last injected fault): %s\n", rank,
+                detectionMs_, error);
     std::fflush(stdout);
   }
 }
@@ -177,11 +177,12 @@ std::vector<std::string> Recovery::summaryLines(const std::string& hitLoop) cons
     return lines;
   }
   std::vector<int> lost;
-  for (const RebuildRecord& rec : records_) lost.insert(lost.end(), rec.lost.begin(), rec.lost.end());
+  for (const RebuildRecord& rec : records_)
+    lost.insert(lost.end(), rec.lost.begin(), rec.lost.end());
   const std::string what =
-      fault_.enabled() ? format("rank %d %s at op %ld", fault_.rank, done.c_str(), fault_.iter)
-                       : format("rank(s) %s lost to a fault this tool did not inject",
-                                joinRanks(lost).c_str());
+      fault_.enabled()
+          ? format("rank %d %s at op %ld", fault_.rank, done.c_str(), fault_.iter)
+          : format("rank(s) %s lost to a fault this tool did not inject", joinRanks(lost).c_str());
   lines.push_back(
       format("# Fault: %s; detection %.2f ms, rebuild %.2f ms, recovery (fault -> "
              "loop running again) %.2f ms; run busbw including the fault: %s",

@@ -14,9 +14,9 @@ double busBwFactor(int /*nranks*/) { return 1.0; }
 
 // The peers come from the communicator on every call, as in nccl-tests: after a rebuild
 // the ranks are numbered anew.
-ftcclResult_t runSendRecv(const void* sendbuff, void* recvbuff, size_t count,
-                          ftcclDataType_t type, ftcclRedOp_t /*op*/, int /*root*/,
-                          ftcclComm_t comm, ftcclStream_t stream) {
+ftcclResult_t runSendRecv(const void* sendbuff, void* recvbuff, size_t count, ftcclDataType_t type,
+                          ftcclRedOp_t /*op*/, int /*root*/, ftcclComm_t comm,
+                          ftcclStream_t stream) {
   int rank = 0;
   int nranks = 1;
   ftcclResult_t res = ftcclCommUserRank(comm, &rank);
@@ -39,8 +39,8 @@ void fillInput(void* buf, size_t count, ftcclDataType_t type, ftcclRedOp_t /*op*
   ftperf::fillRawInput(buf, count, type, rank);
 }
 
-void fillExpected(void* buf, size_t count, ftcclDataType_t type, ftcclRedOp_t /*op*/,
-                  int /*root*/, int rank, int nranks) {
+void fillExpected(void* buf, size_t count, ftcclDataType_t type, ftcclRedOp_t /*op*/, int /*root*/,
+                  int rank, int nranks) {
   ftperf::fillRawInput(buf, count, type, (rank - 1 + nranks) % nranks);
 }
 

@@ -52,11 +52,12 @@ struct TagLayout {
   static constexpr uint32_t kChannels = 1u << kChannelBits;
   static constexpr uint64_t kEpochs = 1ull << kEpochBits;
 
-  static constexpr uint64_t make(uint64_t signature, uint64_t epoch, uint64_t seq,
-                                 uint64_t channel, uint64_t srcRank) {
+  static constexpr uint64_t make(uint64_t signature, uint64_t epoch, uint64_t seq, uint64_t channel,
+                                 uint64_t srcRank) {
     return tagField(signature, kSignatureBits, kSignatureShift) |
            tagField(epoch, kEpochBits, kEpochShift) | tagField(seq, kSeqBits, kSeqShift) |
-           tagField(channel, kChannelBits, kChannelShift) | tagField(srcRank, kRankBits, kRankShift);
+           tagField(channel, kChannelBits, kChannelShift) |
+           tagField(srcRank, kRankBits, kRankShift);
   }
   // Receives match every bit: one exact sender, op, channel, epoch and communicator.
   static constexpr uint64_t kFullMask = ~0ull;

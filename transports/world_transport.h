@@ -20,7 +20,7 @@ struct OutstandingTransfers {
   int count = 0;
   uint64_t bytes = 0;
   uint64_t largest = 0;
-  int rendezvous = 0;               // of them, at or above the endpoint's threshold
+  int rendezvous = 0;                // of them, at or above the endpoint's threshold
   uint64_t rendezvousThreshold = 0;  // the transport's rendezvous threshold; 0: not known
 };
 
@@ -29,8 +29,7 @@ class WorldTransport : public Transport {
   // What the others need to reach this process (published with its peer info).
   virtual const std::vector<uint8_t>& workerAddress() const = 0;
   // Every process's address, by world index; this process is `rank` (a world index).
-  virtual Status connect(int rank, std::vector<std::vector<uint8_t>> addresses,
-                         uint32_t epoch) = 0;
+  virtual Status connect(int rank, std::vector<std::vector<uint8_t>> addresses, uint32_t epoch) = 0;
   // The epoch's numbering: logical rank -> world index; `rank` is ours (-1: a spare).
   // Messages of an older epoch never match afterwards.
   virtual Status remap(uint32_t epoch, std::vector<int> logicalToWorld, int rank) = 0;

@@ -17,8 +17,7 @@ namespace {
 
 class ChainBroadcast final : public Collective {
  public:
-  ChainBroadcast(Transport& transport, const PipelineConfig& pipeline,
-                 const CollectiveArgs& args)
+  ChainBroadcast(Transport& transport, const PipelineConfig& pipeline, const CollectiveArgs& args)
       : inFlight_(transport, kWindows),
         args_(args),
         chain_{transport.size(), transport.rank(), args.root},
@@ -44,8 +43,8 @@ class ChainBroadcast final : public Collective {
     // Receive in order, up to `window_` chunks ahead.
     if (!chain_.isRoot()) {
       while (recvPosted_ < nChunks_ && inFlight_.count(kRecvs) < window_) {
-        FTCCL_CHECK(inFlight_.recv(kRecvs, chain_.prev(), chunk(recvPosted_),
-                                   chunkSize(recvPosted_), key));
+        FTCCL_CHECK(
+            inFlight_.recv(kRecvs, chain_.prev(), chunk(recvPosted_), chunkSize(recvPosted_), key));
         ++recvPosted_;
       }
       size_t landed = 0;
@@ -96,8 +95,7 @@ class ChainBroadcast final : public Collective {
 
 }  // namespace
 
-std::unique_ptr<Collective> makeChainBroadcast(Transport& transport,
-                                               const PipelineConfig& pipeline,
+std::unique_ptr<Collective> makeChainBroadcast(Transport& transport, const PipelineConfig& pipeline,
                                                const CollectiveArgs& args) {
   return std::make_unique<ChainBroadcast>(transport, pipeline, args);
 }

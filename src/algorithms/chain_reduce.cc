@@ -25,13 +25,16 @@ class ChainReduce final : public Collective {
  public:
   ChainReduce(Transport& transport, const Scratch& scratch, const PipelineConfig& pipeline,
               const CollectiveArgs& args)
-      : transport_(transport), inFlight_(transport, kWindows), scratch_(scratch), args_(args),
+      : transport_(transport),
+        inFlight_(transport, kWindows),
+        scratch_(scratch),
+        args_(args),
         n_(transport.size()),
         elemSize_(dataTypeSize(args.type)) {
     position_ = ((transport.rank() - args.root - 1) % n_ + n_) % n_;
     // A chunk must fit a staging slot (chunkBytes 0: as large as a slot).
-    size_t chunkBytes = pipeline.chunkBytes ? std::min(pipeline.chunkBytes, scratch.slotBytes)
-                                            : scratch.slotBytes;
+    size_t chunkBytes =
+        pipeline.chunkBytes ? std::min(pipeline.chunkBytes, scratch.slotBytes) : scratch.slotBytes;
     chunkElems_ = std::max<size_t>(1, chunkBytes / elemSize_);
     nChunks_ = (args.count + chunkElems_ - 1) / chunkElems_;
     slots_ = std::max(1, scratch.slots);
@@ -52,8 +55,8 @@ class ChainReduce final : public Collective {
       // Post receives ahead while their slots are free.
       size_t freed = root ? received_ : sendsDone_;
       while (recvPosted_ < nChunks_ && recvPosted_ < freed + slots_) {
-        FTCCL_CHECK(inFlight_.recv(kRecvs, prev(), slotOf(recvPosted_), chunkBytes(recvPosted_),
-                                   key));
+        FTCCL_CHECK(
+            inFlight_.recv(kRecvs, prev(), slotOf(recvPosted_), chunkBytes(recvPosted_), key));
         ++recvPosted_;
       }
       size_t landed = 0;
@@ -67,8 +70,8 @@ class ChainReduce final : public Collective {
       FTCCL_CHECK(inFlight_.testOldest(kSends, &sent));
       sendsDone_ += sent;
       while (sendPosted_ < received_ && inFlight_.count(kSends) < static_cast<size_t>(slots_)) {
-        const uint8_t* from = first ? input() + sendPosted_ * chunkElems_ * elemSize_
-                                    : slotOf(sendPosted_);
+        const uint8_t* from =
+            first ? input() + sendPosted_ * chunkElems_ * elemSize_ : slotOf(sendPosted_);
         FTCCL_CHECK(inFlight_.send(kSends, next(), from, chunkBytes(sendPosted_), key));
         ++sendPosted_;
       }

@@ -96,8 +96,7 @@ class Collective {
 std::unique_ptr<Collective> makeRingAllReduce(Transport& transport, const Scratch& scratch,
                                               const PipelineConfig& pipeline,
                                               const CollectiveArgs& args);
-std::unique_ptr<Collective> makeChainBroadcast(Transport& transport,
-                                               const PipelineConfig& pipeline,
+std::unique_ptr<Collective> makeChainBroadcast(Transport& transport, const PipelineConfig& pipeline,
                                                const CollectiveArgs& args);
 
 // Double binary tree (tree.h): half of the buffer reduced up and broadcast down each tree.
@@ -112,16 +111,14 @@ std::unique_ptr<Collective> makeRecursiveDoublingAllReduce(Transport& transport,
 // Ranks grouped by node: nodes[k] lists node k's ranks in the order its intra-node
 // ring visits them (topology/ orders them by package and NUMA node); every rank is in
 // exactly one list.
-std::unique_ptr<Collective> makeHierarchicalAllReduce(Transport& transport,
-                                                      const Scratch& scratch,
+std::unique_ptr<Collective> makeHierarchicalAllReduce(Transport& transport, const Scratch& scratch,
                                                       const PipelineConfig& pipeline,
                                                       const std::vector<std::vector<int>>& nodes,
                                                       const CollectiveArgs& args);
 std::unique_ptr<Collective> makeRingReduceScatter(Transport& transport, const Scratch& scratch,
                                                   const PipelineConfig& pipeline,
                                                   const CollectiveArgs& args);
-std::unique_ptr<Collective> makeRingAllGather(Transport& transport,
-                                              const PipelineConfig& pipeline,
+std::unique_ptr<Collective> makeRingAllGather(Transport& transport, const PipelineConfig& pipeline,
                                               const CollectiveArgs& args);
 // Reduce to args.root along a pipelined chain (the mirror of the chain broadcast).
 std::unique_ptr<Collective> makeChainReduce(Transport& transport, const Scratch& scratch,

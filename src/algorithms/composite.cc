@@ -52,7 +52,9 @@ class Sequence final : public Collective {
 class PointToPointOp final : public Collective {
  public:
   PointToPointOp(Transport& transport, std::vector<PointToPoint> transfers)
-      : transport_(transport), transfers_(std::move(transfers)), inFlight_(transport),
+      : transport_(transport),
+        transfers_(std::move(transfers)),
+        inFlight_(transport),
         finished_(transfers_.size(), false) {}
 
   Status progress(bool* done) override {

@@ -180,7 +180,8 @@ class HierarchicalAllReduce final : public Collective {
 
  private:
   SubsetTransport& view(std::vector<int> members, uint32_t channelBase) {
-    views_.push_back(std::make_unique<SubsetTransport>(transport_, std::move(members), channelBase));
+    views_.push_back(
+        std::make_unique<SubsetTransport>(transport_, std::move(members), channelBase));
     return *views_.back();
   }
   static std::unique_ptr<Collective> mapped(std::unique_ptr<Collective> phase,
@@ -193,7 +194,8 @@ class HierarchicalAllReduce final : public Collective {
                        const CollectiveArgs& args, std::vector<std::unique_ptr<Collective>>* out) {
     const std::vector<int>& local = nodes[myNode];
     int localSize = static_cast<int>(local.size());
-    int j = static_cast<int>(std::find(local.begin(), local.end(), transport_.rank()) - local.begin());
+    int j =
+        static_cast<int>(std::find(local.begin(), local.end(), transport_.rank()) - local.begin());
     size_t elem = dataTypeSize(args.type);
     std::vector<Segment> segments = ringParts(localSize, args.count);
     uint8_t* recv = static_cast<uint8_t*>(args.recvbuff);
@@ -201,10 +203,10 @@ class HierarchicalAllReduce final : public Collective {
     bool avg = args.op == ftcclAvg;
 
     SubsetTransport& intraReduce = view(local, kIntraReduceChannels);
-    out->push_back(mapped(makeRingReduceScatterPhase(intraReduce, scratch, pipeline, opIdOf(args),
-                                                     args.type, args.op, 0, segments,
-                                                     args.sendbuff, mine),
-                          intraReduce));
+    out->push_back(
+        mapped(makeRingReduceScatterPhase(intraReduce, scratch, pipeline, opIdOf(args), args.type,
+                                          args.op, 0, segments, args.sendbuff, mine),
+               intraReduce));
     std::vector<int> peers;  // local index j on every node
     for (const auto& node : nodes) peers.push_back(node[j]);
     CollectiveArgs inter = args;
@@ -214,13 +216,13 @@ class HierarchicalAllReduce final : public Collective {
     SubsetTransport& interNode = view(peers, kInterNodeChannels);
     out->push_back(mapped(makeRingAllReduce(interNode, scratch, pipeline, inter), interNode));
     if (avg) {
-      out->push_back(std::make_unique<DivideStep>(mine, segments[j].count, args.type,
-                                                  transport_.size()));
+      out->push_back(
+          std::make_unique<DivideStep>(mine, segments[j].count, args.type, transport_.size()));
     }
     SubsetTransport& intraGather = view(local, kIntraGatherChannels);
-    out->push_back(mapped(makeRingAllGatherPhase(intraGather, pipeline, opIdOf(args), elem,
-                                                 segments, recv),
-                          intraGather));
+    out->push_back(
+        mapped(makeRingAllGatherPhase(intraGather, pipeline, opIdOf(args), elem, segments, recv),
+               intraGather));
   }
 
   void buildNodeLeaders(const Scratch& scratch, const PipelineConfig& pipeline,
@@ -233,7 +235,8 @@ class HierarchicalAllReduce final : public Collective {
     reduceArgs.root = 0;  // the leader, in the node view's numbering
     reduceArgs.op = avg ? ftcclSum : args.op;
     SubsetTransport& intraReduce = view(local, kIntraReduceChannels);
-    out->push_back(mapped(makeChainReduce(intraReduce, scratch, pipeline, reduceArgs), intraReduce));
+    out->push_back(
+        mapped(makeChainReduce(intraReduce, scratch, pipeline, reduceArgs), intraReduce));
     if (leader) {
       std::vector<int> leaders;
       for (const auto& node : nodes) leaders.push_back(node[0]);
@@ -242,8 +245,8 @@ class HierarchicalAllReduce final : public Collective {
       SubsetTransport& interNode = view(leaders, kInterNodeChannels);
       out->push_back(mapped(makeRingAllReduce(interNode, scratch, pipeline, inter), interNode));
       if (avg) {
-        out->push_back(std::make_unique<DivideStep>(args.recvbuff, args.count, args.type,
-                                                    transport_.size()));
+        out->push_back(
+            std::make_unique<DivideStep>(args.recvbuff, args.count, args.type, transport_.size()));
       }
     }
     CollectiveArgs bcast = args;
@@ -260,8 +263,7 @@ class HierarchicalAllReduce final : public Collective {
 
 }  // namespace
 
-std::unique_ptr<Collective> makeHierarchicalAllReduce(Transport& transport,
-                                                      const Scratch& scratch,
+std::unique_ptr<Collective> makeHierarchicalAllReduce(Transport& transport, const Scratch& scratch,
                                                       const PipelineConfig& pipeline,
                                                       const std::vector<std::vector<int>>& nodes,
                                                       const CollectiveArgs& args) {

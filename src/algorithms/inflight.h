@@ -11,9 +11,9 @@
 // posted (null) stays in its group until tested, so windows count it in order.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
-#include <array>
 #include <vector>
 
 #include "transports/transport.h"

@@ -19,8 +19,8 @@ namespace ftccl {
 struct DoublingPlan {
   enum Role { kPlain, kFolds, kAbsorbs };
   Role role = kPlain;
-  int neighbour = -1;           // kFolds: the rank that absorbs it; kAbsorbs: the folded rank
-  std::vector<int> partners;    // real ranks, one per round (none for kFolds)
+  int neighbour = -1;         // kFolds: the rank that absorbs it; kAbsorbs: the folded rank
+  std::vector<int> partners;  // real ranks, one per round (none for kFolds)
 };
 
 namespace doubling_detail {

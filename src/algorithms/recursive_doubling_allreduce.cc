@@ -42,8 +42,11 @@ class RecursiveDoublingAllReduce final : public Collective {
  public:
   RecursiveDoublingAllReduce(Transport& transport, const Scratch& scratch,
                              const CollectiveArgs& args)
-      : transport_(transport), args_(args), elemSize_(dataTypeSize(args.type)),
-        staging_(scratch.base), inFlight_(transport) {
+      : transport_(transport),
+        args_(args),
+        elemSize_(dataTypeSize(args.type)),
+        staging_(scratch.base),
+        inFlight_(transport) {
     size_t stagingBytes = scratch.slotBytes * static_cast<size_t>(std::max(scratch.slots, 0));
     int n = transport.size();
     if (n == 1 || args.count == 0) return;
@@ -92,7 +95,7 @@ class RecursiveDoublingAllReduce final : public Collective {
     bool recv = false;
     bool recvIntoResult = false;  // a folded rank's result; else the partner's partial
     Combine combine = Combine::kNone;
-    bool finishAvg = false;       // the last combine: the result is complete
+    bool finishAvg = false;  // the last combine: the result is complete
   };
 
   void buildSteps(const DoublingPlan& plan) {

@@ -24,10 +24,13 @@ namespace {
 
 class RingAllGather final : public Collective {
  public:
-  RingAllGather(Transport& transport, const PipelineConfig& pipeline, OpId op,
-                size_t elemSize, std::vector<Segment> segments, void* buffer)
-      : op_(op), elemSize_(elemSize), segments_(std::move(segments)),
-        buffer_(static_cast<uint8_t*>(buffer)), n_(transport.size()),
+  RingAllGather(Transport& transport, const PipelineConfig& pipeline, OpId op, size_t elemSize,
+                std::vector<Segment> segments, void* buffer)
+      : op_(op),
+        elemSize_(elemSize),
+        segments_(std::move(segments)),
+        buffer_(static_cast<uint8_t*>(buffer)),
+        n_(transport.size()),
         ring_(n_, transport.rank(), 0) {
     size_t largest = 0;
     for (const Segment& s : segments_) largest = std::max(largest, s.count);
@@ -110,7 +113,8 @@ class NcclAllGather final : public Collective {
     ownAt_ = static_cast<uint8_t*>(args.recvbuff) + static_cast<size_t>(transport.rank()) * bytes_;
   }
   Status progress(bool* done) override {
-    if (!copied_ && bytes_ && args_.sendbuff != ownAt_) std::memmove(ownAt_, args_.sendbuff, bytes_);
+    if (!copied_ && bytes_ && args_.sendbuff != ownAt_)
+      std::memmove(ownAt_, args_.sendbuff, bytes_);
     copied_ = true;
     return phase_->progress(done);
   }
@@ -132,12 +136,11 @@ std::unique_ptr<Collective> makeRingAllGatherPhase(Transport& transport,
                                                    const PipelineConfig& pipeline, OpId op,
                                                    size_t elemSize, std::vector<Segment> segments,
                                                    void* buffer) {
-  return std::make_unique<RingAllGather>(transport, pipeline, op, elemSize,
-                                         std::move(segments), buffer);
+  return std::make_unique<RingAllGather>(transport, pipeline, op, elemSize, std::move(segments),
+                                         buffer);
 }
 
-std::unique_ptr<Collective> makeRingAllGather(Transport& transport,
-                                              const PipelineConfig& pipeline,
+std::unique_ptr<Collective> makeRingAllGather(Transport& transport, const PipelineConfig& pipeline,
                                               const CollectiveArgs& args) {
   return std::make_unique<NcclAllGather>(transport, pipeline, args);
 }

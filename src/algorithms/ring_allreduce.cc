@@ -99,8 +99,7 @@ class RingAllReduce final : public Collective {
 
       if (reduceStep && recvPart.count) {
         size_t at = recvPart.offset * elemSize_;
-        reduce(output() + at, input() + at, scratch_.slot(c), recvPart.count, args_.type,
-               args_.op);
+        reduce(output() + at, input() + at, scratch_.slot(c), recvPart.count, args_.type, args_.op);
         if (args_.op == ftcclAvg && ch.step == ring_.nranks() - 2) {
           divideBy(output() + at, recvPart.count, args_.type, ring_.nranks());
         }

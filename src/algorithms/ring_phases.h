@@ -30,10 +30,12 @@ inline std::vector<Segment> ringParts(int n, size_t count) {
 // Reduce-scatter: rank r ends with segment r reduced over all ranks in `out` (count of
 // segment r elements). `input` holds every segment at its offset. With avgDivisor > 0
 // the result is divided by it (ftcclAvg); op Avg otherwise combines as Sum.
-std::unique_ptr<Collective> makeRingReduceScatterPhase(
-    Transport& transport, const Scratch& scratch, const PipelineConfig& pipeline,
-    OpId id, ftcclDataType_t type, ftcclRedOp_t op, int avgDivisor,
-    std::vector<Segment> segments, const void* input, void* out);
+std::unique_ptr<Collective> makeRingReduceScatterPhase(Transport& transport, const Scratch& scratch,
+                                                       const PipelineConfig& pipeline, OpId id,
+                                                       ftcclDataType_t type, ftcclRedOp_t op,
+                                                       int avgDivisor,
+                                                       std::vector<Segment> segments,
+                                                       const void* input, void* out);
 
 // All-gather: every segment ends in `buffer` at its offset on every rank; rank r's own
 // segment must already be there (callers copy it in first when not in place).

@@ -35,10 +35,17 @@ class RingReduceScatter final : public Collective {
   RingReduceScatter(Transport& transport, const Scratch& scratch, const PipelineConfig& pipeline,
                     OpId id, ftcclDataType_t type, ftcclRedOp_t op, int avgDivisor,
                     std::vector<Segment> segments, const void* input, void* out)
-      : scratch_(scratch), id_(id), type_(type), op_(op),
-        avgDivisor_(avgDivisor), segments_(std::move(segments)),
-        input_(static_cast<const uint8_t*>(input)), out_(static_cast<uint8_t*>(out)),
-        elemSize_(dataTypeSize(type)), n_(transport.size()), rank_(transport.rank()),
+      : scratch_(scratch),
+        id_(id),
+        type_(type),
+        op_(op),
+        avgDivisor_(avgDivisor),
+        segments_(std::move(segments)),
+        input_(static_cast<const uint8_t*>(input)),
+        out_(static_cast<uint8_t*>(out)),
+        elemSize_(dataTypeSize(type)),
+        n_(transport.size()),
+        rank_(transport.rank()),
         ring_(n_, rank_, 0) {
     sliceElems_ = std::max<size_t>(1, scratch.slotBytes / elemSize_);
     size_t largest = 0;
@@ -46,7 +53,8 @@ class RingReduceScatter final : public Collective {
     nSlices_ = (largest + sliceElems_ - 1) / sliceElems_;
     // Two slots per channel; never more channels than slices or than the budget.
     int channels = std::min({pipeline.channels, scratch.slots / 2, kMaxPipelineChannels});
-    channels = static_cast<int>(std::min<size_t>(std::max(channels, 1), std::max<size_t>(nSlices_, 1)));
+    channels =
+        static_cast<int>(std::min<size_t>(std::max(channels, 1), std::max<size_t>(nSlices_, 1)));
     channels_.resize(channels);
     for (int c = 0; c < channels; ++c) channels_[c].slice = c;
     inFlight_ = std::make_unique<InFlight>(transport, channels);
@@ -107,8 +115,8 @@ class RingReduceScatter final : public Collective {
                                       recvPart.count * elemSize_, key));
         }
         if (sendPart.count) {
-          const uint8_t* from = ch.step == 0 ? input_ + sendPart.offset * elemSize_
-                                             : slot(c, ch.sendSlot);
+          const uint8_t* from =
+              ch.step == 0 ? input_ + sendPart.offset * elemSize_ : slot(c, ch.sendSlot);
           FTCCL_CHECK(inFlight_->send(c, ring_.next(), from, sendPart.count * elemSize_, key));
         }
       }
@@ -152,12 +160,14 @@ class RingReduceScatter final : public Collective {
 
 }  // namespace
 
-std::unique_ptr<Collective> makeRingReduceScatterPhase(
-    Transport& transport, const Scratch& scratch, const PipelineConfig& pipeline,
-    OpId id, ftcclDataType_t type, ftcclRedOp_t op, int avgDivisor,
-    std::vector<Segment> segments, const void* input, void* out) {
-  return std::make_unique<RingReduceScatter>(transport, scratch, pipeline, id, type, op,
-                                             avgDivisor, std::move(segments), input, out);
+std::unique_ptr<Collective> makeRingReduceScatterPhase(Transport& transport, const Scratch& scratch,
+                                                       const PipelineConfig& pipeline, OpId id,
+                                                       ftcclDataType_t type, ftcclRedOp_t op,
+                                                       int avgDivisor,
+                                                       std::vector<Segment> segments,
+                                                       const void* input, void* out) {
+  return std::make_unique<RingReduceScatter>(transport, scratch, pipeline, id, type, op, avgDivisor,
+                                             std::move(segments), input, out);
 }
 
 std::unique_ptr<Collective> makeRingReduceScatter(Transport& transport, const Scratch& scratch,

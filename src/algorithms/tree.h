@@ -18,8 +18,8 @@
 namespace ftccl {
 
 struct TreeLinks {
-  int parent = -1;             // -1 at the root
-  std::vector<int> children;   // 0, 1 or 2 ranks
+  int parent = -1;            // -1 at the root
+  std::vector<int> children;  // 0, 1 or 2 ranks
 };
 
 namespace tree_detail {

@@ -45,15 +45,16 @@ class TreeAllReduce final : public Collective {
  public:
   TreeAllReduce(Transport& transport, const Scratch& scratch, const PipelineConfig& pipeline,
                 const CollectiveArgs& args)
-      : args_(args), n_(transport.size()),
+      : args_(args),
+        n_(transport.size()),
         elemSize_(dataTypeSize(args.type)),
         lanesPerTree_(std::clamp(pipeline.channels, 1, kMaxPipelineChannels)),
         inFlight_(transport, 2 * lanesPerTree_ * kStreams) {
     staging_ = scratch.base;
     subSlotBytes_ = scratch.slotBytes * static_cast<size_t>(std::max(scratch.slots, 0)) /
                     (2 * static_cast<size_t>(lanesPerTree_));
-    chunkElems_ = std::max<size_t>(1, std::min(pipeline.chunkBytes, subSlotBytes_) /
-                                                std::max<size_t>(elemSize_, 1));
+    chunkElems_ = std::max<size_t>(
+        1, std::min(pipeline.chunkBytes, subSlotBytes_) / std::max<size_t>(elemSize_, 1));
     if (n_ == 1 || args.count == 0) return;
     lanes_.reserve(2 * static_cast<size_t>(lanesPerTree_));
     if (subSlotBytes_ < elemSize_) setup_ = invalidArgument("tree all-reduce: scratch too small");
@@ -139,10 +140,9 @@ class TreeAllReduce final : public Collective {
     for (bool moved = true; moved;) {
       moved = false;
       size_t finished = root ? s[kGather].done : s[kDown].done;
-      bool ready[kStreams] = {!leaf && s[kGather].done < lane.chunks,
-                              !root && s[kUp].done < s[kGather].done,
-                              !root && s[kDown].done < s[kUp].done,
-                              !leaf && s[kForward].done < finished};
+      bool ready[kStreams] = {
+          !leaf && s[kGather].done < lane.chunks, !root && s[kUp].done < s[kGather].done,
+          !root && s[kDown].done < s[kUp].done, !leaf && s[kForward].done < finished};
       for (int k = 0; k < kStreams; ++k) {
         if (!ready[k]) continue;
         bool completed = false;
@@ -168,13 +168,13 @@ class TreeAllReduce final : public Collective {
       switch (kind) {
         case kGather:
           for (size_t i = 0; i < children.size(); ++i) {
-            FTCCL_CHECK(inFlight_.recv(group, children[i], staging(lane, static_cast<int>(i)),
-                                        bytes, key));
+            FTCCL_CHECK(
+                inFlight_.recv(group, children[i], staging(lane, static_cast<int>(i)), bytes, key));
           }
           break;
         case kUp:  // a leaf sends its input as it is, an interior rank its partial
           FTCCL_CHECK(inFlight_.send(group, tree.links.parent,
-                                      children.empty() ? in(first) : out(first), bytes, key));
+                                     children.empty() ? in(first) : out(first), bytes, key));
           break;
         case kDown:
           FTCCL_CHECK(inFlight_.recv(group, tree.links.parent, out(first), bytes, key));
@@ -184,7 +184,8 @@ class TreeAllReduce final : public Collective {
             FTCCL_CHECK(inFlight_.send(group, children[i], out(first), bytes, key));
           }
           break;
-        case kStreams: break;
+        case kStreams:
+          break;
       }
     }
     bool finished = false;

@@ -77,12 +77,10 @@ ftcclResult_t guarded(const char* call, Communicator* comm, Body&& body) {
   return status.code();
 }
 
-Status checkComm(ftcclComm_t comm) {
-  return comm ? Status::ok() : invalidArgument("comm is NULL");
-}
+Status checkComm(ftcclComm_t comm) { return comm ? Status::ok() : invalidArgument("comm is NULL"); }
 
-Status checkBuffers(const void* sendbuff, const void* recvbuff, size_t count,
-                    ftcclDataType_t type, bool needSend) {
+Status checkBuffers(const void* sendbuff, const void* recvbuff, size_t count, ftcclDataType_t type,
+                    bool needSend) {
   if (!isValidDataType(type)) {
     return invalidArgument("datatype " + std::to_string(static_cast<int>(type)) + " is invalid");
   }
@@ -219,15 +217,24 @@ extern "C" {
 
 const char* ftcclGetErrorString(ftcclResult_t result) {
   switch (result) {
-    case ftcclSuccess: return "no error";
-    case ftcclSystemError: return "system error (OS, network or UCX)";
-    case ftcclInternalError: return "internal error (a bug in ftccl)";
-    case ftcclInvalidArgument: return "invalid argument";
-    case ftcclInvalidUsage: return "invalid usage";
-    case ftcclRemoteError: return "remote error (a peer failed; the communicator is revoked)";
-    case ftcclInProgress: return "operation in progress";
-    case ftcclTimeout: return "timeout";
-    default: return "unknown result code";
+    case ftcclSuccess:
+      return "no error";
+    case ftcclSystemError:
+      return "system error (OS, network or UCX)";
+    case ftcclInternalError:
+      return "internal error (a bug in ftccl)";
+    case ftcclInvalidArgument:
+      return "invalid argument";
+    case ftcclInvalidUsage:
+      return "invalid usage";
+    case ftcclRemoteError:
+      return "remote error (a peer failed; the communicator is revoked)";
+    case ftcclInProgress:
+      return "operation in progress";
+    case ftcclTimeout:
+      return "timeout";
+    default:
+      return "unknown result code";
   }
 }
 
@@ -290,8 +297,7 @@ ftcclResult_t ftcclCommGetJoinId(ftcclComm_t comm, ftcclUniqueId* id) {
   });
 }
 
-ftcclResult_t ftcclCommJoinAsSpare(ftcclComm_t* comm, ftcclUniqueId joinId,
-                                   ftcclConfig_t* config) {
+ftcclResult_t ftcclCommJoinAsSpare(ftcclComm_t* comm, ftcclUniqueId joinId, ftcclConfig_t* config) {
   return guarded("ftcclCommJoinAsSpare", nullptr, [&] {
     if (comm == nullptr) return invalidArgument("comm is NULL");
     *comm = nullptr;
@@ -466,8 +472,9 @@ ftcclResult_t ftcclBroadcast(const void* sendbuff, void* recvbuff, size_t count,
     Communicator* c = impl(comm);
     FTCCL_CHECK(checkRoot(c, root, "root"));
     FTCCL_CHECK(checkBuffers(sendbuff, recvbuff, count, datatype, root == c->rank()));
-    return runOrEnqueue(c, stream, collective(OpKind::kBroadcast, sendbuff, recvbuff, count,
-                                              datatype, ftcclSum, root));
+    return runOrEnqueue(
+        c, stream,
+        collective(OpKind::kBroadcast, sendbuff, recvbuff, count, datatype, ftcclSum, root));
   });
 }
 
@@ -481,8 +488,8 @@ ftcclResult_t ftcclReduce(const void* sendbuff, void* recvbuff, size_t count,
     FTCCL_CHECK(checkRoot(c, root, "root"));
     FTCCL_CHECK(checkOp(op));
     // Only the root's recvbuff is written (NCCL): others may pass NULL.
-    FTCCL_CHECK(checkBuffers(sendbuff, root == c->rank() ? recvbuff : sendbuff, count, datatype,
-                             true));
+    FTCCL_CHECK(
+        checkBuffers(sendbuff, root == c->rank() ? recvbuff : sendbuff, count, datatype, true));
     return runOrEnqueue(c, stream,
                         collective(OpKind::kReduce, sendbuff, recvbuff, count, datatype, op, root));
   });
@@ -495,8 +502,9 @@ ftcclResult_t ftcclAllGather(const void* sendbuff, void* recvbuff, size_t sendco
     FTCCL_CHECK(checkComm(comm));
     FTCCL_CHECK(checkBuffers(sendbuff, recvbuff, sendcount, datatype, true));
     FTCCL_CHECK(checkParts(impl(comm), sendcount, datatype));
-    return runOrEnqueue(impl(comm), stream, collective(OpKind::kAllGather, sendbuff, recvbuff,
-                                                       sendcount, datatype, ftcclSum, 0));
+    return runOrEnqueue(
+        impl(comm), stream,
+        collective(OpKind::kAllGather, sendbuff, recvbuff, sendcount, datatype, ftcclSum, 0));
   });
 }
 
@@ -509,8 +517,9 @@ ftcclResult_t ftcclReduceScatter(const void* sendbuff, void* recvbuff, size_t re
     FTCCL_CHECK(checkBuffers(sendbuff, recvbuff, recvcount, datatype, true));
     FTCCL_CHECK(checkParts(impl(comm), recvcount, datatype));
     FTCCL_CHECK(checkOp(op));
-    return runOrEnqueue(impl(comm), stream, collective(OpKind::kReduceScatter, sendbuff, recvbuff,
-                                                       recvcount, datatype, op, 0));
+    return runOrEnqueue(
+        impl(comm), stream,
+        collective(OpKind::kReduceScatter, sendbuff, recvbuff, recvcount, datatype, op, 0));
   });
 }
 
@@ -571,11 +580,11 @@ ftcclResult_t ftcclGroupEnd(void) {
         if (batch.empty()) stream = call.stream;
         batch.push_back(call.op);
       }
-      Status st = comm->isReleased() ? invalidUsage("the communicator was aborted or destroyed "
-                                                    "by another thread inside the group")
-                  : comm->asyncError() != ftcclSuccess
-                      ? comm->revokedStatus("group")
-                      : runBatch(comm, stream, std::move(batch));
+      Status st = comm->isReleased() ? invalidUsage(
+                                           "the communicator was aborted or destroyed "
+                                           "by another thread inside the group")
+                  : comm->asyncError() != ftcclSuccess ? comm->revokedStatus("group")
+                                                       : runBatch(comm, stream, std::move(batch));
       if (!st.isOk()) {
         comm->setLastError(st.message());
         if (first.isOk()) first = st;

@@ -35,8 +35,8 @@ namespace bootstrap {
 namespace {
 
 constexpr int kDefaultTimeoutMs = 120000;
-constexpr int kMaxHelloWaitMs = 10000;      // a connection must deliver its hello by then
-constexpr int kErrorReplyWriteMs = 5000;    // time to flush an error reply
+constexpr int kMaxHelloWaitMs = 10000;    // a connection must deliver its hello by then
+constexpr int kErrorReplyWriteMs = 5000;  // time to flush an error reply
 // Connections that have not said hello, and the hello bytes they may make the root hold.
 // Past either cap the root closes the oldest one that has sent nothing (else the oldest):
 // a real rank sends its hello within a round trip of the challenge, so a flood of idle
@@ -95,10 +95,14 @@ struct Conn {
 
 class RootService {
  public:
-  RootService(Fd listenFd, const SockAddr& addr, const UniqueIdContents& contents,
-              int timeoutMs, std::string origin)
-      : listen_(std::move(listenFd)), addr_(addr), name_(addr.toString()),
-        origin_(std::move(origin)), nonce_(contents.nonce), timeoutMs_(timeoutMs),
+  RootService(Fd listenFd, const SockAddr& addr, const UniqueIdContents& contents, int timeoutMs,
+              std::string origin)
+      : listen_(std::move(listenFd)),
+        addr_(addr),
+        name_(addr.toString()),
+        origin_(std::move(origin)),
+        nonce_(contents.nonce),
+        timeoutMs_(timeoutMs),
         creatorPid_(getpid()) {
     std::memcpy(secret_, contents.secret, 16);
   }
@@ -117,8 +121,8 @@ class RootService {
     } catch (const std::exception& e) {
       return systemError(std::string("cannot start the bootstrap root thread: ") + e.what());
     }
-    FTCCL_LOG(Info, Bootstrap, "bootstrap root listening on {} ({}, timeout {} ms)", name_,
-              origin_, timeoutMs_);
+    FTCCL_LOG(Info, Bootstrap, "bootstrap root listening on {} ({}, timeout {} ms)", name_, origin_,
+              timeoutMs_);
     return Status::ok();
   }
 
@@ -148,8 +152,7 @@ class RootService {
   void onWritable(Conn& c);
   void setReply(Conn& c, std::shared_ptr<const Bytes> frame, const std::array<uint8_t, 32>& digest);
   void drop(Conn& c);
-  void replyError(Conn& c, ftcclResult_t code, const std::string& message,
-                  Clock::time_point now);
+  void replyError(Conn& c, ftcclResult_t code, const std::string& message, Clock::time_point now);
   void leaveRank(Conn& c);
   void complete(Clock::time_point now);
   void failAll(ftcclResult_t code, const std::string& message, Clock::time_point now);
@@ -255,9 +258,8 @@ void RootService::loop() {
       Deadline d = collectDeadline(&bindingMs);
       if (now >= d) {
         if (joined_ == 0) {
-          FTCCL_LOG(Warn, Bootstrap,
-                    "bootstrap root {} gives up: no rank joined within {} ms", name_,
-                    bindingMs);
+          FTCCL_LOG(Warn, Bootstrap, "bootstrap root {} gives up: no rank joined within {} ms",
+                    name_, bindingMs);
           failAll(ftcclTimeout, "no rank joined" + floodNote(), now);  // flushes error replies
           continue;
         }
@@ -281,8 +283,8 @@ void RootService::loop() {
       if ((c.state == Conn::State::ReadHeader || c.state == Conn::State::ReadBody) &&
           now >= c.helloDeadline) {
         FTCCL_LOG(Warn, Bootstrap,
-                  "dropped bootstrap connection from {}: no complete hello within {} ms",
-                  c.peer, std::min(timeoutMs_, kMaxHelloWaitMs));
+                  "dropped bootstrap connection from {}: no complete hello within {} ms", c.peer,
+                  std::min(timeoutMs_, kMaxHelloWaitMs));
         ++droppedWithoutHello_;
         drop(c);
       } else if (c.state == Conn::State::Writing && now >= c.writeDeadline) {
@@ -560,8 +562,8 @@ void RootService::onReadable(Conn& c, Clock::time_point now) {
 void RootService::onHello(Conn& c, Hello& hello, Clock::time_point now) {
   std::memcpy(c.clientChallenge, hello.challenge, kChallengeBytes);
   auto reject = [&](ftcclResult_t code, const std::string& why) {
-    FTCCL_LOG(Warn, Bootstrap, "bootstrap root {}: rejected rank {} from {}: {}", name_,
-              hello.rank, c.peer, why);
+    FTCCL_LOG(Warn, Bootstrap, "bootstrap root {}: rejected rank {} from {}: {}", name_, hello.rank,
+              c.peer, why);
     replyError(c, code, why, now);
   };
   if (hello.nonce != nonce_) {
@@ -575,26 +577,24 @@ void RootService::onHello(Conn& c, Hello& hello, Clock::time_point now) {
     return;
   }
   if (hello.nranks < 1 || hello.nranks > kMaxRanks) {
-    reject(ftcclInvalidArgument, "nranks " + std::to_string(hello.nranks) +
-                                     " is out of range 1.." + std::to_string(kMaxRanks));
+    reject(ftcclInvalidArgument, "nranks " + std::to_string(hello.nranks) + " is out of range 1.." +
+                                     std::to_string(kMaxRanks));
     return;
   }
   if (joined_ > 0 && hello.nranks != nranks_) {
-    reject(ftcclInvalidArgument, "rank " + std::to_string(hello.rank) + " says nranks " +
-                                     std::to_string(hello.nranks) +
-                                     " but the ranks already joined say " +
-                                     std::to_string(nranks_));
+    reject(ftcclInvalidArgument,
+           "rank " + std::to_string(hello.rank) + " says nranks " + std::to_string(hello.nranks) +
+               " but the ranks already joined say " + std::to_string(nranks_));
     return;
   }
   if (hello.rank < 0 || hello.rank >= hello.nranks) {
     reject(ftcclInvalidArgument, "rank " + std::to_string(hello.rank) +
-                                     " is out of range for nranks " +
-                                     std::to_string(hello.nranks));
+                                     " is out of range for nranks " + std::to_string(hello.nranks));
     return;
   }
   if (joined_ > 0 && byRank_[hello.rank] != nullptr) {
-    reject(ftcclInvalidArgument, "rank " + std::to_string(hello.rank) +
-                                     " already joined from " + byRank_[hello.rank]->peer);
+    reject(ftcclInvalidArgument, "rank " + std::to_string(hello.rank) + " already joined from " +
+                                     byRank_[hello.rank]->peer);
     return;
   }
   if (joined_ == 0) {
@@ -682,8 +682,7 @@ void RootService::complete(Clock::time_point now) {
   joined_ = 0;
 }
 
-void RootService::failAll(ftcclResult_t code, const std::string& message,
-                          Clock::time_point now) {
+void RootService::failAll(ftcclResult_t code, const std::string& message, Clock::time_point now) {
   phase_ = Phase::Finishing;
   listen_.reset();
   auto frame = std::make_shared<const Bytes>(encodeError(code, message));
@@ -768,8 +767,8 @@ Registry& registry() {
   return r;
 }
 
-Status startRoot(Fd listenFd, const SockAddr& addr, const UniqueIdContents& contents,
-                 int timeoutMs, std::string origin) {
+Status startRoot(Fd listenFd, const SockAddr& addr, const UniqueIdContents& contents, int timeoutMs,
+                 std::string origin) {
   auto root = std::make_unique<RootService>(std::move(listenFd), addr, contents, timeoutMs,
                                             std::move(origin));
   Registry& reg = registry();
@@ -865,8 +864,8 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
     if (io.code() == ftcclTimeout) {
       return timeoutError("bootstrap rendezvous as rank " + std::to_string(rank) + " of " +
                           std::to_string(nranks) + " did not complete within " +
-                          std::to_string(timeoutMs) + " ms: no reply from bootstrap root " +
-                          root + " (it did not say which ranks are missing; is it alive?)");
+                          std::to_string(timeoutMs) + " ms: no reply from bootstrap root " + root +
+                          " (it did not say which ranks are missing; is it alive?)");
     }
     return systemError(closedMsg + " [" + io.message() + "]");
   };
@@ -878,8 +877,7 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
   auto readFrame = [&](FrameHeader* header, Bytes* frame) -> Status {
     frame->assign(kFrameHeaderBytes, 0);
     size_t got = 0;
-    Status io = recvAll(fd.get(), frame->data(), kFrameHeaderBytes, replyDeadline, &got,
-                        cancelled);
+    Status io = recvAll(fd.get(), frame->data(), kFrameHeaderBytes, replyDeadline, &got, cancelled);
     if (!io.isOk()) return noReply(io);
     Status parsed = parseFrameHeader(frame->data(), kFrameHeaderBytes, header);
     if (!parsed.isOk()) return badReply(parsed.message());
@@ -890,8 +888,8 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
                       std::to_string(nranks) + " ranks");
     }
     while (frame->size() - kFrameHeaderBytes < header->length) {
-      size_t chunk = std::min<size_t>(header->length - (frame->size() - kFrameHeaderBytes),
-                                      size_t{1} << 20);
+      size_t chunk =
+          std::min<size_t>(header->length - (frame->size() - kFrameHeaderBytes), size_t{1} << 20);
       size_t old = frame->size();
       frame->resize(old + chunk);
       io = recvAll(fd.get(), frame->data() + old, chunk, replyDeadline, &got, cancelled);
@@ -909,8 +907,10 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
   for (int pauseMs = 20;; pauseMs = std::min(2 * pauseMs, 500)) {
     st = readFrame(&header, &frame);
     if (st.isOk() || st.code() != ftcclSystemError || msUntil(deadline) <= pauseMs) break;
-    FTCCL_LOG(Info, Bootstrap, "bootstrap root {} closed the connection before its challenge: "
-              "connecting again in {} ms", root, pauseMs);
+    FTCCL_LOG(Info, Bootstrap,
+              "bootstrap root {} closed the connection before its challenge: "
+              "connecting again in {} ms",
+              root, pauseMs);
     fd.reset();
     std::this_thread::sleep_for(std::chrono::milliseconds(pauseMs));
     st = connectToRoot();
@@ -919,8 +919,7 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
   if (!st.isOk()) return st;
   uint8_t rootChallenge[kChallengeBytes];
   if (header.type != FrameType::Challenge ||
-      !decodeChallengeBody(frame.data() + kFrameHeaderBytes, header.length, rootChallenge)
-           .isOk()) {
+      !decodeChallengeBody(frame.data() + kFrameHeaderBytes, header.length, rootChallenge).isOk()) {
     return badReply("expected its challenge");
   }
   Hello hello;
@@ -949,8 +948,8 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
   if (!st.isOk()) return st;
   fd.reset();
   if (header.type != FrameType::Proof ||
-      !replyProven(frame.data() + kFrameHeaderBytes, header.length, contents.secret,
-                   rootChallenge, hello.challenge, replyDigest(reply))) {
+      !replyProven(frame.data() + kFrameHeaderBytes, header.length, contents.secret, rootChallenge,
+                   hello.challenge, replyDigest(reply))) {
     return remoteError("the process answering at bootstrap root " + root +
                        " did not prove that it holds this job's secret: it is not this job's "
                        "root (a stale root of another job, or a stranger at that address)");
@@ -974,8 +973,8 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
                     std::to_string(blobs.size()) + ", expected " + std::to_string(nranks) + ")");
   }
   *allBlobs = std::move(blobs);
-  FTCCL_LOG(Info, Bootstrap, "rendezvous completed: rank {} of {} in {} ms (root {})", rank,
-            nranks, msSince(start), root);
+  FTCCL_LOG(Info, Bootstrap, "rendezvous completed: rank {} of {} in {} ms (root {})", rank, nranks,
+            msSince(start), root);
   return Status::ok();
 }
 

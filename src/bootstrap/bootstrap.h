@@ -9,8 +9,9 @@
 // blobs with its own proof for the rank's challenge, and closes: a process that does
 // not hold the secret can neither join nor pose as the root (wire.h). At the
 // deadline, rank 0 and a strict majority are enough: the
-// missing ranks' entries are empty (a fault during init; core/ replaces them). Nothing after init depends on the root: rank 0 may die later.
-// Every blocking step is bounded by a timeout; a timeout names the missing ranks.
+// missing ranks' entries are empty (a fault during init; core/ replaces them). Nothing after init
+// depends on the root: rank 0 may die later. Every blocking step is bounded by a timeout; a timeout
+// names the missing ranks.
 #pragma once
 
 #include <cstdint>
@@ -25,10 +26,10 @@
 namespace ftccl {
 
 struct UniqueIdContents {
-  std::string rootHost;        // numeric address ("127.0.0.1", "::1")
+  std::string rootHost;  // numeric address ("127.0.0.1", "::1")
   uint16_t rootPort = 0;
   uint8_t secret[16] = {0};
-  uint64_t nonce = 0;          // distinguishes rendezvous; the communicator id derives from it
+  uint64_t nonce = 0;               // distinguishes rendezvous; the communicator id derives from it
   bool rankZeroStartsRoot = false;  // FTCCL_COMM_ID: no root yet, rank 0 listens at init
 };
 

@@ -19,8 +19,8 @@ namespace ftccl {
 namespace {
 
 constexpr size_t kOffMagic = 0, kOffVersion = 4, kOffFlags = 6, kOffFamily = 7, kOffPort = 8,
-                 kOffReserved = 10, kOffAddr = 12, kOffSecret = 28, kOffNonce = 44,
-                 kOffPad = 52, kOffChecksum = 120;
+                 kOffReserved = 10, kOffAddr = 12, kOffSecret = 28, kOffNonce = 44, kOffPad = 52,
+                 kOffChecksum = 120;
 constexpr uint8_t kFlagRankZeroStartsRoot = 1;
 
 void put(uint8_t* p, uint64_t v, int bytes) {
@@ -188,8 +188,10 @@ Status parseSecretHex(const std::string& text, uint8_t secret[16]) {
       return invalidArgument("FTCCL_COMM_SECRET must be exactly 32 hex digits: character " +
                              std::to_string(i + 1) + " is not a hex digit");
     }
-    if (i % 2 == 0) out[i / 2] = static_cast<uint8_t>(v << 4);
-    else out[i / 2] = static_cast<uint8_t>(out[i / 2] | v);
+    if (i % 2 == 0)
+      out[i / 2] = static_cast<uint8_t>(v << 4);
+    else
+      out[i / 2] = static_cast<uint8_t>(out[i / 2] | v);
   }
   std::memcpy(secret, out, 16);
   return Status::ok();

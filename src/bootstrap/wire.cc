@@ -1,8 +1,7 @@
 // The rendezvous wire format (see wire.h): pure encode/decode, no IO.
-#include <cstring>
-
 #include "bootstrap/wire.h"
 
+#include <cstring>
 #include <string_view>
 
 #include "util/crypto.h"
@@ -112,25 +111,30 @@ void finishFrame(FrameType type, std::vector<uint8_t>* frame) {
 
 const char* typeName(FrameType t) {
   switch (t) {
-    case FrameType::Hello: return "hello";
-    case FrameType::Table: return "table";
-    case FrameType::Error: return "error";
-    case FrameType::Challenge: return "challenge";
-    case FrameType::Proof: return "proof";
+    case FrameType::Hello:
+      return "hello";
+    case FrameType::Table:
+      return "table";
+    case FrameType::Error:
+      return "error";
+    case FrameType::Challenge:
+      return "challenge";
+    case FrameType::Proof:
+      return "proof";
   }
   return "?";
 }
 
-Status decodeFrame(const std::vector<uint8_t>& frame, FrameType expected,
-                   const uint8_t** body, size_t* bodySize) {
+Status decodeFrame(const std::vector<uint8_t>& frame, FrameType expected, const uint8_t** body,
+                   size_t* bodySize) {
   FrameHeader header;
   FTCCL_CHECK(parseFrameHeader(frame.data(), frame.size(), &header));
   if (header.type != expected) {
     return invalidArgument(std::string("bootstrap message: expected a ") + typeName(expected) +
                            ", got a " + typeName(header.type));
   }
-  FTCCL_CHECK(checkFrameBody(header, frame.data() + kFrameHeaderBytes,
-                             frame.size() - kFrameHeaderBytes));
+  FTCCL_CHECK(
+      checkFrameBody(header, frame.data() + kFrameHeaderBytes, frame.size() - kFrameHeaderBytes));
   *body = frame.data() + kFrameHeaderBytes;
   *bodySize = frame.size() - kFrameHeaderBytes;
   return Status::ok();
@@ -140,11 +144,16 @@ Status decodeFrame(const std::vector<uint8_t>& frame, FrameType expected,
 
 size_t maxBodyBytes(FrameType type) {
   switch (type) {
-    case FrameType::Hello: return kProofBytes + kChallengeBytes + 8 + 5 * 4 + kMaxBlobBytes;
-    case FrameType::Table: return kMaxTableBytes;
-    case FrameType::Error: return 8 + kMaxErrorMessageBytes;
-    case FrameType::Challenge: return kChallengeBytes;
-    case FrameType::Proof: return kProofBytes;
+    case FrameType::Hello:
+      return kProofBytes + kChallengeBytes + 8 + 5 * 4 + kMaxBlobBytes;
+    case FrameType::Table:
+      return kMaxTableBytes;
+    case FrameType::Error:
+      return 8 + kMaxErrorMessageBytes;
+    case FrameType::Challenge:
+      return kChallengeBytes;
+    case FrameType::Proof:
+      return kProofBytes;
   }
   return 0;
 }
@@ -262,8 +271,7 @@ std::vector<uint8_t> encodeReplyProof(const uint8_t secret[16],
   return f;
 }
 
-Status decodeChallengeBody(const uint8_t* body, size_t size,
-                           uint8_t challenge[kChallengeBytes]) {
+Status decodeChallengeBody(const uint8_t* body, size_t size, uint8_t challenge[kChallengeBytes]) {
   if (size != kChallengeBytes) return invalidArgument("corrupted bootstrap challenge");
   std::memcpy(challenge, body, kChallengeBytes);
   return Status::ok();
@@ -316,8 +324,9 @@ Status decodeHelloBody(const uint8_t* body, size_t size, Hello* out) {
   const uint8_t* challenge = nullptr;
   uint64_t nonce = 0;
   uint32_t rank = 0, nranks = 0, timeoutMs = 0, remainingMs = 0, blobLen = 0;
-  if (!r.bytes(kProofBytes, &proof) || !r.bytes(kChallengeBytes, &challenge) || !r.u64(&nonce) || !r.u32(&rank) || !r.u32(&nranks) ||
-      !r.u32(&timeoutMs) || !r.u32(&remainingMs) || !r.u32(&blobLen)) {
+  if (!r.bytes(kProofBytes, &proof) || !r.bytes(kChallengeBytes, &challenge) || !r.u64(&nonce) ||
+      !r.u32(&rank) || !r.u32(&nranks) || !r.u32(&timeoutMs) || !r.u32(&remainingMs) ||
+      !r.u32(&blobLen)) {
     return invalidArgument("corrupted bootstrap hello: truncated fixed fields");
   }
   if (blobLen > kMaxBlobBytes) {
@@ -397,8 +406,7 @@ Status decodeErrorBody(const uint8_t* body, size_t size, ftcclResult_t* code,
       *code = static_cast<ftcclResult_t>(c);
       break;
     default:
-      return invalidArgument("corrupted bootstrap error reply: result code " +
-                             std::to_string(c));
+      return invalidArgument("corrupted bootstrap error reply: result code " + std::to_string(c));
   }
   message->assign(reinterpret_cast<const char*>(text), len);
   return Status::ok();
@@ -419,8 +427,7 @@ Status decodeTable(const std::vector<uint8_t>& frame, uint64_t* nonce,
   return decodeTableBody(body, size, nonce, blobs);
 }
 
-Status decodeError(const std::vector<uint8_t>& frame, ftcclResult_t* code,
-                   std::string* message) {
+Status decodeError(const std::vector<uint8_t>& frame, ftcclResult_t* code, std::string* message) {
   const uint8_t* body = nullptr;
   size_t size = 0;
   FTCCL_CHECK(decodeFrame(frame, FrameType::Error, &body, &size));

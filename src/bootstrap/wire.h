@@ -36,9 +36,9 @@ namespace ftccl {
 namespace bootstrap {
 
 // ---- limits (garbage guards) ---------------------------------------------------
-constexpr size_t kMaxBlobBytes = size_t{1} << 20;          // one rank's blob
-constexpr int kMaxRanks = 1 << 20;                         // nranks of one rendezvous
-constexpr size_t kMaxTableBytes = size_t{1} << 30;         // the whole table body
+constexpr size_t kMaxBlobBytes = size_t{1} << 20;           // one rank's blob
+constexpr int kMaxRanks = 1 << 20;                          // nranks of one rendezvous
+constexpr size_t kMaxTableBytes = size_t{1} << 30;          // the whole table body
 constexpr size_t kMaxErrorMessageBytes = size_t{64} << 10;  // an error reply's text
 constexpr int kMaxTimeoutMs = 86400000;
 
@@ -66,7 +66,7 @@ Status commIdContents(const std::string& commIdText, const std::string& secretTe
 
 // ---- frames ------------------------------------------------------------------------
 constexpr uint32_t kFrameMagic = 0x53425446u;  // "FTBS" little-endian
-constexpr uint16_t kWireVersion = 2;  // 2: challenge-response, no secret on the wire
+constexpr uint16_t kWireVersion = 2;           // 2: challenge-response, no secret on the wire
 constexpr size_t kFrameHeaderBytes = 20;
 
 enum class FrameType : uint16_t { Hello = 1, Table = 2, Error = 3, Challenge = 4, Proof = 5 };
@@ -128,15 +128,13 @@ bool replyProven(const uint8_t* proofBody, size_t size, const uint8_t secret[16]
                  const std::array<uint8_t, 32>& digest);
 Status decodeTableBody(const uint8_t* body, size_t size, uint64_t* nonce,
                        std::vector<std::vector<uint8_t>>* blobs);
-Status decodeErrorBody(const uint8_t* body, size_t size, ftcclResult_t* code,
-                       std::string* message);
+Status decodeErrorBody(const uint8_t* body, size_t size, ftcclResult_t* code, std::string* message);
 
 // Whole-frame decoders: header, exact length, checksum, type, then body.
 Status decodeHello(const std::vector<uint8_t>& frame, Hello* out);
 Status decodeTable(const std::vector<uint8_t>& frame, uint64_t* nonce,
                    std::vector<std::vector<uint8_t>>* blobs);
-Status decodeError(const std::vector<uint8_t>& frame, ftcclResult_t* code,
-                   std::string* message);
+Status decodeError(const std::vector<uint8_t>& frame, ftcclResult_t* code, std::string* message);
 
 // "rank 2", "ranks 2,3", "ranks 0,4-9,12" (runs of 3+ as ranges; long lists elided).
 std::string formatRankList(const std::vector<int>& ranks);

@@ -97,8 +97,8 @@ Status Communicator::initJoining(const ftcclUniqueId& joinId, const ftcclConfig_
   health_->sendRecovery(member, commKey_, ask);
   JoinAccept accept;
   crypto::Key rootKey{};
-  if (!inbox_.awaitJoinAccept(config_.bootstrapTimeoutMs, [&] { return revocation_.aborted(); },
-                              &accept, &rootKey)) {
+  if (!inbox_.awaitJoinAccept(
+          config_.bootstrapTimeoutMs, [&] { return revocation_.aborted(); }, &accept, &rootKey)) {
     health_->remove(healthId_, /*orderly=*/false, 0);
     healthId_ = 0;
     return timeoutError("no answer from member " + member + " to the join request within " +
@@ -207,8 +207,10 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
     if (!tuned.isOk()) {
       // A member failed after the rendezvous: init completes, revoked, and the
       // application rebuilds as after any failure (the model is shared again then).
-      FTCCL_LOG(Warn, Init, "rank {}: a member failed during init; the communicator starts "
-                "revoked (rebuild it): {}", view->rank, tuned.message());
+      FTCCL_LOG(Warn, Init,
+                "rank {}: a member failed during init; the communicator starts "
+                "revoked (rebuild it): {}",
+                view->rank, tuned.message());
     }
   }
   FTCCL_CHECK(openStats());
@@ -264,9 +266,10 @@ Status Communicator::seatInitialMembers(const std::vector<bool>& present, int nr
   promotedAtInit_ = wasSpare && view->rank >= 0;
   long absent = std::count(present.begin(), present.end(), false);
   if (absent > 0) {
-    FTCCL_LOG(Warn, Init, "{} process(es) did not join the rendezvous (killed or stopped "
-              "during init?):{} {} ranks, {} spares left", absent, replaced, view->nranks(),
-              view->spares.size());
+    FTCCL_LOG(Warn, Init,
+              "{} process(es) did not join the rendezvous (killed or stopped "
+              "during init?):{} {} ranks, {} spares left",
+              absent, replaced, view->nranks(), view->spares.size());
   }
   return Status::ok();
 }

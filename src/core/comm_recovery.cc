@@ -78,7 +78,7 @@ void Communicator::onRebuilt(const std::shared_ptr<const AgreementCommit>& told)
     if (r < 0 || r >= view->nranks()) continue;
     const PeerInfo& p = view->ofRank(r);
     lost += (lost.empty() ? "" : "; ") + ("rank " + std::to_string(r) + " (host " + p.host +
-                                           ", pid " + std::to_string(p.pid) + ")");
+                                          ", pid " + std::to_string(p.pid) + ")");
   }
   revoke(remoteError(lost + " failed: learnt from the members' agreement on epoch " +
                      std::to_string(commit.next.epoch) + ", before its FAILED notice"),
@@ -100,11 +100,11 @@ void Communicator::onMemberFailed(const FailureReport& report) {
   // news is not this epoch's (the commit excluded that process already, or the new
   // registration reports it again).
   if (report.epoch < epochs_.epoch()) return;
-  std::string how = report.direct
-                        ? "detected by this rank through " +
-                              std::string(detectionCauseName(report.cause))
-                        : "reported by rank " + std::to_string(report.detectedBy) +
-                              ", who detected it through " + detectionCauseName(report.cause);
+  std::string how =
+      report.direct
+          ? "detected by this rank through " + std::string(detectionCauseName(report.cause))
+          : "reported by rank " + std::to_string(report.detectedBy) + ", who detected it through " +
+                detectionCauseName(report.cause);
   char after[32];
   std::snprintf(after, sizeof(after), "%.1f", report.afterMs);
   revoke(remoteError("rank " + std::to_string(report.rank) + " (host " + report.host + ", pid " +
@@ -205,7 +205,8 @@ Status Communicator::standby(int* activated) {
     if (epochs_.rank() >= 0) {
       FTCCL_CHECK(shareTuningAfterCommit("activation"));
       *activated = 1;
-      FTCCL_LOG(Warn, Recovery, "spare activated as rank {}/{} in epoch {} after {:.1f} ms on standby",
+      FTCCL_LOG(Warn, Recovery,
+                "spare activated as rank {}/{} in epoch {} after {:.1f} ms on standby",
                 epochs_.rank(), epochs_.nranks(), epochs_.epoch(), msSince(start));
       return Status::ok();
     }
@@ -218,7 +219,8 @@ Status Communicator::standby(int* activated) {
 Status Communicator::applyCommit(const AgreementCommit& commit, bool fromJoinAnswer) {
   if (commit.next.epoch >= TagLayout::kEpochs) {
     // Tags never reuse an epoch (tag_layout.h): old leftovers could match again.
-    return remoteError("this communicator has been rebuilt " + std::to_string(commit.next.epoch - 1) +
+    return remoteError("this communicator has been rebuilt " +
+                       std::to_string(commit.next.epoch - 1) +
                        " times, the most its data path can tell apart: create a new one "
                        "(ftcclCommSplit or a new init)");
   }
@@ -237,8 +239,8 @@ Status Communicator::applyCommit(const AgreementCommit& commit, bool fromJoinAns
     view->peers.push_back(std::move(p));
   }
   const std::unordered_map<ProcessKey, size_t> worldByKey = worldIndexByKey(view->peers);
-  FTCCL_CHECK(switchWorkersSince(commit.next, previous->epoch, worldByKey, &view->peers,
-                                 view->worldRank));
+  FTCCL_CHECK(
+      switchWorkersSince(commit.next, previous->epoch, worldByKey, &view->peers, view->worldRank));
   markLocalPeers(view->peers);
   auto worldIndex = [&](const Member& key) {
     auto found = worldByKey.find(key);
@@ -260,8 +262,8 @@ Status Communicator::applyCommit(const AgreementCommit& commit, bool fromJoinAns
   if (view->rank < 0 && !mySpare) {
     return remoteError("expelled: not a member of epoch " + std::to_string(commit.next.epoch));
   }
-  FTCCL_CHECK(transport_->remap(static_cast<uint32_t>(commit.next.epoch), view->worldOf,
-                                view->rank));
+  FTCCL_CHECK(
+      transport_->remap(static_cast<uint32_t>(commit.next.epoch), view->worldOf, view->rank));
   view->epoch = commit.next.epoch;
   view->failedRanks = commit.failedRanks;
   view->salt = commit.salt;

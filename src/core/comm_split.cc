@@ -57,8 +57,8 @@ Status Communicator::split(int color, int key, const ftcclConfig_t* config,
   crypto::Key splitKey{};
   const uint64_t epoch = epochs_.epoch(), split = order_.collectivesIssued();
   if (authRoot_) {
-    splitKey = crypto::MacKey(*authRoot_).derive(
-        "ftccl split", {{&epoch, sizeof(epoch)}, {&split, sizeof(split)}});
+    splitKey = crypto::MacKey(*authRoot_)
+                   .derive("ftccl split", {{&epoch, sizeof(epoch)}, {&split, sizeof(split)}});
   }
   const std::vector<uint8_t> sealedId = crypto::seal(
       splitKey, std::vector<uint8_t>(myId.internal, myId.internal + sizeof(myId.internal)),
@@ -75,8 +75,8 @@ Status Communicator::split(int color, int key, const ftcclConfig_t* config,
   }
   std::vector<ftcclUniqueId> ids(nranks);
   std::memcpy(ids[members[0]].internal, leaderId.data(), leaderId.size());
-  int childRank = static_cast<int>(std::find(members.begin(), members.end(), rank) -
-                                   members.begin());
+  int childRank =
+      static_cast<int>(std::find(members.begin(), members.end(), rank) - members.begin());
   FTCCL_LOG(Info, Init, "rank {}: split color {} key {}: rank {} of {}", rank, color, key,
             childRank, members.size());
   // A member lost while the child forms (its root's process, say) revokes this
@@ -88,8 +88,8 @@ Status Communicator::split(int color, int key, const ftcclConfig_t* config,
                         parentRevoked);
   if (!child.isOk() && revocation_.revoked()) {
     Status revoked = revokedStatus("ftcclCommSplit");
-    return Status(revoked.code(), revoked.message() + " (the child failed: " + child.message() +
-                                      ")");
+    return Status(revoked.code(),
+                  revoked.message() + " (the child failed: " + child.message() + ")");
   }
   return child;
 }

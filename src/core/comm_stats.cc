@@ -93,7 +93,8 @@ CommStats Communicator::stats() {
     for (int w : view->spares) members.emplace_back(peers[w].host, peers[w].pid);
     registration = healthId_;
     std::vector<int> rankOf(peers.size(), -1);
-    for (size_t r = 0; r < view->worldOf.size(); ++r) rankOf[view->worldOf[r]] = static_cast<int>(r);
+    for (size_t r = 0; r < view->worldOf.size(); ++r)
+      rankOf[view->worldOf[r]] = static_cast<int>(r);
     for (size_t w = 0; transport_ && w < transport_->processCount() && w < peers.size(); ++w) {
       const LinkCounters& c = transport_->counters(w);
       PeerStats p;
@@ -196,8 +197,7 @@ std::string Communicator::diagnoseHang() {
   std::vector<std::string> notReached, inside, past, silent, gone;
   for (const MemberProgress& m : table) {
     if (m.member >= nranks) continue;  // spares run no ops
-    std::string who =
-        "rank " + std::to_string(m.member) + (m.member == rank ? " (this rank)" : "");
+    std::string who = "rank " + std::to_string(m.member) + (m.member == rank ? " (this rank)" : "");
     const OpProgress& p = m.progress;
     if (m.gone) {
       gone.push_back(who);
@@ -230,8 +230,9 @@ void Communicator::logMidTransfer() {
     FTCCL_LOG(Info, Net,
               "mid-transfer: rank {} had {} transfer(s) of {} bytes outstanding with rank {} "
               "(pid {}) at revoke; largest {} B, {} at or above UCX's rendezvous threshold "
-              "({} B)", view->rank, t.count, t.bytes, view->rankOfWorld(t.world),
-              view->peers[t.world].pid, t.largest, t.rendezvous, t.rendezvousThreshold);
+              "({} B)",
+              view->rank, t.count, t.bytes, view->rankOfWorld(t.world), view->peers[t.world].pid,
+              t.largest, t.rendezvous, t.rendezvousThreshold);
   }
 }
 

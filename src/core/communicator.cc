@@ -31,9 +31,9 @@ std::string describeBatch(const std::vector<OpRequest>& batch, int rank) {
 }  // namespace
 
 Communicator::Communicator()
-    : driver_(revocation_, OpDriver::Hooks{[this](const Status& cause) { revoke(cause); },
-                                           [this] { return diagnoseHang(); },
-                                           [this] { logMidTransfer(); }}) {}
+    : driver_(revocation_,
+              OpDriver::Hooks{[this](const Status& cause) { revoke(cause); },
+                              [this] { return diagnoseHang(); }, [this] { logMidTransfer(); }}) {}
 
 Status Communicator::create(int nranks, const ftcclUniqueId& id, int rank,
                             const ftcclConfig_t* config, std::unique_ptr<Communicator>* out,

@@ -17,8 +17,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <limits>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -50,8 +50,8 @@ struct UniqueIdContents;
 class Communicator final : public HealthListener {
  public:
   // `cancelled` (CommSplit: the parent was revoked) ends a rendezvous that waits.
-  static Status create(int nranks, const ftcclUniqueId& id, int rank,
-                       const ftcclConfig_t* config, std::unique_ptr<Communicator>* out,
+  static Status create(int nranks, const ftcclUniqueId& id, int rank, const ftcclConfig_t* config,
+                       std::unique_ptr<Communicator>* out,
                        const std::function<bool()>& cancelled = {});
   // ftcclCommJoinAsSpare: a new process joins the spare pool of a running communicator
   // through the member that handed out `joinId`.
@@ -59,8 +59,7 @@ class Communicator final : public HealthListener {
                             std::unique_ptr<Communicator>* out);
   // ftcclCommSplit, collective over this communicator: ranks of one color form a child
   // ordered by (key, rank); FTCCL_SPLIT_NOCOLOR takes part and gets no child (*out null).
-  Status split(int color, int key, const ftcclConfig_t* config,
-               std::unique_ptr<Communicator>* out);
+  Status split(int color, int key, const ftcclConfig_t* config, std::unique_ptr<Communicator>* out);
   // ftcclCommGetJoinId: an id naming this member, for any number of newcomers.
   Status joinId(ftcclUniqueId* id);
   ~Communicator() override;

@@ -40,12 +40,12 @@ Status resolveConfig(const ftcclConfig_t* user, CommConfig* out) {
   FTCCL_CHECK(pick(c->nSpares, "nSpares", "FTCCL_SPARES", 0, 1 << 20, &cfg.nSpares));
   FTCCL_CHECK(pick(c->probeIntervalMs, "probeIntervalMs", "FTCCL_PROBE_INTERVAL_MS", 1, 60000,
                    &cfg.probeIntervalMs));
-  FTCCL_CHECK(pick(c->failureTimeoutMs, "failureTimeoutMs", "FTCCL_FAILURE_TIMEOUT_MS", 1,
-                   3600000, &cfg.failureTimeoutMs));
-  FTCCL_CHECK(pick(c->opTimeoutMs, "opTimeoutMs", "FTCCL_OP_TIMEOUT_MS", 0, 86400000,
-                   &cfg.opTimeoutMs));
-  FTCCL_CHECK(pick(c->shrinkWhenNoSpares, "shrinkWhenNoSpares", nullptr, 0, 1,
-                   &cfg.shrinkWhenNoSpares));
+  FTCCL_CHECK(pick(c->failureTimeoutMs, "failureTimeoutMs", "FTCCL_FAILURE_TIMEOUT_MS", 1, 3600000,
+                   &cfg.failureTimeoutMs));
+  FTCCL_CHECK(
+      pick(c->opTimeoutMs, "opTimeoutMs", "FTCCL_OP_TIMEOUT_MS", 0, 86400000, &cfg.opTimeoutMs));
+  FTCCL_CHECK(
+      pick(c->shrinkWhenNoSpares, "shrinkWhenNoSpares", nullptr, 0, 1, &cfg.shrinkWhenNoSpares));
   if (cfg.failureTimeoutMs < 3 * cfg.probeIntervalMs) {
     return invalidArgument("failureTimeoutMs=" + std::to_string(cfg.failureTimeoutMs) +
                            " must be at least 3 probe intervals (probeIntervalMs=" +

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "algorithms/catalog.h"
-
 #include "reduce/reduce.h"
 #include "util/log.h"
 
@@ -12,11 +11,16 @@ namespace {
 
 CollectiveKind collectiveKindOf(OpKind kind) {
   switch (kind) {
-    case OpKind::kBroadcast: return CollectiveKind::kBroadcast;
-    case OpKind::kReduce: return CollectiveKind::kReduce;
-    case OpKind::kAllGather: return CollectiveKind::kAllGather;
-    case OpKind::kReduceScatter: return CollectiveKind::kReduceScatter;
-    default: return CollectiveKind::kAllReduce;
+    case OpKind::kBroadcast:
+      return CollectiveKind::kBroadcast;
+    case OpKind::kReduce:
+      return CollectiveKind::kReduce;
+    case OpKind::kAllGather:
+      return CollectiveKind::kAllGather;
+    case OpKind::kReduceScatter:
+      return CollectiveKind::kReduceScatter;
+    default:
+      return CollectiveKind::kAllReduce;
   }
 }
 
@@ -24,13 +28,20 @@ CollectiveKind collectiveKindOf(OpKind kind) {
 
 const char* opKindName(OpKind kind) {
   switch (kind) {
-    case OpKind::kAllReduce: return "AllReduce";
-    case OpKind::kBroadcast: return "Broadcast";
-    case OpKind::kReduce: return "Reduce";
-    case OpKind::kAllGather: return "AllGather";
-    case OpKind::kReduceScatter: return "ReduceScatter";
-    case OpKind::kSend: return "Send";
-    case OpKind::kRecv: return "Recv";
+    case OpKind::kAllReduce:
+      return "AllReduce";
+    case OpKind::kBroadcast:
+      return "Broadcast";
+    case OpKind::kReduce:
+      return "Reduce";
+    case OpKind::kAllGather:
+      return "AllGather";
+    case OpKind::kReduceScatter:
+      return "ReduceScatter";
+    case OpKind::kSend:
+      return "Send";
+    case OpKind::kRecv:
+      return "Recv";
   }
   return "?";
 }
@@ -38,7 +49,8 @@ const char* opKindName(OpKind kind) {
 // A digest of what every rank must pass alike for the op's messages to pair up: it
 // rides in every message's tag (tag_layout.h), so ranks that disagree never match and
 // the receiver names the mismatch instead of reducing the wrong bytes.
-uint32_t opSignature(CollectiveKind kind, const CollectiveArgs& args, const AlgorithmChoice& choice) {
+uint32_t opSignature(CollectiveKind kind, const CollectiveArgs& args,
+                     const AlgorithmChoice& choice) {
   bool rooted = kind == CollectiveKind::kBroadcast || kind == CollectiveKind::kReduce;
   bool reduces = kind != CollectiveKind::kBroadcast && kind != CollectiveKind::kAllGather;
   const uint64_t fields[] = {static_cast<uint64_t>(kind),

@@ -42,6 +42,7 @@ class OpBuilder {
 };
 
 // The op's digest carried in every message's tag (transports/tag_layout.h).
-uint32_t opSignature(CollectiveKind kind, const CollectiveArgs& args, const AlgorithmChoice& choice);
+uint32_t opSignature(CollectiveKind kind, const CollectiveArgs& args,
+                     const AlgorithmChoice& choice);
 
 }  // namespace ftccl

@@ -46,8 +46,8 @@ std::string describeRanks(const std::vector<int>& ranks) {
 void OpDriver::chooseSpin(int localRanks) {
   int cores = usableCores();
   spinBudget_ = localRanks > cores ? kSpinOversubscribed : kSpinWithCoreEach;
-  FTCCL_LOG(Info, Init, "{} ranks on this host, {} cores: spin {} us before sleeping",
-            localRanks, cores, spinBudget_.count());
+  FTCCL_LOG(Info, Init, "{} ranks on this host, {} cores: spin {} us before sleeping", localRanks,
+            cores, spinBudget_.count());
 }
 
 int OpDriver::internalOpTimeoutMs() const {
@@ -90,8 +90,8 @@ Status OpDriver::drive(Transport& transport, Collective& op, const std::string& 
       // (ftcclRemoteError, agreement under way). Only without one is UCX's error final.
       if (awaitHealthVerdict()) {
         Status revoked = revokedError(what);
-        return Status(revoked.code(), revoked.message() + " (the transfer failed: " +
-                                          st.message() + ")");
+        return Status(revoked.code(),
+                      revoked.message() + " (the transfer failed: " + st.message() + ")");
       }
       Status failed(st.code(), what + ": " + st.message());
       hooks_.revoke(failed);
@@ -116,9 +116,8 @@ Status OpDriver::drive(Transport& transport, Collective& op, const std::string& 
     if (timedOut()) {
       std::string waitingFor = describeRanks(op.pendingPeers());  // before abort clears them
       op.abort();
-      Status failed =
-          timeoutError(what + ": no progress for " + std::to_string(timeoutMs) +
-                       " ms; waiting for " + waitingFor + ". " + hooks_.diagnoseHang());
+      Status failed = timeoutError(what + ": no progress for " + std::to_string(timeoutMs) +
+                                   " ms; waiting for " + waitingFor + ". " + hooks_.diagnoseHang());
       hooks_.revoke(failed);
       return failed;
     }
@@ -143,8 +142,8 @@ Status OpDriver::failDisagreement(Collective& op, const std::string& what, const
 }
 
 bool OpDriver::awaitHealthVerdict() const {
-  auto deadline = Clock::now() + std::chrono::milliseconds(limits_.failureTimeoutMs +
-                                                           4 * limits_.probeIntervalMs);
+  auto deadline = Clock::now() +
+                  std::chrono::milliseconds(limits_.failureTimeoutMs + 4 * limits_.probeIntervalMs);
   while (Clock::now() < deadline && !revocation_.aborted()) {
     if (revocation_.revoked()) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));

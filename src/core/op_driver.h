@@ -18,9 +18,9 @@ namespace ftccl {
 class OpDriver {
  public:
   struct Hooks {
-    std::function<void(const Status&)> revoke;    // fail the communicator
-    std::function<std::string()> diagnoseHang;    // every rank's progress, in words
-    std::function<void()> logMidTransfer;         // what a revoke cut short
+    std::function<void(const Status&)> revoke;  // fail the communicator
+    std::function<std::string()> diagnoseHang;  // every rank's progress, in words
+    std::function<void()> logMidTransfer;       // what a revoke cut short
   };
   struct Limits {
     int opTimeoutMs = 0;  // no progress for that long fails an op (0: never)

@@ -37,9 +37,8 @@ Status decodePeerInfo(const std::vector<uint8_t>& blob, PeerInfo* info) {
     return invalidArgument("peer info of another ftccl version");
   }
   if (!in.getString(&info->host) || !in.get(&info->pid) || !in.get(&info->netns) ||
-      !in.get(&chunk) ||
-      !in.get(&channels) || !in.get(&info->commSalt) || !in.getString(&info->key) ||
-      !in.getString(&info->node) || !in.get(&info->package) ||
+      !in.get(&chunk) || !in.get(&channels) || !in.get(&info->commSalt) ||
+      !in.getString(&info->key) || !in.getString(&info->node) || !in.get(&info->package) ||
       !in.get(&info->numaNode) || !in.getBlob(&info->transportAddress)) {
     return invalidArgument("malformed peer info");
   }

@@ -14,12 +14,12 @@ namespace ftccl {
 // A process as core knows it: its identity (key: the health listener address) and how
 // to reach it.
 struct PeerInfo : ProcessId {
-  uint64_t netns = 0;                 // network namespace inode: one host, one kernel, but
-                                      // separate stacks (emulated hosts, containers)
-  PipelineConfig pipeline;            // only rank 0's is used: every rank adopts it
-  uint64_t commSalt = 0;              // rank 0's random bits: the communicator id
-  std::string node;                   // FTCCL_NODE_ID, else the host name
-  int32_t package = -1;               // hwloc locality, orders a node's intra-node ring
+  uint64_t netns = 0;       // network namespace inode: one host, one kernel, but
+                            // separate stacks (emulated hosts, containers)
+  PipelineConfig pipeline;  // only rank 0's is used: every rank adopts it
+  uint64_t commSalt = 0;    // rank 0's random bits: the communicator id
+  std::string node;         // FTCCL_NODE_ID, else the host name
+  int32_t package = -1;     // hwloc locality, orders a node's intra-node ring
   int32_t numaNode = -1;
   std::vector<uint8_t> transportAddress;
   // The process's standby UCX workers, in the order it moves to them, one each time a

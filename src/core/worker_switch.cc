@@ -42,7 +42,8 @@ std::vector<bool> processesToSwitch(const std::vector<Member>& failed,
     const PeerInfo& d = peers[dead->second];
     for (size_t w = 0; w < peers.size(); ++w) {
       const PeerInfo& p = peers[w];
-      if (p.host == d.host && p.netns == d.netns && !p.standbyAddresses.empty()) switching[w] = true;
+      if (p.host == d.host && p.netns == d.netns && !p.standbyAddresses.empty())
+        switching[w] = true;
     }
   }
   return switching;
@@ -65,15 +66,15 @@ Status Communicator::switchWorkersSince(const Membership& next, uint64_t entered
     std::vector<Member> failed;
     for (; i < lost.size() && lost[i].epoch == epoch; ++i) failed.push_back(lost[i].key);
     if (epoch <= entered) continue;
-    FTCCL_CHECK(switchWorkers(processesToSwitch(failed, worldByKey, *peers), peers, worldRank,
-                              entered));
+    FTCCL_CHECK(
+        switchWorkers(processesToSwitch(failed, worldByKey, *peers), peers, worldRank, entered));
   }
   return Status::ok();
 }
 
 // `peers` is the table of the epoch being entered: the addresses change in it.
-Status Communicator::switchWorkers(const std::vector<bool>& switching,
-                                   std::vector<PeerInfo>* peers, int worldRank, uint64_t epoch) {
+Status Communicator::switchWorkers(const std::vector<bool>& switching, std::vector<PeerInfo>* peers,
+                                   int worldRank, uint64_t epoch) {
   for (size_t w = 0; w < peers->size(); ++w) {
     if (!switching[w] || static_cast<int>(w) == worldRank) continue;
     PeerInfo& p = (*peers)[w];
@@ -101,7 +102,8 @@ Status Communicator::switchWorkers(const std::vector<bool>& switching,
   for (const PeerInfo& p : *peers) addresses.push_back(p.transportAddress);
   FTCCL_CHECK(transport_->connect(worldRank, std::move(addresses), static_cast<uint32_t>(epoch)));
   transport_->setCounting(config_.stats);
-  FTCCL_LOG(Info, Net, "rank {}: a process of this host failed: moved to a fresh UCX worker "
+  FTCCL_LOG(Info, Net,
+            "rank {}: a process of this host failed: moved to a fresh UCX worker "
             "(its shared-memory queues may hold a slot the dead process never filled)",
             epochs_.rank());
   return Status::ok();

@@ -33,8 +33,8 @@ struct ProcessPlace {
 struct EpochTable {
   std::shared_ptr<const Membership> membership;
   std::shared_ptr<const MemberTable> members;  // ranks, then spares
-  std::vector<int> leaders;               // the lowest rank of each node (monitoring.h)
-  std::vector<ProcessKey> formerMembers;  // known processes that are not members now
+  std::vector<int> leaders;                    // the lowest rank of each node (monitoring.h)
+  std::vector<ProcessKey> formerMembers;       // known processes that are not members now
 };
 
 // `placeOf` tells where a member runs; `known` lists every process the members may still

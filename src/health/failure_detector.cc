@@ -4,10 +4,14 @@ namespace ftccl {
 
 const char* detectionCauseName(DetectionCause cause) {
   switch (cause) {
-    case DetectionCause::kConnectionClosed: return "its health connection closed (crash)";
-    case DetectionCause::kSilence: return "silence on the health channel (hang or lost link)";
-    case DetectionCause::kTransportError: return "a transport error";
-    case DetectionCause::kNotice: return "a failure notice";
+    case DetectionCause::kConnectionClosed:
+      return "its health connection closed (crash)";
+    case DetectionCause::kSilence:
+      return "silence on the health channel (hang or lost link)";
+    case DetectionCause::kTransportError:
+      return "a transport error";
+    case DetectionCause::kNotice:
+      return "a failure notice";
   }
   return "?";
 }

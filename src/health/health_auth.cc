@@ -43,8 +43,7 @@ void appendSeal(std::vector<uint8_t>* frame, size_t frameStart, const HealthAuth
   writeHead(head, auth);
   crypto::Tag tag{};
   if (auth.key) {
-    tag = sealTag(*auth.key, frame->data() + frameStart, frame->size() - frameStart, head,
-                  context);
+    tag = sealTag(*auth.key, frame->data() + frameStart, frame->size() - frameStart, head, context);
   }
   frame->insert(frame->end(), head, head + kSealHeadBytes);
   frame->insert(frame->end(), tag.begin(), tag.end());

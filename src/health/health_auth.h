@@ -55,12 +55,12 @@ constexpr size_t kConnectionNonceBytes = 16;
 
 // What a seal binds besides the frame.
 struct SealContext {
-  bool datagram = false;       // a UDP probe (else a TCP frame)
-  std::string_view sender;     // health keys of both ends
+  bool datagram = false;    // a UDP probe (else a TCP frame)
+  std::string_view sender;  // health keys of both ends
   std::string_view receiver;
-  std::string_view senderNonce;    // TCP: both ends' connection nonces
+  std::string_view senderNonce;  // TCP: both ends' connection nonces
   std::string_view receiverNonce;
-  uint64_t counter = 0;        // TCP: the frame's number on the connection
+  uint64_t counter = 0;  // TCP: the frame's number on the connection
 };
 
 // Appends the seal of the bytes from frameStart to the end.

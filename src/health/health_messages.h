@@ -153,8 +153,7 @@ int healthFrameBytes(const uint8_t* buffer, size_t size, size_t* bytes);
 
 // Consumes one whole frame from the front of `buffer` when there is one.
 // Returns 1 (decoded, *consumed set), 0 (need more bytes), -1 (corrupt: drop the peer).
-int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out,
-                        size_t* consumed);
+int decodeHealthMessage(const uint8_t* buffer, size_t size, HealthMessage* out, size_t* consumed);
 
 // Heartbeats and acks travel as datagrams ("probes"), each one whole: the sender's
 // hello frame (`helloFrame`, encoded once), then the probe's frame.

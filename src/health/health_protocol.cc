@@ -117,8 +117,7 @@ bool HealthProtocol::takeOverAgreement(Registration& fresh) {
     // ranks of one communicator (threads), each with an agreement of its own.
     if (&old == &fresh || old.info.commKey != fresh.info.commKey ||
         old.info.listener != fresh.info.listener || !old.agreement || old.agreementDone ||
-        old.info.joining ||
-        old.agreement->membership().epoch != fresh.info.epoch) {
+        old.info.joining || old.agreement->membership().epoch != fresh.info.epoch) {
       continue;
     }
     fresh.agreement = std::move(old.agreement);
@@ -416,8 +415,8 @@ void HealthProtocol::announce(Registration& r, const MemberInfo& failed, Detecti
   }
 }
 
-void HealthProtocol::rememberFailure(const ProcessKey& failed, DetectionCause cause,
-                                     double afterMs, const ProcessKey& reporter) {
+void HealthProtocol::rememberFailure(const ProcessKey& failed, DetectionCause cause, double afterMs,
+                                     const ProcessKey& reporter) {
   if (failed != self_) failed_.emplace(failed, KnownFailure{cause, afterMs, reporter});
 }
 
@@ -436,9 +435,11 @@ void HealthProtocol::reportKnownFailures(Registration& r) {
   }
   for (const auto& [m, known] : found) {
     if (r.reported.count(m.rank) || r.left.count(m.rank)) continue;
-    FTCCL_LOG(Info, Health, "rank {}: epoch {} lists {} (pid {}), known failed before it: reported again",
+    FTCCL_LOG(Info, Health,
+              "rank {}: epoch {} lists {} (pid {}), known failed before it: reported again",
               r.info.myRank, r.info.epoch, m.key, m.pid);
-    deliver(r, FailureReport{m.rank, m.host, m.pid, known.cause, known.afterMs, r.info.myRank, true});
+    deliver(r,
+            FailureReport{m.rank, m.host, m.pid, known.cause, known.afterMs, r.info.myRank, true});
     announce(r, m, known.cause, known.afterMs);
   }
 }

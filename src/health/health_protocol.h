@@ -53,8 +53,7 @@ struct MemberTable {
   std::unordered_map<ProcessKey, int> index;  // key -> member index
   int nRanks = 0;
   // nRanks < 0: every member is a rank. Each member's `rank` is its index.
-  static std::shared_ptr<const MemberTable> make(std::vector<MemberInfo> members,
-                                                 int nRanks = -1);
+  static std::shared_ptr<const MemberTable> make(std::vector<MemberInfo> members, int nRanks = -1);
   // The member `key` names, or null: O(1), for handlers that run once per message on
   // every process.
   const MemberInfo* find(const ProcessKey& key) const;
@@ -238,9 +237,9 @@ class HealthProtocol {
     bool allRanksLeftTold = false;
     std::unique_ptr<Agreement> agreement;  // recoverable communicators only
     std::unique_ptr<AgreementNetwork> agreementNet;
-    bool agreementDone = false;                 // failed or expelled: nothing more to say
-    uint64_t notifiedEpoch = 0;                 // the last epoch the listener was told of
-    HealthTime recoveringSince{};               // when the agreement last started or stalled
+    bool agreementDone = false;    // failed or expelled: nothing more to say
+    uint64_t notifiedEpoch = 0;    // the last epoch the listener was told of
+    HealthTime recoveringSince{};  // when the agreement last started or stalled
     // Newcomers this member accepted, not yet answered, with their join id's secret.
     std::map<ProcessKey, std::vector<uint8_t>> sponsored;
     std::unique_ptr<LatenessTracker> lateness;  // with a progress board only

@@ -268,8 +268,8 @@ class HealthService::Driver final : public HealthNetwork {
       lost(c, err == ECONNREFUSED ? "was refused" : "failed");
       return;
     }
-    FTCCL_LOG(Info, Health, "health connection to {} failed to open ({}): trying again",
-              c.key, std::strerror(err));
+    FTCCL_LOG(Info, Health, "health connection to {} failed to open ({}): trying again", c.key,
+              std::strerror(err));
     c.established = true;  // as if it had opened and closed: verifyLosses reopens it
     lost(c);
   }
@@ -365,8 +365,10 @@ class HealthService::Driver final : public HealthNetwork {
       return;
     }
     if (c.verifying) {
-      FTCCL_LOG(Info, Health, "health connection to {} closed, and the reconnect {}: taken for "
-                "a crash", c.key, how);
+      FTCCL_LOG(Info, Health,
+                "health connection to {} closed, and the reconnect {}: taken for "
+                "a crash",
+                c.key, how);
     }
     lostKeys.push_back(c.key);
   }
@@ -378,8 +380,10 @@ class HealthService::Driver final : public HealthNetwork {
       bool stillMonitored = false;
       for (auto& c : conns) stillMonitored = stillMonitored || (c->key == key && c->monitoring);
       if (!stillMonitored) continue;  // unmonitored meanwhile
-      FTCCL_LOG(Debug, Health, "health connection to {} closed: reconnecting to tell a crash "
-                "from a closed connection", key);
+      FTCCL_LOG(Debug, Health,
+                "health connection to {} closed: reconnecting to tell a crash "
+                "from a closed connection",
+                key);
       if (Conn* again = open(key, /*monitoring=*/true, /*verifying=*/true)) again->openedAt = now;
     }
     for (auto& c : conns) {
@@ -389,8 +393,10 @@ class HealthService::Driver final : public HealthNetwork {
         continue;
       }
       c->verifying = false;
-      FTCCL_LOG(Info, Health, "health connection to {} closed, but it accepted a new one and "
-                "kept it: not taken for a crash", c->key);
+      FTCCL_LOG(Info, Health,
+                "health connection to {} closed, but it accepted a new one and "
+                "kept it: not taken for a crash",
+                c->key);
     }
   }
 
@@ -430,12 +436,17 @@ class HealthService::Driver final : public HealthNetwork {
       size_t used = 0;
       int got = healthFrameBytes(c.in.data() + at, c.in.size() - at, &used);
       uint32_t claimed = 0;
-      if (c.in.size() - at >= sizeof(claimed)) std::memcpy(&claimed, c.in.data() + at, sizeof(claimed));
+      if (c.in.size() - at >= sizeof(claimed))
+        std::memcpy(&claimed, c.in.data() + at, sizeof(claimed));
       if (c.in.size() - at >= sizeof(claimed) && claimed + size_t{5} > frameLimit(c)) {
-        FTCCL_LOG(Warn, Health, "health frame from {} ({}): {} bytes, over the {} allowed {}: "
-                  "connection dropped", c.key.empty() ? "an unknown peer" : c.key,
-                  peerAddress(c), claimed + size_t{5}, frameLimit(c),
-                  !c.helloHeard ? "for a hello" : c.proven ? "" : "before it proved a key");
+        FTCCL_LOG(Warn, Health,
+                  "health frame from {} ({}): {} bytes, over the {} allowed {}: "
+                  "connection dropped",
+                  c.key.empty() ? "an unknown peer" : c.key, peerAddress(c), claimed + size_t{5},
+                  frameLimit(c),
+                  !c.helloHeard ? "for a hello"
+                  : c.proven    ? ""
+                                : "before it proved a key");
         lost(c);
         return;
       }
@@ -488,9 +499,10 @@ class HealthService::Driver final : public HealthNetwork {
         }
       } else if (seal == Seal::kNoKey) {
         ++c.received;
-        FTCCL_LOG(Debug, Health, "skipped a frame from {} under a key this process lacks "
-                  "(communicator {:016x}, epoch {})", c.key, crypto::oneWayId(m.auth.comm),
-                  m.auth.epoch);
+        FTCCL_LOG(Debug, Health,
+                  "skipped a frame from {} under a key this process lacks "
+                  "(communicator {:016x}, epoch {})",
+                  c.key, crypto::oneWayId(m.auth.comm), m.auth.epoch);
       } else {
         ++c.received;
         c.proven = true;
@@ -562,8 +574,8 @@ class HealthService::Driver final : public HealthNetwork {
               "{} at once, {} MiB held, or none within {} s), and accept failed {} time(s){}{}: "
               "strangers flooding this port?",
               protocol.self(), evicted, kMaxUnproven, kMaxUnprovenBytes >> 20,
-              std::chrono::duration_cast<std::chrono::seconds>(kProofLimit).count(),
-              acceptFailures, acceptFailures ? " (last: " : "",
+              std::chrono::duration_cast<std::chrono::seconds>(kProofLimit).count(), acceptFailures,
+              acceptFailures ? " (last: " : "",
               acceptFailures ? std::string(std::strerror(lastAcceptErrno)) + ")" : "");
     evicted = 0;
     acceptFailures = 0;
@@ -700,10 +712,9 @@ class HealthService::Driver final : public HealthNetwork {
     std::string from;
     HealthMessage probe;
     const HealthKeys& keys = protocol.keys();
-    if (!decodeSealedProbe(data, size, protocol.self(), &from, &probe,
-                           [&](uint64_t comm, uint32_t epoch) {
-          return keys.epochKey(comm, epoch);
-        })) {
+    if (!decodeSealedProbe(
+            data, size, protocol.self(), &from, &probe,
+            [&](uint64_t comm, uint32_t epoch) { return keys.epochKey(comm, epoch); })) {
       return false;  // not a probe of ours (a stranger's, a stale process's of an old key)
     }
     probe.waitedNs = waitedSince(header, now);
@@ -761,9 +772,8 @@ class HealthService::Driver final : public HealthNetwork {
     logFlood(now);
     conns.erase(std::remove_if(conns.begin(), conns.end(),
                                [](const std::unique_ptr<Conn>& c) {
-                                 return !c->fd.valid() ||
-                                        (c->closeWhenFlushed && !c->connecting && c->out.empty() &&
-                                         c->waiting.empty());
+                                 return !c->fd.valid() || (c->closeWhenFlushed && !c->connecting &&
+                                                           c->out.empty() && c->waiting.empty());
                                }),
                 conns.end());
   }
@@ -855,7 +865,8 @@ static Status listenForHealth(Fd* listenFd, Fd* probeFd, SockAddr* bound, std::s
     }
   }
   stampArrivals(probeFd->get());
-  setsockopt(probeFd->get(), SOL_SOCKET, SO_RCVBUF, &kProbeReceiveBuffer, sizeof(kProbeReceiveBuffer));
+  setsockopt(probeFd->get(), SOL_SOCKET, SO_RCVBUF, &kProbeReceiveBuffer,
+             sizeof(kProbeReceiveBuffer));
   return Status::ok();
 }
 
@@ -867,9 +878,10 @@ static Status checkCrypto() {
   crypto::Tag a = key.tag({{"ftccl", 5}});
   crypto::Tag b = key.tag({{"ftccl", 5}});
   if (!key.valid() || a == crypto::Tag{} || a != b || !key.verify({{"ftccl", 5}}, a.data())) {
-    return systemError("OpenSSL's HMAC-SHA-256 does not work here: the health channel cannot "
-                       "seal its frames (is libcrypto 3 installed and its default provider "
-                       "available?)");
+    return systemError(
+        "OpenSSL's HMAC-SHA-256 does not work here: the health channel cannot "
+        "seal its frames (is libcrypto 3 installed and its default provider "
+        "available?)");
   }
   return Status::ok();
 }

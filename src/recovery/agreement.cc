@@ -393,7 +393,8 @@ void Agreement::requestJoin(const JoiningSpare& spare) {
     return;
   }
   // One proposal per epoch: a join while one is pending is dropped (the newcomer retries).
-  if (proposalBallot_ < 0 && !expelIfMinority()) propose(Decision{failed_, {spare}, freshEpochSalt()});
+  if (proposalBallot_ < 0 && !expelIfMinority())
+    propose(Decision{failed_, {spare}, freshEpochSalt()});
 }
 
 void Agreement::onStalled() {
@@ -443,7 +444,7 @@ void Agreement::tryDecide() {
   // have been committed by a coordinator since lost: it must be the one proposed.
   const Decision decision = reportedBallot_ > acceptedBallot_ ? reported_
                             : acceptedBallot_ >= 0            ? accepted_
-                                                              : Decision{failed_, {}, freshEpochSalt()};
+                                                   : Decision{failed_, {}, freshEpochSalt()};
   propose(decision);
 }
 

@@ -115,7 +115,7 @@ class Agreement {
   // failure timeout without a decision.
   bool waiting() const { return state_ == State::kRecovering || proposalBallot_ >= 0; }
   const Membership& membership() const { return *current_; }
-  int myRank() const;  // -1 for a spare
+  int myRank() const;                    // -1 for a spare
   bool isMember(const Member& m) const;  // of the current epoch, rank or spare
   // The last commit: ranks lost (old numbering), replaced count, shrunk.
   const AgreementCommit& lastCommit() const;

@@ -29,8 +29,8 @@ class EpochStore {
 
  private:
   // Keys are the epoch object's address and the derivation; each entry holds that object,
-  // so the address cannot be reused while the entry exists. Derived objects are held weakly; entries
-  // whose object is gone are dropped when the next one is made.
+  // so the address cannot be reused while the entry exists. Derived objects are held weakly;
+  // entries whose object is gone are dropped when the next one is made.
   template <typename T>
   struct Cache {
     struct Entry {

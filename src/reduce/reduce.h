@@ -12,7 +12,7 @@
 
 namespace ftccl {
 
-size_t dataTypeSize(ftcclDataType_t type);  // 0 for an invalid type
+size_t dataTypeSize(ftcclDataType_t type);       // 0 for an invalid type
 const char* dataTypeName(ftcclDataType_t type);  // nccl-tests names: "float", "half", ...
 const char* redOpName(ftcclRedOp_t op);          // "sum", "prod", "max", "min", "avg"
 bool isValidDataType(int type);

@@ -133,8 +133,7 @@ void locate(hwloc_topology_t topology, Locality* out) {
       !hwloc_bitmap_isincluded(machine, set.get()) && consider()) {
     return;
   }
-  if (hwloc_get_last_cpu_location(topology, set.get(), HWLOC_CPUBIND_PROCESS) == 0 &&
-      consider()) {
+  if (hwloc_get_last_cpu_location(topology, set.get(), HWLOC_CPUBIND_PROCESS) == 0 && consider()) {
     return;
   }
   if (hwloc_get_last_cpu_location(topology, set.get(), HWLOC_CPUBIND_THREAD) == 0) consider();
@@ -181,9 +180,8 @@ NodeLayout groupByNode(const std::vector<std::string>& nodeNameOfRank,
   // Visiting ranks in order numbers the nodes by their lowest rank.
   std::unordered_map<std::string, int> indexOfName;
   for (int rank = 0; rank < nranks; ++rank) {
-    const auto inserted =
-        indexOfName.emplace(nodeNameOfRank[static_cast<size_t>(rank)],
-                            static_cast<int>(layout.nodes.size()));
+    const auto inserted = indexOfName.emplace(nodeNameOfRank[static_cast<size_t>(rank)],
+                                              static_cast<int>(layout.nodes.size()));
     if (inserted.second) layout.nodes.emplace_back();
     const int node = inserted.first->second;
     layout.nodes[static_cast<size_t>(node)].push_back(rank);
@@ -202,8 +200,8 @@ NodeLayout groupByNode(const std::vector<std::string>& nodeNameOfRank,
 }
 
 std::string describe(const NodeLayout& layout) {
-  std::string text = std::to_string(layout.nodes.size()) +
-                     (layout.nodes.size() == 1 ? " node:" : " nodes:");
+  std::string text =
+      std::to_string(layout.nodes.size()) + (layout.nodes.size() == 1 ? " node:" : " nodes:");
   for (const std::vector<int>& node : layout.nodes) {
     text += " {";
     for (size_t k = 0; k < node.size(); ++k) {

@@ -152,7 +152,8 @@ double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
       return (n - 1) * alpha + (n - 1) / n * mib * beta;
     case CollectiveKind::kReduceScatter:
       return (n - 1) * alpha + (n - 1) / n * mib * (beta + gamma);
-    case CollectiveKind::kAllReduce: break;
+    case CollectiveKind::kAllReduce:
+      break;
   }
   if (algorithm == Algorithm::kRing) return ring;
   if (algorithm == Algorithm::kTree) {
@@ -207,9 +208,9 @@ AlgorithmChoice Tuner::choose(CollectiveKind kind, size_t bytes, const CommShape
     return choice;
   }
   std::vector<Algorithm> list = candidates(kind, shape);
-  bool anyMeasured = kind == CollectiveKind::kAllReduce &&
-                     std::any_of(list.begin(), list.end(),
-                                 [&](Algorithm a) { return calibration_.measured(a); });
+  bool anyMeasured =
+      kind == CollectiveKind::kAllReduce &&
+      std::any_of(list.begin(), list.end(), [&](Algorithm a) { return calibration_.measured(a); });
   Algorithm best = Algorithm::kRing;
   double bestUs = -1;
   for (Algorithm a : list) {
@@ -248,8 +249,8 @@ Status Tuner::fromVector(const std::vector<double>& v, const PipelineConfig& bas
     overrides.algorithm[k] = static_cast<Algorithm>(a >= 0 ? static_cast<int>(a) : 0);
   }
   Calibration calibration;
-  FTCCL_CHECK(Calibration::fromVector({v.begin() + kModel + kCollectiveKinds, v.end()},
-                                      &calibration));
+  FTCCL_CHECK(
+      Calibration::fromVector({v.begin() + kModel + kCollectiveKinds, v.end()}, &calibration));
   *out = Tuner(model, overrides, base, calibration);
   return Status::ok();
 }

@@ -1,10 +1,10 @@
 // Which algorithm, and which chunking, runs a collective of a given size and shape.
 //
 // The tuner predicts each candidate's time with the cost model (cost_model.h), corrected
-// by the measured calibration (calibration.h) when there is one, and takes the fastest; FTCCL_ALGO or ftcclConfig_t.algorithm force one, for every
-// collective that has it ("tree") or per collective ("allreduce:tree;broadcast:ring").
-// Its inputs (model constants, overrides, rank count, node layout, size) are the same
-// on every rank, so every rank makes the same choice without talking.
+// by the measured calibration (calibration.h) when there is one, and takes the fastest; FTCCL_ALGO
+// or ftcclConfig_t.algorithm force one, for every collective that has it ("tree") or per collective
+// ("allreduce:tree;broadcast:ring"). Its inputs (model constants, overrides, rank count, node
+// layout, size) are the same on every rank, so every rank makes the same choice without talking.
 #pragma once
 
 #include <cstddef>

@@ -33,7 +33,7 @@ struct Calibration {
 
   // Set by rank 0 at init, with no times yet: it asks every rank to run the probes.
   bool requested = false;
-  CommShape shape;  // the membership the probes ran on
+  CommShape shape;                                 // the membership the probes ran on
   double us[kCalibratedAlgorithms][kProbes] = {};  // 0: not measured
 
   // Whether algorithm a runs at probe p. Recursive doubling stops at 256 KiB: its

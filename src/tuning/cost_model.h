@@ -20,10 +20,10 @@ namespace ftccl {
 
 struct CostModel {
   // Defaults: this project's 2-core VM over UCX shared memory (README "Tuning").
-  double alphaUs = 6.0;            // per message inside a node
-  double betaUsPerMiB = 250.0;     // 4 GB/s inside a node
-  double gammaUsPerMiB = 65.0;     // 16 GB/s a[i] += b[i]
-  double interAlphaUs = 6.0;       // per message between nodes (same as inside by default)
+  double alphaUs = 6.0;         // per message inside a node
+  double betaUsPerMiB = 250.0;  // 4 GB/s inside a node
+  double gammaUsPerMiB = 65.0;  // 16 GB/s a[i] += b[i]
+  double interAlphaUs = 6.0;    // per message between nodes (same as inside by default)
   double interBetaUsPerMiB = 250.0;
   // Where it came from, for the log: "default", "measured", "FTCCL_TUNING".
   std::string source = "default";

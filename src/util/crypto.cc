@@ -67,8 +67,7 @@ MacKey& MacKey::operator=(MacKey&& other) noexcept {
 
 // A copy of the keyed context per call: the key schedule is done once, and concurrent
 // callers (the health thread, a communicator) never share a running hash.
-static bool hmac(const EVP_MAC_CTX* keyed, std::initializer_list<Bytes> parts,
-                 uint8_t out[32]) {
+static bool hmac(const EVP_MAC_CTX* keyed, std::initializer_list<Bytes> parts, uint8_t out[32]) {
   EVP_MAC_CTX* ctx = EVP_MAC_CTX_dup(keyed);
   if (ctx == nullptr) return false;
   bool ok = true;
@@ -162,16 +161,16 @@ std::vector<uint8_t> seal(const Key& key, const std::vector<uint8_t>& plain,
   if (!initialized() || !randomBytes(out.data(), kNonceBytes).isOk()) return {};
   EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
   int n = 0;
-  bool ok = ctx != nullptr &&
-            EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data(), out.data()) == 1 &&
-            EVP_EncryptUpdate(ctx, nullptr, &n,
-                              reinterpret_cast<const unsigned char*>(associated.data()),
-                              static_cast<int>(associated.size())) == 1 &&
-            EVP_EncryptUpdate(ctx, out.data() + kNonceBytes, &n, plain.data(),
-                              static_cast<int>(plain.size())) == 1 &&
-            EVP_EncryptFinal_ex(ctx, out.data() + kNonceBytes + n, &n) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagBytes,
-                                out.data() + kNonceBytes + plain.size()) == 1;
+  bool ok =
+      ctx != nullptr &&
+      EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data(), out.data()) == 1 &&
+      EVP_EncryptUpdate(ctx, nullptr, &n, reinterpret_cast<const unsigned char*>(associated.data()),
+                        static_cast<int>(associated.size())) == 1 &&
+      EVP_EncryptUpdate(ctx, out.data() + kNonceBytes, &n, plain.data(),
+                        static_cast<int>(plain.size())) == 1 &&
+      EVP_EncryptFinal_ex(ctx, out.data() + kNonceBytes + n, &n) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagBytes,
+                          out.data() + kNonceBytes + plain.size()) == 1;
   EVP_CIPHER_CTX_free(ctx);
   if (!ok) return {};
   return out;
@@ -186,15 +185,14 @@ bool open(const Key& key, const uint8_t* sealed, size_t size, std::string_view a
   std::memcpy(tag, sealed + kNonceBytes + length, kTagBytes);
   EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
   int n = 0;
-  bool ok = ctx != nullptr &&
-            EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data(), sealed) == 1 &&
-            EVP_DecryptUpdate(ctx, nullptr, &n,
-                              reinterpret_cast<const unsigned char*>(associated.data()),
-                              static_cast<int>(associated.size())) == 1 &&
-            EVP_DecryptUpdate(ctx, out.data(), &n, sealed + kNonceBytes,
-                              static_cast<int>(length)) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTagBytes, tag) == 1 &&
-            EVP_DecryptFinal_ex(ctx, out.data() + n, &n) == 1;
+  bool ok =
+      ctx != nullptr &&
+      EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data(), sealed) == 1 &&
+      EVP_DecryptUpdate(ctx, nullptr, &n, reinterpret_cast<const unsigned char*>(associated.data()),
+                        static_cast<int>(associated.size())) == 1 &&
+      EVP_DecryptUpdate(ctx, out.data(), &n, sealed + kNonceBytes, static_cast<int>(length)) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTagBytes, tag) == 1 &&
+      EVP_DecryptFinal_ex(ctx, out.data() + n, &n) == 1;
   EVP_CIPHER_CTX_free(ctx);
   if (!ok) return false;
   *plain = std::move(out);

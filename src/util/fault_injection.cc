@@ -29,8 +29,7 @@ void installFaultHooks() {
     sigemptyset(&action.sa_mask);
     action.sa_flags = SA_RESTART;
     sigaction(SIGUSR2, &action, nullptr);
-    FTCCL_LOG(Info, Health, "fault injection armed: SIGUSR2 drops all traffic of pid {}",
-              getpid());
+    FTCCL_LOG(Info, Health, "fault injection armed: SIGUSR2 drops all traffic of pid {}", getpid());
   });
 }
 

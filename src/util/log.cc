@@ -32,9 +32,11 @@ struct NamedSubsys {
   Subsys value;
 };
 constexpr NamedSubsys kSubsystems[] = {
-    {"INIT", Subsys::Init},     {"BOOTSTRAP", Subsys::Bootstrap}, {"NET", Subsys::Net},
-    {"COLL", Subsys::Coll},     {"HEALTH", Subsys::Health},       {"RECOVERY", Subsys::Recovery},
-    {"TUNING", Subsys::Tuning}, {"API", Subsys::Api},             {"ALL", Subsys::All},
+    {"INIT", Subsys::Init},     {"BOOTSTRAP", Subsys::Bootstrap},
+    {"NET", Subsys::Net},       {"COLL", Subsys::Coll},
+    {"HEALTH", Subsys::Health}, {"RECOVERY", Subsys::Recovery},
+    {"TUNING", Subsys::Tuning}, {"API", Subsys::Api},
+    {"ALL", Subsys::All},
 };
 
 Status parseLevel(const std::string& text, LogLevel* out) {
@@ -105,8 +107,10 @@ void initOnce() {
   if (!subsysText.empty()) {
     unsigned mask = 0;
     Status st = parseSubsystems(subsysText, &mask);
-    if (st.isOk()) s.mask = mask;
-    else if (s.initStatus.isOk()) s.initStatus = st;
+    if (st.isOk())
+      s.mask = mask;
+    else if (s.initStatus.isOk())
+      s.initStatus = st;
   }
   if (!s.initStatus.isOk()) s.logger->error("[Init] {}", s.initStatus.message());
 }

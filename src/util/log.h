@@ -37,11 +37,10 @@ spdlog::logger& logger();
 
 }  // namespace ftccl
 
-#define FTCCL_LOG(severity, subsys, ...)                                                   \
-  do {                                                                                     \
-    if (::ftccl::logEnabled(::ftccl::LogLevel::severity, ::ftccl::Subsys::subsys)) {       \
-      ::ftccl::logger().log(                                                               \
-          static_cast<spdlog::level::level_enum>(::ftccl::LogLevel::severity),             \
-          "[" #subsys "] " __VA_ARGS__);                                                   \
-    }                                                                                      \
+#define FTCCL_LOG(severity, subsys, ...)                                                         \
+  do {                                                                                           \
+    if (::ftccl::logEnabled(::ftccl::LogLevel::severity, ::ftccl::Subsys::subsys)) {             \
+      ::ftccl::logger().log(static_cast<spdlog::level::level_enum>(::ftccl::LogLevel::severity), \
+                            "[" #subsys "] " __VA_ARGS__);                                       \
+    }                                                                                            \
   } while (0)

@@ -37,10 +37,10 @@ Status notImplemented(const char* call);
 }  // namespace ftccl
 
 // Propagates a failed Status to the caller, recording the call site.
-#define FTCCL_CHECK(expr)                                   \
-  do {                                                      \
-    ::ftccl::Status ftcclStatus_ = (expr);                  \
-    if (!ftcclStatus_.isOk()) {                             \
-      return ftcclStatus_.addContext(__FILE__, __LINE__);   \
-    }                                                       \
+#define FTCCL_CHECK(expr)                                 \
+  do {                                                    \
+    ::ftccl::Status ftcclStatus_ = (expr);                \
+    if (!ftcclStatus_.isOk()) {                           \
+      return ftcclStatus_.addContext(__FILE__, __LINE__); \
+    }                                                     \
   } while (0)

@@ -50,7 +50,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string sender;
   HealthMessage probe;
   (void)decodeProbe(data, size, &sender, &probe);
-  (void)decodeSealedProbe(data, size, "b", &sender, &probe,
-                          [](uint64_t, uint32_t) { return key; });
+  (void)decodeSealedProbe(data, size, "b", &sender, &probe, [](uint64_t, uint32_t) { return key; });
   return 0;
 }

@@ -58,11 +58,13 @@ void bootstrapSeeds() {
   write("bootstrap_wire", n++, bootstrap::encodeChallenge(challenge));
   write("bootstrap_wire", n++, bootstrap::encodeHello(hello, secret, challenge));
   write("bootstrap_wire", n++, bootstrap::encodeTable(42, {hello.blob, Bytes(), hello.blob}));
-  write("bootstrap_wire", n++, bootstrap::encodeError(ftcclTimeout, "ranks 2, 3 of 4 did not join"));
+  write("bootstrap_wire", n++,
+        bootstrap::encodeError(ftcclTimeout, "ranks 2, 3 of 4 did not join"));
   const Bytes table = bootstrap::encodeTable(42, {hello.blob});
   write("bootstrap_wire", n++,
         bootstrap::encodeReplyProof(secret, challenge, challenge, bootstrap::replyDigest(table)));
-  const std::string texts[] = {"127.0.0.1:29500", "[::1]:29500", "0123456789abcdef0123456789abcdef"};
+  const std::string texts[] = {"127.0.0.1:29500", "[::1]:29500",
+                               "0123456789abcdef0123456789abcdef"};
   for (const std::string& t : texts) write("bootstrap_wire", n++, Bytes(t.begin(), t.end()));
 
   UniqueIdContents c;

@@ -127,7 +127,8 @@ void pointToPoint(ftcclComm_t comm) {
   }
   if (!ok(ftcclGroupEnd(), comm, "GroupEnd all-to-all")) return;
   for (int p = 0; p < gRanks; ++p) {
-    if (in[p * count + 7] != p * 100000 + gRank * 1000 + 7) fail("all-to-all from " + std::to_string(p));
+    if (in[p * count + 7] != p * 100000 + gRank * 1000 + 7)
+      fail("all-to-all from " + std::to_string(p));
   }
 }
 
@@ -140,7 +141,8 @@ void groupedCollectives(ftcclComm_t comm) {
   ok(ftcclGroupStart(), nullptr, "GroupStart");
   ok(ftcclAllReduce(a.data(), a.data(), count, ftcclFloat32, ftcclSum, comm, nullptr), comm, "g1");
   ok(ftcclAllReduce(b.data(), b.data(), count, ftcclFloat32, ftcclMax, comm, nullptr), comm, "g2");
-  ok(ftcclBroadcast(c.data(), c.data(), count, ftcclFloat32, gRanks - 1, comm, nullptr), comm, "g3");
+  ok(ftcclBroadcast(c.data(), c.data(), count, ftcclFloat32, gRanks - 1, comm, nullptr), comm,
+     "g3");
   if (!ok(ftcclGroupEnd(), comm, "GroupEnd collectives")) return;
   float sum = 0;
   for (int r = 0; r < gRanks; ++r) sum += 1.0f + r;
@@ -232,9 +234,12 @@ int main(int argc, char** argv) {
   bool interleave = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--algo" && i + 1 < argc) algo = argv[++i];
-    else if (a == "--nodes" && i + 1 < argc) nodes = std::atoi(argv[++i]);
-    else if (a == "--interleave") interleave = true;
+    if (a == "--algo" && i + 1 < argc)
+      algo = argv[++i];
+    else if (a == "--nodes" && i + 1 < argc)
+      nodes = std::atoi(argv[++i]);
+    else if (a == "--interleave")
+      interleave = true;
   }
   if (nodes > 0) {
     int node = interleave ? gRank % nodes : gRank * nodes / gRanks;
@@ -273,8 +278,8 @@ int main(int argc, char** argv) {
   for (int root = 0; root < gRanks; ++root) {
     for (ftcclDataType_t type : someTypes) {
       for (size_t count : {size_t(0), size_t(3), size_t(40009)}) {
-        reduceCase(comm, type, static_cast<ftcclRedOp_t>((root + count) % ftcclNumOps), count,
-                   root, count % 2 == 1);
+        reduceCase(comm, type, static_cast<ftcclRedOp_t>((root + count) % ftcclNumOps), count, root,
+                   count % 2 == 1);
       }
     }
   }

@@ -30,14 +30,13 @@ void expectedAllReduce(void* out, size_t count, ftcclDataType_t type, ftcclRedOp
 std::string caseName(const char* coll, ftcclDataType_t type, const char* op, size_t count,
                      bool inPlace, int root = -1) {
   char text[160];
-  std::snprintf(text, sizeof text, "%s type=%s op=%s count=%zu %s root=%d", coll,
-                typeName(type), op, count, inPlace ? "in-place" : "out-of-place", root);
+  std::snprintf(text, sizeof text, "%s type=%s op=%s count=%zu %s root=%d", coll, typeName(type),
+                op, count, inPlace ? "in-place" : "out-of-place", root);
   return text;
 }
 
-
-void allReduceCase(ftcclComm_t comm, ftcclStream_t stream, ftcclDataType_t type,
-                   ftcclRedOp_t op, size_t count, bool inPlace) {
+void allReduceCase(ftcclComm_t comm, ftcclStream_t stream, ftcclDataType_t type, ftcclRedOp_t op,
+                   size_t count, bool inPlace) {
   ++gCases;
   size_t bytes = count * typeSize(type);
   // One extra element on each side (canaries) and an odd offset: unaligned buffers.
@@ -100,8 +99,8 @@ void backToBack(ftcclComm_t comm) {
         int64_t want = 0;
         for (int r = 0; r < gRanks; ++r) want += k * 1000 + static_cast<int64_t>(i) + r;
         if (out[k][i] != static_cast<int32_t>(want)) {
-          fail("back-to-back on " + std::to_string(spread) + " streams: op " +
-               std::to_string(k) + " element " + std::to_string(i));
+          fail("back-to-back on " + std::to_string(spread) + " streams: op " + std::to_string(k) +
+               " element " + std::to_string(i));
           break;
         }
       }
@@ -118,8 +117,8 @@ void agreementAndNan(ftcclComm_t comm) {
   std::vector<float> in(count), out(count);
   for (size_t i = 0; i < count; ++i) in[i] = std::sin(0.001f * i + gRank) * (gRank + 1.37f);
   if (gRank == gRanks - 1) in[count / 2] = NAN;
-  if (!ok(ftcclAllReduce(in.data(), out.data(), count, ftcclFloat32, ftcclSum, comm, nullptr),
-          comm, "agreement")) {
+  if (!ok(ftcclAllReduce(in.data(), out.data(), count, ftcclFloat32, ftcclSum, comm, nullptr), comm,
+          "agreement")) {
     return;
   }
   if (!std::isnan(out[count / 2])) fail("NaN did not propagate");
@@ -168,9 +167,10 @@ int main(int argc, char** argv) {
     }
   }
   // Large: 4 Mi elements for a few pairs (several slices per segment, all channels).
-  const std::pair<ftcclDataType_t, ftcclRedOp_t> large[] = {
-      {ftcclFloat32, ftcclSum}, {ftcclBfloat16, ftcclAvg}, {ftcclInt64, ftcclProd},
-      {ftcclFloat16, ftcclMax}};
+  const std::pair<ftcclDataType_t, ftcclRedOp_t> large[] = {{ftcclFloat32, ftcclSum},
+                                                            {ftcclBfloat16, ftcclAvg},
+                                                            {ftcclInt64, ftcclProd},
+                                                            {ftcclFloat16, ftcclMax}};
   for (auto [type, op] : large) {
     for (bool inPlace : {false, true}) allReduceCase(comm, stream, type, op, 4u << 20, inPlace);
   }

@@ -51,20 +51,30 @@ bool parse(int argc, char** argv, Options* o) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--fault") o->fault = next();
+    if (a == "--fault")
+      o->fault = next();
     else if (a == "--victim") {
       std::stringstream in(next());
       std::string item;
       while (std::getline(in, item, ',')) o->victims.insert(std::atoi(item.c_str()));
-    } else if (a == "--when") o->when = next();
-    else if (a == "--at-iter") o->atIter = std::atoi(next().c_str());
-    else if (a == "--external") o->external = true;
-    else if (a == "--bound-ms") o->boundMs = std::atof(next().c_str());
-    else if (a == "--stamp") o->stampFile = next();
-    else if (a == "--rebuild") o->rebuild = true;
-    else if (a == "--algo") o->algo = next();
-    else if (a == "--nodes") o->nodes = std::atoi(next().c_str());
-    else return false;
+    } else if (a == "--when")
+      o->when = next();
+    else if (a == "--at-iter")
+      o->atIter = std::atoi(next().c_str());
+    else if (a == "--external")
+      o->external = true;
+    else if (a == "--bound-ms")
+      o->boundMs = std::atof(next().c_str());
+    else if (a == "--stamp")
+      o->stampFile = next();
+    else if (a == "--rebuild")
+      o->rebuild = true;
+    else if (a == "--algo")
+      o->algo = next();
+    else if (a == "--nodes")
+      o->nodes = std::atoi(next().c_str());
+    else
+      return false;
   }
   return true;
 }
@@ -78,8 +88,8 @@ void injectFault(const Options& o) {
 }
 
 // One op of the kind under test; `buf` holds nranks * count floats.
-ftcclResult_t runOp(const Options& o, std::vector<float>& buf, size_t count, int rank,
-                    int nranks, ftcclComm_t comm) {
+ftcclResult_t runOp(const Options& o, std::vector<float>& buf, size_t count, int rank, int nranks,
+                    ftcclComm_t comm) {
   float* b = buf.data();
   if (o.when == "bcast") return ftcclBroadcast(b, b, count, ftcclFloat32, 0, comm, nullptr);
   if (o.when == "reduce") return ftcclReduce(b, b, count, ftcclFloat32, ftcclSum, 0, comm, nullptr);
@@ -207,7 +217,7 @@ int main(int argc, char** argv) {
   double stamp = faulttest::readStamp(o.stampFile);
   // Self-injected faults stamp their time; with --external the failing op's own
   // duration bounds the detection latency from above.
-  double latency = stamp > 0 ? failedAt - stamp
+  double latency = stamp > 0                                          ? failedAt - stamp
                    : (o.external && o.when != "idle" && failedAt > 0) ? failedAt - opStart
                                                                       : -1;
   std::vector<std::string> problems;
@@ -216,7 +226,8 @@ int main(int argc, char** argv) {
   }
   // The message names a culprit (some victim) with its pid, and how it was detected.
   bool named = false;
-  for (int v : o.victims) named = named || error.find("rank " + std::to_string(v) + " ") != std::string::npos;
+  for (int v : o.victims)
+    named = named || error.find("rank " + std::to_string(v) + " ") != std::string::npos;
   if (!named) problems.push_back("error does not name the failed rank");
   if (error.find("pid") == std::string::npos) problems.push_back("error does not name the pid");
   if (latency > o.boundMs) problems.push_back("detected after " + std::to_string(latency) + " ms");
@@ -250,17 +261,19 @@ int main(int argc, char** argv) {
       int32_t expect = want * (want + 1) / 2 + want * round;
       if (x[0] != expect || x.back() != expect) problems.push_back("wrong sum after rebuild");
     }
-    std::printf("VERDICT rank=%d %s rebuilt: new rank %d of %d, epoch %llu, rebuild_ms=%.1f "
-                "latency_ms=%.1f %s\n",
-                rank, problems.empty() ? "PASS" : "FAIL", newRank, newCount, info.epoch,
-                rebuildMs, latency, problems.empty() ? "" : problems[0].c_str());
+    std::printf(
+        "VERDICT rank=%d %s rebuilt: new rank %d of %d, epoch %llu, rebuild_ms=%.1f "
+        "latency_ms=%.1f %s\n",
+        rank, problems.empty() ? "PASS" : "FAIL", newRank, newCount, info.epoch, rebuildMs, latency,
+        problems.empty() ? "" : problems[0].c_str());
     std::fflush(stdout);
     ftcclCommDestroy(comm);
     return problems.empty() ? 0 : 1;
   }
   // Revoked: later ops fail at once, the async error says so.
   double t0 = nowMs();
-  ftcclResult_t later = ftcclAllReduce(buf.data(), buf.data(), 1, ftcclFloat32, ftcclSum, comm, nullptr);
+  ftcclResult_t later =
+      ftcclAllReduce(buf.data(), buf.data(), 1, ftcclFloat32, ftcclSum, comm, nullptr);
   if (later == ftcclSuccess) problems.push_back("an op after the failure succeeded");
   if (nowMs() - t0 > 1000) problems.push_back("an op after the failure did not fail at once");
   ftcclResult_t async = ftcclSuccess;

@@ -27,8 +27,8 @@ inline bool ok(ftcclResult_t r, ftcclComm_t comm, const std::string& what) {
 }
 
 // Every rank's fillReduceInput, combined in rank order: the exact answer.
-inline std::vector<uint8_t> expectedReduction(size_t count, ftcclDataType_t type,
-                                              ftcclRedOp_t op, int nranks) {
+inline std::vector<uint8_t> expectedReduction(size_t count, ftcclDataType_t type, ftcclRedOp_t op,
+                                              int nranks) {
   using namespace ftperf;
   std::vector<uint8_t> out(count * typeSize(type) + 1);
   withType(type, [&](auto tag) {

@@ -57,21 +57,31 @@ bool parse(int argc, char** argv, Options* o) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--spares") o->spares = std::atoi(next().c_str());
-    else if (a == "--iters") o->iters = std::atoi(next().c_str());
+    if (a == "--spares")
+      o->spares = std::atoi(next().c_str());
+    else if (a == "--iters")
+      o->iters = std::atoi(next().c_str());
     else if (a == "--kill") {
       std::string v = next();
       size_t at = v.find('@');
       if (at == std::string::npos) return false;
       o->killAt[std::atoi(v.substr(0, at).c_str())] = std::atoi(v.substr(at + 1).c_str());
-    } else if (a == "--kill-in-rebuild") o->killInRebuild = std::atoi(next().c_str());
-    else if (a == "--expect-ranks") o->expectRanks = std::atoi(next().c_str());
-    else if (a == "--expect-expelled") o->expectExpelled = std::atoi(next().c_str());
-    else if (a == "--joiners") o->joiners = std::atoi(next().c_str());
-    else if (a == "--no-shrink") o->noShrink = true;
-    else if (a == "--victim") next();  // the test script's bookkeeping
-    else if (a == "--stamp") o->stampFile = next();
-    else return false;
+    } else if (a == "--kill-in-rebuild")
+      o->killInRebuild = std::atoi(next().c_str());
+    else if (a == "--expect-ranks")
+      o->expectRanks = std::atoi(next().c_str());
+    else if (a == "--expect-expelled")
+      o->expectExpelled = std::atoi(next().c_str());
+    else if (a == "--joiners")
+      o->joiners = std::atoi(next().c_str());
+    else if (a == "--no-shrink")
+      o->noShrink = true;
+    else if (a == "--victim")
+      next();  // the test script's bookkeeping
+    else if (a == "--stamp")
+      o->stampFile = next();
+    else
+      return false;
   }
   return true;
 }
@@ -293,10 +303,10 @@ int main(int argc, char** argv) {
     ok = rank == process ? member.run() : member.fail("user rank " + std::to_string(rank));
     role = "rank";
   } else {
-    ok = rank == -1 ? member.standby(&activated) : member.fail("a spare has rank " +
-                                                               std::to_string(rank));
-    role = std::string(joiner ? "joined " : "") +
-           (activated ? "activated spare" : "spare stood down");
+    ok = rank == -1 ? member.standby(&activated)
+                    : member.fail("a spare has rank " + std::to_string(rank));
+    role =
+        std::string(joiner ? "joined " : "") + (activated ? "activated spare" : "spare stood down");
   }
   if (member.ended() && member.problem().empty()) {
     ok = true;

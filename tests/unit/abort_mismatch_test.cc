@@ -3,13 +3,13 @@
 // pass different counts get a clear error instead of success with wrong data. Ranks are
 // threads of this process, each with its own communicator, over UCX.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <functional>
-#include <sys/mman.h>
 #include <future>
 #include <string>
 #include <thread>
@@ -81,7 +81,7 @@ TEST(AbortInGroup, AbortOnTheGroupsThreadDropsItsCallsAndReturns) {
   ftcclResult_t aborted = ftcclCommAbort(comm);
   EXPECT_EQ(aborted, ftcclSuccess);
   EXPECT_EQ(ftcclGroupEnd(), ftcclSuccess);  // nothing left in the group
-  EXPECT_EQ(y, 0.0f);                         // the dropped call never ran
+  EXPECT_EQ(y, 0.0f);                        // the dropped call never ran
 }
 
 TEST(AbortInGroup, DestroyInsideAnOpenGroupReturns) {
@@ -100,8 +100,7 @@ TEST(AbortInGroup, AbortFromAnotherThreadWhileAGroupIsOpen) {
   ASSERT_NO_FATAL_FAILURE(openGroupWithOneCall(&comm, &x, &y));
   double seconds = 0;
   ftcclResult_t aborted = returnsInTime(
-      "CommAbort from another thread, group open", [&] { return ftcclCommAbort(comm); },
-      &seconds);
+      "CommAbort from another thread, group open", [&] { return ftcclCommAbort(comm); }, &seconds);
   EXPECT_EQ(aborted, ftcclSuccess);
   EXPECT_EQ(ftcclGroupEnd(), ftcclInvalidUsage);
   EXPECT_TRUE(contains(ftcclGetLastError(nullptr), "aborted")) << ftcclGetLastError(nullptr);
@@ -124,9 +123,10 @@ TEST(AbortBound, AbortFromAWatchdogEndsABlockedCall) {
   while (!started) std::this_thread::yield();
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   double seconds = 0;
-  EXPECT_EQ(returnsInTime("CommAbort of a blocked all-reduce",
-                          [&] { return ftcclCommAbort(comms[0]); }, &seconds),
-            ftcclSuccess);
+  EXPECT_EQ(
+      returnsInTime(
+          "CommAbort of a blocked all-reduce", [&] { return ftcclCommAbort(comms[0]); }, &seconds),
+      ftcclSuccess);
   caller.join();
   EXPECT_NE(blocked, ftcclSuccess);
   EXPECT_EQ(ftcclCommAbort(comms[1]), ftcclSuccess);
@@ -159,8 +159,8 @@ TEST(AbortBound, AbortEndsARebuild) {
   while (!inRebuild) std::this_thread::yield();
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   double seconds = 0;
-  EXPECT_EQ(returnsInTime("CommAbort during a rebuild", [&] { return ftcclCommAbort(comms[0]); },
-                          &seconds),
+  EXPECT_EQ(returnsInTime(
+                "CommAbort during a rebuild", [&] { return ftcclCommAbort(comms[0]); }, &seconds),
             ftcclSuccess);
   rebuilder.join();
   // A lone rank of two has no majority: the rebuild fails (expelled) or was aborted.
@@ -211,8 +211,8 @@ void queueSendsThenFailAndUnmap(size_t kCount) {
     ASSERT_EQ(ftcclSend(data + i * kCount, kCount, ftcclFloat32, 1, comms[0], nullptr),
               ftcclSuccess);
   }
-  EXPECT_NE(ftcclGroupEnd(), ftcclSuccess);  // timed out: rank 1 posted nothing
-  ASSERT_EQ(munmap(mapped, bytes), 0);       // the application's right after a failed op
+  EXPECT_NE(ftcclGroupEnd(), ftcclSuccess);           // timed out: rank 1 posted nothing
+  ASSERT_EQ(munmap(mapped, bytes), 0);                // the application's right after a failed op
   EXPECT_EQ(ftcclCommAbort(comms[1]), ftcclSuccess);  // drains its FIFO: room again
   EXPECT_EQ(ftcclCommAbort(comms[0]), ftcclSuccess);  // progresses its queued sends
 }
@@ -242,8 +242,8 @@ void expectBothFail(const RankArgs args[2], const char* named) {
   for (int r = 0; r < 2; ++r) {
     ranks[r] = std::thread([&, r] {
       std::vector<uint64_t> data(args[r].count, 1);  // 8 bytes an element: room for any type
-      results[r] = ftcclAllReduce(data.data(), data.data(), args[r].count, args[r].type,
-                                  args[r].op, comms[r], nullptr);
+      results[r] = ftcclAllReduce(data.data(), data.data(), args[r].count, args[r].type, args[r].op,
+                                  comms[r], nullptr);
       errors[r] = ftcclGetLastError(comms[r]);
     });
   }
@@ -252,9 +252,10 @@ void expectBothFail(const RankArgs args[2], const char* named) {
     EXPECT_NE(results[r], ftcclSuccess) << "rank " << r << " (count " << args[r].count << ")";
   }
   EXPECT_TRUE(contains(errors[0].c_str(), named) || contains(errors[1].c_str(), named))
-      << errors[0] << "\n" << errors[1];
-  std::printf("[ measure  ] counts %zu/%zu: rank 0: %s\n[ measure  ] rank 1: %s\n",
-              args[0].count, args[1].count, errors[0].c_str(), errors[1].c_str());
+      << errors[0] << "\n"
+      << errors[1];
+  std::printf("[ measure  ] counts %zu/%zu: rank 0: %s\n[ measure  ] rank 1: %s\n", args[0].count,
+              args[1].count, errors[0].c_str(), errors[1].c_str());
   for (ftcclComm_t c : comms) EXPECT_EQ(ftcclCommAbort(c), ftcclSuccess);
 }
 

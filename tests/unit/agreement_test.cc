@@ -4,10 +4,10 @@
 // process is a member, no spare is used twice, nobody outside a majority goes on.
 #include "recovery/agreement.h"
 
-#include <cstring>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <set>
@@ -30,7 +30,9 @@ std::shared_ptr<const Membership> shared(const Membership& m) {
 class Node final : public sim::SimNode, public AgreementNetwork {
  public:
   Node(SimNetwork& net, const Member& self, const Membership& m, bool shrink)
-      : net_(net), self_(self), agreement(self, shared(m), shrink, this, std::make_shared<EpochStore>()) {
+      : net_(net),
+        self_(self),
+        agreement(self, shared(m), shrink, this, std::make_shared<EpochStore>()) {
     net.add(self, this);
   }
   void onFrame(const std::string& from, const std::vector<uint8_t>& frame, SimTime) override {
@@ -425,7 +427,8 @@ TEST(Agreement, AWaitCanTellASlowRoundFromAStuckOneAndSayWhy) {
   EXPECT_TRUE(member.waiting());
   EXPECT_NE(member.progressMark(), mark) << "a failure learnt is a step";
   EXPECT_NE(member.describeWait().find("waiting for the coordinator p0 (ballot 0)"),
-            std::string::npos) << member.describeWait();
+            std::string::npos)
+      << member.describeWait();
   mark = member.progressMark();
   member.onStalled();
   member.onStalled();
@@ -441,8 +444,7 @@ TEST(Agreement, AWaitCanTellASlowRoundFromAStuckOneAndSayWhy) {
   report.failed = {"p3"};
   coordinator.onMessage("p1", report);
   const std::string waits = coordinator.describeWait();
-  EXPECT_NE(waits.find("2 live member(s) have not reported (p2, s0)"), std::string::npos)
-      << waits;
+  EXPECT_NE(waits.find("2 live member(s) have not reported (p2, s0)"), std::string::npos) << waits;
 }
 
 TEST(Agreement, ThreeFailuresOneAfterAnotherWithThreeSpares) {

@@ -24,12 +24,16 @@ class ScopedEnv {
     const char* old = getenv(name);
     had_ = old != nullptr;
     if (had_) old_ = old;
-    if (value) setenv(name, value, 1);
-    else unsetenv(name);
+    if (value)
+      setenv(name, value, 1);
+    else
+      unsetenv(name);
   }
   ~ScopedEnv() {
-    if (had_) setenv(name_.c_str(), old_.c_str(), 1);
-    else unsetenv(name_.c_str());
+    if (had_)
+      setenv(name_.c_str(), old_.c_str(), 1);
+    else
+      unsetenv(name_.c_str());
   }
 
  private:
@@ -82,8 +86,8 @@ TEST_F(SingleRank, OneRankAllReduceIsACopyInAndOutOfPlace) {
   std::vector<float> in = {1.5f, -2.0f, 3.25f}, out(3, 0.0f);
   for (int op = 0; op < ftcclNumOps; ++op) {
     std::fill(out.begin(), out.end(), 0.0f);
-    ASSERT_EQ(ftcclAllReduce(in.data(), out.data(), 3, ftcclFloat32,
-                             static_cast<ftcclRedOp_t>(op), comm_, nullptr),
+    ASSERT_EQ(ftcclAllReduce(in.data(), out.data(), 3, ftcclFloat32, static_cast<ftcclRedOp_t>(op),
+                             comm_, nullptr),
               ftcclSuccess);
     EXPECT_EQ(out, in);
     std::vector<float> inplace = in;
@@ -92,8 +96,7 @@ TEST_F(SingleRank, OneRankAllReduceIsACopyInAndOutOfPlace) {
               ftcclSuccess);
     EXPECT_EQ(inplace, in);
   }
-  EXPECT_EQ(ftcclAllReduce(nullptr, nullptr, 0, ftcclInt8, ftcclSum, comm_, nullptr),
-            ftcclSuccess);
+  EXPECT_EQ(ftcclAllReduce(nullptr, nullptr, 0, ftcclInt8, ftcclSum, comm_, nullptr), ftcclSuccess);
 }
 
 TEST_F(SingleRank, BadArgumentsAreRejectedAndTheCommunicatorStillWorks) {
@@ -111,9 +114,8 @@ TEST_F(SingleRank, BadArgumentsAreRejectedAndTheCommunicatorStillWorks) {
       {"bad type",
        ftcclAllReduce(x, x, 4, static_cast<ftcclDataType_t>(42), ftcclSum, comm_, nullptr),
        "datatype"},
-      {"bad op", ftcclAllReduce(x, x, 4, ftcclFloat32, static_cast<ftcclRedOp_t>(-1), comm_,
-                                nullptr),
-       "op"},
+      {"bad op",
+       ftcclAllReduce(x, x, 4, ftcclFloat32, static_cast<ftcclRedOp_t>(-1), comm_, nullptr), "op"},
       {"overflow", ftcclAllReduce(x, x, SIZE_MAX / 2, ftcclFloat32, ftcclSum, comm_, nullptr),
        "overflow"},
       {"bad root", ftcclBroadcast(x, x, 4, ftcclFloat32, 1, comm_, nullptr), "root"},
@@ -199,8 +201,7 @@ TEST_F(SingleRank, StreamsRunInOrderAndReportErrors) {
   for (int i = 0; i < 50; ++i) {
     ASSERT_EQ(ftcclAllReduce(a.data(), b.data(), a.size(), ftcclInt32, ftcclSum, comm_, s1),
               ftcclSuccess);
-    ASSERT_EQ(ftcclBroadcast(b.data(), c.data(), b.size(), ftcclInt32, 0, comm_, s2),
-              ftcclSuccess);
+    ASSERT_EQ(ftcclBroadcast(b.data(), c.data(), b.size(), ftcclInt32, 0, comm_, s2), ftcclSuccess);
   }
   EXPECT_EQ(ftcclStreamSynchronize(s1), ftcclSuccess);
   EXPECT_EQ(ftcclStreamSynchronize(s2), ftcclSuccess);
@@ -323,9 +324,8 @@ TEST(Abort, WakesABlockedCallFromAnotherThread) {
     EXPECT_EQ(ftcclCommAbort(comms[0]), ftcclSuccess);
   });
   auto start = Clock::now();
-  ftcclResult_t r =
-      ftcclAllReduce(data.data(), data.data(), data.size(), ftcclFloat32, ftcclSum, comms[0],
-                     nullptr);
+  ftcclResult_t r = ftcclAllReduce(data.data(), data.data(), data.size(), ftcclFloat32, ftcclSum,
+                                   comms[0], nullptr);
   returned = true;
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   watchdog.join();
@@ -394,8 +394,8 @@ TEST(Timeout, AnOpWithoutProgressFailsAndNamesTheMissingRank) {
   peer.join();
   std::vector<float> data(1024, 1.0f);
   auto start = Clock::now();
-  EXPECT_EQ(ftcclAllReduce(data.data(), data.data(), data.size(), ftcclFloat32, ftcclSum,
-                           comms[0], nullptr),
+  EXPECT_EQ(ftcclAllReduce(data.data(), data.data(), data.size(), ftcclFloat32, ftcclSum, comms[0],
+                           nullptr),
             ftcclTimeout);
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   EXPECT_GE(seconds, 0.25);

@@ -1,10 +1,12 @@
 // Bootstrap: unique id, FTCCL_COMM_ID parsing, wire format, and in-process rendezvous
 // over loopback (threads play the ranks).
+#include "bootstrap/bootstrap.h"
+
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <spdlog/sinks/base_sink.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <dirent.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,7 +20,6 @@
 #include <thread>
 #include <vector>
 
-#include "bootstrap/bootstrap.h"
 #include "bootstrap/wire.h"
 #include "util/log.h"
 #include "util/net/socket.h"
@@ -121,8 +122,8 @@ void readChallenge(const net::Fd& fd, uint8_t challenge[bootstrap::kChallengeByt
   bootstrap::FrameHeader h;
   ASSERT_TRUE(bootstrap::parseFrameHeader(frame.data(), frame.size(), &h).isOk());
   ASSERT_EQ(h.type, bootstrap::FrameType::Challenge);
-  ASSERT_TRUE(bootstrap::decodeChallengeBody(frame.data() + bootstrap::kFrameHeaderBytes,
-                                             h.length, challenge)
+  ASSERT_TRUE(bootstrap::decodeChallengeBody(frame.data() + bootstrap::kFrameHeaderBytes, h.length,
+                                             challenge)
                   .isOk());
 }
 
@@ -136,8 +137,8 @@ struct Result {
 };
 
 // Runs rendezvous for the given ranks in threads; results indexed like `ranks`.
-std::vector<Result> runRanks(const UniqueIdContents& c, const std::vector<int>& ranks,
-                             int nranks, int timeoutMs, const std::vector<Bytes>& blobs) {
+std::vector<Result> runRanks(const UniqueIdContents& c, const std::vector<int>& ranks, int nranks,
+                             int timeoutMs, const std::vector<Bytes>& blobs) {
   std::vector<Result> results(ranks.size());
   std::vector<std::thread> threads;
   for (size_t i = 0; i < ranks.size(); ++i) {
@@ -343,9 +344,9 @@ TEST_F(BootstrapTest, MalformedSecretIsRejected) {
 }
 
 TEST_F(BootstrapTest, MalformedCommIdIsRejected) {
-  for (const char* bad : {"nohost", "host:", ":123", "host:0", "host:65536", "host:12a",
-                          "host:-1", "::1:80", "[::1]80", "[]:80", "[::1]:", "[::1", "a b:80",
-                          "127.0.0.1:123456"}) {
+  for (const char* bad :
+       {"nohost", "host:", ":123", "host:0", "host:65536", "host:12a", "host:-1", "::1:80",
+        "[::1]80", "[]:80", "[::1]:", "[::1", "a b:80", "127.0.0.1:123456"}) {
     commId_.set(bad);
     ftcclUniqueId id;
     Status st = createUniqueId(&id);
@@ -500,8 +501,8 @@ TEST(Wire, HelloProvesTheSecretWithoutCarryingIt) {
   }
   // The root's proof of a reply: bound to both challenges and to the reply's bytes.
   const Bytes table = bootstrap::encodeTable(5, {{1, 2}});
-  const Bytes proof = bootstrap::encodeReplyProof(kSampleSecret, kSampleChallenge,
-                                                  otherChallenge, bootstrap::replyDigest(table));
+  const Bytes proof = bootstrap::encodeReplyProof(kSampleSecret, kSampleChallenge, otherChallenge,
+                                                  bootstrap::replyDigest(table));
   const uint8_t* tag = proof.data() + bootstrap::kFrameHeaderBytes;
   EXPECT_TRUE(bootstrap::replyProven(tag, 16, kSampleSecret, kSampleChallenge, otherChallenge,
                                      bootstrap::replyDigest(table)));
@@ -584,8 +585,7 @@ TEST(Wire, ErrorRoundTripAndCorruption) {
   EXPECT_FALSE(bootstrap::decodeError(bad, &code, &msg).isOk());
   // Long messages are truncated to the cap, not rejected.
   std::string longMsg(bootstrap::kMaxErrorMessageBytes + 100, 'x');
-  ASSERT_TRUE(bootstrap::decodeError(bootstrap::encodeError(ftcclRemoteError, longMsg), &code,
-                                     &msg)
+  ASSERT_TRUE(bootstrap::decodeError(bootstrap::encodeError(ftcclRemoteError, longMsg), &code, &msg)
                   .isOk());
   EXPECT_EQ(msg.size(), bootstrap::kMaxErrorMessageBytes);
 }
@@ -685,8 +685,10 @@ TEST_F(BootstrapTest, WrongSecretIsRejectedOthersComplete) {
   UniqueIdContents c = newRoot();
   std::vector<Bytes> blobs = {blobFor(0, 16), blobFor(1, 16), blobFor(2, 16)};
   std::vector<Result> results(3);
-  std::thread r0([&] { results[0].status = rendezvous(c, 0, 3, blobs[0], 10000, &results[0].table); });
-  std::thread r2([&] { results[2].status = rendezvous(c, 2, 3, blobs[2], 10000, &results[2].table); });
+  std::thread r0(
+      [&] { results[0].status = rendezvous(c, 0, 3, blobs[0], 10000, &results[0].table); });
+  std::thread r2(
+      [&] { results[2].status = rendezvous(c, 2, 3, blobs[2], 10000, &results[2].table); });
 
   UniqueIdContents wrong = c;
   wrong.secret[5] ^= 0x40;

@@ -17,8 +17,8 @@ using testing::patternBuffer;
 using testing::runAll;
 using testing::Staging;
 
-const ftcclDataType_t kTypes[] = {ftcclInt8,   ftcclUint8,   ftcclInt32,   ftcclUint32,
-                                  ftcclInt64,  ftcclUint64,  ftcclFloat16, ftcclFloat32,
+const ftcclDataType_t kTypes[] = {ftcclInt8,    ftcclUint8,   ftcclInt32,   ftcclUint32,
+                                  ftcclInt64,   ftcclUint64,  ftcclFloat16, ftcclFloat32,
                                   ftcclFloat64, ftcclBfloat16};
 const ftcclRedOp_t kOps[] = {ftcclSum, ftcclProd, ftcclMax, ftcclMin, ftcclAvg};
 // Empty, one element, odd, not a multiple of the ranks, and several 4 KiB chunks.
@@ -44,8 +44,8 @@ TEST(RingAllReduceSim, EveryRankCountTypeOpSizeInAndOutOfPlace) {
       for (ftcclRedOp_t op : kOps) {
         for (size_t count : kCounts) {
           Staging staging(n, pipeline);
-          ASSERT_NO_FATAL_FAILURE(testing::expectExactAllReduce(
-              n, ringOps(staging, pipeline), type, op, count, "ring"));
+          ASSERT_NO_FATAL_FAILURE(testing::expectExactAllReduce(n, ringOps(staging, pipeline), type,
+                                                                op, count, "ring"));
         }
       }
     }

@@ -33,7 +33,8 @@ class InProcessJob {
   CommServices servicesFor(int process) {
     RankServices& mine = ranks_[static_cast<size_t>(process)];
     CommServices services;
-    services.makeTransport = [this, &mine](const std::string&, std::unique_ptr<WorldTransport>* out) {
+    services.makeTransport = [this, &mine](const std::string&,
+                                           std::unique_ptr<WorldTransport>* out) {
       *out = world_.makeEndpoint();
       std::lock_guard<std::mutex> lock(mine.mutex);
       mine.addresses.push_back((*out)->workerAddress());
@@ -111,8 +112,8 @@ TEST(InProcessCommunicator, EveryCollectiveOnFiveRankThreads) {
         }
         for (int32_t v : value) failures += v == 42 ? 0 : 1;
         std::vector<double> mine(count + 1, r), gathered((count + 1) * kRanks, -1);
-        if (ftcclAllGather(mine.data(), gathered.data(), count + 1, ftcclFloat64, comm,
-                           nullptr) != ftcclSuccess) {
+        if (ftcclAllGather(mine.data(), gathered.data(), count + 1, ftcclFloat64, comm, nullptr) !=
+            ftcclSuccess) {
           ++failures;
         }
         for (size_t i = 0; i < gathered.size(); ++i) {

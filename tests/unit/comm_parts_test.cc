@@ -30,7 +30,7 @@ TEST(OpOrder, NumbersCollectivesAndEachPeersTransfersApartAndRestartsPerEpoch) {
   OpOrder order;
   order.startEpoch(0, 3);
   std::vector<OpRequest> batch{request(OpKind::kAllReduce), request(OpKind::kSend, 2),
-                               request(OpKind::kRecv, 2), request(OpKind::kSend, 2),
+                               request(OpKind::kRecv, 2),   request(OpKind::kSend, 2),
                                request(OpKind::kBroadcast), request(OpKind::kSend, 1)};
   OpOrder::Ticket first = order.issue(&batch);
   EXPECT_EQ(first.index, 0u);
@@ -179,8 +179,8 @@ TEST(RecoveryInbox, EndsOfRecoveryReachTheWaiter) {
   RecoveryInbox aborted;
   std::atomic<bool> abort{false};
   std::thread waiter([&] {
-    Status s = aborted.awaitDecision("rebuild", true, 1000, [&] { return abort.load(); }, view,
-                                     &commit);
+    Status s = aborted.awaitDecision(
+        "rebuild", true, 1000, [&] { return abort.load(); }, view, &commit);
     EXPECT_EQ(s.code(), ftcclInvalidUsage);
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -15,11 +15,11 @@ namespace {
 using testing::expectedReduction;
 using testing::patternBuffer;
 using testing::runAll;
-using testing::Staging;
 using testing::runSkewed;
+using testing::Staging;
 
-const ftcclDataType_t kTypes[] = {ftcclInt8,   ftcclUint8,   ftcclInt32,   ftcclUint32,
-                                  ftcclInt64,  ftcclUint64,  ftcclFloat16, ftcclFloat32,
+const ftcclDataType_t kTypes[] = {ftcclInt8,    ftcclUint8,   ftcclInt32,   ftcclUint32,
+                                  ftcclInt64,   ftcclUint64,  ftcclFloat16, ftcclFloat32,
                                   ftcclFloat64, ftcclBfloat16};
 const ftcclRedOp_t kOps[] = {ftcclSum, ftcclProd, ftcclMax, ftcclMin, ftcclAvg};
 const size_t kCounts[] = {0, 1, 7, 1001, 5 * 1024 + 3};
@@ -30,8 +30,6 @@ PipelineConfig smallChunks() {
   p.channels = 2;
   return p;
 }
-
-
 
 TEST(ReduceScatterSim, EveryRankCountTypeOpSizeInAndOutOfPlace) {
   PipelineConfig p = smallChunks();
@@ -117,9 +115,11 @@ TEST(ChainReduceSim, EveryRankCountRootTypeOpAndSize) {
   enum Placement { kOutOfPlace, kInPlace, kNullOffRoot };
   for (int n = 1; n <= 8; ++n) {
     for (int root = 0; root < n; ++root) {
-      for (ftcclDataType_t type : {ftcclUint8, ftcclInt64, ftcclFloat16, ftcclFloat32, ftcclBfloat16}) {
+      for (ftcclDataType_t type :
+           {ftcclUint8, ftcclInt64, ftcclFloat16, ftcclFloat32, ftcclBfloat16}) {
         for (ftcclRedOp_t op : kOps) {
-          for (size_t count : {size_t(0), size_t(1), size_t(7), size_t(1001), size_t(7 * 1024 + 1)}) {
+          for (size_t count :
+               {size_t(0), size_t(1), size_t(7), size_t(1001), size_t(7 * 1024 + 1)}) {
             for (Placement placement : {kOutOfPlace, kInPlace, kNullOffRoot}) {
               bool inPlace = placement == kInPlace;
               size_t bytes = count * dataTypeSize(type);
@@ -171,7 +171,8 @@ class ChannelAudit final : public Transport {
   explicit ChannelAudit(Transport& inner) : inner_(inner) {}
   int rank() const override { return inner_.rank(); }
   int size() const override { return inner_.size(); }
-  Status isend(int peer, const void* b, size_t bytes, MessageKey key, TransportRequest** r) override {
+  Status isend(int peer, const void* b, size_t bytes, MessageKey key,
+               TransportRequest** r) override {
     note(key);
     return inner_.isend(peer, b, bytes, key, r);
   }
@@ -200,7 +201,8 @@ class ChannelAudit final : public Transport {
 // power of two (1000 B: a whole number of elements of every type used); the channels
 // used stay inside [0, channels) and every message carries the op's sequence number.
 TEST(GatherScatterSim, PipelineShapesStayInTheChannelBudget) {
-  for (PipelineConfig p : {PipelineConfig{4096, 1}, PipelineConfig{1000, 3}, PipelineConfig{4096, 4}}) {
+  for (PipelineConfig p :
+       {PipelineConfig{4096, 1}, PipelineConfig{1000, 3}, PipelineConfig{4096, 4}}) {
     for (int n : {2, 3, 5, 8}) {
       for (size_t count : {size_t(1), size_t(333), size_t(4 * 1024 + 1)}) {
         for (int kind = 0; kind < 3; ++kind) {
@@ -251,9 +253,9 @@ TEST(GatherScatterSim, PipelineShapesStayInTheChannelBudget) {
             } else {
               want.assign(count * elem, 0);
             }
-            ASSERT_EQ(out[r], want) << "kind " << kind << " n=" << n << " count=" << count
-                                    << " chunk " << p.chunkBytes << " channels " << p.channels
-                                    << " rank " << r;
+            ASSERT_EQ(out[r], want)
+                << "kind " << kind << " n=" << n << " count=" << count << " chunk " << p.chunkBytes
+                << " channels " << p.channels << " rank " << r;
             EXPECT_LT(audit[r]->maxChannel, static_cast<uint32_t>(kind == 2 ? 1 : p.channels))
                 << "kind " << kind;
             EXPECT_FALSE(audit[r]->sawOtherOpSeq);
@@ -347,7 +349,8 @@ TEST(GatherScatterSim, ExactWhenRanksProgressAtDifferentSpeeds) {
             } else if (kind == 1) {  // all-gather; in place at NCCL's offset
               in[r] = patternBuffer(type, r, count, op);
               out[r].assign(count * elem * n, 0);
-              if (inPlace) std::memcpy(out[r].data() + r * count * elem, in[r].data(), count * elem);
+              if (inPlace)
+                std::memcpy(out[r].data() + r * count * elem, in[r].data(), count * elem);
               args.sendbuff = inPlace ? out[r].data() + r * count * elem : in[r].data();
               args.recvbuff = out[r].data();
               ops[r] = makeRingAllGather(fabric.transport(r), p, args);
@@ -393,7 +396,8 @@ TEST(GatherScatterSim, ExactWhenRanksProgressAtDifferentSpeeds) {
 
 // A peer dies mid-op: the ranks that talk to it fail, nobody deadlocks, abort leaves
 // nothing posted.
-void peerDeath(const std::function<std::unique_ptr<Collective>(Transport&, Scratch, std::vector<uint8_t>&)>& make,
+void peerDeath(const std::function<std::unique_ptr<Collective>(Transport&, Scratch,
+                                                               std::vector<uint8_t>&)>& make,
                int n, int victim, size_t bytes) {
   PipelineConfig p = smallChunks();
   sim::SimFabric fabric(n);
@@ -420,26 +424,32 @@ TEST(GatherScatterSim, PeerDeathFailsEveryCollective) {
   const int n = 5;
   const size_t count = 32 * 1024;  // floats per part
   PipelineConfig p = smallChunks();
-  peerDeath([&](Transport& t, Scratch s, std::vector<uint8_t>& buf) {
-    CollectiveArgs a;
-    a.sendbuff = a.recvbuff = buf.data();
-    a.count = count;
-    return makeRingReduceScatter(t, s, p, a);
-  }, n, 2, count * 4 * n);
-  peerDeath([&](Transport& t, Scratch, std::vector<uint8_t>& buf) {
-    CollectiveArgs a;
-    a.recvbuff = buf.data();
-    a.sendbuff = buf.data() + t.rank() * count * 4;
-    a.count = count;
-    return makeRingAllGather(t, p, a);
-  }, n, 4, count * 4 * n);
-  peerDeath([&](Transport& t, Scratch s, std::vector<uint8_t>& buf) {
-    CollectiveArgs a;
-    a.sendbuff = a.recvbuff = buf.data();
-    a.count = count * n;
-    a.root = 1;
-    return makeChainReduce(t, s, p, a);
-  }, n, 3, count * 4 * n);
+  peerDeath(
+      [&](Transport& t, Scratch s, std::vector<uint8_t>& buf) {
+        CollectiveArgs a;
+        a.sendbuff = a.recvbuff = buf.data();
+        a.count = count;
+        return makeRingReduceScatter(t, s, p, a);
+      },
+      n, 2, count * 4 * n);
+  peerDeath(
+      [&](Transport& t, Scratch, std::vector<uint8_t>& buf) {
+        CollectiveArgs a;
+        a.recvbuff = buf.data();
+        a.sendbuff = buf.data() + t.rank() * count * 4;
+        a.count = count;
+        return makeRingAllGather(t, p, a);
+      },
+      n, 4, count * 4 * n);
+  peerDeath(
+      [&](Transport& t, Scratch s, std::vector<uint8_t>& buf) {
+        CollectiveArgs a;
+        a.sendbuff = a.recvbuff = buf.data();
+        a.count = count * n;
+        a.root = 1;
+        return makeChainReduce(t, s, p, a);
+      },
+      n, 3, count * 4 * n);
 }
 
 }  // namespace

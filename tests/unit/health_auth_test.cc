@@ -1,12 +1,13 @@
 // The health channel's seals and keys (health_auth.h), and the protocol's use of them:
 // what a frame's key must fit, and probes taken once.
+#include "health/health_auth.h"
+
 #include <gtest/gtest.h>
 
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "health/health_auth.h"
 #include "health/health_messages.h"
 #include "health/health_protocol.h"
 
@@ -96,8 +97,8 @@ TEST(HealthAuth, ASealVerifiesOnlyForItsKeyEndsNoncesCountAndBytes) {
   for (size_t i = 0; i < frame.size(); ++i) {
     std::vector<uint8_t> bad = frame;
     bad[i] ^= 0x20;
-    EXPECT_FALSE(sealValid(key, bad.data(), frameBytes, bad.data() + frameBytes,
-                           tcp(theirs, nonce, 7)))
+    EXPECT_FALSE(
+        sealValid(key, bad.data(), frameBytes, bad.data() + frameBytes, tcp(theirs, nonce, 7)))
         << "byte " << i;
   }
 }
@@ -120,8 +121,8 @@ TEST(HealthAuth, ASealedProbeOpensOnlyUnderItsKey) {
   EXPECT_EQ(back.as<HealthHeartbeat>()->seq, 99u);
   EXPECT_EQ(back.auth.epoch, 2u);
   // Recorded on its way to another process, it is nothing here.
-  EXPECT_FALSE(decodeSealedProbe(datagram.data(), datagram.size(), "10.0.0.8:4000", &from, &back,
-                                 mine));
+  EXPECT_FALSE(
+      decodeSealedProbe(datagram.data(), datagram.size(), "10.0.0.8:4000", &from, &back, mine));
   auto stranger = [](uint64_t, uint32_t) { return std::shared_ptr<const crypto::MacKey>(); };
   EXPECT_FALSE(decodeSealedProbe(datagram.data(), datagram.size(), me, &from, &back, stranger));
   auto wrong = [&](uint64_t, uint32_t) { return epochKey(3); };
@@ -189,7 +190,8 @@ class Recorder final : public HealthNetwork, public HealthListener {
 };
 
 struct AuthenticatedProcess {
-  explicit AuthenticatedProcess(bool recoverable = false) : protocol("10.0.0.0:4000", "h", 1, &net) {
+  explicit AuthenticatedProcess(bool recoverable = false)
+      : protocol("10.0.0.0:4000", "h", 1, &net) {
     protocol.requireAuthentication();
     HealthRegistration reg;
     reg.commKey = kComm;

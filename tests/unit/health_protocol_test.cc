@@ -1,5 +1,7 @@
 // The health protocol on the simulated network (transports/sim): deterministic virtual
 // time, faults injected at exact moments, the real HealthProtocol code.
+#include "health/health_protocol.h"
+
 #include <gtest/gtest.h>
 
 #include <map>
@@ -9,7 +11,6 @@
 
 #include "health/failure_detector.h"
 #include "health/health_messages.h"
-#include "health/health_protocol.h"
 #include "transports/sim/sim_network.h"
 
 namespace ftccl {
@@ -26,7 +27,8 @@ constexpr int kTimeoutMs = 200;
 // One simulated process: the protocol, plus what its communicator was told.
 class Process final : public sim::SimNode, public HealthNetwork, public HealthListener {
  public:
-  Process(SimNetwork& net, std::string key) : net_(net), key_(key), protocol_(key, "simhost", 1000, this) {
+  Process(SimNetwork& net, std::string key)
+      : net_(net), key_(key), protocol_(key, "simhost", 1000, this) {
     net.add(key, this);
   }
   // SimNode
@@ -83,12 +85,14 @@ class Ring {
  public:
   explicit Ring(int n, uint64_t commKey = 7) : net(kLatency) {
     for (int r = 0; r < n; ++r) procs.push_back(std::make_unique<Process>(net, keyOf(r)));
-    for (int r = 0; r < n; ++r) ids.push_back(procs[r]->protocol().add(registration(r, n, commKey), net.now()));
+    for (int r = 0; r < n; ++r)
+      ids.push_back(procs[r]->protocol().add(registration(r, n, commKey), net.now()));
   }
   // With links of their own (latency per pair).
   Ring(int n, sim::LinkModel links) : net(std::move(links), /*seed=*/1) {
     for (int r = 0; r < n; ++r) procs.push_back(std::make_unique<Process>(net, keyOf(r)));
-    for (int r = 0; r < n; ++r) ids.push_back(procs[r]->protocol().add(registration(r, n, 7), net.now()));
+    for (int r = 0; r < n; ++r)
+      ids.push_back(procs[r]->protocol().add(registration(r, n, 7), net.now()));
   }
   HealthRegistration registration(int rank, int n, uint64_t commKey) {
     HealthRegistration reg;
@@ -374,8 +378,8 @@ TEST(HealthProtocolSpares, ALeaveSentInAnotherEpochStillCounts) {
   for (int r : {0, 1}) {
     HealthLeave leave;
     leave.commKey = 7;
-    leave.epoch = 3;        // not the spare's epoch (0)
-    leave.rank = 1 - r;     // numbered as in that other epoch: not to be trusted here
+    leave.epoch = 3;     // not the spare's epoch (0)
+    leave.rank = 1 - r;  // numbered as in that other epoch: not to be trusted here
     EXPECT_FALSE(c.procs[2]->allRanksLeft);
     c.procs[2]->protocol().onMessage(keyOf(r), leave, c.net.now());
   }
@@ -472,7 +476,9 @@ TEST(FailureDetector, SilenceConnectionLossAndLeaving) {
 // Records what a protocol sends.
 class SentFrames final : public HealthNetwork {
  public:
-  void send(const ProcessKey& to, const HealthMessage& message) override { sent.push_back(message); }
+  void send(const ProcessKey& to, const HealthMessage& message) override {
+    sent.push_back(message);
+  }
   void monitor(const ProcessKey&) override {}
   void unmonitor(const ProcessKey&) override {}
   std::vector<HealthMessage> sent;
@@ -489,7 +495,7 @@ TEST(HealthProtocol, RoundTripLeavesOutTheWaitForTicks) {
   HealthRegistration reg;
   reg.myRank = 0;
   reg.members = MemberTable::make({MemberInfo{{"10.0.0.1:4000", "simhost", 1000}, 0},
-                                  MemberInfo{{"10.0.0.2:4000", "simhost", 1001}, 1}});
+                                   MemberInfo{{"10.0.0.2:4000", "simhost", 1001}, 1}});
   reg.monitored = {1};
   protocol.add(std::move(reg), t0);
   protocol.onTick(t0);
@@ -664,7 +670,8 @@ TEST(HealthProtocol, ALinkSlowFromTheStartIsFlaggedAgainstTheOthers) {
   };
   Ring ring(4, [&](const std::string& from, const std::string& to) {
     sim::LinkSpec spec;
-    spec.latency = slowPair(from, to) ? std::chrono::nanoseconds(5ms) : std::chrono::nanoseconds(kLatency);
+    spec.latency =
+        slowPair(from, to) ? std::chrono::nanoseconds(5ms) : std::chrono::nanoseconds(kLatency);
     return spec;
   });
   ring.net.runFor(3s);

@@ -16,16 +16,23 @@ namespace {
 using testing::expectedReduction;
 using testing::patternBuffer;
 using testing::runAll;
-using testing::Staging;
 using testing::runSkewed;
+using testing::Staging;
 
 using Layout = std::vector<std::vector<int>>;
 
 const Layout kLayouts[] = {
-    {{0, 1}, {2, 3}},         {{0, 1, 2, 3}, {4, 5, 6, 7}}, {{0, 1}, {2, 3}, {4, 5}, {6, 7}},
-    {{0, 1}, {2, 3}, {4, 5}}, {{0, 1, 2}, {3, 4}},          {{0}, {1, 2, 3}},
-    {{0, 1}, {2, 3}, {4}},    {{0, 1, 2, 3}},               {{0}, {1}, {2}, {3}},
-    {{0, 2}, {1, 3}},         {{3, 1}, {0, 2}},
+    {{0, 1}, {2, 3}},
+    {{0, 1, 2, 3}, {4, 5, 6, 7}},
+    {{0, 1}, {2, 3}, {4, 5}, {6, 7}},
+    {{0, 1}, {2, 3}, {4, 5}},
+    {{0, 1, 2}, {3, 4}},
+    {{0}, {1, 2, 3}},
+    {{0, 1}, {2, 3}, {4}},
+    {{0, 1, 2, 3}},
+    {{0}, {1}, {2}, {3}},
+    {{0, 2}, {1, 3}},
+    {{3, 1}, {0, 2}},
 };
 
 int rankCount(const Layout& layout) {
@@ -33,7 +40,6 @@ int rankCount(const Layout& layout) {
   for (const auto& node : layout) n += static_cast<int>(node.size());
   return n;
 }
-
 
 PipelineConfig smallChunks() {
   PipelineConfig p;
@@ -50,8 +56,8 @@ testing::OpFactory hierOps(const Staging& staging, const PipelineConfig& p, cons
 
 TEST(HierarchicalAllReduceSim, EveryLayoutTypeOpSizeInAndOutOfPlace) {
   PipelineConfig p = smallChunks();
-  const ftcclDataType_t types[] = {ftcclInt8,   ftcclUint8,   ftcclInt32,   ftcclUint32,
-                                   ftcclInt64,  ftcclUint64,  ftcclFloat16, ftcclFloat32,
+  const ftcclDataType_t types[] = {ftcclInt8,    ftcclUint8,   ftcclInt32,   ftcclUint32,
+                                   ftcclInt64,   ftcclUint64,  ftcclFloat16, ftcclFloat32,
                                    ftcclFloat64, ftcclBfloat16};
   const ftcclRedOp_t ops[] = {ftcclSum, ftcclProd, ftcclMax, ftcclMin, ftcclAvg};
   for (const Layout& layout : kLayouts) {
@@ -75,7 +81,8 @@ class ChannelAudit final : public Transport {
   explicit ChannelAudit(Transport& inner) : inner_(inner) {}
   int rank() const override { return inner_.rank(); }
   int size() const override { return inner_.size(); }
-  Status isend(int peer, const void* b, size_t bytes, MessageKey key, TransportRequest** r) override {
+  Status isend(int peer, const void* b, size_t bytes, MessageKey key,
+               TransportRequest** r) override {
     used |= 1u << key.channel;
     return inner_.isend(peer, b, bytes, key, r);
   }
@@ -102,14 +109,14 @@ TEST(HierarchicalAllReduceSim, ChannelRangesForEveryPipelineWidth) {
     PipelineConfig p{4096, channels};
     uint32_t width = (1u << channels) - 1;
     uint32_t allowed = width | width << 4 | width << 8;
-    for (const Layout& layout : {Layout{{0, 1, 2}, {3, 4, 5}}, Layout{{0, 1, 2}, {3, 4}},
-                                 Layout{{0, 1, 2, 3}}}) {
+    for (const Layout& layout :
+         {Layout{{0, 1, 2}, {3, 4, 5}}, Layout{{0, 1, 2}, {3, 4}}, Layout{{0, 1, 2, 3}}}) {
       int n = rankCount(layout);
       const size_t count = 40 * 1024 + 3;
       sim::SimFabric fabric(n);
       std::vector<std::unique_ptr<ChannelAudit>> audit(n);
       std::vector<std::vector<uint8_t>> in(n);
-            Staging staging(n, p);
+      Staging staging(n, p);
       std::vector<std::unique_ptr<Collective>> coll(n);
       for (int r = 0; r < n; ++r) {
         audit[r] = std::make_unique<ChannelAudit>(fabric.transport(r));
@@ -158,12 +165,14 @@ TEST(HierarchicalAllReduceSim, BitwiseIdenticalOnEveryRankWhenRoundingMatters) {
         const size_t count = 9 * 1024 + 7;
         size_t bytes = count * dataTypeSize(type);
         sim::SimFabric fabric(n);
-        std::vector<std::vector<uint8_t>> in(n, std::vector<uint8_t>(bytes)), out(n, std::vector<uint8_t>(bytes));
-            Staging staging(n, p);
+        std::vector<std::vector<uint8_t>> in(n, std::vector<uint8_t>(bytes)),
+            out(n, std::vector<uint8_t>(bytes));
+        Staging staging(n, p);
         std::vector<std::unique_ptr<Collective>> coll(n);
         for (int r = 0; r < n; ++r) {
           for (size_t i = 0; i < count; ++i) {
-            testing::storeValue(type, in[r].data(), i, op == ftcclProd ? 0.5 + next() : next() * 100 - 50);
+            testing::storeValue(type, in[r].data(), i,
+                                op == ftcclProd ? 0.5 + next() : next() * 100 - 50);
           }
           CollectiveArgs args;
           args.sendbuff = in[r].data();
@@ -204,7 +213,7 @@ TEST(HierarchicalAllReduceSim, PendingPeersAreCommunicatorRanks) {
     const size_t count = 16 * 1024;
     sim::SimFabric fabric(n);
     std::vector<std::vector<uint8_t>> in(n);
-            Staging staging(n, p);
+    Staging staging(n, p);
     std::vector<std::unique_ptr<Collective>> coll(n);
     for (int r = 0; r < n; ++r) {
       in[r] = patternBuffer(ftcclFloat32, r, count, ftcclSum);
@@ -238,7 +247,8 @@ TEST(HierarchicalAllReduceSim, ExactWhenRanksProgressAtDifferentSpeeds) {
         Staging staging(n, p);
         ASSERT_NO_FATAL_FAILURE(testing::expectExactAllReduce(
             n, hierOps(staging, p, layout), ftcclFloat32, op, 13 * 1024 + 3,
-            "layout of " + std::to_string(layout.size()) + " nodes, seed " + std::to_string(seed), seed));
+            "layout of " + std::to_string(layout.size()) + " nodes, seed " + std::to_string(seed),
+            seed));
       }
     }
   }
@@ -273,7 +283,7 @@ TEST(HierarchicalAllReduceSim, PeerDeathFailsTheOpInBothSchemes) {
       const size_t count = 48 * 1024;
       sim::SimFabric fabric(n);
       std::vector<std::vector<uint8_t>> in(n);
-            Staging staging(n, p);
+      Staging staging(n, p);
       std::vector<std::unique_ptr<Collective>> coll(n);
       for (int r = 0; r < n; ++r) {
         in[r] = patternBuffer(ftcclFloat32, r, count, ftcclSum);

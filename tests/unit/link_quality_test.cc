@@ -1,9 +1,9 @@
 // LinkQuality: a sustained rise of the round trip flags the link; late samples (a
 // health thread that ran late on a busy host) do not, however many, as long as some
 // samples in each window are fast; the flag drops once a whole window is fast again.
-#include <gtest/gtest.h>
-
 #include "health/link_quality.h"
+
+#include <gtest/gtest.h>
 
 namespace ftccl {
 namespace {

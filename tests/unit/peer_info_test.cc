@@ -1,10 +1,10 @@
 // The peer info every process publishes at init (and a joiner gets in its member table):
 // it round-trips, and a blob from the network is bounded before anything is allocated.
+#include "core/peer_info.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
-
-#include "core/peer_info.h"
 
 namespace ftccl {
 namespace {

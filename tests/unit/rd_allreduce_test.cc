@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "algorithms/recursive_doubling.h"
-#include "sim_collective.h"
 #include "sim_checks.h"
+#include "sim_collective.h"
 
 namespace ftccl {
 namespace {
@@ -40,7 +40,8 @@ TEST(DoublingPlan, PairsAreMutualAndEveryRankHearsEveryOther) {
         ASSERT_TRUE(plan.partners.empty());
         ASSERT_EQ(plans[plan.neighbour].role, DoublingPlan::kAbsorbs) << n << " " << r;
         ASSERT_EQ(plans[plan.neighbour].neighbour, r);
-        for (int q = 0; q < n; ++q) covers[plan.neighbour][q] = covers[plan.neighbour][q] || covers[r][q];
+        for (int q = 0; q < n; ++q)
+          covers[plan.neighbour][q] = covers[plan.neighbour][q] || covers[r][q];
       } else {
         ASSERT_EQ(static_cast<int>(plan.partners.size()), rounds) << "n=" << n << " rank " << r;
       }
@@ -63,8 +64,8 @@ TEST(DoublingPlan, PairsAreMutualAndEveryRankHearsEveryOther) {
   }
 }
 
-const ftcclDataType_t kTypes[] = {ftcclInt8,   ftcclUint8,   ftcclInt32,   ftcclUint32,
-                                  ftcclInt64,  ftcclUint64,  ftcclFloat16, ftcclFloat32,
+const ftcclDataType_t kTypes[] = {ftcclInt8,    ftcclUint8,   ftcclInt32,   ftcclUint32,
+                                  ftcclInt64,   ftcclUint64,  ftcclFloat16, ftcclFloat32,
                                   ftcclFloat64, ftcclBfloat16};
 const ftcclRedOp_t kOps[] = {ftcclSum, ftcclProd, ftcclMax, ftcclMin, ftcclAvg};
 const size_t kCounts[] = {0, 1, 2, 7, 1001, 9 * 1024 + 3};
@@ -75,10 +76,11 @@ testing::OpFactory doublingOps(const Staging& staging) {
   };
 }
 
-void expectExact(int n, ftcclDataType_t type, ftcclRedOp_t op, size_t count,
-                 const Staging& staging, uint64_t skewSeed = 0) {
+void expectExact(int n, ftcclDataType_t type, ftcclRedOp_t op, size_t count, const Staging& staging,
+                 uint64_t skewSeed = 0) {
   testing::expectExactAllReduce(n, doublingOps(staging), type, op, count,
-                                "staging=" + std::to_string(staging.slot * staging.slots), skewSeed);
+                                "staging=" + std::to_string(staging.slot * staging.slots),
+                                skewSeed);
 }
 
 PipelineConfig pipelineOf(size_t chunkBytes, int channels) {
@@ -103,8 +105,8 @@ TEST(RecursiveDoublingSim, EveryRankCountTypeOpSizeInAndOutOfPlace) {
 }
 
 // Staging far smaller than the buffer (many chunks, each a whole schedule; one element
-// per chunk at the extreme; 256 KiB chunks sent whole), with ranks progressing at very different paces: a chunk
-// that overtook another, or staging reused too early, would give a wrong result.
+// per chunk at the extreme; 256 KiB chunks sent whole), with ranks progressing at very different
+// paces: a chunk that overtook another, or staging reused too early, would give a wrong result.
 TEST(RecursiveDoublingSim, ChunkedThroughSmallStagingUnderSkew) {
   for (int n : {2, 3, 5, 6, 8}) {
     for (ftcclDataType_t type : {ftcclInt8, ftcclFloat16, ftcclFloat32, ftcclFloat64}) {

@@ -13,8 +13,8 @@ namespace {
 
 TEST(RingSchedule, SegmentsTileTheBufferForAnyCount) {
   for (int n = 1; n <= 64; ++n) {
-    for (size_t count : {size_t(0), size_t(1), size_t(n - 1), size_t(n), size_t(7),
-                         size_t(1000003)}) {
+    for (size_t count :
+         {size_t(0), size_t(1), size_t(n - 1), size_t(n), size_t(7), size_t(1000003)}) {
       RingSchedule ring(n, 0, count);
       size_t next = 0, largest = 0;
       for (int s = 0; s < n; ++s) {

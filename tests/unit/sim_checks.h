@@ -93,7 +93,8 @@ inline void expectSameBitsOnInexactInputs(int n, const OpFactory& make, const st
   }
   for (bool inPlace : {false, true}) {
     auto got = runAllReduce(make, ftcclFloat32, ftcclSum, count, inPlace, in);
-    for (int r = 1; r < n; ++r) ASSERT_EQ(got[r], got[0]) << "n=" << n << " " << context << " rank " << r;
+    for (int r = 1; r < n; ++r)
+      ASSERT_EQ(got[r], got[0]) << "n=" << n << " " << context << " rank " << r;
     EXPECT_EQ(runAllReduce(make, ftcclFloat32, ftcclSum, count, inPlace, in, rerunSkew)[0], got[0]);
     for (size_t i = 0; i < count; i += 997) {
       float sum = 0, v = 0;
@@ -146,8 +147,7 @@ inline void expectAbortAtAnyPointLeavesNothingPosted(int n, ftcclDataType_t type
 // (never a hang) with ftcclRemoteError from the first to fail, the others are aborted,
 // and nothing is left posted.
 inline void expectPeerDeathFailsTheOp(int n, ftcclDataType_t type, size_t count,
-                                      const std::vector<int>& roundsBefore,
-                                      const OpFactory& make) {
+                                      const std::vector<int>& roundsBefore, const OpFactory& make) {
   for (int victim = 0; victim < n; ++victim) {
     for (int rounds : roundsBefore) {
       sim::SimFabric fabric(n);

@@ -20,8 +20,7 @@ namespace testing {
 // rounded up to 4 KiB (or slotBytes), left uninitialised and reused from op to op.
 struct Staging {
   Staging(int n, const PipelineConfig& p, size_t slotBytes = 0)
-      : slot(slotBytes ? slotBytes : (p.chunkBytes + 4095) & ~size_t(4095)),
-        slots(2 * p.channels) {
+      : slot(slotBytes ? slotBytes : (p.chunkBytes + 4095) & ~size_t(4095)), slots(2 * p.channels) {
     for (int r = 0; r < n; ++r) memory.emplace_back(new uint8_t[slot * slots]);
   }
   Scratch scratch(int r) const { return Scratch{memory[r].get(), slot, slots}; }
@@ -91,7 +90,7 @@ inline Status runAll(sim::SimFabric& fabric, std::vector<std::unique_ptr<Collect
 // rank-biased so that some ranks lag far behind their neighbours): a buffer or slot
 // reused before the message that reads it was matched shows up as a wrong result.
 inline Status runSkewed(sim::SimFabric& fabric, std::vector<std::unique_ptr<Collective>>& ops,
-                 uint64_t seed) {
+                        uint64_t seed) {
   std::vector<bool> done(ops.size(), false);
   int idle = 0;
   for (;;) {
@@ -125,17 +124,38 @@ inline double patternValue(int rank, size_t i, ftcclRedOp_t op) {
 
 inline void storeValue(ftcclDataType_t type, void* data, size_t i, double v) {
   switch (type) {
-    case ftcclInt8: static_cast<int8_t*>(data)[i] = static_cast<int8_t>(v); break;
-    case ftcclUint8: static_cast<uint8_t*>(data)[i] = static_cast<uint8_t>(static_cast<int>(v)); break;
-    case ftcclInt32: static_cast<int32_t*>(data)[i] = static_cast<int32_t>(v); break;
-    case ftcclUint32: static_cast<uint32_t*>(data)[i] = static_cast<uint32_t>(static_cast<int64_t>(v)); break;
-    case ftcclInt64: static_cast<int64_t*>(data)[i] = static_cast<int64_t>(v); break;
-    case ftcclUint64: static_cast<uint64_t*>(data)[i] = static_cast<uint64_t>(static_cast<int64_t>(v)); break;
-    case ftcclFloat16: static_cast<uint16_t*>(data)[i] = floatToHalf(static_cast<float>(v)); break;
-    case ftcclFloat32: static_cast<float*>(data)[i] = static_cast<float>(v); break;
-    case ftcclFloat64: static_cast<double*>(data)[i] = v; break;
-    case ftcclBfloat16: static_cast<uint16_t*>(data)[i] = floatToBf16(static_cast<float>(v)); break;
-    default: break;
+    case ftcclInt8:
+      static_cast<int8_t*>(data)[i] = static_cast<int8_t>(v);
+      break;
+    case ftcclUint8:
+      static_cast<uint8_t*>(data)[i] = static_cast<uint8_t>(static_cast<int>(v));
+      break;
+    case ftcclInt32:
+      static_cast<int32_t*>(data)[i] = static_cast<int32_t>(v);
+      break;
+    case ftcclUint32:
+      static_cast<uint32_t*>(data)[i] = static_cast<uint32_t>(static_cast<int64_t>(v));
+      break;
+    case ftcclInt64:
+      static_cast<int64_t*>(data)[i] = static_cast<int64_t>(v);
+      break;
+    case ftcclUint64:
+      static_cast<uint64_t*>(data)[i] = static_cast<uint64_t>(static_cast<int64_t>(v));
+      break;
+    case ftcclFloat16:
+      static_cast<uint16_t*>(data)[i] = floatToHalf(static_cast<float>(v));
+      break;
+    case ftcclFloat32:
+      static_cast<float*>(data)[i] = static_cast<float>(v);
+      break;
+    case ftcclFloat64:
+      static_cast<double*>(data)[i] = v;
+      break;
+    case ftcclBfloat16:
+      static_cast<uint16_t*>(data)[i] = floatToBf16(static_cast<float>(v));
+      break;
+    default:
+      break;
   }
 }
 

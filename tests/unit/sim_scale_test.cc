@@ -71,8 +71,8 @@ TEST(SimScale, RandomFaultSchedulesKeepTheInvariants) {
   }
   for (uint64_t seed = 1; seed <= 8; ++seed) check(runScenario("random", configFor(256, 4, seed)));
   for (uint64_t seed = 1; seed <= 3; ++seed) check(runScenario("random", configFor(1024, 8, seed)));
-  for (const char* kind : {"the coordinator, while deciding", "the new epoch's coordinator",
-                           "the activated spare"}) {
+  for (const char* kind :
+       {"the coordinator, while deciding", "the new epoch's coordinator", "the activated spare"}) {
     EXPECT_GT(followUps[kind], 0) << "no schedule killed " << kind;
     std::printf("[ measure  ] %d schedule(s) killed %s\n", followUps[kind], kind);
   }

@@ -257,4 +257,3 @@ TEST(StatsFile, OwnerOnlyAndNeverThroughASymlink) {
 
 }  // namespace
 }  // namespace ftccl
-

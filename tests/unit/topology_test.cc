@@ -84,8 +84,7 @@ TEST(GroupByNode, LocalityGroupsPackages) {
 }
 
 TEST(GroupByNode, LocalityOrdersNumaInsidePackage) {
-  const std::vector<Locality> where = {at(1, 3), at(0, 1), at(1, 2), at(0, 0),
-                                       at(0, 1), at(1, 2)};
+  const std::vector<Locality> where = {at(1, 3), at(0, 1), at(1, 2), at(0, 0), at(0, 1), at(1, 2)};
   const NodeLayout layout = groupByNode({"h", "h", "h", "h", "h", "h"}, where);
   EXPECT_EQ(layout.nodes, (Nodes{{3, 1, 4, 2, 5, 0}}));
 }
@@ -163,9 +162,7 @@ TEST(ProbeLocality, BoundToOneCpu) {
   std::printf("bound to cpu %d: %s\n", cpu, describe(l).c_str());
 }
 
-TEST(ProbeLocality, NullOutput) {
-  EXPECT_EQ(probeLocality(nullptr).code(), ftcclInvalidArgument);
-}
+TEST(ProbeLocality, NullOutput) { EXPECT_EQ(probeLocality(nullptr).code(), ftcclInvalidArgument); }
 
 TEST(Describe, Locality) {
   EXPECT_EQ(describe(at(1, 3)), "package 1/2, NUMA node 3/4, 1 core");

@@ -9,20 +9,20 @@
 #include <random>
 #include <vector>
 
-#include "sim_collective.h"
 #include "sim_checks.h"
+#include "sim_collective.h"
 
 namespace ftccl {
 namespace {
 
 using testing::expectedReduction;
+using testing::KeyRecorder;
 using testing::patternBuffer;
 using testing::runAll;
-using testing::KeyRecorder;
 using testing::Staging;
 
-const ftcclDataType_t kTypes[] = {ftcclInt8,   ftcclUint8,   ftcclInt32,   ftcclUint32,
-                                  ftcclInt64,  ftcclUint64,  ftcclFloat16, ftcclFloat32,
+const ftcclDataType_t kTypes[] = {ftcclInt8,    ftcclUint8,   ftcclInt32,   ftcclUint32,
+                                  ftcclInt64,   ftcclUint64,  ftcclFloat16, ftcclFloat32,
                                   ftcclFloat64, ftcclBfloat16};
 const ftcclRedOp_t kOps[] = {ftcclSum, ftcclProd, ftcclMax, ftcclMin, ftcclAvg};
 // Empty, one element (tree 1 empty), one per tree, odd, and several 4 KiB chunks per lane.
@@ -34,7 +34,6 @@ PipelineConfig pipelineOf(size_t chunkBytes, int channels) {
   p.channels = channels;
   return p;
 }
-
 
 testing::OpFactory treeOps(const Staging& staging, const PipelineConfig& p) {
   return [&staging, p](Transport& transport, int rank, const CollectiveArgs& args) {
@@ -132,7 +131,6 @@ TEST(TreeAllReduceSim, EveryRankHoldsTheSameBitsOnInexactInputs) {
     }
   }
 }
-
 
 // Keys carry the op's sequence number and channels t * channels + lane only, all of
 // them when there are enough chunks; nothing is posted before the first progress();

@@ -109,8 +109,9 @@ TEST(Tuner, DoublingForSmallRingForLargeOnOneNode) {
               Algorithm::kRecursiveDoubling)
         << n;
     // Recursive doubling's latency is the lowest, but it moves the whole buffer every round.
-    EXPECT_LT(tuner.modelUs(CollectiveKind::kAllReduce, Algorithm::kRecursiveDoubling, 8, oneNode(n)),
-              tuner.modelUs(CollectiveKind::kAllReduce, Algorithm::kTree, 8, oneNode(n)));
+    EXPECT_LT(
+        tuner.modelUs(CollectiveKind::kAllReduce, Algorithm::kRecursiveDoubling, 8, oneNode(n)),
+        tuner.modelUs(CollectiveKind::kAllReduce, Algorithm::kTree, 8, oneNode(n)));
     EXPECT_GT(tuner.modelUs(CollectiveKind::kAllReduce, Algorithm::kRecursiveDoubling, 1 << 20,
                             oneNode(n)),
               tuner.modelUs(CollectiveKind::kAllReduce, Algorithm::kRing, 1 << 20, oneNode(n)));
@@ -150,8 +151,7 @@ TEST(Tuner, TreeChunksStayEagerUntilLanesAreLarge) {
   EXPECT_EQ(tuner.pipelineFor(Algorithm::kTree, 1 << 20).chunkBytes, 8u * 1024);
   EXPECT_EQ(tuner.pipelineFor(Algorithm::kTree, 4 << 20).chunkBytes, 128u * 1024);
   EXPECT_EQ(tuner.pipelineFor(Algorithm::kTree, 256 << 20).chunkBytes, 128u * 1024);  // base / 4
-  EXPECT_EQ(tuner.pipelineFor(Algorithm::kRing, 64 * 1024).chunkBytes,
-            PipelineConfig{}.chunkBytes);
+  EXPECT_EQ(tuner.pipelineFor(Algorithm::kRing, 64 * 1024).chunkBytes, PipelineConfig{}.chunkBytes);
 }
 
 TEST(Tuner, CandidatesFollowTheShape) {
@@ -162,8 +162,8 @@ TEST(Tuner, CandidatesFollowTheShape) {
   EXPECT_EQ(Tuner::candidates(CollectiveKind::kAllReduce, oneNode(2)),
             (std::vector<Algorithm>{Algorithm::kRing, Algorithm::kRecursiveDoubling}));
   EXPECT_TRUE(has(Tuner::candidates(CollectiveKind::kAllReduce, oneNode(3)), Algorithm::kTree));
-  EXPECT_FALSE(has(Tuner::candidates(CollectiveKind::kAllReduce, oneNode(8)),
-                   Algorithm::kHierarchical));
+  EXPECT_FALSE(
+      has(Tuner::candidates(CollectiveKind::kAllReduce, oneNode(8)), Algorithm::kHierarchical));
   EXPECT_TRUE(has(Tuner::candidates(CollectiveKind::kAllReduce, CommShape{8, 2, 4, true}),
                   Algorithm::kHierarchical));
   EXPECT_FALSE(has(Tuner::candidates(CollectiveKind::kAllReduce, CommShape{4, 4, 1, true}),

@@ -17,6 +17,8 @@
 // usage (under ftccl_run, FTCCL_RANK/FTCCL_NRANKS/FTCCL_COMM_ID set):
 //   split_job --spares S [--joiners J] [--steps N] [--split-every K] [--count C]
 //             [--no-shrink]
+#include <unistd.h>
+
 #include <algorithm>
 #include <climits>
 #include <cstdio>
@@ -25,8 +27,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <unistd.h>
 
 #include "ftccl.h"
 
@@ -61,12 +61,18 @@ bool parse(int argc, char** argv, Options* o) {
     }
     if (v == nullptr) return false;
     ++i;
-    if (a == "--spares") o->spares = std::atoi(v);
-    else if (a == "--joiners") o->joiners = std::atoi(v);
-    else if (a == "--steps") o->steps = std::atol(v);
-    else if (a == "--split-every") o->splitEvery = std::max(1L, std::atol(v));
-    else if (a == "--count") o->count = static_cast<size_t>(std::atol(v));
-    else return false;
+    if (a == "--spares")
+      o->spares = std::atoi(v);
+    else if (a == "--joiners")
+      o->joiners = std::atoi(v);
+    else if (a == "--steps")
+      o->steps = std::atol(v);
+    else if (a == "--split-every")
+      o->splitEvery = std::max(1L, std::atol(v));
+    else if (a == "--count")
+      o->count = static_cast<size_t>(std::atol(v));
+    else
+      return false;
   }
   return o->spares >= 0 && o->joiners >= 0 && o->steps > 0;
 }
@@ -75,8 +81,8 @@ bool isFailure(ftcclResult_t r) { return r == ftcclRemoteError || r == ftcclTime
 
 // "[rank R] split_job: CALL failed: ..." (the error the chaos tool reads as clear).
 void reportError(State& s, ftcclResult_t r, const char* call, ftcclComm_t comm) {
-  std::printf("[rank %d] split_job: %s failed: %s (%d): %s\n", s.rank, call,
-              ftcclGetErrorString(r), static_cast<int>(r), ftcclGetLastError(comm));
+  std::printf("[rank %d] split_job: %s failed: %s (%d): %s\n", s.rank, call, ftcclGetErrorString(r),
+              static_cast<int>(r), ftcclGetLastError(comm));
   std::fflush(stdout);
   if (s.problem.empty()) s.problem = std::string(call) + " failed";
 }
@@ -101,8 +107,9 @@ ftcclResult_t checkedAllReduce(State& s, ftcclComm_t comm, size_t count, long st
   ftcclCommCount(comm, &n);
   std::vector<int32_t> data(count);
   for (size_t i = 0; i < count; ++i) data[i] = static_cast<int32_t>(step + rank + i % 7);
-  ftcclResult_t r = note(s, ftcclAllReduce(data.data(), data.data(), count, ftcclInt32, ftcclSum,
-                                           comm, nullptr), what, comm);
+  ftcclResult_t r =
+      note(s, ftcclAllReduce(data.data(), data.data(), count, ftcclInt32, ftcclSum, comm, nullptr),
+           what, comm);
   if (r != ftcclSuccess) return r;
   long wrong = 0;
   for (size_t i = 0; i < count; ++i) {
@@ -221,9 +228,11 @@ ftcclResult_t joinPool(State& s, ftcclConfig_t* config, bool* gaveUp) {
 }
 
 int verdict(const State& s, bool pass, const char* role) {
-  std::printf("PERF_VERDICT rank=%d %s %s, rank %d of %d, rebuilds %d, detection_ms -1.00, "
-              "recovery_ms -1.00%s%s\n", s.process, pass ? "PASS" : "FAIL", role, s.rank,
-              s.nranks, s.rebuilds, s.problem.empty() ? "" : ": ", s.problem.c_str());
+  std::printf(
+      "PERF_VERDICT rank=%d %s %s, rank %d of %d, rebuilds %d, detection_ms -1.00, "
+      "recovery_ms -1.00%s%s\n",
+      s.process, pass ? "PASS" : "FAIL", role, s.rank, s.nranks, s.rebuilds,
+      s.problem.empty() ? "" : ": ", s.problem.c_str());
   std::fflush(stdout);
   return pass ? 0 : 1;
 }
@@ -236,8 +245,9 @@ int main(int argc, char** argv) {
   const char* rankText = std::getenv("FTCCL_RANK");
   const char* sizeText = std::getenv("FTCCL_NRANKS");
   if (!parse(argc, argv, &o) || rankText == nullptr || sizeText == nullptr) {
-    std::fprintf(stderr, "usage (under ftccl_run): split_job --spares S [--steps N] "
-                         "[--split-every K] [--count C] [--no-shrink]\n");
+    std::fprintf(stderr,
+                 "usage (under ftccl_run): split_job --spares S [--steps N] "
+                 "[--split-every K] [--count C] [--no-shrink]\n");
     return 2;
   }
   State s;
@@ -256,13 +266,14 @@ int main(int argc, char** argv) {
   ftcclConfig_t joinConfig = FTCCL_CONFIG_INITIALIZER;  // the pool's size is the members'
   joinConfig.shrinkWhenNoSpares = config.shrinkWhenNoSpares;
   bool gaveUp = false;
-  ftcclResult_t r =
-      joiner ? joinPool(s, &joinConfig, &gaveUp)
-             : ftcclCommInitRankConfig(&s.world, processes - o.spares - o.joiners, id,
-                                       s.process, &config);
+  ftcclResult_t r = joiner ? joinPool(s, &joinConfig, &gaveUp)
+                           : ftcclCommInitRankConfig(&s.world, processes - o.spares - o.joiners, id,
+                                                     s.process, &config);
   if (r != ftcclSuccess && gaveUp) {
-    std::printf("[process %d] # no member to join through before the job ended; standing "
-                "down\n", s.process);
+    std::printf(
+        "[process %d] # no member to join through before the job ended; standing "
+        "down\n",
+        s.process);
     return 0;
   }
   if (r != ftcclSuccess) {

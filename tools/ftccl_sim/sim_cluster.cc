@@ -5,8 +5,8 @@
 #include <random>
 #include <string>
 
-#include "health/health_messages.h"
 #include "health/epoch_wiring.h"
+#include "health/health_messages.h"
 
 namespace ftccl {
 namespace simtool {

@@ -36,7 +36,7 @@ struct ClusterConfig {
   std::chrono::nanoseconds hostLatency{1000};  // inside a host
   std::chrono::nanoseconds jitter{1000};
   double datagramLoss = 0;
-  double gbps = 100;                        // each process's link
+  double gbps = 100;  // each process's link
   // CPU time per received health message: about 1 us of handling, and the check of its
   // seal (health_auth.h), 0.65 us measured (HMAC-SHA-256 of 120 B, OpenSSL 3.0, the
   // 2-core development VM), rounded up. The simulated network itself seals nothing.

@@ -127,8 +127,10 @@ bool pickCommId(const std::string& addr, std::string* commId, std::string* error
   int port = 0;
   for (int attempt = 0; attempt < 200 && !ok; ++attempt) {
     port = first + static_cast<int>((seed + attempt * 7919u) % static_cast<uint32_t>(span));
-    if (v6) v6addr->sin6_port = htons(static_cast<uint16_t>(port));
-    else v4addr->sin_port = htons(static_cast<uint16_t>(port));
+    if (v6)
+      v6addr->sin6_port = htons(static_cast<uint16_t>(port));
+    else
+      v4addr->sin_port = htons(static_cast<uint16_t>(port));
     ok = ::bind(fd, reinterpret_cast<sockaddr*>(&storage), len) == 0;
   }
   if (!ok) *error = errnoText("cannot bind a port below the ephemeral range on " + addr);

@@ -107,8 +107,8 @@ Transport& SimFabric::transport(int rank) { return *ranks_.at(rank); }
 
 Status SimFabric::post(Request* request) {
   if (dead_[request->src] || dead_[request->dst]) {
-    return remoteError("sim: rank " + std::to_string(dead_[request->src] ? request->src
-                                                                          : request->dst) +
+    return remoteError("sim: rank " +
+                       std::to_string(dead_[request->src] ? request->src : request->dst) +
                        " is dead");
   }
   (request->isSend ? sends_ : recvs_).push_back(request);
@@ -153,8 +153,7 @@ bool SimFabric::progress() {
     Request* s = *send;
     if (s->bytes > r->bytes) {
       r->error = internalError("sim: message of " + std::to_string(s->bytes) +
-                               " B truncated into a " + std::to_string(r->bytes) +
-                               " B receive");
+                               " B truncated into a " + std::to_string(r->bytes) + " B receive");
       s->error = r->error;
     } else if (s->bytes) {
       std::memcpy(r->into, s->from, s->bytes);

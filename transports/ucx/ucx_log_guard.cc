@@ -42,8 +42,10 @@ ucs_log_func_rc_t guard(const char* /*file*/, unsigned /*line*/, const char* fun
   for (const DeadPeerReport& report : kDeadPeerReports) {
     if (level != report.level || std::strcmp(function, report.function) != 0) continue;
     if (report.says != nullptr && std::strstr(message, report.says) == nullptr) continue;
-    FTCCL_LOG(Debug, Net, "a shared-memory peer is gone; UCX: {} (the transfer or endpoint "
-              "fails; health names the peer)", message);
+    FTCCL_LOG(Debug, Net,
+              "a shared-memory peer is gone; UCX: {} (the transfer or endpoint "
+              "fails; health names the peer)",
+              message);
     return UCS_LOG_FUNC_RC_STOP;
   }
   return UCS_LOG_FUNC_RC_CONTINUE;

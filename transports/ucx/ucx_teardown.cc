@@ -58,11 +58,14 @@ bool UcxTransport::shutdown() {
   ucp_tag_recv_info_t info;
   bool oldMessages = ucp_tag_probe_nb(worker_, 0, 0, /*remove=*/0, &info) != nullptr;
   if (oldMessages) {
-    FTCCL_LOG(Info, Net, "rank {}: messages of an earlier epoch were never received (a failed "
-              "op's); the UCX worker is kept until exit", rank_);
+    FTCCL_LOG(Info, Net,
+              "rank {}: messages of an earlier epoch were never received (a failed "
+              "op's); the UCX worker is kept until exit",
+              rank_);
   }
   if (left > 0) {
-    FTCCL_LOG(Info, Net, "rank {}: {} UCX request(s) to failed peers never ended (UCX cannot "
+    FTCCL_LOG(Info, Net,
+              "rank {}: {} UCX request(s) to failed peers never ended (UCX cannot "
               "cancel them without peer error handling); the UCX worker is kept until exit",
               rank_, left);
   }
@@ -139,8 +142,8 @@ void UcxTransport::closeEndpointsFlushed(Clock::time_point deadline) {
     Peer& p = peers_[w];
     if (p.ep == nullptr || p.state->failed || !member[w]) continue;
     ucp_request_param_t params = closeParams(0);
-    ucs_status_ptr_t request = p.epPeerMode ? ucp_ep_flush_nbx(p.ep, &params)
-                                            : ucp_ep_close_nbx(p.ep, &params);
+    ucs_status_ptr_t request =
+        p.epPeerMode ? ucp_ep_flush_nbx(p.ep, &params) : ucp_ep_close_nbx(p.ep, &params);
     if (UCS_PTR_IS_PTR(request)) flushing.push_back({request, p.epPeerMode});
     if (!p.epPeerMode) p.ep = nullptr;
   }
@@ -158,8 +161,10 @@ void UcxTransport::closeEndpointsFlushed(Clock::time_point deadline) {
     }
   }
   if (late > 0) {
-    FTCCL_LOG(Info, Net, "rank {}: {} endpoint(s) did not flush within {} ms (a peer stopped or "
-              "gone); closed without it", rank_, late, kFlushLimit.count());
+    FTCCL_LOG(Info, Net,
+              "rank {}: {} endpoint(s) did not flush within {} ms (a peer stopped or "
+              "gone); closed without it",
+              rank_, late, kFlushLimit.count());
   }
 }
 

@@ -35,7 +35,8 @@ class UcxContext {
     // With FTCCL_UCX_ERROR_MODE=peer, shared memory needs it or UCX falls back to TCP
     // loopback (5x slower). (Auto mode uses peer handling only across hosts, where shared
     // memory plays no part, and UCX warns of a key no transport uses.) The user's wins.
-    if (options.errorMode == UcxErrorMode::kPeer && std::getenv("UCX_MM_ERROR_HANDLING") == nullptr) {
+    if (options.errorMode == UcxErrorMode::kPeer &&
+        std::getenv("UCX_MM_ERROR_HANDLING") == nullptr) {
       ucs_status_t modified = ucp_config_modify(config, "MM_ERROR_HANDLING", "y");
       if (modified != UCS_OK) {
         ucp_config_release(config);
@@ -137,16 +138,16 @@ Status UcxTransport::create(const UcxOptions& options, std::unique_ptr<UcxTransp
   params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   // One thread at a time drives a communicator (ops run in issue order, one after another).
   params.thread_mode = UCS_THREAD_MODE_SERIALIZED;
-  FTCCL_CHECK(fromUcs(ucp_worker_create(t->context_->handle(), &params, &t->worker_),
-                      "ucp_worker_create"));
+  FTCCL_CHECK(
+      fromUcs(ucp_worker_create(t->context_->handle(), &params, &t->worker_), "ucp_worker_create"));
   FTCCL_CHECK(fromUcs(ucp_worker_get_efd(t->worker_, &t->eventFd_), "ucp_worker_get_efd"));
   t->staged_ = std::make_unique<StagedSends>();
   FTCCL_CHECK(t->staged_->init());
 
   ucp_address_t* address = nullptr;
   size_t length = 0;
-  FTCCL_CHECK(fromUcs(ucp_worker_get_address(t->worker_, &address, &length),
-                      "ucp_worker_get_address"));
+  FTCCL_CHECK(
+      fromUcs(ucp_worker_get_address(t->worker_, &address, &length), "ucp_worker_get_address"));
   const uint8_t* bytes = reinterpret_cast<const uint8_t*>(address);
   t->address_.assign(bytes, bytes + length);
   ucp_worker_release_address(t->worker_, address);
@@ -260,9 +261,12 @@ Status UcxTransport::createEndpoint(size_t world, ucp_ep_h* ep) {
 
 bool UcxTransport::usesPeerMode(const Peer& p) const {
   switch (options_.errorMode) {
-    case UcxErrorMode::kPeer: return true;
-    case UcxErrorMode::kNone: return false;
-    default: return !p.local;
+    case UcxErrorMode::kPeer:
+      return true;
+    case UcxErrorMode::kNone:
+      return false;
+    default:
+      return !p.local;
   }
 }
 
@@ -270,8 +274,8 @@ void UcxTransport::onEndpointError(void* arg, ucp_ep_h /*ep*/, ucs_status_t stat
   EndpointState* state = static_cast<EndpointState*>(arg);
   state->failed = true;
   // Requests on this endpoint complete with the error; health (not UCX) names failures.
-  FTCCL_LOG(Debug, Net, "rank {}: UCX failed the endpoint to process {}: {}",
-            state->owner->rank_, state->world, ucs_status_string(status));
+  FTCCL_LOG(Debug, Net, "rank {}: UCX failed the endpoint to process {}: {}", state->owner->rank_,
+            state->world, ucs_status_string(status));
 }
 
 // Closes an endpoint with FORCE (its requests complete with an error) and forgets it:
@@ -386,9 +390,9 @@ Status UcxTransport::test(TransportRequest** request, bool* done) {
     return Status::ok();
   }
   UcxRequest* info = static_cast<UcxRequest*>(static_cast<void*>(*request));
-  Status result = fromUcs(
-      status, ((info->receive ? "receive from rank " : "send to rank ") + std::to_string(info->peer))
-                  .c_str());
+  Status result = fromUcs(status, ((info->receive ? "receive from rank " : "send to rank ") +
+                                   std::to_string(info->peer))
+                                      .c_str());
   if (status == UCS_OK && info->receive) result = checkReceivedLength(*request, *info);
   if (status == UCS_ERR_MESSAGE_TRUNCATED) {
     result = invalidUsage(describeMismatch(*info, "more than " + std::to_string(info->bytes)));
@@ -460,8 +464,8 @@ void UcxTransport::cancel(TransportRequest** request) {
   *request = nullptr;
 }
 
-void UcxTransport::track(void* request, int peer, bool receive,
-                         LinkCounters::Direction* direction, size_t bytes) {
+void UcxTransport::track(void* request, int peer, bool receive, LinkCounters::Direction* direction,
+                         size_t bytes) {
   if (counting_) direction->posted(bytes, /*completedAtOnce=*/request == nullptr);
   if (request == nullptr) return;
   UcxRequest* info = static_cast<UcxRequest*>(request);

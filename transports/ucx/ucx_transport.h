@@ -17,8 +17,8 @@
 
 #include "transports/link_counters.h"
 #include "transports/transport.h"
-#include "transports/world_transport.h"
 #include "transports/ucx/ucx_requests.h"
+#include "transports/world_transport.h"
 
 namespace ftccl {
 
@@ -115,10 +115,10 @@ class UcxTransport final : public WorldTransport {
     std::vector<uint8_t> address;
     ucp_ep_h ep = nullptr;
     bool lanesLogged = false;
-    bool receivedFrom = false;  // a receive was posted: UCX may hold an endpoint to it
-    bool local = false;         // on this node (setLocal)
-    bool epPeerMode = false;    // ep was created with peer error handling
-    uint64_t stageBelow = 0;    // sends below this are staged (UCX's rendezvous threshold)
+    bool receivedFrom = false;    // a receive was posted: UCX may hold an endpoint to it
+    bool local = false;           // on this node (setLocal)
+    bool epPeerMode = false;      // ep was created with peer error handling
+    uint64_t stageBelow = 0;      // sends below this are staged (UCX's rendezvous threshold)
     uint32_t thresholdTries = 0;  // sends since the threshold was last looked for
     std::unique_ptr<LinkCounters> counters = std::make_unique<LinkCounters>();
     std::unique_ptr<EndpointState> state = std::make_unique<EndpointState>();
@@ -163,15 +163,15 @@ class UcxTransport final : public WorldTransport {
   int eventFd_ = -1;
   std::vector<uint8_t> address_;
   std::unique_ptr<StagedSends> staged_;  // small sends to peers UCX cannot cancel on
-  std::vector<Peer> peers_;          // by worker index (every process of the job)
-  std::vector<int> logicalToWorld_;  // logical rank -> worker index
+  std::vector<Peer> peers_;              // by worker index (every process of the job)
+  std::vector<int> logicalToWorld_;      // logical rank -> worker index
   int rank_ = -1;
   int selfWorld_ = -1;  // this process's worker index
   uint32_t epoch_ = 0;
   bool forceClose_ = false;
   bool counting_ = true;
-  UcxRequestList orphans_;                // cancelled, freed once UCX completes them
-  UcxRequestList active_;                 // posted, held by the algorithms
+  UcxRequestList orphans_;                 // cancelled, freed once UCX completes them
+  UcxRequestList active_;                  // posted, held by the algorithms
   std::vector<ucs_status_ptr_t> closing_;  // endpoint close requests in progress
 };
 

@@ -60,8 +60,7 @@ void SockAddr::setPort(uint16_t port) {
 std::string SockAddr::host() const {
   char buf[INET6_ADDRSTRLEN] = {0};
   if (family() == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr, buf,
-              sizeof(buf));
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr, buf, sizeof(buf));
   } else if (family() == AF_INET6) {
     inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr, buf,
               sizeof(buf));
@@ -198,8 +197,8 @@ Status localAddressToward(const SockAddr& remote, SockAddr* local, std::string* 
 
 Status chooseListenAddress(SockAddr* out, std::string* ifaceName, const SockAddr* toward) {
   std::string wanted = envString("FTCCL_SOCKET_IFNAME");
-  if (wanted.empty() && toward != nullptr &&
-      localAddressToward(*toward, out, ifaceName).isOk() && *ifaceName != "?") {
+  if (wanted.empty() && toward != nullptr && localAddressToward(*toward, out, ifaceName).isOk() &&
+      *ifaceName != "?") {
     *ifaceName += " (the route to the bootstrap root " + toward->host() + ")";
     return Status::ok();
   }
@@ -311,7 +310,8 @@ bool connectedToSelf(int fd) {
   local.length = peer.length = sizeof(sockaddr_storage);
   if (getsockname(fd, local.sa(), &local.length) != 0) return false;
   if (getpeername(fd, peer.sa(), &peer.length) != 0) return false;
-  return local.length == peer.length && std::memcmp(&local.storage, &peer.storage, local.length) == 0;
+  return local.length == peer.length &&
+         std::memcmp(&local.storage, &peer.storage, local.length) == 0;
 }
 
 // One attempt; returns 0 on success or the errno of the failure.
@@ -355,8 +355,8 @@ Status cancelledError() { return remoteError("cancelled: the waiting side gave u
 
 }  // namespace
 
-Status connectWithRetry(const SockAddr& addr, Deadline deadline, Fd* out,
-                        std::string* lastError, const Cancelled& cancelled) {
+Status connectWithRetry(const SockAddr& addr, Deadline deadline, Fd* out, std::string* lastError,
+                        const Cancelled& cancelled) {
   int backoffMs = 5;
   for (;;) {
     if (cancelled && cancelled()) return cancelledError();
@@ -364,8 +364,7 @@ Status connectWithRetry(const SockAddr& addr, Deadline deadline, Fd* out,
     if (err == 0) return Status::ok();
     *lastError = errnoString(err);
     if (!retryableConnectError(err)) {
-      return systemError("cannot connect to bootstrap root " + addr.toString() + ": " +
-                         *lastError);
+      return systemError("cannot connect to bootstrap root " + addr.toString() + ": " + *lastError);
     }
     int left = msUntil(deadline);
     if (left <= 0) return timeoutError("connect to " + addr.toString() + ": " + *lastError);

@@ -82,8 +82,7 @@ Status resolveSockAddr(const std::string& host, uint16_t port, SockAddr* out);
 // address this host reaches it from, so a job on loopback listens on loopback only; else
 // the first UP non-loopback IPv4 interface, else 127.0.0.1. *ifaceName says which
 // interface was used.
-Status chooseListenAddress(SockAddr* out, std::string* ifaceName,
-                           const SockAddr* toward = nullptr);
+Status chooseListenAddress(SockAddr* out, std::string* ifaceName, const SockAddr* toward = nullptr);
 // The local address (port 0) and its interface from which this host reaches `remote`:
 // the kernel's route choice, read from a connected UDP socket (nothing is sent).
 Status localAddressToward(const SockAddr& remote, SockAddr* local, std::string* ifaceName);
@@ -93,8 +92,8 @@ Status listenOn(const SockAddr& addr, bool reuseAddr, Fd* out, SockAddr* bound);
 
 // Connects, retrying refused/unreachable attempts until the deadline.
 // *lastError describes the last failure when the deadline passed.
-Status connectWithRetry(const SockAddr& addr, Deadline deadline, Fd* out,
-                        std::string* lastError, const Cancelled& cancelled = {});
+Status connectWithRetry(const SockAddr& addr, Deadline deadline, Fd* out, std::string* lastError,
+                        const Cancelled& cancelled = {});
 
 // Sends all bytes before the deadline (ftcclTimeout otherwise).
 Status sendAll(int fd, const uint8_t* data, size_t size, Deadline deadline,

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Fails when any C or C++ file of the repository differs from .clang-format, and names
+# each such file. The formatter's output changes between major versions, so the check
+# pins clang-format 14 (Debian 12's; scripts/install_deps.sh installs it).
+# Usage: scripts/check_format.sh [--fix]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+formatter=$(command -v clang-format-14 || true)
+if [ -z "$formatter" ]; then
+  echo "check_format: clang-format-14 not found (run scripts/install_deps.sh)" >&2
+  exit 2
+fi
+# Tracked files when this is a git checkout, otherwise every source file under the tree.
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  mapfile -t files < <(git ls-files -- '*.c' '*.cc' '*.cpp' '*.h' '*.hpp')
+else
+  mapfile -t files < <(find . -path ./build\* -prune -o -type f \
+    \( -name '*.c' -o -name '*.cc' -o -name '*.cpp' -o -name '*.h' -o -name '*.hpp' \) -print)
+fi
+if [ "${1:-}" = --fix ]; then
+  "$formatter" -i "${files[@]}"
+  exit 0
+fi
+bad=()
+for f in "${files[@]}"; do
+  "$formatter" --dry-run -Werror "$f" >/dev/null 2>&1 || bad+=("$f")
+done
+if [ ${#bad[@]} -ne 0 ]; then
+  echo "check_format: ${#bad[@]} of ${#files[@]} files differ from .clang-format:" >&2
+  printf '  %s\n' "${bad[@]}" >&2
+  echo "check_format: run scripts/check_format.sh --fix" >&2
+  exit 1
+fi
+echo "check_format: ${#files[@]} files match .clang-format"
