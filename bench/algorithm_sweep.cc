@@ -143,6 +143,14 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && (!std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help"))) {
+    std::printf(
+        "usage: mpirun -np N algorithm_sweep [-b 8] [-e 16M] [-f 8] [-n 200] [-w 20] [-r 7]\n"
+        "         [-N nodes] [-a ring,tree,hier,rd,auto,mpi]\n"
+        "All-reduce time per algorithm and Open MPI's, interleaved in one run; -N K puts\n"
+        "the ranks on K virtual nodes.\n");
+    return 0;
+  }
   MPI_Init(&argc, &argv);
   int rank = 0, nranks = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -9,6 +9,13 @@
 #include <vector>
 
 int main(int argc, char** argv) {
+  if (argc > 1 && (!std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help"))) {
+    std::printf(
+        "usage: mpirun -np N mpi_allreduce_perf [-b min bytes] [-e max bytes] [-f factor] "
+        "[-n iters] [-w warmup]\n"
+        "MPI_Allreduce (float sum) with all_reduce_perf's sizes, timing and columns.\n");
+    return 0;
+  }
   MPI_Init(&argc, &argv);
   int rank = 0, nranks = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);

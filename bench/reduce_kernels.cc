@@ -47,6 +47,13 @@ double gbPerSecond(Isa isa, ftcclDataType_t type, ftcclRedOp_t op, size_t bytes,
 int main(int argc, char** argv) {
   int reps = 5;
   double seconds = 0.05;
+  if (argc > 1 && (!std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help"))) {
+    std::printf(
+        "usage: reduce_kernels [-r reps] [-t seconds per cell]\n"
+        "GB/s of the reduction kernels per dtype, op and size, one column per instruction "
+        "set\nthe CPU has (best of reps timings).\n");
+    return 0;
+  }
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "-r") == 0) reps = std::max(1, std::atoi(argv[i + 1]));
     if (std::strcmp(argv[i], "-t") == 0) seconds = std::atof(argv[i + 1]);

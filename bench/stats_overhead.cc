@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "stats/op_counters.h"
 #include "stats/progress_board.h"
@@ -41,6 +42,12 @@ double nsPerOp(int nranks, long ops, uint64_t bytes) {
 }
 
 int main(int argc, char** argv) {
+  if (argc > 1 && (!std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help"))) {
+    std::printf(
+        "usage: stats_overhead [NRANKS (8)] [OPS (2000000)]\n"
+        "The time counting adds to one all-reduce and to each of its transfers.\n");
+    return 0;
+  }
   int nranks = argc > 1 ? std::atoi(argv[1]) : 8;
   long ops = argc > 2 ? std::atol(argv[2]) : 2000000;
   int transfers = 2 * (nranks - 1);

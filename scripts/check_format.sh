@@ -3,6 +3,7 @@
 # each such file. The formatter's output changes between major versions, so the check
 # pins clang-format 14 (Debian 12's; scripts/install_deps.sh installs it).
 # Usage: scripts/check_format.sh [--fix]
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
 set -euo pipefail
 cd "$(dirname "$0")/.."
 formatter=$(command -v clang-format-14 || true)

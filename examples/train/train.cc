@@ -489,12 +489,17 @@ int verdict(const Member& m, const State& state) {
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // whole lines, even through the launcher's pipe
   Options o;
-  if (!parse(argc, argv, &o)) {
-    std::fprintf(stderr,
-                 "usage: train [--steps N] [--spares S] [--kill-rank R --kill-step K] "
-                 "[--dim D] [--batch B] [--lr LR] [--seed X] [--log-every N] "
-                 "[--out FILE] [--quiet]\n");
-    return 2;
+  const bool help = argc > 1 && (!std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help"));
+  if (help || !parse(argc, argv, &o)) {
+    std::fprintf(help ? stdout : stderr,
+                 "usage: ftccl_run -n P -- train [--steps N] [--spares S] [--kill-rank R "
+                 "--kill-step K]\n"
+                 "         [--dim D] [--batch B] [--lr LR] [--seed X] [--log-every N] "
+                 "[--out FILE] [--quiet]\n"
+                 "Data-parallel SGD that survives the death of a rank; the last S of the P "
+                 "processes\nare hot spares. See the comment at the top of "
+                 "examples/train/train.cc.\n");
+    return help ? 0 : 2;
   }
   Member m;
   m.process = envInt("FTCCL_RANK", -1);

@@ -23,7 +23,16 @@ cmake -S "$src/tests/install" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$tmp/prefi
 cmake --build "$tmp/consumer" >> "$tmp/consumer.log"
 out=$(LD_LIBRARY_PATH="$libdir" "$tmp/consumer/hello_allreduce")
 [[ "$out" == *"all-reduce ok: 1 2 3 4"* ]] || { echo "find_package consumer: $out"; exit 1; }
+# Every tool is installed, runs from the prefix and answers --help.
+for tool in all_reduce_perf sendrecv_perf ftccl_run ftccl_sim ftccl_top; do
+  [ -x "$tmp/prefix/bin/$tool" ] || { echo "$tool is not installed"; exit 1; }
+done
+for tool in "$tmp"/prefix/bin/*; do
+  help=$(LD_LIBRARY_PATH="$libdir" "$tool" --help) || { echo "$tool --help failed"; exit 1; }
+  grep -qi usage <<<"$help" || { echo "$tool --help printed no usage"; exit 1; }
+done
 # The library exports the C API and nothing else.
 leaked=$(nm -D --defined-only "$lib" | awk '$2 ~ /[TDB]/ {print $3}' | grep -v '^ftccl' || true)
 [ -z "$leaked" ] || { echo "symbols beyond the C API are exported:"; echo "$leaked" | head; exit 1; }
-echo "install check: pkg-config and find_package consumers run; only ftccl* symbols exported"
+echo "install check: pkg-config and find_package consumers run; only ftccl* symbols exported;"
+echo "  $(ls "$tmp/prefix/bin" | wc -l) tools installed, each answers --help"

@@ -244,11 +244,13 @@ int main(int argc, char** argv) {
   Options o;
   const char* rankText = std::getenv("FTCCL_RANK");
   const char* sizeText = std::getenv("FTCCL_NRANKS");
-  if (!parse(argc, argv, &o) || rankText == nullptr || sizeText == nullptr) {
-    std::fprintf(stderr,
-                 "usage (under ftccl_run): split_job --spares S [--steps N] "
-                 "[--split-every K] [--count C] [--no-shrink]\n");
-    return 2;
+  const bool help = argc > 1 && (!std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help"));
+  if (help || !parse(argc, argv, &o) || rankText == nullptr || sizeText == nullptr) {
+    std::fprintf(help ? stdout : stderr,
+                 "usage (under ftccl_run): split_job --spares S [--joiners J] [--steps N] "
+                 "[--split-every K] [--count C] [--no-shrink]\n"
+                 "A chaos workload of split communicators (tools/ftccl_chaos runs it).\n");
+    return help ? 0 : 2;
   }
   State s;
   s.process = std::atoi(rankText);

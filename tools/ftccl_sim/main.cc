@@ -1,15 +1,13 @@
 // ftccl_sim: the fault-tolerance protocol (health, agreement, rebuild) at scale, on a
-// simulated network in virtual time, deterministic by seed.
-//
-// usage: ftccl_sim [--ranks 1000,10000] [--spares 8] [--scenarios crash,hang,...|all]
-//                  [--seeds 1] [--first-seed 1] [--probe-ms 10] [--timeout-ms 30] [--latency-us 5]
-//                  [--jitter-us 1] [--loss 0] [--handling-us 2] [--ranks-per-host 8]
-//                  [--hosts-per-rack 32] [--healthy-ms 1000]
-//                  [--csv out.csv] [--png out.png]
-//        ftccl_sim --plot joined.csv --png out.png   (draws an existing CSV)
-// Prints one row per scenario, size and seed; exits 1 if any invariant broke.
+// simulated network in virtual time, deterministic by seed. `ftccl_sim --help` lists the
+// options; docs/simulator.md explains what it measures.
+// Prints one row per scenario, size and seed; exits 1 if any invariant broke, 2 on bad
+// options.
 #include <sys/resource.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -35,14 +33,65 @@ std::vector<std::string> split(const std::string& text) {
 }
 
 // "2.5" (microseconds) -> 2500 ns.
-std::chrono::nanoseconds microseconds(const std::string& text) {
-  return std::chrono::nanoseconds(static_cast<int64_t>(std::atof(text.c_str()) * 1000));
+std::chrono::nanoseconds microseconds(double us) {
+  return std::chrono::nanoseconds(static_cast<int64_t>(us * 1000));
 }
 
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "ftccl_sim: %s (see the comment at the top of tools/ftccl_sim/main.cc)\n",
-               why);
+constexpr const char* kUsage = R"(usage: ftccl_sim [options]
+       ftccl_sim --plot JOINED.csv --png OUT.png    (only draws an existing CSV)
+
+Runs the library's health, agreement and rebuild code on a simulated network in
+virtual time: one row per rank count, scenario and seed; exit status 1 if any
+invariant broke.
+
+  --ranks N[,N...]       rank counts to simulate (default 1000; at least 3)
+  --spares N             hot spares beside the ranks (default 8; 0 shrinks)
+  --scenarios LIST|all   comma-separated (default all), from:
+                         %s
+  --seeds N              seeds per scenario and size (default 1)
+  --first-seed N         the first seed (default 1)
+  --probe-ms N           health probe interval (default 10)
+  --timeout-ms N         failure timeout, at least 3 probe intervals (default 30)
+  --latency-us X         one-way latency between hosts (default 5)
+  --jitter-us X          latency jitter (default 1)
+  --loss P               datagram loss probability (default 0)
+  --handling-us X        CPU time to handle one health message (default 2)
+  --ranks-per-host N     processes per simulated host (default 8)
+  --hosts-per-rack N     hosts per simulated rack (default 32)
+  --healthy-ms N         virtual time the healthy scenario measures traffic over (default 1000)
+  --csv FILE             also write the rows as CSV
+  --png FILE             plot the CSV with gnuplot (needs --csv)
+  -h, --help             this text
+)";
+
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr, "ftccl_sim: %s (ftccl_sim --help lists the options)\n", why.c_str());
   std::exit(2);
+}
+
+void printHelp() {
+  std::string names;
+  for (const std::string& s : ftccl::simtool::scenarioNames())
+    names += (names.empty() ? "" : ",") + s;
+  std::printf(kUsage, names.c_str());
+}
+
+// Whole-string numbers only: "10ms" or "" is an error, not 10 or 0.
+long parseInt(const std::string& flag, const std::string& text) {
+  char* end = nullptr;
+  errno = 0;
+  const long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno != 0 || v < 0 || v > 100000000)
+    usage(flag + " wants a non-negative integer, not '" + text + "'");
+  return v;
+}
+
+double parseReal(const std::string& flag, const std::string& text) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !(v >= 0))
+    usage(flag + " wants a non-negative number, not '" + text + "'");
+  return v;
 }
 
 double peakRssMiB() {
@@ -110,46 +159,57 @@ int main(int argc, char** argv) {
   std::string csv, png, plotOnly;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
-    if (i + 1 >= argc) usage(("missing value for " + flag).c_str());
+    if (flag == "-h" || flag == "--help") {
+      printHelp();
+      return 0;
+    }
+    if (i + 1 >= argc) usage("missing value for " + flag);
     std::string value = argv[++i];
+    auto integer = [&] { return static_cast<int>(parseInt(flag, value)); };
+    auto us = [&] { return microseconds(parseReal(flag, value)); };
     if (flag == "--ranks") {
       sizes.clear();
-      for (const std::string& s : split(value)) sizes.push_back(std::atoi(s.c_str()));
+      for (const std::string& s : split(value))
+        sizes.push_back(static_cast<int>(parseInt(flag, s)));
+      if (sizes.empty()) usage("--ranks wants at least one count");
     } else if (flag == "--spares")
-      base.spares = std::atoi(value.c_str());
+      base.spares = integer();
     else if (flag == "--scenarios")
       scenarios = value == "all" ? scenarios : split(value);
     else if (flag == "--seeds")
-      seeds = std::atoi(value.c_str());
+      seeds = integer();
     else if (flag == "--first-seed")
-      firstSeed = std::atoi(value.c_str());
+      firstSeed = integer();
     else if (flag == "--probe-ms")
-      base.probeIntervalMs = std::atoi(value.c_str());
+      base.probeIntervalMs = integer();
     else if (flag == "--timeout-ms")
-      base.failureTimeoutMs = std::atoi(value.c_str());
+      base.failureTimeoutMs = integer();
     else if (flag == "--latency-us")
-      base.latency = microseconds(value);
+      base.latency = us();
     else if (flag == "--jitter-us")
-      base.jitter = microseconds(value);
+      base.jitter = us();
     else if (flag == "--loss")
-      base.datagramLoss = std::atof(value.c_str());
+      base.datagramLoss = parseReal(flag, value);
     else if (flag == "--handling-us")
-      base.handling = microseconds(value);
+      base.handling = us();
     else if (flag == "--ranks-per-host")
-      base.ranksPerHost = std::atoi(value.c_str());
+      base.ranksPerHost = integer();
     else if (flag == "--hosts-per-rack")
-      base.hostsPerRack = std::atoi(value.c_str());
+      base.hostsPerRack = integer();
     else if (flag == "--csv")
       csv = value;
     else if (flag == "--png")
       png = value;
     else if (flag == "--healthy-ms")
-      base.healthyMs = std::max(10, std::atoi(value.c_str()));
+      base.healthyMs = std::max(10, integer());
     else if (flag == "--plot")
       plotOnly = value;
     else
-      usage(("unknown option " + flag).c_str());
+      usage("unknown option " + flag);
   }
+  if (base.datagramLoss > 1) usage("--loss is a probability, at most 1");
+  if (base.probeIntervalMs < 1) usage("--probe-ms must be at least 1");
+  if (base.ranksPerHost < 1 || base.hostsPerRack < 1) usage("hosts and racks hold at least one");
   if (!plotOnly.empty()) {  // only draw an existing CSV (e.g. runs of several sizes joined)
     if (png.empty()) usage("--plot needs --png");
     plot(png, plotOnly);
@@ -157,8 +217,7 @@ int main(int argc, char** argv) {
   }
   for (const std::string& s : scenarios) {
     const auto& known = ftccl::simtool::scenarioNames();
-    if (std::find(known.begin(), known.end(), s) == known.end())
-      usage(("unknown scenario " + s).c_str());
+    if (std::find(known.begin(), known.end(), s) == known.end()) usage("unknown scenario " + s);
   }
   for (int n : sizes) {
     if (n < 3) usage("--ranks must be at least 3");
