@@ -46,7 +46,9 @@ typedef enum {
   ftcclSystemError = 2,     /**< the OS or the network failed (socket, memory, UCX) */
   ftcclInternalError = 3,   /**< a bug in ftccl: please report it with the log */
   ftcclInvalidArgument = 4, /**< a bad pointer, count, type, op, root or config value */
-  ftcclInvalidUsage = 5,    /**< a call at the wrong time, or not implemented yet */
+  ftcclInvalidUsage = 5,    /**< a call in the wrong state or role (an aborted communicator, a
+                                 rebuild with nothing to rebuild, a spare calling a collective,
+                                 unmatched group calls) or ranks calling one op differently */
   ftcclRemoteError = 6,     /**< a peer failed; the communicator is revoked */
   ftcclInProgress = 7,      /**< an operation or stream has not finished yet */
   ftcclTimeout = 8,         /**< no progress within the configured timeout */

@@ -59,7 +59,7 @@ struct TagLayout {
            tagField(channel, kChannelBits, kChannelShift) |
            tagField(srcRank, kRankBits, kRankShift);
   }
-  // Receives match every bit: one exact sender, op, channel, epoch and communicator.
+  // Receives match every bit: one exact sender, op, channel, epoch and signature.
   static constexpr uint64_t kFullMask = ~0ull;
   // Every field but the signature: the same sender, op and channel with any arguments.
   static constexpr uint64_t kAnySignatureMask = ~tagField(~0ull, kSignatureBits, kSignatureShift);

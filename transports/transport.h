@@ -1,4 +1,5 @@
-// The interface that algorithms (and later health) use to move bytes between ranks.
+// The interface that algorithms use to move bytes between ranks (health has a channel
+// of its own, health/health_service.h).
 //
 // NCCL-net shaped: non-blocking isend/irecv returning a request, test, cancel.
 // It knows nothing about collectives: a message is addressed by peer rank and a

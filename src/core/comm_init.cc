@@ -314,13 +314,16 @@ Status Communicator::startLocal(const UniqueIdContents& contents, PeerInfo* mine
 // Staging: two slots per channel, allocated and pre-faulted once (first touch of a page
 // costs ~10 us here; never pay it per call).
 Status Communicator::allocateScratch() {
-  size_t slotBytes = (config_.pipeline.chunkBytes + 4095) & ~size_t(4095);
-  size_t total = slotBytes * 2 * config_.pipeline.channels;
-  void* memory = aligned_alloc(4096, total);
+  constexpr size_t kPage = 4096;
+  constexpr int kSlotsPerChannel = 2;  // double buffering: one receives while one is used
+  size_t slotBytes = (config_.pipeline.chunkBytes + kPage - 1) & ~(kPage - 1);
+  size_t total = slotBytes * kSlotsPerChannel * config_.pipeline.channels;
+  void* memory = aligned_alloc(kPage, total);
   if (memory == nullptr) return systemError("cannot allocate " + std::to_string(total) + " B");
   std::memset(memory, 0, total);
   scratchMemory_.reset(static_cast<uint8_t*>(memory));
-  scratch_ = Scratch{static_cast<uint8_t*>(memory), slotBytes, 2 * config_.pipeline.channels};
+  scratch_ = Scratch{static_cast<uint8_t*>(memory), slotBytes,
+                     kSlotsPerChannel * config_.pipeline.channels};
   return Status::ok();
 }
 

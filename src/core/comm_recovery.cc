@@ -133,8 +133,11 @@ void Communicator::onJoinAccepted(const JoinAccept& accept, const crypto::Key& r
 void Communicator::leaveHealth(bool orderly) {
   closeStats();  // its last line still has the health thread's view
   // After a failure a peer may be stopped and never read: do not wait for it long.
+  constexpr int kFlushWaitMs = 500, kFlushWaitAfterFailureMs = 20;
   bool revoked = revocation_.revoked();
-  if (health_ && healthId_) health_->remove(healthId_, orderly, revoked ? 20 : 500);
+  if (health_ && healthId_) {
+    health_->remove(healthId_, orderly, revoked ? kFlushWaitAfterFailureMs : kFlushWaitMs);
+  }
   healthId_ = 0;
   // A revoked communicator may have dead peers: do not wait for them on close.
   if (transport_ && (revoked || revocation_.aborted())) transport_->setForceClose();

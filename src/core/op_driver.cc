@@ -51,7 +51,11 @@ void OpDriver::chooseSpin(int localRanks) {
 }
 
 int OpDriver::internalOpTimeoutMs() const {
-  return limits_.opTimeoutMs > 0 ? limits_.opTimeoutMs : 10 * limits_.failureTimeoutMs;
+  // Unset, an op may take many failure timeouts: the health thread, not this bound,
+  // is what notices a dead peer; this only ends a wait nothing else would.
+  constexpr int kFailureTimeoutsPerOp = 10;
+  return limits_.opTimeoutMs > 0 ? limits_.opTimeoutMs
+                                 : kFailureTimeoutsPerOp * limits_.failureTimeoutMs;
 }
 
 Status OpDriver::revokedError(const std::string& what) const {

@@ -36,9 +36,16 @@ double RoundTripStats::percentileMs(double fraction) const {
   return kFirstBucketMs * std::pow(kBucketGrowth, kBuckets - 1);
 }
 
+// The round trip above which a link counts as slow, against a reference one (its own
+// baseline, or the median of the other links): kSlowFactor times it, and at least
+// kSlowMarginMs more, so that microsecond-scale jitter on a fast link flags nothing.
+double LinkQuality::slowThresholdMs(double referenceMs) {
+  return std::max(kSlowFactor * referenceMs, referenceMs + kSlowMarginMs);
+}
+
 LinkQuality::Change LinkQuality::compareWithOthers(double othersMs) {
   if (!full()) return Change::kNone;
-  double high = std::max(4 * othersMs, othersMs + 5);
+  double high = slowThresholdMs(othersMs);
   if (!slowerThanOthers_ && levelMs_ > high) {
     slowerThanOthers_ = true;
     return Change::kDegraded;
@@ -61,7 +68,7 @@ LinkQuality::Change LinkQuality::record(double roundTripMs) {
   levelMs_ = *std::min_element(recent_.begin(), recent_.begin() + samples_);
   highestMs_ = *std::max_element(recent_.begin(), recent_.begin() + samples_);
   if (samples_ < kWindow) return Change::kNone;
-  double high = std::max(4 * baselineMs_, baselineMs_ + 5);
+  double high = slowThresholdMs(baselineMs_);
   if (!degraded_ && levelMs_ > high) {
     degraded_ = true;
     return Change::kDegraded;

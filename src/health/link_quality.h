@@ -7,10 +7,10 @@
 // smallest of the last kWindow samples: a health thread that ran late (its host's
 // cores busy with the ranks' work) delays some samples by milliseconds, but a slower
 // or queueing link delays every one, so only the latter lifts the window's minimum.
-// The link is flagged when the level exceeds max(4 x baseline, baseline + 5 ms), that
-// is when every sample in the window did; the flag drops only when every sample in the
-// window is below that again: congestion comes in bursts (a ring step fills a shaped
-// link's queue, the next drains it), and clearing at the first fast sample made the
+// The link is flagged when the level exceeds slowThresholdMs(baseline) (4x, and at
+// least 5 ms more), that is when every sample in the window did; the flag drops only
+// when every sample in the window is below that again: congestion comes in bursts (a ring step
+// fills a shaped link's queue, the next drains it), and clearing at the first fast sample made the
 // flag flap every second.
 #pragma once
 
@@ -59,6 +59,9 @@ class LinkQuality {
   const RoundTripStats& stats() const { return stats_; }
 
   static constexpr int kWindow = 8;  // also the warm-up: no verdict before a full window
+  static constexpr double kSlowFactor = 4;
+  static constexpr double kSlowMarginMs = 5;
+  static double slowThresholdMs(double referenceMs);
 
  private:
   int samples_ = 0;  // saturates at kWindow

@@ -13,6 +13,19 @@ using Clock = std::chrono::steady_clock;
 constexpr int kPingRounds = 20;
 constexpr int kBulkRounds = 4;
 constexpr int kReduceRounds = 3;
+constexpr size_t kPingBytes = 8;
+
+// Calibration, per probe size: warm-up calls, then batches of timed calls (fewer of
+// both for large messages, whose calls are long enough to time one by one).
+constexpr size_t kLargeProbeBytes = 256u << 10;  // from here: fewer warm-ups and batches
+constexpr size_t kMidProbeBytes = 64u << 10;     // from here: fewer calls per batch
+constexpr size_t kHugeProbeBytes = 1u << 20;     // from here: fewest calls per batch
+constexpr int kWarmupCalls = 8, kWarmupCallsLarge = 3;
+constexpr int kBatches = 5, kBatchesLarge = 3;
+
+int callsPerBatch(size_t bytes) {
+  return bytes >= kHugeProbeBytes ? 3 : bytes >= kMidProbeBytes ? 8 : 16;
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -31,7 +44,7 @@ Status measureLinkCost(const RoundTripProbe& roundTrip, bool measurer, bool same
   for (int round = 0; round < kPingRounds + kBulkRounds; ++round) {
     bool isBulk = round >= kPingRounds;
     auto start = Clock::now();
-    FTCCL_CHECK(roundTrip(isBulk ? kLinkProbeBytes : 8, static_cast<uint32_t>(round + 1)));
+    FTCCL_CHECK(roundTrip(isBulk ? kLinkProbeBytes : kPingBytes, static_cast<uint32_t>(round + 1)));
     (isBulk ? bulk : small).push_back(usSince(start) / 2);
   }
   if (!measurer) return Status::ok();
@@ -72,7 +85,8 @@ Status calibrateAllReduce(const std::vector<Algorithm>& candidates, const CommSh
     for (int p = 0; p < Calibration::kProbes; ++p) {
       size_t bytes = Calibration::kProbeBytes[p];
       if (!Calibration::probed(algorithm, p)) continue;
-      FTCCL_CHECK(run(algorithm, bytes, bytes >= (256u << 10) ? 3 : 8));
+      FTCCL_CHECK(
+          run(algorithm, bytes, bytes >= kLargeProbeBytes ? kWarmupCallsLarge : kWarmupCalls));
     }
   }
   for (int p = 0; p < Calibration::kProbes; ++p) {
@@ -82,8 +96,8 @@ Status calibrateAllReduce(const std::vector<Algorithm>& candidates, const CommSh
       if (Calibration::probed(a, p)) probed.push_back(a);
     }
     size_t variants = probed.size();
-    int calls = bytes >= (1u << 20) ? 3 : bytes >= 65536 ? 8 : 16;
-    int batches = bytes >= (256u << 10) ? 3 : 5;
+    int calls = callsPerBatch(bytes);
+    int batches = bytes >= kLargeProbeBytes ? kBatchesLarge : kBatches;
     std::vector<std::vector<double>> perCall(variants);
     for (int batch = 0; batch < batches; ++batch) {
       for (size_t k = 0; k < variants; ++k) {  // rotated: no algorithm always goes first

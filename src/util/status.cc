@@ -18,8 +18,5 @@ Status systemError(std::string message) { return {ftcclSystemError, std::move(me
 Status internalError(std::string message) { return {ftcclInternalError, std::move(message)}; }
 Status remoteError(std::string message) { return {ftcclRemoteError, std::move(message)}; }
 Status timeoutError(std::string message) { return {ftcclTimeout, std::move(message)}; }
-Status notImplemented(const char* call) {
-  return {ftcclInvalidUsage, std::string(call) + ": not implemented yet"};
-}
 
 }  // namespace ftccl

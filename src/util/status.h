@@ -32,7 +32,6 @@ Status systemError(std::string message);
 Status internalError(std::string message);
 Status remoteError(std::string message);
 Status timeoutError(std::string message);
-Status notImplemented(const char* call);
 
 }  // namespace ftccl
 

@@ -24,7 +24,7 @@ struct Fault {
   sim::SimTime at{};
 };
 
-// The invariants (issue 7): all survivors agree on one membership and epoch, no spare
+// The invariants: all survivors agree on one membership and epoch, no spare
 // is assigned twice, no failed process remains a member, no survivor is expelled; a
 // cut-off minority forms no epoch of its own.
 std::vector<std::string> checkInvariants(SimCluster& cluster, const Fault& fault,

@@ -1,9 +1,8 @@
-// The small pieces every collective shares: a sequence of phases, and Send/Recv.
-//
-// Point-to-point: every transfer of a group is posted at once and progressed together,
-// so a send to a peer and a receive from it in one group can never deadlock, whatever
-// the order the ranks issued them in. Keys carry a per-peer sequence on the reserved
-// channel, so transfers between two ranks match in issue order.
+// Send/Recv: a group of point-to-point transfers run as one operation. Every transfer
+// of a group is posted at once and progressed together, so a send to a peer and a
+// receive from it in one group can never deadlock, whatever the order the ranks issued
+// them in. Keys carry a per-peer sequence on the reserved channel, so transfers between
+// two ranks match in issue order.
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -14,40 +13,7 @@
 #include "algorithms/inflight.h"
 
 namespace ftccl {
-
 namespace {
-
-class Sequence final : public Collective {
- public:
-  explicit Sequence(std::vector<std::unique_ptr<Collective>> parts) : parts_(std::move(parts)) {}
-
-  Status progress(bool* done) override {
-    *done = false;
-    while (current_ < parts_.size()) {
-      bool partDone = false;
-      FTCCL_CHECK(parts_[current_]->progress(&partDone));
-      if (!partDone) return Status::ok();
-      finishedMarks_ += parts_[current_]->progressMark() + 1;
-      ++current_;
-    }
-    *done = true;
-    return Status::ok();
-  }
-  void abort() override {
-    if (current_ < parts_.size()) parts_[current_]->abort();
-  }
-  std::vector<int> pendingPeers() const override {
-    return current_ < parts_.size() ? parts_[current_]->pendingPeers() : std::vector<int>{};
-  }
-  uint64_t progressMark() const override {
-    return finishedMarks_ + (current_ < parts_.size() ? parts_[current_]->progressMark() : 0);
-  }
-
- private:
-  std::vector<std::unique_ptr<Collective>> parts_;
-  size_t current_ = 0;
-  uint64_t finishedMarks_ = 0;
-};
 
 class PointToPointOp final : public Collective {
  public:
@@ -136,10 +102,6 @@ class PointToPointOp final : public Collective {
 };
 
 }  // namespace
-
-std::unique_ptr<Collective> makeSequence(std::vector<std::unique_ptr<Collective>> parts) {
-  return std::make_unique<Sequence>(std::move(parts));
-}
 
 std::unique_ptr<Collective> makePointToPoint(Transport& transport,
                                              std::vector<PointToPoint> transfers) {
