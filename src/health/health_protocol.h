@@ -17,12 +17,14 @@
 //    is never taken for a failure.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include "health/failure_detector.h"
@@ -287,6 +289,14 @@ class HealthProtocol {
   void adoptJoined(Registration& registration, const AgreementCommit& commit);
   static const MemberInfo* memberOf(const HealthRegistration& info, const ProcessKey& key) {
     return info.members->find(key);
+  }
+  // A newcomer's own JOIN carries its proof of a join id; a sponsor's forward carries none.
+  static bool isNewcomersJoin(const RecoveryMessage& m) {
+    const auto* join = std::get_if<JoinRequest>(&m);
+    return join != nullptr && !join->secret.empty();
+  }
+  static int64_t toNs(HealthTime t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
   }
 
   ProcessKey self_;

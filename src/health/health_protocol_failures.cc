@@ -1,0 +1,176 @@
+// HealthProtocol, failures: a suspicion of this process's detector, the FAILED notices
+// that spread it, orderly leaves, and processes that slept through a rebuild.
+#include <algorithm>
+#include <string>
+
+#include "health/health_protocol.h"
+#include "recovery/agreement.h"
+#include "util/log.h"
+
+namespace ftccl {
+namespace {
+
+// A former member that still sends heartbeats is told EXPELLED at most this often.
+constexpr auto kExpelledEvery = std::chrono::milliseconds(100);
+
+}  // namespace
+
+void HealthProtocol::onConnectionLost(const ProcessKey& peer, HealthTime now) {
+  lastNow_ = now;
+  if (!watched_.count(peer)) return;  // not monitored, or left in order
+  Suspicion s;
+  if (!detector_.connectionLost(peer, now, &s)) return;
+  suspect(s);
+  syncWatched(now);
+}
+
+// This process detected a failure: revoke every communicator containing it and tell
+// all their other members.
+void HealthProtocol::suspect(const Suspicion& s) {
+  for (auto& [id, r] : registrations_) {
+    if (r.agreementDone) continue;  // expelled or failed: its suspicions are stale
+    const MemberInfo* found = memberOf(r.info, s.peer);
+    if (found != nullptr) {
+      rememberFailure(s.peer, s.cause, s.silentMs, self_);
+      const MemberInfo m = *found;  // deliver() may replace the table
+      if (r.reported.count(m.rank) || r.left.count(m.rank)) continue;
+      deliver(r, FailureReport{m.rank, m.host, m.pid, s.cause, s.silentMs, r.info.myRank, true});
+      announce(r, m, s.cause, s.silentMs);
+    }
+  }
+}
+
+// Tells every other member of the registration's epoch that `failed` failed.
+void HealthProtocol::announce(Registration& r, const MemberInfo& failed, DetectionCause cause,
+                              double afterMs) {
+  HealthFailed failedNotice;
+  failedNotice.commKey = r.info.commKey;
+  failedNotice.epoch = r.info.epoch;
+  failedNotice.rank = failed.rank;
+  failedNotice.failedKey = failed.key;
+  failedNotice.cause = static_cast<uint8_t>(cause);
+  failedNotice.afterMs = afterMs;
+  failedNotice.reporterRank = r.info.myRank;
+  const HealthMessage notice = std::move(failedNotice);
+  for (const MemberInfo& other : r.info.members->members) {
+    if (other.key == self_ || other.key == failed.key || r.left.count(other.rank) ||
+        r.reported.count(other.rank)) {
+      continue;
+    }
+    send(other.key, notice);
+  }
+}
+
+void HealthProtocol::rememberFailure(const ProcessKey& failed, DetectionCause cause, double afterMs,
+                                     const ProcessKey& reporter) {
+  if (failed != self_) failed_.emplace(failed, KnownFailure{cause, afterMs, reporter});
+}
+
+// A new epoch may list a process this one already knows failed: the commit was decided
+// before the news reached the coordinator, and the notices of the old epoch are not
+// heard in the new one (chaos seed 7975: a rank waited on the dead member for good).
+// Reported again here, in the new epoch, it starts the next round at once.
+void HealthProtocol::reportKnownFailures(Registration& r) {
+  if (failed_.empty()) return;
+  std::vector<std::pair<MemberInfo, KnownFailure>> found;
+  for (const auto& [key, known] : failed_) {
+    const MemberInfo* m = memberOf(r.info, key);
+    if (m == nullptr) continue;
+    if (known.reporter != self_ && memberOf(r.info, known.reporter) == nullptr) continue;
+    found.emplace_back(*m, known);
+  }
+  for (const auto& [m, known] : found) {
+    if (r.reported.count(m.rank) || r.left.count(m.rank)) continue;
+    FTCCL_LOG(Info, Health,
+              "rank {}: epoch {} lists {} (pid {}), known failed before it: reported again",
+              r.info.myRank, r.info.epoch, m.key, m.pid);
+    deliver(r,
+            FailureReport{m.rank, m.host, m.pid, known.cause, known.afterMs, r.info.myRank, true});
+    announce(r, m, known.cause, known.afterMs);
+  }
+}
+
+void HealthProtocol::deliver(Registration& r, const FailureReport& reported) {
+  FailureReport report = reported;
+  int nRanks = r.info.members->nRanks;
+  report.spare = report.rank >= nRanks;
+  report.epoch = r.info.epoch;
+  if (!r.reported.insert(report.rank).second) return;
+  if (r.agreement) {
+    r.agreement->onFailure((*r.info.members)[report.rank].key);
+  }
+  std::string who = report.spare ? "spare " + std::to_string(report.rank - nRanks)
+                                 : "rank " + std::to_string(report.rank);
+  FTCCL_LOG(Error, Health,
+            "rank {}: {} (host {}, pid {}) failed: {} {}, {:.1f} ms after its last sign of life",
+            r.info.myRank, who, report.host, report.pid,
+            report.direct ? "detected here through"
+                          : "reported by rank " + std::to_string(report.detectedBy) +
+                                ", who detected it through",
+            detectionCauseName(report.cause), report.afterMs);
+  if (r.info.listener) r.info.listener->onMemberFailed(report);
+  if (r.agreement) checkAgreement(r);
+  tellIfRanksGone(r);
+}
+
+// A FAILED notice counts only from a member of its communicator as this process's
+// agreement knows it: a process expelled in a later epoch still holds the old epoch's
+// key, and once resumed its detector suspects its old neighbours (who no longer answer
+// it). Without an agreement (not recoverable) the notice's epoch check suffices.
+bool HealthProtocol::reporterIsMember(const ProcessKey& from, uint64_t commKey) const {
+  for (const auto& [id, r] : registrations_) {
+    if (r.info.commKey != commKey || !r.agreement || r.agreementDone) continue;
+    if (!r.agreement->isMember(from)) {
+      FTCCL_LOG(Info, Health, "ignored a FAILED notice from {}: not a member of epoch {}", from,
+                r.agreement->membership().epoch);
+      return false;
+    }
+  }
+  return true;
+}
+
+// A heartbeat from a process the members went on without: it woke up in an old epoch.
+// Its agreement takes EXPELLED for a permanent error (it never forms a communicator of
+// its own); it stops sending once its communicator is gone.
+void HealthProtocol::tellIfExpelled(const ProcessKey& from) {
+  for (auto& [id, r] : registrations_) {
+    const auto& former = r.info.formerMembers;
+    if (!r.agreement || std::find(former.begin(), former.end(), from) == former.end()) continue;
+    // Answered under the heartbeat's key (the one key it surely holds), which must be of
+    // this communicator; a heartbeat sealed for another one gets its answer there.
+    if (inbound_ != nullptr && inbound_->key && inbound_->comm != r.info.commKey) continue;
+    auto told = r.expelledToldAt.find(from);
+    if (told != r.expelledToldAt.end() && lastNow_ - told->second < kExpelledEvery) continue;
+    r.expelledToldAt[from] = lastNow_;
+    r.agreementNet->send(from, AgreementExpelled{r.agreement->membership().epoch});
+  }
+}
+
+// An orderly leave. A spare that leaves is out of the pool (the agreement must not
+// assign it); when every rank has left, waiting spares are told to stop waiting.
+void HealthProtocol::onLeave(Registration& r, int index) {
+  int nRanks = r.info.members->nRanks;
+  if (index < 0 || index >= r.info.members->size()) return;
+  if (!r.left.insert(index).second) return;
+  if (index >= nRanks && r.agreement) r.agreement->onFailure((*r.info.members)[index].key);
+  tellIfRanksGone(r);
+}
+
+// Waiting spares stand down once every rank is gone, in order or not, provided some
+// left in order (the job is ending; if they all failed, the agreement may still
+// activate the spares).
+void HealthProtocol::tellIfRanksGone(Registration& r) {
+  if (r.left.empty()) return;  // nobody left in order: nothing to tell (and O(1))
+  int nRanks = r.info.members->nRanks;
+  int left = 0, gone = 0;
+  for (int i = 0; i < nRanks; ++i) {
+    left += r.left.count(i) ? 1 : 0;
+    gone += r.left.count(i) || r.reported.count(i) ? 1 : 0;
+  }
+  if (left > 0 && gone == nRanks && !r.allRanksLeftTold && r.info.listener) {
+    r.allRanksLeftTold = true;
+    r.info.listener->onAllRanksLeft();
+  }
+}
+
+}  // namespace ftccl
