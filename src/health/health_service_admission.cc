@@ -89,13 +89,9 @@ void HealthService::Driver::acceptAll(HealthTime now) {
       logFlood(now);
       return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    auto c = std::make_unique<Conn>();
-    c->fd.reset(fd);
+    auto c = newConn(fd);
     c->accepted = true;
     c->established = true;
-    c->openedAt = HealthClock::now();
     c->out = helloFrame(*c);  // the peer seals what it sends for our nonce
     Conn& added = *c;
     conns.push_back(std::move(c));

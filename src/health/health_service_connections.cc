@@ -120,13 +120,9 @@ HealthService::Driver::Conn* HealthService::Driver::open(const ProcessKey& key, 
   }
   int fd = socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return nullptr;
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  auto c = std::make_unique<Conn>();
-  c->fd.reset(fd);
+  auto c = newConn(fd);
   c->key = key;
   c->monitoring = monitoring;
-  c->openedAt = HealthClock::now();
   c->closeWhenFlushed = !monitoring;
   c->verifying = verifying;
   c->out = helloFrame(*c);
@@ -154,6 +150,15 @@ void HealthService::Driver::connectFailed(Conn& c, int err) {
             std::strerror(err));
   c.established = true;  // as if it had opened and closed: verifyLosses reopens it
   lost(c);
+}
+
+std::unique_ptr<HealthService::Driver::Conn> HealthService::Driver::newConn(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  auto c = std::make_unique<Conn>();
+  c->fd.reset(fd);
+  c->openedAt = HealthClock::now();
+  return c;
 }
 
 std::vector<uint8_t> HealthService::Driver::helloFrame(const Conn& c) {

@@ -119,6 +119,8 @@ class HealthService::Driver final : public HealthNetwork {
   Conn* open(const ProcessKey& key, bool monitoring, bool verifying = false);
   void connectFailed(Conn& c, int err);
   std::vector<uint8_t> helloFrame(const Conn& c);
+  // A connection on a fresh socket (either end), Nagle off: frames are small and urgent.
+  static std::unique_ptr<Conn> newConn(int fd);
   void queue(Conn& c, const HealthMessage& m);
   bool flush(Conn& c);
   void lost(Conn& c, const char* how = "was closed at once");
