@@ -1,5 +1,5 @@
 /* The smallest ftccl program: one process, one rank, one all-reduce. Under mpirun,
- * rank 0 would create the id and MPI_Bcast it (see tools/perf_common.cc). */
+ * rank 0 would create the id and MPI_Bcast it (see tools/perf_bootstrap.cc). */
 #include <ftccl.h>
 #include <stdio.h>
 

@@ -33,7 +33,7 @@ RE_OUT_OF_BOUNDS = re.compile(r"# Out of bounds values : (\d+)")
 # A result row: size count type redop root, then time algbw busbw #wrong twice.
 RE_ROW = re.compile(r"^\s*\d+\s+\d+\s+\w+\s+\w+\s+-?\d+"
                     r"(?:\s+\S+){3}\s+(\d+)(?:\s+\S+){3}\s+(\d+)\s*$")
-# perf_common.cc ok(): "[rank 1] all_reduce_perf: ftcclAllReduce failed: ..." or with
+# perf_run.cc ok(): "[rank 1] all_reduce_perf: ftcclAllReduce failed: ..." or with
 # what the call was for, "ftcclAllReduce (barrier) failed: ...".
 RE_CALL_ERROR = re.compile(r"\] \S+: [\w/]+(?: \([^)]*\))? failed: ")  # ftcclSend/ftcclRecv too
 # A perf tool without recovery refuses a communicator that init shrank (ranks that never

@@ -18,7 +18,7 @@ KINDS = ("kill", "stop", "stopcont", "linkcut", "double", "during_rebuild", "coo
 # Kinds that need root and iproute2 (a real link cut between network namespaces).
 NETNS_KINDS = ("linkcut",)
 
-# The workloads and how often each is drawn. The perf tools run through perf_common.cc's
+# The workloads and how often each is drawn. The perf tools run through perf_run.cc's
 # perfMain, so all take --spares / --recover and print PERF_VERDICT lines; split_job
 # (split_job.cc) prints the same lines and keeps several communicators busy: the world
 # and the children it splits off every SPLIT_EVERY steps.
