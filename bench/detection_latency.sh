@@ -4,7 +4,7 @@
 # and iteration vary per run), takes per run the slowest survivor, and prints p50, p99
 # and max over the runs.
 # usage: bench/detection_latency.sh KIND NRANKS RUNS [SIZE] [BUILD_DIR]
-case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 kind=$1 n=$2 runs=$3 size=${4:-1M} build=${5:-build}
 export FTCCL_SOCKET_IFNAME=${FTCCL_SOCKET_IFNAME:-lo}

@@ -7,7 +7,7 @@
 # build: passed (both survivors PASS), poisoned, rank 0 killed before the bootstrap
 # (allowed), other.
 # usage: bench/fifo_poisoning.sh RUNS BUILD_DIR [BUILD_DIR...]
-case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -u
 runs=$1
 shift

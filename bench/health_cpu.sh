@@ -4,7 +4,7 @@
 # back-to-back blocking all-reduces of SIZE (-z 1: an unbounded run of asynchronous
 # ones would queue faster than they run and grow each rank). Prints the average per process in % of a core.
 # usage: bench/health_cpu.sh [NRANKS] [SECONDS] [SIZE] [BUILD_DIR]
-case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 n=${1:-8} window=${2:-10} size=${3:-1M} build=${4:-build}
 export FTCCL_SOCKET_IFNAME=${FTCCL_SOCKET_IFNAME:-lo}

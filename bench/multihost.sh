@@ -28,7 +28,7 @@
 # "ompi" is Open MPI's MPI_Allreduce (pml ucx, the same UCX settings), launched by
 # mpirun inside host 0; its PMIx server and out-of-band channel listen on host 0's link,
 # since each namespace has a loopback of its own.
-case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 
 hosts=4 per_host=2 rate=1gbit min=64M max=128M algos=ring,tree,hier,auto,ompi reps=3 iters=5

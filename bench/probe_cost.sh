@@ -2,7 +2,7 @@
 # Healthy-path cost of probing: busbw with 10 ms probes versus probing effectively off
 # (one probe a minute), interleaved A/B runs, medians and min-max spread per size.
 # usage: bench/probe_cost.sh [NRANKS] [RUNS] [BUILD_DIR]
-case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 n=${1:-4} runs=${2:-10} build=${3:-build}
 export FTCCL_SOCKET_IFNAME=${FTCCL_SOCKET_IFNAME:-lo}

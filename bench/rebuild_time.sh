@@ -4,7 +4,7 @@
 # group. Reports per run the slowest survivor's detection latency (fault -> its op
 # returned) and rebuild time (ftcclCommRebuild call -> new epoch), p50/p99/max.
 # usage: bench/rebuild_time.sh NRANKS RUNS [BUILD_DIR]
-case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 n=$1 runs=$2 build=${3:-build}
 export FTCCL_SOCKET_IFNAME=${FTCCL_SOCKET_IFNAME:-lo}

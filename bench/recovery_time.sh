@@ -8,7 +8,7 @@
 #              (the slowest member's first successful all-reduce after the rebuild).
 # Log lines carry wall-clock microseconds, all processes on one host.
 # usage: bench/recovery_time.sh NRANKS RUNS [BUILD_DIR]
-case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 n=$1 runs=$2 build=${3:-build}
 export FTCCL_SOCKET_IFNAME=${FTCCL_SOCKET_IFNAME:-lo}

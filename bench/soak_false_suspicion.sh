@@ -4,7 +4,7 @@
 # declared failed while all are alive) and reports the longest heartbeat silence
 # seen between live peers: the margin that failureTimeoutMs must exceed.
 # usage: bench/soak_false_suspicion.sh [NRANKS] [SECONDS] [BUILD_DIR]
-case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 n=${1:-8} seconds=${2:-120} build=${3:-build}
 log=$(mktemp)

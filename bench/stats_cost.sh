@@ -8,7 +8,7 @@
 #          [--factor 32] [--algo ring] [--build build]
 # --algo sets FTCCL_ALGO (default ring): with the cost model choosing, runs differ by the
 # algorithm their calibration picked, which swamps what is measured here.
-case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 ranks=4 runs=10 iters=200 min=8 max=8M factor=32 algo=ring build=build
 while [ $# -gt 0 ]; do

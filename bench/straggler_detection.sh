@@ -4,7 +4,7 @@
 # sleep (the perf tool's stamp) to the first "straggler:" WARN line (both wall clock).
 # Prints each run and the median, and which ranks the warnings named (only SLOW is right).
 # usage: bench/straggler_detection.sh [RUNS] [NRANKS] [SLOW] [MS] [SIZE] [BUILD_DIR]
-case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 runs=${1:-10} n=${2:-4} slow=${3:-2} ms=${4:-20} size=${5:-64K} build=${6:-build}
 tmp=$(mktemp -d)

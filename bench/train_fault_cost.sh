@@ -6,7 +6,7 @@
 # difference, and the median "lost" time the ranks themselves measured (from the
 # start of the failed step until training was back at it).
 # usage: bench/train_fault_cost.sh NRANKS RUNS [STEPS] [BUILD_DIR]
-case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 n=$1 runs=$2 steps=${3:-400} build=${4:-build}
 export FTCCL_SOCKET_IFNAME=${FTCCL_SOCKET_IFNAME:-lo}

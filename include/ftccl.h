@@ -46,9 +46,10 @@ typedef enum {
   ftcclSystemError = 2,     /**< the OS or the network failed (socket, memory, UCX) */
   ftcclInternalError = 3,   /**< a bug in ftccl: please report it with the log */
   ftcclInvalidArgument = 4, /**< a bad pointer, count, type, op, root or config value */
-  ftcclInvalidUsage = 5,    /**< a call in the wrong state or role (an aborted communicator, a
-                                 rebuild with nothing to rebuild, a spare calling a collective,
-                                 unmatched group calls) or ranks calling one op differently */
+  ftcclInvalidUsage = 5,    /**< a call in the wrong state or role (e.g. on an aborted
+                                 communicator, a rebuild with nothing to rebuild, a spare calling
+                                 a collective, unmatched group or send-to-self calls) or ranks
+                                 calling one op with different arguments */
   ftcclRemoteError = 6,     /**< a peer failed; the communicator is revoked */
   ftcclInProgress = 7,      /**< an operation or stream has not finished yet */
   ftcclTimeout = 8,         /**< no progress within the configured timeout */
@@ -162,7 +163,7 @@ FTCCL_API ftcclResult_t ftcclCommFailedRanks(ftcclComm_t comm, int* ranks, int m
                                              int* nFailed);
 /**
  * The communicator's statistics as one JSON object, the schema of the FTCCL_STATS_FILE
- * lines (README "Observability"): ops, bytes, time and busbw per collective since init,
+ * lines (docs/observability.md): ops, bytes, time and busbw per collective since init,
  * the op progress, and per peer the bytes moved, busy time, health round trips and
  * lateness, with the stragglers and slow links this rank flags. *length receives the
  * length of the JSON (without the NUL); it is written to json when it fits in `size`

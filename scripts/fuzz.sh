@@ -3,7 +3,7 @@
 # and runs each for FTCCL_FUZZ_SECONDS (default 20) through CTest. For a longer run keep
 # a corpus: FTCCL_FUZZ_SECONDS=600 FTCCL_FUZZ_CORPUS=dir ./scripts/fuzz.sh
 # usage: [FTCCL_FUZZ_SECONDS=20] [FTCCL_FUZZ_CORPUS=dir] scripts/fuzz.sh
-case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${FUZZ_BUILD_DIR:-build-fuzz}

@@ -8,7 +8,7 @@
 # scripts/check_format.sh pins.
 # Skips apt entirely when everything is already there.
 # usage: scripts/install_deps.sh
-case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config libucx-dev ucx-utils libopenmpi-dev
           openmpi-bin libhwloc-dev libgtest-dev libgmock-dev libspdlog-dev libssl-dev libgloo-dev

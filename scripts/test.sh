@@ -7,7 +7,7 @@
 #   3. the fuzz targets (scripts/fuzz.sh), each for FTCCL_FUZZ_SECONDS (20). Set
 #      FTCCL_SKIP_FUZZ=1 to skip them.
 # usage: [BUILD_DIR=build] [FTCCL_SKIP_ASAN=1] [FTCCL_SKIP_FUZZ=1] scripts/test.sh [ctest options]
-case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

@@ -6,7 +6,7 @@
 #  (b) include edges between components, from the #include "..." lines of src/ and
 #      transports/: "from -> to  count", count = include lines (self-includes left out).
 # usage: tools/layer_graph.sh [build-dir]     (run from anywhere in the source tree)
-case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" && exit 0 ;; esac
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)

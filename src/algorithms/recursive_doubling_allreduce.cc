@@ -10,7 +10,7 @@
 // being written. Both partners compute lower ranks' partial (op) higher ranks' partial,
 // so they hold the same bits after every round and every rank ends with the same
 // result (every op is commutative, so this order is a safeguard, not a necessity;
-// float32/64 NaN payloads are left to the compiler, see reduce.cc). Avg divides once,
+// float32/64 NaN payloads are left to the compiler, see src/reduce). Avg divides once,
 // before the result goes back to a folded rank.
 //
 // A round's message goes as pieces of at most 8 KiB (kPieceBytes), all posted at once:

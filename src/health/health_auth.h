@@ -39,7 +39,8 @@ enum class KeyKind : uint8_t {
   kEpoch = 0,  // the communicator's key of one epoch
   kJoin = 1,   // a join id's key: a newcomer and its sponsor, before it holds the root key
   // The communicator's attestation key (from its root key): seals only the kAttest that
-  // opens a monitoring connection, which any epoch's members can verify (health_service.cc).
+  // opens a monitoring connection, which any epoch's members can verify
+  // (health_service_frames.cc).
   kAttest = 2,
 };
 

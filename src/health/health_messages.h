@@ -30,7 +30,7 @@ enum class HealthType : uint8_t {
   kProgress = 8,       // the answer: one OpProgress
   // Opens a monitoring connection, sealed under the communicator's attestation key: the
   // accepting end learns at once that a key holder is behind it (bounded resources:
-  // health_service.cc). No payload; never reaches the protocol.
+  // health_service_admission.cc). No payload; never reaches the protocol.
   kAttest = 9,
 };
 

@@ -1,6 +1,6 @@
 // The health protocol as single-threaded event handlers: messages and timer ticks in,
 // messages and failure reports out. It owns no socket and no clock, so the same code
-// runs under the real health thread (health_service.cc: TCP and UDP) and on the simulated
+// runs under the real health thread (health_service*.cc: TCP and UDP) and on the simulated
 // network (transports/sim), where tests drive it deterministically with fault hooks.
 //
 // Steps (DESIGN.md section 4, steps 1, 2 and 5):

@@ -1,6 +1,6 @@
 // A communicator's statistics at one instant, and their JSON form: what
 // ftcclCommGetStats returns and what each line of FTCCL_STATS_FILE holds (the schema is
-// in README "Observability"; tools/ftccl_top reads it). Counters are cumulative since
+// in docs/observability.md; tools/ftccl_top reads it). Counters are cumulative since
 // the communicator was created; a file line also carries the rates of the interval
 // since the previous line ("interval", and each peer's send/recv GB/s).
 #pragma once

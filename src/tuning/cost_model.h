@@ -19,7 +19,7 @@
 namespace ftccl {
 
 struct CostModel {
-  // Defaults: this project's 2-core VM over UCX shared memory (README "Tuning").
+  // Defaults: this project's 2-core VM over UCX shared memory (docs/collectives.md, "The choice").
   double alphaUs = 6.0;         // per message inside a node
   double betaUsPerMiB = 250.0;  // 4 GB/s inside a node
   double gammaUsPerMiB = 65.0;  // 16 GB/s a[i] += b[i]

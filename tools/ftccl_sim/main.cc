@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -86,11 +87,14 @@ long parseInt(const std::string& flag, const std::string& text) {
   return v;
 }
 
+// Microsecond and probability arguments: finite, non-negative and at most a second of
+// latency (beyond that the nanosecond clocks would overflow long before it means anything).
 double parseReal(const std::string& flag, const std::string& text) {
+  constexpr double kLargest = 1e6;
   char* end = nullptr;
   const double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || !(v >= 0))
-    usage(flag + " wants a non-negative number, not '" + text + "'");
+  if (text.empty() || *end != '\0' || !std::isfinite(v) || v < 0 || v > kLargest)
+    usage(flag + " wants a number from 0 to 1e6, not '" + text + "'");
   return v;
 }
 
@@ -174,9 +178,10 @@ int main(int argc, char** argv) {
       if (sizes.empty()) usage("--ranks wants at least one count");
     } else if (flag == "--spares")
       base.spares = integer();
-    else if (flag == "--scenarios")
-      scenarios = value == "all" ? scenarios : split(value);
-    else if (flag == "--seeds")
+    else if (flag == "--scenarios") {
+      scenarios = value == "all" ? ftccl::simtool::scenarioNames() : split(value);
+      if (scenarios.empty()) usage("--scenarios wants at least one scenario");
+    } else if (flag == "--seeds")
       seeds = integer();
     else if (flag == "--first-seed")
       firstSeed = integer();
@@ -209,7 +214,9 @@ int main(int argc, char** argv) {
   }
   if (base.datagramLoss > 1) usage("--loss is a probability, at most 1");
   if (base.probeIntervalMs < 1) usage("--probe-ms must be at least 1");
+  if (seeds < 1) usage("--seeds must be at least 1");
   if (base.ranksPerHost < 1 || base.hostsPerRack < 1) usage("hosts and racks hold at least one");
+  if (!png.empty() && csv.empty() && plotOnly.empty()) usage("--png needs --csv");
   if (!plotOnly.empty()) {  // only draw an existing CSV (e.g. runs of several sizes joined)
     if (png.empty()) usage("--plot needs --png");
     plot(png, plotOnly);
@@ -267,9 +274,6 @@ int main(int argc, char** argv) {
     }
   }
   if (!csv.empty()) writeCsv(csv, rows);
-  if (!png.empty()) {
-    if (csv.empty()) usage("--png needs --csv");
-    plot(png, csv);
-  }
+  if (!png.empty()) plot(png, csv);
   return allHeld ? 0 : 1;
 }
