@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ftccl.h"
+#include "transports/node_memory.h"
 #include "transports/transport.h"
 #include "util/status.h"
 
@@ -124,6 +125,13 @@ std::unique_ptr<Collective> makeRingAllGather(Transport& transport, const Pipeli
 std::unique_ptr<Collective> makeChainReduce(Transport& transport, const Scratch& scratch,
                                             const PipelineConfig& pipeline,
                                             const CollectiveArgs& args);
+
+// One flag round over the node's shared memory (shm_allreduce.cc), for ranks that all
+// share `memory` (one node) and buffers that fit one slot (larger: InvalidArgument from
+// progress()). `seq` numbers the ops over `memory` 1, 2, 3, ... without gaps, the same on
+// every local rank; pendingPeers() returns LOCAL ranks of `memory`.
+std::unique_ptr<Collective> makeShmAllReduce(NodeMemory& memory, const CollectiveArgs& args,
+                                             uint32_t seq);
 
 // Send/Recv: a set of point-to-point transfers progressed together (a group's p2p part).
 struct PointToPoint {

@@ -7,7 +7,7 @@
 # the UCX headers, which a system-wide UCX puts in reach of every target.
 # usage: cmake -DROOT=<source dir> -P check_layers.cmake
 set(LAYERS
-  "src/algorithms:algorithms/,reduce/,util/,transports/transport.h,ftccl.h"
+  "src/algorithms:algorithms/,reduce/,util/,transports/transport.h,transports/node_memory.h,ftccl.h"
   "transports:transports/,util/"
   "src/health:health/,util/,stats/,recovery/"
   "src/recovery:recovery/,util/"

@@ -1,0 +1,237 @@
+// The shared-memory small all-reduce (src/algorithms/shm_allreduce.cc) over a real
+// NodeSegment in one process: a thread per local rank, each with its own NodeArena,
+// driving the collective with progress() and bounded sleeps like the op driver will.
+// Per rank count 1..8, 500 back-to-back ops with fresh data each (every type x op x
+// count x in place / out of place), so slots are reused with every size; rank 0 checks
+// each result against the reference of tests/unit/reduce_reference.h and every rank's
+// result must be bit-identical to rank 0's. No timing asserts: 8 threads may share 2
+// cores.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "algorithms/collective.h"
+#include "gtest/gtest.h"
+#include "reduce/reduce.h"
+#include "reduce_reference.h"
+#include "transports/shm/node_arena.h"
+#include "transports/shm/node_segment.h"
+
+namespace ftccl {
+namespace {
+
+using reduce_test::Buffer;
+using reduce_test::kAllOps;
+using reduce_test::kAllTypes;
+
+constexpr size_t kSlotBytes = 64 * 1024;
+constexpr size_t kLargest = ~size_t{0};  // the largest count that fits one slot
+
+struct OpSpec {
+  ftcclDataType_t type;
+  ftcclRedOp_t op;
+  size_t count;
+  bool inPlace;
+};
+
+// 10 types x 5 ops x 5 counts x 2 = 500 ops, the types changing fastest so that
+// consecutive ops reuse a slot with another size.
+std::vector<OpSpec> allOps(size_t slotBytes) {
+  std::vector<OpSpec> ops;
+  for (bool inPlace : {false, true}) {
+    for (size_t count : {size_t{0}, size_t{1}, size_t{3}, size_t{1003}, kLargest}) {
+      for (ftcclRedOp_t op : kAllOps) {
+        for (ftcclDataType_t type : kAllTypes) {
+          size_t n = count == kLargest ? slotBytes / dataTypeSize(type) : count;
+          ops.push_back({type, op, n, inPlace});
+        }
+      }
+    }
+  }
+  return ops;
+}
+
+// Rank `rank`'s input of op `index`: reproducible, so rank 0 can build every rank's.
+void fillInput(const OpSpec& spec, int n, size_t index, int rank, uint8_t* out) {
+  std::mt19937_64 rng((uint64_t{static_cast<uint32_t>(n)} << 48) ^ (uint64_t{index} << 16) ^
+                      static_cast<uint64_t>(rank));
+  size_t size = dataTypeSize(spec.type);
+  for (size_t i = 0; i < spec.count; ++i) reduce_test::fillValue(spec.type, rng, out + i * size);
+}
+
+uint64_t fnv1a(const uint8_t* data, size_t bytes) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < bytes; ++i) h = (h ^ data[i]) * 1099511628211ull;
+  return h;
+}
+
+// Checks `got` against the reference: every rank's input folded in rank order, then the
+// division for Avg. Returns "" or the first mismatch.
+std::string checkReference(const OpSpec& spec, int n, size_t index, const uint8_t* got) {
+  size_t size = dataTypeSize(spec.type);
+  std::vector<std::vector<uint8_t>> inputs(n, std::vector<uint8_t>(spec.count * size));
+  for (int r = 0; r < n; ++r) fillInput(spec, n, index, r, inputs[r].data());
+  uint8_t acc[8], next[8];
+  for (size_t i = 0; i < spec.count; ++i) {
+    std::memcpy(acc, inputs[0].data() + i * size, size);
+    for (int r = 1; r < n; ++r) {
+      reduce_test::refElem(spec.type, spec.op, acc, inputs[r].data() + i * size, next);
+      std::memcpy(acc, next, size);
+    }
+    if (spec.op == ftcclAvg) {
+      reduce_test::refDivElem(spec.type, acc, n, next);
+      std::memcpy(acc, next, size);
+    }
+    // One rank combines nothing: its input comes back as is (a signalling NaN too, which
+    // sameElem would want quiet), as from the other algorithms at one rank.
+    bool same = n == 1 && spec.op != ftcclAvg
+                    ? std::memcmp(acc, got + i * size, size) == 0
+                    : bool(reduce_test::sameElem(spec.type, acc, got + i * size));
+    if (!same) {
+      return std::string("element ") + std::to_string(i) + " differs from the reference";
+    }
+  }
+  return "";
+}
+
+// Runs one collective to completion the way the op driver will: progress, and between
+// calls a bounded sleep on a peer it waits for.
+Status runOne(NodeMemory& memory, const CollectiveArgs& args, uint32_t seq) {
+  std::unique_ptr<Collective> op = makeShmAllReduce(memory, args, seq);
+  for (;;) {
+    bool done = false;
+    FTCCL_CHECK(op->progress(&done));
+    if (done) return Status::ok();
+    std::vector<int> pending = op->pendingPeers();
+    if (pending.empty()) {
+      std::this_thread::yield();
+    } else {
+      (void)memory.sleepUntilReady(pending.front(), seq, 1000);
+    }
+  }
+}
+
+struct RankLog {
+  std::vector<uint64_t> hashes;  // per op: of the result's bytes
+  std::string failure;           // the first failure, "" if none
+};
+
+void runRank(const shm::NodeSegment& segment, int rank, const std::vector<OpSpec>& ops,
+             RankLog* log) {
+  shm::NodeArena arena(segment, rank);
+  int n = arena.localSize();
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const OpSpec& spec = ops[i];
+    size_t size = dataTypeSize(spec.type);
+    Buffer send(spec.count, size, 0), recv(spec.count, size, 0);
+    fillInput(spec, n, i, rank, spec.inPlace ? recv.data : send.data);
+    CollectiveArgs args;
+    args.sendbuff = spec.inPlace ? recv.data : send.data;
+    args.recvbuff = recv.data;
+    args.count = spec.count;
+    args.type = spec.type;
+    args.op = spec.op;
+    uint32_t seq = static_cast<uint32_t>(i + 1);
+    Status status = runOne(arena, args, seq);
+    std::string where = std::string(" (op ") + std::to_string(i) + ", " + dataTypeName(spec.type) +
+                        " " + redOpName(spec.op) + " x" + std::to_string(spec.count) +
+                        (spec.inPlace ? " in place)" : ")");
+    if (!status.isOk()) {
+      log->failure = "progress: " + status.message() + where;
+      return;  // peers then wait forever: the test's timeout reports it
+    }
+    if (!recv.guardsIntact()) log->failure = "wrote outside recvbuff" + where;
+    if (rank == 0 && log->failure.empty()) {
+      std::string mismatch = checkReference(spec, n, i, recv.data);
+      if (!mismatch.empty()) log->failure = mismatch + where;
+    }
+    log->hashes.push_back(fnv1a(recv.data, spec.count * size));
+  }
+}
+
+// A fresh segment of n local ranks with slots of kSlotBytes.
+void makeSegment(int n, int slotsPerRank, shm::NodeSegment* segment) {
+  shm::NodeLayout layout;
+  ASSERT_TRUE(shm::NodeLayout::make(n, kSlotBytes, slotsPerRank, 1, &layout).isOk());
+  Status created = shm::NodeSegment::create(layout, segment);
+  ASSERT_TRUE(created.isOk()) << created.message();
+}
+
+void runNode(int n, int slotsPerRank) {
+  shm::NodeSegment segment;
+  ASSERT_NO_FATAL_FAILURE(makeSegment(n, slotsPerRank, &segment));
+  std::vector<OpSpec> ops = allOps(segment.layout().slotBytes());
+  std::vector<RankLog> logs(n);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) threads.emplace_back(runRank, std::cref(segment), r, ops, &logs[r]);
+  for (std::thread& t : threads) t.join();
+  for (int r = 0; r < n; ++r) {
+    SCOPED_TRACE("local rank " + std::to_string(r) + " of " + std::to_string(n));
+    EXPECT_EQ(logs[r].failure, "");
+    ASSERT_EQ(logs[r].hashes.size(), ops.size());
+    for (size_t i = 0; i < ops.size(); ++i) {
+      ASSERT_EQ(logs[r].hashes[i], logs[0].hashes[i]) << "op " << i << " differs from rank 0";
+    }
+  }
+}
+
+class ShmAllReduceRanks : public ::testing::TestWithParam<int> {};
+
+TEST_P(ShmAllReduceRanks, EveryTypeOpAndCountDoubleBuffered) { runNode(GetParam(), 2); }
+
+INSTANTIATE_TEST_SUITE_P(LocalSizes, ShmAllReduceRanks, ::testing::Range(1, 9));
+
+// One slot per rank: the done-flag wait before overwriting it is a real barrier here
+// (with two, finishing the previous op already implies it).
+TEST(ShmAllReduce, OneSlotWaitsForReaders) {
+  runNode(3, 1);
+  runNode(8, 1);
+}
+
+TEST(ShmAllReduce, RefusesWhatDoesNotFitASlotAndPublishesNothing) {
+  shm::NodeSegment segment;
+  ASSERT_NO_FATAL_FAILURE(makeSegment(2, 2, &segment));
+  shm::NodeArena arena(segment, 0);
+  std::vector<float> data(segment.layout().slotBytes() / sizeof(float) + 1);
+  CollectiveArgs args;
+  args.sendbuff = args.recvbuff = data.data();
+  args.count = data.size();
+  std::unique_ptr<Collective> op = makeShmAllReduce(arena, args, 1);
+  bool done = true;
+  Status status = op->progress(&done);
+  EXPECT_EQ(status.code(), ftcclInvalidArgument);
+  EXPECT_FALSE(done);
+  EXPECT_FALSE(arena.readyReached(0, 1));
+}
+
+TEST(ShmAllReduce, WaitsWithoutBlockingAndReportsLocalPeers) {
+  shm::NodeSegment segment;
+  ASSERT_NO_FATAL_FAILURE(makeSegment(3, 2, &segment));
+  shm::NodeArena arena(segment, 1);
+  float in = 1.0f, out = 0.0f;
+  CollectiveArgs args;
+  args.sendbuff = &in;
+  args.recvbuff = &out;
+  args.count = 1;
+  std::unique_ptr<Collective> op = makeShmAllReduce(arena, args, 1);
+  bool done = true;
+  ASSERT_TRUE(op->progress(&done).isOk());  // peers absent: returns, not done
+  EXPECT_FALSE(done);
+  EXPECT_TRUE(arena.readyReached(1, 1));
+  EXPECT_EQ(op->pendingPeers(), (std::vector<int>{0, 2}));
+  uint64_t mark = op->progressMark();
+  EXPECT_GT(mark, 0u);
+  op->abort();
+  ASSERT_TRUE(op->progress(&done).isOk());
+  EXPECT_FALSE(done);
+  EXPECT_TRUE(op->pendingPeers().empty());
+  EXPECT_FALSE(arena.doneReached(1, 1));
+}
+
+}  // namespace
+}  // namespace ftccl

@@ -1,0 +1,30 @@
+#include "transports/shm/node_arena.h"
+
+#include <chrono>
+
+namespace ftccl {
+namespace shm {
+
+NodeArena::NodeArena(const NodeSegment& segment, int localRank)
+    : segment_(segment), localRank_(localRank) {}
+
+uint8_t* NodeArena::slot(int localRank, int index) const { return segment_.slot(localRank, index); }
+
+void NodeArena::publishReady(uint32_t seq) { segment_.ready(localRank_).publish(seq); }
+
+bool NodeArena::readyReached(int localRank, uint32_t seq) const {
+  return segment_.ready(localRank).reached(seq);
+}
+
+void NodeArena::publishDone(uint32_t seq) { segment_.done(localRank_).publish(seq); }
+
+bool NodeArena::doneReached(int localRank, uint32_t seq) const {
+  return segment_.done(localRank).reached(seq);
+}
+
+bool NodeArena::sleepUntilReady(int localRank, uint32_t seq, int timeoutUs) const {
+  return segment_.ready(localRank).sleepUntil(seq, std::chrono::microseconds(timeoutUs));
+}
+
+}  // namespace shm
+}  // namespace ftccl
