@@ -7,6 +7,7 @@
 // result must be bit-identical to rank 0's. No timing asserts: 8 threads may share 2
 // cores.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -101,12 +102,20 @@ std::string checkReference(const OpSpec& spec, int n, size_t index, const uint8_
 
 // Runs one collective to completion the way the op driver will: progress, and between
 // calls a bounded sleep on a peer it waits for.
+// Set by the first rank that fails, so that its peers stop waiting for it and the test
+// reports the failure instead of hanging until CTest's timeout.
+std::atomic<bool> gAbandoned{false};
+
 Status runOne(NodeMemory& memory, const CollectiveArgs& args, uint32_t seq) {
   std::unique_ptr<Collective> op = makeShmAllReduce(memory, args, seq);
   for (;;) {
     bool done = false;
     FTCCL_CHECK(op->progress(&done));
     if (done) return Status::ok();
+    if (gAbandoned.load()) {
+      op->abort();
+      return internalError("a peer failed first");
+    }
     std::vector<int> pending = op->pendingPeers();
     if (pending.empty()) {
       std::this_thread::yield();
@@ -143,7 +152,8 @@ void runRank(const shm::NodeSegment& segment, int rank, const std::vector<OpSpec
                         (spec.inPlace ? " in place)" : ")");
     if (!status.isOk()) {
       log->failure = "progress: " + status.message() + where;
-      return;  // peers then wait forever: the test's timeout reports it
+      gAbandoned.store(true);  // peers would otherwise wait for this rank for ever
+      return;
     }
     if (!recv.guardsIntact()) log->failure = "wrote outside recvbuff" + where;
     if (rank == 0 && log->failure.empty()) {
@@ -166,6 +176,7 @@ void runNode(int n, int slotsPerRank) {
   shm::NodeSegment segment;
   ASSERT_NO_FATAL_FAILURE(makeSegment(n, slotsPerRank, &segment));
   std::vector<OpSpec> ops = allOps(segment.layout().slotBytes());
+  gAbandoned.store(false);
   std::vector<RankLog> logs(n);
   std::vector<std::thread> threads;
   for (int r = 0; r < n; ++r) threads.emplace_back(runRank, std::cref(segment), r, ops, &logs[r]);

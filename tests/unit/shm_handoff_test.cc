@@ -54,7 +54,14 @@ class ShmHandoffTest : public ::testing::Test {
   void SetUp() override { fdsBefore_ = openFdCount(); }
   void TearDown() override { EXPECT_EQ(openFdCount(), fdsBefore_) << "a descriptor leaked"; }
 
-  HandoffLimits oneAttempt(int handshakeMs = 3000) {
+  // Where a handshake's expiry is not what a test checks, its bound is the long one: on
+  // 2 busy cores a member's answer may come seconds late.
+  HandoffLimits patient() const {
+    HandoffLimits limits;
+    limits.handshakeMs = kLongMs;
+    return limits;
+  }
+  HandoffLimits oneAttempt(int handshakeMs = kLongMs) {
     HandoffLimits limits;
     limits.handshakeMs = handshakeMs;
     limits.attemptsPerPid = 1;
@@ -72,7 +79,7 @@ TEST_F(ShmHandoffTest, MembersReceiveTheLeadersSegment) {
   const std::vector<pid_t> pids = {a.pid(), b.pid()};
   net::Fd segment = segmentWithText();
   HandoffServer server;
-  ASSERT_TRUE(server.start(key_, kContext, pids).isOk());
+  ASSERT_TRUE(server.start(key_, kContext, pids, patient()).isOk());
   a.channel().say(server.name());
   b.channel().say(server.name());
   Status st = server.serve(segment.get(), net::deadlineAfterMs(kLongMs));
@@ -115,7 +122,7 @@ TEST_F(ShmHandoffTest, AProcessNotExpectedIsRefusedBeforeAByte) {
   Child right(member(key_, kContext, self_));
   net::Fd segment = segmentWithText();
   HandoffServer server;
-  ASSERT_TRUE(server.start(key_, kContext, {right.pid()}).isOk());
+  ASSERT_TRUE(server.start(key_, kContext, {right.pid()}, patient()).isOk());
   Serving serving(&server, segment.get());
   stranger.channel().say(server.name());
   std::string heard = stranger.channel().hear();
@@ -170,7 +177,7 @@ TEST_F(ShmHandoffTest, SilentStoppedOrDyingPeersCostOnlyTheirHandshake) {
   const pid_t s = silent.pid(), t = stopped.pid(), d = dying.pid(), r = right.pid();
   net::Fd segment = segmentWithText();
   HandoffServer server;
-  ASSERT_TRUE(server.start(key_, kContext, {s, t, d, r}, oneAttempt()).isOk());
+  ASSERT_TRUE(server.start(key_, kContext, {s, t, d, r}, oneAttempt(3000)).isOk());
   for (Child* c : {&silent, &stopped, &dying, &right}) c->channel().say(server.name());
   Status st = server.serve(segment.get(), net::deadlineAfterMs(kLongMs));
   EXPECT_EQ(st.code(), ftcclRemoteError) << st.message();
@@ -191,7 +198,7 @@ TEST_F(ShmHandoffTest, ASecondHandOffToTheSamePidIsRefused) {
   Child other(member(key_, kContext, self_));
   net::Fd segment = segmentWithText();
   HandoffServer server;
-  ASSERT_TRUE(server.start(key_, kContext, {twice.pid(), other.pid()}).isOk());
+  ASSERT_TRUE(server.start(key_, kContext, {twice.pid(), other.pid()}, patient()).isOk());
   Serving serving(&server, segment.get());
   twice.channel().say(server.name());
   EXPECT_EQ(twice.channel().hear(), kOk);
@@ -261,11 +268,16 @@ TEST_F(ShmHandoffTest, AFloodOfStrangersNeitherKeepsAMemberOutNorHoldsTheLeader)
   Child right(member(key_, kContext, self_));
   net::Fd segment = segmentWithText();
   HandoffServer server;
-  ASSERT_TRUE(server.start(key_, kContext, {right.pid(), kAbsent}).isOk());
+  ASSERT_TRUE(server.start(key_, kContext, {right.pid(), kAbsent}, patient()).isOk());
   flood.channel().say(server.name());
   right.channel().say(server.name());
-  // Returns at its deadline, though connections keep coming (a hang here is the failure).
-  Status st = server.serve(segment.get(), net::deadlineAfterMs(3000));
+  // Each call returns at its deadline, though connections keep coming (a hang here is
+  // the failure); calls go on until the member is in, however slowly it is scheduled.
+  Status st;
+  const auto giveUp = std::chrono::steady_clock::now() + std::chrono::milliseconds(kLongMs);
+  do {
+    st = server.serve(segment.get(), net::deadlineAfterMs(1000));
+  } while (server.servedPids().empty() && std::chrono::steady_clock::now() < giveUp);
   EXPECT_EQ(st.code(), ftcclTimeout) << st.message();
   EXPECT_TRUE(has(st.message(), "pid 4194000: never connected")) << st.message();
   EXPECT_EQ(right.channel().hear(), kOk);

@@ -55,9 +55,13 @@ Status NodeLayout::make(int localSize, size_t slotBytes, int slotsPerRank, uint3
     return invalidArgument("shm layout: slot of " + std::to_string(slotBytes) +
                            " bytes, must be 1.." + std::to_string(kMaxSlotBytes));
   }
-  if (slotsPerRank < 1 || slotsPerRank > kMaxSlotsPerRank) {
+  // A power of two: slots are picked as seq % slotsPerRank with a 32-bit seq, which stays
+  // in step across the wrap only when slotsPerRank divides 2^32 (with 3, ops 0xFFFFFFFF
+  // and 0 would share a slot while the reuse wait looked at another).
+  if (slotsPerRank < 1 || slotsPerRank > kMaxSlotsPerRank ||
+      (slotsPerRank & (slotsPerRank - 1)) != 0) {
     return invalidArgument("shm layout: " + std::to_string(slotsPerRank) +
-                           " slots per rank, must be 1.." + std::to_string(kMaxSlotsPerRank));
+                           " slots per rank, must be 1, 2 or 4");
   }
   // Each factor is bounded above, so this cannot overflow.
   const size_t total = segmentBytesPerNode(localSize, slotBytes, slotsPerRank);

@@ -121,7 +121,7 @@ constexpr bool seqReached(uint32_t current, uint32_t want) {
 class NodeLayout {
  public:
   // localSize 1..kMaxLocalRanks, slotBytes 1..kMaxSlotBytes (rounded up to kSlotAlign),
-  // slotsPerRank 1..kMaxSlotsPerRank, at most kMaxSegmentBytes in all.
+  // slotsPerRank 1, 2 or 4 (a power of two), at most kMaxSegmentBytes in all.
   static Status make(int localSize, size_t slotBytes, int slotsPerRank, uint32_t epoch,
                      NodeLayout* out);
 
