@@ -23,12 +23,33 @@ class NodeMemory {
   virtual int localRank() const = 0;
   /// Ranks sharing the memory (on this node, in this epoch).
   virtual int localSize() const = 0;
-  /// Bytes of one data slot (a multiple of 4 KiB; every slot starts on a page).
+  /// Bytes of one data slot (each starts on a cache line).
   virtual size_t slotBytes() const = 0;
   /// Data slots of each rank (double buffering with 2).
   virtual int slotsPerRank() const = 0;
   /// Slot `index` (0..slotsPerRank()-1) of `localRank`: read anyone's, write only one's own.
   virtual uint8_t* slot(int localRank, int index) const = 0;
+
+  /// What one op is, as a rank saw it when it called it. Nothing travels between the
+  /// ranks that would carry the op's signature (as the transport's tags do), so each rank
+  /// publishes this with its slot and every peer compares it: ranks that called one op
+  /// differently all fail instead of reducing each other's unrelated bytes. It lives with
+  /// the slot, not the ready flag, because a peer may already describe op seq + 1 while a
+  /// slower rank checks op seq, but rewrites slot seq % k only once every done reached seq.
+  struct OpDescriptor {
+    uint64_t count = 0;
+    uint32_t seq = 0, opSeq = 0, signature = 0, type = 0, op = 0, reserved = 0;
+    bool operator==(const OpDescriptor& o) const {
+      return count == o.count && seq == o.seq && opSeq == o.opSeq && signature == o.signature &&
+             type == o.type && op == o.op;
+    }
+    bool operator!=(const OpDescriptor& o) const { return !(*this == o); }
+  };
+  /// Writes this rank's descriptor of the op that uses its slot `index` (before
+  /// publishReady, which releases it).
+  virtual void describe(int index, const OpDescriptor& descriptor) = 0;
+  /// `localRank`'s descriptor for its slot `index` (read after readyReached).
+  virtual OpDescriptor descriptor(int localRank, int index) const = 0;
 
   /// Stores `seq` into this rank's "ready" flag (its data for op `seq` is in its slot),
   /// releasing every write made before; wakes sleepers.

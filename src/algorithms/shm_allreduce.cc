@@ -67,12 +67,14 @@ class ShmAllReduce final : public Collective {
       if (!allReached(previous, &NodeMemory::doneReached)) return Status::ok();
       size_t bytes = args_.count * elemSize_;
       if (bytes) std::memcpy(memory_.slot(memory_.localRank(), slot_), args_.sendbuff, bytes);
+      memory_.describe(slot_, mine());
       memory_.publishReady(seq_);
       stage_ = Stage::kReady;
       cursor_ = 0;
       ++mark_;
     }
     if (!allReached(seq_, &NodeMemory::readyReached)) return Status::ok();
+    FTCCL_CHECK(checkPeersAgree());
     reduceSlots();
     memory_.publishDone(seq_);
     stage_ = Stage::kDone;
@@ -115,6 +117,35 @@ class ShmAllReduce final : public Collective {
       return invalidArgument("shm all-reduce: " + std::to_string(args_.count) +
                              " elements do not fit a slot of " +
                              std::to_string(memory_.slotBytes()) + " bytes");
+    }
+    return Status::ok();
+  }
+
+  NodeMemory::OpDescriptor mine() const {
+    NodeMemory::OpDescriptor d;
+    d.count = args_.count;
+    d.seq = seq_;
+    d.opSeq = args_.opSeq;
+    d.signature = args_.signature;
+    d.type = static_cast<uint32_t>(args_.type);
+    d.op = static_cast<uint32_t>(args_.op);
+    return d;
+  }
+
+  // Every peer called this op as this rank did (each compares all, so all fail alike).
+  Status checkPeersAgree() {
+    const NodeMemory::OpDescriptor want = mine();
+    for (int r = 0; r < memory_.localSize(); ++r) {
+      const NodeMemory::OpDescriptor got = memory_.descriptor(r, slot_);
+      if (got == want) continue;
+      stage_ = Stage::kAborted;
+      return invalidUsage(
+          "shm all-reduce: local rank " + std::to_string(r) + " called op " +
+          std::to_string(got.seq) + " with " + std::to_string(got.count) + " elements, type " +
+          std::to_string(got.type) + ", op " + std::to_string(got.op) + ", but local rank " +
+          std::to_string(memory_.localRank()) + " with " + std::to_string(want.count) +
+          " elements, type " + std::to_string(want.type) + ", op " + std::to_string(want.op) +
+          " (the ranks called one all-reduce differently)");
     }
     return Status::ok();
   }

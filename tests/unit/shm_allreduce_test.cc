@@ -175,7 +175,7 @@ void makeSegment(int n, int slotsPerRank, shm::NodeSegment* segment) {
 void runNode(int n, int slotsPerRank) {
   shm::NodeSegment segment;
   ASSERT_NO_FATAL_FAILURE(makeSegment(n, slotsPerRank, &segment));
-  std::vector<OpSpec> ops = allOps(segment.layout().slotBytes());
+  std::vector<OpSpec> ops = allOps(segment.layout().slotBytes() - shm::NodeArena::kDescriptorBytes);
   gAbandoned.store(false);
   std::vector<RankLog> logs(n);
   std::vector<std::thread> threads;
@@ -202,6 +202,47 @@ INSTANTIATE_TEST_SUITE_P(LocalSizes, ShmAllReduceRanks, ::testing::Range(1, 9));
 TEST(ShmAllReduce, OneSlotWaitsForReaders) {
   runNode(3, 1);
   runNode(8, 1);
+}
+
+// Ranks that call one op differently (count, type of the same size, op) all fail with
+// ftcclInvalidUsage, as over the transport, instead of reducing each other's bytes.
+TEST(ShmAllReduce, RanksThatCallDifferentlyAllFail) {
+  struct Variant {
+    const char* what;
+    size_t count;
+    ftcclDataType_t type;
+    ftcclRedOp_t op;
+  };
+  const Variant odd[] = {{"count", 5, ftcclFloat32, ftcclSum},
+                         {"type", 3, ftcclInt32, ftcclSum},
+                         {"op", 3, ftcclFloat32, ftcclMax}};
+  for (const Variant& v : odd) {
+    SCOPED_TRACE(v.what);
+    shm::NodeSegment segment;
+    ASSERT_NO_FATAL_FAILURE(makeSegment(3, 2, &segment));
+    gAbandoned.store(false);
+    std::vector<Status> results(3);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < 3; ++r) {
+      threads.emplace_back([&, r] {
+        shm::NodeArena arena(segment, r);
+        std::vector<float> data(8, 1.0f);
+        CollectiveArgs args;
+        args.sendbuff = args.recvbuff = data.data();
+        args.count = r == 1 ? v.count : 3;
+        args.type = r == 1 ? v.type : ftcclFloat32;
+        args.op = r == 1 ? v.op : ftcclSum;
+        results[r] = runOne(arena, args, 1);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    for (int r = 0; r < 3; ++r) {
+      EXPECT_EQ(results[r].code(), ftcclInvalidUsage)
+          << "rank " << r << ": " << results[r].message();
+      EXPECT_NE(results[r].message().find("called one all-reduce differently"), std::string::npos)
+          << results[r].message();
+    }
+  }
 }
 
 TEST(ShmAllReduce, RefusesWhatDoesNotFitASlotAndPublishesNothing) {

@@ -1,6 +1,7 @@
 #include "transports/shm/node_arena.h"
 
 #include <chrono>
+#include <cstring>
 
 namespace ftccl {
 namespace shm {
@@ -8,7 +9,19 @@ namespace shm {
 NodeArena::NodeArena(const NodeSegment& segment, int localRank)
     : segment_(segment), localRank_(localRank) {}
 
-uint8_t* NodeArena::slot(int localRank, int index) const { return segment_.slot(localRank, index); }
+uint8_t* NodeArena::slot(int localRank, int index) const {
+  return segment_.slot(localRank, index) + kDescriptorBytes;
+}
+
+void NodeArena::describe(int index, const OpDescriptor& descriptor) {
+  std::memcpy(segment_.slot(localRank_, index), &descriptor, sizeof(descriptor));
+}
+
+NodeMemory::OpDescriptor NodeArena::descriptor(int localRank, int index) const {
+  OpDescriptor descriptor;
+  std::memcpy(&descriptor, segment_.slot(localRank, index), sizeof(descriptor));
+  return descriptor;
+}
 
 void NodeArena::publishReady(uint32_t seq) { segment_.ready(localRank_).publish(seq); }
 

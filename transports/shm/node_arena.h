@@ -20,9 +20,16 @@ class NodeArena final : public NodeMemory {
 
   int localRank() const override { return localRank_; }
   int localSize() const override { return segment_.layout().localSize(); }
-  size_t slotBytes() const override { return segment_.layout().slotBytes(); }
+  // Each segment slot starts with the op descriptor; the data follows on a cache line.
+  static constexpr size_t kDescriptorBytes = 64;
+  static_assert(sizeof(OpDescriptor) <= kDescriptorBytes, "the descriptor fits its line");
+
+  size_t slotBytes() const override { return segment_.layout().slotBytes() - kDescriptorBytes; }
   int slotsPerRank() const override { return segment_.layout().slotsPerRank(); }
   uint8_t* slot(int localRank, int index) const override;
+
+  void describe(int index, const OpDescriptor& descriptor) override;
+  OpDescriptor descriptor(int localRank, int index) const override;
 
   void publishReady(uint32_t seq) override;
   bool readyReached(int localRank, uint32_t seq) const override;
