@@ -5,9 +5,23 @@
 //
 // Ranks here are LOCAL ranks, 0..localSize()-1 on this node; the caller maps them to
 // communicator ranks. Flags are 32-bit sequence numbers compared modulo 2^32 (a flag
-// "reaches" seq when it is at or past it); every flag starts at 0, so the ops over one
-// memory number their sequences 1, 2, 3, ... with no gaps. Each rank publishes only its
-// own flags; anyone may read anyone's.
+// "reaches" seq when it is at or past it); every flag starts at 0. Each rank publishes
+// only its own flags; anyone may read anyone's.
+//
+// The contract every shared-memory collective keeps (docs/shared-memory.md), so that
+// collectives of any kind may follow one another over one memory:
+//  - Sequences. An op uses consecutive sequences, one per chunk, taken from a counter
+//    the caller keeps (1, 2, 3, ... with no gaps, the same on every local rank: the
+//    number an op takes depends only on what every rank passes alike). The chunk with
+//    sequence t uses slot t % slotsPerRank() of every rank; slotsPerRank() >= 2.
+//  - ready(r) >= t: rank r's slot for t holds whatever r contributes to chunk t, and r
+//    has finished every read of any slot for sequences before t. Every rank publishes
+//    ready = t for every t, contributing or not.
+//  - A rank completes chunk t only after it has seen every rank's ready reach t.
+//  Together: a rank that completed t - 1 may overwrite its slot for t at once (every
+//  peer has finished reading it for t - 2, the last sequence that used it), with no
+//  wait of its own. done(r) >= t is the collective's second phase of chunk t on rank r
+//  (e.g. "r's reduced slice is in its slot"), or just "r has finished reading".
 #pragma once
 
 #include <cstddef>
@@ -66,6 +80,8 @@ class NodeMemory {
   /// op driver between progress() calls: it must loop, checking revocation and the op
   /// timeout, since a dead peer's flag never advances.
   virtual bool sleepUntilReady(int localRank, uint32_t seq, int timeoutUs) const = 0;
+  /// The same for `localRank`'s "done" flag.
+  virtual bool sleepUntilDone(int localRank, uint32_t seq, int timeoutUs) const = 0;
 };
 
 }  // namespace ftccl

@@ -89,6 +89,13 @@ class Collective {
   // Grows whenever this op advances (a step or chunk done): the op timeout measures
   // progress of the op itself, not other traffic on the worker.
   virtual uint64_t progressMark() const = 0;
+  // Sleeps at most `timeoutUs` on what this op waits for when that is not the
+  // transport (a peer's flag in shared memory); false, at once, when it has nothing of
+  // its own to wait on: the driver then sleeps on the transport's events.
+  virtual bool waitForPeers(int timeoutUs) {
+    (void)timeoutUs;
+    return false;
+  }
 };
 
 // Factories (catalog.h builds them by collective and Algorithm). None posts anything
@@ -126,12 +133,13 @@ std::unique_ptr<Collective> makeChainReduce(Transport& transport, const Scratch&
                                             const PipelineConfig& pipeline,
                                             const CollectiveArgs& args);
 
-// One flag round over the node's shared memory (shm_allreduce.cc), for ranks that all
-// share `memory` (one node) and buffers that fit one slot (larger: InvalidArgument from
-// progress()). `seq` numbers the ops over `memory` 1, 2, 3, ... without gaps, the same on
-// every local rank; pendingPeers() returns LOCAL ranks of `memory`.
+// Over the node's shared memory, for ranks that all share `memory` (one node): each
+// takes the sequences it uses from *nextSeq and advances it (transports/node_memory.h
+// states the contract they all keep); pendingPeers() returns LOCAL ranks of `memory`.
+// All-reduce (shm_allreduce.cc): one flag round for small buffers, pipelined chunks for
+// large ones.
 std::unique_ptr<Collective> makeShmAllReduce(NodeMemory& memory, const CollectiveArgs& args,
-                                             uint32_t seq);
+                                             uint32_t* nextSeq);
 
 // Send/Recv: a set of point-to-point transfers progressed together (a group's p2p part).
 struct PointToPoint {

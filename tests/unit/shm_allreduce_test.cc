@@ -1,8 +1,10 @@
-// The shared-memory small all-reduce (src/algorithms/shm_allreduce.cc) over a real
+// The shared-memory all-reduce (src/algorithms/shm_allreduce.cc) over a real
 // NodeSegment in one process: a thread per local rank, each with its own NodeArena,
-// driving the collective with progress() and bounded sleeps like the op driver will.
-// Per rank count 1..8, 500 back-to-back ops with fresh data each (every type x op x
-// count x in place / out of place), so slots are reused with every size; rank 0 checks
+// driving the collective with progress() and bounded sleeps as the op driver does.
+// Per rank count 1..8, 600 back-to-back ops with fresh data each (every type x op x
+// count x in place / out of place; counts from 0 to several slots, so both the one-round
+// and the pipelined path, odd slices and a short last chunk), so slots are reused with
+// every size and path; rank 0 checks
 // each result against the reference of tests/unit/reduce_reference.h and every rank's
 // result must be bit-identical to rank 0's. No timing asserts: 8 threads may share 2
 // cores.
@@ -31,7 +33,8 @@ using reduce_test::kAllOps;
 using reduce_test::kAllTypes;
 
 constexpr size_t kSlotBytes = 64 * 1024;
-constexpr size_t kLargest = ~size_t{0};  // the largest count that fits one slot
+constexpr size_t kLargest = ~size_t{0};      // the largest count that fits one slot
+constexpr size_t kSeveral = ~size_t{0} - 1;  // two and a half slots, and 3 elements
 
 struct OpSpec {
   ftcclDataType_t type;
@@ -40,15 +43,16 @@ struct OpSpec {
   bool inPlace;
 };
 
-// 10 types x 5 ops x 5 counts x 2 = 500 ops, the types changing fastest so that
+// 10 types x 5 ops x 6 counts x 2 = 600 ops, the types changing fastest so that
 // consecutive ops reuse a slot with another size.
 std::vector<OpSpec> allOps(size_t slotBytes) {
   std::vector<OpSpec> ops;
   for (bool inPlace : {false, true}) {
-    for (size_t count : {size_t{0}, size_t{1}, size_t{3}, size_t{1003}, kLargest}) {
+    for (size_t count : {size_t{0}, size_t{1}, size_t{3}, size_t{1003}, kLargest, kSeveral}) {
       for (ftcclRedOp_t op : kAllOps) {
         for (ftcclDataType_t type : kAllTypes) {
-          size_t n = count == kLargest ? slotBytes / dataTypeSize(type) : count;
+          size_t slot = slotBytes / dataTypeSize(type);
+          size_t n = count == kLargest ? slot : count == kSeveral ? slot * 5 / 2 + 3 : count;
           ops.push_back({type, op, n, inPlace});
         }
       }
@@ -106,8 +110,8 @@ std::string checkReference(const OpSpec& spec, int n, size_t index, const uint8_
 // reports the failure instead of hanging until CTest's timeout.
 std::atomic<bool> gAbandoned{false};
 
-Status runOne(NodeMemory& memory, const CollectiveArgs& args, uint32_t seq) {
-  std::unique_ptr<Collective> op = makeShmAllReduce(memory, args, seq);
+Status runOne(NodeMemory& memory, const CollectiveArgs& args, uint32_t* nextSeq) {
+  std::unique_ptr<Collective> op = makeShmAllReduce(memory, args, nextSeq);
   for (;;) {
     bool done = false;
     FTCCL_CHECK(op->progress(&done));
@@ -116,12 +120,7 @@ Status runOne(NodeMemory& memory, const CollectiveArgs& args, uint32_t seq) {
       op->abort();
       return internalError("a peer failed first");
     }
-    std::vector<int> pending = op->pendingPeers();
-    if (pending.empty()) {
-      std::this_thread::yield();
-    } else {
-      (void)memory.sleepUntilReady(pending.front(), seq, 1000);
-    }
+    if (!op->waitForPeers(1000)) std::this_thread::yield();
   }
 }
 
@@ -134,6 +133,7 @@ void runRank(const shm::NodeSegment& segment, int rank, const std::vector<OpSpec
              RankLog* log) {
   shm::NodeArena arena(segment, rank);
   int n = arena.localSize();
+  uint32_t nextSeq = 1;
   for (size_t i = 0; i < ops.size(); ++i) {
     const OpSpec& spec = ops[i];
     size_t size = dataTypeSize(spec.type);
@@ -145,8 +145,7 @@ void runRank(const shm::NodeSegment& segment, int rank, const std::vector<OpSpec
     args.count = spec.count;
     args.type = spec.type;
     args.op = spec.op;
-    uint32_t seq = static_cast<uint32_t>(i + 1);
-    Status status = runOne(arena, args, seq);
+    Status status = runOne(arena, args, &nextSeq);
     std::string where = std::string(" (op ") + std::to_string(i) + ", " + dataTypeName(spec.type) +
                         " " + redOpName(spec.op) + " x" + std::to_string(spec.count) +
                         (spec.inPlace ? " in place)" : ")");
@@ -197,11 +196,10 @@ TEST_P(ShmAllReduceRanks, EveryTypeOpAndCountDoubleBuffered) { runNode(GetParam(
 
 INSTANTIATE_TEST_SUITE_P(LocalSizes, ShmAllReduceRanks, ::testing::Range(1, 9));
 
-// One slot per rank: the done-flag wait before overwriting it is a real barrier here
-// (with two, finishing the previous op already implies it).
-TEST(ShmAllReduce, OneSlotWaitsForReaders) {
-  runNode(3, 1);
-  runNode(8, 1);
+// Four slots per rank: a rank may run further ahead of the slowest.
+TEST(ShmAllReduce, FourSlots) {
+  runNode(3, 4);
+  runNode(8, 4);
 }
 
 // Ranks that call one op differently (count, type of the same size, op) all fail with
@@ -232,7 +230,8 @@ TEST(ShmAllReduce, RanksThatCallDifferentlyAllFail) {
         args.count = r == 1 ? v.count : 3;
         args.type = r == 1 ? v.type : ftcclFloat32;
         args.op = r == 1 ? v.op : ftcclSum;
-        results[r] = runOne(arena, args, 1);
+        uint32_t nextSeq = 1;
+        results[r] = runOne(arena, args, &nextSeq);
       });
     }
     for (std::thread& t : threads) t.join();
@@ -245,20 +244,27 @@ TEST(ShmAllReduce, RanksThatCallDifferentlyAllFail) {
   }
 }
 
-TEST(ShmAllReduce, RefusesWhatDoesNotFitASlotAndPublishesNothing) {
+// One slot per rank would need a barrier before every overwrite: refused, publishing
+// nothing. The sequences an op takes depend only on its count and type.
+TEST(ShmAllReduce, RefusesOneSlotAndCountsSequencesByChunks) {
   shm::NodeSegment segment;
-  ASSERT_NO_FATAL_FAILURE(makeSegment(2, 2, &segment));
+  ASSERT_NO_FATAL_FAILURE(makeSegment(2, 1, &segment));
   shm::NodeArena arena(segment, 0);
-  std::vector<float> data(segment.layout().slotBytes() / sizeof(float) + 1);
+  std::vector<float> data(segment.layout().slotBytes() / sizeof(float) * 3);
   CollectiveArgs args;
   args.sendbuff = args.recvbuff = data.data();
   args.count = data.size();
-  std::unique_ptr<Collective> op = makeShmAllReduce(arena, args, 1);
+  uint32_t nextSeq = 1;
+  std::unique_ptr<Collective> op = makeShmAllReduce(arena, args, &nextSeq);
+  EXPECT_EQ(nextSeq, 5u);  // the slot's data is 64 B short of slotBytes: 4 chunks
   bool done = true;
   Status status = op->progress(&done);
   EXPECT_EQ(status.code(), ftcclInvalidArgument);
   EXPECT_FALSE(done);
   EXPECT_FALSE(arena.readyReached(0, 1));
+  args.count = 1;
+  op = makeShmAllReduce(arena, args, &nextSeq);
+  EXPECT_EQ(nextSeq, 6u);
 }
 
 TEST(ShmAllReduce, WaitsWithoutBlockingAndReportsLocalPeers) {
@@ -270,7 +276,8 @@ TEST(ShmAllReduce, WaitsWithoutBlockingAndReportsLocalPeers) {
   args.sendbuff = &in;
   args.recvbuff = &out;
   args.count = 1;
-  std::unique_ptr<Collective> op = makeShmAllReduce(arena, args, 1);
+  uint32_t nextSeq = 1;
+  std::unique_ptr<Collective> op = makeShmAllReduce(arena, args, &nextSeq);
   bool done = true;
   ASSERT_TRUE(op->progress(&done).isOk());  // peers absent: returns, not done
   EXPECT_FALSE(done);

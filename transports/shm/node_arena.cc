@@ -39,5 +39,9 @@ bool NodeArena::sleepUntilReady(int localRank, uint32_t seq, int timeoutUs) cons
   return segment_.ready(localRank).sleepUntil(seq, std::chrono::microseconds(timeoutUs));
 }
 
+bool NodeArena::sleepUntilDone(int localRank, uint32_t seq, int timeoutUs) const {
+  return segment_.done(localRank).sleepUntil(seq, std::chrono::microseconds(timeoutUs));
+}
+
 }  // namespace shm
 }  // namespace ftccl

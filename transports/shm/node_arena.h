@@ -36,6 +36,7 @@ class NodeArena final : public NodeMemory {
   void publishDone(uint32_t seq) override;
   bool doneReached(int localRank, uint32_t seq) const override;
   bool sleepUntilReady(int localRank, uint32_t seq, int timeoutUs) const override;
+  bool sleepUntilDone(int localRank, uint32_t seq, int timeoutUs) const override;
 
  private:
   const NodeSegment& segment_;
