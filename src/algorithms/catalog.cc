@@ -11,9 +11,12 @@ struct CollectiveTable {
   std::vector<CatalogEntry> entries;
 };
 
+bool sharesMemory(const CommShape& s) { return s.sharedMemory && s.nranks > 1; }
+
 // All-reduce: the ring for bandwidth; the double tree (needs 3 ranks to be a tree) and
 // recursive doubling for latency; the hierarchical one only where it differs from the
-// ring (several nodes, some with several ranks). This order breaks the tuner's ties.
+// ring (several nodes, some with several ranks); shared memory where every rank mapped
+// the node's segment. This order breaks the tuner's ties.
 const CollectiveTable kAllReduce = {
     "allreduce",
     {
@@ -37,6 +40,14 @@ const CollectiveTable kAllReduce = {
            return makeHierarchicalAllReduce(c.transport, c.scratch, c.pipeline, c.nodes, a);
          },
          [](const CommShape& s) { return s.nodes > 1 && s.nodes < s.nranks; }},
+        {Algorithm::kSharedMemory, "shm",
+         [](const BuildContext& c, const CollectiveArgs& a) {
+           // Forced (FTCCL_ALGO) where no memory is shared: alike on every rank, since
+           // whether it is shared was agreed on by all.
+           if (!c.node) return makeRingAllReduce(c.transport, c.scratch, c.pipeline, a);
+           return makeShmAllReduce(*c.node, a, c.nodeSeq);
+         },
+         sharesMemory},
     }};
 
 // The others have one algorithm each: a pipelined chain (broadcast, reduce) or ring.
@@ -72,7 +83,8 @@ struct Alias {
 };
 constexpr Alias kAliases[] = {{"chain", Algorithm::kRing},
                               {"hierarchical", Algorithm::kHierarchical},
-                              {"recursive-doubling", Algorithm::kRecursiveDoubling}};
+                              {"recursive-doubling", Algorithm::kRecursiveDoubling},
+                              {"shared-memory", Algorithm::kSharedMemory}};
 
 std::string joined(const std::vector<const char*>& names) {
   std::string text;

@@ -19,6 +19,10 @@ struct BuildContext {
   const Scratch& scratch;
   const PipelineConfig& pipeline;              // the tuner's chunking for this op
   const std::vector<std::vector<int>>& nodes;  // ranks by node, in intra-node ring order
+  // The node's shared memory when every rank mapped it (else null; the shm algorithms
+  // then build the transport's default), and the counter of its sequences.
+  NodeMemory* node = nullptr;
+  uint32_t* nodeSeq = nullptr;
 };
 
 using CollectiveFactory = std::unique_ptr<Collective> (*)(const BuildContext& context,

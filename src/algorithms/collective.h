@@ -68,9 +68,16 @@ constexpr uint32_t kTuningChannel = 14;  // the cost model's measurement and sha
 // The numbers travel: Tuner::toVector shares forced choices by number, the calibration
 // indexes its times by it, and op signatures hash it. Never renumber; add at the end.
 // Which collective has which algorithm, and how each is built: catalog.h.
-enum class Algorithm { kRing = 0, kTree = 1, kHierarchical = 2, kRecursiveDoubling = 3 };
-constexpr int kAlgorithms = 4;
-const char* algorithmName(Algorithm algorithm);  // "ring", "tree", "hier", "rd" (catalog.cc)
+enum class Algorithm {
+  kRing = 0,
+  kTree = 1,
+  kHierarchical = 2,
+  kRecursiveDoubling = 3,
+  kSharedMemory = 4
+};
+constexpr int kAlgorithms = 5;
+// "ring", "tree", "hier", "rd", "shm" (catalog.cc)
+const char* algorithmName(Algorithm algorithm);
 
 // The collectives an algorithm choice is made for (Send/Recv has no algorithm).
 enum class CollectiveKind { kAllReduce, kBroadcast, kReduce, kAllGather, kReduceScatter };
@@ -90,8 +97,9 @@ class Collective {
   // progress of the op itself, not other traffic on the worker.
   virtual uint64_t progressMark() const = 0;
   // Sleeps at most `timeoutUs` on what this op waits for when that is not the
-  // transport (a peer's flag in shared memory); false, at once, when it has nothing of
-  // its own to wait on: the driver then sleeps on the transport's events.
+  // transport (a peer's flag in shared memory), or returns at once if that came
+  // meanwhile; false, at once, when it waits on the transport: the driver then sleeps
+  // on the transport's events.
   virtual bool waitForPeers(int timeoutUs) {
     (void)timeoutUs;
     return false;

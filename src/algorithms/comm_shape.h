@@ -9,6 +9,8 @@ struct CommShape {
   int nodes = 1;
   int maxRanksPerNode = 1;
   bool uniformNodes = true;  // every node has the same number of ranks
+  // Every rank mapped the node's shared memory of this epoch (one node; core decides).
+  bool sharedMemory = false;
 };
 
 }  // namespace ftccl

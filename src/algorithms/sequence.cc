@@ -33,6 +33,9 @@ class Sequence final : public Collective {
   uint64_t progressMark() const override {
     return finishedMarks_ + (current_ < parts_.size() ? parts_[current_]->progressMark() : 0);
   }
+  bool waitForPeers(int timeoutUs) override {
+    return current_ < parts_.size() && parts_[current_]->waitForPeers(timeoutUs);
+  }
 
  private:
   std::vector<std::unique_ptr<Collective>> parts_;

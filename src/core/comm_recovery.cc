@@ -163,6 +163,7 @@ Status Communicator::rebuild(ftcclRebuildInfo_t* info) {
   }
   FTCCL_CHECK(decided);
   FTCCL_CHECK(applyCommit(commit));
+  FTCCL_CHECK(setUpNodeMemoryAfterCommit("rebuild"));
   FTCCL_CHECK(shareTuningAfterCommit("rebuild"));
   std::shared_ptr<const EpochView> view = epochs_.current();
   if (info) {
@@ -206,6 +207,7 @@ Status Communicator::standby(int* activated) {
     FTCCL_CHECK(decided);
     FTCCL_CHECK(applyCommit(commit));
     if (epochs_.rank() >= 0) {
+      FTCCL_CHECK(setUpNodeMemoryAfterCommit("activation"));
       FTCCL_CHECK(shareTuningAfterCommit("activation"));
       *activated = 1;
       FTCCL_LOG(Warn, Recovery,
@@ -227,6 +229,7 @@ Status Communicator::applyCommit(const AgreementCommit& commit, bool fromJoinAns
                        " times, the most its data path can tell apart: create a new one "
                        "(ftcclCommSplit or a new init)");
   }
+  dropNodeMemory();  // the old epoch's: the new one maps a fresh segment, or none
   std::shared_ptr<const EpochView> previous = epochs_.current();
   auto view = std::make_shared<EpochView>();
   view->peers = previous->peers;

@@ -9,6 +9,7 @@
 namespace ftccl {
 
 Status Communicator::tuneAtInit() {
+  FTCCL_CHECK(setUpNodeMemory("init"));  // first: the calibration times its algorithm too
   FTCCL_CHECK(measureCostModel());
   FTCCL_CHECK(shareTuning("init"));
   if (builder_.tuner().calibration().requested) {

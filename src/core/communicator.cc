@@ -4,6 +4,8 @@
 
 #include "reduce/reduce.h"
 #include "topology/topology.h"
+#include "transports/shm/node_arena.h"
+#include "transports/shm/node_segment.h"
 #include "util/log.h"
 
 namespace ftccl {
@@ -65,14 +67,14 @@ OpBuilder::Target Communicator::opTarget() const {
 Status Communicator::execute(const Ticket& ticket, const std::vector<OpRequest>& batch) {
   order_.awaitTurn(ticket, [&] { return revocation_.aborted(); });
   const int rank = epochs_.rank();
-  std::string what = describeBatch(batch, rank);
+  auto describe = [&batch, rank] { return describeBatch(batch, rank); };
   Status result;
   if (revocation_.aborted()) {
-    result = invalidUsage(what + ": the communicator was aborted");
+    result = invalidUsage(describe() + ": the communicator was aborted");
   } else if (revocation_.revoked()) {
-    result = revokedStatus(what.c_str());
+    result = revokedStatus(describe().c_str());
   } else if (ticket.epoch != epochs_.epoch()) {
-    result = remoteError(what + ": issued before the rebuild into epoch " +
+    result = remoteError(describe() + ": issued before the rebuild into epoch " +
                          std::to_string(epochs_.epoch()) + "; issue it again");
   } else {
     uint64_t collectives = 0;
@@ -85,9 +87,9 @@ Status Communicator::execute(const Ticket& ticket, const std::vector<OpRequest>&
     board_->begin(kind, collectives, steadyNs(start));
     try {
       std::unique_ptr<Collective> op = builder_.build(opTarget(), batch);
-      result = driver_.drive(*transport_, *op, what, start);
+      result = driver_.drive(*transport_, *op, OpDriver::Describe(describe), start);
     } catch (const std::exception& e) {  // the turn below must be released whatever happens
-      result = internalError(what + ": " + e.what());
+      result = internalError(describe() + ": " + e.what());
       revoke(result);
     }
     auto end = Clock::now();

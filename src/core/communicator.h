@@ -6,11 +6,13 @@
 //   Revocation   (revocation.h)     whether ops may run, and why not
 //   EpochState   (epoch_state.h)    the membership of the current epoch, immutable snapshots
 //   RecoveryInbox (recovery_inbox.h) what the health thread tells the application thread
+//   NodeArena    (transports/shm)   the node's shared memory of this epoch, if any
 //
 // Files: comm_init.cc (init, joining, the local side), comm_recovery.cc (health's
 // callbacks, rebuild, standby, entering an epoch), comm_tuning.cc (the cost model and
 // calibration, measured by tuning/measurement.h), comm_split.cc, comm_stats.cc (stats
-// and the hang diagnosis), worker_switch.cc (fresh UCX workers after a death on a host).
+// and the hang diagnosis), worker_switch.cc (fresh UCX workers after a death on a host),
+// comm_node_memory.cc (the shared-memory segment of a one-node communicator).
 // Ops of different communicators run concurrently.
 #pragma once
 
@@ -46,6 +48,10 @@
 namespace ftccl {
 
 struct UniqueIdContents;
+namespace shm {
+class NodeSegment;
+class NodeArena;
+}  // namespace shm
 
 class Communicator final : public HealthListener {
  public:
@@ -140,6 +146,11 @@ class Communicator final : public HealthListener {
   Status calibrate();
   Status shareTuning(const char* when);
   Status shareTuningAfterCommit(const char* when);
+  // comm_node_memory.cc: at init and on entering each epoch, every rank maps a fresh
+  // segment or none does (one-node communicators only).
+  Status setUpNodeMemory(const char* when);
+  Status setUpNodeMemoryAfterCommit(const char* when);
+  void dropNodeMemory();
   // comm_split.cc: a blocking all-gather through the op order.
   Status allGatherBytes(const void* mine, void* all, size_t bytesEach);
   // comm_recovery.cc
@@ -197,6 +208,11 @@ class Communicator final : public HealthListener {
 
   std::shared_ptr<HealthService> health_;
   std::atomic<HealthService::RegistrationId> healthId_{0};  // the stats read it too
+
+  // The segment before the arena that views it (destroyed after it); builder_ holds the
+  // arena's address until dropNodeMemory().
+  std::unique_ptr<shm::NodeSegment> nodeSegment_;
+  std::unique_ptr<shm::NodeArena> nodeArena_;
 
   std::unique_ptr<uint8_t, void (*)(void*)> scratchMemory_{nullptr, free};
   Scratch scratch_;

@@ -83,6 +83,11 @@ Status resolveConfig(const ftcclConfig_t* user, CommConfig* out) {
   if (!cfg.statsFile.empty() && !cfg.stats) {
     return invalidArgument("FTCCL_STATS_FILE is set but FTCCL_STATS=0 turns counting off");
   }
+  int64_t shm = 1, shmSlot = static_cast<int64_t>(cfg.shmSlotBytes);
+  FTCCL_CHECK(envInt("FTCCL_SHM", 0, 1, &shm));
+  FTCCL_CHECK(envInt("FTCCL_SHM_SLOT_BYTES", 4096, 64 << 20, &shmSlot));
+  cfg.sharedMemory = shm != 0;
+  cfg.shmSlotBytes = static_cast<size_t>(shmSlot);
   std::string isa = envString("FTCCL_REDUCE_ISA");  // read by the kernels themselves
   reduce_detail::Isa unused;
   if (!isa.empty() && !reduce_detail::parseIsa(isa.c_str(), &unused)) {

@@ -29,6 +29,10 @@ struct CommConfig {
   std::string statsFile;  // FTCCL_STATS_FILE, "%h" host and "%p" pid expanded
   int statsIntervalMs = 1000;
   int stragglerMs = 5;
+  // Shared memory between the ranks of a one-node communicator (FTCCL_SHM=0 turns it
+  // off), and its slot size (FTCCL_SHM_SLOT_BYTES): rank 0's is used.
+  bool sharedMemory = true;
+  size_t shmSlotBytes = 256 << 10;
 };
 
 // Validates `user` (may be null) and merges it with FTCCL_* variables. Every invalid

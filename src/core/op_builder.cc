@@ -72,6 +72,13 @@ uint32_t opSignature(CollectiveKind kind, const CollectiveArgs& args,
 void OpBuilder::setLayout(std::vector<std::vector<int>> nodes, const CommShape& shape) {
   nodes_ = std::move(nodes);
   shape_ = shape;
+  shape_.sharedMemory = nodeMemory_ != nullptr;
+}
+
+void OpBuilder::setNodeMemory(NodeMemory* memory) {
+  nodeMemory_ = memory;
+  nodeSeq_ = 1;
+  shape_.sharedMemory = memory != nullptr;
 }
 
 // Send/Recv of a batch are posted together (a group never deadlocks on its own
@@ -115,7 +122,8 @@ std::unique_ptr<Collective> OpBuilder::buildCollective(const Target& target,
           : tuner_.choose(kind, bytes, shape_);
   args.signature = opSignature(kind, args, choice);
   if (request.algorithm < 0) logChoiceOnce(target.rank, kind, bytes, choice);
-  BuildContext context{*target.transport, *target.scratch, choice.pipeline, nodes_};
+  BuildContext context{*target.transport, *target.scratch, choice.pipeline, nodes_,
+                       nodeMemory_,       &nodeSeq_};
   return makeCollective(kind, choice.algorithm, context, args);
 }
 

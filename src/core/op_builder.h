@@ -30,6 +30,9 @@ class OpBuilder {
   const CommShape& shape() const { return shape_; }
   const Tuner& tuner() const { return tuner_; }
   void setTuner(Tuner tuner) { tuner_ = std::move(tuner); }
+  // The node's shared memory of this epoch, once every rank mapped it (null: none). Its
+  // sequences start again at 1, as its flags do.
+  void setNodeMemory(NodeMemory* memory);
 
  private:
   std::unique_ptr<Collective> buildCollective(const Target& target, const OpRequest& request);
@@ -38,6 +41,8 @@ class OpBuilder {
   Tuner tuner_;
   std::vector<std::vector<int>> nodes_;  // ranks of each node, intra-node ring order
   CommShape shape_;
+  NodeMemory* nodeMemory_ = nullptr;
+  uint32_t nodeSeq_ = 1;
   std::vector<uint64_t> loggedChoices_;  // (collective, algorithm, size class) logged
 };
 

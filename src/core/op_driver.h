@@ -34,17 +34,24 @@ class OpDriver {
   // Spin budget from the ranks on this host and its usable cores.
   void chooseSpin(int localRanks);
 
+  // What the op is, in words, for its errors: built only when one occurs (composing
+  // it for every op cost a fifth of a small shared-memory all-reduce).
+  using Describe = std::function<std::string()>;
   // `started`: when the caller began timing the op (saves a clock read), else now.
   // `timeoutMs`: no progress for that long fails the op (0: never; -1: the op timeout).
-  Status drive(Transport& transport, Collective& op, const std::string& what,
+  Status drive(Transport& transport, Collective& op, const Describe& what,
                std::chrono::steady_clock::time_point started = {}, int timeoutMs = -1);
+  Status drive(Transport& transport, Collective& op, const std::string& what,
+               std::chrono::steady_clock::time_point started = {}, int timeoutMs = -1) {
+    return drive(transport, op, Describe([&what] { return what; }), started, timeoutMs);
+  }
   // The bound of the library's own ops (calibration, the cost model's sharing after a
   // rebuild): the op timeout if set, else 10 failure timeouts without progress. They
   // must never wait forever, even when the application set no op timeout.
   int internalOpTimeoutMs() const;
 
  private:
-  Status failDisagreement(Collective& op, const std::string& what, const Status& cause);
+  Status failDisagreement(Collective& op, const Describe& what, const Status& cause);
   // After a transport error: waits (bounded by the failure timeout) for health to
   // revoke the communicator; true if it did.
   bool awaitHealthVerdict() const;
@@ -55,6 +62,7 @@ class OpDriver {
   Limits limits_;
   ProgressBoard* board_ = nullptr;
   std::chrono::microseconds spinBudget_{200};
+  bool oversubscribed_ = false;
 };
 
 }  // namespace ftccl

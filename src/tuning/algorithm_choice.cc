@@ -173,6 +173,16 @@ double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
     double folds = p == shape.nranks ? 0 : 2;
     return (rounds + folds) * (alpha + mib * beta) + (rounds + folds / 2) * mib * gamma;
   }
+  if (algorithm == Algorithm::kSharedMemory) {
+    // No messages: a flag round per chunk, and memory traffic the ping-pong does not
+    // see (a copy at memcpy speed, a reduction at gamma). Up to 32 KiB one round in
+    // which each rank reduces all n slots; above, chunks of 256 KiB that each rank
+    // copies in and out around the reduction of its slice. The calibration sets the level.
+    constexpr double kFlagUs = 1.0, kCopyUsPerMiB = 60.0, kOneRoundMiB = 32.0 / 1024;
+    if (mib <= kOneRoundMiB) return kFlagUs + mib * kCopyUsPerMiB + (n - 1) * mib * gamma;
+    double chunks = std::ceil(mib * 4);
+    return 2 * kFlagUs * chunks + 2 * mib * kCopyUsPerMiB + mib * gamma;
+  }
   // Hierarchical.
   if (!multiNode || shape.nodes == shape.nranks) return ring * 1.02;  // it is the ring
   double local = shape.maxRanksPerNode, nodes = shape.nodes;

@@ -21,8 +21,9 @@
 
 namespace ftccl {
 
-// Times are indexed by Algorithm's number: ring, tree, hierarchical, recursive doubling.
-constexpr int kCalibratedAlgorithms = 4;
+// Times are indexed by Algorithm's number: ring, tree, hierarchical, recursive doubling,
+// shared memory.
+constexpr int kCalibratedAlgorithms = 5;
 static_assert(kCalibratedAlgorithms == kAlgorithms, "a calibration slot per algorithm");
 
 struct Calibration {

@@ -44,11 +44,13 @@ TEST(AlgorithmOverrides, ErrorsNameTheProblem) {
 // The messages come from the algorithm table (algorithms/catalog.h): pinned whole.
 TEST(AlgorithmOverrides, MessagesListTheTablesNames) {
   AlgorithmOverrides o;
-  EXPECT_EQ(parseAlgorithmOverrides("allreduce:bogus", "FTCCL_ALGO", &o).message(),
-            "FTCCL_ALGO: unknown algorithm 'bogus' in 'allreduce:bogus' (ring, tree, hier, rd)");
+  EXPECT_EQ(
+      parseAlgorithmOverrides("allreduce:bogus", "FTCCL_ALGO", &o).message(),
+      "FTCCL_ALGO: unknown algorithm 'bogus' in 'allreduce:bogus' (ring, tree, hier, rd, shm)");
   EXPECT_EQ(parseAlgorithmOverrides("reducescatter:rd", "x", &o).message(),
             "x: reducescatter has no rd algorithm (it has ring)");
-  for (const char* alias : {"chain", "hierarchical", "recursive-doubling", "hier", "rd"}) {
+  for (const char* alias :
+       {"chain", "hierarchical", "recursive-doubling", "hier", "rd", "shm", "shared-memory"}) {
     EXPECT_TRUE(parseAlgorithmOverrides(std::string("allreduce:") + alias, "x", &o).isOk());
   }
 }
@@ -58,6 +60,7 @@ TEST(Catalog, NamesNumbersAndDefaults) {
   EXPECT_STREQ(algorithmName(Algorithm::kTree), "tree");
   EXPECT_STREQ(algorithmName(Algorithm::kHierarchical), "hier");
   EXPECT_STREQ(algorithmName(Algorithm::kRecursiveDoubling), "rd");
+  EXPECT_STREQ(algorithmName(Algorithm::kSharedMemory), "shm");
   // Shared by number (Tuner::toVector, calibration slots): the numbering is fixed.
   EXPECT_EQ(static_cast<int>(Algorithm::kRecursiveDoubling), 3);
   for (CollectiveKind kind : kAllCollectiveKinds) {
@@ -169,6 +172,15 @@ TEST(Tuner, CandidatesFollowTheShape) {
   EXPECT_FALSE(has(Tuner::candidates(CollectiveKind::kAllReduce, CommShape{4, 4, 1, true}),
                    Algorithm::kHierarchical));  // one rank per node: it is the ring
   EXPECT_EQ(Tuner::candidates(CollectiveKind::kAllGather, CommShape{8, 2, 4, true}).size(), 1u);
+  // Shared memory only where every rank mapped the node's segment (core decides).
+  EXPECT_FALSE(
+      has(Tuner::candidates(CollectiveKind::kAllReduce, oneNode(4)), Algorithm::kSharedMemory));
+  CommShape mapped = oneNode(4);
+  mapped.sharedMemory = true;
+  EXPECT_TRUE(has(Tuner::candidates(CollectiveKind::kAllReduce, mapped), Algorithm::kSharedMemory));
+  mapped.nranks = 1;
+  EXPECT_FALSE(
+      has(Tuner::candidates(CollectiveKind::kAllReduce, mapped), Algorithm::kSharedMemory));
 }
 
 // Times as a machine where the model is wrong would measure them: the tree is slower

@@ -30,7 +30,9 @@ SPLIT_SECONDS = 0.1  # one split: an all-gather and a child's init (rendezvous, 
 
 # FTCCL_ALGO values (src/tuning/algorithm_choice.cc); None leaves the choice to the tuner.
 # "hier" is left out: every rank here is on one node, where it has nothing to do.
-ALGOS = {"all_reduce_perf": (None, "allreduce:ring", "allreduce:tree", "allreduce:rd")}
+# "shm" (shared memory) applies on one node only: the netns kinds build the ring instead.
+ALGOS = {"all_reduce_perf": (None, "allreduce:ring", "allreduce:tree", "allreduce:rd",
+                             "allreduce:shm")}
 OTHER_ALGOS = (None, "ring")  # the other collectives only have ring (chain)
 
 MIN_RANKS, MAX_RANKS, MAX_SPARES = 2, 8, 2

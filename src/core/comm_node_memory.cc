@@ -1,0 +1,202 @@
+// The node's shared memory for one epoch (issue 26, docs/shared-memory.md): a fresh
+// segment at init and at every rebuild, mapped by every rank of the epoch (the activated
+// spare too) or by none.
+//
+// Only for a communicator whose ranks all share one node (one host, one network
+// namespace): the shared-memory algorithms then replace the transport for the whole
+// op, with local rank = communicator rank. Every rank decides that alike from the epoch's
+// peer table, so all of them take part in the steps below or none does:
+//  1. Rank 0 creates the segment (sized from its FTCCL_SHM_SLOT_BYTES; FTCCL_SHM=0 on
+//     rank 0 turns the path off for all) and listens for the others on a fresh abstract
+//     socket, admitting exactly the other ranks' pids.
+//  2. It broadcasts the socket's name and the layout over the transport. Those bytes are
+//     not authenticated, and need not be: a forged name leads a rank to a socket whose
+//     owner is not rank 0's pid, or that cannot prove the communicator's key, and the
+//     rank then maps nothing.
+//  3. Each rank takes the descriptor (fd_handoff.h: pid checks, a challenge-response under
+//     the communicator's key bound to the epoch) and maps it, checking the header.
+//  4. An all-reduce (min) of "mapped" over the transport: the path is used only if every
+//     rank mapped, since an op over shared memory needs all of them.
+// A failure in any step leaves the epoch on the transport's algorithms, with the reason
+// in the log; only a failure of the transport itself (a member died) fails the caller.
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "algorithms/subset_transport.h"
+#include "core/communicator.h"
+#include "transports/shm/fd_handoff.h"
+#include "transports/shm/node_arena.h"
+#include "transports/shm/node_segment.h"
+#include "util/log.h"
+
+namespace ftccl {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The setup's messages ride the tuning channel with their own signature: nothing else
+// there carries it (the cost model's messages carry 0).
+constexpr uint32_t kSetupSignature = 0xa5;
+constexpr uint32_t kOfferSeq = 1, kAgreementSeq = 2;
+// The leader's bound for handing the segment to every rank, one handshake (at most 3 s
+// each) after another. A member waits at most two failure timeouts (at least 1 s): by
+// then health has revoked the epoch if the leader died or stopped, and waiting longer
+// would only delay the rebuild.
+constexpr int kHandoffMs = 10000;
+// The leader serves in slices this long, checking revocation in between.
+constexpr int kServeSliceMs = 200;
+
+// Rank 0 -> all: where to get the segment, and its layout.
+struct Offer {
+  char name[48];  // the hand-off socket's name; empty when rank 0 offers nothing
+  uint64_t slotBytes;
+  uint32_t slotsPerRank;
+  uint32_t reserved;
+};
+static_assert(sizeof(Offer) == 64, "the offer is one fixed-size message");
+
+double msSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// Why not, or "" when every rank of the epoch is on one node, host and network namespace.
+std::string whyNotOneNode(const EpochView& view) {
+  const PeerInfo& first = view.ofRank(0);
+  for (int r = 1; r < view.nranks(); ++r) {
+    const PeerInfo& p = view.ofRank(r);
+    if (p.node != first.node || p.host != first.host) return "the ranks span several nodes";
+    if (p.netns != first.netns) return "the ranks are in several network namespaces";
+  }
+  return "";
+}
+
+}  // namespace
+
+void Communicator::dropNodeMemory() {
+  builder_.setNodeMemory(nullptr);
+  nodeArena_.reset();
+  nodeSegment_.reset();  // unmapped: a stale op of the old epoch can write nowhere we read
+}
+
+Status Communicator::setUpNodeMemory(const char* when) {
+  dropNodeMemory();
+  std::shared_ptr<const EpochView> view = epochs_.current();
+  const int n = view->nranks(), rank = view->rank;
+  if (rank < 0 || n < 2 || n > shm::kMaxLocalRanks || !authRoot_ || !whyNotOneNode(*view).empty()) {
+    return Status::ok();
+  }
+  auto start = Clock::now();
+  std::vector<int> everyone(static_cast<size_t>(n));
+  std::iota(everyone.begin(), everyone.end(), 0);
+  SubsetTransport all(*transport_, everyone, kTuningChannel);
+  const uint64_t context = view->epoch;
+  const uint32_t epoch = static_cast<uint32_t>(view->epoch);
+  auto segment = std::make_unique<shm::NodeSegment>();
+  shm::HandoffServer server;
+  Offer offer{};
+  std::string why;  // why this rank maps nothing
+
+  if (rank == 0) {
+    shm::NodeLayout layout;
+    Status made = config_.sharedMemory
+                      ? shm::NodeLayout::make(n, config_.shmSlotBytes, shm::kDefaultSlotsPerRank,
+                                              epoch, &layout)
+                      : invalidUsage("FTCCL_SHM=0 on rank 0");
+    if (made.isOk()) made = shm::NodeSegment::create(layout, segment.get());
+    std::vector<pid_t> members;
+    for (int r = 1; r < n; ++r) members.push_back(view->ofRank(r).pid);
+    if (made.isOk()) made = server.start(*authRoot_, context, members);
+    if (made.isOk()) {
+      std::snprintf(offer.name, sizeof(offer.name), "%s", server.name().c_str());
+      offer.slotBytes = layout.slotBytes();
+      offer.slotsPerRank = static_cast<uint32_t>(layout.slotsPerRank());
+    } else {
+      why = made.message();
+    }
+  }
+  CollectiveArgs args;
+  args.sendbuff = args.recvbuff = &offer;
+  args.count = sizeof(offer);
+  args.type = ftcclUint8;
+  args.opSeq = kOfferSeq;
+  args.signature = kSetupSignature;
+  std::unique_ptr<Collective> broadcast = makeChainBroadcast(all, config_.pipeline, args);
+  FTCCL_CHECK(driver_.drive(*transport_, *broadcast,
+                            std::string("offering shared memory at ") + when, {},
+                            driver_.internalOpTimeoutMs()));
+  offer.name[sizeof(offer.name) - 1] = '\0';
+
+  bool mapped = false;
+  const net::Deadline deadline = net::deadlineAfterMs(kHandoffMs);
+  if (offer.name[0] == '\0') {
+    if (why.empty()) why = "rank 0 offers no segment";
+  } else if (rank == 0) {
+    Status served;
+    do {
+      served = server.serve(segment->fd(), std::min(deadline, net::deadlineAfterMs(kServeSliceMs)));
+    } while (!served.isOk() && !server.finished() && Clock::now() < deadline &&
+             !revocation_.revoked() && !revocation_.aborted());
+    server.close();
+    mapped = served.isOk();
+    if (!mapped) why = served.message();
+  } else {
+    shm::NodeLayout layout;
+    Status got = shm::NodeLayout::make(n, offer.slotBytes, static_cast<int>(offer.slotsPerRank),
+                                       epoch, &layout);
+    net::Fd fd;
+    const net::Deadline mine =
+        std::min(deadline, net::deadlineAfterMs(std::max(1000, 2 * config_.failureTimeoutMs)));
+    if (got.isOk()) {
+      got = shm::receiveFd(offer.name, *authRoot_, context, view->ofRank(0).pid, mine, &fd);
+    }
+    if (got.isOk()) got = shm::NodeSegment::map(fd.get(), layout, segment.get());
+    mapped = got.isOk();
+    if (!mapped) why = got.message();
+  }
+
+  int32_t mine = mapped ? 1 : 0, everyoneMapped = 0;
+  args = CollectiveArgs();
+  args.sendbuff = &mine;
+  args.recvbuff = &everyoneMapped;
+  args.count = 1;
+  args.type = ftcclInt32;
+  args.op = ftcclMin;
+  args.opSeq = kAgreementSeq;
+  args.signature = kSetupSignature;
+  std::unique_ptr<Collective> agreement = makeRecursiveDoublingAllReduce(all, scratch_, args);
+  FTCCL_CHECK(driver_.drive(*transport_, *agreement,
+                            std::string("agreeing on shared memory at ") + when, {},
+                            driver_.internalOpTimeoutMs()));
+  if (everyoneMapped != 1) {
+    if (!why.empty() && why != "rank 0 offers no segment") {
+      FTCCL_LOG(Warn, Init, "rank {}: no shared memory at {}: {}", rank, when, why);
+    } else if (rank == 0) {
+      FTCCL_LOG(Info, Init, "no shared memory at {}: {}", when,
+                why.empty() ? "a rank could not map the segment (its log says why)" : why);
+    }
+    return Status::ok();
+  }
+  nodeSegment_ = std::move(segment);
+  nodeArena_ = std::make_unique<shm::NodeArena>(*nodeSegment_, rank);
+  builder_.setNodeMemory(nodeArena_.get());
+  if (rank == 0) {
+    const shm::NodeLayout& layout = nodeSegment_->layout();
+    FTCCL_LOG(Info, Init,
+              "shared memory at {}: {} ranks x {} slots of {} KiB, {:.1f} MiB for the node, "
+              "mapped by all in {:.1f} ms",
+              when, n, layout.slotsPerRank(), layout.slotBytes() >> 10,
+              layout.totalBytes() / 1048576.0, msSince(start));
+  }
+  return Status::ok();
+}
+
+// As shareTuningAfterCommit: a failure while the new epoch sets up revokes that epoch;
+// the member is in it all the same, and its next op reports the failure.
+Status Communicator::setUpNodeMemoryAfterCommit(const char* when) {
+  Status set = setUpNodeMemory(when);
+  if (set.isOk() || revocation_.revoked()) return Status::ok();
+  return set;
+}
+
+}  // namespace ftccl
