@@ -73,12 +73,23 @@ void OpBuilder::setLayout(std::vector<std::vector<int>> nodes, const CommShape& 
   nodes_ = std::move(nodes);
   shape_ = shape;
   shape_.sharedMemory = nodeMemory_ != nullptr;
+  choices_.clear();
 }
 
 void OpBuilder::setNodeMemory(NodeMemory* memory) {
   nodeMemory_ = memory;
   nodeSeq_ = 1;
   shape_.sharedMemory = memory != nullptr;
+  choices_.clear();
+}
+
+const AlgorithmChoice& OpBuilder::choose(CollectiveKind kind, size_t bytes) {
+  constexpr size_t kMaxRemembered = 4096;  // an application sweeping sizes starts over
+  const uint64_t key = (static_cast<uint64_t>(kind) << 56) | (bytes & ((1ull << 56) - 1));
+  auto found = choices_.find(key);
+  if (found != choices_.end()) return found->second;
+  if (choices_.size() >= kMaxRemembered) choices_.clear();
+  return choices_.emplace(key, tuner_.choose(kind, bytes, shape_)).first->second;
 }
 
 // Send/Recv of a batch are posted together (a group never deadlocks on its own
@@ -119,7 +130,7 @@ std::unique_ptr<Collective> OpBuilder::buildCollective(const Target& target,
   AlgorithmChoice choice =
       request.algorithm >= 0
           ? tuner_.with(static_cast<Algorithm>(request.algorithm), kind, bytes, shape_)
-          : tuner_.choose(kind, bytes, shape_);
+          : choose(kind, bytes);
   args.signature = opSignature(kind, args, choice);
   if (request.algorithm < 0) logChoiceOnce(target.rank, kind, bytes, choice);
   BuildContext context{*target.transport, *target.scratch, choice.pipeline, nodes_,

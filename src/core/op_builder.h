@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "algorithms/collective.h"
@@ -29,7 +30,10 @@ class OpBuilder {
   void setLayout(std::vector<std::vector<int>> nodes, const CommShape& shape);
   const CommShape& shape() const { return shape_; }
   const Tuner& tuner() const { return tuner_; }
-  void setTuner(Tuner tuner) { tuner_ = std::move(tuner); }
+  void setTuner(Tuner tuner) {
+    tuner_ = std::move(tuner);
+    choices_.clear();
+  }
   // The node's shared memory of this epoch, once every rank mapped it (null: none). Its
   // sequences start again at 1, as its flags do.
   void setNodeMemory(NodeMemory* memory);
@@ -37,6 +41,10 @@ class OpBuilder {
  private:
   std::unique_ptr<Collective> buildCollective(const Target& target, const OpRequest& request);
   void logChoiceOnce(int rank, CollectiveKind kind, size_t bytes, const AlgorithmChoice& choice);
+  // The tuner's choice, remembered per collective and size: an application repeats a
+  // few sizes, and weighing every candidate cost a small op ~1 us (the calibration's
+  // interpolation allocates). Cleared whenever the tuner or the shape changes.
+  const AlgorithmChoice& choose(CollectiveKind kind, size_t bytes);
 
   Tuner tuner_;
   std::vector<std::vector<int>> nodes_;  // ranks of each node, intra-node ring order
@@ -44,6 +52,7 @@ class OpBuilder {
   NodeMemory* nodeMemory_ = nullptr;
   uint32_t nodeSeq_ = 1;
   std::vector<uint64_t> loggedChoices_;  // (collective, algorithm, size class) logged
+  std::unordered_map<uint64_t, AlgorithmChoice> choices_;  // by (collective, bytes)
 };
 
 // The op's digest carried in every message's tag (transports/tag_layout.h).
