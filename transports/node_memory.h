@@ -52,10 +52,10 @@ class NodeMemory {
   /// slower rank checks op seq, but rewrites slot seq % k only once every done reached seq.
   struct OpDescriptor {
     uint64_t count = 0;
-    uint32_t seq = 0, opSeq = 0, signature = 0, type = 0, op = 0, reserved = 0;
+    uint32_t seq = 0, opSeq = 0, signature = 0, type = 0, op = 0, root = 0;
     bool operator==(const OpDescriptor& o) const {
       return count == o.count && seq == o.seq && opSeq == o.opSeq && signature == o.signature &&
-             type == o.type && op == o.op;
+             type == o.type && op == o.op && root == o.root;
     }
     bool operator!=(const OpDescriptor& o) const { return !(*this == o); }
   };

@@ -148,6 +148,20 @@ std::unique_ptr<Collective> makeChainReduce(Transport& transport, const Scratch&
 // large ones.
 std::unique_ptr<Collective> makeShmAllReduce(NodeMemory& memory, const CollectiveArgs& args,
                                              uint32_t* nextSeq);
+// Broadcast (shm_broadcast.cc): args.root (a local rank) copies each chunk into its slot.
+std::unique_ptr<Collective> makeShmBroadcast(NodeMemory& memory, const CollectiveArgs& args,
+                                             uint32_t* nextSeq);
+// Reduce to args.root (shm_reduce.cc): the root reduces all slots, or from 3 ranks each a
+// slice of large buffers.
+std::unique_ptr<Collective> makeShmReduce(NodeMemory& memory, const CollectiveArgs& args,
+                                          uint32_t* nextSeq);
+// All-gather (shm_allgather.cc): every rank copies every rank's slot out.
+std::unique_ptr<Collective> makeShmAllGather(NodeMemory& memory, const CollectiveArgs& args,
+                                             uint32_t* nextSeq);
+// Reduce-scatter (shm_reduce_scatter.cc): a slot carries a block of every part; rank r
+// reduces block r of all slots.
+std::unique_ptr<Collective> makeShmReduceScatter(NodeMemory& memory, const CollectiveArgs& args,
+                                                 uint32_t* nextSeq);
 
 // Send/Recv: a set of point-to-point transfers progressed together (a group's p2p part).
 struct PointToPoint {

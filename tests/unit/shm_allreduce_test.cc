@@ -7,7 +7,8 @@
 // every size and path; rank 0 checks
 // each result against the reference of tests/unit/reduce_reference.h and every rank's
 // result must be bit-identical to rank 0's. No timing asserts: 8 threads may share 2
-// cores.
+// cores. Ranks that call it differently, and it mixed with the other collectives:
+// shm_collectives_*_test.cc.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -22,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "reduce/reduce.h"
 #include "reduce_reference.h"
+#include "shm_collectives_fixture.h"
 #include "transports/shm/node_arena.h"
 #include "transports/shm/node_segment.h"
 
@@ -63,17 +65,13 @@ std::vector<OpSpec> allOps(size_t slotBytes) {
 
 // Rank `rank`'s input of op `index`: reproducible, so rank 0 can build every rank's.
 void fillInput(const OpSpec& spec, int n, size_t index, int rank, uint8_t* out) {
-  std::mt19937_64 rng((uint64_t{static_cast<uint32_t>(n)} << 48) ^ (uint64_t{index} << 16) ^
-                      static_cast<uint64_t>(rank));
-  size_t size = dataTypeSize(spec.type);
-  for (size_t i = 0; i < spec.count; ++i) reduce_test::fillValue(spec.type, rng, out + i * size);
+  shm_test::fillValues(spec.type, spec.count,
+                       (uint64_t{static_cast<uint32_t>(n)} << 48) ^ (uint64_t{index} << 16) ^
+                           static_cast<uint64_t>(rank),
+                       out);
 }
 
-uint64_t fnv1a(const uint8_t* data, size_t bytes) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < bytes; ++i) h = (h ^ data[i]) * 1099511628211ull;
-  return h;
-}
+using shm_test::fnv1a;
 
 // Checks `got` against the reference: every rank's input folded in rank order, then the
 // division for Avg. Returns "" or the first mismatch.
@@ -81,47 +79,15 @@ std::string checkReference(const OpSpec& spec, int n, size_t index, const uint8_
   size_t size = dataTypeSize(spec.type);
   std::vector<std::vector<uint8_t>> inputs(n, std::vector<uint8_t>(spec.count * size));
   for (int r = 0; r < n; ++r) fillInput(spec, n, index, r, inputs[r].data());
-  uint8_t acc[8], next[8];
-  for (size_t i = 0; i < spec.count; ++i) {
-    std::memcpy(acc, inputs[0].data() + i * size, size);
-    for (int r = 1; r < n; ++r) {
-      reduce_test::refElem(spec.type, spec.op, acc, inputs[r].data() + i * size, next);
-      std::memcpy(acc, next, size);
-    }
-    if (spec.op == ftcclAvg) {
-      reduce_test::refDivElem(spec.type, acc, n, next);
-      std::memcpy(acc, next, size);
-    }
-    // One rank combines nothing: its input comes back as is (a signalling NaN too, which
-    // sameElem would want quiet), as from the other algorithms at one rank.
-    bool same = n == 1 && spec.op != ftcclAvg
-                    ? std::memcmp(acc, got + i * size, size) == 0
-                    : bool(reduce_test::sameElem(spec.type, acc, got + i * size));
-    if (!same) {
-      return std::string("element ") + std::to_string(i) + " differs from the reference";
-    }
-  }
-  return "";
+  return shm_test::checkFolded(spec.type, spec.op, inputs, spec.count, got);
 }
 
-// Runs one collective to completion the way the op driver will: progress, and between
-// calls a bounded sleep on a peer it waits for.
-// Set by the first rank that fails, so that its peers stop waiting for it and the test
-// reports the failure instead of hanging until CTest's timeout.
-std::atomic<bool> gAbandoned{false};
+// The op driver's loop (shm_collectives_fixture.h); gAbandoned set by a failing rank
+// stops its peers.
+using shm_test::gAbandoned;
 
 Status runOne(NodeMemory& memory, const CollectiveArgs& args, uint32_t* nextSeq) {
-  std::unique_ptr<Collective> op = makeShmAllReduce(memory, args, nextSeq);
-  for (;;) {
-    bool done = false;
-    FTCCL_CHECK(op->progress(&done));
-    if (done) return Status::ok();
-    if (gAbandoned.load()) {
-      op->abort();
-      return internalError("a peer failed first");
-    }
-    if (!op->waitForPeers(1000)) std::this_thread::yield();
-  }
+  return shm_test::runOne(CollectiveKind::kAllReduce, memory, args, nextSeq);
 }
 
 struct RankLog {
@@ -165,10 +131,7 @@ void runRank(const shm::NodeSegment& segment, int rank, const std::vector<OpSpec
 
 // A fresh segment of n local ranks with slots of kSlotBytes.
 void makeSegment(int n, int slotsPerRank, shm::NodeSegment* segment) {
-  shm::NodeLayout layout;
-  ASSERT_TRUE(shm::NodeLayout::make(n, kSlotBytes, slotsPerRank, 1, &layout).isOk());
-  Status created = shm::NodeSegment::create(layout, segment);
-  ASSERT_TRUE(created.isOk()) << created.message();
+  shm_test::makeSegment(n, slotsPerRank, segment, kSlotBytes);
 }
 
 void runNode(int n, int slotsPerRank) {
@@ -200,48 +163,6 @@ INSTANTIATE_TEST_SUITE_P(LocalSizes, ShmAllReduceRanks, ::testing::Range(1, 9));
 TEST(ShmAllReduce, FourSlots) {
   runNode(3, 4);
   runNode(8, 4);
-}
-
-// Ranks that call one op differently (count, type of the same size, op) all fail with
-// ftcclInvalidUsage, as over the transport, instead of reducing each other's bytes.
-TEST(ShmAllReduce, RanksThatCallDifferentlyAllFail) {
-  struct Variant {
-    const char* what;
-    size_t count;
-    ftcclDataType_t type;
-    ftcclRedOp_t op;
-  };
-  const Variant odd[] = {{"count", 5, ftcclFloat32, ftcclSum},
-                         {"type", 3, ftcclInt32, ftcclSum},
-                         {"op", 3, ftcclFloat32, ftcclMax}};
-  for (const Variant& v : odd) {
-    SCOPED_TRACE(v.what);
-    shm::NodeSegment segment;
-    ASSERT_NO_FATAL_FAILURE(makeSegment(3, 2, &segment));
-    gAbandoned.store(false);
-    std::vector<Status> results(3);
-    std::vector<std::thread> threads;
-    for (int r = 0; r < 3; ++r) {
-      threads.emplace_back([&, r] {
-        shm::NodeArena arena(segment, r);
-        std::vector<float> data(8, 1.0f);
-        CollectiveArgs args;
-        args.sendbuff = args.recvbuff = data.data();
-        args.count = r == 1 ? v.count : 3;
-        args.type = r == 1 ? v.type : ftcclFloat32;
-        args.op = r == 1 ? v.op : ftcclSum;
-        uint32_t nextSeq = 1;
-        results[r] = runOne(arena, args, &nextSeq);
-      });
-    }
-    for (std::thread& t : threads) t.join();
-    for (int r = 0; r < 3; ++r) {
-      EXPECT_EQ(results[r].code(), ftcclInvalidUsage)
-          << "rank " << r << ": " << results[r].message();
-      EXPECT_NE(results[r].message().find("called one all-reduce differently"), std::string::npos)
-          << results[r].message();
-    }
-  }
 }
 
 // One slot per rank would need a barrier before every overwrite: refused, publishing

@@ -1,0 +1,231 @@
+#include "algorithms/shm_steps.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "reduce/reduce.h"
+
+namespace ftccl {
+namespace {
+
+// Slices and blocks start on cache lines, so two ranks never write one line.
+constexpr size_t kLineBytes = 64;
+
+const char* const kNames[kCollectiveKinds] = {"all-reduce", "broadcast", "reduce", "all-gather",
+                                              "reduce-scatter"};
+
+bool reduces(CollectiveKind kind) {
+  return kind != CollectiveKind::kBroadcast && kind != CollectiveKind::kAllGather;
+}
+bool rooted(CollectiveKind kind) {
+  return kind == CollectiveKind::kBroadcast || kind == CollectiveKind::kReduce;
+}
+
+// The descriptor's op is the collective (above 8 bits) and its reduction op (0 where it
+// reduces nothing), so ranks that call different collectives fail as well, whatever
+// the signature; an all-reduce's is its reduction op alone.
+uint32_t describedOp(CollectiveKind kind, ftcclRedOp_t op) {
+  return static_cast<uint32_t>(kind) << 8 | (reduces(kind) ? static_cast<uint32_t>(op) : 0);
+}
+
+std::string what(const NodeMemory::OpDescriptor& d) {
+  uint32_t kind = d.op >> 8;
+  return std::string(kind < kCollectiveKinds ? kNames[kind] : "unknown collective") + " (op " +
+         std::to_string(d.opSeq) + ", sequence " + std::to_string(d.seq) + ") of " +
+         std::to_string(d.count) + " elements, type " + std::to_string(d.type) + ", op " +
+         std::to_string(d.op & 0xff) + ", root " + std::to_string(d.root) + ", signature " +
+         std::to_string(d.signature);
+}
+
+}  // namespace
+
+ShmCollective::ShmCollective(NodeMemory& memory, const CollectiveArgs& args, CollectiveKind kind)
+    : memory_(memory), args_(args), kind_(kind), elemSize_(dataTypeSize(args.type)) {}
+
+void ShmCollective::plan(size_t chunkElems, uint32_t* nextSeq) {
+  chunkElems_ = chunkElems;
+  chunks_ = chunkElems ? std::max<size_t>(1, (args_.count + chunkElems - 1) / chunkElems) : 1;
+  seq_ = *nextSeq;
+  *nextSeq += static_cast<uint32_t>(chunks_);
+}
+
+Status ShmCollective::progress(bool* done) {
+  *done = false;
+  if (stage_ == Stage::kAborted) return Status::ok();
+  if (!checked_) {
+    FTCCL_CHECK(checkArgs());
+    checked_ = true;
+  }
+  while (chunk_ < chunks_) {
+    if (stage_ == Stage::kContribute) {
+      contribute();
+      memory_.describe(slotIndex(), mine());
+      memory_.publishReady(seq_);
+      ++mark_;
+      copyLocal();
+      stage_ = Stage::kReady;
+      cursor_ = 0;
+    }
+    if (stage_ == Stage::kReady) {
+      if (!allReached(&NodeMemory::readyReached, false)) return Status::ok();
+      FTCCL_CHECK(checkPeersAgree());
+      if (!readPeers()) {
+        finishChunk();
+        continue;
+      }
+      ++mark_;
+      stage_ = Stage::kDone;
+      cursor_ = 0;
+    }
+    if (stage_ == Stage::kDone) {
+      if (!allReached(&NodeMemory::doneReached, true)) return Status::ok();
+      finishChunk();
+    }
+  }
+  *done = true;
+  return Status::ok();
+}
+
+void ShmCollective::abort() {
+  if (chunk_ < chunks_) stage_ = Stage::kAborted;
+}
+
+std::vector<int> ShmCollective::pendingPeers() const {
+  std::vector<int> pending;
+  if (stage_ != Stage::kReady && stage_ != Stage::kDone) return pending;
+  for (int r = 0; r < ranks(); ++r) {
+    if (r != me() && !waitedReached(r)) pending.push_back(r);
+  }
+  return pending;
+}
+
+bool ShmCollective::waitForPeers(int timeoutUs) {
+  if (stage_ != Stage::kReady && stage_ != Stage::kDone) return false;
+  for (int r = cursor_; r < ranks(); ++r) {
+    if (r == me() || waitedReached(r)) continue;
+    if (stage_ == Stage::kReady) {
+      (void)memory_.sleepUntilReady(r, seq_, timeoutUs);
+    } else {
+      (void)memory_.sleepUntilDone(r, seq_, timeoutUs);
+    }
+    return true;
+  }
+  return true;  // what it waited for came meanwhile: progress() goes on at once
+}
+
+size_t ShmCollective::chunkCount() const {
+  return std::min(chunkElems_, args_.count - std::min(args_.count, chunkFirst()));
+}
+
+void ShmCollective::slice(int r, size_t total, size_t* first, size_t* count) const {
+  size_t n = static_cast<size_t>(ranks());
+  size_t align = std::max<size_t>(1, kLineBytes / elemSize_);
+  size_t each = (total + n - 1) / n;
+  each = (each + align - 1) / align * align;
+  *first = std::min(total, each * static_cast<size_t>(r));
+  *count = std::min(total, *first + each) - *first;
+}
+
+size_t ShmCollective::blockElems(int blocks) const {
+  size_t each = slotElems() / static_cast<size_t>(blocks);
+  size_t align = elemSize_ ? std::max<size_t>(1, kLineBytes / elemSize_) : 1;
+  return each >= align ? each / align * align : each;
+}
+
+void ShmCollective::collect(int rank) {
+  size_t first = 0, count = 0;
+  slice(rank, chunkCount(), &first, &count);
+  copy(at(args_.recvbuff, chunkFirst() + first), at(slotOf(rank), first), count);
+}
+
+void ShmCollective::copy(void* dst, const void* src, size_t count) const {
+  if (count) std::memcpy(dst, src, count * elemSize_);
+}
+
+void ShmCollective::reduceSlots(void* out, size_t first, size_t count) const {
+  if (count == 0) return;
+  int n = ranks();
+  const uint8_t* s0 = at(slotOf(0), first);
+  if (n == 1) {
+    std::memmove(out, s0, count * elemSize_);
+  } else {
+    reduce(out, s0, at(slotOf(1), first), count, args_.type, args_.op);
+    for (int r = 2; r < n; ++r) reduce(out, out, at(slotOf(r), first), count, args_.type, args_.op);
+  }
+  if (args_.op == ftcclAvg) divideBy(out, count, args_.type, n);
+}
+
+Status ShmCollective::checkArgs() const {
+  const std::string name = std::string("shm ") + kNames[static_cast<int>(kind_)] + ": ";
+  if (elemSize_ == 0) return invalidArgument(name + "invalid data type");
+  if (reduces(kind_) && !isValidRedOp(args_.op)) {
+    return invalidArgument(name + "invalid reduction op");
+  }
+  if (rooted(kind_) && (args_.root < 0 || args_.root >= ranks())) {
+    return invalidArgument(name + "root " + std::to_string(args_.root) + " is not one of the " +
+                           std::to_string(ranks()) + " local ranks");
+  }
+  if (memory_.slotsPerRank() < 2 || slotElems() == 0 || (chunkElems_ == 0 && args_.count > 0)) {
+    return invalidArgument(name + "needs 2 slots per rank of at least one element (" +
+                           std::to_string(ranks()) + " for reduce-scatter)");
+  }
+  return Status::ok();
+}
+
+NodeMemory::OpDescriptor ShmCollective::mine() const {
+  NodeMemory::OpDescriptor d;
+  d.count = args_.count;
+  d.seq = seq_;
+  d.opSeq = args_.opSeq;
+  d.signature = args_.signature;
+  d.type = static_cast<uint32_t>(args_.type);
+  d.op = describedOp(kind_, args_.op);
+  d.root = rooted(kind_) ? static_cast<uint32_t>(args_.root) : 0;
+  return d;
+}
+
+// Every peer called this op as this rank did. Each rank compares all: if they differ,
+// every rank differs from some rank, so all fail alike (ready was published by all
+// before any compares, so nobody is left waiting for a rank that failed).
+Status ShmCollective::checkPeersAgree() {
+  const NodeMemory::OpDescriptor want = mine();
+  for (int r = 0; r < ranks(); ++r) {
+    const NodeMemory::OpDescriptor got = memory_.descriptor(r, slotIndex());
+    if (got == want) continue;
+    stage_ = Stage::kAborted;
+    const char* name = kNames[static_cast<int>(kind_)];
+    return invalidUsage(std::string("shm ") + name + ": local rank " + std::to_string(r) +
+                        " called " + what(got) + ", but local rank " + std::to_string(me()) +
+                        " called " + what(want) + " (the ranks called one " + name +
+                        " differently)");
+  }
+  return Status::ok();
+}
+
+bool ShmCollective::waitedReached(int rank) const {
+  return stage_ == Stage::kReady ? memory_.readyReached(rank, seq_)
+                                 : memory_.doneReached(rank, seq_);
+}
+
+// Whether every other rank's flag reached seq_; ranks seen there are not checked again
+// (flags only advance), and each one seen advances the progress mark.
+bool ShmCollective::allReached(Reached reached, bool collecting) {
+  for (; cursor_ < ranks(); ++cursor_) {
+    if (cursor_ == me()) continue;
+    if (!(memory_.*reached)(cursor_, seq_)) return false;
+    if (collecting) collect(cursor_);
+    ++mark_;
+  }
+  return true;
+}
+
+void ShmCollective::finishChunk() {
+  memory_.publishDone(seq_);
+  ++chunk_;
+  ++seq_;
+  ++mark_;
+  stage_ = Stage::kContribute;
+}
+
+}  // namespace ftccl

@@ -1,0 +1,117 @@
+// The steps every shared-memory collective takes per chunk (shm_*.cc), over the flags
+// and slots of transports/node_memory.h, keeping its contract once for all of them:
+//
+//   contribute   write this rank's part of chunk t into its slot t % k (it may: having
+//                completed t - 1 it saw every ready reach t - 1, so nobody reads that
+//                slot for t - k any more), describe the op there, publish ready = t;
+//                every rank does, contributing or not;
+//   copyLocal    what needs no peer (the root's own output), while peers catch up;
+//   readPeers    once every rank's ready reached t and every rank's description of the
+//                op matches this rank's (ranks that called it differently all fail):
+//                read the slots (reduce, copy out). This rank's slot for t + 1 is free
+//                to write by then (every peer has finished reading older sequences), as
+//                scratch for instance. It may end the chunk there, or ask for
+//   collect(r)   for each other rank r once r's done reached t (r published it early:
+//                "my reduced slice is in my slot"; copy it out); then
+//   finish       publish done = t ("finished reading": every flag advances every
+//                chunk, so none lags 2^31 behind and reads as ahead), next chunk.
+//
+// A collective is then only the data movement of those hooks. Ranks in here are LOCAL
+// ranks; the root is one (right for a communicator on one node, as core uses it).
+// Never blocks: progress() checks flags and returns; waitForPeers() sleeps on the flag
+// of the first rank it waits for. abort() only stops: what this rank published stays,
+// and a peer waiting on it is revoked by health.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "algorithms/collective.h"
+#include "transports/node_memory.h"
+
+namespace ftccl {
+
+class ShmCollective : public Collective {
+ public:
+  Status progress(bool* done) final;
+  void abort() final;
+  // LOCAL ranks (0..localSize-1): the memory does not know the communicator's numbering.
+  std::vector<int> pendingPeers() const final;
+  uint64_t progressMark() const final { return mark_; }
+  bool waitForPeers(int timeoutUs) final;
+
+ protected:
+  ShmCollective(NodeMemory& memory, const CollectiveArgs& args, CollectiveKind kind);
+
+  // Takes the op's sequences from *nextSeq: one per chunk of `chunkElems` elements (at
+  // least one, for count 0 too), so the number depends only on what every rank passes
+  // alike. A chunk must carry an element: 0 with a count is refused in progress().
+  void plan(size_t chunkElems, uint32_t* nextSeq);
+
+  // What this rank does with chunk chunk_ (sequence seq_) at each step (above).
+  virtual void contribute() = 0;
+  virtual void copyLocal() {}
+  virtual bool readPeers() = 0;  // true: a second phase follows (done published)
+  // By default: `rank`'s reduced slice of the chunk (slice(), by chunkCount()) from its
+  // slot into the output, the second phase of the pipelined all-reduce and split reduce.
+  virtual void collect(int rank);
+
+  int me() const { return memory_.localRank(); }
+  int ranks() const { return memory_.localSize(); }
+  int slotIndex() const { return slotIndexOf(seq_); }
+  int slotIndexOf(uint32_t seq) const {
+    return static_cast<int>(seq % static_cast<uint32_t>(memory_.slotsPerRank()));
+  }
+  uint8_t* slotOf(int rank) const { return memory_.slot(rank, slotIndex()); }
+  // Elements of one slot (0 for an invalid type).
+  size_t slotElems() const { return elemSize_ ? memory_.slotBytes() / elemSize_ : 0; }
+  // Elements [chunkFirst(), chunkFirst() + chunkCount()) of a part travel in this chunk.
+  size_t chunkFirst() const { return chunk_ * chunkElems_; }
+  size_t chunkCount() const;
+  // Slice r of `total` elements split n ways on cache lines: [*first, *first + *count).
+  void slice(int r, size_t total, size_t* first, size_t* count) const;
+  // Elements per block when a slot is cut into `blocks`, each on a cache line if it can.
+  size_t blockElems(int blocks) const;
+
+  uint8_t* at(void* base, size_t element) const {
+    return static_cast<uint8_t*>(base) + element * elemSize_;
+  }
+  const uint8_t* at(const void* base, size_t element) const {
+    return static_cast<const uint8_t*>(base) + element * elemSize_;
+  }
+  // memcpy of `count` elements (nothing for 0: a null buffer may come with count 0).
+  void copy(void* dst, const void* src, size_t count) const;
+  // out = slot 0 (op) slot 1 (op) ... over elements [first, first + count) of every
+  // rank's slot for this chunk, in local rank order, so every rank that reduces an
+  // element gets the same bits; Avg divides the finished sum by the local size once.
+  // `out` must not overlap any slot's range but may be anywhere else.
+  void reduceSlots(void* out, size_t first, size_t count) const;
+
+  NodeMemory& memory_;
+  const CollectiveArgs args_;
+  const CollectiveKind kind_;
+  const size_t elemSize_;
+  size_t chunkElems_ = 0;
+  size_t chunks_ = 1;
+  size_t chunk_ = 0;  // the chunk in progress
+  uint32_t seq_ = 0;  // its sequence
+
+ private:
+  enum class Stage { kContribute, kReady, kDone, kAborted };
+  using Reached = bool (NodeMemory::*)(int, uint32_t) const;
+
+  Status checkArgs() const;
+  NodeMemory::OpDescriptor mine() const;
+  Status checkPeersAgree();
+  bool waitedReached(int rank) const;
+  bool allReached(Reached reached, bool collecting);
+  void finishChunk();
+
+  bool checked_ = false;
+  Stage stage_ = Stage::kContribute;
+  int cursor_ = 0;  // the first rank whose flag is not yet seen at the wanted sequence
+  uint64_t mark_ = 0;
+};
+
+}  // namespace ftccl
