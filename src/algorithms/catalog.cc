@@ -42,40 +42,69 @@ const CollectiveTable kAllReduce = {
          [](const CommShape& s) { return s.nodes > 1 && s.nodes < s.nranks; }},
         {Algorithm::kSharedMemory, "shm",
          [](const BuildContext& c, const CollectiveArgs& a) {
-           // Forced (FTCCL_ALGO) where no memory is shared: alike on every rank, since
-           // whether it is shared was agreed on by all.
            if (!c.node) return makeRingAllReduce(c.transport, c.scratch, c.pipeline, a);
            return makeShmAllReduce(*c.node, a, c.nodeSeq);
          },
          sharesMemory},
     }};
 
-// The others have one algorithm each: a pipelined chain (broadcast, reduce) or ring.
+// The others: a pipelined chain (broadcast, reduce) or ring over the transport, and
+// their shared-memory versions where every rank mapped the node's segment. Forced
+// (FTCCL_ALGO) where no memory is shared, "shm" builds the transport's, alike on every
+// rank since whether it is shared was agreed on by all.
 const CollectiveTable kBroadcast = {"broadcast",
                                     {{Algorithm::kRing, "ring",
                                       [](const BuildContext& c, const CollectiveArgs& a) {
                                         return makeChainBroadcast(c.transport, c.pipeline, a);
                                       },
-                                      always}}};
+                                      always},
+                                     {Algorithm::kSharedMemory, "shm",
+                                      [](const BuildContext& c, const CollectiveArgs& a) {
+                                        if (!c.node)
+                                          return makeChainBroadcast(c.transport, c.pipeline, a);
+                                        return makeShmBroadcast(*c.node, a, c.nodeSeq);
+                                      },
+                                      sharesMemory}}};
 const CollectiveTable kReduce = {"reduce",
                                  {{Algorithm::kRing, "ring",
                                    [](const BuildContext& c, const CollectiveArgs& a) {
                                      return makeChainReduce(c.transport, c.scratch, c.pipeline, a);
                                    },
-                                   always}}};
+                                   always},
+                                  {Algorithm::kSharedMemory, "shm",
+                                   [](const BuildContext& c, const CollectiveArgs& a) {
+                                     if (!c.node)
+                                       return makeChainReduce(c.transport, c.scratch, c.pipeline,
+                                                              a);
+                                     return makeShmReduce(*c.node, a, c.nodeSeq);
+                                   },
+                                   sharesMemory}}};
 const CollectiveTable kAllGather = {"allgather",
                                     {{Algorithm::kRing, "ring",
                                       [](const BuildContext& c, const CollectiveArgs& a) {
                                         return makeRingAllGather(c.transport, c.pipeline, a);
                                       },
-                                      always}}};
-const CollectiveTable kReduceScatter = {"reducescatter",
-                                        {{Algorithm::kRing, "ring",
-                                          [](const BuildContext& c, const CollectiveArgs& a) {
-                                            return makeRingReduceScatter(c.transport, c.scratch,
-                                                                         c.pipeline, a);
-                                          },
-                                          always}}};
+                                      always},
+                                     {Algorithm::kSharedMemory, "shm",
+                                      [](const BuildContext& c, const CollectiveArgs& a) {
+                                        if (!c.node)
+                                          return makeRingAllGather(c.transport, c.pipeline, a);
+                                        return makeShmAllGather(*c.node, a, c.nodeSeq);
+                                      },
+                                      sharesMemory}}};
+const CollectiveTable kReduceScatter = {
+    "reducescatter",
+    {{Algorithm::kRing, "ring",
+      [](const BuildContext& c, const CollectiveArgs& a) {
+        return makeRingReduceScatter(c.transport, c.scratch, c.pipeline, a);
+      },
+      always},
+     {Algorithm::kSharedMemory, "shm",
+      [](const BuildContext& c, const CollectiveArgs& a) {
+        if (!c.node) return makeRingReduceScatter(c.transport, c.scratch, c.pipeline, a);
+        return makeShmReduceScatter(*c.node, a, c.nodeSeq);
+      },
+      sharesMemory}}};
 
 struct Alias {
   const char* name;

@@ -130,6 +130,35 @@ double Tuner::predictUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
   return kind == CollectiveKind::kAllReduce ? us * correction(algorithm, bytes) : us;
 }
 
+namespace {
+
+// Shared memory has no messages: a flag round per chunk of a slot (256 KiB), and memory
+// traffic the ping-pong does not see (a copy at memcpy speed, a reduction at gamma). The
+// calibration sets the all-reduce's level; the other collectives keep the model.
+double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma) {
+  constexpr double kFlagUs = 1.0, kCopyUsPerMiB = 60.0, kSlotMiB = 0.25;
+  constexpr double kOneRoundMiB = 32.0 / 1024;  // the all-reduce's one-round path
+  const double chunks = std::max(1.0, std::ceil(mib / kSlotMiB));
+  switch (kind) {
+    case CollectiveKind::kBroadcast:  // the root copies in, the others copy out
+      return kFlagUs * chunks + 2 * mib * kCopyUsPerMiB;
+    case CollectiveKind::kReduce:  // all copy in, slices reduced, the root copies out
+      return 2 * kFlagUs * chunks + 2 * mib * kCopyUsPerMiB + mib * gamma;
+    case CollectiveKind::kAllGather:  // `mib` is the whole output: each part in, all out
+      return kFlagUs * chunks + (1 + 1 / n) * mib * kCopyUsPerMiB;
+    case CollectiveKind::kReduceScatter:  // all blocks in, each rank reduces its own
+      return kFlagUs * chunks + mib * kCopyUsPerMiB + (n - 1) / n * mib * gamma;
+    case CollectiveKind::kAllReduce:
+      break;
+  }
+  // Up to 32 KiB one round in which each rank reduces all n slots; above, each rank
+  // copies every chunk in and out around the reduction of its slice.
+  if (mib <= kOneRoundMiB) return kFlagUs + mib * kCopyUsPerMiB + (n - 1) * mib * gamma;
+  return 2 * kFlagUs * chunks + 2 * mib * kCopyUsPerMiB + mib * gamma;
+}
+
+}  // namespace
+
 double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
                       const CommShape& shape) const {
   const CostModel& m = model_;
@@ -142,6 +171,7 @@ double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
   double alpha = multiNode ? std::max(m.alphaUs, m.interAlphaUs) : m.alphaUs;
   double beta = multiNode ? std::max(m.betaUsPerMiB, m.interBetaUsPerMiB) : m.betaUsPerMiB;
   double gamma = m.gammaUsPerMiB;
+  if (algorithm == Algorithm::kSharedMemory) return sharedMemoryUs(kind, mib, n, gamma);
   double ring = 2 * (n - 1) * alpha + 2 * (n - 1) / n * mib * beta + (n - 1) / n * mib * gamma;
   switch (kind) {
     case CollectiveKind::kBroadcast:
@@ -172,16 +202,6 @@ double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
     double rounds = std::log2(static_cast<double>(p));
     double folds = p == shape.nranks ? 0 : 2;
     return (rounds + folds) * (alpha + mib * beta) + (rounds + folds / 2) * mib * gamma;
-  }
-  if (algorithm == Algorithm::kSharedMemory) {
-    // No messages: a flag round per chunk, and memory traffic the ping-pong does not
-    // see (a copy at memcpy speed, a reduction at gamma). Up to 32 KiB one round in
-    // which each rank reduces all n slots; above, chunks of 256 KiB that each rank
-    // copies in and out around the reduction of its slice. The calibration sets the level.
-    constexpr double kFlagUs = 1.0, kCopyUsPerMiB = 60.0, kOneRoundMiB = 32.0 / 1024;
-    if (mib <= kOneRoundMiB) return kFlagUs + mib * kCopyUsPerMiB + (n - 1) * mib * gamma;
-    double chunks = std::ceil(mib * 4);
-    return 2 * kFlagUs * chunks + 2 * mib * kCopyUsPerMiB + mib * gamma;
   }
   // Hierarchical.
   if (!multiNode || shape.nodes == shape.nranks) return ring * 1.02;  // it is the ring

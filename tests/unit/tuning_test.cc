@@ -48,7 +48,7 @@ TEST(AlgorithmOverrides, MessagesListTheTablesNames) {
       parseAlgorithmOverrides("allreduce:bogus", "FTCCL_ALGO", &o).message(),
       "FTCCL_ALGO: unknown algorithm 'bogus' in 'allreduce:bogus' (ring, tree, hier, rd, shm)");
   EXPECT_EQ(parseAlgorithmOverrides("reducescatter:rd", "x", &o).message(),
-            "x: reducescatter has no rd algorithm (it has ring)");
+            "x: reducescatter has no rd algorithm (it has ring, shm)");
   for (const char* alias :
        {"chain", "hierarchical", "recursive-doubling", "hier", "rd", "shm", "shared-memory"}) {
     EXPECT_TRUE(parseAlgorithmOverrides(std::string("allreduce:") + alias, "x", &o).isOk());
