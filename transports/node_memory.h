@@ -47,9 +47,11 @@ class NodeMemory {
   /// What one op is, as a rank saw it when it called it. Nothing travels between the
   /// ranks that would carry the op's signature (as the transport's tags do), so each rank
   /// publishes this with its slot and every peer compares it: ranks that called one op
-  /// differently all fail instead of reducing each other's unrelated bytes. It lives with
-  /// the slot, not the ready flag, because a peer may already describe op seq + 1 while a
-  /// slower rank checks op seq, but rewrites slot seq % k only once every done reached seq.
+  /// differently all fail instead of reducing each other's unrelated bytes. Each slot has
+  /// its own, kept like the slot's data: a peer may already describe op seq + 1 while a
+  /// slower rank checks op seq, but rewrites the one of seq only for seq + k, once every
+  /// rank published ready seq + 1 (the contract above). Signature, type, op and root
+  /// may be narrowed to 8 or 16 bits (all ranks alike).
   struct OpDescriptor {
     uint64_t count = 0;
     uint32_t seq = 0, opSeq = 0, signature = 0, type = 0, op = 0, root = 0;

@@ -137,7 +137,7 @@ void makeSegment(int n, int slotsPerRank, shm::NodeSegment* segment) {
 void runNode(int n, int slotsPerRank) {
   shm::NodeSegment segment;
   ASSERT_NO_FATAL_FAILURE(makeSegment(n, slotsPerRank, &segment));
-  std::vector<OpSpec> ops = allOps(segment.layout().slotBytes() - shm::NodeArena::kDescriptorBytes);
+  std::vector<OpSpec> ops = allOps(segment.layout().slotBytes());
   gAbandoned.store(false);
   std::vector<RankLog> logs(n);
   std::vector<std::thread> threads;
@@ -177,7 +177,7 @@ TEST(ShmAllReduce, RefusesOneSlotAndCountsSequencesByChunks) {
   args.count = data.size();
   uint32_t nextSeq = 1;
   std::unique_ptr<Collective> op = makeShmAllReduce(arena, args, &nextSeq);
-  EXPECT_EQ(nextSeq, 5u);  // the slot's data is 64 B short of slotBytes: 4 chunks
+  EXPECT_EQ(nextSeq, 4u);  // three slots of data: three chunks
   bool done = true;
   Status status = op->progress(&done);
   EXPECT_EQ(status.code(), ftcclInvalidArgument);
@@ -185,7 +185,7 @@ TEST(ShmAllReduce, RefusesOneSlotAndCountsSequencesByChunks) {
   EXPECT_FALSE(arena.readyReached(0, 1));
   args.count = 1;
   op = makeShmAllReduce(arena, args, &nextSeq);
-  EXPECT_EQ(nextSeq, 6u);
+  EXPECT_EQ(nextSeq, 5u);
 }
 
 TEST(ShmAllReduce, WaitsWithoutBlockingAndReportsLocalPeers) {

@@ -233,7 +233,7 @@ void runRank(const shm::NodeSegment& segment, int rank, const std::vector<OpSpec
   }
 }
 
-size_t slotData() { return kSlotBytes - shm::NodeArena::kDescriptorBytes; }
+size_t slotData() { return kSlotBytes; }
 
 void expectSameHashes(const std::vector<std::vector<uint64_t>>& hashes, size_t ops) {
   for (size_t r = 0; r < hashes.size(); ++r) {

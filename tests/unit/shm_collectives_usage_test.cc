@@ -17,7 +17,7 @@ namespace ftccl {
 namespace shm_test {
 namespace {
 
-size_t slotFloats() { return (kSlotBytes - shm::NodeArena::kDescriptorBytes) / sizeof(float); }
+size_t slotFloats() { return (kSlotBytes) / sizeof(float); }
 
 // Ranks that call one op differently all fail with ftcclInvalidUsage, as over the
 // transport, instead of reading each other's unrelated bytes: another count, a type of

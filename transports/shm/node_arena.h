@@ -20,11 +20,14 @@ class NodeArena final : public NodeMemory {
 
   int localRank() const override { return localRank_; }
   int localSize() const override { return segment_.layout().localSize(); }
-  // Each segment slot starts with the op descriptor; the data follows on a cache line.
-  static constexpr size_t kDescriptorBytes = 64;
-  static_assert(sizeof(OpDescriptor) <= kDescriptorBytes, "the descriptor fits its line");
+  // The op descriptors live in the rank's ready line, packed, one per slot parity: a
+  // reader that sees the flag has the descriptor in the same cache line. Two suffice
+  // for any number of slots: the descriptor of sequence t is rewritten for t + 2, and
+  // every reader has finished with it once it published ready t + 1 (node_memory.h).
+  static constexpr size_t kPackedDescriptorBytes = 24;
+  static_assert(2 * kPackedDescriptorBytes <= shm::kFlagSpareBytes, "two fit the ready line");
 
-  size_t slotBytes() const override { return segment_.layout().slotBytes() - kDescriptorBytes; }
+  size_t slotBytes() const override { return segment_.layout().slotBytes(); }
   int slotsPerRank() const override { return segment_.layout().slotsPerRank(); }
   uint8_t* slot(int localRank, int index) const override;
 

@@ -62,11 +62,16 @@ constexpr uint32_t kSegmentVersion = 1;
 constexpr size_t roundUp(size_t n, size_t align) { return (n + align - 1) / align * align; }
 
 // One 32-bit sequence word used as a futex, and the count of processes that may be
-// sleeping on it, on a cache line of their own.
+// sleeping on it, on a cache line of their own; the rest of the line is the owner's, for
+// what a reader wants together with the flag (NodeArena puts the op descriptors there:
+// one line to move between cores instead of two).
 struct alignas(kCacheLine) FlagLine {
   std::atomic<uint32_t> seq{0};
   std::atomic<uint32_t> waiters{0};
+  uint8_t spare[kCacheLine - 2 * sizeof(uint32_t)] = {};
 };
+constexpr size_t kFlagSpareOffset = 2 * sizeof(uint32_t);
+constexpr size_t kFlagSpareBytes = kCacheLine - kFlagSpareOffset;
 static_assert(sizeof(FlagLine) == kCacheLine, "a flag is one cache line");
 // The futex is the atomic's own word, shared between processes: it must be lock-free
 // (address-free) and exactly 32 bits.
@@ -201,6 +206,10 @@ class NodeSegment {
   uint8_t* base() const { return base_; }
   SeqFlag ready(int localRank) const { return flagAt(layout_.readyOffset(localRank)); }
   SeqFlag done(int localRank) const { return flagAt(layout_.doneOffset(localRank)); }
+  // The spare bytes of `localRank`'s ready line (kFlagSpareBytes): written by it only.
+  uint8_t* readySpare(int localRank) const {
+    return base_ + layout_.readyOffset(localRank) + kFlagSpareOffset;
+  }
   uint8_t* slot(int localRank, int index) const {
     return base_ + layout_.slotOffset(localRank, index);
   }
