@@ -49,8 +49,8 @@ class NodeMemory {
   /// publishes this with its slot and every peer compares it: ranks that called one op
   /// differently all fail instead of reducing each other's unrelated bytes. Each slot has
   /// its own, kept like the slot's data: a peer may already describe op seq + 1 while a
-  /// slower rank checks op seq, but rewrites the one of seq only for seq + k, once every
-  /// rank published ready seq + 1 (the contract above). Signature, type, op and root
+  /// slower rank checks op seq, but rewrites the one of seq only for seq + 2 at the earliest,
+  /// once every rank published ready seq + 1 (the contract above). Signature, type, op and root
   /// may be narrowed to 8 or 16 bits (all ranks alike).
   struct OpDescriptor {
     uint64_t count = 0;

@@ -293,6 +293,7 @@ Status Communicator::startLocal(const UniqueIdContents& contents, PeerInfo* mine
   mine->pid = getpid();
   struct stat ns;
   if (stat("/proc/self/ns/net", &ns) == 0) mine->netns = static_cast<uint64_t>(ns.st_ino);
+  if (stat("/proc/self/ns/pid", &ns) == 0) mine->pidns = static_cast<uint64_t>(ns.st_ino);
   mine->pipeline = config_.pipeline;
   mine->transportAddress = transport_->workerAddress();
   transport_->setCounting(config_.stats);

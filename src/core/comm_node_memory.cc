@@ -39,13 +39,14 @@ using Clock = std::chrono::steady_clock;
 // there carries it (the cost model's messages carry 0).
 constexpr uint32_t kSetupSignature = 0xa5;
 constexpr uint32_t kOfferSeq = 1, kAgreementSeq = 2;
-// The leader's bound for handing the segment to every rank, one handshake (at most 3 s
-// each) after another. A member waits at most two failure timeouts (at least 1 s): by
-// then health has revoked the epoch if the leader died or stopped, and waiting longer
-// would only delay the rebuild.
-constexpr int kHandoffMs = 10000;
-// The leader serves in slices this long, checking revocation in between.
-constexpr int kServeSliceMs = 200;
+// One bound for the whole hand-off, the leader's and every member's alike: two failure
+// timeouts, at least 1 s. By then health has revoked the epoch if the leader or a member
+// died or stopped, and waiting longer would only delay the rebuild. Each member tries
+// once (a second try would find the leader gone already), and the leader stops at a
+// revocation. The agreement after it allows the bound and a margin, so that a member
+// done early never times out waiting for the leader still serving a slow one.
+int handoffBoundMs(int failureTimeoutMs) { return std::max(1000, 2 * failureTimeoutMs); }
+constexpr int kAgreementMarginMs = 2000;
 
 // Rank 0 -> all: where to get the segment, and its layout.
 struct Offer {
@@ -60,13 +61,16 @@ double msSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-// Why not, or "" when every rank of the epoch is on one node, host and network namespace.
+// Why not, or "" when every rank of the epoch is on one node and host, in one network
+// namespace (abstract sockets are per network namespace) and one pid namespace (the
+// hand-off checks pids).
 std::string whyNotOneNode(const EpochView& view) {
   const PeerInfo& first = view.ofRank(0);
   for (int r = 1; r < view.nranks(); ++r) {
     const PeerInfo& p = view.ofRank(r);
     if (p.node != first.node || p.host != first.host) return "the ranks span several nodes";
     if (p.netns != first.netns) return "the ranks are in several network namespaces";
+    if (p.pidns != first.pidns) return "the ranks are in several pid namespaces";
   }
   return "";
 }
@@ -106,7 +110,9 @@ Status Communicator::setUpNodeMemory(const char* when) {
     if (made.isOk()) made = shm::NodeSegment::create(layout, segment.get());
     std::vector<pid_t> members;
     for (int r = 1; r < n; ++r) members.push_back(view->ofRank(r).pid);
-    if (made.isOk()) made = server.start(*authRoot_, context, members);
+    shm::HandoffLimits limits;
+    limits.attemptsPerPid = 1;
+    if (made.isOk()) made = server.start(*authRoot_, context, members, limits);
     if (made.isOk()) {
       std::snprintf(offer.name, sizeof(offer.name), "%s", server.name().c_str());
       offer.slotBytes = layout.slotBytes();
@@ -128,15 +134,13 @@ Status Communicator::setUpNodeMemory(const char* when) {
   offer.name[sizeof(offer.name) - 1] = '\0';
 
   bool mapped = false;
-  const net::Deadline deadline = net::deadlineAfterMs(kHandoffMs);
+  const int boundMs = handoffBoundMs(config_.failureTimeoutMs);
+  const net::Deadline deadline = net::deadlineAfterMs(boundMs);
   if (offer.name[0] == '\0') {
     if (why.empty()) why = "rank 0 offers no segment";
   } else if (rank == 0) {
-    Status served;
-    do {
-      served = server.serve(segment->fd(), std::min(deadline, net::deadlineAfterMs(kServeSliceMs)));
-    } while (!served.isOk() && !server.finished() && Clock::now() < deadline &&
-             !revocation_.revoked() && !revocation_.aborted());
+    Status served = server.serve(segment->fd(), deadline,
+                                 [this] { return revocation_.revoked() || revocation_.aborted(); });
     server.close();
     mapped = served.isOk();
     if (!mapped) why = served.message();
@@ -145,10 +149,8 @@ Status Communicator::setUpNodeMemory(const char* when) {
     Status got = shm::NodeLayout::make(n, offer.slotBytes, static_cast<int>(offer.slotsPerRank),
                                        epoch, &layout);
     net::Fd fd;
-    const net::Deadline mine =
-        std::min(deadline, net::deadlineAfterMs(std::max(1000, 2 * config_.failureTimeoutMs)));
     if (got.isOk()) {
-      got = shm::receiveFd(offer.name, *authRoot_, context, view->ofRank(0).pid, mine, &fd);
+      got = shm::receiveFd(offer.name, *authRoot_, context, view->ofRank(0).pid, deadline, &fd);
     }
     if (got.isOk()) got = shm::NodeSegment::map(fd.get(), layout, segment.get());
     mapped = got.isOk();
@@ -167,7 +169,7 @@ Status Communicator::setUpNodeMemory(const char* when) {
   std::unique_ptr<Collective> agreement = makeRecursiveDoublingAllReduce(all, scratch_, args);
   FTCCL_CHECK(driver_.drive(*transport_, *agreement,
                             std::string("agreeing on shared memory at ") + when, {},
-                            driver_.internalOpTimeoutMs()));
+                            std::max(driver_.internalOpTimeoutMs(), boundMs + kAgreementMarginMs)));
   if (everyoneMapped != 1) {
     if (!why.empty() && why != "rank 0 offers no segment") {
       FTCCL_LOG(Warn, Init, "rank {}: no shared memory at {}: {}", rank, when, why);

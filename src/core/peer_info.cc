@@ -5,7 +5,7 @@
 namespace ftccl {
 namespace {
 
-constexpr uint32_t kPeerInfoVersion = 8;
+constexpr uint32_t kPeerInfoVersion = 9;
 
 }  // namespace
 
@@ -15,6 +15,7 @@ std::vector<uint8_t> encodePeerInfo(const PeerInfo& info) {
   out.putString(info.host);
   out.put(info.pid);
   out.put(info.netns);
+  out.put(info.pidns);
   out.put(static_cast<uint64_t>(info.pipeline.chunkBytes));
   out.put(static_cast<int32_t>(info.pipeline.channels));
   out.put(info.commSalt);
@@ -37,7 +38,7 @@ Status decodePeerInfo(const std::vector<uint8_t>& blob, PeerInfo* info) {
     return invalidArgument("peer info of another ftccl version");
   }
   if (!in.getString(&info->host) || !in.get(&info->pid) || !in.get(&info->netns) ||
-      !in.get(&chunk) || !in.get(&channels) || !in.get(&info->commSalt) ||
+      !in.get(&info->pidns) || !in.get(&chunk) || !in.get(&channels) || !in.get(&info->commSalt) ||
       !in.getString(&info->key) || !in.getString(&info->node) || !in.get(&info->package) ||
       !in.get(&info->numaNode) || !in.getBlob(&info->transportAddress)) {
     return invalidArgument("malformed peer info");

@@ -14,6 +14,8 @@ namespace ftccl {
 // A process as core knows it: its identity (key: the health listener address) and how
 // to reach it.
 struct PeerInfo : ProcessId {
+  uint64_t pidns = 0;       // pid namespace inode: pids (the shm hand-off's checks) mean
+                            // the same process only within one
   uint64_t netns = 0;       // network namespace inode: one host, one kernel, but
                             // separate stacks (emulated hosts, containers)
   PipelineConfig pipeline;  // only rank 0's is used: every rank adopts it

@@ -14,6 +14,7 @@ PeerInfo sample() {
   p.host = "node7";
   p.pid = 4242;
   p.netns = 0x1234;
+  p.pidns = 0x5678;
   p.commSalt = 99;
   p.key = "10.0.0.7:4000";
   p.node = "node7";
@@ -28,6 +29,8 @@ TEST(PeerInfo, RoundTripsWithEveryStandbyWorkerInOrder) {
   PeerInfo back;
   ASSERT_TRUE(decodePeerInfo(encodePeerInfo(sample()), &back).isOk());
   EXPECT_EQ(back.host, "node7");
+  EXPECT_EQ(back.netns, 0x1234u);
+  EXPECT_EQ(back.pidns, 0x5678u);
   EXPECT_EQ(back.key, "10.0.0.7:4000");
   EXPECT_EQ(back.transportAddress, (std::vector<uint8_t>{1, 2, 3}));
   ASSERT_EQ(back.standbyAddresses.size(), kStandbyWorkers);

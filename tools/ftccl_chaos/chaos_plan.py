@@ -33,7 +33,7 @@ SPLIT_SECONDS = 0.1  # one split: an all-gather and a child's init (rendezvous, 
 # "shm" (shared memory) applies on one node only: the netns kinds build the ring instead.
 ALGOS = {"all_reduce_perf": (None, "allreduce:ring", "allreduce:tree", "allreduce:rd",
                              "allreduce:shm")}
-OTHER_ALGOS = (None, "ring")  # the other collectives only have ring (chain)
+OTHER_ALGOS = (None, "ring", "shm")  # the others: ring (chain) and shared memory
 
 MIN_RANKS, MAX_RANKS, MAX_SPARES = 2, 8, 2
 MIN_BYTES = 8

@@ -191,7 +191,8 @@ std::vector<pid_t> HandoffServer::servedPids() const {
   return pids;
 }
 
-Status HandoffServer::serve(int fd, net::Deadline deadline) {
+Status HandoffServer::serve(int fd, net::Deadline deadline, const std::function<bool()>& stopped) {
+  constexpr int kStopCheckMs = 50;
   if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) {
     return invalidArgument("shm hand-off: no open descriptor to hand out");
   }
@@ -199,9 +200,10 @@ Status HandoffServer::serve(int fd, net::Deadline deadline) {
   while (!finished()) {
     if (!listener_.valid()) return invalidUsage("shm hand-off: serve() after close()");
     // First, so that a stream of connections cannot hold serve() past its deadline.
-    if (net::msUntil(deadline) <= 0) return summary(true);
+    if (net::msUntil(deadline) <= 0 || (stopped && stopped())) return summary(true);
     pollfd p{listener_.get(), POLLIN, 0};
-    int rc = ::poll(&p, 1, net::msUntil(deadline));
+    int wait = net::msUntil(deadline);
+    int rc = ::poll(&p, 1, stopped ? std::min(wait, kStopCheckMs) : wait);
     if (rc < 0 && errno != EINTR) {
       return systemError("shm hand-off: poll: " + net::errnoString(errno));
     }

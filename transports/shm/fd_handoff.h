@@ -29,6 +29,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -64,10 +65,11 @@ class HandoffServer {
   const std::string& name() const { return name_; }
 
   /// Serves connections one at a time until every member has `fd` or is refused for good
-  /// (then the listener is closed), or until the deadline. Ok when every member has it;
-  /// otherwise the error names each member left and why. May be called again after a
-  /// timeout, to go on.
-  Status serve(int fd, net::Deadline deadline);
+  /// (then the listener is closed), or until the deadline, or until `stopped` (asked
+  /// between connections, at least every 50 ms; a handshake under way keeps its own
+  /// bound). Ok when every member has it; otherwise the error names each member left and
+  /// why. May be called again after a timeout, to go on.
+  Status serve(int fd, net::Deadline deadline, const std::function<bool()>& stopped = {});
 
   /// Whether no member is left that could still be served.
   bool finished() const;
