@@ -171,7 +171,8 @@ Status Communicator::setUpNodeMemory(const char* when) {
                             std::string("agreeing on shared memory at ") + when, {},
                             std::max(driver_.internalOpTimeoutMs(), boundMs + kAgreementMarginMs)));
   if (everyoneMapped != 1) {
-    if (!why.empty() && why != "rank 0 offers no segment") {
+    const bool chosen = rank == 0 && !config_.sharedMemory;  // FTCCL_SHM=0: no warning
+    if (!why.empty() && why != "rank 0 offers no segment" && !chosen) {
       FTCCL_LOG(Warn, Init, "rank {}: no shared memory at {}: {}", rank, when, why);
     } else if (rank == 0) {
       FTCCL_LOG(Info, Init, "no shared memory at {}: {}", when,
