@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""ftccl against Open MPI and Gloo: all-reduce busbw, same ranks and sizes, one run.
+"""ftccl against Open MPI and Gloo: busbw, same ranks and sizes, one run (all-reduce, or
+with --coll broadcast, reduce, allgather or reducescatter against Open MPI).
 
 Each repetition runs, one after another (interleaved, so drift hits all alike; the
 order rotates from one repetition to the next):
@@ -19,6 +20,7 @@ and prints per size the median busbw (min-max) of each and ftccl's ratio to each
 
 usage: bench/compare.py --build build --np 4 --reps 5 [--min 8 --max 64M --factor 4]
                         [--csv out.csv] [--png out.png] [--only ftccl,gloo-ring]
+                        [--coll allreduce|broadcast|reduce|allgather|reducescatter]
 """
 import argparse
 import csv
@@ -79,17 +81,22 @@ def parse(text, ftccl):
     return rows
 
 
+# --coll: ftccl's perf tool for it; Open MPI's baseline takes -c; Gloo has all-reduce only.
+TOOLS = {"allreduce": "all_reduce_perf", "broadcast": "broadcast_perf", "reduce": "reduce_perf",
+         "allgather": "all_gather_perf", "reducescatter": "reduce_scatter_perf"}
+
+
 def measure(variant, args, sizes, env):
     np_ = ["-np", str(args.np)]
     if variant.startswith("ftccl"):
         cmd = MPIRUN + np_ + ["-x", "FTCCL_SOCKET_IFNAME"] + (NO_PROBING if "noprobe" in variant else [])
         for setting in variant.split("+")[1:]:
             cmd += ["-x", setting]
-        cmd += [f"{args.build}/tools/all_reduce_perf", "-z", "1"] + sizes
+        cmd += [f"{args.build}/tools/{TOOLS[args.coll]}", "-z", "1"] + sizes
         return parse(run(cmd, env), True)
     if variant.startswith("ompi"):
         cmd = MPIRUN + (UCX if "ucx" in variant else OB1) + (KEPT if variant.endswith("kept") else [])
-        cmd += np_ + [f"{args.build}/bench/mpi_allreduce_perf"] + sizes
+        cmd += np_ + [f"{args.build}/bench/mpi_allreduce_perf", "-c", args.coll] + sizes
         return parse(run(cmd, env), False)
     for attempt in range(2):  # a fresh store each time: the old one holds stale addresses
         store = tempfile.mkdtemp(prefix="gloo-store-")
@@ -136,6 +143,8 @@ def main():
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--only", default=",".join(VARIANTS))
+    ap.add_argument("--coll", default="allreduce", choices=sorted(TOOLS),
+                    help="the collective (Gloo variants: all-reduce only)")
     ap.add_argument("--csv")
     ap.add_argument("--png")
     args = ap.parse_args()
@@ -143,6 +152,8 @@ def main():
     for v in variants:
         if v not in VARIANTS + EXTRA_VARIANTS and not (v.startswith("ftccl+") and "=" in v):
             sys.exit(f"unknown variant '{v}' ({', '.join(VARIANTS + EXTRA_VARIANTS)})")
+        if v.startswith("gloo") and args.coll != "allreduce":
+            sys.exit(f"{v}: the Gloo baseline runs all-reduce only (--coll {args.coll})")
     sizes = ["-b", str(parse_bytes(args.min)), "-e", str(parse_bytes(args.max)),
              "-f", str(args.factor), "-n", str(args.iters), "-w", str(args.warmup)]
     env = dict(os.environ, FTCCL_SOCKET_IFNAME=os.environ.get("FTCCL_SOCKET_IFNAME", "lo"))
@@ -159,7 +170,8 @@ def main():
 
     all_sizes = sorted({s for v in variants for r in series[v] for s in r})
     peers = [v for v in variants if v != "ftccl"]
-    title = f"all-reduce float sum, {args.np} ranks, medians of {args.reps} interleaved runs"
+    title = (f"{args.coll} float{' sum' if 'reduce' in args.coll else ''}, {args.np} ranks, "
+             f"medians of {args.reps} interleaved runs")
     print(f"# {title}; busbw GB/s (spread in --csv); x peer = ftccl busbw / peer busbw")
     head = ["size"] + variants + ([f"x {p}" for p in peers] if "ftccl" in variants else [])
     print("| " + " | ".join(head) + " |")
