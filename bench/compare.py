@@ -191,7 +191,7 @@ def main():
                 ok = bw["ftccl"] and bw[p]
                 cells.append(f"{bw['ftccl'] / bw[p]:.2f}" if ok else "-")
         print("| " + " | ".join(cells) + " |")
-    print(f"\n# time us per all-reduce (median); x peer = peer time / ftccl time")
+    print(f"\n# time us per {args.coll} (median); x peer = peer time / ftccl time")
     head = ["size"] + variants + ([f"x {p}" for p in peers] if "ftccl" in variants else [])
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
