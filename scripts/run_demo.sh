@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: installs the dependencies, builds, then runs a 4-rank all-reduce over UCX
-# (8 B to 64 MiB, every result checked, nccl-tests-style bandwidth) with one hot spare.
+# The main job: installs the dependencies, builds, then runs a 4-rank all-reduce on this
+# host (over the ranks' shared memory; 8 B to 64 MiB, every result checked,
+# nccl-tests-style bandwidth) with one hot spare.
 # When rank 2 reaches a random operation (50-550 of about 600), ftccl_run SIGKILLs it
 # from outside while that operation and the ones after it are in flight; the survivors
 # detect the death, rebuild onto the spare and finish, and all_reduce_perf prints the

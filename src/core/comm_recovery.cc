@@ -286,6 +286,7 @@ Status Communicator::applyCommit(const AgreementCommit& commit, bool fromJoinAns
   registerHealth(*view);
   health_->remove(left, /*orderly=*/false, 0);
   computeLayout(*view);
+  chooseSpin(*view);  // a shrink or a spare elsewhere changes the ranks per core
   // A commit told while this one was entered: its revoke was wiped by the epoch's fresh
   // start, so it is entered at once (chaos seed 7975: ops of the skipped epoch waited for
   // good on members that had moved on).
