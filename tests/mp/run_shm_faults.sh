@@ -30,9 +30,19 @@ trial() {
   shift 6
   local n=$((4 + spares)) allowed=0
   case "$*" in *--cont*) allowed=1 ;; esac
-  FTCCL_BOOTSTRAP_TIMEOUT_MS=3000 "$launcher" -n "$n" --timeout 240 "$@" -- "$tools/$tool" \
-    -b "$size" -e "$size" -n "$iters" -w 2 -c 1 --spares "$spares" > "$tmp/log" 2>&1
-  local status=$?
+  local status attempt
+  # The job must still be running when the fault lands: on a faster machine it may end
+  # first, and then the trial is rerun with four times the iterations (up to 3 times).
+  for attempt in 1 2 3 4; do
+    FTCCL_BOOTSTRAP_TIMEOUT_MS=3000 "$launcher" -n "$n" --timeout 240 "$@" -- "$tools/$tool" \
+      -b "$size" -e "$size" -n "$iters" -w 2 -c 1 --spares "$spares" > "$tmp/log" 2>&1
+    status=$?
+    grep -q "not injected: the job had ended" "$tmp/log" || break
+    [ "$attempt" -lt 4 ] || break
+    echo "run_shm_faults: $name: the job ended before the fault ($iters iters); again with" \
+      "$((iters * 4))"
+    iters=$((iters * 4))
+  done
   local passes fails mapped rebuilt
   passes=$(grep -c "PERF_VERDICT rank=[0-9]* PASS" "$tmp/log")
   fails=$(grep -c "PERF_VERDICT rank=[0-9]* FAIL" "$tmp/log")
