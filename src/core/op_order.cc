@@ -29,23 +29,36 @@ uint64_t OpOrder::collectivesIssued() const {
   return collectivesIssued_;
 }
 
+template <typename Ready>
+void OpOrder::sleepUntil(std::unique_lock<std::mutex>& lock, Ready ready) {
+  sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  changed_.wait(lock, ready);
+  sleepers_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void OpOrder::wakeSleepers() {
+  if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
+  // Through the lock: a waiter between its look and its sleep holds it, and sleeps first.
+  { std::lock_guard<std::mutex> lock(mutex_); }
+  changed_.notify_all();
+}
+
 bool OpOrder::awaitTurn(const Ticket& ticket, const std::function<bool()>& stop) {
+  if (executed_.load(std::memory_order_acquire) == ticket.index) return true;
   std::unique_lock<std::mutex> lock(mutex_);
-  changed_.wait(lock, [&] { return executed_ == ticket.index || stop(); });
-  return executed_ == ticket.index;
+  sleepUntil(lock, [&] { return executed_.load() == ticket.index || stop(); });
+  return executed_.load() == ticket.index;
 }
 
 void OpOrder::finish(const Ticket& ticket) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (executed_ == ticket.index) ++executed_;
-  }
-  changed_.notify_all();
+  uint64_t turn = ticket.index;
+  executed_.compare_exchange_strong(turn, turn + 1, std::memory_order_seq_cst);
+  wakeSleepers();
 }
 
 void OpOrder::awaitAllRun(const std::function<bool()>& stop) {
   std::unique_lock<std::mutex> lock(mutex_);
-  changed_.wait(lock, [&] { return executed_ == issued_ || stop(); });
+  sleepUntil(lock, [&] { return executed_.load() == issued_ || stop(); });
 }
 
 void OpOrder::wakeAll() {
@@ -60,10 +73,10 @@ void OpOrder::enter() {
 }
 
 void OpOrder::leave() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    --users_;
-  }
+  // Notified under the lock: the last user's leave lets abort or destroy free the object,
+  // which they can do only once this releases it, after which it touches nothing.
+  std::lock_guard<std::mutex> lock(mutex_);
+  --users_;
   changed_.notify_all();
 }
 
