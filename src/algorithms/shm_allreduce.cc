@@ -9,14 +9,13 @@
 // least work.
 //
 // Large buffers, pipelined (one sequence per chunk of a slot's size): each rank copies
-// its chunk in and publishes ready; rank r reduces slice r of the chunk from every
-// rank's slot into its output, copies that reduced slice back into its own slot and
-// publishes done; then it copies every other slice from its owner's slot once that
-// owner's done is seen. Per rank and byte: read 3 + 1/n, write 2 + 1/n (with n slots
-// read only for one slice each), against n reads per byte in one round. The next chunk
-// goes to the other slot, so a fast rank fills it while slower ones still copy out.
-// Writing the reduced slice back over one's own input is safe: slice r of any slot is
-// read only by rank r, and it has read all of them (into its output) first.
+// its chunk in, all but its own slice, and publishes ready; rank r reduces slice r of
+// the chunk from every other rank's slot and its own input into slice r of its own slot
+// (free: only r reads slice r of any slot, and r wrote nothing there), copies it to its
+// output and publishes done; then it copies every other slice from its owner's slot
+// once that owner's done is seen. Per rank and byte: read 3 - 1/n, write 2, against n
+// reads per byte in one round. The next chunk goes to the other slot, so a fast rank
+// fills it while slower ones still copy out.
 //
 // Same bits on every rank: each slice is reduced once, by one rank, in local rank order
 // (((s0 op s1) op s2) ...) with src/reduce's kernels, and everyone copies it; Avg
@@ -45,11 +44,26 @@ class ShmAllReduce final : public ShmCollective {
   }
 
  private:
-  void contribute() override { copy(slotOf(me()), at(args_.sendbuff, chunkFirst()), chunkCount()); }
+  // Pipelined, this rank's own slice stays out: only it would read it, and it reads it
+  // from its input (at 2 ranks that halves what goes in).
+  void contribute() override {
+    const uint8_t* in = at(args_.sendbuff, chunkFirst());
+    if (oneRound_) {
+      copy(slotOf(me()), in, chunkCount());
+      return;
+    }
+    size_t first = 0, count = 0;
+    slice(me(), chunkCount(), &first, &count);
+    copy(slotOf(me()), in, first);
+    size_t rest = first + count;
+    copy(at(slotOf(me()), rest), at(in, rest), chunkCount() - rest);
+  }
 
-  // One round: all n slots into the output. Pipelined: slice r into the output and back
-  // into r's own slot (slice r of any slot is read only by rank r, which has read them
-  // all by then), then done; the other slices come in collect().
+  // One round: all n slots into the output. Pipelined: slice r, with r's part from its
+  // input, into r's own slot (slice r of any slot is read only by rank r, and r's is
+  // free: nothing went in there), then into the output (never reduced into the output
+  // itself, which may be the input: the rank order of the fold is kept), then done; the
+  // other slices come in collect().
   bool readPeers() override {
     if (oneRound_) {
       reduceSlots(args_.recvbuff, 0, chunkCount());
@@ -57,9 +71,9 @@ class ShmAllReduce final : public ShmCollective {
     }
     size_t first = 0, count = 0;
     slice(me(), chunkCount(), &first, &count);
-    uint8_t* out = at(args_.recvbuff, chunkFirst() + first);
-    reduceSlots(out, first, count);
-    copy(at(slotOf(me()), first), out, count);
+    uint8_t* reduced = at(slotOf(me()), first);
+    reduceSlots(reduced, first, count, at(args_.sendbuff, chunkFirst() + first));
+    copy(at(args_.recvbuff, chunkFirst() + first), reduced, count);
     memory_.publishDone(seq_);
     return true;
   }

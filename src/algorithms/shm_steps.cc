@@ -143,31 +143,34 @@ void ShmCollective::copy(void* dst, const void* src, size_t count) const {
   if (count) std::memcpy(dst, src, count * elemSize_);
 }
 
-void ShmCollective::reduceSlots(void* out, size_t first, size_t count) const {
+void ShmCollective::reduceSlots(void* out, size_t first, size_t count, const void* mine) const {
   if (count == 0) return;
   int n = ranks();
-  const uint8_t* s0 = at(slotOf(0), first);
+  auto part = [&](int r) -> const uint8_t* {
+    return r == me() && mine ? static_cast<const uint8_t*>(mine) : at(slotOf(r), first);
+  };
   if (n == 1) {
-    std::memmove(out, s0, count * elemSize_);
+    std::memmove(out, part(0), count * elemSize_);
   } else {
-    reduce(out, s0, at(slotOf(1), first), count, args_.type, args_.op);
-    for (int r = 2; r < n; ++r) reduce(out, out, at(slotOf(r), first), count, args_.type, args_.op);
+    reduce(out, part(0), part(1), count, args_.type, args_.op);
+    for (int r = 2; r < n; ++r) reduce(out, out, part(r), count, args_.type, args_.op);
   }
   if (args_.op == ftcclAvg) divideBy(out, count, args_.type, n);
 }
 
 Status ShmCollective::checkArgs() const {
-  const std::string name = std::string("shm ") + kNames[static_cast<int>(kind_)] + ": ";
-  if (elemSize_ == 0) return invalidArgument(name + "invalid data type");
+  // Named only on failure: this runs once per op, small ones included.
+  auto name = [this] { return std::string("shm ") + kNames[static_cast<int>(kind_)] + ": "; };
+  if (elemSize_ == 0) return invalidArgument(name() + "invalid data type");
   if (reduces(kind_) && !isValidRedOp(args_.op)) {
-    return invalidArgument(name + "invalid reduction op");
+    return invalidArgument(name() + "invalid reduction op");
   }
   if (rooted(kind_) && (args_.root < 0 || args_.root >= ranks())) {
-    return invalidArgument(name + "root " + std::to_string(args_.root) + " is not one of the " +
+    return invalidArgument(name() + "root " + std::to_string(args_.root) + " is not one of the " +
                            std::to_string(ranks()) + " local ranks");
   }
   if (memory_.slotsPerRank() < 2 || slotElems() == 0 || (chunkElems_ == 0 && args_.count > 0)) {
-    return invalidArgument(name + "needs 2 slots per rank of at least one element (" +
+    return invalidArgument(name() + "needs 2 slots per rank of at least one element (" +
                            std::to_string(ranks()) + " for reduce-scatter)");
   }
   return Status::ok();

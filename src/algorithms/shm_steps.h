@@ -85,8 +85,9 @@ class ShmCollective : public Collective {
   // out = slot 0 (op) slot 1 (op) ... over elements [first, first + count) of every
   // rank's slot for this chunk, in local rank order, so every rank that reduces an
   // element gets the same bits; Avg divides the finished sum by the local size once.
-  // `out` must not overlap any slot's range but may be anywhere else.
-  void reduceSlots(void* out, size_t first, size_t count) const;
+  // `out` must not overlap any part read but may be anywhere else. With `mine`, this
+  // rank's part is read from there (`count` elements) instead of from its slot.
+  void reduceSlots(void* out, size_t first, size_t count, const void* mine = nullptr) const;
 
   NodeMemory& memory_;
   const CollectiveArgs args_;
