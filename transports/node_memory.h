@@ -67,6 +67,25 @@ class NodeMemory {
   /// `localRank`'s descriptor for its slot `index` (read after readyReached).
   virtual OpDescriptor descriptor(int localRank, int index) const = 0;
 
+  /// Small messages, the latency path: up to kLineMessageBytes bytes travel with the
+  /// op's descriptor in lines that carry the sequence next to the bytes, one set per slot
+  /// parity, kept like a slot (the contract above: lines of sequence t are rewritten for
+  /// t + 2 at the earliest). A reader that sees them at t has the bytes and the
+  /// descriptor, one cache line crossing per 56 bytes, all at once, where a flag then a
+  /// slot cost two crossings one after the other on each side. publishReady still follows
+  /// (sleepers wait on the ready flag; the contract's promise holds for the lines too).
+  static constexpr size_t kLineMessageBytes = 200;
+  /// Writes `descriptor` and `bytes` (<= kLineMessageBytes) of `data` into this rank's
+  /// lines for slot `index`, each line released with sequence descriptor.seq.
+  virtual void writeLines(int index, const OpDescriptor& descriptor, const void* data,
+                          size_t bytes) = 0;
+  /// Whether every line of `localRank`'s message of `bytes` for slot `index` is at or
+  /// past `seq` (acquire). Never blocks.
+  virtual bool linesReached(int localRank, int index, uint32_t seq, size_t bytes) const = 0;
+  /// `localRank`'s descriptor and bytes from its lines for slot `index` (after linesReached).
+  virtual OpDescriptor lineDescriptor(int localRank, int index) const = 0;
+  virtual void readLines(int localRank, int index, void* out, size_t bytes) const = 0;
+
   /// Stores `seq` into this rank's "ready" flag (its data for op `seq` is in its slot),
   /// releasing every write made before; wakes sleepers.
   virtual void publishReady(uint32_t seq) = 0;

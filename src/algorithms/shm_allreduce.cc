@@ -6,7 +6,10 @@
 // slot and publishes ready; once every rank's ready reaches the sequence, each rank
 // reduces all n slots into its output itself and publishes done. Every rank reads n
 // slots of the buffer's size, which is the least latency and, for small buffers, the
-// least work.
+// least work. Up to 200 bytes the input travels in the rank's message lines instead of
+// its slot (node_memory.h): the bytes come with the sequence in the same cache lines,
+// one crossing between cores where a flag and a slot cost two one after the other
+// (2 ranks, 8 B: 0.57 -> 0.45 us).
 //
 // Large buffers, pipelined (one sequence per chunk of a slot's size): each rank copies
 // its chunk in, all but its own slice, and publishes ready; rank r reduces slice r of
@@ -41,6 +44,7 @@ class ShmAllReduce final : public ShmCollective {
       : ShmCollective(memory, args, CollectiveKind::kAllReduce) {
     oneRound_ = args.count * elemSize_ <= kOneRoundBytes && args.count <= slotElems();
     plan(oneRound_ ? args.count : slotElems(), nextSeq);
+    if (oneRound_ && elemSize_) sendInLines(args.sendbuff, args.count * elemSize_);
   }
 
  private:
@@ -65,6 +69,10 @@ class ShmAllReduce final : public ShmCollective {
   // itself, which may be the input: the rank order of the fold is kept), then done; the
   // other slices come in collect().
   bool readPeers() override {
+    if (inLines()) {
+      reduceLines(args_.recvbuff, chunkCount());
+      return false;
+    }
     if (oneRound_) {
       reduceSlots(args_.recvbuff, 0, chunkCount());
       return false;

@@ -59,7 +59,13 @@ Status ShmCollective::progress(bool* done) {
   }
   while (chunk_ < chunks_) {
     if (stage_ == Stage::kContribute) {
-      contribute();
+      // Described in the ready line in both cases: a peer that took the slots for this op
+      // (it called it differently) reads the description there.
+      if (inLines_) {
+        memory_.writeLines(slotIndex(), mine(), lineData_, lineBytes_);
+      } else {
+        contribute();
+      }
       memory_.describe(slotIndex(), mine());
       memory_.publishReady(seq_);
       ++mark_;
@@ -68,7 +74,7 @@ Status ShmCollective::progress(bool* done) {
       cursor_ = 0;
     }
     if (stage_ == Stage::kReady) {
-      if (!allReached(&NodeMemory::readyReached, false)) return Status::ok();
+      if (!allReached(false)) return Status::ok();
       FTCCL_CHECK(checkPeersAgree());
       if (!readPeers()) {
         finishChunk();
@@ -79,7 +85,7 @@ Status ShmCollective::progress(bool* done) {
       cursor_ = 0;
     }
     if (stage_ == Stage::kDone) {
-      if (!allReached(&NodeMemory::doneReached, true)) return Status::ok();
+      if (!allReached(true)) return Status::ok();
       finishChunk();
     }
   }
@@ -102,6 +108,10 @@ std::vector<int> ShmCollective::pendingPeers() const {
 
 bool ShmCollective::waitForPeers(int timeoutUs) {
   if (stage_ != Stage::kReady && stage_ != Stage::kDone) return false;
+  // Only asked what it waits for: touching a peer's ready line here would cost a line
+  // crossing per op (the peer's next publish then misses too).
+  if (timeoutUs <= 0) return true;
+  lookAtReady_ = true;
   for (int r = cursor_; r < ranks(); ++r) {
     if (r == me() || waitedReached(r)) continue;
     if (stage_ == Stage::kReady) {
@@ -137,6 +147,31 @@ void ShmCollective::collect(int rank) {
   size_t first = 0, count = 0;
   slice(rank, chunkCount(), &first, &count);
   copy(at(args_.recvbuff, chunkFirst() + first), at(slotOf(rank), first), count);
+}
+
+void ShmCollective::sendInLines(const void* data, size_t bytes) {
+  if (chunks_ != 1 || bytes > NodeMemory::kLineMessageBytes) return;  // stays in the slots
+  inLines_ = true;
+  lineData_ = data;
+  lineBytes_ = bytes;
+}
+
+void ShmCollective::readLinesOf(int rank, void* out) const {
+  memory_.readLines(rank, slotIndex(), out, lineBytes_);
+}
+
+void ShmCollective::reduceLines(void* out, size_t count) const {
+  if (count == 0) return;
+  alignas(kLineBytes) uint8_t acc[NodeMemory::kLineMessageBytes];
+  alignas(kLineBytes) uint8_t next[NodeMemory::kLineMessageBytes];
+  const size_t bytes = count * elemSize_;
+  readLinesOf(0, acc);
+  for (int r = 1; r < ranks(); ++r) {
+    readLinesOf(r, next);
+    reduce(acc, acc, next, count, args_.type, args_.op);
+  }
+  if (args_.op == ftcclAvg) divideBy(acc, count, args_.type, ranks());
+  std::memcpy(out, acc, bytes);
 }
 
 void ShmCollective::copy(void* dst, const void* src, size_t count) const {
@@ -194,8 +229,10 @@ NodeMemory::OpDescriptor ShmCollective::mine() const {
 Status ShmCollective::checkPeersAgree() {
   const NodeMemory::OpDescriptor want = mine();
   for (int r = 0; r < ranks(); ++r) {
-    const NodeMemory::OpDescriptor got = memory_.descriptor(r, slotIndex());
-    if (got == want) continue;
+    const bool viaLines = inLines_ && memory_.linesReached(r, slotIndex(), seq_, lineBytes_);
+    const NodeMemory::OpDescriptor got =
+        viaLines ? memory_.lineDescriptor(r, slotIndex()) : memory_.descriptor(r, slotIndex());
+    if (got == want && viaLines == inLines_) continue;
     stage_ = Stage::kAborted;
     const char* name = kNames[static_cast<int>(kind_)];
     return invalidUsage(std::string("shm ") + name + ": local rank " + std::to_string(r) +
@@ -206,17 +243,22 @@ Status ShmCollective::checkPeersAgree() {
   return Status::ok();
 }
 
+// In lines, a peer's ready flag is looked at only once the spin is over (waitForPeers
+// with a timeout): a peer that called the op differently may have taken the slots and
+// will never write lines, and must not hang this rank (checkPeersAgree fails both).
 bool ShmCollective::waitedReached(int rank) const {
-  return stage_ == Stage::kReady ? memory_.readyReached(rank, seq_)
-                                 : memory_.doneReached(rank, seq_);
+  if (stage_ != Stage::kReady) return memory_.doneReached(rank, seq_);
+  if (!inLines_) return memory_.readyReached(rank, seq_);
+  return memory_.linesReached(rank, slotIndex(), seq_, lineBytes_) ||
+         (lookAtReady_ && memory_.readyReached(rank, seq_));
 }
 
 // Whether every other rank's flag reached seq_; ranks seen there are not checked again
 // (flags only advance), and each one seen advances the progress mark.
-bool ShmCollective::allReached(Reached reached, bool collecting) {
+bool ShmCollective::allReached(bool collecting) {
   for (; cursor_ < ranks(); ++cursor_) {
     if (cursor_ == me()) continue;
-    if (!(memory_.*reached)(cursor_, seq_)) return false;
+    if (!waitedReached(cursor_)) return false;
     if (collecting) collect(cursor_);
     ++mark_;
   }

@@ -39,7 +39,7 @@ class ShmCollective : public Collective {
   // LOCAL ranks (0..localSize-1): the memory does not know the communicator's numbering.
   std::vector<int> pendingPeers() const final;
   uint64_t progressMark() const final { return mark_; }
-  bool waitForPeers(int timeoutUs) final;
+  bool waitForPeers(int timeoutUs) final;  // not const: a wait with a timeout ends the spin
 
  protected:
   ShmCollective(NodeMemory& memory, const CollectiveArgs& args, CollectiveKind kind);
@@ -48,6 +48,14 @@ class ShmCollective : public Collective {
   // least one, for count 0 too), so the number depends only on what every rank passes
   // alike. A chunk must carry an element: 0 with a count is refused in progress().
   void plan(size_t chunkElems, uint32_t* nextSeq);
+
+  // An op of one chunk whose `bytes` (<= NodeMemory::kLineMessageBytes) from `data` are
+  // all this rank contributes may travel in lines (the latency path, node_memory.h):
+  // called from the constructor, after plan(). contribute() is then not called; readPeers()
+  // gets each rank's bytes with readLinesOf().
+  void sendInLines(const void* data, size_t bytes);
+  bool inLines() const { return inLines_; }
+  void readLinesOf(int rank, void* out) const;
 
   // What this rank does with chunk chunk_ (sequence seq_) at each step (above).
   virtual void contribute() = 0;
@@ -88,6 +96,8 @@ class ShmCollective : public Collective {
   // `out` must not overlap any part read but may be anywhere else. With `mine`, this
   // rank's part is read from there (`count` elements) instead of from its slot.
   void reduceSlots(void* out, size_t first, size_t count, const void* mine = nullptr) const;
+  // The same over every rank's line message of `count` elements (sendInLines).
+  void reduceLines(void* out, size_t count) const;
 
   NodeMemory& memory_;
   const CollectiveArgs args_;
@@ -100,16 +110,19 @@ class ShmCollective : public Collective {
 
  private:
   enum class Stage { kContribute, kReady, kDone, kAborted };
-  using Reached = bool (NodeMemory::*)(int, uint32_t) const;
 
   Status checkArgs() const;
   NodeMemory::OpDescriptor mine() const;
   Status checkPeersAgree();
   bool waitedReached(int rank) const;
-  bool allReached(Reached reached, bool collecting);
+  bool allReached(bool collecting);
   void finishChunk();
 
   bool checked_ = false;
+  bool inLines_ = false;
+  bool lookAtReady_ = false;  // the spin is over: in lines, look at ready flags too
+  const void* lineData_ = nullptr;
+  size_t lineBytes_ = 0;
   Stage stage_ = Stage::kContribute;
   int cursor_ = 0;  // the first rank whose flag is not yet seen at the wanted sequence
   uint64_t mark_ = 0;

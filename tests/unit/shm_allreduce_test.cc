@@ -1,10 +1,10 @@
 // The shared-memory all-reduce (src/algorithms/shm_allreduce.cc) over a real
 // NodeSegment in one process: a thread per local rank, each with its own NodeArena,
 // driving the collective with progress() and bounded sleeps as the op driver does.
-// Per rank count 1..8, 600 back-to-back ops with fresh data each (every type x op x
-// count x in place / out of place; counts from 0 to several slots, so both the one-round
-// and the pipelined path, odd slices and a short last chunk), so slots are reused with
-// every size and path; rank 0 checks
+// Per rank count 1..8, 700 back-to-back ops with fresh data each (every type x op x
+// count x in place / out of place; counts from 0 to several slots, so the line messages
+// (1 to 4 lines), the one-round and the pipelined path, odd slices and a short last
+// chunk), so lines and slots are reused with every size and path; rank 0 checks
 // each result against the reference of tests/unit/reduce_reference.h and every rank's
 // result must be bit-identical to rank 0's. No timing asserts: 8 threads may share 2
 // cores. Ranks that call it differently, and it mixed with the other collectives:
@@ -45,12 +45,14 @@ struct OpSpec {
   bool inPlace;
 };
 
-// 10 types x 5 ops x 6 counts x 2 = 600 ops, the types changing fastest so that
+// 10 types x 5 ops x 7 counts x 2 = 700 ops, the types changing fastest so that
 // consecutive ops reuse a slot with another size.
 std::vector<OpSpec> allOps(size_t slotBytes) {
   std::vector<OpSpec> ops;
   for (bool inPlace : {false, true}) {
-    for (size_t count : {size_t{0}, size_t{1}, size_t{3}, size_t{1003}, kLargest, kSeveral}) {
+    // 25 elements: 25 to 200 bytes, one line to all four of a line message.
+    for (size_t count :
+         {size_t{0}, size_t{1}, size_t{3}, size_t{25}, size_t{1003}, kLargest, kSeveral}) {
       for (ftcclRedOp_t op : kAllOps) {
         for (ftcclDataType_t type : kAllTypes) {
           size_t slot = slotBytes / dataTypeSize(type);

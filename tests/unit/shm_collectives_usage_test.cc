@@ -21,7 +21,8 @@ size_t slotFloats() { return (kSlotBytes) / sizeof(float); }
 
 // Ranks that call one op differently all fail with ftcclInvalidUsage, as over the
 // transport, instead of reading each other's unrelated bytes: another count, a type of
-// the same size, an op (where it reduces), a root (where there is one), or another
+// the same size (or one that leaves the lines for the slots), an op (where it reduces), a
+// root (where there is one), or another
 // collective (the signature is 0 here: the description alone must tell). Rank 1 differs;
 // the others call `kind` with 3 floats, Sum and root 0.
 TEST(ShmCollectives, RanksThatCallDifferentlyAllFail) {
@@ -38,6 +39,9 @@ TEST(ShmCollectives, RanksThatCallDifferentlyAllFail) {
     Kind kind = kKinds[k], other = kKinds[(k + 1) % std::size(kKinds)];
     std::string name = collectiveName(kind);
     variants.push_back({name + " count", kind, kind, 5, ftcclFloat32, ftcclSum, 0});
+    // 400 bytes: the others' 12 travel in lines (an all-reduce's latency path), these in
+    // the slots, so each side waits on what the other never writes.
+    variants.push_back({name + " count in slots", kind, kind, 100, ftcclFloat32, ftcclSum, 0});
     variants.push_back({name + " type", kind, kind, 3, ftcclInt32, ftcclSum, 0});
     if (reduces(kind)) {
       variants.push_back({name + " op", kind, kind, 3, ftcclFloat32, ftcclMax, 0});
@@ -58,7 +62,7 @@ TEST(ShmCollectives, RanksThatCallDifferentlyAllFail) {
     for (int r = 0; r < 3; ++r) {
       threads.emplace_back([&, r] {
         shm::NodeArena arena(segment, r);
-        std::vector<float> in(64, 1.0f), out(64, 0.0f);
+        std::vector<float> in(512, 1.0f), out(512, 0.0f);  // all-gather: 3 x 100
         CollectiveArgs args;
         args.sendbuff = in.data();
         args.recvbuff = out.data();

@@ -146,7 +146,12 @@ TEST(ShmLayout, OffsetsAlignedAndDisjointForEveryRankCount) {
         ASSERT_GE(layout.slotBytes(), slotBytes);
         std::vector<std::pair<size_t, size_t>> spans = {{0, sizeof(SegmentHeader)}};
         for (int r = 0; r < n; ++r) {
-          for (size_t line : {layout.readyOffset(r), layout.doneOffset(r)}) {
+          std::vector<size_t> lines = {layout.readyOffset(r), layout.doneOffset(r)};
+          for (int parity = 0; parity < 2; ++parity) {
+            for (int l = 0; l < kMessageLines; ++l)
+              lines.push_back(layout.lineOffset(r, parity, l));
+          }
+          for (size_t line : lines) {
             ASSERT_EQ(line % kCacheLine, 0u) << n << " ranks, rank " << r;
             ASSERT_LE(line + kCacheLine, segmentMetaBytes(n));
             spans.emplace_back(line, line + kCacheLine);

@@ -1,5 +1,6 @@
 #include "transports/shm/node_arena.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -27,25 +28,20 @@ uint8_t* descriptorAt(const NodeSegment& segment, int localRank, int index) {
          static_cast<size_t>(index % 2) * NodeArena::kPackedDescriptorBytes;
 }
 
-}  // namespace
-
-uint8_t* NodeArena::slot(int localRank, int index) const { return segment_.slot(localRank, index); }
-
-void NodeArena::describe(int index, const OpDescriptor& d) {
-  PackedDescriptor packed{d.count,
+PackedDescriptor pack(const NodeMemory::OpDescriptor& d) {
+  return PackedDescriptor{d.count,
                           d.seq,
                           d.opSeq,
                           static_cast<uint8_t>(d.type),
                           static_cast<uint8_t>(d.signature),
                           static_cast<uint16_t>(d.op),
                           static_cast<uint16_t>(d.root)};
-  std::memcpy(descriptorAt(segment_, localRank_, index), &packed, sizeof(packed));
 }
 
-NodeMemory::OpDescriptor NodeArena::descriptor(int localRank, int index) const {
+NodeMemory::OpDescriptor unpack(const uint8_t* at) {
   PackedDescriptor packed;
-  std::memcpy(&packed, descriptorAt(segment_, localRank, index), sizeof(packed));
-  OpDescriptor d;
+  std::memcpy(&packed, at, sizeof(packed));
+  NodeMemory::OpDescriptor d;
   d.count = packed.count;
   d.seq = packed.seq;
   d.opSeq = packed.opSeq;
@@ -54,6 +50,71 @@ NodeMemory::OpDescriptor NodeArena::descriptor(int localRank, int index) const {
   d.op = packed.op;
   d.root = packed.root;
   return d;
+}
+
+// Lines a message of `bytes` takes: line 0 always (it carries the descriptor).
+int linesFor(size_t bytes) {
+  if (bytes <= NodeArena::kFirstLineBytes) return 1;
+  return 1 + static_cast<int>((bytes - NodeArena::kFirstLineBytes + kMessageLineBytes - 1) /
+                              kMessageLineBytes);
+}
+
+}  // namespace
+
+uint8_t* NodeArena::slot(int localRank, int index) const { return segment_.slot(localRank, index); }
+
+void NodeArena::describe(int index, const OpDescriptor& d) {
+  PackedDescriptor packed = pack(d);
+  std::memcpy(descriptorAt(segment_, localRank_, index), &packed, sizeof(packed));
+}
+
+NodeMemory::OpDescriptor NodeArena::descriptor(int localRank, int index) const {
+  return unpack(descriptorAt(segment_, localRank, index));
+}
+
+void NodeArena::writeLines(int index, const OpDescriptor& d, const void* data, size_t bytes) {
+  bytes = std::min(bytes, kLineMessageBytes);  // callers pass no more; the lines hold no more
+  const auto* in = static_cast<const uint8_t*>(data);
+  const int parity = index % 2;
+  MessageLine* first = segment_.line(localRank_, parity, 0);
+  PackedDescriptor packed = pack(d);
+  std::memcpy(first->bytes, &packed, sizeof(packed));
+  size_t head = std::min(bytes, kFirstLineBytes);
+  if (head) std::memcpy(first->bytes + kPackedDescriptorBytes, in, head);
+  first->seq.store(d.seq, std::memory_order_release);
+  for (size_t done = head, line = 1; done < bytes; done += kMessageLineBytes, ++line) {
+    MessageLine* next = segment_.line(localRank_, parity, static_cast<int>(line));
+    std::memcpy(next->bytes, in + done, std::min(kMessageLineBytes, bytes - done));
+    next->seq.store(d.seq, std::memory_order_release);
+  }
+}
+
+bool NodeArena::linesReached(int localRank, int index, uint32_t seq, size_t bytes) const {
+  const int parity = index % 2;
+  bool all = true;  // every line read, so that their misses overlap
+  for (int line = 0, n = linesFor(std::min(bytes, kLineMessageBytes)); line < n; ++line) {
+    all &= seqReached(segment_.line(localRank, parity, line)->seq.load(std::memory_order_acquire),
+                      seq);
+  }
+  return all;
+}
+
+NodeMemory::OpDescriptor NodeArena::lineDescriptor(int localRank, int index) const {
+  return unpack(segment_.line(localRank, index % 2, 0)->bytes);
+}
+
+void NodeArena::readLines(int localRank, int index, void* out, size_t bytes) const {
+  bytes = std::min(bytes, kLineMessageBytes);
+  auto* to = static_cast<uint8_t*>(out);
+  const int parity = index % 2;
+  size_t head = std::min(bytes, kFirstLineBytes);
+  if (head) {
+    std::memcpy(to, segment_.line(localRank, parity, 0)->bytes + kPackedDescriptorBytes, head);
+  }
+  for (size_t done = head, line = 1; done < bytes; done += kMessageLineBytes, ++line) {
+    std::memcpy(to + done, segment_.line(localRank, parity, static_cast<int>(line))->bytes,
+                std::min(kMessageLineBytes, bytes - done));
+  }
 }
 
 void NodeArena::publishReady(uint32_t seq) { segment_.ready(localRank_).publish(seq); }

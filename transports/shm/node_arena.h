@@ -34,6 +34,16 @@ class NodeArena final : public NodeMemory {
   void describe(int index, const OpDescriptor& descriptor) override;
   OpDescriptor descriptor(int localRank, int index) const override;
 
+  // Line 0 holds the packed descriptor and the first bytes; lines 1.. hold bytes only.
+  static constexpr size_t kFirstLineBytes = kMessageLineBytes - kPackedDescriptorBytes;
+  static_assert(kFirstLineBytes + (kMessageLines - 1) * kMessageLineBytes >= kLineMessageBytes,
+                "the lines hold the largest line message");
+  void writeLines(int index, const OpDescriptor& descriptor, const void* data,
+                  size_t bytes) override;
+  bool linesReached(int localRank, int index, uint32_t seq, size_t bytes) const override;
+  OpDescriptor lineDescriptor(int localRank, int index) const override;
+  void readLines(int localRank, int index, void* out, size_t bytes) const override;
+
   void publishReady(uint32_t seq) override;
   bool readyReached(int localRank, uint32_t seq) const override;
   void publishDone(uint32_t seq) override;

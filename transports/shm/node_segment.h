@@ -17,17 +17,18 @@
 // Layout (offsets from NodeLayout; every rank maps the same bytes):
 //
 //   0                  SegmentHeader, one cache line (written once by the creator)
-//   64 + 128*r         control block of local rank r: its "ready" FlagLine, then its
-//                      "done" FlagLine, each a 64-byte line of its own (no false sharing)
+//   64 + 640*r         control block of local rank r: its "ready" FlagLine, its "done"
+//                      FlagLine, then its MessageLines (4 per slot parity), each a
+//                      64-byte line of its own (no false sharing)
 //   segmentMetaBytes   slot 0 of rank 0, slot 1 of rank 0, ..., then those of rank 1, ...
 //                      each slotBytes rounded up to 4 KiB, so every slot starts on a page
 //
 // Bounds (constexpr, below): with localSize ranks, S = roundUp(slotBytes, 4 KiB) and
 // k slots per rank,
-//   per rank: segmentBytesPerRank = 128 + k * S
-//   per node: segmentBytesPerNode = roundUp(64 + 128 * localSize, 4 KiB) + localSize * k * S
+//   per rank: segmentBytesPerRank = 640 + k * S
+//   per node: segmentBytesPerNode = roundUp(64 + 640 * localSize, 4 KiB) + localSize * k * S
 // and never more than kMaxSegmentBytes. The default (256 KiB x 2 slots) takes 512 KiB
-// and 128 B per rank: 4 MiB + 4 KiB for 8 ranks, 128 MiB + 36 KiB for 256.
+// and 640 B per rank: 4 MiB + 8 KiB for 8 ranks, 128 MiB + 164 KiB for 256.
 #pragma once
 
 #include <atomic>
@@ -57,7 +58,7 @@ constexpr int kDefaultSlotsPerRank = 2;  // double buffering: fill one while pee
 constexpr std::chrono::microseconds kSleepStep{1000};
 
 constexpr uint64_t kSegmentMagic = 0x6d68732d6c636374;  // "tccl-shm", little-endian
-constexpr uint32_t kSegmentVersion = 1;
+constexpr uint32_t kSegmentVersion = 2;
 
 constexpr size_t roundUp(size_t n, size_t align) { return (n + align - 1) / align * align; }
 
@@ -78,11 +79,26 @@ static_assert(sizeof(FlagLine) == kCacheLine, "a flag is one cache line");
 static_assert(std::atomic<uint32_t>::is_always_lock_free, "a futex word must be lock-free");
 static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "a futex word is 32 bits");
 
+// One line of a small message (the latency path): its own sequence word and 56 bytes,
+// written by its owner before the sequence (release), so a reader that sees the sequence
+// has the bytes from the same cache line. A flag and a separate slot line cost four line
+// transfers one after the other (the writer's two misses, then the reader's); the lines
+// of a message cost one each, and in parallel.
+struct alignas(kCacheLine) MessageLine {
+  std::atomic<uint32_t> seq{0};
+  uint32_t reserved = 0;
+  uint8_t bytes[kCacheLine - 2 * sizeof(uint32_t)] = {};
+};
+static_assert(sizeof(MessageLine) == kCacheLine, "a message line is one cache line");
+constexpr int kMessageLines = 4;  // per rank and slot parity
+constexpr size_t kMessageLineBytes = sizeof(MessageLine::bytes);
+
 struct ControlBlock {
   FlagLine ready;  // the rank's data for op `seq` is in its slot
   FlagLine done;   // the rank has finished reading its peers' slots for op `seq`
+  MessageLine lines[2][kMessageLines];  // small messages, by slot parity
 };
-static_assert(sizeof(ControlBlock) == 2 * kCacheLine, "two lines per rank");
+static_assert(sizeof(ControlBlock) == (2 + 2 * kMessageLines) * kCacheLine, "lines per rank");
 
 // Written by the creator before the fd is handed on, verified by every mapper.
 struct SegmentHeader {
@@ -110,10 +126,10 @@ constexpr size_t segmentBytesPerNode(int localSize, size_t slotBytes, int slotsP
                                            static_cast<size_t>(slotsPerRank) *
                                            roundUp(slotBytes, kSlotAlign);
 }
-static_assert(segmentBytesPerRank(kDefaultSlotBytes, kDefaultSlotsPerRank) == (512 << 10) + 128);
-static_assert(segmentBytesPerNode(8, kDefaultSlotBytes, kDefaultSlotsPerRank) == (4 << 20) + 4096);
+static_assert(segmentBytesPerRank(kDefaultSlotBytes, kDefaultSlotsPerRank) == (512 << 10) + 640);
+static_assert(segmentBytesPerNode(8, kDefaultSlotBytes, kDefaultSlotsPerRank) == (4 << 20) + 8192);
 static_assert(segmentBytesPerNode(kMaxLocalRanks, kDefaultSlotBytes, kDefaultSlotsPerRank) ==
-              (size_t{128} << 20) + 36864);
+              (size_t{128} << 20) + 167936);
 
 // True when `current` is at or past `want`, modulo 2^32: sequences wrap, and a
 // difference of less than 2^31 decides.
@@ -139,6 +155,11 @@ class NodeLayout {
   static constexpr size_t headerOffset() { return 0; }
   size_t readyOffset(int localRank) const { return controlOffset(localRank); }
   size_t doneOffset(int localRank) const { return controlOffset(localRank) + kCacheLine; }
+  // Message line `line` (0..kMessageLines-1) of `localRank` for slot parity `parity`.
+  size_t lineOffset(int localRank, int parity, int line) const {
+    return controlOffset(localRank) + 2 * kCacheLine +  // after the ready and done lines
+           static_cast<size_t>(parity * kMessageLines + line) * kCacheLine;
+  }
   size_t slotOffset(int localRank, int slot) const {
     return segmentMetaBytes(localSize_) +
            (static_cast<size_t>(localRank) * slotsPerRank_ + slot) * slotBytes_;
@@ -212,6 +233,9 @@ class NodeSegment {
   }
   uint8_t* slot(int localRank, int index) const {
     return base_ + layout_.slotOffset(localRank, index);
+  }
+  MessageLine* line(int localRank, int parity, int line) const {
+    return reinterpret_cast<MessageLine*>(base_ + layout_.lineOffset(localRank, parity, line));
   }
 
  private:
