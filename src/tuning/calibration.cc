@@ -55,7 +55,7 @@ std::string describe(const Calibration& c) {
     text += " us";
   }
   if (text.empty()) return "not calibrated";
-  return text + " at 8 B/64 KiB/256 KiB/1 MiB on " + std::to_string(c.shape.nranks) + " ranks, " +
+  return text + " at 8 B/64 KiB/256 KiB/1 MiB/2 MiB on " + std::to_string(c.shape.nranks) + " ranks, " +
          std::to_string(c.shape.nodes) + " node(s)";
 }
 

@@ -27,10 +27,14 @@ constexpr int kCalibratedAlgorithms = 5;
 static_assert(kCalibratedAlgorithms == kAlgorithms, "a calibration slot per algorithm");
 
 struct Calibration {
-  static constexpr int kProbes = 4;
+  static constexpr int kProbes = 5;
   // Latency-bound, around the eager/rendezvous switch, where recursive doubling's
-  // whole-buffer rounds stop paying, bandwidth-bound.
-  static constexpr size_t kProbeBytes[kProbes] = {8, 64 * 1024, 256 * 1024, 1024 * 1024};
+  // whole-buffer rounds stop paying, bandwidth-bound twice: at 1 MiB on 2 ranks the
+  // transport's ring (UCX's single copy) and shared memory measured level, one or the
+  // other ahead by 2% from one init to the next, while from 2 MiB shared memory led by
+  // 1.25x; the choice beyond the last probe flipped with the noise.
+  static constexpr size_t kProbeBytes[kProbes] = {8, 64 * 1024, 256 * 1024, 1024 * 1024,
+                                                  2048 * 1024};
 
   // Set by rank 0 at init, with no times yet: it asks every rank to run the probes.
   bool requested = false;

@@ -20,11 +20,18 @@ constexpr size_t kPingBytes = 8;
 constexpr size_t kLargeProbeBytes = 256u << 10;  // from here: fewer warm-ups and batches
 constexpr size_t kMidProbeBytes = 64u << 10;     // from here: fewer calls per batch
 constexpr size_t kHugeProbeBytes = 1u << 20;     // from here: fewest calls per batch
+constexpr size_t kLastProbeBytes = 2u << 20;     // one call per batch and one warm-up
 constexpr int kWarmupCalls = 8, kWarmupCallsLarge = 3;
 constexpr int kBatches = 5, kBatchesLarge = 3;
 
 int callsPerBatch(size_t bytes) {
+  if (bytes >= kLastProbeBytes) return 1;
   return bytes >= kHugeProbeBytes ? 3 : bytes >= kMidProbeBytes ? 8 : 16;
+}
+
+int warmupCalls(size_t bytes) {
+  if (bytes >= kLastProbeBytes) return 1;
+  return bytes >= kLargeProbeBytes ? kWarmupCallsLarge : kWarmupCalls;
 }
 
 double median(std::vector<double> v) {
@@ -85,8 +92,7 @@ Status calibrateAllReduce(const std::vector<Algorithm>& candidates, const CommSh
     for (int p = 0; p < Calibration::kProbes; ++p) {
       size_t bytes = Calibration::kProbeBytes[p];
       if (!Calibration::probed(algorithm, p)) continue;
-      FTCCL_CHECK(
-          run(algorithm, bytes, bytes >= kLargeProbeBytes ? kWarmupCallsLarge : kWarmupCalls));
+      FTCCL_CHECK(run(algorithm, bytes, warmupCalls(bytes)));
     }
   }
   for (int p = 0; p < Calibration::kProbes; ++p) {

@@ -189,7 +189,7 @@ TEST(Tuner, CandidatesFollowTheShape) {
 Calibration invertedCalibration(const CommShape& shape) {
   Calibration c;
   c.shape = shape;
-  double ring[] = {40, 200, 400, 600}, tree[] = {80, 100, 200, 300};
+  double ring[] = {40, 200, 400, 600, 2000}, tree[] = {80, 100, 200, 300, 1000};
   for (int p = 0; p < Calibration::kProbes; ++p) {
     c.us[static_cast<int>(Algorithm::kRing)][p] = ring[p];
     c.us[static_cast<int>(Algorithm::kTree)][p] = tree[p];
@@ -206,7 +206,7 @@ TEST(Calibration, PredictionsMatchTheProbesAndChoicesFollowThem) {
   ASSERT_LT(model(Algorithm::kTree, 8), model(Algorithm::kRing, 8));
   ASSERT_GT(model(Algorithm::kTree, 1 << 20), model(Algorithm::kRing, 1 << 20));
   Tuner tuner(CostModel{}, AlgorithmOverrides{}, PipelineConfig{}, invertedCalibration(shape));
-  const double ring[] = {40, 200, 400, 600}, tree[] = {80, 100, 200, 300};
+  const double ring[] = {40, 200, 400, 600, 2000}, tree[] = {80, 100, 200, 300, 1000};
   for (int p = 0; p < Calibration::kProbes; ++p) {
     size_t bytes = Calibration::kProbeBytes[p];
     EXPECT_NEAR(tuner.predictUs(CollectiveKind::kAllReduce, Algorithm::kRing, bytes, shape),
@@ -302,7 +302,7 @@ TEST(Calibration, SharedStateRoundTrips) {
   v = tuner.toVector();
   v[5] = 7;  // an algorithm that does not exist
   EXPECT_FALSE(Tuner::fromVector(v, PipelineConfig{}, &back).isOk());
-  EXPECT_NE(describe(c).find("tree 80/100/200/300 us"), std::string::npos) << describe(c);
+  EXPECT_NE(describe(c).find("tree 80/100/200/300/1000 us"), std::string::npos) << describe(c);
 }
 
 }  // namespace
