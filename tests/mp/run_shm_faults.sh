@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Faults from outside during shared-memory collectives (issue 26): 4 ranks and spares on
 # one host, FTCCL_ALGO=shm, and ftccl_run kills or stops ranks at random instants (the
-# seed is printed; SHM_FAULT_SEED replays it): in the middle of one-round (4 KiB) and
-# pipelined (4 MiB, 16 chunks) all-reduces, of broadcasts, reduces, all-gathers and
-# reduce-scatters, during init, two at once, and a stop whose victim is resumed after
+# seed is printed; SHM_FAULT_SEED replays it): in the middle of line-message (64 B),
+# one-round (4 KiB) and pipelined (4 MiB, 16 chunks) all-reduces, of broadcasts,
+# reduces, all-gathers and reduce-scatters, during init, two at once, and a stop whose victim is resumed after
 # the others rebuilt (a stale writer: it must find itself expelled, and write nothing the
 # new epoch reads). Each trial must end with every live process's verdict PASS (the
 # others rebuilt onto spares, mapped a fresh segment with the spare in it, redid the
@@ -67,6 +67,9 @@ for ((t = 0; t < trials; ++t)); do
   victim=$((RANDOM % 4))
   trial "kill in pipelined all-reduces" all_reduce_perf 1 1 4M 4000 --kill "$victim@$(at 1 2)"
 done
+# 64 B: the all-reduce's message lines (up to 200 B), not its slots.
+victim=$((RANDOM % 4))
+trial "kill in line-message all-reduces" all_reduce_perf 1 1 64 2000000 --kill "$victim@$(at 1 2)"
 for tool in broadcast_perf reduce_perf all_gather_perf reduce_scatter_perf; do
   if ((RANDOM % 2)); then size=16384 iters=200000; else size=2097152 iters=3000; fi
   trial "kill in ${tool%_perf}s of $size B" "$tool" 1 1 "$size" "$iters" \
