@@ -55,8 +55,8 @@ std::string describe(const Calibration& c) {
     text += " us";
   }
   if (text.empty()) return "not calibrated";
-  return text + " at 8 B/64 KiB/256 KiB/1 MiB/2 MiB on " + std::to_string(c.shape.nranks) + " ranks, " +
-         std::to_string(c.shape.nodes) + " node(s)";
+  return text + " at 8 B/64 KiB/256 KiB/1 MiB/2 MiB on " + std::to_string(c.shape.nranks) +
+         " ranks, " + std::to_string(c.shape.nodes) + " node(s)";
 }
 
 }  // namespace ftccl
