@@ -308,6 +308,31 @@ class ClassifyTest(unittest.TestCase):
             v = self.classify(p, o)
             self.assertEqual(v.outcome, outcome, f"left at {leaves_at}: {v.reason}")
 
+    def test_ranks_that_left_after_the_fault_but_before_its_detection_count_as_gone(self):
+        # 4 ranks + 2 spares (seed 10027): rank 0 stopped at 1.0 during the last reduce,
+        # whose chain ranks 1 and 2 had passed; they left at 1.3 and 1.6 (their verdicts
+        # came only at 3.3 and 4.2, after a 2 s flush toward the stopped rank), silence was
+        # noticed at 2.1: 3 of 6 remained. Leaving after the detection is a defect.
+        for leave, outcome in ((1.3, "failed_clean"), (2.5, "failed_clean_not_allowed")):
+            p = plan(nranks=4, spares=2, faults=[("stop", 0, 1.0)], kind="stop")
+            o = Out().at(0.3).preamble().at(1.0).injected("stop", 0, 1000, 1.0)
+            for q, dt in ((1, leave), (2, leave + 0.3)):
+                o.at(dt).rank(q, f"{stamp(T0 + dt)} vm:100{q} ftccl info [Health] stopped "
+                                 "watching 127.0.0.1:1: longest silence 1.0 ms, round trip "
+                                 "max 0.10 ms")
+            for q in (3, 4, 5):
+                o.at(2.1).rank(q, f"{stamp(T0 + 2.1)} vm:100{q} ftccl error [Health] rank {q}: "
+                                  "rank 0 (host vm, pid 1000) failed: detected here through "
+                                  "silence on the health channel (hang or lost link)")
+            o.at(3.3).verdict(1, True).at(4.2).verdict(2, True).at(8.1)
+            for q in (3, 4, 5):
+                o.verdict(q, False, "ftcclCommRebuild: cannot rebuild: expelled", spare=q > 3)
+            for q in range(6):
+                o.end(q, "killed at the end (stopped)" if q == 0 else
+                      "exited 0" if q in (1, 2) else "exited 1")
+            v = self.classify(p, o)
+            self.assertEqual(v.outcome, outcome, f"left at {leave}: {v.reason}")
+
     def test_rank0_lost_in_init_is_allowed(self):
         p = plan(nranks=4, spares=1, faults=[("kill", 0, 0.01)], kind="init_rank0")
         v = self.classify(p, self.failed_run(p, [0], init_done=False, verdicts=False))
