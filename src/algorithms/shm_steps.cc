@@ -243,14 +243,17 @@ Status ShmCollective::checkPeersAgree() {
   return Status::ok();
 }
 
-// In lines, a peer's ready flag is looked at only once the spin is over (waitForPeers
-// with a timeout): a peer that called the op differently may have taken the slots and
-// will never write lines, and must not hang this rank (checkPeersAgree fails both).
+// In lines, a peer's ready flag is looked at once the spin is over (waitForPeers with a
+// timeout) and every kReadyLookEvery looks before: a peer that called the op differently
+// may have taken the slots and will never write lines, and must not hang this rank
+// (checkPeersAgree fails both), even where the driver's spin never ends (a transport
+// that keeps reporting activity restarts it).
 bool ShmCollective::waitedReached(int rank) const {
+  constexpr uint32_t kReadyLookEvery = 64;
   if (stage_ != Stage::kReady) return memory_.doneReached(rank, seq_);
   if (!inLines_) return memory_.readyReached(rank, seq_);
-  return memory_.linesReached(rank, slotIndex(), seq_, lineBytes_) ||
-         (lookAtReady_ && memory_.readyReached(rank, seq_));
+  if (memory_.linesReached(rank, slotIndex(), seq_, lineBytes_)) return true;
+  return (lookAtReady_ || ++lineLooks_ % kReadyLookEvery == 0) && memory_.readyReached(rank, seq_);
 }
 
 // Whether every other rank's flag reached seq_; ranks seen there are not checked again

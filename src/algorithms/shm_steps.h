@@ -120,7 +120,8 @@ class ShmCollective : public Collective {
 
   bool checked_ = false;
   bool inLines_ = false;
-  bool lookAtReady_ = false;  // the spin is over: in lines, look at ready flags too
+  bool lookAtReady_ = false;        // the spin is over: in lines, look at ready flags too
+  mutable uint32_t lineLooks_ = 0;  // looks at lines not yet reached (waitedReached)
   const void* lineData_ = nullptr;
   size_t lineBytes_ = 0;
   Stage stage_ = Stage::kContribute;

@@ -2,6 +2,7 @@
 // NodeSegment: ranks that call one op differently all fail, arguments are refused before
 // anything is published, the sequences an op takes, and the waits (pendingPeers,
 // progressMark, waitForPeers, abort). The mixed runs: shm_collectives_test.cc.
+#include <chrono>
 #include <iterator>
 #include <memory>
 #include <string>
@@ -233,6 +234,46 @@ TEST(ShmCollectives, WaitsWithoutBlockingAndReportsLocalPeers) {
   EXPECT_TRUE(alone->pendingPeers().empty());
   EXPECT_FALSE(alone->waitForPeers(100));
   EXPECT_FALSE(arenas[0]->doneReached(0, nextSeq[0] - 1));
+}
+
+// A rank whose all-reduce travels in lines (3 floats) against one that took the slots
+// (100 floats) fails with ftcclInvalidUsage even if nothing ever asks it to sleep: a
+// driver whose transport keeps reporting activity restarts its spin and never calls
+// waitForPeers with a timeout, so progress() alone must come to look at the ready flag.
+TEST(ShmCollectives, LinesAgainstSlotsFailWithoutAWait) {
+  shm::NodeSegment segment;
+  ASSERT_NO_FATAL_FAILURE(makeSegment(2, 2, &segment));
+  std::vector<Status> results(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      shm::NodeArena arena(segment, r);
+      std::vector<float> in(128, 1.0f), out(128, 0.0f);
+      CollectiveArgs args;
+      args.sendbuff = in.data();
+      args.recvbuff = out.data();
+      args.count = r == 0 ? 3 : 100;
+      args.type = ftcclFloat32;
+      args.op = ftcclSum;
+      uint32_t nextSeq = 1;
+      std::unique_ptr<Collective> op = makeOp(Kind::kAllReduce, arena, args, &nextSeq);
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      for (;;) {
+        bool done = false;
+        results[r] = op->progress(&done);
+        if (!results[r].isOk() || done) break;
+        if (std::chrono::steady_clock::now() > deadline) {
+          results[r] = timeoutError("no verdict in 60 s of progress() calls");
+          break;
+        }
+        std::this_thread::yield();
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(results[r].code(), ftcclInvalidUsage) << "rank " << r << ": " << results[r].message();
+  }
 }
 
 }  // namespace
