@@ -135,6 +135,12 @@ void Communicator::leaveHealth(bool orderly) {
   // After a failure a peer may be stopped and never read: do not wait for it long.
   constexpr int kFlushWaitMs = 500, kFlushWaitAfterFailureMs = 20;
   bool revoked = revocation_.revoked();
+  if (orderly && health_ && healthId_) {
+    // Peers log "stopped watching" for this process too; this line is its own leave
+    // (the chaos classifier dates departures by it).
+    FTCCL_LOG(Info, Health, "rank {}: leaving in order (ftcclCommDestroy), epoch {}",
+              epochs_.rank(), epochs_.epoch());
+  }
   if (health_ && healthId_) {
     health_->remove(healthId_, orderly, revoked ? kFlushWaitAfterFailureMs : kFlushWaitMs);
   }

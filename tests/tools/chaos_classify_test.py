@@ -317,9 +317,11 @@ class ClassifyTest(unittest.TestCase):
             p = plan(nranks=4, spares=2, faults=[("stop", 0, 1.0)], kind="stop")
             o = Out().at(0.3).preamble().at(1.0).injected("stop", 0, 1000, 1.0)
             for q, dt in ((1, leave), (2, leave + 0.3)):
-                o.at(dt).rank(q, f"{stamp(T0 + dt)} vm:100{q} ftccl info [Health] stopped "
-                                 "watching 127.0.0.1:1: longest silence 1.0 ms, round trip "
-                                 "max 0.10 ms")
+                o.at(dt).rank(q, f"{stamp(T0 + dt)} vm:100{q} ftccl info [Health] rank {q}: "
+                                 "leaving in order (ftcclCommDestroy), epoch 0")
+                # The others stop watching it: that is not their own leave.
+                o.rank(3, f"{stamp(T0 + dt)} vm:1003 ftccl info [Health] stopped watching "
+                          "127.0.0.1:1: longest silence 1.0 ms, round trip max 0.10 ms")
             for q in (3, 4, 5):
                 o.at(2.1).rank(q, f"{stamp(T0 + 2.1)} vm:100{q} ftccl error [Health] rank {q}: "
                                   "rank 0 (host vm, pid 1000) failed: detected here through "

@@ -78,7 +78,7 @@ class Proc:
     crash_lines: list = dataclasses.field(default_factory=list)
     activated: bool = False  # a spare that took a rank
     failure_seen: float = None  # first notice of a failure (wall clock)
-    left_at: float = None  # its health service stopped watching its peers with no failure seen
+    left_at: float = None  # when it logged its own orderly leave
     rebuilt: list = dataclasses.field(default_factory=list)  # rebuild/activation instants
     mid_transfer: list = dataclasses.field(default_factory=list)  # victim pids
     ucx_complaints: int = 0  # UCX WARN/ERROR lines
@@ -144,10 +144,9 @@ def _parse_rank_line(proc, text, when, out):
             out.ready[proc.index] = when
         if m[3] == "error" and " failed: " in m[5] and proc.failure_seen is None:
             proc.failure_seen = when
-        # Leaving in order (ftcclCommDestroy): the first peer it stops watching, before
-        # any failure (a failed peer is dropped too, after the failure's error line).
-        if (m[4] == "Health" and m[5].startswith("stopped watching ") and
-                proc.failure_seen is None and proc.left_at is None):
+        # Leaving in order (ftcclCommDestroy): its own line; "stopped watching" is
+        # logged for a peer that leaves too, so it cannot tell.
+        if m[4] == "Health" and "leaving in order" in m[5] and proc.left_at is None:
             proc.left_at = when
         if "rebuilt into epoch" in m[5] or "spare activated as rank" in m[5]:
             proc.rebuilt.append(when)
@@ -346,8 +345,9 @@ def majority_lost(plan, parsed, role_of):
     # (seed 126: rank 1 done, then rank 2 killed during rank 0's last op, 2 of 4 left).
     # It may leave after the fault, before anyone noticed (seed 10027: rank 0 stopped
     # during the last reduce, whose chain ranks 1 and 2 had passed; they left while the
-    # silence ran, so 3 of 6 remained): what counts is leaving before the first
-    # detection after the last fault, or the fault itself where none was logged.
+    # silence ran, so 3 of 6 remained): what counts is leaving (its "leaving in order"
+    # line, else its verdict) before the first detection after the last fault, or the
+    # fault itself where none was logged.
     last_fault = lost[-1][0]
     seen = [pr.failure_seen for p, pr in parsed.procs.items()
             if p not in role_of and pr.failure_seen is not None and pr.failure_seen >= last_fault]
