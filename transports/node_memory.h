@@ -27,6 +27,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "util/status.h"
+
 namespace ftccl {
 
 class NodeMemory {
@@ -103,6 +105,20 @@ class NodeMemory {
   virtual bool sleepUntilReady(int localRank, uint32_t seq, int timeoutUs) const = 0;
   /// The same for `localRank`'s "done" flag.
   virtual bool sleepUntilDone(int localRank, uint32_t seq, int timeoutUs) const = 0;
+
+  /// Single copy, for large messages: whether readPeer() works towards every local rank.
+  /// Agreed by all ranks when the memory is set up, so that all take the same path.
+  virtual bool singleCopy() const { return false; }
+  /// Copies `bytes` at `address` in `localRank`'s process (an address it published in its
+  /// slot) into `out`. An error when the kernel refuses, the range is not mapped there, or
+  /// `localRank` exited (its pid may since name another process: the bytes are not used).
+  /// The owner must keep those bytes unchanged until it sees the reader's done flag; an
+  /// owner whose op ends first (aborted) publishes its own done as it leaves, and a reader
+  /// that sees it after its read must not use what it read.
+  virtual Status readPeer(int /*localRank*/, uint64_t /*address*/, void* /*out*/,
+                          size_t /*bytes*/) const {
+    return invalidUsage("this node memory has no single copy");
+  }
 };
 
 }  // namespace ftccl

@@ -148,7 +148,11 @@ std::unique_ptr<Collective> makeChainReduce(Transport& transport, const Scratch&
 // large ones.
 std::unique_ptr<Collective> makeShmAllReduce(NodeMemory& memory, const CollectiveArgs& args,
                                              uint32_t* nextSeq);
-// Broadcast (shm_broadcast.cc): args.root (a local rank) copies each chunk into its slot.
+// Broadcast (shm_broadcast.cc): args.root (a local rank) copies each chunk into its slot;
+// from kShmSingleCopyBytes, where the memory has single copy, the others read the root's
+// buffer from its process instead. Below it, two copies through a slot cost less than a
+// system call and a flag round more (bench/compare.py --coll broadcast, 2 and 4 ranks).
+constexpr size_t kShmSingleCopyBytes = 32 << 10;
 std::unique_ptr<Collective> makeShmBroadcast(NodeMemory& memory, const CollectiveArgs& args,
                                              uint32_t* nextSeq);
 // Reduce to args.root (shm_reduce.cc): the root reduces all slots, or from 3 ranks each a

@@ -11,6 +11,8 @@ struct CommShape {
   bool uniformNodes = true;  // every node has the same number of ranks
   // Every rank mapped the node's shared memory of this epoch (one node; core decides).
   bool sharedMemory = false;
+  // ... and large broadcasts there read the root's buffer directly (one copy, one round).
+  bool singleCopy = false;
 };
 
 }  // namespace ftccl

@@ -7,32 +7,62 @@
 // its ready promises it finished reading the root's slot for older sequences, which is
 // what lets the root refill that slot two chunks later without a wait of its own), and
 // copies the chunk out once every rank's ready reached it. Per byte: the root writes
-// its slot once (and its own output when not in place), each other rank reads it once:
-// the least a copy through shared memory can do. With two slots the root fills chunk
-// t + 1 while the others still copy chunk t out.
+// its slot once (and its own output when not in place), each other rank reads it once.
+// With two slots the root fills chunk t + 1 while the others still copy chunk t out.
+//
+// Single copy (from kShmSingleCopyBytes, where the memory has it): one sequence for the
+// whole op. The root puts its buffer's address in its slot; every other rank reads the
+// buffer straight from the root's process into its output (NodeMemory::readPeer), then
+// makes sure the root has not released it meanwhile (its done flag: an aborted root
+// publishes done, and may then reuse the buffer), and publishes done. The root returns
+// only once every done came: until then its buffer must not change. A reader waits for
+// no done (the slots' contract needs only the ready flags). One copy per byte
+// and receiver, no pass through a slot, and one flag round instead of one per chunk: a
+// 256 KiB broadcast between two ranks had its two copies in series (one chunk).
 //
 // Every rank waits for every ready, not only the root's: the contract (no rank
 // completes a chunk before all ready reached it) is what makes the slots of this op and
 // of whatever collective follows safe to overwrite. The root is a LOCAL rank and part
 // of the op's description, so ranks that name different roots all fail.
+#include <atomic>
+#include <cstring>
+#include <string>
+
 #include "algorithms/collective.h"
 #include "algorithms/shm_steps.h"
 
 namespace ftccl {
 namespace {
 
+// What the root publishes in its slot for a single-copy broadcast.
+struct Source {
+  uint64_t address;
+  uint64_t bytes;
+};
+
 class ShmBroadcast final : public ShmCollective {
  public:
   ShmBroadcast(NodeMemory& memory, const CollectiveArgs& args, uint32_t* nextSeq)
-      : ShmCollective(memory, args, CollectiveKind::kBroadcast) {
-    plan(slotElems(), nextSeq);
+      : ShmCollective(memory, args, CollectiveKind::kBroadcast),
+        singleCopy_(memory.singleCopy() && elemSize_ &&
+                    args.count * elemSize_ >= kShmSingleCopyBytes &&
+                    sizeof(Source) <= memory.slotBytes()) {
+    plan(singleCopy_ ? args.count : slotElems(), nextSeq);
+    if (singleCopy_ && isRoot()) releaseOnAbort();
   }
 
  private:
   bool isRoot() const { return me() == args_.root; }
+  size_t bytes() const { return args_.count * elemSize_; }
 
   void contribute() override {
-    if (isRoot()) copy(slotOf(me()), at(args_.sendbuff, chunkFirst()), chunkCount());
+    if (!isRoot()) return;
+    if (singleCopy_) {
+      Source source{reinterpret_cast<uintptr_t>(args_.sendbuff), bytes()};
+      std::memcpy(slotOf(me()), &source, sizeof(source));
+    } else {
+      copy(slotOf(me()), at(args_.sendbuff, chunkFirst()), chunkCount());
+    }
   }
 
   // The root's own output while the others still come (in place: nothing to do).
@@ -43,9 +73,32 @@ class ShmBroadcast final : public ShmCollective {
   }
 
   bool readPeers() override {
-    if (!isRoot()) copy(at(args_.recvbuff, chunkFirst()), slotOf(args_.root), chunkCount());
-    return false;
+    if (!singleCopy_) {
+      if (!isRoot()) copy(at(args_.recvbuff, chunkFirst()), slotOf(args_.root), chunkCount());
+      return false;
+    }
+    if (isRoot()) return true;  // done once every reader's done came
+    Source source;
+    std::memcpy(&source, slotOf(args_.root), sizeof(source));
+    Status read =
+        source.bytes == bytes()
+            ? memory_.readPeer(args_.root, source.address, args_.recvbuff, bytes())
+            : internalError("shm broadcast: the root published " + std::to_string(source.bytes) +
+                            " bytes for " + std::to_string(bytes()));
+    // The kernel's loads above come before the look at done (an acquire load alone
+    // would let them pass it on a weakly ordered CPU).
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (read.isOk() && memory_.doneReached(args_.root, seq_)) {
+      read = remoteError("shm broadcast: the root released its buffer while local rank " +
+                         std::to_string(me()) + " read it (its op ended)");
+    }
+    if (!read.isOk()) fail(read);
+    return false;  // done: published as the chunk ends, what the root waits for
   }
+
+  void collect(int) override {}  // single copy: the root's second phase only waits
+
+  const bool singleCopy_;
 };
 
 }  // namespace

@@ -76,7 +76,12 @@ Status ShmCollective::progress(bool* done) {
     if (stage_ == Stage::kReady) {
       if (!allReached(false)) return Status::ok();
       FTCCL_CHECK(checkPeersAgree());
-      if (!readPeers()) {
+      const bool secondPhase = readPeers();
+      if (!failure_.isOk()) {
+        stage_ = Stage::kAborted;
+        return failure_;
+      }
+      if (!secondPhase) {
         finishChunk();
         continue;
       }
@@ -94,7 +99,11 @@ Status ShmCollective::progress(bool* done) {
 }
 
 void ShmCollective::abort() {
-  if (chunk_ < chunks_) stage_ = Stage::kAborted;
+  if (chunk_ >= chunks_) return;
+  if (releaseOnAbort_ && (stage_ == Stage::kReady || stage_ == Stage::kDone)) {
+    memory_.publishDone(seq_);
+  }
+  stage_ = Stage::kAborted;
 }
 
 std::vector<int> ShmCollective::pendingPeers() const {

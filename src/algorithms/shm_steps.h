@@ -20,11 +20,13 @@
 // ranks; the root is one (right for a communicator on one node, as core uses it).
 // Never blocks: progress() checks flags and returns; waitForPeers() sleeps on the flag
 // of the first rank it waits for. abort() only stops: what this rank published stays,
-// and a peer waiting on it is revoked by health.
+// and a peer waiting on it is revoked by health (but a rank whose buffer peers read
+// directly publishes done as it leaves: releaseOnAbort()).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "algorithms/collective.h"
@@ -60,7 +62,8 @@ class ShmCollective : public Collective {
   // What this rank does with chunk chunk_ (sequence seq_) at each step (above).
   virtual void contribute() = 0;
   virtual void copyLocal() {}
-  virtual bool readPeers() = 0;  // true: a second phase follows (done published)
+  // true: a second phase follows (done published). A read that fails calls fail().
+  virtual bool readPeers() = 0;
   // By default: `rank`'s reduced slice of the chunk (slice(), by chunkCount()) from its
   // slot into the output, the second phase of the pipelined all-reduce and split reduce.
   virtual void collect(int rank);
@@ -98,6 +101,12 @@ class ShmCollective : public Collective {
   void reduceSlots(void* out, size_t first, size_t count, const void* mine = nullptr) const;
   // The same over every rank's line message of `count` elements (sendInLines).
   void reduceLines(void* out, size_t count) const;
+  // Ends the op with `why` once the hook that calls it returns (readPeers).
+  void fail(Status why) { failure_ = std::move(why); }
+  // A rank whose peers read its own buffer (single copy) must not return while they may:
+  // with this set, abort() publishes done for the chunk under way, which such a reader
+  // checks after its read ("released: the bytes may have changed").
+  void releaseOnAbort() { releaseOnAbort_ = true; }
 
   NodeMemory& memory_;
   const CollectiveArgs args_;
@@ -118,7 +127,9 @@ class ShmCollective : public Collective {
   bool allReached(bool collecting);
   void finishChunk();
 
+  Status failure_;
   bool checked_ = false;
+  bool releaseOnAbort_ = false;
   bool inLines_ = false;
   bool lookAtReady_ = false;        // the spin is over: in lines, look at ready flags too
   mutable uint32_t lineLooks_ = 0;  // looks at lines not yet reached (waitedReached)

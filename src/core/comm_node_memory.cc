@@ -17,6 +17,10 @@
 //     the communicator's key bound to the epoch) and maps it, checking the header.
 //  4. An all-reduce (min) of "mapped" over the transport: the path is used only if every
 //     rank mapped, since an op over shared memory needs all of them.
+//  5. Single copy (transports/shm/peer_reader.h): each rank published a probe in its slot
+//     before step 4; now it holds every rank's process by a pidfd and reads each peer's
+//     probe word from that process. A second all-reduce (min): large ops read peers'
+//     buffers directly only if every rank could, so that all take the same path.
 // A failure in any step leaves the epoch on the transport's algorithms, with the reason
 // in the log; only a failure of the transport itself (a member died) fails the caller.
 #include <algorithm>
@@ -38,7 +42,7 @@ using Clock = std::chrono::steady_clock;
 // The setup's messages ride the tuning channel with their own signature: nothing else
 // there carries it (the cost model's messages carry 0).
 constexpr uint32_t kSetupSignature = 0xa5;
-constexpr uint32_t kOfferSeq = 1, kAgreementSeq = 2;
+constexpr uint32_t kOfferSeq = 1, kAgreementSeq = 2, kSingleCopySeq = 3;
 // One bound for the whole hand-off, the leader's and every member's alike: two failure
 // timeouts, at least 1 s. By then health has revoked the epoch if the leader or a member
 // died or stopped, and waiting longer would only delay the rebuild. Each member tries
@@ -156,21 +160,34 @@ Status Communicator::setUpNodeMemory(const char* when) {
     mapped = got.isOk();
     if (!mapped) why = got.message();
   }
+  std::unique_ptr<shm::NodeArena> arena;
+  if (mapped) {
+    arena = std::make_unique<shm::NodeArena>(*segment, rank);
+    arena->publishProbe();  // read by the peers only after the agreement below
+  }
 
-  int32_t mine = mapped ? 1 : 0, everyoneMapped = 0;
-  args = CollectiveArgs();
-  args.sendbuff = &mine;
-  args.recvbuff = &everyoneMapped;
-  args.count = 1;
-  args.type = ftcclInt32;
-  args.op = ftcclMin;
-  args.opSeq = kAgreementSeq;
-  args.signature = kSetupSignature;
-  std::unique_ptr<Collective> agreement = makeRecursiveDoublingAllReduce(all, scratch_, args);
-  FTCCL_CHECK(driver_.drive(*transport_, *agreement,
-                            std::string("agreeing on shared memory at ") + when, {},
-                            std::max(driver_.internalOpTimeoutMs(), boundMs + kAgreementMarginMs)));
-  if (everyoneMapped != 1) {
+  // Whether every rank says yes (an all-reduce, min, of `yes` over the transport).
+  auto allSay = [&](bool yes, uint32_t opSeq, const std::string& what, int timeoutMs,
+                    bool* agreed) -> Status {
+    int32_t mine = yes ? 1 : 0, least = 0;
+    CollectiveArgs agree;
+    agree.sendbuff = &mine;
+    agree.recvbuff = &least;
+    agree.count = 1;
+    agree.type = ftcclInt32;
+    agree.op = ftcclMin;
+    agree.opSeq = opSeq;
+    agree.signature = kSetupSignature;
+    std::unique_ptr<Collective> op = makeRecursiveDoublingAllReduce(all, scratch_, agree);
+    FTCCL_CHECK(driver_.drive(*transport_, *op, what + when, {}, timeoutMs));
+    *agreed = least == 1;
+    return Status::ok();
+  };
+  bool everyoneMapped = false;
+  FTCCL_CHECK(allSay(mapped, kAgreementSeq, "agreeing on shared memory at ",
+                     std::max(driver_.internalOpTimeoutMs(), boundMs + kAgreementMarginMs),
+                     &everyoneMapped));
+  if (!everyoneMapped) {
     const bool chosen = rank == 0 && !config_.sharedMemory;  // FTCCL_SHM=0: no warning
     if (!why.empty() && why != "rank 0 offers no segment" && !chosen) {
       FTCCL_LOG(Warn, Init, "rank {}: no shared memory at {}: {}", rank, when, why);
@@ -180,16 +197,32 @@ Status Communicator::setUpNodeMemory(const char* when) {
     }
     return Status::ok();
   }
+  std::string whyNotSingle = "FTCCL_SHM_SINGLE_COPY=0";
+  bool canRead = false;
+  if (config_.shmSingleCopy) {
+    std::vector<pid_t> pids;
+    for (int r = 0; r < n; ++r) pids.push_back(view->ofRank(r).pid);
+    Status probed = arena->probeSingleCopy(pids);
+    canRead = probed.isOk();
+    if (!canRead) whyNotSingle = probed.message();
+  }
+  bool singleCopy = false;
+  FTCCL_CHECK(allSay(canRead, kSingleCopySeq, "agreeing on single copy at ",
+                     driver_.internalOpTimeoutMs(), &singleCopy));
+  arena->useSingleCopy(singleCopy);
+  if (!canRead) {
+    FTCCL_LOG(Info, Init, "rank {}: no single copy at {}: {}", rank, when, whyNotSingle);
+  }
   nodeSegment_ = std::move(segment);
-  nodeArena_ = std::make_unique<shm::NodeArena>(*nodeSegment_, rank);
+  nodeArena_ = std::move(arena);
   builder_.setNodeMemory(nodeArena_.get());
   if (rank == 0) {
     const shm::NodeLayout& layout = nodeSegment_->layout();
     FTCCL_LOG(Info, Init,
               "shared memory at {}: {} ranks x {} slots of {} KiB, {:.1f} MiB for the node, "
-              "mapped by all in {:.1f} ms",
+              "single copy {}, mapped by all in {:.1f} ms",
               when, n, layout.slotsPerRank(), layout.slotBytes() >> 10,
-              layout.totalBytes() / 1048576.0, msSince(start));
+              layout.totalBytes() / 1048576.0, singleCopy ? "on" : "off", msSince(start));
   }
   return Status::ok();
 }

@@ -83,10 +83,12 @@ Status resolveConfig(const ftcclConfig_t* user, CommConfig* out) {
   if (!cfg.statsFile.empty() && !cfg.stats) {
     return invalidArgument("FTCCL_STATS_FILE is set but FTCCL_STATS=0 turns counting off");
   }
-  int64_t shm = 1, shmSlot = static_cast<int64_t>(cfg.shmSlotBytes);
+  int64_t shm = 1, shmSlot = static_cast<int64_t>(cfg.shmSlotBytes), singleCopy = 1;
   FTCCL_CHECK(envInt("FTCCL_SHM", 0, 1, &shm));
   FTCCL_CHECK(envInt("FTCCL_SHM_SLOT_BYTES", 4096, 64 << 20, &shmSlot));
+  FTCCL_CHECK(envInt("FTCCL_SHM_SINGLE_COPY", 0, 1, &singleCopy));
   cfg.sharedMemory = shm != 0;
+  cfg.shmSingleCopy = singleCopy != 0;
   cfg.shmSlotBytes = static_cast<size_t>(shmSlot);
   std::string isa = envString("FTCCL_REDUCE_ISA");  // read by the kernels themselves
   reduce_detail::Isa unused;

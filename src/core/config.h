@@ -33,6 +33,9 @@ struct CommConfig {
   // off), and its slot size (FTCCL_SHM_SLOT_BYTES): rank 0's is used.
   bool sharedMemory = true;
   size_t shmSlotBytes = 256 << 10;
+  // Large shared-memory ops read a peer's buffer straight from its process (cross-memory
+  // attach) where every rank can (FTCCL_SHM_SINGLE_COPY=0 on any rank turns it off).
+  bool shmSingleCopy = true;
 };
 
 // Validates `user` (may be null) and merges it with FTCCL_* variables. Every invalid

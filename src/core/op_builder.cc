@@ -73,6 +73,7 @@ void OpBuilder::setLayout(std::vector<std::vector<int>> nodes, const CommShape& 
   nodes_ = std::move(nodes);
   shape_ = shape;
   shape_.sharedMemory = nodeMemory_ != nullptr;
+  shape_.singleCopy = nodeMemory_ != nullptr && nodeMemory_->singleCopy();
   choices_.clear();
 }
 
@@ -80,6 +81,7 @@ void OpBuilder::setNodeMemory(NodeMemory* memory) {
   nodeMemory_ = memory;
   nodeSeq_ = 1;
   shape_.sharedMemory = memory != nullptr;
+  shape_.singleCopy = memory != nullptr && memory->singleCopy();
   choices_.clear();
 }
 

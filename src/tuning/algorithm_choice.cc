@@ -133,14 +133,17 @@ double Tuner::predictUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
 namespace {
 
 // Shared memory has no messages: a flag round per chunk of a slot (256 KiB), and memory
-// traffic the ping-pong does not see (a copy at memcpy speed, a reduction at gamma). The
+// traffic the ping-pong does not see (a copy at memcpy speed, a reduction at gamma); a
+// single-copy broadcast, two flag rounds and one copy (the readers' in parallel). The
 // calibration sets the all-reduce's level; the other collectives keep the model.
-double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma) {
+double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma, bool singleCopy) {
   constexpr double kFlagUs = 1.0, kCopyUsPerMiB = 60.0, kSlotMiB = 0.25;
   constexpr double kOneRoundMiB = 32.0 / 1024;  // the all-reduce's one-round path
+  constexpr double kSingleCopyMiB = kShmSingleCopyBytes / (1024.0 * 1024.0);
   const double chunks = std::max(1.0, std::ceil(mib / kSlotMiB));
   switch (kind) {
     case CollectiveKind::kBroadcast:  // the root copies in, the others copy out
+      if (singleCopy && mib >= kSingleCopyMiB) return 2 * kFlagUs + mib * kCopyUsPerMiB;
       return kFlagUs * chunks + 2 * mib * kCopyUsPerMiB;
     case CollectiveKind::kReduce:  // all copy in, slices reduced, the root copies out
       return 2 * kFlagUs * chunks + 2 * mib * kCopyUsPerMiB + mib * gamma;
@@ -171,7 +174,9 @@ double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
   double alpha = multiNode ? std::max(m.alphaUs, m.interAlphaUs) : m.alphaUs;
   double beta = multiNode ? std::max(m.betaUsPerMiB, m.interBetaUsPerMiB) : m.betaUsPerMiB;
   double gamma = m.gammaUsPerMiB;
-  if (algorithm == Algorithm::kSharedMemory) return sharedMemoryUs(kind, mib, n, gamma);
+  if (algorithm == Algorithm::kSharedMemory) {
+    return sharedMemoryUs(kind, mib, n, gamma, shape.singleCopy);
+  }
   double ring = 2 * (n - 1) * alpha + 2 * (n - 1) / n * mib * beta + (n - 1) / n * mib * gamma;
   switch (kind) {
     case CollectiveKind::kBroadcast:

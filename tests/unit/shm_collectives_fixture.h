@@ -3,6 +3,8 @@
 // driver's loop, and the reference of a reduction.
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdint>
 #include <cstring>
@@ -55,6 +57,19 @@ inline void makeSegment(int n, int slotsPerRank, shm::NodeSegment* segment,
   ASSERT_TRUE(shm::NodeLayout::make(n, slotBytes, slotsPerRank, 1, &layout).isOk());
   Status created = shm::NodeSegment::create(layout, segment);
   ASSERT_TRUE(created.isOk()) << created.message();
+}
+
+// Why this process cannot read another's memory through the kernel (single copy), or
+// "": a seccomp filter, ptrace rules or an old kernel refuse it, and the tests of single
+// copy then skip, saying why, as core then leaves it off.
+inline std::string singleCopyUnavailable() {
+  static volatile uint64_t word = 42;
+  shm::PeerReader reader;
+  Status st = reader.open({getpid()});
+  uint64_t got = 0;
+  if (st.isOk()) st = reader.read(0, reinterpret_cast<uintptr_t>(&word), &got, sizeof(got));
+  if (st.isOk() && got != 42) st = internalError("read the wrong bytes");
+  return st.isOk() ? "" : st.message();
 }
 
 // Set by the first rank that fails, so that its peers stop waiting for it and the test

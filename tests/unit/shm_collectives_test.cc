@@ -12,6 +12,8 @@
 // the ranks in random orders (a rank far ahead, another lagging). Ranks that call one op
 // differently, refused arguments and the waits: shm_collectives_usage_test.cc. No
 // timing asserts: 8 threads may share 2 cores.
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -215,9 +217,7 @@ struct RankLog {
   std::string failure;           // the first failure, "" if none
 };
 
-void runRank(const shm::NodeSegment& segment, int rank, const std::vector<OpSpec>& ops,
-             RankLog* log) {
-  shm::NodeArena arena(segment, rank);
+void runRank(shm::NodeArena& arena, int rank, const std::vector<OpSpec>& ops, RankLog* log) {
   uint32_t nextSeq = 1;
   for (size_t i = 0; i < ops.size(); ++i) {
     RankOp op(ops[i], arena.localSize(), i, rank);
@@ -244,16 +244,48 @@ void expectSameHashes(const std::vector<std::vector<uint64_t>>& hashes, size_t o
   }
 }
 
-// Every `stride`-th op of mixedOps, all ranks threads over one segment.
-void runNode(int n, int slotsPerRank, size_t stride) {
+bool hasSingleCopyBroadcast(const std::vector<OpSpec>& ops) {
+  return std::any_of(ops.begin(), ops.end(), [](const OpSpec& op) {
+    return op.kind == Kind::kBroadcast && op.count * dataTypeSize(op.type) >= kShmSingleCopyBytes;
+  });
+}
+
+// The arenas of one segment, with single copy on as core sets it up (every "process" is
+// this one: a read of a peer's buffer is a read of this process's memory, through the
+// kernel all the same).
+std::vector<std::unique_ptr<shm::NodeArena>> makeArenas(const shm::NodeSegment& segment,
+                                                        bool singleCopy) {
+  const int n = static_cast<int>(segment.layout().localSize());
+  std::vector<std::unique_ptr<shm::NodeArena>> arenas;
+  for (int r = 0; r < n; ++r) arenas.push_back(std::make_unique<shm::NodeArena>(segment, r));
+  if (!singleCopy) return arenas;
+  for (auto& arena : arenas) arena->publishProbe();
+  for (auto& arena : arenas) {
+    Status probed = arena->probeSingleCopy(std::vector<pid_t>(static_cast<size_t>(n), getpid()));
+    EXPECT_TRUE(probed.isOk()) << probed.message();
+    arena->useSingleCopy(true);
+    EXPECT_EQ(arena->singleCopy(), n > 0);
+  }
+  return arenas;
+}
+
+// Every `stride`-th op of mixedOps, all ranks threads over one segment. With single copy,
+// the broadcasts of several chunks (kSeveral: 40 KiB and more) read the root's buffer.
+void runNode(int n, int slotsPerRank, size_t stride, bool singleCopy = false) {
   shm::NodeSegment segment;
   ASSERT_NO_FATAL_FAILURE(makeSegment(n, slotsPerRank, &segment));
+  std::vector<std::unique_ptr<shm::NodeArena>> arenas = makeArenas(segment, singleCopy);
   std::vector<OpSpec> all = mixedOps(n, slotData()), ops;
   for (size_t i = 0; i < all.size(); i += stride) ops.push_back(all[i]);
+  if (singleCopy) {
+    ASSERT_TRUE(hasSingleCopyBroadcast(ops)) << "nothing to read directly";
+  }
   gAbandoned.store(false);
   std::vector<RankLog> logs(n);
   std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r) threads.emplace_back(runRank, std::cref(segment), r, ops, &logs[r]);
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back(runRank, std::ref(*arenas[r]), r, std::cref(ops), &logs[r]);
+  }
   for (std::thread& t : threads) t.join();
   std::vector<std::vector<uint64_t>> hashes;
   for (int r = 0; r < n; ++r) {
@@ -269,6 +301,16 @@ TEST_P(ShmCollectivesRanks, EveryKindTypeOpCountAndRootMixed) { runNode(GetParam
 
 INSTANTIATE_TEST_SUITE_P(LocalSizes, ShmCollectivesRanks, ::testing::Range(1, 9));
 
+class ShmCollectivesSingleCopy : public ::testing::TestWithParam<int> {};
+
+TEST_P(ShmCollectivesSingleCopy, EveryKindMixedWithSingleCopyBroadcasts) {
+  const std::string why = singleCopyUnavailable();
+  if (!why.empty()) GTEST_SKIP() << "no single copy here: " << why;
+  runNode(GetParam(), 2, 2, true);
+}
+
+INSTANTIATE_TEST_SUITE_P(LocalSizes, ShmCollectivesSingleCopy, ::testing::Values(2, 3, 5, 8));
+
 // Four slots per rank: a rank may run further ahead of the slowest.
 TEST(ShmCollectives, FourSlots) {
   runNode(3, 4, 3);
@@ -279,12 +321,16 @@ TEST(ShmCollectives, FourSlots) {
 // own weight: one may run several ops ahead while another has not read a slot yet, which
 // threads on 2 cores rarely do. A slot overwritten too early shows as a wrong result; a
 // wait that never ends, as a stall (no rank can advance).
-void runSchedule(int n, int slotsPerRank, uint64_t seed, size_t stride) {
+void runSchedule(int n, int slotsPerRank, uint64_t seed, size_t stride, bool singleCopy = false) {
   SCOPED_TRACE("n " + std::to_string(n) + ", seed " + std::to_string(seed));
   shm::NodeSegment segment;
   ASSERT_NO_FATAL_FAILURE(makeSegment(n, slotsPerRank, &segment));
+  std::vector<std::unique_ptr<shm::NodeArena>> arenas = makeArenas(segment, singleCopy);
   std::vector<OpSpec> all = mixedOps(n, slotData()), ops;
   for (size_t i = seed % stride; i < all.size(); i += stride) ops.push_back(all[i]);
+  if (singleCopy) {
+    ASSERT_TRUE(hasSingleCopyBroadcast(ops)) << "nothing to read directly";
+  }
   struct Rank {
     std::unique_ptr<shm::NodeArena> arena;
     uint32_t nextSeq = 1;
@@ -298,7 +344,7 @@ void runSchedule(int n, int slotsPerRank, uint64_t seed, size_t stride) {
   std::vector<std::vector<uint64_t>> hashes(n);
   unsigned total = 0;
   for (int r = 0; r < n; ++r) {
-    ranks[r].arena = std::make_unique<shm::NodeArena>(segment, r);
+    ranks[r].arena = std::move(arenas[r]);
     total += ranks[r].weight = 1 + rng() % 16;
   }
   size_t finished = 0, idle = 0;
@@ -336,6 +382,14 @@ TEST(ShmCollectives, RandomSchedulesInOneThread) {
     runSchedule(4, 2, seed, 6);
     runSchedule(5, 4, seed, 8);
   }
+}
+
+// A single-copy root far ahead of its readers, or far behind them (stride 4 against the
+// five kinds' rotation keeps broadcasts in the list).
+TEST(ShmCollectives, RandomSchedulesWithSingleCopy) {
+  const std::string why = singleCopyUnavailable();
+  if (!why.empty()) GTEST_SKIP() << "no single copy here: " << why;
+  for (uint64_t seed = 1; seed <= 3; ++seed) runSchedule(3, 2, seed, 4, true);
 }
 
 }  // namespace

@@ -1,8 +1,11 @@
 #include "transports/shm/node_arena.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <string>
 
 namespace ftccl {
 namespace shm {
@@ -135,6 +138,59 @@ bool NodeArena::sleepUntilReady(int localRank, uint32_t seq, int timeoutUs) cons
 
 bool NodeArena::sleepUntilDone(int localRank, uint32_t seq, int timeoutUs) const {
   return segment_.done(localRank).sleepUntil(seq, std::chrono::microseconds(timeoutUs));
+}
+
+Status NodeArena::readPeer(int localRank, uint64_t address, void* out, size_t bytes) const {
+  if (!singleCopy_) return NodeMemory::readPeer(localRank, address, out, bytes);
+  return reader_.read(localRank, address, out, bytes);
+}
+
+namespace {
+
+// In slot 0 until the first op: where a rank's probe word lives, and what it holds.
+struct ProbeRecord {
+  uint64_t magic;
+  uint64_t address;
+  uint64_t value;
+};
+constexpr uint64_t kProbeMagic = 0x65626f72702d6370;  // "pc-probe", little-endian
+
+}  // namespace
+
+void NodeArena::publishProbe() {
+  // Not a secret: it only shows that a read reached this word of this process.
+  probeWord_ = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+               (static_cast<uint64_t>(getpid()) << 40) ^ reinterpret_cast<uintptr_t>(this);
+  ProbeRecord record{kProbeMagic, reinterpret_cast<uintptr_t>(&probeWord_), probeWord_};
+  std::memcpy(slot(localRank_, 0), &record, sizeof(record));
+}
+
+Status NodeArena::probeSingleCopy(const std::vector<pid_t>& pids) {
+  singleCopy_ = false;
+  if (static_cast<int>(pids.size()) != localSize()) {
+    return invalidArgument("single copy: " + std::to_string(pids.size()) + " pids for " +
+                           std::to_string(localSize()) + " local ranks");
+  }
+  FTCCL_CHECK(reader_.open(pids));
+  for (int r = 0; r < localSize(); ++r) {
+    if (r == localRank_) continue;
+    ProbeRecord record;
+    std::memcpy(&record, slot(r, 0), sizeof(record));
+    if (record.magic != kProbeMagic) {
+      return internalError("single copy: local rank " + std::to_string(r) + " published no probe");
+    }
+    uint64_t got = 0;
+    Status read = reader_.read(r, record.address, &got, sizeof(got));
+    if (read.isOk() && got != record.value) {
+      read = internalError("single copy: local rank " + std::to_string(r) +
+                           "'s probe word reads wrong");
+    }
+    if (!read.isOk()) {
+      reader_ = PeerReader();
+      return read;
+    }
+  }
+  return Status::ok();
 }
 
 }  // namespace shm

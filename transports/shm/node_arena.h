@@ -2,11 +2,15 @@
 // local rank: what core hands to the shared-memory algorithms for one epoch.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "transports/node_memory.h"
 #include "transports/shm/node_segment.h"
+#include "transports/shm/peer_reader.h"
 
 namespace ftccl {
 namespace shm {
@@ -51,9 +55,25 @@ class NodeArena final : public NodeMemory {
   bool sleepUntilReady(int localRank, uint32_t seq, int timeoutUs) const override;
   bool sleepUntilDone(int localRank, uint32_t seq, int timeoutUs) const override;
 
+  bool singleCopy() const override { return singleCopy_; }
+  Status readPeer(int localRank, uint64_t address, void* out, size_t bytes) const override;
+
+  // Single copy is set up in three steps around two agreements of the ranks (core, at
+  // every epoch): publishProbe() puts where a private word of this process lives, and its
+  // value, in this rank's slot 0; once every rank has, probeSingleCopy() holds each
+  // process by a pidfd (`pids` in local rank order) and reads every peer's word from its
+  // own memory; once every rank's probe passed, useSingleCopy(true). The first op
+  // overwrites the probes.
+  void publishProbe();
+  Status probeSingleCopy(const std::vector<pid_t>& pids);
+  void useSingleCopy(bool on) { singleCopy_ = on && reader_.isOpen(); }
+
  private:
   const NodeSegment& segment_;
   int localRank_;
+  PeerReader reader_;
+  bool singleCopy_ = false;
+  uint64_t probeWord_ = 0;  // private: what a peer's probe reads from this process
 };
 
 }  // namespace shm

@@ -1,0 +1,267 @@
+// Single copy between the ranks of a node (transports/shm/peer_reader.h, the broadcast
+// of src/algorithms/shm_broadcast.cc): reads through the kernel from another process,
+// which fail (never return another process's bytes) once it has exited, and the
+// broadcast's promise that a reader never keeps bytes the root may have reused.
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "algorithms/collective.h"
+#include "gtest/gtest.h"
+#include "shm_collectives_fixture.h"
+#include "transports/shm/node_arena.h"
+#include "transports/shm/peer_reader.h"
+
+namespace ftccl {
+namespace shm_test {
+namespace {
+
+#define SKIP_WITHOUT_SINGLE_COPY()                                    \
+  do {                                                                \
+    const std::string why = singleCopyUnavailable();                  \
+    if (!why.empty()) GTEST_SKIP() << "no single copy here: " << why; \
+  } while (0)
+
+// A child that keeps `value` at the address of `word` (the same in the fork) until
+// killed, or until this process ends however it ends (PR_SET_PDEATHSIG); the guard kills
+// and reaps it when a failed assertion leaves the test early.
+struct Child {
+  pid_t pid = -1;
+  ~Child() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+void forkHolding(volatile uint64_t* word, uint64_t value, Child* child) {
+  *word = value;
+  const pid_t parent = getpid();
+  child->pid = fork();
+  if (child->pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(0);  // the parent died before the line above
+    for (;;) pause();
+  }
+  *word = 0;  // the parent's copy changes; the child's does not
+}
+
+TEST(PeerReader, ReadsAnotherProcessUntilItExits) {
+  SKIP_WITHOUT_SINGLE_COPY();
+  static volatile uint64_t word = 0;
+  Child guard;
+  forkHolding(&word, 0x1234567890abcdefULL, &guard);
+  const pid_t child = guard.pid;
+  ASSERT_GT(child, 0);
+  shm::PeerReader reader;
+  Status opened = reader.open({getpid(), child});
+  ASSERT_TRUE(opened.isOk()) << opened.message();
+  uint64_t got = 0;
+  Status read = reader.read(1, reinterpret_cast<uintptr_t>(&word), &got, sizeof(got));
+  EXPECT_TRUE(read.isOk()) << read.message();
+  EXPECT_EQ(got, 0x1234567890abcdefULL);
+  // An address the child has not mapped: refused, nothing read.
+  read = reader.read(1, 8, &got, sizeof(got));
+  EXPECT_FALSE(read.isOk());
+  EXPECT_NE(read.message().find("Bad address"), std::string::npos) << read.message();
+  // Killed: a zombie (its pid still taken, its memory gone), then reaped (the pid free
+  // for another process). Neither may read as the child.
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT), 0);
+  read = reader.read(1, reinterpret_cast<uintptr_t>(&word), &got, sizeof(got));
+  EXPECT_FALSE(read.isOk());
+  EXPECT_EQ(read.code(), ftcclRemoteError) << read.message();
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  guard.pid = -1;
+  read = reader.read(1, reinterpret_cast<uintptr_t>(&word), &got, sizeof(got));
+  EXPECT_FALSE(read.isOk());
+  EXPECT_EQ(read.code(), ftcclRemoteError) << read.message();
+  EXPECT_FALSE(reader.read(2, 0, &got, 0).isOk());  // no such local rank
+}
+
+TEST(PeerReader, RefusesAGonePid) {
+  SKIP_WITHOUT_SINGLE_COPY();
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  shm::PeerReader reader;
+  EXPECT_FALSE(reader.open({getpid(), child}).isOk());
+  EXPECT_FALSE(reader.isOpen());
+}
+
+// Two ranks over one segment with single copy on, stepped by hand. `reader` may be
+// wrapped (below) to act during the reader's read.
+struct TwoRanks {
+  shm::NodeSegment segment;
+  std::unique_ptr<shm::NodeArena> arenas[2];
+  uint32_t nextSeq[2] = {1, 1};
+
+  void setUp() {
+    ASSERT_NO_FATAL_FAILURE(makeSegment(2, 2, &segment));
+    for (int r = 0; r < 2; ++r) arenas[r] = std::make_unique<shm::NodeArena>(segment, r);
+    for (auto& arena : arenas) arena->publishProbe();
+    for (auto& arena : arenas) {
+      Status probed = arena->probeSingleCopy({getpid(), getpid()});
+      ASSERT_TRUE(probed.isOk()) << probed.message();
+      arena->useSingleCopy(true);
+      ASSERT_TRUE(arena->singleCopy());
+    }
+  }
+};
+
+constexpr size_t kFloats = 64 * 1024;  // 256 KiB, one op however large the slot
+
+struct Broadcast {
+  std::vector<float> in = std::vector<float>(kFloats), out = std::vector<float>(kFloats, -1.0f);
+  CollectiveArgs root, reader;
+  explicit Broadcast(bool inPlace) {
+    for (size_t i = 0; i < kFloats; ++i) in[i] = static_cast<float>(i) * 0.5f;
+    root.sendbuff = in.data();
+    root.recvbuff = inPlace ? in.data() : out.data();
+    reader.recvbuff = out.data();
+    root.count = reader.count = kFloats;
+    root.type = reader.type = ftcclFloat32;
+  }
+};
+
+// A NodeMemory (over a NodeArena) whose readPeer runs `during` after the read: what
+// the root does while the kernel copies.
+class ReadHook final : public NodeMemory {
+ public:
+  ReadHook(NodeMemory& inner, std::function<void()> during)
+      : inner_(inner), during_(std::move(during)) {}
+  int localRank() const override { return inner_.localRank(); }
+  int localSize() const override { return inner_.localSize(); }
+  size_t slotBytes() const override { return inner_.slotBytes(); }
+  int slotsPerRank() const override { return inner_.slotsPerRank(); }
+  uint8_t* slot(int r, int i) const override { return inner_.slot(r, i); }
+  void describe(int i, const OpDescriptor& d) override { inner_.describe(i, d); }
+  OpDescriptor descriptor(int r, int i) const override { return inner_.descriptor(r, i); }
+  void writeLines(int i, const OpDescriptor& d, const void* data, size_t n) override {
+    inner_.writeLines(i, d, data, n);
+  }
+  bool linesReached(int r, int i, uint32_t seq, size_t n) const override {
+    return inner_.linesReached(r, i, seq, n);
+  }
+  OpDescriptor lineDescriptor(int r, int i) const override { return inner_.lineDescriptor(r, i); }
+  void readLines(int r, int i, void* out, size_t n) const override {
+    inner_.readLines(r, i, out, n);
+  }
+  void publishReady(uint32_t seq) override { inner_.publishReady(seq); }
+  bool readyReached(int r, uint32_t seq) const override { return inner_.readyReached(r, seq); }
+  void publishDone(uint32_t seq) override { inner_.publishDone(seq); }
+  bool doneReached(int r, uint32_t seq) const override { return inner_.doneReached(r, seq); }
+  bool sleepUntilReady(int r, uint32_t seq, int us) const override {
+    return inner_.sleepUntilReady(r, seq, us);
+  }
+  bool sleepUntilDone(int r, uint32_t seq, int us) const override {
+    return inner_.sleepUntilDone(r, seq, us);
+  }
+  bool singleCopy() const override { return inner_.singleCopy(); }
+  Status readPeer(int r, uint64_t address, void* out, size_t bytes) const override {
+    Status read = inner_.readPeer(r, address, out, bytes);
+    during_();
+    return read;
+  }
+
+ private:
+  NodeMemory& inner_;
+  std::function<void()> during_;
+};
+
+TEST(ShmSingleCopy, BroadcastReadsTheRootsBufferAndTheRootWaitsForIt) {
+  SKIP_WITHOUT_SINGLE_COPY();
+  TwoRanks two;
+  ASSERT_NO_FATAL_FAILURE(two.setUp());
+  Broadcast b(true);
+  std::unique_ptr<Collective> rootOp = makeShmBroadcast(*two.arenas[0], b.root, &two.nextSeq[0]);
+  // While the reader reads (its ready published, its done not yet), the root must wait.
+  int rootStepsDuringRead = 0;
+  ReadHook reader(*two.arenas[1], [&] {
+    bool rootDone = false;
+    EXPECT_TRUE(rootOp->progress(&rootDone).isOk());
+    EXPECT_FALSE(rootDone) << "the root returned while its reader read";
+    ++rootStepsDuringRead;
+  });
+  std::unique_ptr<Collective> readerOp = makeShmBroadcast(reader, b.reader, &two.nextSeq[1]);
+  EXPECT_EQ(two.nextSeq[0], 2u) << "one sequence for the whole op";
+  bool done = false;
+  ASSERT_TRUE(rootOp->progress(&done).isOk());
+  ASSERT_FALSE(done);
+  uint64_t published = 0;  // the root's slot holds its buffer's address, not its bytes
+  std::memcpy(&published, two.arenas[0]->slot(0, 1), sizeof(published));
+  EXPECT_EQ(published, reinterpret_cast<uintptr_t>(b.in.data()));
+  ASSERT_TRUE(readerOp->progress(&done).isOk());
+  EXPECT_TRUE(done) << "a reader waits for no done";
+  EXPECT_EQ(rootStepsDuringRead, 1);
+  EXPECT_EQ(std::memcmp(b.in.data(), b.out.data(), kFloats * sizeof(float)), 0);
+  ASSERT_TRUE(rootOp->progress(&done).isOk());
+  EXPECT_TRUE(done);
+}
+
+// The root's op ends (revoked, timed out) before or while its reader reads: it publishes
+// done as it aborts, and may then reuse its buffer, so the reader fails however its read
+// went.
+TEST(ShmSingleCopy, ARootThatAbortsReleasesAndItsReaderFails) {
+  SKIP_WITHOUT_SINGLE_COPY();
+  for (bool duringTheRead : {false, true}) {
+    SCOPED_TRACE(duringTheRead ? "aborted during the read" : "aborted before the read");
+    TwoRanks two;
+    ASSERT_NO_FATAL_FAILURE(two.setUp());
+    Broadcast b(false);
+    std::unique_ptr<Collective> rootOp = makeShmBroadcast(*two.arenas[0], b.root, &two.nextSeq[0]);
+    ReadHook reader(*two.arenas[1], [&] {
+      if (duringTheRead) rootOp->abort();
+    });
+    std::unique_ptr<Collective> readerOp = makeShmBroadcast(reader, b.reader, &two.nextSeq[1]);
+    bool done = false;
+    ASSERT_TRUE(rootOp->progress(&done).isOk());
+    if (!duringTheRead) {
+      rootOp->abort();
+      EXPECT_TRUE(two.arenas[1]->doneReached(0, 1));
+    }
+    Status read = readerOp->progress(&done);
+    EXPECT_FALSE(done);
+    ASSERT_FALSE(read.isOk());
+    EXPECT_EQ(read.code(), ftcclRemoteError);
+    EXPECT_NE(read.message().find("released its buffer"), std::string::npos) << read.message();
+    ASSERT_TRUE(readerOp->progress(&done).isOk()) << "a failed op stays failed, quietly";
+    EXPECT_FALSE(done);
+  }
+}
+
+// Below kShmSingleCopyBytes a broadcast goes through the slots as before, and an
+// aborted root releases nothing (nobody reads its buffer).
+TEST(ShmSingleCopy, SmallBroadcastsStayInTheSlots) {
+  SKIP_WITHOUT_SINGLE_COPY();
+  TwoRanks two;
+  ASSERT_NO_FATAL_FAILURE(two.setUp());
+  std::vector<float> in(kShmSingleCopyBytes / sizeof(float) - 1, 3.0f);
+  CollectiveArgs root;
+  root.sendbuff = root.recvbuff = in.data();
+  root.count = in.size();
+  root.type = ftcclFloat32;
+  std::unique_ptr<Collective> rootOp = makeShmBroadcast(*two.arenas[0], root, &two.nextSeq[0]);
+  bool done = false;
+  ASSERT_TRUE(rootOp->progress(&done).isOk());
+  const size_t first = std::min(in.size(), two.arenas[0]->slotBytes() / sizeof(float));
+  EXPECT_EQ(std::memcmp(two.arenas[0]->slot(0, 1), in.data(), first * sizeof(float)), 0);
+  rootOp->abort();
+  EXPECT_FALSE(two.arenas[1]->doneReached(0, 1)) << "only a single-copy root releases";
+}
+
+}  // namespace
+}  // namespace shm_test
+}  // namespace ftccl
