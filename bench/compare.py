@@ -4,7 +4,8 @@ with --coll broadcast, reduce, allgather or reducescatter against Open MPI).
 
 Each repetition runs, one after another (interleaved, so drift hits all alike; the
 order rotates from one repetition to the next):
-  ftccl          all_reduce_perf -z 1, the tuner choosing the algorithm
+  ftccl          all_reduce_perf -z 1, the tuner choosing the algorithm (out of place;
+                 for broadcast in place, as MPI_Bcast's one buffer is)
   ompi-ucx       MPI_Allreduce, pml ucx (DESIGN.md section 3 baseline), default malloc
   ompi-ucx-kept  the same with malloc keeping its memory (no per-call page faults)
   ompi-ob1       MPI_Allreduce, pml ob1 with btl self,vader (shared memory), default malloc
@@ -67,14 +68,17 @@ def run(cmd, env, tolerate=None):
     return out.stdout
 
 
-def parse(text, ftccl):
-    """{size: (time us, busbw GB/s)} from all_reduce_perf or the baselines' columns."""
+def parse(text, ftccl, in_place=False):
+    """{size: (time us, busbw GB/s)} from all_reduce_perf or the baselines' columns;
+    ftccl's in-place columns with `in_place`."""
     rows = {}
     for line in text.splitlines():
         f = line.split()
         if not f or not f[0].isdigit():
             continue
-        if ftccl and len(f) >= 13:
+        if ftccl and len(f) >= 13 and in_place:
+            rows[int(f[0])] = (float(f[9]), float(f[11]))  # in-place time, busbw
+        elif ftccl and len(f) >= 13:
             rows[int(f[0])] = (float(f[5]), float(f[7]))  # out-of-place time, busbw
         elif not ftccl and len(f) >= 5:
             rows[int(f[0])] = (float(f[2]), float(f[4]))
@@ -93,7 +97,9 @@ def measure(variant, args, sizes, env):
         for setting in variant.split("+")[1:]:
             cmd += ["-x", setting]
         cmd += [f"{args.build}/tools/{TOOLS[args.coll]}", "-z", "1"] + sizes
-        return parse(run(cmd, env), True)
+        # MPI_Bcast has one buffer, so the root copies nothing: ftccl's in-place broadcast
+        # is the same operation (out of place, its root also copies its input to its output).
+        return parse(run(cmd, env), True, in_place=args.coll == "broadcast")
     if variant.startswith("ompi"):
         cmd = MPIRUN + (UCX if "ucx" in variant else OB1) + (KEPT if variant.endswith("kept") else [])
         cmd += np_ + [f"{args.build}/bench/mpi_allreduce_perf", "-c", args.coll] + sizes
