@@ -24,6 +24,7 @@
 // completes a chunk before all ready reached it) is what makes the slots of this op and
 // of whatever collective follows safe to overwrite. The root is a LOCAL rank and part
 // of the op's description, so ranks that name different roots all fail.
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <string>
@@ -80,9 +81,13 @@ class ShmBroadcast final : public ShmCollective {
     if (isRoot()) return true;  // done once every reader's done came
     Source source;
     std::memcpy(&source, slotOf(args_.root), sizeof(source));
+    // A piece per call: between them the driver sees revocation, and the op's progress
+    // mark moves (a multi-GiB read would otherwise be one silent system call).
+    const size_t piece = std::min(bytes() - readBytes_, 16 * memory_.slotBytes());
     Status read =
         source.bytes == bytes()
-            ? memory_.readPeer(args_.root, source.address, args_.recvbuff, bytes())
+            ? memory_.readPeer(args_.root, source.address + readBytes_,
+                               at(args_.recvbuff, 0) + readBytes_, piece)
             : internalError("shm broadcast: the root published " + std::to_string(source.bytes) +
                             " bytes for " + std::to_string(bytes()));
     // The kernel's loads above come before the look at done (an acquire load alone
@@ -92,13 +97,19 @@ class ShmBroadcast final : public ShmCollective {
       read = remoteError("shm broadcast: the root released its buffer while local rank " +
                          std::to_string(me()) + " read it (its op ended)");
     }
-    if (!read.isOk()) fail(read);
+    if (!read.isOk()) {
+      fail(read);
+      return false;
+    }
+    readBytes_ += piece;
+    if (readBytes_ < bytes()) readAgain();
     return false;  // done: published as the chunk ends, what the root waits for
   }
 
   void collect(int) override {}  // single copy: the root's second phase only waits
 
   const bool singleCopy_;
+  size_t readBytes_ = 0;  // of the root's buffer, by a single-copy reader
 };
 
 }  // namespace

@@ -81,6 +81,11 @@ Status ShmCollective::progress(bool* done) {
         stage_ = Stage::kAborted;
         return failure_;
       }
+      if (again_) {  // every flag it waited for stays seen: the next call reads on
+        again_ = false;
+        ++mark_;
+        return Status::ok();
+      }
       if (!secondPhase) {
         finishChunk();
         continue;

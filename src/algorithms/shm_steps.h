@@ -103,6 +103,9 @@ class ShmCollective : public Collective {
   void reduceLines(void* out, size_t count) const;
   // Ends the op with `why` once the hook that calls it returns (readPeers).
   void fail(Status why) { failure_ = std::move(why); }
+  // From readPeers: call it again at the next progress() (a read in pieces), the op's
+  // progress mark advanced.
+  void readAgain() { again_ = true; }
   // A rank whose peers read its own buffer (single copy) must not return while they may:
   // with this set, abort() publishes done for the chunk under way, which such a reader
   // checks after its read ("released: the bytes may have changed").
@@ -128,6 +131,7 @@ class ShmCollective : public Collective {
   void finishChunk();
 
   Status failure_;
+  bool again_ = false;
   bool checked_ = false;
   bool releaseOnAbort_ = false;
   bool inLines_ = false;
