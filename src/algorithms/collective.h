@@ -149,10 +149,14 @@ std::unique_ptr<Collective> makeChainReduce(Transport& transport, const Scratch&
 std::unique_ptr<Collective> makeShmAllReduce(NodeMemory& memory, const CollectiveArgs& args,
                                              uint32_t* nextSeq);
 // Broadcast (shm_broadcast.cc): args.root (a local rank) copies each chunk into its slot;
-// from kShmSingleCopyBytes, where the memory has single copy, the others read the root's
-// buffer from its process instead. Below it, two copies through a slot cost less than a
-// system call and a flag round more (bench/compare.py --coll broadcast, 2 and 4 ranks).
+// from kShmSingleCopyBytes, where the memory has single copy and there is one reader
+// (kShmSingleCopyMaxRanks), the other reads the root's buffer from its process instead.
+// Below that size two copies through a slot cost less than a system call and a flag
+// round more; with 2 or 3 readers at once (3 and 4 ranks on 2 cores) the kernel's page
+// pinning made single copy slower than the slots, in place 256 KiB 45-60 against 25-38
+// us (bench/compare.py --coll broadcast and broadcast_perf with FTCCL_SHM_SINGLE_COPY=0).
 constexpr size_t kShmSingleCopyBytes = 32 << 10;
+constexpr int kShmSingleCopyMaxRanks = 2;
 std::unique_ptr<Collective> makeShmBroadcast(NodeMemory& memory, const CollectiveArgs& args,
                                              uint32_t* nextSeq);
 // Reduce to args.root (shm_reduce.cc): the root reduces all slots, or from 3 ranks each a

@@ -10,8 +10,9 @@
 // its slot once (and its own output when not in place), each other rank reads it once.
 // With two slots the root fills chunk t + 1 while the others still copy chunk t out.
 //
-// Single copy (from kShmSingleCopyBytes, where the memory has it): one sequence for the
-// whole op. The root puts its buffer's address in its slot; every other rank reads the
+// Single copy (from kShmSingleCopyBytes, at 2 local ranks, where the memory has it:
+// collective.h says why): one sequence for the whole op. The root puts its buffer's
+// address in its slot; every other rank reads the
 // buffer straight from the root's process into its output (NodeMemory::readPeer), then
 // makes sure the root has not released it meanwhile (its done flag: an aborted root
 // publishes done, and may then reuse the buffer), and publishes done. The root returns
@@ -45,8 +46,8 @@ class ShmBroadcast final : public ShmCollective {
  public:
   ShmBroadcast(NodeMemory& memory, const CollectiveArgs& args, uint32_t* nextSeq)
       : ShmCollective(memory, args, CollectiveKind::kBroadcast),
-        singleCopy_(memory.singleCopy() && elemSize_ &&
-                    args.count * elemSize_ >= kShmSingleCopyBytes &&
+        singleCopy_(memory.singleCopy() && memory.localSize() <= kShmSingleCopyMaxRanks &&
+                    elemSize_ && args.count * elemSize_ >= kShmSingleCopyBytes &&
                     sizeof(Source) <= memory.slotBytes()) {
     plan(singleCopy_ ? args.count : slotElems(), nextSeq);
     if (singleCopy_ && isRoot()) releaseOnAbort();

@@ -143,7 +143,9 @@ double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma, b
   const double chunks = std::max(1.0, std::ceil(mib / kSlotMiB));
   switch (kind) {
     case CollectiveKind::kBroadcast:  // the root copies in, the others copy out
-      if (singleCopy && mib >= kSingleCopyMiB) return 2 * kFlagUs + mib * kCopyUsPerMiB;
+      if (singleCopy && n <= kShmSingleCopyMaxRanks && mib >= kSingleCopyMiB) {
+        return 2 * kFlagUs + mib * kCopyUsPerMiB;
+      }
       return kFlagUs * chunks + 2 * mib * kCopyUsPerMiB;
     case CollectiveKind::kReduce:  // all copy in, slices reduced, the root copies out
       return 2 * kFlagUs * chunks + 2 * mib * kCopyUsPerMiB + mib * gamma;

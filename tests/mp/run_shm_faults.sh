@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Faults from outside during shared-memory collectives (issue 26): 4 ranks and spares on
-# one host, FTCCL_ALGO=shm, and ftccl_run kills or stops ranks at random instants (the
-# seed is printed; SHM_FAULT_SEED replays it): in the middle of line-message (64 B),
-# one-round (4 KiB) and pipelined (4 MiB, 16 chunks) all-reduces, of broadcasts,
-# reduces, all-gathers and reduce-scatters, of single-copy broadcasts (the root killed, or
-# stopped and resumed), during init, two at once, and a stop whose victim is resumed after
-# the others rebuilt (a stale writer: it must find itself expelled, and write nothing the
-# new epoch reads). Each trial must end with every live process's verdict PASS (the
-# others rebuilt onto spares, mapped a fresh segment with the spare in it, redid the
-# interrupted step and finished with correct data) and ftccl_run exiting 0; a fault
-# after init must be followed by a segment mapped for the new epoch; nothing may be
-# left in /dev/shm.
+# Faults from outside during shared-memory collectives (issue 26): 4 ranks (2 for single
+# copy) and spares on one host, FTCCL_ALGO=shm, and ftccl_run kills or stops ranks at
+# random instants (the seed is printed; SHM_FAULT_SEED replays it): in the middle of
+# line-message (64 B), one-round (4 KiB) and pipelined (4 MiB, 16 chunks) all-reduces,
+# of broadcasts, reduces, all-gathers and reduce-scatters, of single-copy broadcasts
+# (the root killed, or stopped and resumed), during init, two at once, and a stop whose
+# victim is resumed after the others rebuilt (a stale writer: it must find itself
+# expelled, and write nothing the new epoch reads). Each trial must end with every live
+# process's verdict PASS (the others rebuilt onto spares, mapped a fresh segment with
+# the spare in it, redid the interrupted step and finished with correct data) and
+# ftccl_run exiting 0; a fault after init must be followed by a segment mapped for the
+# new epoch; nothing may be left in /dev/shm.
 # usage: run_shm_faults.sh FTCCL_RUN ALL_REDUCE_PERF [TRIALS]
 set -u
 launcher=$1 perf=$2 trials=${3:-6}
@@ -23,13 +23,15 @@ trap 'rm -rf "$tmp"' EXIT
 export FTCCL_SOCKET_IFNAME=lo FTCCL_ALGO=shm FTCCL_DEBUG=INFO FTCCL_DEBUG_SUBSYS=INIT
 shm_before=$(ls /dev/shm 2>/dev/null | wc -l)
 
-# trial NAME TOOL SPARES REMAPS SIZE ITERS FAULT...: 4 live processes must print PASS,
-# and at least REMAPS segments be mapped after init (rebuild or a spare's activation).
+# trial NAME TOOL SPARES REMAPS SIZE ITERS FAULT...: 4 live processes (RANKS=N: N) must
+# print PASS, and at least REMAPS segments be mapped after init (rebuild or a spare's
+# activation).
 # The stale writer of a stop-and-resume may print FAIL (it was expelled), no other.
 trial() {
   local name=$1 tool=$2 spares=$3 remaps=$4 size=$5 iters=$6
   shift 6
-  local n=$((4 + spares)) allowed=0
+  local ranks=${RANKS:-4}
+  local n=$((ranks + spares)) allowed=0
   case "$*" in *--cont*) allowed=1 ;; esac
   local status attempt
   # The job must still be running when the fault lands: on a faster machine it may end
@@ -42,7 +44,7 @@ trial() {
     # (no rebuild anywhere) while the victim was still on its way out when it was hit.
     local late=0
     if [ "$remaps" -gt 0 ] && ! grep -q "PERF_VERDICT.*rebuilds [1-9]" "$tmp/log" &&
-       [ "$(grep -c "PERF_VERDICT rank=[0-9]* PASS.*rebuilds 0," "$tmp/log")" -ge 3 ]; then
+       [ "$(grep -c "PERF_VERDICT rank=[0-9]* PASS.*rebuilds 0," "$tmp/log")" -ge $((ranks - 1)) ]; then
       late=1
     fi
     grep -q "not injected: the job had ended" "$tmp/log" || [ "$late" -eq 1 ] || break
@@ -54,11 +56,11 @@ trial() {
   local passes fails mapped rebuilt
   passes=$(grep -c "PERF_VERDICT rank=[0-9]* PASS" "$tmp/log")
   fails=$(grep -c "PERF_VERDICT rank=[0-9]* FAIL" "$tmp/log")
-  mapped=$(grep -c "shared memory at \(init\|rebuild\|activation\): 4 ranks" "$tmp/log")
-  rebuilt=$(grep -c "shared memory at \(rebuild\|activation\): 4 ranks" "$tmp/log")
-  if [ "$passes" -ne 4 ] || [ "$fails" -gt "$allowed" ] || [ "$status" -ne 0 ] ||
+  mapped=$(grep -c "shared memory at \(init\|rebuild\|activation\): $ranks ranks" "$tmp/log")
+  rebuilt=$(grep -c "shared memory at \(rebuild\|activation\): $ranks ranks" "$tmp/log")
+  if [ "$passes" -ne "$ranks" ] || [ "$fails" -gt "$allowed" ] || [ "$status" -ne 0 ] ||
      [ "$mapped" -lt 1 ] || [ "$rebuilt" -lt "$remaps" ]; then
-    echo "run_shm_faults: $name ($*): $passes PASS (want 4), $fails FAIL, launcher exit" \
+    echo "run_shm_faults: $name ($*): $passes PASS (want $ranks), $fails FAIL, launcher exit" \
       "$status, $mapped segments mapped, $rebuilt after init (want $remaps); full log:"
     cat "$tmp/log"
     exit 1
@@ -86,9 +88,10 @@ for tool in broadcast_perf reduce_perf all_gather_perf reduce_scatter_perf; do
   trial "kill in ${tool%_perf}s of $size B" "$tool" 1 1 "$size" "$iters" \
     --kill "$((RANDOM % 4))@$(at 1 1)"
 done
-# From 32 KiB a broadcast's receivers read the root's own buffer (single copy): kill the
-# root while they read, and stop it, then resume it after the rebuild (its readers must
-# not keep bytes it may have reused; the stale root must not disturb the new epoch).
+# From 32 KiB the other rank of a 2-rank broadcast reads the root's own buffer (single
+# copy): kill the root while it reads, and stop it, then resume it after the rebuild (its
+# reader must not keep bytes it may have reused; the stale root must not disturb the new
+# epoch).
 # Single copy must have been on, unless this kernel refuses it (said, not hidden).
 require_single_copy() {
   [ "$single" = "single copy on" ] && return
@@ -100,10 +103,11 @@ require_single_copy() {
   grep "single copy" "$tmp/log"
   exit 1
 }
-trial "kill the root of single-copy broadcasts" broadcast_perf 1 1 256K 40000 --kill "0@$(at 1 1)"
+RANKS=2 trial "kill the root of single-copy broadcasts" broadcast_perf 1 1 256K 300000 \
+  --kill "0@$(at 1 1)"
 require_single_copy "kill the root of single-copy broadcasts"
 stop_at=$(at 1 1)
-trial "stop and resume the root of single-copy broadcasts" broadcast_perf 1 1 1M 10000 \
+RANKS=2 trial "stop and resume the root of single-copy broadcasts" broadcast_perf 1 1 1M 40000 \
   --stop "0@$stop_at" --cont "0@$(awk -v s="$stop_at" 'BEGIN { printf "%.3f", s + 2.5 }')"
 require_single_copy "stop and resume the root of single-copy broadcasts"
 other=$(((victim + 1 + RANDOM % 3) % 4))
