@@ -17,10 +17,11 @@
 //     the communicator's key bound to the epoch) and maps it, checking the header.
 //  4. An all-reduce (min) of "mapped" over the transport: the path is used only if every
 //     rank mapped, since an op over shared memory needs all of them.
-//  5. Single copy (transports/shm/peer_reader.h): each rank published a probe in its slot
-//     before step 4; now it holds every rank's process by a pidfd and reads each peer's
-//     probe word from that process. A second all-reduce (min): large ops read peers'
-//     buffers directly only if every rank could, so that all take the same path.
+//  5. Single copy (transports/shm/peer_reader.h), where an op would use it (2 ranks):
+//     each rank published a probe in its slot before step 4; now it holds every rank's
+//     process by a pidfd and reads each peer's probe word from that process. A second
+//     all-reduce (min): large ops read peers' buffers directly only if every rank could,
+//     so that all take the same path.
 // A failure in any step leaves the epoch on the transport's algorithms, with the reason
 // in the log; only a failure of the transport itself (a member died) fails the caller.
 #include <algorithm>
@@ -197,22 +198,26 @@ Status Communicator::setUpNodeMemory(const char* when) {
     }
     return Status::ok();
   }
-  std::string whyNotSingle = "FTCCL_SHM_SINGLE_COPY=0";
-  bool canRead = false;
-  if (config_.shmSingleCopy) {
-    std::vector<pid_t> pids;
-    for (int r = 0; r < n; ++r) pids.push_back(view->ofRank(r).pid);
-    Status probed = arena->probeSingleCopy(pids);
-    canRead = probed.isOk();
-    if (!canRead) whyNotSingle = probed.message();
-  }
+  // Only where an op would use it (every rank knows n alike, so all skip or none): the
+  // probe and its agreement would otherwise cost every init and rebuild for nothing.
   bool singleCopy = false;
-  FTCCL_CHECK(allSay(canRead, kSingleCopySeq, "agreeing on single copy at ",
-                     driver_.internalOpTimeoutMs(), &singleCopy));
-  arena->useSingleCopy(singleCopy);
-  if (!canRead) {
-    FTCCL_LOG(Info, Init, "rank {}: no single copy at {}: {}", rank, when, whyNotSingle);
+  if (n <= kShmSingleCopyMaxRanks) {
+    std::string whyNotSingle = "FTCCL_SHM_SINGLE_COPY=0";
+    bool canRead = false;
+    if (config_.shmSingleCopy) {
+      std::vector<pid_t> pids;
+      for (int r = 0; r < n; ++r) pids.push_back(view->ofRank(r).pid);
+      Status probed = arena->probeSingleCopy(pids);
+      canRead = probed.isOk();
+      if (!canRead) whyNotSingle = probed.message();
+    }
+    FTCCL_CHECK(allSay(canRead, kSingleCopySeq, "agreeing on single copy at ",
+                       driver_.internalOpTimeoutMs(), &singleCopy));
+    if (!canRead) {
+      FTCCL_LOG(Info, Init, "rank {}: no single copy at {}: {}", rank, when, whyNotSingle);
+    }
   }
+  arena->useSingleCopy(singleCopy);
   nodeSegment_ = std::move(segment);
   nodeArena_ = std::move(arena);
   builder_.setNodeMemory(nodeArena_.get());
