@@ -12,14 +12,14 @@
 //
 // Single copy (from kShmSingleCopyBytes, at 2 local ranks, where the memory has it:
 // collective.h says why): one sequence for the whole op. The root puts its buffer's
-// address in its slot; every other rank reads the
-// buffer straight from the root's process into its output (NodeMemory::readPeer), then
-// makes sure the root has not released it meanwhile (its done flag: an aborted root
-// publishes done, and may then reuse the buffer), and publishes done. The root returns
-// only once every done came: until then its buffer must not change. A reader waits for
-// no done (the slots' contract needs only the ready flags). One copy per byte
-// and receiver, no pass through a slot, and one flag round instead of one per chunk: a
-// 256 KiB broadcast between two ranks had its two copies in series (one chunk).
+// address in its slot; the other rank reads the buffer straight from the root's process
+// into its output (NodeMemory::readPeer, in pieces), makes sure the root has not
+// released it meanwhile (its done flag: an aborted root publishes done, and may then
+// reuse the buffer), and publishes done. The root returns only once that done came:
+// until then its buffer must not change. The reader waits for no done (the slots'
+// contract needs only the ready flags). One copy per byte, no pass through a slot, and
+// one flag round instead of one per chunk: a 256 KiB broadcast between two ranks had
+// its two copies in series (one chunk).
 //
 // Every rank waits for every ready, not only the root's: the contract (no rank
 // completes a chunk before all ready reached it) is what makes the slots of this op and
