@@ -164,7 +164,9 @@ Status Communicator::setUpNodeMemory(const char* when) {
   std::unique_ptr<shm::NodeArena> arena;
   if (mapped) {
     arena = std::make_unique<shm::NodeArena>(*segment, rank);
-    arena->publishProbe();  // read by the peers only after the agreement below
+    // Read by the peers only after the agreement below, and only where an op would use
+    // single copy.
+    if (n <= kShmSingleCopyMaxRanks) arena->publishProbe();
   }
 
   // Whether every rank says yes (an all-reduce, min, of `yes` over the transport).

@@ -4,13 +4,13 @@
 # random instants (the seed is printed; SHM_FAULT_SEED replays it): in the middle of
 # line-message (64 B), one-round (4 KiB) and pipelined (4 MiB, 16 chunks) all-reduces,
 # of broadcasts, reduces, all-gathers and reduce-scatters, of single-copy broadcasts
-# (the root killed, or stopped and resumed), during init, two at once, and a stop whose
-# victim is resumed after the others rebuilt (a stale writer: it must find itself
-# expelled, and write nothing the new epoch reads). Each trial must end with every live
-# process's verdict PASS (the others rebuilt onto spares, mapped a fresh segment with
-# the spare in it, redid the interrupted step and finished with correct data) and
-# ftccl_run exiting 0; a fault after init must be followed by a segment mapped for the
-# new epoch; nothing may be left in /dev/shm.
+# (the root or its reader killed, or the root stopped and resumed), during init, two at
+# once, and a stop whose victim is resumed after the others rebuilt (a stale writer: it
+# must find itself expelled, and write nothing the new epoch reads). Each trial must end
+# with every live process's verdict PASS (the others rebuilt onto spares, mapped a fresh
+# segment with the spare in it, redid the interrupted step and finished with correct
+# data) and ftccl_run exiting 0; a fault after init must be followed by a segment mapped
+# for the new epoch; nothing may be left in /dev/shm.
 # usage: run_shm_faults.sh FTCCL_RUN ALL_REDUCE_PERF [TRIALS]
 set -u
 launcher=$1 perf=$2 trials=${3:-6}
@@ -106,6 +106,9 @@ require_single_copy() {
 RANKS=2 trial "kill the root of single-copy broadcasts" broadcast_perf 1 1 256K 300000 \
   --kill "0@$(at 1 1)"
 require_single_copy "kill the root of single-copy broadcasts"
+RANKS=2 trial "kill the reader of single-copy broadcasts" broadcast_perf 1 1 256K 300000 \
+  --kill "1@$(at 1 1)"
+require_single_copy "kill the reader of single-copy broadcasts"
 stop_at=$(at 1 1)
 RANKS=2 trial "stop and resume the root of single-copy broadcasts" broadcast_perf 1 1 1M 40000 \
   --stop "0@$stop_at" --cont "0@$(awk -v s="$stop_at" 'BEGIN { printf "%.3f", s + 2.5 }')"
