@@ -37,7 +37,8 @@ const CollectiveTable kAllReduce = {
          [](const CommShape& s) { return s.nranks > 1; }},
         {Algorithm::kHierarchical, "hier",
          [](const BuildContext& c, const CollectiveArgs& a) {
-           return makeHierarchicalAllReduce(c.transport, c.scratch, c.pipeline, c.nodes, a);
+           return makeHierarchicalAllReduce(c.transport, c.scratch, c.pipeline, c.nodes, a,
+                                            c.intraNode);
          },
          [](const CommShape& s) { return s.nodes > 1 && s.nodes < s.nranks; }},
         {Algorithm::kSharedMemory, "shm",

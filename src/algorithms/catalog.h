@@ -23,6 +23,8 @@ struct BuildContext {
   // then build the transport's default), and the counter of its sequences.
   NodeMemory* node = nullptr;
   uint32_t* nodeSeq = nullptr;
+  // Over several nodes: each node's own memory for the hierarchical intra-node phases.
+  IntraNodeMemory intraNode;
 };
 
 using CollectiveFactory = std::unique_ptr<Collective> (*)(const BuildContext& context,

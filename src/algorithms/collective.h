@@ -124,13 +124,24 @@ std::unique_ptr<Collective> makeTreeAllReduce(Transport& transport, const Scratc
 std::unique_ptr<Collective> makeRecursiveDoublingAllReduce(Transport& transport,
                                                            const Scratch& scratch,
                                                            const CollectiveArgs& args);
+// The nodes' shared memory for the hierarchical all-reduce's intra-node phases: `shared`
+// when every node of several ranks mapped a segment of its own (all ranks agreed, so
+// all build the same schedule); `memory` is this rank's node's (null on a node of one
+// rank), its local ranks its node's ranks in ascending order, and its sequences come
+// from *nextSeq.
+struct IntraNodeMemory {
+  bool shared = false;
+  NodeMemory* memory = nullptr;
+  uint32_t* nextSeq = nullptr;
+};
 // Ranks grouped by node: nodes[k] lists node k's ranks in the order its intra-node
 // ring visits them (topology/ orders them by package and NUMA node); every rank is in
 // exactly one list.
 std::unique_ptr<Collective> makeHierarchicalAllReduce(Transport& transport, const Scratch& scratch,
                                                       const PipelineConfig& pipeline,
                                                       const std::vector<std::vector<int>>& nodes,
-                                                      const CollectiveArgs& args);
+                                                      const CollectiveArgs& args,
+                                                      const IntraNodeMemory& intra = {});
 std::unique_ptr<Collective> makeRingReduceScatter(Transport& transport, const Scratch& scratch,
                                                   const PipelineConfig& pipeline,
                                                   const CollectiveArgs& args);

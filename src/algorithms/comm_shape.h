@@ -13,6 +13,9 @@ struct CommShape {
   bool sharedMemory = false;
   // ... and large broadcasts there read the root's buffer directly (one copy, one round).
   bool singleCopy = false;
+  // Several nodes, and each node of several ranks mapped a segment of its own (core
+  // decides, all ranks alike): the hierarchical all-reduce's intra-node phases use it.
+  bool nodesShareMemory = false;
 };
 
 }  // namespace ftccl

@@ -20,6 +20,14 @@
 //
 // One node, or one rank per node: the flat ring all-reduce.
 //
+// Where the nodes share memory (IntraNodeMemory.shared, issue 26), the intra-node
+// phases run over each node's segment instead of the transport: the same reduce-scatter
+// and all-gather over the same ring parts (shm_reduce_scatter.cc, shm_allgather.cc), or
+// reduce to and broadcast from the leader (shm_reduce.cc, shm_broadcast.cc). A segment
+// numbers its ranks in ascending order, so every node's ranks are taken in that order
+// (local index j, leader = lowest rank) on every rank alike; a node of one rank keeps
+// the transport's phases, which move nothing there. The inter-node phase is unchanged.
+//
 // Channels: phases talk through SubsetTransport views whose channel bases keep them
 // apart (intra-node reduce 0.., intra-node gather 4.., inter-node 8..); each phase uses
 // at most kMaxPipelineChannels channels of its range (the ring all-reduce `channels`,
@@ -91,6 +99,7 @@ class InParentRanks final : public Collective {
     return peers;
   }
   uint64_t progressMark() const override { return phase_->progressMark(); }
+  bool waitForPeers(int timeoutUs) override { return phase_->waitForPeers(timeoutUs); }
 
  private:
   std::unique_ptr<Collective> phase_;
@@ -137,14 +146,17 @@ PipelineConfig withinBudget(PipelineConfig pipeline) {
 class HierarchicalAllReduce final : public Collective {
  public:
   HierarchicalAllReduce(Transport& transport, const Scratch& scratch,
-                        const PipelineConfig& pipeline, const std::vector<std::vector<int>>& nodes,
-                        const CollectiveArgs& args)
-      : transport_(transport) {
+                        const PipelineConfig& pipeline, std::vector<std::vector<int>> nodes,
+                        const CollectiveArgs& args, const IntraNodeMemory& intra)
+      : transport_(transport), intra_(intra) {
     int n = transport.size(), me = transport.rank();
     std::string problem = layoutProblem(nodes, n);
     if (!problem.empty()) {
       sequence_ = std::make_unique<InvalidLayout>(problem);
       return;
+    }
+    if (intra_.shared) {
+      for (auto& node : nodes) std::sort(node.begin(), node.end());
     }
     int myNode = 0;
     for (size_t k = 0; k < nodes.size(); ++k) {
@@ -158,6 +170,13 @@ class HierarchicalAllReduce final : public Collective {
     std::vector<std::unique_ptr<Collective>> phases;
     if (nodes.size() <= 1 || static_cast<int>(nodes.size()) == n) {
       phases.push_back(makeRingAllReduce(transport, scratch, bounded, args));
+    } else if (intra_.shared && nodes[myNode].size() > 1 &&
+               (intra_.memory == nullptr || intra_.nextSeq == nullptr ||
+                intra_.memory->localSize() != static_cast<int>(nodes[myNode].size()) ||
+                nodes[myNode][static_cast<size_t>(intra_.memory->localRank())] != me)) {
+      sequence_ = std::make_unique<InvalidLayout>("the node's shared memory does not match its " +
+                                                  std::to_string(nodes[myNode].size()) + " ranks");
+      return;
     } else if (uniform) {
       buildEqualNodes(scratch, bounded, nodes, myNode, args, &phases);
     } else {
@@ -177,6 +196,8 @@ class HierarchicalAllReduce final : public Collective {
     return peers;
   }
   uint64_t progressMark() const override { return sequence_->progressMark(); }
+  // A phase over shared memory waits on a flag, not on the transport's events.
+  bool waitForPeers(int timeoutUs) override { return sequence_->waitForPeers(timeoutUs); }
 
  private:
   SubsetTransport& view(std::vector<int> members, uint32_t channelBase) {
@@ -203,10 +224,18 @@ class HierarchicalAllReduce final : public Collective {
     bool avg = args.op == ftcclAvg;
 
     SubsetTransport& intraReduce = view(local, kIntraReduceChannels);
-    out->push_back(
-        mapped(makeRingReduceScatterPhase(intraReduce, scratch, pipeline, opIdOf(args), args.type,
-                                          args.op, 0, segments, args.sendbuff, mine),
-               intraReduce));
+    CollectiveArgs sum = args;  // the shm phases divide an Avg by the local size: not here
+    sum.op = avg ? ftcclSum : args.op;
+    if (inMemory(local)) {
+      out->push_back(mapped(makeShmReduceScatterPhase(*intra_.memory, sum, segments, args.sendbuff,
+                                                      mine, intra_.nextSeq),
+                            intraReduce));
+    } else {
+      out->push_back(
+          mapped(makeRingReduceScatterPhase(intraReduce, scratch, pipeline, opIdOf(args), args.type,
+                                            args.op, 0, segments, args.sendbuff, mine),
+                 intraReduce));
+    }
     std::vector<int> peers;  // local index j on every node
     for (const auto& node : nodes) peers.push_back(node[j]);
     CollectiveArgs inter = args;
@@ -220,9 +249,15 @@ class HierarchicalAllReduce final : public Collective {
           std::make_unique<DivideStep>(mine, segments[j].count, args.type, transport_.size()));
     }
     SubsetTransport& intraGather = view(local, kIntraGatherChannels);
-    out->push_back(
-        mapped(makeRingAllGatherPhase(intraGather, pipeline, opIdOf(args), elem, segments, recv),
-               intraGather));
+    if (inMemory(local)) {
+      out->push_back(
+          mapped(makeShmAllGatherPhase(*intra_.memory, sum, segments, mine, recv, intra_.nextSeq),
+                 intraGather));
+    } else {
+      out->push_back(
+          mapped(makeRingAllGatherPhase(intraGather, pipeline, opIdOf(args), elem, segments, recv),
+                 intraGather));
+    }
   }
 
   void buildNodeLeaders(const Scratch& scratch, const PipelineConfig& pipeline,
@@ -235,8 +270,10 @@ class HierarchicalAllReduce final : public Collective {
     reduceArgs.root = 0;  // the leader, in the node view's numbering
     reduceArgs.op = avg ? ftcclSum : args.op;
     SubsetTransport& intraReduce = view(local, kIntraReduceChannels);
-    out->push_back(
-        mapped(makeChainReduce(intraReduce, scratch, pipeline, reduceArgs), intraReduce));
+    out->push_back(mapped(inMemory(local)
+                              ? makeShmReduce(*intra_.memory, reduceArgs, intra_.nextSeq)
+                              : makeChainReduce(intraReduce, scratch, pipeline, reduceArgs),
+                          intraReduce));
     if (leader) {
       std::vector<int> leaders;
       for (const auto& node : nodes) leaders.push_back(node[0]);
@@ -253,10 +290,17 @@ class HierarchicalAllReduce final : public Collective {
     bcast.sendbuff = args.recvbuff;
     bcast.root = 0;
     SubsetTransport& intraGather = view(local, kIntraGatherChannels);
-    out->push_back(mapped(makeChainBroadcast(intraGather, pipeline, bcast), intraGather));
+    out->push_back(mapped(inMemory(local) ? makeShmBroadcast(*intra_.memory, bcast, intra_.nextSeq)
+                                          : makeChainBroadcast(intraGather, pipeline, bcast),
+                          intraGather));
   }
 
+  // Whether this node's phases run over its shared memory (checked in the constructor:
+  // the memory is there and holds the node's ranks).
+  bool inMemory(const std::vector<int>& local) const { return intra_.shared && local.size() > 1; }
+
   Transport& transport_;
+  const IntraNodeMemory intra_;
   std::vector<std::unique_ptr<SubsetTransport>> views_;
   std::unique_ptr<Collective> sequence_;
 };
@@ -266,8 +310,9 @@ class HierarchicalAllReduce final : public Collective {
 std::unique_ptr<Collective> makeHierarchicalAllReduce(Transport& transport, const Scratch& scratch,
                                                       const PipelineConfig& pipeline,
                                                       const std::vector<std::vector<int>>& nodes,
-                                                      const CollectiveArgs& args) {
-  return std::make_unique<HierarchicalAllReduce>(transport, scratch, pipeline, nodes, args);
+                                                      const CollectiveArgs& args,
+                                                      const IntraNodeMemory& intra) {
+  return std::make_unique<HierarchicalAllReduce>(transport, scratch, pipeline, nodes, args, intra);
 }
 
 }  // namespace ftccl

@@ -27,6 +27,13 @@ inline std::vector<Segment> ringParts(int n, size_t count) {
   return parts;
 }
 
+// The most elements any part holds (0 for none).
+inline size_t largestPart(const std::vector<Segment>& parts) {
+  size_t most = 0;
+  for (const Segment& part : parts) most = part.count > most ? part.count : most;
+  return most;
+}
+
 // Reduce-scatter: rank r ends with segment r reduced over all ranks in `out` (count of
 // segment r elements). `input` holds every segment at its offset. With avgDivisor > 0
 // the result is divided by it (ftcclAvg); op Avg otherwise combines as Sum.
@@ -43,5 +50,19 @@ std::unique_ptr<Collective> makeRingAllGatherPhase(Transport& transport,
                                                    const PipelineConfig& pipeline, OpId id,
                                                    size_t elemSize, std::vector<Segment> segments,
                                                    void* buffer);
+
+// The same two phases over the node's shared memory (shm_reduce_scatter.cc,
+// shm_allgather.cc), one part per LOCAL rank of `memory`: args gives the type, op (Avg
+// divides by the local size: pass Sum to divide elsewhere), opSeq and signature.
+// Reduce-scatter: local rank r ends with part r of `input` reduced in `out`.
+// All-gather: this rank's part from `input` (may be its place in `buffer`), every
+// part in `buffer` at its offset.
+std::unique_ptr<Collective> makeShmReduceScatterPhase(NodeMemory& memory,
+                                                      const CollectiveArgs& args,
+                                                      std::vector<Segment> parts, const void* input,
+                                                      void* out, uint32_t* nextSeq);
+std::unique_ptr<Collective> makeShmAllGatherPhase(NodeMemory& memory, const CollectiveArgs& args,
+                                                  std::vector<Segment> parts, const void* input,
+                                                  void* buffer, uint32_t* nextSeq);
 
 }  // namespace ftccl

@@ -12,7 +12,15 @@
 // few flag rounds as its parts have slots' worths. With two slots a rank fills chunk
 // t + 1 while slower ones still copy chunk t out. The result is a copy: the same bits
 // on every rank.
+//
+// The hierarchical all-reduce's last intra-node phase is the same op over the ring's
+// uneven parts of one buffer, planned by the largest part as the reduce-scatter is.
+#include <algorithm>
+#include <utility>
+#include <vector>
+
 #include "algorithms/collective.h"
+#include "algorithms/ring_phases.h"
 #include "algorithms/shm_steps.h"
 
 namespace ftccl {
@@ -20,37 +28,60 @@ namespace {
 
 class ShmAllGather final : public ShmCollective {
  public:
-  ShmAllGather(NodeMemory& memory, const CollectiveArgs& args, uint32_t* nextSeq)
-      : ShmCollective(memory, args, CollectiveKind::kAllGather) {
+  // args.count is the largest part; this rank's part comes from `input`, every part
+  // ends in `buffer` at its offset.
+  ShmAllGather(NodeMemory& memory, const CollectiveArgs& args, std::vector<Segment> parts,
+               const void* input, void* buffer, uint32_t* nextSeq)
+      : ShmCollective(memory, args, CollectiveKind::kAllGather),
+        parts_(std::move(parts)),
+        input_(input),
+        buffer_(buffer) {
     plan(slotElems(), nextSeq);
   }
 
  private:
-  // Where chunk chunk_ of `rank`'s part goes in the output.
+  // Where chunk chunk_ of `rank`'s part goes in the output, and how many elements.
   uint8_t* outputOf(int rank) const {
-    return at(args_.recvbuff, static_cast<size_t>(rank) * args_.count + chunkFirst());
+    return at(buffer_, parts_[static_cast<size_t>(rank)].offset + chunkFirst());
+  }
+  size_t partChunk(int rank) const {
+    const size_t count = parts_[static_cast<size_t>(rank)].count;
+    return std::min(chunkCount(), count - std::min(count, chunkFirst()));
   }
 
-  void contribute() override { copy(slotOf(me()), at(args_.sendbuff, chunkFirst()), chunkCount()); }
+  void contribute() override { copy(slotOf(me()), at(input_, chunkFirst()), partChunk(me())); }
 
   void copyLocal() override {
-    const uint8_t* in = at(args_.sendbuff, chunkFirst());
-    if (in != outputOf(me())) copy(outputOf(me()), in, chunkCount());
+    const uint8_t* in = at(input_, chunkFirst());
+    if (in != outputOf(me())) copy(outputOf(me()), in, partChunk(me()));
   }
 
   bool readPeers() override {
     for (int r = 0; r < ranks(); ++r) {
-      if (r != me()) copy(outputOf(r), slotOf(r), chunkCount());
+      if (r != me()) copy(outputOf(r), slotOf(r), partChunk(r));
     }
     return false;
   }
+
+  const std::vector<Segment> parts_;  // one per local rank
+  const void* const input_;
+  void* const buffer_;
 };
 
 }  // namespace
 
 std::unique_ptr<Collective> makeShmAllGather(NodeMemory& memory, const CollectiveArgs& args,
                                              uint32_t* nextSeq) {
-  return std::make_unique<ShmAllGather>(memory, args, nextSeq);
+  return std::make_unique<ShmAllGather>(memory, args, equalParts(memory.localSize(), args.count),
+                                        args.sendbuff, args.recvbuff, nextSeq);
+}
+
+std::unique_ptr<Collective> makeShmAllGatherPhase(NodeMemory& memory, const CollectiveArgs& args,
+                                                  std::vector<Segment> parts, const void* input,
+                                                  void* buffer, uint32_t* nextSeq) {
+  CollectiveArgs phase = args;
+  phase.count = largestPart(parts);
+  return std::make_unique<ShmAllGather>(memory, phase, std::move(parts), input, buffer, nextSeq);
 }
 
 }  // namespace ftccl

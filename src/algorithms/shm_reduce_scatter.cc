@@ -17,7 +17,17 @@
 // Each element is reduced in local rank order (((s0 op s1) op s2) ...) with
 // src/reduce's kernels, by the one rank that receives it; Avg divides the finished sum
 // by the local size once, as the transport's algorithms do.
+//
+// The hierarchical all-reduce's first intra-node phase is the same op over the ring's
+// uneven parts of one buffer (ring_phases.h): parts differ by an element at most, the
+// op plans by the largest (its description's count), and a smaller part's last chunk
+// is one element shorter or empty.
+#include <algorithm>
+#include <utility>
+#include <vector>
+
 #include "algorithms/collective.h"
+#include "algorithms/ring_phases.h"
 #include "algorithms/shm_steps.h"
 
 namespace ftccl {
@@ -25,32 +35,56 @@ namespace {
 
 class ShmReduceScatter final : public ShmCollective {
  public:
-  ShmReduceScatter(NodeMemory& memory, const CollectiveArgs& args, uint32_t* nextSeq)
-      : ShmCollective(memory, args, CollectiveKind::kReduceScatter) {
+  // args.count is the largest part; part r of `input` ends reduced in `out` on rank r.
+  ShmReduceScatter(NodeMemory& memory, const CollectiveArgs& args, std::vector<Segment> parts,
+                   const void* input, void* out, uint32_t* nextSeq)
+      : ShmCollective(memory, args, CollectiveKind::kReduceScatter),
+        parts_(std::move(parts)),
+        input_(input),
+        out_(out) {
     plan(blockElems(ranks()), nextSeq);
   }
 
  private:
+  // Elements of part p in this chunk: chunkCount() or fewer for a smaller part.
+  size_t partChunk(int p) const {
+    const size_t count = parts_[static_cast<size_t>(p)].count;
+    return std::min(chunkCount(), count - std::min(count, chunkFirst()));
+  }
+
   void contribute() override {
     for (int p = 0; p < ranks(); ++p) {
-      size_t part = static_cast<size_t>(p) * args_.count;
       copy(at(slotOf(me()), static_cast<size_t>(p) * chunkElems_),
-           at(args_.sendbuff, part + chunkFirst()), chunkCount());
+           at(input_, parts_[static_cast<size_t>(p)].offset + chunkFirst()), partChunk(p));
     }
   }
 
   bool readPeers() override {
-    reduceSlots(at(args_.recvbuff, chunkFirst()), static_cast<size_t>(me()) * chunkElems_,
-                chunkCount());
+    reduceSlots(at(out_, chunkFirst()), static_cast<size_t>(me()) * chunkElems_, partChunk(me()));
     return false;
   }
+
+  const std::vector<Segment> parts_;  // one per local rank
+  const void* const input_;
+  void* const out_;
 };
 
 }  // namespace
 
 std::unique_ptr<Collective> makeShmReduceScatter(NodeMemory& memory, const CollectiveArgs& args,
                                                  uint32_t* nextSeq) {
-  return std::make_unique<ShmReduceScatter>(memory, args, nextSeq);
+  return std::make_unique<ShmReduceScatter>(memory, args,
+                                            equalParts(memory.localSize(), args.count),
+                                            args.sendbuff, args.recvbuff, nextSeq);
+}
+
+std::unique_ptr<Collective> makeShmReduceScatterPhase(NodeMemory& memory,
+                                                      const CollectiveArgs& args,
+                                                      std::vector<Segment> parts, const void* input,
+                                                      void* out, uint32_t* nextSeq) {
+  CollectiveArgs phase = args;
+  phase.count = largestPart(parts);
+  return std::make_unique<ShmReduceScatter>(memory, phase, std::move(parts), input, out, nextSeq);
 }
 
 }  // namespace ftccl

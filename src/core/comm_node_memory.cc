@@ -1,27 +1,32 @@
-// The node's shared memory for one epoch (issue 26, docs/shared-memory.md): a fresh
-// segment at init and at every rebuild, mapped by every rank of the epoch (the activated
-// spare too) or by none.
+// The nodes' shared memory for one epoch (issue 26, docs/shared-memory.md): a fresh
+// segment per node at init and at every rebuild, mapped by every rank of the node (the
+// activated spare too), and used only if every node of several ranks mapped its own.
 //
-// Only for a communicator whose ranks all share one node (one host, one network
-// namespace): the shared-memory algorithms then replace the transport for the whole
-// op, with local rank = communicator rank. Every rank decides that alike from the epoch's
-// peer table, so all of them take part in the steps below or none does:
-//  1. Rank 0 creates the segment (sized from its FTCCL_SHM_SLOT_BYTES; FTCCL_SHM=0 on
-//     rank 0 turns the path off for all) and listens for the others on a fresh abstract
-//     socket, admitting exactly the other ranks' pids.
-//  2. It broadcasts the socket's name and the layout over the transport. Those bytes are
-//     not authenticated, and need not be: a forged name leads a rank to a socket whose
-//     owner is not rank 0's pid, or that cannot prove the communicator's key, and the
-//     rank then maps nothing.
+// A node is the ranks of one node name that share one host, network namespace (abstract
+// sockets are per network namespace) and pid namespace (the hand-off checks pids); a
+// segment numbers them in ascending order. One node: the shared-memory algorithms
+// replace the transport for the whole op, local rank = communicator rank. Several: the
+// hierarchical all-reduce runs its intra-node phases there. Every rank decides that
+// alike from the epoch's peer table, so all of them take part in the steps below or
+// none does:
+//  1. The node's leader (its lowest rank) creates the segment (sized from its
+//     FTCCL_SHM_SLOT_BYTES; FTCCL_SHM=0 on a leader turns the path off for all) and
+//     listens for the node's others on a fresh abstract socket, admitting exactly their
+//     pids. A node of one rank has nothing to map.
+//  2. It broadcasts the socket's name and the layout to its node over the transport.
+//     Those bytes are not authenticated, and need not be: a forged name leads a rank to
+//     a socket whose owner is not the leader's pid, or that cannot prove the
+//     communicator's key, and the rank then maps nothing.
 //  3. Each rank takes the descriptor (fd_handoff.h: pid checks, a challenge-response under
 //     the communicator's key bound to the epoch) and maps it, checking the header.
-//  4. An all-reduce (min) of "mapped" over the transport: the path is used only if every
-//     rank mapped, since an op over shared memory needs all of them.
-//  5. Single copy (transports/shm/peer_reader.h), where an op would use it (2 ranks):
-//     each rank published a probe in its slot before step 4; now it holds every rank's
-//     process by a pidfd and reads each peer's probe word from that process. A second
-//     all-reduce (min): large ops read peers' buffers directly only if every rank could,
-//     so that all take the same path.
+//  4. An all-reduce (min) of "mapped" over all ranks: the path is used only if every
+//     rank mapped, since an op over shared memory needs all of its node, and every rank
+//     must choose algorithms alike.
+//  5. Single copy (transports/shm/peer_reader.h), where an op would use it (one node of
+//     2 ranks): each rank published a probe in its slot before step 4; now it holds every
+//     rank's process by a pidfd and reads each peer's probe word from that process. A
+//     second all-reduce (min): large ops read peers' buffers directly only if every rank
+//     could, so that all take the same path.
 // A failure in any step leaves the epoch on the transport's algorithms, with the reason
 // in the log; only a failure of the transport itself (a member died) fails the caller.
 #include <algorithm>
@@ -66,24 +71,47 @@ double msSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-// Why not, or "" when every rank of the epoch is on one node and host, in one network
-// namespace (abstract sockets are per network namespace) and one pid namespace (the
-// hand-off checks pids).
-std::string whyNotOneNode(const EpochView& view) {
-  const PeerInfo& first = view.ofRank(0);
-  for (int r = 1; r < view.nranks(); ++r) {
-    const PeerInfo& p = view.ofRank(r);
-    if (p.node != first.node || p.host != first.host) return "the ranks span several nodes";
-    if (p.netns != first.netns) return "the ranks are in several network namespaces";
-    if (p.pidns != first.pidns) return "the ranks are in several pid namespaces";
+// This rank's node (its ranks ascending) and the number of nodes; or why the epoch maps
+// no memory: a node whose ranks do not share a host and its namespaces, one too large,
+// or no node of several ranks.
+std::string whyNoNodeMemory(const EpochView& view, std::vector<int>* myNode, int* nodeCount) {
+  std::vector<std::vector<int>> nodes;
+  std::vector<std::string> names;
+  for (int r = 0; r < view.nranks(); ++r) {
+    const std::string& name = view.ofRank(r).node;
+    size_t k = static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin());
+    if (k == names.size()) {
+      names.push_back(name);
+      nodes.emplace_back();
+    }
+    nodes[k].push_back(r);
   }
-  return "";
+  bool several = false;
+  for (size_t k = 0; k < nodes.size(); ++k) {
+    const PeerInfo& first = view.ofRank(nodes[k].front());
+    for (int r : nodes[k]) {
+      const PeerInfo& p = view.ofRank(r);
+      if (p.host != first.host) return "node " + names[k] + " spans several hosts";
+      if (p.netns != first.netns) return "node " + names[k] + " spans network namespaces";
+      if (p.pidns != first.pidns) return "node " + names[k] + " spans pid namespaces";
+    }
+    if (nodes[k].size() > static_cast<size_t>(shm::kMaxLocalRanks)) {
+      return "node " + names[k] + " has more than " + std::to_string(shm::kMaxLocalRanks) +
+             " ranks";
+    }
+    several = several || nodes[k].size() > 1;
+    if (std::find(nodes[k].begin(), nodes[k].end(), view.rank) != nodes[k].end()) {
+      *myNode = nodes[k];
+    }
+  }
+  *nodeCount = static_cast<int>(nodes.size());
+  return several ? "" : "no node has several ranks";
 }
 
 }  // namespace
 
 void Communicator::dropNodeMemory() {
-  builder_.setNodeMemory(nullptr);
+  builder_.setNodeMemory(nullptr, false);
   nodeArena_.reset();
   nodeSegment_.reset();  // unmapped: a stale op of the old epoch can write nowhere we read
 }
@@ -91,14 +119,20 @@ void Communicator::dropNodeMemory() {
 Status Communicator::setUpNodeMemory(const char* when) {
   dropNodeMemory();
   std::shared_ptr<const EpochView> view = epochs_.current();
-  const int n = view->nranks(), rank = view->rank;
-  if (rank < 0 || n < 2 || n > shm::kMaxLocalRanks || !authRoot_ || !whyNotOneNode(*view).empty()) {
+  std::vector<int> local;  // this rank's node, ascending: local rank i is local[i]
+  int nodes = 0;
+  if (view->rank < 0 || !authRoot_ || !whyNoNodeMemory(*view, &local, &nodes).empty()) {
     return Status::ok();
   }
+  const int n = static_cast<int>(local.size());
+  const int rank = static_cast<int>(std::find(local.begin(), local.end(), view->rank) -
+                                    local.begin());  // the local rank
+  const bool oneNode = nodes == 1;
   auto start = Clock::now();
-  std::vector<int> everyone(static_cast<size_t>(n));
+  std::vector<int> everyone(static_cast<size_t>(view->nranks()));
   std::iota(everyone.begin(), everyone.end(), 0);
   SubsetTransport all(*transport_, everyone, kTuningChannel);
+  SubsetTransport node(*transport_, local, kTuningChannel);
   const uint64_t context = view->epoch;
   const uint32_t epoch = static_cast<uint32_t>(view->epoch);
   auto segment = std::make_unique<shm::NodeSegment>();
@@ -106,15 +140,17 @@ Status Communicator::setUpNodeMemory(const char* when) {
   Offer offer{};
   std::string why;  // why this rank maps nothing
 
-  if (rank == 0) {
+  if (n == 1) {
+    // Nothing to map, nothing to offer: straight to the agreement.
+  } else if (rank == 0) {
     shm::NodeLayout layout;
     Status made = config_.sharedMemory
                       ? shm::NodeLayout::make(n, config_.shmSlotBytes, shm::kDefaultSlotsPerRank,
                                               epoch, &layout)
-                      : invalidUsage("FTCCL_SHM=0 on rank 0");
+                      : invalidUsage("FTCCL_SHM=0 on the node's leader");
     if (made.isOk()) made = shm::NodeSegment::create(layout, segment.get());
     std::vector<pid_t> members;
-    for (int r = 1; r < n; ++r) members.push_back(view->ofRank(r).pid);
+    for (int r = 1; r < n; ++r) members.push_back(view->ofRank(local[r]).pid);
     shm::HandoffLimits limits;
     limits.attemptsPerPid = 1;
     if (made.isOk()) made = server.start(*authRoot_, context, members, limits);
@@ -132,17 +168,20 @@ Status Communicator::setUpNodeMemory(const char* when) {
   args.type = ftcclUint8;
   args.opSeq = kOfferSeq;
   args.signature = kSetupSignature;
-  std::unique_ptr<Collective> broadcast = makeChainBroadcast(all, config_.pipeline, args);
-  FTCCL_CHECK(driver_.drive(*transport_, *broadcast,
-                            std::string("offering shared memory at ") + when, {},
-                            driver_.internalOpTimeoutMs()));
+  if (n > 1) {
+    std::unique_ptr<Collective> broadcast = makeChainBroadcast(node, config_.pipeline, args);
+    FTCCL_CHECK(driver_.drive(*transport_, *broadcast,
+                              std::string("offering shared memory at ") + when, {},
+                              driver_.internalOpTimeoutMs()));
+  }
   offer.name[sizeof(offer.name) - 1] = '\0';
 
-  bool mapped = false;
+  bool mapped = n == 1;  // a node of one rank needs no memory
   const int boundMs = handoffBoundMs(config_.failureTimeoutMs);
   const net::Deadline deadline = net::deadlineAfterMs(boundMs);
-  if (offer.name[0] == '\0') {
-    if (why.empty()) why = "rank 0 offers no segment";
+  if (n == 1) {
+  } else if (offer.name[0] == '\0') {
+    if (why.empty()) why = "the node's leader offers no segment";
   } else if (rank == 0) {
     Status served = server.serve(segment->fd(), deadline,
                                  [this] { return revocation_.revoked() || revocation_.aborted(); });
@@ -155,18 +194,21 @@ Status Communicator::setUpNodeMemory(const char* when) {
                                        epoch, &layout);
     net::Fd fd;
     if (got.isOk()) {
-      got = shm::receiveFd(offer.name, *authRoot_, context, view->ofRank(0).pid, deadline, &fd);
+      got = shm::receiveFd(offer.name, *authRoot_, context, view->ofRank(local[0]).pid, deadline,
+                           &fd);
     }
     if (got.isOk()) got = shm::NodeSegment::map(fd.get(), layout, segment.get());
     mapped = got.isOk();
     if (!mapped) why = got.message();
   }
+  // Only where an op would use it (every rank knows the layout alike, so all probe or
+  // none): the probe and its agreement would otherwise cost every init and rebuild.
+  const bool probeSingleCopy = oneNode && n <= kShmSingleCopyMaxRanks;
   std::unique_ptr<shm::NodeArena> arena;
-  if (mapped) {
+  if (mapped && n > 1) {
     arena = std::make_unique<shm::NodeArena>(*segment, rank);
-    // Read by the peers only after the agreement below, and only where an op would use
-    // single copy.
-    if (n <= kShmSingleCopyMaxRanks) arena->publishProbe();
+    // Read by the peers only after the agreement below.
+    if (probeSingleCopy) arena->publishProbe();
   }
 
   // Whether every rank says yes (an all-reduce, min, of `yes` over the transport).
@@ -192,23 +234,21 @@ Status Communicator::setUpNodeMemory(const char* when) {
                      &everyoneMapped));
   if (!everyoneMapped) {
     const bool chosen = rank == 0 && !config_.sharedMemory;  // FTCCL_SHM=0: no warning
-    if (!why.empty() && why != "rank 0 offers no segment" && !chosen) {
-      FTCCL_LOG(Warn, Init, "rank {}: no shared memory at {}: {}", rank, when, why);
-    } else if (rank == 0) {
+    if (!why.empty() && why != "the node's leader offers no segment" && !chosen) {
+      FTCCL_LOG(Warn, Init, "rank {}: no shared memory at {}: {}", view->rank, when, why);
+    } else if (view->rank == 0) {
       FTCCL_LOG(Info, Init, "no shared memory at {}: {}", when,
                 why.empty() ? "a rank could not map the segment (its log says why)" : why);
     }
     return Status::ok();
   }
-  // Only where an op would use it (every rank knows n alike, so all skip or none): the
-  // probe and its agreement would otherwise cost every init and rebuild for nothing.
   bool singleCopy = false;
-  if (n <= kShmSingleCopyMaxRanks) {
+  if (probeSingleCopy) {
     std::string whyNotSingle = "FTCCL_SHM_SINGLE_COPY=0";
     bool canRead = false;
     if (config_.shmSingleCopy) {
       std::vector<pid_t> pids;
-      for (int r = 0; r < n; ++r) pids.push_back(view->ofRank(r).pid);
+      for (int r = 0; r < n; ++r) pids.push_back(view->ofRank(local[r]).pid);
       Status probed = arena->probeSingleCopy(pids);
       canRead = probed.isOk();
       if (!canRead) whyNotSingle = probed.message();
@@ -216,20 +256,27 @@ Status Communicator::setUpNodeMemory(const char* when) {
     FTCCL_CHECK(allSay(canRead, kSingleCopySeq, "agreeing on single copy at ",
                        driver_.internalOpTimeoutMs(), &singleCopy));
     if (!canRead) {
-      FTCCL_LOG(Info, Init, "rank {}: no single copy at {}: {}", rank, when, whyNotSingle);
+      FTCCL_LOG(Info, Init, "rank {}: no single copy at {}: {}", view->rank, when, whyNotSingle);
     }
   }
-  arena->useSingleCopy(singleCopy);
-  nodeSegment_ = std::move(segment);
-  nodeArena_ = std::move(arena);
-  builder_.setNodeMemory(nodeArena_.get());
-  if (rank == 0) {
+  if (arena) {
+    arena->useSingleCopy(singleCopy);
+    nodeSegment_ = std::move(segment);
+    nodeArena_ = std::move(arena);
+  }
+  builder_.setNodeMemory(nodeArena_.get(), true);
+  if (view->rank == 0 && nodeSegment_) {
     const shm::NodeLayout& layout = nodeSegment_->layout();
     FTCCL_LOG(Info, Init,
-              "shared memory at {}: {} ranks x {} slots of {} KiB, {:.1f} MiB for the node, "
+              "shared memory at {}: {} ranks x {} slots of {} KiB, {:.1f} MiB for the node{}, "
               "single copy {}, mapped by all in {:.1f} ms",
               when, n, layout.slotsPerRank(), layout.slotBytes() >> 10,
-              layout.totalBytes() / 1048576.0, singleCopy ? "on" : "off", msSince(start));
+              layout.totalBytes() / 1048576.0,
+              oneNode ? "" : " (rank 0's of " + std::to_string(nodes) + " nodes)",
+              singleCopy ? "on" : "off", msSince(start));
+  } else if (view->rank == 0) {
+    FTCCL_LOG(Info, Init, "shared memory at {}: on the {} nodes of several ranks, in {:.1f} ms",
+              when, nodes, msSince(start));
   }
   return Status::ok();
 }

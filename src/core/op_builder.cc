@@ -72,16 +72,21 @@ uint32_t opSignature(CollectiveKind kind, const CollectiveArgs& args,
 void OpBuilder::setLayout(std::vector<std::vector<int>> nodes, const CommShape& shape) {
   nodes_ = std::move(nodes);
   shape_ = shape;
-  shape_.sharedMemory = nodeMemory_ != nullptr;
-  shape_.singleCopy = nodeMemory_ != nullptr && nodeMemory_->singleCopy();
-  choices_.clear();
+  markSharing();
 }
 
-void OpBuilder::setNodeMemory(NodeMemory* memory) {
+void OpBuilder::setNodeMemory(NodeMemory* memory, bool shared) {
   nodeMemory_ = memory;
+  nodesShare_ = shared;
   nodeSeq_ = 1;
-  shape_.sharedMemory = memory != nullptr;
-  shape_.singleCopy = memory != nullptr && memory->singleCopy();
+  markSharing();
+}
+
+void OpBuilder::markSharing() {
+  const bool oneNode = shape_.nodes <= 1;
+  shape_.sharedMemory = nodesShare_ && oneNode && nodeMemory_ != nullptr;
+  shape_.singleCopy = shape_.sharedMemory && nodeMemory_->singleCopy();
+  shape_.nodesShareMemory = nodesShare_ && !oneNode;
   choices_.clear();
 }
 
@@ -135,8 +140,13 @@ std::unique_ptr<Collective> OpBuilder::buildCollective(const Target& target,
           : choose(kind, bytes);
   args.signature = opSignature(kind, args, choice);
   if (request.algorithm < 0) logChoiceOnce(target.rank, kind, bytes, choice);
-  BuildContext context{*target.transport, *target.scratch, choice.pipeline, nodes_,
-                       nodeMemory_,       &nodeSeq_};
+  BuildContext context{*target.transport,
+                       *target.scratch,
+                       choice.pipeline,
+                       nodes_,
+                       shape_.sharedMemory ? nodeMemory_ : nullptr,
+                       &nodeSeq_,
+                       {shape_.nodesShareMemory, nodeMemory_, &nodeSeq_}};
   return makeCollective(kind, choice.algorithm, context, args);
 }
 

@@ -34,9 +34,12 @@ class OpBuilder {
     tuner_ = std::move(tuner);
     choices_.clear();
   }
-  // The node's shared memory of this epoch, once every rank mapped it (null: none). Its
+  // The node's shared memory of this epoch, once every rank agreed that every node of
+  // several ranks mapped its own (`shared`; false: none anywhere). `memory` is this
+  // rank's node's, null on a node of one rank. One node: the shm algorithms replace the
+  // transport's; several: the hierarchical all-reduce's intra-node phases use it. Its
   // sequences start again at 1, as its flags do.
-  void setNodeMemory(NodeMemory* memory);
+  void setNodeMemory(NodeMemory* memory, bool shared);
 
  private:
   std::unique_ptr<Collective> buildCollective(const Target& target, const OpRequest& request);
@@ -49,7 +52,10 @@ class OpBuilder {
   Tuner tuner_;
   std::vector<std::vector<int>> nodes_;  // ranks of each node, intra-node ring order
   CommShape shape_;
+  void markSharing();  // shape_'s memory flags from the layout and the memory
+
   NodeMemory* nodeMemory_ = nullptr;
+  bool nodesShare_ = false;
   uint32_t nodeSeq_ = 1;
   std::vector<uint64_t> loggedChoices_;  // (collective, algorithm, size class) logged
   std::unordered_map<uint64_t, AlgorithmChoice> choices_;  // by (collective, bytes)

@@ -214,6 +214,19 @@ double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
   if (!multiNode || shape.nodes == shape.nranks) return ring * 1.02;  // it is the ring
   double local = shape.maxRanksPerNode, nodes = shape.nodes;
   double a = m.alphaUs, b = m.betaUsPerMiB, ai = m.interAlphaUs, bi = m.interBetaUsPerMiB;
+  if (shape.nodesShareMemory) {  // the intra-node phases over each node's segment
+    if (shape.uniformNodes) {
+      double shard = mib / local;
+      return sharedMemoryUs(CollectiveKind::kReduceScatter, mib, local, gamma, false) +
+             sharedMemoryUs(CollectiveKind::kAllGather, mib, local, gamma, false) +
+             2 * (nodes - 1) * ai + 2 * (nodes - 1) / nodes * shard * bi +
+             (nodes - 1) / nodes * shard * gamma;
+    }
+    return sharedMemoryUs(CollectiveKind::kReduce, mib, local, gamma, false) +
+           sharedMemoryUs(CollectiveKind::kBroadcast, mib, local, gamma, false) +
+           2 * (nodes - 1) * ai + 2 * (nodes - 1) / nodes * mib * bi +
+           (nodes - 1) / nodes * mib * gamma;
+  }
   if (shape.uniformNodes) {
     double shard = mib / local;
     return 2 * (local - 1) * a + 2 * (local - 1) / local * mib * b +

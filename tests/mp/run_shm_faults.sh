@@ -25,7 +25,8 @@ shm_before=$(ls /dev/shm 2>/dev/null | wc -l)
 
 # trial NAME TOOL SPARES REMAPS SIZE ITERS FAULT...: 4 live processes (RANKS=N: N) must
 # print PASS, and at least REMAPS segments be mapped after init (rebuild or a spare's
-# activation).
+# activation). NODE_RANKS=K: process p runs on virtual node p / K (FTCCL_NODE_ID), so a
+# spare lands on a node of its own; rank 0 then logs its own node's segment.
 # The stale writer of a stop-and-resume may print FAIL (it was expelled), no other.
 trial() {
   local name=$1 tool=$2 spares=$3 remaps=$4 size=$5 iters=$6
@@ -34,10 +35,15 @@ trial() {
   local n=$((ranks + spares)) allowed=0
   case "$*" in *--cont*) allowed=1 ;; esac
   local status attempt
+  local cmd=("$tools/$tool") mapped_ranks="$ranks ranks"
+  if [ -n "${NODE_RANKS:-}" ]; then
+    cmd=(bash -c 'FTCCL_NODE_ID=vnode$((FTCCL_RANK / '"$NODE_RANKS"')) exec "$@"' node "${cmd[@]}")
+    mapped_ranks="\(on the\|[0-9] ranks\)"
+  fi
   # The job must still be running when the fault lands: on a faster machine it may end
   # first, and then the trial is rerun with four times the iterations (up to 3 times).
   for attempt in 1 2 3 4; do
-    FTCCL_BOOTSTRAP_TIMEOUT_MS=3000 "$launcher" -n "$n" --timeout 240 "$@" -- "$tools/$tool" \
+    FTCCL_BOOTSTRAP_TIMEOUT_MS=3000 "$launcher" -n "$n" --timeout 240 "$@" -- "${cmd[@]}" \
       -b "$size" -e "$size" -n "$iters" -w 2 -c 1 --spares "$spares" > "$tmp/log" 2>&1
     status=$?
     # Or it ended for all but the victim: the survivors finished their last op untouched
@@ -56,8 +62,8 @@ trial() {
   local passes fails mapped rebuilt
   passes=$(grep -c "PERF_VERDICT rank=[0-9]* PASS" "$tmp/log")
   fails=$(grep -c "PERF_VERDICT rank=[0-9]* FAIL" "$tmp/log")
-  mapped=$(grep -c "shared memory at \(init\|rebuild\|activation\): $ranks ranks" "$tmp/log")
-  rebuilt=$(grep -c "shared memory at \(rebuild\|activation\): $ranks ranks" "$tmp/log")
+  mapped=$(grep -c "shared memory at \(init\|rebuild\|activation\): $mapped_ranks" "$tmp/log")
+  rebuilt=$(grep -c "shared memory at \(rebuild\|activation\): $mapped_ranks" "$tmp/log")
   if [ "$passes" -ne "$ranks" ] || [ "$fails" -gt "$allowed" ] || [ "$status" -ne 0 ] ||
      [ "$mapped" -lt 1 ] || [ "$rebuilt" -lt "$remaps" ]; then
     echo "run_shm_faults: $name ($*): $passes PASS (want $ranks), $fails FAIL, launcher exit" \
@@ -113,6 +119,15 @@ stop_at=$(at 1 1)
 RANKS=2 trial "stop and resume the root of single-copy broadcasts" broadcast_perf 1 1 1M 40000 \
   --stop "0@$stop_at" --cont "0@$(awk -v s="$stop_at" 'BEGIN { printf "%.3f", s + 2.5 }')"
 require_single_copy "stop and resume the root of single-copy broadcasts"
+# The hierarchical all-reduce on 2 virtual nodes of 2 ranks: its intra-node phases run
+# over each node's segment (a reduce-scatter and an all-gather of uneven parts), and the
+# spare's own node makes the rebuilt layout uneven (leaders; a node of one rank).
+for size in 4K 4M; do
+  iters=200000
+  [ "$size" = 4M ] && iters=3000
+  NODE_RANKS=2 FTCCL_ALGO=hier trial "kill in hierarchical all-reduces of $size" \
+    all_reduce_perf 1 1 "$size" "$iters" --kill "$((RANDOM % 4))@$(at 1 2)"
+done
 other=$(((victim + 1 + RANDOM % 3) % 4))
 trial "two kills at once" all_reduce_perf 2 1 1M 10000 --kill "$victim@1.5" --kill "$other@1.5"
 stopped=$((RANDOM % 4))

@@ -1,14 +1,20 @@
 // Hierarchical all-reduce over transports/sim: equal nodes (2x2, 2x4, 4x2, 3x2), uneven
 // ones (3+2, 1+3, 2+2+1), degenerate ones (one node, one rank per node) and a
 // non-contiguous assignment, for every type and op, size classes and placements; and a
-// peer death in the equal and the node-leader scheme.
+// peer death in the equal and the node-leader scheme. The same layouts with the
+// intra-node phases over a real shared-memory segment per node (issue 26), where a wait
+// inside a node must show as a wait on a flag.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "sim_checks.h"
 #include "sim_collective.h"
+#include "transports/shm/node_arena.h"
+#include "transports/shm/node_segment.h"
 
 namespace ftccl {
 namespace {
@@ -308,6 +314,128 @@ TEST(HierarchicalAllReduceSim, PeerDeathFailsTheOpInBothSchemes) {
       EXPECT_EQ(fabric.pending(), 0u);
     }
   }
+}
+
+// A segment per node of several ranks (local ranks in ascending order, as core maps
+// them) and each rank's arena and sequence counter: what core lends the algorithm.
+class NodeMemories {
+ public:
+  explicit NodeMemories(const Layout& layout)
+      : arenas_(rankCount(layout)), seqs_(arenas_.size(), 1) {
+    for (std::vector<int> node : layout) {
+      if (node.size() < 2) continue;
+      std::sort(node.begin(), node.end());
+      shm::NodeLayout shape;
+      EXPECT_TRUE(
+          shm::NodeLayout::make(static_cast<int>(node.size()), 16 * 1024, 2, 1, &shape).isOk());
+      segments_.push_back(std::make_unique<shm::NodeSegment>());
+      Status made = shm::NodeSegment::create(shape, segments_.back().get());
+      EXPECT_TRUE(made.isOk()) << made.message();
+      for (size_t i = 0; i < node.size(); ++i) {
+        arenas_[static_cast<size_t>(node[i])] =
+            std::make_unique<shm::NodeArena>(*segments_.back(), static_cast<int>(i));
+      }
+    }
+  }
+  IntraNodeMemory of(int rank) {
+    return {true, arenas_[static_cast<size_t>(rank)].get(), &seqs_[static_cast<size_t>(rank)]};
+  }
+
+ private:
+  std::vector<std::unique_ptr<shm::NodeSegment>> segments_;
+  std::vector<std::unique_ptr<shm::NodeArena>> arenas_;
+  std::vector<uint32_t> seqs_;
+};
+
+testing::OpFactory hierShmOps(const Staging& staging, const PipelineConfig& p, const Layout& layout,
+                              NodeMemories& memories) {
+  return [&staging, p, &layout, &memories](Transport& transport, int rank,
+                                           const CollectiveArgs& args) {
+    return makeHierarchicalAllReduce(transport, staging.scratch(rank), p, layout, args,
+                                     memories.of(rank));
+  };
+}
+
+// Every layout, type and op, counts around the segment's chunk edges (16 KiB slots: a
+// reduce-scatter block of 8 KiB at 2 ranks), in and out of place: exact results.
+TEST(HierarchicalAllReduceSim, EveryLayoutOverSharedMemory) {
+  PipelineConfig p = smallChunks();
+  const ftcclDataType_t types[] = {ftcclInt8,    ftcclInt32,   ftcclUint64,  ftcclFloat16,
+                                   ftcclFloat32, ftcclFloat64, ftcclBfloat16};
+  const ftcclRedOp_t ops[] = {ftcclSum, ftcclProd, ftcclMax, ftcclMin, ftcclAvg};
+  for (const Layout& layout : kLayouts) {
+    int n = rankCount(layout);
+    NodeMemories memories(layout);
+    for (ftcclDataType_t type : types) {
+      for (ftcclRedOp_t op : ops) {
+        for (size_t count : {size_t(0), size_t(1), size_t(7), size_t(1001), size_t(6 * 1024 + 5)}) {
+          Staging staging(n, p);
+          ASSERT_NO_FATAL_FAILURE(testing::expectExactAllReduce(
+              n, hierShmOps(staging, p, layout, memories), type, op, count,
+              "shm, layout of " + std::to_string(layout.size()) + " nodes"));
+        }
+      }
+    }
+  }
+}
+
+// Inexact float sums: every rank ends with the same bits, at skewed paces too.
+TEST(HierarchicalAllReduceSim, SameBitsOverSharedMemory) {
+  PipelineConfig p = smallChunks();
+  for (const Layout& layout : kLayouts) {
+    int n = rankCount(layout);
+    NodeMemories memories(layout);
+    Staging staging(n, p);
+    ASSERT_NO_FATAL_FAILURE(testing::expectSameBitsOnInexactInputs(
+        n, hierShmOps(staging, p, layout, memories),
+        "shm, layout of " + std::to_string(layout.size()) + " nodes", 7));
+  }
+}
+
+// A rank whose node peer has not come waits on a flag: the op says so (the driver then
+// sleeps on that flag, not on the transport's events, which no flag wakes) and names the
+// peer by its communicator rank. Both schemes, a peer of a non-contiguous node.
+TEST(HierarchicalAllReduceSim, WaitInsideANodeIsAFlagWaitOnACommunicatorRank) {
+  PipelineConfig p = smallChunks();
+  for (const Layout& layout : {Layout{{0, 2}, {1, 3}}, Layout{{0, 3, 1}, {2, 4}}}) {
+    int n = rankCount(layout);
+    NodeMemories memories(layout);
+    sim::SimFabric fabric(n);
+    Staging staging(n, p);
+    std::vector<uint8_t> buf(4096 * 4);
+    CollectiveArgs args;
+    args.sendbuff = args.recvbuff = buf.data();
+    args.count = 4096;
+    args.type = ftcclFloat32;
+    auto coll = makeHierarchicalAllReduce(fabric.transport(0), staging.scratch(0), p, layout, args,
+                                          memories.of(0));
+    bool done = false;
+    ASSERT_TRUE(coll->progress(&done).isOk());
+    EXPECT_FALSE(done);
+    EXPECT_TRUE(coll->waitForPeers(0)) << "the wait for the node's peer is not a flag wait";
+    const int peer = layout[0][1] == 2 ? 2 : 1;  // rank 0's node peer of lowest rank
+    std::vector<int> pending = coll->pendingPeers();
+    EXPECT_NE(std::find(pending.begin(), pending.end(), peer), pending.end());
+    coll->abort();
+  }
+}
+
+// The memory must hold the node's ranks: one that does not fails the op at once.
+TEST(HierarchicalAllReduceSim, MemoryOfAnotherShapeFailsTheOp) {
+  PipelineConfig p = smallChunks();
+  const Layout layout{{0, 1, 2}, {3, 4, 5}};
+  NodeMemories wrong(Layout{{0, 1}, {2, 3}, {4, 5}});
+  sim::SimFabric fabric(6);
+  Staging staging(6, p);
+  std::vector<uint8_t> buf(64);
+  CollectiveArgs args;
+  args.sendbuff = args.recvbuff = buf.data();
+  args.count = 16;
+  auto coll = makeHierarchicalAllReduce(fabric.transport(0), staging.scratch(0), p, layout, args,
+                                        wrong.of(0));
+  bool done = false;
+  EXPECT_EQ(coll->progress(&done).code(), ftcclInvalidArgument);
+  EXPECT_EQ(fabric.pending(), 0u);
 }
 
 }  // namespace

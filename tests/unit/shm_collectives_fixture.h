@@ -76,10 +76,9 @@ inline std::string singleCopyUnavailable() {
 // reports the failure instead of hanging until CTest's timeout.
 inline std::atomic<bool> gAbandoned{false};
 
-// Runs one collective to completion the way the op driver will: progress, and between
+// Runs a collective to completion the way the op driver will: progress, and between
 // calls a bounded sleep on a peer it waits for.
-inline Status runOne(Kind kind, NodeMemory& memory, const CollectiveArgs& args, uint32_t* nextSeq) {
-  std::unique_ptr<Collective> op = makeOp(kind, memory, args, nextSeq);
+inline Status runToCompletion(std::unique_ptr<Collective> op) {
   for (;;) {
     bool done = false;
     FTCCL_CHECK(op->progress(&done));
@@ -90,6 +89,11 @@ inline Status runOne(Kind kind, NodeMemory& memory, const CollectiveArgs& args, 
     }
     if (!op->waitForPeers(1000)) std::this_thread::yield();
   }
+}
+
+// One collective of `kind`, built and run to completion.
+inline Status runOne(Kind kind, NodeMemory& memory, const CollectiveArgs& args, uint32_t* nextSeq) {
+  return runToCompletion(makeOp(kind, memory, args, nextSeq));
 }
 
 // `count` reproducible values of `type` from `seed` (reduce_reference.h's mix).
