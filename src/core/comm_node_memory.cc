@@ -35,6 +35,7 @@
 
 #include "algorithms/subset_transport.h"
 #include "core/communicator.h"
+#include "topology/topology.h"
 #include "transports/shm/fd_handoff.h"
 #include "transports/shm/node_arena.h"
 #include "transports/shm/node_segment.h"
@@ -148,7 +149,14 @@ Status Communicator::setUpNodeMemory(const char* when) {
                       ? shm::NodeLayout::make(n, config_.shmSlotBytes, shm::kDefaultSlotsPerRank,
                                               epoch, &layout)
                       : invalidUsage("FTCCL_SHM=0 on the node's leader");
-    if (made.isOk()) made = shm::NodeSegment::create(layout, segment.get());
+    // Each rank's slots next to it (the kernel's NUMA number of its hwloc locality).
+    std::vector<int> numaNodes;
+    for (int r : local) numaNodes.push_back(numaOsIndex(view->ofRank(r).numaNode));
+    if (made.isOk()) made = shm::NodeSegment::create(layout, segment.get(), numaNodes);
+    if (made.isOk() && !segment->placementProblem().empty()) {
+      FTCCL_LOG(Info, Init, "rank {}: shared memory at {} placed by the kernel: {}", view->rank,
+                when, segment->placementProblem());
+    }
     std::vector<pid_t> members;
     for (int r = 1; r < n; ++r) members.push_back(view->ofRank(local[r]).pid);
     shm::HandoffLimits limits;

@@ -139,23 +139,46 @@ void locate(hwloc_topology_t topology, Locality* out) {
   if (hwloc_get_last_cpu_location(topology, set.get(), HWLOC_CPUBIND_THREAD) == 0) consider();
 }
 
+// Queries are rare (a few per communicator init and rebuild), so serialising them costs
+// nothing and spares us relying on which hwloc queries are safe to run concurrently.
+std::mutex& topologyMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+CachedTopology& cachedTopology() {
+  static CachedTopology cached;
+  return cached;
+}
+
 }  // namespace
 
 Status probeLocality(Locality* out) {
   if (out == nullptr) return invalidArgument("probeLocality: null output");
   *out = Locality{};
   try {
-    // Probes are rare (one per communicator init), so serialising them costs nothing
-    // and spares us relying on which hwloc queries are safe to run concurrently.
-    static std::mutex mutex;
-    std::lock_guard<std::mutex> lock(mutex);
-    static CachedTopology cached;
+    std::lock_guard<std::mutex> lock(topologyMutex());
+    CachedTopology& cached = cachedTopology();
     if (!cached.status().isOk()) return cached.status();
     *out = cached.counts();
     locate(cached.get(), out);
     return Status::ok();
   } catch (const std::exception& e) {
     return internalError(std::string("probeLocality: ") + e.what());
+  }
+}
+
+int numaOsIndex(int logicalIndex) {
+  if (logicalIndex < 0) return -1;
+  try {
+    std::lock_guard<std::mutex> lock(topologyMutex());
+    CachedTopology& cached = cachedTopology();
+    if (!cached.status().isOk() || cached.counts().numaNodes < 2) return -1;
+    hwloc_obj_t node = hwloc_get_obj_by_type(cached.get(), HWLOC_OBJ_NUMANODE,
+                                             static_cast<unsigned>(logicalIndex));
+    return node && node->os_index != HWLOC_UNKNOWN_INDEX ? static_cast<int>(node->os_index) : -1;
+  } catch (const std::exception&) {
+    return -1;
   }
 }
 

@@ -33,6 +33,11 @@ struct Locality {
 /// keeps the defaults (unknown location, counts of 1) and the Status says why.
 Status probeLocality(Locality* out);
 
+/// The kernel's number of this machine's NUMA node `logicalIndex` (hwloc's logical
+/// index, as Locality gives it), for placing memory there; -1 when unknown, or when
+/// the machine has one NUMA node only (nothing to place).
+int numaOsIndex(int logicalIndex);
+
 /// Ranks grouped by node, each node's ranks in the order its intra-node ring visits them.
 struct NodeLayout {
   std::vector<std::vector<int>> nodes;  ///< node k's ranks in ring order

@@ -5,9 +5,11 @@
 // seconds-long bounds: the machine may be oversubscribed.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/mempolicy.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -381,6 +383,60 @@ TEST(ShmSegment, LeavesNoFileAndNoDescriptor) {
     return names;
   };
   EXPECT_EQ(ours(listDir("/dev/shm")), ours(shmBefore));
+}
+
+// The policy of the page at `address` (MPOL_*) and, for MPOL_PREFERRED, its node; or
+// false when this kernel has no NUMA policies at all.
+bool policyAt(const void* address, int* mode, int* node) {
+  unsigned long mask[16] = {};
+  if (syscall(SYS_get_mempolicy, mode, mask, 16 * 64 + 1, address, MPOL_F_ADDR) != 0) return false;
+  *node = -1;
+  for (int n = 0; n < 16 * 64; ++n) {
+    if (mask[n / 64] & (1ul << (n % 64))) {
+      *node = n;
+      break;
+    }
+  }
+  return true;
+}
+
+// Each rank's slots prefer the NUMA node asked for (node 0 exists on every machine),
+// in every mapping, since the policy belongs to the file's pages; -1 leaves the
+// kernel's default; a node that does not exist is reported, and the segment works.
+TEST(ShmSegment, PlacesEachRanksSlotsOnItsNumaNode) {
+  int mode = 0, node = 0;
+  if (!policyAt(&mode, &mode, &node)) GTEST_SKIP() << "no NUMA policies in this kernel";
+  const NodeLayout layout = layoutOf(3, 3 * 4096);
+  NodeSegment segment;
+  ASSERT_TRUE(NodeSegment::create(layout, &segment, {0, -1, 0}).isOk());
+  EXPECT_EQ(segment.placementProblem(), "");
+  NodeSegment mapped;
+  ASSERT_TRUE(NodeSegment::map(segment.fd(), layout, &mapped).isOk());
+  for (const NodeSegment* view : {&segment, &mapped}) {
+    for (int r = 0; r < 3; ++r) {
+      for (int slot = 0; slot < 2; ++slot) {
+        for (size_t page = 0; page < 3; ++page) {
+          ASSERT_TRUE(policyAt(view->slot(r, slot) + page * 4096, &mode, &node));
+          if (r == 1) {
+            EXPECT_EQ(mode, MPOL_DEFAULT) << "rank " << r << " slot " << slot;
+          } else {
+            EXPECT_EQ(mode, MPOL_PREFERRED) << "rank " << r << " slot " << slot;
+            EXPECT_EQ(node, 0) << "rank " << r << " slot " << slot;
+          }
+        }
+      }
+    }
+  }
+  ASSERT_TRUE(policyAt(segment.base(), &mode, &node));
+  EXPECT_EQ(mode, MPOL_DEFAULT) << "the control blocks are shared between ranks";
+
+  NodeSegment elsewhere;
+  ASSERT_TRUE(NodeSegment::create(layout, &elsewhere, {1000, 0, 0}).isOk());
+  EXPECT_NE(elsewhere.placementProblem().find("local rank 0's slots on NUMA node 1000"),
+            std::string::npos)
+      << elsewhere.placementProblem();
+  elsewhere.ready(0).publish(3);
+  EXPECT_TRUE(elsewhere.ready(0).reached(3));
 }
 
 }  // namespace

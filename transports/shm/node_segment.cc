@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <linux/mempolicy.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -123,6 +124,39 @@ void NodeSegment::swap(NodeSegment& other) noexcept {
   std::swap(fd_, other.fd_);
   std::swap(base_, other.base_);
   std::swap(layout_, other.layout_);
+  std::swap(placementProblem_, other.placementProblem_);
+}
+
+// MPOL_PREFERRED over each rank's slots (all of them, up to the next rank's): on a
+// mapping of a memfd the policy belongs to the file's pages, so the fallocate that
+// follows allocates them there, whoever maps them later. Preferred, not bound: a full
+// node spills over instead of failing the allocation. Control blocks and header stay
+// where the kernel puts them (they share pages between ranks).
+void NodeSegment::place(const std::vector<int>& numaNodeOfRank) {
+  constexpr int kMaxNodes = 1024;  // as many as the mask below holds
+  for (int r = 0; r < layout_.localSize() && r < static_cast<int>(numaNodeOfRank.size()); ++r) {
+    const int node = numaNodeOfRank[static_cast<size_t>(r)];
+    if (node < 0) continue;
+    if (node >= kMaxNodes) {
+      placementProblem_ =
+          "NUMA node " + std::to_string(node) + " is beyond " + std::to_string(kMaxNodes);
+      continue;
+    }
+    unsigned long mask[kMaxNodes / (8 * sizeof(unsigned long))] = {};
+    mask[static_cast<size_t>(node) / (8 * sizeof(unsigned long))] |=
+        1ul << (static_cast<size_t>(node) % (8 * sizeof(unsigned long)));
+    const size_t first = layout_.slotOffset(r, 0);
+    const size_t end =
+        r + 1 < layout_.localSize() ? layout_.slotOffset(r + 1, 0) : layout_.totalBytes();
+    // maxnode counts one more than the mask's bits: the kernel reads maxnode - 1 of them.
+    if (syscall(SYS_mbind, base_ + first, end - first, MPOL_PREFERRED, mask, kMaxNodes + 1, 0) !=
+        0) {
+      const int err = errno;
+      const std::string what = "placing local rank " + std::to_string(r) +
+                               "'s slots on NUMA node " + std::to_string(node);
+      placementProblem_ = failed(what.c_str(), err);
+    }
+  }
 }
 
 Status NodeSegment::mapFd(const NodeLayout& layout) {
@@ -142,7 +176,8 @@ void NodeSegment::prefault() const {
   }
 }
 
-Status NodeSegment::create(const NodeLayout& layout, NodeSegment* out) {
+Status NodeSegment::create(const NodeLayout& layout, NodeSegment* out,
+                           const std::vector<int>& numaNodeOfRank) {
   const size_t bytes = layout.totalBytes();
   if (bytes == 0) return invalidArgument("shm: create with a layout that was not made");
   NodeSegment segment;
@@ -151,6 +186,8 @@ Status NodeSegment::create(const NodeLayout& layout, NodeSegment* out) {
   if (!segment.fd_.valid()) return systemError(failed("shm: memfd_create"));
   const int fd = segment.fd_.get();
   if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) return systemError(failed("shm: ftruncate"));
+  FTCCL_CHECK(segment.mapFd(layout));  // first: the placement is set through a mapping
+  segment.place(numaNodeOfRank);
   // Allocates every page now: a shortage is ENOMEM/ENOSPC here, not a SIGBUS later.
   int rc;
   do {
@@ -163,7 +200,6 @@ Status NodeSegment::create(const NodeLayout& layout, NodeSegment* out) {
   if (fcntl(fd, F_ADD_SEALS, kRequiredSeals | F_SEAL_SEAL) != 0) {
     return systemError(failed("shm: sealing the segment"));
   }
-  FTCCL_CHECK(segment.mapFd(layout));
   for (int r = 0; r < layout.localSize(); ++r) {
     new (segment.base_ + layout.readyOffset(r)) FlagLine();
     new (segment.base_ + layout.doneOffset(r)) FlagLine();

@@ -9,6 +9,11 @@
 //    requires the seals: nobody can truncate it under a mapping (a SIGBUS in a survivor).
 //  - Memory is allocated (fallocate) when it is created, so a shortage is an error
 //    there, not a SIGBUS at first touch; every page is then pre-faulted once.
+//  - Each local rank's slots can be placed on its own NUMA node (create's
+//    numaNodeOfRank): the policy is set on the memfd's pages before they are allocated,
+//    so the leader's allocation puts every rank's slots next to the rank that writes
+//    them; its peers read them once per chunk. Best effort: a refusal is reported,
+//    and the pages then go where the kernel puts them (the leader's node).
 //  - A rebuild maps a fresh segment with the new epoch in its header: a stale process
 //    resumed after SIGSTOP can only write into the old one.
 //  - Every wait on a flag (SeqFlag::sleepUntil) is bounded by a timeout its caller
@@ -35,6 +40,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "util/net/socket.h"
 #include "util/status.h"
@@ -207,7 +214,10 @@ class NodeSegment {
  public:
   // For the node leader: a new sealed memfd of layout.totalBytes(), allocated,
   // pre-faulted and with the header written. Hand fd() on to the other local ranks.
-  static Status create(const NodeLayout& layout, NodeSegment* out);
+  // numaNodeOfRank[r] >= 0: local rank r's slots prefer that NUMA node (the kernel's
+  // number); -1 or a short list: the kernel's default.
+  static Status create(const NodeLayout& layout, NodeSegment* out,
+                       const std::vector<int>& numaNodeOfRank = {});
   // For the other local ranks, with an fd received from the leader (not taken over: the
   // segment keeps a duplicate, the caller closes its own). Refuses an fd that is not
   // sealed, whose size is not layout.totalBytes() or exceeds kMaxSegmentBytes, or whose
@@ -222,6 +232,9 @@ class NodeSegment {
   ~NodeSegment();
 
   bool valid() const { return base_ != nullptr; }
+  // After create: "" when every rank's slots were placed as asked (or nothing was
+  // asked), else why not (the segment works all the same).
+  const std::string& placementProblem() const { return placementProblem_; }
   int fd() const { return fd_.get(); }
   const NodeLayout& layout() const { return layout_; }
   uint8_t* base() const { return base_; }
@@ -245,10 +258,12 @@ class NodeSegment {
   void swap(NodeSegment& other) noexcept;
   Status mapFd(const NodeLayout& layout);
   void prefault() const;
+  void place(const std::vector<int>& numaNodeOfRank);
 
   net::Fd fd_;
   uint8_t* base_ = nullptr;
   NodeLayout layout_;
+  std::string placementProblem_;
 };
 
 }  // namespace shm
