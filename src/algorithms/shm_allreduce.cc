@@ -18,7 +18,9 @@
 // output and publishes done; then it copies every other slice from its owner's slot
 // once that owner's done is seen. Per rank and byte: read 3 - 1/n, write 2, against n
 // reads per byte in one round. The next chunk goes to the other slot, so a fast rank
-// fills it while slower ones still copy out.
+// fills it while slower ones still copy out. From kShmStreamBytes the copies into the
+// output bypass the cache (copyStreaming): a plain store first reads the line it
+// writes, traffic a buffer far larger than the cache pays for nothing.
 //
 // Same bits on every rank: each slice is reduced once, by one rank, in local rank order
 // (((s0 op s1) op s2) ...) with src/reduce's kernels, and everyone copies it; Avg
@@ -27,6 +29,8 @@
 //
 // The steps, flags, waits and the check that ranks called one op alike are
 // shm_steps.h's, shared with the other shared-memory collectives.
+#include <cstdlib>
+
 #include "algorithms/collective.h"
 #include "algorithms/shm_steps.h"
 #include "reduce/reduce.h"
@@ -40,11 +44,13 @@ constexpr size_t kOneRoundBytes = 32 * 1024;
 
 class ShmAllReduce final : public ShmCollective {
  public:
-  ShmAllReduce(NodeMemory& memory, const CollectiveArgs& args, uint32_t* nextSeq)
+  ShmAllReduce(NodeMemory& memory, const CollectiveArgs& args, uint32_t* nextSeq,
+               size_t streamBytes)
       : ShmCollective(memory, args, CollectiveKind::kAllReduce) {
     oneRound_ = args.count * elemSize_ <= kOneRoundBytes && args.count <= slotElems();
     plan(oneRound_ ? args.count : slotElems(), nextSeq);
     if (oneRound_ && elemSize_) sendInLines(args.sendbuff, args.count * elemSize_);
+    if (!oneRound_ && args.count * elemSize_ >= streamBytes) streamOutput();
   }
 
  private:
@@ -81,7 +87,7 @@ class ShmAllReduce final : public ShmCollective {
     slice(me(), chunkCount(), &first, &count);
     uint8_t* reduced = at(slotOf(me()), first);
     reduceSlots(reduced, first, count, at(args_.sendbuff, chunkFirst() + first));
-    copy(at(args_.recvbuff, chunkFirst() + first), reduced, count);
+    copyOut(at(args_.recvbuff, chunkFirst() + first), reduced, count);
     memory_.publishDone(seq_);
     return true;
   }
@@ -92,8 +98,8 @@ class ShmAllReduce final : public ShmCollective {
 }  // namespace
 
 std::unique_ptr<Collective> makeShmAllReduce(NodeMemory& memory, const CollectiveArgs& args,
-                                             uint32_t* nextSeq) {
-  return std::make_unique<ShmAllReduce>(memory, args, nextSeq);
+                                             uint32_t* nextSeq, size_t streamBytes) {
+  return std::make_unique<ShmAllReduce>(memory, args, nextSeq, streamBytes);
 }
 
 }  // namespace ftccl

@@ -160,7 +160,7 @@ size_t ShmCollective::blockElems(int blocks) const {
 void ShmCollective::collect(int rank) {
   size_t first = 0, count = 0;
   slice(rank, chunkCount(), &first, &count);
-  copy(at(args_.recvbuff, chunkFirst() + first), at(slotOf(rank), first), count);
+  copyOut(at(args_.recvbuff, chunkFirst() + first), at(slotOf(rank), first), count);
 }
 
 void ShmCollective::sendInLines(const void* data, size_t bytes) {
@@ -190,6 +190,11 @@ void ShmCollective::reduceLines(void* out, size_t count) const {
 
 void ShmCollective::copy(void* dst, const void* src, size_t count) const {
   if (count) std::memcpy(dst, src, count * elemSize_);
+}
+
+void ShmCollective::copyOut(void* dst, const void* src, size_t count) const {
+  if (!streamOutput_) return copy(dst, src, count);
+  if (count) copyStreaming(dst, src, count * elemSize_);
 }
 
 void ShmCollective::reduceSlots(void* out, size_t first, size_t count, const void* mine) const {

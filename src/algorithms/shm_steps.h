@@ -93,6 +93,10 @@ class ShmCollective : public Collective {
   }
   // memcpy of `count` elements (nothing for 0: a null buffer may come with count 0).
   void copy(void* dst, const void* src, size_t count) const;
+  // The same into the op's output, with stores that bypass the cache once
+  // streamOutput() was called (an output far larger than the cache).
+  void copyOut(void* dst, const void* src, size_t count) const;
+  void streamOutput() { streamOutput_ = true; }
   // out = slot 0 (op) slot 1 (op) ... over elements [first, first + count) of every
   // rank's slot for this chunk, in local rank order, so every rank that reduces an
   // element gets the same bits; Avg divides the finished sum by the local size once.
@@ -134,6 +138,7 @@ class ShmCollective : public Collective {
   bool again_ = false;
   bool checked_ = false;
   bool releaseOnAbort_ = false;
+  bool streamOutput_ = false;
   bool inLines_ = false;
   bool lookAtReady_ = false;        // the spin is over: in lines, look at ready flags too
   mutable uint32_t lineLooks_ = 0;  // looks at lines not yet reached (waitedReached)

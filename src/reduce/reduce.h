@@ -26,6 +26,12 @@ void reduce(void* dst, const void* a, const void* b, size_t count, ftcclDataType
 // data[i] = data[i] / divisor (integers truncate toward 0; fp16/bf16 in float, rounded once).
 void divideBy(void* data, size_t count, ftcclDataType_t type, int divisor);
 
+// dst = src (`bytes`, not overlapping) with stores that bypass the cache, for outputs
+// far larger than the cache that the caller will not read back soon: a plain copy's
+// stores first read every destination line into the cache. Ordered before any later
+// store (a flag may follow at once).
+void copyStreaming(void* dst, const void* src, size_t bytes);
+
 // Instruction-set builds of every kernel, for tests and benchmarks. reduce()/divideBy()
 // use the widest build the CPU supports: AVX-512 (F, BW, DQ, VL with F16C), else AVX2
 // with F16C, else the baseline (portable fp16 conversions). All builds give the same

@@ -1,8 +1,9 @@
 // Hand-written expectations for the typed reduction kernels (src/reduce): the edge
 // semantics (wrap-around, INT_MIN/-1, rounding ties, NaN, -0) pinned down without the
-// reference, through reduce() and divideBy().
+// reference, through reduce() and divideBy(); and copyStreaming at every alignment.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -219,6 +220,26 @@ TEST(ReduceEdges, FloatSumIsPlainIeeeAdd) {
     }
     ftccl::reduce(d.data() + 1, a.data() + 1, b.data() + 1, n, ftcclFloat32, ftcclSum);
     for (size_t i = 1; i <= n; ++i) ASSERT_EQ(f32Bits(d[i]), f32Bits(a[i] + b[i])) << i;
+  }
+}
+
+// Every destination and source offset in a line, sizes around the 16-byte stores and
+// the 64-byte rounds: exactly the bytes asked for, none around them.
+TEST(CopyStreaming, EveryAlignmentAndSize) {
+  std::vector<uint8_t> src(4096 + 128), dst(4096 + 128);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>(i * 7 + 3);
+  for (size_t bytes : {0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 200, 1000, 4096}) {
+    for (size_t to = 0; to < 64; to += 5) {
+      for (size_t from = 0; from < 64; from += 9) {
+        std::fill(dst.begin(), dst.end(), 0xee);
+        ftccl::copyStreaming(dst.data() + to, src.data() + from, bytes);
+        for (size_t i = 0; i < dst.size(); ++i) {
+          const bool inside = i >= to && i < to + bytes;
+          ASSERT_EQ(dst[i], inside ? src[from + i - to] : 0xee)
+              << "byte " << i << " of a copy of " << bytes << " from +" << from << " to +" << to;
+        }
+      }
+    }
   }
 }
 

@@ -88,8 +88,9 @@ std::string checkReference(const OpSpec& spec, int n, size_t index, const uint8_
 // stops its peers.
 using shm_test::gAbandoned;
 
-Status runOne(NodeMemory& memory, const CollectiveArgs& args, uint32_t* nextSeq) {
-  return shm_test::runOne(CollectiveKind::kAllReduce, memory, args, nextSeq);
+Status runOne(NodeMemory& memory, const CollectiveArgs& args, uint32_t* nextSeq,
+              size_t streamBytes) {
+  return shm_test::runOne(CollectiveKind::kAllReduce, memory, args, nextSeq, streamBytes);
 }
 
 struct RankLog {
@@ -98,7 +99,7 @@ struct RankLog {
 };
 
 void runRank(const shm::NodeSegment& segment, int rank, const std::vector<OpSpec>& ops,
-             RankLog* log) {
+             size_t streamBytes, RankLog* log) {
   shm::NodeArena arena(segment, rank);
   int n = arena.localSize();
   uint32_t nextSeq = 1;
@@ -113,7 +114,7 @@ void runRank(const shm::NodeSegment& segment, int rank, const std::vector<OpSpec
     args.count = spec.count;
     args.type = spec.type;
     args.op = spec.op;
-    Status status = runOne(arena, args, &nextSeq);
+    Status status = runOne(arena, args, &nextSeq, streamBytes);
     std::string where = std::string(" (op ") + std::to_string(i) + ", " + dataTypeName(spec.type) +
                         " " + redOpName(spec.op) + " x" + std::to_string(spec.count) +
                         (spec.inPlace ? " in place)" : ")");
@@ -136,14 +137,16 @@ void makeSegment(int n, int slotsPerRank, shm::NodeSegment* segment) {
   shm_test::makeSegment(n, slotsPerRank, segment, kSlotBytes);
 }
 
-void runNode(int n, int slotsPerRank) {
+void runNode(int n, int slotsPerRank, size_t streamBytes = kShmStreamBytes) {
   shm::NodeSegment segment;
   ASSERT_NO_FATAL_FAILURE(makeSegment(n, slotsPerRank, &segment));
   std::vector<OpSpec> ops = allOps(segment.layout().slotBytes());
   gAbandoned.store(false);
   std::vector<RankLog> logs(n);
   std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r) threads.emplace_back(runRank, std::cref(segment), r, ops, &logs[r]);
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back(runRank, std::cref(segment), r, ops, streamBytes, &logs[r]);
+  }
   for (std::thread& t : threads) t.join();
   for (int r = 0; r < n; ++r) {
     SCOPED_TRACE("local rank " + std::to_string(r) + " of " + std::to_string(n));
@@ -160,6 +163,12 @@ class ShmAllReduceRanks : public ::testing::TestWithParam<int> {};
 TEST_P(ShmAllReduceRanks, EveryTypeOpAndCountDoubleBuffered) { runNode(GetParam(), 2); }
 
 INSTANTIATE_TEST_SUITE_P(LocalSizes, ShmAllReduceRanks, ::testing::Range(1, 9));
+
+// Outputs written with stores that bypass the cache (from kShmStreamBytes in a job),
+// here from the first pipelined size: every count, type, op and placement again.
+TEST(ShmAllReduce, StreamingOutputs) {
+  for (int n : {2, 3, 5}) runNode(n, 2, 1);
+}
 
 // Four slots per rank: a rank may run further ahead of the slowest.
 TEST(ShmAllReduce, FourSlots) {

@@ -33,11 +33,12 @@ constexpr Kind kKinds[] = {Kind::kBroadcast, Kind::kReduce, Kind::kAllGather, Ki
 inline bool reduces(Kind k) { return k != Kind::kBroadcast && k != Kind::kAllGather; }
 inline bool rooted(Kind k) { return k == Kind::kBroadcast || k == Kind::kReduce; }
 
+// streamBytes: from what size the all-reduce's outputs bypass the cache.
 inline std::unique_ptr<Collective> makeOp(Kind kind, NodeMemory& memory, const CollectiveArgs& args,
-                                          uint32_t* nextSeq) {
+                                          uint32_t* nextSeq, size_t streamBytes = kShmStreamBytes) {
   switch (kind) {
     case Kind::kAllReduce:
-      return makeShmAllReduce(memory, args, nextSeq);
+      return makeShmAllReduce(memory, args, nextSeq, streamBytes);
     case Kind::kBroadcast:
       return makeShmBroadcast(memory, args, nextSeq);
     case Kind::kReduce:
@@ -92,8 +93,9 @@ inline Status runToCompletion(std::unique_ptr<Collective> op) {
 }
 
 // One collective of `kind`, built and run to completion.
-inline Status runOne(Kind kind, NodeMemory& memory, const CollectiveArgs& args, uint32_t* nextSeq) {
-  return runToCompletion(makeOp(kind, memory, args, nextSeq));
+inline Status runOne(Kind kind, NodeMemory& memory, const CollectiveArgs& args, uint32_t* nextSeq,
+                     size_t streamBytes = kShmStreamBytes) {
+  return runToCompletion(makeOp(kind, memory, args, nextSeq, streamBytes));
 }
 
 // `count` reproducible values of `type` from `seed` (reduce_reference.h's mix).
