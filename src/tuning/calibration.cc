@@ -19,9 +19,15 @@ bool Calibration::measured(Algorithm a) const {
 }
 
 std::vector<double> Calibration::toVector() const {
-  std::vector<double> v{requested ? 1.0 : 0.0, static_cast<double>(shape.nranks),
+  // Every field of the shape: the corrections divide by the model of the shape measured.
+  std::vector<double> v{requested ? 1.0 : 0.0,
+                        static_cast<double>(shape.nranks),
                         static_cast<double>(shape.nodes),
-                        static_cast<double>(shape.maxRanksPerNode), shape.uniformNodes ? 1.0 : 0.0};
+                        static_cast<double>(shape.maxRanksPerNode),
+                        shape.uniformNodes ? 1.0 : 0.0,
+                        shape.sharedMemory ? 1.0 : 0.0,
+                        shape.singleCopy ? 1.0 : 0.0,
+                        shape.nodesShareMemory ? 1.0 : 0.0};
   for (const auto& algorithm : us) v.insert(v.end(), std::begin(algorithm), std::end(algorithm));
   return v;
 }
@@ -33,10 +39,15 @@ Status Calibration::fromVector(const std::vector<double>& v, Calibration* out) {
   }
   Calibration c;
   c.requested = v[0] != 0;
-  c.shape =
-      CommShape{static_cast<int>(v[1]), static_cast<int>(v[2]), static_cast<int>(v[3]), v[4] != 0};
+  c.shape = CommShape{static_cast<int>(v[1]),
+                      static_cast<int>(v[2]),
+                      static_cast<int>(v[3]),
+                      v[4] != 0,
+                      v[5] != 0,
+                      v[6] != 0,
+                      v[7] != 0};
   for (int a = 0; a < kCalibratedAlgorithms; ++a) {
-    for (int p = 0; p < kProbes; ++p) c.us[a][p] = v[5 + a * kProbes + p];
+    for (int p = 0; p < kProbes; ++p) c.us[a][p] = v[kShapeValues + a * kProbes + p];
   }
   *out = c;
   return Status::ok();

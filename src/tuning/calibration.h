@@ -49,7 +49,8 @@ struct Calibration {
   bool measured(Algorithm a) const;
   std::vector<double> toVector() const;
   static Status fromVector(const std::vector<double>& values, Calibration* out);
-  static constexpr size_t kVectorSize = 5 + kCalibratedAlgorithms * kProbes;
+  static constexpr size_t kShapeValues = 8;  // `requested`, then CommShape's fields
+  static constexpr size_t kVectorSize = kShapeValues + kCalibratedAlgorithms * kProbes;
 };
 
 // "ring 41/170/640 us, tree ..." at the probe sizes, for the log.

@@ -282,7 +282,7 @@ TEST(Calibration, SharedStateRoundTrips) {
   ASSERT_TRUE(parseAlgorithmOverrides("broadcast:ring", "x", &o).isOk());
   CostModel m;
   m.alphaUs = 3.5;
-  Calibration c = invertedCalibration(CommShape{6, 3, 2, false});
+  Calibration c = invertedCalibration(CommShape{6, 3, 2, false, false, false, true});
   c.requested = true;
   Tuner tuner(m, o, PipelineConfig{}, c);
   Tuner back;
@@ -293,6 +293,8 @@ TEST(Calibration, SharedStateRoundTrips) {
   EXPECT_TRUE(back.calibration().requested);
   EXPECT_EQ(back.calibration().shape.nodes, 3);
   EXPECT_FALSE(back.calibration().shape.uniformNodes);
+  EXPECT_TRUE(back.calibration().shape.nodesShareMemory) << "the model measured must be known";
+  EXPECT_FALSE(back.calibration().shape.sharedMemory);
   EXPECT_TRUE(back.calibration().measured(Algorithm::kTree));
   EXPECT_FALSE(back.calibration().measured(Algorithm::kHierarchical));
   EXPECT_DOUBLE_EQ(back.calibration().us[static_cast<int>(Algorithm::kTree)][3], 300);
