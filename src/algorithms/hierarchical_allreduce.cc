@@ -146,18 +146,27 @@ PipelineConfig withinBudget(PipelineConfig pipeline) {
 class HierarchicalAllReduce final : public Collective {
  public:
   HierarchicalAllReduce(Transport& transport, const Scratch& scratch,
-                        const PipelineConfig& pipeline, std::vector<std::vector<int>> nodes,
+                        const PipelineConfig& pipeline, const std::vector<std::vector<int>>& layout,
                         const CollectiveArgs& args, const IntraNodeMemory& intra)
       : transport_(transport), intra_(intra) {
     int n = transport.size(), me = transport.rank();
-    std::string problem = layoutProblem(nodes, n);
+    std::string problem = layoutProblem(layout, n);
     if (!problem.empty()) {
       sequence_ = std::make_unique<InvalidLayout>(problem);
       return;
     }
-    if (intra_.shared) {
-      for (auto& node : nodes) std::sort(node.begin(), node.end());
+    // Over shared memory, nodes in ascending order (core passes them so: no copy per op).
+    const std::vector<std::vector<int>>* ordered = &layout;
+    std::vector<std::vector<int>> ascending;
+    if (intra_.shared &&
+        !std::all_of(layout.begin(), layout.end(), [](const std::vector<int>& node) {
+          return std::is_sorted(node.begin(), node.end());
+        })) {
+      ascending = layout;
+      for (auto& node : ascending) std::sort(node.begin(), node.end());
+      ordered = &ascending;
     }
+    const std::vector<std::vector<int>>& nodes = *ordered;
     int myNode = 0;
     for (size_t k = 0; k < nodes.size(); ++k) {
       if (std::find(nodes[k].begin(), nodes[k].end(), me) != nodes[k].end()) {

@@ -87,8 +87,10 @@ class ShmAllReduce final : public ShmCollective {
     slice(me(), chunkCount(), &first, &count);
     uint8_t* reduced = at(slotOf(me()), first);
     reduceSlots(reduced, first, count, at(args_.sendbuff, chunkFirst() + first));
-    copyOut(at(args_.recvbuff, chunkFirst() + first), reduced, count);
+    // Done first: peers read the slot, written with plain stores, and nothing rewrites
+    // it before two sequences on; they need not wait for this copy (or its fence).
     memory_.publishDone(seq_);
+    copyOut(at(args_.recvbuff, chunkFirst() + first), reduced, count);
     return true;
   }
 

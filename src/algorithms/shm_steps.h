@@ -17,7 +17,8 @@
 //                chunk, so none lags 2^31 behind and reads as ahead), next chunk.
 //
 // A collective is then only the data movement of those hooks. Ranks in here are LOCAL
-// ranks; the root is one (right for a communicator on one node, as core uses it).
+// ranks of the memory's node; the root is one (on a communicator of one node, local
+// rank = communicator rank; the hierarchical all-reduce maps them).
 // Never blocks: progress() checks flags and returns; waitForPeers() sleeps on the flag
 // of the first rank it waits for. abort() only stops: what this rank published stays,
 // and a peer waiting on it is revoked by health (but a rank whose buffer peers read

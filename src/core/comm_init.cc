@@ -308,6 +308,7 @@ Status Communicator::startLocal(const UniqueIdContents& contents, PeerInfo* mine
   if (probeLocality(&where).isOk()) {
     mine->package = where.package;
     mine->numaNode = where.numaNode;
+    mine->memoryNode = where.memoryNode;
   }
   return Status::ok();
 }

@@ -35,7 +35,6 @@
 
 #include "algorithms/subset_transport.h"
 #include "core/communicator.h"
-#include "topology/topology.h"
 #include "transports/shm/fd_handoff.h"
 #include "transports/shm/node_arena.h"
 #include "transports/shm/node_segment.h"
@@ -59,9 +58,9 @@ constexpr uint32_t kOfferSeq = 1, kAgreementSeq = 2, kSingleCopySeq = 3;
 int handoffBoundMs(int failureTimeoutMs) { return std::max(1000, 2 * failureTimeoutMs); }
 constexpr int kAgreementMarginMs = 2000;
 
-// Rank 0 -> all: where to get the segment, and its layout.
+// A node's leader -> the node: where to get the segment, and its layout.
 struct Offer {
-  char name[48];  // the hand-off socket's name; empty when rank 0 offers nothing
+  char name[48];  // the hand-off socket's name; empty when the leader offers nothing
   uint64_t slotBytes;
   uint32_t slotsPerRank;
   uint32_t reserved;
@@ -149,10 +148,14 @@ Status Communicator::setUpNodeMemory(const char* when) {
                       ? shm::NodeLayout::make(n, config_.shmSlotBytes, shm::kDefaultSlotsPerRank,
                                               epoch, &layout)
                       : invalidUsage("FTCCL_SHM=0 on the node's leader");
-    // Each rank's slots next to it (the kernel's NUMA number of its hwloc locality).
-    std::vector<int> numaNodes;
-    for (int r : local) numaNodes.push_back(numaOsIndex(view->ofRank(r).numaNode));
-    if (made.isOk()) made = shm::NodeSegment::create(layout, segment.get(), numaNodes);
+    // Each rank's slots next to it, where the node's ranks run on several NUMA nodes
+    // (otherwise the leader's allocation already puts them there).
+    std::vector<int> memoryNodes;
+    for (int r : local) memoryNodes.push_back(view->ofRank(r).memoryNode);
+    if (std::count(memoryNodes.begin(), memoryNodes.end(), memoryNodes[0]) == n) {
+      memoryNodes.clear();
+    }
+    if (made.isOk()) made = shm::NodeSegment::create(layout, segment.get(), memoryNodes);
     if (made.isOk() && !segment->placementProblem().empty()) {
       FTCCL_LOG(Info, Init, "rank {}: shared memory at {} placed by the kernel: {}", view->rank,
                 when, segment->placementProblem());
@@ -236,13 +239,18 @@ Status Communicator::setUpNodeMemory(const char* when) {
     *agreed = least == 1;
     return Status::ok();
   };
+  // A rank whose node was quick (or has one rank) waits here for the slowest node's
+  // whole set-up: its leader's creation and offer (an op's bound) and its hand-off.
   bool everyoneMapped = false;
   FTCCL_CHECK(allSay(mapped, kAgreementSeq, "agreeing on shared memory at ",
-                     std::max(driver_.internalOpTimeoutMs(), boundMs + kAgreementMarginMs),
+                     driver_.internalOpTimeoutMs() + boundMs + kAgreementMarginMs,
                      &everyoneMapped));
   if (!everyoneMapped) {
     const bool chosen = rank == 0 && !config_.sharedMemory;  // FTCCL_SHM=0: no warning
-    if (!why.empty() && why != "the node's leader offers no segment" && !chosen) {
+    if (chosen && n > 1) {
+      FTCCL_LOG(Info, Init, "rank {}: FTCCL_SHM=0 on this node's leader: no shared memory at {}",
+                view->rank, when);
+    } else if (!why.empty() && why != "the node's leader offers no segment" && !chosen) {
       FTCCL_LOG(Warn, Init, "rank {}: no shared memory at {}: {}", view->rank, when, why);
     } else if (view->rank == 0) {
       FTCCL_LOG(Info, Init, "no shared memory at {}: {}", when,
@@ -283,7 +291,9 @@ Status Communicator::setUpNodeMemory(const char* when) {
               oneNode ? "" : " (rank 0's of " + std::to_string(nodes) + " nodes)",
               singleCopy ? "on" : "off", msSince(start));
   } else if (view->rank == 0) {
-    FTCCL_LOG(Info, Init, "shared memory at {}: on the {} nodes of several ranks, in {:.1f} ms",
+    FTCCL_LOG(Info, Init,
+              "shared memory at {}: on every node of several ranks ({} nodes in all), in "
+              "{:.1f} ms",
               when, nodes, msSince(start));
   }
   return Status::ok();

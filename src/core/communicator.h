@@ -147,7 +147,7 @@ class Communicator final : public HealthListener {
   Status shareTuning(const char* when);
   Status shareTuningAfterCommit(const char* when);
   // comm_node_memory.cc: at init and on entering each epoch, every rank maps a fresh
-  // segment or none does (one-node communicators only).
+  // segment of its node (a node of several ranks) or none does.
   Status setUpNodeMemory(const char* when);
   Status setUpNodeMemoryAfterCommit(const char* when);
   void dropNodeMemory();

@@ -71,6 +71,8 @@ uint32_t opSignature(CollectiveKind kind, const CollectiveArgs& args,
 
 void OpBuilder::setLayout(std::vector<std::vector<int>> nodes, const CommShape& shape) {
   nodes_ = std::move(nodes);
+  ascendingNodes_ = nodes_;
+  for (auto& node : ascendingNodes_) std::sort(node.begin(), node.end());
   shape_ = shape;
   markSharing();
 }
@@ -143,7 +145,7 @@ std::unique_ptr<Collective> OpBuilder::buildCollective(const Target& target,
   BuildContext context{*target.transport,
                        *target.scratch,
                        choice.pipeline,
-                       nodes_,
+                       shape_.nodesShareMemory ? ascendingNodes_ : nodes_,
                        shape_.sharedMemory ? nodeMemory_ : nullptr,
                        &nodeSeq_,
                        {shape_.nodesShareMemory, nodeMemory_, &nodeSeq_}};

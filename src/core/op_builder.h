@@ -48,12 +48,13 @@ class OpBuilder {
   // few sizes, and weighing every candidate cost a small op ~1 us (the calibration's
   // interpolation allocates). Cleared whenever the tuner or the shape changes.
   const AlgorithmChoice& choose(CollectiveKind kind, size_t bytes);
+  void markSharing();  // shape_'s memory flags from the layout and the memory
 
   Tuner tuner_;
   std::vector<std::vector<int>> nodes_;  // ranks of each node, intra-node ring order
+  // ... each in ascending order, as the nodes' shared memory numbers them.
+  std::vector<std::vector<int>> ascendingNodes_;
   CommShape shape_;
-  void markSharing();  // shape_'s memory flags from the layout and the memory
-
   NodeMemory* nodeMemory_ = nullptr;
   bool nodesShare_ = false;
   uint32_t nodeSeq_ = 1;

@@ -5,7 +5,7 @@
 namespace ftccl {
 namespace {
 
-constexpr uint32_t kPeerInfoVersion = 9;
+constexpr uint32_t kPeerInfoVersion = 10;
 
 }  // namespace
 
@@ -23,6 +23,7 @@ std::vector<uint8_t> encodePeerInfo(const PeerInfo& info) {
   out.putString(info.node);
   out.put(info.package);
   out.put(info.numaNode);
+  out.put(info.memoryNode);
   out.putBlob(info.transportAddress);
   out.put(static_cast<uint32_t>(info.standbyAddresses.size()));
   for (const std::vector<uint8_t>& address : info.standbyAddresses) out.putBlob(address);
@@ -40,7 +41,8 @@ Status decodePeerInfo(const std::vector<uint8_t>& blob, PeerInfo* info) {
   if (!in.getString(&info->host) || !in.get(&info->pid) || !in.get(&info->netns) ||
       !in.get(&info->pidns) || !in.get(&chunk) || !in.get(&channels) || !in.get(&info->commSalt) ||
       !in.getString(&info->key) || !in.getString(&info->node) || !in.get(&info->package) ||
-      !in.get(&info->numaNode) || !in.getBlob(&info->transportAddress)) {
+      !in.get(&info->numaNode) || !in.get(&info->memoryNode) ||
+      !in.getBlob(&info->transportAddress)) {
     return invalidArgument("malformed peer info");
   }
   uint32_t standbys = 0;

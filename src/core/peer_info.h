@@ -23,6 +23,9 @@ struct PeerInfo : ProcessId {
   std::string node;         // FTCCL_NODE_ID, else the host name
   int32_t package = -1;     // hwloc locality, orders a node's intra-node ring
   int32_t numaNode = -1;
+  int32_t memoryNode = -1;  // the same NUMA node as the kernel numbers it, for mbind:
+                            // each rank's own view (hwloc's logical numbers may differ
+                            // between processes whose cpusets differ)
   std::vector<uint8_t> transportAddress;
   // The process's standby UCX workers, in the order it moves to them, one each time a
   // process of its host dies (Communicator::switchWorkers); a used one is removed.

@@ -19,8 +19,9 @@ void copyStreaming(void* dst, const void* src, size_t bytes) {
 #if defined(__SSE2__)
   auto* out = static_cast<uint8_t*>(dst);
   const auto* in = static_cast<const uint8_t*>(src);
-  // Up to the destination's first 16-byte boundary with a plain copy.
-  const size_t head = std::min(bytes, (16 - reinterpret_cast<uintptr_t>(out) % 16) % 16);
+  // Up to the destination's first line boundary with a plain copy: each round of four
+  // stores then fills exactly one line.
+  const size_t head = std::min(bytes, (64 - reinterpret_cast<uintptr_t>(out) % 64) % 64);
   std::memcpy(out, in, head);
   out += head;
   in += head;

@@ -88,14 +88,19 @@ int packageOf(hwloc_topology_t topology, hwloc_const_cpuset_t set) {
 // the main tree, so no ancestor walk reaches them: scan the nodes whose CPUs meet the set.
 // Several nodes may hold the same CPUs (DRAM next to HBM or CXL memory); the lowest
 // logical index wins, the same choice on every rank of the machine.
-int numaNodeOf(hwloc_topology_t topology, hwloc_const_cpuset_t set) {
+// *memoryNode: the same node's number for the kernel (its os_index), or -1.
+int numaNodeOf(hwloc_topology_t topology, hwloc_const_cpuset_t set, int* memoryNode) {
   int found = -1;
+  *memoryNode = -1;
   hwloc_obj_t obj = nullptr;
   while ((obj = hwloc_get_next_obj_covering_cpuset_by_type(topology, set, HWLOC_OBJ_NUMANODE,
                                                            obj)) != nullptr) {
     if (!hwloc_bitmap_isincluded(set, obj->cpuset)) return -1;  // the set spans nodes
     const int index = static_cast<int>(obj->logical_index);
-    if (found < 0 || index < found) found = index;
+    if (found < 0 || index < found) {
+      found = index;
+      *memoryNode = obj->os_index == HWLOC_UNKNOWN_INDEX ? -1 : static_cast<int>(obj->os_index);
+    }
   }
   return found;
 }
@@ -115,15 +120,18 @@ void locate(hwloc_topology_t topology, Locality* out) {
   auto consider = [&]() {
     if (hwloc_bitmap_iszero(set.get())) return false;
     const int package = packageOf(topology, set.get());
-    const int numaNode = numaNodeOf(topology, set.get());
+    int memoryNode = -1;
+    const int numaNode = numaNodeOf(topology, set.get(), &memoryNode);
     if (package >= 0 && !havePackage) {
       havePackage = true;
       out->package = package;
       out->numaNode = numaNode;
+      out->memoryNode = memoryNode;
     }
     if (package >= 0 && numaNode >= 0) {
       out->package = package;
       out->numaNode = numaNode;
+      out->memoryNode = memoryNode;
       return true;
     }
     return false;
@@ -139,8 +147,8 @@ void locate(hwloc_topology_t topology, Locality* out) {
   if (hwloc_get_last_cpu_location(topology, set.get(), HWLOC_CPUBIND_THREAD) == 0) consider();
 }
 
-// Queries are rare (a few per communicator init and rebuild), so serialising them costs
-// nothing and spares us relying on which hwloc queries are safe to run concurrently.
+// Probes are rare (one per communicator init), so serialising them costs nothing and
+// spares us relying on which hwloc queries are safe to run concurrently.
 std::mutex& topologyMutex() {
   static std::mutex mutex;
   return mutex;
@@ -165,20 +173,6 @@ Status probeLocality(Locality* out) {
     return Status::ok();
   } catch (const std::exception& e) {
     return internalError(std::string("probeLocality: ") + e.what());
-  }
-}
-
-int numaOsIndex(int logicalIndex) {
-  if (logicalIndex < 0) return -1;
-  try {
-    std::lock_guard<std::mutex> lock(topologyMutex());
-    CachedTopology& cached = cachedTopology();
-    if (!cached.status().isOk() || cached.counts().numaNodes < 2) return -1;
-    hwloc_obj_t node = hwloc_get_obj_by_type(cached.get(), HWLOC_OBJ_NUMANODE,
-                                             static_cast<unsigned>(logicalIndex));
-    return node && node->os_index != HWLOC_UNKNOWN_INDEX ? static_cast<int>(node->os_index) : -1;
-  } catch (const std::exception&) {
-    return -1;
   }
 }
 

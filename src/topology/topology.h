@@ -21,6 +21,7 @@ namespace ftccl {
 struct Locality {
   int package = -1;
   int numaNode = -1;
+  int memoryNode = -1;  // numaNode's number for the kernel (mbind), -1 when unknown
   int packages = 1;
   int numaNodes = 1;
   int cores = 1;
@@ -32,11 +33,6 @@ struct Locality {
 /// process may be re-bound between two communicator inits. Never throws; on failure *out
 /// keeps the defaults (unknown location, counts of 1) and the Status says why.
 Status probeLocality(Locality* out);
-
-/// The kernel's number of this machine's NUMA node `logicalIndex` (hwloc's logical
-/// index, as Locality gives it), for placing memory there; -1 when unknown, or when
-/// the machine has one NUMA node only (nothing to place).
-int numaOsIndex(int logicalIndex);
 
 /// Ranks grouped by node, each node's ranks in the order its intra-node ring visits them.
 struct NodeLayout {

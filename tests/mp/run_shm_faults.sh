@@ -38,7 +38,7 @@ trial() {
   local cmd=("$tools/$tool") mapped_ranks="$ranks ranks"
   if [ -n "${NODE_RANKS:-}" ]; then
     cmd=(bash -c 'FTCCL_NODE_ID=vnode$((FTCCL_RANK / '"$NODE_RANKS"')) exec "$@"' node "${cmd[@]}")
-    mapped_ranks="\(on the\|[0-9] ranks\)"
+    mapped_ranks="\(on every node\|[0-9] ranks\)"
   fi
   # The job must still be running when the fault lands: on a faster machine it may end
   # first, and then the trial is rerun with four times the iterations (up to 3 times).

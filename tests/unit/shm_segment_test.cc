@@ -400,15 +400,29 @@ bool policyAt(const void* address, int* mode, int* node) {
   return true;
 }
 
-// Each rank's slots prefer the NUMA node asked for (node 0 exists on every machine),
-// in every mapping, since the policy belongs to the file's pages; -1 leaves the
-// kernel's default; a node that does not exist is reported, and the segment works.
+// The first NUMA node this process may allocate on (its cpuset's), or -1.
+int allowedNode() {
+  unsigned long mask[16] = {};
+  if (syscall(SYS_get_mempolicy, nullptr, mask, 16 * 64 + 1, nullptr, MPOL_F_MEMS_ALLOWED) != 0) {
+    return -1;
+  }
+  for (int n = 0; n < 16 * 64; ++n) {
+    if (mask[n / 64] & (1ul << (n % 64))) return n;
+  }
+  return -1;
+}
+
+// Each rank's slots prefer the NUMA node asked for (one this process may use), in every
+// mapping, since the policy belongs to the file's pages; -1 leaves the kernel's default;
+// a node that does not exist is reported, and the segment works.
 TEST(ShmSegment, PlacesEachRanksSlotsOnItsNumaNode) {
   int mode = 0, node = 0;
   if (!policyAt(&mode, &mode, &node)) GTEST_SKIP() << "no NUMA policies in this kernel";
+  const int allowed = allowedNode();
+  ASSERT_GE(allowed, 0) << "no NUMA node allowed to this process";
   const NodeLayout layout = layoutOf(3, 3 * 4096);
   NodeSegment segment;
-  ASSERT_TRUE(NodeSegment::create(layout, &segment, {0, -1, 0}).isOk());
+  ASSERT_TRUE(NodeSegment::create(layout, &segment, {allowed, -1, allowed}).isOk());
   EXPECT_EQ(segment.placementProblem(), "");
   NodeSegment mapped;
   ASSERT_TRUE(NodeSegment::map(segment.fd(), layout, &mapped).isOk());
@@ -421,7 +435,7 @@ TEST(ShmSegment, PlacesEachRanksSlotsOnItsNumaNode) {
             EXPECT_EQ(mode, MPOL_DEFAULT) << "rank " << r << " slot " << slot;
           } else {
             EXPECT_EQ(mode, MPOL_PREFERRED) << "rank " << r << " slot " << slot;
-            EXPECT_EQ(node, 0) << "rank " << r << " slot " << slot;
+            EXPECT_EQ(node, allowed) << "rank " << r << " slot " << slot;
           }
         }
       }
@@ -431,7 +445,7 @@ TEST(ShmSegment, PlacesEachRanksSlotsOnItsNumaNode) {
   EXPECT_EQ(mode, MPOL_DEFAULT) << "the control blocks are shared between ranks";
 
   NodeSegment elsewhere;
-  ASSERT_TRUE(NodeSegment::create(layout, &elsewhere, {1000, 0, 0}).isOk());
+  ASSERT_TRUE(NodeSegment::create(layout, &elsewhere, {1000, allowed, allowed}).isOk());
   EXPECT_NE(elsewhere.placementProblem().find("local rank 0's slots on NUMA node 1000"),
             std::string::npos)
       << elsewhere.placementProblem();

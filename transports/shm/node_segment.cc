@@ -137,9 +137,12 @@ void NodeSegment::place(const std::vector<int>& numaNodeOfRank) {
   for (int r = 0; r < layout_.localSize() && r < static_cast<int>(numaNodeOfRank.size()); ++r) {
     const int node = numaNodeOfRank[static_cast<size_t>(r)];
     if (node < 0) continue;
+    auto report = [this](const std::string& problem) {
+      placementProblem_ += (placementProblem_.empty() ? "" : "; ") + problem;
+    };
     if (node >= kMaxNodes) {
-      placementProblem_ =
-          "NUMA node " + std::to_string(node) + " is beyond " + std::to_string(kMaxNodes);
+      report("local rank " + std::to_string(r) + "'s NUMA node " + std::to_string(node) +
+             " is beyond " + std::to_string(kMaxNodes));
       continue;
     }
     unsigned long mask[kMaxNodes / (8 * sizeof(unsigned long))] = {};
@@ -154,7 +157,7 @@ void NodeSegment::place(const std::vector<int>& numaNodeOfRank) {
       const int err = errno;
       const std::string what = "placing local rank " + std::to_string(r) +
                                "'s slots on NUMA node " + std::to_string(node);
-      placementProblem_ = failed(what.c_str(), err);
+      report(failed(what.c_str(), err));
     }
   }
 }
