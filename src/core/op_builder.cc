@@ -105,6 +105,10 @@ const AlgorithmChoice& OpBuilder::choose(CollectiveKind kind, size_t bytes) {
 // transfers); the collectives follow in issue order, the same on every rank.
 std::unique_ptr<Collective> OpBuilder::build(const Target& target,
                                              const std::vector<OpRequest>& batch) {
+  // One collective (almost every op): no lists to allocate.
+  if (batch.size() == 1 && batch[0].kind != OpKind::kSend && batch[0].kind != OpKind::kRecv) {
+    return buildCollective(target, batch[0]);
+  }
   std::vector<PointToPoint> transfers;
   std::vector<std::unique_ptr<Collective>> parts;
   for (const OpRequest& op : batch) {

@@ -1,5 +1,7 @@
 #include "core/op_order.h"
 
+#include <chrono>
+
 namespace ftccl {
 
 OpOrder::Ticket OpOrder::issue(std::vector<OpRequest>* batch) {
@@ -67,22 +69,30 @@ void OpOrder::wakeAll() {
   changed_.notify_all();
 }
 
-void OpOrder::enter() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  ++users_;
-}
+void OpOrder::enter() { users_.fetch_add(1, std::memory_order_seq_cst); }
 
 void OpOrder::leave() {
-  // Notified under the lock: the last user's leave lets abort or destroy free the object,
-  // which they can do only once this releases it, after which it touches nothing.
+  // The last user's leave lets abort or destroy free the object. Without a waiter, the
+  // decrement is this call's last touch of it; with one, it decrements and notifies
+  // under the lock, which the waiter must take again before it can return.
+  if (unusedWaiters_.load(std::memory_order_seq_cst) == 0) {
+    users_.fetch_sub(1, std::memory_order_seq_cst);
+    return;
+  }
   std::lock_guard<std::mutex> lock(mutex_);
-  --users_;
+  users_.fetch_sub(1, std::memory_order_seq_cst);
   changed_.notify_all();
 }
 
 void OpOrder::awaitUnused() {
   std::unique_lock<std::mutex> lock(mutex_);
-  changed_.wait(lock, [&] { return users_ == 0; });
+  unusedWaiters_.fetch_add(1, std::memory_order_seq_cst);
+  // A leave() that looked before this waiter counted itself decrements without a
+  // wake-up: the wait is sliced, so that decrement is seen within a millisecond.
+  while (users_.load(std::memory_order_seq_cst) != 0) {
+    changed_.wait_for(lock, std::chrono::milliseconds(1));
+  }
+  unusedWaiters_.fetch_sub(1, std::memory_order_seq_cst);
 }
 
 void OpOrder::holdForGroup() {
