@@ -583,6 +583,9 @@ ftcclResult_t ftcclGroupEnd(void) {
       }
     }
     for (Communicator* comm : order) {
+      // Counted as a call in progress: a concurrent abort waits for this batch (which
+      // it fails at once) before it closes the transport under it.
+      CommUse use(comm);
       std::vector<OpRequest> batch;
       ftcclStream_t stream = nullptr;
       for (const GroupCall& call : calls) {
@@ -601,7 +604,11 @@ ftcclResult_t ftcclGroupEnd(void) {
       }
     }
     for (const GroupCall& call : calls) {
-      if (call.comm->releaseGroupHold()) delete call.comm;  // released meanwhile: ours to free
+      if (!call.comm->releaseGroupHold()) continue;
+      // Released meanwhile: ours to free, once an op this group queued on a stream has
+      // left (it fails at once on an aborted communicator).
+      call.comm->waitUntilUnused();
+      delete call.comm;
     }
     return first;
   });
