@@ -191,6 +191,7 @@ Status Communicator::setUpNodeMemory(const char* when) {
   const int boundMs = handoffBoundMs(config_.failureTimeoutMs);
   const net::Deadline deadline = net::deadlineAfterMs(boundMs);
   if (n == 1) {
+    // Mapped already: nothing to take.
   } else if (offer.name[0] == '\0') {
     if (why.empty()) why = "the node's leader offers no segment";
   } else if (rank == 0) {
