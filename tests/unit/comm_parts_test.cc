@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include "core/epoch_state.h"
 #include "core/op_order.h"
@@ -95,6 +98,34 @@ TEST(OpOrder, TheLastOfReleaseAndGroupHoldFrees) {
   EXPECT_TRUE(order.releaseGroupHold());  // the last hold of a released object frees it
   OpOrder unheld;
   EXPECT_TRUE(unheld.markReleased());
+}
+
+// Abort and destroy wait for calls in progress, then free the order: the wait returns
+// only once every user has left, whether a user leaves before the waiter counts itself
+// in, while it does or after it sleeps, and no leave touches the object once it may be
+// freed (freed at once here, as destroy does; ASan would see a late touch).
+TEST(OpOrder, AwaitUnusedReturnsOnlyAfterEveryUserLeft) {
+  for (int round = 0; round < 300; ++round) {
+    auto order = std::make_unique<OpOrder>();
+    OpOrder* shared = order.get();
+    constexpr int kUsers = 3;
+    std::atomic<int> stillIn{kUsers};
+    for (int u = 0; u < kUsers; ++u) order->enter();
+    std::vector<std::thread> users;
+    for (int u = 0; u < kUsers; ++u) {
+      users.emplace_back([&, u] {
+        // Rounds spread the leaves around the waiter's start: none, a yield, a sleep.
+        if ((round + u) % 3 == 1) std::this_thread::yield();
+        if ((round + u) % 3 == 2) std::this_thread::sleep_for(std::chrono::microseconds(200));
+        stillIn.fetch_sub(1);
+        shared->leave();
+      });
+    }
+    order->awaitUnused();
+    EXPECT_EQ(stillIn.load(), 0) << "round " << round;
+    order.reset();  // what destroy does next
+    for (std::thread& t : users) t.join();
+  }
 }
 
 TEST(Revocation, TheFirstCauseWinsUntilTheNextEpoch) {
