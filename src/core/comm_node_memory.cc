@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <cstring>
 #include <numeric>
+#include <unordered_map>
 
 #include "algorithms/subset_transport.h"
 #include "core/communicator.h"
@@ -75,16 +76,18 @@ double msSince(Clock::time_point start) {
 // no memory: a node whose ranks do not share a host and its namespaces, one too large,
 // or no node of several ranks.
 std::string whyNoNodeMemory(const EpochView& view, std::vector<int>* myNode, int* nodeCount) {
+  // Linear in the ranks: at init and every rebuild, with thousands of nodes.
   std::vector<std::vector<int>> nodes;
   std::vector<std::string> names;
+  std::unordered_map<std::string, size_t> indexOfName;
   for (int r = 0; r < view.nranks(); ++r) {
     const std::string& name = view.ofRank(r).node;
-    size_t k = static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin());
-    if (k == names.size()) {
+    const auto inserted = indexOfName.emplace(name, nodes.size());
+    if (inserted.second) {
       names.push_back(name);
       nodes.emplace_back();
     }
-    nodes[k].push_back(r);
+    nodes[inserted.first->second].push_back(r);
   }
   bool several = false;
   for (size_t k = 0; k < nodes.size(); ++k) {
