@@ -293,6 +293,15 @@ void HealthService::run() {
       }
       if (ev & (POLLIN | POLLHUP | POLLERR)) d.readFrom(c, now);
       if (c.fd.valid() && !d.flush(c)) d.lost(c);
+      // Probes before the rest: a coordinator reading a burst of agreement frames
+      // from thousands of connections still reads and sends its heartbeats on time,
+      // or its members would take it for hung (issue 27, ftccl_sim's model too).
+      if (HealthClock::now() >= nextTick) {
+        now = HealthClock::now();
+        d.drainProbes(now);
+        nextTick = d.protocol.onTick(now);
+        d.flushProbes();
+      }
     }
     d.reportLosses(now);
   }

@@ -116,6 +116,36 @@ TEST(SimNetwork, ABusyReceiverHandlesFramesOneAfterAnotherInOrder) {
   EXPECT_EQ(c.arrivals[2] - start, 25us);
 }
 
+// Probes first: a datagram that arrives behind queued reliable frames takes the next
+// free slot, as the health thread reads its probe socket before more connections; the
+// reliable frames keep their order. A stop holds the queue, resume() goes on with it.
+TEST(SimNetwork, ABusyReceiverHandlesQueuedDatagramsFirst) {
+  SimNetwork net(5us);
+  net.setHandlingCost(10us);
+  Recorder a(net, "a"), b(net, "b"), c(net, "c");
+  const SimTime start = net.now();
+  for (int i = 0; i < 4; ++i) net.send("a", "c", frame(i, 8));
+  net.runFor(7us);  // frame 0 in hand, 1-3 queued
+  net.send("b", "c", frame(9, 8), Delivery::kDatagram);
+  net.runFor(1ms);
+  ASSERT_EQ(c.arrivals.size(), 5u);
+  EXPECT_EQ(c.sequence, (std::vector<int>{0, 9, 1, 2, 3}));
+  EXPECT_EQ(c.arrivals[0] - start, 5us);
+  EXPECT_EQ(c.arrivals[1] - start, 15us);  // arrived at 12 us, the slot freed at 15
+  EXPECT_EQ(c.arrivals[4] - start, 45us);
+
+  for (int i = 0; i < 3; ++i) net.send("a", "c", frame(i, 8));
+  net.runFor(7us);  // frame 0 in hand, 1 and 2 queued
+  net.stop("c");
+  net.runFor(1ms);
+  EXPECT_EQ(c.arrivals.size(), 6u) << "a stopped process handles nothing";
+  net.resume("c");
+  net.runFor(1ms);
+  ASSERT_EQ(c.arrivals.size(), 8u);
+  EXPECT_EQ(c.sequence[6], 1);
+  EXPECT_EQ(c.sequence[7], 2);
+}
+
 TEST(SimNetwork, PartitionSeversBothWaysAndLosesFramesInFlight) {
   SimNetwork net(50us);
   Recorder a(net, "a"), b(net, "b"), c(net, "c");

@@ -18,8 +18,8 @@ void SimNetwork::add(const std::string& key, SimNode* node) {
 }
 
 void SimNetwork::schedule(SimTime at, Kind kind, const std::string& to, const std::string& from,
-                          std::vector<uint8_t> frame, bool queued) {
-  events_.push(Event{at, nextOrder_++, kind, to, from, std::move(frame), queued});
+                          std::vector<uint8_t> frame, bool datagram) {
+  events_.push(Event{at, nextOrder_++, kind, to, from, std::move(frame), datagram});
 }
 
 // The sender's link holds a frame for bytes / rate after the frames before it; then it
@@ -74,7 +74,7 @@ void SimNetwork::send(const std::string& from, const std::string& to, std::vecto
     if (loss > 0 && std::uniform_real_distribution<double>(0, 1)(random_) < loss) return;
   }
   SimTime at = arrival(from, to, frame.size(), delivery);
-  schedule(at, Kind::kFrame, to, from, std::move(frame));
+  schedule(at, Kind::kFrame, to, from, std::move(frame), delivery == Delivery::kDatagram);
 }
 
 void SimNetwork::connect(const std::string& from, const std::string& to) {
@@ -91,6 +91,7 @@ void SimNetwork::wake(const std::string& key) { schedule(now_, Kind::kWake, key,
 void SimNetwork::kill(const std::string& key) {
   dead_.insert(key);
   held_.erase(key);
+  inboxes_.erase(key);
   for (const std::string& watcher : watchers_[key]) {
     schedule(now_ + model_(key, watcher).latency, Kind::kLost, watcher, key);
   }
@@ -102,8 +103,14 @@ void SimNetwork::resume(const std::string& key) {
   stopped_.erase(key);
   auto held = std::move(held_[key]);
   held_.erase(key);
-  for (Event& e : held) schedule(now_, e.kind, e.to, e.from, std::move(e.frame));
+  for (Event& e : held) schedule(now_, e.kind, e.to, e.from, std::move(e.frame), e.datagram);
   schedule(now_, Kind::kTick, key, key);
+  auto inbox = inboxes_.find(key);  // frames queued before the stop: handled in turn
+  if (inbox != inboxes_.end() && !inbox->second.nextScheduled &&
+      (!inbox->second.datagrams.empty() || !inbox->second.reliable.empty())) {
+    inbox->second.nextScheduled = true;
+    schedule(std::max(now_, inbox->second.busyUntil), Kind::kNext, key, key);
+  }
 }
 
 void SimNetwork::cut(const std::string& key) { cut_.insert(key); }
@@ -140,30 +147,17 @@ void SimNetwork::dispatch(Event& e) {
   auto node = nodes_.find(e.to);
   if (node == nodes_.end()) return;
   if (stopped_.count(e.to)) {
-    if (e.kind != Kind::kTick && e.kind != Kind::kWake) held_[e.to].push_back(std::move(e));
+    if (e.kind == Kind::kNext) inboxes_[e.to].nextScheduled = false;  // resume() reschedules
+    if (e.kind == Kind::kFrame || e.kind == Kind::kLost) held_[e.to].push_back(std::move(e));
     return;  // a stopped process's timer is rescheduled by resume()
   }
   switch (e.kind) {
-    case Kind::kFrame: {
-      if (severed(e.from, e.to)) return;  // cut while in flight
-      if (handlingCost_.count() > 0 && !e.queued) {
-        // Take the next free slot of the receiver; wait for it if it is busy (frames
-        // keep their order: slots are taken in arrival order).
-        SimTime& busy = busyUntil_[e.to];
-        const SimTime start = std::max(busy, now_);
-        busy = start + handlingCost_;
-        if (start > now_) {
-          schedule(start, Kind::kFrame, e.to, e.from, std::move(e.frame), /*queued=*/true);
-          return;
-        }
-      }
-      ++delivered_;
-      Traffic& received = traffic_[e.to];
-      ++received.receivedFrames;
-      received.receivedBytes += e.frame.size();
-      node->second->onFrame(e.from, e.frame, now_);
+    case Kind::kFrame:
+      receive(e);
       break;
-    }
+    case Kind::kNext:
+      handleNextQueued(e.to);
+      break;
     case Kind::kLost:
       node->second->onConnectionLost(e.from, now_);
       break;
@@ -177,6 +171,50 @@ void SimNetwork::dispatch(Event& e) {
       break;
     }
   }
+}
+
+void SimNetwork::receive(Event& e) {
+  if (severed(e.from, e.to)) return;  // cut while in flight
+  if (handlingCost_.count() == 0) return deliver(e, nodes_[e.to]);
+  Inbox& inbox = inboxes_[e.to];
+  if (inbox.busyUntil <= now_ && !inbox.nextScheduled) {
+    inbox.busyUntil = now_ + handlingCost_;
+    return deliver(e, nodes_[e.to]);
+  }
+  const std::string to = e.to;
+  (e.datagram ? inbox.datagrams : inbox.reliable).push_back(std::move(e));
+  if (!inbox.nextScheduled) {
+    inbox.nextScheduled = true;
+    schedule(inbox.busyUntil, Kind::kNext, to, to);
+  }
+}
+
+// The slot is free: a queued datagram first (the probe socket is read first), else the
+// oldest reliable frame; the next slot is taken if more wait.
+void SimNetwork::handleNextQueued(const std::string& to) {
+  Inbox& inbox = inboxes_[to];
+  inbox.nextScheduled = false;
+  while (!inbox.datagrams.empty() || !inbox.reliable.empty()) {
+    std::deque<Event>& queue = inbox.datagrams.empty() ? inbox.reliable : inbox.datagrams;
+    Event e = std::move(queue.front());
+    queue.pop_front();
+    if (severed(e.from, e.to)) continue;  // cut while it waited: never handled
+    inbox.busyUntil = now_ + handlingCost_;
+    if (!inbox.datagrams.empty() || !inbox.reliable.empty()) {
+      inbox.nextScheduled = true;
+      schedule(inbox.busyUntil, Kind::kNext, to, to);
+    }
+    deliver(e, nodes_[to]);  // may send, kill or stop: the inbox is settled before
+    return;
+  }
+}
+
+void SimNetwork::deliver(const Event& e, SimNode* node) {
+  ++delivered_;
+  Traffic& received = traffic_[e.to];
+  ++received.receivedFrames;
+  received.receivedBytes += e.frame.size();
+  node->onFrame(e.from, e.frame, now_);
 }
 
 }  // namespace sim

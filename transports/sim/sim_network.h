@@ -13,6 +13,8 @@
 //             connections stay open, as TCP's do until they time out.
 // Per-process traffic counters measure what a protocol costs; a per-frame handling
 // cost makes a process that receives many frames at once (a coordinator) queue them.
+// Queued datagrams (probes) are handled before queued reliable frames, as the health
+// thread reads its probe socket first: a busy coordinator still answers heartbeats.
 // Nodes carry opaque frames; the network knows nothing of what they mean.
 #pragma once
 
@@ -75,7 +77,8 @@ class SimNetwork {
   // Runs `key`'s onTick now as well, out of its timer's turn (e.g. an application
   // thread acting on a callback); its returned time is ignored.
   void wake(const std::string& key);
-  // Each received frame keeps its process busy this long; later ones wait their turn.
+  // Each received frame keeps its process busy this long; later ones wait their turn,
+  // datagrams ahead of reliable frames.
   void setHandlingCost(std::chrono::nanoseconds cost) { handlingCost_ = cost; }
 
   void kill(const std::string& key);
@@ -98,21 +101,31 @@ class SimNetwork {
   void resetTraffic() { traffic_.clear(); }
 
  private:
-  enum class Kind { kFrame, kLost, kTick, kWake };
+  // kNext: the receiver's handling slot is free again; it takes the next queued frame.
+  enum class Kind { kFrame, kLost, kTick, kWake, kNext };
   struct Event {
     SimTime at;
     uint64_t order;  // ties broken by creation order: deterministic
     Kind kind;
     std::string to, from;
     std::vector<uint8_t> frame;
-    bool queued = false;  // already holds its receiver's handling slot
+    bool datagram = false;
     bool operator>(const Event& other) const {
       return at != other.at ? at > other.at : order > other.order;
     }
   };
+  // Frames waiting for their receiver's handling slot (handlingCost_ > 0).
+  struct Inbox {
+    SimTime busyUntil{};
+    std::deque<Event> datagrams, reliable;
+    bool nextScheduled = false;
+  };
   void schedule(SimTime at, Kind kind, const std::string& to, const std::string& from,
-                std::vector<uint8_t> frame = {}, bool queued = false);
+                std::vector<uint8_t> frame = {}, bool datagram = false);
   void dispatch(Event& e);
+  void receive(Event& e);  // a frame that arrived: handled now, or queued
+  void handleNextQueued(const std::string& to);
+  void deliver(const Event& e, SimNode* node);
   bool severed(const std::string& a, const std::string& b) const;
   // When a frame of `bytes` sent now reaches `to` (draws jitter, takes the link).
   SimTime arrival(const std::string& from, const std::string& to, size_t bytes, Delivery d);
@@ -133,7 +146,7 @@ class SimNetwork {
   std::unordered_map<std::pair<std::string, std::string>, SimTime, PairHash> lastReliable_;
   std::unordered_map<std::string, Traffic> traffic_;
   std::chrono::nanoseconds handlingCost_{0};
-  std::unordered_map<std::string, SimTime> busyUntil_;  // receiver -> next free handling slot
+  std::unordered_map<std::string, Inbox> inboxes_;  // receiver -> its queue
   std::unordered_set<std::string> partitioned_;
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events_;
   std::unordered_map<std::string, SimNode*> nodes_;
