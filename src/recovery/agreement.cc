@@ -65,10 +65,10 @@ const AgreementCommit& Agreement::lastCommit() const {
   return lastCommit_ ? *lastCommit_ : kNone;
 }
 
-// Membership tests in O(1): the set is shared by everyone on the same epoch object.
-void Agreement::indexMembers() { members_ = store_->memberSet(current_); }
+// Membership tests in O(1): the places are shared by everyone on the same epoch object.
+void Agreement::indexMembers() { places_ = store_->memberPlaces(current_); }
 
-bool Agreement::isMember(const Member& m) const { return members_->count(m) != 0; }
+bool Agreement::isMember(const Member& m) const { return places_->count(m) != 0; }
 
 int Agreement::myRank() const {
   auto it = std::find(current_->ranks.begin(), current_->ranks.end(), self_);
@@ -124,7 +124,7 @@ std::string Agreement::describeWait() const {
   std::string missing;
   size_t nMissing = 0;
   for (const Member& m : survivors()) {
-    if (reports_.count(m)) continue;
+    if (reports_.count(placeOf(m))) continue;
     if (nMissing++ < 3) missing += (missing.empty() ? "" : ", ") + m;
   }
   return text + "this process coordinates ballot " + std::to_string(ballot) + ": " +
@@ -173,8 +173,8 @@ void Agreement::onFailure(const Member& who) {
   // still learns at its second stall (it asks, and evicts whoever stays silent).
   if (wasStable || coordinator() == self_ || coordinator() != reportedTo_) {
     report();
-  } else {
-    expelIfMinority();
+  } else if (!expelIfMinority()) {
+    passOn(/*force=*/false);  // the tree changed: a new relay, or fewer children to wait for
   }
 }
 
@@ -201,18 +201,16 @@ AgreementReport Agreement::reportMessage() const {
   return m;
 }
 
-// Sends this member's failed set to the coordinator (itself included). The coordinator
-// sends its own to the survivors it has not heard from, or, when it stalls, to all: its
-// members then know it is alive and deciding (see the report handler).
-void Agreement::report(bool toEveryone) {
+// Sends this member's failed set up the relay tree to the coordinator (relays,
+// agreement.h); the coordinator records its own, and when it stalls asks each survivor
+// it has not heard from, directly (their relay may be the one lost).
+void Agreement::report(bool toSilent, bool directly) {
   if (expelIfMinority()) return;
   int64_t ballot = -1;
   Member coord = coordinator(&ballot);
   // The report is a promise to accept no proposal of a lower ballot, and tells what
   // this member accepted (agreement.h, step 4).
   promised_ = std::max(promised_, ballot);
-  RecoveryMessage wire = reportMessage();  // converted once, sent to many
-  AgreementReport& m = std::get<AgreementReport>(wire);
   // Each coordinator gets its own stall budget: without this reset, a member that had
   // already waited out one dead coordinator evicted the next after a single timeout,
   // before that one could gather the reports, and a chain of such evictions ended with
@@ -223,25 +221,38 @@ void Agreement::report(bool toEveryone) {
   }
   reportedTo_ = coord;
   if (coord == self_) {
-    // The coordinator's own report goes to every survivor it has not heard from: it
-    // tells them of the failures and asks for their view (one in a newer epoch
-    // answers EXPELLED instead: this process slept through a rebuild).
-    reports_.insert(self_);
-    for (const Member& other : survivors()) {
-      if (other == self_) continue;
-      // Asked once per stall: each ask may bring a report back (the incast above).
-      m.wantsReport = !reports_.count(other);
-      const bool ask = m.wantsReport && asked_.insert(other).second;
-      if (toEveryone || ask) net_->send(other, wire);
+    reports_.insert(placeOf(self_));
+    if (toSilent) {
+      // Asked once per stall: each ask may bring a report back. A process in a newer
+      // epoch answers EXPELLED instead: this one slept through a rebuild.
+      RecoveryMessage wire = reportMessage();
+      std::get<AgreementReport>(wire).wantsReport = true;
+      for (const Member& other : survivors()) {
+        if (other != self_ && !reports_.count(placeOf(other)) && asked_.insert(other).second) {
+          net_->send(other, wire);
+        }
+      }
     }
+    vote(/*accepts=*/false, ballot);  // the relays below wait for it
     tryDecide();
-  } else {
-    net_->send(coord, wire);
+    return;
   }
+  if (directly) net_->send(coord, reportMessage());
+  vote(/*accepts=*/false, ballot);
 }
 
 void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
   if (state_ == State::kExpelled || state_ == State::kFailed) return;
+  // A round of the next epoch may reach this member before the commit that enters it
+  // does (a relay, or a forwarder of the proposal, one hop behind): kept, and handled
+  // once the commit is adopted, instead of lost until a stall. Bounded by the voters.
+  const bool ofARound =
+      std::holds_alternative<AgreementReport>(m) || std::holds_alternative<AgreementVotes>(m) ||
+      std::holds_alternative<AgreementProposal>(m) || std::holds_alternative<AgreementAccept>(m);
+  if (ofARound && epochOf(m) == current_->epoch + 1) {
+    if (early_.size() < 2 * voterCount() + 16) early_.emplace_back(from, m);
+    return;
+  }
   std::visit([&](const auto& one) { handle(from, one); }, m);
 }
 
@@ -268,7 +279,7 @@ void Agreement::handle(const Member& from, const AgreementReport& m) {
       grew = failed_.insert(f).second || grew;
     }
   }
-  reports_.insert(from);
+  reports_.insert(placeOf(from));
   if (m.ballot > reportedBallot_) {  // the highest accepted ballot heard of (tryDecide)
     reportedBallot_ = m.ballot;
     reported_ = Decision{{m.acceptedFailed.begin(), m.acceptedFailed.end()}, m.joined, m.salt};
@@ -281,22 +292,15 @@ void Agreement::handle(const Member& from, const AgreementReport& m) {
     stalls_ = 0;
     heardFromCoordinator_ = true;
   }
-  // Report when the coordinator may lack it: it asks, it is new, or the news came
-  // from a member that took us for its coordinator (ours may not have it). As the
-  // coordinator, only new failures are news to send on.
+  // Report when the coordinator may lack it: it asks (straight back: our relay may be
+  // the one lost), it is new, or the news came from a member that took us for its
+  // coordinator (ours may not have it). As the coordinator, only new failures are news.
   const bool coordinating = coordinator() == self_;
-  if (state_ == State::kStable || coordinator() != reportedTo_ ||
-      (coordinating            ? grew
-       : from == coordinator() ? m.wantsReport
-                               : grew)) {
-    // New failures, or the coordinator lacking our report: (re)send it. Not when
-    // its stall merely shows it alive: at 10,000 ranks each such round was 10,000
-    // reports queued at the coordinator, whose heartbeat acks then waited behind
-    // them past the failure timeout (ftccl_sim coordrack: it was evicted, and the
-    // next).
+  const bool asked = !coordinating && from == coordinator() && m.wantsReport;
+  if (state_ == State::kStable || coordinator() != reportedTo_ || asked || grew) {
     state_ = State::kRecovering;
-    report();  // may change the coordinator, or record our own report
-  } else if (coordinator() == self_) {
+    report(/*toSilent=*/false, /*directly=*/asked);  // may change the coordinator
+  } else if (coordinating) {
     tryDecide();
   }
 }
@@ -330,17 +334,26 @@ void Agreement::handle(const Member& from, const AgreementProposal& m) {
     answerStale(from, m.epoch);
     return;
   }
-  if (m.epoch > current_->epoch || m.ballot < promised_ || failed_.count(from) || !isMember(from)) {
-    return;
+  if (m.epoch > current_->epoch || !isMember(from)) return;
+  const std::set<Member> failed(m.failed.begin(), m.failed.end());
+  if (spreadProposal_ != m.ballot) {  // passed on once, however it is answered
+    spreadProposal_ = m.ballot;
+    spread(failed, {}, m);
   }
+  const Member proposer = coordinatorAt(m.ballot);
+  if (m.ballot < promised_ || failed_.count(proposer)) return;
   promised_ = m.ballot;
   acceptedBallot_ = m.ballot;
-  accepted_ = Decision{{m.failed.begin(), m.failed.end()}, m.joined, m.salt};
-  if (from == coordinator()) {  // the coordinator is alive and deciding
+  accepted_ = Decision{failed, m.joined, m.salt};
+  if (proposer == coordinator()) {  // the coordinator is alive and deciding
     stalls_ = 0;
     heardFromCoordinator_ = true;
   }
-  net_->send(from, AgreementAccept{current_->epoch, m.ballot});
+  // Straight from the proposer (its first few receivers, or its ask again at a stall,
+  // when the tree lost the accept: a relay it evicted as silent that we still wait on),
+  // the accept goes straight back too.
+  if (from == proposer) net_->send(from, AgreementAccept{current_->epoch, m.ballot});
+  vote(/*accepts=*/true, m.ballot);
 }
 
 // The coordinator: commits once a strict majority of the epoch accepted its proposal.
@@ -349,7 +362,7 @@ void Agreement::handle(const Member& from, const AgreementAccept& m) {
       !isMember(from)) {
     return;
   }
-  accepts_.insert(from);
+  accepts_.insert(placeOf(from));
   if (accepts_.size() * 2 <= voterCount()) return;
   const Decision chosen = proposal_;
   adopt(decide(chosen), /*forward=*/true);
@@ -365,22 +378,32 @@ void Agreement::propose(const Decision& decision) {
   promised_ = std::max(promised_, ballot);
   acceptedBallot_ = ballot;
   accepted_ = proposal_;
-  accepts_ = {self_};
-  sendProposal(/*toEveryone=*/true);
+  accepts_.clear();
+  accepts_.insert(placeOf(self_));
+  spreadProposal_ = ballot;
+  sendProposal(/*spreadToAll=*/true);
   if (accepts_.size() * 2 > voterCount()) {
     const Decision chosen = proposal_;
     adopt(decide(chosen), /*forward=*/true);
+    return;
   }
+  vote(/*accepts=*/true, ballot);  // the relays below wait for it
 }
 
-void Agreement::sendProposal(bool toEveryone) {
+// Spread to all (each receiver passes it on once), or again to those that have not
+// accepted, directly.
+void Agreement::sendProposal(bool spreadToAll) {
   const RecoveryMessage m = AgreementProposal{current_->epoch,
                                               proposalBallot_,
                                               {proposal_.failed.begin(), proposal_.failed.end()},
                                               proposal_.joined,
                                               proposal_.salt};
+  if (spreadToAll) {
+    spread(proposal_.failed, {}, m);
+    return;
+  }
   for (const Member& other : survivors()) {
-    if (other != self_ && (toEveryone || !accepts_.count(other))) net_->send(other, m);
+    if (other != self_ && !accepts_.count(placeOf(other))) net_->send(other, m);
   }
 }
 
@@ -400,14 +423,10 @@ void Agreement::requestJoin(const JoiningSpare& spare) {
 void Agreement::onStalled() {
   if (!waiting()) return;
   ++stalls_;
+  passOn(/*force=*/true);  // what waits for a child that may have died unseen
   if (proposalBallot_ >= 0 && coordinator() == self_) {
-    // Waiting for a majority: ask again (lost messages), and show those who accepted
-    // that we are alive, lest they evict us at their third stall.
-    sendProposal(/*toEveryone=*/false);
-    const RecoveryMessage alive = reportMessage();
-    for (const Member& m : accepts_) {
-      if (m != self_ && state_ == State::kRecovering) net_->send(m, alive);
-    }
+    // Waiting for a majority: ask again, directly (lost messages, a lost relay).
+    sendProposal(/*spreadToAll=*/false);
     return;
   }
   if (state_ != State::kRecovering) return;
@@ -416,15 +435,14 @@ void Agreement::onStalled() {
   // silent member is not itself evicted by members whose timers fired alongside.
   if (coordinator() == self_ && stalls_ >= 2) {
     for (const Member& m : survivors()) {
-      if (m != self_ && !reports_.count(m)) failed_.insert(m);
+      if (m != self_ && !reports_.count(placeOf(m))) failed_.insert(m);
     }
   } else if (coordinator() != self_ && stalls_ >= 3) {
     failed_.insert(coordinator());
   }
   if (coordinator() == self_) {
-    reports_.erase(self_);
     asked_.clear();
-    report(/*toEveryone=*/true);
+    report(/*toSilent=*/true);
   } else if (!heardFromCoordinator_ || coordinator() != reportedTo_) {
     report();  // again: it may have been lost (a coordinator that heard it asks instead)
   }
@@ -436,7 +454,7 @@ void Agreement::tryDecide() {
   if (reports_.size() < aliveCount()) return;  // cheap: some are surely missing
   for (const auto* list : {&current_->ranks, &current_->spares}) {
     for (const Member& m : *list) {
-      if (!failed_.count(m) && !reports_.count(m)) return;  // still waiting for this one
+      if (!reports_.count(placeOf(m)) && !failed_.count(m)) return;  // still waiting for it
     }
   }
   if (proposalBallot_ >= 0) return;  // proposed already: waiting for a majority to accept
@@ -532,20 +550,8 @@ void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forwar
     // coordinator dying mid-commit cannot split the members between two epochs, and a
     // commit costs O(N log N) messages, not O(N^2). Members dropped by a shrink learn it
     // too.
-    std::set<Member> failed(commit.failed.begin(), commit.failed.end());
-    std::vector<Member> to;
-    for (const auto* list : {&current_->ranks, &current_->spares}) {
-      for (const Member& m : *list) {
-        if (!failed.count(m)) to.push_back(m);
-      }
-    }
-    for (const JoiningSpare& spare : commit.joined) to.push_back(spare.key);
-    const size_t n = to.size();
-    const size_t me = static_cast<size_t>(std::find(to.begin(), to.end(), self_) - to.begin());
-    const RecoveryMessage wire = compact(commit);  // converted once, sent O(log N) times
-    for (size_t step = 1; step < n; step *= 2) {
-      net_->send(to[(me + step) % n], wire);  // me == n (not listed): from the start
-    }
+    spread(std::set<Member>(commit.failed.begin(), commit.failed.end()), commit.joined,
+           compact(commit));  // converted once, sent O(log N) times
   }
   lastCommit_ = shared;
   current_ = std::shared_ptr<const Membership>(shared, &shared->next);  // shares the commit
@@ -561,6 +567,8 @@ void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forwar
   reportedBallot_ = -1;
   reported_ = Decision{};
   accepts_.clear();
+  gathered_.clear();
+  spreadProposal_ = -1;
   if (commit.next.ranks.empty()) {
     state_ = State::kFailed;
     why_ = "ranks failed and no spare is left (shrinkWhenNoSpares=0)";
@@ -579,6 +587,9 @@ void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forwar
       break;
     }
   }
+  std::vector<std::pair<Member, RecoveryMessage>> early;
+  early.swap(early_);
+  for (const auto& [from, m] : early) onMessage(from, m);  // those of this epoch are heard now
 }
 
 }  // namespace ftccl

@@ -36,6 +36,22 @@
 //     even if the coordinator dies mid-commit. A member of e+1 that reports in epoch e
 //     (it missed the commit) is sent the commit; any other message of an older epoch
 //     is answered with EXPELLED.
+// Relays (issue 27: a coordinator of 100,000 members took a report and an accept from
+// each, one after another, past the failure timeout). Reports and accepts climb a tree
+// over the voters' places (ranks, then spares) instead of each going to the coordinator:
+// blocks of kRelayFanIn places, of kRelayFanIn such blocks, and so on; a block's relay is
+// its first member not known failed (a dead one is skipped in one step), and each member
+// sends to the relay of the smallest block it does not lead itself (the relay of all
+// sends to the coordinator). A relay gathers what its children send, with its own, and
+// passes the union on once every child it believes alive is in (at a stall, whatever it
+// has), again when it grows or its relay changes: a relay handles O(fan-in) messages per
+// round, the coordinator too. What is gathered is exactly what the members sent (their
+// places, the union of failed sets, the decision accepted under the highest ballot),
+// addressed to the coordinator of one ballot, so the coordinator counts it as those
+// members' own reports and accepts: safety is step 4's. Proposals spread like commits
+// (each receiver forwards once to the members 1, 2, 4, ... after it); only what a stall
+// repeats goes to the silent members directly.
+//
 // Refilling the pool: a member that accepted a JOIN (ftcclCommJoinAsSpare) passes it to
 // the coordinator, which, when no failure is being agreed on, proposes epoch e+1 with
 // the same ranks and the newcomer appended to the spares, and commits it once a majority
@@ -43,6 +59,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -86,6 +103,7 @@ class AgreementNetwork {
 class Agreement {
  public:
   enum class State { kStable, kRecovering, kFailed, kExpelled };
+  static constexpr int kRelayFanIn = 32;
 
   // `current` and `enteredBy` are shared with whoever holds them; `store` derives what
   // agreements of the same epoch share (epoch_store.h). enteredBy: the commit that made
@@ -109,6 +127,9 @@ class Agreement {
   // A member accepted a newcomer's JOIN: the coordinator adds it to the pool (only while
   // stable; during a recovery the join is dropped and the newcomer times out).
   void requestJoin(const JoiningSpare& spare);
+  // The relay tree's fan-in (tests: small, so that a few members make several levels).
+  // Every member must use the same.
+  void setRelayFanIn(int fanIn) { fanIn_ = fanIn < 2 ? 2 : fanIn; }
 
   State state() const { return state_; }
   // Recovering, or a pool-only proposal awaiting its majority: onStalled() is due every
@@ -136,6 +157,55 @@ class Agreement {
     std::vector<JoiningSpare> joined;
     EpochSalt salt{};
   };
+  // Places among the voters: ranks, then spares, as EpochStore numbers them.
+  // A set of places kept as disjoint runs: what a subtree gathers is a few runs.
+  class PlaceSet {
+   public:
+    void clear() { runs_.clear(), count_ = 0; }
+    size_t insert(uint32_t first, uint32_t n);  // how many were new
+    bool insert(int place) { return place >= 0 && insert(static_cast<uint32_t>(place), 1) > 0; }
+    bool count(int place) const;
+    size_t size() const { return count_; }
+    // Ascending ranges (first, count, ...), as AgreementVotes carries them.
+    std::vector<uint32_t> ranges() const;
+
+   private:
+    std::map<uint32_t, uint32_t> runs_;  // first -> end (exclusive); apart, ascending
+    size_t count_ = 0;
+  };
+  // What this member gathers for one coordinator's ballot (its own vote included) and
+  // passes on up the tree.
+  struct Gathered {
+    PlaceSet places;
+    std::set<Member> failed;  // reports: the union
+    int64_t acceptedBallot = -1;
+    Decision accepted;
+    bool changed = true;  // since it was last passed on
+    Member sentTo;
+  };
+  int placeOf(const Member& m) const;  // -1: not a voter of this epoch
+  const Member& voterAt(int place) const;
+  bool failedAt(int place) const { return failed_.count(voterAt(place)) != 0; }
+  int leaderOf(int level, size_t block) const;  // -1: every member of it failed
+  int parentOf(int place) const;                // -1: leads the whole tree
+  std::vector<int> childrenOf(int place) const;
+  Member coordinatorAt(int64_t ballot) const;  // the candidate at that place
+  // This member's report (accepts: its accept) for the coordinator of `ballot`, into
+  // what it gathers, passed on when complete.
+  void vote(bool accepts, int64_t ballot);
+  void gather(Gathered& g, const AgreementVotes& votes);
+  // Passes on what is complete (force: everything that changed, and what a new relay
+  // needs again), after a vote, a failure learnt or a stall.
+  void passOn(bool force);
+  void handle(const Member& from, const AgreementVotes& m);
+  void countReports(const AgreementVotes& m);
+  void countAccepts(const AgreementVotes& m);
+  AgreementVotes votesOf(const Gathered& g, bool accepts, int64_t ballot) const;
+  // Sends `m` to the receivers 1, 2, 4, ... places after this member in one list, the
+  // same on every member that forwards it (the voters not in `failed`, in place order,
+  // then `joined`), so that it reaches all in O(log N) hops. O(|failed| log N), no scan.
+  void spread(const std::set<Member>& failed, const std::vector<JoiningSpare>& joined,
+              const RecoveryMessage& m);
   std::vector<Member> survivors() const;  // members of current_ not known failed
   size_t aliveCount() const;
   size_t voterCount() const { return current_->ranks.size() + current_->spares.size(); }
@@ -150,10 +220,12 @@ class Agreement {
   static AgreementCommit compact(const AgreementCommit& commit);
   bool expelIfMinority();
   AgreementReport reportMessage() const;
-  void report(bool toEveryone = false);
+  // toSilent: the coordinator asks, directly, each survivor it has not heard from;
+  // directly: a member answers its coordinator's ask straight back (its relay may be lost).
+  void report(bool toSilent = false, bool directly = false);
   void tryDecide();
   void propose(const Decision& decision);
-  void sendProposal(bool toEveryone);
+  void sendProposal(bool spreadToAll);
   // One handler per message type (onMessage dispatches).
   void handle(const Member& from, const AgreementReport& m);
   void handle(const Member& from, const AgreementCommit& m);
@@ -168,15 +240,19 @@ class Agreement {
 
   Member self_;
   std::shared_ptr<const Membership> current_;
-  std::shared_ptr<const std::unordered_set<Member>> members_;  // current_'s, for lookups
+  std::shared_ptr<const EpochStore::Places> places_;  // current_'s voters, for lookups
   bool shrink_;
   AgreementNetwork* net_;
   std::shared_ptr<EpochStore> store_;
   State state_ = State::kStable;
-  std::set<Member> failed_;            // known failed in this epoch
-  std::set<Member> reports_;           // coordinator: who reported in this epoch
-  std::set<Member> asked_;             // coordinator: asked for a report since its last stall
-  bool heardFromCoordinator_ = false;  // since it became our coordinator
+  std::set<Member> failed_;  // known failed in this epoch
+  PlaceSet reports_;         // coordinator: who reported in this epoch
+  std::set<Member> asked_;   // coordinator: asked for a report since its last stall
+  int fanIn_ = kRelayFanIn;
+  std::map<std::pair<bool, int64_t>, Gathered> gathered_;  // (accepts, ballot) -> votes
+  int64_t spreadProposal_ = -1;  // the ballot whose proposal this member forwarded
+  std::vector<std::pair<Member, RecoveryMessage>> early_;  // of the next epoch (onMessage)
+  bool heardFromCoordinator_ = false;                      // since it became our coordinator
   Member reportedTo_;
   int stalls_ = 0;
   // Paxos state of this epoch (cleared by adopt).
@@ -187,7 +263,7 @@ class Agreement {
   Decision reported_;
   int64_t proposalBallot_ = -1;  // coordinator: its proposal (one per epoch), if any
   Decision proposal_;
-  std::set<Member> accepts_;  // who accepted it
+  PlaceSet accepts_;  // who accepted it
   std::shared_ptr<const AgreementCommit> lastCommit_;
   std::string why_;
 };

@@ -41,6 +41,33 @@ uint64_t epochOf(const RecoveryMessage& m) {
 
 namespace {
 
+void putJoined(ByteWriter& w, const std::vector<JoiningSpare>& joined) {
+  w.put(static_cast<uint32_t>(joined.size()));
+  for (const JoiningSpare& j : joined) {
+    w.putString(j.key);
+    w.putString(j.host);
+    w.put(j.pid);
+    w.putBlob(j.peerInfo);
+  }
+}
+
+// Every count is checked against the bytes left before anything is allocated: a
+// newcomer takes at least 16 bytes (two empty strings, a pid, an empty blob), while
+// its decoded form is about 100, so a 1 MiB frame claiming 1M newcomers cost 100 MB.
+bool getJoined(ByteReader& r, std::vector<JoiningSpare>* joined) {
+  constexpr size_t kMinJoinedBytes = 4 + 4 + sizeof(int32_t) + 4;
+  uint32_t n = 0;
+  if (!r.get(&n) || n > r.remaining() / kMinJoinedBytes) return false;
+  joined->resize(n);
+  for (JoiningSpare& j : *joined) {
+    if (!r.getString(&j.key) || !r.getString(&j.host) || !r.get(&j.pid) ||
+        !r.getBlob(&j.peerInfo)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // The wire layout, field by field, in the order of the struct all types once shared.
 // A type points at the fields it has; the rest go out as these defaults.
 const std::vector<Member> kNoMembers;
@@ -90,13 +117,7 @@ std::vector<uint8_t> encodeFields(const WireFields& f) {
   for (int r : *f.failedRanks) w.put(static_cast<int32_t>(r));
   w.put(static_cast<int32_t>(f.replaced));
   w.put(static_cast<uint8_t>(f.shrunk));
-  w.put(static_cast<uint32_t>(f.joined->size()));
-  for (const JoiningSpare& j : *f.joined) {
-    w.putString(j.key);
-    w.putString(j.host);
-    w.put(j.pid);
-    w.putBlob(j.peerInfo);
-  }
+  putJoined(w, *f.joined);
   w.putBlob(*f.blob);
   w.put(f.ballot);
   w.putStrings(*f.acceptedFailed);
@@ -141,22 +162,7 @@ bool decodeFields(const std::vector<uint8_t>& frame, DecodedFields* out) {
     if (!r.get(&rank)) return false;
     m.failedRanks.push_back(rank);
   }
-  uint32_t nJoined = 0;
-  // Every count is checked against the bytes left before anything is allocated: a
-  // newcomer takes at least 16 bytes (two empty strings, a pid, an empty blob), while
-  // its decoded form is about 100, so a 1 MiB frame claiming 1M newcomers cost 100 MB.
-  constexpr size_t kMinJoinedBytes = 4 + 4 + sizeof(int32_t) + 4;
-  if (!r.get(&replaced) || !r.get(&shrunk) || !r.get(&nJoined) ||
-      nJoined > r.remaining() / kMinJoinedBytes) {
-    return false;
-  }
-  m.joined.resize(nJoined);
-  for (JoiningSpare& j : m.joined) {
-    if (!r.getString(&j.key) || !r.getString(&j.host) || !r.get(&j.pid) ||
-        !r.getBlob(&j.peerInfo)) {
-      return false;
-    }
-  }
+  if (!r.get(&replaced) || !r.get(&shrunk) || !getJoined(r, &m.joined)) return false;
   if (!r.getBlob(&m.blob) || !r.get(&m.ballot) || !r.getStrings(&m.acceptedFailed) ||
       !r.get(&wantsReport) || !r.get(&m.salt) || !r.getBlob(&m.sealedKey) || !r.atEnd()) {
     return false;
@@ -165,6 +171,47 @@ bool decodeFields(const std::vector<uint8_t>& frame, DecodedFields* out) {
   m.shrunk = shrunk != 0;
   m.wantsReport = wantsReport != 0;
   return true;
+}
+
+std::vector<uint8_t> encodeVotes(const AgreementVotes& m) {
+  ByteWriter w;
+  w.put(AgreementVotes::kWireType);
+  w.put(m.epoch);
+  w.put(m.ballot);
+  w.put(static_cast<uint8_t>((m.accepts ? 1 : 0) | (m.toCoordinator ? 2 : 0)));
+  w.put(static_cast<uint32_t>(m.places.size()));
+  for (uint32_t v : m.places) w.put(v);
+  w.putStrings(m.failed);
+  w.put(m.acceptedBallot);
+  w.putStrings(m.acceptedFailed);
+  putJoined(w, m.joined);
+  w.put(m.salt);
+  return w.bytes();
+}
+
+// Ranges come in pairs, ascending and apart (what the agreement sends): anything else is
+// refused here, so a forged frame cannot make a receiver walk a range twice or backwards.
+bool decodeVotes(ByteReader& r, AgreementVotes* m) {
+  uint8_t flags = 0;
+  uint32_t n = 0;
+  if (!r.get(&m->epoch) || !r.get(&m->ballot) || !r.get(&flags) || flags > 3 || !r.get(&n) ||
+      n % 2 != 0 || n > r.remaining() / sizeof(uint32_t)) {
+    return false;
+  }
+  m->accepts = (flags & 1) != 0;
+  m->toCoordinator = (flags & 2) != 0;
+  m->places.resize(n);
+  uint64_t end = 0;
+  for (size_t i = 0; i < n; i += 2) {
+    if (!r.get(&m->places[i]) || !r.get(&m->places[i + 1]) || m->places[i + 1] == 0 ||
+        (i > 0 && m->places[i] <= end)) {
+      return false;
+    }
+    end = uint64_t{m->places[i]} + m->places[i + 1];
+  }
+  return r.getStrings(&m->failed) && r.get(&m->acceptedBallot) &&
+         r.getStrings(&m->acceptedFailed) && getJoined(r, &m->joined) && r.get(&m->salt) &&
+         r.atEnd();
 }
 
 AgreementCommit takeCommit(DecodedFields& f) {
@@ -183,6 +230,7 @@ AgreementCommit takeCommit(DecodedFields& f) {
 }  // namespace
 
 std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& message) {
+  if (const auto* votes = std::get_if<AgreementVotes>(&message)) return encodeVotes(*votes);
   WireFields f;
   f.type = wireTypeOf(message);
   std::vector<JoiningSpare> candidate;  // a join request's, as the list it travels in
@@ -221,6 +269,14 @@ std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& message) {
 }
 
 bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* out) {
+  if (!frame.empty() && frame[0] == AgreementVotes::kWireType) {
+    ByteReader r(frame);
+    uint8_t type = 0;
+    AgreementVotes votes;
+    if (!r.get(&type) || !decodeVotes(r, &votes)) return false;
+    *out = std::move(votes);
+    return true;
+  }
   DecodedFields f;
   if (!decodeFields(frame, &f)) return false;
   switch (f.type) {

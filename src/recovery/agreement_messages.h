@@ -131,17 +131,38 @@ struct AgreementAccept {
   int64_t ballot = -1;
 };
 
+// Member -> its relay -> ... -> the coordinator of `ballot` (agreement.h, relays): the
+// reports, or the accepts of that ballot's proposal, of several members at once, named
+// by their places among the epoch's voters (ranks, then spares) in ascending ranges.
+struct AgreementVotes {
+  static constexpr uint8_t kWireType = 8;
+  uint64_t epoch = 0;
+  int64_t ballot = -1;  // whose they are: its place in coordinator order
+  bool accepts = false;
+  bool toCoordinator = false;    // from the top of the tree (else: from a child, to its relay)
+  std::vector<uint32_t> places;  // first, count, first, count, ...
+  // Reports: the union of their failed sets, and the decision accepted under the highest
+  // ballot any of them accepted (acceptedBallot -1: none).
+  std::vector<Member> failed;
+  int64_t acceptedBallot = -1;
+  std::vector<Member> acceptedFailed;
+  std::vector<JoiningSpare> joined;
+  EpochSalt salt{};
+};
+
 // What travels on the wire, and what the agreement dispatches on.
-using RecoveryMessage = std::variant<AgreementReport, AgreementCommit, AgreementExpelled,
-                                     JoinRequest, JoinAccept, AgreementProposal, AgreementAccept>;
+using RecoveryMessage =
+    std::variant<AgreementReport, AgreementCommit, AgreementExpelled, JoinRequest, JoinAccept,
+                 AgreementProposal, AgreementAccept, AgreementVotes>;
 
 uint8_t wireTypeOf(const RecoveryMessage& m);
 // The epoch a message speaks for (a join answer: its commit's).
 uint64_t epochOf(const RecoveryMessage& m);
 
-// Every type is sent in the one layout all types once shared, each field in its place
-// and defaults for those the type lacks, so frames stayed byte-identical; decoding drops
-// the fields the type lacks.
+// Every type up to AgreementAccept is sent in the one layout all types once shared, each
+// field in its place and defaults for those the type lacks, so frames stayed
+// byte-identical; decoding drops the fields the type lacks. AgreementVotes has a layout
+// of its own.
 std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m);
 bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* out);
 

@@ -19,13 +19,16 @@ std::shared_ptr<const T> EpochStore::Cache<T>::get(const std::shared_ptr<const M
   return made;
 }
 
-std::shared_ptr<const std::unordered_set<Member>> EpochStore::memberSet(
+std::shared_ptr<const EpochStore::Places> EpochStore::memberPlaces(
     const std::shared_ptr<const Membership>& epoch) {
   std::lock_guard<std::mutex> lock(mutex_);
-  return sets_.get(epoch, "", [&epoch] {
-    std::unordered_set<Member> all(epoch->ranks.begin(), epoch->ranks.end());
-    all.insert(epoch->spares.begin(), epoch->spares.end());
-    return all;
+  return places_.get(epoch, "", [&epoch] {
+    Places places;
+    places.reserve(epoch->ranks.size() + epoch->spares.size());
+    for (const auto* list : {&epoch->ranks, &epoch->spares}) {
+      for (const Member& m : *list) places.emplace(m, static_cast<int>(places.size()));
+    }
+    return places;
   });
 }
 

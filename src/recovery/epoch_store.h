@@ -1,5 +1,6 @@
-// What the agreements of many processes derive alike from one epoch's membership: the
-// set of its members (for O(1) lookups) and the commit each decision makes. Derived once
+// What the agreements of many processes derive alike from one epoch's membership: each
+// member's place among its voters (ranks, then spares: O(1) lookups, and the relay
+// tree's positions) and the commit each decision makes. Derived once
 // and shared by every agreement that asks with the same epoch object, so a simulation's
 // 100,000 virtual processes hold one copy (DESIGN: one immutable membership per epoch).
 // Owned by whoever runs the agreements (a health protocol: a handful of entries; the
@@ -11,7 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 #include <utility>
 
 #include "recovery/agreement_messages.h"
@@ -20,8 +21,8 @@ namespace ftccl {
 
 class EpochStore {
  public:
-  std::shared_ptr<const std::unordered_set<Member>> memberSet(
-      const std::shared_ptr<const Membership>& epoch);
+  using Places = std::unordered_map<Member, int>;
+  std::shared_ptr<const Places> memberPlaces(const std::shared_ptr<const Membership>& epoch);
   // The commit that `decision` (a key naming it whole) makes from `epoch`.
   std::shared_ptr<const AgreementCommit> commit(const std::shared_ptr<const Membership>& epoch,
                                                 const std::string& decision,
@@ -42,7 +43,7 @@ class EpochStore {
                                  const std::string& derivation, const std::function<T()>& make);
   };
   std::mutex mutex_;
-  Cache<std::unordered_set<Member>> sets_;
+  Cache<Places> places_;
   Cache<AgreementCommit> commits_;
 };
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <random>
 #include <set>
@@ -43,6 +44,7 @@ class Node final : public sim::SimNode, public AgreementNetwork {
   void onConnectionLost(const std::string&, SimTime) override {}
   SimTime onTick(SimTime now) override { return now + 1s; }
   void send(const Member& to, const RecoveryMessage& m) override {
+    if (drop && drop(to, m)) return;
     net_.send(self_, to, encodeRecoveryMessage(m));
   }
 
@@ -52,7 +54,11 @@ class Node final : public sim::SimNode, public AgreementNetwork {
 
  public:
   Agreement agreement;
+  // A fault on what this node sends: true drops the message.
+  std::function<bool(const Member& to, const RecoveryMessage& m)> drop;
 };
+
+bool isCommit(const RecoveryMessage& m) { return std::holds_alternative<AgreementCommit>(m); }
 
 // (epoch, process) of every loss a membership remembers, oldest first.
 std::vector<std::pair<uint64_t, std::string>> lostOf(const Membership& m) {
@@ -63,11 +69,25 @@ std::vector<std::pair<uint64_t, std::string>> lostOf(const Membership& m) {
 
 class Cluster {
  public:
-  Cluster(int ranks, int spares, bool shrink = true) : net(20us) {
+  // fanIn: the relay tree's (small: several levels with a few members).
+  Cluster(int ranks, int spares, bool shrink = true, int fanIn = Agreement::kRelayFanIn)
+      : net(20us) {
     for (int r = 0; r < ranks; ++r) m.ranks.push_back("p" + std::to_string(r));
     for (int s = 0; s < spares; ++s) m.spares.push_back("s" + std::to_string(s));
     for (auto& k : m.ranks) nodes[k] = std::make_unique<Node>(net, k, m, shrink);
     for (auto& k : m.spares) nodes[k] = std::make_unique<Node>(net, k, m, shrink);
+    for (auto& [key, node] : nodes) node->agreement.setRelayFanIn(fanIn);
+  }
+  // Steps the network until `k` is in `epoch` (at most `limit`).
+  void runUntilEpoch(const std::string& k, uint64_t epoch, std::chrono::microseconds limit = 1ms) {
+    for (auto spent = 0us; spent < limit && at(k).membership().epoch < epoch; spent += 1us) {
+      net.runFor(1us);
+    }
+  }
+  void stallAll() {
+    for (auto& [key, node] : nodes) {
+      if (!dead.count(key)) node->agreement.onStalled();
+    }
   }
   Agreement& at(const std::string& k) { return nodes.at(k)->agreement; }
   // Kill `k`; health tells every live process (each one, a little later).
@@ -88,7 +108,7 @@ class Cluster {
     for (auto& [key, node] : nodes) {
       const Agreement& a = node->agreement;
       if (dead.count(key) || a.state() == Agreement::State::kExpelled) continue;
-      EXPECT_EQ(a.state(), Agreement::State::kStable) << key;
+      EXPECT_EQ(a.state(), Agreement::State::kStable) << key << ": " << a.describeWait();
       if (agreed == nullptr) agreed = &a.membership();
       EXPECT_EQ(a.membership().epoch, epoch) << key;
       EXPECT_EQ(a.membership().ranks, agreed->ranks) << key;
@@ -178,13 +198,12 @@ TEST(Agreement, CoordinatorDiesDuringAgreementUnionOfFailures) {
 // agreed on in the next round (no member is left behind in the old epoch).
 TEST(Agreement, CoordinatorDiesMidCommitTheForwardCarriesIt) {
   Cluster c(5, 2);
+  c.nodes.at("p0")->drop = [](const Member& to, const RecoveryMessage& m) {
+    return isCommit(m) && to != "p1";
+  };
   c.kill("p3");
-  // Reports reach p0 at 20 us, its proposal the members at 40 us, their accepts p0 at
-  // 60 us: then it commits.
-  c.net.runFor(50us);
-  for (const char* k : {"p2", "p4", "s0", "s1"}) c.net.block("p0", k);
-  c.net.runFor(15us);  // p0 commits: its commit gets through to p1 only
-  EXPECT_EQ(c.at("p0").membership().epoch, 1u);
+  c.runUntilEpoch("p0", 1);  // p0 commits: its commit gets through to p1 only
+  ASSERT_EQ(c.at("p0").membership().epoch, 1u);
   c.kill("p0");  // ... and it dies before anything else
   c.run();
   // p1's forward brought everyone into epoch 1; p0's death was agreed on next.
@@ -192,33 +211,41 @@ TEST(Agreement, CoordinatorDiesMidCommitTheForwardCarriesIt) {
   EXPECT_EQ(c.at("p1").membership().ranks, (V{"s1", "p1", "p2", "s0", "p4"}));
 }
 
-// The coordinator commits to one member and dies, and that member's forwards are lost:
-// the next coordinator (p4: order p0, p4, p2, p1, p3) has every report of epoch 0 and
-// decides. It must commit what p0 committed (every member accepted it and says so
-// in its report), not its own view {p0, p3}: two different epochs 1 would split the
-// members.
+// The coordinator commits to one member and dies, and that member neither forwards the
+// commit nor relays anything of the old epoch (it is in the new one): the next
+// coordinator (p4: order p0, p4, p2, p1, p3) asks the silent members directly at its
+// stall, hears from p2, s0 and s1 (a majority of 7 with itself), evicts p1 at its
+// second, and decides. It must commit what p0 committed (every member accepted it and
+// says so in its report), not its own view {p0, p1, p3}: two different epochs 1 would
+// split the members.
 TEST(Agreement, TheNextCoordinatorCommitsWhatTheLostOneMayHaveCommitted) {
   Cluster c(5, 2);
+  c.nodes.at("p0")->drop = [](const Member& to, const RecoveryMessage& m) {
+    return isCommit(m) && to != "p1";
+  };
+  c.nodes.at("p1")->drop = [](const Member&, const RecoveryMessage& m) { return isCommit(m); };
   c.kill("p3");
-  c.net.runFor(50us);  // p0's proposal is accepted everywhere; the accepts are on the way
-  for (const char* k : {"p2", "p4", "s0", "s1"}) c.net.block("p0", k);
-  c.net.runFor(15us);  // p0 commits epoch 1 to p1 only (it arrives at 80 us)
+  c.runUntilEpoch("p0", 1);
   ASSERT_EQ(c.at("p0").membership().epoch, 1u);
-  c.kill("p0");  // everyone reports to p4 (it has all reports at 85 us)
-  c.net.runFor(5us);
-  for (const char* k : {"p2", "p4", "s1"}) c.net.block("p1", k);  // p1's forwards are lost
-  c.net.runFor(200us);  // p4 agrees with p2, s0 and s1 (a majority of 7 with itself)
-  EXPECT_EQ(c.at("p4").membership().epoch, 1u);
-  EXPECT_EQ(c.at("p4").membership().ranks, c.at("p1").membership().ranks);
-  for (const char* k : {"p2", "p4", "s1"}) c.net.unblock("p1", k);
-  for (int round = 0; round < 3; ++round) {  // the round on p0's loss, held up by the blocks
-    for (auto& [key, node] : c.nodes) {
-      if (!c.dead.count(key)) node->agreement.onStalled();
-    }
+  c.kill("p0");  // everyone reports to p4, through p1, which relays nothing of epoch 0
+  c.run();
+  ASSERT_EQ(c.at("p1").membership().epoch, 1u) << "the commit p0 sent before it died";
+  EXPECT_EQ(c.at("p4").membership().epoch, 0u) << "waits for its relay until a stall";
+  // Stall 1 asks, stall 2 evicts p1 and proposes; p2 still sends its accept to p1, its
+  // relay, until stall 3 asks it directly.
+  for (int stall = 0; stall < 3; ++stall) {
+    c.stallAll();
     c.run();
   }
-  c.checkInvariants(2);  // epoch 1 as p0 committed it, then p0's loss
-  EXPECT_EQ(c.at("p1").membership().ranks, (V{"s1", "p1", "p2", "s0", "p4"}));
+  EXPECT_EQ(c.at("p4").membership().epoch, 1u) << c.at("p4").describeWait();
+  EXPECT_EQ(c.at("p4").membership().ranks, c.at("p1").membership().ranks);
+  c.nodes.at("p1")->drop = nullptr;
+  for (int round = 0; round < 3; ++round) {  // the rounds on p0's loss (and p1's eviction)
+    c.stallAll();
+    c.run();
+  }
+  c.checkInvariants(c.at("p4").membership().epoch);  // p1, evicted as silent, is expelled
+  EXPECT_EQ(c.at("p1").state(), Agreement::State::kExpelled);
 }
 
 TEST(Agreement, SecondFailureDuringRebuild) {
@@ -493,9 +520,12 @@ TEST(Agreement, StoppedRankResumedIntoAnOldEpochIsExpelled) {
   for (const char* k : {"p0", "p2", "p3", "s0"}) c.at(k).onFailure("p1");
   c.run();
   c.net.resume("p1");
-  // Woken up, p1's health finds its neighbours gone silent and reports to the lowest
-  // rank it still believes alive, which is already in epoch 1.
+  // Woken up, p1's health finds its neighbours gone silent; its report goes to the
+  // coordinator it believes in, already in epoch 1, once its stall ends its wait for the
+  // members it would relay for.
   c.at("p1").onFailure("p0");
+  c.run();
+  c.at("p1").onStalled();
   c.run();
   EXPECT_EQ(c.at("p1").state(), Agreement::State::kExpelled);
   c.dead.insert("p1");
@@ -554,13 +584,16 @@ namespace {
 // random moments, also while an agreement is under way). A majority of the first epoch
 // always survives; then every live process must end in one agreed membership, or, when
 // ranks outnumber the spares and shrinking is off, every live process must have failed.
+// Relay trees of fan-in 2 and 3 (several levels over a few members) as well as the
+// default (one level here).
 TEST(AgreementProperty, RandomCrashSchedulesKeepTheInvariants) {
-  for (uint32_t seed = 1; seed <= 400; ++seed) {
+  for (uint32_t seed = 1; seed <= 1200; ++seed) {
     std::mt19937 rng(seed);
     int ranks = 2 + static_cast<int>(rng() % 10);
     int spares = static_cast<int>(rng() % 4);
     bool shrink = rng() % 4 != 0;
-    Cluster c(ranks, spares, shrink);
+    const int fanIn = seed % 3 == 0 ? Agreement::kRelayFanIn : 2 + static_cast<int>(seed % 3);
+    Cluster c(ranks, spares, shrink, fanIn);
     int maxKills = (ranks + spares - 1) / 2;
     int kills = maxKills == 0 ? 0 : 1 + static_cast<int>(rng() % std::min(maxKills, 3));
     std::vector<std::string> everyone = c.m.ranks;
@@ -574,9 +607,9 @@ TEST(AgreementProperty, RandomCrashSchedulesKeepTheInvariants) {
       c.net.runFor(std::chrono::microseconds(rng() % 120));  // maybe mid-agreement
     }
     c.run();
-    SCOPED_TRACE("seed " + std::to_string(seed) + ": " + std::to_string(ranks) + " ranks, " +
-                 std::to_string(spares) + " spares, shrink " + std::to_string(shrink) + ", " +
-                 std::to_string(kills) + " kills");
+    SCOPED_TRACE("seed " + std::to_string(seed) + ", fan-in " + std::to_string(fanIn) + ": " +
+                 std::to_string(ranks) + " ranks, " + std::to_string(spares) + " spares, shrink " +
+                 std::to_string(shrink) + ", " + std::to_string(kills) + " kills");
     bool anyFailed = false;
     for (auto& [key, node] : c.nodes) {
       if (c.dead.count(key)) continue;

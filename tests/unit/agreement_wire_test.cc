@@ -116,5 +116,60 @@ TEST(AgreementWire, FieldsATypeLacksAreDroppedNotRefused) {
   EXPECT_FALSE(std::get<JoinRequest>(back).candidate.has_value());
 }
 
+// The relays' votes (a layout of their own): every field survives; ranges that are not
+// ascending, apart and non-empty pairs, or flags beyond the two, are refused, and so is
+// a count larger than the frame (nothing allocated for it).
+TEST(AgreementWire, VotesRoundTripAndMalformedRangesAreRefused) {
+  AgreementVotes votes;
+  votes.epoch = 7;
+  votes.ballot = 2;
+  votes.toCoordinator = true;
+  votes.places = {0, 3, 5, 1, 9, 100};
+  votes.failed = {"p4", "p8"};
+  votes.acceptedBallot = 1;
+  votes.acceptedFailed = {"p4"};
+  votes.joined = {kSpare};
+  votes.salt = saltFrom(0x40);
+  const std::vector<uint8_t> frame = encodeRecoveryMessage(votes);
+  RecoveryMessage back;
+  ASSERT_TRUE(decodeRecoveryMessage(frame, &back));
+  ASSERT_TRUE(std::holds_alternative<AgreementVotes>(back));
+  const AgreementVotes& got = std::get<AgreementVotes>(back);
+  EXPECT_EQ(got.epoch, 7u);
+  EXPECT_EQ(got.ballot, 2);
+  EXPECT_FALSE(got.accepts);
+  EXPECT_TRUE(got.toCoordinator);
+  EXPECT_EQ(got.places, votes.places);
+  EXPECT_EQ(got.failed, votes.failed);
+  EXPECT_EQ(got.acceptedBallot, 1);
+  EXPECT_EQ(got.acceptedFailed, votes.acceptedFailed);
+  ASSERT_EQ(got.joined.size(), 1u);
+  EXPECT_EQ(got.joined[0].key, "s9");
+  EXPECT_EQ(got.salt, votes.salt);
+  EXPECT_EQ(encodeRecoveryMessage(back), frame);
+
+  for (const std::vector<uint32_t>& bad :
+       std::vector<std::vector<uint32_t>>{{0, 3, 2, 1},  // overlaps the run before
+                                          {0, 3, 3, 1},  // touches it: one run, sent as two
+                                          {5, 1, 0, 1},  // descending
+                                          {0, 0},        // empty
+                                          {0, 3, 9}}) {  // not a pair
+    AgreementVotes forged = votes;
+    forged.places = bad;
+    EXPECT_FALSE(decodeRecoveryMessage(encodeRecoveryMessage(forged), &back));
+  }
+  std::vector<uint8_t> flags = frame;
+  flags[1 + 8 + 8] = 4;  // type, epoch, ballot, then the flags
+  EXPECT_FALSE(decodeRecoveryMessage(flags, &back));
+  std::vector<uint8_t> huge = frame;
+  huge[1 + 8 + 8 + 1 + 3] = 0x40;  // a count of about 2^30 places in a frame of 200 bytes
+  EXPECT_FALSE(decodeRecoveryMessage(huge, &back));
+  for (size_t cut = 0; cut < frame.size(); ++cut) {
+    EXPECT_FALSE(
+        decodeRecoveryMessage(std::vector<uint8_t>(frame.begin(), frame.begin() + cut), &back))
+        << "cut at " << cut;
+  }
+}
+
 }  // namespace
 }  // namespace ftccl

@@ -1,0 +1,307 @@
+// Agreement, relays (agreement.h): the tree over the voters' places that reports and
+// accepts climb, what a relay gathers and passes on, what the coordinator counts, and
+// the spreading of proposals and commits.
+#include <algorithm>
+#include <iterator>
+
+#include "recovery/agreement.h"
+
+namespace ftccl {
+
+// ---------------------------------------------------------------------------------
+// PlaceSet
+
+size_t Agreement::PlaceSet::insert(uint32_t first, uint32_t n) {
+  if (n == 0) return 0;
+  uint64_t lo = first, hi = uint64_t{first} + n;
+  // The runs that overlap [lo, hi) or touch it merge with it into one.
+  auto it = runs_.upper_bound(first);
+  if (it != runs_.begin() && std::prev(it)->second >= lo) --it;
+  uint64_t covered = 0;
+  while (it != runs_.end() && it->first <= hi) {
+    const uint64_t a = std::max<uint64_t>(it->first, first);
+    const uint64_t b = std::min<uint64_t>(it->second, uint64_t{first} + n);
+    if (b > a) covered += b - a;
+    lo = std::min<uint64_t>(lo, it->first);
+    hi = std::max<uint64_t>(hi, it->second);
+    it = runs_.erase(it);
+  }
+  runs_.emplace(static_cast<uint32_t>(lo), static_cast<uint32_t>(hi));
+  const size_t added = static_cast<size_t>(n - covered);
+  count_ += added;
+  return added;
+}
+
+bool Agreement::PlaceSet::count(int place) const {
+  if (place < 0) return false;
+  auto it = runs_.upper_bound(static_cast<uint32_t>(place));
+  return it != runs_.begin() && static_cast<uint32_t>(place) < std::prev(it)->second;
+}
+
+std::vector<uint32_t> Agreement::PlaceSet::ranges() const {
+  std::vector<uint32_t> out;
+  out.reserve(runs_.size() * 2);
+  for (const auto& [first, end] : runs_) {
+    out.push_back(first);
+    out.push_back(end - first);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------
+// The tree
+
+int Agreement::placeOf(const Member& m) const {
+  auto it = places_->find(m);
+  return it == places_->end() ? -1 : it->second;
+}
+
+const Member& Agreement::voterAt(int place) const {
+  const size_t p = static_cast<size_t>(place), nRanks = current_->ranks.size();
+  return p < nRanks ? current_->ranks[p] : current_->spares[p - nRanks];
+}
+
+// Block `block` of `level` holds places [block * F^level, (block + 1) * F^level).
+int Agreement::leaderOf(int level, size_t block) const {
+  size_t span = 1;
+  for (int l = 0; l < level; ++l) span *= static_cast<size_t>(fanIn_);
+  const size_t n = voterCount(), first = block * span, end = std::min(n, first + span);
+  for (size_t p = first; p < end; ++p) {
+    if (!failedAt(static_cast<int>(p))) return static_cast<int>(p);
+  }
+  return -1;
+}
+
+// The relay of the smallest block this place does not lead. A member never counts
+// itself failed, so it leads every block whose first live place it is.
+int Agreement::parentOf(int place) const {
+  const size_t n = voterCount(), p = static_cast<size_t>(place);
+  size_t span = 1;
+  for (int level = 1;; ++level) {
+    span *= static_cast<size_t>(fanIn_);
+    const int lead = leaderOf(level, p / span);
+    if (lead != place) return lead;
+    if (span >= n) return -1;
+  }
+}
+
+// The relays of the other sub-blocks of every block this place leads.
+std::vector<int> Agreement::childrenOf(int place) const {
+  std::vector<int> children;
+  const size_t n = voterCount(), p = static_cast<size_t>(place), fan = static_cast<size_t>(fanIn_);
+  size_t span = 1;
+  for (int level = 1; span < n; ++level) {
+    const size_t sub = span;
+    span *= fan;
+    const size_t block = p / span;
+    if (leaderOf(level, block) != place) break;
+    for (size_t s = block * fan; s < (block + 1) * fan && s * sub < n; ++s) {
+      if (s == p / sub) continue;
+      const int lead = leaderOf(level - 1, s);
+      if (lead >= 0) children.push_back(lead);
+    }
+  }
+  return children;
+}
+
+// Ballots number the candidates: the ranks in CandidateWalk order, then the spares.
+Member Agreement::coordinatorAt(int64_t ballot) const {
+  if (ballot < 0) return self_;
+  const std::vector<Member>& ranks = current_->ranks;
+  int64_t place = 0;
+  for (CandidateWalk walk(ranks.size()); !walk.done(); walk.next(), ++place) {
+    if (place == ballot) return ranks[walk.rank()];
+  }
+  const uint64_t spare = static_cast<uint64_t>(ballot - place);
+  return spare < current_->spares.size() ? current_->spares[spare] : self_;
+}
+
+// ---------------------------------------------------------------------------------
+// Votes up the tree
+
+void Agreement::vote(bool accepts, int64_t ballot) {
+  const int me = placeOf(self_);
+  if (me < 0) return;
+  // Sent again even if nothing changed: a vote is cast when the coordinator may lack it
+  // (news, its ask, its proposal again).
+  Gathered& g = gathered_[{accepts, ballot}];
+  g.places.insert(me);
+  g.changed = true;
+  if (!accepts) {
+    g.failed.insert(failed_.begin(), failed_.end());
+    if (acceptedBallot_ > g.acceptedBallot) {
+      g.acceptedBallot = acceptedBallot_;
+      g.accepted = accepted_;
+    }
+  }
+  passOn(false);
+}
+
+void Agreement::gather(Gathered& g, const AgreementVotes& m) {
+  for (size_t i = 0; i + 1 < m.places.size(); i += 2) {
+    if (g.places.insert(m.places[i], m.places[i + 1]) > 0) g.changed = true;
+  }
+  for (const Member& f : m.failed) {
+    if (isMember(f)) g.changed = g.failed.insert(f).second || g.changed;
+  }
+  if (m.acceptedBallot > g.acceptedBallot) {
+    g.acceptedBallot = m.acceptedBallot;
+    g.accepted = Decision{{m.acceptedFailed.begin(), m.acceptedFailed.end()}, m.joined, m.salt};
+    g.changed = true;
+  }
+}
+
+AgreementVotes Agreement::votesOf(const Gathered& g, bool accepts, int64_t ballot) const {
+  AgreementVotes m;
+  m.epoch = current_->epoch;
+  m.ballot = ballot;
+  m.accepts = accepts;
+  m.places = g.places.ranges();
+  if (!accepts) {
+    m.failed.assign(g.failed.begin(), g.failed.end());
+    m.acceptedBallot = g.acceptedBallot;
+    m.acceptedFailed.assign(g.accepted.failed.begin(), g.accepted.failed.end());
+    m.joined = g.accepted.joined;
+    m.salt = g.accepted.salt;
+  }
+  return m;
+}
+
+// A relay waits for its own vote and every child it believes alive: then the coordinator
+// gets one message per subtree, not one per member. Forced (a stall), it passes on what
+// it has: a child that died unseen must not hold its subtree back for good.
+void Agreement::passOn(bool force) {
+  const int me = placeOf(self_);
+  if (me < 0 || gathered_.empty()) return;
+  const int parent = parentOf(me);
+  std::vector<int> children;
+  bool childrenKnown = false;
+  for (auto& [key, g] : gathered_) {
+    const auto [accepts, ballot] = key;
+    // Its own vote first (an accept needs the proposal), unless forced: a relay that
+    // turned a proposal down still passes on its children's accepts at a stall.
+    if (!force && !g.places.count(me)) continue;
+    const Member to = parent >= 0 ? voterAt(parent) : coordinatorAt(ballot);
+    if (!force && !g.changed && to == g.sentTo) continue;
+    if (!force) {
+      if (!childrenKnown) {
+        children = childrenOf(me);
+        childrenKnown = true;
+      }
+      const bool complete = std::all_of(children.begin(), children.end(),
+                                        [&g](int child) { return g.places.count(child); });
+      if (!complete) continue;
+    }
+    AgreementVotes votes = votesOf(g, accepts, ballot);
+    g.changed = false;
+    g.sentTo = to;
+    if (parent >= 0) {
+      net_->send(to, votes);
+      continue;
+    }
+    votes.toCoordinator = true;
+    if (to != self_) {
+      net_->send(to, votes);
+    } else if (accepts) {
+      countAccepts(votes);  // may adopt: gathered_ is then cleared, so stop here
+      return;
+    } else {
+      countReports(votes);
+      if (gathered_.empty()) return;
+    }
+  }
+}
+
+void Agreement::handle(const Member& from, const AgreementVotes& m) {
+  if (m.epoch < current_->epoch) {
+    answerStale(from, m.epoch);
+    return;
+  }
+  if (m.epoch > current_->epoch || !isMember(from) || failed_.count(from)) return;
+  for (size_t i = 0; i + 1 < m.places.size(); i += 2) {
+    if (uint64_t{m.places[i]} + m.places[i + 1] > voterCount()) return;  // not this epoch's
+  }
+  if (m.toCoordinator) {
+    if (coordinatorAt(m.ballot) != self_) return;
+    m.accepts ? countAccepts(m) : countReports(m);
+    return;
+  }
+  // News in the failed sets: as from a member's report (agreement.cc), this member joins
+  // the round and votes itself; a relay's subtree may have changed too.
+  bool grew = false;
+  for (const Member& f : m.failed) {
+    if (f != self_ && isMember(f)) grew = failed_.insert(f).second || grew;
+  }
+  gather(gathered_[{m.accepts, m.ballot}], m);
+  if (grew || (state_ == State::kStable && !m.accepts)) {
+    state_ = State::kRecovering;
+    report();  // votes, and passes on
+  } else {
+    passOn(false);
+  }
+}
+
+// The coordinator of m.ballot: the gathered reports count as those members' own.
+void Agreement::countReports(const AgreementVotes& m) {
+  int64_t ballot = -1;
+  for (const Member& f : m.failed) {
+    if (f != self_ && isMember(f)) failed_.insert(f);
+  }
+  if (coordinator(&ballot) != self_ || ballot != m.ballot) return;
+  for (size_t i = 0; i + 1 < m.places.size(); i += 2) reports_.insert(m.places[i], m.places[i + 1]);
+  if (m.acceptedBallot > reportedBallot_) {  // the highest accepted ballot heard of
+    reportedBallot_ = m.acceptedBallot;
+    reported_ = Decision{{m.acceptedFailed.begin(), m.acceptedFailed.end()}, m.joined, m.salt};
+  }
+  if (state_ == State::kStable) {
+    state_ = State::kRecovering;
+    report();
+  }
+  tryDecide();
+}
+
+void Agreement::countAccepts(const AgreementVotes& m) {
+  if (proposalBallot_ < 0 || m.ballot != proposalBallot_) return;
+  for (size_t i = 0; i + 1 < m.places.size(); i += 2) accepts_.insert(m.places[i], m.places[i + 1]);
+  if (accepts_.size() * 2 <= voterCount()) return;
+  const Decision chosen = proposal_;
+  adopt(decide(chosen), /*forward=*/true);
+}
+
+// ---------------------------------------------------------------------------------
+// Spreading
+
+void Agreement::spread(const std::set<Member>& failed, const std::vector<JoiningSpare>& joined,
+                       const RecoveryMessage& m) {
+  std::vector<size_t> gone;  // the failed voters' places, ascending
+  for (const Member& f : failed) {
+    const int p = placeOf(f);
+    if (p >= 0) gone.push_back(static_cast<size_t>(p));
+  }
+  std::sort(gone.begin(), gone.end());
+  const size_t live = voterCount() - gone.size(), n = live + joined.size();
+  // This member's index in the list; one not listed starts from the beginning.
+  size_t me = n;
+  const int mine = placeOf(self_);
+  if (mine >= 0 && !std::binary_search(gone.begin(), gone.end(), static_cast<size_t>(mine))) {
+    me = static_cast<size_t>(mine) -
+         static_cast<size_t>(std::lower_bound(gone.begin(), gone.end(), static_cast<size_t>(mine)) -
+                             gone.begin());
+  } else {
+    for (size_t j = 0; j < joined.size(); ++j) {
+      if (joined[j].key == self_) me = live + j;
+    }
+  }
+  auto receiver = [&](size_t index) -> const Member& {
+    if (index >= live) return joined[index - live].key;
+    size_t p = index;  // the index-th place not in `gone`
+    for (size_t g : gone) {
+      if (g > p) break;
+      ++p;
+    }
+    return voterAt(static_cast<int>(p));
+  };
+  for (size_t step = 1; step < n; step *= 2) net_->send(receiver((me + step) % n), m);
+}
+
+}  // namespace ftccl
