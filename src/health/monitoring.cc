@@ -19,6 +19,7 @@ std::vector<int> monitoredRanks(int nranks, const std::vector<int>& leaders, int
   std::set<int> watch;
   if (nranks > 1) watch.insert((rank + 1) % nranks);
   if (nranks > 2) watch.insert((rank + nranks - 1) % nranks);
+  if (nranks >= 4) watch.insert((rank + nranks / 2) % nranks);  // across the ring
   auto me = std::lower_bound(leaders.begin(), leaders.end(), rank);
   int nl = static_cast<int>(leaders.size());
   if (me != leaders.end() && *me == rank && nl > 1) {

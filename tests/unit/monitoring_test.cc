@@ -1,6 +1,7 @@
 // The health wiring of an epoch (health/epoch_wiring.h), which the library and the
-// simulator share: whom each member probes (ring neighbours; node leaders also probe
-// neighbouring leaders; spares and ranks watch each other), and former members.
+// simulator share: whom each member probes (ring neighbours and the rank across the
+// ring; node leaders also probe neighbouring leaders; spares and ranks watch each
+// other), and former members.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -49,10 +50,40 @@ TEST(Monitoring, RingNeighboursForEveryRankCount) {
         EXPECT_NE(p, r);
         watchedBy[p].insert(r);
       }
-      EXPECT_LE(m.size(), 2u);
+      EXPECT_LE(m.size(), 3u);
+      // From 4 ranks, the rank across the ring too.
+      if (n >= 4) {
+        EXPECT_NE(std::find(m.begin(), m.end(), (r + n / 2) % n), m.end()) << n;
+      }
     }
     // Every rank is watched by someone (when there is someone), so any death is seen.
     for (int r = 0; r < n && n > 1; ++r) EXPECT_FALSE(watchedBy[r].empty()) << n << " " << r;
+  }
+}
+
+// Hosts and racks are runs of consecutive ranks: every rank of a run of fewer than half
+// of them is watched by a rank outside the run, so a host or rack that fails together is
+// seen through outside watchers (issue 27), not only at its two ends.
+TEST(Monitoring, EveryRunOfFewerThanHalfIsWatchedFromOutside) {
+  for (int n : {4, 5, 9, 16, 33, 64}) {
+    EpochTable one = table(std::vector<int>(n, 0));
+    std::vector<std::vector<int>> watches(n);
+    for (int r = 0; r < n; ++r) watches[r] = monitoredBy(one, r);
+    for (int length = 1; 2 * length < n; ++length) {
+      for (int first = 0; first < n; ++first) {
+        auto inRun = [&](int r) { return (r - first + n) % n < length; };
+        for (int victim = 0; victim < n; ++victim) {
+          if (!inRun(victim)) continue;
+          bool seen = false;
+          for (int w = 0; w < n && !seen; ++w) {
+            seen = !inRun(w) &&
+                   std::find(watches[w].begin(), watches[w].end(), victim) != watches[w].end();
+          }
+          EXPECT_TRUE(seen) << n << " ranks, run of " << length << " from " << first << ": rank "
+                            << victim << " is watched only inside it";
+        }
+      }
+    }
   }
 }
 
@@ -68,8 +99,8 @@ TEST(Monitoring, NodeLeadersWatchNeighbouringLeaders) {
   EXPECT_TRUE(has(3, 0));
   EXPECT_TRUE(has(3, 5));
   EXPECT_TRUE(has(5, 3));
-  EXPECT_FALSE(has(1, 3)) << "non-leaders watch only their ring neighbours";
-  EXPECT_EQ(monitoredBy(t, 1), (std::vector<int>{0, 2}));
+  EXPECT_FALSE(has(1, 3)) << "non-leaders watch only their ring neighbours and across";
+  EXPECT_EQ(monitoredBy(t, 1), (std::vector<int>{0, 2, 5}));
 }
 
 // Spare j (member nRanks + j) is watched by rank j % nRanks and watches it back, so a
