@@ -1,6 +1,7 @@
 #include "sim_cluster.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <string>
@@ -36,7 +37,9 @@ SimCluster::SimCluster(const ClusterConfig& config)
 SimCluster::~SimCluster() { setEpochSaltSource({}); }
 
 std::string SimCluster::keyOf(int process) { return "p" + std::to_string(process); }
-int SimCluster::indexOf(const std::string& key) { return std::stoi(key.substr(1)); }
+int SimCluster::indexOf(const std::string& key) {  // per frame sent: no allocation
+  return static_cast<int>(std::strtol(key.c_str() + 1, nullptr, 10));
+}
 
 sim::LinkSpec SimCluster::link(const std::string& from, const std::string& to) const {
   const int a = indexOf(from), b = indexOf(to);

@@ -12,25 +12,44 @@ SimNetwork::SimNetwork(std::chrono::microseconds latency)
 SimNetwork::SimNetwork(LinkModel model, uint64_t seed)
     : model_(std::move(model)), random_(seed), now_(SimTime() + std::chrono::seconds(1)) {}
 
-void SimNetwork::add(const std::string& key, SimNode* node) {
-  nodes_[key] = node;
-  schedule(now_, Kind::kTick, key, key);
+// Keys are looked up once per call of the API; events and state use the index, so that a
+// simulation of 100,000 processes hashes no string per event.
+SimNetwork::Id SimNetwork::idOf(const std::string& key) {
+  auto [it, added] = ids_.emplace(key, static_cast<Id>(nodes_.size()));
+  if (added) {
+    nodes_.emplace_back();
+    nodes_.back().key = key;
+  }
+  return it->second;
 }
 
-void SimNetwork::schedule(SimTime at, Kind kind, const std::string& to, const std::string& from,
-                          std::vector<uint8_t> frame, bool datagram) {
-  events_.push(Event{at, nextOrder_++, kind, to, from, std::move(frame), datagram});
+void SimNetwork::add(const std::string& key, SimNode* node) {
+  const Id id = idOf(key);
+  nodes_[id].node = node;
+  schedule(now_, Kind::kTick, id, id);
+}
+
+bool SimNetwork::alive(const std::string& key) const {
+  auto it = ids_.find(key);
+  return it == ids_.end() || !nodes_[it->second].dead;
+}
+
+void SimNetwork::resetTraffic() {
+  for (Node& n : nodes_) n.traffic = Traffic{};
+}
+
+void SimNetwork::schedule(SimTime at, Kind kind, Id to, Id from, std::vector<uint8_t> frame,
+                          bool datagram) {
+  events_.push(Event{at, nextOrder_++, kind, datagram, to, from, std::move(frame)});
 }
 
 // The sender's link holds a frame for bytes / rate after the frames before it; then it
 // travels for the latency plus a uniform jitter. Reliable frames never overtake an
 // earlier one of the same pair.
-SimTime SimNetwork::arrival(const std::string& from, const std::string& to, size_t bytes,
-                            Delivery delivery) {
-  const LinkSpec link = model_(from, to);
+SimTime SimNetwork::arrival(Id from, Id to, const LinkSpec& link, size_t bytes, Delivery delivery) {
   SimTime departs = now_;
   if (link.gbps > 0) {
-    SimTime& free = linkFreeAt_[from];
+    SimTime& free = nodes_[from].linkFreeAt;
     departs = std::max(departs, free);
     departs += std::chrono::nanoseconds(static_cast<int64_t>(bytes * 8 / link.gbps));
     free = departs;
@@ -41,7 +60,7 @@ SimTime SimNetwork::arrival(const std::string& from, const std::string& to, size
   }
   SimTime at = departs + link.latency + jitter;
   if (delivery == Delivery::kReliable) {
-    SimTime& last = lastReliable_[{from, to}];
+    SimTime& last = lastReliable_[uint64_t{from} << 32 | to];
     at = std::max(at, last);
     last = at;
   }
@@ -50,90 +69,107 @@ SimTime SimNetwork::arrival(const std::string& from, const std::string& to, size
 
 // Frames already in flight when a process is cut or partitioned off are lost too; a
 // block() only stops frames sent after it.
-bool SimNetwork::severed(const std::string& a, const std::string& b) const {
-  return cut_.count(a) || cut_.count(b) || partitioned_.count(a) != partitioned_.count(b);
+bool SimNetwork::severed(Id a, Id b) const {
+  if (anyCut_ && (nodes_[a].cut || nodes_[b].cut)) return true;
+  return anyPartition_ && nodes_[a].partitioned != nodes_[b].partitioned;
 }
 
-void SimNetwork::send(const std::string& from, const std::string& to, std::vector<uint8_t> frame,
-                      Delivery delivery) {
-  if (dead_.count(from)) return;
-  Traffic& sent = traffic_[from];
+void SimNetwork::send(const std::string& fromKey, const std::string& toKey,
+                      std::vector<uint8_t> frame, Delivery delivery) {
+  const Id from = idOf(fromKey), to = idOf(toKey);
+  if (nodes_[from].dead) return;
+  Traffic& sent = nodes_[from].traffic;
   ++sent.sentFrames;
   sent.sentBytes += frame.size();
-  if (severed(from, to) || blocked_.count({from, to})) return;
-  if (dead_.count(to)) {
+  if (severed(from, to) || (!blocked_.empty() && blocked_.count({from, to}))) return;
+  const LinkSpec link = model_(fromKey, toKey);
+  if (nodes_[to].dead) {
     // Sending to a closed connection fails: the sender learns it is gone (a datagram
     // to a dead process is just lost).
-    if (delivery == Delivery::kReliable) {
-      schedule(now_ + model_(from, to).latency, Kind::kLost, from, to);
-    }
+    if (delivery == Delivery::kReliable) schedule(now_ + link.latency, Kind::kLost, from, to);
     return;
   }
-  if (delivery == Delivery::kDatagram) {
-    const double loss = model_(from, to).datagramLoss;
-    if (loss > 0 && std::uniform_real_distribution<double>(0, 1)(random_) < loss) return;
+  if (delivery == Delivery::kDatagram && link.datagramLoss > 0 &&
+      std::uniform_real_distribution<double>(0, 1)(random_) < link.datagramLoss) {
+    return;
   }
-  SimTime at = arrival(from, to, frame.size(), delivery);
+  SimTime at = arrival(from, to, link, frame.size(), delivery);
   schedule(at, Kind::kFrame, to, from, std::move(frame), delivery == Delivery::kDatagram);
 }
 
-void SimNetwork::connect(const std::string& from, const std::string& to) {
-  watchers_[to].insert(from);
-  if (dead_.count(to)) schedule(now_ + model_(from, to).latency, Kind::kLost, from, to);
+void SimNetwork::connect(const std::string& fromKey, const std::string& toKey) {
+  const Id from = idOf(fromKey), to = idOf(toKey);
+  nodes_[to].watchers.insert(from);
+  if (nodes_[to].dead) schedule(now_ + model_(fromKey, toKey).latency, Kind::kLost, from, to);
 }
 
 void SimNetwork::disconnect(const std::string& from, const std::string& to) {
-  watchers_[to].erase(from);
+  nodes_[idOf(to)].watchers.erase(idOf(from));
 }
 
-void SimNetwork::wake(const std::string& key) { schedule(now_, Kind::kWake, key, key); }
+void SimNetwork::wake(const std::string& key) {
+  const Id id = idOf(key);
+  schedule(now_, Kind::kWake, id, id);
+}
 
 void SimNetwork::kill(const std::string& key) {
-  dead_.insert(key);
-  held_.erase(key);
-  inboxes_.erase(key);
-  for (const std::string& watcher : watchers_[key]) {
-    schedule(now_ + model_(key, watcher).latency, Kind::kLost, watcher, key);
+  const Id id = idOf(key);
+  Node& n = nodes_[id];
+  n.dead = true;
+  n.held.clear();
+  n.inbox = Inbox{};
+  for (Id watcher : n.watchers) {
+    schedule(now_ + model_(key, nodes_[watcher].key).latency, Kind::kLost, watcher, id);
   }
 }
 
-void SimNetwork::stop(const std::string& key) { stopped_.insert(key); }
+void SimNetwork::stop(const std::string& key) { nodes_[idOf(key)].stopped = true; }
 
 void SimNetwork::resume(const std::string& key) {
-  stopped_.erase(key);
-  auto held = std::move(held_[key]);
-  held_.erase(key);
+  const Id id = idOf(key);
+  Node& n = nodes_[id];
+  n.stopped = false;
+  std::deque<Event> held = std::move(n.held);
+  n.held.clear();
   for (Event& e : held) schedule(now_, e.kind, e.to, e.from, std::move(e.frame), e.datagram);
-  schedule(now_, Kind::kTick, key, key);
-  auto inbox = inboxes_.find(key);  // frames queued before the stop: handled in turn
-  if (inbox != inboxes_.end() && !inbox->second.nextScheduled &&
-      (!inbox->second.datagrams.empty() || !inbox->second.reliable.empty())) {
-    inbox->second.nextScheduled = true;
-    schedule(std::max(now_, inbox->second.busyUntil), Kind::kNext, key, key);
+  schedule(now_, Kind::kTick, id, id);
+  Inbox& inbox = nodes_[id].inbox;  // frames queued before the stop: handled in turn
+  if (!inbox.nextScheduled && (!inbox.datagrams.empty() || !inbox.reliable.empty())) {
+    inbox.nextScheduled = true;
+    schedule(std::max(now_, inbox.busyUntil), Kind::kNext, id, id);
   }
 }
 
-void SimNetwork::cut(const std::string& key) { cut_.insert(key); }
+void SimNetwork::cut(const std::string& key) {
+  nodes_[idOf(key)].cut = true;
+  anyCut_ = true;
+}
 
 void SimNetwork::block(const std::string& a, const std::string& b) {
-  blocked_.insert({a, b});
-  blocked_.insert({b, a});
+  blocked_.insert({idOf(a), idOf(b)});
+  blocked_.insert({idOf(b), idOf(a)});
 }
 
 void SimNetwork::unblock(const std::string& a, const std::string& b) {
-  blocked_.erase({a, b});
-  blocked_.erase({b, a});
+  blocked_.erase({idOf(a), idOf(b)});
+  blocked_.erase({idOf(b), idOf(a)});
 }
 
 void SimNetwork::partition(const std::vector<std::string>& side) {
-  partitioned_.insert(side.begin(), side.end());
+  for (const std::string& key : side) nodes_[idOf(key)].partitioned = true;
+  anyPartition_ = anyPartition_ || !side.empty();
 }
 
-void SimNetwork::heal() { partitioned_.clear(); }
+void SimNetwork::heal() {
+  for (Node& n : nodes_) n.partitioned = false;
+  anyPartition_ = false;
+}
 
 void SimNetwork::runUntil(SimTime until) {
   while (!events_.empty() && events_.top().at <= until) {
-    Event e = events_.top();
+    // Moved out before the pop: the heap orders by `at` and `order` alone, which the
+    // move leaves as they are.
+    Event e = std::move(const_cast<Event&>(events_.top()));
     events_.pop();
     now_ = e.at;
     ++eventsRun_;
@@ -143,12 +179,11 @@ void SimNetwork::runUntil(SimTime until) {
 }
 
 void SimNetwork::dispatch(Event& e) {
-  if (dead_.count(e.to)) return;
-  auto node = nodes_.find(e.to);
-  if (node == nodes_.end()) return;
-  if (stopped_.count(e.to)) {
-    if (e.kind == Kind::kNext) inboxes_[e.to].nextScheduled = false;  // resume() reschedules
-    if (e.kind == Kind::kFrame || e.kind == Kind::kLost) held_[e.to].push_back(std::move(e));
+  Node& to = nodes_[e.to];
+  if (to.dead || to.node == nullptr) return;
+  if (to.stopped) {
+    if (e.kind == Kind::kNext) to.inbox.nextScheduled = false;  // resume() reschedules
+    if (e.kind == Kind::kFrame || e.kind == Kind::kLost) to.held.push_back(std::move(e));
     return;  // a stopped process's timer is rescheduled by resume()
   }
   switch (e.kind) {
@@ -158,14 +193,16 @@ void SimNetwork::dispatch(Event& e) {
     case Kind::kNext:
       handleNextQueued(e.to);
       break;
-    case Kind::kLost:
-      node->second->onConnectionLost(e.from, now_);
+    case Kind::kLost: {
+      const std::string from = nodes_[e.from].key;  // a send may add a node: nodes_ moves
+      to.node->onConnectionLost(from, now_);
       break;
+    }
     case Kind::kWake:
-      node->second->onTick(now_);
+      to.node->onTick(now_);
       break;
     case Kind::kTick: {
-      SimTime next = node->second->onTick(now_);
+      SimTime next = to.node->onTick(now_);
       if (next <= now_) next = now_ + std::chrono::microseconds(1);
       schedule(next, Kind::kTick, e.to, e.to);
       break;
@@ -175,13 +212,13 @@ void SimNetwork::dispatch(Event& e) {
 
 void SimNetwork::receive(Event& e) {
   if (severed(e.from, e.to)) return;  // cut while in flight
-  if (handlingCost_.count() == 0) return deliver(e, nodes_[e.to]);
-  Inbox& inbox = inboxes_[e.to];
+  if (handlingCost_.count() == 0) return deliver(e);
+  Inbox& inbox = nodes_[e.to].inbox;
   if (inbox.busyUntil <= now_ && !inbox.nextScheduled) {
     inbox.busyUntil = now_ + handlingCost_;
-    return deliver(e, nodes_[e.to]);
+    return deliver(e);
   }
-  const std::string to = e.to;
+  const Id to = e.to;
   (e.datagram ? inbox.datagrams : inbox.reliable).push_back(std::move(e));
   if (!inbox.nextScheduled) {
     inbox.nextScheduled = true;
@@ -191,8 +228,8 @@ void SimNetwork::receive(Event& e) {
 
 // The slot is free: a queued datagram first (the probe socket is read first), else the
 // oldest reliable frame; the next slot is taken if more wait.
-void SimNetwork::handleNextQueued(const std::string& to) {
-  Inbox& inbox = inboxes_[to];
+void SimNetwork::handleNextQueued(Id to) {
+  Inbox& inbox = nodes_[to].inbox;
   inbox.nextScheduled = false;
   while (!inbox.datagrams.empty() || !inbox.reliable.empty()) {
     std::deque<Event>& queue = inbox.datagrams.empty() ? inbox.reliable : inbox.datagrams;
@@ -204,17 +241,18 @@ void SimNetwork::handleNextQueued(const std::string& to) {
       inbox.nextScheduled = true;
       schedule(inbox.busyUntil, Kind::kNext, to, to);
     }
-    deliver(e, nodes_[to]);  // may send, kill or stop: the inbox is settled before
+    deliver(e);  // may send, kill or stop: the inbox is settled before
     return;
   }
 }
 
-void SimNetwork::deliver(const Event& e, SimNode* node) {
+void SimNetwork::deliver(const Event& e) {
   ++delivered_;
-  Traffic& received = traffic_[e.to];
-  ++received.receivedFrames;
-  received.receivedBytes += e.frame.size();
-  node->onFrame(e.from, e.frame, now_);
+  Node& to = nodes_[e.to];
+  ++to.traffic.receivedFrames;
+  to.traffic.receivedBytes += e.frame.size();
+  const std::string from = nodes_[e.from].key;  // a send may add a node: nodes_ moves
+  to.node->onFrame(from, e.frame, now_);
 }
 
 }  // namespace sim

@@ -28,7 +28,6 @@
 #include <set>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 namespace ftccl {
@@ -90,26 +89,27 @@ class SimNetwork {
   void unblock(const std::string& a, const std::string& b);
   void partition(const std::vector<std::string>& side);
   void heal();  // ends the partition
-  bool alive(const std::string& key) const { return !dead_.count(key); }
+  bool alive(const std::string& key) const;
 
   // Runs every event up to and including time `until`.
   void runUntil(SimTime until);
   void runFor(std::chrono::microseconds span) { runUntil(now_ + span); }
   uint64_t framesDelivered() const { return delivered_; }
   uint64_t eventsRun() const { return eventsRun_; }
-  const Traffic& traffic(const std::string& key) { return traffic_[key]; }
-  void resetTraffic() { traffic_.clear(); }
+  const Traffic& traffic(const std::string& key) { return nodes_[idOf(key)].traffic; }
+  void resetTraffic();
 
  private:
+  using Id = uint32_t;  // a node's index in nodes_: events and state are kept by it
   // kNext: the receiver's handling slot is free again; it takes the next queued frame.
-  enum class Kind { kFrame, kLost, kTick, kWake, kNext };
+  enum class Kind : uint8_t { kFrame, kLost, kTick, kWake, kNext };
   struct Event {
     SimTime at;
     uint64_t order;  // ties broken by creation order: deterministic
     Kind kind;
-    std::string to, from;
-    std::vector<uint8_t> frame;
     bool datagram = false;
+    Id to, from;
+    std::vector<uint8_t> frame;
     bool operator>(const Event& other) const {
       return at != other.at ? at > other.at : order > other.order;
     }
@@ -120,15 +120,26 @@ class SimNetwork {
     std::deque<Event> datagrams, reliable;
     bool nextScheduled = false;
   };
-  void schedule(SimTime at, Kind kind, const std::string& to, const std::string& from,
-                std::vector<uint8_t> frame = {}, bool datagram = false);
+  struct Node {
+    std::string key;
+    SimNode* node = nullptr;
+    bool dead = false, stopped = false, cut = false, partitioned = false;
+    SimTime linkFreeAt{};    // when its link is idle
+    std::set<Id> watchers;   // who is connected to it
+    std::deque<Event> held;  // frames waiting while it is stopped
+    Inbox inbox;
+    Traffic traffic;
+  };
+  Id idOf(const std::string& key);  // adds an unknown key (a node not added yet)
+  void schedule(SimTime at, Kind kind, Id to, Id from, std::vector<uint8_t> frame = {},
+                bool datagram = false);
   void dispatch(Event& e);
   void receive(Event& e);  // a frame that arrived: handled now, or queued
-  void handleNextQueued(const std::string& to);
-  void deliver(const Event& e, SimNode* node);
-  bool severed(const std::string& a, const std::string& b) const;
+  void handleNextQueued(Id to);
+  void deliver(const Event& e);
+  bool severed(Id a, Id b) const;
   // When a frame of `bytes` sent now reaches `to` (draws jitter, takes the link).
-  SimTime arrival(const std::string& from, const std::string& to, size_t bytes, Delivery d);
+  SimTime arrival(Id from, Id to, const LinkSpec& link, size_t bytes, Delivery d);
 
   LinkModel model_;
   std::mt19937_64 random_;
@@ -136,24 +147,13 @@ class SimNetwork {
   uint64_t nextOrder_ = 0;
   uint64_t delivered_ = 0;
   uint64_t eventsRun_ = 0;
-  // Hash maps: with 100,000 processes, these are touched on every frame.
-  struct PairHash {
-    size_t operator()(const std::pair<std::string, std::string>& p) const {
-      return std::hash<std::string>()(p.first) * 31 + std::hash<std::string>()(p.second);
-    }
-  };
-  std::unordered_map<std::string, SimTime> linkFreeAt_;  // sender -> when its link is idle
-  std::unordered_map<std::pair<std::string, std::string>, SimTime, PairHash> lastReliable_;
-  std::unordered_map<std::string, Traffic> traffic_;
   std::chrono::nanoseconds handlingCost_{0};
-  std::unordered_map<std::string, Inbox> inboxes_;  // receiver -> its queue
-  std::unordered_set<std::string> partitioned_;
+  std::vector<Node> nodes_;
+  std::unordered_map<std::string, Id> ids_;
+  std::unordered_map<uint64_t, SimTime> lastReliable_;  // from << 32 | to
+  std::set<std::pair<Id, Id>> blocked_;
+  bool anyPartition_ = false, anyCut_ = false;
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events_;
-  std::unordered_map<std::string, SimNode*> nodes_;
-  std::map<std::string, std::set<std::string>> watchers_;  // to -> who is connected to it
-  std::unordered_set<std::string> dead_, stopped_, cut_;
-  std::set<std::pair<std::string, std::string>> blocked_;
-  std::map<std::string, std::deque<Event>> held_;  // frames waiting for a stopped node
 };
 
 }  // namespace sim
