@@ -318,8 +318,10 @@ HealthTime HealthProtocol::onTick(HealthTime now) {
     if (now - r.recoveringSince >= std::chrono::milliseconds(r.info.failureTimeoutMs)) {
       r.recoveringSince = now;
       r.agreement->onStalled();
-      checkAgreement(r);
+    } else {
+      r.agreement->onTick();
     }
+    checkAgreement(r);
   }
   return nextProbe_;
 }

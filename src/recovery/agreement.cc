@@ -157,24 +157,35 @@ void Agreement::expel(const std::string& why) {
   why_ = "expelled: " + why;
 }
 
-void Agreement::onFailure(const Member& who) {
+void Agreement::onFailure(const Member& who, bool detectedHere) {
   if (state_ == State::kExpelled || state_ == State::kFailed || who == self_) return;
-  if (!isMember(who)) return;
-  if (!failed_.insert(who).second) return;
+  if (!isMember(who) || failed_.count(who)) return;
+  // Who waits on `who` (its relay, its children, the top of the tree if it coordinates),
+  // found while it still counts as alive; told below by its detector.
+  std::vector<Member> waiting;
+  if (detectedHere) waiting = waitingOn(who);
+  failed_.insert(who);
   // A spare lost while all ranks are well only leaves the pool: no round, no new epoch
   // (the next decision skips it). During a round it is news like any other.
   if (state_ == State::kStable && contains(current_->spares, who)) return;
   const bool wasStable = state_ == State::kStable;
   state_ = State::kRecovering;
-  // The watcher that detected `who` sends its FAILED notice to every member, so a
-  // coordinator we reported to learns of it without our report: at 10,000 ranks,
-  // re-reporting each of a burst of notices (a rack: one per watcher) queued 100,000s
-  // of reports at the coordinator. Should the watcher die mid-notice, the coordinator
-  // still learns at its second stall (it asks, and evicts whoever stays silent).
+  // News climbs the tree at once, and the coordinator's round tells every member
+  // (relays, agreement.h); those that wait on `who` hear from its detector directly,
+  // and so does the next coordinator if `who` coordinated.
   if (wasStable || coordinator() == self_ || coordinator() != reportedTo_) {
     report();
   } else if (!expelIfMinority()) {
     passOn(/*force=*/false);  // the tree changed: a new relay, or fewer children to wait for
+  }
+  if (waiting.empty() || state_ != State::kRecovering) return;
+  AgreementVotes news;  // a round without a ballot: failures, no sign of any coordinator
+  news.epoch = current_->epoch;
+  news.round = true;
+  news.failed.assign(failed_.begin(), failed_.end());
+  const RecoveryMessage wire = news;
+  for (const Member& m : waiting) {
+    if (m != self_ && !failed_.count(m)) net_->send(m, wire);
   }
 }
 
@@ -222,6 +233,7 @@ void Agreement::report(bool toSilent, bool directly) {
   reportedTo_ = coord;
   if (coord == self_) {
     reports_.insert(placeOf(self_));
+    startRound(ballot);
     if (toSilent) {
       // Asked once per stall: each ask may bring a report back. A process in a newer
       // epoch answers EXPELLED instead: this one slept through a rebuild.
@@ -274,11 +286,7 @@ void Agreement::handle(const Member& from, const AgreementReport& m) {
   }
   if (m.epoch > current_->epoch || failed_.count(from)) return;
   bool grew = false;
-  for (const Member& f : m.failed) {
-    if (f != self_ && isMember(f)) {
-      grew = failed_.insert(f).second || grew;
-    }
-  }
+  for (const Member& f : m.failed) grew = noteFailed(f) || grew;
   reports_.insert(placeOf(from));
   if (m.ballot > reportedBallot_) {  // the highest accepted ballot heard of (tryDecide)
     reportedBallot_ = m.ballot;
@@ -340,6 +348,7 @@ void Agreement::handle(const Member& from, const AgreementProposal& m) {
     spreadProposal_ = m.ballot;
     spread(failed, {}, m);
   }
+  for (const Member& f : failed) noteFailed(f);  // what was decided, heard of here first
   const Member proposer = coordinatorAt(m.ballot);
   if (m.ballot < promised_ || failed_.count(proposer)) return;
   promised_ = m.ballot;
@@ -539,6 +548,9 @@ AgreementCommit Agreement::compact(const AgreementCommit& commit) {
 void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forward) {
   const AgreementCommit& commit = *shared;
   net_->onAdopting(commit);
+  for (const Member& f : commit.failed) {
+    if (f != self_ && !failed_.count(f)) learned_.push_back(f);  // decided without its news
+  }
   std::set<Member> stillFailed;
   for (const Member& f : failed_) {
     if (contains(commit.next.ranks, f) || contains(commit.next.spares, f)) stillFailed.insert(f);
@@ -568,7 +580,8 @@ void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forwar
   reported_ = Decision{};
   accepts_.clear();
   gathered_.clear();
-  spreadProposal_ = -1;
+  spreadProposal_ = spreadRound_ = -1;
+  spreadRoundFailed_ = 0;
   if (commit.next.ranks.empty()) {
     state_ = State::kFailed;
     why_ = "ranks failed and no spare is left (shrinkWhenNoSpares=0)";
@@ -590,6 +603,18 @@ void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forwar
   std::vector<std::pair<Member, RecoveryMessage>> early;
   early.swap(early_);
   for (const auto& [from, m] : early) onMessage(from, m);  // those of this epoch are heard now
+}
+
+bool Agreement::noteFailed(const Member& m) {
+  if (m == self_ || !isMember(m) || !failed_.insert(m).second) return false;
+  learned_.push_back(m);
+  return true;
+}
+
+std::vector<Member> Agreement::takeLearnedFailures() {
+  std::vector<Member> learned;
+  learned.swap(learned_);
+  return learned;
 }
 
 }  // namespace ftccl

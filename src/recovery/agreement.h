@@ -115,7 +115,9 @@ class Agreement {
 
   // Health learnt that `who` failed or left (a member or a spare). A spare lost while
   // stable leaves the pool at the next decision without starting a round.
-  void onFailure(const Member& who);
+  // detectedHere: this process's own detector saw it (not a notice): it then tells the
+  // members that wait on `who` in the relay tree at once.
+  void onFailure(const Member& who, bool detectedHere = true);
   void onMessage(const Member& from, const RecoveryMessage& message);
   // No decision for a failure timeout: the first time, ask again (a message may have
   // been lost; a member whose coordinator has shown itself alive since need not);
@@ -124,12 +126,20 @@ class Agreement {
   // (so both timers firing together cannot evict the coordinator that is about to
   // decide). A coordinator waiting for accepts asks again and evicts nobody.
   void onStalled();
+  // Every probe interval while waiting(): a coordinator that heard of more failures since
+  // it spread its round spreads it again, so that relays stop waiting for the dead (a
+  // host or rack: their detectors' news reached it alone), at most once per tick.
+  void onTick();
   // A member accepted a newcomer's JOIN: the coordinator adds it to the pool (only while
   // stable; during a recovery the join is dropped and the newcomer times out).
   void requestJoin(const JoiningSpare& spare);
   // The relay tree's fan-in (tests: small, so that a few members make several levels).
   // Every member must use the same.
   void setRelayFanIn(int fanIn) { fanIn_ = fanIn < 2 ? 2 : fanIn; }
+  // The failures this member learnt from the agreement's messages since the last call
+  // (a round started, a proposal, a commit), not from onFailure: health tells its
+  // communicators of them as of a FAILED notice.
+  std::vector<Member> takeLearnedFailures();
 
   State state() const { return state_; }
   // Recovering, or a pool-only proposal awaiting its majority: onStalled() is due every
@@ -178,6 +188,7 @@ class Agreement {
   struct Gathered {
     PlaceSet places;
     std::set<Member> failed;  // reports: the union
+    size_t failedSent = 0;    // news (failures) travel at once, complete or not
     int64_t acceptedBallot = -1;
     Decision accepted;
     bool changed = true;  // since it was last passed on
@@ -189,6 +200,9 @@ class Agreement {
   int leaderOf(int level, size_t block) const;  // -1: every member of it failed
   int parentOf(int place) const;                // -1: leads the whole tree
   std::vector<int> childrenOf(int place) const;
+  // Who waits on `m` while it counts as alive: its relay, its children, and the top of
+  // the tree and the next candidate if it coordinates.
+  std::vector<Member> waitingOn(const Member& m);
   Member coordinatorAt(int64_t ballot) const;  // the candidate at that place
   // This member's report (accepts: its accept) for the coordinator of `ballot`, into
   // what it gathers, passed on when complete.
@@ -207,6 +221,12 @@ class Agreement {
   void spread(const std::set<Member>& failed, const std::vector<JoiningSpare>& joined,
               const RecoveryMessage& m);
   std::vector<Member> survivors() const;  // members of current_ not known failed
+  // A failure learnt from a message: recorded, and kept for takeLearnedFailures.
+  bool noteFailed(const Member& m);
+  // The coordinator spreads its round: once per ballot, and again (again) when it knows
+  // of more failures than it spread.
+  void startRound(int64_t ballot, bool again = false);
+  void handleRound(const AgreementVotes& m);
   size_t aliveCount() const;
   size_t voterCount() const { return current_->ranks.size() + current_->spares.size(); }
   // The first member in coordinator order not known failed; its place is its ballot.
@@ -250,7 +270,10 @@ class Agreement {
   std::set<Member> asked_;   // coordinator: asked for a report since its last stall
   int fanIn_ = kRelayFanIn;
   std::map<std::pair<bool, int64_t>, Gathered> gathered_;  // (accepts, ballot) -> votes
-  int64_t spreadProposal_ = -1;  // the ballot whose proposal this member forwarded
+  int64_t spreadProposal_ = -1;   // the ballot whose proposal this member forwarded
+  int64_t spreadRound_ = -1;      // the ballot whose round start it forwarded (or spread)
+  size_t spreadRoundFailed_ = 0;  // and how many failures that one named
+  std::vector<Member> learned_;   // for takeLearnedFailures
   std::vector<std::pair<Member, RecoveryMessage>> early_;  // of the next epoch (onMessage)
   bool heardFromCoordinator_ = false;                      // since it became our coordinator
   Member reportedTo_;

@@ -178,7 +178,7 @@ std::vector<uint8_t> encodeVotes(const AgreementVotes& m) {
   w.put(AgreementVotes::kWireType);
   w.put(m.epoch);
   w.put(m.ballot);
-  w.put(static_cast<uint8_t>((m.accepts ? 1 : 0) | (m.toCoordinator ? 2 : 0)));
+  w.put(static_cast<uint8_t>((m.accepts ? 1 : 0) | (m.toCoordinator ? 2 : 0) | (m.round ? 4 : 0)));
   w.put(static_cast<uint32_t>(m.places.size()));
   for (uint32_t v : m.places) w.put(v);
   w.putStrings(m.failed);
@@ -194,12 +194,13 @@ std::vector<uint8_t> encodeVotes(const AgreementVotes& m) {
 bool decodeVotes(ByteReader& r, AgreementVotes* m) {
   uint8_t flags = 0;
   uint32_t n = 0;
-  if (!r.get(&m->epoch) || !r.get(&m->ballot) || !r.get(&flags) || flags > 3 || !r.get(&n) ||
+  if (!r.get(&m->epoch) || !r.get(&m->ballot) || !r.get(&flags) || flags > 7 || !r.get(&n) ||
       n % 2 != 0 || n > r.remaining() / sizeof(uint32_t)) {
     return false;
   }
   m->accepts = (flags & 1) != 0;
   m->toCoordinator = (flags & 2) != 0;
+  m->round = (flags & 4) != 0;
   m->places.resize(n);
   uint64_t end = 0;
   for (size_t i = 0; i < n; i += 2) {

