@@ -17,6 +17,7 @@ void HealthProtocol::checkAgreement(Registration& r) {
   // Failures the agreement heard of (its round, a proposal, a commit): every
   // communicator containing them is told, as of a FAILED notice.
   for (const ProcessKey& key : r.agreement->takeLearnedFailures()) learntFailure(key);
+  if (r.agreementDone) return;  // told inside (learntFailure delivers, which checks again)
   switch (r.agreement->state()) {
     case Agreement::State::kStable: {
       // Each new epoch is told (a second failure may be agreed on before the

@@ -176,7 +176,9 @@ void Agreement::onFailure(const Member& who, bool detectedHere) {
   if (wasStable || coordinator() == self_ || coordinator() != reportedTo_) {
     report();
   } else if (!expelIfMinority()) {
-    passOn(/*force=*/false);  // the tree changed: a new relay, or fewer children to wait for
+    int64_t ballot = -1;
+    coordinator(&ballot);
+    vote(/*accepts=*/false, ballot);  // the news with it; the tree may have changed too
   }
   if (waiting.empty() || state_ != State::kRecovering) return;
   AgreementVotes news;  // a round without a ballot: failures, no sign of any coordinator
@@ -262,7 +264,12 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
       std::holds_alternative<AgreementReport>(m) || std::holds_alternative<AgreementVotes>(m) ||
       std::holds_alternative<AgreementProposal>(m) || std::holds_alternative<AgreementAccept>(m);
   if (ofARound && epochOf(m) == current_->epoch + 1) {
-    if (early_.size() < 2 * voterCount() + 16) early_.emplace_back(from, m);
+    // A coordinator of the next epoch asking us directly: we missed its commit (and our
+    // relay, which would have been answered with it, may be dead). Our report of this
+    // epoch makes it send the commit (answerStale).
+    const auto* ask = std::get_if<AgreementReport>(&m);
+    if (ask != nullptr && ask->wantsReport && isMember(from)) net_->send(from, reportMessage());
+    if (early_.size() < kMaxEarly) early_.emplace_back(from, m);
     return;
   }
   std::visit([&](const auto& one) { handle(from, one); }, m);
@@ -272,7 +279,10 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
 // forwarder died): it gets the commit again. Any other (resumed after SIGSTOP, or cut
 // off) is out.
 void Agreement::answerStale(const Member& from, uint64_t epoch) {
-  if (epoch + 1 == current_->epoch && lastCommit_ && isMember(from)) {
+  // The commit to any member of this epoch, however far behind it seemed: it may have
+  // adopted the epoch between (a relay child or a forwarder, not only a coordinator,
+  // speaks to it now), and one still two behind expels itself for the missed commit.
+  if (lastCommit_ && isMember(from)) {
     net_->send(from, compact(*lastCommit_));
   } else {
     net_->send(from, AgreementExpelled{current_->epoch});
@@ -344,7 +354,7 @@ void Agreement::handle(const Member& from, const AgreementProposal& m) {
   }
   if (m.epoch > current_->epoch || !isMember(from)) return;
   const std::set<Member> failed(m.failed.begin(), m.failed.end());
-  if (spreadProposal_ != m.ballot) {  // passed on once, however it is answered
+  if (m.ballot > spreadProposal_) {  // passed on once (never back to an older ballot)
     spreadProposal_ = m.ballot;
     spread(failed, {}, m);
   }
@@ -432,7 +442,11 @@ void Agreement::requestJoin(const JoiningSpare& spare) {
 void Agreement::onStalled() {
   if (!waiting()) return;
   ++stalls_;
+  const uint64_t epoch = current_->epoch;
   passOn(/*force=*/true);  // what waits for a child that may have died unseen
+  // Forced accepts may have reached a majority here: the next epoch's round, if any,
+  // starts on its own (its coordinator would otherwise ask every member at once).
+  if (current_->epoch != epoch || !waiting()) return;
   if (proposalBallot_ >= 0 && coordinator() == self_) {
     // Waiting for a majority: ask again, directly (lost messages, a lost relay).
     sendProposal(/*spreadToAll=*/false);

@@ -7,10 +7,9 @@
 //     the first member in coordinator order (coordinatorOrder) it believes alive: once
 //     per coordinator (a coordinator that fails is simply replaced by the next), again
 //     when the coordinator asks or the member holds news the coordinator may lack.
-//     Health's FAILED notices reach the coordinator too, so a member does not re-report
-//     each one: at 10,000 ranks that queued 100,000s of reports at the coordinator.
-//     The coordinator asks every survivor it has not heard from (once per stall), which
-//     both spreads the news and asks for their view.
+//     The coordinator spreads its round (its failed set) to every member as it starts,
+//     and again when it learns more; it asks each survivor it has not heard from
+//     directly at each stall (relays, below).
 //  2. The coordinator waits until every member it believes alive has reported, merges
 //     the failed sets, and decides: each failed rank is taken over by the next spare
 //     in order (failed spares leave the pool); when the pool runs dry, the ranks left
@@ -33,9 +32,10 @@
 //  5. COMMIT carries only the failed set and newcomers: each member derives epoch e+1
 //     from its own copy of epoch e (decide). Every member that adopts it forwards it to
 //     the members 1, 2, 4, ... places after itself, so it reaches all in O(log N) hops
-//     even if the coordinator dies mid-commit. A member of e+1 that reports in epoch e
-//     (it missed the commit) is sent the commit; any other message of an older epoch
-//     is answered with EXPELLED.
+//     even if the coordinator dies mid-commit. A member of e+1 that speaks in an older
+//     epoch (it missed the commit: its report, a vote to its relay, a forward) is sent
+//     the commit, and one asked directly by e+1's coordinator answers with a report of
+//     e to get it; a process that is no member of e+1 is answered with EXPELLED.
 // Relays (issue 27: a coordinator of 100,000 members took a report and an accept from
 // each, one after another, past the failure timeout). Reports and accepts climb a tree
 // over the voters' places (ranks, then spares) instead of each going to the coordinator:
@@ -274,8 +274,11 @@ class Agreement {
   int64_t spreadRound_ = -1;      // the ballot whose round start it forwarded (or spread)
   size_t spreadRoundFailed_ = 0;  // and how many failures that one named
   std::vector<Member> learned_;   // for takeLearnedFailures
-  std::vector<std::pair<Member, RecoveryMessage>> early_;  // of the next epoch (onMessage)
-  bool heardFromCoordinator_ = false;                      // since it became our coordinator
+  // Of the next epoch (onMessage): what one round sends a member (votes of its children,
+  // a few copies of a spread), with room to spare.
+  static constexpr size_t kMaxEarly = 1024;
+  std::vector<std::pair<Member, RecoveryMessage>> early_;
+  bool heardFromCoordinator_ = false;  // since it became our coordinator
   Member reportedTo_;
   int stalls_ = 0;
   // Paxos state of this epoch (cleared by adopt).

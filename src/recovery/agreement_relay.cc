@@ -248,6 +248,9 @@ void Agreement::handle(const Member& from, const AgreementVotes& m) {
     return;
   }
   if (m.epoch > current_->epoch || !isMember(from) || failed_.count(from)) return;
+  // A ballot names a candidate (ranks, then spares); a round's news names none.
+  if (m.ballot >= static_cast<int64_t>(voterCount()) || (m.ballot < 0 && !m.round)) return;
+  if (m.failed.size() > voterCount()) return;
   if (m.round) return handleRound(m);
   for (size_t i = 0; i + 1 < m.places.size(); i += 2) {
     if (uint64_t{m.places[i]} + m.places[i + 1] > voterCount()) return;  // not this epoch's
@@ -274,7 +277,7 @@ void Agreement::handle(const Member& from, const AgreementVotes& m) {
 void Agreement::countReports(const AgreementVotes& m) {
   int64_t ballot = -1;
   for (const Member& f : m.failed) noteFailed(f);
-  if (coordinator(&ballot) != self_ || ballot != m.ballot) return;
+  if (expelIfMinority() || coordinator(&ballot) != self_ || ballot != m.ballot) return;
   for (size_t i = 0; i + 1 < m.places.size(); i += 2) reports_.insert(m.places[i], m.places[i + 1]);
   if (m.acceptedBallot > reportedBallot_) {  // the highest accepted ballot heard of
     reportedBallot_ = m.acceptedBallot;
@@ -326,7 +329,9 @@ void Agreement::handleRound(const AgreementVotes& m) {
     return;
   }
   const std::set<Member> failed(m.failed.begin(), m.failed.end());
-  if (spreadRound_ != m.ballot || failed.size() > spreadRoundFailed_) {  // passed on once
+  // Passed on once per ballot and failed set, never back to an older ballot: copies of
+  // two coordinators' rounds in flight must not set each other off again and again.
+  if (m.ballot > spreadRound_ || (m.ballot == spreadRound_ && failed.size() > spreadRoundFailed_)) {
     spreadRound_ = m.ballot;
     spreadRoundFailed_ = failed.size();
     spread(failed, {}, m);
