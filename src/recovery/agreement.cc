@@ -176,9 +176,13 @@ void Agreement::onFailure(const Member& who, bool detectedHere) {
   if (wasStable || coordinator() == self_ || coordinator() != reportedTo_) {
     report();
   } else if (!expelIfMinority()) {
-    int64_t ballot = -1;
-    coordinator(&ballot);
-    vote(/*accepts=*/false, ballot);  // the news with it; the tree may have changed too
+    if (detectedHere) {  // the news climbs with its vote; a notice's reached all anyway
+      int64_t ballot = -1;
+      coordinator(&ballot);
+      vote(/*accepts=*/false, ballot);
+    } else {
+      passOn(/*force=*/false);  // the tree changed: a new relay, or fewer children
+    }
   }
   if (waiting.empty() || state_ != State::kRecovering) return;
   AgreementVotes news;  // a round without a ballot: failures, no sign of any coordinator

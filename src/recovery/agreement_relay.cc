@@ -125,9 +125,17 @@ std::vector<Member> Agreement::waitingOn(const Member& m) {
     if (top >= 0 && top != place) waiting.push_back(voterAt(top));
   }
   // And the coordinator (the next one, if `m` was it): relays on the way to it may have
-  // died with `m` (a host, a rack), unknown to the others yet.
+  // died with `m` (a host, a rack), unknown to the others yet. And the candidate after
+  // it: the coordinator may have died with `m` too, unseen (a rack holding rank 0:
+  // every detector's news went to rank 0), and the next one is far away in candidate
+  // order, so it gathers the news until it learns it coordinates.
   failed_.insert(m);
-  waiting.push_back(coordinator());
+  const Member coord = coordinator();
+  waiting.push_back(coord);
+  const bool coordWasFailed = !failed_.insert(coord).second;
+  const Member next = coordinator();
+  if (next != coord) waiting.push_back(next);
+  if (!coordWasFailed) failed_.erase(coord);
   failed_.erase(m);
   return waiting;
 }
