@@ -171,8 +171,8 @@ void Agreement::onFailure(const Member& who, bool detectedHere) {
   const bool wasStable = state_ == State::kStable;
   state_ = State::kRecovering;
   // News climbs the tree at once, and the coordinator's round tells every member
-  // (relays, agreement.h); those that wait on `who` hear from its detector directly,
-  // and so does the next coordinator if `who` coordinated.
+  // (relays, agreement.h); those that wait on `who` hear from its detector directly
+  // (waitingOn: its relay, its children, the coordinator and the candidate after it).
   if (wasStable || coordinator() == self_ || coordinator() != reportedTo_) {
     report();
   } else if (!expelIfMinority()) {
@@ -263,7 +263,7 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
   if (state_ == State::kExpelled || state_ == State::kFailed) return;
   // A round of the next epoch may reach this member before the commit that enters it
   // does (a relay, or a forwarder of the proposal, one hop behind): kept, and handled
-  // once the commit is adopted, instead of lost until a stall. Bounded by the voters.
+  // once the commit is adopted, instead of lost until a stall (at most kMaxEarly).
   const bool ofARound =
       std::holds_alternative<AgreementReport>(m) || std::holds_alternative<AgreementVotes>(m) ||
       std::holds_alternative<AgreementProposal>(m) || std::holds_alternative<AgreementAccept>(m);
