@@ -4,6 +4,7 @@
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <type_traits>
 #include <unordered_set>
 
 #include "util/byte_io.h"
@@ -273,7 +274,23 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
     // epoch makes it send the commit (answerStale).
     const auto* ask = std::get_if<AgreementReport>(&m);
     if (ask != nullptr && ask->wantsReport && isMember(from)) net_->send(from, reportMessage());
-    if (early_.size() < kMaxEarly) early_.emplace_back(from, m);
+    // Bounded in messages and in the names they carry (a 1 MiB frame holds 260,000).
+    const size_t names = std::visit(
+        [](const auto& one) -> size_t {
+          using T = std::decay_t<decltype(one)>;
+          if constexpr (std::is_same_v<T, AgreementReport> || std::is_same_v<T, AgreementVotes>) {
+            return one.failed.size() + one.acceptedFailed.size();
+          } else if constexpr (std::is_same_v<T, AgreementProposal>) {
+            return one.failed.size();
+          } else {
+            return 0;
+          }
+        },
+        m);
+    if (early_.size() < kMaxEarly && earlyNames_ + names <= 4 * voterCount() + 4096) {
+      earlyNames_ += names;
+      early_.emplace_back(from, m);
+    }
     return;
   }
   std::visit([&](const auto& one) { handle(from, one); }, m);
@@ -357,6 +374,12 @@ void Agreement::handle(const Member& from, const AgreementProposal& m) {
     return;
   }
   if (m.epoch > current_->epoch || !isMember(from)) return;
+  // A ballot names a candidate and a failed set names voters: anything else (forged, or
+  // garbled) would be spread to every member and could win the promises.
+  if (m.ballot < 0 || m.ballot >= static_cast<int64_t>(voterCount()) ||
+      m.failed.size() > voterCount()) {
+    return;
+  }
   const std::set<Member> failed(m.failed.begin(), m.failed.end());
   if (m.ballot > spreadProposal_) {  // passed on once (never back to an older ballot)
     spreadProposal_ = m.ballot;
@@ -617,6 +640,7 @@ void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forwar
   }
   std::vector<std::pair<Member, RecoveryMessage>> early;
   early.swap(early_);
+  earlyNames_ = 0;
   for (const auto& [from, m] : early) onMessage(from, m);  // those of this epoch are heard now
 }
 

@@ -274,6 +274,7 @@ class Agreement {
   // a few copies of a spread), with room to spare.
   static constexpr size_t kMaxEarly = 1024;
   std::vector<std::pair<Member, RecoveryMessage>> early_;
+  size_t earlyNames_ = 0;              // failed-set names early_ holds (bounded too)
   bool heardFromCoordinator_ = false;  // since it became our coordinator
   Member reportedTo_;
   int stalls_ = 0;

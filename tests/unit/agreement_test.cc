@@ -248,6 +248,20 @@ TEST(Agreement, TheNextCoordinatorCommitsWhatTheLostOneMayHaveCommitted) {
   c.checkInvariants(c.at("p4").membership().epoch);  // p1 too, unless it was evicted
 }
 
+// A proposal whose ballot names no candidate (forged or garbled by a member) is neither
+// spread nor accepted: accepted, its ballot would outrank every real coordinator's, and
+// its decision (here: p0 failed) would be the one the next round must propose.
+TEST(Agreement, AProposalOfNoCandidatesBallotIsIgnored) {
+  Cluster c(4, 1);
+  const RecoveryMessage forged = AgreementProposal{0, 999, {"p0"}, {}, {}};
+  c.net.send("p1", "p2", encodeRecoveryMessage(forged));
+  c.net.runFor(1ms);
+  c.kill("p3");
+  c.run();
+  c.checkInvariants(1);
+  EXPECT_EQ(c.at("p2").membership().ranks, (V{"p0", "p1", "p2", "s0"}));
+}
+
 TEST(Agreement, SecondFailureDuringRebuild) {
   Cluster c(6, 2);
   c.kill("p2");
