@@ -225,8 +225,9 @@ void Agreement::passOn(bool force) {
         children = childrenOf(me);
         childrenKnown = true;
       }
+      const PlaceSet& have = g.places;  // C++17 lambdas cannot capture a structured binding
       const bool complete = std::all_of(children.begin(), children.end(),
-                                        [&g](int child) { return g.places.count(child); });
+                                        [&have](int child) { return have.count(child); });
       if (!complete) continue;
     }
     AgreementVotes votes = votesOf(g, accepts, ballot);
