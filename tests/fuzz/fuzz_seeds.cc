@@ -145,11 +145,24 @@ void agreementSeeds() {
   commit.failed = {"p3"};
   JoinRequest join;
   join.candidate = JoiningSpare{{"s9", "node9", 9}, encodePeerInfo(peer(9))};
+  AgreementVotes reports;  // a relay's reports of places 0-1 and 4
+  reports.epoch = 0;
+  reports.ballot = 0;
+  reports.places = {0, 2, 4, 1};
+  reports.failed = {"p3"};
+  AgreementVotes accepts = reports;
+  accepts.accepts = true;
+  accepts.toCoordinator = true;
+  AgreementVotes round;
+  round.epoch = 0;
+  round.ballot = 0;
+  round.round = true;
+  round.failed = {"p3"};
   Bytes sequence;
   int n = 0;
   uint8_t from = 0;
-  for (const RecoveryMessage& m :
-       std::vector<RecoveryMessage>{report, propose, accept, commit, join}) {
+  for (const RecoveryMessage& m : std::vector<RecoveryMessage>{report, propose, accept, commit,
+                                                               join, reports, accepts, round}) {
     const Bytes body = encodeRecoveryMessage(m);
     Bytes one = {from++, static_cast<uint8_t>(body.size() >> 8), static_cast<uint8_t>(body.size())};
     append(&one, body);
