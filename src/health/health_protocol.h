@@ -271,6 +271,7 @@ class HealthProtocol {
                 double afterMs);
   void reportKnownFailures(Registration& registration);
   void deliver(Registration& registration, const FailureReport& report);
+  void learntFailure(const ProcessKey& failed);  // from an agreement (checkAgreement)
   void onLeave(Registration& registration, int index);
   void tellIfRanksGone(Registration& registration);
   void tellIfExpelled(const ProcessKey& from);

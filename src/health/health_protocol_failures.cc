@@ -41,12 +41,15 @@ void HealthProtocol::suspect(const Suspicion& s) {
 }
 
 // Tells every other member of the registration's epoch that `failed` failed. Where an
-// agreement runs, its round tells the agreements too (agreement.h). Dropping these
-// notices there (a rack of 256 processes at 100,000 ranks is 25.6M of them) waits for a
-// chaos campaign that can tell its effect: chaos seed 66 hangs after its rebuild under
-// load with and without them, before this session's changes too (issue 27's note).
+// agreement runs, only of a spare (its loss starts no round; spares are few): a rank's
+// news climbs the relay tree and the coordinator's round reaches every member in O(log
+// N) hops (agreement.h), which health hears of as of a notice (learntFailure). A notice
+// from each detector to each member cost a rack of 256 processes 25.6M notices at
+// 100,000 ranks. (Chaos seed 66's hang, once blamed on this, was a spin that never
+// yielded to a busy neighbour: b6ef6d0.)
 void HealthProtocol::announce(Registration& r, const MemberInfo& failed, DetectionCause cause,
                               double afterMs) {
+  if (r.agreement && failed.rank < r.info.members->nRanks) return;
   HealthFailed failedNotice;
   failedNotice.commKey = r.info.commKey;
   failedNotice.epoch = r.info.epoch;
@@ -63,6 +66,20 @@ void HealthProtocol::announce(Registration& r, const MemberInfo& failed, Detecti
     }
     send(other.key, notice);
   }
+}
+
+// Told by an agreement: as a FAILED notice, every registration containing it learns.
+void HealthProtocol::learntFailure(const ProcessKey& failed) {
+  rememberFailure(failed, DetectionCause::kNotice, 0, self_);
+  for (auto& [id, r] : registrations_) {
+    if (r.agreementDone) continue;
+    const MemberInfo* found = memberOf(r.info, failed);
+    if (found == nullptr) continue;
+    const MemberInfo member = *found;  // deliver() may replace the table
+    deliver(r, FailureReport{member.rank, member.host, member.pid, DetectionCause::kNotice, 0, -1,
+                             false});
+  }
+  syncWatched(lastNow_);
 }
 
 void HealthProtocol::rememberFailure(const ProcessKey& failed, DetectionCause cause, double afterMs,
@@ -105,13 +122,18 @@ void HealthProtocol::deliver(Registration& r, const FailureReport& reported) {
   }
   std::string who = report.spare ? "spare " + std::to_string(report.rank - nRanks)
                                  : "rank " + std::to_string(report.rank);
-  FTCCL_LOG(Error, Health,
-            "rank {}: {} (host {}, pid {}) failed: {} {}, {:.1f} ms after its last sign of life",
-            r.info.myRank, who, report.host, report.pid,
-            report.direct ? "detected here through"
-                          : "reported by rank " + std::to_string(report.detectedBy) +
-                                ", who detected it through",
-            detectionCauseName(report.cause), report.afterMs);
+  if (report.detectedBy < 0) {
+    FTCCL_LOG(Error, Health, "rank {}: {} (host {}, pid {}) failed: learnt from the agreement",
+              r.info.myRank, who, report.host, report.pid);
+  } else {
+    FTCCL_LOG(Error, Health,
+              "rank {}: {} (host {}, pid {}) failed: {} {}, {:.1f} ms after its last sign of life",
+              r.info.myRank, who, report.host, report.pid,
+              report.direct ? "detected here through"
+                            : "reported by rank " + std::to_string(report.detectedBy) +
+                                  ", who detected it through",
+              detectionCauseName(report.cause), report.afterMs);
+  }
   if (r.info.listener) r.info.listener->onMemberFailed(report);
   if (r.agreement) checkAgreement(r);
   tellIfRanksGone(r);

@@ -14,6 +14,10 @@ namespace ftccl {
 // Tells the communicator once when its agreement has decided.
 void HealthProtocol::checkAgreement(Registration& r) {
   if (r.agreementDone || r.info.listener == nullptr) return;
+  // Failures the agreement heard of (its round, a proposal, a commit): every
+  // communicator containing them is told, as of a FAILED notice.
+  for (const ProcessKey& key : r.agreement->takeLearnedFailures()) learntFailure(key);
+  if (r.agreementDone) return;  // told inside (learntFailure delivers, which checks again)
   switch (r.agreement->state()) {
     case Agreement::State::kStable: {
       // Each new epoch is told (a second failure may be agreed on before the

@@ -589,6 +589,9 @@ AgreementCommit Agreement::compact(const AgreementCommit& commit) {
 void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forward) {
   const AgreementCommit& commit = *shared;
   net_->onAdopting(commit);
+  for (const Member& f : commit.failed) {
+    if (f != self_ && !failed_.count(f)) learned_.push_back(f);  // decided without its news
+  }
   std::set<Member> stillFailed;
   for (const Member& f : failed_) {
     if (contains(commit.next.ranks, f) || contains(commit.next.spares, f)) stillFailed.insert(f);
@@ -645,7 +648,15 @@ void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forwar
 }
 
 bool Agreement::noteFailed(const Member& m) {
-  return m != self_ && isMember(m) && failed_.insert(m).second;
+  if (m == self_ || !isMember(m) || !failed_.insert(m).second) return false;
+  learned_.push_back(m);
+  return true;
+}
+
+std::vector<Member> Agreement::takeLearnedFailures() {
+  std::vector<Member> learned;
+  learned.swap(learned_);
+  return learned;
 }
 
 }  // namespace ftccl

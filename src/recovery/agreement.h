@@ -136,6 +136,10 @@ class Agreement {
   // The relay tree's fan-in (tests: small, so that a few members make several levels).
   // Every member must use the same.
   void setRelayFanIn(int fanIn) { fanIn_ = fanIn < 2 ? 2 : fanIn; }
+  // The failures this member learnt from the agreement's messages since the last call
+  // (a round started, a proposal, a commit), not from onFailure: health tells its
+  // communicators of them as of a FAILED notice.
+  std::vector<Member> takeLearnedFailures();
 
   State state() const { return state_; }
   // Recovering, or a pool-only proposal awaiting its majority: onStalled() is due every
@@ -217,8 +221,7 @@ class Agreement {
   void spread(const std::set<Member>& failed, const std::vector<JoiningSpare>& joined,
               const RecoveryMessage& m);
   std::vector<Member> survivors() const;  // members of current_ not known failed
-  // A failure learnt from a message (a member's news, a round, a proposal): whether new.
-  // Health and core hear of failures from detections and notices only (c498111).
+  // A failure learnt from a message: recorded, and kept for takeLearnedFailures.
   bool noteFailed(const Member& m);
   // The coordinator spreads its round: once per ballot, and again (again) when it knows
   // of more failures than it spread.
@@ -270,6 +273,7 @@ class Agreement {
   int64_t spreadProposal_ = -1;   // the ballot whose proposal this member forwarded
   int64_t spreadRound_ = -1;      // the ballot whose round start it forwarded (or spread)
   size_t spreadRoundFailed_ = 0;  // and how many failures that one named
+  std::vector<Member> learned_;   // for takeLearnedFailures
   // Of the next epoch (onMessage): what one round sends a member (votes of its children,
   // a few copies of a spread), with room to spare.
   static constexpr size_t kMaxEarly = 1024;
