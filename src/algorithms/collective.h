@@ -114,6 +114,15 @@ std::unique_ptr<Collective> makeRingAllReduce(Transport& transport, const Scratc
                                               const CollectiveArgs& args);
 std::unique_ptr<Collective> makeChainBroadcast(Transport& transport, const PipelineConfig& pipeline,
                                                const CollectiveArgs& args);
+// A small buffer from the root to every rank in ceil(log2 n) rounds, in one message per
+// link (binomial_broadcast.cc): what the library itself broadcasts at init and rebuild.
+std::unique_ptr<Collective> makeBinomialBroadcast(Transport& transport, const CollectiveArgs& args);
+// Where `rank` sits in that tree of n ranks: its parent (-1 at the root) and children.
+struct BinomialLinks {
+  int parent = -1;
+  std::vector<int> children;  // largest subtree first
+};
+BinomialLinks binomialLinks(int rank, int n, int root);
 
 // Double binary tree (tree.h): half of the buffer reduced up and broadcast down each tree.
 std::unique_ptr<Collective> makeTreeAllReduce(Transport& transport, const Scratch& scratch,

@@ -1,4 +1,4 @@
-// Ring all-reduce, chain broadcast, Send/Recv and sequences over transports/sim: every
+// Ring all-reduce, chain and binomial broadcast, Send/Recv and sequences over transports/sim: every
 // rank count 1..8, every datatype and op, size classes from empty to several chunks,
 // in place and out of place, and a peer that dies mid-operation.
 #include <gtest/gtest.h>
@@ -77,6 +77,56 @@ TEST(ChainBroadcastSim, EveryRankCountRootAndSize) {
           for (int r = 0; r < n; ++r) {
             const uint8_t* got = inPlace ? in[r].data() : out[r].data();
             ASSERT_EQ(0, std::memcmp(got, want.data(), count * 4))
+                << "n=" << n << " root=" << root << " count=" << count << " rank " << r;
+          }
+        }
+      }
+    }
+  }
+}
+
+// The binomial tree: every rank count up to 33 and every root, in place and not; each
+// rank receives once (n - 1 messages in all), and no path from the root is longer than
+// ceil(log2 n) links.
+TEST(BinomialBroadcastSim, EveryRankCountRootAndSize) {
+  for (int n = 1; n <= 33; ++n) {
+    int rounds = 0;
+    while ((1 << rounds) < n) ++rounds;
+    for (int root = 0; root < n; ++root) {
+      int links = 0;
+      for (int r = 0; r < n; ++r) {
+        int depth = 0;
+        for (int at = r; at != root; at = binomialLinks(at, n, root).parent) {
+          ASSERT_GE(at, 0) << "n=" << n << " root=" << root << ": rank " << r << " is cut off";
+          ASSERT_LE(++depth, rounds) << "n=" << n << " root=" << root << " rank " << r;
+        }
+        for (int child : binomialLinks(r, n, root).children) {
+          ASSERT_EQ(binomialLinks(child, n, root).parent, r);
+          ++links;
+        }
+      }
+      ASSERT_EQ(links, n - 1);
+      for (size_t count : kCounts) {
+        for (bool inPlace : {false, true}) {
+          sim::SimFabric fabric(n);
+          std::vector<std::vector<uint8_t>> in(n), out(n);
+          std::vector<std::unique_ptr<Collective>> ops(n);
+          for (int r = 0; r < n; ++r) {
+            in[r] = patternBuffer(ftcclFloat64, r == root ? 100 : r, count, ftcclSum);
+            out[r].assign(in[r].size(), 0xEE);
+            CollectiveArgs args;
+            args.sendbuff = in[r].data();
+            args.recvbuff = inPlace ? in[r].data() : out[r].data();
+            args.count = count;
+            args.type = ftcclFloat64;
+            args.root = root;
+            ops[r] = makeBinomialBroadcast(fabric.transport(r), args);
+          }
+          ASSERT_TRUE(runAll(fabric, ops).isOk());
+          std::vector<uint8_t> want = patternBuffer(ftcclFloat64, 100, count, ftcclSum);
+          for (int r = 0; r < n; ++r) {
+            const uint8_t* got = inPlace ? in[r].data() : out[r].data();
+            ASSERT_EQ(0, std::memcmp(got, want.data(), count * 8))
                 << "n=" << n << " root=" << root << " count=" << count << " rank " << r;
           }
         }
