@@ -51,6 +51,11 @@ Status Communicator::measureCostModel() {
   request.requested = Tuner::candidates(CollectiveKind::kAllReduce, shape).size() > 1 &&
                       !config_.overrides.forced[static_cast<int>(CollectiveKind::kAllReduce)];
   request.shape = shape;
+  const Tuner bare(model, config_.overrides, config_.pipeline);
+  request.plan(Tuner::candidates(CollectiveKind::kAllReduce, shape),
+               [&](Algorithm a, size_t bytes) {
+                 return bare.modelUs(CollectiveKind::kAllReduce, a, bytes, shape);
+               });
   builder_.setTuner(Tuner(model, config_.overrides, config_.pipeline, request));
   return Status::ok();
 }
@@ -79,8 +84,8 @@ Status Communicator::calibrate() {
   };
   const CommShape shape = builder_.shape();
   Calibration calibration;
-  FTCCL_CHECK(calibrateAllReduce(Tuner::candidates(CollectiveKind::kAllReduce, shape), shape, run,
-                                 &calibration));
+  FTCCL_CHECK(calibrateAllReduce(Tuner::candidates(CollectiveKind::kAllReduce, shape), shape,
+                                 builder_.tuner().calibration(), run, &calibration));
   Tuner tuner = builder_.tuner();
   tuner.setCalibration(calibration);
   builder_.setTuner(std::move(tuner));

@@ -13,6 +13,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "algorithms/collective.h"
@@ -38,6 +40,9 @@ struct Calibration {
 
   // Set by rank 0 at init, with no times yet: it asks every rank to run the probes.
   bool requested = false;
+  // Bit a * kProbes + p: rank 0's model ruled algorithm a out at probe p (plan()), so no
+  // rank runs it there. Part of the request, so every rank runs the same probes.
+  uint32_t skipped = 0;
   CommShape shape;                                 // the membership the probes ran on
   double us[kCalibratedAlgorithms][kProbes] = {};  // 0: not measured
 
@@ -46,10 +51,22 @@ struct Calibration {
   // probe cost as much init time as all the others together. Beyond its last probe an
   // algorithm keeps that probe's correction.
   static bool probed(Algorithm a, int p);
+  // Probed and not skipped: what calibrateAllReduce runs.
+  bool planned(Algorithm a, int p) const;
+  // Whether it has a time at every planned probe, and at least one planned.
   bool measured(Algorithm a) const;
+  // Skipped at every probe: it competes on its bare model (calibration or not).
+  bool ruledOut(Algorithm a) const;
+  // Skips each candidate whose modelled time at a probe exceeds kHopeless times the best
+  // candidate's there. The probes of an algorithm that cannot win cost the most: at
+  // 100,000 ranks one ring all-reduce of 8 B is 2 x 99,999 latencies, ~1 s, and init
+  // ran dozens; at 64 ranks on this 2-core VM calibration was 13 of init's 15 s.
+  static constexpr double kHopeless = 10;  // the model erred by up to 3.5x (rd, 1 MiB)
+  void plan(const std::vector<Algorithm>& candidates,
+            const std::function<double(Algorithm, size_t)>& modelledUs);
   std::vector<double> toVector() const;
   static Status fromVector(const std::vector<double>& values, Calibration* out);
-  static constexpr size_t kShapeValues = 8;  // `requested`, then CommShape's fields
+  static constexpr size_t kShapeValues = 9;  // `requested`, CommShape's fields, `skipped`
   static constexpr size_t kVectorSize = kShapeValues + kCalibratedAlgorithms * kProbes;
 };
 

@@ -34,6 +34,8 @@ int warmupCalls(size_t bytes) {
   return bytes >= kLargeProbeBytes ? kWarmupCallsLarge : kWarmupCalls;
 }
 
+int batchesAt(size_t bytes) { return bytes >= kLargeProbeBytes ? kBatchesLarge : kBatches; }
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -84,14 +86,19 @@ Status measureLinkCost(const RoundTripProbe& roundTrip, bool measurer, bool same
 // rotated order, so a slow spell of the machine (ranks share cores here) hits them
 // alike. Each batch starts after one untimed call, since a batch timed from its first
 // call includes the ranks' arrival skew (2 calls timed so took 5x the steady time of 8 B).
+int calibrationCallsAt(size_t bytes) {
+  return warmupCalls(bytes) + batchesAt(bytes) * (1 + callsPerBatch(bytes));
+}
+
 Status calibrateAllReduce(const std::vector<Algorithm>& candidates, const CommShape& shape,
-                          const AllReduceProbe& run, Calibration* out) {
+                          const Calibration& plan, const AllReduceProbe& run, Calibration* out) {
   Calibration calibration;
   calibration.shape = shape;
+  calibration.skipped = plan.skipped;
   for (Algorithm algorithm : candidates) {
     for (int p = 0; p < Calibration::kProbes; ++p) {
       size_t bytes = Calibration::kProbeBytes[p];
-      if (!Calibration::probed(algorithm, p)) continue;
+      if (!plan.planned(algorithm, p)) continue;
       FTCCL_CHECK(run(algorithm, bytes, warmupCalls(bytes)));
     }
   }
@@ -99,11 +106,12 @@ Status calibrateAllReduce(const std::vector<Algorithm>& candidates, const CommSh
     size_t bytes = Calibration::kProbeBytes[p];
     std::vector<Algorithm> probed;
     for (Algorithm a : candidates) {
-      if (Calibration::probed(a, p)) probed.push_back(a);
+      if (plan.planned(a, p)) probed.push_back(a);
     }
     size_t variants = probed.size();
+    if (variants == 0) continue;
     int calls = callsPerBatch(bytes);
-    int batches = bytes >= kLargeProbeBytes ? kBatchesLarge : kBatches;
+    int batches = batchesAt(bytes);
     std::vector<std::vector<double>> perCall(variants);
     for (int batch = 0; batch < batches; ++batch) {
       for (size_t k = 0; k < variants; ++k) {  // rotated: no algorithm always goes first

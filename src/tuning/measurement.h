@@ -32,9 +32,14 @@ Status measureLinkCost(const RoundTripProbe& roundTrip, bool measurer, bool same
 // Runs `calls` back-to-back all-reduces of `bytes` with `algorithm` on every rank.
 using AllReduceProbe = std::function<Status(Algorithm algorithm, size_t bytes, int calls)>;
 
-// Every rank runs each candidate at the probe sizes (the same sequence everywhere);
-// the times this rank saw fill `out` (rank 0's become the shared calibration).
+// The all-reduces one algorithm runs at one probe size: warm-ups, then batches of an
+// untimed call and the timed ones (bench/init_cost.cc prices init with it).
+int calibrationCallsAt(size_t bytes);
+
+// Every rank runs each candidate at the probe sizes `plan` leaves (the same sequence
+// everywhere: the plan is rank 0's, shared); the times this rank saw fill `out` (rank
+// 0's become the shared calibration).
 Status calibrateAllReduce(const std::vector<Algorithm>& candidates, const CommShape& shape,
-                          const AllReduceProbe& run, Calibration* out);
+                          const Calibration& plan, const AllReduceProbe& run, Calibration* out);
 
 }  // namespace ftccl

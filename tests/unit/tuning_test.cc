@@ -277,6 +277,114 @@ TEST(Calibration, OnlyMeasuredAlgorithmsCompete) {
             Algorithm::kHierarchical);
 }
 
+// The plan: an algorithm modelled more than kHopeless times slower than the best at a
+// probe is not run there; one skipped everywhere competes on its bare model, one
+// skipped at some probes is corrected from the others; the plan travels with the rest.
+TEST(Calibration, PlanSkipsWhatTheModelRulesOut) {
+  const std::vector<Algorithm> candidates{Algorithm::kRing, Algorithm::kTree,
+                                          Algorithm::kRecursiveDoubling};
+  // Ring: hopeless at every probe; tree: hopeless at the first two only.
+  auto modelled = [](Algorithm a, size_t bytes) {
+    if (a == Algorithm::kRing) return 1e6;
+    if (a == Algorithm::kTree) return bytes <= 64 * 1024 ? 100.0 * 11 : 50.0;
+    return 100.0;
+  };
+  Calibration c;
+  c.plan(candidates, modelled);
+  for (int p = 0; p < Calibration::kProbes; ++p) {
+    EXPECT_FALSE(c.planned(Algorithm::kRing, p)) << p;
+    EXPECT_EQ(c.planned(Algorithm::kTree, p), p >= 2) << p;
+    EXPECT_EQ(c.planned(Algorithm::kRecursiveDoubling, p),
+              Calibration::probed(Algorithm::kRecursiveDoubling, p))
+        << p;
+  }
+  EXPECT_TRUE(c.ruledOut(Algorithm::kRing));
+  EXPECT_FALSE(c.ruledOut(Algorithm::kTree));
+  EXPECT_FALSE(c.ruledOut(Algorithm::kHierarchical)) << "not a candidate: nothing was skipped";
+
+  // Measured where planned: tree counts as measured with three probes.
+  const int tree = static_cast<int>(Algorithm::kTree);
+  const int rd = static_cast<int>(Algorithm::kRecursiveDoubling);
+  EXPECT_FALSE(c.measured(Algorithm::kTree));
+  for (int p = 2; p < Calibration::kProbes; ++p) c.us[tree][p] = 1000;
+  for (int p = 0; p < 3; ++p) c.us[rd][p] = 10;
+  EXPECT_TRUE(c.measured(Algorithm::kTree));
+  EXPECT_FALSE(c.measured(Algorithm::kRing));
+
+  CommShape shape = oneNode(4);
+  c.shape = shape;
+  Tuner bare(CostModel{}, AlgorithmOverrides{}, PipelineConfig{});
+  Tuner tuner(CostModel{}, AlgorithmOverrides{}, PipelineConfig{}, c);
+  auto predict = [&](const Tuner& t, Algorithm a, size_t bytes) {
+    return t.predictUs(CollectiveKind::kAllReduce, a, bytes, shape);
+  };
+  const double atFirstPlanned = 1000 / predict(bare, Algorithm::kTree, 256 * 1024);
+  EXPECT_NEAR(predict(tuner, Algorithm::kTree, 8),
+              predict(bare, Algorithm::kTree, 8) * atFirstPlanned, 1e-6);
+  // The ring, ruled out everywhere, still competes, corrected as the worst measured
+  // algorithm at each size (its bare model alone would beat measured times unfairly);
+  // merely unmeasured (not ruled out), it does not compete.
+  for (size_t bytes : {size_t{8}, size_t{100} << 10, size_t{1} << 30}) {
+    const double worst =
+        std::max(predict(tuner, Algorithm::kTree, bytes) / predict(bare, Algorithm::kTree, bytes),
+                 predict(tuner, Algorithm::kRecursiveDoubling, bytes) /
+                     predict(bare, Algorithm::kRecursiveDoubling, bytes));
+    EXPECT_NEAR(predict(tuner, Algorithm::kRing, bytes) / predict(bare, Algorithm::kRing, bytes),
+                worst, 1e-9 * worst)
+        << bytes;
+  }
+  // Tree and doubling measured exactly as modelled: the ring is corrected by 1 and
+  // wins where its model does (a large buffer).
+  Calibration exact = c;
+  for (int p = 0; p < Calibration::kProbes; ++p) {
+    const size_t bytes = Calibration::kProbeBytes[p];
+    if (exact.planned(Algorithm::kTree, p)) {
+      exact.us[tree][p] = predict(bare, Algorithm::kTree, bytes);
+    }
+    if (exact.planned(Algorithm::kRecursiveDoubling, p)) {
+      exact.us[rd][p] = predict(bare, Algorithm::kRecursiveDoubling, bytes);
+    }
+  }
+  const Tuner exactTuner(CostModel{}, AlgorithmOverrides{}, PipelineConfig{}, exact);
+  for (size_t bytes : {size_t{8}, size_t{1} << 20, size_t{1} << 30}) {
+    Algorithm best = Algorithm::kRing;
+    for (Algorithm a : candidates) {
+      if (predict(bare, a, bytes) < predict(bare, best, bytes)) best = a;
+    }
+    EXPECT_EQ(exactTuner.choose(CollectiveKind::kAllReduce, bytes, shape).algorithm, best) << bytes;
+    if (bytes == size_t{1} << 30) {
+      ASSERT_EQ(best, Algorithm::kRing);
+    }
+  }
+  Calibration slow = c;
+  for (int p = 0; p < Calibration::kProbes; ++p) {
+    if (slow.planned(Algorithm::kTree, p)) slow.us[tree][p] = 1e12;
+  }
+  // Unmeasured but not ruled out (a plan that skipped nothing), the ring does not
+  // compete, however slow the measured ones.
+  slow.skipped = 0;
+  for (int p = 0; p < Calibration::kProbes; ++p) {
+    if (Calibration::probed(Algorithm::kTree, p)) slow.us[tree][p] = 1e12;
+    if (Calibration::probed(Algorithm::kRecursiveDoubling, p)) slow.us[rd][p] = 1e12;
+  }
+  EXPECT_NE(Tuner(CostModel{}, AlgorithmOverrides{}, PipelineConfig{}, slow)
+                .choose(CollectiveKind::kAllReduce, 8, shape)
+                .algorithm,
+            Algorithm::kRing);
+
+  Tuner back;
+  ASSERT_TRUE(Tuner::fromVector(tuner.toVector(), PipelineConfig{}, &back).isOk());
+  EXPECT_EQ(back.calibration().skipped, c.skipped);
+  EXPECT_NE(describe(back.calibration()).find("tree -/-/1000/1000/1000 us"), std::string::npos)
+      << describe(back.calibration());
+  std::vector<double> v = tuner.toVector();
+  const size_t at = v.size() - Calibration::kVectorSize + 8;
+  for (double bad : {0.5, double(1u << 25), -1.0}) {
+    v[at] = bad;
+    EXPECT_FALSE(Tuner::fromVector(v, PipelineConfig{}, &back).isOk()) << bad;
+  }
+}
+
 TEST(Calibration, SharedStateRoundTrips) {
   AlgorithmOverrides o;
   ASSERT_TRUE(parseAlgorithmOverrides("broadcast:ring", "x", &o).isOk());
