@@ -164,8 +164,18 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   PeerInfo mine;
   FTCCL_CHECK(startLocal(contents, &mine));
   std::vector<std::vector<uint8_t>> blobs;
-  FTCCL_CHECK(rendezvous(contents, rank, processes, encodePeerInfo(mine),
-                         config_.bootstrapTimeoutMs, &blobs, cancelled));
+  const std::vector<uint8_t> myBlob = encodePeerInfo(mine);
+  const auto rendezvousStart = Clock::now();
+  FTCCL_CHECK(
+      rendezvous(contents, rank, processes, myBlob, config_.bootstrapTimeoutMs, &blobs, cancelled));
+  // What init's cost grows with (issue 27, docs/init-scaling.md): the root sends every process
+  // the whole table, so each receives O(N) bytes and the root sends O(N^2).
+  size_t tableBytes = 0;
+  for (const auto& blob : blobs) tableBytes += blob.size();
+  FTCCL_LOG(Info, Init,
+            "process {}/{}: rendezvous in {:.1f} ms: sent a {} B blob, received a {} B table "
+            "(the root sends every process one)",
+            rank, processes, msSince(rendezvousStart), myBlob.size(), tableBytes);
   auto view = std::make_shared<EpochView>();
   view->worldRank = rank;
   view->peers.resize(processes);
