@@ -57,6 +57,42 @@ TEST(SimNetwork, LatencyAndTheSendersLinkRate) {
   EXPECT_EQ(net.traffic("b").receivedBytes, 2500u);
 }
 
+// Keys that carry their node's number are placed by it; keys without one, or whose
+// slot a key took first, go through the map: every frame still reaches its own node,
+// and a kill or liveness query finds the right one.
+TEST(SimNetwork, NumberedKeysAndOthersReachTheirOwnNodes) {
+  SimNetwork net(
+      [](const std::string&, const std::string&) {
+        return LinkSpec{5us, 0us, 0, 0};
+      },
+      1);
+  net.setKeyIndex([](const std::string& key) -> int64_t {
+    return key.size() > 1 && key[0] == 'p' ? std::stoll(key.substr(1)) : -1;
+  });
+  // "stranger" takes slot 0 through the map before "p0" asks for it; "p5" leaves a gap.
+  Recorder stranger(net, "stranger"), p5(net, "p5"), p0(net, "p0"), p1(net, "p1");
+  const std::map<std::string, Recorder*> nodes{
+      {"stranger", &stranger}, {"p5", &p5}, {"p0", &p0}, {"p1", &p1}};
+  int seq = 0;
+  for (const auto& [from, unused] : nodes) {
+    for (const auto& [to, node] : nodes) {
+      if (from != to) net.send(from, to, frame(seq++, 8));
+    }
+  }
+  net.runFor(1ms);
+  for (const auto& [key, node] : nodes) EXPECT_EQ(node->arrivals.size(), 3u) << key;
+  EXPECT_EQ(net.traffic("p0").sentFrames, 3u);
+  net.kill("p0");
+  EXPECT_FALSE(net.alive("p0"));
+  EXPECT_TRUE(net.alive("stranger"));
+  EXPECT_TRUE(net.alive("p5"));
+  net.send("p1", "p5", frame(99, 8));
+  net.send("p1", "p0", frame(98, 8));  // dead: lost
+  net.runFor(1ms);
+  EXPECT_EQ(p5.sequence.back(), 99);
+  EXPECT_EQ(p0.arrivals.size(), 3u);
+}
+
 std::vector<int64_t> jitteredArrivals(uint64_t seed, std::vector<int>* order) {
   SimNetwork net([](const std::string&, const std::string&) { return LinkSpec{5us, 20us}; }, seed);
   Recorder a(net, "a"), b(net, "b");

@@ -20,6 +20,15 @@ SimCluster::SimCluster(const ClusterConfig& config)
       net_([this](const std::string& from, const std::string& to) { return link(from, to); },
            config.seed) {
   net_.setHandlingCost(config.handling);
+  net_.setKeyIndex([](const std::string& key) -> int64_t {  // "p17" is node 17
+    if (key.size() < 2 || key.size() > 11 || key[0] != 'p') return -1;
+    int64_t index = 0;
+    for (size_t i = 1; i < key.size(); ++i) {
+      if (key[i] < '0' || key[i] > '9') return -1;
+      index = index * 10 + (key[i] - '0');
+    }
+    return index;
+  });
   // Epoch salts from the seed: a run stays a function of it.
   setEpochSaltSource([random = std::make_shared<std::mt19937_64>(config.seed)] {
     EpochSalt salt;

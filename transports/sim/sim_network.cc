@@ -14,7 +14,27 @@ SimNetwork::SimNetwork(LinkModel model, uint64_t seed)
 
 // Keys are looked up once per call of the API; events and state use the index, so that a
 // simulation of 100,000 processes hashes no string per event.
+bool SimNetwork::indexedId(const std::string& key, bool add, Id* id) {
+  if (!keyIndex_) return false;
+  const int64_t index = keyIndex_(key);
+  if (index < 0 || index >= int64_t{1} << 31) return false;
+  const size_t at = static_cast<size_t>(index);
+  if (at < nodes_.size() && nodes_[at].key == key) {
+    *id = static_cast<Id>(at);
+    return true;
+  }
+  // A slot no key holds yet (a node added by number or by the map holds one).
+  if (at < nodes_.size() && (!nodes_[at].key.empty() || ids_.count(key))) return false;
+  if (!add) return false;
+  if (at >= nodes_.size()) nodes_.resize(at + 1);
+  nodes_[at].key = key;
+  *id = static_cast<Id>(at);
+  return true;
+}
+
 SimNetwork::Id SimNetwork::idOf(const std::string& key) {
+  Id indexed = 0;
+  if (indexedId(key, /*add=*/true, &indexed)) return indexed;
   auto [it, added] = ids_.emplace(key, static_cast<Id>(nodes_.size()));
   if (added) {
     nodes_.emplace_back();
@@ -30,6 +50,13 @@ void SimNetwork::add(const std::string& key, SimNode* node) {
 }
 
 bool SimNetwork::alive(const std::string& key) const {
+  if (keyIndex_) {
+    const int64_t index = keyIndex_(key);
+    if (index >= 0 && static_cast<uint64_t>(index) < nodes_.size() &&
+        nodes_[static_cast<size_t>(index)].key == key) {
+      return !nodes_[static_cast<size_t>(index)].dead;
+    }
+  }
   auto it = ids_.find(key);
   return it == ids_.end() || !nodes_[it->second].dead;
 }
