@@ -31,6 +31,18 @@ std::vector<std::string> checkInvariants(SimCluster& cluster, const Fault& fault
                                          const std::set<int>& minority) {
   std::vector<std::string> broken;
   const SimProcess* reference = nullptr;
+  // Memberships are compared once per distinct pair of lists: processes of one epoch
+  // share them (the epoch store), and comparing each survivor's 1,000,000 names with the
+  // reference's took the 1,000,000-rank run quadratic time.
+  std::map<std::pair<const void*, const void*>, bool> sameLists;
+  auto sameMembership = [&](const SimProcess& proc) {
+    const std::pair<const void*, const void*> lists{&proc.ranks(), &proc.spares()};
+    if (lists.first == &reference->ranks() && lists.second == &reference->spares()) return true;
+    auto known = sameLists.find(lists);
+    if (known != sameLists.end()) return known->second;
+    const bool same = proc.ranks() == reference->ranks() && proc.spares() == reference->spares();
+    return sameLists.emplace(lists, same).first->second;
+  };
   for (int p = 0; p < cluster.size(); ++p) {
     if (fault.failed.count(p) || minority.count(p)) continue;
     const SimProcess& proc = cluster.process(p);
@@ -39,8 +51,7 @@ std::vector<std::string> checkInvariants(SimCluster& cluster, const Fault& fault
       continue;
     }
     if (reference == nullptr) reference = &proc;
-    if (proc.epoch() != reference->epoch() || proc.ranks() != reference->ranks() ||
-        proc.spares() != reference->spares()) {
+    if (proc.epoch() != reference->epoch() || !sameMembership(proc)) {
       broken.push_back(proc.key() + " is in epoch " + std::to_string(proc.epoch()) + ", " +
                        reference->key() + " in " + std::to_string(reference->epoch()) +
                        (proc.epoch() == reference->epoch() ? " with another membership" : ""));
