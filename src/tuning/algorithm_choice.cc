@@ -103,22 +103,7 @@ std::vector<Algorithm> Tuner::candidates(CollectiveKind kind, const CommShape& s
 
 // measured / modelled at the probes the algorithm ran (not those the plan skipped),
 // linear in log2(bytes) between them, constant beyond.
-double Tuner::correction(Algorithm algorithm, size_t bytes) const {
-  if (calibration_.ruledOut(algorithm)) {
-    // Never run: the machine's slowdown against the model is taken from the algorithms
-    // that ran, the worst of them. Its bare model alone beat measured times wrongly: at
-    // 64 ranks on 2 cores, recursive doubling modelled at 12 us took 2.1 ms, against
-    // shared memory's measured 0.4 ms.
-    double worst = 0;
-    for (int a = 0; a < kCalibratedAlgorithms; ++a) {
-      const Algorithm other = static_cast<Algorithm>(a);
-      if (other != algorithm && calibration_.measured(other)) {
-        worst = std::max(worst, correction(other, bytes));
-      }
-    }
-    return worst > 0 ? worst : 1.0;
-  }
-  if (!calibration_.measured(algorithm)) return 1.0;
+double Tuner::ownCorrection(Algorithm algorithm, size_t bytes) const {
   std::vector<double> sizes, ratios;  // log2 of each probe's size, and its ratio
   for (int p = 0; p < Calibration::kProbes; ++p) {
     if (!calibration_.planned(algorithm, p)) continue;
@@ -128,6 +113,7 @@ double Tuner::correction(Algorithm algorithm, size_t bytes) const {
     sizes.push_back(std::log2(static_cast<double>(Calibration::kProbeBytes[p])));
     ratios.push_back(calibration_.us[static_cast<int>(algorithm)][p] / modelled);
   }
+  if (sizes.empty()) return 1.0;
   double x = std::log2(static_cast<double>(std::max<size_t>(bytes, 1)));
   if (x <= sizes.front()) return ratios.front();
   for (size_t p = 1; p < sizes.size(); ++p) {
@@ -136,6 +122,53 @@ double Tuner::correction(Algorithm algorithm, size_t bytes) const {
     return ratios[p - 1] + f * (ratios[p] - ratios[p - 1]);
   }
   return ratios.back();
+}
+
+// The machine's slowdown against the model at `bytes`, as the algorithms that ran every
+// probe they were planned at saw it: the worst of them (0: none ran).
+double Tuner::worstCorrection(Algorithm except, size_t bytes) const {
+  double worst = 0;
+  for (int a = 0; a < kCalibratedAlgorithms; ++a) {
+    const Algorithm other = static_cast<Algorithm>(a);
+    if (other != except && calibration_.measured(other)) {
+      worst = std::max(worst, ownCorrection(other, bytes));
+    }
+  }
+  return worst;
+}
+
+// Where an algorithm did not run (the plan skipped it, modelled 10x slower than the best),
+// its own ratios say nothing: it is corrected as the worst measured algorithm there, or
+// by its own nearest ratio if that is worse. Its bare model, or a ratio from far larger
+// probes, beat measured times wrongly: at 64 ranks on 2 cores recursive doubling,
+// modelled at 12 us, took 2.1 ms against shared memory's measured 0.4 ms.
+double Tuner::correction(Algorithm algorithm, size_t bytes) const {
+  if (calibration_.ruledOut(algorithm)) {
+    const double worst = worstCorrection(algorithm, bytes);
+    return worst > 0 ? worst : 1.0;
+  }
+  if (!calibration_.measured(algorithm)) return 1.0;
+  const double own = ownCorrection(algorithm, bytes);
+  // Below its first planned probe or above its last, where a probe was skipped.
+  int first = -1, last = -1;
+  bool skippedBelow = false, skippedAbove = false;
+  for (int p = 0; p < Calibration::kProbes; ++p) {
+    if (calibration_.planned(algorithm, p)) {
+      if (first < 0) first = p;
+      last = p;
+    }
+  }
+  for (int p = 0; p < Calibration::kProbes; ++p) {
+    if (!Calibration::probed(algorithm, p) || calibration_.planned(algorithm, p)) continue;
+    skippedBelow = skippedBelow || p < first;
+    skippedAbove = skippedAbove || p > last;
+  }
+  const bool below = bytes < Calibration::kProbeBytes[first];
+  const bool above = bytes > Calibration::kProbeBytes[last];
+  if ((below && skippedBelow) || (above && skippedAbove)) {
+    return std::max(own, worstCorrection(algorithm, bytes));
+  }
+  return own;
 }
 
 double Tuner::predictUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,

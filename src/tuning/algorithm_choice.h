@@ -74,6 +74,8 @@ class Tuner {
 
  private:
   double correction(Algorithm algorithm, size_t bytes) const;
+  double ownCorrection(Algorithm algorithm, size_t bytes) const;
+  double worstCorrection(Algorithm except, size_t bytes) const;
 
   CostModel model_;
   AlgorithmOverrides overrides_;

@@ -318,9 +318,26 @@ TEST(Calibration, PlanSkipsWhatTheModelRulesOut) {
   auto predict = [&](const Tuner& t, Algorithm a, size_t bytes) {
     return t.predictUs(CollectiveKind::kAllReduce, a, bytes, shape);
   };
+  // Below its first planned probe the tree takes the worse of its own nearest ratio
+  // and the measured algorithms' there.
   const double atFirstPlanned = 1000 / predict(bare, Algorithm::kTree, 256 * 1024);
+  const double rdAt8 = 10 / predict(bare, Algorithm::kRecursiveDoubling, 8);
   EXPECT_NEAR(predict(tuner, Algorithm::kTree, 8),
-              predict(bare, Algorithm::kTree, 8) * atFirstPlanned, 1e-6);
+              predict(bare, Algorithm::kTree, 8) * std::max(atFirstPlanned, rdAt8), 1e-6);
+  // A machine slow at small sizes (recursive doubling measured at 100x the tree's model
+  // at 8 B): the tree, measured only from 256 KiB at 2x its model, must not win 8 B on
+  // that small ratio.
+  {
+    Calibration slowSmall = c;
+    for (int p = 2; p < Calibration::kProbes; ++p) {
+      slowSmall.us[tree][p] = 2 * predict(bare, Algorithm::kTree, Calibration::kProbeBytes[p]);
+    }
+    for (int p = 0; p < 3; ++p) {
+      slowSmall.us[rd][p] = 100 * predict(bare, Algorithm::kTree, Calibration::kProbeBytes[p]);
+    }
+    const Tuner slowTuner(CostModel{}, AlgorithmOverrides{}, PipelineConfig{}, slowSmall);
+    EXPECT_NE(slowTuner.choose(CollectiveKind::kAllReduce, 8, shape).algorithm, Algorithm::kTree);
+  }
   // The ring, ruled out everywhere, still competes, corrected as the worst measured
   // algorithm at each size (its bare model alone would beat measured times unfairly);
   // merely unmeasured (not ruled out), it does not compete.
