@@ -100,16 +100,20 @@ void Communicator::onMemberFailed(const FailureReport& report) {
   // news is not this epoch's (the commit excluded that process already, or the new
   // registration reports it again).
   if (report.epoch < epochs_.epoch()) return;
+  // Learnt from the agreement (detectedBy -1): some member's detector saw it, or the
+  // coordinator gave up on its silence; no time since its last sign of life is known here.
   std::string how =
       report.direct
           ? "detected by this rank through " + std::string(detectionCauseName(report.cause))
-          : "reported by rank " + std::to_string(report.detectedBy) + ", who detected it through " +
-                detectionCauseName(report.cause);
-  char after[32];
-  std::snprintf(after, sizeof(after), "%.1f", report.afterMs);
+      : report.detectedBy < 0 ? std::string("learnt from the recovery agreement")
+                              : "reported by rank " + std::to_string(report.detectedBy) +
+                                    ", who detected it through " + detectionCauseName(report.cause);
+  char after[64] = "";
+  if (report.detectedBy >= 0 || report.direct) {
+    std::snprintf(after, sizeof(after), ", %.1f ms after its last sign of life", report.afterMs);
+  }
   revoke(remoteError("rank " + std::to_string(report.rank) + " (host " + report.host + ", pid " +
-                     std::to_string(report.pid) + ") failed: " + how + ", " + after +
-                     " ms after its last sign of life"),
+                     std::to_string(report.pid) + ") failed: " + how + after),
          report.epoch);
 }
 

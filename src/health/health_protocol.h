@@ -271,7 +271,8 @@ class HealthProtocol {
                 double afterMs);
   void reportKnownFailures(Registration& registration);
   void deliver(Registration& registration, const FailureReport& report);
-  void learntFailure(const ProcessKey& failed);  // from an agreement (checkAgreement)
+  // From the agreement of `commKey` (checkAgreement): its registrations only.
+  void learntFailure(uint64_t commKey, const ProcessKey& failed);
   void onLeave(Registration& registration, int index);
   void tellIfRanksGone(Registration& registration);
   void tellIfExpelled(const ProcessKey& from);
@@ -320,9 +321,12 @@ class HealthProtocol {
     DetectionCause cause;
     double afterMs;
     ProcessKey reporter;  // this process, or the sender of the FAILED notice
+    // Nonzero: learnt from that communicator's agreement, which may have evicted a live
+    // process for silence towards it: no other communicator takes it for failed.
+    uint64_t onlyComm = 0;
   };
   void rememberFailure(const ProcessKey& failed, DetectionCause cause, double afterMs,
-                       const ProcessKey& reporter);
+                       const ProcessKey& reporter, uint64_t onlyComm = 0);
   std::unordered_map<ProcessKey, KnownFailure> failed_;
   bool dropAll_ = false;
   bool authenticated_ = false;

@@ -68,11 +68,13 @@ void HealthProtocol::announce(Registration& r, const MemberInfo& failed, Detecti
   }
 }
 
-// Told by an agreement: as a FAILED notice, every registration containing it learns.
-void HealthProtocol::learntFailure(const ProcessKey& failed) {
-  rememberFailure(failed, DetectionCause::kNotice, 0, self_);
+// Told by a communicator's agreement: its registrations learn it as of a FAILED notice.
+// Only they: an agreement also evicts members silent towards its coordinator, alive for
+// all anyone else knows, and a communicator without one must not be revoked for that.
+void HealthProtocol::learntFailure(uint64_t commKey, const ProcessKey& failed) {
+  rememberFailure(failed, DetectionCause::kNotice, 0, self_, commKey);
   for (auto& [id, r] : registrations_) {
-    if (r.agreementDone) continue;
+    if (r.agreementDone || r.info.commKey != commKey) continue;
     const MemberInfo* found = memberOf(r.info, failed);
     if (found == nullptr) continue;
     const MemberInfo member = *found;  // deliver() may replace the table
@@ -83,8 +85,13 @@ void HealthProtocol::learntFailure(const ProcessKey& failed) {
 }
 
 void HealthProtocol::rememberFailure(const ProcessKey& failed, DetectionCause cause, double afterMs,
-                                     const ProcessKey& reporter) {
-  if (failed != self_) failed_.emplace(failed, KnownFailure{cause, afterMs, reporter});
+                                     const ProcessKey& reporter, uint64_t onlyComm) {
+  if (failed == self_) return;
+  auto [known, added] = failed_.emplace(failed, KnownFailure{cause, afterMs, reporter, onlyComm});
+  // Seen or told directly after an agreement's word: a failure for every communicator.
+  if (!added && onlyComm == 0 && known->second.onlyComm != 0) {
+    known->second = KnownFailure{cause, afterMs, reporter, 0};
+  }
 }
 
 // A new epoch may list a process this one already knows failed: the commit was decided
@@ -95,6 +102,7 @@ void HealthProtocol::reportKnownFailures(Registration& r) {
   if (failed_.empty()) return;
   std::vector<std::pair<MemberInfo, KnownFailure>> found;
   for (const auto& [key, known] : failed_) {
+    if (known.onlyComm != 0 && known.onlyComm != r.info.commKey) continue;
     const MemberInfo* m = memberOf(r.info, key);
     if (m == nullptr) continue;
     if (known.reporter != self_ && memberOf(r.info, known.reporter) == nullptr) continue;

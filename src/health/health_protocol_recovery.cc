@@ -16,7 +16,8 @@ void HealthProtocol::checkAgreement(Registration& r) {
   if (r.agreementDone || r.info.listener == nullptr) return;
   // Failures the agreement heard of (its round, a proposal, a commit): every
   // communicator containing them is told, as of a FAILED notice.
-  for (const ProcessKey& key : r.agreement->takeLearnedFailures()) learntFailure(key);
+  const uint64_t commKey = r.info.commKey;  // deliver() may replace r's table
+  for (const ProcessKey& key : r.agreement->takeLearnedFailures()) learntFailure(commKey, key);
   if (r.agreementDone) return;  // told inside (learntFailure delivers, which checks again)
   switch (r.agreement->state()) {
     case Agreement::State::kStable: {

@@ -369,6 +369,45 @@ TEST(HealthProtocolSpares, RankCrashActivatesTheSpareSpareCrashOnlyLeavesThePool
   }
 }
 
+// An agreement evicts a member that stays silent towards its coordinator, though others
+// see it alive: that conclusion is its communicator's alone. Process 2, cut off from the
+// coordinator (process 0) only, is dropped from communicator 7 after rank 3 dies, while
+// communicator 99 of processes 1 and 2 (no agreement) and a later one must not take it
+// for failed.
+TEST(HealthProtocolSpares, AnAgreementsEvictionStaysInItsCommunicator) {
+  WithSpares c(4, 1);
+  auto pair = [&](uint64_t commKey, int myRank, HealthListener* listener) {
+    HealthRegistration reg;
+    reg.commKey = commKey;
+    reg.myRank = myRank;
+    reg.members = MemberTable::make(
+        {MemberInfo{{keyOf(1), "simhost", 1001}, 0}, MemberInfo{{keyOf(2), "simhost", 1002}, 1}});
+    reg.monitored = {1 - myRank};
+    reg.probeIntervalMs = kProbeMs;
+    reg.failureTimeoutMs = kTimeoutMs;
+    reg.listener = listener;
+    return reg;
+  };
+  struct Sink : HealthListener {
+    std::vector<FailureReport> reports;
+    void onMemberFailed(const FailureReport& r) override { reports.push_back(r); }
+  } other1, other2, later1;
+  c.procs[1]->protocol().add(pair(99, 0, &other1), c.net.now());
+  c.procs[2]->protocol().add(pair(99, 1, &other2), c.net.now());
+  c.net.runFor(100ms);
+  c.net.block(keyOf(0), keyOf(2));
+  c.net.kill(keyOf(3));
+  c.net.runFor(3s);
+  bool evicted = false;
+  for (const FailureReport& r : c.procs[1]->reports) evicted = evicted || r.rank == 2;
+  ASSERT_TRUE(evicted) << "communicator 7 dropped process 2 (silent towards its coordinator)";
+  EXPECT_TRUE(other1.reports.empty()) << "communicator 99 was told of 2, alive and watched";
+  EXPECT_TRUE(other2.reports.empty());
+  c.procs[1]->protocol().add(pair(123, 0, &later1), c.net.now());
+  c.net.runFor(100ms);
+  EXPECT_TRUE(later1.reports.empty()) << "a later communicator was told of 2";
+}
+
 // A spare that joined while the ranks were leaving is an epoch ahead of their LEAVE: it
 // must still count them as gone in order, by their keys (their numbers are another
 // epoch's), and never take their exits for failures (chaos seed 9088).
