@@ -25,7 +25,6 @@ Status Communicator::measureCostModel() {
   std::shared_ptr<const EpochView> view = epochs_.current();
   const int rank = view->rank;
   if (rank > 1 || view->nranks() < 2) return Status::ok();
-  if (rank == 0 && config_.tuningGiven) return Status::ok();
   SubsetTransport pair(*transport_, {0, 1}, kTuningChannel);
   std::vector<uint8_t> buffer(kLinkProbeBytes, 1);
   auto roundTrip = [&](size_t bytes, uint32_t round) -> Status {
@@ -43,7 +42,10 @@ Status Communicator::measureCostModel() {
   CostModel model = config_.costModel;
   const bool sameNode = view->ofRank(0).node == view->ofRank(1).node;
   FTCCL_CHECK(measureLinkCost(roundTrip, /*measurer=*/rank == 0, sameNode, &model));
-  if (rank == 1) return Status::ok();
+  // Rank 1 cannot know whether rank 0 was given its model (FTCCL_TUNING is read per
+  // process): rank 0 takes part in the round trips either way, and a given model keeps
+  // what it measured out (rank 1 used to wait for them in vain: init failed after 10 s).
+  if (rank == 1 || config_.tuningGiven) return Status::ok();
   config_.costModel = model;
   const CommShape& shape = builder_.shape();
   Calibration request;  // every rank runs the probes once the model is shared
