@@ -17,17 +17,18 @@ SimNetwork::SimNetwork(LinkModel model, uint64_t seed)
 bool SimNetwork::indexedId(const std::string& key, bool add, Id* id) {
   if (!keyIndex_) return false;
   const int64_t index = keyIndex_(key);
-  if (index < 0 || index >= int64_t{1} << 31) return false;
+  if (index < 0 || index >= int64_t{1} << 24) return false;
   const size_t at = static_cast<size_t>(index);
-  if (at < nodes_.size() && nodes_[at].key == key) {
+  if (at < nodes_.size() && nodes_[at].named && nodes_[at].key == key) {
     *id = static_cast<Id>(at);
     return true;
   }
   // A slot no key holds yet (a node added by number or by the map holds one).
-  if (at < nodes_.size() && (!nodes_[at].key.empty() || ids_.count(key))) return false;
-  if (!add) return false;
+  if (at < nodes_.size() && nodes_[at].named) return false;
+  if (!add || ids_.count(key)) return false;
   if (at >= nodes_.size()) nodes_.resize(at + 1);
   nodes_[at].key = key;
+  nodes_[at].named = true;
   *id = static_cast<Id>(at);
   return true;
 }
@@ -39,6 +40,7 @@ SimNetwork::Id SimNetwork::idOf(const std::string& key) {
   if (added) {
     nodes_.emplace_back();
     nodes_.back().key = key;
+    nodes_.back().named = true;
   }
   return it->second;
 }
@@ -53,7 +55,7 @@ bool SimNetwork::alive(const std::string& key) const {
   if (keyIndex_) {
     const int64_t index = keyIndex_(key);
     if (index >= 0 && static_cast<uint64_t>(index) < nodes_.size() &&
-        nodes_[static_cast<size_t>(index)].key == key) {
+        nodes_[static_cast<size_t>(index)].named && nodes_[static_cast<size_t>(index)].key == key) {
       return !nodes_[static_cast<size_t>(index)].dead;
     }
   }

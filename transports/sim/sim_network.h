@@ -69,8 +69,9 @@ class SimNetwork {
   // Where keys carry their node's number ("p17": 17), the network may use it instead of
   // hashing the key on every call (a third of a 100,000-process run went to that).
   // `index` returns the number, or -1 for a key without one (looked up as before).
+  // Before any key is used (ignored after); numbers from 2^24 on go through the map.
   void setKeyIndex(std::function<int64_t(const std::string&)> index) {
-    keyIndex_ = std::move(index);
+    if (nodes_.empty() && ids_.empty()) keyIndex_ = std::move(index);
   }
   void add(const std::string& key, SimNode* node);
 
@@ -128,6 +129,7 @@ class SimNetwork {
   };
   struct Node {
     std::string key;
+    bool named = false;  // a key holds this slot (by its number or through the map)
     SimNode* node = nullptr;
     bool dead = false, stopped = false, cut = false, partitioned = false;
     SimTime linkFreeAt{};    // when its link is idle
