@@ -32,7 +32,7 @@ TEST_F(BootstrapTest, MissingRanksTimeOutNamingThem) {
               std::string::npos)
         << r.status.message();
     EXPECT_GE(r.ms, 1300);
-    EXPECT_LT(r.ms, 3500);
+    EXPECT_LT(r.ms, 10000);  // the ranks' 1500 ms, not the root's 120 s (generous: 2 busy cores)
   }
 }
 
@@ -68,7 +68,7 @@ TEST_F(BootstrapTest, RootTimeoutAppliesFromFirstHello) {
   EXPECT_NE(results[0].status.message().find("ranks 0,2 of 3 did not join within 800 ms"),
             std::string::npos)
       << results[0].status.message();
-  EXPECT_LT(results[0].ms, 3000);
+  EXPECT_LT(results[0].ms, 8000);  // the root's 800 ms, not the rank's 10 s
 }
 
 TEST_F(BootstrapTest, UnreachableRootFailsWithinTimeout) {
@@ -83,7 +83,7 @@ TEST_F(BootstrapTest, UnreachableRootFailsWithinTimeout) {
                      " within 1000 ms (is the root process alive? stale unique id?)";
   EXPECT_NE(st.message().find(want), std::string::npos) << st.message();
   EXPECT_GE(ms, 950);
-  EXPECT_LT(ms, 2500);
+  EXPECT_LT(ms, 10000);  // bounded by its 1000 ms, generously on 2 busy cores
 }
 
 // A forming child communicator whose parent is revoked stops waiting for its root: a
@@ -129,7 +129,7 @@ TEST_F(BootstrapTest, StopAllRootsWakesWaitingRanks) {
   auto t0 = Clock::now();
   stopAllRoots();
   t.join();
-  EXPECT_LT(msSince(t0), 2000);
+  EXPECT_LT(msSince(t0), 10000);  // woken, not the 20 s timeout
   EXPECT_EQ(r.status.code(), ftcclRemoteError) << r.status.message();
   EXPECT_NE(r.status.message().find("was stopped"), std::string::npos) << r.status.message();
 }
