@@ -23,12 +23,16 @@ constexpr auto kSpinOversubscribed = std::chrono::microseconds(5);
 // futex sleep costs a wake-up. Measured at 4 ranks on 2 cores (shm all-reduce, 8 B):
 // 10-12 us sleeping after 5 us, 2.6-4 us yielding for up to 1 ms.
 constexpr auto kSpinSharedMemory = std::chrono::microseconds(1000);
-// With a core per rank, a memory wait that lasts this long means the peer is not
-// running: another process took its core (a busy neighbour, a checkpoint writer). From
-// then on it yields at every round as if oversubscribed. Without this, 2 ranks beside
-// one busy process on 2 cores took ~200 us per 12.5 KiB op instead of 6 us (a chaos
-// job ran 35 s past its bound). A healthy small op waits far less, so it never yields.
-constexpr auto kSpinBeforeYield = std::chrono::microseconds(20);
+// With a core per rank, a memory wait spins this long, then sleeps on the peer's flag
+// (its publish wakes it). The peer may not be running: another process took its core
+// (a busy neighbour), and only a core this rank gives up runs it. Spinning 1 ms, then
+// sleeping, 2 ranks beside one busy process on 2 cores took ~200 us per 12.5 KiB op
+// instead of 6 us (a chaos job ran past its 35 s bound); yielding instead (b6ef6d0)
+// handed the core to any runnable process, a niced one too, on every round of a long
+// wait: a 16 MiB all-reduce took 3x as long beside a nice-19 job. A sleeper is woken
+// by the publish and preempts such a job at once; 50 us is past a healthy small op's
+// wait, and near a large op's chunk.
+constexpr auto kSpinBeforeSleep = std::chrono::microseconds(50);
 // Sleeps are bounded so abort and timeouts are seen even if no event arrives.
 constexpr int kSleepSliceMs = 1;
 // A worker that always reports activity (a retired peer's endpoint retrying) must not
@@ -92,7 +96,6 @@ Status OpDriver::drive(Transport& transport, Collective& op, const Describe& wha
   uint64_t lastMark = op.progressMark();
   unsigned idleRounds = 0;
   bool memoryWait = false;
-  bool yielding = false;  // this memory wait yields at every round
   uint64_t busyRounds = 0;
   auto timedOut = [&] {
     return timeoutMs > 0 && now() - lastActivity > std::chrono::milliseconds(timeoutMs);
@@ -142,14 +145,13 @@ Status OpDriver::drive(Transport& transport, Collective& op, const Describe& wha
     } else {
       if (idleRounds++ == 0) {
         memoryWait = op.waitForPeers(0);  // returns at once: does it wait in shared memory?
-        yielding = oversubscribed_;
-        spinTimed = !memoryWait;  // a memory wait dates its spin at its first clock read
+        spinTimed = !memoryWait;          // a memory wait dates its spin at its first clock read
         if (spinTimed) spinStart = now();
       }
-      // A memory wait with a core per rank yields only once it lasted kSpinBeforeYield:
-      // till then the peer it waits for is running, and a syscall per 32 looks cost a
-      // small op a third of its time.
-      const bool yieldNow = memoryWait ? yielding : (idleRounds % kYieldEvery) == 0;
+      // A memory wait with a core per rank never yields: the peer it waits for is running
+      // or, past kSpinBeforeSleep, gets this core while this rank sleeps; a syscall per 32
+      // looks cost a small op a third of its time.
+      const bool yieldNow = memoryWait ? oversubscribed_ : (idleRounds % kYieldEvery) == 0;
       if (yieldNow) sched_yield();
       // Yielding costs far more than the clock: then it is read every round.
       if (!yieldNow && (idleRounds % kClockEvery) != 0) continue;
@@ -158,8 +160,9 @@ Status OpDriver::drive(Transport& transport, Collective& op, const Describe& wha
         spinStart = t;
         spinTimed = true;
       }
-      if (memoryWait && t - spinStart >= kSpinBeforeYield) yielding = true;
-      const auto budget = memoryWait ? kSpinSharedMemory : spinBudget_;
+      const auto budget = !memoryWait       ? spinBudget_
+                          : oversubscribed_ ? kSpinSharedMemory
+                                            : kSpinBeforeSleep;
       if (t - spinStart < budget) continue;
       Status mismatch = transport.findMismatchedMessage();
       if (!mismatch.isOk()) return failDisagreement(op, what, mismatch);
