@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <vector>
 
 #include "sim_checks.h"
@@ -52,33 +53,44 @@ TEST(RingAllReduceSim, EveryRankCountTypeOpSizeInAndOutOfPlace) {
   }
 }
 
+// One broadcast of `count` elements of `type` from `root` on n ranks, in place or not,
+// each rank's op made by `make`: every rank ends with the root's data.
+void expectBroadcast(
+    int n, int root, size_t count, ftcclDataType_t type, bool inPlace,
+    const std::function<std::unique_ptr<Collective>(Transport&, const CollectiveArgs&)>& make) {
+  sim::SimFabric fabric(n);
+  std::vector<std::vector<uint8_t>> in(n), out(n);
+  std::vector<std::unique_ptr<Collective>> ops(n);
+  for (int r = 0; r < n; ++r) {
+    in[r] = patternBuffer(type, r == root ? 100 : r, count, ftcclSum);
+    out[r].assign(in[r].size(), 0xEE);
+    CollectiveArgs args;
+    args.sendbuff = in[r].data();
+    args.recvbuff = inPlace ? in[r].data() : out[r].data();
+    args.count = count;
+    args.type = type;
+    args.root = root;
+    ops[r] = make(fabric.transport(r), args);
+  }
+  ASSERT_TRUE(runAll(fabric, ops).isOk());
+  std::vector<uint8_t> want = patternBuffer(type, 100, count, ftcclSum);
+  for (int r = 0; r < n; ++r) {
+    const uint8_t* got = inPlace ? in[r].data() : out[r].data();
+    ASSERT_EQ(0, std::memcmp(got, want.data(), count * dataTypeSize(type)))
+        << "n=" << n << " root=" << root << " count=" << count << " rank " << r;
+  }
+}
+
 TEST(ChainBroadcastSim, EveryRankCountRootAndSize) {
   PipelineConfig pipeline = smallChunks();
   for (int n = 1; n <= 8; ++n) {
     for (int root = 0; root < n; ++root) {
       for (size_t count : kCounts) {
         for (bool inPlace : {false, true}) {
-          sim::SimFabric fabric(n);
-          std::vector<std::vector<uint8_t>> in(n), out(n);
-          std::vector<std::unique_ptr<Collective>> ops(n);
-          for (int r = 0; r < n; ++r) {
-            in[r] = patternBuffer(ftcclInt32, r == root ? 100 : r, count, ftcclSum);
-            out[r].assign(in[r].size(), 0xEE);
-            CollectiveArgs args;
-            args.sendbuff = in[r].data();
-            args.recvbuff = inPlace ? in[r].data() : out[r].data();
-            args.count = count;
-            args.type = ftcclInt32;
-            args.root = root;
-            ops[r] = makeChainBroadcast(fabric.transport(r), pipeline, args);
-          }
-          ASSERT_TRUE(runAll(fabric, ops).isOk());
-          std::vector<uint8_t> want = patternBuffer(ftcclInt32, 100, count, ftcclSum);
-          for (int r = 0; r < n; ++r) {
-            const uint8_t* got = inPlace ? in[r].data() : out[r].data();
-            ASSERT_EQ(0, std::memcmp(got, want.data(), count * 4))
-                << "n=" << n << " root=" << root << " count=" << count << " rank " << r;
-          }
+          ASSERT_NO_FATAL_FAILURE(expectBroadcast(n, root, count, ftcclInt32, inPlace,
+                                                  [&](Transport& t, const CollectiveArgs& args) {
+                                                    return makeChainBroadcast(t, pipeline, args);
+                                                  }));
         }
       }
     }
@@ -108,27 +120,8 @@ TEST(BinomialBroadcastSim, EveryRankCountRootAndSize) {
       ASSERT_EQ(links, n - 1);
       for (size_t count : kCounts) {
         for (bool inPlace : {false, true}) {
-          sim::SimFabric fabric(n);
-          std::vector<std::vector<uint8_t>> in(n), out(n);
-          std::vector<std::unique_ptr<Collective>> ops(n);
-          for (int r = 0; r < n; ++r) {
-            in[r] = patternBuffer(ftcclFloat64, r == root ? 100 : r, count, ftcclSum);
-            out[r].assign(in[r].size(), 0xEE);
-            CollectiveArgs args;
-            args.sendbuff = in[r].data();
-            args.recvbuff = inPlace ? in[r].data() : out[r].data();
-            args.count = count;
-            args.type = ftcclFloat64;
-            args.root = root;
-            ops[r] = makeBinomialBroadcast(fabric.transport(r), args);
-          }
-          ASSERT_TRUE(runAll(fabric, ops).isOk());
-          std::vector<uint8_t> want = patternBuffer(ftcclFloat64, 100, count, ftcclSum);
-          for (int r = 0; r < n; ++r) {
-            const uint8_t* got = inPlace ? in[r].data() : out[r].data();
-            ASSERT_EQ(0, std::memcmp(got, want.data(), count * 8))
-                << "n=" << n << " root=" << root << " count=" << count << " rank " << r;
-          }
+          ASSERT_NO_FATAL_FAILURE(
+              expectBroadcast(n, root, count, ftcclFloat64, inPlace, makeBinomialBroadcast));
         }
       }
     }
