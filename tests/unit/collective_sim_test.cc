@@ -59,19 +59,14 @@ void expectBroadcast(
     int n, int root, size_t count, ftcclDataType_t type, bool inPlace,
     const std::function<std::unique_ptr<Collective>(Transport&, const CollectiveArgs&)>& make) {
   sim::SimFabric fabric(n);
-  std::vector<std::vector<uint8_t>> in(n), out(n);
-  std::vector<std::unique_ptr<Collective>> ops(n);
-  for (int r = 0; r < n; ++r) {
-    in[r] = patternBuffer(type, r == root ? 100 : r, count, ftcclSum);
-    out[r].assign(in[r].size(), 0xEE);
-    CollectiveArgs args;
-    args.sendbuff = in[r].data();
-    args.recvbuff = inPlace ? in[r].data() : out[r].data();
-    args.count = count;
-    args.type = type;
-    args.root = root;
-    ops[r] = make(fabric.transport(r), args);
-  }
+  std::vector<std::vector<uint8_t>> in(n), out;
+  for (int r = 0; r < n; ++r) in[r] = patternBuffer(type, r == root ? 100 : r, count, ftcclSum);
+  auto rooted = [&](Transport& transport, int, const CollectiveArgs& args) {
+    CollectiveArgs withRoot = args;  // the all-reduce's buffers, with a root
+    withRoot.root = root;
+    return make(transport, withRoot);
+  };
+  auto ops = testing::makeAllReduceOps(fabric, rooted, type, ftcclSum, count, inPlace, in, out);
   ASSERT_TRUE(runAll(fabric, ops).isOk());
   std::vector<uint8_t> want = patternBuffer(type, 100, count, ftcclSum);
   for (int r = 0; r < n; ++r) {
