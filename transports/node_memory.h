@@ -24,12 +24,22 @@
 //  (e.g. "r's reduced slice is in its slot"), or just "r has finished reading".
 #pragma once
 
+#include <time.h>
+
 #include <cstddef>
 #include <cstdint>
 
 #include "util/status.h"
 
 namespace ftccl {
+
+// CLOCK_MONOTONIC in ns, one clock for every process of a node: what a rank stamps when
+// it publishes a buffer for single copy (readPeer's aliveAtNs).
+inline int64_t nodeClockNs() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
 
 class NodeMemory {
  public:
@@ -114,9 +124,10 @@ class NodeMemory {
   /// `localRank` exited (its pid may since name another process: the bytes are not used).
   /// The owner must keep those bytes unchanged until it sees the reader's done flag; an
   /// owner whose op ends first (aborted) publishes its own done as it leaves, and a reader
-  /// that sees it after its read must not use what it read.
-  virtual Status readPeer(int /*localRank*/, uint64_t /*address*/, void* /*out*/,
-                          size_t /*bytes*/) const {
+  /// that sees it after its read must not use what it read. `aliveAtNs`: when the owner
+  /// was last known alive (PeerReader::read), -1 if not known.
+  virtual Status readPeer(int /*localRank*/, uint64_t /*address*/, void* /*out*/, size_t /*bytes*/,
+                          int64_t /*aliveAtNs*/ = -1) const {
     return invalidUsage("this node memory has no single copy");
   }
 };

@@ -179,7 +179,13 @@ std::unique_ptr<Collective> makeShmAllReduce(NodeMemory& memory, const Collectiv
 // round more; with 2 or 3 readers at once (3 and 4 ranks on 2 cores) the kernel's page
 // pinning made single copy slower than the slots, in place 256 KiB 45-60 against 25-38
 // us (bench/compare.py --coll broadcast and broadcast_perf with FTCCL_SHM_SINGLE_COPY=0).
+// Up to kShmSingleCopyMaxBytes: past it the reader's one copy runs out of its cache
+// (2 MiB L2 here) while the slots keep two cores copying at once, root in and reader
+// out: 2 ranks in place, GB/s single copy / slots, 1 MiB 18.3 / 17.1, 2 MiB 9.5 / 13.9,
+// 4 MiB 10.0 / 12.9. One constant, not each rank's cache size: every rank must choose
+// alike, and cores of one node may differ.
 constexpr size_t kShmSingleCopyBytes = 32 << 10;
+constexpr size_t kShmSingleCopyMaxBytes = size_t{1} << 20;
 constexpr int kShmSingleCopyMaxRanks = 2;
 std::unique_ptr<Collective> makeShmBroadcast(NodeMemory& memory, const CollectiveArgs& args,
                                              uint32_t* nextSeq);

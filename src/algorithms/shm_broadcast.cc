@@ -10,16 +10,17 @@
 // its slot once (and its own output when not in place), each other rank reads it once.
 // With two slots the root fills chunk t + 1 while the others still copy chunk t out.
 //
-// Single copy (from kShmSingleCopyBytes, at 2 local ranks, where the memory has it:
-// collective.h says why): one sequence for the whole op. The root puts its buffer's
-// address in its slot; the other rank reads the buffer straight from the root's process
-// into its output (NodeMemory::readPeer, in pieces), makes sure the root has not
-// released it meanwhile (its done flag: an aborted root publishes done, and may then
-// reuse the buffer), and publishes done. The root returns only once that done came:
-// until then its buffer must not change. The reader waits for no done (the slots'
-// contract needs only the ready flags). One copy per byte, no pass through a slot, and
-// one flag round instead of one per chunk: a 256 KiB broadcast between two ranks had
-// its two copies in series (one chunk).
+// Single copy (from kShmSingleCopyBytes to kShmSingleCopyMaxBytes, at 2 local ranks,
+// where the memory has it: collective.h says why): one sequence for the whole op. The
+// root puts its buffer's address in its slot, stamped with the time (the reader's read
+// then needs no look at the root's pidfd: PeerReader); the other rank reads the buffer
+// straight from the root's process into its output (NodeMemory::readPeer, in pieces),
+// makes sure the root has not released it meanwhile (its done flag: an aborted root
+// publishes done, and may then reuse the buffer), and publishes done. The root returns
+// only once that done came: until then its buffer must not change. The reader waits for
+// no done (the slots' contract needs only the ready flags). One copy per byte, no pass
+// through a slot, and one flag round instead of one per chunk: a 256 KiB broadcast
+// between two ranks had its two copies in series (one chunk).
 //
 // Every rank waits for every ready, not only the root's: the contract (no rank
 // completes a chunk before all ready reached it) is what makes the slots of this op and
@@ -40,6 +41,7 @@ namespace {
 struct Source {
   uint64_t address;
   uint64_t bytes;
+  int64_t aliveAtNs;  // the root ran then (the reader's pid check: PeerReader::read)
 };
 
 class ShmBroadcast final : public ShmCollective {
@@ -48,6 +50,7 @@ class ShmBroadcast final : public ShmCollective {
       : ShmCollective(memory, args, CollectiveKind::kBroadcast),
         singleCopy_(memory.singleCopy() && memory.localSize() <= kShmSingleCopyMaxRanks &&
                     elemSize_ && args.count * elemSize_ >= kShmSingleCopyBytes &&
+                    args.count * elemSize_ <= kShmSingleCopyMaxBytes &&
                     sizeof(Source) <= memory.slotBytes()) {
     plan(singleCopy_ ? args.count : slotElems(), nextSeq);
     if (singleCopy_ && isRoot()) releaseOnAbort();
@@ -60,7 +63,7 @@ class ShmBroadcast final : public ShmCollective {
   void contribute() override {
     if (!isRoot()) return;
     if (singleCopy_) {
-      Source source{reinterpret_cast<uintptr_t>(args_.sendbuff), bytes()};
+      Source source{reinterpret_cast<uintptr_t>(args_.sendbuff), bytes(), nodeClockNs()};
       std::memcpy(slotOf(me()), &source, sizeof(source));
     } else {
       copy(slotOf(me()), at(args_.sendbuff, chunkFirst()), chunkCount());
@@ -88,7 +91,7 @@ class ShmBroadcast final : public ShmCollective {
     Status read =
         source.bytes == bytes()
             ? memory_.readPeer(args_.root, source.address + readBytes_,
-                               at(args_.recvbuff, 0) + readBytes_, piece)
+                               at(args_.recvbuff, 0) + readBytes_, piece, source.aliveAtNs)
             : internalError("shm broadcast: the root published " + std::to_string(source.bytes) +
                             " bytes for " + std::to_string(bytes()));
     // The kernel's loads above come before the look at done (an acquire load alone

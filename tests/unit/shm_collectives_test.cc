@@ -247,7 +247,9 @@ void expectSameHashes(const std::vector<std::vector<uint64_t>>& hashes, size_t o
 bool hasSingleCopyBroadcast(const std::vector<OpSpec>& ops, int n) {
   if (n > kShmSingleCopyMaxRanks) return true;  // nothing to look for
   return std::any_of(ops.begin(), ops.end(), [](const OpSpec& op) {
-    return op.kind == Kind::kBroadcast && op.count * dataTypeSize(op.type) >= kShmSingleCopyBytes;
+    const size_t bytes = op.count * dataTypeSize(op.type);
+    return op.kind == Kind::kBroadcast && bytes >= kShmSingleCopyBytes &&
+           bytes <= kShmSingleCopyMaxBytes;
   });
 }
 

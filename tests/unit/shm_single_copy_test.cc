@@ -83,12 +83,33 @@ TEST(PeerReader, ReadsAnotherProcessUntilItExits) {
   read = reader.read(1, reinterpret_cast<uintptr_t>(&word), &got, sizeof(got));
   EXPECT_FALSE(read.isOk());
   EXPECT_EQ(read.code(), ftcclRemoteError) << read.message();
+  // Known alive a moment ago (the pidfd is then not looked at): the read itself fails.
+  read = reader.read(1, reinterpret_cast<uintptr_t>(&word), &got, sizeof(got), nodeClockNs());
+  EXPECT_EQ(read.code(), ftcclRemoteError) << read.message();
   ASSERT_EQ(waitpid(child, nullptr, 0), child);
   guard.pid = -1;
   read = reader.read(1, reinterpret_cast<uintptr_t>(&word), &got, sizeof(got));
   EXPECT_FALSE(read.isOk());
   EXPECT_EQ(read.code(), ftcclRemoteError) << read.message();
+  read = reader.read(1, reinterpret_cast<uintptr_t>(&word), &got, sizeof(got), nodeClockNs());
+  EXPECT_EQ(read.code(), ftcclRemoteError) << read.message();
   EXPECT_FALSE(reader.read(2, 0, &got, 0).isOk());  // no such local rank
+}
+
+// The pidfd may be skipped only within the reuse window after a stamp, never for a stamp
+// from the future (a peer in another time namespace) or none.
+TEST(PeerReader, SkipsThePidCheckOnlyRightAfterTheOwnerWasSeenAlive) {
+  using shm::PeerReader;
+  const int64_t t = 5'000'000'000;
+  EXPECT_TRUE(PeerReader::pidStillItsOwn(t, t));
+  EXPECT_TRUE(PeerReader::pidStillItsOwn(t, t + PeerReader::kPidReuseWindowNs - 1));
+  EXPECT_FALSE(PeerReader::pidStillItsOwn(t, t + PeerReader::kPidReuseWindowNs));
+  EXPECT_FALSE(PeerReader::pidStillItsOwn(t, t + 60'000'000'000));
+  EXPECT_FALSE(PeerReader::pidStillItsOwn(t + 1, t));
+  EXPECT_FALSE(PeerReader::pidStillItsOwn(PeerReader::kAliveUnknown, t));
+  const int64_t now = nodeClockNs();
+  EXPECT_GT(now, 0);
+  EXPECT_GE(nodeClockNs(), now);
 }
 
 TEST(PeerReader, RefusesAGonePid) {
@@ -171,8 +192,9 @@ class ReadHook final : public NodeMemory {
     return inner_.sleepUntilDone(r, seq, us);
   }
   bool singleCopy() const override { return inner_.singleCopy(); }
-  Status readPeer(int r, uint64_t address, void* out, size_t bytes) const override {
-    Status read = inner_.readPeer(r, address, out, bytes);
+  Status readPeer(int r, uint64_t address, void* out, size_t bytes,
+                  int64_t aliveAtNs) const override {
+    Status read = inner_.readPeer(r, address, out, bytes, aliveAtNs);
     during_();
     return read;
   }
@@ -248,13 +270,15 @@ TEST(ShmSingleCopy, ARootThatAbortsReleasesAndItsReaderFails) {
   }
 }
 
-// Below kShmSingleCopyBytes a broadcast goes through the slots as before, and an
-// aborted root releases nothing (nobody reads its buffer).
-TEST(ShmSingleCopy, SmallBroadcastsStayInTheSlots) {
+// Below kShmSingleCopyBytes and above kShmSingleCopyMaxBytes a broadcast goes through
+// the slots, and an aborted root releases nothing (nobody reads its buffer).
+class ShmSingleCopyBounds : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(ShmSingleCopyBounds, BroadcastsOutsideThemStayInTheSlots) {
   SKIP_WITHOUT_SINGLE_COPY();
   TwoRanks two;
   ASSERT_NO_FATAL_FAILURE(two.setUp());
-  std::vector<float> in(kShmSingleCopyBytes / sizeof(float) - 1, 3.0f);
+  std::vector<float> in(GetParam() / sizeof(float), 3.0f);
   CollectiveArgs root;
   root.sendbuff = root.recvbuff = in.data();
   root.count = in.size();
@@ -267,6 +291,10 @@ TEST(ShmSingleCopy, SmallBroadcastsStayInTheSlots) {
   rootOp->abort();
   EXPECT_FALSE(two.arenas[1]->doneReached(0, 1)) << "only a single-copy root releases";
 }
+
+INSTANTIATE_TEST_SUITE_P(Sizes, ShmSingleCopyBounds,
+                         ::testing::Values(kShmSingleCopyBytes - sizeof(float),
+                                           kShmSingleCopyMaxBytes + sizeof(float)));
 
 }  // namespace
 }  // namespace shm_test

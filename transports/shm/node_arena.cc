@@ -140,9 +140,10 @@ bool NodeArena::sleepUntilDone(int localRank, uint32_t seq, int timeoutUs) const
   return segment_.done(localRank).sleepUntil(seq, std::chrono::microseconds(timeoutUs));
 }
 
-Status NodeArena::readPeer(int localRank, uint64_t address, void* out, size_t bytes) const {
+Status NodeArena::readPeer(int localRank, uint64_t address, void* out, size_t bytes,
+                           int64_t aliveAtNs) const {
   if (!singleCopy_) return NodeMemory::readPeer(localRank, address, out, bytes);
-  return reader_.read(localRank, address, out, bytes);
+  return reader_.read(localRank, address, out, bytes, aliveAtNs);
 }
 
 namespace {

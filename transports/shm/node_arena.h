@@ -56,7 +56,8 @@ class NodeArena final : public NodeMemory {
   bool sleepUntilDone(int localRank, uint32_t seq, int timeoutUs) const override;
 
   bool singleCopy() const override { return singleCopy_; }
-  Status readPeer(int localRank, uint64_t address, void* out, size_t bytes) const override;
+  Status readPeer(int localRank, uint64_t address, void* out, size_t bytes,
+                  int64_t aliveAtNs = -1) const override;
 
   // Single copy is set up in three steps around two agreements of the ranks (core, at
   // every epoch): publishProbe() puts where a private word of this process lives, and its

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <string>
 
+#include "transports/node_memory.h"
+
 namespace ftccl {
 namespace shm {
 namespace {
@@ -51,7 +53,8 @@ Status PeerReader::stillThere(int localRank) const {
                      ") exited during the read");
 }
 
-Status PeerReader::read(int localRank, uint64_t address, void* out, size_t bytes) const {
+Status PeerReader::read(int localRank, uint64_t address, void* out, size_t bytes,
+                        int64_t aliveAtNs) const {
   if (localRank < 0 || static_cast<size_t>(localRank) >= pids_.size()) {
     return invalidArgument("single copy: no local rank " + std::to_string(localRank));
   }
@@ -76,6 +79,9 @@ Status PeerReader::read(int localRank, uint64_t address, void* out, size_t bytes
     if (err == ESRCH || !there.isOk()) return remoteError(what + " (the peer is gone)");
     return systemError(what + " (FTCCL_SHM_SINGLE_COPY=0 keeps broadcasts in the slots)");
   }
+  // Not exited, or exited so recently that its pid cannot name another process yet (a
+  // zombie's or dead process's read fails above: no memory to read).
+  if (pidStillItsOwn(aliveAtNs, nodeClockNs())) return Status::ok();
   return stillThere(localRank);
 }
 
