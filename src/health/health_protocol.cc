@@ -94,8 +94,10 @@ void HealthProtocol::remove(RegistrationId id, bool orderly, HealthTime now) {
       }
     }
   }
-  keys_.release(it->second.info.commKey);
+  const uint64_t commKey = it->second.info.commKey;
+  keys_.release(commKey);
   registrations_.erase(it);
+  pruneLearnt(commKey);
   syncWatched(now);
 }
 

@@ -34,6 +34,7 @@
 #include "recovery/agreement_messages.h"
 #include "stats/lateness.h"  // LatenessTracker::PeerView, held by value
 #include "stats/progress_board.h"
+#include "util/run_set.h"
 
 namespace ftccl {
 
@@ -234,8 +235,8 @@ class HealthProtocol {
  private:
   struct Registration {
     HealthRegistration info;
-    std::set<int> reported;  // ranks already reported failed
-    std::set<int> left;      // ranks that announced an orderly leave
+    RunSet reported;  // ranks already reported failed (a rack: one run)
+    RunSet left;      // ranks that announced an orderly leave
     bool allRanksLeftTold = false;
     std::unique_ptr<Agreement> agreement;  // recoverable communicators only
     std::unique_ptr<AgreementNetwork> agreementNet;
@@ -321,13 +322,28 @@ class HealthProtocol {
     DetectionCause cause;
     double afterMs;
     ProcessKey reporter;  // this process, or the sender of the FAILED notice
-    // Nonzero: learnt from that communicator's agreement, which may have evicted a live
-    // process for silence towards it: no other communicator takes it for failed.
-    uint64_t onlyComm = 0;
   };
   void rememberFailure(const ProcessKey& failed, DetectionCause cause, double afterMs,
-                       const ProcessKey& reporter, uint64_t onlyComm = 0);
+                       const ProcessKey& reporter);
   std::unordered_map<ProcessKey, KnownFailure> failed_;
+  // Learnt from a communicator's agreement, which may have evicted a live process for
+  // silence towards it: only that communicator's next epochs take them for failed. Kept
+  // by index in the member tables of its registrations, a rack as one run (issue 27:
+  // 100,000 simulated processes kept 100 bytes a failure each), and carried over to each
+  // new epoch's table as it registers; a table no registration holds any more is dropped
+  // (a new epoch registers before the old one leaves), and all of it with the last one.
+  struct LearntFailures {
+    std::shared_ptr<const MemberTable> table;
+    RunSet indices;
+  };
+  struct LearntOfComm {
+    std::vector<LearntFailures> byTable;
+    std::vector<ProcessKey> unlisted;  // learnt before any table here listed them (rare)
+  };
+  void rememberLearnt(LearntOfComm& known, const std::shared_ptr<const MemberTable>& table,
+                      int index);
+  void pruneLearnt(uint64_t commKey);
+  std::unordered_map<uint64_t, LearntOfComm> learnt_;  // by comm key
   bool dropAll_ = false;
   bool authenticated_ = false;
   HealthKeys keys_;

@@ -72,26 +72,61 @@ void HealthProtocol::announce(Registration& r, const MemberInfo& failed, Detecti
 // Only they: an agreement also evicts members silent towards its coordinator, alive for
 // all anyone else knows, and a communicator without one must not be revoked for that.
 void HealthProtocol::learntFailure(uint64_t commKey, const ProcessKey& failed) {
-  rememberFailure(failed, DetectionCause::kNotice, 0, self_, commKey);
+  if (failed == self_) return;
+  LearntOfComm& known = learnt_[commKey];
+  bool listed = false;
   for (auto& [id, r] : registrations_) {
-    if (r.agreementDone || r.info.commKey != commKey) continue;
+    if (r.info.commKey != commKey) continue;
     const MemberInfo* found = memberOf(r.info, failed);
     if (found == nullptr) continue;
+    rememberLearnt(known, r.info.members, found->rank);
+    listed = true;
+    if (r.agreementDone) continue;
     const MemberInfo member = *found;  // deliver() may replace the table
     deliver(r, FailureReport{member.rank, member.host, member.pid, DetectionCause::kNotice, 0, -1,
                              false});
   }
+  // A newcomer named failed before its table reached health: kept by name until one does.
+  if (!listed) known.unlisted.push_back(failed);
   syncWatched(lastNow_);
 }
 
 void HealthProtocol::rememberFailure(const ProcessKey& failed, DetectionCause cause, double afterMs,
-                                     const ProcessKey& reporter, uint64_t onlyComm) {
+                                     const ProcessKey& reporter) {
   if (failed == self_) return;
-  auto [known, added] = failed_.emplace(failed, KnownFailure{cause, afterMs, reporter, onlyComm});
-  // Seen or told directly after an agreement's word: a failure for every communicator.
-  if (!added && onlyComm == 0 && known->second.onlyComm != 0) {
-    known->second = KnownFailure{cause, afterMs, reporter, 0};
+  failed_.emplace(failed, KnownFailure{cause, afterMs, reporter});
+}
+
+void HealthProtocol::rememberLearnt(LearntOfComm& known,
+                                    const std::shared_ptr<const MemberTable>& table, int index) {
+  for (LearntFailures& one : known.byTable) {
+    if (one.table == table) {
+      one.indices.insert(index);
+      return;
+    }
   }
+  known.byTable.push_back(LearntFailures{table, {}});
+  known.byTable.back().indices.insert(index);
+}
+
+void HealthProtocol::pruneLearnt(uint64_t commKey) {
+  auto it = learnt_.find(commKey);
+  if (it == learnt_.end()) return;
+  std::vector<const MemberTable*> held;
+  for (const auto& [id, r] : registrations_) {
+    if (r.info.commKey == commKey) held.push_back(r.info.members.get());
+  }
+  if (held.empty()) {
+    learnt_.erase(it);
+    return;
+  }
+  std::vector<LearntFailures>& byTable = it->second.byTable;
+  byTable.erase(std::remove_if(byTable.begin(), byTable.end(),
+                               [&](const LearntFailures& one) {
+                                 return std::find(held.begin(), held.end(), one.table.get()) ==
+                                        held.end();
+                               }),
+                byTable.end());
 }
 
 // A new epoch may list a process this one already knows failed: the commit was decided
@@ -99,14 +134,37 @@ void HealthProtocol::rememberFailure(const ProcessKey& failed, DetectionCause ca
 // heard in the new one (chaos seed 7975: a rank waited on the dead member for good).
 // Reported again here, in the new epoch, it starts the next round at once.
 void HealthProtocol::reportKnownFailures(Registration& r) {
-  if (failed_.empty()) return;
   std::vector<std::pair<MemberInfo, KnownFailure>> found;
   for (const auto& [key, known] : failed_) {
-    if (known.onlyComm != 0 && known.onlyComm != r.info.commKey) continue;
     const MemberInfo* m = memberOf(r.info, key);
     if (m == nullptr) continue;
     if (known.reporter != self_ && memberOf(r.info, known.reporter) == nullptr) continue;
     found.emplace_back(*m, known);
+  }
+  auto learnt = learnt_.find(r.info.commKey);
+  if (learnt != learnt_.end() && r.info.members) {
+    // Carried over to this epoch's table (older tables stay while a registration holds
+    // them: pruneLearnt).
+    LearntOfComm& known = learnt->second;
+    RunSet listed;
+    auto carry = [&](const ProcessKey& key) {
+      const MemberInfo* m = memberOf(r.info, key);
+      if (m == nullptr) return false;
+      if (listed.insert(m->rank)) {
+        found.emplace_back(*m, KnownFailure{DetectionCause::kNotice, 0, self_});
+      }
+      return true;
+    };
+    std::vector<ProcessKey> keys;
+    for (const LearntFailures& one : known.byTable) {
+      one.indices.forEach([&](int i) {
+        if (i < one.table->size()) keys.push_back((*one.table)[i].key);
+      });
+    }
+    for (const ProcessKey& key : keys) carry(key);
+    known.unlisted.erase(std::remove_if(known.unlisted.begin(), known.unlisted.end(), carry),
+                         known.unlisted.end());
+    listed.forEach([&](int i) { rememberLearnt(known, r.info.members, i); });
   }
   for (const auto& [m, known] : found) {
     if (r.reported.count(m.rank) || r.left.count(m.rank)) continue;
@@ -124,7 +182,7 @@ void HealthProtocol::deliver(Registration& r, const FailureReport& reported) {
   int nRanks = r.info.members->nRanks;
   report.spare = report.rank >= nRanks;
   report.epoch = r.info.epoch;
-  if (!r.reported.insert(report.rank).second) return;
+  if (!r.reported.insert(report.rank)) return;
   if (r.agreement) {
     r.agreement->onFailure((*r.info.members)[report.rank].key, report.direct);
   }
@@ -185,7 +243,7 @@ void HealthProtocol::tellIfExpelled(const ProcessKey& from) {
 void HealthProtocol::onLeave(Registration& r, int index) {
   int nRanks = r.info.members->nRanks;
   if (index < 0 || index >= r.info.members->size()) return;
-  if (!r.left.insert(index).second) return;
+  if (!r.left.insert(index)) return;
   if (index >= nRanks && r.agreement) r.agreement->onFailure((*r.info.members)[index].key);
   tellIfRanksGone(r);
 }

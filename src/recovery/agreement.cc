@@ -72,18 +72,17 @@ void Agreement::indexMembers() { places_ = store_->memberPlaces(current_); }
 bool Agreement::isMember(const Member& m) const { return places_->count(m) != 0; }
 
 int Agreement::myRank() const {
-  auto it = std::find(current_->ranks.begin(), current_->ranks.end(), self_);
-  return it == current_->ranks.end() ? -1 : static_cast<int>(it - current_->ranks.begin());
+  const int place = placeOf(self_);
+  return place >= 0 && static_cast<size_t>(place) < current_->ranks.size() ? place : -1;
 }
 
 // Everyone who votes in this epoch (ranks, then spares) and is not known failed.
 std::vector<Member> Agreement::survivors() const {
   std::vector<Member> alive;
-  for (const Member& m : current_->ranks) {
-    if (!failed_.count(m)) alive.push_back(m);
-  }
-  for (const Member& m : current_->spares) {
-    if (!failed_.count(m)) alive.push_back(m);
+  const int voters = static_cast<int>(voterCount());
+  alive.reserve(aliveCount());
+  for (int p = 0; p < voters; ++p) {
+    if (!failed_.count(p)) alive.push_back(voterAt(p));
   }
   return alive;
 }
@@ -95,10 +94,10 @@ Member Agreement::coordinator(int64_t* ballot) const {
   const Member* found = nullptr;
   const std::vector<Member>& ranks = current_->ranks;
   for (CandidateWalk walk(ranks.size()); !walk.done() && !found; walk.next(), ++place) {
-    if (!failed_.count(ranks[walk.rank()])) found = &ranks[walk.rank()];
+    if (!failed_.count(static_cast<int>(walk.rank()))) found = &ranks[walk.rank()];
   }
   for (size_t i = 0; i < current_->spares.size() && !found; ++i, ++place) {
-    if (!failed_.count(current_->spares[i])) found = &current_->spares[i];
+    if (!failed_.count(static_cast<int>(ranks.size() + i))) found = &current_->spares[i];
   }
   if (ballot != nullptr) *ballot = found ? place - 1 : -1;
   return found ? *found : self_;
@@ -160,12 +159,13 @@ void Agreement::expel(const std::string& why) {
 
 void Agreement::onFailure(const Member& who, bool detectedHere) {
   if (state_ == State::kExpelled || state_ == State::kFailed || who == self_) return;
-  if (!isMember(who) || failed_.count(who)) return;
+  const int place = placeOf(who);
+  if (place < 0 || failed_.count(place)) return;
   // Who waits on `who` (its relay, its children, the top of the tree if it coordinates),
   // found while it still counts as alive; told below by its detector.
   std::vector<Member> waiting;
   if (detectedHere) waiting = waitingOn(who);
-  failed_.insert(who);
+  failed_.insert(place);
   // A spare lost while all ranks are well only leaves the pool: no round, no new epoch
   // (the next decision skips it). During a round it is news like any other.
   if (state_ == State::kStable && contains(current_->spares, who)) return;
@@ -189,10 +189,10 @@ void Agreement::onFailure(const Member& who, bool detectedHere) {
   AgreementVotes news;  // a round without a ballot: failures, no sign of any coordinator
   news.epoch = current_->epoch;
   news.round = true;
-  news.failed.assign(failed_.begin(), failed_.end());
+  news.failed = namesOf(failed_);
   const RecoveryMessage wire = news;
   for (const Member& m : waiting) {
-    if (m != self_ && !failed_.count(m)) net_->send(m, wire);
+    if (m != self_ && !isFailed(m)) net_->send(m, wire);
   }
 }
 
@@ -211,9 +211,9 @@ bool Agreement::expelIfMinority() {
 AgreementReport Agreement::reportMessage() const {
   AgreementReport m;
   m.epoch = current_->epoch;
-  m.failed.assign(failed_.begin(), failed_.end());
+  m.failed = namesOf(failed_);
   m.ballot = acceptedBallot_;
-  m.acceptedFailed.assign(accepted_.failed.begin(), accepted_.failed.end());
+  m.acceptedFailed = namesOf(accepted_.failed);
   m.joined = accepted_.joined;
   m.salt = accepted_.salt;
   return m;
@@ -247,7 +247,8 @@ void Agreement::report(bool toSilent, bool directly) {
       RecoveryMessage wire = reportMessage();
       std::get<AgreementReport>(wire).wantsReport = true;
       for (const Member& other : survivors()) {
-        if (other != self_ && !reports_.count(placeOf(other)) && asked_.insert(other).second) {
+        const int place = placeOf(other);
+        if (other != self_ && !reports_.count(place) && asked_.insert(place)) {
           net_->send(other, wire);
         }
       }
@@ -315,13 +316,13 @@ void Agreement::handle(const Member& from, const AgreementReport& m) {
     answerStale(from, m.epoch);
     return;
   }
-  if (m.epoch > current_->epoch || failed_.count(from)) return;
+  if (m.epoch > current_->epoch || isFailed(from)) return;
   bool grew = false;
   for (const Member& f : m.failed) grew = noteFailed(f) || grew;
   reports_.insert(placeOf(from));
   if (m.ballot > reportedBallot_) {  // the highest accepted ballot heard of (tryDecide)
     reportedBallot_ = m.ballot;
-    reported_ = Decision{{m.acceptedFailed.begin(), m.acceptedFailed.end()}, m.joined, m.salt};
+    reported_ = decisionOf(m.acceptedFailed, m.joined, m.salt);
   }
   // A report from our coordinator is its sign of life: it is deciding (waiting out
   // silent members, which takes it two stalls), so our stall count starts again.
@@ -346,8 +347,7 @@ void Agreement::handle(const Member& from, const AgreementReport& m) {
 
 void Agreement::handle(const Member& from, const AgreementCommit& m) {
   if (m.epoch == current_->epoch + 1) {
-    adopt(decide(Decision{{m.failed.begin(), m.failed.end()}, m.joined, m.salt}),
-          /*forward=*/true);
+    adopt(decide(decisionOf(m.failed, m.joined, m.salt)), /*forward=*/true);
   } else if (m.epoch > current_->epoch + 1) {
     expel("missed the commit of epoch " + std::to_string(current_->epoch + 1) +
           " (received that of epoch " + std::to_string(m.epoch) + ")");
@@ -380,14 +380,14 @@ void Agreement::handle(const Member& from, const AgreementProposal& m) {
       m.failed.size() > voterCount()) {
     return;
   }
-  const std::set<Member> failed(m.failed.begin(), m.failed.end());
+  const PlaceSet failed = placesOf(m.failed);
   if (m.ballot > spreadProposal_) {  // passed on once (never back to an older ballot)
     spreadProposal_ = m.ballot;
     spread(failed, {}, m);
   }
-  for (const Member& f : failed) noteFailed(f);  // what was decided, heard of here first
+  failed.forEach([&](int p) { noteFailed(voterAt(p)); });  // decided, heard of here first
   const Member proposer = coordinatorAt(m.ballot);
-  if (m.ballot < promised_ || failed_.count(proposer)) return;
+  if (m.ballot < promised_ || isFailed(proposer)) return;
   promised_ = m.ballot;
   acceptedBallot_ = m.ballot;
   accepted_ = Decision{failed, m.joined, m.salt};
@@ -439,11 +439,9 @@ void Agreement::propose(const Decision& decision) {
 // Spread to all (each receiver passes it on once), or again to those that have not
 // accepted, directly.
 void Agreement::sendProposal(bool spreadToAll) {
-  const RecoveryMessage m = AgreementProposal{current_->epoch,
-                                              proposalBallot_,
-                                              {proposal_.failed.begin(), proposal_.failed.end()},
-                                              proposal_.joined,
-                                              proposal_.salt};
+  const RecoveryMessage m =
+      AgreementProposal{current_->epoch, proposalBallot_, namesOf(proposal_.failed),
+                        proposal_.joined, proposal_.salt};
   if (spreadToAll) {
     spread(proposal_.failed, {}, m);
     return;
@@ -485,10 +483,10 @@ void Agreement::onStalled() {
   // silent member is not itself evicted by members whose timers fired alongside.
   if (coordinator() == self_ && stalls_ >= 2) {
     for (const Member& m : survivors()) {
-      if (m != self_ && !reports_.count(placeOf(m))) failed_.insert(m);
+      if (m != self_ && !reports_.count(placeOf(m))) failed_.insert(placeOf(m));
     }
   } else if (coordinator() != self_ && stalls_ >= 3) {
-    failed_.insert(coordinator());
+    failed_.insert(placeOf(coordinator()));
   }
   if (coordinator() == self_) {
     asked_.clear();
@@ -502,10 +500,9 @@ void Agreement::onStalled() {
 void Agreement::tryDecide() {
   if (state_ != State::kRecovering || coordinator() != self_) return;
   if (reports_.size() < aliveCount()) return;  // cheap: some are surely missing
-  for (const auto* list : {&current_->ranks, &current_->spares}) {
-    for (const Member& m : *list) {
-      if (!reports_.count(placeOf(m)) && !failed_.count(m)) return;  // still waiting for it
-    }
+  const int voters = static_cast<int>(voterCount());
+  for (int p = 0; p < voters; ++p) {
+    if (!reports_.count(p) && !failed_.count(p)) return;  // still waiting for it
   }
   if (proposalBallot_ >= 0) return;  // proposed already: waiting for a majority to accept
   // The decision accepted under the highest ballot, if any member accepted one, may
@@ -518,7 +515,7 @@ void Agreement::tryDecide() {
 
 std::shared_ptr<const AgreementCommit> Agreement::decide(const Decision& decision) {
   std::string key = shrink_ ? "s" : "n";
-  for (const Member& f : decision.failed) key += "|" + f;
+  decision.failed.forEach([&](int p) { key += "|" + voterAt(p); });
   key += "+";
   for (const JoiningSpare& spare : decision.joined) key += "|" + spare.key;
   key += "#";
@@ -530,27 +527,30 @@ std::shared_ptr<const AgreementCommit> Agreement::decide(const Decision& decisio
 
 AgreementCommit Agreement::decideFrom(const Membership& current, const Decision& decision,
                                       bool shrink) {
-  const std::set<Member>& failed = decision.failed;
+  const PlaceSet& failed = decision.failed;  // places of `current`: ranks, then spares
   const std::vector<JoiningSpare>& added = decision.joined;
+  const size_t nRanks = current.ranks.size(), voters = nRanks + current.spares.size();
   AgreementCommit commit;
   commit.salt = decision.salt;
   commit.epoch = current.epoch + 1;
   commit.next.epoch = current.epoch + 1;
   commit.next.lost = current.lost;
-  for (const Member& f : failed) {
-    if (!contains(current.ranks, f) && !contains(current.spares, f)) continue;
+  failed.forEach([&](int place) {
+    const size_t p = static_cast<size_t>(place);
+    if (p >= voters) return;
+    const Member& f = p < nRanks ? current.ranks[p] : current.spares[p - nRanks];
     commit.failed.push_back(f);
     commit.next.lost.push_back(LostMember{commit.next.epoch, f});
-  }
+  });
   std::vector<Member> pool;
-  for (const Member& s : current.spares) {
-    if (!failed.count(s)) pool.push_back(s);
+  for (size_t i = 0; i < current.spares.size(); ++i) {
+    if (!failed.count(static_cast<int>(nRanks + i))) pool.push_back(current.spares[i]);
   }
   size_t nextSpare = 0;
   std::vector<Member> ranks;
-  for (size_t r = 0; r < current.ranks.size(); ++r) {
+  for (size_t r = 0; r < nRanks; ++r) {
     const Member& m = current.ranks[r];
-    if (!failed.count(m)) {
+    if (!failed.count(static_cast<int>(r))) {
       ranks.push_back(m);
       continue;
     }
@@ -590,12 +590,14 @@ void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forwar
   const AgreementCommit& commit = *shared;
   net_->onAdopting(commit);
   for (const Member& f : commit.failed) {
-    if (f != self_ && !failed_.count(f)) learned_.push_back(f);  // decided without its news
+    if (f != self_ && !isFailed(f)) learned_.push_back(f);  // decided without its news
   }
-  std::set<Member> stillFailed;
-  for (const Member& f : failed_) {
-    if (contains(commit.next.ranks, f) || contains(commit.next.spares, f)) stillFailed.insert(f);
-  }
+  // Failures the commit did not cover (places change with the epoch: names until then).
+  std::vector<Member> stillFailed;
+  const PlaceSet covered = placesOf(commit.failed);
+  failed_.forEach([&](int p) {
+    if (!covered.count(p)) stillFailed.push_back(voterAt(p));
+  });
   if (forward) {
     // Everyone who adopts a commit forwards it once, to the members 1, 2, 4, 8, ...
     // places after it in the list of receivers (the same list everywhere): from any
@@ -603,8 +605,7 @@ void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forwar
     // coordinator dying mid-commit cannot split the members between two epochs, and a
     // commit costs O(N log N) messages, not O(N^2). Members dropped by a shrink learn it
     // too.
-    spread(std::set<Member>(commit.failed.begin(), commit.failed.end()), commit.joined,
-           compact(commit));  // converted once, sent O(log N) times
+    spread(covered, commit.joined, compact(commit));  // converted once, sent O(log N) times
   }
   lastCommit_ = shared;
   current_ = std::shared_ptr<const Membership>(shared, &shared->next);  // shares the commit
@@ -628,18 +629,19 @@ void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forwar
     why_ = "ranks failed and no spare is left (shrinkWhenNoSpares=0)";
     return;
   }
-  if (!contains(current_->ranks, self_) && !contains(current_->spares, self_)) {
+  if (!isMember(self_)) {  // O(1): a scan of the ranks was O(N) on every member, O(N^2) in all
     expel("not a member of epoch " + std::to_string(current_->epoch));
     return;
   }
   state_ = State::kStable;
-  failed_ = stillFailed;  // failures the commit did not cover yet
-  for (const Member& f : stillFailed) {
-    if (contains(current_->ranks, f)) {  // a rank of the new epoch is gone: next round
-      state_ = State::kRecovering;
-      report();
-      break;
-    }
+  failed_ = placesOf(stillFailed);  // failures the commit did not cover yet
+  const bool rankGone = std::any_of(stillFailed.begin(), stillFailed.end(), [&](const Member& f) {
+    const int p = placeOf(f);
+    return p >= 0 && static_cast<size_t>(p) < current_->ranks.size();
+  });
+  if (rankGone) {  // a rank of the new epoch is gone: next round
+    state_ = State::kRecovering;
+    report();
   }
   std::vector<std::pair<Member, RecoveryMessage>> early;
   early.swap(early_);
@@ -648,7 +650,7 @@ void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forwar
 }
 
 bool Agreement::noteFailed(const Member& m) {
-  if (m == self_ || !isMember(m) || !failed_.insert(m).second) return false;
+  if (m == self_ || !failed_.insert(placeOf(m))) return false;
   learned_.push_back(m);
   return true;
 }

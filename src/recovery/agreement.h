@@ -68,6 +68,7 @@
 
 #include "recovery/agreement_messages.h"
 #include "recovery/epoch_store.h"
+#include "util/run_set.h"
 
 namespace ftccl {
 
@@ -160,35 +161,23 @@ class Agreement {
   uint64_t progressMark() const;
 
  private:
-  // A decision is its failed set, newcomers and salt, from which decide() derives the
-  // commit.
+  // Places among the voters: ranks, then spares, as EpochStore numbers them, kept as
+  // runs. Failed sets too: a host, a rack or a subtree is a run or a few, so each process
+  // remembers a rack's failure in O(1) (names only on the wire, namesOf/placesOf).
+  using PlaceSet = RunSet;
+  // A decision is its failed set (places of the epoch it ends), newcomers and salt, from
+  // which decide() derives the commit.
   struct Decision {
-    std::set<Member> failed;
+    PlaceSet failed;
     std::vector<JoiningSpare> joined;
     EpochSalt salt{};
-  };
-  // Places among the voters: ranks, then spares, as EpochStore numbers them.
-  // A set of places kept as disjoint runs: what a subtree gathers is a few runs.
-  class PlaceSet {
-   public:
-    void clear() { runs_.clear(), count_ = 0; }
-    size_t insert(uint32_t first, uint32_t n);  // how many were new
-    bool insert(int place) { return place >= 0 && insert(static_cast<uint32_t>(place), 1) > 0; }
-    bool count(int place) const;
-    size_t size() const { return count_; }
-    // Ascending ranges (first, count, ...), as AgreementVotes carries them.
-    std::vector<uint32_t> ranges() const;
-
-   private:
-    std::map<uint32_t, uint32_t> runs_;  // first -> end (exclusive); apart, ascending
-    size_t count_ = 0;
   };
   // What this member gathers for one coordinator's ballot (its own vote included) and
   // passes on up the tree.
   struct Gathered {
     PlaceSet places;
-    std::set<Member> failed;  // reports: the union
-    size_t failedSent = 0;    // news (failures) travel at once, complete or not
+    PlaceSet failed;        // reports: the union
+    size_t failedSent = 0;  // news (failures) travel at once, complete or not
     int64_t acceptedBallot = -1;
     Decision accepted;
     bool changed = true;  // since it was last passed on
@@ -196,7 +185,16 @@ class Agreement {
   };
   int placeOf(const Member& m) const;  // -1: not a voter of this epoch
   const Member& voterAt(int place) const;
-  bool failedAt(int place) const { return failed_.count(voterAt(place)) != 0; }
+  bool failedAt(int place) const { return failed_.count(place); }
+  bool isFailed(const Member& m) const { return failed_.count(placeOf(m)); }
+  // Names on the wire, places inside: a name that is no voter of this epoch has no place
+  // and is dropped (no decision counts one: decideFrom skipped them before).
+  std::vector<Member> namesOf(const PlaceSet& places) const;
+  PlaceSet placesOf(const std::vector<Member>& names) const;
+  Decision decisionOf(const std::vector<Member>& failed, const std::vector<JoiningSpare>& joined,
+                      const EpochSalt& salt) const {
+    return Decision{placesOf(failed), joined, salt};
+  }
   int leaderOf(int level, size_t block) const;  // -1: every member of it failed
   int parentOf(int place) const;                // -1: leads the whole tree
   std::vector<int> childrenOf(int place) const;
@@ -218,7 +216,7 @@ class Agreement {
   // Sends `m` to the receivers 1, 2, 4, ... places after this member in one list, the
   // same on every member that forwards it (the voters not in `failed`, in place order,
   // then `joined`), so that it reaches all in O(log N) hops. O(|failed| log N), no scan.
-  void spread(const std::set<Member>& failed, const std::vector<JoiningSpare>& joined,
+  void spread(const PlaceSet& failed, const std::vector<JoiningSpare>& joined,
               const RecoveryMessage& m);
   std::vector<Member> survivors() const;  // members of current_ not known failed
   // A failure learnt from a message: recorded, and kept for takeLearnedFailures.
@@ -265,9 +263,9 @@ class Agreement {
   AgreementNetwork* net_;
   std::shared_ptr<EpochStore> store_;
   State state_ = State::kStable;
-  std::set<Member> failed_;  // known failed in this epoch
-  PlaceSet reports_;         // coordinator: who reported in this epoch
-  std::set<Member> asked_;   // coordinator: asked for a report since its last stall
+  PlaceSet failed_;   // known failed in this epoch
+  PlaceSet reports_;  // coordinator: who reported in this epoch
+  PlaceSet asked_;    // coordinator: asked for a report since its last stall
   int fanIn_ = kRelayFanIn;
   std::map<std::pair<bool, int64_t>, Gathered> gathered_;  // (accepts, ballot) -> votes
   int64_t spreadProposal_ = -1;   // the ballot whose proposal this member forwarded

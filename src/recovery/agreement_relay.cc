@@ -9,46 +9,6 @@
 namespace ftccl {
 
 // ---------------------------------------------------------------------------------
-// PlaceSet
-
-size_t Agreement::PlaceSet::insert(uint32_t first, uint32_t n) {
-  if (n == 0) return 0;
-  uint64_t lo = first, hi = uint64_t{first} + n;
-  // The runs that overlap [lo, hi) or touch it merge with it into one.
-  auto it = runs_.upper_bound(first);
-  if (it != runs_.begin() && std::prev(it)->second >= lo) --it;
-  uint64_t covered = 0;
-  while (it != runs_.end() && it->first <= hi) {
-    const uint64_t a = std::max<uint64_t>(it->first, first);
-    const uint64_t b = std::min<uint64_t>(it->second, uint64_t{first} + n);
-    if (b > a) covered += b - a;
-    lo = std::min<uint64_t>(lo, it->first);
-    hi = std::max<uint64_t>(hi, it->second);
-    it = runs_.erase(it);
-  }
-  runs_.emplace(static_cast<uint32_t>(lo), static_cast<uint32_t>(hi));
-  const size_t added = static_cast<size_t>(n - covered);
-  count_ += added;
-  return added;
-}
-
-bool Agreement::PlaceSet::count(int place) const {
-  if (place < 0) return false;
-  auto it = runs_.upper_bound(static_cast<uint32_t>(place));
-  return it != runs_.begin() && static_cast<uint32_t>(place) < std::prev(it)->second;
-}
-
-std::vector<uint32_t> Agreement::PlaceSet::ranges() const {
-  std::vector<uint32_t> out;
-  out.reserve(runs_.size() * 2);
-  for (const auto& [first, end] : runs_) {
-    out.push_back(first);
-    out.push_back(end - first);
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------------
 // The tree
 
 int Agreement::placeOf(const Member& m) const {
@@ -59,6 +19,19 @@ int Agreement::placeOf(const Member& m) const {
 const Member& Agreement::voterAt(int place) const {
   const size_t p = static_cast<size_t>(place), nRanks = current_->ranks.size();
   return p < nRanks ? current_->ranks[p] : current_->spares[p - nRanks];
+}
+
+std::vector<Member> Agreement::namesOf(const PlaceSet& places) const {
+  std::vector<Member> names;
+  names.reserve(places.size());
+  places.forEach([&](int p) { names.push_back(voterAt(p)); });
+  return names;
+}
+
+Agreement::PlaceSet Agreement::placesOf(const std::vector<Member>& names) const {
+  PlaceSet places;
+  for (const Member& m : names) places.insert(placeOf(m));
+  return places;
 }
 
 // Block `block` of `level` holds places [block * F^level, (block + 1) * F^level).
@@ -129,14 +102,15 @@ std::vector<Member> Agreement::waitingOn(const Member& m) {
   // it: the coordinator may have died with `m` too, unseen (a rack holding rank 0:
   // every detector's news went to rank 0), and the next one is far away in candidate
   // order, so it gathers the news until it learns it coordinates.
-  failed_.insert(m);
+  const bool wasFailed = !failed_.insert(place);
   const Member coord = coordinator();
   waiting.push_back(coord);
-  const bool coordWasFailed = !failed_.insert(coord).second;
+  const int coordPlace = placeOf(coord);
+  const bool coordWasFailed = !failed_.insert(coordPlace);
   const Member next = coordinator();
   if (next != coord) waiting.push_back(next);
-  if (!coordWasFailed) failed_.erase(coord);
-  failed_.erase(m);
+  if (!coordWasFailed) failed_.erase(coordPlace);
+  if (!wasFailed) failed_.erase(place);
   return waiting;
 }
 
@@ -164,7 +138,7 @@ void Agreement::vote(bool accepts, int64_t ballot) {
   g.places.insert(me);
   g.changed = true;
   if (!accepts) {
-    g.failed.insert(failed_.begin(), failed_.end());
+    g.failed.insertAll(failed_);
     if (acceptedBallot_ > g.acceptedBallot) {
       g.acceptedBallot = acceptedBallot_;
       g.accepted = accepted_;
@@ -177,12 +151,10 @@ void Agreement::gather(Gathered& g, const AgreementVotes& m) {
   for (size_t i = 0; i + 1 < m.places.size(); i += 2) {
     if (g.places.insert(m.places[i], m.places[i + 1]) > 0) g.changed = true;
   }
-  for (const Member& f : m.failed) {
-    if (isMember(f)) g.changed = g.failed.insert(f).second || g.changed;
-  }
+  for (const Member& f : m.failed) g.changed = g.failed.insert(placeOf(f)) || g.changed;
   if (m.acceptedBallot > g.acceptedBallot) {
     g.acceptedBallot = m.acceptedBallot;
-    g.accepted = Decision{{m.acceptedFailed.begin(), m.acceptedFailed.end()}, m.joined, m.salt};
+    g.accepted = decisionOf(m.acceptedFailed, m.joined, m.salt);
     g.changed = true;
   }
 }
@@ -194,9 +166,9 @@ AgreementVotes Agreement::votesOf(const Gathered& g, bool accepts, int64_t ballo
   m.accepts = accepts;
   m.places = g.places.ranges();
   if (!accepts) {
-    m.failed.assign(g.failed.begin(), g.failed.end());
+    m.failed = namesOf(g.failed);
     m.acceptedBallot = g.acceptedBallot;
-    m.acceptedFailed.assign(g.accepted.failed.begin(), g.accepted.failed.end());
+    m.acceptedFailed = namesOf(g.accepted.failed);
     m.joined = g.accepted.joined;
     m.salt = g.accepted.salt;
   }
@@ -256,7 +228,7 @@ void Agreement::handle(const Member& from, const AgreementVotes& m) {
     answerStale(from, m.epoch);
     return;
   }
-  if (m.epoch > current_->epoch || !isMember(from) || failed_.count(from)) return;
+  if (m.epoch > current_->epoch || !isMember(from) || isFailed(from)) return;
   // A ballot names a candidate (ranks, then spares); a round's news names none.
   if (m.ballot >= static_cast<int64_t>(voterCount()) || (m.ballot < 0 && !m.round)) return;
   if (m.failed.size() > voterCount()) return;
@@ -290,7 +262,7 @@ void Agreement::countReports(const AgreementVotes& m) {
   for (size_t i = 0; i + 1 < m.places.size(); i += 2) reports_.insert(m.places[i], m.places[i + 1]);
   if (m.acceptedBallot > reportedBallot_) {  // the highest accepted ballot heard of
     reportedBallot_ = m.acceptedBallot;
-    reported_ = Decision{{m.acceptedFailed.begin(), m.acceptedFailed.end()}, m.joined, m.salt};
+    reported_ = decisionOf(m.acceptedFailed, m.joined, m.salt);
   }
   if (state_ == State::kStable) {
     state_ = State::kRecovering;
@@ -320,7 +292,7 @@ void Agreement::startRound(int64_t ballot, bool again) {
   round.epoch = current_->epoch;
   round.ballot = ballot;
   round.round = true;
-  round.failed.assign(failed_.begin(), failed_.end());
+  round.failed = namesOf(failed_);
   spread(failed_, {}, round);
 }
 
@@ -337,7 +309,7 @@ void Agreement::handleRound(const AgreementVotes& m) {
     }
     return;
   }
-  const std::set<Member> failed(m.failed.begin(), m.failed.end());
+  const PlaceSet failed = placesOf(m.failed);
   // Passed on once per ballot and failed set, never back to an older ballot: copies of
   // two coordinators' rounds in flight must not set each other off again and again.
   if (m.ballot > spreadRound_ || (m.ballot == spreadRound_ && failed.size() > spreadRoundFailed_)) {
@@ -346,7 +318,7 @@ void Agreement::handleRound(const AgreementVotes& m) {
     spread(failed, {}, m);
   }
   bool grew = false;
-  for (const Member& f : failed) grew = noteFailed(f) || grew;
+  failed.forEach([&](int p) { grew = noteFailed(voterAt(p)) || grew; });
   const Member coord = coordinator();
   if (coord == coordinatorAt(m.ballot) && coord != self_) {  // a sign of life
     stalls_ = 0;
@@ -358,14 +330,11 @@ void Agreement::handleRound(const AgreementVotes& m) {
   }
 }
 
-void Agreement::spread(const std::set<Member>& failed, const std::vector<JoiningSpare>& joined,
+void Agreement::spread(const PlaceSet& failed, const std::vector<JoiningSpare>& joined,
                        const RecoveryMessage& m) {
   std::vector<size_t> gone;  // the failed voters' places, ascending
-  for (const Member& f : failed) {
-    const int p = placeOf(f);
-    if (p >= 0) gone.push_back(static_cast<size_t>(p));
-  }
-  std::sort(gone.begin(), gone.end());
+  gone.reserve(failed.size());
+  failed.forEach([&](int p) { gone.push_back(static_cast<size_t>(p)); });
   const size_t live = voterCount() - gone.size(), n = live + joined.size();
   // This member's index in the list; one not listed starts from the beginning.
   size_t me = n;
