@@ -406,6 +406,32 @@ TEST(HealthProtocolSpares, AnAgreementsEvictionStaysInItsCommunicator) {
   c.procs[1]->protocol().add(pair(123, 0, &later1), c.net.now());
   c.net.runFor(100ms);
   EXPECT_TRUE(later1.reports.empty()) << "a later communicator was told of 2";
+
+  // Communicator 7's next registration on process 1 whose table still lists process 2
+  // (as an epoch decided before the eviction would) is told at once, in its own
+  // numbering: what its agreement learnt carries over to its later epochs. Once no
+  // registration of communicator 7 is left, nothing of it is kept.
+  auto seven = [&](HealthListener* listener) {
+    HealthRegistration reg;
+    reg.commKey = 7;
+    reg.epoch = 1;
+    reg.myRank = 0;
+    reg.members = MemberTable::make({MemberInfo{{keyOf(1), "simhost", 1001}, 0},
+                                     MemberInfo{{keyOf(4), "simhost", 1004}, 1},
+                                     MemberInfo{{keyOf(2), "simhost", 1002}, 2}});
+    reg.probeIntervalMs = kProbeMs;
+    reg.failureTimeoutMs = kTimeoutMs;
+    reg.listener = listener;
+    return reg;
+  };
+  Sink next7, after7;
+  const auto nextId = c.procs[1]->protocol().add(seven(&next7), c.net.now());
+  ASSERT_EQ(next7.reports.size(), 1u);
+  EXPECT_EQ(next7.reports[0].rank, 2);
+  c.procs[1]->protocol().remove(nextId, /*orderly=*/false, c.net.now());
+  c.procs[1]->protocol().remove(c.ids[1], /*orderly=*/false, c.net.now());
+  c.procs[1]->protocol().add(seven(&after7), c.net.now());
+  EXPECT_TRUE(after7.reports.empty()) << "kept after its communicator's last registration left";
 }
 
 // A spare that joined while the ranks were leaving is an epoch ahead of their LEAVE: it
