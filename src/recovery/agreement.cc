@@ -380,13 +380,24 @@ void Agreement::handle(const Member& from, const AgreementProposal& m) {
       m.failed.size() > voterCount()) {
     return;
   }
+  const Member proposer = coordinatorAt(m.ballot);
+  // Another copy of the proposal accepted here (a spread reaches each member about
+  // log2 N times): its failures were noted and the accept voted with the first. Only the
+  // proposer's own ask (a stall) is answered again; the rest would convert the failed
+  // set again (a rack: 256 names) and send the vote up the tree once per copy.
+  if (m.ballot == acceptedBallot_ && m.ballot <= spreadProposal_ && from != proposer) {
+    if (proposer == coordinator()) {
+      stalls_ = 0;
+      heardFromCoordinator_ = true;
+    }
+    return;
+  }
   const PlaceSet failed = placesOf(m.failed);
   if (m.ballot > spreadProposal_) {  // passed on once (never back to an older ballot)
     spreadProposal_ = m.ballot;
     spread(failed, {}, m);
   }
   failed.forEach([&](int p) { noteFailed(voterAt(p)); });  // decided, heard of here first
-  const Member proposer = coordinatorAt(m.ballot);
   if (m.ballot < promised_ || isFailed(proposer)) return;
   promised_ = m.ballot;
   acceptedBallot_ = m.ballot;

@@ -309,16 +309,23 @@ void Agreement::handleRound(const AgreementVotes& m) {
     }
     return;
   }
-  const PlaceSet failed = placesOf(m.failed);
-  // Passed on once per ballot and failed set, never back to an older ballot: copies of
-  // two coordinators' rounds in flight must not set each other off again and again.
-  if (m.ballot > spreadRound_ || (m.ballot == spreadRound_ && failed.size() > spreadRoundFailed_)) {
-    spreadRound_ = m.ballot;
-    spreadRoundFailed_ = failed.size();
-    spread(failed, {}, m);
-  }
+  // Another copy of a round handled here (a spread reaches each member about log2 N
+  // times), or an older one of the same ballot: one coordinator's failed set only grows,
+  // so it names nothing new, and converting its names again (a rack: 256) is skipped.
+  const bool seen = m.ballot == spreadRound_ && m.failed.size() <= spreadRoundFailed_;
   bool grew = false;
-  failed.forEach([&](int p) { grew = noteFailed(voterAt(p)) || grew; });
+  if (!seen) {
+    const PlaceSet failed = placesOf(m.failed);
+    // Passed on once per ballot and failed set, never back to an older ballot: copies of
+    // two coordinators' rounds in flight must not set each other off again and again.
+    if (m.ballot > spreadRound_ ||
+        (m.ballot == spreadRound_ && failed.size() > spreadRoundFailed_)) {
+      spreadRound_ = m.ballot;
+      spreadRoundFailed_ = failed.size();
+      spread(failed, {}, m);
+    }
+    failed.forEach([&](int p) { grew = noteFailed(voterAt(p)) || grew; });
+  }
   const Member coord = coordinator();
   if (coord == coordinatorAt(m.ballot) && coord != self_) {  // a sign of life
     stalls_ = 0;
