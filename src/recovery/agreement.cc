@@ -428,6 +428,9 @@ void Agreement::handle(const Member& from, const AgreementAccept& m) {
 // The coordinator proposes one decision per epoch: its ballot is fixed (its place in
 // coordinator order), and a ballot must never carry two different decisions.
 void Agreement::propose(const Decision& decision) {
+  // A decision reported by another member may name failures this one has not noted: the
+  // copies of its own proposal, which would have told it, are skipped (handle below).
+  decision.failed.forEach([&](int p) { noteFailed(voterAt(p)); });
   int64_t ballot = -1;
   coordinator(&ballot);
   proposalBallot_ = ballot;
