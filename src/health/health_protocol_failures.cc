@@ -87,7 +87,11 @@ void HealthProtocol::learntFailure(uint64_t commKey, const ProcessKey& failed) {
                              false});
   }
   // A newcomer named failed before its table reached health: kept by name until one does.
-  if (!listed) known.unlisted.push_back(failed);
+  // Once each: a name repeated by later epochs' agreements must not grow the list.
+  if (!listed &&
+      std::find(known.unlisted.begin(), known.unlisted.end(), failed) == known.unlisted.end()) {
+    known.unlisted.push_back(failed);
+  }
   syncWatched(lastNow_);
 }
 
