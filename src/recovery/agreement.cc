@@ -189,7 +189,7 @@ void Agreement::onFailure(const Member& who, bool detectedHere) {
   AgreementVotes news;  // a round without a ballot: failures, no sign of any coordinator
   news.epoch = current_->epoch;
   news.round = true;
-  news.failed = namesOf(failed_);
+  news.failed = failed_.ranges();
   const RecoveryMessage wire = news;
   for (const Member& m : waiting) {
     if (m != self_ && !isFailed(m)) net_->send(m, wire);
@@ -211,9 +211,9 @@ bool Agreement::expelIfMinority() {
 AgreementReport Agreement::reportMessage() const {
   AgreementReport m;
   m.epoch = current_->epoch;
-  m.failed = namesOf(failed_);
+  m.failed = failed_.ranges();
   m.ballot = acceptedBallot_;
-  m.acceptedFailed = namesOf(accepted_.failed);
+  m.acceptedFailed = accepted_.failed.ranges();
   m.joined = accepted_.joined;
   m.salt = accepted_.salt;
   return m;
@@ -275,8 +275,8 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
     // epoch makes it send the commit (answerStale).
     const auto* ask = std::get_if<AgreementReport>(&m);
     if (ask != nullptr && ask->wantsReport && isMember(from)) net_->send(from, reportMessage());
-    // Bounded in messages and in the names they carry (a 1 MiB frame holds 260,000).
-    const size_t names = std::visit(
+    // Bounded in messages and in the ranges they carry (a 1 MiB frame holds 260,000).
+    const size_t ranges = std::visit(
         [](const auto& one) -> size_t {
           using T = std::decay_t<decltype(one)>;
           if constexpr (std::is_same_v<T, AgreementReport> || std::is_same_v<T, AgreementVotes>) {
@@ -288,8 +288,8 @@ void Agreement::onMessage(const Member& from, const RecoveryMessage& m) {
           }
         },
         m);
-    if (early_.size() < kMaxEarly && earlyNames_ + names <= 4 * voterCount() + 4096) {
-      earlyNames_ += names;
+    if (early_.size() < kMaxEarly && earlyRanges_ + ranges <= 4 * voterCount() + 4096) {
+      earlyRanges_ += ranges;
       early_.emplace_back(from, m);
     }
     return;
@@ -317,12 +317,16 @@ void Agreement::handle(const Member& from, const AgreementReport& m) {
     return;
   }
   if (m.epoch > current_->epoch || isFailed(from)) return;
-  bool grew = false;
-  for (const Member& f : m.failed) grew = noteFailed(f) || grew;
+  PlaceSet failed;
+  Decision accepted;
+  if (!placesIn(m.failed, &failed) || !decisionOf(m.acceptedFailed, m.joined, m.salt, &accepted)) {
+    return;  // not this epoch's
+  }
+  const bool grew = noteFailed(failed);
   reports_.insert(placeOf(from));
   if (m.ballot > reportedBallot_) {  // the highest accepted ballot heard of (tryDecide)
     reportedBallot_ = m.ballot;
-    reported_ = decisionOf(m.acceptedFailed, m.joined, m.salt);
+    reported_ = std::move(accepted);
   }
   // A report from our coordinator is its sign of life: it is deciding (waiting out
   // silent members, which takes it two stalls), so our stall count starts again.
@@ -346,8 +350,10 @@ void Agreement::handle(const Member& from, const AgreementReport& m) {
 }
 
 void Agreement::handle(const Member& from, const AgreementCommit& m) {
+  Decision decision;
   if (m.epoch == current_->epoch + 1) {
-    adopt(decide(decisionOf(m.failed, m.joined, m.salt)), /*forward=*/true);
+    if (!decisionOf(m.failed, m.joined, m.salt, &decision)) return;  // a forged or garbled one
+    adopt(decide(decision), /*forward=*/true);
   } else if (m.epoch > current_->epoch + 1) {
     expel("missed the commit of epoch " + std::to_string(current_->epoch + 1) +
           " (received that of epoch " + std::to_string(m.epoch) + ")");
@@ -376,15 +382,16 @@ void Agreement::handle(const Member& from, const AgreementProposal& m) {
   if (m.epoch > current_->epoch || !isMember(from)) return;
   // A ballot names a candidate and a failed set names voters: anything else (forged, or
   // garbled) would be spread to every member and could win the promises.
+  PlaceSet failed;
   if (m.ballot < 0 || m.ballot >= static_cast<int64_t>(voterCount()) ||
-      m.failed.size() > voterCount()) {
+      !placesIn(m.failed, &failed)) {
     return;
   }
   const Member proposer = coordinatorAt(m.ballot);
   // Another copy of the proposal accepted here (a spread reaches each member about
   // log2 N times): its failures were noted and the accept voted with the first. Only the
-  // proposer's own ask (a stall) is answered again; the rest would convert the failed
-  // set again (a rack: 256 names) and send the vote up the tree once per copy.
+  // proposer's own ask (a stall) is answered again; the rest would note the failed set
+  // again and send the vote up the tree once per copy.
   if (m.ballot == acceptedBallot_ && m.ballot <= spreadProposal_ && from != proposer) {
     if (proposer == coordinator()) {
       stalls_ = 0;
@@ -392,12 +399,11 @@ void Agreement::handle(const Member& from, const AgreementProposal& m) {
     }
     return;
   }
-  const PlaceSet failed = placesOf(m.failed);
   if (m.ballot > spreadProposal_) {  // passed on once (never back to an older ballot)
     spreadProposal_ = m.ballot;
     spread(failed, {}, m);
   }
-  failed.forEach([&](int p) { noteFailed(voterAt(p)); });  // decided, heard of here first
+  noteFailed(failed);  // decided, heard of here first
   if (m.ballot < promised_ || isFailed(proposer)) return;
   promised_ = m.ballot;
   acceptedBallot_ = m.ballot;
@@ -454,7 +460,7 @@ void Agreement::propose(const Decision& decision) {
 // accepted, directly.
 void Agreement::sendProposal(bool spreadToAll) {
   const RecoveryMessage m =
-      AgreementProposal{current_->epoch, proposalBallot_, namesOf(proposal_.failed),
+      AgreementProposal{current_->epoch, proposalBallot_, proposal_.failed.ranges(),
                         proposal_.joined, proposal_.salt};
   if (spreadToAll) {
     spread(proposal_.failed, {}, m);
@@ -549,13 +555,15 @@ AgreementCommit Agreement::decideFrom(const Membership& current, const Decision&
   commit.epoch = current.epoch + 1;
   commit.next.epoch = current.epoch + 1;
   commit.next.lost = current.lost;
+  PlaceSet decided;
   failed.forEach([&](int place) {
     const size_t p = static_cast<size_t>(place);
     if (p >= voters) return;
     const Member& f = p < nRanks ? current.ranks[p] : current.spares[p - nRanks];
-    commit.failed.push_back(f);
+    decided.insert(place);
     commit.next.lost.push_back(LostMember{commit.next.epoch, f});
   });
+  commit.failed = decided.ranges();
   std::vector<Member> pool;
   for (size_t i = 0; i < current.spares.size(); ++i) {
     if (!failed.count(static_cast<int>(nRanks + i))) pool.push_back(current.spares[i]);
@@ -603,12 +611,13 @@ AgreementCommit Agreement::compact(const AgreementCommit& commit) {
 void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forward) {
   const AgreementCommit& commit = *shared;
   net_->onAdopting(commit);
-  for (const Member& f : commit.failed) {
-    if (f != self_ && !isFailed(f)) learned_.push_back(f);  // decided without its news
-  }
+  PlaceSet covered;  // decide() made the commit from this epoch: its places are ours
+  placesIn(commit.failed, &covered);
+  covered.forEach([&](int p) {
+    if (voterAt(p) != self_ && !failedAt(p)) learned_.push_back(voterAt(p));  // without news
+  });
   // Failures the commit did not cover (places change with the epoch: names until then).
   std::vector<Member> stillFailed;
-  const PlaceSet covered = placesOf(commit.failed);
   failed_.forEach([&](int p) {
     if (!covered.count(p)) stillFailed.push_back(voterAt(p));
   });
@@ -659,7 +668,7 @@ void Agreement::adopt(std::shared_ptr<const AgreementCommit> shared, bool forwar
   }
   std::vector<std::pair<Member, RecoveryMessage>> early;
   early.swap(early_);
-  earlyNames_ = 0;
+  earlyRanges_ = 0;
   for (const auto& [from, m] : early) onMessage(from, m);  // those of this epoch are heard now
 }
 
@@ -667,6 +676,12 @@ bool Agreement::noteFailed(const Member& m) {
   if (m == self_ || !failed_.insert(placeOf(m))) return false;
   learned_.push_back(m);
   return true;
+}
+
+bool Agreement::noteFailed(const PlaceSet& places) {
+  bool grew = false;
+  places.forEach([&](int p) { grew = noteFailed(voterAt(p)) || grew; });
+  return grew;
 }
 
 std::vector<Member> Agreement::takeLearnedFailures() {

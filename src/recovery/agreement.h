@@ -162,7 +162,7 @@ class Agreement {
  private:
   // Places among the voters: ranks, then spares, as EpochStore numbers them, kept as
   // runs. Failed sets too: a host, a rack or a subtree is a run or a few, so each process
-  // remembers a rack's failure in O(1) (names only on the wire, namesOf/placesOf).
+  // remembers a rack's failure in O(1), and sends it as one range (PlaceRanges).
   using PlaceSet = RunSet;
   // A decision is its failed set (places of the epoch it ends), newcomers and salt, from
   // which decide() derives the commit.
@@ -186,13 +186,15 @@ class Agreement {
   const Member& voterAt(int place) const;
   bool failedAt(int place) const { return failed_.count(place); }
   bool isFailed(const Member& m) const { return failed_.count(placeOf(m)); }
-  // Names on the wire, places inside: a name that is no voter of this epoch has no place
-  // and is dropped (no decision counts one: decideFrom skipped them before).
-  std::vector<Member> namesOf(const PlaceSet& places) const;
-  PlaceSet placesOf(const std::vector<Member>& names) const;
-  Decision decisionOf(const std::vector<Member>& failed, const std::vector<JoiningSpare>& joined,
-                      const EpochSalt& salt) const {
-    return Decision{placesOf(failed), joined, salt};
+  // Place ranges on the wire (PlaceRanges), runs inside. A message's ranges reaching
+  // past this epoch's voters are not this epoch's: false, and the message is ignored.
+  bool placesIn(const PlaceRanges& ranges, PlaceSet* places) const;
+  PlaceSet placesOf(const std::vector<Member>& names) const;  // non-voters are dropped
+  bool decisionOf(const PlaceRanges& failed, const std::vector<JoiningSpare>& joined,
+                  const EpochSalt& salt, Decision* decision) const {
+    decision->joined = joined;
+    decision->salt = salt;
+    return placesIn(failed, &decision->failed);
   }
   int leaderOf(int level, size_t block) const;  // -1: every member of it failed
   int parentOf(int place) const;                // -1: leads the whole tree
@@ -204,12 +206,13 @@ class Agreement {
   // This member's report (accepts: its accept) for the coordinator of `ballot`, into
   // what it gathers, passed on when complete.
   void vote(bool accepts, int64_t ballot);
-  void gather(Gathered& g, const AgreementVotes& votes);
+  void gather(Gathered& g, const AgreementVotes& votes, const PlaceSet& failed,
+              const Decision& accepted);
   // Passes on what is complete (force: everything that changed, and what a new relay
   // needs again), after a vote, a failure learnt or a stall.
   void passOn(bool force);
   void handle(const Member& from, const AgreementVotes& m);
-  void countReports(const AgreementVotes& m);
+  void countReports(const AgreementVotes& m, const PlaceSet& failed, const Decision& accepted);
   void countAccepts(const AgreementVotes& m);
   AgreementVotes votesOf(const Gathered& g, bool accepts, int64_t ballot) const;
   // Sends `m` to the receivers 1, 2, 4, ... places after this member in one list, the
@@ -220,10 +223,11 @@ class Agreement {
   std::vector<Member> survivors() const;  // members of current_ not known failed
   // A failure learnt from a message: recorded, and kept for takeLearnedFailures.
   bool noteFailed(const Member& m);
+  bool noteFailed(const PlaceSet& places);  // whether any was new
   // The coordinator spreads its round: once per ballot, and again (again) when it knows
   // of more failures than it spread.
   void startRound(int64_t ballot, bool again = false);
-  void handleRound(const AgreementVotes& m);
+  void handleRound(const AgreementVotes& m, const PlaceSet& failed);
   size_t aliveCount() const;
   size_t voterCount() const { return current_->ranks.size() + current_->spares.size(); }
   // The first member in coordinator order not known failed; its place is its ballot.
@@ -275,7 +279,7 @@ class Agreement {
   // a few copies of a spread), with room to spare.
   static constexpr size_t kMaxEarly = 1024;
   std::vector<std::pair<Member, RecoveryMessage>> early_;
-  size_t earlyNames_ = 0;              // failed-set names early_ holds (bounded too)
+  size_t earlyRanges_ = 0;             // failed-set range entries early_ holds (bounded too)
   bool heardFromCoordinator_ = false;  // since it became our coordinator
   Member reportedTo_;
   int stalls_ = 0;

@@ -6,6 +6,7 @@
 
 #include "util/byte_io.h"
 #include "util/crypto.h"
+#include "util/run_set.h"
 
 namespace ftccl {
 
@@ -68,9 +69,33 @@ bool getJoined(ByteReader& r, std::vector<JoiningSpare>* joined) {
   return true;
 }
 
-// The wire layout, field by field, in the order of the struct all types once shared.
-// A type points at the fields it has; the rest go out as these defaults.
-const std::vector<Member> kNoMembers;
+void putRanges(ByteWriter& w, const PlaceRanges& ranges) {
+  w.put(static_cast<uint32_t>(ranges.size()));
+  for (uint32_t v : ranges) w.put(v);
+}
+
+// Ranges come in pairs, ascending, apart and inside RunSet's bound (what the agreement
+// sends): anything else is refused here, so a forged frame cannot make a receiver walk a
+// range twice or backwards, and its count cannot claim more than the frame holds.
+bool getRanges(ByteReader& r, PlaceRanges* ranges) {
+  uint32_t n = 0;
+  if (!r.get(&n) || n % 2 != 0 || n > r.remaining() / sizeof(uint32_t)) return false;
+  ranges->resize(n);
+  uint64_t end = 0;
+  for (size_t i = 0; i < n; i += 2) {
+    uint32_t& first = (*ranges)[i];
+    uint32_t& count = (*ranges)[i + 1];
+    if (!r.get(&first) || !r.get(&count) || count == 0 || (i > 0 && first <= end)) return false;
+    end = uint64_t{first} + count;
+    if (end > RunSet::kEnd) return false;
+  }
+  return true;
+}
+
+// The wire layout, field by field, in the order of the struct all types once shared
+// (failed sets were names until issue 27; they are place ranges now). A type points at
+// the fields it has; the rest go out as these defaults.
+const PlaceRanges kNoPlaces;
 const Membership kNoMembership;
 const std::vector<int> kNoRanks;
 const std::vector<JoiningSpare> kNoneJoined;
@@ -80,7 +105,7 @@ const EpochSalt kNoSalt{};
 struct WireFields {
   uint8_t type = 0;
   uint64_t epoch = 0;
-  const std::vector<Member>* failed = &kNoMembers;
+  const PlaceRanges* failed = &kNoPlaces;
   const Membership* next = &kNoMembership;
   const std::vector<int>* failedRanks = &kNoRanks;
   int replaced = 0;
@@ -88,7 +113,7 @@ struct WireFields {
   const std::vector<JoiningSpare>* joined = &kNoneJoined;
   const std::vector<uint8_t>* blob = &kNoBytes;
   int64_t ballot = -1;
-  const std::vector<Member>* acceptedFailed = &kNoMembers;
+  const PlaceRanges* acceptedFailed = &kNoPlaces;
   bool wantsReport = false;
   const EpochSalt* salt = &kNoSalt;
   const std::vector<uint8_t>* sealedKey = &kNoBytes;
@@ -109,7 +134,7 @@ std::vector<uint8_t> encodeFields(const WireFields& f) {
   ByteWriter w;
   w.put(f.type);
   w.put(f.epoch);
-  w.putStrings(*f.failed);
+  putRanges(w, *f.failed);
   w.put(f.next->epoch);
   w.putStrings(f.next->ranks);
   w.putStrings(f.next->spares);
@@ -120,7 +145,7 @@ std::vector<uint8_t> encodeFields(const WireFields& f) {
   putJoined(w, *f.joined);
   w.putBlob(*f.blob);
   w.put(f.ballot);
-  w.putStrings(*f.acceptedFailed);
+  putRanges(w, *f.acceptedFailed);
   w.put(static_cast<uint8_t>(f.wantsReport));
   w.put(*f.salt);
   w.putBlob(*f.sealedKey);
@@ -131,7 +156,7 @@ std::vector<uint8_t> encodeFields(const WireFields& f) {
 struct DecodedFields {
   uint8_t type = 0;
   uint64_t epoch = 0;
-  std::vector<Member> failed;
+  PlaceRanges failed;
   Membership next;
   std::vector<int> failedRanks;
   int replaced = 0;
@@ -139,7 +164,7 @@ struct DecodedFields {
   std::vector<JoiningSpare> joined;
   std::vector<uint8_t> blob;
   int64_t ballot = -1;
-  std::vector<Member> acceptedFailed;
+  PlaceRanges acceptedFailed;
   bool wantsReport = false;
   EpochSalt salt{};
   std::vector<uint8_t> sealedKey;
@@ -152,7 +177,7 @@ bool decodeFields(const std::vector<uint8_t>& frame, DecodedFields* out) {
   uint32_t nFailed = 0;
   int32_t replaced = 0;
   if (!r.get(&m.type) || m.type < AgreementReport::kWireType ||
-      m.type > AgreementAccept::kWireType || !r.get(&m.epoch) || !r.getStrings(&m.failed) ||
+      m.type > AgreementAccept::kWireType || !r.get(&m.epoch) || !getRanges(r, &m.failed) ||
       !r.get(&m.next.epoch) || !r.getStrings(&m.next.ranks) || !r.getStrings(&m.next.spares) ||
       !r.get(&nFailed) || nFailed > r.remaining() / sizeof(int32_t)) {
     return false;
@@ -163,7 +188,7 @@ bool decodeFields(const std::vector<uint8_t>& frame, DecodedFields* out) {
     m.failedRanks.push_back(rank);
   }
   if (!r.get(&replaced) || !r.get(&shrunk) || !getJoined(r, &m.joined)) return false;
-  if (!r.getBlob(&m.blob) || !r.get(&m.ballot) || !r.getStrings(&m.acceptedFailed) ||
+  if (!r.getBlob(&m.blob) || !r.get(&m.ballot) || !getRanges(r, &m.acceptedFailed) ||
       !r.get(&wantsReport) || !r.get(&m.salt) || !r.getBlob(&m.sealedKey) || !r.atEnd()) {
     return false;
   }
@@ -179,39 +204,23 @@ std::vector<uint8_t> encodeVotes(const AgreementVotes& m) {
   w.put(m.epoch);
   w.put(m.ballot);
   w.put(static_cast<uint8_t>((m.accepts ? 1 : 0) | (m.toCoordinator ? 2 : 0) | (m.round ? 4 : 0)));
-  w.put(static_cast<uint32_t>(m.places.size()));
-  for (uint32_t v : m.places) w.put(v);
-  w.putStrings(m.failed);
+  putRanges(w, m.places);
+  putRanges(w, m.failed);
   w.put(m.acceptedBallot);
-  w.putStrings(m.acceptedFailed);
+  putRanges(w, m.acceptedFailed);
   putJoined(w, m.joined);
   w.put(m.salt);
   return w.bytes();
 }
 
-// Ranges come in pairs, ascending and apart (what the agreement sends): anything else is
-// refused here, so a forged frame cannot make a receiver walk a range twice or backwards.
 bool decodeVotes(ByteReader& r, AgreementVotes* m) {
   uint8_t flags = 0;
-  uint32_t n = 0;
-  if (!r.get(&m->epoch) || !r.get(&m->ballot) || !r.get(&flags) || flags > 7 || !r.get(&n) ||
-      n % 2 != 0 || n > r.remaining() / sizeof(uint32_t)) {
-    return false;
-  }
+  if (!r.get(&m->epoch) || !r.get(&m->ballot) || !r.get(&flags) || flags > 7) return false;
   m->accepts = (flags & 1) != 0;
   m->toCoordinator = (flags & 2) != 0;
   m->round = (flags & 4) != 0;
-  m->places.resize(n);
-  uint64_t end = 0;
-  for (size_t i = 0; i < n; i += 2) {
-    if (!r.get(&m->places[i]) || !r.get(&m->places[i + 1]) || m->places[i + 1] == 0 ||
-        (i > 0 && m->places[i] <= end)) {
-      return false;
-    }
-    end = uint64_t{m->places[i]} + m->places[i + 1];
-  }
-  return r.getStrings(&m->failed) && r.get(&m->acceptedBallot) &&
-         r.getStrings(&m->acceptedFailed) && getJoined(r, &m->joined) && r.get(&m->salt) &&
+  return getRanges(r, &m->places) && getRanges(r, &m->failed) && r.get(&m->acceptedBallot) &&
+         getRanges(r, &m->acceptedFailed) && getJoined(r, &m->joined) && r.get(&m->salt) &&
          r.atEnd();
 }
 

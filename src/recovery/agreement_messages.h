@@ -52,6 +52,14 @@ struct JoiningSpare : ProcessId {
   std::vector<uint8_t> peerInfo;  // opaque here: what core/ needs to reach it
 };
 
+// Voters named by their places in the epoch a message speaks for (ranks, then spares,
+// as EpochStore numbers them), in ascending ranges apart from each other: first, count,
+// first, count, ... Every failed set travels so: a rack of 256 is one range of 8 bytes,
+// where its names were 256 strings in each of the O(N log N) copies of a spread (issue
+// 27: those frames were most of a 100,000-rank run's memory). A receiver of another
+// epoch ignores the message, or cannot read it (a newcomer: a join answer's failed set).
+using PlaceRanges = std::vector<uint32_t>;
+
 // One struct per message type, each with the fields it carries; kWireType is its first
 // byte on the wire.
 
@@ -60,11 +68,11 @@ struct JoiningSpare : ProcessId {
 struct AgreementReport {
   static constexpr uint8_t kWireType = 1;
   uint64_t epoch = 0;  // the epoch being left
-  std::vector<Member> failed;
+  PlaceRanges failed;
   // The ballot of the proposal the sender accepted (-1: none), whose decision is
   // acceptedFailed, joined and salt (step 4: a later coordinator must propose it).
   int64_t ballot = -1;
-  std::vector<Member> acceptedFailed;
+  PlaceRanges acceptedFailed;
   std::vector<JoiningSpare> joined;
   EpochSalt salt{};
   // From the coordinator: it has no report of the receiver yet (else it only shows that
@@ -78,7 +86,8 @@ struct AgreementReport {
 struct AgreementCommit {
   static constexpr uint8_t kWireType = 2;
   uint64_t epoch = 0;                // the epoch entered
-  std::vector<Member> failed;        // the decided failed set
+  PlaceRanges failed;                // the decided failed set, in the epoch left (their
+                                     // names: next.lost's entries of `epoch`)
   Membership next;                   // derived by each member (a join answer carries it)
   std::vector<int> failedRanks;      // ranks lost, numbered in the old epoch
   int replaced = 0;                  // how many were replaced by spares
@@ -119,7 +128,7 @@ struct AgreementProposal {
   static constexpr uint8_t kWireType = 6;
   uint64_t epoch = 0;  // the epoch being left
   int64_t ballot = -1;
-  std::vector<Member> failed;
+  PlaceRanges failed;
   std::vector<JoiningSpare> joined;
   EpochSalt salt{};
 };
@@ -145,12 +154,12 @@ struct AgreementVotes {
   // reports: no member hears of a failure one notice per detection (a rack of 256 cost
   // 256 notices to each of 100,000 members).
   bool round = false;
-  std::vector<uint32_t> places;  // first, count, first, count, ...
+  PlaceRanges places;
   // Reports: the union of their failed sets, and the decision accepted under the highest
   // ballot any of them accepted (acceptedBallot -1: none).
-  std::vector<Member> failed;
+  PlaceRanges failed;
   int64_t acceptedBallot = -1;
-  std::vector<Member> acceptedFailed;
+  PlaceRanges acceptedFailed;
   std::vector<JoiningSpare> joined;
   EpochSalt salt{};
 };
@@ -165,9 +174,8 @@ uint8_t wireTypeOf(const RecoveryMessage& m);
 uint64_t epochOf(const RecoveryMessage& m);
 
 // Every type up to AgreementAccept is sent in the one layout all types once shared, each
-// field in its place and defaults for those the type lacks, so frames stayed
-// byte-identical; decoding drops the fields the type lacks. AgreementVotes has a layout
-// of its own.
+// field in its place and defaults for those the type lacks (failed sets as PlaceRanges);
+// decoding drops the fields the type lacks. AgreementVotes has a layout of its own.
 std::vector<uint8_t> encodeRecoveryMessage(const RecoveryMessage& m);
 bool decodeRecoveryMessage(const std::vector<uint8_t>& frame, RecoveryMessage* out);
 

@@ -21,11 +21,14 @@ const Member& Agreement::voterAt(int place) const {
   return p < nRanks ? current_->ranks[p] : current_->spares[p - nRanks];
 }
 
-std::vector<Member> Agreement::namesOf(const PlaceSet& places) const {
-  std::vector<Member> names;
-  names.reserve(places.size());
-  places.forEach([&](int p) { names.push_back(voterAt(p)); });
-  return names;
+bool Agreement::placesIn(const PlaceRanges& ranges, PlaceSet* places) const {
+  places->clear();
+  if (ranges.size() % 2 != 0) return false;
+  for (size_t i = 0; i < ranges.size(); i += 2) {
+    if (uint64_t{ranges[i]} + ranges[i + 1] > voterCount()) return false;
+  }
+  for (size_t i = 0; i < ranges.size(); i += 2) places->insert(ranges[i], ranges[i + 1]);
+  return true;
 }
 
 Agreement::PlaceSet Agreement::placesOf(const std::vector<Member>& names) const {
@@ -147,14 +150,17 @@ void Agreement::vote(bool accepts, int64_t ballot) {
   passOn(false);
 }
 
-void Agreement::gather(Gathered& g, const AgreementVotes& m) {
+void Agreement::gather(Gathered& g, const AgreementVotes& m, const PlaceSet& failed,
+                       const Decision& accepted) {
   for (size_t i = 0; i + 1 < m.places.size(); i += 2) {
     if (g.places.insert(m.places[i], m.places[i + 1]) > 0) g.changed = true;
   }
-  for (const Member& f : m.failed) g.changed = g.failed.insert(placeOf(f)) || g.changed;
+  const size_t before = g.failed.size();
+  g.failed.insertAll(failed);
+  if (g.failed.size() > before) g.changed = true;
   if (m.acceptedBallot > g.acceptedBallot) {
     g.acceptedBallot = m.acceptedBallot;
-    g.accepted = decisionOf(m.acceptedFailed, m.joined, m.salt);
+    g.accepted = accepted;
     g.changed = true;
   }
 }
@@ -166,9 +172,9 @@ AgreementVotes Agreement::votesOf(const Gathered& g, bool accepts, int64_t ballo
   m.accepts = accepts;
   m.places = g.places.ranges();
   if (!accepts) {
-    m.failed = namesOf(g.failed);
+    m.failed = g.failed.ranges();
     m.acceptedBallot = g.acceptedBallot;
-    m.acceptedFailed = namesOf(g.accepted.failed);
+    m.acceptedFailed = g.accepted.failed.ranges();
     m.joined = g.accepted.joined;
     m.salt = g.accepted.salt;
   }
@@ -217,7 +223,9 @@ void Agreement::passOn(bool force) {
       countAccepts(votes);  // may adopt: gathered_ is then cleared, so stop here
       return;
     } else {
-      countReports(votes);
+      const PlaceSet failed = g.failed;  // g goes if the count decides (gathered_ cleared)
+      const Decision accepted = g.accepted;
+      countReports(votes, failed, accepted);
       if (gathered_.empty()) return;
     }
   }
@@ -231,21 +239,23 @@ void Agreement::handle(const Member& from, const AgreementVotes& m) {
   if (m.epoch > current_->epoch || !isMember(from) || isFailed(from)) return;
   // A ballot names a candidate (ranks, then spares); a round's news names none.
   if (m.ballot >= static_cast<int64_t>(voterCount()) || (m.ballot < 0 && !m.round)) return;
-  if (m.failed.size() > voterCount()) return;
-  if (m.round) return handleRound(m);
+  PlaceSet failed;
+  Decision accepted;
+  if (!placesIn(m.failed, &failed)) return;  // not this epoch's
+  if (m.round) return handleRound(m, failed);
   for (size_t i = 0; i + 1 < m.places.size(); i += 2) {
-    if (uint64_t{m.places[i]} + m.places[i + 1] > voterCount()) return;  // not this epoch's
+    if (uint64_t{m.places[i]} + m.places[i + 1] > voterCount()) return;
   }
+  if (!decisionOf(m.acceptedFailed, m.joined, m.salt, &accepted)) return;
   if (m.toCoordinator) {
     if (coordinatorAt(m.ballot) != self_) return;
-    m.accepts ? countAccepts(m) : countReports(m);
+    m.accepts ? countAccepts(m) : countReports(m, failed, accepted);
     return;
   }
   // News in the failed sets: as from a member's report (agreement.cc), this member joins
   // the round and votes itself; a relay's subtree may have changed too.
-  bool grew = false;
-  for (const Member& f : m.failed) grew = noteFailed(f) || grew;
-  gather(gathered_[{m.accepts, m.ballot}], m);
+  const bool grew = noteFailed(failed);
+  gather(gathered_[{m.accepts, m.ballot}], m, failed, accepted);
   if (grew || (state_ == State::kStable && !m.accepts)) {
     state_ = State::kRecovering;
     report();  // votes, and passes on
@@ -255,14 +265,15 @@ void Agreement::handle(const Member& from, const AgreementVotes& m) {
 }
 
 // The coordinator of m.ballot: the gathered reports count as those members' own.
-void Agreement::countReports(const AgreementVotes& m) {
+void Agreement::countReports(const AgreementVotes& m, const PlaceSet& failed,
+                             const Decision& accepted) {
   int64_t ballot = -1;
-  for (const Member& f : m.failed) noteFailed(f);
+  noteFailed(failed);
   if (expelIfMinority() || coordinator(&ballot) != self_ || ballot != m.ballot) return;
   for (size_t i = 0; i + 1 < m.places.size(); i += 2) reports_.insert(m.places[i], m.places[i + 1]);
   if (m.acceptedBallot > reportedBallot_) {  // the highest accepted ballot heard of
     reportedBallot_ = m.acceptedBallot;
-    reported_ = decisionOf(m.acceptedFailed, m.joined, m.salt);
+    reported_ = accepted;
   }
   if (state_ == State::kStable) {
     state_ = State::kRecovering;
@@ -292,15 +303,13 @@ void Agreement::startRound(int64_t ballot, bool again) {
   round.epoch = current_->epoch;
   round.ballot = ballot;
   round.round = true;
-  round.failed = namesOf(failed_);
+  round.failed = failed_.ranges();
   spread(failed_, {}, round);
 }
 
-void Agreement::handleRound(const AgreementVotes& m) {
+void Agreement::handleRound(const AgreementVotes& m, const PlaceSet& failed) {
   if (m.ballot < 0) {  // a detector's news for those that waited on the failed (onFailure)
-    bool grew = false;
-    for (const Member& f : m.failed) grew = noteFailed(f) || grew;
-    if (!grew) return;
+    if (!noteFailed(failed)) return;
     if (state_ == State::kStable || coordinator() != reportedTo_ || coordinator() == self_) {
       state_ = State::kRecovering;
       report();
@@ -311,20 +320,18 @@ void Agreement::handleRound(const AgreementVotes& m) {
   }
   // Another copy of a round handled here (a spread reaches each member about log2 N
   // times), or an older one of the same ballot: one coordinator's failed set only grows,
-  // so it names nothing new, and converting its names again (a rack: 256) is skipped.
-  const bool seen = m.ballot == spreadRound_ && m.failed.size() <= spreadRoundFailed_;
+  // so it names nothing new.
+  const bool seen = m.ballot == spreadRound_ && failed.size() <= spreadRoundFailed_;
   bool grew = false;
   if (!seen) {
-    const PlaceSet failed = placesOf(m.failed);
     // Passed on once per ballot and failed set, never back to an older ballot: copies of
     // two coordinators' rounds in flight must not set each other off again and again.
-    if (m.ballot > spreadRound_ ||
-        (m.ballot == spreadRound_ && failed.size() > spreadRoundFailed_)) {
+    if (m.ballot >= spreadRound_) {
       spreadRound_ = m.ballot;
       spreadRoundFailed_ = failed.size();
       spread(failed, {}, m);
     }
-    failed.forEach([&](int p) { grew = noteFailed(voterAt(p)) || grew; });
+    grew = noteFailed(failed);
   }
   const Member coord = coordinator();
   if (coord == coordinatorAt(m.ballot) && coord != self_) {  // a sign of life

@@ -107,7 +107,7 @@ void healthSeeds() {
   all.push_back(failed);
   all.push_back(HealthLeave{});
   AgreementReport report;
-  report.failed = {"127.0.0.1:4001"};
+  report.failed = {1, 1};  // place 1
   all.push_back(HealthRecovery{0, encodeRecoveryMessage(report)});
   all.push_back(HealthProgressQuery{});
   all.push_back(HealthAttest{});
@@ -133,23 +133,23 @@ void healthSeeds() {
 void agreementSeeds() {
   AgreementReport report;
   report.epoch = 0;
-  report.failed = {"p3"};
+  report.failed = {3, 1};  // p3
   AgreementProposal propose;
   propose.epoch = 0;
-  propose.failed = {"p3"};
+  propose.failed = {3, 1};  // p3
   propose.ballot = 0;
   AgreementAccept accept;
   accept.ballot = 0;
   AgreementCommit commit;
   commit.epoch = 1;
-  commit.failed = {"p3"};
+  commit.failed = {3, 1};  // p3
   JoinRequest join;
   join.candidate = JoiningSpare{{"s9", "node9", 9}, encodePeerInfo(peer(9))};
   AgreementVotes reports;  // a relay's reports of places 0-1 and 4
   reports.epoch = 0;
   reports.ballot = 0;
   reports.places = {0, 2, 4, 1};
-  reports.failed = {"p3"};
+  reports.failed = {3, 1};  // p3
   AgreementVotes accepts = reports;
   accepts.accepts = true;
   accepts.toCoordinator = true;
@@ -157,7 +157,7 @@ void agreementSeeds() {
   round.epoch = 0;
   round.ballot = 0;
   round.round = true;
-  round.failed = {"p3"};
+  round.failed = {3, 1};  // p3
   Bytes sequence;
   int n = 0;
   uint8_t from = 0;

@@ -253,9 +253,31 @@ TEST(Agreement, TheNextCoordinatorCommitsWhatTheLostOneMayHaveCommitted) {
 // its decision (here: p0 failed) would be the one the next round must propose.
 TEST(Agreement, AProposalOfNoCandidatesBallotIsIgnored) {
   Cluster c(4, 1);
-  const RecoveryMessage forged = AgreementProposal{0, 999, {"p0"}, {}, {}};
+  const RecoveryMessage forged = AgreementProposal{0, 999, {0, 1}, {}, {}};  // p0 failed
   c.net.send("p1", "p2", encodeRecoveryMessage(forged));
   c.net.runFor(1ms);
+  c.kill("p3");
+  c.run();
+  c.checkInvariants(1);
+  EXPECT_EQ(c.at("p2").membership().ranks, (V{"p0", "p1", "p2", "s0"}));
+}
+
+// Failed sets travel as places of the epoch: a range reaching past its voters (forged,
+// garbled, or of another epoch) is refused whole, not taken up to the last voter (here it
+// would have failed p3 and the spare s0 too).
+TEST(Agreement, AFailedSetPastTheVotersIsIgnored) {
+  Cluster c(4, 1);
+  AgreementReport forged;
+  forged.failed = {3, 5};  // places 3..7 of 5 voters
+  c.net.send("p1", "p0", encodeRecoveryMessage(forged));
+  AgreementVotes round;
+  round.round = true;
+  round.ballot = 0;
+  round.failed = {3, 5};
+  c.net.send("p1", "p2", encodeRecoveryMessage(round));
+  c.net.runFor(1ms);
+  EXPECT_EQ(c.at("p0").state(), Agreement::State::kStable);
+  EXPECT_EQ(c.at("p2").state(), Agreement::State::kStable);
   c.kill("p3");
   c.run();
   c.checkInvariants(1);
@@ -405,7 +427,7 @@ TEST(Agreement, MemberThatMissedTheCommitGetsItAgain) {
   coordinator.onFailure("p3");  // p0 coordinates: it asks p1, p2, s0 for their view
   for (const char* k : {"p1", "p2", "s0"}) {
     AgreementReport report;
-    report.failed = {"p3"};
+    report.failed = {3, 1};  // p3
     coordinator.onMessage(k, report);
   }
   EXPECT_EQ(coordinator.membership().epoch, 0u) << "committed before a majority accepted";
@@ -424,7 +446,7 @@ TEST(Agreement, MemberThatMissedTheCommitGetsItAgain) {
     ++commits;
     EXPECT_TRUE(sentCommit->next.ranks.empty())
         << "a commit carries the failed set, not the membership";
-    EXPECT_EQ(sentCommit->failed, (V{"p3"}));
+    EXPECT_EQ(sentCommit->failed, (PlaceRanges{3, 1}));  // p3, as a place of epoch 0
   }
   EXPECT_EQ(commits, 2u);  // 1 and 2 places on among 4 receivers: log2, not all
 
@@ -482,7 +504,7 @@ TEST(Agreement, AWaitCanTellASlowRoundFromAStuckOneAndSayWhy) {
   Agreement coordinator("p0", shared(epoch0), true, &net, std::make_shared<EpochStore>());
   coordinator.onFailure("p3");
   AgreementReport report;
-  report.failed = {"p3"};
+  report.failed = {3, 1};  // p3
   coordinator.onMessage("p1", report);
   const std::string waits = coordinator.describeWait();
   EXPECT_NE(waits.find("2 live member(s) have not reported (p2, s0)"), std::string::npos) << waits;
@@ -550,7 +572,7 @@ TEST(Agreement, StoppedRankResumedIntoAnOldEpochIsExpelled) {
 TEST(Agreement, MessagesSurviveEncodingAndGarbageIsRejected) {
   AgreementCommit m;
   m.epoch = 7;
-  m.failed = {"a", "bb"};
+  m.failed = {0, 2, 5, 1};
   m.next.epoch = 7;
   m.next.ranks = {"x", "y", "z"};
   m.next.spares = {"s"};

@@ -1,6 +1,7 @@
-// The agreement's wire format, pinned: one message of each type encodes to the bytes
-// the codec produced when one struct held every type's fields (each field in its place,
-// defaults where a type has none). Processes of both builds must understand each other.
+// The agreement's wire format, pinned: one message of each type encodes to the bytes of
+// the layout one struct holding every type's fields had (each field in its place,
+// defaults where a type has none), with failed sets as place ranges since issue 27.
+// Processes of one build must understand each other whatever their compiler.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -24,7 +25,7 @@ const JoiningSpare kSpare{"s9", "node9", 9, {0xC1, 0xC2}};
 AgreementCommit poolCommit() {
   AgreementCommit c;
   c.epoch = 4;
-  c.failed = {"p3"};
+  c.failed = {3, 1};
   c.next.epoch = 4;
   c.next.ranks = {"p0", "s0"};
   c.next.spares = {"s9"};
@@ -44,15 +45,15 @@ struct Pinned {
 
 std::vector<Pinned> pinned() {
   return {
-      {"report", AgreementReport{3, {"p2", "p3"}, 1, {"p3"}, {kSpare}, saltFrom(0x10), true},
-       "010300000000000000020000000200000070320200000070330000000000000000000000000000000000"
-       "000000000000000001000000020000007339050000006e6f6465390900000002000000c1c20000000001"
-       "000000000000000100000002000000703301101112131415161718191a1b1c1d1e1f00000000"},
+      {"report", AgreementReport{3, {2, 2}, 1, {3, 1}, {kSpare}, saltFrom(0x10), true},
+       "010300000000000000020000000200000002000000000000000000000000000000000000000000000000"
+       "0000000001000000020000007339050000006e6f6465390900000002000000c1c2000000000100000000"
+       "00000002000000030000000100000001101112131415161718191a1b1c1d1e1f00000000"},
       {"commit", poolCommit(),
-       "020400000000000000010000000200000070330400000000000000020000000200000070300200000073"
-       "30010000000200000073390100000001000000010000000101000000020000007339050000006e6f6465"
-       "390900000002000000c1c200000000ffffffffffffffff0000000000202122232425262728292a2b2c2d"
-       "2e2f00000000"},
+       "020400000000000000020000000300000001000000040000000000000002000000020000007030020000"
+       "007330010000000200000073390100000001000000010000000101000000020000007339050000006e6f"
+       "6465390900000002000000c1c200000000ffffffffffffffff0000000000202122232425262728292a2b"
+       "2c2d2e2f00000000"},
       {"expelled", AgreementExpelled{5},
        "030500000000000000000000000000000000000000000000000000000000000000000000000000000000"
        "00000000ffffffffffffffff00000000000000000000000000000000000000000000000000"},
@@ -61,14 +62,14 @@ std::vector<Pinned> pinned() {
        "020000007339050000006e6f6465390900000002000000c1c20100000001ffffffffffffffff00000000"
        "000000000000000000000000000000000000000000"},
       {"join accept", JoinAccept{poolCommit(), {0x07, 0x08, 0x09}, {0xAA, 0xBB}},
-       "050400000000000000010000000200000070330400000000000000020000000200000070300200000073"
-       "30010000000200000073390100000001000000010000000101000000020000007339050000006e6f6465"
-       "390900000002000000c1c203000000070809ffffffffffffffff0000000000202122232425262728292a"
-       "2b2c2d2e2f02000000aabb"},
-      {"proposal", AgreementProposal{3, 2, {"p3"}, {kSpare}, saltFrom(0x30)},
-       "060300000000000000010000000200000070330000000000000000000000000000000000000000000000"
-       "000001000000020000007339050000006e6f6465390900000002000000c1c20000000002000000000000"
-       "000000000000303132333435363738393a3b3c3d3e3f00000000"},
+       "050400000000000000020000000300000001000000040000000000000002000000020000007030020000"
+       "007330010000000200000073390100000001000000010000000101000000020000007339050000006e6f"
+       "6465390900000002000000c1c203000000070809ffffffffffffffff0000000000202122232425262728"
+       "292a2b2c2d2e2f02000000aabb"},
+      {"proposal", AgreementProposal{3, 2, {3, 1}, {kSpare}, saltFrom(0x30)},
+       "060300000000000000020000000300000001000000000000000000000000000000000000000000000000"
+       "0000000001000000020000007339050000006e6f6465390900000002000000c1c2000000000200000000"
+       "0000000000000000303132333435363738393a3b3c3d3e3f00000000"},
       {"accept", AgreementAccept{3, 2},
        "070300000000000000000000000000000000000000000000000000000000000000000000000000000000"
        "00000000020000000000000000000000000000000000000000000000000000000000000000"},
@@ -125,9 +126,9 @@ TEST(AgreementWire, VotesRoundTripAndMalformedRangesAreRefused) {
   votes.ballot = 2;
   votes.toCoordinator = true;
   votes.places = {0, 3, 5, 1, 9, 100};
-  votes.failed = {"p4", "p8"};
+  votes.failed = {4, 1, 8, 1};
   votes.acceptedBallot = 1;
-  votes.acceptedFailed = {"p4"};
+  votes.acceptedFailed = {4, 1};
   votes.joined = {kSpare};
   votes.salt = saltFrom(0x40);
   const std::vector<uint8_t> frame = encodeRecoveryMessage(votes);
@@ -149,14 +150,27 @@ TEST(AgreementWire, VotesRoundTripAndMalformedRangesAreRefused) {
   EXPECT_EQ(encodeRecoveryMessage(back), frame);
 
   for (const std::vector<uint32_t>& bad :
-       std::vector<std::vector<uint32_t>>{{0, 3, 2, 1},  // overlaps the run before
-                                          {0, 3, 3, 1},  // touches it: one run, sent as two
-                                          {5, 1, 0, 1},  // descending
-                                          {0, 0},        // empty
-                                          {0, 3, 9}}) {  // not a pair
+       std::vector<std::vector<uint32_t>>{{0, 3, 2, 1},        // overlaps the run before
+                                          {0, 3, 3, 1},        // touches it: one run, sent as two
+                                          {5, 1, 0, 1},        // descending
+                                          {0, 0},              // empty
+                                          {0, 3, 9},           // not a pair
+                                          {0x7fffffff, 2}}) {  // past RunSet's bound
     AgreementVotes forged = votes;
     forged.places = bad;
     EXPECT_FALSE(decodeRecoveryMessage(encodeRecoveryMessage(forged), &back));
+    forged = votes;
+    forged.failed = bad;
+    EXPECT_FALSE(decodeRecoveryMessage(encodeRecoveryMessage(forged), &back));
+    forged = votes;
+    forged.acceptedFailed = bad;
+    EXPECT_FALSE(decodeRecoveryMessage(encodeRecoveryMessage(forged), &back));
+    // The shared layout refuses them the same way.
+    EXPECT_FALSE(decodeRecoveryMessage(
+        encodeRecoveryMessage(AgreementProposal{3, 2, bad, {}, saltFrom(0x30)}), &back));
+    AgreementCommit commit = poolCommit();
+    commit.failed = bad;
+    EXPECT_FALSE(decodeRecoveryMessage(encodeRecoveryMessage(commit), &back));
   }
   std::vector<uint8_t> flags = frame;
   flags[1 + 8 + 8] = 8;  // type, epoch, ballot, then the flags
