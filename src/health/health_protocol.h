@@ -272,8 +272,10 @@ class HealthProtocol {
                 double afterMs);
   void reportKnownFailures(Registration& registration);
   void deliver(Registration& registration, const FailureReport& report);
-  // From the agreement of `commKey` (checkAgreement): its registrations only.
-  void learntFailure(uint64_t commKey, const ProcessKey& failed);
+  // From the agreement of `commKey` (checkAgreement): its registrations only. The watched
+  // set is brought up to date once for all (a rack: 256 at once, on every process).
+  void learntFailures(uint64_t commKey, const std::vector<ProcessKey>& failed);
+  void learntFailure(uint64_t commKey, const ProcessKey& failed);  // one, watched set as it was
   void onLeave(Registration& registration, int index);
   void tellIfRanksGone(Registration& registration);
   void tellIfExpelled(const ProcessKey& from);

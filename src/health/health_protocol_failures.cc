@@ -92,6 +92,11 @@ void HealthProtocol::learntFailure(uint64_t commKey, const ProcessKey& failed) {
       std::find(known.unlisted.begin(), known.unlisted.end(), failed) == known.unlisted.end()) {
     known.unlisted.push_back(failed);
   }
+}
+
+void HealthProtocol::learntFailures(uint64_t commKey, const std::vector<ProcessKey>& failed) {
+  if (failed.empty()) return;
+  for (const ProcessKey& one : failed) learntFailure(commKey, one);
   syncWatched(lastNow_);
 }
 

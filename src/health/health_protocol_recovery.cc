@@ -17,8 +17,8 @@ void HealthProtocol::checkAgreement(Registration& r) {
   // Failures the agreement heard of (its round, a proposal, a commit): every
   // communicator containing them is told, as of a FAILED notice.
   const uint64_t commKey = r.info.commKey;  // deliver() may replace r's table
-  for (const ProcessKey& key : r.agreement->takeLearnedFailures()) learntFailure(commKey, key);
-  if (r.agreementDone) return;  // told inside (learntFailure delivers, which checks again)
+  learntFailures(commKey, r.agreement->takeLearnedFailures());
+  if (r.agreementDone) return;  // told inside (learntFailures delivers, which checks again)
   switch (r.agreement->state()) {
     case Agreement::State::kStable: {
       // Each new epoch is told (a second failure may be agreed on before the

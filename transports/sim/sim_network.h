@@ -163,9 +163,23 @@ class SimNetwork {
   std::unordered_map<std::string, Id> ids_;  // keys not placed by keyIndex_
   std::function<int64_t(const std::string&)> keyIndex_;
   std::unordered_map<uint64_t, SimTime> lastReliable_;  // from << 32 | to
+  size_t pruneReliableAt_ = size_t{1} << 16;
   std::set<std::pair<Id, Id>> blocked_;
   bool anyPartition_ = false, anyCut_ = false;
-  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events_;
+  // The queue orders small keys; the events wait in a pool, their slots reused: a heap
+  // of whole events moved 64 bytes a level on every push and pop (12% of a 10,000-rank
+  // run's time).
+  struct Queued {
+    SimTime at;
+    uint64_t order;
+    uint32_t slot;
+    bool operator>(const Queued& other) const {
+      return at != other.at ? at > other.at : order > other.order;
+    }
+  };
+  std::priority_queue<Queued, std::vector<Queued>, std::greater<Queued>> events_;
+  std::vector<Event> eventPool_;
+  std::vector<uint32_t> freeSlots_;
 };
 
 }  // namespace sim
