@@ -1,7 +1,7 @@
 // Bootstrap entry points: the unique id (FTCCL_COMM_ID or a fresh root in this process),
-// the bootstrap timeout, and the registry of the root services this process runs, which
-// stops and joins them at exit. The root service is in root_service.h, the rank's side of
-// the rendezvous in rendezvous.cc.
+// the bootstrap timeout, and the registry of the root services and table relays this
+// process runs, which stops and joins them at exit. The root service is in root_service.h, the
+// rank's side of the rendezvous in rendezvous.cc.
 #include "bootstrap/bootstrap.h"
 
 #include <unistd.h>
@@ -10,6 +10,7 @@
 #include <mutex>
 #include <new>
 
+#include "bootstrap/relay.h"
 #include "bootstrap/root_service.h"
 #include "bootstrap/wire.h"
 #include "util/crypto.h"
@@ -33,9 +34,56 @@ using net::SockAddr;
 // Registry of the roots this process runs
 // ---------------------------------------------------------------------------------
 
+// Roots and relays alike: a thread each, stopped and joined at exit. A service inherited
+// through fork() has no thread in the child (its std::thread names a thread of the
+// parent): its descriptors are dropped, and it is never destroyed nor joined there.
+template <typename Service>
+void leak(std::unique_ptr<Service>& s) {
+  (void)s.release();
+}
+template <typename Service>
+void leak(std::shared_ptr<Service>& s) {
+  (void)new std::shared_ptr<Service>(std::move(s));
+}
+
+// Finished ones are joined and dropped; one inherited through fork() is dropped unjoined.
+template <typename Pointer>
+void reap(std::vector<Pointer>& services) {
+  const pid_t self = getpid();
+  for (auto it = services.begin(); it != services.end();) {
+    if ((*it)->creatorPid() != self) {
+      (*it)->abandonAfterFork();
+      leak(*it);
+      it = services.erase(it);
+    } else if ((*it)->finished()) {
+      (*it)->join();
+      it = services.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+template <typename Pointer>
+void stopAndJoin(std::vector<Pointer>& taken) {
+  const pid_t self = getpid();
+  for (auto& s : taken) {
+    if (s->creatorPid() != self) {
+      s->abandonAfterFork();
+      leak(s);
+      continue;
+    }
+    s->requestStop();
+  }
+  for (auto& s : taken) {
+    if (s) s->join();
+  }
+}
+
 struct Registry {
   std::mutex mu;
   std::vector<std::unique_ptr<RootService>> roots;
+  std::vector<std::shared_ptr<RelayService>> relays;  // rendezvous() holds one too
 
   ~Registry() {
     try {
@@ -45,34 +93,20 @@ struct Registry {
   }
 
   void reapLocked() {
-    for (auto it = roots.begin(); it != roots.end();) {
-      if ((*it)->finished()) {
-        (*it)->join();
-        it = roots.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    reap(roots);
+    reap(relays);
   }
 
   void stopAll() {
-    std::vector<std::unique_ptr<RootService>> taken;
+    std::vector<std::unique_ptr<RootService>> takenRoots;
+    std::vector<std::shared_ptr<RelayService>> takenRelays;
     {
       std::lock_guard<std::mutex> lock(mu);
-      taken.swap(roots);
+      takenRoots.swap(roots);
+      takenRelays.swap(relays);
     }
-    const pid_t self = getpid();
-    for (auto& r : taken) {
-      if (r->creatorPid() != self) {  // inherited through fork(): no thread here
-        r->abandonAfterFork();
-        (void)r.release();  // its std::thread names a thread of the parent: never touch it
-        continue;
-      }
-      r->requestStop();
-    }
-    for (auto& r : taken) {
-      if (r) r->join();
-    }
+    stopAndJoin(takenRoots);
+    stopAndJoin(takenRelays);
   }
 };
 
@@ -85,7 +119,9 @@ Registry& registry() {
 
 Status startRoot(Fd listenFd, const SockAddr& addr, const UniqueIdContents& contents, int timeoutMs,
                  std::string origin) {
-  auto root = std::make_unique<RootService>(std::move(listenFd), addr, contents, timeoutMs,
+  int fanout = 0;
+  FTCCL_CHECK(relayFanout(&fanout));
+  auto root = std::make_unique<RootService>(std::move(listenFd), addr, contents, timeoutMs, fanout,
                                             std::move(origin));
   Registry& reg = registry();
   std::lock_guard<std::mutex> lock(reg.mu);
@@ -93,6 +129,16 @@ Status startRoot(Fd listenFd, const SockAddr& addr, const UniqueIdContents& cont
   reg.roots.reserve(reg.roots.size() + 1);  // so that push_back below cannot throw
   FTCCL_CHECK(root->start());
   reg.roots.push_back(std::move(root));
+  return Status::ok();
+}
+
+Status startRelay(std::shared_ptr<RelayService> relay) {
+  Registry& reg = registry();
+  std::lock_guard<std::mutex> lock(reg.mu);
+  reg.reapLocked();
+  reg.relays.reserve(reg.relays.size() + 1);  // so that push_back below cannot throw
+  FTCCL_CHECK(relay->start());
+  reg.relays.push_back(std::move(relay));  // cannot throw: reserved
   return Status::ok();
 }
 

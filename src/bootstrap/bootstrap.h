@@ -50,6 +50,14 @@ Status createListeningId(ftcclUniqueId* id);
 // FTCCL_BOOTSTRAP_TIMEOUT_MS, default 120000; invalid values are an error.
 Status bootstrapTimeoutMs(int* timeoutMs);
 
+// How one rank's rendezvous went, for its log and for tests (relay.h).
+struct RendezvousStats {
+  int tableFrom = -1;         // the rank that relayed the table to this one; -1: the root
+  bool parentFailed = false;  // the parent named by the root did not: the root sent it
+  uint32_t children = 0;      // ranks this one relays the table to (in the background)
+  size_t tableBytes = 0;      // the Table frame
+};
+
 // Meets the other ranks: returns every rank's blob (index = rank), own included. A rank
 // that had not joined (or had left) by the deadline gets an empty blob, when rank 0 and a
 // strict majority did join; otherwise the rendezvous fails naming the missing ranks.
@@ -59,9 +67,9 @@ Status bootstrapTimeoutMs(int* timeoutMs);
 Status rendezvous(const UniqueIdContents& contents, int rank, int nranks,
                   const std::vector<uint8_t>& myBlob, int timeoutMs,
                   std::vector<std::vector<uint8_t>>* allBlobs,
-                  const std::function<bool()>& cancelled = {});
+                  const std::function<bool()>& cancelled = {}, RendezvousStats* stats = nullptr);
 
-// Stops every root listener this process still runs (tests, process exit).
+// Stops every root listener and table relay this process still runs (tests, process exit).
 void stopAllRoots();
 
 }  // namespace ftccl

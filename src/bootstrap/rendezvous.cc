@@ -4,10 +4,12 @@
 // deadlines of the root and of the ranks meet.
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <new>
 #include <thread>
 
 #include "bootstrap/bootstrap.h"
+#include "bootstrap/relay.h"
 #include "bootstrap/root_service.h"
 #include "bootstrap/wire.h"
 #include "util/crypto.h"
@@ -31,6 +33,24 @@ using net::numericSockAddr;
 using net::recvAll;
 using net::sendAll;
 using net::SockAddr;
+
+// A relay started for our children is stopped if this rank gets no table after all: they
+// see its connection close and ask the root at once.
+class RelayGuard {
+ public:
+  explicit RelayGuard(std::shared_ptr<RelayService>* relay) : relay_(relay) {}
+  ~RelayGuard() {
+    if (*relay_ && !provided_) (*relay_)->requestStop();
+  }
+  void provide(std::shared_ptr<const Bytes> table) {
+    if (*relay_) (*relay_)->provide(std::move(table));
+    provided_ = true;
+  }
+
+ private:
+  std::shared_ptr<RelayService>* relay_;
+  bool provided_ = false;
+};
 
 int replyGraceMs(int timeoutMs) { return std::clamp(timeoutMs / 4, 100, 2000); }
 
@@ -59,7 +79,8 @@ Status validateRendezvousArgs(int rank, int nranks, const std::vector<uint8_t>& 
 
 Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
                       const std::vector<uint8_t>& myBlob, int timeoutMs,
-                      std::vector<std::vector<uint8_t>>* allBlobs, const Cancelled& cancelled) {
+                      std::vector<std::vector<uint8_t>>* allBlobs, const Cancelled& cancelled,
+                      RendezvousStats* stats) {
   const auto start = Clock::now();
   FTCCL_CHECK(validateRendezvousArgs(rank, nranks, myBlob, timeoutMs, allBlobs));
   SockAddr rootAddr;
@@ -172,7 +193,20 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
       !decodeChallengeBody(frame.data() + kFrameHeaderBytes, header.length, rootChallenge).isOk()) {
     return badReply("expected its challenge");
   }
+  // Our relay listener, where the address we reach the root from is: our children reach
+  // us as we reach it. Without one we serve nobody and the root makes up for it.
+  RelayServer relay;
+  SockAddr local;
+  local.length = sizeof(local.storage);
+  Status listening = getsockname(fd.get(), local.sa(), &local.length) == 0
+                         ? relay.open(local)
+                         : systemError("getsockname: " + net::errnoString(errno));
+  if (!listening.isOk()) {
+    FTCCL_LOG(Info, Bootstrap, "rank {}: no relay listener ({}): the root serves its share", rank,
+              listening.message());
+  }
   Hello hello;
+  hello.relay = relay.address();
   FTCCL_CHECK(randomBytes(hello.challenge, sizeof(hello.challenge)));
   hello.nonce = contents.nonce;
   hello.rank = rank;
@@ -188,7 +222,7 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
   // root's address without it (a stranger, a stale root of another job) is no root.
   st = readFrame(&header, &frame);
   if (!st.isOk()) return st;
-  if (header.type != FrameType::Table && header.type != FrameType::Error) {
+  if (header.type != FrameType::Role && header.type != FrameType::Error) {
     return badReply(std::string("unexpected frame type ") +
                     std::to_string(static_cast<int>(header.type)));
   }
@@ -196,7 +230,6 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
   const Bytes reply = std::move(frame);
   st = readFrame(&header, &frame);
   if (!st.isOk()) return st;
-  fd.reset();
   if (header.type != FrameType::Proof ||
       !replyProven(frame.data() + kFrameHeaderBytes, header.length, contents.secret, rootChallenge,
                    hello.challenge, replyDigest(reply))) {
@@ -213,18 +246,76 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
     return Status(code, "bootstrap rendezvous failed (rank " + std::to_string(rank) + " of " +
                             std::to_string(nranks) + "): " + message);
   }
+  Role role;
+  st = decodeRoleBody(body, replyHeader.length, &role);
+  if (!st.isOk()) return badReply(st.message());
+  if (role.nonce != contents.nonce || role.nranks != static_cast<uint32_t>(nranks)) {
+    return badReply("its role is not of this rendezvous");
+  }
+  // The table: from the root, or from our parent rank, else (dead, stopped, lying) from
+  // the root after all. Checked against the Role's digest either way.
+  const auto roleAt = Clock::now();
+  const Deadline relayUntil = std::min(deadline, relayWaitEnd(roleAt, role));
+  // Our children are challenged from now on, in the background, and sent the table once
+  // we have it: this rank goes on with its init meanwhile.
+  std::shared_ptr<RelayService> relaying;
+  RelayGuard relayGuard(&relaying);
+  if (role.children > 0 && relay.isOpen()) {
+    relaying = std::make_shared<RelayService>(std::move(relay), role, contents.secret,
+                                              std::min(replyDeadline, relayServeEnd(roleAt, role)));
+    Status started = startRelay(relaying);
+    if (!started.isOk()) {
+      FTCCL_LOG(Warn, Bootstrap,
+                "rank {}: cannot relay the table ({}): its {} children ask the root", rank,
+                started.message(), role.children);
+      relaying.reset();
+    }
+  }
+  Bytes table;
+  bool fromRoot = role.parent < 0;
+  if (!fromRoot) {
+    st = fetchFromParent(role, rank, contents.secret, relayUntil, cancelled, &table);
+    if (st.code() == ftcclRemoteError && cancelled && cancelled()) return noReply(st);
+    if (!st.isOk()) {
+      FTCCL_LOG(Warn, Bootstrap,
+                "rank {}: parent rank {} ({}) did not relay the table ({}): fetching it from the "
+                "root",
+                rank, role.parent, role.parentAddress, st.message());
+      stats->parentFailed = true;
+      const Bytes fetch =
+          encodeFetch(contents.nonce, rank, contents.secret, rootChallenge, role.tableDigest);
+      st = sendAll(fd.get(), fetch.data(), fetch.size(), replyDeadline, cancelled);
+      if (!st.isOk()) return noReply(st);
+      fromRoot = true;
+    }
+  }
+  if (fromRoot) {
+    st = readFrame(&header, &table);
+    if (!st.isOk()) return st;
+    if (header.type != FrameType::Table || !isRolesTable(role, table)) {
+      return badReply("its table is not the one its role names");
+    }
+  }
+  fd.reset();  // the root's part is done: it may close
   uint64_t nonce = 0;
   std::vector<Bytes> blobs;
-  st = decodeTableBody(body, replyHeader.length, &nonce, &blobs);
+  st = decodeTableBody(table.data() + kFrameHeaderBytes, table.size() - kFrameHeaderBytes, &nonce,
+                       &blobs);
   if (!st.isOk()) return badReply(st.message());
   if (nonce != contents.nonce || blobs.size() != static_cast<size_t>(nranks) ||
       blobs[static_cast<size_t>(rank)] != myBlob) {
     return badReply("the table does not match this rendezvous (nranks " +
                     std::to_string(blobs.size()) + ", expected " + std::to_string(nranks) + ")");
   }
+  stats->tableFrom = fromRoot ? -1 : role.parent;
+  stats->tableBytes = table.size();
+  stats->children = role.children;
+  relayGuard.provide(std::make_shared<const Bytes>(std::move(table)));
   *allBlobs = std::move(blobs);
-  FTCCL_LOG(Info, Bootstrap, "rendezvous completed: rank {} of {} in {} ms (root {})", rank, nranks,
-            msSince(start), root);
+  FTCCL_LOG(Info, Bootstrap,
+            "rendezvous completed: rank {} of {} in {} ms (root {}, table from {})", rank, nranks,
+            msSince(start), root,
+            fromRoot ? std::string("the root") : "rank " + std::to_string(role.parent));
   return Status::ok();
 }
 
@@ -234,10 +325,11 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
 Status rendezvous(const UniqueIdContents& contents, int rank, int nranks,
                   const std::vector<uint8_t>& myBlob, int timeoutMs,
                   std::vector<std::vector<uint8_t>>* allBlobs,
-                  const std::function<bool()>& cancelled) {
+                  const std::function<bool()>& cancelled, RendezvousStats* stats) {
+  RendezvousStats unused;
   try {
-    return bootstrap::rendezvousImpl(contents, rank, nranks, myBlob, timeoutMs, allBlobs,
-                                     cancelled);
+    return bootstrap::rendezvousImpl(contents, rank, nranks, myBlob, timeoutMs, allBlobs, cancelled,
+                                     stats != nullptr ? stats : &unused);
   } catch (const std::bad_alloc&) {
     return systemError("out of memory during the bootstrap rendezvous");
   } catch (const std::exception& e) {

@@ -174,8 +174,9 @@ void RootService::onReadable(Conn& c, Clock::time_point now) {
       c.headerGot += static_cast<size_t>(n);
       if (c.headerGot < kFrameHeaderBytes) continue;
       Status st = parseFrameHeader(c.header, kFrameHeaderBytes, &c.frame);
-      if (st.isOk() && c.frame.type != FrameType::Hello) {
-        st = invalidArgument("expected a hello");
+      if (st.isOk() && c.frame.type != c.expect) {
+        st = invalidArgument(c.expect == FrameType::Hello ? "expected a hello"
+                                                          : "expected a fetch or its close");
       }
       if (!st.isOk()) {
         FTCCL_LOG(Warn, Bootstrap, "dropped bootstrap connection from {}: {}", c.peer,
@@ -186,8 +187,19 @@ void RootService::onReadable(Conn& c, Clock::time_point now) {
       c.state = Conn::State::ReadBody;
     } else {
       c.body.insert(c.body.end(), buf, buf + n);
-      boundPendingBytes(now);
+      // A fetch is 28 bytes, and once they come the listener is closed: no flood to bound
+      // (the scan is O(connections), O(N^2) had every rank fallen back).
+      if (c.expect == FrameType::Hello) boundPendingBytes(now);
       if (c.closed) return;
+    }
+    if (c.state == Conn::State::ReadBody && c.body.size() == c.frame.length &&
+        c.expect == FrameType::Fetch) {
+      if (!checkFrameBody(c.frame, c.body.data(), c.body.size()).isOk()) {
+        drop(c);
+        return;
+      }
+      onFetch(c, now);
+      return;
     }
     if (c.state == Conn::State::ReadBody && c.body.size() == c.frame.length) {
       Hello hello;
@@ -226,9 +238,23 @@ void RootService::setReply(Conn& c, std::shared_ptr<const Bytes> frame,
 void RootService::onWritable(Conn& c) {
   for (;;) {
     if (c.outOffset == c.out->size()) {
-      if (c.proof.empty()) break;
-      c.out = std::make_shared<const Bytes>(std::move(c.proof));
-      c.proof.clear();
+      if (!c.proof.empty()) {
+        c.out = std::make_shared<const Bytes>(std::move(c.proof));
+        c.proof.clear();
+      } else if (c.then) {
+        c.out = std::move(c.then);
+        c.then.reset();
+      } else if (c.mayFetch) {
+        // Its Role is out: kept until it closes (it has the table from its parent) or
+        // fetches it here, within the rendezvous timeout.
+        c.state = Conn::State::ReadHeader;
+        c.expect = FrameType::Fetch;
+        c.headerGot = 0;
+        c.helloDeadline = c.writeDeadline;
+        return;
+      } else {
+        break;
+      }
       c.outOffset = 0;
     }
     ssize_t n = ::send(c.fd.get(), c.out->data() + c.outOffset, c.out->size() - c.outOffset,

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "bootstrap/relay.h"
 #include "util/log.h"
 
 namespace ftccl {
@@ -27,13 +28,14 @@ using net::msUntil;
 using net::SockAddr;
 
 RootService::RootService(Fd listenFd, const SockAddr& addr, const UniqueIdContents& contents,
-                         int timeoutMs, std::string origin)
+                         int timeoutMs, int fanout, std::string origin)
     : listen_(std::move(listenFd)),
       addr_(addr),
       name_(addr.toString()),
       origin_(std::move(origin)),
       nonce_(contents.nonce),
       timeoutMs_(timeoutMs),
+      fanout_(fanout),
       creatorPid_(getpid()) {
   std::memcpy(secret_, contents.secret, 16);
 }
@@ -157,7 +159,13 @@ void RootService::loop() {
     }
     for (Conn& c : conns_) {
       if ((c.state == Conn::State::ReadHeader || c.state == Conn::State::ReadBody) &&
-          now >= c.helloDeadline) {
+          now >= c.helloDeadline && c.expect == FrameType::Fetch) {
+        FTCCL_LOG(Warn, Bootstrap,
+                  "bootstrap root {}: rank {} ({}) neither fetched the table nor closed in time",
+                  name_, c.rank, c.peer);
+        drop(c);
+      } else if ((c.state == Conn::State::ReadHeader || c.state == Conn::State::ReadBody) &&
+                 now >= c.helloDeadline) {
         FTCCL_LOG(Warn, Bootstrap,
                   "dropped bootstrap connection from {}: no complete hello within {} ms", c.peer,
                   std::min(timeoutMs_, kMaxHelloWaitMs));
@@ -172,7 +180,16 @@ void RootService::loop() {
       }
     }
     conns_.remove_if([](const Conn& c) { return c.closed; });
-    if (phase_ == Phase::Finishing && conns_.empty()) return;
+    if (phase_ == Phase::Finishing && conns_.empty()) {
+      if (table_) {
+        FTCCL_LOG(Info, Bootstrap,
+                  "bootstrap root {}: sent the table ({} bytes) {} times, {} of them to ranks "
+                  "whose parent failed them",
+                  name_, table_->size(), tablesSent_, fallbacks_);
+        table_.reset();
+      }
+      return;
+    }
 
     // Poll.
     Deadline next = now + std::chrono::hours(24);
@@ -293,6 +310,7 @@ void RootService::onHello(Conn& c, Hello& hello, Clock::time_point now) {
   c.joinTimeoutMs = hello.timeoutMs;
   c.joinDeadline = now + std::chrono::milliseconds(std::max<uint32_t>(hello.remainingMs, 1));
   c.blob = std::move(hello.blob);
+  c.relay = std::move(hello.relay);
   byRank_[c.rank] = &c;
   ++joined_;
   FTCCL_LOG(Debug, Bootstrap, "bootstrap root {}: rank {} of {} joined from {} ({}/{})", name_,
@@ -313,24 +331,78 @@ void RootService::complete(Clock::time_point now) {
   for (size_t r = 0; r < byRank_.size(); ++r) {
     if (byRank_[r] != nullptr) blobs[r] = std::move(byRank_[r]->blob);
   }
-  auto table = std::make_shared<const Bytes>(encodeTable(nonce_, blobs));
-  const auto digest = replyDigest(*table);
+  table_ = std::make_shared<const Bytes>(encodeTable(nonce_, blobs));
   FTCCL_LOG(Info, Bootstrap, "bootstrap root {}: {} of {} ranks joined in {} ms", name_, joined_,
             nranks_, msSince(start_));
   phase_ = Phase::Finishing;
   listen_.reset();  // latecomers are refused
   const Deadline writeDeadline =
       now + std::chrono::milliseconds(std::max(timeoutMs_, kErrorReplyWriteMs));
-  for (Conn& c : conns_) {
-    if (c.state == Conn::State::Joined) {
-      setReply(c, table, digest);
-      c.writeDeadline = writeDeadline;
-    } else if (c.state != Conn::State::Writing) {
-      drop(c);
+  // Every joined rank its Role: the root's children the table too, the rest where to
+  // fetch it (relay.h), in the order of their ranks.
+  std::vector<Conn*> joined;
+  for (Conn* c : byRank_) {
+    if (c != nullptr) joined.push_back(c);
+  }
+  std::vector<bool> serves(joined.size());
+  for (size_t i = 0; i < joined.size(); ++i) serves[i] = !joined[i]->relay.empty();
+  const RelayTree tree(serves, fanout_);
+  Role role;
+  role.nonce = nonce_;
+  role.nranks = static_cast<uint32_t>(nranks_);
+  role.tableBytes = static_cast<uint32_t>(table_->size());
+  role.tableDigest = tableDigest_ = replyDigest(*table_);
+  for (size_t i = 0; i < joined.size(); ++i) {
+    Conn& c = *joined[i];
+    const int parent = tree.parentOf(i);
+    role.children = tree.childrenOf(i);
+    role.depth = tree.depthOf(i);
+    role.hopMs = relayHopMs(table_->size(), fanout_);
+    role.parent = parent < 0 ? -1 : joined[static_cast<size_t>(parent)]->rank;
+    role.parentAddress = parent < 0 ? std::string() : joined[static_cast<size_t>(parent)]->relay;
+    auto frame = std::make_shared<const Bytes>(encodeRole(role));
+    setReply(c, frame, replyDigest(*frame));
+    c.writeDeadline = writeDeadline;
+    c.mayFetch = parent >= 0;
+    if (parent < 0) {
+      c.then = table_;
+      ++tablesSent_;
     }
   }
+  for (Conn& c : conns_) {
+    if (c.state != Conn::State::Writing) drop(c);
+  }
+  // Written in rank order, which is the tree's: parents' Roles (and the root children's
+  // tables) leave first, so no child's wait starts long before its parent's.
+  conns_.sort([](const Conn& a, const Conn& b) { return a.rank < b.rank; });
   byRank_.clear();
   joined_ = 0;
+}
+
+// A rank whose parent failed it (dead, stopped, or its table not the one the Role
+// names) asks the root, on the connection that brought its Role.
+void RootService::onFetch(Conn& c, Clock::time_point now) {
+  uint64_t nonce = 0;
+  int32_t rank = -1;
+  if (!fetchProven(c.body.data(), c.body.size(), secret_, c.challenge, tableDigest_, &nonce,
+                   &rank) ||
+      nonce != nonce_ || rank != c.rank) {
+    FTCCL_LOG(Warn, Bootstrap, "bootstrap root {}: dropped rank {} ({}): a fetch without proof",
+              name_, c.rank, c.peer);
+    drop(c);
+    return;
+  }
+  FTCCL_LOG(Info, Bootstrap,
+            "bootstrap root {}: rank {} fetches the table here (its parent failed it)", name_,
+            c.rank);
+  c.out = table_;
+  c.outOffset = 0;
+  c.proof.clear();
+  c.mayFetch = false;
+  c.state = Conn::State::Writing;
+  c.writeDeadline = now + std::chrono::milliseconds(std::max(timeoutMs_, kErrorReplyWriteMs));
+  ++tablesSent_;
+  ++fallbacks_;
 }
 
 void RootService::failAll(ftcclResult_t code, const std::string& message, Clock::time_point now) {

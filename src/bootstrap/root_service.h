@@ -59,7 +59,8 @@ struct Conn {
   size_t headerGot = 0;
   FrameHeader frame;
   Bytes body;
-  net::Deadline helloDeadline;
+  FrameType expect = FrameType::Hello;             // Fetch: a joined rank's fallback (relay.h)
+  net::Deadline helloDeadline;                     // for its hello, or for its Fetch or close
   uint8_t challenge[kChallengeBytes] = {0};        // ours, sent at accept
   uint8_t clientChallenge[kChallengeBytes] = {0};  // from its hello, for our proofs
   // Joined
@@ -67,10 +68,13 @@ struct Conn {
   net::Deadline joinDeadline;
   uint32_t joinTimeoutMs = 0;
   Bytes blob;
+  std::string relay;  // where it serves the table to its children
   // Writing
   std::shared_ptr<const Bytes> out;
   size_t outOffset = 0;
-  Bytes proof;  // our proof frame for `out`, sent after it
+  Bytes proof;                        // our proof frame for `out`, sent after it
+  std::shared_ptr<const Bytes> then;  // sent after the proof: the table, to a root child
+  bool mayFetch = false;              // told to fetch from a parent: kept open for a fallback Fetch
   net::Deadline writeDeadline;
   bool closed = false;
 };
@@ -78,7 +82,7 @@ struct Conn {
 class RootService {
  public:
   RootService(net::Fd listenFd, const net::SockAddr& addr, const UniqueIdContents& contents,
-              int timeoutMs, std::string origin);
+              int timeoutMs, int fanout, std::string origin);
   ~RootService();
 
   Status start();
@@ -99,6 +103,7 @@ class RootService {
   void run() noexcept;
   void loop();
   void onHello(Conn& c, Hello& hello, Clock::time_point now);
+  void onFetch(Conn& c, Clock::time_point now);
   void replyError(Conn& c, ftcclResult_t code, const std::string& message, Clock::time_point now);
   void leaveRank(Conn& c);
   void complete(Clock::time_point now);
@@ -125,6 +130,7 @@ class RootService {
   uint8_t secret_[16] = {0};
   uint64_t nonce_ = 0;
   int timeoutMs_ = 0;
+  int fanout_ = 0;  // relay.h
   pid_t creatorPid_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
@@ -141,6 +147,10 @@ class RootService {
   std::list<Conn> conns_;
   Deadline acceptPausedUntil_;
   bool warnedFdLimit_ = false;
+  // The table, from complete() on: a rank whose parent failed fetches it here.
+  std::shared_ptr<const Bytes> table_;
+  std::array<uint8_t, 32> tableDigest_{};
+  size_t tablesSent_ = 0, fallbacks_ = 0;
   // Connections closed without a hello (evicted, timed out, not ftccl): said in the error
   // when the rendezvous fails, so a flood is named as the cause.
   size_t droppedWithoutHello_ = 0;
@@ -148,8 +158,9 @@ class RootService {
   size_t evictedSinceLog_ = 0;
 };
 
-// Runs a RootService on listenFd (bound to addr) for the rendezvous of `contents`; the
-// process's registry (bootstrap.cc) keeps it until it finishes or stopAllRoots().
+// Runs a RootService on listenFd (bound to addr) for the rendezvous of `contents`, its
+// fanout from FTCCL_BOOTSTRAP_FANOUT; the process's registry (bootstrap.cc) keeps it
+// until it finishes or stopAllRoots().
 Status startRoot(net::Fd listenFd, const net::SockAddr& addr, const UniqueIdContents& contents,
                  int timeoutMs, std::string origin);
 

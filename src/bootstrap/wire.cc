@@ -1,6 +1,7 @@
 // The rendezvous wire format (see wire.h): pure encode/decode, no IO.
 #include "bootstrap/wire.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string_view>
 
@@ -121,6 +122,10 @@ const char* typeName(FrameType t) {
       return "challenge";
     case FrameType::Proof:
       return "proof";
+    case FrameType::Role:
+      return "role";
+    case FrameType::Fetch:
+      return "fetch";
   }
   return "?";
 }
@@ -145,7 +150,7 @@ Status decodeFrame(const std::vector<uint8_t>& frame, FrameType expected, const 
 size_t maxBodyBytes(FrameType type) {
   switch (type) {
     case FrameType::Hello:
-      return kProofBytes + kChallengeBytes + 8 + 5 * 4 + kMaxBlobBytes;
+      return kProofBytes + kChallengeBytes + 8 + 5 * 4 + kMaxBlobBytes + 4 + kMaxRelayAddressBytes;
     case FrameType::Table:
       return kMaxTableBytes;
     case FrameType::Error:
@@ -154,6 +159,10 @@ size_t maxBodyBytes(FrameType type) {
       return kChallengeBytes;
     case FrameType::Proof:
       return kProofBytes;
+    case FrameType::Role:
+      return 8 + 4 + 4 + 32 + 4 + 4 + 4 + 4 + 4 + kMaxRelayAddressBytes;
+    case FrameType::Fetch:
+      return kProofBytes + 8 + 4;
   }
   return 0;
 }
@@ -175,7 +184,7 @@ Status parseFrameHeader(const uint8_t* data, size_t size, FrameHeader* out) {
   }
   uint16_t type = get16(data + 6);
   if (type < static_cast<uint16_t>(FrameType::Hello) ||
-      type > static_cast<uint16_t>(FrameType::Proof)) {
+      type > static_cast<uint16_t>(FrameType::Fetch)) {
     return invalidArgument("corrupted bootstrap message: unknown type " + std::to_string(type));
   }
   h.type = static_cast<FrameType>(type);
@@ -208,6 +217,7 @@ namespace {
 
 constexpr std::string_view kHelloLabel = "ftccl bootstrap hello";
 constexpr std::string_view kReplyLabel = "ftccl bootstrap reply";
+constexpr std::string_view kFetchLabel = "ftccl bootstrap fetch";
 
 crypto::Tag helloProof(const uint8_t secret[16], const uint8_t rootChallenge[kChallengeBytes],
                        const uint8_t* afterProof, size_t size) {
@@ -225,6 +235,16 @@ crypto::Tag replyProof(const uint8_t secret[16], const uint8_t rootChallenge[kCh
                   {rootChallenge, kChallengeBytes},
                   {clientChallenge, kChallengeBytes},
                   {digest.data(), digest.size()}});
+}
+
+crypto::Tag fetchProof(const uint8_t secret[16], const uint8_t serverChallenge[kChallengeBytes],
+                       const std::array<uint8_t, 32>& tableDigest, const uint8_t* afterProof,
+                       size_t size) {
+  crypto::MacKey key(secret, 16);
+  return key.tag({{kFetchLabel.data(), kFetchLabel.size()},
+                  {serverChallenge, kChallengeBytes},
+                  {tableDigest.data(), tableDigest.size()},
+                  {afterProof, size}});
 }
 
 }  // namespace
@@ -252,6 +272,8 @@ std::vector<uint8_t> encodeHello(const Hello& hello, const uint8_t secret[16],
   put32(f, hello.remainingMs);
   put32(f, static_cast<uint32_t>(hello.blob.size()));
   f.insert(f.end(), hello.blob.begin(), hello.blob.end());
+  put32(f, static_cast<uint32_t>(hello.relay.size()));
+  f.insert(f.end(), hello.relay.begin(), hello.relay.end());
   const size_t proofAt = kFrameHeaderBytes;
   crypto::Tag proof = helloProof(secret, rootChallenge, f.data() + proofAt + kProofBytes,
                                  f.size() - proofAt - kProofBytes);
@@ -317,6 +339,73 @@ std::vector<uint8_t> encodeError(ftcclResult_t code, const std::string& message)
   return f;
 }
 
+std::vector<uint8_t> encodeRole(const Role& role) {
+  const size_t n = std::min(role.parentAddress.size(), kMaxRelayAddressBytes);
+  std::vector<uint8_t> f = startFrame(68 + n);
+  put64(f, role.nonce);
+  put32(f, role.nranks);
+  put32(f, role.tableBytes);
+  f.insert(f.end(), role.tableDigest.begin(), role.tableDigest.end());
+  put32(f, role.children);
+  put32(f, role.depth);
+  put32(f, role.hopMs);
+  put32(f, static_cast<uint32_t>(role.parent));
+  put32(f, static_cast<uint32_t>(n));
+  f.insert(f.end(), role.parentAddress.begin(), role.parentAddress.begin() + n);
+  finishFrame(FrameType::Role, &f);
+  return f;
+}
+
+std::vector<uint8_t> encodeFetch(uint64_t nonce, int32_t rank, const uint8_t secret[16],
+                                 const uint8_t serverChallenge[kChallengeBytes],
+                                 const std::array<uint8_t, 32>& tableDigest) {
+  std::vector<uint8_t> f = startFrame(kProofBytes + 12);
+  f.insert(f.end(), kProofBytes, 0);
+  put64(f, nonce);
+  put32(f, static_cast<uint32_t>(rank));
+  const size_t proofAt = kFrameHeaderBytes;
+  crypto::Tag proof =
+      fetchProof(secret, serverChallenge, tableDigest, f.data() + proofAt + kProofBytes, 12);
+  std::memcpy(f.data() + proofAt, proof.data(), kProofBytes);
+  finishFrame(FrameType::Fetch, &f);
+  return f;
+}
+
+Status decodeRoleBody(const uint8_t* body, size_t size, Role* out) {
+  Reader r(body, size);
+  Role role;
+  const uint8_t* digest = nullptr;
+  const uint8_t* address = nullptr;
+  uint32_t parent = 0, n = 0;
+  if (!r.u64(&role.nonce) || !r.u32(&role.nranks) || !r.u32(&role.tableBytes) ||
+      !r.bytes(32, &digest) || !r.u32(&role.children) || !r.u32(&role.depth) ||
+      !r.u32(&role.hopMs) || !r.u32(&parent) || !r.u32(&n) || n > kMaxRelayAddressBytes ||
+      !r.bytes(n, &address) || r.left() != 0) {
+    return invalidArgument("corrupted bootstrap role");
+  }
+  std::memcpy(role.tableDigest.data(), digest, 32);
+  role.parent = static_cast<int32_t>(parent);
+  role.parentAddress.assign(reinterpret_cast<const char*>(address), n);
+  if (role.parent < -1 || (role.parent >= 0 && role.parentAddress.empty()) ||
+      role.depth > kMaxRelayDepth || role.hopMs > kMaxRelayHopMs ||
+      role.tableBytes < kFrameHeaderBytes || role.tableBytes - kFrameHeaderBytes > kMaxTableBytes) {
+    return invalidArgument("corrupted bootstrap role");
+  }
+  *out = std::move(role);
+  return Status::ok();
+}
+
+bool fetchProven(const uint8_t* body, size_t size, const uint8_t secret[16],
+                 const uint8_t serverChallenge[kChallengeBytes],
+                 const std::array<uint8_t, 32>& tableDigest, uint64_t* nonce, int32_t* rank) {
+  if (size != kProofBytes + 12) return false;
+  crypto::Tag proof = fetchProof(secret, serverChallenge, tableDigest, body + kProofBytes, 12);
+  if (!crypto::equalConstantTime(proof.data(), body, kProofBytes)) return false;
+  *nonce = get64(body + kProofBytes);
+  *rank = static_cast<int32_t>(get32(body + kProofBytes + 8));
+  return true;
+}
+
 Status decodeHelloBody(const uint8_t* body, size_t size, Hello* out) {
   Reader r(body, size);
   Hello h;
@@ -333,12 +422,14 @@ Status decodeHelloBody(const uint8_t* body, size_t size, Hello* out) {
     return invalidArgument("corrupted bootstrap hello: blob of " + std::to_string(blobLen) +
                            " bytes exceeds the limit of " + std::to_string(kMaxBlobBytes));
   }
-  if (r.left() != blobLen) {
-    return invalidArgument("corrupted bootstrap hello: blob length " + std::to_string(blobLen) +
-                           " but " + std::to_string(r.left()) + " bytes follow");
-  }
   const uint8_t* blob = nullptr;
-  r.bytes(blobLen, &blob);
+  const uint8_t* relay = nullptr;
+  uint32_t relayLen = 0;
+  if (!r.bytes(blobLen, &blob) || !r.u32(&relayLen) || relayLen > kMaxRelayAddressBytes ||
+      !r.bytes(relayLen, &relay) || r.left() != 0) {
+    return invalidArgument("corrupted bootstrap hello: blob of " + std::to_string(blobLen) +
+                           " bytes and a relay address do not fill its body");
+  }
   std::memcpy(h.proof, proof, kProofBytes);
   std::memcpy(h.challenge, challenge, kChallengeBytes);
   h.nonce = nonce;
@@ -347,6 +438,7 @@ Status decodeHelloBody(const uint8_t* body, size_t size, Hello* out) {
   h.timeoutMs = timeoutMs;
   h.remainingMs = remainingMs;
   h.blob.assign(blob, blob + blobLen);
+  h.relay.assign(reinterpret_cast<const char*>(relay), relayLen);
   *out = std::move(h);
   return Status::ok();
 }

@@ -166,16 +166,20 @@ Status Communicator::init(int nranks, const ftcclUniqueId& id, int rank,
   std::vector<std::vector<uint8_t>> blobs;
   const std::vector<uint8_t> myBlob = encodePeerInfo(mine);
   const auto rendezvousStart = Clock::now();
-  FTCCL_CHECK(
-      rendezvous(contents, rank, processes, myBlob, config_.bootstrapTimeoutMs, &blobs, cancelled));
-  // What init's cost grows with (issue 27, docs/init-scaling.md): the root sends every process
-  // the whole table, so each receives O(N) bytes and the root sends O(N^2).
+  RendezvousStats how;
+  FTCCL_CHECK(rendezvous(contents, rank, processes, myBlob, config_.bootstrapTimeoutMs, &blobs,
+                         cancelled, &how));
+  // What init's cost grows with (issue 27, docs/init-scaling.md): every process receives
+  // the whole table, O(N) bytes; the root sends it to a few and each process to at most
+  // FTCCL_BOOTSTRAP_FANOUT others (bootstrap/relay.h).
   size_t tableBytes = 0;
   for (const auto& blob : blobs) tableBytes += blob.size();
   FTCCL_LOG(Info, Init,
             "process {}/{}: rendezvous in {:.1f} ms: sent a {} B blob, received a {} B table "
-            "(the root sends every process one)",
-            rank, processes, msSince(rendezvousStart), myBlob.size(), tableBytes);
+            "(a {} B frame from {}{}), relays it to {}",
+            rank, processes, msSince(rendezvousStart), myBlob.size(), tableBytes, how.tableBytes,
+            how.tableFrom < 0 ? std::string("the root") : "rank " + std::to_string(how.tableFrom),
+            how.parentFailed ? ", its parent having failed it" : "", how.children);
   auto view = std::make_shared<EpochView>();
   view->worldRank = rank;
   view->peers.resize(processes);

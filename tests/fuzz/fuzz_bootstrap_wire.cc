@@ -1,5 +1,6 @@
 // Fuzz target: what the bootstrap root and its clients parse from the network before
-// anything is proven (bootstrap/wire.h): frame headers, every frame body, the proofs,
+// anything is proven (bootstrap/wire.h): frame headers, every frame body (the relay's
+// Role and Fetch too), the proofs,
 // and the text forms of FTCCL_COMM_ID and FTCCL_COMM_SECRET.
 #include <cstdint>
 #include <string>
@@ -44,6 +45,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ftcclResult_t code = ftcclSuccess;
   std::string message;
   (void)decodeErrorBody(data, size, &code, &message);
+  Role role;
+  if (decodeRoleBody(data, size, &role).isOk() &&
+      (role.parentAddress.size() > kMaxRelayAddressBytes || role.parent < -1)) {
+    __builtin_trap();
+  }
+  int32_t rank = 0;
+  (void)fetchProven(data, size, kSecret, kChallenge, replyDigest(frame), &nonce, &rank);
   (void)replyProven(data, size, kSecret, kChallenge, kChallenge, replyDigest(frame));
   const std::string text(reinterpret_cast<const char*>(data), size);
   std::string host;

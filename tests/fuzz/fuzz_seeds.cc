@@ -57,6 +57,19 @@ void bootstrapSeeds() {
   int n = 0;
   write("bootstrap_wire", n++, bootstrap::encodeChallenge(challenge));
   write("bootstrap_wire", n++, bootstrap::encodeHello(hello, secret, challenge));
+  bootstrap::Role role;
+  role.nonce = 42;
+  role.nranks = 3;
+  role.tableBytes = 64;
+  role.children = 2;
+  role.depth = 1;
+  role.hopMs = 150;
+  role.parent = 0;
+  role.parentAddress = "127.0.0.1:4000";
+  write("bootstrap_wire", n++, bootstrap::encodeRole(role));
+  const uint8_t fetchChallenge[16] = {7};
+  write("bootstrap_wire", n++,
+        bootstrap::encodeFetch(42, 1, secret, fetchChallenge, std::array<uint8_t, 32>{}));
   write("bootstrap_wire", n++, bootstrap::encodeTable(42, {hello.blob, Bytes(), hello.blob}));
   write("bootstrap_wire", n++,
         bootstrap::encodeError(ftcclTimeout, "ranks 2, 3 of 4 did not join"));

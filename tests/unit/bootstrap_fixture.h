@@ -124,6 +124,7 @@ inline bootstrap::Hello sampleHello() {
   h.timeoutMs = 1500;
   h.remainingMs = 1400;
   h.blob = blobFor(3, 37);
+  h.relay = "127.0.0.1:40000";
   return h;
 }
 
@@ -142,6 +143,7 @@ struct Result {
   Status status;
   Table table;
   int64_t ms = 0;
+  RendezvousStats stats;
 };
 
 // Runs rendezvous for the given ranks in threads; results indexed like `ranks`.
@@ -153,7 +155,7 @@ inline std::vector<Result> runRanks(const UniqueIdContents& c, const std::vector
     threads.emplace_back([&, i] {
       auto t0 = net::Clock::now();
       results[i].status = rendezvous(c, ranks[i], nranks, blobs[static_cast<size_t>(ranks[i])],
-                                     timeoutMs, &results[i].table);
+                                     timeoutMs, &results[i].table, {}, &results[i].stats);
       results[i].ms = msSince(t0);
     });
   }

@@ -125,12 +125,20 @@ TEST_F(BootstrapTest, AFakeRootIsNotBelievedAndLearnsNoSecret) {
     heard.resize(heard.size() + h.length);
     (void)net::recvAll(fd.get(), heard.data() + bootstrap::kFrameHeaderBytes, h.length,
                        net::deadlineAfterMs(kPatienceMs), &got);
-    Bytes table = bootstrap::encodeTable(c.nonce, {blobFor(0, 8)});
+    // Its reply: a role sending the table from here, proven with a guessed secret.
+    const Bytes table = bootstrap::encodeTable(c.nonce, {blobFor(0, 8)});
+    bootstrap::Role role;
+    role.nonce = c.nonce;
+    role.nranks = 1;
+    role.tableBytes = static_cast<uint32_t>(table.size());
+    role.tableDigest = bootstrap::replyDigest(table);
+    Bytes reply = bootstrap::encodeRole(role);
     uint8_t guess[16] = {0}, clientChallenge[16] = {0};
     Bytes proof = bootstrap::encodeReplyProof(guess, challenge, clientChallenge,
-                                              bootstrap::replyDigest(table));
-    table.insert(table.end(), proof.begin(), proof.end());
-    (void)net::sendAll(fd.get(), table.data(), table.size(), net::deadlineAfterMs(kPatienceMs));
+                                              bootstrap::replyDigest(reply));
+    reply.insert(reply.end(), proof.begin(), proof.end());
+    reply.insert(reply.end(), table.begin(), table.end());
+    (void)net::sendAll(fd.get(), reply.data(), reply.size(), net::deadlineAfterMs(kPatienceMs));
   });
   Table t;
   Status st = rendezvous(c, 0, 1, blobFor(0, 8), kPatienceMs, &t);

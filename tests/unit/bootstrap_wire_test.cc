@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <random>
 #include <string>
@@ -26,6 +27,89 @@ void reseal(Bytes* frame) {
   for (int i = 0; i < 8; ++i) (*frame)[12 + i] = static_cast<uint8_t>(h >> (8 * i));
 }
 
+// The relay's frames: a Role survives the wire and anything cut, lengthened or bent is
+// refused; a Fetch proves the secret for one challenge and nothing else.
+TEST(Wire, RoleAndFetch) {
+  bootstrap::Role in;
+  in.nonce = 99;
+  in.nranks = 100000;
+  in.tableBytes = 4096;
+  for (size_t i = 0; i < in.tableDigest.size(); ++i) in.tableDigest[i] = static_cast<uint8_t>(i);
+  in.children = 8;
+  in.depth = 3;
+  in.hopMs = 250;
+  in.parent = 17;
+  in.parentAddress = "[::1]:5000";
+  const Bytes frame = bootstrap::encodeRole(in);
+  bootstrap::FrameHeader h;
+  ASSERT_TRUE(bootstrap::parseFrameHeader(frame.data(), frame.size(), &h).isOk());
+  ASSERT_EQ(h.type, bootstrap::FrameType::Role);
+  const uint8_t* body = frame.data() + bootstrap::kFrameHeaderBytes;
+  bootstrap::Role out;
+  ASSERT_TRUE(bootstrap::decodeRoleBody(body, h.length, &out).isOk());
+  EXPECT_EQ(out.nonce, 99u);
+  EXPECT_EQ(out.nranks, 100000u);
+  EXPECT_EQ(out.tableBytes, 4096u);
+  EXPECT_EQ(out.tableDigest, in.tableDigest);
+  EXPECT_EQ(out.children, 8u);
+  EXPECT_EQ(out.depth, 3u);
+  EXPECT_EQ(out.hopMs, 250u);
+  EXPECT_EQ(out.parent, 17);
+  EXPECT_EQ(out.parentAddress, in.parentAddress);
+  for (size_t n = 0; n < h.length; ++n) {
+    EXPECT_FALSE(bootstrap::decodeRoleBody(body, n, &out).isOk()) << "prefix " << n;
+  }
+  Bytes longer(body, body + h.length);
+  longer.push_back(0);
+  EXPECT_FALSE(bootstrap::decodeRoleBody(longer.data(), longer.size(), &out).isOk());
+  bootstrap::Role bad = in;
+  bad.parentAddress.clear();  // a parent nobody can reach
+  Bytes badFrame = bootstrap::encodeRole(bad);
+  EXPECT_FALSE(bootstrap::decodeRoleBody(badFrame.data() + bootstrap::kFrameHeaderBytes,
+                                         badFrame.size() - bootstrap::kFrameHeaderBytes, &out)
+                   .isOk());
+  bad = in;
+  bad.depth = bootstrap::kMaxRelayDepth + 1;  // deeper than any tree the root builds
+  badFrame = bootstrap::encodeRole(bad);
+  EXPECT_FALSE(bootstrap::decodeRoleBody(badFrame.data() + bootstrap::kFrameHeaderBytes,
+                                         badFrame.size() - bootstrap::kFrameHeaderBytes, &out)
+                   .isOk());
+  bad = in;
+  bad.tableBytes = 3;  // less than a frame header
+  badFrame = bootstrap::encodeRole(bad);
+  EXPECT_FALSE(bootstrap::decodeRoleBody(badFrame.data() + bootstrap::kFrameHeaderBytes,
+                                         badFrame.size() - bootstrap::kFrameHeaderBytes, &out)
+                   .isOk());
+
+  std::array<uint8_t, 32> digest{};
+  digest[0] = 1;
+  const Bytes fetch = bootstrap::encodeFetch(99, 5, kSampleSecret, kSampleChallenge, digest);
+  ASSERT_TRUE(bootstrap::parseFrameHeader(fetch.data(), fetch.size(), &h).isOk());
+  ASSERT_EQ(h.type, bootstrap::FrameType::Fetch);
+  const uint8_t* fb = fetch.data() + bootstrap::kFrameHeaderBytes;
+  uint64_t nonce = 0;
+  int32_t rank = -1;
+  ASSERT_TRUE(
+      bootstrap::fetchProven(fb, h.length, kSampleSecret, kSampleChallenge, digest, &nonce, &rank));
+  EXPECT_EQ(nonce, 99u);
+  EXPECT_EQ(rank, 5);
+  const uint8_t otherSecret[16] = {1};
+  EXPECT_FALSE(
+      bootstrap::fetchProven(fb, h.length, otherSecret, kSampleChallenge, digest, &nonce, &rank));
+  EXPECT_FALSE(
+      bootstrap::fetchProven(fb, h.length, kSampleSecret, kSampleSecret, digest, &nonce, &rank))
+      << "a fetch proven for another challenge (a replay on another connection)";
+  EXPECT_FALSE(
+      bootstrap::fetchProven(fb, h.length, kSampleSecret, kSampleChallenge, {}, &nonce, &rank))
+      << "a fetch proven for another table (another job's rendezvous)";
+  Bytes bent(fb, fb + h.length);
+  bent.back() ^= 1;  // the rank
+  EXPECT_FALSE(bootstrap::fetchProven(bent.data(), bent.size(), kSampleSecret, kSampleChallenge,
+                                      digest, &nonce, &rank));
+  EXPECT_FALSE(bootstrap::fetchProven(fb, h.length - 1, kSampleSecret, kSampleChallenge, digest,
+                                      &nonce, &rank));
+}
+
 TEST(Wire, HelloRoundTripTruncationAndCorruption) {
   const bootstrap::Hello in = sampleHello();
   const Bytes frame = bootstrap::encodeHello(in, kSampleSecret, kSampleChallenge);
@@ -38,6 +122,7 @@ TEST(Wire, HelloRoundTripTruncationAndCorruption) {
   EXPECT_EQ(out.timeoutMs, 1500u);
   EXPECT_EQ(out.remainingMs, 1400u);
   EXPECT_EQ(out.blob, in.blob);
+  EXPECT_EQ(out.relay, in.relay);
 
   for (size_t n = 0; n < frame.size(); ++n) {
     Bytes cut(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(n));
