@@ -79,8 +79,11 @@ uint32_t RelayServer::serve(const TableSource& table, uint32_t children, uint64_
       admitted.clear();
       if (answered >= children) break;
     }
+    // Admitted children wait for our table: it is looked for every millisecond, not every
+    // 20 (each level of the tree would add the difference).
+    const int slice = admitted.empty() ? net::kCancelCheckMs : 1;
     pollfd p{listen_.get(), POLLIN, 0};
-    if (::poll(&p, 1, std::min(net::msUntil(until), net::kCancelCheckMs)) <= 0) continue;
+    if (::poll(&p, 1, std::min(net::msUntil(until), slice)) <= 0) continue;
     net::Fd conn(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     if (!conn.valid() || !admit(conn.get(), nonce, digest, secret, until, cancelled)) continue;
     if (ready) {
