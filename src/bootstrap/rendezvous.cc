@@ -30,7 +30,6 @@ using net::listenOn;
 using net::msSince;
 using net::msUntil;
 using net::numericSockAddr;
-using net::recvAll;
 using net::sendAll;
 using net::SockAddr;
 
@@ -143,31 +142,14 @@ Status rendezvousImpl(const UniqueIdContents& contents, int rank, int nranks,
   auto badReply = [&](const std::string& why) {
     return remoteError("bad reply from bootstrap root " + root + ": " + why);
   };
-  // One whole frame. The body grows as bytes arrive: a corrupted length costs no more
-  // than what was sent.
+  // One whole frame (readOneFrame: the body grows as bytes arrive, so a corrupted length
+  // costs no more than what was sent). Read before the root proved itself: no more than a
+  // table of nranks blobs. I/O ends are "no reply", malformed frames a bad one.
+  const size_t tableCap = 12 + static_cast<size_t>(nranks) * (4 + kMaxBlobBytes);
   auto readFrame = [&](FrameHeader* header, Bytes* frame) -> Status {
-    frame->assign(kFrameHeaderBytes, 0);
-    size_t got = 0;
-    Status io = recvAll(fd.get(), frame->data(), kFrameHeaderBytes, replyDeadline, &got, cancelled);
-    if (!io.isOk()) return noReply(io);
-    Status parsed = parseFrameHeader(frame->data(), kFrameHeaderBytes, header);
-    if (!parsed.isOk()) return badReply(parsed.message());
-    // Read before the root proved itself: no more than a table of nranks blobs.
-    const size_t tableCap = 12 + static_cast<size_t>(nranks) * (4 + kMaxBlobBytes);
-    if (header->type == FrameType::Table && header->length > tableCap) {
-      return badReply("a table of " + std::to_string(header->length) + " bytes for " +
-                      std::to_string(nranks) + " ranks");
-    }
-    while (frame->size() - kFrameHeaderBytes < header->length) {
-      size_t chunk =
-          std::min<size_t>(header->length - (frame->size() - kFrameHeaderBytes), size_t{1} << 20);
-      size_t old = frame->size();
-      frame->resize(old + chunk);
-      io = recvAll(fd.get(), frame->data() + old, chunk, replyDeadline, &got, cancelled);
-      if (!io.isOk()) return noReply(io);
-    }
-    Status body = checkFrameBody(*header, frame->data() + kFrameHeaderBytes, header->length);
-    return body.isOk() ? body : badReply(body.message());
+    Status st = readOneFrame(fd.get(), tableCap, replyDeadline, cancelled, header, frame);
+    if (st.isOk()) return st;
+    return st.code() == ftcclInvalidArgument ? badReply(st.message()) : noReply(st);
   };
 
   // The root's challenge, then our hello proving the secret for it. A root flooded with
