@@ -4,6 +4,7 @@
 // Prints one row per scenario, size and seed; exits 1 if any invariant broke, 2 on bad
 // options.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -155,7 +156,26 @@ void plot(const std::string& png, const std::string& csv) {
 
 }  // namespace
 
+// The simulated processes' state is gigabytes touched at random (2 GiB at 100,000 ranks):
+// with 4 KiB pages nearly every access also missed the TLB. glibc backs its heap with
+// transparent huge pages only when told at startup, so the tool runs itself again with
+// the tunable set (where the kernel allows them per madvise): a 100,000-rank rack ran
+// in 132 s instead of 155, 30,000 ranks in 32 s instead of 45, the same rows bit for
+// bit. FTCCL_SIM_HUGEPAGES=0 keeps the default.
+void runOnHugePages(char** argv) {
+  constexpr const char* kTunable = "glibc.malloc.hugetlb=1";
+  const char* off = std::getenv("FTCCL_SIM_HUGEPAGES");
+  if (off && std::strcmp(off, "0") == 0) return;
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  std::string value = tunables ? tunables : "";
+  if (value.find("glibc.malloc.hugetlb") != std::string::npos) return;  // set, or ours
+  value += value.empty() ? kTunable : std::string(":") + kTunable;
+  if (setenv("GLIBC_TUNABLES", value.c_str(), 1) != 0) return;
+  execv("/proc/self/exe", argv);  // returns only on failure: go on as we are
+}
+
 int main(int argc, char** argv) {
+  runOnHugePages(argv);
   ClusterConfig base;
   std::vector<int> sizes{1000};
   std::vector<std::string> scenarios = ftccl::simtool::scenarioNames();
