@@ -24,6 +24,8 @@ class RunSet {
   // Whether it was there.
   bool erase(int x);
   bool count(int x) const;
+  // Whether every element of [first, first + n) is in the set.
+  bool covers(uint32_t first, uint32_t n) const;
   size_t size() const { return count_; }
   bool empty() const { return count_ == 0; }
   size_t runCount() const { return runs_.size(); }
@@ -35,6 +37,11 @@ class RunSet {
     for (const auto& [first, end] : runs_) {
       for (uint32_t x = first; x < end; ++x) f(static_cast<int>(x));
     }
+  }
+  // Every run, ascending: f(first, end), end exclusive.
+  template <typename F>
+  void forEachRun(F&& f) const {
+    for (const auto& [first, end] : runs_) f(first, end);
   }
   bool operator==(const RunSet& other) const { return runs_ == other.runs_; }
   bool operator!=(const RunSet& other) const { return !(*this == other); }

@@ -53,8 +53,13 @@ TEST(RunSet, MatchesASetUnderRandomInsertsAndErases) {
         case 2:
           ASSERT_EQ(runs.erase(x), model.erase(x) == 1);
           break;
-        default:
+        default: {
           ASSERT_EQ(runs.count(x), model.count(x) == 1);
+          const uint32_t n = rng() % 8;
+          bool all = true;
+          for (uint32_t i = 0; i < n; ++i) all = all && model.count(x + static_cast<int>(i));
+          ASSERT_EQ(runs.covers(static_cast<uint32_t>(x), n), all) << x << " +" << n;
+        }
       }
       ASSERT_NO_FATAL_FAILURE(expectSame(runs, model));
     }
