@@ -4,7 +4,6 @@
 #include <iterator>
 
 namespace ftccl {
-
 namespace {
 
 uint64_t overlap(uint64_t a, uint64_t b, uint64_t first, uint64_t end) {
@@ -14,42 +13,41 @@ uint64_t overlap(uint64_t a, uint64_t b, uint64_t first, uint64_t end) {
 
 }  // namespace
 
-// Without a node allocated or freed where it can: a range already inside a run (the
-// news of a failure that every copy of a spread repeats) changes nothing, and one that
-// extends a run rewrites that run's node. Erasing and re-adding the node each time was
-// 26 million allocations in a 10,000-rank simulation of a rack.
+std::vector<RunSet::Run>::iterator RunSet::reaching(uint32_t x) {
+  return std::lower_bound(runs_.begin(), runs_.end(), x,
+                          [](const Run& run, uint32_t v) { return run.end < v; });
+}
+
+std::vector<RunSet::Run>::const_iterator RunSet::holding(uint32_t x) const {
+  auto it = std::upper_bound(runs_.begin(), runs_.end(), x,
+                             [](uint32_t v, const Run& run) { return v < run.first; });
+  if (it == runs_.begin() || x >= std::prev(it)->end) return runs_.end();
+  return std::prev(it);
+}
+
+// A range already inside a run (the news of a failure that every copy of a spread
+// repeats) changes nothing; one that touches or overlaps runs merges them into the
+// first. Insertion moves the runs above it, few in practice.
 size_t RunSet::insert(uint32_t first, uint32_t n) {
   if (n == 0 || uint64_t{first} + n > kEnd) return 0;
   const uint32_t end = first + n;
-  auto it = runs_.upper_bound(first);
-  if (it != runs_.begin()) {
-    auto before = std::prev(it);
-    if (before->second >= end) return 0;       // inside one run already
-    if (before->second >= first) it = before;  // overlaps or touches it
-  }
+  auto it = reaching(first);
   if (it == runs_.end() || it->first > end) {  // touches nothing: a run of its own
-    runs_.emplace_hint(it, first, end);
+    runs_.insert(it, Run{first, end});
     count_ += n;
     return n;
   }
-  // Merged into `it`'s node, with the later runs that start within [first, end] (runs
-  // are apart, so none beyond can touch the merged run).
-  uint64_t covered = overlap(it->first, it->second, first, end);
-  const uint32_t lo = std::min(first, it->first);
-  uint32_t hi = std::max(end, it->second);
-  for (auto next = std::next(it); next != runs_.end() && next->first <= end;) {
-    covered += overlap(next->first, next->second, first, end);
-    hi = std::max(hi, next->second);
-    next = runs_.erase(next);
+  if (it->first <= first && it->end >= end) return 0;  // inside one run already
+  uint64_t covered = 0;
+  uint32_t hi = end;
+  auto last = it;
+  for (; last != runs_.end() && last->first <= end; ++last) {
+    covered += overlap(last->first, last->end, first, end);
+    hi = std::max(hi, last->end);
   }
-  if (lo == it->first) {
-    it->second = hi;
-  } else {
-    auto node = runs_.extract(it);
-    node.key() = lo;
-    node.mapped() = hi;
-    runs_.insert(std::move(node));
-  }
+  it->first = std::min(it->first, first);
+  it->end = hi;
+  runs_.erase(std::next(it), last);
   const size_t added = static_cast<size_t>(n - covered);
   count_ += added;
   return added;
@@ -57,38 +55,78 @@ size_t RunSet::insert(uint32_t first, uint32_t n) {
 
 bool RunSet::covers(uint32_t first, uint32_t n) const {
   if (n == 0) return true;
-  auto it = runs_.upper_bound(first);
-  return it != runs_.begin() && uint64_t{std::prev(it)->second} >= uint64_t{first} + n;
+  auto it = holding(first);
+  return it != runs_.end() && uint64_t{it->end} >= uint64_t{first} + n;
 }
 
+// One merge of the two ascending lists: O(runs of both).
 void RunSet::insertAll(const RunSet& other) {
-  for (const auto& [first, end] : other.runs_) insert(first, end - first);
+  if (other.runs_.empty()) return;
+  std::vector<Run> merged;
+  merged.reserve(runs_.size() + other.runs_.size());
+  size_t total = 0;
+  auto add = [&](const Run& run) {
+    if (!merged.empty() && merged.back().end >= run.first) {
+      if (run.end > merged.back().end) {
+        total += run.end - merged.back().end;
+        merged.back().end = run.end;
+      }
+      return;
+    }
+    merged.push_back(run);
+    total += run.end - run.first;
+  };
+  auto a = runs_.cbegin();
+  auto b = other.runs_.cbegin();
+  while (a != runs_.cend() || b != other.runs_.cend()) {
+    if (b == other.runs_.cend() || (a != runs_.cend() && a->first <= b->first)) {
+      add(*a++);
+    } else {
+      add(*b++);
+    }
+  }
+  runs_.swap(merged);
+  count_ = total;
 }
 
 bool RunSet::erase(int x) {
-  if (!count(x)) return false;
+  if (x < 0) return false;
   const auto place = static_cast<uint32_t>(x);
-  auto it = std::prev(runs_.upper_bound(place));
-  const uint32_t first = it->first, end = it->second;
-  runs_.erase(it);
-  if (first < place) runs_.emplace(first, place);
-  if (place + 1 < end) runs_.emplace(place + 1, end);
+  auto found = holding(place);
+  if (found == runs_.end()) return false;
+  auto it = runs_.begin() + (found - runs_.cbegin());
+  const Run run = *it;
+  if (run.first == place && run.end == place + 1) {
+    runs_.erase(it);
+  } else if (run.first == place) {
+    it->first = place + 1;
+  } else if (run.end == place + 1) {
+    it->end = place;
+  } else {
+    it->end = place;
+    runs_.insert(std::next(it), Run{place + 1, run.end});
+  }
   --count_;
   return true;
 }
 
 bool RunSet::count(int x) const {
-  if (x < 0) return false;
-  auto it = runs_.upper_bound(static_cast<uint32_t>(x));
-  return it != runs_.begin() && static_cast<uint32_t>(x) < std::prev(it)->second;
+  return x >= 0 && holding(static_cast<uint32_t>(x)) != runs_.end();
+}
+
+bool RunSet::operator==(const RunSet& other) const {
+  return runs_.size() == other.runs_.size() &&
+         std::equal(
+             runs_.begin(), runs_.end(), other.runs_.begin(),
+             [](const Run& a, const Run& b) { return a.first == b.first && a.end == b.end; });
 }
 
 std::vector<uint32_t> RunSet::ranges() const {
   std::vector<uint32_t> out;
   out.reserve(runs_.size() * 2);
-  for (const auto& [first, end] : runs_) {
-    out.push_back(first);
-    out.push_back(end - first);
+  for (const Run& run : runs_) {
+    out.push_back(run.first);
+    out.push_back(run.end - run.first);
   }
   return out;
 }

@@ -1,12 +1,14 @@
 // A set of small non-negative integers (places, ranks) kept as disjoint runs: a rack or
 // a subtree that fails together is one run, so what a process remembers of N failures
 // costs O(runs), not O(N) nodes (issue 27: 100,000 simulated processes each kept a copy
-// of every failure of a rack, 265 bytes apiece, 12 GiB in all).
+// of every failure of a rack, 265 bytes apiece, 12 GiB in all). The runs sit in one
+// sorted array, 8 bytes each: failures learnt one by one in random order (a rack whose
+// coordinator died with it) leave a hundred runs per process for a while, and as map
+// nodes (48 bytes, an allocation each) those were a third of a 100,000-rank run's memory.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <vector>
 
 namespace ftccl {
@@ -34,20 +36,29 @@ class RunSet {
   // Every element, ascending.
   template <typename F>
   void forEach(F&& f) const {
-    for (const auto& [first, end] : runs_) {
-      for (uint32_t x = first; x < end; ++x) f(static_cast<int>(x));
+    for (const Run& run : runs_) {
+      for (uint32_t x = run.first; x < run.end; ++x) f(static_cast<int>(x));
     }
   }
   // Every run, ascending: f(first, end), end exclusive.
   template <typename F>
   void forEachRun(F&& f) const {
-    for (const auto& [first, end] : runs_) f(first, end);
+    for (const Run& run : runs_) f(run.first, run.end);
   }
-  bool operator==(const RunSet& other) const { return runs_ == other.runs_; }
+  bool operator==(const RunSet& other) const;
   bool operator!=(const RunSet& other) const { return !(*this == other); }
 
  private:
-  std::map<uint32_t, uint32_t> runs_;  // first -> end (exclusive); apart, ascending
+  struct Run {
+    uint32_t first, end;  // end exclusive
+  };
+  // The first run that ends at or after x (so that it contains x, touches it from
+  // below, or lies above it).
+  std::vector<Run>::iterator reaching(uint32_t x);
+  // The run holding x, or end().
+  std::vector<Run>::const_iterator holding(uint32_t x) const;
+
+  std::vector<Run> runs_;  // apart (never touching), ascending
   size_t count_ = 0;
 };
 

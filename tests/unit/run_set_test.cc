@@ -39,7 +39,7 @@ TEST(RunSet, MatchesASetUnderRandomInsertsAndErases) {
     const int span = 1 + static_cast<int>(rng() % 300);
     for (int op = 0; op < 400; ++op) {
       const int x = static_cast<int>(rng() % static_cast<unsigned>(span));
-      switch (rng() % 4) {
+      switch (rng() % 5) {
         case 0:
           ASSERT_EQ(runs.insert(x), model.insert(x).second);
           break;
@@ -53,6 +53,16 @@ TEST(RunSet, MatchesASetUnderRandomInsertsAndErases) {
         case 2:
           ASSERT_EQ(runs.erase(x), model.erase(x) == 1);
           break;
+        case 3: {  // a whole set merged in
+          RunSet other;
+          for (int k = static_cast<int>(rng() % 6); k > 0; --k) {
+            const uint32_t at = rng() % static_cast<unsigned>(span), n = rng() % 12;
+            other.insert(at, n);
+            for (uint32_t i = 0; i < n; ++i) model.insert(static_cast<int>(at + i));
+          }
+          runs.insertAll(other);
+          break;
+        }
         default: {
           ASSERT_EQ(runs.count(x), model.count(x) == 1);
           const uint32_t n = rng() % 8;
