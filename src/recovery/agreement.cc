@@ -680,7 +680,8 @@ bool Agreement::noteFailed(const Member& m) {
 
 // By places, run by run: every copy of a round or proposal brings the whole failed set
 // again (a rack: 256 places), and a run known already costs one look, where converting
-// each place to its name and back cost 7 million set inserts in a 10,000-rank rack.
+// each place to its name and back cost 7 million set inserts in a 10,000-rank run
+// of the rack holding rank 0.
 bool Agreement::noteFailed(const PlaceSet& places) {
   bool grew = false;
   const int mine = placeOf(self_);
