@@ -11,12 +11,6 @@
 namespace ftccl {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-int64_t steadyNs(Clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
-
 std::string describeBatch(const std::vector<OpRequest>& batch, int rank) {
   std::string what = batch.size() == 1 ? opKindName(batch[0].kind)
                                        : "group of " + std::to_string(batch.size()) + " ops";
@@ -83,19 +77,23 @@ Status Communicator::execute(const Ticket& ticket, const std::vector<OpRequest>&
       if (op.kind == OpKind::kSend || op.kind == OpKind::kRecv) continue;
       if (collectives++ == 0) kind = static_cast<int>(op.kind);
     }
-    auto start = Clock::now();
-    board_->begin(kind, collectives, steadyNs(start));
+    const bool quick =
+        batch.size() == 1 &&
+        batch[0].args.count * dataTypeSize(batch[0].args.type) <= OpTimer::kQuickBytes;
+    const OpTimer::Start start = timer_.begin(kind, quick);
+    board_->begin(kind, collectives, start.boardNs);
+    OpTimer::Clock::time_point waited{};
     try {
       std::unique_ptr<Collective> op = builder_.build(opTarget(), batch);
-      result = driver_.drive(*transport_, *op, OpDriver::Describe(describe), start);
+      result = driver_.drive(*transport_, *op, OpDriver::Describe(describe), start.at);
+      waited = driver_.firstClockRead();
     } catch (const std::exception& e) {  // the turn below must be released whatever happens
       result = internalError(describe() + ": " + e.what());
       revoke(result);
     }
-    auto end = Clock::now();
-    uint64_t elapsedNs = static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(end - start).count());
-    board_->end(result.isOk(), elapsedNs, steadyNs(end));
+    const OpTimer::End end = timer_.end(start, waited);
+    const uint64_t elapsedNs = end.elapsedNs;
+    board_->end(result.isOk(), elapsedNs, end.boardNs);
     if (result.code() == ftcclInvalidUsage && !revocation_.aborted() && batch.size() == 1) {
       result = Status(result.code(), result.message() + " (this rank called it with count " +
                                          std::to_string(batch[0].args.count) + " of " +

@@ -34,6 +34,7 @@
 #include "core/op_driver.h"
 #include "core/op_order.h"
 #include "core/op_request.h"
+#include "core/op_timer.h"
 #include "core/peer_info.h"
 #include "core/recovery_inbox.h"
 #include "core/revocation.h"
@@ -197,6 +198,7 @@ class Communicator final : public HealthListener {
   OpOrder order_;
   OpBuilder builder_;
   OpDriver driver_;
+  OpTimer timer_;  // used by the thread whose turn it is, as driver_
   RecoveryInbox inbox_;
 
   // The UCX worker, and standbys created ahead for when a process of this host dies

@@ -90,14 +90,17 @@ Status OpDriver::revokedError(const std::string& what) const {
 Status OpDriver::drive(Transport& transport, Collective& op, const Describe& what,
                        Clock::time_point started, int timeoutMs) {
   if (timeoutMs < 0) timeoutMs = limits_.opTimeoutMs;
-  // The clock is read only where a decision needs it (~25 ns a read in a VM, a good part
-  // of a small shared-memory op): progress marks the activity, the next read dates it.
-  auto lastActivity = started == Clock::time_point{} ? Clock::now() : started;
-  bool activityUndated = false;
+  // The clock is read only where a decision needs it (~20 ns a read in a VM, a good part
+  // of a small shared-memory op): progress marks the activity, the next read dates it,
+  // and an op started undated is dated by its first read.
+  auto lastActivity = started;
+  bool activityUndated = started == Clock::time_point{};
+  firstClockRead_ = {};
   auto now = [&] {
     const auto t = Clock::now();
     if (activityUndated) lastActivity = t;
     activityUndated = false;
+    if (firstClockRead_ == Clock::time_point{}) firstClockRead_ = t;
     return t;
   };
   Clock::time_point spinStart;
@@ -107,7 +110,9 @@ Status OpDriver::drive(Transport& transport, Collective& op, const Describe& wha
   bool memoryWait = false;
   uint64_t busyRounds = 0;
   auto timedOut = [&] {
-    return timeoutMs > 0 && now() - lastActivity > std::chrono::milliseconds(timeoutMs);
+    if (timeoutMs <= 0) return false;
+    const auto t = now();  // first: it may date lastActivity (operands are unsequenced)
+    return t - lastActivity > std::chrono::milliseconds(timeoutMs);
   };
   for (;;) {
     if (revocation_.aborted()) {

@@ -37,7 +37,8 @@ class OpDriver {
   // What the op is, in words, for its errors: built only when one occurs (composing
   // it for every op cost a fifth of a small shared-memory all-reduce).
   using Describe = std::function<std::string()>;
-  // `started`: when the caller began timing the op (saves a clock read), else now.
+  // `started`: when the caller began timing the op, else {}: the op's timeout then runs
+  // from the driver's first clock read, which an op that never waits makes none of.
   // `timeoutMs`: no progress for that long fails the op (0: never; -1: the op timeout).
   Status drive(Transport& transport, Collective& op, const Describe& what,
                std::chrono::steady_clock::time_point started = {}, int timeoutMs = -1);
@@ -49,6 +50,8 @@ class OpDriver {
   // rebuild): the op timeout if set, else 10 failure timeouts without progress. They
   // must never wait forever, even when the application set no op timeout.
   int internalOpTimeoutMs() const;
+  // The first clock read of the last drive, {} if it made none (it never waited).
+  std::chrono::steady_clock::time_point firstClockRead() const { return firstClockRead_; }
 
  private:
   Status failDisagreement(Collective& op, const Describe& what, const Status& cause);
@@ -63,6 +66,7 @@ class OpDriver {
   ProgressBoard* board_ = nullptr;
   std::chrono::microseconds spinBudget_{200};
   bool oversubscribed_ = false;
+  std::chrono::steady_clock::time_point firstClockRead_;
 };
 
 }  // namespace ftccl

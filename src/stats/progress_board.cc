@@ -7,6 +7,7 @@ void ProgressBoard::reset(uint32_t epoch) {
   started_.store(0, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);
   waitUs_.store(0, std::memory_order_relaxed);
+  waitNs_ = 0;
   inOp_.store(false, std::memory_order_relaxed);
   for (Entry& e : history_) e.key.store(0, std::memory_order_relaxed);
 }
@@ -25,7 +26,8 @@ void ProgressBoard::end(bool ok, uint64_t elapsedNs, int64_t nowNs) {
   changedNs_.store(nowNs, std::memory_order_relaxed);
   if (!ok || pending_ == 0) return;
   uint64_t done = done_.load(std::memory_order_relaxed) + pending_;
-  uint64_t wait = waitUs_.load(std::memory_order_relaxed) + elapsedNs / 1000;
+  waitNs_ += elapsedNs;  // summed in ns: a sub-microsecond op would add 0 us
+  const uint64_t wait = waitNs_ / 1000;
   Entry& e = history_[done % kHistory];
   e.key.store(0, std::memory_order_relaxed);  // a reader never pairs a new key with an old value
   std::atomic_thread_fence(std::memory_order_release);

@@ -53,6 +53,7 @@ class ProgressBoard {
   std::atomic<uint32_t> step_{0};
   std::atomic<int64_t> changedNs_{0};
   uint64_t pending_ = 0;  // writer only: collectives of the running batch
+  uint64_t waitNs_ = 0;   // writer only: what waitUs_ publishes
   // waitUs_ after each finished collective batch, keyed by its `done` + 1 (0: empty).
   struct Entry {
     std::atomic<uint64_t> key{0}, waitUs{0};

@@ -131,6 +131,22 @@ TEST(ProgressBoard, TracksOpsAndRemembersRecentWaits) {
   EXPECT_TRUE(board.waitAt(2 + ProgressBoard::kHistory, &wait));
 }
 
+TEST(ProgressBoard, SumsWaitsShorterThanAMicrosecond) {
+  ProgressBoard board(1);
+  for (int i = 0; i < 1000; ++i) {
+    board.begin(0, 1, 0);
+    board.end(true, 450, 0);  // a small shared-memory all-reduce
+  }
+  EXPECT_EQ(board.read(0).waitUs, 450u);
+  uint64_t wait = 0;
+  ASSERT_TRUE(board.waitAt(1000, &wait));
+  EXPECT_EQ(wait, 450u);
+  board.reset(1);
+  board.begin(0, 1, 0);
+  board.end(true, 1500, 0);
+  EXPECT_EQ(board.read(0).waitUs, 1u) << "a new epoch sums from 0";
+}
+
 TEST(RoundTripStats, MinMeanAndP99) {
   RoundTripStats s;
   for (int i = 0; i < 990; ++i) s.add(0.1);
