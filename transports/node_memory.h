@@ -13,7 +13,8 @@
 //  - Sequences. An op uses consecutive sequences, one per chunk, taken from a counter
 //    the caller keeps (1, 2, 3, ... with no gaps, the same on every local rank: the
 //    number an op takes depends only on what every rank passes alike). The chunk with
-//    sequence t uses slot t % slotsPerRank() of every rank; slotsPerRank() >= 2.
+//    sequence t uses slot t % slotsPerRank() of every rank; slotsPerRank() >= 2, a power
+//    of two (so t % slotsPerRank() stays in step across the wrap of t).
 //  - ready(r) >= t: rank r's slot for t holds whatever r contributes to chunk t, and r
 //    has finished every read of any slot for sequences before t. Every rank publishes
 //    ready = t for every t, contributing or not.
@@ -106,6 +107,8 @@ class NodeMemory {
   /// Stores `seq` into this rank's "done" flag (it has finished reading its peers'
   /// slots for op `seq`), releasing those reads; wakes sleepers.
   virtual void publishDone(uint32_t seq) = 0;
+  /// The same for a sequence no peer waits on: a release store, no sleeper woken.
+  virtual void publishDoneUnwaited(uint32_t seq) = 0;
   /// Whether `localRank`'s "done" flag is at or past `seq` (acquire). Never blocks.
   virtual bool doneReached(int localRank, uint32_t seq) const = 0;
   /// Sleeps until `localRank`'s "ready" flag reaches `seq` or `timeoutUs` microseconds

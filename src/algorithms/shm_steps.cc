@@ -41,7 +41,13 @@ std::string what(const NodeMemory::OpDescriptor& d) {
 }  // namespace
 
 ShmCollective::ShmCollective(NodeMemory& memory, const CollectiveArgs& args, CollectiveKind kind)
-    : memory_(memory), args_(args), kind_(kind), elemSize_(dataTypeSize(args.type)) {}
+    : memory_(memory),
+      me_(memory.localRank()),
+      ranks_(memory.localSize()),
+      slotMask_(static_cast<uint32_t>(std::max(1, memory.slotsPerRank())) - 1),
+      args_(args),
+      kind_(kind),
+      elemSize_(dataTypeSize(args.type)) {}
 
 void ShmCollective::plan(size_t chunkElems, uint32_t* nextSeq) {
   chunkElems_ = chunkElems;
@@ -59,14 +65,14 @@ Status ShmCollective::progress(bool* done) {
   }
   while (chunk_ < chunks_) {
     if (stage_ == Stage::kContribute) {
-      // Described in the ready line in both cases: a peer that took the slots for this op
-      // (it called it differently) reads the description there.
+      // Described where the ranks that called the op alike look: in line 0 with the
+      // bytes, or in the ready line with the slots (checkPeersAgree finds either).
       if (inLines_) {
         memory_.writeLines(slotIndex(), mine(), lineData_, lineBytes_);
       } else {
         contribute();
+        memory_.describe(slotIndex(), mine());
       }
-      memory_.describe(slotIndex(), mine());
       memory_.publishReady(seq_);
       ++mark_;
       copyLocal();
@@ -223,8 +229,10 @@ Status ShmCollective::checkArgs() const {
     return invalidArgument(name() + "root " + std::to_string(args_.root) + " is not one of the " +
                            std::to_string(ranks()) + " local ranks");
   }
-  if (memory_.slotsPerRank() < 2 || slotElems() == 0 || (chunkElems_ == 0 && args_.count > 0)) {
-    return invalidArgument(name() + "needs 2 slots per rank of at least one element (" +
+  const int slots = memory_.slotsPerRank();
+  if (slots < 2 || (slots & (slots - 1)) != 0 || slotElems() == 0 ||
+      (chunkElems_ == 0 && args_.count > 0)) {
+    return invalidArgument(name() + "needs 2, 4, ... slots per rank of at least one element (" +
                            std::to_string(ranks()) + " for reduce-scatter)");
   }
   return Status::ok();
@@ -248,9 +256,15 @@ NodeMemory::OpDescriptor ShmCollective::mine() const {
 Status ShmCollective::checkPeersAgree() {
   const NodeMemory::OpDescriptor want = mine();
   for (int r = 0; r < ranks(); ++r) {
-    const bool viaLines = inLines_ && memory_.linesReached(r, slotIndex(), seq_, lineBytes_);
-    const NodeMemory::OpDescriptor got =
+    bool viaLines = inLines_ && memory_.linesReached(r, slotIndex(), seq_, lineBytes_);
+    NodeMemory::OpDescriptor got =
         viaLines ? memory_.lineDescriptor(r, slotIndex()) : memory_.descriptor(r, slotIndex());
+    // Not this sequence's description in r's ready line: r sent the op in lines (line 0
+    // reached it before r's ready did) and described it only there.
+    if (!viaLines && got.seq != seq_ && memory_.linesReached(r, slotIndex(), seq_, 0)) {
+      viaLines = true;
+      got = memory_.lineDescriptor(r, slotIndex());
+    }
     if (got == want && viaLines == inLines_) continue;
     stage_ = Stage::kAborted;
     const char* name = kNames[static_cast<int>(kind_)];
@@ -288,7 +302,13 @@ bool ShmCollective::allReached(bool collecting) {
 }
 
 void ShmCollective::finishChunk() {
-  memory_.publishDone(seq_);
+  // Nobody waits for a line message's done (a rank that took the slots for it fails
+  // in checkPeersAgree): stored without the full fence and the look for sleepers.
+  if (inLines_) {
+    memory_.publishDoneUnwaited(seq_);
+  } else {
+    memory_.publishDone(seq_);
+  }
   ++chunk_;
   ++seq_;
   ++mark_;

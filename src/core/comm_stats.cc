@@ -54,6 +54,16 @@ void Communicator::recordStats(const std::vector<OpRequest>& batch, uint64_t ela
     if (op.kind == OpKind::kAllGather || op.kind == OpKind::kReduceScatter) bytes *= nranks;
     return bytes;
   };
+  if (batch.size() == 1) {  // almost every op: all the time is its own
+    const OpRequest& op = batch[0];
+    if (op.internal) return;
+    const int kind = static_cast<int>(op.kind);
+    const uint64_t bytes = bytesOf(op);
+    counters_.record(kind, bytes,
+                     static_cast<uint64_t>(static_cast<double>(bytes) * busFactor(kind, nranks)),
+                     elapsedNs);
+    return;
+  }
   for (const OpRequest& op : batch) {
     if (op.internal) continue;
     total += bytesOf(op);

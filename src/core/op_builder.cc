@@ -89,16 +89,27 @@ void OpBuilder::markSharing() {
   shape_.sharedMemory = nodesShare_ && oneNode && nodeMemory_ != nullptr;
   shape_.singleCopy = shape_.sharedMemory && nodeMemory_->singleCopy();
   shape_.nodesShareMemory = nodesShare_ && !oneNode;
-  choices_.clear();
+  forgetChoices();
 }
 
-const AlgorithmChoice& OpBuilder::choose(CollectiveKind kind, size_t bytes) {
+void OpBuilder::forgetChoices() {
+  choices_.clear();
+  lastChoice_ = nullptr;
+}
+
+const AlgorithmChoice& OpBuilder::choose(int rank, CollectiveKind kind, size_t bytes) {
   constexpr size_t kMaxRemembered = 4096;  // an application sweeping sizes starts over
   const uint64_t key = (static_cast<uint64_t>(kind) << 56) | (bytes & ((1ull << 56) - 1));
+  if (lastChoice_ != nullptr && key == lastKey_) return *lastChoice_;
   auto found = choices_.find(key);
-  if (found != choices_.end()) return found->second;
-  if (choices_.size() >= kMaxRemembered) choices_.clear();
-  return choices_.emplace(key, tuner_.choose(kind, bytes, shape_)).first->second;
+  if (found == choices_.end()) {
+    if (choices_.size() >= kMaxRemembered) choices_.clear();
+    found = choices_.emplace(key, tuner_.choose(kind, bytes, shape_)).first;
+  }
+  logChoiceOnce(rank, kind, bytes, found->second);
+  lastKey_ = key;
+  lastChoice_ = &found->second;
+  return found->second;
 }
 
 // Send/Recv of a batch are posted together (a group never deadlocks on its own
@@ -140,12 +151,12 @@ std::unique_ptr<Collective> OpBuilder::buildCollective(const Target& target,
   }
   // A calibration probe runs the algorithm asked for, unlogged; an application's op
   // the tuner's choice.
-  AlgorithmChoice choice =
+  AlgorithmChoice probe;
+  const AlgorithmChoice& choice =
       request.algorithm >= 0
-          ? tuner_.with(static_cast<Algorithm>(request.algorithm), kind, bytes, shape_)
-          : choose(kind, bytes);
+          ? (probe = tuner_.with(static_cast<Algorithm>(request.algorithm), kind, bytes, shape_))
+          : choose(target.rank, kind, bytes);
   args.signature = opSignature(kind, args, choice);
-  if (request.algorithm < 0) logChoiceOnce(target.rank, kind, bytes, choice);
   BuildContext context{*target.transport,
                        *target.scratch,
                        choice.pipeline,

@@ -32,7 +32,7 @@ class OpBuilder {
   const Tuner& tuner() const { return tuner_; }
   void setTuner(Tuner tuner) {
     tuner_ = std::move(tuner);
-    choices_.clear();
+    forgetChoices();
   }
   // The node's shared memory of this epoch, once every rank agreed that every node of
   // several ranks mapped its own (`shared`; false: none anywhere). `memory` is this
@@ -46,8 +46,11 @@ class OpBuilder {
   void logChoiceOnce(int rank, CollectiveKind kind, size_t bytes, const AlgorithmChoice& choice);
   // The tuner's choice, remembered per collective and size: an application repeats a
   // few sizes, and weighing every candidate cost a small op ~1 us (the calibration's
-  // interpolation allocates). Cleared whenever the tuner or the shape changes.
-  const AlgorithmChoice& choose(CollectiveKind kind, size_t bytes);
+  // interpolation allocates). Cleared whenever the tuner or the shape changes. Logged
+  // the first time (logChoiceOnce); the last one asked is kept at hand (most ops repeat
+  // it, and the map's lookup and the log's check cost a small op ~2%).
+  const AlgorithmChoice& choose(int rank, CollectiveKind kind, size_t bytes);
+  void forgetChoices();
   void markSharing();  // shape_'s memory flags from the layout and the memory
 
   Tuner tuner_;
@@ -60,6 +63,8 @@ class OpBuilder {
   uint32_t nodeSeq_ = 1;
   std::vector<uint64_t> loggedChoices_;  // (collective, algorithm, size class) logged
   std::unordered_map<uint64_t, AlgorithmChoice> choices_;  // by (collective, bytes)
+  uint64_t lastKey_ = 0;
+  const AlgorithmChoice* lastChoice_ = nullptr;  // choices_[lastKey_] (nodes stay put)
 };
 
 // The op's digest carried in every message's tag (transports/tag_layout.h).

@@ -123,27 +123,6 @@ void divideByWith(Isa isa, void* data, size_t count, ftcclDataType_t type, int d
 
 }  // namespace reduce_detail
 
-size_t dataTypeSize(ftcclDataType_t type) {
-  switch (type) {
-    case ftcclInt8:
-    case ftcclUint8:
-      return 1;
-    case ftcclFloat16:
-    case ftcclBfloat16:
-      return 2;
-    case ftcclInt32:
-    case ftcclUint32:
-    case ftcclFloat32:
-      return 4;
-    case ftcclInt64:
-    case ftcclUint64:
-    case ftcclFloat64:
-      return 8;
-    default:
-      return 0;
-  }
-}
-
 const char* dataTypeName(ftcclDataType_t type) {
   switch (type) {
     case ftcclInt8:

@@ -12,7 +12,27 @@
 
 namespace ftccl {
 
-size_t dataTypeSize(ftcclDataType_t type);       // 0 for an invalid type
+// 0 for an invalid type. Inline: every op asks it several times.
+inline size_t dataTypeSize(ftcclDataType_t type) {
+  switch (type) {
+    case ftcclInt8:
+    case ftcclUint8:
+      return 1;
+    case ftcclFloat16:
+    case ftcclBfloat16:
+      return 2;
+    case ftcclInt32:
+    case ftcclUint32:
+    case ftcclFloat32:
+      return 4;
+    case ftcclInt64:
+    case ftcclUint64:
+    case ftcclFloat64:
+      return 8;
+    default:
+      return 0;
+  }
+}
 const char* dataTypeName(ftcclDataType_t type);  // nccl-tests names: "float", "half", ...
 const char* redOpName(ftcclRedOp_t op);          // "sum", "prod", "max", "min", "avg"
 bool isValidDataType(int type);

@@ -184,6 +184,7 @@ class ReadHook final : public NodeMemory {
   void publishReady(uint32_t seq) override { inner_.publishReady(seq); }
   bool readyReached(int r, uint32_t seq) const override { return inner_.readyReached(r, seq); }
   void publishDone(uint32_t seq) override { inner_.publishDone(seq); }
+  void publishDoneUnwaited(uint32_t seq) override { inner_.publishDoneUnwaited(seq); }
   bool doneReached(int r, uint32_t seq) const override { return inner_.doneReached(r, seq); }
   bool sleepUntilReady(int r, uint32_t seq, int us) const override {
     return inner_.sleepUntilReady(r, seq, us);

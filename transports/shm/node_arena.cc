@@ -128,6 +128,8 @@ bool NodeArena::readyReached(int localRank, uint32_t seq) const {
 
 void NodeArena::publishDone(uint32_t seq) { segment_.done(localRank_).publish(seq); }
 
+void NodeArena::publishDoneUnwaited(uint32_t seq) { segment_.done(localRank_).store(seq); }
+
 bool NodeArena::doneReached(int localRank, uint32_t seq) const {
   return segment_.done(localRank).reached(seq);
 }

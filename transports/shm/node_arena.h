@@ -51,6 +51,7 @@ class NodeArena final : public NodeMemory {
   void publishReady(uint32_t seq) override;
   bool readyReached(int localRank, uint32_t seq) const override;
   void publishDone(uint32_t seq) override;
+  void publishDoneUnwaited(uint32_t seq) override;
   bool doneReached(int localRank, uint32_t seq) const override;
   bool sleepUntilReady(int localRank, uint32_t seq, int timeoutUs) const override;
   bool sleepUntilDone(int localRank, uint32_t seq, int timeoutUs) const override;

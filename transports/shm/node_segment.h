@@ -198,6 +198,8 @@ class SeqFlag {
   // Stores `seq` (releasing the data written before it) and wakes sleepers, with a
   // syscall only when one may be sleeping.
   void publish(uint32_t seq);
+  // Stores `seq` (release) and wakes nobody: for a value no reader sleeps for.
+  void store(uint32_t seq) { line_->seq.store(seq, std::memory_order_release); }
   // Sleeps until the flag reaches `want` or `timeout` passes (a signal or a spurious
   // wake-up ends it early); returns reached(want). Callers loop, checking revocation and
   // the op timeout between calls: a dead writer is never detected here.
