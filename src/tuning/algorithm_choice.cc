@@ -179,9 +179,11 @@ namespace {
 // Shared memory has no messages: a flag round per chunk of a slot (256 KiB), and memory
 // traffic the ping-pong does not see (a copy at memcpy speed, a reduction at gamma); a
 // single-copy broadcast, two flag rounds and one copy (the readers' in parallel). The
-// calibration sets the all-reduce's level; the other collectives keep the model.
-double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma, bool singleCopy) {
-  constexpr double kFlagUs = 1.0, kCopyUsPerMiB = 60.0, kSlotMiB = 0.25;
+// calibration sets the all-reduce's level; the other collectives keep the model, with
+// the flag round the calibration saw (Tuner::sharedMemoryFlagUs).
+double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma, bool singleCopy,
+                      double kFlagUs) {
+  constexpr double kCopyUsPerMiB = 60.0, kSlotMiB = 0.25;
   constexpr double kOneRoundMiB = 32.0 / 1024;  // the all-reduce's one-round path
   constexpr double kSingleCopyMiB = kShmSingleCopyBytes / (1024.0 * 1024.0);
   const double chunks = std::max(1.0, std::ceil(mib / kSlotMiB));
@@ -208,6 +210,14 @@ double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma, b
 
 }  // namespace
 
+double Tuner::sharedMemoryFlagUs(CollectiveKind kind) const {
+  constexpr double kModelFlagUs = 1.0;
+  static_assert(Calibration::kProbeBytes[0] <= 64, "the first probe is one round, in lines");
+  if (kind == CollectiveKind::kBroadcast || kind == CollectiveKind::kReduce) return kModelFlagUs;
+  const double probe = calibration_.us[static_cast<int>(Algorithm::kSharedMemory)][0];
+  return probe > 0 ? std::min(kModelFlagUs, probe) : kModelFlagUs;
+}
+
 double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
                       const CommShape& shape) const {
   const CostModel& m = model_;
@@ -221,7 +231,7 @@ double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
   double beta = multiNode ? std::max(m.betaUsPerMiB, m.interBetaUsPerMiB) : m.betaUsPerMiB;
   double gamma = m.gammaUsPerMiB;
   if (algorithm == Algorithm::kSharedMemory) {
-    return sharedMemoryUs(kind, mib, n, gamma, shape.singleCopy);
+    return sharedMemoryUs(kind, mib, n, gamma, shape.singleCopy, sharedMemoryFlagUs(kind));
   }
   double ring = 2 * (n - 1) * alpha + 2 * (n - 1) / n * mib * beta + (n - 1) / n * mib * gamma;
   switch (kind) {
@@ -261,13 +271,17 @@ double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
   if (shape.nodesShareMemory) {  // the intra-node phases over each node's segment
     if (shape.uniformNodes) {
       double shard = mib / local;
-      return sharedMemoryUs(CollectiveKind::kReduceScatter, mib, local, gamma, false) +
-             sharedMemoryUs(CollectiveKind::kAllGather, mib, local, gamma, false) +
+      return sharedMemoryUs(CollectiveKind::kReduceScatter, mib, local, gamma, false,
+                            sharedMemoryFlagUs(CollectiveKind::kReduceScatter)) +
+             sharedMemoryUs(CollectiveKind::kAllGather, mib, local, gamma, false,
+                            sharedMemoryFlagUs(CollectiveKind::kAllGather)) +
              2 * (nodes - 1) * ai + 2 * (nodes - 1) / nodes * shard * bi +
              (nodes - 1) / nodes * shard * gamma;
     }
-    return sharedMemoryUs(CollectiveKind::kReduce, mib, local, gamma, false) +
-           sharedMemoryUs(CollectiveKind::kBroadcast, mib, local, gamma, false) +
+    return sharedMemoryUs(CollectiveKind::kReduce, mib, local, gamma, false,
+                          sharedMemoryFlagUs(CollectiveKind::kReduce)) +
+           sharedMemoryUs(CollectiveKind::kBroadcast, mib, local, gamma, false,
+                          sharedMemoryFlagUs(CollectiveKind::kBroadcast)) +
            2 * (nodes - 1) * ai + 2 * (nodes - 1) / nodes * mib * bi +
            (nodes - 1) / nodes * mib * gamma;
   }

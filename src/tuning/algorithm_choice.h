@@ -74,6 +74,15 @@ class Tuner {
 
  private:
   double correction(Algorithm algorithm, size_t bytes) const;
+  // A shared-memory flag round in `kind`: the model's 1 us, or what the shared-memory
+  // all-reduce's smallest probe (one round, 8 B in lines) measured where that is less
+  // (0.4 us at 2 ranks here, where 1 us had the transport's ring win all-gathers and
+  // reduce-scatters of 4-64 KiB that shared memory ran faster). Only for the collectives
+  // in which every rank waits for every other, as in the probe: a rooted one over the
+  // transport lets its root run ahead, which the ring's model does not count (a 4 KiB
+  // broadcast ran 0.8 us by ring, 1.1 by shared memory). Never more than 1 us: with more
+  // ranks than cores the probe times the scheduler, which the ring's model cannot see.
+  double sharedMemoryFlagUs(CollectiveKind kind) const;
   double ownCorrection(Algorithm algorithm, size_t bytes) const;
   double worstCorrection(Algorithm except, size_t bytes) const;
 

@@ -293,6 +293,44 @@ TEST(Calibration, AHighLatencyDoesNotCarryDoublingPastItsProbes) {
   }
 }
 
+// Seen at 2 ranks on one node: a shared-memory flag round modelled at 1 us, where the
+// all-reduce's 8 B probe measured 0.4, had the transport's ring chosen for all-gathers of
+// 4 KiB that shared memory ran faster (1.2 against 1.5 us).
+TEST(Calibration, TheFirstProbeSetsTheFlagRoundOfSymmetricCollectives) {
+  CommShape shape = oneNode(2);
+  shape.sharedMemory = true;
+  CostModel model;
+  ASSERT_TRUE(parseCostModel("alpha_us=0.6,beta_gbps=4.19,gamma_gbps=16", &model).isOk());
+  auto calibrated = [&](double shmProbeUs) {
+    Calibration c;
+    c.shape = shape;
+    const double ring[] = {1.6, 16, 35, 261, 424}, shm[] = {shmProbeUs, 9, 34, 168, 335};
+    for (int p = 0; p < Calibration::kProbes; ++p) {
+      c.us[static_cast<int>(Algorithm::kRing)][p] = ring[p];
+      c.us[static_cast<int>(Algorithm::kSharedMemory)][p] = shm[p];
+    }
+    return c;
+  };
+  const Tuner bare(model, AlgorithmOverrides{}, PipelineConfig{});
+  const Tuner fast(model, AlgorithmOverrides{}, PipelineConfig{}, calibrated(0.4));
+  const Tuner slow(model, AlgorithmOverrides{}, PipelineConfig{}, calibrated(3.0));
+  const size_t bytes = 4096;
+  auto shmUs = [&](const Tuner& t, CollectiveKind kind) {
+    return t.predictUs(kind, Algorithm::kSharedMemory, bytes, shape);
+  };
+  for (CollectiveKind kind : {CollectiveKind::kAllGather, CollectiveKind::kReduceScatter}) {
+    EXPECT_NEAR(shmUs(bare, kind) - shmUs(fast, kind), 0.6, 1e-9) << "one round, 0.4 not 1 us";
+    EXPECT_DOUBLE_EQ(shmUs(slow, kind), shmUs(bare, kind)) << "never above the model's 1 us";
+  }
+  EXPECT_EQ(bare.choose(CollectiveKind::kAllGather, bytes, shape).algorithm, Algorithm::kRing);
+  EXPECT_EQ(fast.choose(CollectiveKind::kAllGather, bytes, shape).algorithm,
+            Algorithm::kSharedMemory);
+  // A rooted collective's transport root runs ahead: its model keeps the 1 us round.
+  for (CollectiveKind kind : {CollectiveKind::kBroadcast, CollectiveKind::kReduce}) {
+    EXPECT_DOUBLE_EQ(shmUs(fast, kind), shmUs(bare, kind));
+  }
+}
+
 TEST(Calibration, OnlyMeasuredAlgorithmsCompete) {
   // Measured on one node; after a rebuild the members span two nodes, so hierarchical
   // becomes a candidate, but it was never measured and cannot be compared.
