@@ -41,7 +41,8 @@ class ShmReduceScatter final : public ShmCollective {
       : ShmCollective(memory, args, CollectiveKind::kReduceScatter),
         parts_(std::move(parts)),
         input_(input),
-        out_(out) {
+        out_(out),
+        ownFromInput_(!overlaps(ownPart(), parts_[static_cast<size_t>(me())].count)) {
     plan(blockElems(ranks()), nextSeq);
   }
 
@@ -52,21 +53,37 @@ class ShmReduceScatter final : public ShmCollective {
     return std::min(chunkCount(), count - std::min(count, chunkFirst()));
   }
 
+  const uint8_t* ownPart() const { return at(input_, parts_[static_cast<size_t>(me())].offset); }
+  // Whether `count` elements from `from` share a byte with this rank's output.
+  bool overlaps(const uint8_t* from, size_t count) const {
+    const auto* out = static_cast<const uint8_t*>(out_);
+    const size_t bytes = parts_[static_cast<size_t>(me())].count * elemSize_;
+    return from < out + bytes && out < from + count * elemSize_;
+  }
+
+  // Only rank r reads block r, so where this rank's own part is not its output (out of
+  // place) its block stays out of the slot and is read from the input: a copy of n
+  // saved (2 ranks, 4 KiB: half of what goes in).
   void contribute() override {
     for (int p = 0; p < ranks(); ++p) {
+      if (p == me() && ownFromInput_) continue;
       copy(at(slotOf(me()), static_cast<size_t>(p) * chunkElems_),
            at(input_, parts_[static_cast<size_t>(p)].offset + chunkFirst()), partChunk(p));
     }
   }
 
   bool readPeers() override {
-    reduceSlots(at(out_, chunkFirst()), static_cast<size_t>(me()) * chunkElems_, partChunk(me()));
+    reduceSlots(at(out_, chunkFirst()), static_cast<size_t>(me()) * chunkElems_, partChunk(me()),
+                ownFromInput_ ? at(ownPart(), chunkFirst()) : nullptr);
     return false;
   }
 
   const std::vector<Segment> parts_;  // one per local rank
   const void* const input_;
   void* const out_;
+  // In place the output is this rank's part of the input, and reduceSlots may write
+  // it before reading it: then the part goes through the slot as the others do.
+  const bool ownFromInput_;
 };
 
 }  // namespace
