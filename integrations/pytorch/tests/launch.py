@@ -11,6 +11,7 @@ one fails, the whole job is killed.
 """
 import argparse
 import os
+import random
 import secrets
 import signal
 import socket
@@ -19,10 +20,33 @@ import sys
 import time
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count):
+    """`count` distinct ports free on every address, from below the kernel's ephemeral
+    range: a port the kernel picks (bind to 0) is free only when asked; the next such
+    call may return it again (MASTER_PORT and FTCCL_COMM_ID were once the same), and
+    any outgoing connection of a test running beside this one may take it as its
+    source port before the rank binds it (TCPStore: "Address already in use")."""
+    low = 32768
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = random.SystemRandom()
+    ports = []
+    for _ in range(1000):
+        port = rng.randrange(10000, max(low, 10001))
+        if port in ports:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError("launch.py: no free port below %d" % low)
 
 
 def main():
@@ -34,8 +58,9 @@ def main():
     p.add_argument("command", nargs=argparse.REMAINDER)
     a = p.parse_args()
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
-    base = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
-                WORLD_SIZE=str(a.n), FTCCL_COMM_ID="127.0.0.1:%d" % free_port(),
+    store_port, root_port = free_ports(2)
+    base = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(store_port),
+                WORLD_SIZE=str(a.n), FTCCL_COMM_ID="127.0.0.1:%d" % root_port,
                 FTCCL_COMM_SECRET=secrets.token_hex(16), FTCCL_SPARES=str(a.spares))
     procs = []
 
