@@ -7,12 +7,13 @@
 // sendbuff + r * count). A chunk carries the same element range of all n parts: a slot
 // is cut into n blocks of a slot's n-th (on cache lines), block p holding part p's
 // range, so every slot is full whatever n, and the op takes one sequence per block's
-// worth of a part. Each rank copies its n blocks in and publishes ready; once every
-// rank's ready reached the chunk, rank r reduces block r of every slot into its output
-// and publishes done. Per rank and output byte: n reads and one write, the least a
-// reduction of n inputs can do, all ranks reducing at once; with two slots a rank fills
-// chunk t + 1 while slower ones still reduce chunk t. In place, a chunk's output
-// overwrites only its own part's range of the input, which is in the slot by then.
+// worth of a part. Each rank copies its blocks in (out of place all but its own, which
+// only it reads, from its input) and publishes ready; once every rank's ready reached
+// the chunk, rank r reduces block r of every slot into its output and publishes done.
+// Per rank and output byte: n reads and one write, the least a reduction of n inputs
+// can do, all ranks reducing at once; with two slots a rank fills chunk t + 1 while
+// slower ones still reduce chunk t. In place, a chunk's output overwrites only its own
+// part's range of the input, which is in the slot by then.
 //
 // Each element is reduced in local rank order (((s0 op s1) op s2) ...) with
 // src/reduce's kernels, by the one rank that receives it; Avg divides the finished sum
