@@ -182,7 +182,7 @@ namespace {
 // calibration sets the all-reduce's level; the other collectives keep the model, with
 // the flag round the calibration saw (Tuner::sharedMemoryFlagUs).
 double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma, bool singleCopy,
-                      double kFlagUs) {
+                      double flagUs) {
   constexpr double kCopyUsPerMiB = 60.0, kSlotMiB = 0.25;
   constexpr double kOneRoundMiB = 32.0 / 1024;  // the all-reduce's one-round path
   constexpr double kSingleCopyMiB = kShmSingleCopyBytes / (1024.0 * 1024.0);
@@ -190,22 +190,22 @@ double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma, b
   switch (kind) {
     case CollectiveKind::kBroadcast:  // the root copies in, the others copy out
       if (singleCopy && n <= kShmSingleCopyMaxRanks && mib >= kSingleCopyMiB) {
-        return 2 * kFlagUs + mib * kCopyUsPerMiB;
+        return 2 * flagUs + mib * kCopyUsPerMiB;
       }
-      return kFlagUs * chunks + 2 * mib * kCopyUsPerMiB;
+      return flagUs * chunks + 2 * mib * kCopyUsPerMiB;
     case CollectiveKind::kReduce:  // all copy in, slices reduced, the root copies out
-      return 2 * kFlagUs * chunks + 2 * mib * kCopyUsPerMiB + mib * gamma;
+      return 2 * flagUs * chunks + 2 * mib * kCopyUsPerMiB + mib * gamma;
     case CollectiveKind::kAllGather:  // `mib` is the whole output: each part in, all out
-      return kFlagUs * chunks + (1 + 1 / n) * mib * kCopyUsPerMiB;
+      return flagUs * chunks + (1 + 1 / n) * mib * kCopyUsPerMiB;
     case CollectiveKind::kReduceScatter:  // all blocks in, each rank reduces its own
-      return kFlagUs * chunks + mib * kCopyUsPerMiB + (n - 1) / n * mib * gamma;
+      return flagUs * chunks + mib * kCopyUsPerMiB + (n - 1) / n * mib * gamma;
     case CollectiveKind::kAllReduce:
       break;
   }
   // Up to 32 KiB one round in which each rank reduces all n slots; above, each rank
   // copies every chunk in and out around the reduction of its slice.
-  if (mib <= kOneRoundMiB) return kFlagUs + mib * kCopyUsPerMiB + (n - 1) * mib * gamma;
-  return 2 * kFlagUs * chunks + 2 * mib * kCopyUsPerMiB + mib * gamma;
+  if (mib <= kOneRoundMiB) return flagUs + mib * kCopyUsPerMiB + (n - 1) * mib * gamma;
+  return 2 * flagUs * chunks + 2 * mib * kCopyUsPerMiB + mib * gamma;
 }
 
 }  // namespace
