@@ -193,7 +193,13 @@ std::unique_ptr<Collective> makeShmBroadcast(NodeMemory& memory, const Collectiv
 // slice of large buffers.
 std::unique_ptr<Collective> makeShmReduce(NodeMemory& memory, const CollectiveArgs& args,
                                           uint32_t* nextSeq);
-// All-gather (shm_allgather.cc): every rank copies every rank's slot out.
+// All-gather (shm_allgather.cc): every rank copies every rank's slot out; at 2 ranks with
+// single copy, from parts of kShmSingleCopyPartBytes, each reads the other's part from its
+// process instead (two copies of a part, not three). 2 ranks, forced to shared memory,
+// out of place, us (all_gather_perf -z 1, 6 runs each): parts of 8 KiB 2.4 either way,
+// 16 KiB 3.0 against 3.9, 32 KiB 4.2 against 7.3; from 1 MiB parts on, busbw single
+// copy >= slots by 0-10% (2-16 MiB outputs), so no upper bound: both ranks copy at once.
+constexpr size_t kShmSingleCopyPartBytes = 16 << 10;
 std::unique_ptr<Collective> makeShmAllGather(NodeMemory& memory, const CollectiveArgs& args,
                                              uint32_t* nextSeq);
 // Reduce-scatter (shm_reduce_scatter.cc): a slot carries a block of every part; rank r

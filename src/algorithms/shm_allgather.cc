@@ -13,15 +13,28 @@
 // t + 1 while slower ones still copy chunk t out. The result is a copy: the same bits
 // on every rank.
 //
+// Single copy (2 local ranks, parts from kShmSingleCopyPartBytes, where the memory has
+// it: collective.h): one sequence for the whole op. Each rank puts its part's address in
+// its slot (PublishedBuffer), copies its own part out, reads the other's part straight
+// from the other's process into its output, publishes done ("finished reading yours")
+// and returns once the other's done came: until then its own buffer must not change.
+// Done cannot also say "released" as the broadcast root's does, so a rank whose op ends
+// first marks its published buffer released instead, and a reader that sees the mark
+// after its read fails. Two copies of a part instead of three, one flag round more.
+//
 // The hierarchical all-reduce's last intra-node phase is the same op over the ring's
 // uneven parts of one buffer, planned by the largest part as the reduce-scatter is.
 #include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "algorithms/collective.h"
 #include "algorithms/ring_phases.h"
 #include "algorithms/shm_steps.h"
+#include "reduce/reduce.h"
 
 namespace ftccl {
 namespace {
@@ -35,8 +48,10 @@ class ShmAllGather final : public ShmCollective {
       : ShmCollective(memory, args, CollectiveKind::kAllGather),
         parts_(std::move(parts)),
         input_(input),
-        buffer_(buffer) {
-    plan(slotElems(), nextSeq);
+        buffer_(buffer),
+        singleCopy_(singleCopyFits(memory, args)) {
+    plan(singleCopy_ ? args.count : slotElems(), nextSeq);
+    if (singleCopy_) releaseOnAbort();
   }
 
  private:
@@ -49,7 +64,22 @@ class ShmAllGather final : public ShmCollective {
     return std::min(chunkCount(), count - std::min(count, chunkFirst()));
   }
 
-  void contribute() override { copy(slotOf(me()), at(input_, chunkFirst()), partChunk(me())); }
+  // One peer: with several readers at once the kernel's page pinning lost (collective.h).
+  static bool singleCopyFits(const NodeMemory& memory, const CollectiveArgs& args) {
+    const size_t part = args.count * dataTypeSize(args.type);
+    return memory.singleCopy() && memory.localSize() == 2 && part >= kShmSingleCopyPartBytes &&
+           sizeof(PublishedBuffer) <= memory.slotBytes();
+  }
+  size_t partBytes(int rank) const { return parts_[static_cast<size_t>(rank)].count * elemSize_; }
+
+  void contribute() override {
+    if (!singleCopy_) {
+      copy(slotOf(me()), at(input_, chunkFirst()), partChunk(me()));
+      return;
+    }
+    PublishedBuffer mine{reinterpret_cast<uintptr_t>(input_), partBytes(me()), nodeClockNs(), 0};
+    std::memcpy(slotOf(me()), &mine, sizeof(mine));
+  }
 
   void copyLocal() override {
     const uint8_t* in = at(input_, chunkFirst());
@@ -57,15 +87,65 @@ class ShmAllGather final : public ShmCollective {
   }
 
   bool readPeers() override {
+    if (singleCopy_) return readPeerBuffer();
     for (int r = 0; r < ranks(); ++r) {
       if (r != me()) copy(outputOf(r), slotOf(r), partChunk(r));
     }
     return false;
   }
 
+  // Single copy: the other rank's part straight from its buffer, a piece per call (the
+  // driver sees revocation between them), then done ("finished reading yours"), and a
+  // wait for the other's done: it reads this rank's buffer meanwhile.
+  bool readPeerBuffer() {
+    const int peer = 1 - me();
+    const size_t bytes = partBytes(peer);
+    PublishedBuffer source;
+    std::memcpy(&source, slotOf(peer), sizeof(source));
+    const size_t piece = std::min(bytes - readBytes_, 16 * memory_.slotBytes());
+    Status read =
+        source.bytes == bytes
+            ? memory_.readPeer(peer, source.address + readBytes_, outputOf(peer) + readBytes_,
+                               piece, source.aliveAtNs)
+            : internalError("shm all-gather: local rank " + std::to_string(peer) + " published " +
+                            std::to_string(source.bytes) + " bytes for " + std::to_string(bytes));
+    // The kernel's loads above come before the look at the mark (an acquire load alone
+    // would let them pass it on a weakly ordered CPU).
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (read.isOk() && releasedBy(peer)) {
+      read = remoteError("shm all-gather: local rank " + std::to_string(peer) +
+                         " released its buffer while local rank " + std::to_string(me()) +
+                         " read it (its op ended)");
+    }
+    if (!read.isOk()) {
+      fail(read);
+      return false;
+    }
+    readBytes_ += piece;
+    if (readBytes_ < bytes) {
+      readAgain();
+      return false;
+    }
+    memory_.publishDone(seq_);
+    return true;
+  }
+
+  void collect(int) override {}  // single copy: the second phase only waits
+
+  uint32_t* releasedMark(int rank) const {
+    return &reinterpret_cast<PublishedBuffer*>(slotOf(rank))->released;
+  }
+  bool releasedBy(int rank) const {
+    return __atomic_load_n(releasedMark(rank), __ATOMIC_ACQUIRE) != 0;
+  }
+  // Its done already means "finished reading", so an aborted owner marks its buffer.
+  void release() override { __atomic_store_n(releasedMark(me()), 1u, __ATOMIC_RELEASE); }
+
   const std::vector<Segment> parts_;  // one per local rank
   const void* const input_;
   void* const buffer_;
+  const bool singleCopy_;
+  size_t readBytes_ = 0;  // of the other rank's part, by single copy
 };
 
 }  // namespace

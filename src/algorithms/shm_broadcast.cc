@@ -37,13 +37,6 @@
 namespace ftccl {
 namespace {
 
-// What the root publishes in its slot for a single-copy broadcast.
-struct Source {
-  uint64_t address;
-  uint64_t bytes;
-  int64_t aliveAtNs;  // the root ran then (the reader's pid check: PeerReader::read)
-};
-
 class ShmBroadcast final : public ShmCollective {
  public:
   ShmBroadcast(NodeMemory& memory, const CollectiveArgs& args, uint32_t* nextSeq)
@@ -51,7 +44,7 @@ class ShmBroadcast final : public ShmCollective {
         singleCopy_(memory.singleCopy() && memory.localSize() <= kShmSingleCopyMaxRanks &&
                     elemSize_ && args.count * elemSize_ >= kShmSingleCopyBytes &&
                     args.count * elemSize_ <= kShmSingleCopyMaxBytes &&
-                    sizeof(Source) <= memory.slotBytes()) {
+                    sizeof(PublishedBuffer) <= memory.slotBytes()) {
     plan(singleCopy_ ? args.count : slotElems(), nextSeq);
     if (singleCopy_ && isRoot()) releaseOnAbort();
   }
@@ -63,7 +56,8 @@ class ShmBroadcast final : public ShmCollective {
   void contribute() override {
     if (!isRoot()) return;
     if (singleCopy_) {
-      Source source{reinterpret_cast<uintptr_t>(args_.sendbuff), bytes(), nodeClockNs()};
+      PublishedBuffer source{reinterpret_cast<uintptr_t>(args_.sendbuff), bytes(), nodeClockNs(),
+                             0};
       std::memcpy(slotOf(me()), &source, sizeof(source));
     } else {
       copy(slotOf(me()), at(args_.sendbuff, chunkFirst()), chunkCount());
@@ -83,7 +77,7 @@ class ShmBroadcast final : public ShmCollective {
       return false;
     }
     if (isRoot()) return true;  // done once every reader's done came
-    Source source;
+    PublishedBuffer source;
     std::memcpy(&source, slotOf(args_.root), sizeof(source));
     // A piece per call: between them the driver sees revocation, and the op's progress
     // mark moves (a multi-GiB read would otherwise be one silent system call).

@@ -111,9 +111,7 @@ Status ShmCollective::progress(bool* done) {
 
 void ShmCollective::abort() {
   if (chunk_ >= chunks_) return;
-  if (releaseOnAbort_ && (stage_ == Stage::kReady || stage_ == Stage::kDone)) {
-    memory_.publishDone(seq_);
-  }
+  if (releaseOnAbort_ && (stage_ == Stage::kReady || stage_ == Stage::kDone)) release();
   stage_ = Stage::kAborted;
 }
 

@@ -35,6 +35,17 @@
 
 namespace ftccl {
 
+// A buffer a rank lets its peers read straight from its process (single copy,
+// NodeMemory::readPeer), described in its slot for the op.
+struct PublishedBuffer {
+  uint64_t address;
+  uint64_t bytes;
+  int64_t aliveAtNs;  // the owner ran then (the reader's pid check: PeerReader::read)
+  // Set (release) by an owner whose op ended before its readers finished, where its
+  // done flag cannot say so because it also means "finished reading" (all-gather).
+  uint32_t released;
+};
+
 class ShmCollective : public Collective {
  public:
   Status progress(bool* done) final;
@@ -112,9 +123,11 @@ class ShmCollective : public Collective {
   // progress mark advanced.
   void readAgain() { again_ = true; }
   // A rank whose peers read its own buffer (single copy) must not return while they may:
-  // with this set, abort() publishes done for the chunk under way, which such a reader
+  // with this set, abort() calls release() for the chunk under way, which such a reader
   // checks after its read ("released: the bytes may have changed").
   void releaseOnAbort() { releaseOnAbort_ = true; }
+  // By default publishes done (the broadcast's root, whose done means nothing else).
+  virtual void release() { memory_.publishDone(seq_); }
 
   NodeMemory& memory_;
   // The memory's shape, asked once: a virtual call each time cost a small op ~2%.

@@ -178,14 +178,18 @@ namespace {
 
 // Shared memory has no messages: a flag round per chunk of a slot (256 KiB), and memory
 // traffic the ping-pong does not see (a copy at memcpy speed, a reduction at gamma); a
-// single-copy broadcast, two flag rounds and one copy (the readers' in parallel). The
-// calibration sets the all-reduce's level; the other collectives keep the model, with
-// the flag round the calibration saw (Tuner::sharedMemoryFlagUs).
-double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma, bool singleCopy,
-                      double flagUs) {
+// single-copy broadcast, two flag rounds and one copy (the readers' in parallel); a
+// single-copy all-gather, each rank reading the other's part through the kernel as a
+// ring's message would go (at the link's measured pace if faster: that is the kernel's
+// copy too), its own part's copy overlapping the other's read. The calibration sets the
+// all-reduce's level; the other collectives keep the model, with the flag round the
+// calibration saw (Tuner::sharedMemoryFlagUs).
+double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma, double beta,
+                      bool singleCopy, double flagUs) {
   constexpr double kCopyUsPerMiB = 60.0, kSlotMiB = 0.25;
   constexpr double kOneRoundMiB = 32.0 / 1024;  // the all-reduce's one-round path
   constexpr double kSingleCopyMiB = kShmSingleCopyBytes / (1024.0 * 1024.0);
+  constexpr double kSingleCopyPartMiB = kShmSingleCopyPartBytes / (1024.0 * 1024.0);
   const double chunks = std::max(1.0, std::ceil(mib / kSlotMiB));
   switch (kind) {
     case CollectiveKind::kBroadcast:  // the root copies in, the others copy out
@@ -196,6 +200,9 @@ double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma, b
     case CollectiveKind::kReduce:  // all copy in, slices reduced, the root copies out
       return 2 * flagUs * chunks + 2 * mib * kCopyUsPerMiB + mib * gamma;
     case CollectiveKind::kAllGather:  // `mib` is the whole output: each part in, all out
+      if (singleCopy && n == 2 && mib / n >= kSingleCopyPartMiB) {
+        return 2 * flagUs + (n - 1) / n * mib * std::min(beta, kCopyUsPerMiB);
+      }
       return flagUs * chunks + (1 + 1 / n) * mib * kCopyUsPerMiB;
     case CollectiveKind::kReduceScatter:  // all blocks in, each rank reduces its own
       return flagUs * chunks + mib * kCopyUsPerMiB + (n - 1) / n * mib * gamma;
@@ -231,7 +238,8 @@ double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
   double beta = multiNode ? std::max(m.betaUsPerMiB, m.interBetaUsPerMiB) : m.betaUsPerMiB;
   double gamma = m.gammaUsPerMiB;
   if (algorithm == Algorithm::kSharedMemory) {
-    return sharedMemoryUs(kind, mib, n, gamma, shape.singleCopy, sharedMemoryFlagUs(kind));
+    return sharedMemoryUs(kind, mib, n, gamma, m.betaUsPerMiB, shape.singleCopy,
+                          sharedMemoryFlagUs(kind));
   }
   double ring = 2 * (n - 1) * alpha + 2 * (n - 1) / n * mib * beta + (n - 1) / n * mib * gamma;
   switch (kind) {
@@ -271,16 +279,16 @@ double Tuner::modelUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
   if (shape.nodesShareMemory) {  // the intra-node phases over each node's segment
     if (shape.uniformNodes) {
       double shard = mib / local;
-      return sharedMemoryUs(CollectiveKind::kReduceScatter, mib, local, gamma, false,
+      return sharedMemoryUs(CollectiveKind::kReduceScatter, mib, local, gamma, b, false,
                             sharedMemoryFlagUs(CollectiveKind::kReduceScatter)) +
-             sharedMemoryUs(CollectiveKind::kAllGather, mib, local, gamma, false,
+             sharedMemoryUs(CollectiveKind::kAllGather, mib, local, gamma, b, false,
                             sharedMemoryFlagUs(CollectiveKind::kAllGather)) +
              2 * (nodes - 1) * ai + 2 * (nodes - 1) / nodes * shard * bi +
              (nodes - 1) / nodes * shard * gamma;
     }
-    return sharedMemoryUs(CollectiveKind::kReduce, mib, local, gamma, false,
+    return sharedMemoryUs(CollectiveKind::kReduce, mib, local, gamma, b, false,
                           sharedMemoryFlagUs(CollectiveKind::kReduce)) +
-           sharedMemoryUs(CollectiveKind::kBroadcast, mib, local, gamma, false,
+           sharedMemoryUs(CollectiveKind::kBroadcast, mib, local, gamma, b, false,
                           sharedMemoryFlagUs(CollectiveKind::kBroadcast)) +
            2 * (nodes - 1) * ai + 2 * (nodes - 1) / nodes * mib * bi +
            (nodes - 1) / nodes * mib * gamma;

@@ -244,13 +244,18 @@ void expectSameHashes(const std::vector<std::vector<uint64_t>>& hashes, size_t o
   }
 }
 
-bool hasSingleCopyBroadcast(const std::vector<OpSpec>& ops, int n) {
+// Whether some of `ops` read a peer's buffer at n ranks: a broadcast, and at 2 ranks an
+// all-gather too.
+bool readsDirectly(const std::vector<OpSpec>& ops, int n) {
   if (n > kShmSingleCopyMaxRanks) return true;  // nothing to look for
-  return std::any_of(ops.begin(), ops.end(), [](const OpSpec& op) {
-    const size_t bytes = op.count * dataTypeSize(op.type);
-    return op.kind == Kind::kBroadcast && bytes >= kShmSingleCopyBytes &&
-           bytes <= kShmSingleCopyMaxBytes;
-  });
+  auto has = [&ops](Kind kind, size_t from, size_t upTo) {
+    return std::any_of(ops.begin(), ops.end(), [&](const OpSpec& op) {
+      const size_t bytes = op.count * dataTypeSize(op.type);
+      return op.kind == kind && bytes >= from && bytes <= upTo;
+    });
+  };
+  return has(Kind::kBroadcast, kShmSingleCopyBytes, kShmSingleCopyMaxBytes) &&
+         (n != 2 || has(Kind::kAllGather, kShmSingleCopyPartBytes, SIZE_MAX));
 }
 
 // The arenas of one segment, with single copy on as core sets it up (every "process" is
@@ -273,7 +278,8 @@ std::vector<std::unique_ptr<shm::NodeArena>> makeArenas(const shm::NodeSegment& 
 }
 
 // Every `stride`-th op of mixedOps, all ranks threads over one segment. With single copy,
-// the broadcasts of several chunks (kSeveral: 40 KiB and more) read the root's buffer.
+// the broadcasts of several chunks (kSeveral: 40 KiB and more) read the root's buffer,
+// and at 2 ranks the all-gathers of such parts each other's.
 void runNode(int n, int slotsPerRank, size_t stride, bool singleCopy = false) {
   shm::NodeSegment segment;
   ASSERT_NO_FATAL_FAILURE(makeSegment(n, slotsPerRank, &segment));
@@ -281,7 +287,7 @@ void runNode(int n, int slotsPerRank, size_t stride, bool singleCopy = false) {
   std::vector<OpSpec> all = mixedOps(n, slotData()), ops;
   for (size_t i = 0; i < all.size(); i += stride) ops.push_back(all[i]);
   if (singleCopy) {
-    ASSERT_TRUE(hasSingleCopyBroadcast(ops, n)) << "nothing to read directly";
+    ASSERT_TRUE(readsDirectly(ops, n)) << "nothing to read directly";
   }
   gAbandoned.store(false);
   std::vector<RankLog> logs(n);
@@ -305,7 +311,8 @@ TEST_P(ShmCollectivesRanks, EveryKindTypeOpCountAndRootMixed) { runNode(GetParam
 INSTANTIATE_TEST_SUITE_P(LocalSizes, ShmCollectivesRanks, ::testing::Range(1, 9));
 
 // Over a memory with single copy: at 2 ranks the broadcasts of several chunks read the
-// root's buffer (2 and 4 slots); at 3 they keep to the slots (kShmSingleCopyMaxRanks).
+// root's buffer and the all-gathers each other's part (2 and 4 slots); at 3 they keep to
+// the slots (kShmSingleCopyMaxRanks).
 TEST(ShmCollectives, EveryKindMixedOverSingleCopyMemory) {
   const std::string why = singleCopyUnavailable();
   if (!why.empty()) GTEST_SKIP() << "no single copy here: " << why;
@@ -332,7 +339,7 @@ void runSchedule(int n, int slotsPerRank, uint64_t seed, size_t stride, bool sin
   std::vector<OpSpec> all = mixedOps(n, slotData()), ops;
   for (size_t i = seed % stride; i < all.size(); i += stride) ops.push_back(all[i]);
   if (singleCopy) {
-    ASSERT_TRUE(hasSingleCopyBroadcast(ops, n)) << "nothing to read directly";
+    ASSERT_TRUE(readsDirectly(ops, n)) << "nothing to read directly";
   }
   struct Rank {
     std::unique_ptr<shm::NodeArena> arena;

@@ -1,7 +1,7 @@
 // Single copy between the ranks of a node (transports/shm/peer_reader.h, the broadcast
-// of src/algorithms/shm_broadcast.cc): reads through the kernel from another process,
-// which fail (never return another process's bytes) once it has exited, and the
-// broadcast's promise that a reader never keeps bytes the root may have reused.
+// and all-gather of src/algorithms/shm_*.cc): reads through the kernel from another
+// process, which fail (never return another process's bytes) once it has exited, and
+// the promise that a reader never keeps bytes their owner may have reused.
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -269,6 +269,115 @@ TEST(ShmSingleCopy, ARootThatAbortsReleasesAndItsReaderFails) {
     ASSERT_TRUE(readerOp->progress(&done).isOk()) << "a failed op stays failed, quietly";
     EXPECT_FALSE(done);
   }
+}
+
+// An all-gather between two ranks out of place, each part read in 2 pieces (20 slots).
+struct AllGather {
+  size_t count;
+  std::vector<float> in[2], out[2];
+  CollectiveArgs args[2];
+  explicit AllGather(size_t slotBytes) : count(20 * slotBytes / sizeof(float)) {
+    for (int r = 0; r < 2; ++r) {
+      in[r].resize(count);
+      for (size_t i = 0; i < count; ++i) in[r][i] = static_cast<float>(r * 1000000 + i);
+      out[r].assign(2 * count, -1.0f);
+      args[r].sendbuff = in[r].data();
+      args[r].recvbuff = out[r].data();
+      args[r].count = count;
+      args[r].type = ftcclFloat32;
+    }
+  }
+};
+
+// Each rank reads the other's part from its process and must not return while the other
+// still reads its own: done from both, whoever finishes first.
+TEST(ShmSingleCopy, AllGatherReadsEachOthersPartAndWaitsForTheOthersRead) {
+  SKIP_WITHOUT_SINGLE_COPY();
+  TwoRanks two;
+  ASSERT_NO_FATAL_FAILURE(two.setUp());
+  AllGather g(two.arenas[0]->slotBytes());
+  std::unique_ptr<Collective> ops[2];
+  for (int r = 0; r < 2; ++r) ops[r] = makeShmAllGather(*two.arenas[r], g.args[r], &two.nextSeq[r]);
+  EXPECT_EQ(two.nextSeq[0], 2u) << "one sequence for the whole op";
+  bool done[2] = {false, false};
+  auto step = [&](int r) { ASSERT_TRUE(ops[r]->progress(&done[r]).isOk()); };
+  ASSERT_NO_FATAL_FAILURE(step(0));  // published its part's address; waits for rank 1
+  EXPECT_FALSE(done[0]);
+  uint64_t published = 0;
+  std::memcpy(&published, two.arenas[0]->slot(0, 1), sizeof(published));
+  EXPECT_EQ(published, reinterpret_cast<uintptr_t>(g.in[0].data()));
+  ASSERT_NO_FATAL_FAILURE(step(1));  // first piece of rank 0's part
+  ASSERT_NO_FATAL_FAILURE(step(1));  // second: done published, waits for rank 0's read
+  EXPECT_FALSE(done[1]);
+  EXPECT_TRUE(two.arenas[0]->doneReached(1, 1));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_NO_FATAL_FAILURE(step(1));
+    EXPECT_FALSE(done[1]) << "rank 1 returned while rank 0 still had its part to read";
+  }
+  ASSERT_NO_FATAL_FAILURE(step(0));  // first piece
+  EXPECT_FALSE(done[0]);
+  ASSERT_NO_FATAL_FAILURE(step(0));  // second, and rank 1's done is there
+  EXPECT_TRUE(done[0]);
+  ASSERT_NO_FATAL_FAILURE(step(1));
+  EXPECT_TRUE(done[1]);
+  for (int r = 0; r < 2; ++r) {
+    for (int part = 0; part < 2; ++part) {
+      EXPECT_EQ(
+          std::memcmp(g.out[r].data() + part * g.count, g.in[part].data(), g.count * sizeof(float)),
+          0)
+          << "rank " << r << ", part " << part;
+    }
+  }
+}
+
+// A rank's op ends (revoked, timed out) before or while the other reads its part: its
+// done already says "finished reading", so it marks its buffer released, and the reader
+// fails however its read went; the aborted rank's own partial read is dropped with it.
+TEST(ShmSingleCopy, AnAllGatherRankThatAbortsReleasesAndTheOtherFails) {
+  SKIP_WITHOUT_SINGLE_COPY();
+  for (bool duringTheRead : {false, true}) {
+    SCOPED_TRACE(duringTheRead ? "aborted during the read" : "aborted before the read");
+    TwoRanks two;
+    ASSERT_NO_FATAL_FAILURE(two.setUp());
+    AllGather g(two.arenas[0]->slotBytes());
+    std::unique_ptr<Collective> owner =
+        makeShmAllGather(*two.arenas[0], g.args[0], &two.nextSeq[0]);
+    ReadHook hooked(*two.arenas[1], [&] {
+      if (duringTheRead) owner->abort();
+    });
+    std::unique_ptr<Collective> reader = makeShmAllGather(hooked, g.args[1], &two.nextSeq[1]);
+    bool done = false;
+    ASSERT_TRUE(owner->progress(&done).isOk());
+    if (!duringTheRead) owner->abort();
+    EXPECT_FALSE(two.arenas[1]->doneReached(0, 1)) << "released, not done: it read nothing";
+    Status read = reader->progress(&done);
+    EXPECT_FALSE(done);
+    ASSERT_FALSE(read.isOk());
+    EXPECT_EQ(read.code(), ftcclRemoteError);
+    EXPECT_NE(read.message().find("released its buffer"), std::string::npos) << read.message();
+    ASSERT_TRUE(reader->progress(&done).isOk()) << "a failed op stays failed, quietly";
+    EXPECT_FALSE(done);
+  }
+}
+
+// Parts below kShmSingleCopyPartBytes go through the slots (the part's bytes in the slot).
+TEST(ShmSingleCopy, SmallAllGatherPartsStayInTheSlots) {
+  SKIP_WITHOUT_SINGLE_COPY();
+  TwoRanks two;
+  ASSERT_NO_FATAL_FAILURE(two.setUp());
+  std::vector<float> in(kShmSingleCopyPartBytes / sizeof(float) - 1, 3.0f), out(2 * in.size());
+  CollectiveArgs args;
+  args.sendbuff = in.data();
+  args.recvbuff = out.data();
+  args.count = in.size();
+  args.type = ftcclFloat32;
+  std::unique_ptr<Collective> op = makeShmAllGather(*two.arenas[0], args, &two.nextSeq[0]);
+  bool done = false;
+  ASSERT_TRUE(op->progress(&done).isOk());
+  const size_t first = std::min(in.size(), two.arenas[0]->slotBytes() / sizeof(float));
+  EXPECT_EQ(std::memcmp(two.arenas[0]->slot(0, 1), in.data(), first * sizeof(float)), 0);
+  op->abort();
+  EXPECT_FALSE(two.arenas[1]->doneReached(0, 1)) << "nobody read its buffer: nothing released";
 }
 
 // Below kShmSingleCopyBytes and above kShmSingleCopyMaxBytes a broadcast goes through

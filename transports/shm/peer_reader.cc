@@ -77,7 +77,7 @@ Status PeerReader::read(int localRank, uint64_t address, void* out, size_t bytes
     // A peer that exited may have left its pid to a process this one may not read (EPERM).
     Status there = stillThere(localRank);
     if (err == ESRCH || !there.isOk()) return remoteError(what + " (the peer is gone)");
-    return systemError(what + " (FTCCL_SHM_SINGLE_COPY=0 keeps broadcasts in the slots)");
+    return systemError(what + " (FTCCL_SHM_SINGLE_COPY=0 keeps every op in the slots)");
   }
   // Not exited, or exited so recently that its pid cannot name another process yet (a
   // zombie's or dead process's read fails above: no memory to read).
