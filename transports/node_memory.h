@@ -128,9 +128,9 @@ class NodeMemory {
   /// The owner must keep those bytes unchanged until it sees the reader's done flag; an
   /// owner whose op ends first (aborted) publishes its own done as it leaves (or, where
   /// its done means "finished reading" too, marks what it published released: the
-  /// all-gather's PublishedBuffer), and a reader that sees it after its read must not use
-  /// what it read. `aliveAtNs`: when the owner
-  /// was last known alive (PeerReader::read), -1 if not known.
+  /// all-gather's and reduce-scatter's PublishedBuffer), and a reader that sees it after
+  /// its read must not use what it read. `aliveAtNs`: when the owner was last known alive
+  /// (PeerReader::read), -1 if not known.
   virtual Status readPeer(int /*localRank*/, uint64_t /*address*/, void* /*out*/, size_t /*bytes*/,
                           int64_t /*aliveAtNs*/ = -1) const {
     return invalidUsage("this node memory has no single copy");

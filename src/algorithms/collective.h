@@ -203,7 +203,14 @@ constexpr size_t kShmSingleCopyPartBytes = 16 << 10;
 std::unique_ptr<Collective> makeShmAllGather(NodeMemory& memory, const CollectiveArgs& args,
                                              uint32_t* nextSeq);
 // Reduce-scatter (shm_reduce_scatter.cc): a slot carries a block of every part; rank r
-// reduces block r of all slots.
+// reduces block r of all slots. At 2 ranks with single copy, for parts from
+// kShmSingleCopyReducePartBytes to kShmSingleCopyReduceMaxPartBytes, each reads its part
+// of the other's input from the other's process and reduces it in its own cache. 2 ranks,
+// forced to shared memory, out of place, us (reduce_scatter_perf -z 1, medians of 10-20
+// runs), slots / single copy: parts of 4 KiB 2.0 / 2.2, 8 KiB 2.9 / 2.5, 32 KiB 7.4 /
+// 4.7, 128 KiB 17.4 / 12.3, 256 KiB 39 / 29, 512 KiB 89 / 92, 2 MiB 444 / 459.
+constexpr size_t kShmSingleCopyReducePartBytes = 8 << 10;
+constexpr size_t kShmSingleCopyReduceMaxPartBytes = 256 << 10;
 std::unique_ptr<Collective> makeShmReduceScatter(NodeMemory& memory, const CollectiveArgs& args,
                                                  uint32_t* nextSeq);
 

@@ -25,9 +25,6 @@
 // The hierarchical all-reduce's last intra-node phase is the same op over the ring's
 // uneven parts of one buffer, planned by the largest part as the reduce-scatter is.
 #include <algorithm>
-#include <atomic>
-#include <cstring>
-#include <string>
 #include <utility>
 #include <vector>
 
@@ -51,7 +48,7 @@ class ShmAllGather final : public ShmCollective {
         buffer_(buffer),
         singleCopy_(singleCopyFits(memory, args)) {
     plan(singleCopy_ ? args.count : slotElems(), nextSeq);
-    if (singleCopy_) releaseOnAbort();
+    if (singleCopy_) releaseByMark();
   }
 
  private:
@@ -77,8 +74,7 @@ class ShmAllGather final : public ShmCollective {
       copy(slotOf(me()), at(input_, chunkFirst()), partChunk(me()));
       return;
     }
-    PublishedBuffer mine{reinterpret_cast<uintptr_t>(input_), partBytes(me()), nodeClockNs(), 0};
-    std::memcpy(slotOf(me()), &mine, sizeof(mine));
+    publishBuffer(input_, partBytes(me()));
   }
 
   void copyLocal() override {
@@ -100,52 +96,21 @@ class ShmAllGather final : public ShmCollective {
   bool readPeerBuffer() {
     const int peer = 1 - me();
     const size_t bytes = partBytes(peer);
-    PublishedBuffer source;
-    std::memcpy(&source, slotOf(peer), sizeof(source));
-    const size_t piece = std::min(bytes - readBytes_, 16 * memory_.slotBytes());
-    Status read =
-        source.bytes == bytes
-            ? memory_.readPeer(peer, source.address + readBytes_, outputOf(peer) + readBytes_,
-                               piece, source.aliveAtNs)
-            : internalError("shm all-gather: local rank " + std::to_string(peer) + " published " +
-                            std::to_string(source.bytes) + " bytes for " + std::to_string(bytes));
-    // The kernel's loads above come before the look at the mark (an acquire load alone
-    // would let them pass it on a weakly ordered CPU).
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (read.isOk() && releasedBy(peer)) {
-      read = remoteError("shm all-gather: local rank " + std::to_string(peer) +
-                         " released its buffer while local rank " + std::to_string(me()) +
-                         " read it (its op ended)");
-    }
+    const size_t piece = std::min(bytes - readBytes(), 16 * memory_.slotBytes());
+    Status read = readPublished(peer, bytes, readBytes(), outputOf(peer) + readBytes(), piece);
     if (!read.isOk()) {
       fail(read);
       return false;
     }
-    readBytes_ += piece;
-    if (readBytes_ < bytes) {
-      readAgain();
-      return false;
-    }
-    memory_.publishDone(seq_);
-    return true;
+    return morePieces(piece, bytes) ? false : finishedReading();
   }
 
   void collect(int) override {}  // single copy: the second phase only waits
-
-  uint32_t* releasedMark(int rank) const {
-    return &reinterpret_cast<PublishedBuffer*>(slotOf(rank))->released;
-  }
-  bool releasedBy(int rank) const {
-    return __atomic_load_n(releasedMark(rank), __ATOMIC_ACQUIRE) != 0;
-  }
-  // Its done already means "finished reading", so an aborted owner marks its buffer.
-  void release() override { __atomic_store_n(releasedMark(me()), 1u, __ATOMIC_RELEASE); }
 
   const std::vector<Segment> parts_;  // one per local rank
   const void* const input_;
   void* const buffer_;
   const bool singleCopy_;
-  size_t readBytes_ = 0;  // of the other rank's part, by single copy
 };
 
 }  // namespace

@@ -56,9 +56,7 @@ class ShmBroadcast final : public ShmCollective {
   void contribute() override {
     if (!isRoot()) return;
     if (singleCopy_) {
-      PublishedBuffer source{reinterpret_cast<uintptr_t>(args_.sendbuff), bytes(), nodeClockNs(),
-                             0};
-      std::memcpy(slotOf(me()), &source, sizeof(source));
+      publishBuffer(args_.sendbuff, bytes());
     } else {
       copy(slotOf(me()), at(args_.sendbuff, chunkFirst()), chunkCount());
     }
@@ -77,37 +75,21 @@ class ShmBroadcast final : public ShmCollective {
       return false;
     }
     if (isRoot()) return true;  // done once every reader's done came
-    PublishedBuffer source;
-    std::memcpy(&source, slotOf(args_.root), sizeof(source));
-    // A piece per call: between them the driver sees revocation, and the op's progress
-    // mark moves (a multi-GiB read would otherwise be one silent system call).
-    const size_t piece = std::min(bytes() - readBytes_, 16 * memory_.slotBytes());
+    // 16 slots per call (morePieces: a multi-GiB read is no one silent system call).
+    const size_t piece = std::min(bytes() - readBytes(), 16 * memory_.slotBytes());
     Status read =
-        source.bytes == bytes()
-            ? memory_.readPeer(args_.root, source.address + readBytes_,
-                               at(args_.recvbuff, 0) + readBytes_, piece, source.aliveAtNs)
-            : internalError("shm broadcast: the root published " + std::to_string(source.bytes) +
-                            " bytes for " + std::to_string(bytes()));
-    // The kernel's loads above come before the look at done (an acquire load alone
-    // would let them pass it on a weakly ordered CPU).
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (read.isOk() && memory_.doneReached(args_.root, seq_)) {
-      read = remoteError("shm broadcast: the root released its buffer while local rank " +
-                         std::to_string(me()) + " read it (its op ended)");
-    }
+        readPublished(args_.root, bytes(), readBytes(), at(args_.recvbuff, 0) + readBytes(), piece);
     if (!read.isOk()) {
       fail(read);
       return false;
     }
-    readBytes_ += piece;
-    if (readBytes_ < bytes()) readAgain();
+    (void)morePieces(piece, bytes());
     return false;  // done: published as the chunk ends, what the root waits for
   }
 
   void collect(int) override {}  // single copy: the root's second phase only waits
 
   const bool singleCopy_;
-  size_t readBytes_ = 0;  // of the root's buffer, by a single-copy reader
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "algorithms/shm_steps.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 
@@ -111,7 +112,14 @@ Status ShmCollective::progress(bool* done) {
 
 void ShmCollective::abort() {
   if (chunk_ >= chunks_) return;
-  if (releaseOnAbort_ && (stage_ == Stage::kReady || stage_ == Stage::kDone)) release();
+  if (releaseOnAbort_ && (stage_ == Stage::kReady || stage_ == Stage::kDone)) {
+    if (releaseByMark_) {
+      __atomic_store_n(&reinterpret_cast<PublishedBuffer*>(slotOf(me()))->released, 1u,
+                       __ATOMIC_RELEASE);
+    } else {
+      memory_.publishDone(seq_);
+    }
+  }
   stage_ = Stage::kAborted;
 }
 
@@ -190,6 +198,33 @@ void ShmCollective::reduceLines(void* out, size_t count) const {
   }
   if (args_.op == ftcclAvg) divideBy(acc, count, args_.type, ranks());
   std::memcpy(out, acc, bytes);
+}
+
+void ShmCollective::publishBuffer(const void* data, size_t bytes) {
+  const PublishedBuffer mine{reinterpret_cast<uintptr_t>(data), bytes, nodeClockNs(), 0};
+  std::memcpy(slotOf(me()), &mine, sizeof(mine));
+}
+
+Status ShmCollective::readPublished(int owner, size_t total, size_t offset, void* out,
+                                    size_t bytes) const {
+  auto* published = reinterpret_cast<const PublishedBuffer*>(slotOf(owner));
+  const std::string name = std::string("shm ") + kNames[static_cast<int>(kind_)] + ": ";
+  if (published->bytes != total) {
+    return internalError(name + "local rank " + std::to_string(owner) + " published " +
+                         std::to_string(published->bytes) + " bytes for " + std::to_string(total));
+  }
+  FTCCL_CHECK(
+      memory_.readPeer(owner, published->address + offset, out, bytes, published->aliveAtNs));
+  // The kernel's loads above come before the look at done or the mark (an acquire load
+  // alone would let them pass it on a weakly ordered CPU).
+  std::atomic_thread_fence(std::memory_order_acquire);
+  const bool released = releaseByMark_
+                            ? __atomic_load_n(&published->released, __ATOMIC_ACQUIRE) != 0
+                            : memory_.doneReached(owner, seq_);
+  if (!released) return Status::ok();
+  return remoteError(name + "local rank " + std::to_string(owner) +
+                     " released its buffer while local rank " + std::to_string(me()) +
+                     " read it (its op ended)");
 }
 
 void ShmCollective::copy(void* dst, const void* src, size_t count) const {

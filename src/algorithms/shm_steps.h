@@ -122,12 +122,34 @@ class ShmCollective : public Collective {
   // From readPeers: call it again at the next progress() (a read in pieces), the op's
   // progress mark advanced.
   void readAgain() { again_ = true; }
-  // A rank whose peers read its own buffer (single copy) must not return while they may:
-  // with this set, abort() calls release() for the chunk under way, which such a reader
-  // checks after its read ("released: the bytes may have changed").
+  // Single copy (NodeMemory::readPeer), one sequence for the op: publishBuffer() puts
+  // `bytes` at `data` in this rank's slot for its peers to read (from contribute());
+  // readPublished() reads `bytes` at `offset` of `owner`'s, which must have published
+  // `total`, and fails, the bytes not to be used, if the owner released it meanwhile.
+  // An owner must not return while peers may read: with releaseOnAbort(), abort()
+  // releases the buffer by publishing done (a broadcast's root, whose done means
+  // nothing else); with releaseByMark(), where done already means "finished reading
+  // yours" (every rank reads and is read), by marking its PublishedBuffer released.
+  void publishBuffer(const void* data, size_t bytes);
+  Status readPublished(int owner, size_t total, size_t offset, void* out, size_t bytes) const;
   void releaseOnAbort() { releaseOnAbort_ = true; }
-  // By default publishes done (the broadcast's root, whose done means nothing else).
-  virtual void release() { memory_.publishDone(seq_); }
+  void releaseByMark() { releaseOnAbort_ = releaseByMark_ = true; }
+  // A single-copy reader reads a piece per progress() call (between them the driver
+  // sees revocation and the op's progress mark moves): after each, whether more of
+  // `total` remains (readAgain() asked). readBytes(): what came so far.
+  bool morePieces(size_t piece, size_t total) {
+    readBytes_ += piece;
+    if (readBytes_ >= total) return false;
+    readAgain();
+    return true;
+  }
+  size_t readBytes() const { return readBytes_; }
+  // The end of a read of every peer's buffer (all-gather, reduce-scatter): done says
+  // "finished reading yours", and true has the steps wait for every other rank's.
+  bool finishedReading() {
+    memory_.publishDone(seq_);
+    return true;
+  }
 
   NodeMemory& memory_;
   // The memory's shape, asked once: a virtual call each time cost a small op ~2%.
@@ -155,6 +177,8 @@ class ShmCollective : public Collective {
   bool again_ = false;
   bool checked_ = false;
   bool releaseOnAbort_ = false;
+  bool releaseByMark_ = false;
+  size_t readBytes_ = 0;  // of what this rank reads by single copy (readPieceDone)
   bool streamOutput_ = false;
   bool inLines_ = false;
   bool lookAtReady_ = false;        // the spin is over: in lines, look at ready flags too

@@ -181,7 +181,8 @@ namespace {
 // single-copy broadcast, two flag rounds and one copy (the readers' in parallel); a
 // single-copy all-gather, each rank reading the other's part through the kernel as a
 // ring's message would go (at the link's measured pace if faster: that is the kernel's
-// copy too), its own part's copy overlapping the other's read. The calibration sets the
+// copy too), its own part's copy overlapping the other's read; a single-copy
+// reduce-scatter, the same read and the reduction. The calibration sets the
 // all-reduce's level; the other collectives keep the model, with the flag round the
 // calibration saw (Tuner::sharedMemoryFlagUs).
 double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma, double beta,
@@ -190,6 +191,8 @@ double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma, d
   constexpr double kOneRoundMiB = 32.0 / 1024;  // the all-reduce's one-round path
   constexpr double kSingleCopyMiB = kShmSingleCopyBytes / (1024.0 * 1024.0);
   constexpr double kSingleCopyPartMiB = kShmSingleCopyPartBytes / (1024.0 * 1024.0);
+  constexpr double kSingleCopyReduceMiB = kShmSingleCopyReducePartBytes / (1024.0 * 1024.0);
+  constexpr double kSingleCopyReduceMaxMiB = kShmSingleCopyReduceMaxPartBytes / (1024.0 * 1024.0);
   const double chunks = std::max(1.0, std::ceil(mib / kSlotMiB));
   switch (kind) {
     case CollectiveKind::kBroadcast:  // the root copies in, the others copy out
@@ -205,6 +208,10 @@ double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma, d
       }
       return flagUs * chunks + (1 + 1 / n) * mib * kCopyUsPerMiB;
     case CollectiveKind::kReduceScatter:  // all blocks in, each rank reduces its own
+      if (singleCopy && n == 2 && mib / n >= kSingleCopyReduceMiB &&
+          mib / n <= kSingleCopyReduceMaxMiB) {  // as the all-gather's, then a reduction
+        return 2 * flagUs + (n - 1) / n * mib * (std::min(beta, kCopyUsPerMiB) + gamma);
+      }
       return flagUs * chunks + mib * kCopyUsPerMiB + (n - 1) / n * mib * gamma;
     case CollectiveKind::kAllReduce:
       break;

@@ -245,7 +245,7 @@ void expectSameHashes(const std::vector<std::vector<uint64_t>>& hashes, size_t o
 }
 
 // Whether some of `ops` read a peer's buffer at n ranks: a broadcast, and at 2 ranks an
-// all-gather too.
+// all-gather and a reduce-scatter too.
 bool readsDirectly(const std::vector<OpSpec>& ops, int n) {
   if (n > kShmSingleCopyMaxRanks) return true;  // nothing to look for
   auto has = [&ops](Kind kind, size_t from, size_t upTo) {
@@ -255,7 +255,9 @@ bool readsDirectly(const std::vector<OpSpec>& ops, int n) {
     });
   };
   return has(Kind::kBroadcast, kShmSingleCopyBytes, kShmSingleCopyMaxBytes) &&
-         (n != 2 || has(Kind::kAllGather, kShmSingleCopyPartBytes, SIZE_MAX));
+         (n != 2 || (has(Kind::kAllGather, kShmSingleCopyPartBytes, SIZE_MAX) &&
+                     has(Kind::kReduceScatter, kShmSingleCopyReducePartBytes,
+                         kShmSingleCopyReduceMaxPartBytes)));
 }
 
 // The arenas of one segment, with single copy on as core sets it up (every "process" is
@@ -279,7 +281,7 @@ std::vector<std::unique_ptr<shm::NodeArena>> makeArenas(const shm::NodeSegment& 
 
 // Every `stride`-th op of mixedOps, all ranks threads over one segment. With single copy,
 // the broadcasts of several chunks (kSeveral: 40 KiB and more) read the root's buffer,
-// and at 2 ranks the all-gathers of such parts each other's.
+// and at 2 ranks the all-gathers and reduce-scatters of such parts each other's.
 void runNode(int n, int slotsPerRank, size_t stride, bool singleCopy = false) {
   shm::NodeSegment segment;
   ASSERT_NO_FATAL_FAILURE(makeSegment(n, slotsPerRank, &segment));
@@ -311,13 +313,13 @@ TEST_P(ShmCollectivesRanks, EveryKindTypeOpCountAndRootMixed) { runNode(GetParam
 INSTANTIATE_TEST_SUITE_P(LocalSizes, ShmCollectivesRanks, ::testing::Range(1, 9));
 
 // Over a memory with single copy: at 2 ranks the broadcasts of several chunks read the
-// root's buffer and the all-gathers each other's part (2 and 4 slots); at 3 they keep to
-// the slots (kShmSingleCopyMaxRanks).
+// root's buffer and the all-gathers and reduce-scatters each other's (2 and 4 slots); at
+// 3 they keep to the slots (kShmSingleCopyMaxRanks).
 TEST(ShmCollectives, EveryKindMixedOverSingleCopyMemory) {
   const std::string why = singleCopyUnavailable();
   if (!why.empty()) GTEST_SKIP() << "no single copy here: " << why;
   runNode(2, 2, 1, true);
-  runNode(2, 4, 2, true);
+  runNode(2, 4, 3, true);  // not 2: past the short lists reduces and reduce-scatters alternate
   runNode(3, 2, 2, true);
 }
 
@@ -394,12 +396,13 @@ TEST(ShmCollectives, RandomSchedulesInOneThread) {
   }
 }
 
-// A single-copy root far ahead of its reader, or far behind it (stride 4 against the
-// five kinds' rotation keeps broadcasts in the list).
+// A single-copy root far ahead of its reader, or far behind it (stride 3 keeps every kind
+// in the list: against the five kinds' rotation, and against the reduces and
+// reduce-scatters that alternate once the shorter lists end).
 TEST(ShmCollectives, RandomSchedulesWithSingleCopy) {
   const std::string why = singleCopyUnavailable();
   if (!why.empty()) GTEST_SKIP() << "no single copy here: " << why;
-  for (uint64_t seed = 1; seed <= 4; ++seed) runSchedule(2, 2, seed, 4, true);
+  for (uint64_t seed = 1; seed <= 4; ++seed) runSchedule(2, 2, seed, 3, true);
 }
 
 }  // namespace

@@ -360,6 +360,87 @@ TEST(ShmSingleCopy, AnAllGatherRankThatAbortsReleasesAndTheOtherFails) {
   }
 }
 
+// A reduce-scatter between two ranks: each reads its part of the other's input, a slot's
+// worth per call, reduces it with its own into its output (in rank order), and waits for
+// the other's read of its input. 2.5 slots per part: 3 pieces.
+TEST(ShmSingleCopy, ReduceScatterReadsItsPartOfTheOthersInput) {
+  SKIP_WITHOUT_SINGLE_COPY();
+  for (bool inPlace : {false, true}) {
+    SCOPED_TRACE(inPlace ? "in place" : "out of place");
+    TwoRanks two;
+    ASSERT_NO_FATAL_FAILURE(two.setUp());
+    const size_t count = two.arenas[0]->slotBytes() * 5 / 2 / sizeof(float);
+    ASSERT_GE(count * sizeof(float), kShmSingleCopyReducePartBytes);
+    ASSERT_LE(count * sizeof(float), kShmSingleCopyReduceMaxPartBytes);
+    std::vector<float> in[2], out[2];
+    CollectiveArgs args[2];
+    std::unique_ptr<Collective> ops[2];
+    for (int r = 0; r < 2; ++r) {
+      in[r].resize(2 * count);
+      for (size_t i = 0; i < 2 * count; ++i) in[r][i] = static_cast<float>(i % 1000) + r * 0.25f;
+      out[r].assign(count, -1.0f);
+      args[r].sendbuff = in[r].data();
+      args[r].recvbuff = inPlace ? in[r].data() + r * count : out[r].data();
+      args[r].count = count;
+      args[r].type = ftcclFloat32;
+      args[r].op = ftcclSum;
+    }
+    const std::vector<float> input0 = in[0], input1 = in[1];
+    for (int r = 0; r < 2; ++r) {
+      ops[r] = makeShmReduceScatter(*two.arenas[r], args[r], &two.nextSeq[r]);
+    }
+    EXPECT_EQ(two.nextSeq[0], 2u) << "one sequence for the whole op";
+    bool done[2] = {false, false};
+    auto step = [&](int r) { ASSERT_TRUE(ops[r]->progress(&done[r]).isOk()); };
+    ASSERT_NO_FATAL_FAILURE(step(0));  // published; waits for rank 1's ready
+    for (int piece = 0; piece < 3; ++piece) ASSERT_NO_FATAL_FAILURE(step(1));
+    EXPECT_FALSE(done[1]) << "rank 0 has not read rank 1's input yet";
+    ASSERT_NO_FATAL_FAILURE(step(1));
+    EXPECT_FALSE(done[1]);
+    for (int piece = 0; piece < 3; ++piece) ASSERT_NO_FATAL_FAILURE(step(0));
+    EXPECT_TRUE(done[0]);
+    ASSERT_NO_FATAL_FAILURE(step(1));
+    EXPECT_TRUE(done[1]);
+    for (int r = 0; r < 2; ++r) {
+      const auto* got = static_cast<const float*>(args[r].recvbuff);
+      for (size_t i = 0; i < count; ++i) {
+        const size_t at = static_cast<size_t>(r) * count + i;
+        ASSERT_EQ(got[i], input0[at] + input1[at]) << "rank " << r << ", element " << i;
+      }
+    }
+  }
+}
+
+// As the all-gather's: an aborted rank marks its input released, and the other fails.
+TEST(ShmSingleCopy, AReduceScatterRankThatAbortsReleasesAndTheOtherFails) {
+  SKIP_WITHOUT_SINGLE_COPY();
+  TwoRanks two;
+  ASSERT_NO_FATAL_FAILURE(two.setUp());
+  const size_t count = two.arenas[0]->slotBytes() * 2 / sizeof(float);
+  std::vector<float> in[2] = {std::vector<float>(2 * count, 1.0f),
+                              std::vector<float>(2 * count, 2.0f)};
+  std::vector<float> out[2] = {std::vector<float>(count), std::vector<float>(count)};
+  CollectiveArgs args[2];
+  for (int r = 0; r < 2; ++r) {
+    args[r].sendbuff = in[r].data();
+    args[r].recvbuff = out[r].data();
+    args[r].count = count;
+    args[r].type = ftcclFloat32;
+  }
+  std::unique_ptr<Collective> owner =
+      makeShmReduceScatter(*two.arenas[0], args[0], &two.nextSeq[0]);
+  ReadHook hooked(*two.arenas[1], [&] { owner->abort(); });
+  std::unique_ptr<Collective> reader = makeShmReduceScatter(hooked, args[1], &two.nextSeq[1]);
+  bool done = false;
+  ASSERT_TRUE(owner->progress(&done).isOk());
+  Status read = reader->progress(&done);
+  EXPECT_FALSE(done);
+  ASSERT_FALSE(read.isOk());
+  EXPECT_EQ(read.code(), ftcclRemoteError);
+  EXPECT_NE(read.message().find("released its buffer"), std::string::npos) << read.message();
+  EXPECT_FALSE(two.arenas[1]->doneReached(0, 1)) << "released, not done";
+}
+
 // Parts below kShmSingleCopyPartBytes go through the slots (the part's bytes in the slot).
 TEST(ShmSingleCopy, SmallAllGatherPartsStayInTheSlots) {
   SKIP_WITHOUT_SINGLE_COPY();

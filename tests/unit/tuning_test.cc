@@ -333,7 +333,8 @@ TEST(Calibration, TheFirstProbeSetsTheFlagRoundOfSymmetricCollectives) {
 
 // At 2 ranks with single copy an all-gather reads the other's part as a ring's message
 // would go through the kernel, without the ring's messages: whatever link the init
-// measured, the shared memory wins from kShmSingleCopyPartBytes. Before, a link measured
+// measured, the shared memory wins from kShmSingleCopyPartBytes (and a reduce-scatter
+// in its single-copy range). Before, a link measured
 // at 6 GB/s and above sent 256 KiB all-gathers to the ring at twice the time.
 TEST(Tuner, SingleCopyAllGatherBeatsTheRingWhateverTheLink) {
   CommShape shape = oneNode(2);
@@ -353,6 +354,12 @@ TEST(Tuner, SingleCopyAllGatherBeatsTheRingWhateverTheLink) {
       EXPECT_LT(tuner.modelUs(CollectiveKind::kAllGather, Algorithm::kSharedMemory, bytes, shape),
                 tuner.modelUs(CollectiveKind::kAllGather, Algorithm::kSharedMemory, bytes, slots))
           << link << ", " << bytes << " B: two copies of a part cost less than three";
+    }
+    // A reduce-scatter reads its part of the other's input the same way, then reduces it.
+    for (size_t part : {kShmSingleCopyReducePartBytes, kShmSingleCopyReduceMaxPartBytes}) {
+      EXPECT_EQ(tuner.choose(CollectiveKind::kReduceScatter, 2 * part, shape).algorithm,
+                Algorithm::kSharedMemory)
+          << link << ", " << part << " B parts";
     }
   }
 }
