@@ -85,6 +85,7 @@ Status ShmCollective::progress(bool* done) {
       FTCCL_CHECK(checkPeersAgree());
       const bool secondPhase = readPeers();
       if (!failure_.isOk()) {
+        releasePublished();
         stage_ = Stage::kAborted;
         return failure_;
       }
@@ -112,15 +113,23 @@ Status ShmCollective::progress(bool* done) {
 
 void ShmCollective::abort() {
   if (chunk_ >= chunks_) return;
-  if (releaseOnAbort_ && (stage_ == Stage::kReady || stage_ == Stage::kDone)) {
-    if (releaseByMark_) {
-      __atomic_store_n(&reinterpret_cast<PublishedBuffer*>(slotOf(me()))->released, 1u,
-                       __ATOMIC_RELEASE);
-    } else {
-      memory_.publishDone(seq_);
-    }
-  }
+  releasePublished();
   stage_ = Stage::kAborted;
+}
+
+// A buffer peers may be reading is released before this rank's op ends, however it
+// ends (aborted from outside, or its own read failed). The full fence orders the
+// release before whatever the caller then writes into the buffer: a release store
+// orders only what came before it.
+void ShmCollective::releasePublished() {
+  if (!releaseOnAbort_ || (stage_ != Stage::kReady && stage_ != Stage::kDone)) return;
+  if (releaseByMark_) {
+    __atomic_store_n(&reinterpret_cast<PublishedBuffer*>(slotOf(me()))->released, 1u,
+                     __ATOMIC_RELEASE);
+  } else {
+    memory_.publishDone(seq_);
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
 std::vector<int> ShmCollective::pendingPeers() const {

@@ -172,13 +172,14 @@ class ShmCollective : public Collective {
   bool waitedReached(int rank) const;
   bool allReached(bool collecting);
   void finishChunk();
+  void releasePublished();
 
   Status failure_;
   bool again_ = false;
   bool checked_ = false;
   bool releaseOnAbort_ = false;
   bool releaseByMark_ = false;
-  size_t readBytes_ = 0;  // of what this rank reads by single copy (readPieceDone)
+  size_t readBytes_ = 0;  // of what this rank reads by single copy (morePieces)
   bool streamOutput_ = false;
   bool inLines_ = false;
   bool lookAtReady_ = false;        // the spin is over: in lines, look at ready flags too

@@ -181,9 +181,9 @@ namespace {
 // single-copy broadcast, two flag rounds and one copy (the readers' in parallel); a
 // single-copy all-gather, each rank reading the other's part through the kernel as a
 // ring's message would go (at the link's measured pace if faster: that is the kernel's
-// copy too), its own part's copy overlapping the other's read; a single-copy
-// reduce-scatter, the same read and the reduction. The calibration sets the
-// all-reduce's level; the other collectives keep the model, with the flag round the
+// copy too; its own part's copy out of place is left out, as the ring's model leaves
+// out the ring's); a single-copy reduce-scatter, the same read and the reduction. The calibration
+// sets the all-reduce's level; the other collectives keep the model, with the flag round the
 // calibration saw (Tuner::sharedMemoryFlagUs).
 double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma, double beta,
                       bool singleCopy, double flagUs) {

@@ -5,7 +5,7 @@
 # line-message (64 B), one-round (4 KiB) and pipelined (4 MiB, 16 chunks) all-reduces,
 # of broadcasts, reduces, all-gathers and reduce-scatters, of single-copy broadcasts
 # (the root or its reader killed, or the root stopped and resumed), all-gathers (either
-# rank killed, or stopped and resumed) and reduce-scatters, during init, two at
+# rank killed, or stopped and resumed) and reduce-scatters (the same), during init, two at
 # once, and a stop whose victim is resumed after the others rebuilt (a stale writer: it
 # must find itself expelled, and write nothing the new epoch reads). Each trial must end
 # with every live process's verdict PASS (the others rebuilt onto spares, mapped a fresh
@@ -134,6 +134,11 @@ require_single_copy "stop and resume a rank of single-copy all-gathers"
 RANKS=2 trial "kill a rank of single-copy reduce-scatters" reduce_scatter_perf 1 1 256K 300000 \
   --kill "$((RANDOM % 2))@$(at 1 1)"
 require_single_copy "kill a rank of single-copy reduce-scatters"
+stop_at=$(at 1 1) stopped=$((RANDOM % 2))
+RANKS=2 trial "stop and resume a rank of single-copy reduce-scatters" reduce_scatter_perf 1 1 \
+  256K 300000 --stop "$stopped@$stop_at" \
+  --cont "$stopped@$(awk -v s="$stop_at" 'BEGIN { printf "%.3f", s + 2.5 }')"
+require_single_copy "stop and resume a rank of single-copy reduce-scatters"
 # The hierarchical all-reduce on 2 virtual nodes of 2 ranks: its intra-node phases run
 # over each node's segment (a reduce-scatter and an all-gather of uneven parts), and the
 # spare's own node makes the rebuilt layout uneven (leaders; a node of one rank).

@@ -197,12 +197,15 @@ class ReadHook final : public NodeMemory {
                   int64_t aliveAtNs) const override {
     Status read = inner_.readPeer(r, address, out, bytes, aliveAtNs);
     during_();
-    return read;
+    return failWith_.isOk() ? read : failWith_;
   }
+  // Every read fails with `why` from now on (an EFAULT on a bad output, say).
+  void failReads(Status why) { failWith_ = std::move(why); }
 
  private:
   NodeMemory& inner_;
   std::function<void()> during_;
+  Status failWith_;
 };
 
 TEST(ShmSingleCopy, BroadcastReadsTheRootsBufferAndTheRootWaitsForIt) {
@@ -330,26 +333,38 @@ TEST(ShmSingleCopy, AllGatherReadsEachOthersPartAndWaitsForTheOthersRead) {
   }
 }
 
-// A rank's op ends (revoked, timed out) before or while the other reads its part: its
-// done already says "finished reading", so it marks its buffer released, and the reader
-// fails however its read went; the aborted rank's own partial read is dropped with it.
+// A rank's op ends (revoked, timed out) before the other reads its part, while it
+// reads, or after this rank finished its own read (its done published, waiting for the
+// other's): done already says "finished reading", so it marks its buffer released, and
+// the reader fails however its read went.
 TEST(ShmSingleCopy, AnAllGatherRankThatAbortsReleasesAndTheOtherFails) {
   SKIP_WITHOUT_SINGLE_COPY();
-  for (bool duringTheRead : {false, true}) {
-    SCOPED_TRACE(duringTheRead ? "aborted during the read" : "aborted before the read");
+  enum When { kBefore, kDuring, kAfterItsOwnRead };
+  for (When when : {kBefore, kDuring, kAfterItsOwnRead}) {
+    SCOPED_TRACE(when == kBefore   ? "before the read"
+                 : when == kDuring ? "during the read"
+                                   : "after its own read");
     TwoRanks two;
     ASSERT_NO_FATAL_FAILURE(two.setUp());
     AllGather g(two.arenas[0]->slotBytes());
     std::unique_ptr<Collective> owner =
         makeShmAllGather(*two.arenas[0], g.args[0], &two.nextSeq[0]);
+    bool ownerDone = false;
     ReadHook hooked(*two.arenas[1], [&] {
-      if (duringTheRead) owner->abort();
+      if (when == kAfterItsOwnRead) {  // two pieces of rank 1's part, then done
+        for (int piece = 0; piece < 2; ++piece) EXPECT_TRUE(owner->progress(&ownerDone).isOk());
+        EXPECT_FALSE(ownerDone) << "rank 1 still reads";
+        EXPECT_TRUE(two.arenas[1]->doneReached(0, 1));
+      }
+      if (when != kBefore) owner->abort();
     });
     std::unique_ptr<Collective> reader = makeShmAllGather(hooked, g.args[1], &two.nextSeq[1]);
     bool done = false;
     ASSERT_TRUE(owner->progress(&done).isOk());
-    if (!duringTheRead) owner->abort();
-    EXPECT_FALSE(two.arenas[1]->doneReached(0, 1)) << "released, not done: it read nothing";
+    if (when == kBefore) {
+      owner->abort();
+      EXPECT_FALSE(two.arenas[1]->doneReached(0, 1)) << "released, not done: it read nothing";
+    }
     Status read = reader->progress(&done);
     EXPECT_FALSE(done);
     ASSERT_FALSE(read.isOk());
@@ -358,6 +373,28 @@ TEST(ShmSingleCopy, AnAllGatherRankThatAbortsReleasesAndTheOtherFails) {
     ASSERT_TRUE(reader->progress(&done).isOk()) << "a failed op stays failed, quietly";
     EXPECT_FALSE(done);
   }
+}
+
+// A rank whose own read fails ends its op, and releases its buffer as it does: the other,
+// which may still read it, fails instead of waiting for a done that never comes.
+TEST(ShmSingleCopy, ARankWhoseOwnReadFailsReleasesItsBuffer) {
+  SKIP_WITHOUT_SINGLE_COPY();
+  TwoRanks two;
+  ASSERT_NO_FATAL_FAILURE(two.setUp());
+  AllGather g(two.arenas[0]->slotBytes());
+  std::unique_ptr<Collective> other = makeShmAllGather(*two.arenas[0], g.args[0], &two.nextSeq[0]);
+  ReadHook failing(*two.arenas[1], [] {});
+  failing.failReads(systemError("injected: the read failed"));
+  std::unique_ptr<Collective> failed = makeShmAllGather(failing, g.args[1], &two.nextSeq[1]);
+  bool done = false;
+  ASSERT_TRUE(other->progress(&done).isOk());
+  Status own = failed->progress(&done);
+  ASSERT_FALSE(own.isOk());
+  EXPECT_NE(own.message().find("injected"), std::string::npos) << own.message();
+  Status read = other->progress(&done);
+  EXPECT_FALSE(done);
+  ASSERT_FALSE(read.isOk()) << "read a buffer its owner had given up";
+  EXPECT_NE(read.message().find("released its buffer"), std::string::npos) << read.message();
 }
 
 // A reduce-scatter between two ranks: each reads its part of the other's input, a slot's
@@ -457,8 +494,31 @@ TEST(ShmSingleCopy, SmallAllGatherPartsStayInTheSlots) {
   ASSERT_TRUE(op->progress(&done).isOk());
   const size_t first = std::min(in.size(), two.arenas[0]->slotBytes() / sizeof(float));
   EXPECT_EQ(std::memcmp(two.arenas[0]->slot(0, 1), in.data(), first * sizeof(float)), 0);
-  op->abort();
-  EXPECT_FALSE(two.arenas[1]->doneReached(0, 1)) << "nobody read its buffer: nothing released";
+}
+
+// Reduce-scatter parts outside kShmSingleCopyReducePartBytes..kShmSingleCopyReduceMaxPartBytes
+// go through the slots (no address published), those inside do not.
+TEST(ShmSingleCopy, ReduceScatterPartsOutsideTheRangeStayInTheSlots) {
+  SKIP_WITHOUT_SINGLE_COPY();
+  const size_t lo = kShmSingleCopyReducePartBytes / sizeof(float);
+  const size_t hi = kShmSingleCopyReduceMaxPartBytes / sizeof(float);
+  for (size_t count : {lo - 1, lo, hi, hi + 1}) {
+    SCOPED_TRACE(std::to_string(count) + " floats per part");
+    TwoRanks two;
+    ASSERT_NO_FATAL_FAILURE(two.setUp());
+    std::vector<float> in(2 * count, 3.0f), out(count);
+    CollectiveArgs args;
+    args.sendbuff = in.data();
+    args.recvbuff = out.data();
+    args.count = count;
+    args.type = ftcclFloat32;
+    std::unique_ptr<Collective> op = makeShmReduceScatter(*two.arenas[0], args, &two.nextSeq[0]);
+    bool done = false;
+    ASSERT_TRUE(op->progress(&done).isOk());
+    uint64_t published = 0;
+    std::memcpy(&published, two.arenas[0]->slot(0, 1), sizeof(published));
+    EXPECT_EQ(published == reinterpret_cast<uintptr_t>(in.data()), count == lo || count == hi);
+  }
 }
 
 // Below kShmSingleCopyBytes and above kShmSingleCopyMaxBytes a broadcast goes through

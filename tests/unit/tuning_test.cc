@@ -353,7 +353,7 @@ TEST(Tuner, SingleCopyAllGatherBeatsTheRingWhateverTheLink) {
           << link << ", " << bytes << " B";
       EXPECT_LT(tuner.modelUs(CollectiveKind::kAllGather, Algorithm::kSharedMemory, bytes, shape),
                 tuner.modelUs(CollectiveKind::kAllGather, Algorithm::kSharedMemory, bytes, slots))
-          << link << ", " << bytes << " B: two copies of a part cost less than three";
+          << link << ", " << bytes << " B: the single copy costs less than the slots";
     }
     // A reduce-scatter reads its part of the other's input the same way, then reduces it.
     for (size_t part : {kShmSingleCopyReducePartBytes, kShmSingleCopyReduceMaxPartBytes}) {
