@@ -217,9 +217,10 @@ void ShmCollective::publishBuffer(const void* data, size_t bytes) {
 Status ShmCollective::readPublished(int owner, size_t total, size_t offset, void* out,
                                     size_t bytes) const {
   auto* published = reinterpret_cast<const PublishedBuffer*>(slotOf(owner));
-  const std::string name = std::string("shm ") + kNames[static_cast<int>(kind_)] + ": ";
+  // Named only on failure: this runs once per piece of every single-copy op.
+  auto name = [this] { return std::string("shm ") + kNames[static_cast<int>(kind_)] + ": "; };
   if (published->bytes != total) {
-    return internalError(name + "local rank " + std::to_string(owner) + " published " +
+    return internalError(name() + "local rank " + std::to_string(owner) + " published " +
                          std::to_string(published->bytes) + " bytes for " + std::to_string(total));
   }
   FTCCL_CHECK(
@@ -231,7 +232,7 @@ Status ShmCollective::readPublished(int owner, size_t total, size_t offset, void
                             ? __atomic_load_n(&published->released, __ATOMIC_ACQUIRE) != 0
                             : memory_.doneReached(owner, seq_);
   if (!released) return Status::ok();
-  return remoteError(name + "local rank " + std::to_string(owner) +
+  return remoteError(name() + "local rank " + std::to_string(owner) +
                      " released its buffer while local rank " + std::to_string(me()) +
                      " read it (its op ended)");
 }

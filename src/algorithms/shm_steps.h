@@ -41,8 +41,8 @@ struct PublishedBuffer {
   uint64_t address;
   uint64_t bytes;
   int64_t aliveAtNs;  // the owner ran then (the reader's pid check: PeerReader::read)
-  // Set (release) by an owner whose op ended before its readers finished, where its
-  // done flag cannot say so because it also means "finished reading" (all-gather).
+  // Set by an owner whose op ended before its readers finished, where its done flag
+  // cannot say so because it also means "finished reading" (all-gather, reduce-scatter).
   uint32_t released;
 };
 

@@ -177,14 +177,14 @@ double Tuner::predictUs(CollectiveKind kind, Algorithm algorithm, size_t bytes,
 namespace {
 
 // Shared memory has no messages: a flag round per chunk of a slot (256 KiB), and memory
-// traffic the ping-pong does not see (a copy at memcpy speed, a reduction at gamma); a
-// single-copy broadcast, two flag rounds and one copy (the readers' in parallel); a
-// single-copy all-gather, each rank reading the other's part through the kernel as a
-// ring's message would go (at the link's measured pace if faster: that is the kernel's
-// copy too; its own part's copy out of place is left out, as the ring's model leaves
-// out the ring's); a single-copy reduce-scatter, the same read and the reduction. The calibration
-// sets the all-reduce's level; the other collectives keep the model, with the flag round the
-// calibration saw (Tuner::sharedMemoryFlagUs).
+// traffic the ping-pong does not see (a copy at memcpy speed, a reduction at gamma). A
+// single-copy broadcast: two flag rounds and one copy (the readers' in parallel). A
+// single-copy all-gather: each rank reads the other's part through the kernel as a
+// ring's message would go, so at the link's measured pace if faster (that is the
+// kernel's copy too); its own part's copy out of place is left out, as the ring's
+// model leaves out the ring's. A single-copy reduce-scatter: the same read and the
+// reduction. The calibration sets the all-reduce's level; the other collectives keep
+// the model, with the flag round the calibration saw (Tuner::sharedMemoryFlagUs).
 double sharedMemoryUs(CollectiveKind kind, double mib, double n, double gamma, double beta,
                       bool singleCopy, double flagUs) {
   constexpr double kCopyUsPerMiB = 60.0, kSlotMiB = 0.25;

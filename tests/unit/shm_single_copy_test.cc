@@ -208,6 +208,19 @@ class ReadHook final : public NodeMemory {
   Status failWith_;
 };
 
+// The reader's next step fails because the owner released its buffer before or during
+// the read (whatever bytes it got are not used), and the failed op stays failed, quietly.
+void expectReleasedFailure(Collective& reader) {
+  bool done = false;
+  Status read = reader.progress(&done);
+  EXPECT_FALSE(done);
+  ASSERT_FALSE(read.isOk());
+  EXPECT_EQ(read.code(), ftcclRemoteError);
+  EXPECT_NE(read.message().find("released its buffer"), std::string::npos) << read.message();
+  ASSERT_TRUE(reader.progress(&done).isOk()) << "a failed op stays failed, quietly";
+  EXPECT_FALSE(done);
+}
+
 TEST(ShmSingleCopy, BroadcastReadsTheRootsBufferAndTheRootWaitsForIt) {
   SKIP_WITHOUT_SINGLE_COPY();
   TwoRanks two;
@@ -264,13 +277,7 @@ TEST(ShmSingleCopy, ARootThatAbortsReleasesAndItsReaderFails) {
       rootOp->abort();
       EXPECT_TRUE(two.arenas[1]->doneReached(0, 1));
     }
-    Status read = readerOp->progress(&done);
-    EXPECT_FALSE(done);
-    ASSERT_FALSE(read.isOk());
-    EXPECT_EQ(read.code(), ftcclRemoteError);
-    EXPECT_NE(read.message().find("released its buffer"), std::string::npos) << read.message();
-    ASSERT_TRUE(readerOp->progress(&done).isOk()) << "a failed op stays failed, quietly";
-    EXPECT_FALSE(done);
+    ASSERT_NO_FATAL_FAILURE(expectReleasedFailure(*readerOp));
   }
 }
 
@@ -365,13 +372,7 @@ TEST(ShmSingleCopy, AnAllGatherRankThatAbortsReleasesAndTheOtherFails) {
       owner->abort();
       EXPECT_FALSE(two.arenas[1]->doneReached(0, 1)) << "released, not done: it read nothing";
     }
-    Status read = reader->progress(&done);
-    EXPECT_FALSE(done);
-    ASSERT_FALSE(read.isOk());
-    EXPECT_EQ(read.code(), ftcclRemoteError);
-    EXPECT_NE(read.message().find("released its buffer"), std::string::npos) << read.message();
-    ASSERT_TRUE(reader->progress(&done).isOk()) << "a failed op stays failed, quietly";
-    EXPECT_FALSE(done);
+    ASSERT_NO_FATAL_FAILURE(expectReleasedFailure(*reader));
   }
 }
 
@@ -391,10 +392,7 @@ TEST(ShmSingleCopy, ARankWhoseOwnReadFailsReleasesItsBuffer) {
   Status own = failed->progress(&done);
   ASSERT_FALSE(own.isOk());
   EXPECT_NE(own.message().find("injected"), std::string::npos) << own.message();
-  Status read = other->progress(&done);
-  EXPECT_FALSE(done);
-  ASSERT_FALSE(read.isOk()) << "read a buffer its owner had given up";
-  EXPECT_NE(read.message().find("released its buffer"), std::string::npos) << read.message();
+  ASSERT_NO_FATAL_FAILURE(expectReleasedFailure(*other)) << "read a buffer its owner had given up";
 }
 
 // A reduce-scatter between two ranks: each reads its part of the other's input, a slot's
@@ -470,11 +468,7 @@ TEST(ShmSingleCopy, AReduceScatterRankThatAbortsReleasesAndTheOtherFails) {
   std::unique_ptr<Collective> reader = makeShmReduceScatter(hooked, args[1], &two.nextSeq[1]);
   bool done = false;
   ASSERT_TRUE(owner->progress(&done).isOk());
-  Status read = reader->progress(&done);
-  EXPECT_FALSE(done);
-  ASSERT_FALSE(read.isOk());
-  EXPECT_EQ(read.code(), ftcclRemoteError);
-  EXPECT_NE(read.message().find("released its buffer"), std::string::npos) << read.message();
+  ASSERT_NO_FATAL_FAILURE(expectReleasedFailure(*reader));
   EXPECT_FALSE(two.arenas[1]->doneReached(0, 1)) << "released, not done";
 }
 
