@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <random>
 #include <set>
@@ -141,6 +142,36 @@ TEST(Agreement, OneFailureTakenOverBySpare) {
   EXPECT_EQ(c.at("p3").lastCommit().failedRanks, (std::vector<int>{2}));
   EXPECT_EQ(c.at("p3").lastCommit().replaced, 1);
   EXPECT_FALSE(c.at("p3").lastCommit().shrunk);
+}
+
+// Each relay passes its subtree's reports up once per round: news of a failure may go
+// ahead alone, but without the places, or the parent would count the subtree in and pass
+// each later arrival up again (ftccl_sim: a 1,024-block relay sent the coordinator 33
+// messages per round, O(N / 32) at the top). Fan-in 4, 64 ranks: three levels.
+TEST(Agreement, ARelayPassesItsSubtreeUpOncePerRound) {
+  Cluster c(64, 2, /*shrink=*/true, /*fanIn=*/4);
+  std::map<std::pair<std::string, std::string>, int> reportsWithPlaces;
+  int toCoordinator = 0;
+  for (auto& [key, node] : c.nodes) {
+    const std::string from = key;
+    node->drop = [&, from](const Member& to, const RecoveryMessage& m) {
+      const auto* votes = std::get_if<AgreementVotes>(&m);
+      if (votes == nullptr || votes->accepts || votes->round) return false;
+      if (!votes->places.empty()) ++reportsWithPlaces[{from, to}];
+      if (to == "p0") ++toCoordinator;
+      return false;
+    };
+  }
+  c.kill("p37");
+  c.run();
+  c.checkInvariants(1);
+  for (const auto& [link, count] : reportsWithPlaces) {
+    EXPECT_EQ(count, 1) << link.first << " -> " << link.second;
+  }
+  // p0 leads a block at every level: 3 children each, and each sends at most twice
+  // (news alone, then the subtree).
+  EXPECT_LE(toCoordinator, 2 * 9);
+  EXPECT_FALSE(reportsWithPlaces.empty());
 }
 
 TEST(Agreement, TwoAtOnceWithTwoSpares) {
