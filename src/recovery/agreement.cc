@@ -186,12 +186,17 @@ void Agreement::onFailure(const Member& who, bool detectedHere) {
     }
   }
   if (waiting.empty() || state_ != State::kRecovering) return;
-  AgreementVotes news;  // a round without a ballot: failures, no sign of any coordinator
+  sendNews(waiting);
+}
+
+// A round without a ballot: the failures known here, no sign of any coordinator.
+void Agreement::sendNews(const std::vector<Member>& to) {
+  AgreementVotes news;
   news.epoch = current_->epoch;
   news.round = true;
   news.failed = failed_.ranges();
   const RecoveryMessage wire = news;
-  for (const Member& m : waiting) {
+  for (const Member& m : to) {
     if (m != self_ && !isFailed(m)) net_->send(m, wire);
   }
 }

@@ -204,7 +204,8 @@ class Agreement {
   std::vector<Member> waitingOn(const Member& m);
   void tellWaitingOn(std::vector<Member>::const_iterator first,
                      std::vector<Member>::const_iterator last);
-  Member coordinatorAt(int64_t ballot) const;  // the candidate at that place
+  void sendNews(const std::vector<Member>& to);  // the failures known here, no ballot
+  Member coordinatorAt(int64_t ballot) const;    // the candidate at that place
   // This member's report (accepts: its accept) for the coordinator of `ballot`, into
   // what it gathers, passed on when complete.
   void vote(bool accepts, int64_t ballot);

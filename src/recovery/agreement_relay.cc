@@ -135,14 +135,7 @@ void Agreement::tellWaitingOn(std::vector<Member>::const_iterator first,
   }
   std::sort(waiting.begin(), waiting.end());
   waiting.erase(std::unique(waiting.begin(), waiting.end()), waiting.end());
-  AgreementVotes news;  // as onFailure's: failures, no ballot
-  news.epoch = current_->epoch;
-  news.round = true;
-  news.failed = failed_.ranges();
-  const RecoveryMessage wire = news;
-  for (const Member& m : waiting) {
-    if (m != self_ && !isFailed(m)) net_->send(m, wire);
-  }
+  sendNews(waiting);
 }
 
 // Ballots number the candidates: the ranks in CandidateWalk order, then the spares.
