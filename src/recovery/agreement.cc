@@ -683,12 +683,13 @@ bool Agreement::noteFailed(const Member& m) {
   return true;
 }
 
-// By places, run by run: every copy of a round or proposal brings the whole failed set
+// By places, run by run (the coordinator tells those waiting on what is new: see
+// tellWaitingOn): every copy of a round or proposal brings the whole failed set
 // again (a rack: 256 places), and a run known already costs one look, where converting
 // each place to its name and back cost 7 million set inserts in a 10,000-rank run
 // of the rack holding rank 0.
 bool Agreement::noteFailed(const PlaceSet& places) {
-  bool grew = false;
+  const size_t known = learned_.size();
   const int mine = placeOf(self_);
   places.forEachRun([&](uint32_t first, uint32_t end) {
     if (failed_.covers(first, end - first)) return;
@@ -696,10 +697,13 @@ bool Agreement::noteFailed(const PlaceSet& places) {
       const int place = static_cast<int>(p);
       if (place == mine || !failed_.insert(place)) continue;
       learned_.push_back(voterAt(place));
-      grew = true;
     }
   });
-  return grew;
+  if (learned_.size() == known) return false;
+  if (coordinator() == self_) {
+    tellWaitingOn(std::vector<Member>(learned_.begin() + known, learned_.end()));
+  }
+  return true;
 }
 
 std::vector<Member> Agreement::takeLearnedFailures() {

@@ -202,10 +202,9 @@ class Agreement {
   // Who waits on `m` while it counts as alive: its relay, its children, and the top of
   // the tree and the next candidate if it coordinates.
   std::vector<Member> waitingOn(const Member& m);
-  void tellWaitingOn(std::vector<Member>::const_iterator first,
-                     std::vector<Member>::const_iterator last);
-  void sendNews(const std::vector<Member>& to);  // the failures known here, no ballot
-  Member coordinatorAt(int64_t ballot) const;    // the candidate at that place
+  void tellWaitingOn(const std::vector<Member>& failed);  // the coordinator, of news
+  void sendNews(const std::vector<Member>& to);           // the failures known here, no ballot
+  Member coordinatorAt(int64_t ballot) const;             // the candidate at that place
   // This member's report (accepts: its accept) for the coordinator of `ballot`, into
   // what it gathers, passed on when complete.
   void vote(bool accepts, int64_t ballot);
