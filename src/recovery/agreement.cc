@@ -700,7 +700,11 @@ bool Agreement::noteFailed(const PlaceSet& places) {
     }
   });
   if (learned_.size() == known) return false;
-  if (coordinator() == self_) {
+  // Each failure's waiters cost a look at its blocks, and a block of failed places is
+  // scanned: O(k^2) for k news at once. Past a rack's worth, the round at the next tick
+  // tells everyone instead (O(log N) messages per member).
+  const size_t fresh = learned_.size() - known;
+  if (fresh <= kTellWaitingMax && coordinator() == self_) {
     tellWaitingOn(std::vector<Member>(learned_.begin() + known, learned_.end()));
   }
   return true;

@@ -104,6 +104,9 @@ class Agreement {
  public:
   enum class State { kStable, kRecovering, kFailed, kExpelled };
   static constexpr int kRelayFanIn = 32;
+  // The most failures heard of at once whose waiters the coordinator tells directly
+  // (noteFailed); more wait for its next round.
+  static constexpr size_t kTellWaitingMax = 1024;
 
   // `current` and `enteredBy` are shared with whoever holds them; `store` derives what
   // agreements of the same epoch share (epoch_store.h). enteredBy: the commit that made
@@ -202,9 +205,10 @@ class Agreement {
   // Who waits on `m` while it counts as alive: its relay, its children, and the top of
   // the tree and the next candidate if it coordinates.
   std::vector<Member> waitingOn(const Member& m);
-  void tellWaitingOn(const std::vector<Member>& failed);  // the coordinator, of news
-  void sendNews(const std::vector<Member>& to);           // the failures known here, no ballot
-  Member coordinatorAt(int64_t ballot) const;             // the candidate at that place
+  // The coordinator, of news: `failed` are all in failed_ (just noted).
+  void tellWaitingOn(const std::vector<Member>& failed);
+  void sendNews(const std::vector<Member>& to);  // the failures known here, no ballot
+  Member coordinatorAt(int64_t ballot) const;    // the candidate at that place
   // This member's report (accepts: its accept) for the coordinator of `ballot`, into
   // what it gathers, passed on when complete.
   void vote(bool accepts, int64_t ballot);
@@ -225,7 +229,9 @@ class Agreement {
   std::vector<Member> survivors() const;  // members of current_ not known failed
   // A failure learnt from a message: recorded, and kept for takeLearnedFailures.
   bool noteFailed(const Member& m);
-  bool noteFailed(const PlaceSet& places);  // whether any was new
+  // The same by places, whether any was new; at the coordinator it also tells those
+  // waiting on the new ones (tellWaitingOn).
+  bool noteFailed(const PlaceSet& places);
   // The coordinator spreads its round: once per ballot, and again (again) when it knows
   // of more failures than it spread.
   void startRound(int64_t ballot, bool again = false);
